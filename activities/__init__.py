@@ -1,0 +1,1 @@
+"""Every side effect of the session protocol, as retryable, idempotent Temporal activities."""

@@ -1,0 +1,1 @@
+"""Channels to the outside world: each places calls and messages, idempotently by key."""

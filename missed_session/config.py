@@ -1,0 +1,89 @@
+"""Service configuration from environment variables and an optional TOML file.
+
+Validated once at start-up so that a typo stops the process with a message naming the
+setting, instead of surfacing hours later in the middle of a client's outreach.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from missed_session.domain.models import PhoneNumber
+
+CONFIG_FILE_ENV = "MSR_CONFIG_FILE"
+TASK_QUEUE = "missed-session"
+"""The one task queue name; every entry point imports it from here."""
+
+
+class Settings(BaseSettings):
+    """Everything the worker, starter and embedded stack need to know."""
+
+    model_config = SettingsConfigDict(env_prefix="MSR_", extra="forbid", frozen=True)
+
+    temporal_address: str = "127.0.0.1:7233"
+    """Temporal frontend host:port."""
+    temporal_namespace: str = "default"
+    """Temporal namespace the sessions live in."""
+    task_queue: str = TASK_QUEUE
+    """Task queue the worker polls."""
+    database_url: str | None = None
+    """PostgreSQL URL; when unset, the embedded PostgreSQL under `data_dir` is used."""
+    data_dir: Path = Path(".data")
+    """Where the embedded stack keeps PostgreSQL and the Temporal database."""
+    ui_port: int = Field(default=8233, ge=1, le=65535)
+    """Port of the Temporal Web UI in the embedded stack."""
+    time_scale: float = Field(default=1.0, ge=1.0, le=3600.0)
+    """Compresses protocol durations for demos (60: a minute lasts a second). 1 in production."""
+    sender_name: str = Field(default="Alex at the front desk", min_length=1, max_length=60)
+    """Neutral name outreach introduces itself with; must not reveal a therapy practice."""
+    callback_number: PhoneNumber = "+15555550100"
+    """The number clients and emergency contacts are asked to call back."""
+    log_format: Literal["auto", "json", "console"] = "auto"
+    """`auto`: console in a terminal, JSON otherwise."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level that is logged."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment wins over the file, the file over the defaults."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+class ConfigurationError(RuntimeError):
+    """The configuration cannot be used; the message names the setting."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Load and validate the settings, naming the first bad one in the error."""
+    config_file = os.environ.get(CONFIG_FILE_ENV)
+    if config_file and not Path(config_file).is_file():
+        msg = f"{CONFIG_FILE_ENV}: no such file {config_file!r}"
+        raise ConfigurationError(msg)
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = ".".join(str(part) for part in first["loc"]) or "settings"
+        msg = f"setting {name}: {first['msg']}"
+        raise ConfigurationError(msg) from None

@@ -1,0 +1,473 @@
+"""The session vocabulary as pydantic models.
+
+Every model here crosses a boundary (CLI, HTTP, Temporal payloads, PostgreSQL), so each
+is validated on the way in and carries a docstring per field. Validation here must not
+depend on the clock: the workflow deserialises its input again on every replay, long after
+the booking was made. Clock-dependent rules live in :mod:`missed_session.domain.intake`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    model_validator,
+)
+
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _e164(value: str) -> str:
+    if not E164.fullmatch(value):
+        msg = "must be an E.164 phone number such as +14155550123"
+        raise ValueError(msg)
+    return value
+
+
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        msg = f"unknown IANA time zone {value!r}"
+        raise ValueError(msg) from None
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        msg = "must include a UTC offset or time zone"
+        raise ValueError(msg)
+    return value
+
+
+def _session_id(value: str) -> str:
+    if not SESSION_ID.fullmatch(value):
+        msg = "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        raise ValueError(msg)
+    return value
+
+
+PhoneNumber = Annotated[str, AfterValidator(_e164)]
+TimeZoneName = Annotated[str, AfterValidator(_time_zone)]
+AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+SessionId = Annotated[str, AfterValidator(_session_id)]
+
+
+class Model(BaseModel):
+    """Base for every boundary model: immutable, and strict about unknown fields.
+
+    Unknown fields are refused so that a typo in a scheduling system's payload is an error
+    naming the field, not a silently ignored setting.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Modality(StrEnum):
+    """How the session is held."""
+
+    IN_PERSON = "in_person"
+    TELEHEALTH = "telehealth"
+
+
+class RiskTier(StrEnum):
+    """The clinician's current risk assessment; it shortens the protocol as it rises."""
+
+    STANDARD = "standard"
+    ELEVATED = "elevated"
+    HIGH = "high"
+
+
+class Outcome(StrEnum):
+    """How a session closed. Exactly one per session."""
+
+    ATTENDED = "attended"
+    ATTENDED_LATE = "attended_late"
+    CANCELLED = "cancelled"
+    REACHED = "reached"
+    UNREACHABLE_ESCALATED = "unreachable_escalated"
+    UNREACHABLE_ESCALATION_BLOCKED = "unreachable_escalation_blocked"
+
+    @property
+    def is_no_show(self) -> bool:
+        """Whether the client missed the session (came late counts as attended)."""
+        return self not in {Outcome.ATTENDED, Outcome.ATTENDED_LATE, Outcome.CANCELLED}
+
+
+class SessionStatus(StrEnum):
+    """Where a session is in the protocol; the `state` query reports it."""
+
+    SCHEDULED = "scheduled"
+    WAITING = "waiting"
+    NO_SHOW = "no_show"
+    OUTREACH = "outreach"
+    ESCALATION = "escalation"
+    FOLLOW_UP = "follow_up"
+    CLOSED = "closed"
+
+
+class EmergencyContact(Model):
+    """The person to contact when the client cannot be reached."""
+
+    name: str = Field(min_length=1, max_length=100)
+    """How the practice addresses the emergency contact."""
+    phone: PhoneNumber
+    """E.164 number the escalation call goes to."""
+    consent: bool = False
+    """Whether the client consented to this contact being reached."""
+    consent_date: date | None = None
+    """When consent was recorded; required when consent is given."""
+
+    @model_validator(mode="after")
+    def _consent_is_dated(self) -> EmergencyContact:
+        if self.consent and self.consent_date is None:
+            msg = "consent_date is required when consent is true"
+            raise ValueError(msg)
+        return self
+
+
+class Client(Model):
+    """The person expected at the session. Only `ref` ever appears in logs."""
+
+    ref: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Pseudonymous id: safe to log and to show in the Web UI."""
+    first_name: str = Field(min_length=1, max_length=50)
+    """The only part of the name outreach ever uses."""
+    phone: PhoneNumber
+    """E.164 number for calls, voicemail and texts."""
+    email: EmailStr | None = None
+    """Address for email outreach, if the client gave one."""
+    time_zone: TimeZoneName
+    """IANA time zone the client lives in, for contact hours."""
+    emergency_contact: EmergencyContact | None = None
+    """Emergency contact on file, if any."""
+
+
+class ProtocolSettings(Model):
+    """The protocol's timings, in real minutes.
+
+    `time_scale` compresses every duration for demos and end-to-end tests only; the rules
+    and their validation always speak in real minutes.
+    """
+
+    grace_period_minutes: int = Field(default=15, ge=5, le=30)
+    """How long to wait for a check-in after the start."""
+    high_risk_grace_period_minutes: int = Field(default=10, ge=5, le=30)
+    """Grace period for high-risk clients; never longer than the standard one."""
+    attempt_spacing_minutes: int = Field(default=15, ge=5, le=240)
+    """Wait between outreach attempts."""
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    """Outreach attempts before the client counts as unreachable."""
+    time_scale: float = Field(default=1.0, ge=1.0, le=3600.0)
+    """Divides every protocol duration (60 turns minutes into seconds). Demo/test only."""
+
+    @model_validator(mode="after")
+    def _high_risk_not_longer(self) -> ProtocolSettings:
+        if self.high_risk_grace_period_minutes > self.grace_period_minutes:
+            msg = "high_risk_grace_period_minutes must not exceed grace_period_minutes"
+            raise ValueError(msg)
+        return self
+
+    def scaled(self, minutes: float) -> timedelta:
+        """Turn protocol minutes into the duration the workflow really waits."""
+        return timedelta(minutes=minutes) / self.time_scale
+
+
+class SessionBooking(Model):
+    """The one input of a session workflow, as the scheduling system books it."""
+
+    session_id: SessionId
+    """The scheduling system's id; the workflow id is `session-<session_id>`."""
+    client: Client
+    """Who is expected."""
+    therapist_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Who holds the session and receives alerts and tasks."""
+    start: AwareDatetime
+    """When the session starts (timezone-aware)."""
+    duration_minutes: int = Field(default=50, ge=10, le=240)
+    """Planned length of the session."""
+    modality: Modality = Modality.IN_PERSON
+    """In person or telehealth."""
+    risk_tier: RiskTier = RiskTier.STANDARD
+    """Current risk assessment."""
+    protocol: ProtocolSettings = ProtocolSettings()
+    """Timings of the missed-session protocol for this session."""
+
+    @property
+    def workflow_id(self) -> str:
+        """The durable identity of this session in Temporal."""
+        return workflow_id_for(self.session_id)
+
+
+def workflow_id_for(session_id: str) -> str:
+    """Map a session id to its workflow id; one place so CLI and API agree."""
+    return f"session-{session_id}"
+
+
+class CheckIn(Model):
+    """The client arrived (front desk) or joined (telehealth)."""
+
+    at: AwareDatetime | None = None
+    """When, if the caller knows; the workflow's clock otherwise."""
+
+
+class Reschedule(Model):
+    """The session moves to a new start."""
+
+    start: AwareDatetime
+    """The new start."""
+    reason: str = Field(default="", max_length=200)
+    """Why, for the audit trail (no clinical detail)."""
+
+
+class Cancellation(Model):
+    """The session will not take place."""
+
+    reason: str = Field(default="", max_length=200)
+    """Why, for the audit trail (no clinical detail)."""
+
+
+class ResponseChannel(StrEnum):
+    """How the client got back to the practice."""
+
+    CALL = "call"
+    TEXT = "text"
+    EMAIL = "email"
+    IN_PERSON = "in_person"
+    OTHER = "other"
+
+
+class ClientResponse(Model):
+    """The client (or someone for them) got back in touch during outreach."""
+
+    channel: ResponseChannel
+    """How they responded."""
+    responder: str = Field(default="client", min_length=1, max_length=50)
+    """Who responded: `client`, or the role of whoever spoke for them."""
+    note: str = Field(default="", max_length=2000)
+    """Staff note; stored in the audit trail, never logged."""
+
+
+class CallResult(StrEnum):
+    """What happened when the phone rang."""
+
+    ANSWERED = "answered"
+    NO_ANSWER = "no_answer"
+
+
+class OutreachRequest(Model):
+    """One outreach step; the idempotency key makes retries safe."""
+
+    idempotency_key: str
+    """`<workflow id>/attempt-<n>/<step>`: the same key never reaches the client twice."""
+    session_id: str
+    """The session this outreach is for."""
+    client: Client
+    """Who to reach."""
+
+
+class EscalationRequest(Model):
+    """A call to the emergency contact, minimum necessary content."""
+
+    idempotency_key: str
+    """`<workflow id>/escalation`."""
+    session_id: str
+    """The session this escalation is for."""
+    client_ref: str
+    """Pseudonymous id of the client."""
+    client_first_name: str
+    """The only detail of the client the emergency contact hears."""
+    contact: EmergencyContact
+    """Who is called."""
+
+
+class InboxItemKind(StrEnum):
+    """What lands in the therapist's inbox."""
+
+    ALERT = "alert"
+    TASK = "task"
+
+
+class Priority(StrEnum):
+    """How soon the therapist should act."""
+
+    ROUTINE = "routine"
+    URGENT = "urgent"
+
+
+class TherapistNotice(Model):
+    """An alert or task for the therapist; one per key, however often it is retried."""
+
+    key: str
+    """Idempotency key, e.g. `session-42/no-show-alert`."""
+    session_id: str
+    """The session it concerns."""
+    therapist_id: str
+    """Whose inbox."""
+    kind: InboxItemKind
+    """Alert (read) or task (do)."""
+    priority: Priority
+    """Routine or urgent."""
+    title: str
+    """One line the therapist reads first (pseudonymous: client ref, not name)."""
+
+
+class AuditEventType(StrEnum):
+    """Everything that happens to a session, in the words of the audit trail."""
+
+    SCHEDULED = "scheduled"
+    RESCHEDULED = "rescheduled"
+    CANCELLED = "cancelled"
+    CHECKED_IN = "checked_in"
+    GRACE_PERIOD_EXPIRED = "grace_period_expired"
+    THERAPIST_ALERTED = "therapist_alerted"
+    OUTREACH_ATTEMPTED = "outreach_attempted"
+    VOICEMAIL_LEFT = "voicemail_left"
+    OUTREACH_FAILED = "outreach_failed"
+    CLIENT_RESPONDED = "client_responded"
+    ESCALATION_SENT = "escalation_sent"
+    ESCALATION_BLOCKED = "escalation_blocked"
+    PLAN_CREATED = "plan_created"
+    CLOSED = "closed"
+
+
+class AuditEvent(Model):
+    """One row of a session's append-only audit history.
+
+    `(session_id, sequence)` is the primary key: the workflow numbers its own events, so a
+    retried append is recognised as the same event rather than written twice.
+    """
+
+    session_id: str
+    """The session the event belongs to."""
+    sequence: int = Field(ge=1)
+    """Position in the session's trail, gap-free from 1."""
+    event_type: AuditEventType
+    """What happened."""
+    occurred_at: AwareDatetime
+    """When it happened, on the workflow's clock."""
+    data: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    """Details of the event: never a phone number or email address."""
+
+
+class AttendanceSummary(Model):
+    """The client's recent attendance, including the session being planned for."""
+
+    window_days: int
+    """How far back the review looked."""
+    sessions: int
+    """Sessions in the window, this one included."""
+    no_shows: int
+    """Missed sessions in the window, this one included when missed."""
+    consecutive_no_shows: int
+    """Missed sessions in a row, counting back from this one."""
+    late_arrivals: int
+    """Sessions attended late in the window."""
+
+
+class ConcernKind(StrEnum):
+    """The clinical lenses a follow-up plan considers."""
+
+    SAFETY = "safety"
+    ENGAGEMENT_MOTIVATION = "engagement_motivation"
+    CONTINUITY_OF_CARE = "continuity_of_care"
+    LOGISTICAL = "logistical"
+    RELATIONAL = "relational"
+
+
+class Concern(Model):
+    """One concern that applies, with the evidence behind it."""
+
+    kind: ConcernKind
+    """Which lens."""
+    reason: str
+    """Why it applies, in words a supervisor can check against the record."""
+
+
+class TaskKind(StrEnum):
+    """What the therapist is asked to do after a missed session."""
+
+    DISCUSS_AT_NEXT_SESSION = "discuss_at_next_session"
+    REBOOK = "rebook"
+    REVIEW_REMINDERS = "review_reminders"
+    SAFETY_CHECK = "safety_check"
+    SUPERVISOR_REVIEW = "supervisor_review"
+
+
+class FollowUpTask(Model):
+    """One task of the follow-up plan."""
+
+    kind: TaskKind
+    """What to do."""
+    priority: Priority
+    """How soon."""
+    description: str
+    """What the therapist reads."""
+
+
+class FollowUpPlan(Model):
+    """The plan agreed after a missed session: concerns and the tasks that follow."""
+
+    attendance: AttendanceSummary
+    """The evidence the plan is based on."""
+    concerns: tuple[Concern, ...]
+    """Concerns that apply, each with its reason."""
+    tasks: tuple[FollowUpTask, ...]
+    """Tasks for the therapist."""
+
+
+class FollowUpRequest(Model):
+    """Input of the follow-up planning activity."""
+
+    session_id: str
+    """The missed session."""
+    client_ref: str
+    """Whose attendance to review."""
+    therapist_id: str
+    """Who receives the tasks."""
+    risk_tier: RiskTier
+    """Risk at the time of the session."""
+    outcome: Outcome
+    """How the outreach ended (the session's outcome-to-be)."""
+    session_start: AwareDatetime
+    """Start of the missed session; the review window ends here."""
+    escalated: bool
+    """Whether the emergency contact was contacted."""
+
+
+class SessionState(Model):
+    """Answer to the `state` query: what a supervisor needs at a glance."""
+
+    status: SessionStatus
+    """Where the session is in the protocol."""
+    attempts_made: int
+    """Outreach attempts so far."""
+    next_action: str | None
+    """What the workflow will do next, in words."""
+    next_action_at: datetime | None
+    """When it will do it, on the workflow's clock."""
+    outcome: Outcome | None
+    """Set once closed."""
+
+
+class SessionResult(Model):
+    """What the workflow returns when the session closes."""
+
+    session_id: str
+    """The session."""
+    outcome: Outcome
+    """How it closed."""
+    attempts_made: int
+    """Outreach attempts made."""
+    plan: FollowUpPlan | None
+    """The follow-up plan, for missed sessions."""

