@@ -1,0 +1,124 @@
+"""The protocol's decisions, from the booking alone."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from missed_session.domain import protocol
+from missed_session.domain.models import Outcome, ProtocolSettings, RiskTier
+from tests.factories import booking, booking_data, without_consent
+
+SETTINGS = {"grace_period_minutes": 20, "high_risk_grace_period_minutes": 8, "max_attempts": 4}
+
+
+@pytest.mark.parametrize(
+    ("risk_tier", "minutes"),
+    [(RiskTier.STANDARD, 20), (RiskTier.ELEVATED, 20), (RiskTier.HIGH, 8)],
+)
+def test_grace_period_per_risk_tier(risk_tier: RiskTier, minutes: int) -> None:
+    b = booking(risk_tier=risk_tier, protocol=SETTINGS)
+    assert protocol.grace_period_minutes(b) == minutes
+    assert protocol.grace_period(b) == timedelta(minutes=minutes)
+
+
+def test_default_grace_periods() -> None:
+    assert protocol.grace_period_minutes(booking()) == 15
+    assert protocol.grace_period_minutes(booking(risk_tier="high")) == 10
+
+
+@pytest.mark.parametrize(
+    ("time_scale", "minutes", "expected"),
+    [
+        (1, 15, timedelta(minutes=15)),
+        (60, 15, timedelta(seconds=15)),
+        (60, 1.5, timedelta(seconds=1.5)),
+        (3600, 30, timedelta(seconds=0.5)),
+        (2.5, 10, timedelta(minutes=4)),
+    ],
+)
+def test_scaled_compresses_minutes(time_scale: float, minutes: float, expected: timedelta) -> None:
+    assert ProtocolSettings(time_scale=time_scale).scaled(minutes) == expected
+
+
+@pytest.mark.parametrize("time_scale", [0, 0.5, 3601])
+def test_time_scale_outside_bounds_is_refused(time_scale: float) -> None:
+    with pytest.raises(ValidationError) as raised:
+        ProtocolSettings(time_scale=time_scale)
+    assert [detail["loc"] for detail in raised.value.errors()] == [("time_scale",)]
+
+
+@pytest.mark.parametrize(
+    ("risk_tier", "grace"),
+    [(RiskTier.STANDARD, timedelta(seconds=20)), (RiskTier.HIGH, timedelta(seconds=8))],
+)
+def test_grace_period_is_scaled(risk_tier: RiskTier, grace: timedelta) -> None:
+    b = booking(risk_tier=risk_tier, protocol={**SETTINGS, "time_scale": 60})
+    assert protocol.grace_period(b) == grace
+    # The rule itself still speaks in real minutes.
+    assert protocol.grace_period_minutes(b) == grace.total_seconds()
+
+
+def test_attempt_spacing_is_scaled() -> None:
+    b = booking(protocol={"attempt_spacing_minutes": 30, "time_scale": 60})
+    assert protocol.attempt_spacing(b) == timedelta(seconds=30)
+    assert protocol.attempt_spacing(booking()) == timedelta(minutes=15)
+
+
+@pytest.mark.parametrize(
+    ("risk_tier", "max_attempts", "expected"),
+    [
+        (RiskTier.HIGH, 4, 1),
+        (RiskTier.HIGH, 1, 1),
+        (RiskTier.ELEVATED, 4, 4),
+        (RiskTier.STANDARD, 4, 4),
+        (RiskTier.STANDARD, 1, 1),
+        (RiskTier.STANDARD, 10, 10),
+    ],
+)
+def test_escalation_after_attempt(risk_tier: RiskTier, max_attempts: int, expected: int) -> None:
+    b = booking(risk_tier=risk_tier, protocol={"max_attempts": max_attempts})
+    assert protocol.escalation_after_attempt(b) == expected
+
+
+def test_may_escalate_with_consented_contact() -> None:
+    assert protocol.may_escalate(booking()) is True
+
+
+def test_may_not_escalate_without_consent() -> None:
+    b = booking(**without_consent(booking_data()))
+    assert b.client.emergency_contact is not None
+    assert protocol.may_escalate(b) is False
+
+
+def test_may_not_escalate_without_contact() -> None:
+    data = booking_data()
+    data["client"] = {**data["client"], "emergency_contact": None}
+    assert protocol.may_escalate(booking(**data)) is False
+
+
+@pytest.mark.parametrize(
+    ("escalated", "outcome"),
+    [(True, Outcome.UNREACHABLE_ESCALATED), (False, Outcome.UNREACHABLE_ESCALATION_BLOCKED)],
+)
+def test_unreachable_outcome(escalated: bool, outcome: Outcome) -> None:
+    result = protocol.unreachable_outcome(escalated=escalated)
+    assert result is outcome
+    assert result.is_no_show
+
+
+@pytest.mark.parametrize(
+    ("outcome", "no_show"),
+    [
+        (Outcome.ATTENDED, False),
+        (Outcome.ATTENDED_LATE, False),
+        (Outcome.CANCELLED, False),
+        (Outcome.REACHED, True),
+        (Outcome.UNREACHABLE_ESCALATED, True),
+        (Outcome.UNREACHABLE_ESCALATION_BLOCKED, True),
+    ],
+)
+def test_outcome_is_no_show(outcome: Outcome, no_show: bool) -> None:
+    assert outcome.is_no_show is no_show
