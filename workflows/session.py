@@ -174,6 +174,8 @@ class SessionWorkflow:
         escalate_after = protocol.escalation_after_attempt(booking)
         escalated: bool | None = None
         for attempt in range(1, booking.protocol.max_attempts + 1):
+            if self._contact_made():
+                return await self._acknowledge_contact(), bool(escalated)
             self._attempts = attempt
             self._plan_next(SessionStatus.OUTREACH, f"outreach attempt {attempt}", workflow.now())
             answered, reachable = await self._attempt(attempt)
@@ -195,13 +197,16 @@ class SessionWorkflow:
                 return await self._acknowledge_contact(), bool(escalated)
         if escalated is None:
             escalated = await self._escalate()
+        if self._contact_made():  # the client got back in touch while we escalated
+            return await self._acknowledge_contact(), escalated
         return protocol.unreachable_outcome(escalated=escalated), escalated
 
     async def _attempt(self, attempt: int) -> tuple[bool, bool]:
         """Call the client; on no answer, leave the voicemail.
 
-        Returns (answered, reachable): reachable is False once the number proves invalid
-        or the channel gave up, since calling again cannot help.
+        Returns (answered, reachable): reachable is False once the number proves invalid,
+        since calling again cannot help. A channel outage is a failed attempt; the next
+        attempt may find the channel back.
         """
         call = self._outreach_request(f"attempt-{attempt}/call")
         try:
@@ -216,7 +221,7 @@ class SessionWorkflow:
                 AuditEventType.OUTREACH_FAILED, attempt=attempt, channel="call",
                 reason=_failure_reason(error),
             )
-            return False, False
+            return False, not _is_invalid_contact(error)
         await self._record(
             AuditEventType.OUTREACH_ATTEMPTED, attempt=attempt, channel="call",
             result=result.value,
@@ -355,8 +360,10 @@ class SessionWorkflow:
 
     @workflow.signal
     def check_in(self, check_in: CheckIn) -> None:
-        """The client arrived or joined."""
-        if self._check_in is None and self._status is not SessionStatus.CLOSED:
+        """The client arrived or joined; too late once follow-up planning has begun."""
+        if self._outreach_over():
+            workflow.logger.warning("check_in ignored in status %s", self._status.value)
+        elif self._check_in is None:
             self._check_in = check_in
 
     @workflow.signal
@@ -377,8 +384,10 @@ class SessionWorkflow:
 
     @workflow.signal
     def client_responded(self, response: ClientResponse) -> None:
-        """The client got back in touch."""
-        if self._response is None:
+        """The client got back in touch; it counts once the session is a no-show."""
+        if self._before_no_show() or self._outreach_over():
+            workflow.logger.warning("client_responded ignored in status %s", self._status.value)
+        elif self._response is None:
             self._response = response
 
     @workflow.query
@@ -396,6 +405,9 @@ class SessionWorkflow:
 
     def _before_no_show(self) -> bool:
         return self._status in {SessionStatus.SCHEDULED, SessionStatus.WAITING}
+
+    def _outreach_over(self) -> bool:
+        return self._status in {SessionStatus.FOLLOW_UP, SessionStatus.CLOSED}
 
     def _has_scheduling_news(self) -> bool:
         return (
@@ -471,9 +483,13 @@ class SessionWorkflow:
         )
 
 
+def _is_invalid_contact(error: ActivityError) -> bool:
+    cause = error.cause
+    return isinstance(cause, ApplicationError) and cause.type == INVALID_CONTACT
+
+
 def _failure_reason(error: ActivityError) -> str:
     """A short, non-identifying reason for the audit trail."""
-    cause = error.cause
-    if isinstance(cause, ApplicationError) and cause.type == INVALID_CONTACT:
+    if _is_invalid_contact(error):
         return "invalid contact"
     return "channel failed after retries"
