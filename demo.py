@@ -23,6 +23,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from missed_session import search_attributes
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
 from missed_session.config import Settings, load_settings
 from missed_session.domain.models import (
@@ -189,6 +190,7 @@ async def embedded_temporal(settings: Settings) -> AsyncIterator[WorkflowEnviron
         dev_server_database_filename=str(settings.data_dir.resolve() / "temporal.db"),
         dev_server_extra_args=[
             "--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL",
+            *search_attributes.dev_server_flags(),
         ],
     )
     try:

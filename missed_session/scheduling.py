@@ -44,9 +44,19 @@ async def schedule_session(
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=summary(booking),
         )
     except WorkflowAlreadyStartedError:
         return Scheduled.ALREADY_SCHEDULED, client.get_workflow_handle(
             booking.workflow_id, result_type=SessionResult
         )
     return Scheduled.STARTED, handle
+
+
+def summary(booking: SessionBooking) -> str:
+    """The one line a supervisor reads in the Web UI's list: pseudonymous by design."""
+    return (
+        f"Session {booking.session_id} · client {booking.client.ref} · "
+        f"therapist {booking.therapist_id} · {booking.risk_tier.value} risk · "
+        f"starts {booking.start:%Y-%m-%d %H:%M %Z}"
+    )

@@ -18,6 +18,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from missed_session import search_attributes
 from missed_session.store.database import migrate
 from missed_session.temporal_client import DATA_CONVERTER
 
@@ -76,6 +77,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=DATA_CONVERTER,
         test_server_existing_path=installed_binary("temporal-test-server"),
     )
+    await search_attributes.register(env.client)
     yield env
     await env.shutdown()
 

@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.outreach import Sender
 from demo import DEMO_DAY, run_demo_day, temporal_cli
+from missed_session import search_attributes
 from missed_session.domain.models import AuditEventType
 from missed_session.store.audit import AuditStore
 from missed_session.temporal_client import DATA_CONVERTER
@@ -32,7 +33,9 @@ TIME_SCALE = 300.0
 @pytest.fixture(scope="module")
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
-        data_converter=DATA_CONVERTER, dev_server_existing_path=temporal_cli()
+        data_converter=DATA_CONVERTER,
+        dev_server_existing_path=temporal_cli(),
+        dev_server_extra_args=search_attributes.dev_server_flags(),
     )
     yield env
     await env.shutdown()
@@ -78,3 +81,14 @@ async def test_demo_day_reaches_every_outcome(dev_server, pool):
     assert process.returncode == 0
     listed_ids = {row["execution"]["workflowId"] for row in json.loads(stdout)}
     assert {f"session-{sid}" for sid in outcomes} <= listed_ids
+
+    # A supervisor's question, answered by search attributes alone.
+    high_risk = [s for s in DEMO_DAY if s.risk_tier.value == "high"]
+    query = 'RiskTier="high" AND EscalationLevel="sent" AND SessionStatus="closed"'
+    found: set[str] = set()
+    for _ in range(50):
+        found = {w.id async for w in client.list_workflows(query)}
+        if len(found) >= len(high_risk):
+            break
+        await asyncio.sleep(0.2)
+    assert len(found) == len(high_risk), found

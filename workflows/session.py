@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.follow_up import FollowUpActivities
     from activities.outreach import INVALID_CONTACT, OutreachActivities
     from activities.therapist import TherapistActivities
+    from missed_session import search_attributes as attrs
     from missed_session.domain import protocol
     from missed_session.domain.models import (
         AuditEvent,
@@ -92,6 +93,14 @@ class SessionWorkflow:
     @workflow.run
     async def run(self, booking: SessionBooking) -> SessionResult:
         """Carry the session from booking to one outcome."""
+        workflow.upsert_search_attributes([
+            attrs.CLIENT_REF.value_set(booking.client.ref),
+            attrs.THERAPIST_ID.value_set(booking.therapist_id),
+            attrs.RISK_TIER.value_set(booking.risk_tier.value),
+            attrs.SESSION_START.value_set(booking.start),
+            attrs.SESSION_STATUS.value_set(self._status.value),
+            attrs.ESCALATION_LEVEL.value_set("none"),
+        ])
         await self._record(
             AuditEventType.SCHEDULED,
             client_ref=booking.client.ref,
@@ -151,6 +160,7 @@ class SessionWorkflow:
                     reason=moved.reason,
                 )
                 self._start = moved.start
+                workflow.upsert_search_attributes([attrs.SESSION_START.value_set(moved.start)])
 
     async def _record_no_show(self) -> None:
         """The grace period is over: document the no-show and tell the therapist."""
@@ -293,6 +303,7 @@ class SessionWorkflow:
         await self._record(
             AuditEventType.ESCALATION_SENT, basis="consent on file", consent_date=consent_date
         )
+        workflow.upsert_search_attributes([attrs.ESCALATION_LEVEL.value_set("sent")])
         return True
 
     async def _block_escalation(self, reason: str) -> bool:
@@ -305,6 +316,7 @@ class SessionWorkflow:
         )
         await self._notify_therapist(notice)
         await self._record(AuditEventType.ESCALATION_BLOCKED, reason=reason, task=notice.key)
+        workflow.upsert_search_attributes([attrs.ESCALATION_LEVEL.value_set("blocked")])
         return False
 
     async def _plan_follow_up(self, outcome: Outcome, *, escalated: bool) -> FollowUpPlan:
@@ -337,6 +349,7 @@ class SessionWorkflow:
     async def _close(self, outcome: Outcome) -> None:
         """Record the one outcome, with the attendance row, and stop."""
         self._outcome = outcome
+        workflow.upsert_search_attributes([attrs.OUTCOME.value_set(outcome.value)])
         self._plan_next(SessionStatus.CLOSED, None, None)
         self._sequence += 1
         booking = self._booking
@@ -420,9 +433,27 @@ class SessionWorkflow:
         return self._check_in is not None or self._response is not None
 
     def _plan_next(self, status: SessionStatus, action: str | None, at: datetime | None) -> None:
+        """Move to `status` and tell supervisors (search attribute, UI details) what is next."""
+        if status is not self._status:
+            workflow.upsert_search_attributes([attrs.SESSION_STATUS.value_set(status.value)])
         self._status = status
         self._next_action = action
         self._next_action_at = at
+        workflow.set_current_details(self._details())
+
+    def _details(self) -> str:
+        """The Web UI's "current details": pseudonymous, no clinical content."""
+        booking = self._booking
+        lines = [
+            f"**{self._status.value}** · client `{booking.client.ref}` · "
+            f"{booking.risk_tier.value} risk · therapist `{booking.therapist_id}`",
+            f"outreach attempts: {self._attempts} of {booking.protocol.max_attempts}",
+        ]
+        if self._outcome is not None:
+            lines.append(f"outcome: **{self._outcome.value}**")
+        elif self._next_action is not None and self._next_action_at is not None:
+            lines.append(f"next: {self._next_action} at {self._next_action_at:%Y-%m-%d %H:%M} UTC")
+        return "\n\n".join(lines)
 
     async def _wait(self, condition: Callable[[], bool], until: datetime) -> bool:
         """Wait until `condition` holds or `until` passes; True if the condition held."""

@@ -1,0 +1,56 @@
+"""What a supervisor can filter sessions by in the Web UI and `temporal workflow list`.
+
+Only pseudonymous, non-clinical facts: the client's ref (never a name), the therapist's id,
+the risk tier, where the session is in the protocol. Registered on the server before any
+workflow upserts them (a workflow that upserts an unknown attribute fails its task).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+from temporalio.service import RPCError, RPCStatusCode
+
+SESSION_STATUS = SearchAttributeKey.for_keyword("SessionStatus")
+CLIENT_REF = SearchAttributeKey.for_keyword("ClientRef")
+THERAPIST_ID = SearchAttributeKey.for_keyword("TherapistId")
+RISK_TIER = SearchAttributeKey.for_keyword("RiskTier")
+SESSION_START = SearchAttributeKey.for_datetime("SessionStart")
+ESCALATION_LEVEL = SearchAttributeKey.for_keyword("EscalationLevel")
+OUTCOME = SearchAttributeKey.for_keyword("Outcome")
+
+ALL: tuple[SearchAttributeKey[Any], ...] = (
+    SESSION_STATUS, CLIENT_REF, THERAPIST_ID, RISK_TIER, SESSION_START, ESCALATION_LEVEL,
+    OUTCOME,
+)
+
+
+def dev_server_flags() -> list[str]:
+    """`temporal server start-dev` arguments that register every attribute."""
+    flags: list[str] = []
+    for key in ALL:
+        kind = "Datetime" if key is SESSION_START else "Keyword"
+        flags += ["--search-attribute", f"{key.name}={kind}"]
+    return flags
+
+
+async def register(client: Client) -> None:
+    """Register every attribute on the client's namespace; already registered is fine."""
+    request = AddSearchAttributesRequest(
+        namespace=client.namespace,
+        search_attributes={
+            key.name: IndexedValueType.INDEXED_VALUE_TYPE_DATETIME
+            if key is SESSION_START
+            else IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+            for key in ALL
+        },
+    )
+    try:
+        await client.operator_service.add_search_attributes(request)
+    except RPCError as error:
+        if error.status is not RPCStatusCode.ALREADY_EXISTS:
+            raise
