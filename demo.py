@@ -42,7 +42,7 @@ from missed_session.domain.models import (
 from missed_session.log_setup import configure_logging
 from missed_session.scheduling import schedule_session
 from missed_session.store.database import database_url, open_pool
-from missed_session.temporal_client import DATA_CONVERTER
+from missed_session.temporal_client import codec_for, data_converter
 from worker import running_worker
 
 DEMO_TIME_SCALE = 60.0
@@ -181,7 +181,7 @@ async def embedded_temporal(settings: Settings) -> AsyncIterator[WorkflowEnviron
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     host, _, port = settings.temporal_address.rpartition(":")
     env = await WorkflowEnvironment.start_local(
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(codec_for(settings)),
         ip=host or "127.0.0.1",
         port=int(port),
         ui=True,

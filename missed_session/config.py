@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,6 +18,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from missed_session.codec import parse_key
 from missed_session.domain.messages import ensure_discreet
 from missed_session.domain.models import PhoneNumber
 
@@ -54,10 +55,38 @@ class Settings(BaseSettings):
     """
     callback_number: PhoneNumber = "+15555550100"
     """The number clients and emergency contacts are asked to call back."""
+    encryption_keys: dict[str, str] = Field(default_factory=dict)
+    """Key id -> base64 AES-256 key. Every key can decrypt; `encryption_key_id` encrypts.
+    Unset with the embedded database: a key is generated under `data_dir`."""
+    encryption_key_id: str | None = None
+    """Which key encrypts new payloads; optional when only one key is configured."""
+    codec_server_port: int = Field(default=8234, ge=1, le=65535)
+    """Port of the codec server the Web UI decrypts through (bound to loopback)."""
+    codec_server_token: SecretStr | None = None
+    """Bearer token for programmatic callers of the codec server."""
     log_format: Literal["auto", "json", "console"] = "auto"
     """`auto`: console in a terminal, JSON otherwise."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Lowest level that is logged."""
+
+    @model_validator(mode="after")
+    def _keys_are_usable(self) -> Settings:
+        for key_id, encoded in self.encryption_keys.items():
+            parse_key(key_id, encoded)
+        active = self.encryption_key_id
+        if active is not None and active not in self.encryption_keys:
+            msg = f"encryption_key_id {self.encryption_key_id!r} is not in encryption_keys"
+            raise ValueError(msg)
+        if self.encryption_key_id is None and len(self.encryption_keys) > 1:
+            msg = "encryption_key_id must name the active key when several keys are configured"
+            raise ValueError(msg)
+        if self.database_url and not self.encryption_keys:
+            msg = (
+                "encryption_keys is required with an external database_url: generate one with "
+                "`python starter.py new-key`"
+            )
+            raise ValueError(msg)
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -1,20 +1,57 @@
-"""How every entry point connects to Temporal, so they agree on the data converter."""
+"""How every entry point connects to Temporal, so they agree on the data converter.
+
+Worker, starter, demo and replayer all build their converter here: pydantic models as JSON,
+sealed by the encryption codec, so nothing readable about a client reaches the server.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+from pathlib import Path
+
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 
+from missed_session.codec import EncryptionCodec, new_key, parse_key
 from missed_session.config import Settings
 
-DATA_CONVERTER = pydantic_data_converter
-"""Payloads are pydantic models as JSON; the worker, starter and replayer share it."""
+PLAIN_CONVERTER = pydantic_data_converter
+"""Without encryption: for reading raw histories in tests, never for sessions."""
+EMBEDDED_KEY_FILE = "encryption-keys.json"
+
+
+def data_converter(codec: EncryptionCodec) -> DataConverter:
+    """The service's converter: pydantic JSON payloads, then AES-256-GCM."""
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+
+
+def codec_for(settings: Settings) -> EncryptionCodec:
+    """The configured keys, or (embedded stack only) a key kept under the data directory."""
+    keys = dict(settings.encryption_keys) or _embedded_keys(settings.data_dir)
+    active = settings.encryption_key_id or next(iter(keys))
+    return EncryptionCodec({key_id: parse_key(key_id, key) for key_id, key in keys.items()},
+                           active)
+
+
+def _embedded_keys(data_dir: Path) -> dict[str, str]:
+    """Read, or create once with owner-only permissions, the embedded stack's key file."""
+    path = data_dir / EMBEDDED_KEY_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            json.dump({"embedded-1": new_key()}, file)
+    keys: dict[str, str] = json.loads(path.read_text())
+    return keys
 
 
 async def connect(settings: Settings) -> Client:
-    """A client for the configured server and namespace."""
+    """A client for the configured server and namespace, with the service's converter."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(codec_for(settings)),
     )

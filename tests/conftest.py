@@ -19,10 +19,16 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from missed_session import search_attributes
+from missed_session.codec import EncryptionCodec, parse_key
 from missed_session.store.database import migrate
-from missed_session.temporal_client import DATA_CONVERTER
+from missed_session.temporal_client import data_converter
 
 BIN = Path(sys.executable).parent
+TEST_KEYS = {"test-key-1": "dGVzdC1vbmx5LWtleS1ub3QtZm9yLXJlYWwtY2xpZW4="}
+"""A fixed key for tests only (32 bytes, base64): tests run with payloads encrypted."""
+TEST_CONVERTER = data_converter(
+    EncryptionCodec({k: parse_key(k, v) for k, v in TEST_KEYS.items()}, "test-key-1")
+)
 
 
 def installed_binary(name: str) -> str:
@@ -74,7 +80,7 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=DATA_CONVERTER,
+        data_converter=TEST_CONVERTER,
         test_server_existing_path=installed_binary("temporal-test-server"),
     )
     await search_attributes.register(env.client)

@@ -21,7 +21,7 @@ from demo import DEMO_DAY, run_demo_day, temporal_cli
 from missed_session import search_attributes
 from missed_session.domain.models import AuditEventType
 from missed_session.store.audit import AuditStore
-from missed_session.temporal_client import DATA_CONVERTER
+from tests.conftest import TEST_CONVERTER
 from worker import callback_dispatcher, new_worker
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +33,7 @@ TIME_SCALE = 300.0
 @pytest.fixture(scope="module")
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
-        data_converter=DATA_CONVERTER,
+        data_converter=TEST_CONVERTER,
         dev_server_existing_path=temporal_cli(),
         dev_server_extra_args=search_attributes.dev_server_flags(),
     )

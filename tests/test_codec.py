@@ -1,0 +1,103 @@
+"""Payload encryption: unit behaviour, and the raw history of a real session."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+
+import pytest
+from cryptography.exceptions import InvalidTag
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client
+
+from activities.outreach import Sender
+from missed_session.codec import CodecKeyError, EncryptionCodec, new_key, parse_key
+from missed_session.domain.models import ClientResponse, ResponseChannel
+from missed_session.temporal_client import PLAIN_CONVERTER
+from tests.factories import booking
+from worker import new_worker
+from workflows.session import SessionWorkflow
+
+KEY_A = parse_key("a", new_key())
+KEY_B = parse_key("b", new_key())
+NOTE = "Client said the bus broke down"
+
+
+def payload(text: str) -> Payload:
+    return Payload(metadata={"encoding": b"json/plain"}, data=text.encode())
+
+
+async def test_round_trip_hides_the_plaintext():
+    codec = EncryptionCodec({"a": KEY_A}, "a")
+    [sealed] = await codec.encode([payload('"Robin +14155550123"')])
+    assert b"Robin" not in sealed.SerializeToString()
+    assert sealed.metadata["encryption-key-id"] == b"a"
+    assert await codec.decode([sealed]) == [payload('"Robin +14155550123"')]
+
+
+async def test_rotated_keys_still_open_old_payloads():
+    old = EncryptionCodec({"a": KEY_A}, "a")
+    [sealed_with_a] = await old.encode([payload("1")])
+    rotated = EncryptionCodec({"a": KEY_A, "b": KEY_B}, "b")
+    [sealed_with_b] = await rotated.encode([payload("2")])
+    assert sealed_with_b.metadata["encryption-key-id"] == b"b"
+    assert await rotated.decode([sealed_with_a, sealed_with_b]) == [payload("1"), payload("2")]
+
+
+async def test_unknown_key_and_tampering_are_refused():
+    [sealed] = await EncryptionCodec({"b": KEY_B}, "b").encode([payload("x")])
+    with pytest.raises(CodecKeyError, match="'b'"):
+        await EncryptionCodec({"a": KEY_A}, "a").decode([sealed])
+    flipped = sealed.data[:-1] + bytes([sealed.data[-1] ^ 1])
+    tampered = Payload(metadata=sealed.metadata, data=flipped)
+    with pytest.raises(InvalidTag):
+        await EncryptionCodec({"b": KEY_B}, "b").decode([tampered])
+
+
+def test_bad_keys_are_named():
+    with pytest.raises(CodecKeyError, match=r"'k1'.*base64"):
+        parse_key("k1", "not base64!")
+    with pytest.raises(CodecKeyError, match=r"'k2'.*32 bytes"):
+        parse_key("k2", base64.b64encode(b"short").decode())
+    with pytest.raises(CodecKeyError, match="active"):
+        EncryptionCodec({"a": KEY_A}, "b")
+
+
+async def raw_history_of_a_reached_session(env, client: Client, pool, task_queue: str) -> bytes:
+    now = await env.get_current_time()
+    session = booking(start=(now + timedelta(hours=1)).replace(microsecond=0).isoformat())
+    sender = Sender("Alex", "+15555550100")
+    async with new_worker(client, pool, task_queue=task_queue, sender=sender):
+        handle = await client.start_workflow(
+            SessionWorkflow.run, session, id=session.workflow_id, task_queue=task_queue
+        )
+        await env.sleep(session.start + timedelta(minutes=20) - await env.get_current_time())
+        await handle.signal(SessionWorkflow.client_responded,
+                            ClientResponse(channel=ResponseChannel.CALL, note=NOTE))
+        result = await handle.result()
+    assert result.outcome.value == "reached"
+    history = await handle.fetch_history()
+    return history.to_json().encode() + b"".join(
+        event.SerializeToString() for event in history.events
+    )
+
+
+SECRETS = (b"Robin", b"+14155550123", b"robin@example.org", b"+14155550999", NOTE.encode())
+
+
+async def test_raw_history_holds_no_health_data(time_skipping_env, client, pool, task_queue):
+    raw = await raw_history_of_a_reached_session(time_skipping_env, client, pool, task_queue)
+    assert b"binary/encrypted" in raw
+    for secret in SECRETS:
+        assert secret not in raw, secret
+
+
+async def test_the_raw_history_check_can_fail_without_the_codec(
+    time_skipping_env, client, pool, task_queue
+):
+    plain = Client(
+        client.service_client, namespace=client.namespace, data_converter=PLAIN_CONVERTER
+    )
+    raw = await raw_history_of_a_reached_session(time_skipping_env, plain, pool, task_queue)
+    assert b"Robin" in raw
+    assert NOTE.encode() in raw
