@@ -20,11 +20,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from missed_session import search_attributes
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
+from missed_session.codec_server import CodecServer, start_codec_server, ui_origins
 from missed_session.config import Settings, load_settings
 from missed_session.domain.models import (
     Cancellation,
@@ -191,6 +193,7 @@ async def embedded_temporal(settings: Settings) -> AsyncIterator[WorkflowEnviron
         dev_server_extra_args=[
             "--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL",
             *search_attributes.dev_server_flags(),
+            "--ui-codec-endpoint", f"http://127.0.0.1:{settings.codec_server_port}",
         ],
     )
     try:
@@ -212,6 +215,15 @@ async def main(argv: list[str] | None = None) -> int:
     print(f"starting PostgreSQL (embedded, {settings.data_dir}/postgres) and Temporal "
           f"({settings.temporal_address}, Web UI {ui}) ...")
     url = database_url(settings)
+    codec_server = await start_codec_server(
+        CodecServer(
+            codec_for(settings),
+            ui_origins=ui_origins(settings.ui_port),
+            token=_secret(settings.codec_server_token),
+        ),
+        host="127.0.0.1",
+        port=settings.codec_server_port,
+    )
     async with embedded_temporal(settings) as env, running_worker(settings):
         pool = await open_pool(url)
         try:
@@ -227,8 +239,13 @@ async def main(argv: list[str] | None = None) -> int:
         if not args.exit:
             print("The stack stays up; press Ctrl-C to stop it.")
             await asyncio.Event().wait()
+    await codec_server.cleanup()
     expected = {s.expected for s in DEMO_DAY}
     return 0 if set(outcomes.values()) == expected else 1
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 if __name__ == "__main__":

@@ -119,6 +119,8 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         first = error.errors()[0]
-        name = ".".join(str(part) for part in first["loc"]) or "settings"
-        msg = f"setting {name}: {first['msg']}"
+        problem = first["msg"].removeprefix("Value error, ")
+        name = ".".join(str(part) for part in first["loc"])
+        # Cross-field rules have no location; their message starts with the setting's name.
+        msg = f"setting {name}: {problem}" if name else f"setting {problem}"
         raise ConfigurationError(msg) from None

@@ -1,0 +1,112 @@
+"""The codec server over real HTTP on loopback: who gets decoded payloads, and who not."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload, Payloads
+
+from missed_session.codec import EncryptionCodec, new_key, parse_key
+from missed_session.codec_server import CodecServer, start_codec_server, ui_origins
+
+UI_PORT = 8233
+TOKEN = "operator-token-for-tests"
+CODEC = EncryptionCodec({"k": parse_key("k", new_key())}, "k")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def codec_url() -> AsyncIterator[str]:
+    port = free_port()
+    server = CodecServer(CODEC, ui_origins=ui_origins(UI_PORT), token=TOKEN)
+    runner = await start_codec_server(server, host="127.0.0.1", port=port)
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def sealed_body() -> str:
+    plain = Payload(metadata={"encoding": b"json/plain"}, data=b'{"first_name":"Robin"}')
+    return json_format.MessageToJson(Payloads(payloads=await CODEC.encode([plain])))
+
+
+async def post(url: str, body: str, headers: dict[str, str]) -> tuple[int, dict, dict]:
+    async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as r:
+        return r.status, await r.json(), dict(r.headers)
+
+
+def data_of(answer: dict) -> bytes:
+    return base64.b64decode(answer["payloads"][0]["data"])
+
+
+async def test_programmatic_caller_with_the_token_gets_plaintext(codec_url):
+    status, answer, _ = await post(
+        f"{codec_url}/decode", await sealed_body(), {"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert status == 200
+    assert data_of(answer) == b'{"first_name":"Robin"}'
+
+
+async def test_the_web_ui_origin_over_loopback_gets_plaintext_and_cors(codec_url):
+    origin = f"http://localhost:{UI_PORT}"
+    status, answer, headers = await post(
+        f"{codec_url}/decode", await sealed_body(), {"Origin": origin, "X-Namespace": "default"}
+    )
+    assert status == 200
+    assert data_of(answer) == b'{"first_name":"Robin"}'
+    assert headers["Access-Control-Allow-Origin"] == origin
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Origin": "http://evil.example"},
+        {"Authorization": "Bearer wrong-token"},
+        {"Authorization": "Bearer wrong-token", "Origin": f"http://localhost:{UI_PORT}"},
+    ],
+)
+async def test_anyone_else_gets_401_and_no_data(codec_url, headers):
+    status, answer, response_headers = await post(
+        f"{codec_url}/decode", await sealed_body(), headers
+    )
+    assert status == 401
+    assert answer == {"error": "unauthorized"}
+    ui_origin = headers.get("Origin") in ui_origins(UI_PORT)
+    assert ("Access-Control-Allow-Origin" in response_headers) is ui_origin
+
+
+async def test_preflight_allows_only_the_ui_origin(codec_url):
+    async with aiohttp.ClientSession() as http:
+        async with http.options(f"{codec_url}/decode",
+                                headers={"Origin": f"http://127.0.0.1:{UI_PORT}"}) as ok:
+            assert ok.status == 204
+            assert "X-Namespace" in ok.headers["Access-Control-Allow-Headers"]
+        async with http.options(f"{codec_url}/decode",
+                                headers={"Origin": "http://evil.example"}) as other:
+            assert "Access-Control-Allow-Origin" not in other.headers
+
+
+async def test_encode_round_trips_and_bad_bodies_are_named(codec_url):
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    plain = json_format.MessageToJson(
+        Payloads(payloads=[Payload(metadata={"encoding": b"json/plain"}, data=b"42")])
+    )
+    status, sealed, _ = await post(f"{codec_url}/encode", plain, auth)
+    assert status == 200
+    assert data_of(sealed) != b"42"
+    status, opened, _ = await post(f"{codec_url}/decode", json.dumps(sealed), auth)
+    assert (status, data_of(opened)) == (200, b"42")
+    status, error, _ = await post(f"{codec_url}/decode", "not json", auth)
+    assert status == 400
+    assert "Payloads" in error["error"]
