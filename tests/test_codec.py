@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 from datetime import timedelta
 
+import asyncpg
 import pytest
 from cryptography.exceptions import InvalidTag
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
 from activities.outreach import Sender
 from missed_session.codec import CodecKeyError, EncryptionCodec, new_key, parse_key
@@ -27,7 +29,7 @@ def payload(text: str) -> Payload:
     return Payload(metadata={"encoding": b"json/plain"}, data=text.encode())
 
 
-async def test_round_trip_hides_the_plaintext():
+async def test_round_trip_hides_the_plaintext() -> None:
     codec = EncryptionCodec({"a": KEY_A}, "a")
     [sealed] = await codec.encode([payload('"Robin +14155550123"')])
     assert b"Robin" not in sealed.SerializeToString()
@@ -35,7 +37,7 @@ async def test_round_trip_hides_the_plaintext():
     assert await codec.decode([sealed]) == [payload('"Robin +14155550123"')]
 
 
-async def test_rotated_keys_still_open_old_payloads():
+async def test_rotated_keys_still_open_old_payloads() -> None:
     old = EncryptionCodec({"a": KEY_A}, "a")
     [sealed_with_a] = await old.encode([payload("1")])
     rotated = EncryptionCodec({"a": KEY_A, "b": KEY_B}, "b")
@@ -44,7 +46,7 @@ async def test_rotated_keys_still_open_old_payloads():
     assert await rotated.decode([sealed_with_a, sealed_with_b]) == [payload("1"), payload("2")]
 
 
-async def test_unknown_key_and_tampering_are_refused():
+async def test_unknown_key_and_tampering_are_refused() -> None:
     [sealed] = await EncryptionCodec({"b": KEY_B}, "b").encode([payload("x")])
     with pytest.raises(CodecKeyError, match="'b'"):
         await EncryptionCodec({"a": KEY_A}, "a").decode([sealed])
@@ -54,7 +56,7 @@ async def test_unknown_key_and_tampering_are_refused():
         await EncryptionCodec({"b": KEY_B}, "b").decode([tampered])
 
 
-def test_bad_keys_are_named():
+def test_bad_keys_are_named() -> None:
     with pytest.raises(CodecKeyError, match=r"'k1'.*base64"):
         parse_key("k1", "not base64!")
     with pytest.raises(CodecKeyError, match=r"'k2'.*32 bytes"):
@@ -63,7 +65,9 @@ def test_bad_keys_are_named():
         EncryptionCodec({"a": KEY_A}, "b")
 
 
-async def raw_history_of_a_reached_session(env, client: Client, pool, task_queue: str) -> bytes:
+async def raw_history_of_a_reached_session(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> bytes:
     now = await env.get_current_time()
     session = booking(start=(now + timedelta(hours=1)).replace(microsecond=0).isoformat())
     sender = Sender("Alex", "+15555550100")
@@ -85,7 +89,9 @@ async def raw_history_of_a_reached_session(env, client: Client, pool, task_queue
 SECRETS = (b"Robin", b"+14155550123", b"robin@example.org", b"+14155550999", NOTE.encode())
 
 
-async def test_raw_history_holds_no_health_data(time_skipping_env, client, pool, task_queue):
+async def test_raw_history_holds_no_health_data(
+    time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
     raw = await raw_history_of_a_reached_session(time_skipping_env, client, pool, task_queue)
     assert b"binary/encrypted" in raw
     for secret in SECRETS:
@@ -93,8 +99,8 @@ async def test_raw_history_holds_no_health_data(time_skipping_env, client, pool,
 
 
 async def test_the_raw_history_check_can_fail_without_the_codec(
-    time_skipping_env, client, pool, task_queue
-):
+    time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
     plain = Client(
         client.service_client, namespace=client.namespace, data_converter=PLAIN_CONVERTER
     )

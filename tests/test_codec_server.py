@@ -6,6 +6,7 @@ import base64
 import json
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -40,16 +41,18 @@ async def sealed_body() -> str:
     return json_format.MessageToJson(Payloads(payloads=await CODEC.encode([plain])))
 
 
-async def post(url: str, body: str, headers: dict[str, str]) -> tuple[int, dict, dict]:
+async def post(
+    url: str, body: str, headers: dict[str, str]
+) -> tuple[int, dict[str, Any], dict[str, str]]:
     async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as r:
         return r.status, await r.json(), dict(r.headers)
 
 
-def data_of(answer: dict) -> bytes:
+def data_of(answer: dict[str, Any]) -> bytes:
     return base64.b64decode(answer["payloads"][0]["data"])
 
 
-async def test_programmatic_caller_with_the_token_gets_plaintext(codec_url):
+async def test_programmatic_caller_with_the_token_gets_plaintext(codec_url: str) -> None:
     status, answer, _ = await post(
         f"{codec_url}/decode", await sealed_body(), {"Authorization": f"Bearer {TOKEN}"}
     )
@@ -57,7 +60,7 @@ async def test_programmatic_caller_with_the_token_gets_plaintext(codec_url):
     assert data_of(answer) == b'{"first_name":"Robin"}'
 
 
-async def test_the_web_ui_origin_over_loopback_gets_plaintext_and_cors(codec_url):
+async def test_the_web_ui_origin_over_loopback_gets_plaintext_and_cors(codec_url: str) -> None:
     origin = f"http://localhost:{UI_PORT}"
     status, answer, headers = await post(
         f"{codec_url}/decode", await sealed_body(), {"Origin": origin, "X-Namespace": "default"}
@@ -76,7 +79,7 @@ async def test_the_web_ui_origin_over_loopback_gets_plaintext_and_cors(codec_url
         {"Authorization": "Bearer wrong-token", "Origin": f"http://localhost:{UI_PORT}"},
     ],
 )
-async def test_anyone_else_gets_401_and_no_data(codec_url, headers):
+async def test_anyone_else_gets_401_and_no_data(codec_url: str, headers: dict[str, str]) -> None:
     status, answer, response_headers = await post(
         f"{codec_url}/decode", await sealed_body(), headers
     )
@@ -86,7 +89,7 @@ async def test_anyone_else_gets_401_and_no_data(codec_url, headers):
     assert ("Access-Control-Allow-Origin" in response_headers) is ui_origin
 
 
-async def test_preflight_allows_only_the_ui_origin(codec_url):
+async def test_preflight_allows_only_the_ui_origin(codec_url: str) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.options(f"{codec_url}/decode",
                                 headers={"Origin": f"http://127.0.0.1:{UI_PORT}"}) as ok:
@@ -97,7 +100,7 @@ async def test_preflight_allows_only_the_ui_origin(codec_url):
             assert "Access-Control-Allow-Origin" not in other.headers
 
 
-async def test_encode_round_trips_and_bad_bodies_are_named(codec_url):
+async def test_encode_round_trips_and_bad_bodies_are_named(codec_url: str) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     plain = json_format.MessageToJson(
         Payloads(payloads=[Payload(metadata={"encoding": b"json/plain"}, data=b"42")])

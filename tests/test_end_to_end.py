@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
@@ -41,7 +42,9 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-async def test_demo_day_reaches_every_outcome(dev_server, pool):
+async def test_demo_day_reaches_every_outcome(
+    dev_server: WorkflowEnvironment, pool: asyncpg.Pool
+) -> None:
     client = dev_server.client
     task_queue = f"e2e-{uuid.uuid4().hex}"
     dispatcher = asyncio.create_task(callback_dispatcher(client, pool).run())
