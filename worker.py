@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import structlog
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -25,9 +26,10 @@ from missed_session.channels.simulated import CallbackDispatcher, SimulatedPhone
 from missed_session.config import Settings, load_settings
 from missed_session.domain.models import ClientResponse, ResponseChannel, workflow_id_for
 from missed_session.log_setup import configure_logging
+from missed_session.metrics import ServiceMetrics
 from missed_session.store.audit import AuditStore
 from missed_session.store.database import database_url, open_pool
-from missed_session.temporal_client import connect
+from missed_session.temporal_client import connect, service_runtime
 from workflows.session import SessionWorkflow
 
 log = structlog.get_logger(__name__)
@@ -48,7 +50,8 @@ def new_worker(
 ) -> Worker:
     """A worker with the session workflow and every activity it calls."""
     store = AuditStore(pool)
-    audit = AuditActivities(store)
+    runtime = client.service_client.config.runtime or Runtime.default()
+    audit = AuditActivities(store, ServiceMetrics(runtime.metric_meter))
     outreach = OutreachActivities(phone or SimulatedPhone(pool), sender)
     therapist = TherapistActivities(store)
     follow_up = FollowUpActivities(store)
@@ -86,7 +89,7 @@ def callback_dispatcher(client: Client, pool: asyncpg.Pool) -> CallbackDispatche
 @contextlib.asynccontextmanager
 async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
     """Connect to Temporal and PostgreSQL, then run the worker until the block exits."""
-    client = await connect(settings)
+    client = await connect(settings, service_runtime(settings.metrics_port))
     pool = await open_pool(database_url(settings))
     worker = new_worker(
         client,
@@ -98,7 +101,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
     try:
         async with worker:
             log.info("worker_started", task_queue=settings.task_queue,
-                     temporal=settings.temporal_address)
+                     temporal=settings.temporal_address, metrics_port=settings.metrics_port)
             yield worker
     finally:
         dispatcher.cancel()

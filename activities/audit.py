@@ -5,7 +5,14 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from missed_session.domain.models import AuditEvent, AwareDatetime, Model, Outcome
+from missed_session.domain.models import (
+    AuditEvent,
+    AuditEventType,
+    AwareDatetime,
+    Model,
+    Outcome,
+)
+from missed_session.metrics import ServiceMetrics, is_first_outreach
 from missed_session.store.audit import AuditConflictError, AuditStore
 
 
@@ -27,22 +34,25 @@ class ClosingRecord(Model):
 class AuditActivities:
     """Append audit events; retried until PostgreSQL takes them, never written twice."""
 
-    def __init__(self, store: AuditStore) -> None:
+    def __init__(self, store: AuditStore, metrics: ServiceMetrics) -> None:
         self._store = store
+        self._metrics = metrics
 
     @activity.defn
     async def record_event(self, event: AuditEvent) -> None:
-        """Append one event to the session's trail."""
+        """Append one event to the session's trail, and count it once it is new."""
         try:
-            await self._store.append(event)
+            written = await self._store.append(event)
         except AuditConflictError as error:
             raise ApplicationError(str(error), type="AuditConflict", non_retryable=True) from None
+        if written:
+            await self._observe(event)
 
     @activity.defn
     async def record_closing(self, record: ClosingRecord) -> None:
         """Append the `closed` event and the attendance row in one transaction."""
         try:
-            await self._store.append_closing(
+            written = await self._store.append_closing(
                 record.event,
                 client_ref=record.client_ref,
                 therapist_id=record.therapist_id,
@@ -51,3 +61,15 @@ class AuditActivities:
             )
         except AuditConflictError as error:
             raise ApplicationError(str(error), type="AuditConflict", non_retryable=True) from None
+        if written:
+            await self._observe(record.event)
+
+    async def _observe(self, event: AuditEvent) -> None:
+        self._metrics.observe(event)
+        if is_first_outreach(event):
+            trail = await self._store.trail(event.session_id)
+            expired = next(
+                (e for e in trail if e.event_type is AuditEventType.GRACE_PERIOD_EXPIRED), None
+            )
+            if expired is not None:
+                self._metrics.first_outreach(event.occurred_at - expired.occurred_at)

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     """Port of the codec server the Web UI decrypts through (bound to loopback)."""
     codec_server_token: SecretStr | None = None
     """Bearer token for programmatic callers of the codec server."""
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    """Prometheus endpoint of the worker, on loopback (`/metrics`); 0 turns it off."""
     log_format: Literal["auto", "json", "console"] = "auto"
     """`auto`: console in a terminal, JSON otherwise."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -31,9 +31,12 @@ def redact_health_data(
     return event_dict
 
 
-def configure_logging(log_format: str = "auto", level: str = "info") -> None:
-    """Route structlog and stdlib logging through one redacting pipeline."""
-    use_console = log_format == "console" or (log_format == "auto" and sys.stderr.isatty())
+def configure_logging(
+    log_format: str = "auto", level: str = "info", stream: TextIO | None = None
+) -> None:
+    """Route structlog and stdlib logging through one redacting pipeline into `stream`."""
+    out = stream or sys.stderr
+    use_console = log_format == "console" or (log_format == "auto" and out.isatty())
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
     )
@@ -50,7 +53,7 @@ def configure_logging(log_format: str = "auto", level: str = "info") -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler()
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 
 from missed_session.codec import EncryptionCodec, new_key, parse_key
 from missed_session.config import Settings
@@ -48,10 +57,31 @@ def _embedded_keys(data_dir: Path) -> dict[str, str]:
     return keys
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     """A client for the configured server and namespace, with the service's converter."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(codec_for(settings)),
+        runtime=runtime,
+    )
+
+
+def service_runtime(metrics_port: int | None) -> Runtime:
+    """A Temporal runtime that serves Prometheus metrics and forwards core logs to Python.
+
+    The SDK core (Rust) logs on its own; forwarding puts its lines through the same
+    structlog pipeline, redaction included, as everything else.
+    """
+    metrics = (
+        PrometheusConfig(bind_address=f"127.0.0.1:{metrics_port}") if metrics_port else None
+    )
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=metrics,
+            logging=LoggingConfig(
+                filter=TelemetryFilter(core_level="WARN", other_level="WARN"),
+                forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+            ),
+        )
     )

@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
+import logging
+import re
+import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
+import structlog
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.outreach import Sender
 from demo import DEMO_DAY, run_demo_day, temporal_cli
 from missed_session import search_attributes
 from missed_session.domain.models import AuditEventType
+from missed_session.log_setup import configure_logging
 from missed_session.store.audit import AuditStore
+from missed_session.temporal_client import service_runtime
 from tests.conftest import TEST_CONVERTER
 from worker import callback_dispatcher, new_worker
 
@@ -42,10 +50,52 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
+@pytest.fixture
+def captured_logs() -> Iterator[io.StringIO]:
+    """The service's real logging pipeline, at debug level, into a buffer."""
+    buffer = io.StringIO()
+    configure_logging("json", "debug", stream=buffer)
+    yield buffer
+    logging.getLogger().handlers.clear()
+    logging.getLogger().setLevel(logging.WARNING)
+    structlog.reset_defaults()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def scrape(port: int) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+    body = await reader.read()
+    writer.close()
+    return body.decode()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum a metric's samples whose labels include `labels`."""
+    total = 0.0
+    for match in re.finditer(rf"^{name}{{([^}}]*)}} (\S+)$", text, re.M):
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+        if all(found.get(key) == value for key, value in labels.items()):
+            total += float(match.group(2))
+    return total
+
+
 async def test_demo_day_reaches_every_outcome(
-    dev_server: WorkflowEnvironment, pool: asyncpg.Pool
+    dev_server: WorkflowEnvironment,
+    pool: asyncpg.Pool,
+    captured_logs: io.StringIO,
 ) -> None:
-    client = dev_server.client
+    metrics_port = free_port()
+    client = await Client.connect(
+        dev_server.client.service_client.config.target_host,
+        data_converter=TEST_CONVERTER,
+        runtime=service_runtime(metrics_port),
+    )
     task_queue = f"e2e-{uuid.uuid4().hex}"
     dispatcher = asyncio.create_task(callback_dispatcher(client, pool).run())
     lines: list[str] = []
@@ -95,3 +145,21 @@ async def test_demo_day_reaches_every_outcome(
             break
         await asyncio.sleep(0.2)
     assert len(found) == len(high_risk), found
+
+    # What Prometheus sees: the demo day's counts.
+    text = await scrape(metrics_port)
+    for expected in DEMO_DAY:
+        assert metric(text, "missed_session_sessions_closed", outcome=expected.expected.value) == 1
+    assert metric(text, "missed_session_no_shows") == 4
+    assert metric(text, "missed_session_escalations", result="sent") == 1
+    assert metric(text, "missed_session_escalations", result="blocked") == 1
+    assert metric(text, "missed_session_outreach_attempts", channel="call", result="no_answer") >= 7
+    assert metric(text, "missed_session_first_outreach_delay_count") == 4
+
+    # And no health data in the logs of the whole day.
+    everything = captured_logs.getvalue()
+    records = [json.loads(line) for line in everything.splitlines() if line.startswith("{")]
+    assert any(r.get("logger", "").startswith("temporalio") for r in records)  # SDK logs too
+    for secret in ("Robin", "Noor", "Jules", "Mika", "+155555501", "@example.org",
+                   "returned the call"):
+        assert secret not in everything, secret

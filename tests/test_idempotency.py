@@ -20,6 +20,7 @@ import temporalio.client
 import temporalio.worker
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.common import MetricMeter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
@@ -44,6 +45,7 @@ from missed_session.domain.models import (
     TaskKind,
     TherapistNotice,
 )
+from missed_session.metrics import ServiceMetrics
 from missed_session.store.audit import AuditConflictError, AuditStore
 from tests.factories import booking
 from worker import new_worker
@@ -320,7 +322,7 @@ async def test_a_different_event_in_the_same_place_is_a_conflict(pool: asyncpg.P
 async def test_the_audit_activity_refuses_a_conflict_without_retrying(
     pool: asyncpg.Pool,
 ) -> None:
-    activities = AuditActivities(AuditStore(pool))
+    activities = AuditActivities(AuditStore(pool), ServiceMetrics(MetricMeter.noop))
     env = ActivityEnvironment()
     await env.run(activities.record_event, event(reason="first"))
     await env.run(activities.record_event, event(reason="first"))  # a retry: fine
