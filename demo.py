@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import shutil
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from pydantic import SecretStr
@@ -31,6 +33,7 @@ from missed_session.config import Settings, load_settings
 from missed_session.domain.models import (
     Cancellation,
     CheckIn,
+    ContactPreferences,
     EmergencyContact,
     Outcome,
     ProtocolSettings,
@@ -41,7 +44,9 @@ from missed_session.domain.models import (
 from missed_session.domain.models import (
     Client as SessionClient,
 )
+from missed_session.domain.practice import PracticeProtocols
 from missed_session.log_setup import configure_logging
+from missed_session.practice_file import load_practice_file
 from missed_session.scheduling import schedule_session
 from missed_session.store.database import database_url, open_pool
 from missed_session.temporal_client import codec_for, data_converter
@@ -51,8 +56,30 @@ DEMO_TIME_SCALE = 60.0
 """In the demo a protocol minute lasts a second: the whole day plays in about a minute."""
 FIRST_START_IN = timedelta(seconds=5)
 """Head start before the first demo session, so the stack is settled."""
+DEMO_PRACTICE_FILE = Path(__file__).parent / "docs" / "practice.example.toml"
+"""Two protocols (therapist-ben's clients follow the intensive one)."""
+
+DEMO_TIME_ZONES = (
+    "America/New_York", "America/Los_Angeles", "Pacific/Honolulu", "Pacific/Auckland",
+    "Asia/Tokyo", "Asia/Kolkata", "Europe/Berlin", "Europe/London",
+)
+"""Where the demo's fictitious clients may live; one is always in the middle of its day."""
 
 Action = Callable[[Client, str], Awaitable[None]]
+
+
+def daytime_zone(at: datetime) -> str:
+    """A client time zone where `at` is between 10:00 and 18:00 local.
+
+    The contact window (08:00-21:00 client time) is judged on the real clock even when the
+    demo compresses protocol minutes into seconds, so the demo's clients live where it is
+    daytime now: the demo day then runs in about a minute, inside the window, whenever it
+    is started.
+    """
+    for zone in DEMO_TIME_ZONES:
+        if 10 <= at.astimezone(ZoneInfo(zone)).hour < 18:
+            return zone
+    return DEMO_TIME_ZONES[0]  # unreachable: the zones above cover every hour of the day
 
 
 @dataclass(frozen=True)
@@ -72,6 +99,8 @@ class DemoSession:
     """Protocol minutes after the start at which `action` is taken."""
     action: str | None = None
     """`check_in` or `cancel`, sent by the front desk."""
+    therapist_id: str = "therapist-ana"
+    """Whose client: the practice file gives each therapist's protocol."""
 
 
 DEMO_DAY: tuple[DemoSession, ...] = (
@@ -81,7 +110,7 @@ DEMO_DAY: tuple[DemoSession, ...] = (
                 act_after_minutes=20, action="check_in"),
     DemoSession("calls back after the voicemail", Outcome.REACHED, Behaviour.CALLS_BACK),
     DemoSession("unreachable, high risk, consenting contact", Outcome.UNREACHABLE_ESCALATED,
-                Behaviour.NO_ANSWER, risk_tier=RiskTier.HIGH),
+                Behaviour.NO_ANSWER, risk_tier=RiskTier.HIGH, therapist_id="therapist-ben"),
     DemoSession("unreachable, no consent on file", Outcome.UNREACHABLE_ESCALATION_BLOCKED,
                 Behaviour.NO_ANSWER, consent=False),
     DemoSession("cancelled before the start", Outcome.CANCELLED, Behaviour.ANSWERS,
@@ -98,21 +127,29 @@ def demo_booking(index: int, session: DemoSession, *, run_id: str, start: dateti
             name="Sam", phone=f"+155555502{index:02d}", consent=session.consent,
             consent_date=date(2026, 1, 15) if session.consent else None,
         )
-    return SessionBooking(
+    booking = SessionBooking(
         session_id=f"demo-{run_id}-{index}",
         client=SessionClient(
             ref=f"client-{run_id}-{index}",
             first_name=("Robin", "Kai", "Noor", "Jules", "Ari", "Mika")[index % 6],
             phone=f"+155555501{index:02d}",
             email=f"client{index}@example.org",
-            time_zone="America/New_York",
+            time_zone=daytime_zone(start),
             emergency_contact=contact,
+            preferences=ContactPreferences(text=True, email=True),
         ),
-        therapist_id="therapist-ana",
+        therapist_id=session.therapist_id,
         start=start,
         risk_tier=session.risk_tier,
         protocol=ProtocolSettings(time_scale=time_scale),
     )
+    return demo_practice().resolve(booking)
+
+
+@functools.cache
+def demo_practice() -> PracticeProtocols:
+    """The demo's practice file: two protocols, calls, voicemail, texts and email."""
+    return load_practice_file(DEMO_PRACTICE_FILE)
 
 
 async def run_demo_day(client: Client, pool: asyncpg.Pool, *, task_queue: str,

@@ -19,9 +19,10 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.audit import AuditActivities
 from activities.follow_up import FollowUpActivities
-from activities.outreach import OutreachActivities, Sender
+from activities.outreach import OutreachActivities, Sender, TextPolicyActivities
 from activities.therapist import TherapistActivities
-from missed_session.channels.base import PhoneChannel
+from missed_session.channels.base import MessageChannel, PhoneChannel
+from missed_session.channels.setup import channels_from_settings
 from missed_session.channels.simulated import CallbackDispatcher, SimulatedPhone
 from missed_session.config import Settings, load_settings
 from missed_session.domain.models import ClientResponse, ResponseChannel, workflow_id_for
@@ -47,12 +48,18 @@ def new_worker(
     task_queue: str,
     sender: Sender,
     phone: PhoneChannel | None = None,
+    messages: MessageChannel | None = None,
 ) -> Worker:
-    """A worker with the session workflow and every activity it calls."""
+    """A worker with the session workflow and every activity it calls.
+
+    Without channels given, the simulated phone places calls and sends texts and email.
+    """
     store = AuditStore(pool)
     runtime = client.service_client.config.runtime or Runtime.default()
     audit = AuditActivities(store, ServiceMetrics(runtime.metric_meter))
-    outreach = OutreachActivities(phone or SimulatedPhone(pool), sender)
+    simulated = SimulatedPhone(pool)
+    outreach = OutreachActivities(phone or simulated, sender, messages or simulated)
+    text_policy = TextPolicyActivities(pool)
     therapist = TherapistActivities(store)
     follow_up = FollowUpActivities(store)
     return Worker(
@@ -65,6 +72,9 @@ def new_worker(
             audit.record_closing,
             outreach.call_client,
             outreach.leave_voicemail,
+            outreach.send_text,
+            outreach.send_email,
+            text_policy.text_refusal,
             outreach.call_emergency_contact,
             therapist.notify_therapist,
             follow_up.create_follow_up_plan,
@@ -91,11 +101,14 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
     """Connect to Temporal and PostgreSQL, then run the worker until the block exits."""
     client = await connect(settings, service_runtime(settings.metrics_port))
     pool = await open_pool(database_url(settings))
+    phone, messages = channels_from_settings(settings, SimulatedPhone(pool))
     worker = new_worker(
         client,
         pool,
         task_queue=settings.task_queue,
         sender=Sender(settings.sender_name, settings.callback_number),
+        phone=phone,
+        messages=messages,
     )
     dispatcher = asyncio.create_task(callback_dispatcher(client, pool).run())
     try:

@@ -9,15 +9,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from missed_session.channels.base import InvalidContactError, PhoneChannel
+from missed_session.channels.base import (
+    ChannelRejectedError,
+    InvalidContactError,
+    MessageChannel,
+    PhoneChannel,
+)
 from missed_session.domain import messages
-from missed_session.domain.models import CallResult, EscalationRequest, OutreachRequest
+from missed_session.domain.models import (
+    CallResult,
+    EscalationRequest,
+    OutreachRequest,
+    TextCheck,
+)
+from missed_session.store.text_history import text_history
 
 INVALID_CONTACT = "InvalidContact"
 """Error type the workflow treats as "this number reaches nobody": never retried."""
+CHANNEL_REJECTED = "ChannelRejected"
+"""Error type for a request the provider refused (4xx): never retried, the step failed."""
 
 
 @dataclass(frozen=True)
@@ -29,11 +43,17 @@ class Sender:
 
 
 class OutreachActivities:
-    """Calls, voicemails and the escalation call, through one phone channel."""
+    """Calls, voicemails, texts, email and the escalation call.
 
-    def __init__(self, phone: PhoneChannel, sender: Sender) -> None:
+    Calls and voicemail go through the phone channel; texts and email through the message
+    channel (the same object when one provider offers both).
+    """
+
+    def __init__(self, phone: PhoneChannel, sender: Sender,
+                 messages: MessageChannel | None = None) -> None:
         self._phone = phone
         self._sender = sender
+        self._messages = messages
 
     @activity.defn
     async def call_client(self, request: OutreachRequest) -> CallResult:
@@ -42,7 +62,7 @@ class OutreachActivities:
             return await self._phone.call(
                 request.idempotency_key, request.session_id, request.client.phone
             )
-        except InvalidContactError as error:
+        except (InvalidContactError, ChannelRejectedError) as error:
             raise _invalid(error) from None
 
     @activity.defn
@@ -55,8 +75,45 @@ class OutreachActivities:
             await self._phone.leave_voicemail(
                 request.idempotency_key, request.session_id, request.client.phone, text
             )
-        except InvalidContactError as error:
+        except (InvalidContactError, ChannelRejectedError) as error:
             raise _invalid(error) from None
+
+    @activity.defn
+    async def send_text(self, request: OutreachRequest) -> None:
+        """Send the one-segment, neutral text (the workflow enforces consent and limits)."""
+        body = messages.text(
+            request.client.first_name, self._sender.name, self._sender.callback_number
+        )
+        try:
+            await self._message_channel().send_text(
+                request.idempotency_key, request.session_id, request.client.phone, body
+            )
+        except (InvalidContactError, ChannelRejectedError) as error:
+            raise _invalid(error) from None
+
+    @activity.defn
+    async def send_email(self, request: OutreachRequest) -> None:
+        """Send the discreet email; a bounced address is an invalid contact."""
+        if request.client.email is None:
+            raise _invalid(InvalidContactError("no email address on file"))
+        subject, body = messages.email(
+            request.client.first_name, self._sender.name, self._sender.callback_number
+        )
+        try:
+            await self._message_channel().send_email(
+                request.idempotency_key, request.session_id, request.client.email, subject,
+                body,
+            )
+        except (InvalidContactError, ChannelRejectedError) as error:
+            raise _invalid(error) from None
+
+    def _message_channel(self) -> MessageChannel:
+        if self._messages is None:
+            raise ApplicationError(
+                "no text or email channel is configured", type=INVALID_CONTACT,
+                non_retryable=True,
+            )
+        return self._messages
 
     @activity.defn
     async def call_emergency_contact(self, request: EscalationRequest) -> None:
@@ -71,9 +128,29 @@ class OutreachActivities:
             await self._phone.deliver_message(
                 request.idempotency_key, request.session_id, request.contact.phone, text
             )
-        except InvalidContactError as error:
+        except (InvalidContactError, ChannelRejectedError) as error:
             raise _invalid(error) from None
 
 
-def _invalid(error: InvalidContactError) -> ApplicationError:
-    return ApplicationError(str(error), type=INVALID_CONTACT, non_retryable=True)
+class TextPolicyActivities:
+    """The client-wide text rules: an opt-out holds in every session; one text a day."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @activity.defn
+    async def text_refusal(self, check: TextCheck) -> str | None:
+        """Why no text may go to the client today (any session), or None if one may."""
+        opted_out, texted = await text_history(
+            self._pool, check.client_ref, check.day_start, check.day_end
+        )
+        if opted_out:
+            return "the client opted out of texts"
+        if texted:
+            return "a text was already sent today"
+        return None
+
+
+def _invalid(error: InvalidContactError | ChannelRejectedError) -> ApplicationError:
+    kind = CHANNEL_REJECTED if isinstance(error, ChannelRejectedError) else INVALID_CONTACT
+    return ApplicationError(str(error), type=kind, non_retryable=True)

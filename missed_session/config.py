@@ -55,6 +55,31 @@ class Settings(BaseSettings):
     """
     callback_number: PhoneNumber = "+15555550100"
     """The number clients and emergency contacts are asked to call back."""
+    practice_file: Path | None = None
+    """The practice's protocols (TOML, see docs/protocol.md); each booking is resolved
+    against it at intake. Unset: the built-in protocol, or what the booking says."""
+    channel: Literal["simulated", "webhook", "twilio"] = "simulated"
+    """Who places calls, voicemails and texts (and email, unless SMTP is configured)."""
+    webhook_url: str | None = None
+    """The practice system's outreach endpoint (channel `webhook`)."""
+    webhook_secret: SecretStr | None = None
+    """Shared HMAC-SHA256 secret the webhook requests are signed with."""
+    twilio_account_sid: str | None = None
+    """Twilio account (channel `twilio`)."""
+    twilio_auth_token: SecretStr | None = None
+    """Twilio auth token."""
+    twilio_from_number: PhoneNumber | None = None
+    """The Twilio number calls and texts come from."""
+    smtp_host: str | None = None
+    """SMTP server for outreach email; when set, email goes through it."""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    """SMTP port (587: STARTTLS)."""
+    smtp_username: str | None = None
+    """SMTP login, if the server needs one."""
+    smtp_password: SecretStr | None = None
+    """SMTP password."""
+    smtp_sender_address: str | None = None
+    """The neutral From address of outreach email (required with smtp_host)."""
     encryption_keys: dict[str, str] = Field(default_factory=dict)
     """Key id -> base64 AES-256 key. Every key can decrypt; `encryption_key_id` encrypts.
     Unset with the embedded database: a key is generated under `data_dir`."""
@@ -66,10 +91,28 @@ class Settings(BaseSettings):
     """Bearer token for programmatic callers of the codec server."""
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     """Prometheus endpoint of the worker, on loopback (`/metrics`); 0 turns it off."""
+    audit_retention_years: int = Field(default=6, ge=6, le=100)
+    """How long audit trails are kept from their creation before `audit purge` may delete
+    them; never below 6 (the HIPAA documentation period, also enforced by the database)."""
     log_format: Literal["auto", "json", "console"] = "auto"
     """`auto`: console in a terminal, JSON otherwise."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Lowest level that is logged."""
+
+    @model_validator(mode="after")
+    def _channel_is_complete(self) -> Settings:
+        required = {
+            "webhook": ("webhook_url", "webhook_secret"),
+            "twilio": ("twilio_account_sid", "twilio_auth_token", "twilio_from_number"),
+        }.get(self.channel, ())
+        if self.smtp_host:
+            required = (*required, "smtp_sender_address")
+        for name in required:
+            if getattr(self, name) is None:
+                what = "smtp_host" if name.startswith("smtp") else f"channel {self.channel!r}"
+                msg = f"{name} is required with {what}"
+                raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _keys_are_usable(self) -> Settings:

@@ -5,8 +5,28 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from missed_session.domain.models import SessionBooking
+
+CLIENT_TIME_ZONE = "America/Los_Angeles"
+"""The client's time zone in `booking_data`."""
+
+
+def daytime(after: datetime, *, hour: int = 10, time_zone: str = CLIENT_TIME_ZONE) -> datetime:
+    """The first `hour`:00 local at or after `after`, in UTC.
+
+    Sessions that start there keep their whole outreach inside the 08:00-21:00 contact
+    window, whatever the wall clock says when the tests run.
+    """
+    zone = ZoneInfo(time_zone)
+    local = after.astimezone(zone)
+    candidate = datetime.combine(local.date(), datetime.min.time().replace(hour=hour),
+                                 tzinfo=zone)
+    if candidate < local:
+        candidate = datetime.combine(local.date() + timedelta(days=1), candidate.time(),
+                                     tzinfo=zone)
+    return candidate.astimezone(after.tzinfo)
 
 
 def booking_data(**overrides: Any) -> dict[str, Any]:
@@ -18,7 +38,7 @@ def booking_data(**overrides: Any) -> dict[str, Any]:
             "first_name": "Robin",
             "phone": "+14155550123",
             "email": "robin@example.org",
-            "time_zone": "America/Los_Angeles",
+            "time_zone": CLIENT_TIME_ZONE,
             "emergency_contact": {
                 "name": "Sam",
                 "phone": "+14155550999",

@@ -47,7 +47,7 @@ from missed_session.domain.models import (
 )
 from missed_session.metrics import ServiceMetrics
 from missed_session.store.audit import AuditConflictError, AuditStore
-from tests.factories import booking
+from tests.factories import booking, daytime
 from worker import new_worker
 from workflows.session import SessionWorkflow
 
@@ -97,7 +97,8 @@ class CrashingPhone:
 
 
 async def book(env: WorkflowEnvironment, **overrides: Any) -> SessionBooking:
-    start = (await env.get_current_time() + timedelta(hours=1)).replace(microsecond=0)
+    # 10:00 client time: the protocol stays inside the contact window.
+    start = daytime(await env.get_current_time() + timedelta(hours=1)).replace(microsecond=0)
     return booking(**{**overrides, "start": start.isoformat()})
 
 

@@ -41,7 +41,7 @@ from missed_session.domain.models import (
     TaskKind,
 )
 from missed_session.store.audit import AuditStore
-from tests.factories import booking, booking_data, without_consent
+from tests.factories import booking, booking_data, daytime, without_consent
 from worker import new_worker
 from workflows.session import OUTREACH_RETRY, SessionWorkflow
 
@@ -85,8 +85,11 @@ def phone(pool: asyncpg.Pool) -> SimulatedPhone:
 async def book(
     env: WorkflowEnvironment, *, ahead: timedelta = timedelta(hours=1), **overrides: Any
 ) -> SessionBooking:
-    """A booking starting `ahead` of the test server's clock, on a whole second."""
-    start = (await env.get_current_time() + ahead).replace(microsecond=0)
+    """A booking starting at 10:00 client time, at least `ahead` of the test server's clock.
+
+    10:00 keeps the whole protocol inside the client's contact window (08:00-21:00).
+    """
+    start = daytime(await env.get_current_time() + ahead).replace(microsecond=0)
     return booking(**{**overrides, "start": start.isoformat()})
 
 

@@ -32,7 +32,7 @@ from missed_session.domain.models import (
 )
 from missed_session.store.audit import AuditStore
 from tests.conftest import TEST_KEYS
-from tests.factories import booking_data
+from tests.factories import booking_data, daytime
 from worker import new_worker
 
 UNREACHABLE = "127.0.0.1:1"
@@ -81,8 +81,11 @@ async def running_worker(client: Client, pool: asyncpg.Pool,
 
 
 async def future_start(env: WorkflowEnvironment) -> datetime:
-    """A start a day ahead of both clocks: other tests may have skipped the server's ahead."""
-    return max(datetime.now(UTC), await env.get_current_time()) + timedelta(days=1)
+    """A start a day ahead of both clocks: other tests may have skipped the server's ahead.
+
+    At 10:00 client time, so that outreach falls inside the client's contact window.
+    """
+    return daytime(max(datetime.now(UTC), await env.get_current_time()) + timedelta(days=1))
 
 
 def schedule_flags(session_id: str, start: datetime, **overrides: str | None) -> list[str]:

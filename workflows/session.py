@@ -1,16 +1,20 @@
 """One scheduled session, carried through the missed-session protocol.
 
 Read `run` top to bottom as the therapist's protocol: wait for the start, wait out the
-grace period for a check-in, alert the therapist, reach out (call, then voicemail) a set
-number of times, escalate to the emergency contact only with consent, plan the follow-up
-from the attendance pattern, and close with one outcome. Signals may arrive at any point;
-the handlers only note them, and the protocol acts on them (and audits them) in order.
+grace period for a check-in, alert the therapist, reach out (the protocol's channels in
+order, each only with the client's consent and only inside the client's local contact
+window) a set number of times, escalate to the emergency contact only with consent or a
+clinician's recorded decision, plan the follow-up from the attendance pattern, and close
+with one outcome. Signals may arrive at any point; their handlers only note them, and the
+protocol acts on them (and audits them) in order. Clinician decisions are updates: a
+validator refuses what cannot apply now, and an accepted decision is in the audit trail
+before the caller hears back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -19,17 +23,25 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.audit import AuditActivities, ClosingRecord
     from activities.follow_up import FollowUpActivities
-    from activities.outreach import INVALID_CONTACT, OutreachActivities
+    from activities.outreach import (
+        CHANNEL_REJECTED,
+        INVALID_CONTACT,
+        OutreachActivities,
+        TextPolicyActivities,
+    )
     from activities.therapist import TherapistActivities
     from missed_session import search_attributes as attrs
-    from missed_session.domain import protocol
+    from missed_session.domain import contact_window, decisions, messages, protocol
     from missed_session.domain.models import (
         AuditEvent,
         AuditEventType,
         CallResult,
         Cancellation,
+        Channel,
         CheckIn,
         ClientResponse,
+        ClinicianDecision,
+        DecisionKind,
         EscalationRequest,
         FollowUpPlan,
         FollowUpRequest,
@@ -38,15 +50,26 @@ with workflow.unsafe.imports_passed_through():
         OutreachRequest,
         Priority,
         Reschedule,
+        ResponseChannel,
         RiskTier,
         SessionBooking,
         SessionResult,
         SessionState,
         SessionStatus,
+        TextCheck,
+        TextReply,
         TherapistNotice,
     )
 
 AuditValue = str | int | float | bool | None
+
+
+class _Sent:
+    """A one-way step (voicemail, text, email) went out."""
+
+
+SENT = _Sent()
+StepResult = CallResult | _Sent
 
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -61,7 +84,7 @@ OUTREACH_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=1),
     maximum_attempts=5,
-    non_retryable_error_types=[INVALID_CONTACT],
+    non_retryable_error_types=[INVALID_CONTACT, CHANNEL_REJECTED],
 )
 """A channel that keeps failing counts as a failed attempt rather than stalling the ladder."""
 
@@ -87,6 +110,18 @@ class SessionWorkflow:
         self._cancellation: Cancellation | None = None
         self._reschedule: Reschedule | None = None
         self._response: ClientResponse | None = None
+        self._reschedules = 0
+        self._escalation: bool | None = None
+        """None until escalation is considered; then whether the contact was told."""
+        self._escalate_now: ClinicianDecision | None = None
+        """A clinician's escalate_now, accepted and recorded, not yet carried out."""
+        self._ending: DecisionKind | None = None
+        """mark_safe or stand_down: outreach ends with that decision."""
+        self._unusable: set[Channel] = set()
+        """Channels whose address proved invalid (a bounced email, a dead number)."""
+        self._opted_out_of_text = False
+        self._texted_on: set[date] = set()
+        """The client's local days on which an automated text was sent."""
 
     # -- the protocol ------------------------------------------------------------------
 
@@ -110,13 +145,15 @@ class SessionWorkflow:
             modality=booking.modality.value,
             risk_tier=booking.risk_tier.value,
             grace_period_minutes=protocol.grace_period_minutes(booking),
+            protocol=booking.protocol.name,
+            protocol_version=booking.protocol.version,
         )
         plan: FollowUpPlan | None = None
         outcome = await self._wait_for_check_in()
         if outcome is None:
             await self._record_no_show()
-            outcome, escalated = await self._reach_out()
-            plan = await self._plan_follow_up(outcome, escalated=escalated)
+            outcome = await self._reach_out()
+            plan = await self._plan_follow_up(outcome, escalated=bool(self._escalation))
         await self._close(outcome)
         return SessionResult(
             session_id=booking.session_id,
@@ -160,6 +197,7 @@ class SessionWorkflow:
                     reason=moved.reason,
                 )
                 self._start = moved.start
+                self._reschedules += 1
                 workflow.upsert_search_attributes([attrs.SESSION_START.value_set(moved.start)])
 
     async def _record_no_show(self) -> None:
@@ -178,109 +216,237 @@ class SessionWorkflow:
         await self._notify_therapist(notice)
         await self._record(AuditEventType.THERAPIST_ALERTED, notice=notice.key)
 
-    async def _reach_out(self) -> tuple[Outcome, bool]:
-        """Run the outreach ladder; returns the outcome and whether escalation was sent."""
+    async def _reach_out(self) -> Outcome:  # noqa: PLR0911 - each exit is a protocol exit
+        """Run the outreach ladder until contact, a clinician's decision, or its end."""
         booking = self._booking
         escalate_after = protocol.escalation_after_attempt(booking)
-        escalated: bool | None = None
         for attempt in range(1, booking.protocol.max_attempts + 1):
-            if self._contact_made():
-                return await self._acknowledge_contact(), bool(escalated)
+            if self._outreach_stops():
+                return await self._acknowledge_contact()
             self._attempts = attempt
+            if not await self._wait_for_contact_window(f"outreach attempt {attempt}"):
+                return await self._acknowledge_contact()
             self._plan_next(SessionStatus.OUTREACH, f"outreach attempt {attempt}", workflow.now())
-            answered, reachable = await self._attempt(attempt)
-            if answered:
+            if await self._attempt(attempt):
                 await self._record(
                     AuditEventType.CLIENT_RESPONDED, channel="call", responder="client",
                     attempt=attempt, note="",
                 )
-                return Outcome.REACHED, bool(escalated)
-            if self._contact_made():
-                return await self._acknowledge_contact(), bool(escalated)
-            if escalated is None and (attempt >= escalate_after or not reachable):
-                escalated = await self._escalate()
+                return Outcome.REACHED
+            if self._outreach_stops():
+                return await self._acknowledge_contact()
+            reachable = self._reachable()
+            await self._escalate_if_requested()
+            if self._escalation is None and (attempt >= escalate_after or not reachable):
+                await self._escalate()
             if not reachable or attempt == booking.protocol.max_attempts:
                 break
             next_at = workflow.now() + protocol.attempt_spacing(booking)
             self._plan_next(SessionStatus.OUTREACH, f"outreach attempt {attempt + 1}", next_at)
-            if await self._wait(self._contact_made, next_at):
-                return await self._acknowledge_contact(), bool(escalated)
-        if escalated is None:
-            escalated = await self._escalate()
-        if self._contact_made():  # the client got back in touch while we escalated
-            return await self._acknowledge_contact(), escalated
-        return protocol.unreachable_outcome(escalated=escalated), escalated
+            if not await self._wait_during_outreach(next_at):
+                return await self._acknowledge_contact()
+        await self._escalate_if_requested()
+        if self._escalation is None:
+            await self._escalate()
+        if self._outreach_stops():  # contact or a decision came in while we escalated
+            return await self._acknowledge_contact()
+        return protocol.unreachable_outcome(escalated=bool(self._escalation))
 
-    async def _attempt(self, attempt: int) -> tuple[bool, bool]:
-        """Call the client; on no answer, leave the voicemail.
+    async def _attempt(self, attempt: int) -> bool:
+        """One outreach attempt: each of the protocol's channels in turn, with consent.
 
-        Returns (answered, reachable): reachable is False once the number proves invalid,
-        since calling again cannot help. A channel outage is a failed attempt; the next
-        attempt may find the channel back.
+        Returns whether the client answered the call. A step without consent (or after an
+        opt-out, or over the daily text limit) is skipped and the reason recorded; a channel
+        whose address proved invalid is not tried again; a channel outage is a failed step,
+        and the attempt moves on to the next channel.
         """
-        call = self._outreach_request(f"attempt-{attempt}/call")
+        call_rang_unanswered: bool | None = None
+        for channel in protocol.outreach_channels(self._booking):
+            if self._outreach_stops():
+                return False
+            if channel in self._unusable:
+                continue
+            reason = self._skip_reason(channel)
+            if reason is None and channel is Channel.TEXT:
+                reason = await self._text_refusal()
+            if reason is not None:
+                await self._record(
+                    AuditEventType.OUTREACH_SKIPPED, attempt=attempt, channel=channel.value,
+                    reason=reason,
+                )
+                continue
+            if channel is Channel.CALL:
+                result = await self._step(attempt, channel, OutreachActivities.call_client)
+                if result is CallResult.ANSWERED:
+                    return True
+                call_rang_unanswered = result is CallResult.NO_ANSWER
+            elif channel is Channel.VOICEMAIL:
+                if call_rang_unanswered is False:  # the call failed: no line to leave it on
+                    continue
+                await self._step(attempt, channel, OutreachActivities.leave_voicemail)
+            elif channel is Channel.TEXT:
+                if await self._step(attempt, channel, OutreachActivities.send_text) is not None:
+                    self._texted_on.add(self._client_today())
+            else:
+                await self._step(attempt, channel, OutreachActivities.send_email)
+        return False
+
+    async def _step(
+        self,
+        attempt: int,
+        channel: Channel,
+        activity: Callable[[OutreachActivities, OutreachRequest], Awaitable[CallResult | None]],
+    ) -> StepResult | None:
+        """Run one channel's activity and record what happened; None if it failed."""
+        request = self._outreach_request(f"attempt-{attempt}/{channel.value}")
         try:
             result = await workflow.execute_activity_method(
-                OutreachActivities.call_client,
-                call,
+                activity,
+                request,
                 start_to_close_timeout=OUTREACH_TIMEOUT,
                 retry_policy=OUTREACH_RETRY,
             )
         except ActivityError as error:
+            if _is_invalid_contact(error):
+                self._unusable |= protocol.SAME_ADDRESS[channel]
             await self._record(
-                AuditEventType.OUTREACH_FAILED, attempt=attempt, channel="call",
+                AuditEventType.OUTREACH_FAILED, attempt=attempt, channel=channel.value,
                 reason=_failure_reason(error),
             )
-            return False, not _is_invalid_contact(error)
-        await self._record(
-            AuditEventType.OUTREACH_ATTEMPTED, attempt=attempt, channel="call",
-            result=result.value,
+            return None
+        if result is not None:  # only the call reports a result
+            await self._record(
+                AuditEventType.OUTREACH_ATTEMPTED, attempt=attempt, channel="call",
+                result=result.value,
+            )
+            return result
+        if channel is Channel.VOICEMAIL:
+            await self._record(AuditEventType.VOICEMAIL_LEFT, attempt=attempt)
+        else:
+            await self._record(
+                AuditEventType.MESSAGE_SENT, attempt=attempt, channel=channel.value
+            )
+        return SENT
+
+    def _skip_reason(self, channel: Channel) -> str | None:
+        """Why this channel may not be used now, or None if it may."""
+        reason = protocol.skip_reason(self._booking, channel)
+        if reason is not None or channel is not Channel.TEXT:
+            return reason
+        if self._opted_out_of_text:
+            return "the client opted out of texts"
+        if self._client_today() in self._texted_on:
+            return "a text was already sent today"
+        return None
+
+    async def _text_refusal(self) -> str | None:
+        """The client-wide text rules, from every session's trail (opt-out; one a day)."""
+        booking = self._booking
+        day_start, day_end = contact_window.local_day(workflow.now(), booking.client.time_zone)
+        return await workflow.execute_activity_method(
+            TextPolicyActivities.text_refusal,
+            TextCheck(client_ref=booking.client.ref, day_start=day_start, day_end=day_end),
+            start_to_close_timeout=RECORD_TIMEOUT,
+            retry_policy=RECORD_RETRY,
         )
-        if result is CallResult.ANSWERED:
-            return True, True
-        voicemail = self._outreach_request(f"attempt-{attempt}/voicemail")
-        try:
-            await workflow.execute_activity_method(
-                OutreachActivities.leave_voicemail,
-                voicemail,
-                start_to_close_timeout=OUTREACH_TIMEOUT,
-                retry_policy=OUTREACH_RETRY,
-            )
-        except ActivityError as error:
-            await self._record(
-                AuditEventType.OUTREACH_FAILED, attempt=attempt, channel="voicemail",
-                reason=_failure_reason(error),
-            )
-            return False, True
-        await self._record(AuditEventType.VOICEMAIL_LEFT, attempt=attempt)
-        return False, True
+
+    def _reachable(self) -> bool:
+        """Whether any channel of the ladder could still reach the client."""
+        return any(
+            channel not in self._unusable and protocol.skip_reason(self._booking, channel) is None
+            and not (channel is Channel.TEXT and self._opted_out_of_text)
+            for channel in protocol.outreach_channels(self._booking)
+        )
+
+    def _client_today(self) -> date:
+        return contact_window.local_date(workflow.now(), self._booking.client.time_zone)
+
+    async def _wait_for_contact_window(self, action: str) -> bool:
+        """Outside the client's contact window, wait for it to open (recorded).
+
+        Returns False if outreach should stop instead (contact, or a decision, came in).
+        """
+        booking = self._booking
+        opens = contact_window.next_allowed(
+            workflow.now(), booking.client.time_zone, booking.protocol.contact_window
+        )
+        if opens <= workflow.now():
+            return True
+        if self._escalation is None and protocol.escalation_may_go_outside_window(booking):
+            # High risk, and the protocol says not to wait overnight to escalate.
+            await self._escalate()
+            if self._outreach_stops():
+                return False
+        await self._record(
+            AuditEventType.OUTREACH_DEFERRED, action=action,
+            reason="outside the client's contact window", until=opens.isoformat(),
+        )
+        self._plan_next(SessionStatus.OUTREACH, f"{action} (contact window opens)", opens)
+        return await self._wait_during_outreach(opens)
+
+    async def _wait_during_outreach(self, until: datetime) -> bool:
+        """Wait until `until`, carrying out an escalate_now that arrives meanwhile.
+
+        Returns False if outreach should stop instead (contact, or a decision, came in).
+        """
+        while await self._wait(self._outreach_news, until):
+            if self._outreach_stops():
+                return False
+            await self._escalate_if_requested()
+        return True
 
     async def _acknowledge_contact(self) -> Outcome:
-        """The client checked in late or got back to us: outreach stops here."""
+        """The client checked in late or got back to us, or a clinician ended outreach."""
         if self._check_in is not None:
             await self._record(AuditEventType.CHECKED_IN, late=True)
             return Outcome.ATTENDED_LATE
         response = self._response
-        assert response is not None  # _contact_made() guarantees one of the two
-        await self._record(
-            AuditEventType.CLIENT_RESPONDED,
-            channel=response.channel.value,
-            responder=response.responder,
-            note=response.note,
-        )
-        return Outcome.REACHED
+        if response is not None:
+            await self._record(
+                AuditEventType.CLIENT_RESPONDED,
+                channel=response.channel.value,
+                responder=response.responder,
+                note=response.note,
+            )
+            return Outcome.REACHED
+        # The decision itself was recorded when the clinician made it.
+        if self._ending is DecisionKind.MARK_SAFE:
+            return Outcome.MARKED_SAFE
+        assert self._ending is DecisionKind.STAND_DOWN  # _outreach_stops() guarantees it
+        return Outcome.STOOD_DOWN
 
-    async def _escalate(self) -> bool:
-        """Call the emergency contact if consent is on file; otherwise say why not.
+    async def _escalate_if_requested(self) -> None:
+        """Carry out a clinician's escalate_now, if one is waiting."""
+        decision = self._escalate_now
+        if decision is None:
+            return
+        if self._escalation is not True:
+            await self._escalate(override=decision)
+        self._escalate_now = None  # only now: until done, a second escalate_now is refused
 
-        Returns whether the emergency contact was told.
+    async def _escalate(self, override: ClinicianDecision | None = None) -> None:
+        """Call the emergency contact if consent is on file (or a clinician decided so).
+
+        Without either, an urgent task says why not. Inside the contact window only, unless
+        the protocol lets high-risk escalation go outside it, or a clinician decided now.
         """
         booking = self._booking
         contact = booking.client.emergency_contact
         self._plan_next(SessionStatus.ESCALATION, "escalate", workflow.now())
-        if contact is None or not protocol.may_escalate(booking):
-            reason = "no emergency contact on file" if contact is None else "no consent on file"
-            return await self._block_escalation(reason)
+        blocker = protocol.escalation_blocker(booking)
+        if contact is None or (blocker is not None and override is None):
+            await self._block_escalation(blocker or "no emergency contact on file")
+            return
+        outside_window = not contact_window.is_open(
+            workflow.now(), booking.client.time_zone, booking.protocol.contact_window
+        )
+        if (outside_window and override is None
+                and not protocol.escalation_may_go_outside_window(booking)):
+            if not await self._wait_for_contact_window("escalation"):
+                return
+            if self._escalation is True:  # a clinician's escalate_now came first
+                return
+            outside_window = False
         request = EscalationRequest(
             idempotency_key=f"{workflow.info().workflow_id}/escalation",
             session_id=booking.session_id,
@@ -296,17 +462,30 @@ class SessionWorkflow:
                 retry_policy=OUTREACH_RETRY,
             )
         except ActivityError as error:
-            return await self._block_escalation(
+            await self._block_escalation(
                 f"emergency contact unreachable ({_failure_reason(error)})"
             )
-        consent_date = contact.consent_date.isoformat() if contact.consent_date else None
-        await self._record(
-            AuditEventType.ESCALATION_SENT, basis="consent on file", consent_date=consent_date
-        )
+            return
+        data: dict[str, AuditValue]
+        if override is None:
+            consent_date = contact.consent_date.isoformat() if contact.consent_date else None
+            data = {"basis": "consent on file", "consent_date": consent_date}
+        else:
+            data = {
+                "basis": "clinician decision", "legal_basis": override.legal_basis,
+                "decided_by": override.clinician_id, "reason": override.reason,
+                "consent_on_file": blocker is None,
+            }
+        if outside_window:
+            data["outside_contact_window"] = (
+                "clinician decision" if override is not None
+                else "protocol allows for high risk"
+            )
+        await self._record(AuditEventType.ESCALATION_SENT, **data)
         workflow.upsert_search_attributes([attrs.ESCALATION_LEVEL.value_set("sent")])
-        return True
+        self._escalation = True
 
-    async def _block_escalation(self, reason: str) -> bool:
+    async def _block_escalation(self, reason: str) -> None:
         """Escalation cannot happen: an urgent task puts the decision with the therapist."""
         notice = self._notice(
             "escalation-blocked",
@@ -317,7 +496,7 @@ class SessionWorkflow:
         await self._notify_therapist(notice)
         await self._record(AuditEventType.ESCALATION_BLOCKED, reason=reason, task=notice.key)
         workflow.upsert_search_attributes([attrs.ESCALATION_LEVEL.value_set("blocked")])
-        return False
+        self._escalation = False
 
     async def _plan_follow_up(self, outcome: Outcome, *, escalated: bool) -> FollowUpPlan:
         """Review the attendance pattern and agree concerns and tasks."""
@@ -333,6 +512,9 @@ class SessionWorkflow:
                 outcome=outcome,
                 session_start=self._start,
                 escalated=escalated,
+                client_time_zone=booking.client.time_zone,
+                session_time_zone=booking.session_time_zone,
+                reschedules=self._reschedules,
             ),
             start_to_close_timeout=RECORD_TIMEOUT,
             retry_policy=RECORD_RETRY,
@@ -351,6 +533,8 @@ class SessionWorkflow:
         self._outcome = outcome
         workflow.upsert_search_attributes([attrs.OUTCOME.value_set(outcome.value)])
         self._plan_next(SessionStatus.CLOSED, None, None)
+        # Decisions and replies accepted before closing are in the trail before `closed`.
+        await workflow.wait_condition(workflow.all_handlers_finished)
         self._sequence += 1
         booking = self._booking
         await workflow.execute_activity_method(
@@ -403,6 +587,83 @@ class SessionWorkflow:
         elif self._response is None:
             self._response = response
 
+    @workflow.signal
+    async def text_reply(self, reply: TextReply) -> None:
+        """The client texted back: STOP opts out of texts; anything else is a response."""
+        if self._before_no_show() or self._outreach_over():
+            workflow.logger.warning("text_reply ignored in status %s", self._status.value)
+        elif messages.is_opt_out(reply.body):
+            if not self._opted_out_of_text:
+                self._opted_out_of_text = True
+                await self._record(AuditEventType.OPTED_OUT, channel=Channel.TEXT.value)
+        elif self._response is None:
+            self._response = ClientResponse(
+                channel=ResponseChannel.TEXT, responder="client", note=reply.body
+            )
+
+    # -- clinician decisions (updates: validated, recorded, then acted on) ----------------
+
+    @workflow.update
+    async def mark_safe(self, decision: ClinicianDecision) -> str:
+        """The clinician knows the client is safe: outreach and escalation stop."""
+        self._ending = DecisionKind.MARK_SAFE
+        await self._record_decision(DecisionKind.MARK_SAFE, decision)
+        return "recorded: outreach stops, the session closes as marked_safe"
+
+    @mark_safe.validator
+    def _validate_mark_safe(self, decision: ClinicianDecision) -> None:
+        self._validate(DecisionKind.MARK_SAFE, decision)
+
+    @workflow.update
+    async def escalate_now(self, decision: ClinicianDecision) -> str:
+        """Contact the emergency contact now, with or without consent, on a legal basis."""
+        self._escalate_now = decision
+        await self._record_decision(DecisionKind.ESCALATE_NOW, decision)
+        return "recorded: the emergency contact is contacted now"
+
+    @escalate_now.validator
+    def _validate_escalate_now(self, decision: ClinicianDecision) -> None:
+        self._validate(DecisionKind.ESCALATE_NOW, decision)
+
+    @workflow.update
+    async def stand_down(self, decision: ClinicianDecision) -> str:
+        """Stop outreach and escalation (e.g. the practice reached the client another way)."""
+        self._ending = DecisionKind.STAND_DOWN
+        await self._record_decision(DecisionKind.STAND_DOWN, decision)
+        return "recorded: outreach stops, the session closes as stood_down"
+
+    @stand_down.validator
+    def _validate_stand_down(self, decision: ClinicianDecision) -> None:
+        self._validate(DecisionKind.STAND_DOWN, decision)
+
+    @workflow.update
+    async def add_note(self, decision: ClinicianDecision) -> str:
+        """Add a clinician's note to the session's trail (the note is the `reason`)."""
+        await self._record_decision(DecisionKind.ADD_NOTE, decision)
+        return "recorded"
+
+    @add_note.validator
+    def _validate_add_note(self, decision: ClinicianDecision) -> None:
+        self._validate(DecisionKind.ADD_NOTE, decision)
+
+    def _validate(self, kind: DecisionKind, decision: ClinicianDecision) -> None:
+        problem = decisions.problem(
+            kind, decision, status=self._status,
+            escalated=self._escalation is True or self._escalate_now is not None,
+            decided=self._ending is not None,
+        )
+        if problem is not None:
+            raise ValueError(f"{kind.value} rejected: {problem}")
+
+    async def _record_decision(self, kind: DecisionKind, decision: ClinicianDecision) -> None:
+        data: dict[str, AuditValue] = {
+            "decision": kind.value, "clinician_id": decision.clinician_id,
+            "reason": decision.reason,
+        }
+        if kind is DecisionKind.ESCALATE_NOW:
+            data["legal_basis"] = decision.legal_basis
+        await self._record(AuditEventType.CLINICIAN_DECISION, **data)
+
     @workflow.query
     def state(self) -> SessionState:
         """Status, attempts made, and what happens next and when."""
@@ -431,6 +692,14 @@ class SessionWorkflow:
 
     def _contact_made(self) -> bool:
         return self._check_in is not None or self._response is not None
+
+    def _outreach_stops(self) -> bool:
+        """Contact was made, or a clinician ended outreach."""
+        return self._contact_made() or self._ending is not None
+
+    def _outreach_news(self) -> bool:
+        """Something a wait during outreach must wake up for."""
+        return self._outreach_stops() or self._escalate_now is not None
 
     def _plan_next(self, status: SessionStatus, action: str | None, at: datetime | None) -> None:
         """Move to `status` and tell supervisors (search attribute, UI details) what is next."""
@@ -523,4 +792,7 @@ def _failure_reason(error: ActivityError) -> str:
     """A short, non-identifying reason for the audit trail."""
     if _is_invalid_contact(error):
         return "invalid contact"
+    cause = error.cause
+    if isinstance(cause, ApplicationError) and cause.type == CHANNEL_REJECTED:
+        return "rejected by the channel"
     return "channel failed after retries"

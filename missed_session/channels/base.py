@@ -1,4 +1,12 @@
-"""The interface every phone channel offers the outreach activities."""
+"""The interface every channel offers the outreach activities.
+
+A channel reaches a person by phone (calls, voicemail, texts) or email. Every method takes
+an idempotency key: a second call with the same key must return the first call's result
+without reaching the person again. That is what makes the outreach activities safe to
+retry. Errors say whether retrying can help: :class:`InvalidContactError` (the number or
+address reaches nobody) and :class:`ChannelRejectedError` (the provider refused the request
+itself) never can; anything else is an outage, retried by the activity's policy.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +19,16 @@ class InvalidContactError(ValueError):
     """The number or address does not reach anyone; retrying cannot help."""
 
 
-class PhoneChannel(Protocol):
-    """Places calls and leaves messages.
+class ChannelRejectedError(ValueError):
+    """The provider refused the request (a 4xx): retrying the same request cannot help."""
 
-    Every method takes an idempotency key: a second call with the same key must return the
-    first call's result without reaching the person again. That is what makes the outreach
-    activities safe to retry.
-    """
+
+class ChannelUnavailableError(RuntimeError):
+    """The provider did not answer or failed (timeout, 5xx): a later retry may succeed."""
+
+
+class PhoneChannel(Protocol):
+    """Places calls and leaves messages."""
 
     async def call(self, key: str, session_id: str, to: str) -> CallResult:
         """Ring `to` and report whether someone answered."""
@@ -30,3 +41,29 @@ class PhoneChannel(Protocol):
     async def deliver_message(self, key: str, session_id: str, to: str, text: str) -> None:
         """Call `to` and deliver `text`, by voice or voicemail."""
         ...
+
+
+class TextChannel(Protocol):
+    """Sends texts (SMS)."""
+
+    async def send_text(self, key: str, session_id: str, to: str, text: str) -> None:
+        """Send `text` (at most 160 characters) to the number `to`."""
+        ...
+
+
+class EmailChannel(Protocol):
+    """Sends email."""
+
+    async def send_email(
+        self, key: str, session_id: str, to: str, subject: str, body: str
+    ) -> None:
+        """Send a plain-text email to `to`."""
+        ...
+
+
+class MessageChannel(TextChannel, EmailChannel, Protocol):
+    """Texts and email together (the simulated phone and the webhook offer both)."""
+
+
+class Channel(PhoneChannel, MessageChannel, Protocol):
+    """Everything outreach can do, through one provider."""

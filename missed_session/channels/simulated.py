@@ -1,10 +1,10 @@
-"""A local simulated phone: the default channel for demos, tests and dry runs.
+"""A local simulated phone, texts and email: the default channel for demos and tests.
 
-It records every call, voicemail and message in PostgreSQL, as a real channel would record
-what it sent, and behaves per number as a demo or test scripts it: the client answers,
-does not answer, the number is invalid, or the client calls back some time after a
-voicemail. Call-backs are delivered by :class:`CallbackDispatcher`, the way a practice's
-phone system would tell the service about an inbound call.
+It records every call, voicemail, text, email and message in PostgreSQL, as a real channel
+would record what it sent, and behaves per number (or address) as a demo or test scripts
+it: the client answers, does not answer, the number is invalid, or the client calls back
+some time after a voicemail. Call-backs are delivered by :class:`CallbackDispatcher`, the
+way a practice's phone system would tell the service about an inbound call.
 """
 
 from __future__ import annotations
@@ -80,6 +80,22 @@ class SimulatedPhone:
             await self._log(key, session_id, "message", to, text, "invalid_number")
             raise InvalidContactError("the emergency contact's number is not in service")
         await self._log(key, session_id, "message", to, text, "delivered")
+
+    async def send_text(self, key: str, session_id: str, to: str, text: str) -> None:
+        """Record a text; an invalid number is refused like a call to it."""
+        await self._send(key, session_id, "text", to, text)
+
+    async def send_email(self, key: str, session_id: str, to: str, subject: str,
+                         body: str) -> None:
+        """Record an email; an address scripted `invalid_number` bounces."""
+        await self._send(key, session_id, "email", to, f"{subject}\n\n{body}")
+
+    async def _send(self, key: str, session_id: str, kind: str, to: str, body: str) -> None:
+        behaviour, _ = await self._behaviour(to)
+        if behaviour is Behaviour.INVALID_NUMBER:
+            await self._log(key, session_id, kind, to, body, "invalid_number")
+            raise InvalidContactError(f"the client's {kind} address does not reach anyone")
+        await self._log(key, session_id, kind, to, body, "sent")
 
     async def placed(self, session_id: str) -> list[asyncpg.Record]:
         """Everything placed for a session, oldest first (for tests and the demo)."""

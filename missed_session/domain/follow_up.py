@@ -7,6 +7,8 @@ Every concern carries the evidence it rests on so that a supervisor can check it
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from missed_session.domain.models import (
     AttendanceSummary,
     Concern,
@@ -69,6 +71,7 @@ def concerns_for(request: FollowUpRequest, attendance: AttendanceSummary) -> tup
                 f"{attendance.window_days} days",
             )
         )
+    found.extend(logistical_concerns(request))
     if attendance.no_shows >= RELATIONAL_NO_SHOWS:
         found.append(
             _concern(
@@ -78,6 +81,33 @@ def concerns_for(request: FollowUpRequest, attendance: AttendanceSummary) -> tup
             )
         )
     return tuple(found)
+
+
+def logistical_concerns(request: FollowUpRequest) -> list[Concern]:
+    """Practical obstacles: a time-zone mismatch, and reschedules before the no-show."""
+    found: list[Concern] = []
+    client_zone, session_zone = request.client_time_zone, request.session_time_zone
+    if client_zone and session_zone:
+        at = request.session_start
+        client_offset = at.astimezone(ZoneInfo(client_zone)).strftime("%z")
+        session_offset = at.astimezone(ZoneInfo(session_zone)).strftime("%z")
+        if client_offset != session_offset:
+            found.append(_concern(
+                ConcernKind.LOGISTICAL,
+                f"the client's time zone ({client_zone}, UTC{_offset(client_offset)}) "
+                f"differs from the session's ({session_zone}, UTC{_offset(session_offset)})",
+            ))
+    if request.reschedules:
+        times = "once" if request.reschedules == 1 else f"{request.reschedules} times"
+        found.append(_concern(
+            ConcernKind.LOGISTICAL, f"the session was rescheduled {times} before it was missed"
+        ))
+    return found
+
+
+def _offset(compact: str) -> str:
+    """`-0800` as `-08:00`."""
+    return f"{compact[:3]}:{compact[3:]}"
 
 
 def tasks_for(request: FollowUpRequest, concerns: tuple[Concern, ...]) -> tuple[FollowUpTask, ...]:

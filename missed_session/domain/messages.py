@@ -61,3 +61,50 @@ def emergency_contact_call(
         f"{client_first_name}, and we have not been able to reach {client_first_name} "
         f"today. Please call us back at {callback_number}. Thank you."
     )
+
+
+TEXT_LIMIT = 160
+"""One SMS segment: longer automated texts are refused, never split."""
+
+OPT_OUT_KEYWORDS = frozenset({
+    "STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT",
+})
+"""Replies that carriers (and Twilio) treat as an opt-out from further texts."""
+
+
+class MessageTooLongError(ValueError):
+    """A text would not fit one SMS segment; it is never sent."""
+
+
+def text(first_name: str, sender_name: str, callback_number: str) -> str:
+    """The automated text to the client: one segment, neutral, with the opt-out hint."""
+    body = ensure_discreet(
+        f"Hi {first_name}, it's {sender_name}. We missed you today and want to check "
+        f"you're okay. Please call {callback_number}. Reply STOP to opt out."
+    )
+    if len(body) > TEXT_LIMIT:
+        # A long first or sender name: drop the greeting's name rather than split the text.
+        body = ensure_discreet(
+            f"It's {sender_name}. We missed you today and want to check you're okay. "
+            f"Please call {callback_number}. Reply STOP to opt out."
+        )
+    if len(body) > TEXT_LIMIT:
+        msg = f"text is {len(body)} characters, more than {TEXT_LIMIT}"
+        raise MessageTooLongError(msg)
+    return body
+
+
+def email(first_name: str, sender_name: str, callback_number: str) -> tuple[str, str]:
+    """Subject and body of the email to the client: as discreet as the voicemail."""
+    subject = ensure_discreet(f"Checking in from {sender_name}")
+    body = ensure_discreet(
+        f"Hi {first_name},\n\nWe were expecting you today and wanted to check that you "
+        f"are okay. Please call us back at {callback_number} when you can.\n\n"
+        f"Thank you,\n{sender_name}\n"
+    )
+    return subject, body
+
+
+def is_opt_out(reply: str) -> bool:
+    """Whether a text reply is an opt-out (a STOP keyword, alone, any case)."""
+    return reply.strip().strip(".!").upper() in OPT_OUT_KEYWORDS

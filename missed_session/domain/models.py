@@ -9,7 +9,7 @@ the booking was made. Clock-dependent rules live in :mod:`missed_session.domain.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -97,6 +97,8 @@ class Outcome(StrEnum):
     REACHED = "reached"
     UNREACHABLE_ESCALATED = "unreachable_escalated"
     UNREACHABLE_ESCALATION_BLOCKED = "unreachable_escalation_blocked"
+    MARKED_SAFE = "marked_safe"
+    STOOD_DOWN = "stood_down"
 
     @property
     def is_no_show(self) -> bool:
@@ -116,6 +118,24 @@ class SessionStatus(StrEnum):
     CLOSED = "closed"
 
 
+class Channel(StrEnum):
+    """A way of reaching the client; each needs the client's consent."""
+
+    CALL = "call"
+    VOICEMAIL = "voicemail"
+    TEXT = "text"
+    EMAIL = "email"
+
+
+class ConsentScope(StrEnum):
+    """When the client agreed that their emergency contact may be reached."""
+
+    UNREACHABLE = "unreachable"
+    """Whenever the client cannot be reached after a missed session."""
+    SAFETY_CONCERN = "safety_concern"
+    """Only while the client's risk tier is elevated or high."""
+
+
 class EmergencyContact(Model):
     """The person to contact when the client cannot be reached."""
 
@@ -127,6 +147,8 @@ class EmergencyContact(Model):
     """Whether the client consented to this contact being reached."""
     consent_date: date | None = None
     """When consent was recorded; required when consent is given."""
+    consent_scope: ConsentScope = ConsentScope.UNREACHABLE
+    """When the consent applies; bookings made before scopes existed mean `unreachable`."""
 
     @model_validator(mode="after")
     def _consent_is_dated(self) -> EmergencyContact:
@@ -134,6 +156,38 @@ class EmergencyContact(Model):
             msg = "consent_date is required when consent is true"
             raise ValueError(msg)
         return self
+
+
+class ContactPreferences(Model):
+    """The client's consent per channel, and the channel they prefer.
+
+    The defaults are what every booking meant before per-channel consent existed: the
+    client agreed to be called and to have a voicemail left; texts and email need an
+    explicit yes.
+    """
+
+    call: bool = True
+    """Consent to be called."""
+    voicemail: bool = True
+    """Consent to a voicemail being left."""
+    text: bool = False
+    """Consent to automated texts."""
+    email: bool = False
+    """Consent to email."""
+    preferred: Channel | None = None
+    """The channel the client prefers; tried first in each attempt. Must be consented."""
+
+    @model_validator(mode="after")
+    def _preferred_is_consented(self) -> ContactPreferences:
+        if self.preferred is not None and not self.allows(self.preferred):
+            msg = f"preferred channel {self.preferred.value!r} has no consent"
+            raise ValueError(msg)
+        return self
+
+    def allows(self, channel: Channel) -> bool:
+        """Whether the client consented to `channel`."""
+        allowed: bool = getattr(self, channel.value)
+        return allowed
 
 
 class Client(Model):
@@ -151,6 +205,42 @@ class Client(Model):
     """IANA time zone the client lives in, for contact hours."""
     emergency_contact: EmergencyContact | None = None
     """Emergency contact on file, if any."""
+    preferences: ContactPreferences = ContactPreferences()
+    """Consent per channel and the preferred channel."""
+
+
+class ContactWindow(Model):
+    """Local hours in which the client may be contacted, in the client's own time zone."""
+
+    start: time = time(8, 0)
+    """Earliest local time for outreach (inclusive)."""
+    end: time = time(21, 0)
+    """Latest local time for outreach (exclusive); after `start`, same day."""
+
+    @model_validator(mode="after")
+    def _start_before_end(self) -> ContactWindow:
+        if self.start.tzinfo is not None or self.end.tzinfo is not None:
+            msg = "contact window times are local wall-clock times, without an offset"
+            raise ValueError(msg)
+        if self.start >= self.end:
+            msg = "contact window start must be before its end (same day)"
+            raise ValueError(msg)
+        return self
+
+
+class EscalationAfterAttempt(Model):
+    """After which failed outreach attempt the emergency contact is considered, per risk tier.
+
+    None means after the last attempt. A careful therapist does not wait out the whole
+    ladder for a high-risk client: by default, high risk escalates after the first.
+    """
+
+    standard: int | None = Field(default=None, ge=1, le=10)
+    """For standard risk."""
+    elevated: int | None = Field(default=None, ge=1, le=10)
+    """For elevated risk."""
+    high: int | None = Field(default=1, ge=1, le=10)
+    """For high risk."""
 
 
 class ProtocolSettings(Model):
@@ -169,12 +259,31 @@ class ProtocolSettings(Model):
     max_attempts: int = Field(default=3, ge=1, le=10)
     """Outreach attempts before the client counts as unreachable."""
     time_scale: float = Field(default=1.0, ge=1.0, le=3600.0)
-    """Divides every protocol duration (60 turns minutes into seconds). Demo/test only."""
+    """Divides every protocol duration (60 turns minutes into seconds). Demo/test only.
+
+    It never moves the contact window: that is judged on the real clock in the client's
+    time zone, compressed or not (see docs/protocol.md).
+    """
+    channels: tuple[Channel, ...] = Field(default=(Channel.CALL, Channel.VOICEMAIL), min_length=1)
+    """The steps of one outreach attempt, in order; each used only with consent."""
+    contact_window: ContactWindow = ContactWindow()
+    """When outreach may happen, in the client's local time."""
+    high_risk_escalation_outside_window: bool = False
+    """Whether escalation for a high-risk client may happen outside the contact window."""
+    escalate_after: EscalationAfterAttempt = EscalationAfterAttempt()
+    """When to consider escalation, per risk tier."""
+    name: str = Field(default="default", min_length=1, max_length=64)
+    """The practice protocol these settings were resolved from."""
+    version: str = Field(default="builtin", min_length=1, max_length=64)
+    """Version of the practice file they came from (recorded in the audit trail)."""
 
     @model_validator(mode="after")
     def _high_risk_not_longer(self) -> ProtocolSettings:
         if self.high_risk_grace_period_minutes > self.grace_period_minutes:
             msg = "high_risk_grace_period_minutes must not exceed grace_period_minutes"
+            raise ValueError(msg)
+        if len(set(self.channels)) != len(self.channels):
+            msg = "channels must not repeat a channel"
             raise ValueError(msg)
         return self
 
@@ -202,6 +311,8 @@ class SessionBooking(Model):
     """Current risk assessment."""
     protocol: ProtocolSettings = ProtocolSettings()
     """Timings of the missed-session protocol for this session."""
+    session_time_zone: TimeZoneName | None = None
+    """IANA time zone the session is held in (the practice's), if the scheduler says."""
 
     @property
     def workflow_id(self) -> str:
@@ -258,6 +369,37 @@ class ClientResponse(Model):
     """Staff note; stored in the audit trail, never logged."""
 
 
+class TextReply(Model):
+    """A text the client sent back (delivered by the text channel's inbound hook)."""
+
+    body: str = Field(max_length=1600)
+    """What the client wrote; a STOP keyword is an opt-out. Stored in the audit, never logged."""
+
+
+class DecisionKind(StrEnum):
+    """What a clinician can decide while the protocol runs (each a workflow update)."""
+
+    MARK_SAFE = "mark_safe"
+    ESCALATE_NOW = "escalate_now"
+    STAND_DOWN = "stand_down"
+    ADD_NOTE = "add_note"
+
+
+class ClinicianDecision(Model):
+    """A clinician's decision about a session, recorded in the audit trail.
+
+    Fields are checked by the update's validator (not here), so that a missing reason is a
+    rejected update with a message, not an undecodable payload.
+    """
+
+    clinician_id: str = Field(default="", max_length=64)
+    """Who decided (staff id, not a name)."""
+    reason: str = Field(default="", max_length=500)
+    """Why; required for every decision (the note itself for `add_note`)."""
+    legal_basis: str = Field(default="", max_length=200)
+    """For `escalate_now`: the legal basis for contacting without or beyond consent."""
+
+
 class CallResult(StrEnum):
     """What happened when the phone rang."""
 
@@ -289,6 +431,17 @@ class EscalationRequest(Model):
     """The only detail of the client the emergency contact hears."""
     contact: EmergencyContact
     """Who is called."""
+
+
+class TextCheck(Model):
+    """Ask whether the client may get an automated text today, across all their sessions."""
+
+    client_ref: str
+    """Whose texts."""
+    day_start: AwareDatetime
+    """Start of the client's local day."""
+    day_end: AwareDatetime
+    """Start of the next local day."""
 
 
 class InboxItemKind(StrEnum):
@@ -337,6 +490,11 @@ class AuditEventType(StrEnum):
     CLIENT_RESPONDED = "client_responded"
     ESCALATION_SENT = "escalation_sent"
     ESCALATION_BLOCKED = "escalation_blocked"
+    OUTREACH_DEFERRED = "outreach_deferred"
+    OUTREACH_SKIPPED = "outreach_skipped"
+    MESSAGE_SENT = "message_sent"
+    OPTED_OUT = "opted_out"
+    CLINICIAN_DECISION = "clinician_decision"
     PLAN_CREATED = "plan_created"
     CLOSED = "closed"
 
@@ -443,6 +601,12 @@ class FollowUpRequest(Model):
     """Start of the missed session; the review window ends here."""
     escalated: bool
     """Whether the emergency contact was contacted."""
+    client_time_zone: str | None = None
+    """The client's IANA time zone."""
+    session_time_zone: str | None = None
+    """The session's IANA time zone, when the booking gave one."""
+    reschedules: int = 0
+    """How often this session was rescheduled before it was missed."""
 
 
 class SessionState(Model):

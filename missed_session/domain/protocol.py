@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from missed_session.domain.models import Outcome, RiskTier, SessionBooking
+from missed_session.domain.models import (
+    Channel,
+    ConsentScope,
+    Outcome,
+    RiskTier,
+    SessionBooking,
+)
 
 
 def grace_period_minutes(booking: SessionBooking) -> int:
@@ -32,17 +38,17 @@ def attempt_spacing(booking: SessionBooking) -> timedelta:
 def escalation_after_attempt(booking: SessionBooking) -> int:
     """After which failed attempt the emergency contact is considered.
 
-    For high risk it is the first: a careful therapist does not wait out the whole ladder.
+    The protocol says so per risk tier (by default: the first for high risk, since a
+    careful therapist does not wait out the whole ladder; the last otherwise).
     """
-    if booking.risk_tier is RiskTier.HIGH:
-        return 1
-    return booking.protocol.max_attempts
+    after: int | None = getattr(booking.protocol.escalate_after, booking.risk_tier.value)
+    max_attempts = booking.protocol.max_attempts
+    return max_attempts if after is None else min(after, max_attempts)
 
 
 def may_escalate(booking: SessionBooking) -> bool:
     """Escalation needs an emergency contact on file and the client's consent to use it."""
-    contact = booking.client.emergency_contact
-    return contact is not None and contact.consent
+    return escalation_blocker(booking) is None
 
 
 def unreachable_outcome(*, escalated: bool) -> Outcome:
@@ -50,3 +56,56 @@ def unreachable_outcome(*, escalated: bool) -> Outcome:
     if escalated:
         return Outcome.UNREACHABLE_ESCALATED
     return Outcome.UNREACHABLE_ESCALATION_BLOCKED
+
+
+def escalation_blocker(booking: SessionBooking) -> str | None:
+    """Why the emergency contact may not be reached on consent alone, or None if it may."""
+    contact = booking.client.emergency_contact
+    if contact is None:
+        return "no emergency contact on file"
+    if not contact.consent:
+        return "no consent on file"
+    if contact.consent_scope is ConsentScope.SAFETY_CONCERN and booking.risk_tier not in {
+        RiskTier.ELEVATED, RiskTier.HIGH,
+    }:
+        return "consent covers safety concerns only"
+    return None
+
+
+def outreach_channels(booking: SessionBooking) -> tuple[Channel, ...]:
+    """The steps of one outreach attempt: the protocol's order, the client's preference first.
+
+    Consent is not applied here: a step without consent is still listed, so the workflow
+    can record that it was skipped and why.
+    """
+    order = booking.protocol.channels
+    preferred = booking.client.preferences.preferred
+    if preferred is None or preferred not in order:
+        return order
+    return (preferred, *(channel for channel in order if channel is not preferred))
+
+
+def skip_reason(booking: SessionBooking, channel: Channel) -> str | None:
+    """Why `channel` may not be used for this client at all, or None if it may."""
+    client = booking.client
+    if not client.preferences.allows(channel):
+        return f"no consent for {channel.value}"
+    if channel is Channel.EMAIL and client.email is None:
+        return "no email address on file"
+    return None
+
+
+SAME_ADDRESS: dict[Channel, frozenset[Channel]] = {
+    Channel.CALL: frozenset({Channel.CALL, Channel.VOICEMAIL, Channel.TEXT}),
+    Channel.VOICEMAIL: frozenset({Channel.CALL, Channel.VOICEMAIL, Channel.TEXT}),
+    Channel.TEXT: frozenset({Channel.CALL, Channel.VOICEMAIL, Channel.TEXT}),
+    Channel.EMAIL: frozenset({Channel.EMAIL}),
+}
+"""Channels that share an address: an invalid phone number ends calls, voicemail and texts."""
+
+
+def escalation_may_go_outside_window(booking: SessionBooking) -> bool:
+    """High-risk escalation ignores the contact window only where the protocol says so."""
+    return booking.risk_tier is RiskTier.HIGH and (
+        booking.protocol.high_risk_escalation_outside_window
+    )

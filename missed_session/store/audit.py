@@ -2,12 +2,16 @@
 
 The store is the only code that writes SQL for the audit trail; every statement is
 parameterised. Appends are idempotent on `(session_id, sequence)`: a retried activity finds
-its row already there and succeeds without writing again.
+its row already there and succeeds without writing again. Each append also links the row
+into the session's hash chain (`missed_session.store.chain`): under a transaction-scoped
+advisory lock per session, it reads the hash of the session's previous row and writes
+`prev_hash` and `hash` with the row, in the same transaction.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -20,10 +24,14 @@ from missed_session.domain.models import (
     Outcome,
     TherapistNotice,
 )
+from missed_session.store import projections
+from missed_session.store.chain import GENESIS, ChainRow, event_hash
 from missed_session.store.database import Connection
 
 ATTENDANCE_WINDOW_DAYS = 90
 """How far back follow-up planning looks."""
+CHAIN_LOCK_CLASS = 7_203_312
+"""First key of the per-session advisory lock held while appending (arbitrary, fixed)."""
 
 
 class AuditConflictError(RuntimeError):
@@ -34,6 +42,18 @@ class AuditConflictError(RuntimeError):
     """
 
 
+@dataclass(frozen=True)
+class PurgeRecord:
+    """What one purge deleted; its row in `audit_purges` is the purge's own audit record."""
+
+    purge_id: int
+    """Id of the purge's record."""
+    sessions: int
+    """Sessions deleted whole."""
+    events: int
+    """Audit rows deleted."""
+
+
 class AuditStore:
     """Appends audit events and maintains the attendance record and therapist inbox."""
 
@@ -42,7 +62,7 @@ class AuditStore:
 
     async def append(self, event: AuditEvent) -> bool:
         """Append one event; returns False when this very event was already recorded."""
-        async with self._pool.acquire() as connection:
+        async with self._pool.acquire() as connection, connection.transaction():
             return await _append(connection, event)
 
     async def append_closing(self, event: AuditEvent, *, client_ref: str, therapist_id: str,
@@ -67,6 +87,79 @@ class AuditStore:
             session_id,
         )
         return [_event(row) for row in rows]
+
+    async def chain_rows(self, session_id: str) -> list[ChainRow]:
+        """The session's rows with their stored hashes, for verification."""
+        rows = await self._pool.fetch(
+            "SELECT session_id, sequence, event_type, occurred_at, data, prev_hash, hash"
+            " FROM audit_events WHERE session_id = $1 ORDER BY sequence",
+            session_id,
+        )
+        return [_chain_row(row) for row in rows]
+
+    async def session_ids(self, *, after: str = "", limit: int = 500) -> list[str]:
+        """Sessions with an audit trail or an attendance row, in order, one page after `after`."""
+        rows = await self._pool.fetch(
+            "SELECT session_id FROM (SELECT session_id FROM audit_events"
+            " UNION SELECT session_id FROM attendance) AS s WHERE session_id > $1"
+            " ORDER BY session_id LIMIT $2",
+            after, limit,
+        )
+        return [row["session_id"] for row in rows]
+
+    async def closed_session_ids(self, *, after: str = "", limit: int = 100) -> list[str]:
+        """Closed sessions (their attendance row exists), in order, one page after `after`."""
+        rows = await self._pool.fetch(
+            "SELECT session_id FROM attendance WHERE session_id > $1"
+            " ORDER BY session_id LIMIT $2",
+            after, limit,
+        )
+        return [row["session_id"] for row in rows]
+
+    async def closed_session_count(self) -> int:
+        """How many sessions have closed."""
+        count: int = await self._pool.fetchval("SELECT count(*) FROM attendance")
+        return count
+
+    async def is_closed(self, session_id: str) -> bool:
+        """Whether the session's attendance row (written with `closed`) exists."""
+        found = await self._pool.fetchval(
+            "SELECT 1 FROM attendance WHERE session_id = $1", session_id
+        )
+        return found is not None
+
+    async def purge(self, *, cutoff: datetime, retention_years: int, requested_by: str,
+                    max_sessions: int) -> PurgeRecord:
+        """Delete closed sessions whose every event is older than `cutoff`; record the purge.
+
+        Only `purge_audit_sessions()` can delete audit rows, and the database refuses a
+        cutoff inside the retention period, whatever the caller says.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            purge_id: int = await connection.fetchval(
+                "SELECT purge_audit_sessions($1, $2, $3, $4)",
+                cutoff, retention_years, requested_by, max_sessions,
+            )
+            row = await connection.fetchrow(
+                "SELECT id, sessions, events, session_ids FROM audit_purges WHERE id = $1",
+                purge_id,
+            )
+            assert row is not None
+            await connection.execute(
+                "DELETE FROM projection_open_tasks WHERE session_id = ANY ($1::text[])",
+                row["session_ids"],
+            )
+            await connection.execute(
+                "DELETE FROM projection_attendance WHERE session_id = ANY ($1::text[])",
+                row["session_ids"],
+            )
+        assert row is not None
+        return PurgeRecord(purge_id=row["id"], sessions=row["sessions"], events=row["events"])
+
+    async def rebuild_projections(self) -> int:
+        """Empty and refill the projections from the trail; returns the events read."""
+        async with self._pool.acquire() as connection:
+            return await projections.rebuild(connection)
 
     async def add_notice(self, notice: TherapistNotice) -> bool:
         """Put an alert or task in the therapist's inbox once; False if already there."""
@@ -120,13 +213,34 @@ class AuditStore:
 
 
 async def _append(connection: Connection, event: AuditEvent) -> bool:
+    """Insert the event linked into its chain; the caller holds a transaction."""
     data = json.dumps(event.data, sort_keys=True)
+    # One appender per session at a time, so two rows can never link to the same parent.
+    await connection.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))", CHAIN_LOCK_CLASS, event.session_id
+    )
+    prev_hash: str | None = await connection.fetchval(
+        "SELECT hash FROM audit_events WHERE session_id = $1 AND sequence < $2"
+        " ORDER BY sequence DESC LIMIT 1",
+        event.session_id, event.sequence,
+    )
+    prev_hash = prev_hash or GENESIS
+    # Hash the data exactly as it will read back (jsonb normalises numbers, e.g. 1e+20).
+    stored_data: str = await connection.fetchval("SELECT $1::jsonb::text", data)
+    own_hash = event_hash(
+        session_id=event.session_id, sequence=event.sequence,
+        event_type=event.event_type.value, occurred_at=event.occurred_at,
+        data=json.loads(stored_data), prev_hash=prev_hash,
+    )
     status = await connection.execute(
-        "INSERT INTO audit_events (session_id, sequence, event_type, occurred_at, data)"
-        " VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (session_id, sequence) DO NOTHING",
+        "INSERT INTO audit_events (session_id, sequence, event_type, occurred_at, data,"
+        " prev_hash, hash) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)"
+        " ON CONFLICT (session_id, sequence) DO NOTHING",
         event.session_id, event.sequence, event.event_type.value, event.occurred_at, data,
+        prev_hash, own_hash,
     )
     if status.endswith(" 1"):
+        await projections.apply(connection, event)
         return True
     row = await connection.fetchrow(
         "SELECT session_id, sequence, event_type, occurred_at, data FROM audit_events"
@@ -149,4 +263,16 @@ def _event(row: asyncpg.Record) -> AuditEvent:
         event_type=AuditEventType(row["event_type"]),
         occurred_at=row["occurred_at"],
         data=json.loads(row["data"]),
+    )
+
+
+def _chain_row(row: asyncpg.Record) -> ChainRow:
+    return ChainRow(
+        session_id=row["session_id"],
+        sequence=row["sequence"],
+        event_type=row["event_type"],
+        occurred_at=row["occurred_at"],
+        data=json.loads(row["data"]),
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
     )

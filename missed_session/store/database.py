@@ -1,12 +1,15 @@
 """Where the database is, and bringing its schema up to date.
 
 Migrations are numbered SQL files applied in order, each in its own transaction, under an
-advisory lock so that a worker and a starter starting together do not race.
+advisory lock so that a worker and a starter starting together do not race. A migration may
+have a Python step (`POST_MIGRATION`) that runs right after its SQL, in its transaction.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -15,6 +18,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from missed_session.config import Settings
+from missed_session.store.chain import GENESIS, event_hash
 
 MIGRATION_LOCK = 7_203_311
 """Advisory lock id held while migrating (arbitrary, fixed)."""
@@ -32,6 +36,48 @@ class Migration:
     version: int
     name: str
     sql: str
+
+
+async def _chain_existing_rows(connection: Connection) -> None:
+    """Give rows written before hash chains (0002) their hashes, session by session.
+
+    The chain then attests those rows from this migration on, not from when they were
+    written. The table is locked (ALTER TABLE) for the transaction, so no append interleaves.
+    """
+    rows = await connection.fetch(
+        "SELECT session_id, sequence, event_type, occurred_at, data FROM audit_events"
+        " ORDER BY session_id, sequence"
+    )
+    if not rows:
+        return
+    await connection.execute("ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only")
+    previous: tuple[str, str] | None = None
+    for row in rows:
+        prev_hash = previous[1] if previous and previous[0] == row["session_id"] else GENESIS
+        own = event_hash(session_id=row["session_id"], sequence=row["sequence"],
+                         event_type=row["event_type"], occurred_at=row["occurred_at"],
+                         data=json.loads(row["data"]), prev_hash=prev_hash)
+        await connection.execute(
+            "UPDATE audit_events SET prev_hash = $3, hash = $4"
+            " WHERE session_id = $1 AND sequence = $2",
+            row["session_id"], row["sequence"], prev_hash, own,
+        )
+        previous = (row["session_id"], own)
+    await connection.execute("ALTER TABLE audit_events ENABLE TRIGGER audit_events_append_only")
+
+
+async def _project_existing_rows(connection: Connection) -> None:
+    """Fill the projections (0003) from the trails already recorded."""
+    from missed_session.store import projections  # noqa: PLC0415 - it imports this module
+
+    await projections.rebuild(connection)
+
+
+POST_MIGRATION: dict[int, Callable[[Connection], Awaitable[None]]] = {
+    2: _chain_existing_rows,
+    3: _project_existing_rows,
+}
+"""Python steps run inside a migration's transaction, after its SQL, by version."""
 
 
 def migrations() -> list[Migration]:
@@ -64,6 +110,9 @@ async def migrate(connection: Connection) -> list[str]:
             if done:
                 continue
             await connection.execute(migration.sql)
+            post = POST_MIGRATION.get(migration.version)
+            if post is not None:
+                await post(connection)
             await connection.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
                 migration.version,

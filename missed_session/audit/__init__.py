@@ -1,0 +1,1 @@
+"""Audit history for compliance review: chain verification, replay cross-check, export."""

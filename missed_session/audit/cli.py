@@ -1,0 +1,310 @@
+"""The `starter.py audit <action>` sub-forms for compliance review: verify, replay, purge.
+
+`starter.py audit <session id>` (print the trail) stays in starter.py; these forms start
+with an action word. As in starter.py, parsing and validation are pure and come first (bad
+input: one line, exit 2), and the I/O half returns a `Verdict`: what to print and whether
+everything checked out (exit 0) or not (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from typing import NoReturn
+
+import asyncpg
+from pydantic import TypeAdapter, ValidationError
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+from missed_session.audit import export
+from missed_session.audit import replay as replay_
+from missed_session.audit.verify import describe, verify_all, verify_session
+from missed_session.domain.models import SessionId, workflow_id_for
+from missed_session.store.audit import AuditStore
+
+ACTIONS = ("verify", "replay", "purge", "export")
+"""Words that, after `audit`, name an action rather than a session id."""
+PURGE_BATCH = 10_000
+"""Sessions one purge deletes at most; run it again for the rest."""
+PAGE = 100
+"""Closed sessions read per query by `replay --all`."""
+_SESSION_ID: TypeAdapter[str] = TypeAdapter(SessionId)
+
+
+class AuditUsageError(ValueError):
+    """Bad input for an audit action; the message names the argument."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise AuditUsageError(message)
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    """Recompute hash chains: one session, or every session (`session_id` None)."""
+
+    session_id: str | None
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    """Replay and cross-check one session, or every closed session (`session_id` None)."""
+
+    session_id: str | None
+
+
+@dataclass(frozen=True)
+class PurgeRequest:
+    """Delete closed sessions recorded before `cutoff`, never inside the retention period."""
+
+    cutoff: datetime
+    """Midnight UTC at the start of `--before`."""
+    retention_years: int
+    """The configured retention period."""
+    requested_by: str
+    """Who asked, for the purge's own record."""
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """Print one session's trail as JSON lines or a FHIR R4 Bundle."""
+
+    session_id: str
+    format: str
+
+
+@dataclass(frozen=True)
+class RebuildRequest:
+    """Rebuild the projections (attendance, open therapist tasks) from the audit trail."""
+
+
+AuditActionRequest = (VerifyRequest | ReplayRequest | PurgeRequest | ExportRequest
+                      | RebuildRequest)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What an audit action prints, and whether everything checked out."""
+
+    text: str
+    ok: bool
+
+
+@dataclass(frozen=True)
+class ReplaySetup:
+    """What replay needs from the outer layers: the workflow code and its sandbox."""
+
+    workflows: Sequence[type]
+    runner: SandboxedWorkflowRunner | None
+
+
+def is_action(argv: Sequence[str] | None) -> bool:
+    """Whether the command line is `audit <action> ...` or `projections ...`."""
+    if argv and argv[0] == "projections":
+        return True
+    return argv is not None and len(argv) >= 2 and argv[0] == "audit" and argv[1] in ACTIONS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """`audit verify|replay (SESSION_ID | --all)`."""
+    parser = _Parser(prog="starter.py audit",
+                     description="audit trail checks for compliance review")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    verify = actions.add_parser(
+        "verify", help="recompute hash chains; name the first changed, missing or inserted row"
+    )
+    replay = actions.add_parser(
+        "replay", help="replay the Temporal history with today's code and cross-check the trail"
+    )
+    purge = actions.add_parser(
+        "purge", help="delete closed sessions recorded before DATE (never inside the retention "
+        "period); the purge is recorded in audit_purges"
+    )
+    purge.add_argument("--before", required=True, type=date.fromisoformat, metavar="YYYY-MM-DD",
+                       help="sessions whose every event is before this day (UTC)")
+    purge.add_argument("--requested-by", default=getpass.getuser(),
+                       help="who asks, for the record (default: the login name)")
+    export = actions.add_parser("export", help="the trail as JSON lines or a FHIR R4 Bundle")
+    export.add_argument("session_id", metavar="SESSION_ID")
+    export.add_argument("--format", choices=["jsonl", "fhir"], default="jsonl")
+    for action in (verify, replay):
+        target = action.add_mutually_exclusive_group(required=True)
+        target.add_argument("session_id", nargs="?", metavar="SESSION_ID")
+        target.add_argument("--all", action="store_true",
+                            help="every session (replay: every closed session)")
+    return parser
+
+
+def parse(argv: Sequence[str], *, retention_years: int, now: datetime) -> AuditActionRequest:
+    """`audit <action> ...` -> a validated request; raises AuditUsageError."""
+    if argv[0] == "projections":
+        parser = _Parser(prog="starter.py projections",
+                         description="tables derived from the audit trail")
+        parser.add_argument("action", choices=["rebuild"])
+        parser.parse_args(list(argv[1:]))
+        return RebuildRequest()
+    args = build_parser().parse_args(list(argv[1:]))
+    if args.action == "purge":
+        return _purge_request(args, retention_years=retention_years, now=now)
+    session_id: str | None = None
+    if args.action == "export" or not args.all:
+        try:
+            session_id = _SESSION_ID.validate_python(args.session_id)
+        except ValidationError as error:
+            first = error.errors()[0]
+            raise AuditUsageError(
+                f"session_id: {first['msg'].removeprefix('Value error, ')}"
+            ) from None
+    if args.action == "export":
+        assert session_id is not None
+        return ExportRequest(session_id, args.format)
+    if args.action == "verify":
+        return VerifyRequest(session_id)
+    return ReplayRequest(session_id)
+
+
+def retention_limit(now: datetime, retention_years: int) -> datetime:
+    """The latest cutoff a purge may use: `retention_years` before `now`."""
+    try:
+        return now.replace(year=now.year - retention_years)
+    except ValueError:  # 29 February
+        return now.replace(year=now.year - retention_years, day=28)
+
+
+def _purge_request(args: argparse.Namespace, *, retention_years: int,
+                   now: datetime) -> PurgeRequest:
+    cutoff = datetime.combine(args.before, time(), tzinfo=UTC)
+    limit = retention_limit(now, retention_years)
+    if cutoff > limit:
+        raise AuditUsageError(
+            f"--before: {args.before.isoformat()} is inside the retention period of "
+            f"{retention_years} years; the latest allowed is {limit.date().isoformat()}"
+        )
+    requested_by = str(args.requested_by).strip()
+    if not requested_by:
+        raise AuditUsageError("--requested-by: must not be empty")
+    return PurgeRequest(cutoff, retention_years, requested_by[:100])
+
+
+# -- the I/O half ----------------------------------------------------------------------------
+
+
+async def run_verify(request: VerifyRequest, store: AuditStore) -> Verdict:
+    """One session's chain, or every session's with a summary."""
+    if request.session_id is not None:
+        report = await verify_session(store, request.session_id)
+        if report.rows == 0 and report.ok:
+            return Verdict(f"no audit events for session {request.session_id}", ok=False)
+        return Verdict(describe(report), report.ok)
+    lines: list[str] = []
+    checked = broken = 0
+    async for report in verify_all(store):
+        checked += 1
+        if not report.ok:
+            broken += 1
+            lines.append(describe(report))
+    lines.append(f"verified {checked} sessions: {checked - broken} intact, {broken} broken")
+    return Verdict("\n".join(lines), broken == 0)
+
+
+async def run_export(request: ExportRequest, store: AuditStore) -> Verdict:
+    """JSON lines (with the hashes) or a validated FHIR Bundle."""
+    if request.format == "jsonl":
+        rows = await store.chain_rows(request.session_id)
+        if not rows:
+            return Verdict(f"no audit events for session {request.session_id}", ok=False)
+        return Verdict(export.jsonl(rows), ok=True)
+    trail = await store.trail(request.session_id)
+    if not trail:
+        return Verdict(f"no audit events for session {request.session_id}", ok=False)
+    return Verdict(json.dumps(export.fhir_bundle(request.session_id, trail), indent=2), ok=True)
+
+
+async def run_rebuild(store: AuditStore) -> Verdict:
+    """Rebuild the projections from every audit event, in one transaction."""
+    events = await store.rebuild_projections()
+    return Verdict(f"rebuilt projections from {events} audit events", ok=True)
+
+
+async def run_purge(request: PurgeRequest, store: AuditStore) -> Verdict:
+    """Purge once; the database checks the retention period again and records the purge."""
+    try:
+        record = await store.purge(cutoff=request.cutoff,
+                                   retention_years=request.retention_years,
+                                   requested_by=request.requested_by, max_sessions=PURGE_BATCH)
+    except asyncpg.InsufficientPrivilegeError as error:  # the database's own retention check
+        return Verdict(f"refused by the database: {error}", ok=False)
+    text = (f"purged {record.sessions} sessions ({record.events} audit events) recorded before "
+            f"{request.cutoff.date().isoformat()}; purge record #{record.purge_id}")
+    if record.sessions == PURGE_BATCH:
+        text += "; more remain: run it again"
+    return Verdict(text, ok=True)
+
+
+async def replay_session(client: Client, store: AuditStore, setup: ReplaySetup,
+                         session_id: str) -> replay_.ReplayReport:
+    """Fetch, replay and cross-check one session."""
+    report = replay_.ReplayReport(session_id)
+    handle = client.get_workflow_handle(workflow_id_for(session_id))
+    try:
+        history = await handle.fetch_history()
+        description = await handle.describe()
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            report.mismatches.append(
+                f"no workflow history in Temporal (workflow {handle.id}); past the "
+                "namespace's retention, or never started"
+            )
+            return report
+        raise
+    replayer = replay_.new_replayer(setup.workflows, client.data_converter, setup.runner)
+    report.replay_failure = await replay_.replay_failure(replayer, history)
+    activities = await replay_.history_activities(history, client.data_converter)
+    running = description.status is not None and description.status.name == "RUNNING"
+    report.mismatches.extend(replay_.cross_check(
+        activities, await store.trail(session_id), closed=not running
+    ))
+    return report
+
+
+def _progress(done: int, total: int) -> None:
+    if not sys.stderr.isatty():
+        return
+    width = 30
+    filled = width * done // max(total, 1)
+    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="",
+          file=sys.stderr, flush=True)
+    if done == total:
+        print(file=sys.stderr)
+
+
+async def run_replay(request: ReplayRequest, client: Client, store: AuditStore,
+                     setup: ReplaySetup,
+                     progress: Callable[[int, int], None] = _progress) -> Verdict:
+    """One session, or every closed session, paged, with a progress bar and a summary."""
+    if request.session_id is not None:
+        report = await replay_session(client, store, setup, request.session_id)
+        return Verdict(report.describe(), report.ok)
+    total = await store.closed_session_count()
+    lines: list[str] = []
+    done = failed = 0
+    after = ""
+    while session_ids := await store.closed_session_ids(after=after, limit=PAGE):
+        for session_id in session_ids:
+            report = await replay_session(client, store, setup, session_id)
+            done += 1
+            if not report.ok:
+                failed += 1
+                lines.append(report.describe())
+            progress(done, total)
+        after = session_ids[-1]
+    lines.append(f"replayed {done} closed sessions: {done - failed} OK, {failed} mismatched")
+    return Verdict("\n".join(lines), failed == 0)

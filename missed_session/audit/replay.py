@@ -1,0 +1,227 @@
+"""`audit replay`: rerun a session's history with today's code, then check it against PostgreSQL.
+
+Two checks, both needed:
+
+1. *Replay*: temporalio's Replayer runs the current workflow code against the recorded
+   history; any non-determinism (the code would now do something else) fails it. This shows
+   the code in the repository is the code that produced the history.
+2. *Cross-check*: every audit event the history asked `record_event`/`record_closing` to
+   write is in PostgreSQL with the same content, every audit row has that cause in the
+   history, and every side effect in the history (outreach attempt, voicemail, escalation,
+   therapist notice, plan) has its audit row, and the other way round.
+
+The workflow class is passed in by the caller (an entry point), so this inner package never
+imports the workflows layer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio.client import WorkflowHistory
+from temporalio.converter import DataConverter
+from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+from missed_session.domain.models import AuditEvent
+
+RECORD_ACTIVITIES = {"record_event", "record_closing"}
+"""Activities whose input is the audit event they append."""
+ATTEMPT_KEY = re.compile(r"/attempt-(\d+)/(call|voicemail)$")
+
+SIDE_EFFECTS: dict[str, tuple[str, ...]] = {
+    "call_client": ("outreach_attempted", "outreach_failed"),
+    "leave_voicemail": ("voicemail_left", "outreach_failed"),
+    "call_emergency_contact": ("escalation_sent", "escalation_blocked"),
+    "create_follow_up_plan": ("plan_created",),
+}
+"""Activity -> the audit event types that document its outcome (one of them must exist)."""
+CAUSES: dict[str, tuple[str, ...]] = {
+    "outreach_attempted": ("call_client",),
+    "voicemail_left": ("leave_voicemail",),
+    "escalation_sent": ("call_emergency_contact",),
+    "plan_created": ("create_follow_up_plan",),
+    "therapist_alerted": ("notify_therapist",),
+}
+"""Audit event type -> the activity that must have completed in the history for it."""
+CHANNELS = {"call_client": "call", "leave_voicemail": "voicemail"}
+"""Activity -> the `channel` its `outreach_failed` event names."""
+
+
+@dataclass(frozen=True)
+class HistoryActivity:
+    """One activity the workflow scheduled, as the history records it."""
+
+    activity_type: str
+    """The activity's registered name."""
+    arguments: list[Any]
+    """Its decoded input (plain JSON values)."""
+    completed: bool
+    """Whether it completed (rather than failed, timed out or still running)."""
+
+    @property
+    def key(self) -> str:
+        """The idempotency key or notice key of its input, if it has one."""
+        first = self.arguments[0] if self.arguments else None
+        if isinstance(first, dict):
+            return str(first.get("idempotency_key") or first.get("key") or "")
+        return ""
+
+
+@dataclass
+class ReplayReport:
+    """What replaying one session found."""
+
+    session_id: str
+    """The session."""
+    replay_failure: str | None = None
+    """Why the current code could not replay the history (non-determinism), if it could not."""
+    mismatches: list[str] = field(default_factory=list)
+    """Differences between the history and the PostgreSQL trail, in history order."""
+
+    @property
+    def ok(self) -> bool:
+        """Replayed cleanly and matched the trail."""
+        return self.replay_failure is None and not self.mismatches
+
+    def describe(self) -> str:
+        """`OK <session>` or the first problem, one line."""
+        if self.replay_failure is not None:
+            return f"MISMATCH {self.session_id}: replay failed: {self.replay_failure}"
+        if self.mismatches:
+            return f"MISMATCH {self.session_id}: {self.mismatches[0]}"
+        return f"OK {self.session_id}"
+
+
+def new_replayer(workflows: Sequence[type], data_converter: DataConverter,
+                 workflow_runner: SandboxedWorkflowRunner | None = None) -> Replayer:
+    """A Replayer with the service's converter (payloads are encrypted) and sandbox."""
+    if workflow_runner is None:
+        return Replayer(workflows=workflows, data_converter=data_converter)
+    return Replayer(workflows=workflows, data_converter=data_converter,
+                    workflow_runner=workflow_runner)
+
+
+async def replay_failure(replayer: Replayer, history: WorkflowHistory) -> str | None:
+    """Replay one history; the failure (non-determinism or other) as text, or None."""
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    if result.replay_failure is None:
+        return None
+    failure = result.replay_failure
+    cause = failure.__cause__
+    detail = f"{failure}" + (f" ({cause})" if cause is not None else "")
+    return " ".join(detail.split())
+
+
+async def history_activities(history: WorkflowHistory,
+                             converter: DataConverter) -> list[HistoryActivity]:
+    """Every activity scheduled in the history, decoded, with whether it completed."""
+    scheduled: dict[int, tuple[str, list[Any]]] = {}
+    completed: set[int] = set()
+    for event in history.events:
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            attributes = event.activity_task_scheduled_event_attributes
+            arguments = list(await converter.decode(attributes.input.payloads))
+            scheduled[event.event_id] = (attributes.activity_type.name, arguments)
+        elif event.HasField("activity_task_completed_event_attributes"):
+            completed.add(event.activity_task_completed_event_attributes.scheduled_event_id)
+    return [HistoryActivity(name, arguments, event_id in completed)
+            for event_id, (name, arguments) in scheduled.items()]
+
+
+def _recorded_event(activity: HistoryActivity) -> AuditEvent | None:
+    """The audit event a record activity was asked to append."""
+    if activity.activity_type not in RECORD_ACTIVITIES or not activity.arguments:
+        return None
+    payload = activity.arguments[0]
+    if activity.activity_type == "record_closing" and isinstance(payload, dict):
+        payload = payload.get("event")
+    try:
+        return AuditEvent.model_validate(payload)
+    except ValidationError:
+        return None
+
+
+def _attempt(activity: HistoryActivity) -> int | None:
+    match = ATTEMPT_KEY.search(activity.key)
+    return int(match.group(1)) if match else None
+
+
+def _label(event: AuditEvent) -> str:
+    return f"#{event.sequence} {event.event_type.value}"
+
+
+def cross_check(activities: Sequence[HistoryActivity], trail: Sequence[AuditEvent],
+                *, closed: bool = True) -> list[str]:
+    """Differences between the history's activities and the audit trail, in history order.
+
+    `closed`: the workflow has finished, so every activity it scheduled has ended and every
+    record it asked for must be in PostgreSQL.
+    """
+    return [*_records(activities, trail, closed=closed), *_side_effects(activities, trail)]
+
+
+def _records(activities: Sequence[HistoryActivity], trail: Sequence[AuditEvent],
+             *, closed: bool) -> list[str]:
+    """Each recorded event is in the trail, unchanged; each row was recorded by the history."""
+    problems: list[str] = []
+    by_sequence = {event.sequence: event for event in trail}
+    caused: set[int] = set()
+    for activity in activities:
+        recorded = _recorded_event(activity)
+        if recorded is None:
+            continue
+        caused.add(recorded.sequence)
+        stored = by_sequence.get(recorded.sequence)
+        if stored is None:
+            if activity.completed or closed:
+                problems.append(f"the history records audit event {_label(recorded)} but the "
+                                "audit trail has no such row")
+        elif stored != recorded:
+            problems.append(f"audit row {_label(stored)} differs from the event the history "
+                            f"recorded there ({_label(recorded)})")
+    for event in trail:
+        if event.sequence not in caused:
+            problems.append(f"audit row {_label(event)} has no cause in the history")
+    return problems
+
+
+def _side_effects(activities: Sequence[HistoryActivity],
+                  trail: Sequence[AuditEvent]) -> list[str]:
+    """Each side effect in the history is documented, and each documented one happened."""
+    problems: list[str] = []
+    for activity in activities:
+        documented_by = SIDE_EFFECTS.get(activity.activity_type)
+        if documented_by is None:
+            continue
+        attempt = _attempt(activity)
+        found = [
+            event for event in trail
+            if event.event_type.value in documented_by
+            and (attempt is None or event.data.get("attempt") == attempt)
+            and (event.event_type.value != "outreach_failed"
+                 or event.data.get("channel") == CHANNELS.get(activity.activity_type))
+        ]
+        if not found:
+            where = f" for attempt {attempt}" if attempt is not None else ""
+            problems.append(f"the history has {activity.activity_type}{where} but the audit "
+                            f"trail has no {' or '.join(documented_by)} event{where}")
+    for event in trail:
+        causes = CAUSES.get(event.event_type.value)
+        if causes is None:
+            continue
+        value = event.data.get("attempt")
+        attempt = value if isinstance(value, int) else None
+        matching = [
+            activity for activity in activities
+            if activity.activity_type in causes and activity.completed
+            and (attempt is None or _attempt(activity) in (None, attempt))
+        ]
+        if not matching:
+            problems.append(f"audit row {_label(event)} has no completed "
+                            f"{' or '.join(causes)} in the history")
+    return problems

@@ -1,0 +1,115 @@
+"""The SMTP email channel against a real local SMTP server (aiosmtpd, 127.0.0.1)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from email import message_from_bytes
+from email.message import Message
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from missed_session.channels.base import (
+    ChannelRejectedError,
+    ChannelUnavailableError,
+    InvalidContactError,
+)
+from missed_session.channels.smtp import SmtpEmailChannel
+from missed_session.domain.messages import email
+
+SENDER = "hello@example.net"
+
+
+class Mailbox:
+    """Accepts mail, except for the addresses scripted to bounce or to be deferred."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, list[str], Message]] = []
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,  # noqa: N802
+                          address: str, rcpt_options: list[str]) -> str:
+        if address.startswith("bounce@"):
+            return "550 5.1.1 No such user"
+        if address.startswith("later@"):
+            return "450 4.2.1 Mailbox busy, try later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session,  # noqa: N802
+                          envelope: Envelope) -> str:
+        content = envelope.content
+        assert isinstance(content, bytes)
+        self.received.append(
+            (str(envelope.mail_from), list(envelope.rcpt_tos), message_from_bytes(content))
+        )
+        return "250 Message accepted"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Mailbox, int]]:
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield mailbox, port
+    controller.stop()
+
+
+def channel(port: int, **options: Any) -> SmtpEmailChannel:
+    return SmtpEmailChannel(hostname="127.0.0.1", port=port, sender_address=SENDER,
+                            sender_name="Alex at the front desk", start_tls=False,
+                            timeout_seconds=5, **options)
+
+
+async def test_the_email_arrives_plain_discreet_and_once(
+    smtp_server: tuple[Mailbox, int],
+) -> None:
+    mailbox, port = smtp_server
+    subject, body = email("Robin", "Alex at the front desk", "+15555550100")
+    smtp = channel(port)
+
+    await smtp.send_email("session-s1/attempt-1/email", "s1", "robin@example.org", subject, body)
+    await smtp.send_email("session-s1/attempt-1/email", "s1", "robin@example.org", subject, body)
+
+    ((mail_from, rcpt_tos, message),) = mailbox.received
+    assert (mail_from, rcpt_tos) == (SENDER, ["robin@example.org"])
+    assert message["From"] == f"Alex at the front desk <{SENDER}>"
+    assert message["Subject"] == subject
+    assert message["Message-ID"].endswith("@example.net>")
+    assert message.get_content_type() == "text/plain"
+    payload = message.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    assert payload.decode().splitlines() == body.splitlines()
+
+
+async def test_a_refused_address_is_an_invalid_contact(smtp_server: tuple[Mailbox, int]) -> None:
+    mailbox, port = smtp_server
+    with pytest.raises(InvalidContactError):
+        await channel(port).send_email("k", "s1", "bounce@example.org", "s", "b")
+    assert mailbox.received == []
+
+
+async def test_a_deferred_address_is_an_outage(smtp_server: tuple[Mailbox, int]) -> None:
+    _, port = smtp_server
+    with pytest.raises(ChannelUnavailableError):
+        await channel(port).send_email("k", "s1", "later@example.org", "s", "b")
+
+
+async def test_no_server_is_an_outage() -> None:
+    with pytest.raises(ChannelUnavailableError):
+        await channel(free_port()).send_email("k", "s1", "robin@example.org", "s", "b")
+
+
+async def test_smtp_sends_no_texts() -> None:
+    with pytest.raises(ChannelRejectedError):
+        await channel(1).send_text("k", "s1", "+14155550123", "Hi")
