@@ -252,16 +252,19 @@ async def main(argv: list[str] | None = None) -> int:
     print(f"starting PostgreSQL (embedded, {settings.data_dir}/postgres) and Temporal "
           f"({settings.temporal_address}, Web UI {ui}) ...")
     url = database_url(settings)
-    codec_server = await start_codec_server(
-        CodecServer(
-            codec_for(settings),
-            ui_origins=ui_origins(settings.ui_port),
-            token=_secret(settings.codec_server_token),
-        ),
-        host="127.0.0.1",
-        port=settings.codec_server_port,
-    )
-    async with embedded_temporal(settings) as env, running_worker(settings):
+    async with contextlib.AsyncExitStack() as stack:
+        codec_server = await start_codec_server(
+            CodecServer(
+                codec_for(settings),
+                ui_origins=ui_origins(settings.ui_port),
+                token=_secret(settings.codec_server_token),
+            ),
+            host="127.0.0.1",
+            port=settings.codec_server_port,
+        )
+        stack.push_async_callback(codec_server.cleanup)
+        env = await stack.enter_async_context(embedded_temporal(settings))
+        await stack.enter_async_context(running_worker(settings))
         pool = await open_pool(url)
         try:
             outcomes = await run_demo_day(
@@ -271,12 +274,17 @@ async def main(argv: list[str] | None = None) -> int:
             await pool.close()
         print(f"\nAll {len(outcomes)} sessions closed. Inspect them in the Web UI: "
               f"{ui}/namespaces/{settings.temporal_namespace}/workflows")
+        print(f"  high-risk sessions: {ui}/namespaces/{settings.temporal_namespace}/workflows"
+              "?query=RiskTier%3D%22high%22")
+        print(f"  payloads are decoded for the UI by the codec server on "
+              f"http://127.0.0.1:{settings.codec_server_port} (loopback only)")
+        if settings.metrics_port:
+            print(f"  metrics: http://127.0.0.1:{settings.metrics_port}/metrics")
         print("Audit trail of one session:  .venv/bin/python starter.py audit "
               f"{next(iter(outcomes))}")
         if not args.exit:
             print("The stack stays up; press Ctrl-C to stop it.")
             await asyncio.Event().wait()
-    await codec_server.cleanup()
     expected = {s.expected for s in DEMO_DAY}
     return 0 if set(outcomes.values()) == expected else 1
 
