@@ -1,0 +1,61 @@
+"""A worker process for the memory scenario: `python -m bench.worker_proc service|bare`.
+
+Prints its resident memory as JSON lines: once idle (connected, nothing polled yet), then
+twice a second while the worker runs (with the bare worker's activity count).
+`BENCH_MAX_CACHED_WORKFLOWS` sets the service worker's sticky cache, for experiments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import sys
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from bench.bare import BARE_WORKFLOWS, BareActivities
+from bench.report import rss_mb
+
+
+def _say(phase: str, done: int = 0) -> None:
+    print(json.dumps({"phase": phase, "rss_mb": round(rss_mb(), 1), "done": done}), flush=True)
+
+
+async def _report(activities: BareActivities | None) -> None:
+    while True:
+        await asyncio.sleep(0.5)
+        _say("running", activities.completed if activities else 0)
+
+
+async def service() -> None:
+    from missed_session.config import load_settings  # noqa: PLC0415
+    from missed_session.log_setup import configure_logging  # noqa: PLC0415
+    from worker import running_worker  # noqa: PLC0415
+
+    cache = os.environ.get("BENCH_MAX_CACHED_WORKFLOWS")
+    if cache:  # an experiment knob: the worker's sticky cache size (SDK default 1,000)
+        import worker  # noqa: PLC0415
+
+        patched = functools.partial(Worker, max_cached_workflows=int(cache))
+        setattr(worker, "Worker", patched)  # noqa: B010 (the module's name, patched)
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    _say("idle")
+    async with running_worker(settings):
+        await _report(None)
+
+
+async def bare() -> None:
+    client = await Client.connect(os.environ["BENCH_ADDRESS"])
+    activities = BareActivities()
+    _say("idle")
+    async with Worker(client, task_queue=os.environ["BENCH_TASK_QUEUE"],
+                      workflows=BARE_WORKFLOWS, activities=[activities.step]):
+        await _report(activities)
+
+
+if __name__ == "__main__":
+    asyncio.run(service() if sys.argv[1] == "service" else bare())
