@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 import starter
 from missed_session.config import load_settings
 from missed_session.domain.models import SessionBooking, workflow_id_for
+from tests.conftest import start_test_server
 from tests.factories import booking_data
 from tests.test_starter import (  # noqa: F401 (temporal_env is a fixture)
     assert_not_started,
@@ -23,6 +25,19 @@ from tests.test_starter import (  # noqa: F401 (temporal_env is a fixture)
 )
 
 pytestmark = pytest.mark.usefixtures("temporal_env")
+
+
+@pytest.fixture(scope="module")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A test server of this module's own.
+
+    These tests start sessions with no worker polling. On a shared time-skipping server the
+    workflow tasks they leave outstanding stop every later test from skipping time, so they
+    get a server that is shut down with them.
+    """
+    env = await start_test_server()
+    yield env
+    await env.shutdown()
 
 
 async def day_of(env: WorkflowEnvironment, count: int) -> list[dict[str, Any]]:
