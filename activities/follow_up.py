@@ -28,6 +28,7 @@ class FollowUpActivities:
             session_id=request.session_id,
             until=request.session_start,
             current=request.outcome,
+            time_zone=request.client_time_zone,
         )
         plan = await self._store.save_plan(
             session_id=request.session_id,

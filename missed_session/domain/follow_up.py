@@ -7,6 +7,7 @@ Every concern carries the evidence it rests on so that a supervisor can check it
 
 from __future__ import annotations
 
+from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
 
 from missed_session.domain.models import (
@@ -26,6 +27,8 @@ ENGAGEMENT_NO_SHOWS = 2
 """No-shows in the review window from which engagement is a concern."""
 RELATIONAL_NO_SHOWS = 3
 """No-shows in the review window from which the relationship itself is worth discussing."""
+SAME_SLOT_NO_SHOWS = 2
+"""No-shows in one weekly slot from which the slot itself is a logistical concern."""
 CONTINUITY_CONSECUTIVE = 2
 """Consecutive no-shows from which continuity of care is at risk."""
 
@@ -71,6 +74,14 @@ def concerns_for(request: FollowUpRequest, attendance: AttendanceSummary) -> tup
                 f"{attendance.window_days} days",
             )
         )
+    if attendance.same_slot_no_shows >= SAME_SLOT_NO_SHOWS and attendance.slot:
+        found.append(
+            _concern(
+                ConcernKind.LOGISTICAL,
+                f"{attendance.same_slot_no_shows} no-shows on {attendance.slot} "
+                f"(client's time) in the last {attendance.window_days} days",
+            )
+        )
     found.extend(logistical_concerns(request))
     if attendance.no_shows >= RELATIONAL_NO_SHOWS:
         found.append(
@@ -103,6 +114,16 @@ def logistical_concerns(request: FollowUpRequest) -> list[Concern]:
             ConcernKind.LOGISTICAL, f"the session was rescheduled {times} before it was missed"
         ))
     return found
+
+
+def weekly_slot(start: datetime, zone: tzinfo) -> str:
+    """The weekday and hour a session falls on, in the client's time, e.g. `Tuesdays at 09:00`.
+
+    Repeated no-shows in one slot point at something logistical in that slot (a class, a
+    shift, a school run) rather than at the therapy itself.
+    """
+    local = start.astimezone(zone)
+    return f"{local:%A}s at {local:%H}:00"
 
 
 def _offset(compact: str) -> str:

@@ -531,6 +531,11 @@ class AttendanceSummary(Model):
     """Missed sessions in a row, counting back from this one."""
     late_arrivals: int
     """Sessions attended late in the window."""
+    same_slot_no_shows: int = 0
+    """Missed sessions in the window on this session's weekday and hour (client's local
+    time), this one included when missed; 0 in plans made before it was counted."""
+    slot: str | None = None
+    """That weekday and hour in words, e.g. `Tuesdays at 09:00`."""
 
 
 class ConcernKind(StrEnum):

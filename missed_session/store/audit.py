@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from missed_session.domain.follow_up import weekly_slot
 from missed_session.domain.models import (
     AttendanceSummary,
     AuditEvent,
@@ -172,10 +174,15 @@ class AuditStore:
         return status.endswith(" 1")
 
     async def attendance_summary(self, *, client_ref: str, session_id: str, until: datetime,
-                                 current: Outcome) -> AttendanceSummary:
-        """Attendance in the window before `until`, with the current session counted."""
+                                 current: Outcome,
+                                 time_zone: str | None = None) -> AttendanceSummary:
+        """Attendance in the window before `until`, with the current session counted.
+
+        `until` is the current session's start; `time_zone` (the client's) decides what
+        "the same weekday and hour" means for the repeated-slot pattern.
+        """
         rows = await self._pool.fetch(
-            "SELECT outcome FROM attendance WHERE client_ref = $1 AND session_id <> $2"
+            "SELECT outcome, start_at FROM attendance WHERE client_ref = $1 AND session_id <> $2"
             " AND start_at >= $3 AND start_at < $4 AND outcome <> $5 ORDER BY start_at DESC",
             client_ref, session_id, until - timedelta(days=ATTENDANCE_WINDOW_DAYS), until,
             Outcome.CANCELLED.value,
@@ -186,12 +193,18 @@ class AuditStore:
             if not outcome.is_no_show:
                 break
             consecutive += 1
+        zone = ZoneInfo(time_zone) if time_zone else UTC
+        slot = weekly_slot(until, zone)
+        missed_starts = [until] if current.is_no_show else []
+        missed_starts += [row["start_at"] for row in rows if Outcome(row["outcome"]).is_no_show]
         return AttendanceSummary(
             window_days=ATTENDANCE_WINDOW_DAYS,
             sessions=len(outcomes),
             no_shows=sum(outcome.is_no_show for outcome in outcomes),
             consecutive_no_shows=consecutive,
             late_arrivals=sum(outcome is Outcome.ATTENDED_LATE for outcome in outcomes),
+            same_slot_no_shows=sum(weekly_slot(start, zone) == slot for start in missed_starts),
+            slot=slot,
         )
 
     async def save_plan(self, *, session_id: str, client_ref: str,
