@@ -22,6 +22,7 @@ from activities.follow_up import FollowUpActivities
 from activities.outreach import OutreachActivities, Sender, TextPolicyActivities
 from activities.therapist import TherapistActivities
 from missed_session.channels.base import MessageChannel, PhoneChannel
+from missed_session.channels.ledger import DeliveryLedger
 from missed_session.channels.setup import channels_from_settings
 from missed_session.channels.simulated import CallbackDispatcher, SimulatedPhone
 from missed_session.config import Settings, load_settings
@@ -101,7 +102,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
     """Connect to Temporal and PostgreSQL, then run the worker until the block exits."""
     client = await connect(settings, service_runtime(settings.metrics_port))
     pool = await open_pool(database_url(settings))
-    phone, messages = channels_from_settings(settings, SimulatedPhone(pool))
+    phone, messages = channels_from_settings(settings, SimulatedPhone(pool), DeliveryLedger(pool))
     worker = new_worker(
         client,
         pool,

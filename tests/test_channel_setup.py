@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from missed_session.channels.ledger import AtMostOnce, DeliveryLedger
 from missed_session.channels.setup import RoutedMessages, channels_from_settings
 from missed_session.channels.smtp import SmtpEmailChannel
 from missed_session.channels.twilio import TwilioChannel
@@ -34,6 +35,9 @@ class Simulated:
         return None
 
 
+LEDGER = DeliveryLedger(None)  # type: ignore[arg-type]  # never reached in these checks
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MSR_CONFIG_FILE", raising=False)
@@ -45,29 +49,31 @@ def settings(**values: Any) -> Any:
 
 def test_the_simulated_phone_is_the_default() -> None:
     simulated = Simulated()
-    assert channels_from_settings(settings(), simulated) == (simulated, simulated)
+    assert channels_from_settings(settings(), simulated, LEDGER) == (simulated, simulated)
 
 
 async def test_webhook_with_smtp_for_email() -> None:
     phone, messages = channels_from_settings(settings(
         channel="webhook", webhook_url="http://127.0.0.1:1/outreach", webhook_secret="s3cret",
         smtp_host="127.0.0.1", smtp_sender_address="hello@example.net",
-    ), Simulated())
-    assert isinstance(phone, WebhookChannel)
+    ), Simulated(), LEDGER)
+    assert isinstance(phone, AtMostOnce)
+    assert isinstance(phone.inner, WebhookChannel)
     assert isinstance(messages, RoutedMessages)
-    assert isinstance(messages._email, SmtpEmailChannel)
+    assert isinstance(messages._email.inner, SmtpEmailChannel)  # type: ignore[attr-defined]
     assert messages._texts is phone
-    await phone.close()
+    await phone.inner.close()
 
 
 async def test_twilio() -> None:
     phone, messages = channels_from_settings(settings(
         channel="twilio", twilio_account_sid="AC" + "0" * 32, twilio_auth_token="t",
         twilio_from_number="+15555550100",
-    ), Simulated())
-    assert isinstance(phone, TwilioChannel)
+    ), Simulated(), LEDGER)
+    assert isinstance(phone, AtMostOnce)
+    assert isinstance(phone.inner, TwilioChannel)
     assert messages is phone
-    await phone._client.http_client.close()
+    await phone.inner._client.http_client.close()
 
 
 @pytest.mark.parametrize(("values", "message"), [

@@ -8,6 +8,7 @@ otherwise through the same channel as texts.
 from __future__ import annotations
 
 from missed_session.channels.base import Channel, EmailChannel, MessageChannel, TextChannel
+from missed_session.channels.ledger import AtMostOnce, DeliveryLedger
 from missed_session.channels.smtp import SmtpEmailChannel
 from missed_session.channels.webhook import WebhookChannel
 from missed_session.config import Settings
@@ -30,18 +31,26 @@ class RoutedMessages:
         await self._email.send_email(key, session_id, to, subject, body)
 
 
-def channels_from_settings(settings: Settings, simulated: Channel) -> tuple[Channel,
-                                                                             MessageChannel]:
-    """(phone channel, message channel) for the worker's outreach activities."""
+def channels_from_settings(
+    settings: Settings, simulated: Channel, ledger: DeliveryLedger
+) -> tuple[Channel, MessageChannel]:
+    """(phone channel, message channel) for the worker's outreach activities.
+
+    External channels go through the delivery ledger, so that a worker crash between a
+    provider's call and its record never makes a retry reach the person twice.
+    """
     phone = simulated
     if settings.channel == "webhook":
         assert settings.webhook_url is not None  # the settings' validator guarantees these
         assert settings.webhook_secret is not None
-        phone = WebhookChannel(
-            settings.webhook_url, settings.webhook_secret.get_secret_value().encode()
+        phone = AtMostOnce(
+            WebhookChannel(
+                settings.webhook_url, settings.webhook_secret.get_secret_value().encode()
+            ),
+            ledger,
         )
     elif settings.channel == "twilio":
-        phone = _twilio(settings)
+        phone = AtMostOnce(_twilio(settings), ledger)
     if settings.smtp_host is None:
         return phone, phone
     assert settings.smtp_sender_address is not None
@@ -52,7 +61,26 @@ def channels_from_settings(settings: Settings, simulated: Channel) -> tuple[Chan
         username=settings.smtp_username,
         password=password.get_secret_value() if password is not None else None,
     )
-    return phone, RoutedMessages(phone, email)
+    return phone, RoutedMessages(phone, _EmailOnce(email, ledger))
+
+
+class _EmailOnce:
+    """An email channel delivered at most once per key (see the ledger)."""
+
+    def __init__(self, email: EmailChannel, ledger: DeliveryLedger) -> None:
+        self.inner = email
+        self._email = email
+        self._ledger = ledger
+
+    async def send_email(self, key: str, session_id: str, to: str, subject: str,
+                         body: str) -> None:
+        """Send once per key."""
+
+        async def send() -> str:
+            await self._email.send_email(key, session_id, to, subject, body)
+            return "sent"
+
+        await self._ledger.once(key, send)
 
 
 def _twilio(settings: Settings) -> Channel:

@@ -1,0 +1,79 @@
+"""At most once across worker crashes, for channels without idempotency of their own."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import asyncpg
+import pytest
+
+from missed_session.channels.base import ChannelUnavailableError
+from missed_session.channels.ledger import AtMostOnce, DeliveryLedger, DeliveryUncertainError
+from missed_session.domain.models import CallResult
+
+
+class CountingProvider:
+    """A provider that counts what it was asked to deliver, like a real one would bill."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.fail_next = False
+
+    async def call(self, key: str, session_id: str, to: str) -> CallResult:
+        self.calls[key] += 1
+        if self.fail_next:
+            self.fail_next = False
+            raise ChannelUnavailableError("provider answered 503")
+        return CallResult.ANSWERED
+
+    async def leave_voicemail(self, key: str, session_id: str, to: str, text: str) -> None:
+        self.calls[key] += 1
+
+    async def deliver_message(self, key: str, session_id: str, to: str, text: str) -> None:
+        self.calls[key] += 1
+
+    async def send_text(self, key: str, session_id: str, to: str, text: str) -> None:
+        self.calls[key] += 1
+
+    async def send_email(self, key: str, session_id: str, to: str, subject: str,
+                         body: str) -> None:
+        self.calls[key] += 1
+
+
+async def test_a_retry_of_a_delivered_step_returns_its_result_without_calling(
+    pool: asyncpg.Pool,
+) -> None:
+    provider = CountingProvider()
+    channel = AtMostOnce(provider, DeliveryLedger(pool))
+    assert await channel.call("s/attempt-1/call", "s", "+14155550123") is CallResult.ANSWERED
+    assert await channel.call("s/attempt-1/call", "s", "+14155550123") is CallResult.ANSWERED
+    await channel.send_text("s/attempt-1/text", "s", "+14155550123", "hi")
+    await channel.send_text("s/attempt-1/text", "s", "+14155550123", "hi")
+    assert provider.calls == {"s/attempt-1/call": 1, "s/attempt-1/text": 1}
+
+
+async def test_a_provider_error_releases_the_step_for_an_ordinary_retry(
+    pool: asyncpg.Pool,
+) -> None:
+    provider = CountingProvider()
+    provider.fail_next = True
+    channel = AtMostOnce(provider, DeliveryLedger(pool))
+    with pytest.raises(ChannelUnavailableError):
+        await channel.call("s/attempt-1/call", "s", "+14155550123")
+    assert await channel.call("s/attempt-1/call", "s", "+14155550123") is CallResult.ANSWERED
+    assert provider.calls["s/attempt-1/call"] == 2
+
+
+async def test_a_step_left_pending_by_a_crashed_worker_is_not_repeated(
+    pool: asyncpg.Pool,
+) -> None:
+    # The worker that claimed this step died after the provider call, before settling it.
+    await pool.execute(
+        "INSERT INTO channel_deliveries (idempotency_key, state) VALUES ($1, 'pending')",
+        "s/attempt-1/voicemail",
+    )
+    provider = CountingProvider()
+    channel = AtMostOnce(provider, DeliveryLedger(pool))
+    with pytest.raises(DeliveryUncertainError, match="not sent again"):
+        await channel.leave_voicemail("s/attempt-1/voicemail", "s", "+14155550123", "hi")
+    assert provider.calls == {}
