@@ -8,6 +8,7 @@ from email import message_from_bytes
 from email.message import Message
 from typing import Any
 
+import asyncpg
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -17,6 +18,7 @@ from missed_session.channels.base import (
     ChannelUnavailableError,
     InvalidContactError,
 )
+from missed_session.channels.ledger import DeliveryLedger, EmailOnce
 from missed_session.channels.smtp import SmtpEmailChannel
 from missed_session.domain.messages import email
 
@@ -72,11 +74,11 @@ def channel(port: int, **options: Any) -> SmtpEmailChannel:
 
 
 async def test_the_email_arrives_plain_discreet_and_once(
-    smtp_server: tuple[Mailbox, int],
+    smtp_server: tuple[Mailbox, int], pool: asyncpg.Pool
 ) -> None:
     mailbox, port = smtp_server
     subject, body = email("Robin", "Alex at the front desk", "+15555550100")
-    smtp = channel(port)
+    smtp = EmailOnce(channel(port), DeliveryLedger(pool))  # as the worker wires it
 
     await smtp.send_email("session-s1/attempt-1/email", "s1", "robin@example.org", subject, body)
     await smtp.send_email("session-s1/attempt-1/email", "s1", "robin@example.org", subject, body)

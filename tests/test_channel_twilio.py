@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from xml.etree import ElementTree
 
+import asyncpg
 import pytest
 from aiohttp import web
 from twilio.http.async_http_client import AsyncTwilioHttpClient
@@ -24,6 +25,7 @@ from missed_session.channels.base import (
     ChannelUnavailableError,
     InvalidContactError,
 )
+from missed_session.channels.ledger import AtMostOnce, DeliveryLedger
 from missed_session.channels.twilio import TwilioChannel
 from missed_session.domain.models import CallResult
 
@@ -167,8 +169,11 @@ async def test_a_failed_call_is_an_invalid_contact(
         await channel.call("k", "s1", CLIENT_PHONE)
 
 
-async def test_a_voicemail_is_said_after_the_beep(twilio: tuple[FakeTwilio, TwilioChannel]) -> None:
-    fake, channel = twilio
+async def test_a_voicemail_is_said_after_the_beep(
+    twilio: tuple[FakeTwilio, TwilioChannel], pool: asyncpg.Pool
+) -> None:
+    fake, twilio_channel = twilio
+    channel = AtMostOnce(twilio_channel, DeliveryLedger(pool))  # as the worker wires it
     text = "Hi Robin, this is Alex. Please call us back at +15555550111. Thank you."
 
     await channel.leave_voicemail("k-vm", "s1", CLIENT_PHONE, text)

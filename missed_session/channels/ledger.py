@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from missed_session.channels.base import Channel, ChannelRejectedError
+from missed_session.channels.base import Channel, ChannelRejectedError, EmailChannel
 from missed_session.domain.models import CallResult
 
 UNCERTAIN = (
@@ -113,9 +113,23 @@ class AtMostOnce:
     async def send_email(self, key: str, session_id: str, to: str, subject: str,
                          body: str) -> None:
         """Send the email once per key."""
+        await EmailOnce(self._inner, self._ledger).send_email(key, session_id, to, subject, body)
+
+
+class EmailOnce:
+    """An email-only channel (SMTP), delivered at most once per idempotency key."""
+
+    def __init__(self, inner: EmailChannel, ledger: DeliveryLedger) -> None:
+        self.inner = inner
+        """The provider's channel."""
+        self._ledger = ledger
+
+    async def send_email(self, key: str, session_id: str, to: str, subject: str,
+                         body: str) -> None:
+        """Send once per key."""
 
         async def send() -> str:
-            await self._inner.send_email(key, session_id, to, subject, body)
+            await self.inner.send_email(key, session_id, to, subject, body)
             return "sent"
 
         await self._ledger.once(key, send)

@@ -8,7 +8,7 @@ otherwise through the same channel as texts.
 from __future__ import annotations
 
 from missed_session.channels.base import Channel, EmailChannel, MessageChannel, TextChannel
-from missed_session.channels.ledger import AtMostOnce, DeliveryLedger
+from missed_session.channels.ledger import AtMostOnce, DeliveryLedger, EmailOnce
 from missed_session.channels.smtp import SmtpEmailChannel
 from missed_session.channels.webhook import WebhookChannel
 from missed_session.config import Settings
@@ -61,26 +61,7 @@ def channels_from_settings(
         username=settings.smtp_username,
         password=password.get_secret_value() if password is not None else None,
     )
-    return phone, RoutedMessages(phone, _EmailOnce(email, ledger))
-
-
-class _EmailOnce:
-    """An email channel delivered at most once per key (see the ledger)."""
-
-    def __init__(self, email: EmailChannel, ledger: DeliveryLedger) -> None:
-        self.inner = email
-        self._email = email
-        self._ledger = ledger
-
-    async def send_email(self, key: str, session_id: str, to: str, subject: str,
-                         body: str) -> None:
-        """Send once per key."""
-
-        async def send() -> str:
-            await self._email.send_email(key, session_id, to, subject, body)
-            return "sent"
-
-        await self._ledger.once(key, send)
+    return phone, RoutedMessages(phone, EmailOnce(email, ledger))
 
 
 def _twilio(settings: Settings) -> Channel:

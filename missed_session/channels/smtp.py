@@ -2,8 +2,9 @@
 
 One plain-text message per step, from the practice's neutral sender address. The step's
 idempotency key is the `Message-ID`'s left part, so a receiving system (or a compliance
-reviewer) can tie a message to its audit event; like Twilio, SMTP has no idempotency of its
-own, so a retry in the same worker process is recognised here and sends nothing.
+reviewer) can tie a message to its audit event. SMTP has no idempotency of its own: the
+worker wraps this channel in the delivery ledger (`channels/ledger.py`), which sends each
+step at most once, across worker restarts too.
 
 A permanent refusal of the recipient (5xx to RCPT, e.g. "550 no such user") is an invalid
 contact: the ladder moves on and email is not tried again. A temporary one (4xx), a refused
@@ -48,13 +49,10 @@ class SmtpEmailChannel:
         self._password = password
         self._start_tls = start_tls
         self._timeout = timeout_seconds
-        self._sent: set[str] = set()
 
     async def send_email(self, key: str, session_id: str, to: str, subject: str,
                          body: str) -> None:
         """Send one plain-text email to `to`."""
-        if key in self._sent:
-            return
         message = EmailMessage()
         message["From"] = formataddr((self._sender_name, self._sender_address))
         message["To"] = to
@@ -84,7 +82,6 @@ class SmtpEmailChannel:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             msg = f"the mail server could not be reached ({type(error).__name__})"
             raise ChannelUnavailableError(msg) from None
-        self._sent.add(key)
 
     async def send_text(self, key: str, session_id: str, to: str, text: str) -> None:
         """SMTP sends no texts: pair this channel with Twilio or the webhook for those."""

@@ -7,9 +7,10 @@ practice's. The channel then polls the call until it is answered or over. A voic
 the beep when a machine answers. A text is one SMS. Email is not Twilio's: the worker
 pairs this channel with SMTP for that.
 
-Twilio has no idempotency keys, so a step's key is remembered here, in the worker's
-process: a retry in the same process returns the first call's result without ringing
-again. A retry after the worker itself restarted can ring again (see docs/operations.md).
+Twilio has no idempotency keys: the worker wraps this channel in the delivery ledger
+(`channels/ledger.py`), which delivers each step at most once, across restarts too. A call
+also remembers its SID here, so that a retry after an outage while *polling* its outcome
+(the ledger releases the step on any error) polls the same call instead of ringing again.
 
 The SDK logs requests and responses (numbers included) at INFO: its loggers are capped at
 WARNING here, because no phone number may reach the logs.
@@ -77,7 +78,6 @@ class TwilioChannel:
         self._calls: dict[str, str] = {}
         """Idempotency key -> call SID placed for it (this process only)."""
         self._results: dict[str, CallResult] = {}
-        self._sent: set[str] = set()
 
     async def call(self, key: str, session_id: str, to: str) -> CallResult:
         """Ring `to`; a person who answers is connected to the practice."""
@@ -106,12 +106,9 @@ class TwilioChannel:
 
     async def send_text(self, key: str, session_id: str, to: str, text: str) -> None:
         """Send one SMS."""
-        if key in self._sent:
-            return
         await self._twilio(self._client.messages.create_async(
             to=to, from_=self._from, body=text,
         ))
-        self._sent.add(key)
 
     async def send_email(self, key: str, session_id: str, to: str, subject: str,
                          body: str) -> None:
@@ -120,15 +117,12 @@ class TwilioChannel:
         raise ChannelRejectedError(msg)
 
     async def _say(self, key: str, to: str, text: str) -> None:
-        if key in self._sent:
-            return
         message = VoiceResponse()
         message.say(text)
         await self._twilio(self._client.calls.create_async(
             to=to, from_=self._from, twiml=str(message), timeout=self._ring_seconds,
             machine_detection="DetectMessageEnd",
         ))
-        self._sent.add(key)
 
     async def _outcome(self, sid: str) -> CallResult:
         """Poll the call until a person answered, or it is over without one."""
