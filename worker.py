@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import importlib.abc
+import importlib.machinery
+import sys
+import threading
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from types import CodeType, ModuleType
+from typing import ClassVar
 
 import asyncpg
 import structlog
+from temporalio import workflow
 from temporalio.client import Client
 from temporalio.runtime import Runtime
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.audit import AuditActivities
@@ -25,7 +33,7 @@ from missed_session.channels.base import MessageChannel, PhoneChannel
 from missed_session.channels.ledger import DeliveryLedger
 from missed_session.channels.setup import channels_from_settings
 from missed_session.channels.simulated import CallbackDispatcher, SimulatedPhone
-from missed_session.config import Settings, load_settings
+from missed_session.config import DEFAULT_MAX_CACHED_WORKFLOWS, Settings, load_settings
 from missed_session.domain.models import ClientResponse, ResponseChannel, workflow_id_for
 from missed_session.log_setup import configure_logging
 from missed_session.metrics import ServiceMetrics
@@ -36,7 +44,91 @@ from workflows.session import SessionWorkflow
 
 log = structlog.get_logger(__name__)
 
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+_CREATING = threading.local()
+"""`instance` is true while this thread creates a workflow instance in our sandbox."""
+
+
+class _CompiledOnceLoader(importlib.machinery.SourceFileLoader):
+    """A source loader that compiles each module once per process and hands out that code.
+
+    Code objects are immutable, so sandboxes can share them: each sandbox still executes
+    the module afresh (its own globals, its own workflow class, its own restricted imports).
+    """
+
+    _compiled: ClassVar[dict[tuple[str, str], CodeType]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def get_code(self, fullname: str) -> CodeType | None:
+        key = (fullname, self.path)
+        with self._lock:
+            code = self._compiled.get(key)
+            if code is None:
+                code = super().get_code(fullname)
+                if code is not None:
+                    self._compiled[key] = code
+        return code
+
+
+class _SandboxCodeSharing(importlib.abc.MetaPathFinder):
+    """Finds modules the workflow sandbox re-imports and loads them with shared code.
+
+    Only the imports a `CompiledOnceSandboxRunner` sandbox makes while it creates a workflow
+    instance are touched (not those in `imports_passed_through()`); the spec is the one the
+    other finders return, with a compile-once loader for plain source files.
+    """
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if not getattr(_CREATING, "instance", False) or not workflow.unsafe.in_sandbox():
+            return None
+        if workflow.unsafe.is_imports_passed_through():
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec: importlib.machinery.ModuleSpec | None = finder.find_spec(fullname, path, target)
+            if spec is None:
+                continue
+            loader = spec.loader
+            if type(loader) is importlib.machinery.SourceFileLoader:
+                spec.loader = _CompiledOnceLoader(loader.name, loader.path)
+            return spec
+        return None
+
+
+_CODE_SHARING = _SandboxCodeSharing()
+_INSTALLING = threading.Lock()
+
+
+@dataclass(frozen=True)
+class CompiledOnceSandboxRunner(SandboxedWorkflowRunner):
+    """Temporal's sandbox, with the workflow module compiled once instead of once per run.
+
+    The sandbox re-imports a workflow's module (and any module not passed through) for every
+    workflow it instantiates, so that runs share no module state and module-level names are
+    the restricted ones. Python's import compiles the source again each time (or unmarshals
+    the `.pyc`), and every cached workflow kept its own copy of the module's code objects:
+    about 75 KB of the 200 KB a cached session cost with `workflows/session.py`, plus the
+    compile on every instance. Here the import finds the code compiled by the first sandbox;
+    everything else about the sandbox is unchanged. A side effect: a running worker keeps
+    executing the workflow code it compiled first, even if the file changes on disk.
+    """
+
+    def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
+        """Install the code-sharing finder (once), then create the sandboxed instance."""
+        if _CODE_SHARING not in sys.meta_path:
+            with _INSTALLING:
+                if _CODE_SHARING not in sys.meta_path:
+                    sys.meta_path.insert(0, _CODE_SHARING)
+        _CREATING.instance = True
+        try:
+            return super().create_instance(det)
+        finally:
+            _CREATING.instance = False
+
+
+WORKFLOW_RUNNER = CompiledOnceSandboxRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator", "idna")
 )
 """Pydantic imports the email validator lazily; passing it through keeps it out of replays."""
@@ -50,10 +142,12 @@ def new_worker(
     sender: Sender,
     phone: PhoneChannel | None = None,
     messages: MessageChannel | None = None,
+    max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS,
 ) -> Worker:
     """A worker with the session workflow and every activity it calls.
 
     Without channels given, the simulated phone places calls and sends texts and email.
+    `max_cached_workflows` is the sticky cache (`MSR_MAX_CACHED_WORKFLOWS`).
     """
     store = AuditStore(pool)
     runtime = client.service_client.config.runtime or Runtime.default()
@@ -68,6 +162,7 @@ def new_worker(
         task_queue=task_queue,
         workflows=[SessionWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
+        max_cached_workflows=max_cached_workflows,
         activities=[
             audit.record_event,
             audit.record_closing,
@@ -110,6 +205,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         sender=Sender(settings.sender_name, settings.callback_number),
         phone=phone,
         messages=messages,
+        max_cached_workflows=settings.max_cached_workflows,
     )
     dispatcher = asyncio.create_task(callback_dispatcher(client, pool).run())
     try:

@@ -2,13 +2,12 @@
 
 Prints its resident memory as JSON lines: once idle (connected, nothing polled yet), then
 twice a second while the worker runs (with the bare worker's activity count).
-`BENCH_MAX_CACHED_WORKFLOWS` sets the service worker's sticky cache, for experiments.
+The service worker's sticky cache is its setting, `MSR_MAX_CACHED_WORKFLOWS` (default 1,000).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import sys
@@ -35,12 +34,6 @@ async def service() -> None:
     from missed_session.log_setup import configure_logging  # noqa: PLC0415
     from worker import running_worker  # noqa: PLC0415
 
-    cache = os.environ.get("BENCH_MAX_CACHED_WORKFLOWS")
-    if cache:  # an experiment knob: the worker's sticky cache size (SDK default 1,000)
-        import worker  # noqa: PLC0415
-
-        patched = functools.partial(Worker, max_cached_workflows=int(cache))
-        setattr(worker, "Worker", patched)  # noqa: B010 (the module's name, patched)
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
     _say("idle")

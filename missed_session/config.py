@@ -25,6 +25,8 @@ from missed_session.domain.models import PhoneNumber
 CONFIG_FILE_ENV = "MSR_CONFIG_FILE"
 TASK_QUEUE = "missed-session"
 """The one task queue name; every entry point imports it from here."""
+DEFAULT_MAX_CACHED_WORKFLOWS = 1_000
+"""The SDK's default: holds a burst of 1,000 sessions starting together (see the setting)."""
 
 
 class Settings(BaseSettings):
@@ -89,6 +91,11 @@ class Settings(BaseSettings):
     """Port of the codec server the Web UI decrypts through (bound to loopback)."""
     codec_server_token: SecretStr | None = None
     """Bearer token for programmatic callers of the codec server."""
+    max_cached_workflows: int = Field(default=DEFAULT_MAX_CACHED_WORKFLOWS, ge=0)
+    """Session workflows the worker keeps in memory between their steps (about 0.13 MB
+    each). It should hold every session active at the same moment (a burst starting
+    together); one evicted from the cache replays its history at its next step. 0 disables
+    the cache: every step replays."""
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     """Prometheus endpoint of the worker, on loopback (`/metrics`); 0 turns it off."""
     audit_retention_years: int = Field(default=6, ge=6, le=100)
