@@ -27,6 +27,7 @@ from bench.bare import BARE_WORKFLOWS, BareActivities
 from bench.report import Figure
 from bench.sessions import TimingPhone, booking, booking_data, bounded, midday_time_zone, percentile
 from bench.stack import Stack
+from missed_session.config import DEFAULT_MAX_CACHED_WORKFLOWS
 from missed_session.domain import protocol
 from missed_session.domain.models import AuditEvent, AuditEventType, CheckIn, SessionBooking
 from missed_session.scheduling import schedule_session
@@ -479,7 +480,8 @@ async def intake_and_memory(stack: Stack, size: Size, shared: Shared) -> list[Fi
     await bounded(range(n), size.concurrency, start_bare)
     bare_seconds = time.perf_counter() - began
 
-    cache = os.environ.get("BENCH_MAX_CACHED_WORKFLOWS") or "1,000 (SDK default)"
+    cache = (os.environ.get("MSR_MAX_CACHED_WORKFLOWS")
+             or f"{DEFAULT_MAX_CACHED_WORKFLOWS:,} (default)")
     service_rss = await _worker_rss("service", env, n, url=url)
     bare_rss = await _worker_rss("bare", {"BENCH_ADDRESS": stack.address,
                                           "BENCH_TASK_QUEUE": tq_bare}, n)
