@@ -25,7 +25,7 @@ from missed_session.store.database import migrate, migrations
 from tests.conftest import TEST_KEYS
 
 START = datetime(2026, 3, 2, 9, 0, 0, 123456, tzinfo=UTC)
-TRAIL: list[tuple[AuditEventType, dict[str, str | int | float | bool | None]]] = [
+TRAIL: list[tuple[AuditEventType, dict[str, str | int | bool | None]]] = [
     (AuditEventType.SCHEDULED, {"client_ref": "c-1", "risk_tier": "standard"}),
     (AuditEventType.GRACE_PERIOD_EXPIRED, {"grace_period_minutes": 15}),
     (AuditEventType.THERAPIST_ALERTED, {"notice": "s-1/no-show-alert"}),
@@ -102,11 +102,14 @@ async def test_concurrent_first_appends_write_one_row(pool: asyncpg.Pool) -> Non
     assert await problem(store) is None
 
 
-async def test_numbers_hash_as_they_read_back(pool: asyncpg.Pool) -> None:
+async def test_values_hash_as_they_read_back(pool: asyncpg.Pool) -> None:
     store = AuditStore(pool)
     odd = AuditEvent(session_id="s-1", sequence=1, event_type=AuditEventType.SCHEDULED,
-                     occurred_at=START, data={"big": 1e20, "ratio": 0.1, "none": None, "t": "é"})
+                     occurred_at=START, data={"big": 10**20, "negative": -7, "none": None,
+                                              "t": "é ✓ 😀 \"q\" \\ \n", "yes": True,
+                                              "prev_hash": GENESIS})
     assert await store.append(odd)
+    assert await store.trail("s-1") == [odd]
     assert await problem(store) is None
 
 

@@ -12,7 +12,12 @@ import asyncpg
 import pytest
 
 from missed_session.domain.models import AuditEvent, AuditEventType, Outcome
-from missed_session.store.audit import ATTENDANCE_WINDOW_DAYS, AuditConflictError, AuditStore
+from missed_session.store.audit import (
+    ATTENDANCE_WINDOW_DAYS,
+    AuditConflictError,
+    AuditParentMissingError,
+    AuditStore,
+)
 from missed_session.store.database import migrate, migrations
 
 UNTIL = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -40,7 +45,7 @@ def _event(
     sequence: int = 1,
     event_type: AuditEventType = AuditEventType.SCHEDULED,
     session_id: str = "s-1",
-    **data: str | int | float | bool | None,
+    **data: str | int | bool | None,
 ) -> AuditEvent:
     return AuditEvent(
         session_id=session_id,
@@ -154,16 +159,16 @@ async def test_append_refuses_a_different_event_in_the_same_place(pool: asyncpg.
 async def test_trail_is_ordered_and_per_session(pool: asyncpg.Pool) -> None:
     store = AuditStore(pool)
     events = [
-        _event(3, AuditEventType.THERAPIST_ALERTED),
         _event(1, AuditEventType.SCHEDULED),
         _event(1, AuditEventType.SCHEDULED, session_id="s-2"),
-        _event(2, AuditEventType.GRACE_PERIOD_EXPIRED, minutes=15, ratio=0.5, note=None),
+        _event(2, AuditEventType.GRACE_PERIOD_EXPIRED, minutes=15, late=False, note=None),
+        _event(3, AuditEventType.THERAPIST_ALERTED),
     ]
     for event in events:
         assert await store.append(event)
     trail = await store.trail("s-1")
     assert [event.sequence for event in trail] == [1, 2, 3]
-    assert trail[1] == events[3]
+    assert trail[1] == events[2]
     assert await store.trail("s-404") == []
 
 
@@ -249,8 +254,17 @@ async def test_consecutive_count_ignores_insertion_order(pool: asyncpg.Pool) -> 
 # --- closing ------------------------------------------------------------------------------
 
 
+async def _open_trail(store: AuditStore) -> list[AuditEvent]:
+    """Events 1 to 4 of s-1: the `closed` event (5) is appended after its parent."""
+    events = [_event(n, AuditEventType.OUTREACH_ATTEMPTED, attempt=n) for n in range(1, 5)]
+    for event in events:
+        assert await store.append(event)
+    return events
+
+
 async def test_append_closing_writes_event_and_attendance(pool: asyncpg.Pool) -> None:
     store = AuditStore(pool)
+    opened = await _open_trail(store)
     closed = _event(5, AuditEventType.CLOSED, outcome="reached")
     start = UNTIL - timedelta(hours=1)
     assert (
@@ -259,7 +273,7 @@ async def test_append_closing_writes_event_and_attendance(pool: asyncpg.Pool) ->
         )
         is True
     )
-    assert await store.trail("s-1") == [closed]
+    assert await store.trail("s-1") == [*opened, closed]
     row = await pool.fetchrow("SELECT * FROM attendance WHERE session_id = 's-1'")
     assert row is not None
     assert (
@@ -277,12 +291,13 @@ async def test_append_closing_writes_event_and_attendance(pool: asyncpg.Pool) ->
         )
         is False
     )
-    assert await _count(pool, "audit_events") == 1
+    assert await _count(pool, "audit_events") == 5
     assert await _count(pool, "attendance") == 1
 
 
 async def test_append_closing_writes_neither_when_attendance_fails(pool: asyncpg.Pool) -> None:
     store = AuditStore(pool)
+    opened = await _open_trail(store)
     with pytest.raises(asyncpg.NotNullViolationError):
         await store.append_closing(
             _event(5, AuditEventType.CLOSED),
@@ -291,12 +306,13 @@ async def test_append_closing_writes_neither_when_attendance_fails(pool: asyncpg
             start=UNTIL,
             outcome=Outcome.REACHED,
         )
-    assert await store.trail("s-1") == []
+    assert await store.trail("s-1") == opened
     assert await _count(pool, "attendance") == 0
 
 
 async def test_append_closing_writes_neither_when_event_conflicts(pool: asyncpg.Pool) -> None:
     store = AuditStore(pool)
+    await _open_trail(store)
     assert await store.append(_event(5, AuditEventType.OUTREACH_FAILED))
     with pytest.raises(AuditConflictError):
         await store.append_closing(
@@ -306,4 +322,20 @@ async def test_append_closing_writes_neither_when_event_conflicts(pool: asyncpg.
             start=UNTIL,
             outcome=Outcome.REACHED,
         )
+    assert await _count(pool, "attendance") == 0
+
+
+async def test_append_closing_writes_neither_when_the_parent_is_missing(
+    pool: asyncpg.Pool,
+) -> None:
+    store = AuditStore(pool)
+    with pytest.raises(AuditParentMissingError, match="s-1#5"):
+        await store.append_closing(
+            _event(5, AuditEventType.CLOSED),
+            client_ref=CLIENT,
+            therapist_id="t-ana",
+            start=UNTIL,
+            outcome=Outcome.REACHED,
+        )
+    assert await _count(pool, "audit_events") == 0
     assert await _count(pool, "attendance") == 0

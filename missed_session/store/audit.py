@@ -3,16 +3,24 @@
 The store is the only code that writes SQL for the audit trail; every statement is
 parameterised. Appends are idempotent on `(session_id, sequence)`: a retried activity finds
 its row already there and succeeds without writing again. Each append also links the row
-into the session's hash chain (`missed_session.store.chain`): under a transaction-scoped
-advisory lock per session, it reads the hash of the session's previous row and writes
-`prev_hash` and `hash` with the row, in the same transaction.
+into the session's hash chain (`missed_session.store.chain`) and folds it into the
+projections, in one statement: it locks the parent row (`sequence - 1`; the workflow numbers
+events without gaps) with `FOR UPDATE`, so two appenders of a session take turns (the
+primary key guards the first event, which has no parent), and computes the row's hash in
+the database from the parent's hash and the canonical encoding cut around it
+(`chain.canonical_parts`). One statement is one round trip and its own transaction. A batch
+(`append_many`) is chained in Python and inserted, with its projections, in one statement
+too when it starts its sessions.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -27,13 +35,16 @@ from missed_session.domain.models import (
     TherapistNotice,
 )
 from missed_session.store import projections
-from missed_session.store.chain import GENESIS, ChainRow, event_hash
+from missed_session.store.chain import (
+    GENESIS,
+    ChainRow,
+    canonical_event,
+    canonical_parts,
+)
 from missed_session.store.database import Connection
 
 ATTENDANCE_WINDOW_DAYS = 90
 """How far back follow-up planning looks."""
-CHAIN_LOCK_CLASS = 7_203_312
-"""First key of the per-session advisory lock held while appending (arbitrary, fixed)."""
 
 
 class AuditConflictError(RuntimeError):
@@ -41,6 +52,14 @@ class AuditConflictError(RuntimeError):
 
     Only a non-deterministic workflow change or a second writer could cause it, so it is
     never retried: the trail must not be papered over.
+    """
+
+
+class AuditParentMissingError(RuntimeError):
+    """The event's predecessor in the session's trail is not recorded (yet).
+
+    Events are appended in sequence order, each linked to the one before it; an event that
+    overtook its predecessor (two activities in flight) succeeds when retried after it.
     """
 
 
@@ -63,8 +82,12 @@ class AuditStore:
         self._pool = pool
 
     async def append(self, event: AuditEvent) -> bool:
-        """Append one event; returns False when this very event was already recorded."""
-        async with self._pool.acquire() as connection, connection.transaction():
+        """Append one event; returns False when this very event was already recorded.
+
+        Raises `AuditConflictError` when another event holds its place, and
+        `AuditParentMissingError` when the event before it is not recorded yet.
+        """
+        async with self._pool.acquire() as connection:
             return await _append(connection, event)
 
     async def append_closing(self, event: AuditEvent, *, client_ref: str, therapist_id: str,
@@ -80,6 +103,70 @@ class AuditStore:
                 event.occurred_at,
             )
             return written
+
+    async def append_many(self, events: Sequence[AuditEvent]) -> int:
+        """Append a batch of events, of any sessions, all or none; returns the rows written.
+
+        For bulk writers (imports, backfills): one statement per batch when the batch starts
+        its sessions, a handful otherwise, instead of one per event. Each session's rows
+        are chained in Python, in sequence order, from the parent row the batch locks and
+        reads (none when the batch starts the session); every event needs its parent in the
+        batch or already recorded. Idempotent like `append`: events already recorded
+        identically are skipped; one recorded differently raises `AuditConflictError`, and
+        nothing of the batch is written.
+        """
+        batch = _unique(events)
+        if not batch:
+            return 0
+        keys = {(event.session_id, event.sequence) for event in batch}
+        parents = sorted({(session_id, sequence - 1) for session_id, sequence in keys
+                          if sequence > 1 and (session_id, sequence - 1) not in keys})
+        if not parents:
+            # Nothing to lock and the whole chain is here: one statement, which a row
+            # already recorded (a retry) fails as a whole, for the path below to sort out.
+            rows = _chain(batch, {})
+            fold = projections.net(batch)
+            async with self._pool.acquire() as connection:
+                try:
+                    await connection.execute(
+                        _insert_many_sql(None if fold is None else fold.shape),
+                        *_columns(rows), *([] if fold is None else fold.parameters()),
+                    )
+                except asyncpg.UniqueViolationError as error:
+                    if error.constraint_name != "audit_events_pkey":
+                        raise
+                else:
+                    return len(rows)
+        async with self._pool.acquire() as connection, connection.transaction():
+            links: dict[tuple[str, int], str] = {}
+            if parents:
+                # Locked in key order, so two batches over the same sessions cannot deadlock.
+                found = await connection.fetch(
+                    "SELECT session_id, sequence, hash FROM audit_events"
+                    " WHERE (session_id, sequence) IN"
+                    " (SELECT * FROM unnest($1::text[], $2::integer[]))"
+                    " ORDER BY session_id, sequence FOR UPDATE",
+                    [key[0] for key in parents], [key[1] for key in parents],
+                )
+                links = {(row["session_id"], row["sequence"]): row["hash"] or GENESIS
+                         for row in found}
+            rows = _chain(batch, links)
+            # Rows already recorded (a retry, or another writer since the lock) are skipped
+            # here and compared below: the transaction rolls back if one is not ours.
+            inserted = await connection.fetch(
+                _INSERT_MANY + " ON CONFLICT (session_id, sequence) DO NOTHING"
+                " RETURNING session_id, sequence",
+                *_columns(rows),
+            )
+            written = {(row["session_id"], row["sequence"]) for row in inserted}
+            if len(written) < len(rows):
+                await _check_recorded(connection, [
+                    row for row in rows if (row.event.session_id, row.event.sequence) not in written
+                ])
+            await projections.apply_many(connection, [
+                row.event for row in rows if (row.event.session_id, row.event.sequence) in written
+            ])
+        return len(written)
 
     async def trail(self, session_id: str) -> list[AuditEvent]:
         """The session's events in order."""
@@ -225,48 +312,221 @@ class AuditStore:
         return FollowUpPlan.model_validate_json(stored)
 
 
+_APPEND = (
+    # The parent row, locked: a second appender of the session waits here until this one's
+    # transaction ends. `FOR UPDATE` locks the row without updating it, so the append-only
+    # trigger does not fire. A parent without a hash (written outside the store) links
+    # like the first row ($8, `GENESIS`), as appends always have.
+    "WITH parent AS (SELECT hash FROM audit_events WHERE session_id = $1::text"
+    " AND sequence = $2::integer - 1 FOR UPDATE),"
+    " link AS (SELECT coalesce(hash, $8::text) AS prev_hash FROM parent"
+    " UNION ALL SELECT $8::text WHERE $2::integer = 1),"
+    # No parent, no row: the caller tells a missing parent from a retry by `linked`.
+    " ins AS (INSERT INTO audit_events (session_id, sequence, event_type, occurred_at, data,"
+    " prev_hash, hash) SELECT $1::text, $2::integer, $3::text, $4::timestamptz, $5::jsonb,"
+    " prev_hash, encode(sha256($6::bytea || convert_to(prev_hash, 'UTF8') || $7::bytea),"
+    " 'hex') FROM link ON CONFLICT (session_id, sequence) DO NOTHING RETURNING 1)"
+)
+_APPEND_RESULT = (
+    " SELECT (SELECT count(*) FROM ins) AS written, (SELECT count(*) FROM link) AS linked"
+)
+_INSERT_MANY = (  # a row already there fails it (unless ON CONFLICT is added)
+    "INSERT INTO audit_events (session_id, sequence, event_type, occurred_at, data, prev_hash,"
+    " hash) SELECT s, n, t, o, d::jsonb, p, h FROM unnest($1::text[], $2::integer[],"
+    " $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[])"
+    " AS r(s, n, t, o, d, p, h)"
+)
+
+
+@functools.cache
+def _append_sql(shape: tuple[bool, bool, bool] | None) -> str:
+    """Append an event and, when it was written, fold it into the projections ($9 on)."""
+    if shape is None:
+        return _APPEND + _APPEND_RESULT
+    fold = projections.fold_sql(shape, 9, "EXISTS (SELECT 1 FROM ins)", one_session=True)
+    return _APPEND + ", " + fold + _APPEND_RESULT
+
+
+@functools.cache
+def _insert_many_sql(shape: tuple[bool, bool, bool] | None) -> str:
+    """Insert a chained batch and fold it into the projections ($8 on), or fail as a whole."""
+    if shape is None:
+        return _INSERT_MANY
+    fold = projections.fold_sql(shape, 8, "true")
+    return f"WITH ins AS ({_INSERT_MANY} RETURNING 1), {fold} SELECT count(*) FROM ins"  # noqa: S608
+
+
 async def _append(connection: Connection, event: AuditEvent) -> bool:
-    """Insert the event linked into its chain; the caller holds a transaction."""
-    data = json.dumps(event.data, sort_keys=True)
-    # One appender per session at a time, so two rows can never link to the same parent.
-    await connection.execute(
-        "SELECT pg_advisory_xact_lock($1, hashtext($2))", CHAIN_LOCK_CLASS, event.session_id
-    )
-    prev_hash: str | None = await connection.fetchval(
-        "SELECT hash FROM audit_events WHERE session_id = $1 AND sequence < $2"
-        " ORDER BY sequence DESC LIMIT 1",
-        event.session_id, event.sequence,
-    )
-    prev_hash = prev_hash or GENESIS
-    # Hash the data exactly as it will read back (jsonb normalises numbers, e.g. 1e+20).
-    stored_data: str = await connection.fetchval("SELECT $1::jsonb::text", data)
-    own_hash = event_hash(
+    """Insert the event linked into its chain, with its projections, in one statement."""
+    _check_data(event)
+    encoding = canonical_parts(
         session_id=event.session_id, sequence=event.sequence,
-        event_type=event.event_type.value, occurred_at=event.occurred_at,
-        data=json.loads(stored_data), prev_hash=prev_hash,
+        event_type=event.event_type.value, occurred_at=event.occurred_at, data=event.data,
     )
-    status = await connection.execute(
-        "INSERT INTO audit_events (session_id, sequence, event_type, occurred_at, data,"
-        " prev_hash, hash) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)"
-        " ON CONFLICT (session_id, sequence) DO NOTHING",
-        event.session_id, event.sequence, event.event_type.value, event.occurred_at, data,
-        prev_hash, own_hash,
+    arguments: list[object] = [
+        event.session_id, event.sequence, event.event_type.value, event.occurred_at,
+        encoding.data, encoding.prefix, encoding.suffix, GENESIS,
+    ]
+    fold = projections.net([event])
+    if fold is not None:
+        arguments += fold.parameters()
+    result = await connection.fetchrow(
+        _append_sql(None if fold is None else fold.shape), *arguments
     )
-    if status.endswith(" 1"):
-        await projections.apply(connection, event)
+    assert result is not None
+    if result["written"]:
         return True
     row = await connection.fetchrow(
         "SELECT session_id, sequence, event_type, occurred_at, data FROM audit_events"
         " WHERE session_id = $1 AND sequence = $2",
         event.session_id, event.sequence,
     )
-    if row is None or _event(row) != event:
-        msg = (
-            f"audit event {event.session_id}#{event.sequence} already recorded with "
-            "different content"
+    if row is not None:
+        _check_same(row, event)
+        return False
+    if not result["linked"]:
+        raise _parent_missing(event)
+    raise _vanished(event)
+
+
+def _check_data(event: AuditEvent) -> None:
+    """Refuse data whose hash could differ from the hash of what reads back.
+
+    A float can come back from jsonb in another form (1e20, 1.0), and the hash is computed
+    before the row is read; strings, integers, booleans and None come back as they went in.
+    """
+    for key, value in event.data.items():
+        if value is not None and not isinstance(value, str | int):
+            msg = (
+                f"audit event {event.session_id}#{event.sequence}: data[{key!r}] is a "
+                f"{type(value).__name__}; audit data holds only str, int, bool and None"
+            )
+            raise ValueError(msg)
+
+
+def _unique(events: Sequence[AuditEvent]) -> list[AuditEvent]:
+    """The events in (session, sequence) order, each once; checked like `append` checks."""
+    unique: dict[tuple[str, int], AuditEvent] = {}
+    for event in sorted(events, key=lambda event: (event.session_id, event.sequence)):
+        _check_data(event)
+        seen = unique.setdefault((event.session_id, event.sequence), event)
+        if seen is not event and _canonical(seen) != _canonical(event):
+            raise _conflict(event)
+    return list(unique.values())
+
+
+class _Row(NamedTuple):
+    """An event of a batch, chained."""
+
+    event: AuditEvent
+    data: str
+    prev_hash: str
+    hash: str
+
+
+def _chain(batch: Sequence[AuditEvent], links: dict[tuple[str, int], str]) -> list[_Row]:
+    """The batch (in session and sequence order) linked, each event to its parent's hash.
+
+    `links` holds the hashes of the parents recorded before the batch; every other parent
+    must come earlier in the batch.
+    """
+    rows = []
+    for event in batch:
+        if event.sequence == 1:
+            prev_hash = GENESIS
+        else:
+            parent = links.get((event.session_id, event.sequence - 1))
+            if parent is None:
+                raise _parent_missing(event)
+            prev_hash = parent
+        encoding = canonical_parts(
+            session_id=event.session_id, sequence=event.sequence,
+            event_type=event.event_type.value, occurred_at=event.occurred_at, data=event.data,
         )
-        raise AuditConflictError(msg)
-    return False
+        own = encoding.hash(prev_hash)
+        links[(event.session_id, event.sequence)] = own
+        rows.append(_Row(event, encoding.data, prev_hash, own))
+    return rows
+
+
+def _columns(rows: Sequence[_Row]) -> list[list[Any]]:
+    """`_INSERT_MANY`'s parameters."""
+    return [
+        [row.event.session_id for row in rows], [row.event.sequence for row in rows],
+        [row.event.event_type.value for row in rows], [row.event.occurred_at for row in rows],
+        [row.data for row in rows], [row.prev_hash for row in rows],
+        [row.hash for row in rows],
+    ]
+
+
+async def _check_recorded(connection: Connection, skipped: Sequence[_Row]) -> None:
+    """The batch's rows found already recorded must be its own events, as it chained them.
+
+    The same event on the same parent has the same hash. A row that holds the event but
+    another hash does not chain from its parent (`audit verify` names it), and the batch's
+    rows after it were linked to the hash it should have: the batch is refused too.
+    """
+    found = await connection.fetch(
+        "SELECT session_id, sequence, event_type, occurred_at, data, hash FROM audit_events"
+        " WHERE (session_id, sequence) IN (SELECT * FROM unnest($1::text[], $2::integer[]))",
+        [row.event.session_id for row in skipped], [row.event.sequence for row in skipped],
+    )
+    recorded = {(row["session_id"], row["sequence"]): row for row in found}
+    for row in skipped:
+        event = row.event
+        stored = recorded.get((event.session_id, event.sequence))
+        if stored is None:
+            raise _vanished(event)
+        _check_same(stored, event)
+        if stored["hash"] != row.hash:
+            msg = (
+                f"audit event {event.session_id}#{event.sequence} is recorded with a hash that "
+                "does not follow from its parent's; see `audit verify`"
+            )
+            raise AuditConflictError(msg)
+
+
+def _canonical(event: AuditEvent) -> bytes:
+    return canonical_event(
+        session_id=event.session_id, sequence=event.sequence,
+        event_type=event.event_type.value, occurred_at=event.occurred_at, data=event.data,
+        prev_hash="",
+    )
+
+
+def _check_same(row: asyncpg.Record, event: AuditEvent) -> None:
+    """Raise unless the recorded row is this very event.
+
+    Compared by canonical encoding, as the hash sees them: `1` and `True` are equal in
+    Python but not in the trail.
+    """
+    recorded = canonical_event(
+        session_id=row["session_id"], sequence=row["sequence"], event_type=row["event_type"],
+        occurred_at=row["occurred_at"], data=json.loads(row["data"]), prev_hash="",
+    )
+    if recorded != _canonical(event):
+        raise _conflict(event)
+
+
+def _conflict(event: AuditEvent) -> AuditConflictError:
+    return AuditConflictError(
+        f"audit event {event.session_id}#{event.sequence} already recorded with "
+        "different content"
+    )
+
+
+def _parent_missing(event: AuditEvent) -> AuditParentMissingError:
+    return AuditParentMissingError(
+        f"audit event {event.session_id}#{event.sequence} cannot be appended yet: "
+        f"{event.session_id}#{event.sequence - 1} is not recorded"
+    )
+
+
+def _vanished(event: AuditEvent) -> RuntimeError:
+    """A row the insert skipped as already there, and then not found (purged meanwhile?)."""
+    return RuntimeError(
+        f"audit event {event.session_id}#{event.sequence} was neither written nor found"
+    )
 
 
 def _event(row: asyncpg.Record) -> AuditEvent:

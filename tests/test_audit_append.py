@@ -1,0 +1,504 @@
+"""How the store appends: the hash computed in the database from a cut canonical encoding, the
+parent row lock, a missing parent, refused values, and `append_many` for bulk writers."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+from datetime import UTC, datetime, timedelta, timezone
+
+import asyncpg
+import pytest
+
+from missed_session.audit.verify import verify_session
+from missed_session.domain.models import AuditEvent, AuditEventType, Outcome
+from missed_session.store import projections
+from missed_session.store.audit import AuditConflictError, AuditParentMissingError, AuditStore
+from missed_session.store.chain import (
+    GENESIS,
+    canonical_event,
+    canonical_parts,
+    event_hash,
+)
+
+START = datetime(2026, 3, 2, 9, 0, 0, 123456, tzinfo=UTC)
+OTHER_HASH = hashlib.sha256(b"some parent").hexdigest()
+ATTENDANCE = ("SELECT session_id, client_ref, therapist_id, start_at, outcome, closed_at"
+              " FROM projection_attendance ORDER BY session_id")
+TASKS = ("SELECT key, session_id, therapist_id, kind, priority, created_at"
+         " FROM projection_open_tasks ORDER BY key")
+
+
+async def snapshot(pool: asyncpg.Pool) -> tuple[list[tuple[object, ...]], ...]:
+    return ([tuple(row) for row in await pool.fetch(ATTENDANCE)],
+            [tuple(row) for row in await pool.fetch(TASKS)])
+
+
+def event(session_id: str, sequence: int,
+          event_type: AuditEventType = AuditEventType.VOICEMAIL_LEFT,
+          **data: str | int | bool | None) -> AuditEvent:
+    return AuditEvent(session_id=session_id, sequence=sequence, event_type=event_type,
+                      occurred_at=START + timedelta(minutes=sequence), data=data)
+
+
+def trail(session_id: str, length: int) -> list[AuditEvent]:
+    """A trail that changes the projections: scheduled, rescheduled (3 and 6), a plan (5)."""
+    events = [event(session_id, 1, AuditEventType.SCHEDULED, client_ref="c-1",
+                    therapist_id="t-ana", start=START.isoformat())]
+    for sequence in range(2, length + 1):
+        if sequence in (3, 6):
+            events.append(event(session_id, sequence, AuditEventType.RESCHEDULED,
+                                start=(START + timedelta(days=sequence)).isoformat()))
+        elif sequence == 5:
+            events.append(event(session_id, sequence, AuditEventType.PLAN_CREATED,
+                                tasks="safety_check,discuss_at_next_session", concerns=""))
+        else:
+            events.append(event(session_id, sequence, attempt=sequence, channel="call"))
+    return events
+
+
+async def ok(store: AuditStore, session_id: str) -> bool:
+    report = await verify_session(store, session_id)
+    assert report.problem is None, report.problem
+    return report.ok
+
+
+async def count(pool: asyncpg.Pool, session_id: str | None = None) -> int:
+    if session_id is None:
+        return int(await pool.fetchval("SELECT count(*) FROM audit_events"))
+    return int(await pool.fetchval(
+        "SELECT count(*) FROM audit_events WHERE session_id = $1", session_id))
+
+
+# -- the canonical encoding, cut around the previous hash ------------------------------------
+
+
+@pytest.mark.parametrize("data", [
+    {},
+    {"attempt": 1, "channel": "call", "result": "no_answer"},
+    {"note": "Zoë à l'hôpital — 東京 ✓ 😀", "late": False, "none": None},
+    {"quote": 'say "hi" \\ bye\n\ttab', "big": 10**30, "negative": -1},
+    # A key of the same name inside the data must not be mistaken for the chain's own.
+    {"prev_hash": "", "z": "\"prev_hash\":\"\""},
+    {"prev_hash": GENESIS},
+])
+@pytest.mark.parametrize("session_id", ["s-1", "séance-été", 'odd "id" \\'])
+def test_prefix_prev_suffix_is_the_canonical_encoding(
+    data: dict[str, str | int | bool | None], session_id: str
+) -> None:
+    fields = {"session_id": session_id, "sequence": 7, "event_type": "outreach_attempted",
+              "occurred_at": START.astimezone(timezone(timedelta(hours=-5))), "data": data}
+    encoding = canonical_parts(**fields)  # type: ignore[arg-type]
+    assert json.loads(encoding.data) == data
+    for prev_hash in (GENESIS, OTHER_HASH):
+        whole = encoding.prefix + prev_hash.encode() + encoding.suffix
+        assert whole == canonical_event(**fields, prev_hash=prev_hash)  # type: ignore[arg-type]
+        assert encoding.hash(prev_hash) == event_hash(
+            **fields, prev_hash=prev_hash)  # type: ignore[arg-type]
+        # The definition, spelt out: sorted keys, no whitespace, UTF-8, UTC to the microsecond.
+        assert whole == json.dumps(
+            {"v": 1, "session_id": session_id, "sequence": 7, "event_type": "outreach_attempted",
+             "occurred_at": START.isoformat(timespec="microseconds"), "data": data,
+             "prev_hash": prev_hash},
+            sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+        ).encode()
+        assert hashlib.sha256(whole).hexdigest() == event_hash(
+            **fields, prev_hash=prev_hash)  # type: ignore[arg-type]
+
+
+ALPHABET = ["a", "Z", "0", " ", '"', "\\", "/", "\n", "\t", "\x00", "\x1f", "\x7f", "é",
+            "\u2028", "東", "😀", "\ufeff"]
+
+
+def random_text(rng: random.Random) -> str:
+    return "".join(rng.choice(ALPHABET) for _ in range(rng.randrange(8)))
+
+
+def random_value(rng: random.Random) -> str | int | bool | None:
+    return rng.choice([
+        random_text(rng), rng.randrange(-10**20, 10**20), rng.choice([True, False]), None,
+    ])
+
+
+def test_the_parts_match_the_definition_for_random_events() -> None:
+    rng = random.Random(20260302)
+    zones = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+    for _ in range(2_000):
+        fields = {
+            "session_id": random_text(rng), "sequence": rng.randrange(1, 10**6),
+            "event_type": rng.choice(list(AuditEventType)).value,
+            "occurred_at": (START + timedelta(microseconds=rng.randrange(10**12))).astimezone(
+                rng.choice(zones)),
+            "data": {random_text(rng): random_value(rng) for _ in range(rng.randrange(6))},
+        }
+        encoding = canonical_parts(**fields)  # type: ignore[arg-type]
+        prev_hash = rng.choice([GENESIS, OTHER_HASH])
+        assert encoding.prefix + prev_hash.encode() + encoding.suffix == canonical_event(
+            **fields, prev_hash=prev_hash)  # type: ignore[arg-type]
+
+
+async def test_the_database_computes_the_hash_python_computes(pool: asyncpg.Pool) -> None:
+    """The same bytes through PostgreSQL's sha256(), non-ASCII included."""
+    data = {"note": "Zoë — 東京 😀", "quote": 'a "b" \\ c'}
+    encoding = canonical_parts(session_id="s-é", sequence=2, event_type="scheduled",
+                               occurred_at=START, data=data)
+    computed = await pool.fetchval(
+        "SELECT encode(sha256($1::bytea || convert_to($2::text, 'UTF8') || $3::bytea), 'hex')",
+        encoding.prefix, OTHER_HASH, encoding.suffix,
+    )
+    assert computed == event_hash(session_id="s-é", sequence=2, event_type="scheduled",
+                                  occurred_at=START, data=data, prev_hash=OTHER_HASH)
+
+
+# -- the single append ------------------------------------------------------------------------
+
+
+async def test_locking_a_row_is_not_refused_by_the_append_only_trigger(
+    pool: asyncpg.Pool,
+) -> None:
+    store = AuditStore(pool)
+    assert await store.append(event("s-1", 1))
+    async with pool.acquire() as connection, connection.transaction():
+        for lock in ("FOR UPDATE", "FOR NO KEY UPDATE", "FOR SHARE", "FOR KEY SHARE"):
+            assert await connection.fetchval(
+                f"SELECT hash FROM audit_events WHERE session_id = 's-1' {lock}"
+            ) is not None
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+        await pool.execute("UPDATE audit_events SET data = data")
+
+
+async def test_an_appender_waits_for_the_one_holding_the_parent(pool: asyncpg.Pool) -> None:
+    store = AuditStore(pool)
+    assert await store.append(event("s-1", 1))
+    async with pool.acquire() as holder:
+        lock = holder.transaction()
+        await lock.start()
+        await holder.execute("SELECT 1 FROM audit_events WHERE session_id = 's-1'"
+                             " AND sequence = 1 FOR UPDATE")
+        second = asyncio.create_task(store.append(event("s-1", 2)))
+        await asyncio.sleep(0.3)
+        assert not second.done()
+        await lock.commit()
+        assert await asyncio.wait_for(second, 5) is True
+    assert await ok(store, "s-1")
+
+
+async def test_an_event_before_its_parent_is_refused_until_the_parent_is_there(
+    pool: asyncpg.Pool,
+) -> None:
+    store = AuditStore(pool)
+    with pytest.raises(AuditParentMissingError, match=r"s-1#3 .*s-1#2 is not recorded"):
+        await store.append(event("s-1", 3))
+    assert await store.append(event("s-1", 1))
+    with pytest.raises(AuditParentMissingError, match="s-1#3"):
+        await store.append(event("s-1", 3))
+    assert await count(pool) == 1
+    # Not a conflict: the activity retries it, and it goes through once the parent is in.
+    assert not issubclass(AuditParentMissingError, AuditConflictError)
+    assert await store.append(event("s-1", 2))
+    assert await store.append(event("s-1", 3))
+    assert await ok(store, "s-1")
+
+
+async def test_a_retry_is_compared_exactly_as_the_hash_sees_it(pool: asyncpg.Pool) -> None:
+    store = AuditStore(pool)
+    assert await store.append(event("s-1", 1, late=True))
+    # The same instant in another zone, and the same data in another order: the same event.
+    again = event("s-1", 1, late=True).model_copy(
+        update={"occurred_at": (START + timedelta(minutes=1)).astimezone(
+            timezone(timedelta(hours=2)))})
+    assert await store.append(again) is False
+    # 1 == True in Python, but not in the trail.
+    with pytest.raises(AuditConflictError, match="s-1#1"):
+        await store.append(event("s-1", 1, late=1))
+
+
+@pytest.mark.parametrize("value", [0.5, 1e20, 2.0, float("nan"), [1], {"a": 1}])
+async def test_values_that_may_not_read_back_the_same_are_refused(
+    pool: asyncpg.Pool, value: object
+) -> None:
+    store = AuditStore(pool)
+    # Past the model's own validation, as a caller building events by hand could.
+    odd = event("s-1", 1, note="fine").model_copy(update={"data": {"note": "x", "ratio": value}})
+    with pytest.raises(ValueError, match=r"s-1#1: data\['ratio'\] is a "):
+        await store.append(odd)
+    with pytest.raises(ValueError, match=r"data\['ratio'\]"):
+        await store.append_many([event("s-2", 1), odd])
+    assert await count(pool) == 0
+
+
+async def test_a_retry_does_not_fold_the_event_into_the_projections_again(
+    pool: asyncpg.Pool,
+) -> None:
+    store = AuditStore(pool)
+    events = trail("s-1", 3)
+    later = event("s-1", 4, AuditEventType.RESCHEDULED,
+                  start=(START + timedelta(days=30)).isoformat())
+    for item in [*events, later]:
+        assert await store.append(item)
+    before = await snapshot(pool)
+    assert await store.append(events[2]) is False  # the earlier reschedule, retried
+    assert await snapshot(pool) == before
+    assert before[0][0][3] == START + timedelta(days=30)
+
+
+# -- append_many ------------------------------------------------------------------------------
+
+
+async def test_append_many_chains_like_single_appends(pool: asyncpg.Pool) -> None:
+    store = AuditStore(pool)
+    one, two = trail("s-1", 8), trail("s-2", 6)
+    for item in one[:2]:
+        assert await store.append(item)
+    # Given out of order and across sessions; the first two of s-1 are already there.
+    assert await store.append_many([*reversed(two), *one[:6]]) == 4 + 6
+    assert await store.append(one[6])
+    assert await store.append_many(one[7:]) == 1
+    assert await ok(store, "s-1")
+    assert await ok(store, "s-2")
+    assert await store.trail("s-1") == one
+    assert await store.trail("s-2") == two
+
+    # Hashes are the ones a single append writes: the same events one by one, elsewhere.
+    for item in one:
+        assert await store.append(item.model_copy(update={"session_id": "s-single"}))
+    for batched, single in zip(await store.chain_rows("s-1"),
+                               await store.chain_rows("s-single"), strict=True):
+        assert batched.hash == event_hash(
+            session_id="s-1", sequence=single.sequence, event_type=single.event_type,
+            occurred_at=single.occurred_at, data=single.data, prev_hash=batched.prev_hash or "")
+
+
+async def test_append_many_retried_writes_nothing(pool: asyncpg.Pool) -> None:
+    store = AuditStore(pool)
+    batch = trail("s-1", 5) + trail("s-2", 5)
+    assert await store.append_many(batch) == 10
+    rows = await pool.fetch("SELECT * FROM audit_events ORDER BY session_id, sequence")
+    projected = await snapshot(pool)
+    assert await store.append_many(batch) == 0
+    assert await store.append_many([*batch, *batch[:3]]) == 0  # repeated within the batch
+    assert await store.append_many([]) == 0
+    assert await pool.fetch("SELECT * FROM audit_events ORDER BY session_id, sequence") == rows
+    assert await snapshot(pool) == projected
+
+
+async def test_append_many_refuses_a_conflict_and_writes_nothing(pool: asyncpg.Pool) -> None:
+    store = AuditStore(pool)
+    batch = trail("s-1", 4)
+    assert await store.append_many(batch[:2]) == 2
+    changed = batch[1].model_copy(update={"data": {"attempt": 99, "channel": "call"}})
+    with pytest.raises(AuditConflictError, match="s-1#2"):
+        await store.append_many([batch[0], changed, *batch[2:], *trail("s-2", 2)])
+    with pytest.raises(AuditConflictError, match="s-3#2"):  # two versions in the batch itself
+        await store.append_many([*trail("s-3", 3), changed.model_copy(
+            update={"session_id": "s-3"})])
+    assert (await count(pool, "s-1"), await count(pool, "s-2"), await count(pool, "s-3")) == (
+        2, 0, 0)
+    assert await ok(store, "s-1")
+
+
+async def test_append_many_needs_every_parent(pool: asyncpg.Pool) -> None:
+    store = AuditStore(pool)
+    events = trail("s-1", 5)
+    with pytest.raises(AuditParentMissingError, match=r"s-1#4 .*s-1#3 is not recorded"):
+        await store.append_many([*events[:2], *events[3:], *trail("s-2", 2)])
+    assert await count(pool) == 0
+    assert await store.append_many(events[:3]) == 3
+    assert await store.append_many(events[3:]) == 2  # parent recorded earlier: fine
+    assert await ok(store, "s-1")
+
+
+async def test_append_many_projects_like_a_rebuild(pool: asyncpg.Pool) -> None:
+    store = AuditStore(pool)
+    sessions = [f"s-{n}" for n in range(5)]
+    await store.append_many([item for session_id in sessions for item in trail(session_id, 6)])
+    closing = event("s-0", 7, AuditEventType.CLOSED, outcome="reached", attempts=1)
+    assert await store.append_closing(closing, client_ref="c-1", therapist_id="t-ana",
+                                      start=START, outcome=Outcome.REACHED)
+    incremental = await snapshot(pool)
+    assert len(incremental[0]) == 5
+    assert len(incremental[1]) == 10
+    await store.rebuild_projections()
+    assert await snapshot(pool) == incremental
+    row = await pool.fetchrow(ATTENDANCE.replace("ORDER BY", "WHERE session_id = 's-0' ORDER BY"))
+    assert row is not None
+    assert (row["start_at"], row["outcome"]) == (START + timedelta(days=6), "reached")
+    assert {row["therapist_id"] for row in await pool.fetch(TASKS)} == {"t-ana"}
+
+
+async def test_append_many_projects_like_single_appends(pool: asyncpg.Pool) -> None:
+    """Batched (folded in layers) and one by one (folded into each append), side by side."""
+    store = AuditStore(pool)
+    batched = [item for n in range(4) for item in trail(f"b-{n}", 7)]
+    await store.append_many(batched[::-1])
+    for item in batched:
+        assert await store.append(item.model_copy(
+            update={"session_id": item.session_id.replace("b-", "s-")}))
+    attendance, tasks = await snapshot(pool)
+
+    def side(rows: list[tuple[object, ...]], prefix: str) -> list[str]:
+        return sorted(repr(row).replace(prefix, "?-") for row in rows
+                      if prefix in str(row[0]) + str(row[1]))
+
+    assert side(attendance, "b-") == side(attendance, "s-")
+    assert side(tasks, "b-") == side(tasks, "s-")
+    assert len(side(tasks, "b-")) == 8
+
+
+async def _insert_elsewhere(connection: asyncpg.Connection, item: AuditEvent) -> None:
+    """Row 1 as another writer would insert it (correctly hashed), in its own transaction."""
+    await connection.execute(
+        "INSERT INTO audit_events (session_id, sequence, event_type, occurred_at, data,"
+        " prev_hash, hash) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)",
+        item.session_id, item.sequence, item.event_type.value, item.occurred_at,
+        json.dumps(item.data), GENESIS,
+        event_hash(session_id=item.session_id, sequence=item.sequence,
+                   event_type=item.event_type.value, occurred_at=item.occurred_at,
+                   data=item.data, prev_hash=GENESIS),
+    )
+
+
+@pytest.mark.parametrize("same", [True, False])
+async def test_append_many_racing_another_writer_of_a_first_row(
+    pool: asyncpg.Pool, database_url: str, same: bool
+) -> None:
+    """Row 1 has no parent to lock: a writer can commit it between the batch's read and its
+    insert. The same row is fine; another version must not get row 2 linked past it."""
+    store = AuditStore(pool)
+    batch = trail("s-1", 3)
+    theirs = batch[0] if same else batch[0].model_copy(update={"data": {"client_ref": "c-9"}})
+    other = await asyncpg.connect(database_url)
+    try:
+        transaction = other.transaction()
+        await transaction.start()
+        await _insert_elsewhere(other, theirs)
+        ours = asyncio.create_task(store.append_many(batch))
+        await asyncio.sleep(0.3)
+        assert not ours.done()  # waiting on the primary key
+        await transaction.commit()
+        if same:
+            assert await asyncio.wait_for(ours, 5) == 2
+            assert await ok(store, "s-1")
+        else:
+            with pytest.raises(AuditConflictError, match="s-1#1"):
+                await asyncio.wait_for(ours, 5)
+            assert await count(pool, "s-1") == 1
+    finally:
+        await other.close()
+
+
+async def test_a_task_named_twice_is_created_once(pool: asyncpg.Pool) -> None:
+    store = AuditStore(pool)
+    first = trail("s-1", 1)
+    plan = event("s-1", 2, AuditEventType.PLAN_CREATED, tasks="safety_check,safety_check")
+    assert await store.append_many([*first, plan]) == 2
+    assert await store.append(plan.model_copy(update={"session_id": "s-2", "sequence": 1}))
+    assert [row["key"] for row in await pool.fetch(TASKS)] == [
+        "s-1/task/safety_check", "s-2/task/safety_check"]
+
+
+async def test_append_many_refuses_to_chain_past_a_row_whose_hash_was_changed(
+    pool: asyncpg.Pool, database_url: str
+) -> None:
+    store = AuditStore(pool)
+    events = trail("s-1", 4)
+    assert await store.append_many(events[:2]) == 2
+    assert await store.append_many(events[1:3]) == 1  # a parent locked and read: row 1
+    assert await store.append_many(events[1:3]) == 0
+    attacker = await asyncpg.connect(database_url)
+    try:
+        await attacker.execute("SET session_replication_role = replica")
+        await attacker.execute("UPDATE audit_events SET hash = $1 WHERE sequence = 3",
+                               OTHER_HASH)
+    finally:
+        await attacker.close()
+    with pytest.raises(AuditConflictError, match="s-1#3 is recorded with a hash that does not"):
+        await store.append_many(events)
+    assert await count(pool) == 3
+
+
+# -- the projections of a batch: net effect against the ops one by one ------------------------
+
+
+def random_projecting_trail(rng: random.Random, session_id: str) -> list[AuditEvent]:
+    """Events that change the projections, in any order (a `scheduled` late, or twice...)."""
+    kinds = [AuditEventType.SCHEDULED, AuditEventType.RESCHEDULED, AuditEventType.CLOSED,
+             AuditEventType.ESCALATION_BLOCKED, AuditEventType.PLAN_CREATED,
+             AuditEventType.VOICEMAIL_LEFT]
+    events = []
+    for sequence in range(1, rng.randrange(2, 9)):
+        kind = rng.choice(kinds)
+        at = START + timedelta(hours=rng.randrange(1000))
+        data: dict[str, str | int | bool | None] = {}
+        if kind is AuditEventType.SCHEDULED:
+            data = {"client_ref": rng.choice(["c-1", "c-2"]),
+                    "therapist_id": rng.choice(["t-ana", "t-bo"]), "start": at.isoformat()}
+        elif kind is AuditEventType.RESCHEDULED:
+            data = {"start": at.isoformat()}
+        elif kind is AuditEventType.CLOSED:
+            data = {"outcome": rng.choice(["reached", "attended", ""])}
+        elif kind is AuditEventType.ESCALATION_BLOCKED:
+            data = rng.choice([{}, {"task": f"{session_id}/blocked-{rng.randrange(2)}"}])
+        elif kind is AuditEventType.PLAN_CREATED:
+            data = {"tasks": ",".join(rng.choice(["safety_check", "call_back", ""])
+                                      for _ in range(rng.randrange(4)))}
+        events.append(AuditEvent(session_id=session_id, sequence=sequence, event_type=kind,
+                                 occurred_at=at, data=data))
+    return events
+
+
+def one_by_one(events: list[AuditEvent]) -> tuple[set[tuple[object, ...]], ...]:
+    """The projections the module's rules give, the ops applied in order (the reference)."""
+    attendance: dict[str, list[object]] = {}
+    tasks: dict[str, tuple[object, ...]] = {}
+    for event in events:
+        for op in projections.ops(event):
+            row = attendance.get(op.session_id)
+            if op.action == "attendance" and row is None:
+                attendance[op.session_id] = [op.session_id, op.client_ref, op.therapist_id,
+                                             op.at, None, None]
+            elif op.action == "start" and row is not None:
+                row[3] = op.at
+            elif op.action == "close" and row is not None:
+                row[4:6] = [op.outcome, op.at]
+            elif op.action == "task" and op.key not in tasks:
+                tasks[op.key or ""] = (op.key, op.session_id, row[2] if row else "", op.kind,
+                                       op.priority, op.at)
+    return {tuple(row) for row in attendance.values()}, set(tasks.values())
+
+
+async def projected(pool: asyncpg.Pool, prefix: str) -> tuple[set[tuple[object, ...]], ...]:
+    attendance, tasks = await snapshot(pool)
+    return ({row for row in attendance if str(row[0]).startswith(prefix)},
+            {row for row in tasks if str(row[1]).startswith(prefix)})
+
+
+async def test_batches_project_as_the_ops_one_by_one(pool: asyncpg.Pool) -> None:
+    """Random trails: single appends, a batch that starts its sessions (one statement) and
+    batches that continue sessions (the transactional path), against the reference."""
+    store = AuditStore(pool)
+    rng = random.Random(7)
+    trails = {f"{group}-{n}": random_projecting_trail(rng, f"{group}-{n}")
+              for group in ("single", "fresh", "cont") for n in range(40)}
+    everything = [event for trail in trails.values() for event in trail]
+    for event in everything:
+        if event.session_id.startswith("single"):
+            assert await store.append(event)
+    fresh = [event for event in everything if event.session_id.startswith("fresh")]
+    assert await store.append_many(fresh) == len(fresh)
+    continued = [event for event in everything if event.session_id.startswith("cont")]
+    cut = {session_id: rng.randrange(1, len(trail) + 1) for session_id, trail in trails.items()}
+    for event in continued:
+        if event.sequence <= cut[event.session_id]:
+            assert await store.append(event)
+    assert await store.append_many(continued) == sum(
+        event.sequence > cut[event.session_id] for event in continued)
+    for group in ("single", "fresh", "cont"):
+        expected = one_by_one([event for event in everything
+                               if event.session_id.startswith(group)])
+        assert await projected(pool, group) == expected, group
+    incremental = await snapshot(pool)
+    await store.rebuild_projections()
+    assert await snapshot(pool) == incremental
