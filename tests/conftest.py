@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from missed_session import search_attributes
 from missed_session.codec import EncryptionCodec, parse_key
-from missed_session.store.database import migrate
+from missed_session.store.database import migrate, open_pool
 from missed_session.temporal_client import data_converter
 
 BIN = Path(sys.executable).parent
@@ -72,7 +72,7 @@ async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=5)
+    pool = await open_pool(database_url, min_size=1, max_size=5)  # the service's pool
     yield pool
     await pool.close()
 

@@ -1,5 +1,6 @@
-"""How the store appends: the hash computed in the database from a cut canonical encoding, the
-parent row lock, a missing parent, refused values, and `append_many` for bulk writers."""
+"""How the store appends: the hash computed in the database from a cut canonical encoding,
+no row lock (nor UPDATE privilege), a missing parent, refused values, and `append_many` for
+bulk writers."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import asyncio
 import hashlib
 import json
 import random
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
 import pytest
+from asyncpg.pool import PoolConnectionProxy
 
 from missed_session.audit.verify import verify_session
 from missed_session.domain.models import AuditEvent, AuditEventType, Outcome
@@ -22,6 +25,7 @@ from missed_session.store.chain import (
     canonical_parts,
     event_hash,
 )
+from missed_session.store.database import open_pool
 
 START = datetime(2026, 3, 2, 9, 0, 0, 123456, tzinfo=UTC)
 OTHER_HASH = hashlib.sha256(b"some parent").hexdigest()
@@ -169,20 +173,56 @@ async def test_locking_a_row_is_not_refused_by_the_append_only_trigger(
         await pool.execute("UPDATE audit_events SET data = data")
 
 
-async def test_an_appender_waits_for_the_one_holding_the_parent(pool: asyncpg.Pool) -> None:
-    store = AuditStore(pool)
-    assert await store.append(event("s-1", 1))
-    async with pool.acquire() as holder:
-        lock = holder.transaction()
-        await lock.start()
-        await holder.execute("SELECT 1 FROM audit_events WHERE session_id = 's-1'"
-                             " AND sequence = 1 FOR UPDATE")
-        second = asyncio.create_task(store.append(event("s-1", 2)))
-        await asyncio.sleep(0.3)
-        assert not second.done()
-        await lock.commit()
-        assert await asyncio.wait_for(second, 5) is True
-    assert await ok(store, "s-1")
+async def test_appending_needs_no_update_privilege_on_the_trail(
+    pool: asyncpg.Pool, database_url: str,
+) -> None:
+    """The append takes no row lock, so a role that may only read and insert can append."""
+    role = f"msr_appender_{uuid.uuid4().hex[:8]}"
+    await pool.execute(f'CREATE ROLE "{role}" NOLOGIN')
+    try:
+        await pool.execute(f'GRANT SELECT, INSERT ON audit_events TO "{role}"')
+        await pool.execute(f'GRANT SELECT, INSERT, UPDATE ON projection_attendance,'
+                           f' projection_open_tasks TO "{role}"')
+
+        async def as_appender(connection: PoolConnectionProxy) -> None:
+            await connection.execute(f'SET ROLE "{role}"')
+
+        limited = await asyncpg.create_pool(database_url, min_size=1, max_size=2,
+                                            setup=as_appender)
+        try:
+            store = AuditStore(limited)
+            for n in (1, 2, 3):
+                assert await store.append(event("s-1", n))
+            assert await store.append(event("s-1", 3)) is False  # a retry
+            assert await store.append_many(trail("s-2", 4)) == 4
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await limited.execute("UPDATE audit_events SET data = data")
+        finally:
+            await limited.close()
+        assert await ok(AuditStore(pool), "s-1")
+        assert await ok(AuditStore(pool), "s-2")
+    finally:
+        await pool.execute(f'DROP OWNED BY "{role}"')
+        await pool.execute(f'DROP ROLE "{role}"')
+
+
+async def test_a_connection_comes_back_to_the_pool_without_a_transaction(
+    database_url: str,
+) -> None:
+    """The service's pool skips asyncpg's full reset; an open transaction is still undone."""
+    service_pool = await open_pool(database_url, min_size=1, max_size=1)
+    try:
+        async with service_pool.acquire() as connection:
+            await connection.execute("BEGIN")
+            await connection.execute("INSERT INTO attendance (session_id, client_ref,"
+                                     " therapist_id, start_at, outcome, closed_at) VALUES"
+                                     " ('left-open', 'c', 't', now(), 'attended', now())")
+        async with service_pool.acquire() as connection:
+            assert not connection.is_in_transaction()
+            assert await connection.fetchval(
+                "SELECT count(*) FROM attendance WHERE session_id = 'left-open'") == 0
+    finally:
+        await service_pool.close()
 
 
 async def test_an_event_before_its_parent_is_refused_until_the_parent_is_there(

@@ -4,13 +4,14 @@ The store is the only code that writes SQL for the audit trail; every statement 
 parameterised. Appends are idempotent on `(session_id, sequence)`: a retried activity finds
 its row already there and succeeds without writing again. Each append also links the row
 into the session's hash chain (`missed_session.store.chain`) and folds it into the
-projections, in one statement: it locks the parent row (`sequence - 1`; the workflow numbers
-events without gaps) with `FOR UPDATE`, so two appenders of a session take turns (the
-primary key guards the first event, which has no parent), and computes the row's hash in
-the database from the parent's hash and the canonical encoding cut around it
-(`chain.canonical_parts`). One statement is one round trip and its own transaction. A batch
-(`append_many`) is chained in Python and inserted, with its projections, in one statement
-too when it starts its sessions.
+projections, in one statement: it reads the parent row's hash (`sequence - 1`; the workflow
+numbers events without gaps) and computes the row's hash in the database from it and the
+canonical encoding cut around it (`chain.canonical_parts`). No lock is needed: rows are
+never changed once written, so the parent's hash cannot move; an event whose parent is not
+committed yet finds no parent and is refused, to be retried; and the primary key lets only
+one row take each place, so two rows can never link to the same parent. One statement is
+one round trip and its own transaction. A batch (`append_many`) is chained in Python and
+inserted, with its projections, in one statement too when it starts its sessions.
 """
 
 from __future__ import annotations
@@ -140,12 +141,10 @@ class AuditStore:
         async with self._pool.acquire() as connection, connection.transaction():
             links: dict[tuple[str, int], str] = {}
             if parents:
-                # Locked in key order, so two batches over the same sessions cannot deadlock.
                 found = await connection.fetch(
                     "SELECT session_id, sequence, hash FROM audit_events"
                     " WHERE (session_id, sequence) IN"
-                    " (SELECT * FROM unnest($1::text[], $2::integer[]))"
-                    " ORDER BY session_id, sequence FOR UPDATE",
+                    " (SELECT * FROM unnest($1::text[], $2::integer[]))",
                     [key[0] for key in parents], [key[1] for key in parents],
                 )
                 links = {(row["session_id"], row["sequence"]): row["hash"] or GENESIS
@@ -313,12 +312,11 @@ class AuditStore:
 
 
 _APPEND = (
-    # The parent row, locked: a second appender of the session waits here until this one's
-    # transaction ends. `FOR UPDATE` locks the row without updating it, so the append-only
-    # trigger does not fire. A parent without a hash (written outside the store) links
-    # like the first row ($8, `GENESIS`), as appends always have.
+    # The parent row (not locked: it never changes, and only a committed one is found). A
+    # parent without a hash (written outside the store) links like the first row ($8,
+    # `GENESIS`), as appends always have.
     "WITH parent AS (SELECT hash FROM audit_events WHERE session_id = $1::text"
-    " AND sequence = $2::integer - 1 FOR UPDATE),"
+    " AND sequence = $2::integer - 1),"
     " link AS (SELECT coalesce(hash, $8::text) AS prev_hash FROM parent"
     " UNION ALL SELECT $8::text WHERE $2::integer = 1),"
     # No parent, no row: the caller tells a missing parent from a retry by `linked`.

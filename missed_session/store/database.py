@@ -143,9 +143,21 @@ def database_url(settings: Settings) -> str:
     return embedded_database_url(settings.data_dir)
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    del connection
+
+
 async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """A pool on a migrated database."""
-    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+    """A pool on a migrated database.
+
+    A connection given back is not reset beyond rolling back an open transaction (which
+    asyncpg always does): the default reset is a second round trip on every release, as
+    much as the one-statement audit append itself, and the service keeps no session state
+    to clear (no `SET`, `LISTEN`, cursors or session-level advisory locks; locks are
+    transaction-scoped). `tests/test_audit_append.py` checks a connection comes back clean.
+    """
+    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size,
+                                     reset=_keep_session)
     async with pool.acquire() as connection:
         await migrate(connection)
     return pool
