@@ -35,9 +35,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from missed_session.audit import cli as audit_cli
 from missed_session.codec import new_key
 from missed_session.config import ConfigurationError, Settings, load_settings
-from missed_session.domain import decisions
+from missed_session.domain import decisions, events
 from missed_session.domain.intake import BookingRejectedError, check_bookable
 from missed_session.domain.models import (
+    AuditEvent,
     Cancellation,
     CheckIn,
     ClientResponse,
@@ -616,9 +617,20 @@ async def _audit(request: AuditRequest, settings: Settings) -> str:
         return f"no audit events for session {request.session_id}"
     return "\n".join(
         " ".join([str(event.sequence), event.occurred_at.isoformat(), event.event_type.value,
-                  *(f"{key}={_value(value)}" for key, value in sorted(event.data.items()))])
+                  *(f"{key}={_value(value)}" for key, value in sorted(_shown(event).items()))])
         for event in trail
     )
+
+
+def _shown(event: AuditEvent) -> dict[str, Any]:
+    """The event's details as its model reads them, without the unset optional fields.
+
+    A row that its model cannot read is shown as stored, flagged, rather than hidden.
+    """
+    try:
+        return events.read(event).model_dump(mode="json", exclude_none=True)
+    except events.UnreadableEventError as error:
+        return {**event.data, "unreadable": str(error)}
 
 
 async def execute(request: Request, settings: Settings) -> str:

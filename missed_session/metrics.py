@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from temporalio.common import MetricMeter
 
-from missed_session.domain.models import AuditEvent, AuditEventType
+from missed_session.domain import events
 
 PREFIX = "missed_session_"
 
@@ -39,25 +39,22 @@ class ServiceMetrics:
             "ms",
         )
 
-    def observe(self, event: AuditEvent) -> None:
+    def observe(self, details: events.EventDetails) -> None:
         """Count one newly written audit event."""
-        data = event.data
-        match event.event_type:
-            case AuditEventType.CLOSED:
-                self._closed.add(1, {"outcome": str(data.get("outcome"))})
-            case AuditEventType.GRACE_PERIOD_EXPIRED:
+        match details:
+            case events.Closed(outcome=outcome):
+                self._closed.add(1, {"outcome": outcome.value})
+            case events.GracePeriodExpired():
                 self._no_shows.add(1)
-            case AuditEventType.OUTREACH_ATTEMPTED:
-                self._attempts.add(
-                    1, {"channel": str(data.get("channel")), "result": str(data.get("result"))}
-                )
-            case AuditEventType.VOICEMAIL_LEFT:
+            case events.OutreachAttempted(channel=channel, result=result):
+                self._attempts.add(1, {"channel": channel.value, "result": result.value})
+            case events.VoicemailLeft():
                 self._attempts.add(1, {"channel": "voicemail", "result": "left"})
-            case AuditEventType.OUTREACH_FAILED:
-                self._attempts.add(1, {"channel": str(data.get("channel")), "result": "failed"})
-            case AuditEventType.ESCALATION_SENT:
+            case events.OutreachFailed(channel=channel):
+                self._attempts.add(1, {"channel": channel.value, "result": "failed"})
+            case events.EscalationSent():
                 self._escalations.add(1, {"result": "sent"})
-            case AuditEventType.ESCALATION_BLOCKED:
+            case events.EscalationBlocked():
                 self._escalations.add(1, {"result": "blocked"})
             case _:
                 pass
@@ -67,9 +64,7 @@ class ServiceMetrics:
         self._first_outreach_delay.record(max(delay, timedelta(0)))
 
 
-def is_first_outreach(event: AuditEvent) -> bool:
+def is_first_outreach(details: events.EventDetails) -> bool:
     """The event that ends the wait the delay histogram measures."""
-    return (
-        event.event_type in {AuditEventType.OUTREACH_ATTEMPTED, AuditEventType.OUTREACH_FAILED}
-        and event.data.get("attempt") == 1
-    )
+    return (isinstance(details, events.OutreachAttempted | events.OutreachFailed)
+            and details.attempt == 1)

@@ -10,6 +10,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from missed_session import search_attributes
 from missed_session.domain.intake import check_bookable
 from missed_session.domain.models import SessionBooking, SessionResult
 
@@ -45,6 +46,7 @@ async def schedule_session(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             static_summary=summary(booking),
+            search_attributes=search_attributes.initial(booking),
         )
     except WorkflowAlreadyStartedError:
         return Scheduled.ALREADY_SCHEDULED, client.get_workflow_handle(

@@ -12,8 +12,10 @@ from typing import Any
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
+
+from missed_session.domain.models import SessionBooking, SessionStatus
 
 SESSION_STATUS = SearchAttributeKey.for_keyword("SessionStatus")
 CLIENT_REF = SearchAttributeKey.for_keyword("ClientRef")
@@ -27,6 +29,19 @@ ALL: tuple[SearchAttributeKey[Any], ...] = (
     SESSION_STATUS, CLIENT_REF, THERAPIST_ID, RISK_TIER, SESSION_START, ESCALATION_LEVEL,
     OUTCOME,
 )
+
+
+def initial(booking: SessionBooking) -> TypedSearchAttributes:
+    """A session's attributes when it is booked: given at start, so there is no upsert."""
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(CLIENT_REF, booking.client.ref),
+        SearchAttributePair(THERAPIST_ID, booking.therapist_id),
+        SearchAttributePair(RISK_TIER, booking.risk_tier.value),
+        SearchAttributePair(SESSION_START, booking.start),
+        SearchAttributePair(SESSION_STATUS, SessionStatus.SCHEDULED.value),
+        SearchAttributePair(ESCALATION_LEVEL, "none"),
+    ]
+    return TypedSearchAttributes(pairs)
 
 
 def dev_server_flags() -> list[str]:

@@ -55,11 +55,11 @@ from missed_session.domain.models import (  # noqa: E402
     SessionBooking,
     SessionResult,
 )
+from missed_session.scheduling import schedule_session  # noqa: E402
 from missed_session.store.audit import AuditStore  # noqa: E402
 from missed_session.store.database import migrate  # noqa: E402
 from tests.conftest import TEST_CONVERTER, installed_binary  # noqa: E402
 from worker import new_worker  # noqa: E402
-from workflows.session import SessionWorkflow  # noqa: E402
 
 HISTORIES = ROOT / "tests" / "histories"
 CLIENT_ZONE = "America/Los_Angeles"
@@ -240,9 +240,9 @@ async def _record(env: WorkflowEnvironment, pool: asyncpg.Pool, branch: Branch,
     phone = OutagePhone(pool, branch.outage) if branch.outage else None
     async with new_worker(env.client, pool, task_queue=task_queue, sender=SENDER,
                           phone=phone):
-        handle = await env.client.start_workflow(
-            SessionWorkflow.run, session, id=session.workflow_id, task_queue=task_queue
-        )
+        # The scheduling system's path: search attributes and summary given at start.
+        _, handle = await schedule_session(env.client, session, task_queue=task_queue,
+                                           now=await env.get_current_time())
         await branch.drive(env, handle, session)
         result: SessionResult = await asyncio.wait_for(handle.result(), BRANCH_TIMEOUT)
         history = await handle.fetch_history()

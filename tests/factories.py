@@ -1,13 +1,16 @@
-"""Bookings for tests, valid unless a test changes them."""
+"""Bookings for tests, valid unless a test changes them; typed reading of audit rows."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from missed_session.domain.models import SessionBooking
+from missed_session.domain.events import EventDetails, read
+from missed_session.domain.models import AuditEvent, SessionBooking
+
+Details = TypeVar("Details", bound=EventDetails)
 
 CLIENT_TIME_ZONE = "America/Los_Angeles"
 """The client's time zone in `booking_data`."""
@@ -69,3 +72,10 @@ def without_consent(data: dict[str, Any]) -> dict[str, Any]:
 
 
 CONSENT_DATE = date(2026, 1, 15)
+
+
+def read_as(event: AuditEvent, model: type[Details]) -> Details:
+    """The typed details of `event`, which must be a `model` event (for typed field access)."""
+    details = read(event)
+    assert isinstance(details, model), f"{event.event_type.value} is not a {model.__name__}"
+    return details

@@ -18,11 +18,10 @@ from fhir.resources.R4B.task import Task
 
 import starter
 from missed_session.audit.export import fhir_bundle
-from missed_session.audit.replay import history_activities
 from missed_session.domain.models import AuditEvent
 from missed_session.store.audit import AuditStore
-from tests.conftest import TEST_CONVERTER, TEST_KEYS
-from tests.test_audit_replay import BRANCH_FILES, HISTORIES, load
+from tests.conftest import TEST_KEYS
+from tests.test_audit_replay import BRANCH_FILES, HISTORIES, load, trail_from_history
 
 RESOURCES: dict[str, Any] = {"Appointment": Appointment, "AuditEvent": FhirAuditEvent,
              "Communication": Communication, "Task": Task}
@@ -31,13 +30,7 @@ STATUS = {"attended": "fulfilled", "attended_late": "fulfilled", "cancelled": "c
 
 
 async def recorded_trail(path: Path) -> list[AuditEvent]:
-    events: list[AuditEvent] = []
-    for activity in await history_activities(load(path), TEST_CONVERTER):
-        if activity.activity_type == "record_event":
-            events.append(AuditEvent.model_validate(activity.arguments[0]))
-        elif activity.activity_type == "record_closing":
-            events.append(AuditEvent.model_validate(activity.arguments[0]["event"]))
-    return sorted(events, key=lambda event: event.sequence)
+    return await trail_from_history(load(path))
 
 
 @pytest.mark.parametrize("path", BRANCH_FILES, ids=[path.stem for path in BRANCH_FILES])

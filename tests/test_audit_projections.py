@@ -10,9 +10,10 @@ import asyncpg
 import pytest
 
 import starter
-from missed_session.domain.models import Outcome
+from missed_session.domain.events import Closed, Scheduled
 from missed_session.store.audit import AuditStore
 from tests.conftest import TEST_KEYS
+from tests.factories import read_as
 from tests.test_audit_export import recorded_trail
 from tests.test_audit_replay import BRANCH_FILES, HISTORIES
 
@@ -35,11 +36,11 @@ async def mixed_day(pool: asyncpg.Pool) -> None:
         for event in trail[:-1]:
             await store.append(event)
         closed = trail[-1]
-        scheduled = trail[0].data
-        await store.append_closing(closed, client_ref=str(scheduled["client_ref"]),
-                                   therapist_id=str(scheduled["therapist_id"]),
+        scheduled = read_as(trail[0], Scheduled)
+        await store.append_closing(closed, client_ref=scheduled.client_ref,
+                                   therapist_id=scheduled.therapist_id,
                                    start=closed.occurred_at,
-                                   outcome=Outcome(str(closed.data["outcome"])))
+                                   outcome=read_as(closed, Closed).outcome)
     await store.append(trail[0].model_copy(update={"session_id": "s-still-open"}))
 
 

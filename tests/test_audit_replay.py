@@ -24,7 +24,12 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 
 import starter
 from activities.outreach import Sender
-from missed_session.audit.replay import cross_check, history_activities, replay_failure
+from missed_session.audit.replay import (
+    cross_check,
+    history_activities,
+    recorded_event,
+    replay_failure,
+)
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
 from missed_session.domain.models import AuditEvent, Outcome, SessionBooking, SessionResult
 from missed_session.store.audit import AuditStore
@@ -46,12 +51,8 @@ def load(path: Path) -> WorkflowHistory:
 
 async def trail_from_history(history: WorkflowHistory) -> list[AuditEvent]:
     """The audit trail the history asked for, as PostgreSQL would hold it."""
-    events: list[AuditEvent] = []
-    for activity in await history_activities(history, TEST_CONVERTER):
-        if activity.activity_type == "record_event":
-            events.append(AuditEvent.model_validate(activity.arguments[0]))
-        elif activity.activity_type == "record_closing":
-            events.append(AuditEvent.model_validate(activity.arguments[0]["event"]))
+    activities = await history_activities(history, TEST_CONVERTER)
+    events = [event for event in map(recorded_event, activities) if event is not None]
     return sorted(events, key=lambda event: event.sequence)
 
 

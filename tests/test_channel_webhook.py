@@ -29,6 +29,7 @@ from missed_session.channels.webhook import (
     sign,
     verify,
 )
+from missed_session.domain.events import read
 from missed_session.domain.models import CallResult, Outcome
 from missed_session.store.audit import AuditStore
 from tests.factories import booking, booking_data, daytime
@@ -238,8 +239,8 @@ async def test_the_workflow_moves_from_an_invalid_number_to_email_over_the_webho
 
     assert result.outcome is Outcome.UNREACHABLE_ESCALATED
     events = await AuditStore(pool).trail(session.session_id)
-    assert [(e.event_type.value, e.data.get("channel"), e.data.get("reason"))
-            for e in events[3:6]] == [
+    assert [(e.event_type.value, getattr(read(e), "channel", None),
+             getattr(read(e), "reason", None)) for e in events[3:6]] == [
         ("outreach_failed", "call", "invalid contact"),
         ("message_sent", "email", None),
         ("escalation_sent", None, None),

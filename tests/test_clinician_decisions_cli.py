@@ -11,9 +11,17 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from demo import daytime_zone
-from missed_session.domain.models import AuditEventType, Outcome, SessionResult, workflow_id_for
+from missed_session.domain import events
+from missed_session.domain.models import (
+    AuditEventType,
+    Channel,
+    DecisionKind,
+    Outcome,
+    SessionResult,
+    workflow_id_for,
+)
 from missed_session.store.audit import AuditStore
-from tests.factories import booking_data, without_consent
+from tests.factories import booking_data, read_as, without_consent
 from tests.test_starter import (  # noqa: F401 - fixtures, used by name
     cli,
     cli_env,
@@ -77,12 +85,14 @@ async def test_escalate_now_without_consent_then_a_refused_second_decision(
     result = await handle.result()
     assert result.outcome is Outcome.UNREACHABLE_ESCALATED
     trail = await store.trail(session_id)
-    assert [e.data["decision"] for e in trail
-            if e.event_type is AuditEventType.CLINICIAN_DECISION] == ["add_note", "escalate_now"]
+    assert [read_as(e, events.ClinicianDecisionMade).decision for e in trail
+            if e.event_type is AuditEventType.CLINICIAN_DECISION] == [
+        DecisionKind.ADD_NOTE, DecisionKind.ESCALATE_NOW,
+    ]
     sent = [e for e in trail if e.event_type is AuditEventType.ESCALATION_SENT]
-    assert [e.data["basis"] for e in sent] == ["clinician decision"]
-    assert [e.data for e in trail if e.event_type is AuditEventType.OPTED_OUT] == [
-        {"channel": "text"}
+    assert [read_as(e, events.EscalationSent).basis for e in sent] == ["clinician decision"]
+    assert [events.read(e) for e in trail if e.event_type is AuditEventType.OPTED_OUT] == [
+        events.OptedOut(channel=Channel.TEXT)
     ]
 
 
@@ -115,9 +125,9 @@ async def test_schedule_resolves_the_therapists_protocol_from_the_practice_file(
 
     store = AuditStore(pool)
     await recorded(store, data["session_id"], AuditEventType.SCHEDULED)
-    scheduled = (await store.trail(data["session_id"]))[0]
-    assert scheduled.data["protocol"] == "intensive"
-    assert str(scheduled.data["protocol_version"]).startswith("2026-11-01+")
+    scheduled = read_as((await store.trail(data["session_id"]))[0], events.Scheduled)
+    assert scheduled.protocol == "intensive"
+    assert str(scheduled.protocol_version).startswith("2026-11-01+")
     assert await cli("cancel", data["session_id"]) == 0  # leave no workflow behind
     await recorded(store, data["session_id"], AuditEventType.CLOSED)
 

@@ -26,11 +26,13 @@ from temporalio.testing import WorkflowEnvironment
 from activities.outreach import Sender
 from demo import DEMO_DAY, run_demo_day, temporal_cli
 from missed_session import search_attributes
+from missed_session.domain.events import Closed
 from missed_session.domain.models import AuditEventType
 from missed_session.log_setup import configure_logging
 from missed_session.store.audit import AuditStore
 from missed_session.temporal_client import service_runtime
 from tests.conftest import TEST_CONVERTER
+from tests.factories import read_as
 from worker import callback_dispatcher, new_worker
 
 pytestmark = pytest.mark.e2e
@@ -121,7 +123,7 @@ async def test_demo_day_reaches_every_outcome(
         assert [e.sequence for e in trail] == list(range(1, len(trail) + 1)), session_id
         assert trail[0].event_type is AuditEventType.SCHEDULED
         assert trail[-1].event_type is AuditEventType.CLOSED
-        assert trail[-1].data["outcome"] == outcome.value
+        assert read_as(trail[-1], Closed).outcome is outcome
 
     # The operator's view: `temporal workflow list` on the same server lists every session.
     target = client.service_client.config.target_host

@@ -28,6 +28,7 @@ from activities.audit import AuditActivities
 from activities.outreach import Sender
 from activities.therapist import TherapistActivities
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
+from missed_session.domain.events import Cancelled, OutreachAttempted, new_event
 from missed_session.domain.models import (
     AttendanceSummary,
     AuditEvent,
@@ -47,7 +48,7 @@ from missed_session.domain.models import (
 )
 from missed_session.metrics import ServiceMetrics
 from missed_session.store.audit import AuditConflictError, AuditStore
-from tests.factories import booking, daytime
+from tests.factories import booking, daytime, read_as
 from worker import new_worker
 from workflows.session import SessionWorkflow
 
@@ -209,7 +210,7 @@ async def test_retried_call_reports_the_first_calls_result(
     assert [(row["idempotency_key"], row["result"]) for row in rows] == [(call, "answered")]
     events = await AuditStore(pool).trail(session.session_id)
     attempted = [e for e in events if e.event_type is AuditEventType.OUTREACH_ATTEMPTED]
-    assert [e.data["result"] for e in attempted] == ["answered"]
+    assert [read_as(e, OutreachAttempted).result for e in attempted] == [CallResult.ANSWERED]
 
 
 # -- the audit trail under retries ---------------------------------------------------------
@@ -283,6 +284,12 @@ def event(session_id: str = "s-1", sequence: int = 1, **data: str | int | bool |
     )
 
 
+def cancelled(reason: str) -> AuditEvent:
+    """Like `event`, but a row the typed vocabulary reads (the audit activity's metrics do)."""
+    return new_event(session_id="s-1", sequence=1, occurred_at=event().occurred_at,
+                     details=Cancelled(reason=reason))
+
+
 async def audit_rows(pool: asyncpg.Pool, session_id: str) -> list[asyncpg.Record]:
     return await pool.fetch(
         "SELECT sequence, event_type, data FROM audit_events WHERE session_id = $1"
@@ -325,11 +332,11 @@ async def test_the_audit_activity_refuses_a_conflict_without_retrying(
 ) -> None:
     activities = AuditActivities(AuditStore(pool), ServiceMetrics(MetricMeter.noop))
     env = ActivityEnvironment()
-    await env.run(activities.record_event, event(reason="first"))
-    await env.run(activities.record_event, event(reason="first"))  # a retry: fine
+    await env.run(activities.record_event, cancelled("first"))
+    await env.run(activities.record_event, cancelled("first"))  # a retry: fine
 
     with pytest.raises(ApplicationError) as refused:
-        await env.run(activities.record_event, event(reason="second"))
+        await env.run(activities.record_event, cancelled("second"))
 
     assert refused.value.type == "AuditConflict"
     assert refused.value.non_retryable

@@ -20,21 +20,37 @@ from temporalio.worker import Worker
 from activities.outreach import TextPolicyActivities
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
 from missed_session.domain.contact_window import local_day
+from missed_session.domain.events import (
+    ClientResponded,
+    ClinicianDecisionMade,
+    Closed,
+    EscalationBlocked,
+    EscalationSent,
+    MessageSent,
+    OptedOut,
+    OutreachDeferred,
+    OutreachFailed,
+    OutreachSkipped,
+    read,
+)
 from missed_session.domain.messages import TEXT_LIMIT, ensure_discreet
 from missed_session.domain.models import (
     AuditEvent,
     AuditEventType,
+    Channel,
     ClinicianDecision,
     ConcernKind,
+    DecisionKind,
     Outcome,
     Reschedule,
+    ResponseChannel,
     SessionBooking,
     SessionStatus,
     TextCheck,
     TextReply,
 )
 from missed_session.store.audit import AuditStore
-from tests.factories import booking, booking_data, daytime
+from tests.factories import booking, booking_data, daytime, read_as
 from tests.test_session_workflow import (
     CLIENT_PHONE,
     CONTACT_PHONE,
@@ -112,10 +128,9 @@ async def test_a_no_show_at_22_30_client_time_waits_until_08_00(
     assert (no_show.hour, no_show.minute) == (22, 30)
     deferred = only(events, "outreach_deferred")
     opens = (no_show + timedelta(days=1)).replace(hour=8, minute=0, second=0, microsecond=0)
-    assert deferred.data == {
-        "action": "outreach attempt 1", "reason": "outside the client's contact window",
-        "until": opens.astimezone(session.start.tzinfo).isoformat(),
-    }
+    assert read(deferred) == OutreachDeferred(
+        action="outreach attempt 1", reason="outside the client's contact window", until=opens
+    )
     first_call = only(events, "outreach_attempted").occurred_at
     assert opens <= first_call < opens + LATENCY
     assert first_call.astimezone(zone).hour == 8
@@ -151,7 +166,9 @@ async def test_escalation_waits_for_the_window_unless_the_protocol_allows_high_r
     assert (sent.occurred_at.astimezone(zone).hour, sent.occurred_at.astimezone(zone).minute) == (
         22, 30
     )
-    assert sent.data["outside_contact_window"] == "protocol allows for high risk"
+    assert read_as(sent, EscalationSent).outside_contact_window == (
+        "protocol allows for high risk"
+    )
 
 
 # -- consent per channel --------------------------------------------------------------------
@@ -170,8 +187,8 @@ async def test_no_voicemail_without_voicemail_consent(
     assert types(events)[3:7] == [
         "outreach_attempted", "outreach_skipped", "outreach_attempted", "outreach_skipped",
     ]
-    assert [e.data for e in every(events, "outreach_skipped")] == [
-        {"attempt": n, "channel": "voicemail", "reason": "no consent for voicemail"}
+    assert [read(e) for e in every(events, "outreach_skipped")] == [
+        OutreachSkipped(attempt=n, channel=Channel.VOICEMAIL, reason="no consent for voicemail")
         for n in (1, 2)
     ]
     assert "voicemail_left" not in types(events)
@@ -191,7 +208,7 @@ async def test_the_preferred_channel_goes_first_and_unconsented_ones_are_skipped
     await run(client, task_queue, session)
 
     events = await trail(pool, session.session_id)
-    assert [(e.event_type.value, e.data.get("channel")) for e in events[3:7]] == [
+    assert [(e.event_type.value, getattr(read(e), "channel", None)) for e in events[3:7]] == [
         ("message_sent", "email"), ("outreach_skipped", "call"),
         ("outreach_skipped", "voicemail"), ("outreach_skipped", "text"),
     ]
@@ -215,12 +232,13 @@ async def test_an_invalid_number_moves_the_ladder_to_email(
 
     assert result.attempts_made == 2
     events = await trail(pool, session.session_id)
-    assert only(events, "outreach_failed").data == {
-        "attempt": 1, "channel": "call", "reason": "invalid contact",
-    }
+    assert read(only(events, "outreach_failed")) == OutreachFailed(
+        attempt=1, channel=Channel.CALL, reason="invalid contact"
+    )
     # The number reaches nobody: no voicemail or text to it, ever again; email goes on.
-    assert [e.data for e in every(events, "message_sent")] == [
-        {"attempt": 1, "channel": "email"}, {"attempt": 2, "channel": "email"},
+    assert [read(e) for e in every(events, "message_sent")] == [
+        MessageSent(attempt=1, channel=Channel.EMAIL),
+        MessageSent(attempt=2, channel=Channel.EMAIL),
     ]
     assert [kind for _, kind, _, _ in await placed(pool, session.session_id)] == [
         "call", "email", "email", "message",
@@ -239,7 +257,7 @@ async def test_consent_for_safety_concerns_only_blocks_escalation_for_standard_r
 
     assert result.outcome is Outcome.UNREACHABLE_ESCALATION_BLOCKED
     events = await trail(pool, session.session_id)
-    assert only(events, "escalation_blocked").data["reason"] == (
+    assert read_as(only(events, "escalation_blocked"), EscalationBlocked).reason == (
         "consent covers safety concerns only"
     )
 
@@ -257,9 +275,11 @@ async def test_at_most_one_text_a_day_and_it_is_short_and_discreet(
     await run(client, task_queue, session)
 
     events = await trail(pool, session.session_id)
-    assert [e.data for e in every(events, "message_sent")] == [{"attempt": 1, "channel": "text"}]
-    assert [e.data for e in every(events, "outreach_skipped")] == [
-        {"attempt": n, "channel": "text", "reason": "a text was already sent today"}
+    assert [read(e) for e in every(events, "message_sent")] == [
+        MessageSent(attempt=1, channel=Channel.TEXT)
+    ]
+    assert [read(e) for e in every(events, "outreach_skipped")] == [
+        OutreachSkipped(attempt=n, channel=Channel.TEXT, reason="a text was already sent today")
         for n in (2, 3)
     ]
     rows = await SimulatedPhone(pool).placed(session.session_id)
@@ -288,10 +308,10 @@ async def test_after_stop_no_text_is_sent(
 
     assert result.outcome is Outcome.UNREACHABLE_ESCALATED
     events = await trail(pool, session.session_id)
-    assert only(events, "opted_out").data == {"channel": "text"}
-    assert [e.data["attempt"] for e in every(events, "message_sent")] == [1]
-    assert [e.data for e in every(events, "outreach_skipped")] == [
-        {"attempt": n, "channel": "text", "reason": "the client opted out of texts"}
+    assert read(only(events, "opted_out")) == OptedOut(channel=Channel.TEXT)
+    assert [read_as(e, MessageSent).attempt for e in every(events, "message_sent")] == [1]
+    assert [read(e) for e in every(events, "outreach_skipped")] == [
+        OutreachSkipped(attempt=n, channel=Channel.TEXT, reason="the client opted out of texts")
         for n in (2, 3)
     ]
     assert [kind for _, kind, _, _ in await placed(pool, session.session_id)].count("text") == 1
@@ -309,7 +329,9 @@ async def test_a_text_reply_other_than_stop_is_a_response(
 
     assert (await handle.result()).outcome is Outcome.REACHED
     responded = only(await trail(pool, session.session_id), "client_responded")
-    assert responded.data == {"channel": "text", "responder": "client", "note": "I'm ok, sorry"}
+    assert read(responded) == ClientResponded(
+        channel=ResponseChannel.TEXT, responder="client", note="I'm ok, sorry"
+    )
 
 
 # -- clinician decisions ------------------------------------------------------------------
@@ -334,16 +356,16 @@ async def test_escalation_without_consent_is_blocked_until_escalate_now_is_recor
     assert result.outcome is Outcome.UNREACHABLE_ESCALATED
     events = await trail(pool, session.session_id)
     decided = only(events, "clinician_decision")
-    assert decided.data == {
-        "decision": "escalate_now", "clinician_id": "t-ana", "reason": "imminent risk",
-        "legal_basis": "vital interests (imminent risk)",
-    }
+    assert read(decided) == ClinicianDecisionMade(
+        decision=DecisionKind.ESCALATE_NOW, clinician_id="t-ana", reason="imminent risk",
+        legal_basis="vital interests (imminent risk)",
+    )
     sent = only(events, "escalation_sent")
     assert sent.sequence > decided.sequence
-    assert sent.data == {
-        "basis": "clinician decision", "legal_basis": "vital interests (imminent risk)",
-        "decided_by": "t-ana", "reason": "imminent risk", "consent_on_file": False,
-    }
+    assert read(sent) == EscalationSent(
+        basis="clinician decision", legal_basis="vital interests (imminent risk)",
+        decided_by="t-ana", reason="imminent risk", consent_on_file=False,
+    )
     assert (CONTACT_PHONE, "delivered") in [
         (to, res) for _, kind, to, res in await placed(pool, session.session_id)
         if kind == "message"
@@ -397,12 +419,16 @@ async def test_mark_safe_ends_outreach_and_notes_are_recorded(
     assert result.outcome is Outcome.MARKED_SAFE
     assert result.attempts_made == 1
     events = await trail(pool, session.session_id)
-    assert [e.data for e in every(events, "clinician_decision")] == [
-        {"decision": "add_note", "clinician_id": "t-ana", "reason": "booked by phone"},
-        {"decision": "mark_safe", "clinician_id": "t-ana", "reason": "GP saw client"},
+    assert [read(e) for e in every(events, "clinician_decision")] == [
+        ClinicianDecisionMade(
+            decision=DecisionKind.ADD_NOTE, clinician_id="t-ana", reason="booked by phone"
+        ),
+        ClinicianDecisionMade(
+            decision=DecisionKind.MARK_SAFE, clinician_id="t-ana", reason="GP saw client"
+        ),
     ]
     assert types(events)[-2:] == ["plan_created", "closed"]
-    assert only(events, "closed").data == {"outcome": "marked_safe", "attempts": 1}
+    assert read(only(events, "closed")) == Closed(outcome=Outcome.MARKED_SAFE, attempts=1)
     assert "escalation_sent" not in types(events)
 
 
@@ -420,7 +446,8 @@ async def test_stand_down_ends_outreach(
     assert result.outcome is Outcome.STOOD_DOWN
     assert result.attempts_made == 2
     events = await trail(pool, session.session_id)
-    assert only(events, "clinician_decision").data["decision"] == "stand_down"
+    decided = read_as(only(events, "clinician_decision"), ClinicianDecisionMade)
+    assert decided.decision is DecisionKind.STAND_DOWN
     assert "escalation_sent" not in types(events)
 
 
@@ -462,7 +489,9 @@ async def test_an_opt_out_holds_in_the_clients_later_sessions(
     await run(client, task_queue, later)
 
     skipped = every(await trail(pool, later.session_id), "outreach_skipped")
-    assert [e.data["reason"] for e in skipped] == ["the client opted out of texts"] * 2
+    assert [read_as(e, OutreachSkipped).reason for e in skipped] == (
+        ["the client opted out of texts"] * 2
+    )
     assert "message_sent" not in types(await trail(pool, later.session_id))
 
 

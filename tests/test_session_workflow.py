@@ -24,11 +24,27 @@ from temporalio.worker import Worker
 
 from activities.outreach import Sender
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
+from missed_session.domain.events import (
+    Cancelled,
+    CheckedIn,
+    ClientResponded,
+    Closed,
+    EscalationBlocked,
+    EscalationSent,
+    GracePeriodExpired,
+    OutreachAttempted,
+    OutreachFailed,
+    PlanCreated,
+    Rescheduled,
+    Scheduled,
+    read,
+)
 from missed_session.domain.messages import ensure_discreet
 from missed_session.domain.models import (
     AuditEvent,
     CallResult,
     Cancellation,
+    Channel,
     CheckIn,
     ClientResponse,
     ConcernKind,
@@ -41,7 +57,14 @@ from missed_session.domain.models import (
     TaskKind,
 )
 from missed_session.store.audit import AuditStore
-from tests.factories import booking, booking_data, daytime, without_consent
+from tests.factories import (
+    CONSENT_DATE,
+    booking,
+    booking_data,
+    daytime,
+    read_as,
+    without_consent,
+)
 from worker import new_worker
 from workflows.session import OUTREACH_RETRY, SessionWorkflow
 
@@ -199,9 +222,9 @@ async def test_check_in_before_the_start_is_attended(
     assert result.plan is None
     events = await trail(pool, session.session_id)
     assert types(events) == ["scheduled", "checked_in", "closed"]
-    assert only(events, "checked_in").data == {"late": False}
+    assert read(only(events, "checked_in")) == CheckedIn(late=False)
     assert only(events, "checked_in").occurred_at < session.start
-    assert only(events, "closed").data == {"outcome": "attended", "attempts": 0}
+    assert read(only(events, "closed")) == Closed(outcome=Outcome.ATTENDED, attempts=0)
     await assert_closed_without_outreach(pool, session, Outcome.ATTENDED)
 
 
@@ -223,7 +246,7 @@ async def test_check_in_within_the_grace_period_is_attended(
     events = await trail(pool, session.session_id)
     assert types(events) == ["scheduled", "checked_in", "closed"]
     checked_in = only(events, "checked_in")
-    assert checked_in.data == {"late": False}
+    assert read(checked_in) == CheckedIn(late=False)
     assert session.start + timedelta(minutes=10) <= checked_in.occurred_at
     assert checked_in.occurred_at < session.start + GRACE
     await assert_closed_without_outreach(pool, session, Outcome.ATTENDED)
@@ -242,7 +265,7 @@ async def test_cancel_before_the_start_is_cancelled(
     assert result.outcome is Outcome.CANCELLED
     events = await trail(pool, session.session_id)
     assert types(events) == ["scheduled", "cancelled", "closed"]
-    assert only(events, "cancelled").data == {"reason": "client is unwell"}
+    assert read(only(events, "cancelled")) == Cancelled(reason="client is unwell")
     assert only(events, "cancelled").occurred_at < session.start
     await assert_closed_without_outreach(pool, session, Outcome.CANCELLED)
 
@@ -270,11 +293,9 @@ async def test_reschedule_then_check_in_is_attended(
     assert result.outcome is Outcome.ATTENDED
     events = await trail(pool, session.session_id)
     assert types(events) == ["scheduled", "rescheduled", "checked_in", "closed"]
-    assert only(events, "rescheduled").data == {
-        "previous_start": session.start.isoformat(),
-        "start": new_start.isoformat(),
-        "reason": "clash at work",
-    }
+    assert read(only(events, "rescheduled")) == Rescheduled(
+        previous_start=session.start, start=new_start, reason="clash at work"
+    )
     assert only(events, "checked_in").occurred_at >= new_start
     assert (await attendance(pool, session.session_id))["start_at"] == new_start
     await assert_closed_without_outreach(pool, session, Outcome.ATTENDED)
@@ -336,10 +357,12 @@ async def test_no_check_in_expires_the_grace_period_on_time_and_outreach_follows
     events = await trail(pool, session.session_id)
     assert types(events)[:4] == ["scheduled", *OUTREACH_TRAIL, "outreach_attempted"]
     expired = only(events, "grace_period_expired")
-    assert expired.data == {"grace_period_minutes": 15}
+    assert read(expired) == GracePeriodExpired(grace_period_minutes=15)
     assert GRACE <= expired.occurred_at - session.start < GRACE + LATENCY
     first_attempt = every(events, "outreach_attempted")[0]
-    assert first_attempt.data == {"attempt": 1, "channel": "call", "result": "no_answer"}
+    assert read(first_attempt) == OutreachAttempted(
+        attempt=1, channel=Channel.CALL, result=CallResult.NO_ANSWER
+    )
     assert first_attempt.occurred_at - expired.occurred_at < LATENCY
     alert = (await inbox(pool, session.session_id))[f"{session.session_id}/no-show-alert"]
     assert (alert["kind"], alert["priority"], alert["therapist_id"]) == (
@@ -357,9 +380,9 @@ async def test_high_risk_grace_period_is_ten_minutes(
     await run(client, task_queue, session)
 
     events = await trail(pool, session.session_id)
-    assert only(events, "scheduled").data["grace_period_minutes"] == 10
+    assert read_as(only(events, "scheduled"), Scheduled).grace_period_minutes == 10
     expired = only(events, "grace_period_expired")
-    assert expired.data == {"grace_period_minutes": 10}
+    assert read(expired) == GracePeriodExpired(grace_period_minutes=10)
     assert HIGH_RISK_GRACE <= expired.occurred_at - session.start < HIGH_RISK_GRACE + LATENCY
     alert = (await inbox(pool, session.session_id))[f"{session.session_id}/no-show-alert"]
     assert alert["priority"] == "urgent"
@@ -382,10 +405,11 @@ async def test_client_answers_the_first_call_is_reached(
         "scheduled", *OUTREACH_TRAIL, "outreach_attempted", "client_responded",
         "plan_created", "closed",
     ]
-    assert only(events, "outreach_attempted").data["result"] == "answered"
-    assert only(events, "client_responded").data == {
-        "channel": "call", "responder": "client", "attempt": 1, "note": "",
-    }
+    attempted = read_as(only(events, "outreach_attempted"), OutreachAttempted)
+    assert attempted.result is CallResult.ANSWERED
+    assert read(only(events, "client_responded")) == ClientResponded(
+        channel=ResponseChannel.CALL, responder="client", attempt=1, note=""
+    )
     assert await placed(pool, session.session_id) == [
         (key(session, "attempt-1/call"), "call", CLIENT_PHONE, "answered"),
     ]
@@ -417,9 +441,9 @@ async def test_client_responds_between_attempts_is_reached_with_the_note(
         "scheduled", *OUTREACH_TRAIL, *ATTEMPT_TRAIL, "client_responded", "plan_created",
         "closed",
     ]
-    assert only(events, "client_responded").data == {
-        "channel": "text", "responder": "client", "note": "overslept; will call on Monday",
-    }
+    assert read(only(events, "client_responded")) == ClientResponded(
+        channel=ResponseChannel.TEXT, responder="client", note="overslept; will call on Monday"
+    )
     assert [kind for _, kind, _, _ in await placed(pool, session.session_id)] == [
         "call", "voicemail",
     ]
@@ -441,7 +465,7 @@ async def test_late_check_in_during_outreach_is_attended_late(
     assert types(events) == [
         "scheduled", *OUTREACH_TRAIL, *ATTEMPT_TRAIL, "checked_in", "plan_created", "closed",
     ]
-    assert only(events, "checked_in").data == {"late": True}
+    assert read(only(events, "checked_in")) == CheckedIn(late=True)
     assert result.plan is not None
     assert [concern.kind for concern in result.plan.concerns] == [ConcernKind.LOGISTICAL]
     assert TaskKind.REBOOK not in {task.kind for task in result.plan.tasks}
@@ -463,10 +487,11 @@ async def test_every_attempt_failing_escalates_after_the_last_attempt(
         "scheduled", *OUTREACH_TRAIL, *ATTEMPT_TRAIL * 3, "escalation_sent", "plan_created",
         "closed",
     ]
-    assert [event.data["attempt"] for event in every(events, "outreach_attempted")] == [1, 2, 3]
-    assert only(events, "escalation_sent").data == {
-        "basis": "consent on file", "consent_date": "2026-01-15",
-    }
+    assert [read_as(event, OutreachAttempted).attempt
+            for event in every(events, "outreach_attempted")] == [1, 2, 3]
+    assert read(only(events, "escalation_sent")) == EscalationSent(
+        basis="consent on file", consent_date=CONSENT_DATE
+    )
     # Each attempt waits the spacing after the previous one ended.
     voicemails = every(events, "voicemail_left")
     for left, call in zip(voicemails, every(events, "outreach_attempted")[1:], strict=False):
@@ -537,7 +562,7 @@ async def test_high_risk_client_responding_after_escalation_is_reached(
         "scheduled", *OUTREACH_TRAIL, *ATTEMPT_TRAIL, "escalation_sent", "client_responded",
         "plan_created", "closed",
     ]
-    assert only(events, "client_responded").data["note"] == "safe at home"
+    assert read_as(only(events, "client_responded"), ClientResponded).note == "safe at home"
     assert result.plan is not None
     safety = [c for c in result.plan.concerns if c.kind is ConcernKind.SAFETY]
     assert [c.reason for c in safety] == ["client is assessed as high risk"]
@@ -555,7 +580,7 @@ async def assert_escalation_blocked(
     events = await trail(pool, session.session_id)
     blocked = only(events, "escalation_blocked")
     task_key = f"{session.session_id}/escalation-blocked"
-    assert blocked.data == {"reason": reason, "task": task_key}
+    assert read(blocked) == EscalationBlocked(reason=reason, task=task_key)
     assert types(events)[-3:] == ["escalation_blocked", "plan_created", "closed"]
     assert "escalation_sent" not in types(events)
     task = (await inbox(pool, session.session_id))[task_key]
@@ -613,7 +638,7 @@ async def test_unreachable_emergency_contact_blocks_escalation(
     reason = "emergency contact unreachable (invalid contact)"
     assert result.outcome is Outcome.UNREACHABLE_ESCALATION_BLOCKED
     events = await trail(pool, session.session_id)
-    assert only(events, "escalation_blocked").data["reason"] == reason
+    assert read_as(only(events, "escalation_blocked"), EscalationBlocked).reason == reason
     assert "escalation_sent" not in types(events)
     log = await placed(pool, session.session_id)
     assert log[-1] == (key(session, "escalation"), "message", CONTACT_PHONE, "invalid_number")
@@ -639,7 +664,9 @@ async def test_invalid_number_fails_outreach_and_escalates_at_once(
         "closed",
     ]
     failed = only(events, "outreach_failed")
-    assert failed.data == {"attempt": 1, "channel": "call", "reason": "invalid contact"}
+    assert read(failed) == OutreachFailed(
+        attempt=1, channel=Channel.CALL, reason="invalid contact"
+    )
     # Escalation was considered at once, not after the attempt spacing.
     assert only(events, "escalation_sent").occurred_at - failed.occurred_at < LATENCY
     assert await placed(pool, session.session_id) == [
@@ -697,8 +724,10 @@ async def test_voicemail_channel_outage_is_audited_and_the_ladder_continues(
         "scheduled", *OUTREACH_TRAIL, *["outreach_attempted", "outreach_failed"] * 3,
         "escalation_sent", "plan_created", "closed",
     ]
-    assert [event.data for event in every(events, "outreach_failed")] == [
-        {"attempt": n, "channel": "voicemail", "reason": "channel failed after retries"}
+    assert [read(event) for event in every(events, "outreach_failed")] == [
+        OutreachFailed(
+            attempt=n, channel=Channel.VOICEMAIL, reason="channel failed after retries"
+        )
         for n in (1, 2, 3)
     ]
     # Each voicemail was tried as often as the outreach retry policy allows, then given up.
@@ -723,8 +752,8 @@ async def test_call_channel_outage_is_a_failed_attempt_and_the_ladder_continues(
         "scheduled", *OUTREACH_TRAIL, "outreach_failed", "outreach_failed", "outreach_failed",
         "escalation_sent", "plan_created", "closed",
     ]
-    assert [e.data for e in events if e.event_type.value == "outreach_failed"] == [
-        {"attempt": n, "channel": "call", "reason": "channel failed after retries"}
+    assert [read(e) for e in events if e.event_type.value == "outreach_failed"] == [
+        OutreachFailed(attempt=n, channel=Channel.CALL, reason="channel failed after retries")
         for n in (1, 2, 3)
     ]
     assert phone.tries == {
@@ -814,11 +843,16 @@ async def test_repeated_no_shows_raise_engagement_and_continuity_concerns(
     client: Client, pool: asyncpg.Pool, task_queue: str, time_skipping_env: WorkflowEnvironment
 ) -> None:
     the_client = booking_data()["client"]
+    # Booked up front, a week apart: the shared test server's clock may leap far ahead
+    # between two sessions (a timer another test left behind), and attendance is counted
+    # from each session's start, so the three must be placed before any of them runs.
+    sessions = [
+        await book(time_skipping_env, ahead=timedelta(hours=1, days=7 * week),
+                   client=the_client, protocol={"max_attempts": 1})
+        for week in range(3)
+    ]
     plans = []
-    for _ in range(3):
-        session = await book(
-            time_skipping_env, client=the_client, protocol={"max_attempts": 1}
-        )
+    for session in sessions:
         result = await run(client, task_queue, session)
         assert result.plan is not None
         plans.append((session, result.plan))
@@ -840,12 +874,12 @@ async def test_repeated_no_shows_raise_engagement_and_continuity_concerns(
 
     session, plan = plans[2]
     events = await trail(pool, session.session_id)
-    assert only(events, "plan_created").data == {
-        "concerns": ",".join(c.kind.value for c in plan.concerns),
-        "tasks": ",".join(t.kind.value for t in plan.tasks),
-        "no_shows_90_days": 3,
-        "consecutive_no_shows": 3,
-    }
+    assert read(only(events, "plan_created")) == PlanCreated(
+        concerns=",".join(c.kind.value for c in plan.concerns),
+        tasks=",".join(t.kind.value for t in plan.tasks),
+        no_shows_90_days=3,
+        consecutive_no_shows=3,
+    )
     tasks = await inbox(pool, session.session_id)
     for task in plan.tasks:
         row = tasks[f"{session.session_id}/task/{task.kind.value}"]

@@ -13,11 +13,14 @@ before the caller hears back.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority as TaskPriority
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -31,10 +34,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.therapist import TherapistActivities
     from missed_session import search_attributes as attrs
-    from missed_session.domain import contact_window, decisions, messages, protocol
+    from missed_session.domain import contact_window, decisions, events, messages, protocol
     from missed_session.domain.models import (
         AuditEvent,
-        AuditEventType,
         CallResult,
         Cancellation,
         Channel,
@@ -61,8 +63,6 @@ with workflow.unsafe.imports_passed_through():
         TherapistNotice,
     )
 
-AuditValue = str | int | float | bool | None
-
 
 class _Sent:
     """A one-way step (voicemail, text, email) went out."""
@@ -88,6 +88,10 @@ OUTREACH_RETRY = RetryPolicy(
 )
 """A channel that keeps failing counts as a failed attempt rather than stalling the ladder."""
 
+OUTREACH_PRIORITY = TaskPriority(priority_key=1)
+"""Reaching a person goes ahead of bookkeeping when the task queue is backed up (a burst of
+sessions whose grace periods expire together): records keep the default priority, 3."""
+
 RECORD_TIMEOUT = timedelta(seconds=30)
 OUTREACH_TIMEOUT = timedelta(minutes=2)
 
@@ -102,6 +106,10 @@ class SessionWorkflow:
         self._start = booking.start
         self._status = SessionStatus.SCHEDULED
         self._sequence = 0
+        self._trail = asyncio.Lock()
+        """Held while an event is numbered and written, so the trail is written in order."""
+        self._no_show_documented: asyncio.Task[None] | None = None
+        """The no-show's records and therapist alert, running alongside the first attempt."""
         self._attempts = 0
         self._next_action: str | None = "wait for the start"
         self._next_action_at: datetime | None = booking.start
@@ -128,30 +136,29 @@ class SessionWorkflow:
     @workflow.run
     async def run(self, booking: SessionBooking) -> SessionResult:
         """Carry the session from booking to one outcome."""
-        workflow.upsert_search_attributes([
-            attrs.CLIENT_REF.value_set(booking.client.ref),
-            attrs.THERAPIST_ID.value_set(booking.therapist_id),
-            attrs.RISK_TIER.value_set(booking.risk_tier.value),
-            attrs.SESSION_START.value_set(booking.start),
-            attrs.SESSION_STATUS.value_set(self._status.value),
-            attrs.ESCALATION_LEVEL.value_set("none"),
-        ])
-        await self._record(
-            AuditEventType.SCHEDULED,
+        if workflow.info().typed_search_attributes.get(attrs.CLIENT_REF) is None:
+            # Started without them (the scheduling path sets them at start, saving a step).
+            workflow.upsert_search_attributes([
+                pair.key.value_set(pair.value)
+                for pair in attrs.initial(booking).search_attributes
+            ])
+        await self._record(events.Scheduled(
             client_ref=booking.client.ref,
             therapist_id=booking.therapist_id,
-            start=booking.start.isoformat(),
+            start=booking.start,
             duration_minutes=booking.duration_minutes,
-            modality=booking.modality.value,
-            risk_tier=booking.risk_tier.value,
+            modality=booking.modality,
+            risk_tier=booking.risk_tier,
             grace_period_minutes=protocol.grace_period_minutes(booking),
             protocol=booking.protocol.name,
             protocol_version=booking.protocol.version,
-        )
+        ))
         plan: FollowUpPlan | None = None
         outcome = await self._wait_for_check_in()
         if outcome is None:
-            await self._record_no_show()
+            # The first call goes out now; the no-show is documented alongside it.
+            self._plan_next(SessionStatus.NO_SHOW, "alert the therapist", workflow.now())
+            self._no_show_documented = asyncio.create_task(self._document_no_show())
             outcome = await self._reach_out()
             plan = await self._plan_follow_up(outcome, escalated=bool(self._escalation))
         await self._close(outcome)
@@ -181,40 +188,43 @@ class SessionWorkflow:
                     continue
                 return None
             if self._check_in is not None:
-                await self._record(AuditEventType.CHECKED_IN, late=False)
+                await self._record(events.CheckedIn(late=False))
                 return Outcome.ATTENDED
             if self._cancellation is not None:
-                await self._record(
-                    AuditEventType.CANCELLED, reason=self._cancellation.reason
-                )
+                await self._record(events.Cancelled(reason=self._cancellation.reason))
                 return Outcome.CANCELLED
             if self._reschedule is not None:
                 moved, self._reschedule = self._reschedule, None
-                await self._record(
-                    AuditEventType.RESCHEDULED,
-                    previous_start=self._start.isoformat(),
-                    start=moved.start.isoformat(),
-                    reason=moved.reason,
-                )
+                await self._record(events.Rescheduled(
+                    previous_start=self._start, start=moved.start, reason=moved.reason
+                ))
                 self._start = moved.start
                 self._reschedules += 1
                 workflow.upsert_search_attributes([attrs.SESSION_START.value_set(moved.start)])
 
-    async def _record_no_show(self) -> None:
-        """The grace period is over: document the no-show and tell the therapist."""
-        self._plan_next(SessionStatus.NO_SHOW, "alert the therapist", workflow.now())
-        await self._record(
-            AuditEventType.GRACE_PERIOD_EXPIRED,
-            grace_period_minutes=protocol.grace_period_minutes(self._booking),
-        )
-        notice = self._notice(
-            "no-show-alert",
-            InboxItemKind.ALERT,
-            Priority.URGENT if self._booking.risk_tier is RiskTier.HIGH else Priority.ROUTINE,
-            "No-show: outreach to the client has started",
-        )
-        await self._notify_therapist(notice)
-        await self._record(AuditEventType.THERAPIST_ALERTED, notice=notice.key)
+    async def _document_no_show(self) -> None:
+        """The grace period is over: document the no-show and tell the therapist.
+
+        Runs alongside the first outreach attempt, so that a burst of sessions whose grace
+        periods expire together does not queue every first call behind three writes. It
+        holds the trail while it runs: its two events come first in the trail, before any
+        outcome of that attempt, as they happened first. Ordinary activities, not local
+        ones: a workflow task waits for its local activities, which would hold back the
+        first call's command.
+        """
+        async with self._trail:
+            await self._append(events.GracePeriodExpired(
+                grace_period_minutes=protocol.grace_period_minutes(self._booking)
+            ), local=False)
+            notice = self._notice(
+                "no-show-alert",
+                InboxItemKind.ALERT,
+                Priority.URGENT if self._booking.risk_tier is RiskTier.HIGH
+                else Priority.ROUTINE,
+                "No-show: outreach to the client has started",
+            )
+            await self._notify_therapist(notice)
+            await self._append(events.TherapistAlerted(notice=notice.key), local=False)
 
     async def _reach_out(self) -> Outcome:  # noqa: PLR0911 - each exit is a protocol exit
         """Run the outreach ladder until contact, a clinician's decision, or its end."""
@@ -228,10 +238,9 @@ class SessionWorkflow:
                 return await self._acknowledge_contact()
             self._plan_next(SessionStatus.OUTREACH, f"outreach attempt {attempt}", workflow.now())
             if await self._attempt(attempt):
-                await self._record(
-                    AuditEventType.CLIENT_RESPONDED, channel="call", responder="client",
-                    attempt=attempt, note="",
-                )
+                await self._record(events.ClientResponded(
+                    channel=ResponseChannel.CALL, responder="client", attempt=attempt
+                ))
                 return Outcome.REACHED
             if self._outreach_stops():
                 return await self._acknowledge_contact()
@@ -271,8 +280,7 @@ class SessionWorkflow:
                 reason = await self._text_refusal()
             if reason is not None:
                 await self._record(
-                    AuditEventType.OUTREACH_SKIPPED, attempt=attempt, channel=channel.value,
-                    reason=reason,
+                    events.OutreachSkipped(attempt=attempt, channel=channel, reason=reason)
                 )
                 continue
             if channel is Channel.CALL:
@@ -305,27 +313,22 @@ class SessionWorkflow:
                 request,
                 start_to_close_timeout=OUTREACH_TIMEOUT,
                 retry_policy=OUTREACH_RETRY,
+                priority=OUTREACH_PRIORITY,
             )
         except ActivityError as error:
             if _is_invalid_contact(error):
                 self._unusable |= protocol.SAME_ADDRESS[channel]
-            await self._record(
-                AuditEventType.OUTREACH_FAILED, attempt=attempt, channel=channel.value,
-                reason=_failure_reason(error),
-            )
+            await self._record(events.OutreachFailed(
+                attempt=attempt, channel=channel, reason=_failure_reason(error)
+            ))
             return None
         if result is not None:  # only the call reports a result
-            await self._record(
-                AuditEventType.OUTREACH_ATTEMPTED, attempt=attempt, channel="call",
-                result=result.value,
-            )
+            await self._record(events.OutreachAttempted(attempt=attempt, result=result))
             return result
         if channel is Channel.VOICEMAIL:
-            await self._record(AuditEventType.VOICEMAIL_LEFT, attempt=attempt)
+            await self._record(events.VoicemailLeft(attempt=attempt))
         else:
-            await self._record(
-                AuditEventType.MESSAGE_SENT, attempt=attempt, channel=channel.value
-            )
+            await self._record(events.MessageSent(attempt=attempt, channel=channel))
         return SENT
 
     def _skip_reason(self, channel: Channel) -> str | None:
@@ -377,10 +380,9 @@ class SessionWorkflow:
             await self._escalate()
             if self._outreach_stops():
                 return False
-        await self._record(
-            AuditEventType.OUTREACH_DEFERRED, action=action,
-            reason="outside the client's contact window", until=opens.isoformat(),
-        )
+        await self._record(events.OutreachDeferred(
+            action=action, reason="outside the client's contact window", until=opens
+        ))
         self._plan_next(SessionStatus.OUTREACH, f"{action} (contact window opens)", opens)
         return await self._wait_during_outreach(opens)
 
@@ -398,16 +400,13 @@ class SessionWorkflow:
     async def _acknowledge_contact(self) -> Outcome:
         """The client checked in late or got back to us, or a clinician ended outreach."""
         if self._check_in is not None:
-            await self._record(AuditEventType.CHECKED_IN, late=True)
+            await self._record(events.CheckedIn(late=True))
             return Outcome.ATTENDED_LATE
         response = self._response
         if response is not None:
-            await self._record(
-                AuditEventType.CLIENT_RESPONDED,
-                channel=response.channel.value,
-                responder=response.responder,
-                note=response.note,
-            )
+            await self._record(events.ClientResponded(
+                channel=response.channel, responder=response.responder, note=response.note
+            ))
             return Outcome.REACHED
         # The decision itself was recorded when the clinician made it.
         if self._ending is DecisionKind.MARK_SAFE:
@@ -460,28 +459,29 @@ class SessionWorkflow:
                 request,
                 start_to_close_timeout=OUTREACH_TIMEOUT,
                 retry_policy=OUTREACH_RETRY,
+                priority=OUTREACH_PRIORITY,
             )
         except ActivityError as error:
             await self._block_escalation(
                 f"emergency contact unreachable ({_failure_reason(error)})"
             )
             return
-        data: dict[str, AuditValue]
-        if override is None:
-            consent_date = contact.consent_date.isoformat() if contact.consent_date else None
-            data = {"basis": "consent on file", "consent_date": consent_date}
-        else:
-            data = {
-                "basis": "clinician decision", "legal_basis": override.legal_basis,
-                "decided_by": override.clinician_id, "reason": override.reason,
-                "consent_on_file": blocker is None,
-            }
+        window = None
         if outside_window:
-            data["outside_contact_window"] = (
-                "clinician decision" if override is not None
-                else "protocol allows for high risk"
+            window = ("clinician decision" if override is not None
+                      else "protocol allows for high risk")
+        if override is None:
+            sent = events.EscalationSent(
+                basis="consent on file", consent_date=contact.consent_date,
+                outside_contact_window=window,
             )
-        await self._record(AuditEventType.ESCALATION_SENT, **data)
+        else:
+            sent = events.EscalationSent(
+                basis="clinician decision", legal_basis=override.legal_basis,
+                decided_by=override.clinician_id, reason=override.reason,
+                consent_on_file=blocker is None, outside_contact_window=window,
+            )
+        await self._record(sent)
         workflow.upsert_search_attributes([attrs.ESCALATION_LEVEL.value_set("sent")])
         self._escalation = True
 
@@ -494,7 +494,7 @@ class SessionWorkflow:
             f"Client unreachable; escalation blocked: {reason}. Decide next steps now",
         )
         await self._notify_therapist(notice)
-        await self._record(AuditEventType.ESCALATION_BLOCKED, reason=reason, task=notice.key)
+        await self._record(events.EscalationBlocked(reason=reason, task=notice.key))
         workflow.upsert_search_attributes([attrs.ESCALATION_LEVEL.value_set("blocked")])
         self._escalation = False
 
@@ -519,39 +519,37 @@ class SessionWorkflow:
             start_to_close_timeout=RECORD_TIMEOUT,
             retry_policy=RECORD_RETRY,
         )
-        await self._record(
-            AuditEventType.PLAN_CREATED,
+        await self._record(events.PlanCreated(
             concerns=",".join(concern.kind.value for concern in plan.concerns),
             tasks=",".join(task.kind.value for task in plan.tasks),
             no_shows_90_days=plan.attendance.no_shows,
             consecutive_no_shows=plan.attendance.consecutive_no_shows,
-        )
+        ))
         return plan
 
     async def _close(self, outcome: Outcome) -> None:
         """Record the one outcome, with the attendance row, and stop."""
         self._outcome = outcome
-        workflow.upsert_search_attributes([attrs.OUTCOME.value_set(outcome.value)])
-        self._plan_next(SessionStatus.CLOSED, None, None)
+        self._plan_next(SessionStatus.CLOSED, None, None,
+                        also=[attrs.OUTCOME.value_set(outcome.value)])
         # Decisions and replies accepted before closing are in the trail before `closed`.
         await workflow.wait_condition(workflow.all_handlers_finished)
-        self._sequence += 1
+        await self._no_show_written()
         booking = self._booking
-        await workflow.execute_activity_method(
-            AuditActivities.record_closing,
-            ClosingRecord(
-                event=self._event(
-                    AuditEventType.CLOSED,
-                    {"outcome": outcome.value, "attempts": self._attempts},
+        async with self._trail:
+            self._sequence += 1
+            await workflow.execute_local_activity_method(
+                AuditActivities.record_closing,
+                ClosingRecord(
+                    event=self._event(events.Closed(outcome=outcome, attempts=self._attempts)),
+                    client_ref=booking.client.ref,
+                    therapist_id=booking.therapist_id,
+                    start=self._start,
+                    outcome=outcome,
                 ),
-                client_ref=booking.client.ref,
-                therapist_id=booking.therapist_id,
-                start=self._start,
-                outcome=outcome,
-            ),
-            start_to_close_timeout=RECORD_TIMEOUT,
-            retry_policy=RECORD_RETRY,
-        )
+                start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=RECORD_RETRY,
+            )
 
     # -- messages from outside -----------------------------------------------------------
 
@@ -595,7 +593,7 @@ class SessionWorkflow:
         elif messages.is_opt_out(reply.body):
             if not self._opted_out_of_text:
                 self._opted_out_of_text = True
-                await self._record(AuditEventType.OPTED_OUT, channel=Channel.TEXT.value)
+                await self._record(events.OptedOut(channel=Channel.TEXT))
         elif self._response is None:
             self._response = ClientResponse(
                 channel=ResponseChannel.TEXT, responder="client", note=reply.body
@@ -656,13 +654,10 @@ class SessionWorkflow:
             raise ValueError(f"{kind.value} rejected: {problem}")
 
     async def _record_decision(self, kind: DecisionKind, decision: ClinicianDecision) -> None:
-        data: dict[str, AuditValue] = {
-            "decision": kind.value, "clinician_id": decision.clinician_id,
-            "reason": decision.reason,
-        }
-        if kind is DecisionKind.ESCALATE_NOW:
-            data["legal_basis"] = decision.legal_basis
-        await self._record(AuditEventType.CLINICIAN_DECISION, **data)
+        await self._record(events.ClinicianDecisionMade(
+            decision=kind, clinician_id=decision.clinician_id, reason=decision.reason,
+            legal_basis=decision.legal_basis if kind is DecisionKind.ESCALATE_NOW else None,
+        ))
 
     @workflow.query
     def state(self) -> SessionState:
@@ -701,10 +696,17 @@ class SessionWorkflow:
         """Something a wait during outreach must wake up for."""
         return self._outreach_stops() or self._escalate_now is not None
 
-    def _plan_next(self, status: SessionStatus, action: str | None, at: datetime | None) -> None:
-        """Move to `status` and tell supervisors (search attribute, UI details) what is next."""
+    def _plan_next(self, status: SessionStatus, action: str | None, at: datetime | None, *,
+                   also: Sequence[SearchAttributeUpdate[Any]] = ()) -> None:
+        """Move to `status` and tell supervisors (search attribute, UI details) what is next.
+
+        `also`: other search attributes that change at the same moment, in the same upsert.
+        """
+        updates = list(also)
         if status is not self._status:
-            workflow.upsert_search_attributes([attrs.SESSION_STATUS.value_set(status.value)])
+            updates.append(attrs.SESSION_STATUS.value_set(status.value))
+        if updates:
+            workflow.upsert_search_attributes(updates)
         self._status = status
         self._next_action = action
         self._next_action_at = at
@@ -763,24 +765,43 @@ class SessionWorkflow:
             retry_policy=RECORD_RETRY,
         )
 
-    def _event(self, event_type: AuditEventType, data: dict[str, AuditValue]) -> AuditEvent:
-        return AuditEvent(
+    def _event(self, details: events.EventDetails) -> AuditEvent:
+        return events.new_event(
             session_id=self._booking.session_id,
             sequence=self._sequence,
-            event_type=event_type,
             occurred_at=workflow.now(),
-            data=data,
+            details=details,
         )
 
-    async def _record(self, event_type: AuditEventType, **data: AuditValue) -> None:
-        """Append the next event of this session's trail (numbered here, deterministically)."""
+    async def _record(self, details: events.EventDetails) -> None:
+        """Append the next event of this session's trail, after the no-show's own."""
+        await self._no_show_written()
+        async with self._trail:
+            await self._append(details, local=True)
+
+    async def _no_show_written(self) -> None:
+        if self._no_show_documented is not None:
+            await self._no_show_documented
+
+    async def _append(self, details: events.EventDetails, *, local: bool) -> None:
+        """Number the event here, deterministically, and write it; the caller holds the trail.
+
+        Local activities by default: a short idempotent PostgreSQL write, recorded in the
+        history as one marker (with the event it wrote, for `audit replay`'s cross-check)
+        instead of an activity's three events and a workflow task.
+        """
         self._sequence += 1
-        await workflow.execute_activity_method(
-            AuditActivities.record_event,
-            self._event(event_type, data),
-            start_to_close_timeout=RECORD_TIMEOUT,
-            retry_policy=RECORD_RETRY,
-        )
+        event = self._event(details)
+        if local:
+            await workflow.execute_local_activity_method(
+                AuditActivities.record_event, event,
+                start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
+            )
+        else:
+            await workflow.execute_activity_method(
+                AuditActivities.record_event, event,
+                start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
+            )
 
 
 def _is_invalid_contact(error: ActivityError) -> bool:

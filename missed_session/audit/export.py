@@ -14,10 +14,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from missed_session.domain import events
+from missed_session.domain.events import EventDetails
 from missed_session.domain.models import AuditEvent
 from missed_session.store.chain import ChainRow
+
+Details = TypeVar("Details", bound=EventDetails)
 
 SYSTEM = "urn:missed-session-response"
 """Identifier and code system base for the service's own identifiers and codes."""
@@ -69,21 +73,19 @@ def _therapist(therapist_id: str) -> dict[str, Any]:
             "identifier": {"system": THERAPIST_SYSTEM, "value": therapist_id}}
 
 
-def _appointment(session_id: str, trail: Sequence[AuditEvent]) -> dict[str, Any]:
-    scheduled = next((event for event in trail if event.event_type.value == "scheduled"), None)
-    data = scheduled.data if scheduled else {}
-    start = str(data.get("start") or "")
-    for event in trail:
-        if event.event_type.value == "rescheduled" and event.data.get("start"):
-            start = str(event.data["start"])
-    closed = next((event for event in trail if event.event_type.value == "closed"), None)
-    outcome = str(closed.data.get("outcome")) if closed else None
+def _appointment(session_id: str, trail: Sequence[EventDetails]) -> dict[str, Any]:
+    scheduled = _first(trail, events.Scheduled)
+    start = scheduled.start if scheduled else None
+    for details in trail:
+        if isinstance(details, events.Rescheduled):
+            start = details.start
+    closed = _first(trail, events.Closed)
+    outcome = closed.outcome.value if closed else None
     status = "booked" if outcome is None else APPOINTMENT_STATUS.get(outcome, "noshow")
     participants = []
-    if data.get("client_ref"):
-        participants.append({"actor": _client(str(data["client_ref"])), "status": "accepted"})
-    if data.get("therapist_id"):
-        participants.append({"actor": _therapist(str(data["therapist_id"])),
+    if scheduled is not None:
+        participants.append({"actor": _client(scheduled.client_ref), "status": "accepted"})
+        participants.append({"actor": _therapist(scheduled.therapist_id),
                              "status": "accepted"})
     appointment: dict[str, Any] = {
         "resourceType": "Appointment",
@@ -93,11 +95,15 @@ def _appointment(session_id: str, trail: Sequence[AuditEvent]) -> dict[str, Any]
         "participant": participants or [{"status": "needs-action",
                                           "type": [{"text": "client"}]}],
     }
-    if start:
-        appointment["start"] = _instant(datetime.fromisoformat(start))
-    if isinstance(data.get("duration_minutes"), int):
-        appointment["minutesDuration"] = data["duration_minutes"]
+    if start is not None:
+        appointment["start"] = _instant(start)
+    if scheduled is not None:
+        appointment["minutesDuration"] = scheduled.duration_minutes
     return appointment
+
+
+def _first(trail: Sequence[EventDetails], kind: type[Details]) -> Details | None:
+    return next((details for details in trail if isinstance(details, kind)), None)
 
 
 def _audit_event(event: AuditEvent, appointment_ref: str) -> dict[str, Any]:
@@ -118,14 +124,14 @@ def _audit_event(event: AuditEvent, appointment_ref: str) -> dict[str, Any]:
     }
 
 
-def _communication(event: AuditEvent, appointment_ref: str,
+def _communication(event: AuditEvent, details: EventDetails, appointment_ref: str,
                    client_ref: str | None) -> dict[str, Any]:
-    kind = event.event_type.value
-    channel = str(event.data.get("channel") or ("voicemail" if kind == "voicemail_left"
-                                                 else "call"))
+    channel = getattr(details, "channel", None)
+    channel = str(channel) if channel is not None else (
+        "voicemail" if isinstance(details, events.VoicemailLeft) else "call")
     code, display = MEDIUM.get(channel, ("PHONE", "telephone"))
-    failed = kind == "outreach_failed"
-    recipient = ({"display": "emergency contact"} if kind == "escalation_sent"
+    failed = isinstance(details, events.OutreachFailed)
+    recipient = ({"display": "emergency contact"} if isinstance(details, events.EscalationSent)
                  else _client(client_ref) if client_ref else {"display": "client"})
     communication: dict[str, Any] = {
         "resourceType": "Communication",
@@ -137,20 +143,20 @@ def _communication(event: AuditEvent, appointment_ref: str,
         "recipient": [recipient],
         "sent": _instant(event.occurred_at),
     }
-    if failed:
-        communication["statusReason"] = {"text": str(event.data.get("reason") or "failed")}
+    if isinstance(details, events.OutreachFailed):
+        communication["statusReason"] = {"text": details.reason or "failed"}
     return communication
 
 
-def _tasks(event: AuditEvent, appointment_ref: str, client_ref: str | None,
-           therapist_id: str | None) -> list[dict[str, Any]]:
-    kind = event.event_type.value
-    if kind == "plan_created":
-        names = [name for name in str(event.data.get("tasks") or "").split(",") if name]
-    elif kind == "escalation_blocked":
+def _tasks(event: AuditEvent, details: EventDetails, appointment_ref: str,
+           client_ref: str | None, therapist_id: str | None) -> list[dict[str, Any]]:
+    if isinstance(details, events.PlanCreated):
+        names = [name for name in details.tasks.split(",") if name]
+    elif isinstance(details, events.EscalationBlocked):
         names = ["decide_after_blocked_escalation"]
     else:
         return []
+    blocked = isinstance(details, events.EscalationBlocked)
     tasks = []
     for name in names:
         task: dict[str, Any] = {
@@ -158,7 +164,7 @@ def _tasks(event: AuditEvent, appointment_ref: str, client_ref: str | None,
             "id": f"{event.session_id}-{event.sequence}-{name.replace('_', '-')}",
             "status": "requested",
             "intent": "order",
-            "priority": "urgent" if kind == "escalation_blocked" or "safety" in name
+            "priority": "urgent" if blocked or "safety" in name
             else "routine",
             "code": {"coding": [{"system": TASK_SYSTEM, "code": name}]},
             "focus": {"reference": appointment_ref},
@@ -173,20 +179,23 @@ def _tasks(event: AuditEvent, appointment_ref: str, client_ref: str | None,
 
 
 def fhir_bundle(session_id: str, trail: Sequence[AuditEvent]) -> dict[str, Any]:
-    """The session's trail as a FHIR R4 Bundle (plain JSON), validated before it is returned."""
-    appointment = _appointment(session_id, trail)
+    """The session's trail as a FHIR R4 Bundle (plain JSON), validated before it is returned.
+
+    Each row is read through the typed vocabulary (`events.read`), so a row that does not
+    match its schema stops the export with an error naming it instead of exporting a guess.
+    """
+    typed = [events.read(event) for event in trail]
+    appointment = _appointment(session_id, typed)
     appointment_ref = f"Appointment/{session_id}"
-    scheduled = next((event for event in trail if event.event_type.value == "scheduled"), None)
-    client_ref = str(scheduled.data["client_ref"]) if scheduled and scheduled.data.get(
-        "client_ref") else None
-    therapist_id = str(scheduled.data["therapist_id"]) if scheduled and scheduled.data.get(
-        "therapist_id") else None
+    scheduled = _first(typed, events.Scheduled)
+    client_ref = scheduled.client_ref if scheduled else None
+    therapist_id = scheduled.therapist_id if scheduled else None
     resources: list[dict[str, Any]] = [appointment]
-    for event in trail:
+    for event, details in zip(trail, typed, strict=True):
         resources.append(_audit_event(event, appointment_ref))
         if event.event_type.value in COMMUNICATIONS:
-            resources.append(_communication(event, appointment_ref, client_ref))
-        resources.extend(_tasks(event, appointment_ref, client_ref, therapist_id))
+            resources.append(_communication(event, details, appointment_ref, client_ref))
+        resources.extend(_tasks(event, details, appointment_ref, client_ref, therapist_id))
     bundle = {
         "resourceType": "Bundle",
         "type": "collection",

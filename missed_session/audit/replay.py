@@ -16,12 +16,14 @@ imports the workflows layer.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
+from temporalio.api.history.v1 import MarkerRecordedEventAttributes
 from temporalio.client import WorkflowHistory
 from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
@@ -30,7 +32,9 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from missed_session.domain.models import AuditEvent
 
 RECORD_ACTIVITIES = {"record_event", "record_closing"}
-"""Activities whose input is the audit event they append."""
+"""Activities whose input (and result) is the audit event they append."""
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
+"""The marker the SDK records in the history for each local activity."""
 ATTEMPT_KEY = re.compile(r"/attempt-(\d+)/(call|voicemail)$")
 
 SIDE_EFFECTS: dict[str, tuple[str, ...]] = {
@@ -62,6 +66,10 @@ class HistoryActivity:
     """Its decoded input (plain JSON values)."""
     completed: bool
     """Whether it completed (rather than failed, timed out or still running)."""
+    result: Any = None
+    """Its decoded result, if it completed and returned one."""
+    local: bool = False
+    """A local activity: the history keeps its result (in a marker), not its input."""
 
     @property
     def key(self) -> str:
@@ -119,27 +127,55 @@ async def replay_failure(replayer: Replayer, history: WorkflowHistory) -> str | 
 
 async def history_activities(history: WorkflowHistory,
                              converter: DataConverter) -> list[HistoryActivity]:
-    """Every activity scheduled in the history, decoded, with whether it completed."""
-    scheduled: dict[int, tuple[str, list[Any]]] = {}
-    completed: set[int] = set()
+    """Every activity in the history, decoded, with whether it completed, in history order.
+
+    Ordinary activities from their scheduled and completed events; local activities from
+    the marker the SDK records when one ends (its type in the marker's `data`, which the
+    SDK writes as plain JSON, and its result, which our codec encrypted).
+    """
+    found: dict[int, HistoryActivity] = {}
     for event in history.events:
         if event.HasField("activity_task_scheduled_event_attributes"):
             attributes = event.activity_task_scheduled_event_attributes
             arguments = list(await converter.decode(attributes.input.payloads))
-            scheduled[event.event_id] = (attributes.activity_type.name, arguments)
+            found[event.event_id] = HistoryActivity(attributes.activity_type.name, arguments,
+                                                    completed=False)
         elif event.HasField("activity_task_completed_event_attributes"):
-            completed.add(event.activity_task_completed_event_attributes.scheduled_event_id)
-    return [HistoryActivity(name, arguments, event_id in completed)
-            for event_id, (name, arguments) in scheduled.items()]
+            attributes_done = event.activity_task_completed_event_attributes
+            activity = found[attributes_done.scheduled_event_id]
+            results = list(await converter.decode(attributes_done.result.payloads))
+            found[attributes_done.scheduled_event_id] = replace(
+                activity, completed=True, result=results[0] if results else None)
+        elif (event.HasField("marker_recorded_event_attributes")
+              and event.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER):
+            found[event.event_id] = await _local_activity(
+                event.marker_recorded_event_attributes, converter)
+    return list(found.values())
 
 
-def _recorded_event(activity: HistoryActivity) -> AuditEvent | None:
-    """The audit event a record activity was asked to append."""
-    if activity.activity_type not in RECORD_ACTIVITIES or not activity.arguments:
+async def _local_activity(marker: MarkerRecordedEventAttributes,
+                          converter: DataConverter) -> HistoryActivity:
+    data = json.loads(marker.details["data"].payloads[0].data)
+    results: list[Any] = []
+    if "result" in marker.details:
+        results = list(await converter.decode(marker.details["result"].payloads))
+    return HistoryActivity(str(data.get("activity_type", "")), [],
+                           completed=not marker.HasField("failure"),
+                           result=results[0] if results else None, local=True)
+
+
+def recorded_event(activity: HistoryActivity) -> AuditEvent | None:
+    """The audit event a record activity was asked to append (a local one: that it wrote)."""
+    if activity.activity_type not in RECORD_ACTIVITIES:
         return None
-    payload = activity.arguments[0]
-    if activity.activity_type == "record_closing" and isinstance(payload, dict):
-        payload = payload.get("event")
+    if activity.arguments:
+        payload = activity.arguments[0]
+        if activity.activity_type == "record_closing" and isinstance(payload, dict):
+            payload = payload.get("event")
+    elif activity.result is not None:
+        payload = activity.result
+    else:
+        return None
     try:
         return AuditEvent.model_validate(payload)
     except ValidationError:
@@ -172,7 +208,7 @@ def _records(activities: Sequence[HistoryActivity], trail: Sequence[AuditEvent],
     by_sequence = {event.sequence: event for event in trail}
     caused: set[int] = set()
     for activity in activities:
-        recorded = _recorded_event(activity)
+        recorded = recorded_event(activity)
         if recorded is None:
             continue
         caused.add(recorded.sequence)

@@ -20,6 +20,9 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
     model_validator,
 )
 
@@ -499,6 +502,11 @@ class AuditEventType(StrEnum):
     CLOSED = "closed"
 
 
+EventValue = StrictStr | StrictInt | StrictBool | None
+"""A value in an audit event's details: what survives a `jsonb` round trip unchanged, so the
+hash chain computed on writing is the one verified on reading (no floats)."""
+
+
 class AuditEvent(Model):
     """One row of a session's append-only audit history.
 
@@ -514,8 +522,9 @@ class AuditEvent(Model):
     """What happened."""
     occurred_at: AwareDatetime
     """When it happened, on the workflow's clock."""
-    data: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
-    """Details of the event: never a phone number or email address."""
+    data: dict[str, EventValue] = Field(default_factory=dict)
+    """Details of the event, written and read through its model in
+    `missed_session.domain.events`: never a phone number or email address."""
 
 
 class AttendanceSummary(Model):

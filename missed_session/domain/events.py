@@ -1,0 +1,367 @@
+"""The audit vocabulary: one typed, versioned model per event type.
+
+An audit row is stored as an envelope (`AuditEvent`: session, sequence, type, time) and the
+event's details as JSON. The details are written from these models and read back through
+them, so a field that is misspelt or missing is an error where it is written, not a hole
+found by a reviewer years later.
+
+Rows outlive code. Each row carries the `schema_version` of the model that wrote it (rows
+written before versions existed have none and are version 1). When a model changes shape,
+its `schema_version` goes up and its `upgrade` learns to turn the previous versions' data
+into the current shape, so every old row stays readable by the current code; the stored row
+itself is never rewritten (the trail is append-only and hash-chained). A row written by a
+newer version than this code knows is refused with an error naming it, rather than
+misread.
+
+Details hold only JSON scalars that survive a PostgreSQL `jsonb` round trip unchanged
+(strings, integers, booleans, null; no floats), because the hash chain is computed over
+them as written and verified over them as read back. Never a phone number, email address or
+name: clients and staff appear by their pseudonymous references.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from missed_session.domain.models import (
+    AuditEvent,
+    AuditEventType,
+    AwareDatetime,
+    CallResult,
+    Channel,
+    DecisionKind,
+    EventValue,
+    Modality,
+    Model,
+    Outcome,
+    ResponseChannel,
+    RiskTier,
+)
+
+SCHEMA_VERSION_KEY = "schema_version"
+"""The key in a row's data that names the version of the model that wrote it."""
+FIRST_VERSION = 1
+"""What a row without a version was written as (rows from before versions existed)."""
+
+
+class UnreadableEventError(ValueError):
+    """A stored row cannot be read as the event its type names."""
+
+
+class EventDetails(Model):
+    """What one kind of event records, beyond who, when and where in the trail."""
+
+    event_type: ClassVar[AuditEventType]
+    """The audit event type these details belong to."""
+    schema_version: ClassVar[int] = FIRST_VERSION
+    """Raised whenever the model's stored shape changes; `upgrade` reads the older ones."""
+
+    @classmethod
+    def upgrade(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
+        """Turn data written by an older `version` of this model into the current shape.
+
+        The first version has nothing older to upgrade; a model that changes overrides
+        this, one step per version, so that each old shape has one tested path forward.
+        """
+        del version
+        return data
+
+    def to_data(self) -> dict[str, EventValue]:
+        """The row's data: the fields as JSON scalars, and the schema version."""
+        fields: dict[str, EventValue] = self.model_dump(mode="json")
+        return {SCHEMA_VERSION_KEY: self.schema_version, **fields}
+
+
+# -- booking and attendance ----------------------------------------------------------------
+
+
+class Scheduled(EventDetails):
+    """The session was booked and its protocol started."""
+
+    event_type = AuditEventType.SCHEDULED
+    client_ref: str
+    """Pseudonymous client id."""
+    therapist_id: str
+    """Whose session it is."""
+    start: AwareDatetime
+    """Start as booked."""
+    duration_minutes: int
+    """Planned length."""
+    modality: Modality
+    """In person or telehealth."""
+    risk_tier: RiskTier
+    """The clinical risk tier, which sets the grace period and escalation rules."""
+    grace_period_minutes: int
+    """How long a check-in was awaited after the start."""
+    protocol: str | None = None
+    """The practice protocol that ran (absent in rows from before practice protocols)."""
+    protocol_version: str | None = None
+    """Its version, so a reviewer can read the rules that applied."""
+
+
+class Rescheduled(EventDetails):
+    """The session moved before it was declared a no-show."""
+
+    event_type = AuditEventType.RESCHEDULED
+    previous_start: AwareDatetime
+    """The start it had."""
+    start: AwareDatetime
+    """The start it has now."""
+    reason: str = ""
+    """Why, as the scheduling system gave it (no clinical detail)."""
+
+
+class Cancelled(EventDetails):
+    """The session will not take place (before it was declared a no-show)."""
+
+    event_type = AuditEventType.CANCELLED
+    reason: str = ""
+    """Why, as the scheduling system gave it (no clinical detail)."""
+
+
+class CheckedIn(EventDetails):
+    """The client arrived or joined."""
+
+    event_type = AuditEventType.CHECKED_IN
+    late: bool
+    """After the grace period had expired (during outreach)."""
+
+
+class GracePeriodExpired(EventDetails):
+    """No check-in within the grace period: the session is a no-show."""
+
+    event_type = AuditEventType.GRACE_PERIOD_EXPIRED
+    grace_period_minutes: int
+    """The grace period that expired."""
+
+
+class TherapistAlerted(EventDetails):
+    """The therapist's inbox has the no-show alert."""
+
+    event_type = AuditEventType.THERAPIST_ALERTED
+    notice: str
+    """Key of the inbox item."""
+
+
+# -- outreach ------------------------------------------------------------------------------
+
+
+class OutreachAttempted(EventDetails):
+    """A call to the client rang; whether it was answered."""
+
+    event_type = AuditEventType.OUTREACH_ATTEMPTED
+    attempt: int = Field(ge=1)
+    """Which attempt of the ladder."""
+    channel: Literal[Channel.CALL] = Channel.CALL
+    """Only calls report a result."""
+    result: CallResult
+    """Answered or not."""
+
+
+class VoicemailLeft(EventDetails):
+    """The non-identifying voicemail was left."""
+
+    event_type = AuditEventType.VOICEMAIL_LEFT
+    attempt: int = Field(ge=1)
+    """Which attempt of the ladder."""
+
+
+class MessageSent(EventDetails):
+    """A text or email went out."""
+
+    event_type = AuditEventType.MESSAGE_SENT
+    attempt: int = Field(ge=1)
+    """Which attempt of the ladder."""
+    channel: Channel
+    """Text or email."""
+
+
+class OutreachFailed(EventDetails):
+    """A channel failed for this attempt (outage after retries, invalid address, refusal)."""
+
+    event_type = AuditEventType.OUTREACH_FAILED
+    attempt: int = Field(ge=1)
+    """Which attempt of the ladder."""
+    channel: Channel
+    """The channel that failed."""
+    reason: str
+    """A short, non-identifying reason."""
+
+
+class OutreachSkipped(EventDetails):
+    """A channel of the ladder was not used, and why (consent, opt-out, daily limit)."""
+
+    event_type = AuditEventType.OUTREACH_SKIPPED
+    attempt: int = Field(ge=1)
+    """Which attempt of the ladder."""
+    channel: Channel
+    """The channel not used."""
+    reason: str
+    """Why not."""
+
+
+class OutreachDeferred(EventDetails):
+    """An action waits for the client's contact window to open."""
+
+    event_type = AuditEventType.OUTREACH_DEFERRED
+    action: str
+    """What waits (an attempt, or escalation)."""
+    reason: str
+    """Why it waits."""
+    until: AwareDatetime
+    """When the window opens."""
+
+
+class ClientResponded(EventDetails):
+    """The client (or someone for them) got back in touch."""
+
+    event_type = AuditEventType.CLIENT_RESPONDED
+    channel: ResponseChannel
+    """How."""
+    responder: str
+    """`client`, or the role of whoever spoke for them."""
+    attempt: int | None = None
+    """The attempt whose call was answered, when contact came that way."""
+    note: str = ""
+    """Staff note or the client's reply text: health data, stored here, never logged."""
+
+
+class OptedOut(EventDetails):
+    """The client opted out of a channel (a STOP reply)."""
+
+    event_type = AuditEventType.OPTED_OUT
+    channel: Channel
+    """The channel opted out of."""
+
+
+# -- escalation and decisions ---------------------------------------------------------------
+
+
+class EscalationSent(EventDetails):
+    """The emergency contact was called, and on what basis."""
+
+    event_type = AuditEventType.ESCALATION_SENT
+    basis: Literal["consent on file", "clinician decision"]
+    """Why contacting them was allowed."""
+    consent_date: date | None = None
+    """When consent was given (basis: consent on file)."""
+    legal_basis: str | None = None
+    """The legal basis a clinician named (basis: clinician decision)."""
+    decided_by: str | None = None
+    """The clinician's staff id (basis: clinician decision)."""
+    reason: str | None = None
+    """The clinician's reason (basis: clinician decision)."""
+    consent_on_file: bool | None = None
+    """Whether consent would have allowed it anyway (basis: clinician decision)."""
+    outside_contact_window: str | None = None
+    """If it went outside the client's contact window: on whose authority."""
+
+    @model_validator(mode="after")
+    def _decision_is_attributed(self) -> EscalationSent:
+        if self.basis == "clinician decision" and not (self.decided_by and self.legal_basis):
+            msg = "an escalation on a clinician's decision names the clinician and legal basis"
+            raise ValueError(msg)
+        return self
+
+
+class EscalationBlocked(EventDetails):
+    """Escalation could not happen; an urgent task puts the decision with the therapist."""
+
+    event_type = AuditEventType.ESCALATION_BLOCKED
+    reason: str
+    """Why not (no consent, no contact, contact unreachable)."""
+    task: str | None = None
+    """Key of the urgent inbox task."""
+
+
+class ClinicianDecisionMade(EventDetails):
+    """A clinician decided (mark safe, escalate now, stand down) or added a note."""
+
+    event_type = AuditEventType.CLINICIAN_DECISION
+    decision: DecisionKind
+    """What was decided."""
+    clinician_id: str
+    """Who decided (staff id)."""
+    reason: str
+    """Why (the note itself for `add_note`)."""
+    legal_basis: str | None = None
+    """For `escalate_now`: the legal basis named."""
+
+
+# -- follow-up and closing ------------------------------------------------------------------
+
+
+class PlanCreated(EventDetails):
+    """The follow-up plan, in brief (the plan itself is in `follow_up_plans`)."""
+
+    event_type = AuditEventType.PLAN_CREATED
+    concerns: str
+    """Concern kinds that apply, comma-separated."""
+    tasks: str
+    """Task kinds for the therapist, comma-separated."""
+    no_shows_90_days: int
+    """Missed sessions in the review window, this one included."""
+    consecutive_no_shows: int
+    """Missed in a row, counting back from this one."""
+
+
+class Closed(EventDetails):
+    """The session's one outcome."""
+
+    event_type = AuditEventType.CLOSED
+    outcome: Outcome
+    """How the session ended."""
+    attempts: int
+    """Outreach attempts made."""
+
+
+VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
+    model.event_type: model
+    for model in (
+        Scheduled, Rescheduled, Cancelled, CheckedIn, GracePeriodExpired, TherapistAlerted,
+        OutreachAttempted, VoicemailLeft, MessageSent, OutreachFailed, OutreachSkipped,
+        OutreachDeferred, ClientResponded, OptedOut, EscalationSent, EscalationBlocked,
+        ClinicianDecisionMade, PlanCreated, Closed,
+    )
+}
+"""Every event type's model: `tests/test_events.py` checks that none is missing."""
+
+
+def new_event(*, session_id: str, sequence: int, occurred_at: datetime,
+              details: EventDetails) -> AuditEvent:
+    """The audit row for `details`, at its place in the session's trail."""
+    return AuditEvent(
+        session_id=session_id,
+        sequence=sequence,
+        event_type=details.event_type,
+        occurred_at=occurred_at,
+        data=details.to_data(),
+    )
+
+
+def read(event: AuditEvent) -> EventDetails:
+    """The typed details of a stored row, upgraded from whatever version wrote it."""
+    model = VOCABULARY[event.event_type]
+    data = dict(event.data)
+    version = data.pop(SCHEMA_VERSION_KEY, FIRST_VERSION)
+    where = f"audit event {event.session_id}#{event.sequence} ({event.event_type.value})"
+    if not isinstance(version, int) or isinstance(version, bool) or version < FIRST_VERSION:
+        msg = f"{where}: schema_version {version!r} is not a version number"
+        raise UnreadableEventError(msg)
+    if version > model.schema_version:
+        msg = (f"{where} was written by schema version {version}; this code reads up to "
+               f"version {model.schema_version}: upgrade the code before reading it")
+        raise UnreadableEventError(msg)
+    try:
+        return model.model_validate(model.upgrade(data, version))
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'data'}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        msg = f"{where} does not match its schema version {version}: {problems}"
+        raise UnreadableEventError(msg) from None
