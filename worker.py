@@ -166,6 +166,7 @@ def new_worker(
         activities=[
             audit.record_event,
             audit.record_closing,
+            audit.record_no_show,
             outreach.call_client,
             outreach.leave_voicemail,
             outreach.send_text,

@@ -12,6 +12,7 @@ from missed_session.domain.models import (
     AwareDatetime,
     Model,
     Outcome,
+    TherapistNotice,
 )
 from missed_session.metrics import ServiceMetrics, is_first_outreach
 from missed_session.store.audit import AuditConflictError, AuditStore
@@ -30,6 +31,21 @@ class ClosingRecord(Model):
     """Start of the session, as finally scheduled."""
     outcome: Outcome
     """How the session closed."""
+
+
+class NoShowRecord(Model):
+    """The no-show's two events and the therapist's alert between them, written together.
+
+    One activity rather than three: when many sessions' grace periods expire together,
+    each round trip here queues beside the first calls (see docs/performance.md).
+    """
+
+    expired: AuditEvent
+    """`grace_period_expired`."""
+    notice: TherapistNotice
+    """The therapist's no-show alert."""
+    alerted: AuditEvent
+    """`therapist_alerted`, naming the notice."""
 
 
 class AuditActivities:
@@ -75,6 +91,25 @@ class AuditActivities:
         if written:
             await self._observe(record.event, details)
         return record.event
+
+    @activity.defn
+    async def record_no_show(self, record: NoShowRecord) -> list[AuditEvent]:
+        """Deliver the therapist's alert, then append the no-show's two events in one batch.
+
+        Each step is idempotent (the notice key, the events' places), so a retry completes
+        what a crash left. Returns the events, as `record_event` does.
+        """
+        pair = [record.expired, record.alerted]
+        details = [_readable(event) for event in pair]
+        await self._store.add_notice(record.notice)
+        try:
+            written = await self._store.append_many(pair)
+        except AuditConflictError as error:
+            raise ApplicationError(str(error), type="AuditConflict", non_retryable=True) from None
+        # A batch writes a tail of its events (those already recorded come first).
+        for event, event_details in list(zip(pair, details, strict=True))[len(pair) - written:]:
+            await self._observe(event, event_details)
+        return pair
 
     async def _observe(self, event: AuditEvent, details: events.EventDetails) -> None:
         self._metrics.observe(details)

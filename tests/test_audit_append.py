@@ -26,20 +26,10 @@ from missed_session.store.chain import (
     event_hash,
 )
 from missed_session.store.database import open_pool
+from tests.test_audit_projections import ATTENDANCE, TASKS, snapshot
 
 START = datetime(2026, 3, 2, 9, 0, 0, 123456, tzinfo=UTC)
 OTHER_HASH = hashlib.sha256(b"some parent").hexdigest()
-ATTENDANCE = ("SELECT session_id, client_ref, therapist_id, start_at, outcome, closed_at"
-              " FROM projection_attendance ORDER BY session_id")
-TASKS = ("SELECT key, session_id, therapist_id, kind, priority, created_at"
-         " FROM projection_open_tasks ORDER BY key")
-
-
-async def snapshot(pool: asyncpg.Pool) -> tuple[list[tuple[object, ...]], ...]:
-    return ([tuple(row) for row in await pool.fetch(ATTENDANCE)],
-            [tuple(row) for row in await pool.fetch(TASKS)])
-
-
 def event(session_id: str, sequence: int,
           event_type: AuditEventType = AuditEventType.VOICEMAIL_LEFT,
           **data: str | int | bool | None) -> AuditEvent:

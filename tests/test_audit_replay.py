@@ -27,7 +27,7 @@ from activities.outreach import Sender
 from missed_session.audit.replay import (
     cross_check,
     history_activities,
-    recorded_event,
+    recorded_events,
     replay_failure,
 )
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
@@ -52,7 +52,7 @@ def load(path: Path) -> WorkflowHistory:
 async def trail_from_history(history: WorkflowHistory) -> list[AuditEvent]:
     """The audit trail the history asked for, as PostgreSQL would hold it."""
     activities = await history_activities(history, TEST_CONVERTER)
-    events = [event for event in map(recorded_event, activities) if event is not None]
+    events = [event for activity in activities for event in recorded_events(activity)]
     return sorted(events, key=lambda event: event.sequence)
 
 

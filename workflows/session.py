@@ -24,7 +24,7 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.audit import AuditActivities, ClosingRecord
+    from activities.audit import AuditActivities, ClosingRecord, NoShowRecord
     from activities.follow_up import FollowUpActivities
     from activities.outreach import (
         CHANNEL_REJECTED,
@@ -206,25 +206,31 @@ class SessionWorkflow:
         """The grace period is over: document the no-show and tell the therapist.
 
         Runs alongside the first outreach attempt, so that a burst of sessions whose grace
-        periods expire together does not queue every first call behind three writes. It
+        periods expire together does not queue every first call behind these writes. It
         holds the trail while it runs: its two events come first in the trail, before any
-        outcome of that attempt, as they happened first. Ordinary activities, not local
+        outcome of that attempt, as they happened first. One ordinary activity, not local
         ones: a workflow task waits for its local activities, which would hold back the
-        first call's command.
+        first call's command, and one activity instead of three keeps the workflow tasks
+        that follow a burst (and compete with it) few.
         """
+        notice = self._notice(
+            "no-show-alert",
+            InboxItemKind.ALERT,
+            Priority.URGENT if self._booking.risk_tier is RiskTier.HIGH else Priority.ROUTINE,
+            "No-show: outreach to the client has started",
+        )
         async with self._trail:
-            await self._append(events.GracePeriodExpired(
+            self._sequence += 1
+            expired = self._event(events.GracePeriodExpired(
                 grace_period_minutes=protocol.grace_period_minutes(self._booking)
-            ), local=False)
-            notice = self._notice(
-                "no-show-alert",
-                InboxItemKind.ALERT,
-                Priority.URGENT if self._booking.risk_tier is RiskTier.HIGH
-                else Priority.ROUTINE,
-                "No-show: outreach to the client has started",
+            ))
+            self._sequence += 1
+            alerted = self._event(events.TherapistAlerted(notice=notice.key))
+            await workflow.execute_activity_method(
+                AuditActivities.record_no_show,
+                NoShowRecord(expired=expired, notice=notice, alerted=alerted),
+                start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
             )
-            await self._notify_therapist(notice)
-            await self._append(events.TherapistAlerted(notice=notice.key), local=False)
 
     async def _reach_out(self) -> Outcome:  # noqa: PLR0911 - each exit is a protocol exit
         """Run the outreach ladder until contact, a clinician's decision, or its end."""
@@ -774,34 +780,24 @@ class SessionWorkflow:
         )
 
     async def _record(self, details: events.EventDetails) -> None:
-        """Append the next event of this session's trail, after the no-show's own."""
+        """Append the next event of this session's trail, after the no-show's own.
+
+        Numbered here, deterministically, under the trail's lock. A local activity: a short
+        idempotent PostgreSQL write, recorded in the history as one marker (with the event it
+        wrote, for `audit replay`'s cross-check) instead of an activity's three events and a
+        workflow task.
+        """
         await self._no_show_written()
         async with self._trail:
-            await self._append(details, local=True)
+            self._sequence += 1
+            await workflow.execute_local_activity_method(
+                AuditActivities.record_event, self._event(details),
+                start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
+            )
 
     async def _no_show_written(self) -> None:
         if self._no_show_documented is not None:
             await self._no_show_documented
-
-    async def _append(self, details: events.EventDetails, *, local: bool) -> None:
-        """Number the event here, deterministically, and write it; the caller holds the trail.
-
-        Local activities by default: a short idempotent PostgreSQL write, recorded in the
-        history as one marker (with the event it wrote, for `audit replay`'s cross-check)
-        instead of an activity's three events and a workflow task.
-        """
-        self._sequence += 1
-        event = self._event(details)
-        if local:
-            await workflow.execute_local_activity_method(
-                AuditActivities.record_event, event,
-                start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
-            )
-        else:
-            await workflow.execute_activity_method(
-                AuditActivities.record_event, event,
-                start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
-            )
 
 
 def _is_invalid_contact(error: ActivityError) -> bool:

@@ -5,10 +5,10 @@ Two checks, both needed:
 1. *Replay*: temporalio's Replayer runs the current workflow code against the recorded
    history; any non-determinism (the code would now do something else) fails it. This shows
    the code in the repository is the code that produced the history.
-2. *Cross-check*: every audit event the history asked `record_event`/`record_closing` to
-   write is in PostgreSQL with the same content, every audit row has that cause in the
-   history, and every side effect in the history (outreach attempt, voicemail, escalation,
-   therapist notice, plan) has its audit row, and the other way round.
+2. *Cross-check*: every audit event the history asked `record_event`, `record_closing` or
+   `record_no_show` to write is in PostgreSQL with the same content, every audit row has
+   that cause in the history, and every side effect in the history (outreach attempt,
+   voicemail, escalation, therapist notice, plan) has its audit row, and the other way round.
 
 The workflow class is passed in by the caller (an entry point), so this inner package never
 imports the workflows layer.
@@ -31,7 +31,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from missed_session.domain.models import AuditEvent
 
-RECORD_ACTIVITIES = {"record_event", "record_closing"}
+RECORD_ACTIVITIES = {"record_event", "record_closing", "record_no_show"}
 """Activities whose input (and result) is the audit event they append."""
 LOCAL_ACTIVITY_MARKER = "core_local_activity"
 """The marker the SDK records in the history for each local activity."""
@@ -49,7 +49,7 @@ CAUSES: dict[str, tuple[str, ...]] = {
     "voicemail_left": ("leave_voicemail",),
     "escalation_sent": ("call_emergency_contact",),
     "plan_created": ("create_follow_up_plan",),
-    "therapist_alerted": ("notify_therapist",),
+    "therapist_alerted": ("notify_therapist", "record_no_show"),
 }
 """Audit event type -> the activity that must have completed in the history for it."""
 CHANNELS = {"call_client": "call", "leave_voicemail": "voicemail"}
@@ -164,22 +164,29 @@ async def _local_activity(marker: MarkerRecordedEventAttributes,
                            result=results[0] if results else None, local=True)
 
 
-def recorded_event(activity: HistoryActivity) -> AuditEvent | None:
-    """The audit event a record activity was asked to append (a local one: that it wrote)."""
+def recorded_events(activity: HistoryActivity) -> list[AuditEvent]:
+    """The audit events a record activity was asked to append (a local one: that it wrote)."""
     if activity.activity_type not in RECORD_ACTIVITIES:
-        return None
+        return []
+    payloads: list[Any]
     if activity.arguments:
         payload = activity.arguments[0]
-        if activity.activity_type == "record_closing" and isinstance(payload, dict):
-            payload = payload.get("event")
+        if not isinstance(payload, dict) or activity.activity_type == "record_event":
+            payloads = [payload]
+        elif activity.activity_type == "record_closing":
+            payloads = [payload.get("event")]
+        else:  # record_no_show
+            payloads = [payload.get("expired"), payload.get("alerted")]
+    elif isinstance(activity.result, list):
+        payloads = activity.result
     elif activity.result is not None:
-        payload = activity.result
+        payloads = [activity.result]
     else:
-        return None
+        return []
     try:
-        return AuditEvent.model_validate(payload)
+        return [AuditEvent.model_validate(payload) for payload in payloads]
     except ValidationError:
-        return None
+        return []
 
 
 def _attempt(activity: HistoryActivity) -> int | None:
@@ -208,22 +215,26 @@ def _records(activities: Sequence[HistoryActivity], trail: Sequence[AuditEvent],
     by_sequence = {event.sequence: event for event in trail}
     caused: set[int] = set()
     for activity in activities:
-        recorded = recorded_event(activity)
-        if recorded is None:
-            continue
-        caused.add(recorded.sequence)
-        stored = by_sequence.get(recorded.sequence)
-        if stored is None:
-            if activity.completed or closed:
-                problems.append(f"the history records audit event {_label(recorded)} but the "
-                                "audit trail has no such row")
-        elif stored != recorded:
-            problems.append(f"audit row {_label(stored)} differs from the event the history "
-                            f"recorded there ({_label(recorded)})")
+        for recorded in recorded_events(activity):
+            problems += _recorded(recorded, by_sequence, settled=activity.completed or closed)
+            caused.add(recorded.sequence)
     for event in trail:
         if event.sequence not in caused:
             problems.append(f"audit row {_label(event)} has no cause in the history")
     return problems
+
+
+def _recorded(recorded: AuditEvent, by_sequence: dict[int, AuditEvent], *,
+              settled: bool) -> list[str]:
+    """Whether the trail holds the event the history recorded, as recorded."""
+    stored = by_sequence.get(recorded.sequence)
+    if stored is None:
+        return [f"the history records audit event {_label(recorded)} but the audit trail has "
+                "no such row"] if settled else []
+    if stored != recorded:
+        return [f"audit row {_label(stored)} differs from the event the history recorded "
+                f"there ({_label(recorded)})"]
+    return []
 
 
 def _side_effects(activities: Sequence[HistoryActivity],
