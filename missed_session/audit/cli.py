@@ -9,24 +9,27 @@ everything checked out (exit 0) or not (exit 1).
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import getpass
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import NoReturn
 
 import asyncpg
 from pydantic import TypeAdapter, ValidationError
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from missed_session.audit import export
 from missed_session.audit import replay as replay_
 from missed_session.audit.verify import describe, verify_all, verify_session
-from missed_session.domain.models import SessionId, workflow_id_for
+from missed_session.domain.models import AuditEvent, SessionId, workflow_id_for
 from missed_session.store.audit import AuditStore
 
 ACTIONS = ("verify", "replay", "purge", "export")
@@ -35,6 +38,8 @@ PURGE_BATCH = 10_000
 """Sessions one purge deletes at most; run it again for the rest."""
 PAGE = 100
 """Closed sessions read per query by `replay --all`."""
+IN_FLIGHT = 32
+"""Sessions whose history and trail `replay --all` fetches at the same time."""
 _SESSION_ID: TypeAdapter[str] = TypeAdapter(SessionId)
 
 
@@ -259,10 +264,7 @@ async def replay_session(client: Client, store: AuditStore, setup: ReplaySetup,
         description = await handle.describe()
     except RPCError as error:
         if error.status is RPCStatusCode.NOT_FOUND:
-            report.mismatches.append(
-                f"no workflow history in Temporal (workflow {handle.id}); past the "
-                "namespace's retention, or never started"
-            )
+            report.mismatches.append(_missing(handle.id))
             return report
         raise
     replayer = replay_.new_replayer(setup.workflows, client.data_converter, setup.runner)
@@ -286,6 +288,119 @@ def _progress(done: int, total: int) -> None:
         print(file=sys.stderr)
 
 
+@dataclass(frozen=True)
+class _Fetched:
+    """One closed session's history (None: Temporal has none), its activities and trail."""
+
+    session_id: str
+    history: WorkflowHistory | None
+    activities: list[replay_.HistoryActivity]
+    trail: list[AuditEvent]
+
+
+async def _fetch(client: Client, store: AuditStore, session_id: str) -> _Fetched:
+    """A closed session's history (decoded) and trail, fetched at the same time."""
+    handle = client.get_workflow_handle(workflow_id_for(session_id))
+    trail = asyncio.create_task(store.trail(session_id))
+    activities: list[replay_.HistoryActivity] = []
+    try:
+        history: WorkflowHistory | None = await handle.fetch_history()
+    except RPCError as error:
+        if error.status is not RPCStatusCode.NOT_FOUND:
+            trail.cancel()
+            raise
+        history = None
+    except BaseException:
+        trail.cancel()
+        raise
+    if history is not None:
+        try:
+            activities = await replay_.history_activities(history, client.data_converter)
+        except BaseException:
+            trail.cancel()
+            raise
+    return _Fetched(session_id, history, activities, await trail)
+
+
+def _missing(workflow_id: str) -> str:
+    return (f"no workflow history in Temporal (workflow {workflow_id}); past the "
+            "namespace's retention, or never started")
+
+
+async def _closed_sessions(store: AuditStore) -> AsyncIterator[str]:
+    """Every closed session, in order, `PAGE` per query."""
+    after = ""
+    while session_ids := await store.closed_session_ids(after=after, limit=PAGE):
+        for session_id in session_ids:
+            yield session_id
+        after = session_ids[-1]
+
+
+async def _fetched_in_order(client: Client, store: AuditStore,
+                            session_ids: AsyncIterator[str]) -> AsyncGenerator[_Fetched]:
+    """`_fetch` for each session, `IN_FLIGHT` at a time, yielded in session order."""
+    window: deque[asyncio.Task[_Fetched]] = deque()
+    try:
+        more = True
+        while more or window:
+            while more and len(window) < IN_FLIGHT:
+                session_id = await anext(session_ids, None)
+                if session_id is None:
+                    more = False
+                else:
+                    window.append(asyncio.create_task(_fetch(client, store, session_id)))
+            if window:
+                yield await window.popleft()
+    finally:
+        for task in window:
+            task.cancel()
+        await asyncio.gather(*window, return_exceptions=True)
+
+
+async def _replay_all(client: Client, store: AuditStore,
+                      setup: ReplaySetup) -> AsyncGenerator[replay_.ReplayReport]:
+    """Every closed session's report, in session order.
+
+    Histories are fetched `IN_FLIGHT` at a time while one Replayer (one replay worker)
+    replays them one after the other; no describe(): the attendance row that lists a
+    session is written when it closes.
+    """
+    pending: deque[_Fetched] = deque()
+    """Fetched sessions handed to the replayer, whose results have not come back yet."""
+    missing: deque[replay_.ReplayReport] = deque()
+    """Sessions without a history, reported in order before the next replayed one."""
+
+    async def histories() -> AsyncIterator[WorkflowHistory]:
+        fetching = _fetched_in_order(client, store, _closed_sessions(store))
+        async with contextlib.aclosing(fetching):
+            async for fetched in fetching:
+                if fetched.history is None:
+                    report = replay_.ReplayReport(fetched.session_id)
+                    report.mismatches.append(_missing(workflow_id_for(fetched.session_id)))
+                    missing.append(report)
+                    continue
+                pending.append(fetched)
+                yield fetched.history
+
+    replayer = replay_.new_replayer(setup.workflows, client.data_converter, setup.runner)
+    async with replayer.workflow_replay_iterator(histories()) as results:
+        async for result in results:
+            while missing:
+                yield missing.popleft()
+            fetched = pending.popleft()
+            if result.history.workflow_id != workflow_id_for(fetched.session_id):
+                msg = (f"replayed {result.history.workflow_id}, expected "
+                       f"{workflow_id_for(fetched.session_id)}")
+                raise RuntimeError(msg)
+            report = replay_.ReplayReport(fetched.session_id)
+            report.replay_failure = replay_.describe_failure(result.replay_failure)
+            report.mismatches.extend(replay_.cross_check(fetched.activities, fetched.trail,
+                                                         closed=True))
+            yield report
+    while missing:
+        yield missing.popleft()
+
+
 async def run_replay(request: ReplayRequest, client: Client, store: AuditStore,
                      setup: ReplaySetup,
                      progress: Callable[[int, int], None] = _progress) -> Verdict:
@@ -296,15 +411,13 @@ async def run_replay(request: ReplayRequest, client: Client, store: AuditStore,
     total = await store.closed_session_count()
     lines: list[str] = []
     done = failed = 0
-    after = ""
-    while session_ids := await store.closed_session_ids(after=after, limit=PAGE):
-        for session_id in session_ids:
-            report = await replay_session(client, store, setup, session_id)
+    reports = _replay_all(client, store, setup)
+    async with contextlib.aclosing(reports):
+        async for report in reports:
             done += 1
             if not report.ok:
                 failed += 1
                 lines.append(report.describe())
             progress(done, total)
-        after = session_ids[-1]
     lines.append(f"replayed {done} closed sessions: {done - failed} OK, {failed} mismatched")
     return Verdict("\n".join(lines), failed == 0)

@@ -117,9 +117,13 @@ def new_replayer(workflows: Sequence[type], data_converter: DataConverter,
 async def replay_failure(replayer: Replayer, history: WorkflowHistory) -> str | None:
     """Replay one history; the failure (non-determinism or other) as text, or None."""
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
-    if result.replay_failure is None:
+    return describe_failure(result.replay_failure)
+
+
+def describe_failure(failure: BaseException | None) -> str | None:
+    """A replay failure (and its cause) as one line of text; None for no failure."""
+    if failure is None:
         return None
-    failure = result.replay_failure
     cause = failure.__cause__
     detail = f"{failure}" + (f" ({cause})" if cause is not None else "")
     return " ".join(detail.split())
