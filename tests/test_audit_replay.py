@@ -13,17 +13,20 @@ import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
 from temporalio import workflow
 from temporalio.client import Client, WorkflowHistory
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 
 import starter
 from activities.outreach import Sender
+from missed_session.audit import cli as audit_cli
 from missed_session.audit.replay import (
     cross_check,
     history_activities,
@@ -31,7 +34,13 @@ from missed_session.audit.replay import (
     replay_failure,
 )
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
-from missed_session.domain.models import AuditEvent, Outcome, SessionBooking, SessionResult
+from missed_session.domain.models import (
+    AuditEvent,
+    Outcome,
+    SessionBooking,
+    SessionResult,
+    workflow_id_for,
+)
 from missed_session.store.audit import AuditStore
 from tests.conftest import TEST_CONVERTER, TEST_KEYS
 from tests.factories import booking
@@ -234,3 +243,118 @@ async def test_audit_replay_command(
     assert capsys.readouterr().out.startswith(
         "MISMATCH s-never-booked: no workflow history in Temporal"
     )
+
+
+# -- `audit replay --all`: many sessions in flight, each report under its own id ----------------
+
+
+class _FakeHandle:
+    def __init__(self, history: WorkflowHistory | None, delay: float) -> None:
+        self._history = history
+        self._delay = delay
+
+    async def fetch_history(self) -> WorkflowHistory:
+        await asyncio.sleep(self._delay)
+        if self._history is None:
+            raise RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
+        return self._history
+
+
+class _FakeClient:
+    """Histories by workflow id; each fetch takes its own time, so they finish out of order."""
+
+    def __init__(self, histories: dict[str, WorkflowHistory | None]) -> None:
+        self.histories = histories
+        self.data_converter = TEST_CONVERTER
+        self.fetched: list[str] = []
+
+    def get_workflow_handle(self, workflow_id: str) -> _FakeHandle:
+        self.fetched.append(workflow_id)
+        delay = (int(workflow_id[-3:]) * 5 % 7) / 1000
+        return _FakeHandle(self.histories[workflow_id], delay)
+
+
+class _FakeStore:
+    def __init__(self, trails: dict[str, list[AuditEvent]]) -> None:
+        self.trails = trails
+
+    async def closed_session_count(self) -> int:
+        return len(self.trails)
+
+    async def closed_session_ids(self, *, after: str = "", limit: int = 100) -> list[str]:
+        return sorted(sid for sid in self.trails if sid > after)[:limit]
+
+    async def trail(self, session_id: str) -> list[AuditEvent]:
+        await asyncio.sleep((int(session_id[-3:]) * 3 % 5) / 1000)
+        return self.trails[session_id]
+
+
+def _nondeterministic(history: WorkflowHistory) -> WorkflowHistory:
+    """The history with its first activity renamed: today's code would schedule another."""
+    events = list(history.events)
+    for index, event in enumerate(events):
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            copy = type(event)()
+            copy.CopyFrom(event)
+            copy.activity_task_scheduled_event_attributes.activity_type.name = "renamed"
+            events[index] = copy
+            return WorkflowHistory(history.workflow_id, events)
+    raise AssertionError("no activity in the history")
+
+
+async def test_replay_all_reports_each_session_under_its_own_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Many sessions in flight at once, several pages, one replayer: every mismatch, missing
+    history and replay failure is reported under its own session, in session order."""
+    monkeypatch.setattr(audit_cli, "PAGE", 7)
+    monkeypatch.setattr(audit_cli, "IN_FLIGHT", 5)
+    histories: dict[str, WorkflowHistory | None] = {}
+    trails: dict[str, list[AuditEvent]] = {}
+    expected: list[str] = []
+    for index in range(30):
+        session_id = f"s-replay-{index:03d}"
+        workflow_id = workflow_id_for(session_id)
+        path = BRANCH_FILES[index % len(BRANCH_FILES)]
+        history = WorkflowHistory.from_json(workflow_id, path.read_text(encoding="utf-8"))
+        trail = await trail_from_history(history)
+        if index % 9 == 4:  # past Temporal's retention
+            histories[workflow_id] = None
+            trails[session_id] = trail
+            expected.append(f"MISMATCH {session_id}: no workflow history in Temporal "
+                            f"(workflow {workflow_id}); past the namespace's retention, or "
+                            "never started")
+            continue
+        if index % 7 == 2:  # a row removed: which one depends on the session
+            removed = trail[index % len(trail)]
+            trail = [event for event in trail if event != removed]
+            problems = cross_check(await history_activities(history, TEST_CONVERTER), trail)
+            expected.append(f"MISMATCH {session_id}: {problems[0]}")
+        if index == 17:
+            history = _nondeterministic(load(HISTORIES / "unreachable_escalated.json"))
+            history = WorkflowHistory(workflow_id, history.events)
+            trail = await trail_from_history(history)
+            expected.append(f"MISMATCH {session_id}: replay failed: ")
+        histories[workflow_id] = history
+        trails[session_id] = trail
+    client = _FakeClient(histories)
+    progress: list[tuple[int, int]] = []
+
+    verdict = await audit_cli.run_replay(
+        audit_cli.ReplayRequest(None), cast(Client, client), cast(AuditStore, _FakeStore(trails)),
+        audit_cli.ReplaySetup([SessionWorkflow], WORKFLOW_RUNNER),
+        progress=lambda done, total: progress.append((done, total)),
+    )
+
+    lines = verdict.text.splitlines()
+    assert not verdict.ok
+    assert lines[-1] == (f"replayed 30 closed sessions: {30 - len(expected)} OK, "
+                         f"{len(expected)} mismatched")
+    assert len(lines) == len(expected) + 1
+    for line, want in zip(lines, expected, strict=False):
+        assert line.startswith(want)
+    failed = next(line for line in lines if line.startswith("MISMATCH s-replay-017: "))
+    assert "ondeterminism" in failed
+    assert progress == [(done, 30) for done in range(1, 31)]
+    assert sorted(client.fetched) == client.fetched  # one fetch each, in session order
+    assert len(client.fetched) == 30
