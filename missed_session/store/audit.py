@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -119,25 +120,24 @@ class AuditStore:
         batch = _unique(events)
         if not batch:
             return 0
-        keys = {(event.session_id, event.sequence) for event in batch}
-        parents = sorted({(session_id, sequence - 1) for session_id, sequence in keys
-                          if sequence > 1 and (session_id, sequence - 1) not in keys})
+        parents = _outside_parents(batch)
+        columns: list[list[Any]] | None = None
         if not parents:
             # Nothing to lock and the whole chain is here: one statement, which a row
             # already recorded (a retry) fails as a whole, for the path below to sort out.
-            rows = _chain(batch, {})
+            columns = _chain(batch, {})
             fold = projections.net(batch)
             async with self._pool.acquire() as connection:
                 try:
                     await connection.execute(
                         _insert_many_sql(None if fold is None else fold.shape),
-                        *_columns(rows), *([] if fold is None else fold.parameters()),
+                        *columns, *([] if fold is None else fold.parameters()),
                     )
                 except asyncpg.UniqueViolationError as error:
                     if error.constraint_name != "audit_events_pkey":
                         raise
                 else:
-                    return len(rows)
+                    return len(batch)
         async with self._pool.acquire() as connection, connection.transaction():
             links: dict[tuple[str, int], str] = {}
             if parents:
@@ -149,21 +149,23 @@ class AuditStore:
                 )
                 links = {(row["session_id"], row["sequence"]): row["hash"] or GENESIS
                          for row in found}
-            rows = _chain(batch, links)
+            if columns is None:  # (else chained above, from no parents: the same rows)
+                columns = _chain(batch, links)
             # Rows already recorded (a retry, or another writer since the lock) are skipped
             # here and compared below: the transaction rolls back if one is not ours.
             inserted = await connection.fetch(
                 _INSERT_MANY + " ON CONFLICT (session_id, sequence) DO NOTHING"
                 " RETURNING session_id, sequence",
-                *_columns(rows),
+                *columns,
             )
             written = {(row["session_id"], row["sequence"]) for row in inserted}
-            if len(written) < len(rows):
+            if len(written) < len(batch):
                 await _check_recorded(connection, [
-                    row for row in rows if (row.event.session_id, row.event.sequence) not in written
+                    (event, own) for event, own in zip(batch, columns[_HASH], strict=True)
+                    if (event.session_id, event.sequence) not in written
                 ])
             await projections.apply_many(connection, [
-                row.event for row in rows if (row.event.session_id, row.event.sequence) in written
+                event for event in batch if (event.session_id, event.sequence) in written
             ])
         return len(written)
 
@@ -334,6 +336,8 @@ _INSERT_MANY = (  # a row already there fails it (unless ON CONFLICT is added)
     " $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[])"
     " AS r(s, n, t, o, d, p, h)"
 )
+_HASH = 6
+"""Where `_chain` puts the rows' hashes among `_INSERT_MANY`'s parameters."""
 
 
 @functools.cache
@@ -394,7 +398,7 @@ def _check_data(event: AuditEvent) -> None:
     before the row is read; strings, integers, booleans and None come back as they went in.
     """
     for key, value in event.data.items():
-        if value is not None and not isinstance(value, str | int):
+        if value is not None and not isinstance(value, _DATA_TYPES):
             msg = (
                 f"audit event {event.session_id}#{event.sequence}: data[{key!r}] is a "
                 f"{type(value).__name__}; audit data holds only str, int, bool and None"
@@ -402,62 +406,86 @@ def _check_data(event: AuditEvent) -> None:
             raise ValueError(msg)
 
 
+_DATA_TYPES = (str, int)
+"""What `_check_data` lets through besides None (bool is an int)."""
+_PLACE = operator.attrgetter("session_id", "sequence")
+"""An event's place: `(session_id, sequence)`."""
+
+
 def _unique(events: Sequence[AuditEvent]) -> list[AuditEvent]:
     """The events in (session, sequence) order, each once; checked like `append` checks."""
-    unique: dict[tuple[str, int], AuditEvent] = {}
-    for event in sorted(events, key=lambda event: (event.session_id, event.sequence)):
+    unique: list[AuditEvent] = []
+    first: AuditEvent | None = None  # the first of the events at the place before
+    for event in sorted(events, key=_PLACE):
         _check_data(event)
-        seen = unique.setdefault((event.session_id, event.sequence), event)
-        if seen is not event and _canonical(seen) != _canonical(event):
-            raise _conflict(event)
-    return list(unique.values())
+        if (first is not None and first.sequence == event.sequence
+                and first.session_id == event.session_id):  # sorted: the same place is next
+            if first is not event and _canonical(first) != _canonical(event):
+                raise _conflict(event)
+            continue
+        unique.append(event)
+        first = event
+    return unique
 
 
-class _Row(NamedTuple):
-    """An event of a batch, chained."""
+def _outside_parents(batch: Sequence[AuditEvent]) -> list[tuple[str, int]]:
+    """The places, in order, of the parents the batch (as `_unique` returns it) lacks."""
+    parents = []
+    session_id, sequence = "", 0
+    for event in batch:
+        if event.sequence > 1 and (event.session_id != session_id
+                                   or event.sequence - 1 != sequence):
+            parents.append((event.session_id, event.sequence - 1))
+        session_id, sequence = event.session_id, event.sequence
+    return parents
 
-    event: AuditEvent
-    data: str
-    prev_hash: str
-    hash: str
 
-
-def _chain(batch: Sequence[AuditEvent], links: dict[tuple[str, int], str]) -> list[_Row]:
-    """The batch (in session and sequence order) linked, each event to its parent's hash.
+def _chain(batch: Sequence[AuditEvent], links: dict[tuple[str, int], str]) -> list[list[Any]]:
+    """The batch (as `_unique` returns it) linked, each event to its parent's hash.
 
     `links` holds the hashes of the parents recorded before the batch; every other parent
-    must come earlier in the batch.
+    must come just before its child in the batch. Returns `_INSERT_MANY`'s parameters:
+    one list per column, the rows' hashes at `_HASH`.
     """
-    rows = []
+    session_ids: list[str] = []
+    sequences: list[int] = []
+    event_types: list[str] = []
+    times: list[datetime] = []
+    datas: list[str] = []
+    prev_hashes: list[str] = []
+    hashes: list[str] = []
+    previous_session, previous_sequence, own = "", 0, GENESIS
     for event in batch:
-        if event.sequence == 1:
+        session_id = event.session_id
+        sequence = event.sequence
+        if sequence == 1:
             prev_hash = GENESIS
+        elif session_id == previous_session and sequence - 1 == previous_sequence:
+            prev_hash = own  # the parent is the row before, chained just now
         else:
-            parent = links.get((event.session_id, event.sequence - 1))
+            parent = links.get((session_id, sequence - 1))
             if parent is None:
                 raise _parent_missing(event)
             prev_hash = parent
-        encoding = canonical_parts(
-            session_id=event.session_id, sequence=event.sequence,
-            event_type=event.event_type.value, occurred_at=event.occurred_at, data=event.data,
-        )
+        event_type: str = event.event_type._value_  # `.value` is a property, and dearer
+        occurred_at = event.occurred_at
+        encoding = canonical_parts(session_id=session_id, sequence=sequence,
+                                   event_type=event_type, occurred_at=occurred_at,
+                                   data=event.data)
         own = encoding.hash(prev_hash)
-        links[(event.session_id, event.sequence)] = own
-        rows.append(_Row(event, encoding.data, prev_hash, own))
-    return rows
+        session_ids.append(session_id)
+        sequences.append(sequence)
+        event_types.append(event_type)
+        times.append(occurred_at)
+        datas.append(encoding.data)
+        prev_hashes.append(prev_hash)
+        hashes.append(own)
+        previous_session, previous_sequence = session_id, sequence
+    return [session_ids, sequences, event_types, times, datas, prev_hashes, hashes]
 
 
-def _columns(rows: Sequence[_Row]) -> list[list[Any]]:
-    """`_INSERT_MANY`'s parameters."""
-    return [
-        [row.event.session_id for row in rows], [row.event.sequence for row in rows],
-        [row.event.event_type.value for row in rows], [row.event.occurred_at for row in rows],
-        [row.data for row in rows], [row.prev_hash for row in rows],
-        [row.hash for row in rows],
-    ]
-
-
-async def _check_recorded(connection: Connection, skipped: Sequence[_Row]) -> None:
+async def _check_recorded(connection: Connection,
+                          skipped: Sequence[tuple[AuditEvent, str]]) -> None:
     """The batch's rows found already recorded must be its own events, as it chained them.
 
     The same event on the same parent has the same hash. A row that holds the event but
@@ -467,16 +495,15 @@ async def _check_recorded(connection: Connection, skipped: Sequence[_Row]) -> No
     found = await connection.fetch(
         "SELECT session_id, sequence, event_type, occurred_at, data, hash FROM audit_events"
         " WHERE (session_id, sequence) IN (SELECT * FROM unnest($1::text[], $2::integer[]))",
-        [row.event.session_id for row in skipped], [row.event.sequence for row in skipped],
+        [event.session_id for event, _ in skipped], [event.sequence for event, _ in skipped],
     )
     recorded = {(row["session_id"], row["sequence"]): row for row in found}
-    for row in skipped:
-        event = row.event
+    for event, own in skipped:
         stored = recorded.get((event.session_id, event.sequence))
         if stored is None:
             raise _vanished(event)
         _check_same(stored, event)
-        if stored["hash"] != row.hash:
+        if stored["hash"] != own:
             msg = (
                 f"audit event {event.session_id}#{event.sequence} is recorded with a hash that "
                 "does not follow from its parent's; see `audit verify`"

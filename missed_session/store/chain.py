@@ -29,6 +29,14 @@ CHAIN_VERSION = 1
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                                    allow_nan=False)
 """What `json.dumps` with these options builds on every call; built once, the same output."""
+_C_MAKE_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)
+_ENCODE_DATA: Any = None if _C_MAKE_ENCODER is None else _C_MAKE_ENCODER(
+    None, _CANONICAL_JSON.default, json.encoder.encode_basestring, None, ":", ",", True, False,
+    False,
+)
+"""The C encoder `_CANONICAL_JSON.encode` builds on every call, built once (without its check
+for circular references, which flat event data cannot have): called with a dict and 0, the
+chunks of the same text."""
 
 
 def canonical_event(*, session_id: str, sequence: int, event_type: str, occurred_at: datetime,
@@ -86,10 +94,12 @@ def canonical_parts(*, session_id: str, sequence: int, event_type: str, occurred
     it against `canonical_event` byte for byte.
     """
     text = json.encoder.encode_basestring  # what the encoder writes a string with
-    data_json = _CANONICAL_JSON.encode(dict(data))
+    data_json = canonical_data(data)
+    if occurred_at.tzinfo is not UTC:  # astimezone(UTC) returns a time already in UTC as is
+        occurred_at = occurred_at.astimezone(UTC)
     prefix = (
         '{"data":' + data_json + ',"event_type":' + text(event_type)
-        + ',"occurred_at":' + text(occurred_at.astimezone(UTC).isoformat(timespec="microseconds"))
+        + ',"occurred_at":' + text(occurred_at.isoformat(timespec="microseconds"))
         + ',"prev_hash":"'
     )
     suffix = (
@@ -97,6 +107,13 @@ def canonical_parts(*, session_id: str, sequence: int, event_type: str, occurred
         f',"v":{CHAIN_VERSION}}}'
     )
     return EventEncoding(data_json, prefix.encode(), suffix.encode())
+
+
+def canonical_data(data: Mapping[str, Any]) -> str:
+    """An event's data as `canonical_event` encodes it (and the store writes it)."""
+    if _ENCODE_DATA is None:
+        return _CANONICAL_JSON.encode(dict(data))
+    return "".join(_ENCODE_DATA(data if type(data) is dict else dict(data), 0))
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,11 @@ from missed_session.store.database import Connection
 
 URGENT_TASKS = frozenset({"safety_check"})
 """Plan tasks that are urgent; the rest are routine."""
+_PROJECTED = frozenset(kind.value for kind in (
+    AuditEventType.SCHEDULED, AuditEventType.RESCHEDULED, AuditEventType.CLOSED,
+    AuditEventType.ESCALATION_BLOCKED, AuditEventType.PLAN_CREATED,
+))
+"""The event types (their values) that `ops` turns into ops: the others change nothing."""
 
 
 class Op(NamedTuple):
@@ -177,6 +182,8 @@ def net(events: Iterable[AuditEvent]) -> Fold | None:
     present: dict[str, list[object]] = {}
     tasks: list[list[object]] = []
     for event in events:
+        if event.event_type._value_ not in _PROJECTED:  # (`.value` is a property, dearer)
+            continue
         # One event's ops never depend on each other: in order is as good as at once.
         for op in ops(event):
             row = absent.get(op.session_id)
