@@ -42,6 +42,7 @@ from missed_session.store.chain import (
     ChainRow,
     canonical_event,
     canonical_parts,
+    chained,
 )
 from missed_session.store.database import Connection
 
@@ -469,15 +470,13 @@ def _chain(batch: Sequence[AuditEvent], links: dict[tuple[str, int], str]) -> li
             prev_hash = parent
         event_type: str = event.event_type._value_  # `.value` is a property, and dearer
         occurred_at = event.occurred_at
-        encoding = canonical_parts(session_id=session_id, sequence=sequence,
-                                   event_type=event_type, occurred_at=occurred_at,
-                                   data=event.data)
-        own = encoding.hash(prev_hash)
+        data, own = chained(session_id=session_id, sequence=sequence, event_type=event_type,
+                            occurred_at=occurred_at, data=event.data, prev_hash=prev_hash)
         session_ids.append(session_id)
         sequences.append(sequence)
         event_types.append(event_type)
         times.append(occurred_at)
-        datas.append(encoding.data)
+        datas.append(data)
         prev_hashes.append(prev_hash)
         hashes.append(own)
         previous_session, previous_sequence = session_id, sequence
