@@ -234,6 +234,8 @@ async def embedded_temporal(settings: Settings) -> AsyncIterator[WorkflowEnviron
         ],
     )
     try:
+        # A database from an earlier version may lack an attribute added since.
+        await search_attributes.register(env.client)
         yield env
     finally:
         await env.shutdown()

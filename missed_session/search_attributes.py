@@ -10,7 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
@@ -54,18 +57,28 @@ def dev_server_flags() -> list[str]:
 
 
 async def register(client: Client) -> None:
-    """Register every attribute on the client's namespace; already registered is fine."""
-    request = AddSearchAttributesRequest(
-        namespace=client.namespace,
-        search_attributes={
-            key.name: IndexedValueType.INDEXED_VALUE_TYPE_DATETIME
-            if key is SESSION_START
-            else IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-            for key in ALL
-        },
+    """Register the attributes the client's namespace lacks; those it has are left alone.
+
+    Only the missing ones are asked for: a request naming one that exists is refused whole,
+    which would leave an attribute added in a later version (a server whose database
+    predates it) unregistered, and every session start would then fail.
+    """
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
     )
+    missing = {
+        key.name: IndexedValueType.INDEXED_VALUE_TYPE_DATETIME
+        if key is SESSION_START
+        else IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+        for key in ALL
+        if key.name not in listed.custom_attributes
+    }
+    if not missing:
+        return
+    request = AddSearchAttributesRequest(namespace=client.namespace,
+                                         search_attributes=missing)
     try:
         await client.operator_service.add_search_attributes(request)
     except RPCError as error:
-        if error.status is not RPCStatusCode.ALREADY_EXISTS:
+        if error.status is not RPCStatusCode.ALREADY_EXISTS:  # another process was first
             raise
