@@ -66,7 +66,7 @@ class AuditActivities:
         try:
             written = await self._store.append(event)
         except AuditConflictError as error:
-            raise ApplicationError(str(error), type="AuditConflict", non_retryable=True) from None
+            raise _not_retried(error, "AuditConflict") from None
         if written:
             await self._observe(event, details)
         return event
@@ -87,7 +87,7 @@ class AuditActivities:
                 outcome=record.outcome,
             )
         except AuditConflictError as error:
-            raise ApplicationError(str(error), type="AuditConflict", non_retryable=True) from None
+            raise _not_retried(error, "AuditConflict") from None
         if written:
             await self._observe(record.event, details)
         return record.event
@@ -105,7 +105,7 @@ class AuditActivities:
         try:
             written = await self._store.append_many(pair)
         except AuditConflictError as error:
-            raise ApplicationError(str(error), type="AuditConflict", non_retryable=True) from None
+            raise _not_retried(error, "AuditConflict") from None
         # A batch writes a tail of its events (those already recorded come first).
         for event, event_details in list(zip(pair, details, strict=True))[len(pair) - written:]:
             await self._observe(event, event_details)
@@ -130,4 +130,9 @@ def _readable(event: AuditEvent) -> events.EventDetails:
     try:
         return events.read(event)
     except events.UnreadableEventError as error:
-        raise ApplicationError(str(error), type="UnreadableEvent", non_retryable=True) from None
+        raise _not_retried(error, "UnreadableEvent") from None
+
+
+def _not_retried(error: Exception, kind: str) -> ApplicationError:
+    """A failure the workflow must see at once: a retry would fail the same way."""
+    return ApplicationError(str(error), type=kind, non_retryable=True)

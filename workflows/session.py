@@ -220,12 +220,10 @@ class SessionWorkflow:
             "No-show: outreach to the client has started",
         )
         async with self._trail:
-            self._sequence += 1
-            expired = self._event(events.GracePeriodExpired(
+            expired = self._next_event(events.GracePeriodExpired(
                 grace_period_minutes=protocol.grace_period_minutes(self._booking)
             ))
-            self._sequence += 1
-            alerted = self._event(events.TherapistAlerted(notice=notice.key))
+            alerted = self._next_event(events.TherapistAlerted(notice=notice.key))
             await workflow.execute_activity_method(
                 AuditActivities.record_no_show,
                 NoShowRecord(expired=expired, notice=notice, alerted=alerted),
@@ -543,11 +541,12 @@ class SessionWorkflow:
         await self._no_show_written()
         booking = self._booking
         async with self._trail:
-            self._sequence += 1
             await workflow.execute_local_activity_method(
                 AuditActivities.record_closing,
                 ClosingRecord(
-                    event=self._event(events.Closed(outcome=outcome, attempts=self._attempts)),
+                    event=self._next_event(
+                        events.Closed(outcome=outcome, attempts=self._attempts)
+                    ),
                     client_ref=booking.client.ref,
                     therapist_id=booking.therapist_id,
                     start=self._start,
@@ -771,7 +770,9 @@ class SessionWorkflow:
             retry_policy=RECORD_RETRY,
         )
 
-    def _event(self, details: events.EventDetails) -> AuditEvent:
+    def _next_event(self, details: events.EventDetails) -> AuditEvent:
+        """The trail's next event, numbered here, deterministically; the caller holds the trail."""
+        self._sequence += 1
         return events.new_event(
             session_id=self._booking.session_id,
             sequence=self._sequence,
@@ -789,9 +790,8 @@ class SessionWorkflow:
         """
         await self._no_show_written()
         async with self._trail:
-            self._sequence += 1
             await workflow.execute_local_activity_method(
-                AuditActivities.record_event, self._event(details),
+                AuditActivities.record_event, self._next_event(details),
                 start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
             )
 
