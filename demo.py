@@ -48,7 +48,7 @@ from missed_session.domain.practice import PracticeProtocols
 from missed_session.log_setup import configure_logging
 from missed_session.practice_file import load_practice_file
 from missed_session.scheduling import schedule_session
-from missed_session.store.database import database_url, open_pool
+from missed_session.store.database import database_url, open_pool, owner_database_url
 from missed_session.temporal_client import codec_for, data_converter
 from worker import running_worker
 
@@ -267,7 +267,7 @@ async def main(argv: list[str] | None = None) -> int:
         stack.push_async_callback(codec_server.cleanup)
         env = await stack.enter_async_context(embedded_temporal(settings))
         await stack.enter_async_context(running_worker(settings))
-        pool = await open_pool(url)
+        pool = await open_pool(url, owner_url=owner_database_url(settings))
         try:
             outcomes = await run_demo_day(
                 env.client, pool, task_queue=settings.task_queue, time_scale=settings.time_scale

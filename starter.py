@@ -59,7 +59,7 @@ from missed_session.domain.practice import PracticeFileError, PracticeProtocols
 from missed_session.practice_file import load_practice_file
 from missed_session.scheduling import Scheduled, schedule_session
 from missed_session.store.audit import AuditStore
-from missed_session.store.database import database_url, open_pool
+from missed_session.store.database import database_url, open_pool, owner_database_url
 from missed_session.temporal_client import connect
 
 BAD_INPUT = 2
@@ -604,7 +604,8 @@ def _value(value: object) -> str:
 
 async def _audit(request: AuditRequest, settings: Settings) -> str:
     try:
-        pool = await open_pool(database_url(settings), min_size=1, max_size=1)
+        pool = await open_pool(database_url(settings), owner_url=owner_database_url(settings),
+                               min_size=1, max_size=1)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         # The URL is left out of the message: it may carry a password.
         msg = f"cannot open the audit database: {error}"
@@ -661,7 +662,8 @@ def _fail(message: str, code: int) -> int:
 async def _run_audit_action(request: audit_cli.AuditActionRequest,
                             settings: Settings) -> audit_cli.Verdict:
     try:
-        pool = await open_pool(database_url(settings), min_size=1, max_size=2)
+        pool = await open_pool(database_url(settings), owner_url=owner_database_url(settings),
+                               min_size=1, max_size=2)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         msg = f"cannot open the audit database: {error}"  # not the URL: it may hold a password
         raise CommandFailedError(msg) from None

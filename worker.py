@@ -38,7 +38,7 @@ from missed_session.domain.models import ClientResponse, ResponseChannel, workfl
 from missed_session.log_setup import configure_logging
 from missed_session.metrics import ServiceMetrics
 from missed_session.store.audit import AuditStore
-from missed_session.store.database import database_url, open_pool
+from missed_session.store.database import database_url, open_pool, owner_database_url
 from missed_session.temporal_client import connect, service_runtime
 from workflows.session import SessionWorkflow
 
@@ -197,7 +197,7 @@ def callback_dispatcher(client: Client, pool: asyncpg.Pool) -> CallbackDispatche
 async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
     """Connect to Temporal and PostgreSQL, then run the worker until the block exits."""
     client = await connect(settings, service_runtime(settings.metrics_port))
-    pool = await open_pool(database_url(settings))
+    pool = await open_pool(database_url(settings), owner_url=owner_database_url(settings))
     phone, messages = channels_from_settings(settings, SimulatedPhone(pool), DeliveryLedger(pool))
     worker = new_worker(
         client,

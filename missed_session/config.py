@@ -41,7 +41,12 @@ class Settings(BaseSettings):
     task_queue: str = TASK_QUEUE
     """Task queue the worker polls."""
     database_url: str | None = None
-    """PostgreSQL URL; when unset, the embedded PostgreSQL under `data_dir` is used."""
+    """PostgreSQL URL of the service's role (`msr_service`: SELECT and INSERT on the trail);
+    when unset, the embedded PostgreSQL under `data_dir` is used."""
+    database_owner_url: str | None = None
+    """PostgreSQL URL of the schema owner's role (`msr_owner`), used only to run pending
+    migrations at start-up. Unset: the service's URL must be migrated already (or be a
+    single role allowed to migrate, as in development)."""
     data_dir: Path = Path(".data")
     """Where the embedded stack keeps PostgreSQL and the Temporal database."""
     ui_port: int = Field(default=8233, ge=1, le=65535)

