@@ -28,7 +28,14 @@ from temporalio.testing import WorkflowEnvironment
 
 from missed_session import search_attributes
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
-from missed_session.codec_server import CodecServer, start_codec_server, ui_origins
+from missed_session.codec_server import (
+    UI_SECRET_FILE,
+    CodecServer,
+    embedded_ui_secret,
+    start_codec_server,
+    ui_endpoint,
+    ui_origins,
+)
 from missed_session.config import Settings, load_settings
 from missed_session.domain.models import (
     Cancellation,
@@ -229,8 +236,10 @@ async def embedded_temporal(settings: Settings) -> AsyncIterator[WorkflowEnviron
         dev_server_database_filename=str(settings.data_dir.resolve() / "temporal.db"),
         dev_server_extra_args=[
             "--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL",
+            # No --ui-codec-endpoint: the endpoint that decodes holds the UI secret, and a
+            # flag would show it in the process list. The browser's Codec Server settings
+            # hold it instead (docs/security.md).
             *search_attributes.dev_server_flags(),
-            "--ui-codec-endpoint", f"http://127.0.0.1:{settings.codec_server_port}",
         ],
     )
     try:
@@ -254,12 +263,14 @@ async def main(argv: list[str] | None = None) -> int:
     print(f"starting PostgreSQL (embedded, {settings.data_dir}/postgres) and Temporal "
           f"({settings.temporal_address}, Web UI {ui}) ...")
     url = database_url(settings)
+    ui_secret = _secret(settings.codec_server_ui_secret) or embedded_ui_secret(settings.data_dir)
     async with contextlib.AsyncExitStack() as stack:
         codec_server = await start_codec_server(
             CodecServer(
                 codec_for(settings),
                 ui_origins=ui_origins(settings.ui_port),
                 token=_secret(settings.codec_server_token),
+                ui_secret=ui_secret,
             ),
             host="127.0.0.1",
             port=settings.codec_server_port,
@@ -278,8 +289,11 @@ async def main(argv: list[str] | None = None) -> int:
               f"{ui}/namespaces/{settings.temporal_namespace}/workflows")
         print(f"  high-risk sessions: {ui}/namespaces/{settings.temporal_namespace}/workflows"
               "?query=RiskTier%3D%22high%22")
-        print(f"  payloads are decoded for the UI by the codec server on "
-              f"http://127.0.0.1:{settings.codec_server_port} (loopback only)")
+        secret_file = settings.data_dir / UI_SECRET_FILE
+        print("  to see decoded payloads, enter once in the Web UI's Codec Server settings the "
+              "endpoint\n    "
+              + ui_endpoint(port=settings.codec_server_port, secret="<SECRET>")  # noqa: S106
+              + f"\n  with <SECRET> read from {secret_file} (owner-only; see docs/security.md)")
         if settings.metrics_port:
             print(f"  metrics: http://127.0.0.1:{settings.metrics_port}/metrics")
         print("Audit trail of one session:  .venv/bin/python starter.py audit "

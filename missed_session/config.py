@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     """Port of the codec server the Web UI decrypts through (bound to loopback)."""
     codec_server_token: SecretStr | None = None
     """Bearer token for programmatic callers of the codec server."""
+    codec_server_ui_secret: SecretStr | None = None
+    """The secret in the Web UI's codec endpoint (`/ui/<secret>`), entered in the browser's
+    Codec Server settings. Unset in the embedded stack: created in `data_dir`."""
     max_cached_workflows: int = Field(default=DEFAULT_MAX_CACHED_WORKFLOWS, ge=0)
     """Session workflows the worker keeps in memory between their steps (about 0.13 MB
     each). It should hold every session active at the same moment (a burst starting
