@@ -52,6 +52,7 @@ from missed_session.domain.models import (
     Client as SessionClient,
 )
 from missed_session.domain.practice import PracticeProtocols
+from missed_session.file_modes import owner_only_umask, restrict_files
 from missed_session.log_setup import configure_logging
 from missed_session.practice_file import load_practice_file
 from missed_session.scheduling import schedule_session
@@ -59,6 +60,8 @@ from missed_session.store.database import database_url, open_pool, owner_databas
 from missed_session.temporal_client import codec_for, data_converter
 from worker import running_worker
 
+TEMPORAL_DATABASE_FILE = "temporal.db"
+"""The dev server's SQLite database, under the data directory."""
 DEMO_TIME_SCALE = 60.0
 """In the demo a protocol minute lasts a second: the whole day plays in about a minute."""
 FIRST_START_IN = timedelta(seconds=5)
@@ -226,14 +229,28 @@ async def embedded_temporal(settings: Settings) -> AsyncIterator[WorkflowEnviron
     """The Temporal dev server with its Web UI, persisting under the data directory."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     host, _, port = settings.temporal_address.rpartition(":")
-    env = await WorkflowEnvironment.start_local(
+    database_file = settings.data_dir.resolve() / TEMPORAL_DATABASE_FILE
+    restrict_files(database_file.parent, f"{TEMPORAL_DATABASE_FILE}*")  # from older versions
+    with owner_only_umask():  # the dev server inherits it: temporal.db and its WAL are 0600
+        env = await _start_dev_server(settings, host or "127.0.0.1", int(port), database_file)
+    try:
+        # A database from an earlier version may lack an attribute added since.
+        await search_attributes.register(env.client)
+        yield env
+    finally:
+        await env.shutdown()
+
+
+async def _start_dev_server(settings: Settings, host: str, port: int,
+                            database_file: Path) -> WorkflowEnvironment:
+    return await WorkflowEnvironment.start_local(
         data_converter=data_converter(codec_for(settings)),
-        ip=host or "127.0.0.1",
-        port=int(port),
+        ip=host,
+        port=port,
         ui=True,
         ui_port=settings.ui_port,
         dev_server_existing_path=temporal_cli(),
-        dev_server_database_filename=str(settings.data_dir.resolve() / "temporal.db"),
+        dev_server_database_filename=str(database_file),
         dev_server_extra_args=[
             "--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL",
             # No --ui-codec-endpoint: the endpoint that decodes holds the UI secret, and a
@@ -242,12 +259,6 @@ async def embedded_temporal(settings: Settings) -> AsyncIterator[WorkflowEnviron
             *search_attributes.dev_server_flags(),
         ],
     )
-    try:
-        # A database from an earlier version may lack an attribute added since.
-        await search_attributes.register(env.client)
-        yield env
-    finally:
-        await env.shutdown()
 
 
 async def main(argv: list[str] | None = None) -> int:
