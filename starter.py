@@ -58,6 +58,7 @@ from missed_session.domain.models import (
 from missed_session.domain.practice import PracticeFileError, PracticeProtocols
 from missed_session.practice_file import load_practice_file
 from missed_session.scheduling import Scheduled, schedule_session
+from missed_session.store import checkpoints
 from missed_session.store.audit import AuditStore
 from missed_session.store.database import database_url, open_pool, owner_database_url
 from missed_session.temporal_client import connect
@@ -670,7 +671,8 @@ async def _run_audit_action(request: audit_cli.AuditActionRequest,
     try:
         store = AuditStore(pool)
         if isinstance(request, audit_cli.VerifyRequest):
-            return await audit_cli.run_verify(request, store)  # PostgreSQL only
+            return await audit_cli.run_verify(request, store,  # PostgreSQL only
+                                              checkpoints.signer_for(settings))
         if isinstance(request, audit_cli.PurgeRequest):
             return await audit_cli.run_purge(request, store)
         if isinstance(request, audit_cli.ExportRequest):

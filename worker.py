@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from types import CodeType, ModuleType
 from typing import ClassVar
 
@@ -37,6 +38,7 @@ from missed_session.config import DEFAULT_MAX_CACHED_WORKFLOWS, Settings, load_s
 from missed_session.domain.models import ClientResponse, ResponseChannel, workflow_id_for
 from missed_session.log_setup import configure_logging
 from missed_session.metrics import ServiceMetrics
+from missed_session.store import checkpoints
 from missed_session.store.audit import AuditStore
 from missed_session.store.database import database_url, open_pool, owner_database_url
 from missed_session.temporal_client import connect, service_runtime
@@ -208,17 +210,31 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         messages=messages,
         max_cached_workflows=settings.max_cached_workflows,
     )
-    dispatcher = asyncio.create_task(callback_dispatcher(client, pool).run())
+    followers = [asyncio.create_task(callback_dispatcher(client, pool).run()),
+                 *trail_followers(settings, client, pool)]
     try:
         async with worker:
             log.info("worker_started", task_queue=settings.task_queue,
                      temporal=settings.temporal_address, metrics_port=settings.metrics_port)
             yield worker
     finally:
-        dispatcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await dispatcher
+        for follower in followers:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
         await pool.close()
+
+
+def trail_followers(settings: Settings, client: Client,
+                    pool: asyncpg.Pool) -> list[asyncio.Task[None]]:
+    """Followers of the audit trail: signed checkpoints (docs/security.md)."""
+    del client
+    signer = checkpoints.signer_for(settings)
+    if signer is None:
+        log.warning("audit_checkpoints_off", reason="no checkpoint_keys configured")
+        return []
+    interval = timedelta(seconds=settings.checkpoint_interval_seconds)
+    return [asyncio.create_task(checkpoints.Checkpointer(pool, signer, interval=interval).run())]
 
 
 async def main() -> None:

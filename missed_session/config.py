@@ -92,6 +92,15 @@ class Settings(BaseSettings):
     Unset with the embedded database: a key is generated under `data_dir`."""
     encryption_key_id: str | None = None
     """Which key encrypts new payloads; optional when only one key is configured."""
+    checkpoint_keys: dict[str, str] = Field(default_factory=dict)
+    """Key id -> base64 HMAC key (32 bytes or more) that audit checkpoints are signed with;
+    held by the service, never by PostgreSQL. Every key verifies; `checkpoint_key_id`
+    signs. Unset with the embedded database: a key is generated under `data_dir`; unset
+    with an external one: no checkpoints are written (`audit verify` says so)."""
+    checkpoint_key_id: str | None = None
+    """Which checkpoint key signs; optional when only one is configured."""
+    checkpoint_interval_seconds: int = Field(default=60, ge=1, le=3600)
+    """How often the worker checkpoints the sessions whose trails grew."""
     codec_server_port: int = Field(default=8234, ge=1, le=65535)
     """Port of the codec server the Web UI decrypts through (bound to loopback)."""
     codec_server_token: SecretStr | None = None
@@ -139,6 +148,13 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         if self.encryption_key_id is None and len(self.encryption_keys) > 1:
             msg = "encryption_key_id must name the active key when several keys are configured"
+            raise ValueError(msg)
+        checkpoint_active = self.checkpoint_key_id
+        if checkpoint_active is not None and checkpoint_active not in self.checkpoint_keys:
+            msg = f"checkpoint_key_id {checkpoint_active!r} is not in checkpoint_keys"
+            raise ValueError(msg)
+        if checkpoint_active is None and len(self.checkpoint_keys) > 1:
+            msg = "checkpoint_key_id must name the active key when several keys are configured"
             raise ValueError(msg)
         if self.database_url and not self.encryption_keys:
             msg = (

@@ -31,6 +31,7 @@ from missed_session.audit import replay as replay_
 from missed_session.audit.verify import describe, verify_all, verify_session
 from missed_session.domain.models import AuditEvent, SessionId, workflow_id_for
 from missed_session.store.audit import AuditStore
+from missed_session.store.checkpoints import CheckpointSigner
 
 ACTIONS = ("verify", "replay", "purge", "export")
 """Words that, after `audit`, name an action rather than a session id."""
@@ -202,16 +203,17 @@ def _purge_request(args: argparse.Namespace, *, retention_years: int,
 # -- the I/O half ----------------------------------------------------------------------------
 
 
-async def run_verify(request: VerifyRequest, store: AuditStore) -> Verdict:
-    """One session's chain, or every session's with a summary."""
+async def run_verify(request: VerifyRequest, store: AuditStore,
+                     signer: CheckpointSigner | None = None) -> Verdict:
+    """One session's chain, or every session's with a summary; checkpoints with `signer`."""
     if request.session_id is not None:
-        report = await verify_session(store, request.session_id)
+        report = await verify_session(store, request.session_id, signer)
         if report.rows == 0 and report.ok:
             return Verdict(f"no audit events for session {request.session_id}", ok=False)
         return Verdict(describe(report), report.ok)
     lines: list[str] = []
     checked = broken = 0
-    async for report in verify_all(store):
+    async for report in verify_all(store, signer=signer):
         checked += 1
         if not report.ok:
             broken += 1

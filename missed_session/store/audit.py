@@ -36,7 +36,7 @@ from missed_session.domain.models import (
     Outcome,
     TherapistNotice,
 )
-from missed_session.store import projections
+from missed_session.store import checkpoints, projections
 from missed_session.store.chain import (
     GENESIS,
     ChainRow,
@@ -187,6 +187,10 @@ class AuditStore:
             session_id,
         )
         return [_chain_row(row) for row in rows]
+
+    async def checkpoints(self, session_id: str) -> list[checkpoints.Checkpoint]:
+        """The session's signed checkpoints, latest first."""
+        return await checkpoints.checkpoints_of(self._pool, session_id)
 
     async def session_ids(self, *, after: str = "", limit: int = 500) -> list[str]:
         """Sessions with an audit trail or an attendance row, in order, one page after `after`."""
