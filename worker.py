@@ -30,6 +30,7 @@ from activities.audit import AuditActivities
 from activities.follow_up import FollowUpActivities
 from activities.outreach import OutreachActivities, Sender, TextPolicyActivities
 from activities.therapist import TherapistActivities
+from missed_session.audit.archive import HistoryArchiver
 from missed_session.channels.base import MessageChannel, PhoneChannel
 from missed_session.channels.ledger import DeliveryLedger
 from missed_session.channels.setup import channels_from_settings
@@ -227,14 +228,15 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
 
 def trail_followers(settings: Settings, client: Client,
                     pool: asyncpg.Pool) -> list[asyncio.Task[None]]:
-    """Followers of the audit trail: signed checkpoints (docs/security.md)."""
-    del client
+    """Followers of the trail: the history archiver and signed checkpoints (docs/security.md)."""
+    interval = timedelta(seconds=settings.checkpoint_interval_seconds)
+    followers = [asyncio.create_task(HistoryArchiver(client, pool, interval=interval).run())]
     signer = checkpoints.signer_for(settings)
     if signer is None:
         log.warning("audit_checkpoints_off", reason="no checkpoint_keys configured")
-        return []
-    interval = timedelta(seconds=settings.checkpoint_interval_seconds)
-    return [asyncio.create_task(checkpoints.Checkpointer(pool, signer, interval=interval).run())]
+        return followers
+    checkpointer = checkpoints.Checkpointer(pool, signer, interval=interval)
+    return [*followers, asyncio.create_task(checkpointer.run())]
 
 
 async def main() -> None:

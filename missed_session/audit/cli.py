@@ -264,15 +264,18 @@ async def replay_session(client: Client, store: AuditStore, setup: ReplaySetup,
     try:
         history = await handle.fetch_history()
         description = await handle.describe()
+        running = description.status is not None and description.status.name == "RUNNING"
     except RPCError as error:
-        if error.status is RPCStatusCode.NOT_FOUND:
+        if error.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        archived = await store.archived_history(session_id)  # kept at close, past retention
+        if archived is None:
             report.mismatches.append(_missing(handle.id))
             return report
-        raise
+        history, running = archived, False
     replayer = replay_.new_replayer(setup.workflows, client.data_converter, setup.runner)
     report.replay_failure = await replay_.replay_failure(replayer, history)
     activities = await replay_.history_activities(history, client.data_converter)
-    running = description.status is not None and description.status.name == "RUNNING"
     report.mismatches.extend(replay_.cross_check(
         activities, await store.trail(session_id), closed=not running
     ))
@@ -311,7 +314,7 @@ async def _fetch(client: Client, store: AuditStore, session_id: str) -> _Fetched
         if error.status is not RPCStatusCode.NOT_FOUND:
             trail.cancel()
             raise
-        history = None
+        history = await store.archived_history(session_id)  # kept at close, past retention
     except BaseException:
         trail.cancel()
         raise
@@ -325,8 +328,8 @@ async def _fetch(client: Client, store: AuditStore, session_id: str) -> _Fetched
 
 
 def _missing(workflow_id: str) -> str:
-    return (f"no workflow history in Temporal (workflow {workflow_id}); past the "
-            "namespace's retention, or never started")
+    return (f"no workflow history in Temporal (workflow {workflow_id}) nor in the archive; "
+            "past the namespace's retention before it was archived, or never started")
 
 
 async def _closed_sessions(store: AuditStore) -> AsyncIterator[str]:
