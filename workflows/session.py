@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         CHANNEL_REJECTED,
         DELIVERY_UNCERTAIN,
         INVALID_CONTACT,
+        UNCERTAIN_REASON,
         OutreachActivities,
         TextPolicyActivities,
     )
@@ -824,5 +825,5 @@ def _failure_reason(error: ActivityError) -> str:
     if isinstance(cause, ApplicationError) and cause.type == CHANNEL_REJECTED:
         return "rejected by the channel"
     if isinstance(cause, ApplicationError) and cause.type == DELIVERY_UNCERTAIN:
-        return "delivery uncertain"
+        return UNCERTAIN_REASON
     return "channel failed after retries"
