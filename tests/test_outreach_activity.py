@@ -12,7 +12,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -22,18 +22,30 @@ from temporalio import workflow
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.outreach import (
     CHANNEL_FAILED,
     CHANNEL_REJECTED,
     DELIVERY_UNCERTAIN,
+    UNCERTAIN_REASON,
     OutreachActivities,
     Sender,
+    TextPolicyActivities,
 )
 from missed_session.channels.ledger import AtMostOnce, DeliveryLedger
 from missed_session.channels.webhook import WebhookChannel
-from missed_session.domain.models import CallResult, EscalationRequest, OutreachRequest
+from missed_session.domain.contact_window import local_day
+from missed_session.domain.models import (
+    AuditEvent,
+    AuditEventType,
+    CallResult,
+    EscalationRequest,
+    OutreachRequest,
+    TextCheck,
+)
+from missed_session.store.audit import AuditStore
 from tests.factories import booking
 
 SECRET = b"test-only-webhook-secret"
@@ -251,3 +263,31 @@ async def test_a_slow_provider_is_waited_for_with_heartbeats(
     ))
     assert await run_step(client, pool, url, step) == CallResult.ANSWERED.value
     assert [r["kind"] for r in system.requests] == ["message"]
+
+
+async def test_a_text_whose_delivery_is_uncertain_counts_for_the_one_a_day_rule(
+    pool: asyncpg.Pool,
+) -> None:
+    store = AuditStore(pool)
+    failed_at = datetime(2026, 11, 28, 18, 15, tzinfo=UTC)  # 10:15 in Los Angeles
+    for session_id, reason in [("s-uncertain", UNCERTAIN_REASON),
+                               ("s-failed", "channel failed after retries")]:
+        for sequence, (event_type, data) in enumerate([
+            (AuditEventType.SCHEDULED, {"client_ref": f"c-{session_id}"}),
+            (AuditEventType.OUTREACH_FAILED, {"attempt": 1, "channel": "text",
+                                              "reason": reason}),
+        ], start=1):
+            await store.append(AuditEvent(session_id=session_id, sequence=sequence,
+                                          event_type=event_type, occurred_at=failed_at,
+                                          data=data))
+    start, end = local_day(failed_at + timedelta(hours=2), "America/Los_Angeles")
+    policy = TextPolicyActivities(pool)
+
+    async def refusal(client_ref: str) -> str | None:
+        check = TextCheck(client_ref=client_ref, day_start=start, day_end=end)
+        answer: str | None = await ActivityEnvironment().run(policy.text_refusal, check)
+        return answer
+
+    # It may have reached the client: no second text today.
+    assert await refusal("c-s-uncertain") == "a text was already sent today"
+    assert await refusal("c-s-failed") is None  # refused by the provider: it did not
