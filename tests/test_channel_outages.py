@@ -190,7 +190,7 @@ async def test_a_callback_for_a_session_that_is_over_is_dropped_one_temporal_can
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dead = f"127.0.0.1:{probe.getsockname()[1]}"
-    unreachable = await Client.connect(dead, lazy=True,
+    unreachable = await Client.connect(dead, lazy=True, data_converter=client.data_converter,
                                        retry_config=RetryConfig(max_retries=0))
     await add_callback(pool, kept)
     with pytest.raises(RuntimeError, match="connect"):
