@@ -32,6 +32,13 @@ class Behaviour(StrEnum):
     NO_ANSWER = "no_answer"
     INVALID_NUMBER = "invalid_number"
     CALLS_BACK = "calls_back"
+    RINGS_OUT = "rings_out"
+    """Nobody answers and nothing can be left (busy, no voicemail box): a voicemail or a
+    message to this number is not delivered."""
+
+
+UNDELIVERED = "not_delivered"
+"""The log's result for a voicemail or message the number could not take."""
 
 
 class SimulatedPhone:
@@ -64,10 +71,14 @@ class SimulatedPhone:
 
     async def leave_voicemail(self, key: str, session_id: str, to: str,
                               text: str) -> CallResult:
-        """Record the voicemail (always recorded); a scripted call-back becomes due after it."""
+        """Record the voicemail; a scripted call-back becomes due after it.
+
+        A repeated key returns the first try's outcome.
+        """
         behaviour, callback_seconds = await self._behaviour(to)
+        outcome = UNDELIVERED if behaviour is Behaviour.RINGS_OUT else "left"
         async with self._pool.acquire() as connection, connection.transaction():
-            await _log(connection, key, session_id, "voicemail", to, text, "left")
+            recorded = await _log(connection, key, session_id, "voicemail", to, text, outcome)
             if behaviour is Behaviour.CALLS_BACK:
                 await connection.execute(
                     "INSERT INTO sim_phone_callbacks (session_id, due_at)"
@@ -75,17 +86,21 @@ class SimulatedPhone:
                     " ON CONFLICT (session_id) DO NOTHING",
                     session_id, float(callback_seconds or 0),
                 )
-        return CallResult.ANSWERED
+        return CallResult.NO_ANSWER if recorded == UNDELIVERED else CallResult.ANSWERED
 
     async def deliver_message(self, key: str, session_id: str, to: str,
                               text: str) -> CallResult:
-        """Record a delivered message (used for the emergency contact)."""
+        """Record a message (used for the emergency contact).
+
+        A repeated key returns the first try's outcome.
+        """
         behaviour, _ = await self._behaviour(to)
         if behaviour is Behaviour.INVALID_NUMBER:
             await self._log(key, session_id, "message", to, text, "invalid_number")
             raise InvalidContactError("the emergency contact's number is not in service")
-        await self._log(key, session_id, "message", to, text, "delivered")
-        return CallResult.ANSWERED
+        outcome = UNDELIVERED if behaviour is Behaviour.RINGS_OUT else "delivered"
+        recorded = await self._log(key, session_id, "message", to, text, outcome)
+        return CallResult.NO_ANSWER if recorded == UNDELIVERED else CallResult.ANSWERED
 
     async def send_text(self, key: str, session_id: str, to: str, text: str) -> None:
         """Record a text; an invalid number is refused like a call to it."""
