@@ -16,13 +16,14 @@ from aiohttp import web
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.outreach import Sender
+from activities.outreach import UNCERTAIN_REASON, Sender
 from missed_session.channels.base import (
     ChannelRejectedError,
     ChannelUnavailableError,
     DeliveryUncertainError,
     InvalidContactError,
 )
+from missed_session.channels.ledger import AtMostOnce, DeliveryLedger
 from missed_session.channels.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -280,3 +281,54 @@ async def test_the_workflow_moves_from_an_invalid_number_to_email_over_the_webho
         ("call", "call"), ("email", "email"), ("message", "escalation"),
     ]
     assert received[1]["to"] == "robin@example.org"
+
+
+async def test_an_uncertain_text_is_audited_as_such_and_no_second_text_goes_that_day(
+    client: Client, pool: asyncpg.Pool, task_queue: str, time_skipping_env: WorkflowEnvironment,
+) -> None:
+    received: list[dict[str, Any]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        payload = json.loads(await request.read())
+        received.append(payload)
+        if payload["kind"] == "text":  # takes the text, then the answer never comes
+            await asyncio.sleep(30)
+        if payload["kind"] in {"call", "message"}:
+            return web.json_response({"result": "no_answer" if payload["kind"] == "call"
+                                      else "answered"})
+        return web.json_response({}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/outreach", handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    webhook = WebhookChannel(f"http://127.0.0.1:{port}/outreach", SECRET, timeout_seconds=0.5)
+    phone = AtMostOnce(webhook, DeliveryLedger(pool))  # as the worker wires it
+    data = booking_data()
+    start = daytime(await time_skipping_env.get_current_time() + timedelta(hours=1))
+    session = booking(
+        start=start.isoformat(),
+        client={**data["client"], "preferences": {"text": True}},
+        protocol={"max_attempts": 2, "channels": ["text"], "attempt_spacing_minutes": 30},
+    )
+    try:
+        async with new_worker(client, pool, task_queue=task_queue, sender=SENDER,
+                              phone=phone, messages=phone):
+            await client.execute_workflow(
+                SessionWorkflow.run, session, id=session.workflow_id, task_queue=task_queue
+            )
+    finally:
+        await webhook.close()
+        await runner.cleanup()
+
+    events = [read(e) for e in await AuditStore(pool).trail(session.session_id)]
+    texts = [(type(e).__name__, getattr(e, "attempt", None), getattr(e, "reason", None))
+             for e in events if getattr(e, "channel", None) == "text"]
+    assert texts == [
+        ("OutreachFailed", 1, UNCERTAIN_REASON),  # not a refusal, not re-sent
+        ("OutreachSkipped", 2, "a text was already sent today"),  # it may have arrived
+    ]
+    assert [p["kind"] for p in received].count("text") == 1
