@@ -28,12 +28,13 @@ from temporalio.testing import WorkflowEnvironment
 from activities.outreach import Sender
 from demo import daytime_zone, temporal_cli
 from missed_session import search_attributes
+from missed_session.audit import cli as audit_cli
 from missed_session.audit.verify import verify_session
 from missed_session.domain.models import AuditEvent, AuditEventType, Outcome, SessionBooking
 from missed_session.store.audit import AuditStore
 from tests.conftest import TEST_CONVERTER
 from tests.factories import booking_data
-from worker import new_worker
+from worker import WORKFLOW_RUNNER, new_worker
 from workflows.session import SessionWorkflow
 
 SENDER = Sender("Alex", "+15555550100")
@@ -190,3 +191,17 @@ async def test_a_retried_task_that_took_another_branch_fails_loudly(
     )
     assert [(row["kind"], row["priority"]) for row in inbox] == [("task", "urgent")]
     assert "audit trail" in inbox[0]["title"]
+
+    # Compliance sees it too: replay --all names the stopped session; verify --all counts
+    # its trail among those not closed.
+    replay = await audit_cli.run_replay(
+        audit_cli.ReplayRequest(None), client, store,
+        audit_cli.ReplaySetup([SessionWorkflow], WORKFLOW_RUNNER), progress=lambda *_: None,
+    )
+    assert not replay.ok
+    [line] = [line for line in replay.text.splitlines() if session.session_id in line]
+    assert line.startswith(f"MISMATCH {session.session_id}: the workflow failed before the "
+                           "session closed: TrailRefused: the audit trail refused event #1 "
+                           "(AuditConflict)")
+    verify = await audit_cli.run_verify(audit_cli.VerifyRequest(None), store)
+    assert "1 not closed (running, or stopped early" in verify.text.splitlines()[-1]

@@ -213,18 +213,20 @@ class AuditStore:
         )
         return [row["session_id"] for row in rows]
 
-    async def closed_session_ids(self, *, after: str = "", limit: int = 100) -> list[str]:
-        """Closed sessions (their attendance row exists), in order, one page after `after`."""
-        rows = await self._pool.fetch(
-            "SELECT session_id FROM attendance WHERE session_id > $1"
-            " ORDER BY session_id LIMIT $2",
-            after, limit,
+    async def session_count(self) -> int:
+        """How many sessions have an audit trail or an attendance row."""
+        count: int = await self._pool.fetchval(
+            "SELECT count(*) FROM (SELECT session_id FROM audit_events"
+            " UNION SELECT session_id FROM attendance) AS s"
         )
-        return [row["session_id"] for row in rows]
+        return count
 
-    async def closed_session_count(self) -> int:
-        """How many sessions have closed."""
-        count: int = await self._pool.fetchval("SELECT count(*) FROM attendance")
+    async def open_session_count(self) -> int:
+        """Sessions with a trail but no attendance row: running, or stopped before closing."""
+        count: int = await self._pool.fetchval(
+            "SELECT count(DISTINCT e.session_id) FROM audit_events AS e"
+            " WHERE NOT EXISTS (SELECT 1 FROM attendance AS a WHERE a.session_id = e.session_id)"
+        )
         return count
 
     async def is_closed(self, session_id: str) -> bool:
