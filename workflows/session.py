@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.follow_up import FollowUpActivities
     from activities.outreach import (
         CHANNEL_REJECTED,
+        DELIVERY_UNCERTAIN,
         INVALID_CONTACT,
         OutreachActivities,
         TextPolicyActivities,
@@ -333,10 +334,15 @@ class SessionWorkflow:
                 attempt=attempt, channel=channel, reason=_failure_reason(error)
             ))
             return None
-        if result is not None:  # only the call reports a result
+        if channel is Channel.CALL and result is not None:
             await self._record(events.OutreachAttempted(attempt=attempt, result=result))
             return result
         if channel is Channel.VOICEMAIL:
+            if result is CallResult.NO_ANSWER:  # the provider says it was not recorded
+                await self._record(events.OutreachFailed(
+                    attempt=attempt, channel=channel, reason="voicemail not delivered"
+                ))
+                return None
             await self._record(events.VoicemailLeft(attempt=attempt))
         else:
             await self._record(events.MessageSent(attempt=attempt, channel=channel))
@@ -465,7 +471,7 @@ class SessionWorkflow:
             contact=contact,
         )
         try:
-            await workflow.execute_activity_method(
+            delivered = await workflow.execute_activity_method(
                 OutreachActivities.call_emergency_contact,
                 request,
                 start_to_close_timeout=OUTREACH_TIMEOUT,
@@ -475,6 +481,11 @@ class SessionWorkflow:
         except ActivityError as error:
             await self._block_escalation(
                 f"emergency contact unreachable ({_failure_reason(error)})"
+            )
+            return
+        if delivered is CallResult.NO_ANSWER:  # the provider says the call did not reach them
+            await self._block_escalation(
+                "emergency contact unreachable (the call was not answered)"
             )
             return
         window = None
@@ -879,4 +890,6 @@ def _failure_reason(error: ActivityError) -> str:
     cause = error.cause
     if isinstance(cause, ApplicationError) and cause.type == CHANNEL_REJECTED:
         return "rejected by the channel"
+    if isinstance(cause, ApplicationError) and cause.type == DELIVERY_UNCERTAIN:
+        return "delivery uncertain"
     return "channel failed after retries"
