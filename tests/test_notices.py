@@ -10,6 +10,7 @@ visible by search attribute and metric.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -24,10 +25,12 @@ from activities.notices import notice_workflow_id
 from activities.outreach import Sender
 from missed_session import search_attributes as attrs
 from missed_session.application import notices as use
+from missed_session.audit.export import fhir_bundle, notice_keys
 from missed_session.domain import events
 from missed_session.domain.models import SessionBooking, SessionResult
 from missed_session.domain.notices import Acknowledgment, AckVia, Resolution
 from missed_session.domain.roster_file import parse_roster
+from missed_session.store.audit import AuditStore
 from missed_session.store.notices import NoticeStore, RosterStore, notice_trails
 from missed_session.temporal_client import service_runtime
 from tests.conftest import TEST_CONVERTER
@@ -223,4 +226,23 @@ async def test_high_risk_blocked_escalation_climbs_until_an_sms_acknowledges_it(
 
     result: SessionResult = await handle.result()
     assert result.outcome.value == "unreachable_escalation_blocked"
+
+    # The FHIR export: each notice a Task with the right status, its messages Communications.
+    session_trail = await AuditStore(pool).trail(session.session_id)
+    assert notice_keys(session_trail) == [alert, task]
+    bundle = fhir_bundle(session.session_id, session_trail,
+                         await notice_trails(pool, session.session_id))
+    resources = [entry["resource"] for entry in bundle["entry"]]
+    tasks = {r["identifier"][0]["value"]: r for r in resources
+             if r["resourceType"] == "Task" and "identifier" in r}
+    assert tasks[task]["status"] == "completed"
+    assert tasks[task]["output"][0]["valueString"] == "plan agreed with the therapist"
+    assert tasks[alert]["status"] == "accepted"
+    assert "ran out of escalation steps" in tasks[alert]["businessStatus"]["text"]
+    sent = [r for r in resources if r["resourceType"] == "Communication"
+            and r.get("basedOn") and r["status"] == "completed" and "recipient" in r]
+    assert len(sent) == 3 + 4  # task: ana sms+email, lee; alert: ana sms+email, lee, maya
+    text = json.dumps(bundle)
+    for personal in (session.client.first_name, session.client.phone, ANA, LEE):
+        assert personal not in text
 
