@@ -116,6 +116,10 @@ async def test_demo_day_reaches_every_outcome(
 
     assert sorted(o.value for o in outcomes.values()) == sorted(s.expected.value for s in DEMO_DAY)
     assert not [line for line in lines if "EXPECTED" in line], lines
+    notices = [line for line in lines if line.startswith("notice ")]
+    assert "replied ACK by SMS: acknowledged by therapist-ana" in notices[0], notices
+    assert "notified in turn therapist-ben (therapist), oncall-" in notices[1], notices
+    assert notices[1].endswith("supervisor-maya (supervisor); NoticeState=exhausted"), notices
 
     store = AuditStore(pool)
     for session_id, outcome in outcomes.items():
