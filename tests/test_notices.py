@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import urllib.parse
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
@@ -21,7 +22,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.notices import notice_workflow_id
+from activities.notices import NoticeLinks, notice_workflow_id
 from activities.outreach import Sender
 from missed_session import search_attributes as attrs
 from missed_session.application import notices as use
@@ -246,3 +247,58 @@ async def test_high_risk_blocked_escalation_climbs_until_an_sms_acknowledges_it(
     for personal in (session.client.first_name, session.client.phone, ANA, LEE):
         assert personal not in text
 
+
+
+async def test_a_signed_link_acknowledges_and_a_tampered_one_is_refused(
+    time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
+    task_queue: str,
+) -> None:
+    env = time_skipping_env
+    loaded = parse_roster(ROSTER, "practice.toml")
+    await RosterStore(pool).load(loaded.roster, loaded.notices, "practice.toml")
+    secret = b"link-secret-for-tests"
+    links = NoticeLinks("https://notices.example.org/ack", secret)
+    start = daytime(await env.get_current_time() + timedelta(hours=1)).replace(microsecond=0)
+    session = booking(**without_consent(booking_data(risk_tier="high",
+                                                     start=start.isoformat())))
+    alert, task = f"{session.session_id}/no-show-alert", f"{session.session_id}/escalation-blocked"
+    sender = Sender("Alex", "+15555550100")
+    async with new_worker(client, pool, task_queue=task_queue, sender=sender,
+                          notice_links=links):
+        handle = await client.start_workflow(SessionWorkflow.run, session,
+                                             id=session.workflow_id, task_queue=task_queue)
+        await env.sleep(start + timedelta(minutes=10, seconds=30) - await env.get_current_time())
+
+        def link_in(body: str) -> dict[str, str]:
+            found = re.search(r"Or open (\S+)$", body)
+            assert found is not None, body
+            url = urllib.parse.urlsplit(found.group(1))
+            assert f"{url.scheme}://{url.netloc}{url.path}" == "https://notices.example.org/ack"
+            return dict(urllib.parse.parse_qsl(url.query))
+
+        ana = await texts_to(pool, ANA)
+        alert_link, task_link = link_in(about(ana, "No-show")[0]), link_in(
+            about(ana, "escalation blocked")[0])
+        assert (alert_link["notice"], alert_link["clinician"]) == (alert, "t-ana")
+        now = await env.get_current_time()
+
+        async def follow(params: dict[str, str]) -> use.NoticeResult:
+            return await use.follow_link(
+                client, pool, secret, notice_key=params["notice"],
+                clinician_id=params["clinician"], expires=int(params["expires"]),
+                signature=params["signature"], now=now)
+
+        tampered = await follow({**task_link, "clinician": "oc-lee"})
+        assert (tampered.kind, tampered.message) == (use.ResultKind.REFUSED,
+                                                     "the link's signature does not match")
+        followed = await follow(alert_link)
+        assert followed.kind is use.ResultKind.APPLIED, followed.message
+        assert (await NoticeStore(pool).get(alert)).acknowledged_via == "link"  # type: ignore[union-attr]
+        assert [r["reason"] for r in await NoticeStore(pool).refusals(task)] == [
+            "the link's signature does not match"]
+        assert "notice_acknowledged" not in await trail_types(pool, session.session_id, task)
+        await use.resolve(client, pool, task, Resolution(clinician_id="t-ana",
+                                                         outcome="client reached"))
+        for key in (alert, task):
+            await client.get_workflow_handle(notice_workflow_id(key)).result()
+        await handle.result()
