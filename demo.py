@@ -218,11 +218,16 @@ async def notices_of_the_day(client: Client, pool: asyncpg.Pool, *, run_id: str,
     therapist = roster.clinician(DEMO_DAY[DEMO_ACKNOWLEDGED].therapist_id)
     assert therapist is not None
     assert therapist.sms is not None
-    text = await pool.fetchval(
-        "SELECT body FROM sim_phone_log WHERE to_number = $1 AND body LIKE $2"
-        " ORDER BY placed_at LIMIT 1",
-        therapist.sms, f"%escalation blocked%client-{run_id}-{DEMO_ACKNOWLEDGED})%",
-    )
+    text: str | None = None
+    for _ in range(40):  # the task's notice starts as its session closes: its text follows
+        text = await pool.fetchval(
+            "SELECT body FROM sim_phone_log WHERE to_number = $1 AND body LIKE $2"
+            " ORDER BY placed_at LIMIT 1",
+            therapist.sms, f"%escalation blocked%client-{run_id}-{DEMO_ACKNOWLEDGED})%",
+        )
+        if text is not None:
+            break
+        await asyncio.sleep(0.25)
     code = re.search(r"ACK ([A-Z0-9]+)", text or "")
     if code is None:
         say(f"notice   {task}: no text reached the therapist")
@@ -341,12 +346,15 @@ async def main(argv: list[str] | None = None) -> int:
               f"{ui}/namespaces/{settings.temporal_namespace}/workflows")
         print(f"  high-risk sessions: {ui}/namespaces/{settings.temporal_namespace}/workflows"
               "?query=RiskTier%3D%22high%22")
+        print(f"  notices that ran out of steps: {ui}/namespaces/{settings.temporal_namespace}"
+              "/workflows?query=NoticeState%3D%22exhausted%22")
         print(f"  payloads are decoded for the UI by the codec server on "
               f"http://127.0.0.1:{settings.codec_server_port} (loopback only)")
         if settings.metrics_port:
             print(f"  metrics: http://127.0.0.1:{settings.metrics_port}/metrics")
         print("Audit trail of one session:  .venv/bin/python starter.py audit "
               f"{next(iter(outcomes))}")
+        print("Notices to clinicians:       .venv/bin/python starter.py notices list --all")
         if not args.exit:
             print("The stack stays up; press Ctrl-C to stop it.")
             await asyncio.Event().wait()

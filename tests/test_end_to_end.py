@@ -27,7 +27,7 @@ from activities.outreach import Sender
 from demo import DEMO_DAY, run_demo_day, temporal_cli
 from missed_session import search_attributes
 from missed_session.domain.events import Closed
-from missed_session.domain.models import AuditEventType
+from missed_session.domain.models import AuditEventType, Outcome
 from missed_session.log_setup import configure_logging
 from missed_session.store.audit import AuditStore
 from missed_session.temporal_client import service_runtime
@@ -151,6 +151,16 @@ async def test_demo_day_reaches_every_outcome(
             break
         await asyncio.sleep(0.2)
     assert len(found) == len(high_risk), found
+    # ... and the notice that ran out of steps, by its own.
+    escalated = {f"notice-{sid}/no-show-alert" for sid, outcome in outcomes.items()
+                 if outcome is Outcome.UNREACHABLE_ESCALATED}
+    exhausted: set[str] = set()
+    for _ in range(50):
+        exhausted = {w.id async for w in client.list_workflows('NoticeState="exhausted"')}
+        if exhausted:
+            break
+        await asyncio.sleep(0.2)
+    assert exhausted == escalated, exhausted
 
     # What Prometheus sees: the demo day's counts.
     text = await scrape(metrics_port)
