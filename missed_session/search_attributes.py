@@ -57,13 +57,13 @@ def initial(booking: SessionBooking) -> TypedSearchAttributes:
     return TypedSearchAttributes(pairs)
 
 
-def notice_initial(*, client_ref: str, therapist_id: str, risk_tier: str, priority: str,
-                   opened: datetime) -> TypedSearchAttributes:
-    """A notice workflow's attributes when it starts (given at start, no upsert)."""
+def notice_initial(*, priority: str, opened: datetime) -> TypedSearchAttributes:
+    """A notice workflow's attributes when it starts (given at start, no upsert).
+
+    Only the notice's own: the session's (`ClientRef`, `RiskTier`, ...) stay on sessions, so
+    that a supervisor's `RiskTier="high"` still lists sessions alone.
+    """
     return TypedSearchAttributes([
-        SearchAttributePair(CLIENT_REF, client_ref),
-        SearchAttributePair(THERAPIST_ID, therapist_id),
-        SearchAttributePair(RISK_TIER, risk_tier),
         SearchAttributePair(NOTICE_STATE, "open"),
         SearchAttributePair(NOTICE_PRIORITY, priority),
         SearchAttributePair(NOTICE_OPENED, opened),

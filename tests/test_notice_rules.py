@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
+from missed_session.config import ConfigurationError, load_settings
 from missed_session.domain.models import InboxItemKind, Priority, RiskTier
 from missed_session.domain.notices import (
     Acknowledgment,
@@ -28,6 +29,7 @@ from missed_session.domain.notices import (
 )
 from missed_session.domain.practice import PracticeFileError
 from missed_session.domain.roster_file import parse_roster
+from worker import notice_links
 
 NOW = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
 
@@ -150,3 +152,17 @@ def test_signed_links_are_checked_for_signature_and_expiry() -> None:
                         now=NOW) == "the link's signature does not match"
     assert link_problem(secret, "s-1/no-show-alert", "t-ana", expires, signature,
                         now=NOW + timedelta(hours=2)) == "the link has expired"
+
+
+def test_a_link_endpoint_needs_its_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MSR_CONFIG_FILE", raising=False)
+    monkeypatch.delenv("MSR_NOTICE_LINK_SECRET", raising=False)
+    with pytest.raises(ConfigurationError,
+                       match="notice_link_secret is required with notice_link_url"):
+        load_settings(notice_link_url="https://notices.example.org/ack")
+    settings = load_settings(notice_link_url="https://notices.example.org/ack",
+                             notice_link_secret="s3cret")
+    links = notice_links(settings)
+    assert links is not None
+    assert links.link("s-1/no-show-alert", "t-ana", NOW).startswith(
+        "https://notices.example.org/ack?notice=s-1%2Fno-show-alert&clinician=t-ana&expires=")

@@ -22,13 +22,21 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.notices import NoticeLinks, notice_workflow_id
+from activities.notices import NoticeLinks, NoticePlan, NoticeRequest, notice_workflow_id
 from activities.outreach import Sender
 from missed_session import search_attributes as attrs
 from missed_session.application import notices as use
 from missed_session.audit.export import fhir_bundle, notice_keys
+from missed_session.channels.simulated import Behaviour, SimulatedPhone
 from missed_session.domain import events
-from missed_session.domain.models import SessionBooking, SessionResult
+from missed_session.domain.models import (
+    InboxItemKind,
+    Priority,
+    RiskTier,
+    SessionBooking,
+    SessionResult,
+    TherapistNotice,
+)
 from missed_session.domain.notices import Acknowledgment, AckVia, Resolution
 from missed_session.domain.roster_file import parse_roster
 from missed_session.store.audit import AuditStore
@@ -302,3 +310,70 @@ async def test_a_signed_link_acknowledges_and_a_tampered_one_is_refused(
         for key in (alert, task):
             await client.get_workflow_handle(notice_workflow_id(key)).result()
         await handle.result()
+
+
+GAPPY = f"""
+[roster]
+time_zone = "America/Los_Angeles"
+accept_coverage_gaps = true
+
+[roster.clinicians.t-ana]
+role = "therapist"
+sms = "{ANA}"
+email = "ana@clinic.example"
+
+[roster.clinicians.s-maya]
+role = "clinical_supervisor"
+sms = "{MAYA}"
+
+[[notices.policies]]
+name = "twice"
+steps = [{{ notify = "therapist", minutes = 5 }}, {{ notify = "on_call", minutes = 5 }}]
+then = "repeat"
+repeats = 1
+"""
+
+
+async def test_a_failed_channel_and_an_empty_rung_are_audited_and_the_ladder_repeats(
+    time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
+    task_queue: str,
+) -> None:
+    loaded = parse_roster(GAPPY, "practice.toml")
+    assert loaded.warnings  # nobody is ever on call: accepted, with a warning
+    version = await RosterStore(pool).load(loaded.roster, loaded.notices, "practice.toml")
+    await SimulatedPhone(pool).script(ANA, Behaviour.INVALID_NUMBER)
+    notice = TherapistNotice(key="s-direct/no-show-alert", session_id="s-direct",
+                             therapist_id="t-ana", kind=InboxItemKind.ALERT,
+                             priority=Priority.ROUTINE, title="No-show (client c-1)")
+    request = NoticeRequest(
+        notice=notice, risk_tier=RiskTier.STANDARD, client_ref="c-1", client_first_name="Robin",
+        plan=NoticePlan(policy=loaded.notices.policies[0], include_first_name=False,
+                        ack_code_hours=24, roster_version=version))
+    async with new_worker(client, pool, task_queue=task_queue,
+                          sender=Sender("Alex", "+15555550100")):
+        handle = await client.start_workflow(
+            "NoticeWorkflow", request, id=notice_workflow_id(notice.key), task_queue=task_queue,
+            search_attributes=attrs.notice_initial(
+                priority="routine", opened=await time_skipping_env.get_current_time()))
+        await time_skipping_env.sleep(timedelta(minutes=11))
+        described = await handle.describe()
+        assert described.typed_search_attributes.get(attrs.NOTICE_STATE) == "exhausted"
+        acked = await use.acknowledge(client, pool, notice.key,
+                                      Acknowledgment(via=AckVia.CLI, clinician_id="t-ana"))
+        assert acked.kind is use.ResultKind.APPLIED, acked.message
+        await handle.result()
+    trail = [events.read(e) for e in (await notice_trails(pool, "s-direct"))[notice.key]]
+    assert [type(d).__name__ for d in trail] == [
+        "NoticeOpened",
+        "NoticeFailed", "NoticeSent", "NoticeEscalated", "NoticeSkipped",
+        "NoticeEscalated", "NoticeFailed", "NoticeSent", "NoticeEscalated", "NoticeSkipped",
+        "NoticeExhausted", "NoticeAcknowledged",
+    ]
+    failed, skipped = trail[1], trail[4]
+    assert isinstance(failed, events.NoticeFailed)
+    assert (failed.channel, failed.reason) == ("sms", "invalid contact")
+    assert isinstance(skipped, events.NoticeSkipped)
+    assert skipped.reason == "nobody is on call"
+    exhausted = trail[-2]
+    assert isinstance(exhausted, events.NoticeExhausted)
+    assert (exhausted.rounds, exhausted.notified) == (2, "t-ana")

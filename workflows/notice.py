@@ -47,8 +47,17 @@ with workflow.unsafe.imports_passed_through():
         Step,
     )
     from missed_session.domain.roster import ContactChannel
-    from workflows.session import RECORD_RETRY, RECORD_TIMEOUT
 
+RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=["AuditConflict"],
+)
+"""As the session's records: retried until PostgreSQL takes them (defined here, not imported
+from `workflows.session`, so that neither workflow module is passed through the other's
+sandbox)."""
+RECORD_TIMEOUT = timedelta(seconds=30)
 DELIVERY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,

@@ -808,11 +808,8 @@ class SessionWorkflow:
                           time_scale=booking.protocol.time_scale),
             id=notice_workflow_id(notice.key),
             parent_close_policy=ParentClosePolicy.ABANDON,
-            search_attributes=attrs.notice_initial(
-                client_ref=booking.client.ref, therapist_id=booking.therapist_id,
-                risk_tier=booking.risk_tier.value, priority=notice.priority.value,
-                opened=workflow.now(),
-            ),
+            search_attributes=attrs.notice_initial(priority=notice.priority.value,
+                                                   opened=workflow.now()),
         )
 
     def _next_event(self, details: events.EventDetails) -> AuditEvent:
