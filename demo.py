@@ -223,7 +223,7 @@ async def notices_of_the_day(client: Client, pool: asyncpg.Pool, *, run_id: str,
         text = await pool.fetchval(
             "SELECT body FROM sim_phone_log WHERE to_number = $1 AND body LIKE $2"
             " ORDER BY placed_at LIMIT 1",
-            therapist.sms, f"%escalation blocked%client-{run_id}-{DEMO_ACKNOWLEDGED})%",
+            therapist.sms, f"%client-{run_id}-{DEMO_ACKNOWLEDGED}:%escalation blocked%",
         )
         if text is not None:
             break

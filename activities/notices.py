@@ -129,6 +129,8 @@ class NoticeDelivery(Model):
     """When it stops working."""
     first_name: str | None
     """The client's first name, only when the practice allows it."""
+    client_ref: str
+    """The client's pseudonymous ref (the SMS form names it apart from the title)."""
 
 
 class NoticeStateRecord(Model):
@@ -235,7 +237,8 @@ class NoticeActivities:
             expires_at=delivery.expires_at,
         )
         link = (self._links.link(notice.key, delivery.clinician_id, delivery.expires_at)
-                if self._links is not None else None)
+                if self._links is not None and delivery.channel is ContactChannel.EMAIL
+                else None)
         text = notices.message(
             priority=notice.priority, risk_tier=delivery.risk_tier, title=notice.title,
             kind=notice.kind, code=delivery.code, first_name=delivery.first_name, link=link,
@@ -243,7 +246,12 @@ class NoticeActivities:
         key, to = delivery.idempotency_key, delivery.address
         try:
             if delivery.channel in {ContactChannel.SMS, ContactChannel.PAGER}:
-                await self._messages.send_text(key, notice.session_id, to, text)
+                short = notices.sms(
+                    priority=notice.priority, risk_tier=delivery.risk_tier, title=notice.title,
+                    kind=notice.kind, code=delivery.code, client_ref=delivery.client_ref,
+                    first_name=delivery.first_name,
+                )
+                await self._messages.send_text(key, notice.session_id, to, short)
             elif delivery.channel is ContactChannel.VOICE:
                 await self._phone.deliver_message(key, notice.session_id, to, text)
             else:

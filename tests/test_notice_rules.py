@@ -26,6 +26,7 @@ from missed_session.domain.notices import (
     message,
     new_code,
     parse_sms,
+    sms,
 )
 from missed_session.domain.practice import PracticeFileError
 from missed_session.domain.roster_file import parse_roster
@@ -166,3 +167,20 @@ def test_a_link_endpoint_needs_its_secret(monkeypatch: pytest.MonkeyPatch) -> No
     assert links is not None
     assert links.link("s-1/no-show-alert", "t-ana", NOW).startswith(
         "https://notices.example.org/ack?notice=s-1%2Fno-show-alert&clinician=t-ana&expires=")
+
+
+def test_the_sms_form_fits_one_text_and_keeps_ref_and_code() -> None:
+    title = ("Client unreachable; escalation blocked: consent covers safety concerns only. "
+             "Decide next steps now (client client-20261201081651-4)")
+    text = sms(priority=Priority.URGENT, risk_tier=RiskTier.ELEVATED, title=title,
+               kind=InboxItemKind.TASK, code="K7Q2MD", client_ref="client-20261201081651-4",
+               first_name=None)
+    assert len(text) <= 160
+    assert text.startswith("URGENT elevated risk, client client-20261201081651-4: Client")
+    assert "..." in text
+    assert text.endswith("Act, then resolve. Reply 1 or ACK K7Q2MD")
+    short = sms(priority=Priority.ROUTINE, risk_tier=RiskTier.STANDARD,
+                title="No-show: outreach to the client has started (client c-1)",
+                kind=InboxItemKind.ALERT, code="K7Q2MD", client_ref="c-1", first_name="Robin")
+    assert short == ("ROUTINE standard risk, client c-1 (Robin): No-show: outreach to the "
+                     "client has started. Reply 1 or ACK K7Q2MD")

@@ -109,10 +109,12 @@ async def metrics_port(time_skipping_env: WorkflowEnvironment, pool: asyncpg.Poo
         yield port
 
 
-async def texts_to(pool: asyncpg.Pool, number: str) -> list[str]:
+async def texts_to(pool: asyncpg.Pool, number: str, kind: str = "text") -> list[str]:
+    """What the clinician received (texts to a number, or email to an address)."""
+    address = "ana@clinic.example" if kind == "email" and number == ANA else number
     rows = await pool.fetch(
-        "SELECT body FROM sim_phone_log WHERE to_number = $1 AND kind = 'text'"
-        " ORDER BY placed_at", number)
+        "SELECT body FROM sim_phone_log WHERE to_number = $1 AND kind = $2"
+        " ORDER BY placed_at", address, kind)
     return [row["body"] for row in rows]
 
 
@@ -151,6 +153,7 @@ async def test_high_risk_blocked_escalation_climbs_until_an_sms_acknowledges_it(
     assert session.client.phone not in "".join(ana)
     assert session.client.first_name not in "".join(ana)  # the default rules: ref only
     assert session.client.ref in ana[0]
+    assert max(len(body) for body in ana) <= 160
     assert await texts_to(pool, LEE) == []
     described = await client.get_workflow_handle(notice_workflow_id(task)).describe()
     assert described.typed_search_attributes.get(attrs.NOTICE_STATE) == "open"
@@ -284,9 +287,10 @@ async def test_a_signed_link_acknowledges_and_a_tampered_one_is_refused(
             assert f"{url.scheme}://{url.netloc}{url.path}" == "https://notices.example.org/ack"
             return dict(urllib.parse.parse_qsl(url.query))
 
-        ana = await texts_to(pool, ANA)
+        ana = await texts_to(pool, ANA, kind="email")
         alert_link, task_link = link_in(about(ana, "No-show")[0]), link_in(
             about(ana, "escalation blocked")[0])
+        assert not [body for body in await texts_to(pool, ANA) if "https://" in body]
         assert (alert_link["notice"], alert_link["clinician"]) == (alert, "t-ana")
         now = await env.get_current_time()
 

@@ -190,6 +190,7 @@ class NoticeWorkflow:
             channel=channel, address=address, code=self._codes[clinician],
             issued_at=issued.issued_at, expires_at=issued.expires_at,
             first_name=request.client_first_name if request.plan.include_first_name else None,
+            client_ref=request.client_ref,
         )
         try:
             await workflow.execute_activity_method(

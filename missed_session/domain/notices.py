@@ -159,6 +159,28 @@ def message(*, priority: Priority, risk_tier: RiskTier, title: str, kind: InboxI
     return text
 
 
+SMS_LIMIT = 160
+"""A text channel takes one segment (`channels.base.TextChannel`): the SMS form fits it."""
+
+
+def sms(*, priority: Priority, risk_tier: RiskTier, title: str, kind: InboxItemKind,
+        code: str, client_ref: str, first_name: str | None) -> str:
+    """The notice in one text of at most 160 characters: who, what, the code.
+
+    What happened is shortened (never the client ref or the code) when it does not fit; the
+    signed link, which would not, goes in the email.
+    """
+    what = title.removesuffix(f" (client {client_ref})").rstrip(".")
+    who = f"client {client_ref}" + (f" ({first_name})" if first_name else "")
+    ask = " Act, then resolve." if kind is InboxItemKind.TASK else ""
+    head = f"{priority.value.upper()} {risk_tier.value} risk, {who}: "
+    tail = f".{ask} Reply 1 or ACK {code}"
+    room = SMS_LIMIT - len(head) - len(tail)
+    if len(what) > room:
+        what = what[:max(room - 3, 0)].rstrip() + "..."
+    return f"{head}{what}{tail}"[:SMS_LIMIT]
+
+
 def new_code(rng: random.Random) -> str:
     """A fresh acknowledgment code (from the workflow's deterministic random)."""
     return "".join(rng.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
