@@ -33,6 +33,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from missed_session.audit import cli as audit_cli
+from missed_session.cli import notices as notices_cli
 from missed_session.codec import new_key
 from missed_session.config import ConfigurationError, Settings, load_settings
 from missed_session.domain import decisions, events
@@ -724,6 +725,8 @@ def _audit_action(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; 0 done, 1 could not be carried out, 2 bad input or configuration."""
     command_line = sys.argv[1:] if argv is None else argv
+    if notices_cli.is_action(command_line):  # notices and roster: missed_session/cli/notices.py
+        return notices_cli.main(command_line)
     if audit_cli.is_action(command_line):
         return _audit_action(command_line)
     return _command(command_line)

@@ -28,6 +28,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.audit import AuditActivities
 from activities.follow_up import FollowUpActivities
+from activities.notices import NoticeActivities, NoticeLinks
 from activities.outreach import OutreachActivities, Sender, TextPolicyActivities
 from activities.therapist import TherapistActivities
 from missed_session.channels.base import MessageChannel, PhoneChannel
@@ -41,7 +42,9 @@ from missed_session.log_setup import configure_logging
 from missed_session.metrics import ServiceMetrics
 from missed_session.store.audit import AuditStore
 from missed_session.store.database import database_url, open_pool
+from missed_session.store.notices import NoticeStore, RosterStore
 from missed_session.temporal_client import connect, service_runtime
+from workflows.notice import NoticeWorkflow
 from workflows.session import SessionWorkflow
 
 log = structlog.get_logger(__name__)
@@ -150,11 +153,13 @@ def new_worker(
     messages: MessageChannel | None = None,
     max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS,
     graceful_shutdown_timeout: timedelta = timedelta(0),
+    notice_links: NoticeLinks | None = None,
 ) -> Worker:
-    """A worker with the session workflow and every activity it calls.
+    """A worker with the session and notice workflows and every activity they call.
 
-    Without channels given, the simulated phone places calls and sends texts and email.
-    `max_cached_workflows` is the sticky cache (`MSR_MAX_CACHED_WORKFLOWS`).
+    Without channels given, the simulated phone places calls and sends texts and email
+    (to clients and to clinicians alike). `max_cached_workflows` is the sticky cache
+    (`MSR_MAX_CACHED_WORKFLOWS`); `notice_links`: signed acknowledgment links in notices.
     """
     store = AuditStore(pool)
     runtime = client.service_client.config.runtime or Runtime.default()
@@ -164,10 +169,12 @@ def new_worker(
     text_policy = TextPolicyActivities(pool)
     therapist = TherapistActivities(store)
     follow_up = FollowUpActivities(store)
+    notices = NoticeActivities(RosterStore(pool), NoticeStore(pool), phone or simulated,
+                               messages or simulated, notice_links)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[SessionWorkflow],
+        workflows=[SessionWorkflow, NoticeWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
         max_cached_workflows=max_cached_workflows,
         graceful_shutdown_timeout=graceful_shutdown_timeout,
@@ -183,8 +190,20 @@ def new_worker(
             outreach.call_emergency_contact,
             therapist.notify_therapist,
             follow_up.create_follow_up_plan,
+            notices.plan_notice,
+            notices.notice_recipients,
+            notices.deliver_notice,
+            notices.record_notice_state,
         ],
     )
+
+
+def notice_links(settings: Settings) -> NoticeLinks | None:
+    """Signed acknowledgment links, when the practice runs an endpoint for them."""
+    if settings.notice_link_url is None or settings.notice_link_secret is None:
+        return None
+    return NoticeLinks(settings.notice_link_url,
+                       settings.notice_link_secret.get_secret_value().encode())
 
 
 def callback_dispatcher(client: Client, pool: asyncpg.Pool) -> CallbackDispatcher:
@@ -223,6 +242,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         messages=messages,
         max_cached_workflows=settings.max_cached_workflows,
         graceful_shutdown_timeout=SHUTDOWN_GRACE,
+        notice_links=notice_links(settings),
     )
     dispatcher = asyncio.create_task(callback_dispatcher(client, pool).run())
     try:

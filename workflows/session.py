@@ -22,10 +22,17 @@ from temporalio import workflow
 from temporalio.common import Priority as TaskPriority
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit import AuditActivities, ClosingRecord, NoShowRecord
     from activities.follow_up import FollowUpActivities
+    from activities.notices import (
+        NoticeActivities,
+        NoticePlanRequest,
+        NoticeRequest,
+        notice_workflow_id,
+    )
     from activities.outreach import (
         CHANNEL_REJECTED,
         DELIVERY_UNCERTAIN,
@@ -106,6 +113,8 @@ OUTREACH_PRIORITY = TaskPriority(priority_key=1)
 sessions whose grace periods expire together): records keep the default priority, 3."""
 
 RECORD_TIMEOUT = timedelta(seconds=30)
+NOTICE_WORKFLOWS = "notice-workflows"
+"""Patch id: sessions recorded before notices were workflows replay without them."""
 OUTREACH_TIMEOUT = timedelta(minutes=2)
 
 
@@ -242,6 +251,7 @@ class SessionWorkflow:
                 NoShowRecord(expired=expired, notice=notice, alerted=alerted),
                 start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
             ))
+        await self._notify_therapist(notice, in_inbox=True)
 
     async def _reach_out(self) -> Outcome:  # noqa: PLR0911 - each exit is a protocol exit
         """Run the outreach ladder until contact, a clinician's decision, or its end."""
@@ -837,12 +847,44 @@ class SessionWorkflow:
             title=f"{title} (client {booking.client.ref})",
         )
 
-    async def _notify_therapist(self, notice: TherapistNotice) -> None:
-        await workflow.execute_activity_method(
-            TherapistActivities.notify_therapist,
-            notice,
+    async def _notify_therapist(self, notice: TherapistNotice, *, in_inbox: bool = False) -> None:
+        """The inbox row, and with a roster on file, the notice's delivery until acknowledged.
+
+        The notice is a child workflow with parent-close policy ABANDON: it must outlive
+        the session (which closes minutes after a blocked escalation, when follow-up is
+        planned), because a notice ends only when a person has acknowledged it; TERMINATE
+        or REQUEST_CANCEL would silence the climb exactly when nobody has answered. Its id
+        is the notice key's, so it is found (and acknowledged) without the session.
+        `in_inbox`: the inbox row is already written (the no-show's records do it).
+        """
+        if not in_inbox:
+            await workflow.execute_activity_method(
+                TherapistActivities.notify_therapist,
+                notice,
+                start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=RECORD_RETRY,
+            )
+        if not workflow.patched(NOTICE_WORKFLOWS):
+            return
+        booking = self._booking
+        plan = await workflow.execute_activity_method(
+            NoticeActivities.plan_notice,
+            NoticePlanRequest(notice=notice, risk_tier=booking.risk_tier),
             start_to_close_timeout=RECORD_TIMEOUT,
             retry_policy=RECORD_RETRY,
+        )
+        if plan is None:  # no roster loaded: the inbox is all there is
+            return
+        await workflow.start_child_workflow(
+            "NoticeWorkflow",
+            NoticeRequest(notice=notice, risk_tier=booking.risk_tier,
+                          client_ref=booking.client.ref,
+                          client_first_name=booking.client.first_name, plan=plan,
+                          time_scale=booking.protocol.time_scale),
+            id=notice_workflow_id(notice.key),
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            search_attributes=attrs.notice_initial(priority=notice.priority.value,
+                                                   opened=workflow.now()),
         )
 
     def _next_event(self, details: events.EventDetails) -> AuditEvent:

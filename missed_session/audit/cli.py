@@ -227,15 +227,18 @@ async def run_verify(request: VerifyRequest, store: AuditStore) -> Verdict:
 
 async def run_export(request: ExportRequest, store: AuditStore) -> Verdict:
     """JSON lines (with the hashes) or a validated FHIR Bundle."""
-    if request.format == "jsonl":
-        rows = await store.chain_rows(request.session_id)
-        if not rows:
-            return Verdict(f"no audit events for session {request.session_id}", ok=False)
-        return Verdict(export.jsonl(rows), ok=True)
     trail = await store.trail(request.session_id)
     if not trail:
         return Verdict(f"no audit events for session {request.session_id}", ok=False)
-    return Verdict(json.dumps(export.fhir_bundle(request.session_id, trail), indent=2), ok=True)
+    keys = export.notice_keys(trail)  # each notice to clinicians keeps its own trail
+    if request.format == "jsonl":
+        rows = await store.chain_rows(request.session_id)
+        for key in keys:
+            rows += await store.chain_rows(key)
+        return Verdict(export.jsonl(rows), ok=True)
+    notices = {key: found for key in keys if (found := await store.trail(key))}
+    bundle = export.fhir_bundle(request.session_id, trail, notices)
+    return Verdict(json.dumps(bundle, indent=2), ok=True)
 
 
 async def run_rebuild(store: AuditStore) -> Verdict:

@@ -504,6 +504,14 @@ class AuditEventType(StrEnum):
     CLINICIAN_DECISION = "clinician_decision"
     PLAN_CREATED = "plan_created"
     CLOSED = "closed"
+    NOTICE_OPENED = "notice_opened"
+    NOTICE_SENT = "notice_sent"
+    NOTICE_FAILED = "notice_failed"
+    NOTICE_SKIPPED = "notice_skipped"
+    NOTICE_ESCALATED = "notice_escalated"
+    NOTICE_EXHAUSTED = "notice_exhausted"
+    NOTICE_ACKNOWLEDGED = "notice_acknowledged"
+    NOTICE_RESOLVED = "notice_resolved"
 
 
 EventValue = StrictStr | StrictInt | StrictBool | None
