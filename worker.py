@@ -143,6 +143,7 @@ def new_worker(
     phone: PhoneChannel | None = None,
     messages: MessageChannel | None = None,
     max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS,
+    text_policy: TextPolicyActivities | None = None,
 ) -> Worker:
     """A worker with the session workflow and every activity it calls.
 
@@ -154,7 +155,7 @@ def new_worker(
     audit = AuditActivities(store, ServiceMetrics(runtime.metric_meter))
     simulated = SimulatedPhone(pool)
     outreach = OutreachActivities(phone or simulated, sender, messages or simulated)
-    text_policy = TextPolicyActivities(pool)
+    text_policy = text_policy or TextPolicyActivities(pool)
     therapist = TherapistActivities(store)
     follow_up = FollowUpActivities(store)
     return Worker(

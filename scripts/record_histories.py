@@ -167,6 +167,9 @@ BRANCHES = [
                             {**DECISION, "legal_basis": "imminent risk to life"})),
     Branch("clinician_note", drive=_update_at(DURING_OUTREACH, "add_note",
                                               {**DECISION, "reason": "left a message too"})),
+    # Who answered (issue 11): a high-risk client's wrong-number reply leaves outreach open.
+    Branch("high_risk_wrong_number", booking={"risk_tier": "high"},
+           drive=_at(DURING_OUTREACH, ("text_reply", {"body": "wrong number"}))),
 ]
 """Every outcome, every escalation path, and every kind of failed attempt."""
 

@@ -26,7 +26,7 @@ S = SessionStatus
     (S.CLOSED, False, "the session is already closed"),
 ])
 def test_cancel_only_before_the_no_show(
-    status: SessionStatus, checked_in: bool, problem: str | None  # noqa: FBT001
+    status: SessionStatus, checked_in: bool, problem: str | None
 ) -> None:
     assert acceptance.cancel_problem(status, checked_in=checked_in) == problem
 
@@ -41,7 +41,7 @@ def test_cancel_only_before_the_no_show(
     (S.CLOSED, False, "the session is already closed"),
 ])
 def test_check_in_until_outreach_is_over(
-    status: SessionStatus, cancelled: bool, problem: str | None  # noqa: FBT001
+    status: SessionStatus, cancelled: bool, problem: str | None
 ) -> None:
     assert acceptance.check_in_problem(status, cancelled=cancelled) == problem
 

@@ -36,6 +36,7 @@ from missed_session.domain.events import (
     GracePeriodExpired,
     OutreachAttempted,
     OutreachFailed,
+    OutreachSkipped,
     PlanCreated,
     Rescheduled,
     Scheduled,
@@ -760,11 +761,17 @@ async def test_call_channel_outage_is_a_failed_attempt_and_the_ladder_continues(
     assert result.attempts_made == 3
     events = await trail(pool, session.session_id)
     assert types(events) == [
-        "scheduled", *OUTREACH_TRAIL, "outreach_failed", "outreach_failed", "outreach_failed",
+        "scheduled", *OUTREACH_TRAIL, *["outreach_failed", "outreach_skipped"] * 3,
         "escalation_sent", "plan_created", "closed",
     ]
     assert [read(e) for e in events if e.event_type.value == "outreach_failed"] == [
         OutreachFailed(attempt=n, channel=Channel.CALL, reason="channel failed after retries")
+        for n in (1, 2, 3)
+    ]
+    # Not silently: the voicemail has no line to go on, and the trail says so.
+    assert [read(e) for e in events if e.event_type.value == "outreach_skipped"] == [
+        OutreachSkipped(attempt=n, channel=Channel.VOICEMAIL,
+                        reason="the call did not go through: no line to leave it on")
         for n in (1, 2, 3)
     ]
     assert phone.tries == {
@@ -797,7 +804,7 @@ async def test_cancel_and_reschedule_after_the_no_show_are_refused_with_the_reas
     answer = await handle.execute_update(
         SessionWorkflow.client_responded, ClientResponse(channel=ResponseChannel.EMAIL)
     )
-    assert answer == "recorded: outreach stops, the session closes as reached"
+    assert answer == "recorded: outreach stopped, the session closes as reached"
     result = await handle.result()
 
     assert result.outcome is Outcome.REACHED
