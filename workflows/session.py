@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         CHANNEL_REJECTED,
         DELIVERY_UNCERTAIN,
         INVALID_CONTACT,
+        UNCERTAIN_REASON,
         OutreachActivities,
         TextPolicyActivities,
     )
@@ -108,13 +109,17 @@ class Escalation(StrEnum):
 class _Stopped(Exception):  # noqa: N818 - a signal to the protocol, not an error
     """A step was cancelled in flight: outreach stopped (contact, or a decision)."""
 
+TRAIL_REFUSED = ("AuditConflict", "UnreadableEvent", "UnwritableEvent")
+"""Audit write failures that no retry can mend (see `activities.audit`)."""
+
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=["AuditConflict"],
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=list(TRAIL_REFUSED),
 )
-"""Records (audit, inbox, plan) are retried until PostgreSQL takes them: none may be lost."""
+"""Records (audit, inbox, plan) are retried until PostgreSQL takes them, however long an
+outage lasts: none may be lost."""
 
 OUTREACH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -279,11 +284,11 @@ class SessionWorkflow:
                 grace_period_minutes=protocol.grace_period_minutes(self._booking)
             ))
             alerted = self._next_event(events.TherapistAlerted(notice=notice.key))
-            await workflow.execute_activity_method(
+            await self._written(expired, workflow.execute_activity_method(
                 AuditActivities.record_no_show,
                 NoShowRecord(expired=expired, notice=notice, alerted=alerted),
                 start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
-            )
+            ))
 
     async def _reach_out(self) -> Outcome:
         """Run the outreach ladder until contact, a clinician's decision, or its end."""
@@ -746,12 +751,11 @@ class SessionWorkflow:
         await self._no_show_written()
         booking = self._booking
         async with self._trail:
-            await workflow.execute_local_activity_method(
+            closed = self._next_event(events.Closed(outcome=outcome, attempts=self._attempts))
+            await self._written(closed, workflow.execute_local_activity_method(
                 AuditActivities.record_closing,
                 ClosingRecord(
-                    event=self._next_event(
-                        events.Closed(outcome=outcome, attempts=self._attempts)
-                    ),
+                    event=closed,
                     client_ref=booking.client.ref,
                     therapist_id=booking.therapist_id,
                     start=self._start,
@@ -759,7 +763,7 @@ class SessionWorkflow:
                 ),
                 start_to_close_timeout=RECORD_TIMEOUT,
                 retry_policy=RECORD_RETRY,
-            )
+            ))
 
     # -- messages from outside (updates: refused, with the reason, when too late) ----------
     #
@@ -1088,16 +1092,46 @@ class SessionWorkflow:
         """Append the next event of this session's trail, after the no-show's own.
 
         Numbered here, deterministically, under the trail's lock. A local activity: a short
-        idempotent PostgreSQL write, recorded in the history as one marker (with the event it
-        wrote, for `audit replay`'s cross-check) instead of an activity's three events and a
-        workflow task.
+        idempotent PostgreSQL write, recorded in the history as one marker (with the event as
+        recorded, for `audit replay`'s cross-check) instead of an activity's three events and
+        a workflow task. A local activity that wrote its row in a workflow task that then
+        failed runs again in the task's retry, with a later clock: the store keeps the first
+        write and hands it back.
         """
         await self._no_show_written()
         async with self._trail:
-            await workflow.execute_local_activity_method(
-                AuditActivities.record_event, self._next_event(details),
+            event = self._next_event(details)
+            await self._written(event, workflow.execute_local_activity_method(
+                AuditActivities.record_event, event,
                 start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
-            )
+            ))
+
+    async def _written(self, event: AuditEvent, write: Awaitable[object]) -> None:
+        """Await an audit write; if the trail refuses it for good, stop with a person told.
+
+        A refused write (another event at this place, an event the store cannot keep) means
+        the trail and the protocol have parted: going on would act without a record. The
+        session is marked failed for supervisors, the therapist gets an urgent task to take
+        over by hand, and the workflow fails with the reason (never silently).
+        """
+        try:
+            await write
+        except (ActivityError, ApplicationError) as error:
+            # An activity's failure arrives wrapped; a local activity's, as itself.
+            cause = error.cause if isinstance(error, ActivityError) else error
+            if not (isinstance(cause, ApplicationError) and cause.type in TRAIL_REFUSED):
+                raise
+            self._plan_next(SessionStatus.FAILED, "a person takes over the protocol", None)
+            await self._notify_therapist(self._notice(
+                "trail-refused", InboxItemKind.TASK, Priority.URGENT,
+                f"Session stopped: its audit trail refused event #{event.sequence}. "
+                "Take over the protocol for this client now",
+            ))
+            raise ApplicationError(
+                f"the audit trail refused event #{event.sequence} ({cause.type}); "
+                "the therapist was given an urgent task",
+                type="TrailRefused", non_retryable=True,
+            ) from error
 
     async def _steps_stopped(self) -> None:
         """Wait until every step stopped in flight has heard so (or timed out)."""
@@ -1138,7 +1172,7 @@ def _uncertainty(error: ActivityError) -> str | None:
     """Why a failed step may still have reached its recipient, or None if it did not."""
     cause = error.cause
     if isinstance(cause, ApplicationError) and cause.type == DELIVERY_UNCERTAIN:
-        return "delivery uncertain"
+        return UNCERTAIN_REASON
     if isinstance(cause, StepTimeoutError) and cause.type is TimeoutType.SCHEDULE_TO_CLOSE:
         return "the client's contact window closed while the step was tried"
     return None
