@@ -45,6 +45,7 @@ from activities.outreach import Sender  # noqa: E402
 from missed_session import search_attributes  # noqa: E402
 from missed_session.audit.replay import cross_check, history_activities  # noqa: E402
 from missed_session.audit.verify import verify_session  # noqa: E402
+from missed_session.channels.base import ChannelUnavailableError  # noqa: E402
 from missed_session.channels.simulated import Behaviour, SimulatedPhone  # noqa: E402
 from missed_session.domain.models import (  # noqa: E402
     CallResult,
@@ -198,7 +199,7 @@ class OutagePhone:
     def _fail(self, step: str) -> None:
         if step == self._broken:
             msg = f"{step} provider unavailable"
-            raise ConnectionError(msg)
+            raise ChannelUnavailableError(msg)
 
 
 def _daytime(after: datetime) -> datetime:

@@ -23,12 +23,13 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.outreach import TextPolicyActivities
-from missed_session.channels.base import ChannelUnavailableError
+from activities.outreach import UNCERTAIN_REASON, TextPolicyActivities
+from missed_session.channels.base import ChannelUnavailableError, DeliveryUncertainError
 from missed_session.channels.simulated import SimulatedPhone
 from missed_session.domain.events import (
     AnswerUnclear,
     EscalationSent,
+    EscalationUncertain,
     OptedOut,
     OutreachFailed,
     OutreachSkipped,
@@ -58,6 +59,7 @@ from tests.test_session_workflow import (
     begin,
     every,
     inbox,
+    key,
     only,
     placed,
     sleep_until,
@@ -308,6 +310,74 @@ async def test_an_escalate_now_that_cannot_be_carried_out_says_why_and_leaves_a_
 
     tasks = await inbox(pool, session.session_id)
     assert tasks[f"{session.session_id}/escalation-blocked"]["priority"] == "urgent"
+
+
+class UncertainContactPhone(HeldPhone):
+    """The first message to the emergency contact may or may not have reached them."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__(pool)
+        self.release.set()
+        self.message_keys: list[str] = []
+
+    async def deliver_message(self, key: str, session_id: str, to: str,
+                              text: str) -> CallResult:
+        self.message_keys.append(key)
+        if len(self.message_keys) == 1:
+            msg = "the provider timed out after taking the request"
+            raise DeliveryUncertainError(msg)
+        return await super().deliver_message(key, session_id, to, text)
+
+
+async def test_an_uncertain_message_to_the_contact_is_not_blocked_and_escalate_now_retries(
+    client: Client, pool: asyncpg.Pool, task_queue: str, time_skipping_env: WorkflowEnvironment
+) -> None:
+    phone = UncertainContactPhone(pool)
+    session = await book_with(time_skipping_env, risk_tier="high")  # escalates after attempt 1
+    async with new_worker(client, pool, task_queue=task_queue, sender=SENDER, phone=phone):
+        handle = await begin(client, task_queue, session)
+        await sleep_until(time_skipping_env, session.start + timedelta(minutes=20))
+        events = await trail(pool, session.session_id)
+        assert read(only(events, "escalation_uncertain")) == EscalationUncertain(
+            basis="consent on file", reason=UNCERTAIN_REASON,
+            task=f"{session.session_id}/escalation-uncertain-1",
+        )
+        assert "escalation_blocked" not in types(events)
+
+        answer = await handle.execute_update(
+            SessionWorkflow.escalate_now, decision(legal_basis="vital interests")
+        )
+        assert answer == "recorded: carried out: the emergency contact was told"
+        await handle.execute_update(SessionWorkflow.mark_safe, decision())
+        closed = await outcome(handle)
+
+    assert closed.outcome is Outcome.MARKED_SAFE
+    assert phone.message_keys == [key(session, "escalation"), key(session, "escalation-2")]
+    events = await trail(pool, session.session_id)
+    sent = read_as(only(events, "escalation_sent"), EscalationSent)
+    assert (sent.basis, sent.consent_on_file) == ("clinician decision", True)
+    task = (await inbox(pool, session.session_id))[f"{session.session_id}/escalation-uncertain-1"]
+    assert task["priority"] == "urgent"
+
+
+async def test_an_uncertain_call_is_followed_by_the_voicemail(
+    client: Client, pool: asyncpg.Pool, task_queue: str, time_skipping_env: WorkflowEnvironment
+) -> None:
+    class UncertainCalls(HeldPhone):
+        async def call(self, key: str, session_id: str, to: str) -> CallResult:
+            msg = "the provider timed out after taking the request"
+            raise DeliveryUncertainError(msg)
+
+    phone = UncertainCalls(pool)
+    session = await book_with(time_skipping_env, protocol={"max_attempts": 1})
+    async with new_worker(client, pool, task_queue=task_queue, sender=SENDER, phone=phone):
+        await outcome(await begin(client, task_queue, session))
+
+    events = await trail(pool, session.session_id)
+    assert read(only(events, "outreach_uncertain")) == OutreachUncertain(
+        attempt=1, channel=Channel.CALL, reason=UNCERTAIN_REASON
+    )
+    assert types(events).index("voicemail_left") > types(events).index("outreach_uncertain")
 
 
 # -- 2. every step checks its rules when it runs -------------------------------------------

@@ -24,7 +24,8 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.outreach import Sender
+from activities.outreach import PROVIDER_TRIES, Sender
+from missed_session.channels.base import ChannelUnavailableError
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
 from missed_session.domain.events import (
     Cancelled,
@@ -70,7 +71,7 @@ from tests.factories import (
     without_consent,
 )
 from worker import new_worker
-from workflows.session import OUTREACH_RETRY, SessionWorkflow
+from workflows.session import SessionWorkflow
 
 SENDER = Sender("Alex", "+15555550100")
 CLIENT_PHONE = "+14155550123"
@@ -710,7 +711,7 @@ class BrokenPhone:
         if step == self._broken:
             self.tries[key] += 1
             msg = f"{step} provider unavailable"
-            raise ConnectionError(msg)
+            raise ChannelUnavailableError(msg)
 
 
 async def run_with_phone(
@@ -743,7 +744,7 @@ async def test_voicemail_channel_outage_is_audited_and_the_ladder_continues(
         for n in (1, 2, 3)
     ]
     # Each voicemail was tried as often as the outreach retry policy allows, then given up.
-    assert set(phone.tries.values()) == {OUTREACH_RETRY.maximum_attempts}
+    assert set(phone.tries.values()) == {PROVIDER_TRIES}
     assert [kind for _, kind, _, _ in await placed(pool, session.session_id)] == [
         "call", "call", "call", "message",
     ]
@@ -775,7 +776,7 @@ async def test_call_channel_outage_is_a_failed_attempt_and_the_ladder_continues(
         for n in (1, 2, 3)
     ]
     assert phone.tries == {
-        key(session, f"attempt-{n}/call"): OUTREACH_RETRY.maximum_attempts for n in (1, 2, 3)
+        key(session, f"attempt-{n}/call"): PROVIDER_TRIES for n in (1, 2, 3)
     }
     assert await placed(pool, session.session_id) == [
         (key(session, "escalation"), "message", CONTACT_PHONE, "delivered"),

@@ -124,12 +124,15 @@ outage lasts: none may be lost."""
 OUTREACH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    maximum_attempts=5,
+    maximum_interval=timedelta(seconds=30),
     non_retryable_error_types=[INVALID_CONTACT, CHANNEL_REJECTED, CHANNEL_FAILED,
                                DELIVERY_UNCERTAIN],
 )
-"""A channel that keeps failing counts as a failed attempt rather than stalling the ladder."""
+"""Contract A: the provider's own answers end a step (an invalid contact, a refusal, K
+failures counted by the activity itself: `ChannelFailed`; a possible delivery:
+`DeliveryUncertain`); anything else (PostgreSQL or the ledger down, a dead worker) is our
+outage, not the client's, and is retried for as long as it lasts, at most 30 s apart. The
+contact window bounds a client step's retries (see `_step`)."""
 
 OUTREACH_PRIORITY = TaskPriority(priority_key=1)
 """Reaching a person goes ahead of bookkeeping when the task queue is backed up (a burst of
