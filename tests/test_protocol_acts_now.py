@@ -25,7 +25,7 @@ from temporalio.worker import Worker
 
 from activities.outreach import UNCERTAIN_REASON, TextPolicyActivities
 from missed_session.channels.base import ChannelUnavailableError, DeliveryUncertainError
-from missed_session.channels.simulated import SimulatedPhone
+from missed_session.channels.simulated import Behaviour, SimulatedPhone
 from missed_session.domain.events import (
     AnswerUnclear,
     EscalationSent,
@@ -358,6 +358,23 @@ async def test_an_uncertain_message_to_the_contact_is_not_blocked_and_escalate_n
     assert (sent.basis, sent.consent_on_file) == ("clinician decision", True)
     task = (await inbox(pool, session.session_id))[f"{session.session_id}/escalation-uncertain-1"]
     assert task["priority"] == "urgent"
+
+
+@pytest.mark.usefixtures("worker")
+async def test_an_emergency_contact_whose_phone_rings_out_is_not_escalation_sent(
+    client: Client, pool: asyncpg.Pool, task_queue: str, time_skipping_env: WorkflowEnvironment
+) -> None:
+    await SimulatedPhone(pool).script(CONTACT_PHONE, Behaviour.RINGS_OUT)
+    session = await book_with(time_skipping_env, protocol={"max_attempts": 1})
+
+    closed = await outcome(await begin(client, task_queue, session))
+
+    assert closed.outcome is Outcome.UNREACHABLE_ESCALATION_BLOCKED
+    events = await trail(pool, session.session_id)
+    assert "escalation_sent" not in types(events)
+    assert only(events, "escalation_blocked").data["reason"] == (
+        "emergency contact unreachable (the call was not answered)"
+    )
 
 
 async def test_an_uncertain_call_is_followed_by_the_voicemail(
