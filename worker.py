@@ -156,6 +156,7 @@ def new_worker(
     max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS,
     graceful_shutdown_timeout: timedelta = timedelta(0),
     notice_links: NoticeLinks | None = None,
+    text_policy: TextPolicyActivities | None = None,
 ) -> Worker:
     """A worker with the session and notice workflows and every activity they call.
 
@@ -168,7 +169,7 @@ def new_worker(
     audit = AuditActivities(store, ServiceMetrics(runtime.metric_meter))
     simulated = SimulatedPhone(pool)
     outreach = OutreachActivities(phone or simulated, sender, messages or simulated)
-    text_policy = TextPolicyActivities(pool)
+    text_policy = text_policy or TextPolicyActivities(pool)
     therapist = TherapistActivities(store)
     follow_up = FollowUpActivities(store)
     notices = NoticeActivities(RosterStore(pool), NoticeStore(pool), phone or simulated,

@@ -454,6 +454,9 @@ class CallResult(StrEnum):
 
     ANSWERED = "answered"
     NO_ANSWER = "no_answer"
+    ANSWERED_UNKNOWN = "answered_unknown"
+    """Someone or something picked up, and the provider could not tell a person from a
+    machine (Twilio's `answered_by=unknown`): not clearly the client."""
 
 
 class OutreachRequest(Model):
@@ -543,6 +546,9 @@ class AuditEventType(StrEnum):
     OUTREACH_SKIPPED = "outreach_skipped"
     MESSAGE_SENT = "message_sent"
     OPTED_OUT = "opted_out"
+    OUTREACH_UNCERTAIN = "outreach_uncertain"
+    ANSWER_UNCLEAR = "answer_unclear"
+    ESCALATION_UNCERTAIN = "escalation_uncertain"
     CLINICIAN_DECISION = "clinician_decision"
     PLAN_CREATED = "plan_created"
     CLOSED = "closed"
