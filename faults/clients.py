@@ -14,7 +14,7 @@ from datetime import date, datetime
 from enum import StrEnum
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from bench.sessions import midday_time_zone
 from missed_session.domain.models import (
@@ -117,9 +117,10 @@ def scripted_session(prefix: str, index: int, script: Script, *, start: datetime
     return ScriptedSession(booking, script)
 
 
-async def tell(client: Client, session_id: str, name: str, message: object) -> None:
+async def tell(client: Client, session_id: str, name: str, message: object) -> bool:
     """Deliver a message as the front desk would, retrying while Temporal is unreachable.
 
+    Returns False when the session had already closed (the message came too late).
     `check_in` and `client_responded` are signals today and become updates (issue 11): the
     workflow class says which, so the harness keeps working across that change.
     """
@@ -133,22 +134,24 @@ async def tell(client: Client, session_id: str, name: str, message: object) -> N
                 await handle.signal(name, message)
             else:
                 await handle.execute_update(name, message)
-            return
-        except RPCError:
+            return True
+        except RPCError as error:
+            if error.status is RPCStatusCode.NOT_FOUND:
+                return False
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(1.0)
 
 
-async def check_in(client: Client, session: ScriptedSession) -> None:
+async def check_in(client: Client, session: ScriptedSession) -> bool:
     """The attending client arrives one protocol minute after the start."""
     at = session.booking.start + session.booking.protocol.scaled(CHECK_IN_AFTER_MINUTES)
     await asyncio.sleep(max(0.0, at.timestamp() - time.time()))
-    await tell(client, session.session_id, "check_in", CheckIn())
+    return await tell(client, session.session_id, "check_in", CheckIn())
 
 
-async def called_back(client: Client, session_id: str) -> None:
+async def called_back(client: Client, session_id: str) -> bool:
     """The client returned the call (what the practice's phone system reports)."""
-    await tell(client, session_id, "client_responded",
-               ClientResponse(channel=ResponseChannel.CALL, responder="client",
-                              note="returned the call after the voicemail"))
+    return await tell(client, session_id, "client_responded",
+                      ClientResponse(channel=ResponseChannel.CALL, responder="client",
+                                     note="returned the call after the voicemail"))

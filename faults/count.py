@@ -73,6 +73,11 @@ class Counts:
     """Sequence gaps, missing `closed` rows, and effects no audit event documents."""
     duplicate_events: int = 0
     """The same event twice in one trail."""
+    failed_steps: int = 0
+    """Informative, not part of the bar: `outreach_failed` rows and escalations blocked
+    because the contact was unreachable. No scripted client has an invalid number or a
+    refusing provider, so each was made by the fault: an outage counted against the client,
+    or a step left uncertain by a dead worker (which may be the honest record)."""
     chains_ok: int = 0
     replays_ok: int = 0
     problems: list[str] = field(default_factory=list)
@@ -113,6 +118,18 @@ def count(records: Iterable[SessionRecord]) -> Counts:
         lost = lost_events(record.trail, record.effects)
         counts.lost_events += len(lost)
         counts.problems += [f"{record.session_id}: {problem}" for problem in lost]
+        failed_steps = [
+            event for event in record.trail
+            if event.event_type is AuditEventType.OUTREACH_FAILED
+            or (event.event_type is AuditEventType.ESCALATION_BLOCKED
+                and "unreachable" in str(event.data.get("reason", "")))
+        ]
+        counts.failed_steps += len(failed_steps)
+        counts.problems += [
+            f"{record.session_id}: step failed: {e.event_type.value} attempt "
+            f"{e.data.get('attempt')} {e.data.get('channel') or ''} ({e.data.get('reason')})"
+            for e in failed_steps
+        ]
         twice = duplicate_events(record.trail)
         counts.duplicate_events += len(twice)
         counts.problems += [f"{record.session_id}: twice in the trail: {e}" for e in twice]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import secrets
 import signal
@@ -23,6 +24,7 @@ from typing import Any, Literal
 import asyncpg
 from aiohttp import web
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 
 from faults.clients import (
@@ -60,6 +62,16 @@ POLL = 0.05
 """Seconds between looks at the trail while waiting for a step to kill at."""
 START_IN = timedelta(seconds=6)
 """Head start before the sessions start, so that a kill can land before it."""
+
+
+@functools.cache
+def quiet_runtime() -> Runtime:
+    """The harness's Temporal runtime, with the SDK core's warnings off.
+
+    Its retry warnings while a server is down are the fault itself, not news; errors show.
+    """
+    return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(
+        filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))))
 
 
 @dataclass(frozen=True)
@@ -107,7 +119,8 @@ class Harness:
         keys = {KEY_ID: new_key()}
         converter = data_converter(
             EncryptionCodec({k: parse_key(k, v) for k, v in keys.items()}, KEY_ID))
-        self.client = await Client.connect(self.temporal.address, data_converter=converter)
+        self.client = await Client.connect(self.temporal.address, data_converter=converter,
+                                           runtime=quiet_runtime())
         self.pool = await open_pool(self.postgres.url, min_size=0, max_size=4)
         env = {
             "MSR_TEMPORAL_ADDRESS": self.temporal.address,
@@ -140,13 +153,20 @@ class Harness:
                 await asyncio.wait_for(self.pool.close(), 10)
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.receiver is not None:
+            await self.receiver.close()
         if hasattr(self, "temporal"):
             await self.temporal.stop(signal.SIGTERM)
         if hasattr(self, "postgres"):
             await self.postgres.shutdown()
 
+    async def _attend(self, session: ScriptedSession) -> None:
+        if not await check_in(self.client, session):
+            self.note(f"the check-in of {session.session_id} came after its session had closed")
+
     async def _called_back(self, session_id: str) -> None:
-        await called_back(self.client, session_id)
+        if not await called_back(self.client, session_id):
+            self.note(f"the call-back of {session_id} came after its session had closed")
 
     # -- the sessions --------------------------------------------------------------------
 
@@ -162,7 +182,7 @@ class Harness:
                                    now=datetime.now(UTC))
             self.sessions.append(session)
             if script is Script.ATTENDS:
-                self._front_desk.append(asyncio.create_task(check_in(self.client, session)))
+                self._front_desk.append(asyncio.create_task(self._attend(session)))
 
     async def _script_channel(self, phone: SimulatedPhone, session: ScriptedSession) -> None:
         client = session.booking.client

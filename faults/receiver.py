@@ -71,6 +71,12 @@ class PracticeReceiver:
         self.holds.append(hold)
         return hold
 
+    async def close(self) -> None:
+        """Cancel call-backs still due (the scenario is over)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
     def counts(self) -> Counter[str]:
         """Deliveries per idempotency key."""
         return Counter(delivery.key for delivery in self.deliveries)
