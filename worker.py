@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from types import CodeType, ModuleType
 from typing import ClassVar
 
@@ -27,6 +28,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.audit import AuditActivities
 from activities.follow_up import FollowUpActivities
+from activities.notices import NoticeActivities, NoticeLinks
 from activities.outreach import OutreachActivities, Sender, TextPolicyActivities
 from activities.therapist import TherapistActivities
 from missed_session.channels.base import MessageChannel, PhoneChannel
@@ -35,14 +37,21 @@ from missed_session.channels.setup import channels_from_settings
 from missed_session.channels.simulated import CallbackDispatcher, SimulatedPhone
 from missed_session.config import DEFAULT_MAX_CACHED_WORKFLOWS, Settings, load_settings
 from missed_session.domain.models import ClientResponse, ResponseChannel, workflow_id_for
+from missed_session.lifecycle import run_until_stopped, waiting_for
 from missed_session.log_setup import configure_logging
 from missed_session.metrics import ServiceMetrics
 from missed_session.store.audit import AuditStore
 from missed_session.store.database import database_url, open_pool
+from missed_session.store.notices import NoticeStore, RosterStore
 from missed_session.temporal_client import connect, service_runtime
+from workflows.notice import NoticeWorkflow
 from workflows.session import SessionWorkflow
 
 log = structlog.get_logger(__name__)
+
+SHUTDOWN_GRACE = timedelta(seconds=20)
+"""How long a stopping worker lets activities in flight finish before cancelling them
+(they are then retried elsewhere). Under the 30 s most supervisors wait before SIGKILL."""
 
 _CREATING = threading.local()
 """`instance` is true while this thread creates a workflow instance in our sandbox."""
@@ -143,11 +152,14 @@ def new_worker(
     phone: PhoneChannel | None = None,
     messages: MessageChannel | None = None,
     max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS,
+    graceful_shutdown_timeout: timedelta = timedelta(0),
+    notice_links: NoticeLinks | None = None,
 ) -> Worker:
-    """A worker with the session workflow and every activity it calls.
+    """A worker with the session and notice workflows and every activity they call.
 
-    Without channels given, the simulated phone places calls and sends texts and email.
-    `max_cached_workflows` is the sticky cache (`MSR_MAX_CACHED_WORKFLOWS`).
+    Without channels given, the simulated phone places calls and sends texts and email
+    (to clients and to clinicians alike). `max_cached_workflows` is the sticky cache
+    (`MSR_MAX_CACHED_WORKFLOWS`); `notice_links`: signed acknowledgment links in notices.
     """
     store = AuditStore(pool)
     runtime = client.service_client.config.runtime or Runtime.default()
@@ -157,12 +169,15 @@ def new_worker(
     text_policy = TextPolicyActivities(pool)
     therapist = TherapistActivities(store)
     follow_up = FollowUpActivities(store)
+    notices = NoticeActivities(RosterStore(pool), NoticeStore(pool), phone or simulated,
+                               messages or simulated, notice_links)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[SessionWorkflow],
+        workflows=[SessionWorkflow, NoticeWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
         max_cached_workflows=max_cached_workflows,
+        graceful_shutdown_timeout=graceful_shutdown_timeout,
         activities=[
             audit.record_event,
             audit.record_closing,
@@ -175,16 +190,28 @@ def new_worker(
             outreach.call_emergency_contact,
             therapist.notify_therapist,
             follow_up.create_follow_up_plan,
+            notices.plan_notice,
+            notices.notice_recipients,
+            notices.deliver_notice,
+            notices.record_notice_state,
         ],
     )
 
 
+def notice_links(settings: Settings) -> NoticeLinks | None:
+    """Signed acknowledgment links, when the practice runs an endpoint for them."""
+    if settings.notice_link_url is None or settings.notice_link_secret is None:
+        return None
+    return NoticeLinks(settings.notice_link_url,
+                       settings.notice_link_secret.get_secret_value().encode())
+
+
 def callback_dispatcher(client: Client, pool: asyncpg.Pool) -> CallbackDispatcher:
-    """Deliver the simulated phone's call-backs as `client_responded` signals."""
+    """Deliver the simulated phone's call-backs as `client_responded` updates."""
 
     async def deliver(session_id: str) -> None:
         handle = client.get_workflow_handle(workflow_id_for(session_id))
-        await handle.signal(
+        await handle.execute_update(
             SessionWorkflow.client_responded,
             ClientResponse(channel=ResponseChannel.CALL, responder="client",
                            note="returned the call after the voicemail"),
@@ -195,9 +222,16 @@ def callback_dispatcher(client: Client, pool: asyncpg.Pool) -> CallbackDispatche
 
 @contextlib.asynccontextmanager
 async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
-    """Connect to Temporal and PostgreSQL, then run the worker until the block exits."""
-    client = await connect(settings, service_runtime(settings.metrics_port))
-    pool = await open_pool(database_url(settings))
+    """Connect to Temporal and PostgreSQL, then run the worker until the block exits.
+
+    Either may still be coming up: start-up waits for each (see `lifecycle.waiting_for`).
+    Leaving the block shuts the worker down gracefully: polling stops, activities in flight
+    get `SHUTDOWN_GRACE` to finish, then are cancelled and retried by another worker.
+    """
+    runtime = service_runtime(settings.metrics_port)
+    client = await waiting_for("temporal", lambda: connect(settings, runtime))
+    url = database_url(settings)
+    pool = await waiting_for("postgresql", lambda: open_pool(url))
     phone, messages = channels_from_settings(settings, SimulatedPhone(pool), DeliveryLedger(pool))
     worker = new_worker(
         client,
@@ -207,6 +241,8 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         phone=phone,
         messages=messages,
         max_cached_workflows=settings.max_cached_workflows,
+        graceful_shutdown_timeout=SHUTDOWN_GRACE,
+        notice_links=notice_links(settings),
     )
     dispatcher = asyncio.create_task(callback_dispatcher(client, pool).run())
     try:
@@ -219,10 +255,11 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         with contextlib.suppress(asyncio.CancelledError):
             await dispatcher
         await pool.close()
+        log.info("worker_stopped", task_queue=settings.task_queue)
 
 
 async def main() -> None:
-    """Run the worker until interrupted."""
+    """Run the worker until SIGTERM or SIGINT (a clean stop: see `running_worker`)."""
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
     async with running_worker(settings):
@@ -230,5 +267,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    raise SystemExit(run_until_stopped(main))

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     """SMTP password."""
     smtp_sender_address: str | None = None
     """The neutral From address of outreach email (required with smtp_host)."""
+    notice_link_url: str | None = None
+    """Where a clinician's signed acknowledgment link points (the HTTP endpoint that
+    verifies it, e.g. `https://notices.example.org/notices/ack`); unset: no links."""
+    notice_link_secret: SecretStr | None = None
+    """HMAC-SHA256 secret the links are signed with (required with notice_link_url)."""
     encryption_keys: dict[str, str] = Field(default_factory=dict)
     """Key id -> base64 AES-256 key. Every key can decrypt; `encryption_key_id` encrypts.
     Unset with the embedded database: a key is generated under `data_dir`."""
@@ -114,9 +119,12 @@ class Settings(BaseSettings):
         }.get(self.channel, ())
         if self.smtp_host:
             required = (*required, "smtp_sender_address")
+        if self.notice_link_url:
+            required = (*required, "notice_link_secret")
         for name in required:
             if getattr(self, name) is None:
-                what = "smtp_host" if name.startswith("smtp") else f"channel {self.channel!r}"
+                what = ("smtp_host" if name.startswith("smtp") else "notice_link_url"
+                        if name.startswith("notice") else f"channel {self.channel!r}")
                 msg = f"{name} is required with {what}"
                 raise ValueError(msg)
         return self

@@ -22,8 +22,10 @@ from missed_session.domain.models import (
     CallResult,
     Channel,
     DecisionKind,
+    InboxItemKind,
     Modality,
     Outcome,
+    Priority,
     ResponseChannel,
     RiskTier,
 )
@@ -55,6 +57,19 @@ EXAMPLES: list[EventDetails] = [
     events.PlanCreated(concerns="safety,logistical", tasks="safety_check", no_shows_90_days=2,
                        consecutive_no_shows=1),
     events.Closed(outcome=Outcome.UNREACHABLE_ESCALATED, attempts=3),
+    events.NoticeOpened(kind=InboxItemKind.TASK, priority=Priority.URGENT,
+                        risk_tier=RiskTier.HIGH, therapist_id="t-1", policy="high-risk",
+                        roster_version=1),
+    events.NoticeSent(round=1, step=1, target="therapist", clinician_id="t-1", channel="sms"),
+    events.NoticeFailed(round=1, step=2, clinician_id="oc-1", channel="voice",
+                        reason="invalid contact"),
+    events.NoticeSkipped(round=1, step=2, target="on_call", reason="nobody is on call"),
+    events.NoticeEscalated(round=1, step=2, target="on_call"),
+    events.NoticeExhausted(policy="high-risk", rounds=1, notified="t-1,oc-1,s-1"),
+    events.NoticeAcknowledged(clinician_id="oc-1", via="sms", seconds_to_acknowledge=320,
+                              step=2),
+    events.NoticeResolved(clinician_id="oc-1", via="cli", outcome="client reached",
+                          note="spoke with the client"),
 ]
 
 

@@ -35,9 +35,11 @@ from missed_session.domain.models import (
     Channel,
     DecisionKind,
     EventValue,
+    InboxItemKind,
     Modality,
     Model,
     Outcome,
+    Priority,
     ResponseChannel,
     RiskTier,
 )
@@ -319,13 +321,133 @@ class Closed(EventDetails):
     """Outreach attempts made."""
 
 
+# -- notices to clinicians (each notice's own trail: `<session id>/<name>`) --------------------
+
+
+class NoticeOpened(EventDetails):
+    """A notice workflow started delivering an alert or task to clinicians."""
+
+    event_type = AuditEventType.NOTICE_OPENED
+    kind: InboxItemKind
+    """Alert or task."""
+    priority: Priority
+    """Routine or urgent."""
+    risk_tier: RiskTier
+    """The session's risk tier, which chose the policy."""
+    therapist_id: str
+    """The session's therapist, the first rung."""
+    policy: str
+    """The escalation policy that runs."""
+    roster_version: int
+    """The roster in force when the notice opened."""
+
+
+class NoticeSent(EventDetails):
+    """A notified clinician was sent the notice on one channel."""
+
+    event_type = AuditEventType.NOTICE_SENT
+    round: int = Field(ge=1)
+    """Which climb of the ladder."""
+    step: int = Field(ge=1)
+    """Which rung."""
+    target: str
+    """therapist, on_call or supervisor."""
+    clinician_id: str
+    """Who (staff id)."""
+    channel: str
+    """sms, voice, email or pager."""
+
+
+class NoticeFailed(EventDetails):
+    """Sending the notice to a clinician on one channel failed."""
+
+    event_type = AuditEventType.NOTICE_FAILED
+    round: int = Field(ge=1)
+    """Which climb."""
+    step: int = Field(ge=1)
+    """Which rung."""
+    clinician_id: str
+    """Who."""
+    channel: str
+    """The channel that failed."""
+    reason: str
+    """A short, non-identifying reason."""
+
+
+class NoticeSkipped(EventDetails):
+    """A rung had nobody to notify (nobody on call, the therapist away): the next follows."""
+
+    event_type = AuditEventType.NOTICE_SKIPPED
+    round: int = Field(ge=1)
+    """Which climb."""
+    step: int = Field(ge=1)
+    """Which rung."""
+    target: str
+    """Who the rung was for."""
+    reason: str
+    """Why nobody was notified."""
+
+
+class NoticeEscalated(EventDetails):
+    """Nobody acknowledged in time: the notice climbs to the next rung."""
+
+    event_type = AuditEventType.NOTICE_ESCALATED
+    round: int = Field(ge=1)
+    """The climb it moves to."""
+    step: int = Field(ge=1)
+    """The rung it moves to."""
+    target: str
+    """Who that rung notifies."""
+
+
+class NoticeExhausted(EventDetails):
+    """The policy ran out of steps and nobody acknowledged: urgent, visible, still open."""
+
+    event_type = AuditEventType.NOTICE_EXHAUSTED
+    policy: str
+    """The policy that ran out."""
+    rounds: int
+    """Climbs made."""
+    notified: str
+    """Clinicians notified, comma-separated staff ids."""
+
+
+class NoticeAcknowledged(EventDetails):
+    """A clinician acknowledged the notice: the climb stops."""
+
+    event_type = AuditEventType.NOTICE_ACKNOWLEDGED
+    clinician_id: str
+    """Who."""
+    via: str
+    """sms, link, cli or http."""
+    seconds_to_acknowledge: int = Field(ge=0)
+    """From the notice's opening to this acknowledgment."""
+    step: int
+    """The rung the notice had reached."""
+
+
+class NoticeResolved(EventDetails):
+    """A clinician closed the notice with an outcome."""
+
+    event_type = AuditEventType.NOTICE_RESOLVED
+    clinician_id: str
+    """Who."""
+    via: str
+    """How it arrived."""
+    outcome: str
+    """What was done, briefly."""
+    note: str = ""
+    """The clinician's note: health data, stored here, never logged."""
+
+
 VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
     model.event_type: model
     for model in (
         Scheduled, Rescheduled, Cancelled, CheckedIn, GracePeriodExpired, TherapistAlerted,
         OutreachAttempted, VoicemailLeft, MessageSent, OutreachFailed, OutreachSkipped,
         OutreachDeferred, ClientResponded, OptedOut, EscalationSent, EscalationBlocked,
-        ClinicianDecisionMade, PlanCreated, Closed,
+        ClinicianDecisionMade, PlanCreated, Closed, NoticeOpened, NoticeSent, NoticeFailed,
+        NoticeSkipped, NoticeEscalated, NoticeExhausted, NoticeAcknowledged, NoticeResolved,
     )
 }
 """Every event type's model: `tests/test_events.py` checks that none is missing."""

@@ -119,6 +119,10 @@ class SessionStatus(StrEnum):
     ESCALATION = "escalation"
     FOLLOW_UP = "follow_up"
     CLOSED = "closed"
+    FAILED = "failed"
+    """The audit trail refused an event (a retried workflow task took another branch, or
+    an event PostgreSQL cannot store): the workflow stopped and the therapist has an urgent
+    task to take the protocol over by hand."""
 
 
 class Channel(StrEnum):
@@ -500,6 +504,14 @@ class AuditEventType(StrEnum):
     CLINICIAN_DECISION = "clinician_decision"
     PLAN_CREATED = "plan_created"
     CLOSED = "closed"
+    NOTICE_OPENED = "notice_opened"
+    NOTICE_SENT = "notice_sent"
+    NOTICE_FAILED = "notice_failed"
+    NOTICE_SKIPPED = "notice_skipped"
+    NOTICE_ESCALATED = "notice_escalated"
+    NOTICE_EXHAUSTED = "notice_exhausted"
+    NOTICE_ACKNOWLEDGED = "notice_acknowledged"
+    NOTICE_RESOLVED = "notice_resolved"
 
 
 EventValue = StrictStr | StrictInt | StrictBool | None
