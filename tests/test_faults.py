@@ -4,9 +4,8 @@ The end-to-end part runs four scenarios at once, each on its own Temporal dev se
 database file), its own PostgreSQL and its own `worker.py` process, two scripted sessions
 each (a client who calls back after the voicemail; an unreachable high-risk client with a
 consenting emergency contact), and asserts the counts of the table `python -m faults`
-prints. Scenarios that fail today because of a defect of issue 10 being fixed on another
-branch are marked xfail (not strict) with the defect named, to be un-marked after its merge.
-The counting part checks, without servers, that each kind of miss is counted.
+prints; every scenario must meet the bar. The counting part checks, without servers, that
+each kind of miss is counted.
 """
 
 from __future__ import annotations
@@ -26,23 +25,15 @@ from missed_session.domain.models import Outcome as SessionOutcome
 SIZE = Size("test", (Script.CALLS_BACK, Script.UNREACHABLE_CONSENT), postgres_outage=8.0,
             settle=45.0, parallel=4)
 """Two sessions per scenario; PostgreSQL down 8 s (the full size: 60 s). A session still
-open 45 s after its fault counts as open (a step of a killed worker waits 120 s today)."""
+open 45 s after its fault counts as open."""
 
-DEFECT_AUDIT_CONFLICT = (
-    "issue 10 item 1: a retried workflow task rewrites an audit row its local activity already "
-    "committed, with a later occurred_at; AuditConflict fails the workflow"
+CHOSEN = (
+    "worker SIGKILL in the grace period",
+    "webhook 5xx burst [webhook]",
+    "PostgreSQL stopped [simulated]",
+    "worker SIGKILL as audit rows commit [simulated]",
 )
-DEFECT_OUTAGE = (
-    "issue 10 item 2: the simulated phone's call-back dispatcher dies on its first failed "
-    "poll while PostgreSQL is down, so the client who called back is escalated"
-)
-CHOSEN = {
-    "worker SIGKILL in the grace period": None,
-    "webhook 5xx burst [webhook]": None,
-    "PostgreSQL stopped [simulated]": DEFECT_OUTAGE,
-    "worker SIGKILL as audit rows commit [simulated]": DEFECT_AUDIT_CONFLICT,
-}
-"""Scenario -> the known defect that can make it miss today (None: it must pass)."""
+"""The scenarios the test runs (a subset of `faults.scenarios.SCENARIOS`)."""
 
 
 @pytest.fixture(scope="module")
@@ -55,18 +46,9 @@ async def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcom
     return {result.scenario: result for result in results}
 
 
-def _marks(defect: str | None) -> list[pytest.MarkDecorator]:
-    marks = [pytest.mark.e2e,
-             pytest.mark.filterwarnings("ignore:XDG_RUNTIME_DIR is not set")]
-    if defect is not None:
-        marks.append(pytest.mark.xfail(reason=defect, strict=False))
-    return marks
-
-
-@pytest.mark.parametrize(
-    "scenario",
-    [pytest.param(name, marks=_marks(defect), id=name) for name, defect in CHOSEN.items()],
-)
+@pytest.mark.e2e
+@pytest.mark.filterwarnings("ignore:XDG_RUNTIME_DIR is not set")
+@pytest.mark.parametrize("scenario", CHOSEN)
 def test_every_session_survives_the_fault(outcomes: dict[str, Outcome], scenario: str) -> None:
     outcome = outcomes[scenario]
     assert outcome.error is None, "\n".join(outcome.notes)
