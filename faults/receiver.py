@@ -98,8 +98,12 @@ class PracticeReceiver:
         answer: dict[str, str] = {}
         if delivery.kind == "call":
             answer = {"result": self.answers.get(delivery.to, "no_answer")}
-        elif delivery.kind == "voicemail" and delivery.to in self.calls_back_after:
-            self._call_back_later(delivery.session_id, self.calls_back_after[delivery.to])
+        elif delivery.kind in {"voicemail", "message"}:
+            # The practice's phone system played or recorded the message (the channel's
+            # contract: a voicemail or message is delivered only on its "answered").
+            answer = {"result": "answered"}
+            if delivery.kind == "voicemail" and delivery.to in self.calls_back_after:
+                self._call_back_later(delivery.session_id, self.calls_back_after[delivery.to])
         hold = next((h for h in self.holds if h.kind == delivery.kind and not h.seen.is_set()),
                     None)
         if hold is not None:
