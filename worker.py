@@ -22,7 +22,12 @@ import structlog
 from temporalio import workflow
 from temporalio.client import Client
 from temporalio.runtime import Runtime
-from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails
+from temporalio.worker import (
+    Worker,
+    WorkerDeploymentConfig,
+    WorkflowInstance,
+    WorkflowInstanceDetails,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.audit import AuditActivities
@@ -40,6 +45,7 @@ from missed_session.metrics import ServiceMetrics
 from missed_session.store.audit import AuditStore
 from missed_session.store.database import database_url, open_pool
 from missed_session.temporal_client import connect, service_runtime
+from missed_session.versioning import deployment_config
 from workflows.session import SessionWorkflow
 
 log = structlog.get_logger(__name__)
@@ -143,11 +149,13 @@ def new_worker(
     phone: PhoneChannel | None = None,
     messages: MessageChannel | None = None,
     max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS,
+    deployment: WorkerDeploymentConfig | None = None,
 ) -> Worker:
     """A worker with the session workflow and every activity it calls.
 
     Without channels given, the simulated phone places calls and sends texts and email.
-    `max_cached_workflows` is the sticky cache (`MSR_MAX_CACHED_WORKFLOWS`).
+    `max_cached_workflows` is the sticky cache (`MSR_MAX_CACHED_WORKFLOWS`); `deployment`
+    the Worker Versioning version (missed_session/versioning.py), None when unversioned.
     """
     store = AuditStore(pool)
     runtime = client.service_client.config.runtime or Runtime.default()
@@ -163,6 +171,7 @@ def new_worker(
         workflows=[SessionWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
         max_cached_workflows=max_cached_workflows,
+        deployment_config=deployment,
         activities=[
             audit.record_event,
             audit.record_closing,
@@ -196,7 +205,8 @@ def callback_dispatcher(client: Client, pool: asyncpg.Pool) -> CallbackDispatche
 @contextlib.asynccontextmanager
 async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
     """Connect to Temporal and PostgreSQL, then run the worker until the block exits."""
-    client = await connect(settings, service_runtime(settings.metrics_port))
+    client = await connect(settings, service_runtime(settings.metrics_port,
+                                                     settings.metrics_host))
     pool = await open_pool(database_url(settings))
     phone, messages = channels_from_settings(settings, SimulatedPhone(pool), DeliveryLedger(pool))
     worker = new_worker(
@@ -207,6 +217,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         phone=phone,
         messages=messages,
         max_cached_workflows=settings.max_cached_workflows,
+        deployment=deployment_config(settings),
     )
     dispatcher = asyncio.create_task(callback_dispatcher(client, pool).run())
     try:
