@@ -182,6 +182,14 @@ async def test_sessions_are_pinned_to_the_build_they_started_on(
     assert info.behavior == VersioningBehaviorProto.VERSIONING_BEHAVIOR_PINNED
     assert info.deployment_version.build_id == "build-1"
     assert info.deployment_version.deployment_name == name
+    # How docs/deployment.md finds a build's sessions (to watch it drain).
+    query = f'TemporalWorkerDeploymentVersion="{name}:build-1"'
+    for _ in range(50):
+        if (await client.count_workflows(query)).count == 1:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail(f"{query} found nothing")
 
 
 def test_unversioned_without_deployment_settings() -> None:
