@@ -63,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     code = main()
+    if "search-attributes" not in sys.argv[1:]:
+        sys.exit(code)  # no Temporal client: a normal exit (atexit stops an embedded server)
     sys.stdout.flush()
     sys.stderr.flush()
     # Leave without tearing the Temporal runtime down: at interpreter shutdown it can abort
