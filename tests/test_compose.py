@@ -46,6 +46,9 @@ NEEDED: dict[str, set[str]] = {
     "worker": {"temporal_address", "temporal_namespace", "database_url", "encryption_keys",
                "worker_deployment_name", "worker_build_id", "metrics_host", "log_format",
                "channel", "webhook_url", "webhook_secret"},
+    "worker-next": {"temporal_address", "temporal_namespace", "database_url",
+                    "encryption_keys", "worker_deployment_name", "worker_build_id",
+                    "metrics_host", "log_format", "channel", "webhook_url", "webhook_secret"},
     "codec": {"codec_server_host", "codec_server_port", "codec_ui_origins",
               "codec_oidc_issuer", "codec_oidc_audience", "encryption_keys", "log_format"},
     "migrate": {"database_url", "encryption_keys", "log_format"},
@@ -182,6 +185,7 @@ def test_the_production_pieces_are_there() -> None:
     assert set(services) == {
         "temporal-postgres", "temporal-schema", "temporal", "temporal-namespace",
         "temporal-ui", "audit-postgres", "migrate", "search-attributes", "codec", "worker",
+        "worker-next",
     }
     images = {name: service["image"] for name, service in services.items()}
     assert images["temporal-schema"].startswith("temporalio/admin-tools:")
@@ -233,9 +237,10 @@ def test_ports_are_published_on_loopback_only_and_workers_scale() -> None:
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), (name, port)
         assert "container_name" not in service, f"{name}: a fixed name prevents --scale"
-    worker = services["worker"]
-    assert "ports" not in worker, "a fixed host port would stop a second replica"
-    assert _environment(worker)["MSR_METRICS_HOST"] == "0.0.0.0"  # its own container address
+    for name in ("worker", "worker-next"):
+        worker = services[name]
+        assert "ports" not in worker, "a fixed host port would stop a second replica"
+        assert _environment(worker)["MSR_METRICS_HOST"] == "0.0.0.0"  # its container's address
 
 
 def test_our_services_are_given_only_settings_the_settings_model_knows(
@@ -277,7 +282,7 @@ def test_each_service_starts_with_the_settings_it_needs(
             assert not missing, f"{name} lacks {missing}"
             if name == "codec":
                 build_app(settings)  # refuses to start without issuer, audience and keys
-            if name == "worker":
+            if name.startswith("worker"):
                 assert settings.channel != "simulated"
                 assert settings.database_url is not None
                 assert settings.database_url.startswith("postgresql://missed_session:")
@@ -306,6 +311,14 @@ def test_the_pieces_agree_with_each_other() -> None:
     assert "MSR_CODEC_SERVER_TOKEN" not in codec  # tokens from the identity provider only
     assert env["worker"]["MSR_WORKER_BUILD_ID"] == example["MSR_BUILD_ID"]
     assert services["worker"]["image"].endswith(f":{example['MSR_BUILD_ID']}")
+    # The next build: the same worker but for its build id and image, only on request.
+    next_build = example["MSR_NEXT_BUILD_ID"]
+    assert next_build != example["MSR_BUILD_ID"]
+    assert services["worker-next"]["profiles"] == ["next-build"]
+    assert "profiles" not in services["worker"]
+    assert services["worker-next"]["image"].endswith(f":{next_build}")
+    assert env["worker-next"] == {**env["worker"], "MSR_WORKER_BUILD_ID": next_build}
+    assert services["worker-next"]["depends_on"] == services["worker"]["depends_on"]
 
 
 def test_scripts_and_config_files_the_compose_file_mounts_exist() -> None:
