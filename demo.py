@@ -45,6 +45,7 @@ from missed_session.domain.models import (
     Client as SessionClient,
 )
 from missed_session.domain.practice import PracticeProtocols
+from missed_session.lifecycle import run_until_stopped
 from missed_session.log_setup import configure_logging
 from missed_session.practice_file import load_practice_file
 from missed_session.scheduling import schedule_session
@@ -198,9 +199,9 @@ async def _front_desk(client: Client, workflow_id: str, action: str, at: datetim
     await asyncio.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()))
     handle = client.get_workflow_handle(workflow_id)
     if action == "check_in":
-        await handle.signal("check_in", CheckIn())
+        await handle.execute_update("check_in", CheckIn())
     else:
-        await handle.signal("cancel", Cancellation(reason="client asked to cancel"))
+        await handle.execute_update("cancel", Cancellation(reason="client asked to cancel"))
 
 
 def temporal_cli() -> str:
@@ -285,7 +286,7 @@ async def main(argv: list[str] | None = None) -> int:
         print("Audit trail of one session:  .venv/bin/python starter.py audit "
               f"{next(iter(outcomes))}")
         if not args.exit:
-            print("The stack stays up; press Ctrl-C to stop it.")
+            print("The stack stays up; press Ctrl-C (or send SIGTERM) to stop it.")
             await asyncio.Event().wait()
     expected = {s.expected for s in DEMO_DAY}
     return 0 if set(outcomes.values()) == expected else 1
@@ -296,5 +297,4 @@ def _secret(value: SecretStr | None) -> str | None:
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        raise SystemExit(asyncio.run(main()))
+    raise SystemExit(run_until_stopped(main))

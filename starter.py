@@ -64,6 +64,8 @@ from missed_session.temporal_client import connect
 
 BAD_INPUT = 2
 """Exit code for input or configuration the operator must fix; nothing was started."""
+REFUSED = 2
+"""Exit code for a message the session refused (e.g. a cancel after the no-show)."""
 FAILED = 1
 """Exit code for a server that could not be reached or a session that is not there."""
 QUERY_TIMEOUT = timedelta(seconds=10)
@@ -76,10 +78,10 @@ DEFAULT_CONCURRENCY = 32
 DECISIONS = {"mark-safe": DecisionKind.MARK_SAFE, "escalate-now": DecisionKind.ESCALATE_NOW,
              "stand-down": DecisionKind.STAND_DOWN, "add-note": DecisionKind.ADD_NOTE}
 """Command -> the clinician decision (the workflow's update of the same name)."""
-SIGNALS = {"check-in": "check_in", "cancel": "cancel", "reschedule": "reschedule",
+UPDATES = {"check-in": "check_in", "cancel": "cancel", "reschedule": "reschedule",
            "text-reply": "text_reply",
            "responded": "client_responded"}
-"""Command -> the workflow's signal name; by name, since the CLI must not import workflows."""
+"""Command -> the workflow's update; by name, since the CLI must not import workflows."""
 BOOKING_FLAGS = {
     "session_id": "session_id", "therapist_id": "therapist_id", "start": "start",
     "duration": "duration_minutes", "modality": "modality", "risk_tier": "risk_tier",
@@ -106,6 +108,10 @@ class UsageError(ValueError):
 
 class CommandFailedError(RuntimeError):
     """The command was valid but could not be carried out; the message says why."""
+
+
+class RefusedError(CommandFailedError):
+    """The session refused the message (too late, already decided); nothing changed."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -142,11 +148,11 @@ class DayScheduleRequest:
 
 
 @dataclass(frozen=True)
-class SignalRequest:
-    """Send one signal to a session's workflow."""
+class MessageRequest:
+    """Send one message (a workflow update the session may refuse) to a session."""
 
     session_id: str
-    signal: str
+    update: str
     payload: BaseModel
 
 
@@ -173,7 +179,7 @@ class AuditRequest:
     session_id: str
 
 
-Request = (ScheduleRequest | DayScheduleRequest | SignalRequest | DecisionRequest
+Request = (ScheduleRequest | DayScheduleRequest | MessageRequest | DecisionRequest
            | StatusRequest | AuditRequest)
 
 
@@ -377,7 +383,7 @@ def build_day(args: argparse.Namespace, *, time_scale: float,
     return DayScheduleRequest(booking_file.path, tuple(bookings), concurrency)
 
 
-def _signal_payload(args: argparse.Namespace) -> BaseModel:
+def _message_payload(args: argparse.Namespace) -> BaseModel:
     if args.command == "check-in":
         return CheckIn()
     if args.command == "cancel":
@@ -420,7 +426,7 @@ def validate(args: argparse.Namespace, *, time_scale: float, now: datetime) -> R
         return AuditRequest(session_id)
     if args.command in DECISIONS:
         return _decision_request(args, session_id)
-    return SignalRequest(session_id, SIGNALS[args.command], _signal_payload(args))
+    return MessageRequest(session_id, UPDATES[args.command], _message_payload(args))
 
 
 def _decision_request(args: argparse.Namespace, session_id: str) -> DecisionRequest:
@@ -542,15 +548,19 @@ async def _schedule_day(client: Client, request: DayScheduleRequest,
     return summary
 
 
-async def _signal(client: Client, request: SignalRequest) -> str:
+async def _send_message(client: Client, request: MessageRequest) -> str:
     workflow_id = workflow_id_for(request.session_id)
     try:
-        await client.get_workflow_handle(workflow_id).signal(request.signal, request.payload)
+        answer = await client.get_workflow_handle(workflow_id).execute_update(
+            request.update, request.payload, result_type=str
+        )
     except RPCError as error:
         if error.status is RPCStatusCode.NOT_FOUND:
             raise await _not_found(client, request.session_id) from None
         raise
-    return f"sent {request.signal} to session {request.session_id} (workflow {workflow_id})"
+    except WorkflowUpdateFailedError as error:
+        raise _refused(request.session_id, error) from None
+    return f"session {request.session_id}: {request.update} {answer}"
 
 
 async def _decide(client: Client, request: DecisionRequest) -> str:
@@ -564,10 +574,13 @@ async def _decide(client: Client, request: DecisionRequest) -> str:
             raise await _not_found(client, request.session_id) from None
         raise
     except WorkflowUpdateFailedError as error:
-        cause = error.cause.message if isinstance(error.cause, ApplicationError) else error
-        msg = f"session {request.session_id} refused: {cause}"
-        raise CommandFailedError(msg) from None
+        raise _refused(request.session_id, error) from None
     return f"session {request.session_id}: {request.kind.value} {answer}"
+
+
+def _refused(session_id: str, error: WorkflowUpdateFailedError) -> RefusedError:
+    cause = error.cause.message if isinstance(error.cause, ApplicationError) else error
+    return RefusedError(f"session {session_id}: {cause}")
 
 
 async def _status(client: Client, request: StatusRequest) -> str:
@@ -643,8 +656,8 @@ async def execute(request: Request, settings: Settings) -> str:
             return await _schedule(client, request, settings)
         if isinstance(request, DayScheduleRequest):
             return await _schedule_day(client, request, settings)
-        if isinstance(request, SignalRequest):
-            return await _signal(client, request)
+        if isinstance(request, MessageRequest):
+            return await _send_message(client, request)
         if isinstance(request, DecisionRequest):
             return await _decide(client, request)
         return await _status(client, request)
@@ -736,7 +749,7 @@ def _command(argv: list[str]) -> int:
     try:
         print(asyncio.run(execute(request, settings)))
     except CommandFailedError as error:
-        return _fail(str(error), FAILED)
+        return _fail(str(error), REFUSED if isinstance(error, RefusedError) else FAILED)
     return 0
 
 

@@ -134,7 +134,7 @@ async def _attended(stack: Stack, size: Size, shared: Shared, processes: int
                               time_zone=shared.time_zone, index=i)
             _, handle = await schedule_session(stack.service, session, task_queue=tq,
                                                now=datetime.now(UTC))
-            await handle.signal("check_in", CheckIn())
+            await handle.execute_update("check_in", CheckIn())
             results.append(asyncio.create_task(handle.result()))
 
         began = time.perf_counter()

@@ -28,13 +28,21 @@ with workflow.unsafe.imports_passed_through():
     from activities.follow_up import FollowUpActivities
     from activities.outreach import (
         CHANNEL_REJECTED,
+        DELIVERY_UNCERTAIN,
         INVALID_CONTACT,
         OutreachActivities,
         TextPolicyActivities,
     )
     from activities.therapist import TherapistActivities
     from missed_session import search_attributes as attrs
-    from missed_session.domain import contact_window, decisions, events, messages, protocol
+    from missed_session.domain import (
+        acceptance,
+        contact_window,
+        decisions,
+        events,
+        messages,
+        protocol,
+    )
     from missed_session.domain.models import (
         AuditEvent,
         CallResult,
@@ -71,13 +79,17 @@ class _Sent:
 SENT = _Sent()
 StepResult = CallResult | _Sent
 
+TRAIL_REFUSED = ("AuditConflict", "UnreadableEvent", "UnwritableEvent")
+"""Audit write failures that no retry can mend (see `activities.audit`)."""
+
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=["AuditConflict"],
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=list(TRAIL_REFUSED),
 )
-"""Records (audit, inbox, plan) are retried until PostgreSQL takes them: none may be lost."""
+"""Records (audit, inbox, plan) are retried until PostgreSQL takes them, however long an
+outage lasts: none may be lost."""
 
 OUTREACH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -183,10 +195,8 @@ class SessionWorkflow:
             else:
                 self._plan_next(SessionStatus.WAITING, "wait for a check-in", grace_ends)
             deadline = self._start if before_start else grace_ends
-            if not await self._wait(self._has_scheduling_news, deadline):
-                if before_start:
-                    continue
-                return None
+            # News accepted as the deadline passed still counts: it was accepted before it.
+            await self._wait(self._has_scheduling_news, deadline)
             if self._check_in is not None:
                 await self._record(events.CheckedIn(late=False))
                 return Outcome.ATTENDED
@@ -201,6 +211,8 @@ class SessionWorkflow:
                 self._start = moved.start
                 self._reschedules += 1
                 workflow.upsert_search_attributes([attrs.SESSION_START.value_set(moved.start)])
+            elif not before_start:
+                return None
 
     async def _document_no_show(self) -> None:
         """The grace period is over: document the no-show and tell the therapist.
@@ -224,11 +236,11 @@ class SessionWorkflow:
                 grace_period_minutes=protocol.grace_period_minutes(self._booking)
             ))
             alerted = self._next_event(events.TherapistAlerted(notice=notice.key))
-            await workflow.execute_activity_method(
+            await self._written(expired, workflow.execute_activity_method(
                 AuditActivities.record_no_show,
                 NoShowRecord(expired=expired, notice=notice, alerted=alerted),
                 start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
-            )
+            ))
 
     async def _reach_out(self) -> Outcome:  # noqa: PLR0911 - each exit is a protocol exit
         """Run the outreach ladder until contact, a clinician's decision, or its end."""
@@ -326,10 +338,15 @@ class SessionWorkflow:
                 attempt=attempt, channel=channel, reason=_failure_reason(error)
             ))
             return None
-        if result is not None:  # only the call reports a result
+        if channel is Channel.CALL and result is not None:
             await self._record(events.OutreachAttempted(attempt=attempt, result=result))
             return result
         if channel is Channel.VOICEMAIL:
+            if result is CallResult.NO_ANSWER:  # the provider says it was not recorded
+                await self._record(events.OutreachFailed(
+                    attempt=attempt, channel=channel, reason="voicemail not delivered"
+                ))
+                return None
             await self._record(events.VoicemailLeft(attempt=attempt))
         else:
             await self._record(events.MessageSent(attempt=attempt, channel=channel))
@@ -458,7 +475,7 @@ class SessionWorkflow:
             contact=contact,
         )
         try:
-            await workflow.execute_activity_method(
+            delivered = await workflow.execute_activity_method(
                 OutreachActivities.call_emergency_contact,
                 request,
                 start_to_close_timeout=OUTREACH_TIMEOUT,
@@ -468,6 +485,11 @@ class SessionWorkflow:
         except ActivityError as error:
             await self._block_escalation(
                 f"emergency contact unreachable ({_failure_reason(error)})"
+            )
+            return
+        if delivered is CallResult.NO_ANSWER:  # the provider says the call did not reach them
+            await self._block_escalation(
+                "emergency contact unreachable (the call was not answered)"
             )
             return
         window = None
@@ -541,12 +563,11 @@ class SessionWorkflow:
         await self._no_show_written()
         booking = self._booking
         async with self._trail:
-            await workflow.execute_local_activity_method(
+            closed = self._next_event(events.Closed(outcome=outcome, attempts=self._attempts))
+            await self._written(closed, workflow.execute_local_activity_method(
                 AuditActivities.record_closing,
                 ClosingRecord(
-                    event=self._next_event(
-                        events.Closed(outcome=outcome, attempts=self._attempts)
-                    ),
+                    event=closed,
                     client_ref=booking.client.ref,
                     therapist_id=booking.therapist_id,
                     start=self._start,
@@ -554,55 +575,108 @@ class SessionWorkflow:
                 ),
                 start_to_close_timeout=RECORD_TIMEOUT,
                 retry_policy=RECORD_RETRY,
-            )
+            ))
 
-    # -- messages from outside -----------------------------------------------------------
+    # -- messages from outside (updates: refused, with the reason, when too late) ----------
+    #
+    # A validator refuses what can no longer change the session, so the sender hears why at
+    # once; each handler checks again (the protocol may have moved on between the two) and
+    # only notes the message: the protocol acts on it, and audits it, in order.
 
-    @workflow.signal
-    def check_in(self, check_in: CheckIn) -> None:
+    @workflow.update
+    def check_in(self, check_in: CheckIn) -> str:
         """The client arrived or joined; too late once follow-up planning has begun."""
-        if self._outreach_over():
-            workflow.logger.warning("check_in ignored in status %s", self._status.value)
-        elif self._check_in is None:
+        self._refuse_in_handler("check_in", self._check_in_problem())
+        if self._check_in is None:
             self._check_in = check_in
-
-    @workflow.signal
-    def cancel(self, cancellation: Cancellation) -> None:
-        """The session will not take place; only before it is declared a no-show."""
-        if self._before_no_show() and self._cancellation is None:
-            self._cancellation = cancellation
-        else:
-            workflow.logger.warning("cancel ignored in status %s", self._status.value)
-
-    @workflow.signal
-    def reschedule(self, reschedule: Reschedule) -> None:
-        """Move the start; only before the session is declared a no-show."""
         if self._before_no_show():
-            self._reschedule = reschedule
-        else:
-            workflow.logger.warning("reschedule ignored in status %s", self._status.value)
+            return "recorded: the client checked in; the session closes as attended"
+        return "recorded: a late check-in; outreach stops, the session closes as attended_late"
 
-    @workflow.signal
-    def client_responded(self, response: ClientResponse) -> None:
+    @check_in.validator
+    def _validate_check_in(self, check_in: CheckIn) -> None:
+        _refuse("check_in", self._check_in_problem())
+
+    @workflow.update
+    def cancel(self, cancellation: Cancellation) -> str:
+        """The session will not take place; only before it is declared a no-show."""
+        self._refuse_in_handler("cancel", self._cancel_problem())
+        if self._cancellation is None:
+            self._cancellation = cancellation
+        return "recorded: the session closes as cancelled"
+
+    @cancel.validator
+    def _validate_cancel(self, cancellation: Cancellation) -> None:
+        _refuse("cancel", self._cancel_problem())
+
+    @workflow.update
+    def reschedule(self, reschedule: Reschedule) -> str:
+        """Move the start; only before the session is declared a no-show, never into the past."""
+        self._refuse_in_handler("reschedule", self._reschedule_problem(reschedule))
+        self._reschedule = reschedule
+        return f"recorded: the session now starts at {reschedule.start.isoformat()}"
+
+    @reschedule.validator
+    def _validate_reschedule(self, reschedule: Reschedule) -> None:
+        _refuse("reschedule", self._reschedule_problem(reschedule))
+
+    @workflow.update
+    def client_responded(self, response: ClientResponse) -> str:
         """The client got back in touch; it counts once the session is a no-show."""
-        if self._before_no_show() or self._outreach_over():
-            workflow.logger.warning("client_responded ignored in status %s", self._status.value)
-        elif self._response is None:
+        self._refuse_in_handler("client_responded", acceptance.response_problem(self._status))
+        if self._response is None:
             self._response = response
+        return "recorded: outreach stops, the session closes as reached"
 
-    @workflow.signal
-    async def text_reply(self, reply: TextReply) -> None:
+    @client_responded.validator
+    def _validate_client_responded(self, response: ClientResponse) -> None:
+        _refuse("client_responded", acceptance.response_problem(self._status))
+
+    @workflow.update
+    async def text_reply(self, reply: TextReply) -> str:
         """The client texted back: STOP opts out of texts; anything else is a response."""
-        if self._before_no_show() or self._outreach_over():
-            workflow.logger.warning("text_reply ignored in status %s", self._status.value)
-        elif messages.is_opt_out(reply.body):
+        self._refuse_in_handler("text_reply", self._text_reply_problem(reply))
+        if messages.is_opt_out(reply.body):
             if not self._opted_out_of_text:
                 self._opted_out_of_text = True
                 await self._record(events.OptedOut(channel=Channel.TEXT))
-        elif self._response is None:
+            return "recorded: the client opted out of texts"
+        if self._response is None:
             self._response = ClientResponse(
                 channel=ResponseChannel.TEXT, responder="client", note=reply.body
             )
+        return "recorded: outreach stops, the session closes as reached"
+
+    @text_reply.validator
+    def _validate_text_reply(self, reply: TextReply) -> None:
+        _refuse("text_reply", self._text_reply_problem(reply))
+
+    def _check_in_problem(self) -> str | None:
+        return acceptance.check_in_problem(
+            self._status, cancelled=self._cancellation is not None
+        )
+
+    def _cancel_problem(self) -> str | None:
+        return acceptance.cancel_problem(self._status, checked_in=self._check_in is not None)
+
+    def _reschedule_problem(self, reschedule: Reschedule) -> str | None:
+        return acceptance.reschedule_problem(
+            self._booking, reschedule.start, status=self._status,
+            checked_in=self._check_in is not None,
+            cancelled=self._cancellation is not None, now=workflow.now(),
+        )
+
+    def _text_reply_problem(self, reply: TextReply) -> str | None:
+        if messages.is_opt_out(reply.body):
+            # An opt-out is honoured whenever it comes, until the trail is closed.
+            return acceptance.where(self._status) if self._status is SessionStatus.CLOSED else None
+        return acceptance.response_problem(self._status)
+
+    @staticmethod
+    def _refuse_in_handler(name: str, problem: str | None) -> None:
+        """The protocol moved on after the validator accepted: refuse rather than ignore."""
+        if problem is not None:
+            raise ApplicationError(f"{name} refused: {problem}", type="ValueError")
 
     # -- clinician decisions (updates: validated, recorded, then acted on) ----------------
 
@@ -656,7 +730,7 @@ class SessionWorkflow:
             decided=self._ending is not None,
         )
         if problem is not None:
-            raise ValueError(f"{kind.value} rejected: {problem}")
+            _refuse(kind.value, problem)
 
     async def _record_decision(self, kind: DecisionKind, decision: ClinicianDecision) -> None:
         await self._record(events.ClinicianDecisionMade(
@@ -784,20 +858,57 @@ class SessionWorkflow:
         """Append the next event of this session's trail, after the no-show's own.
 
         Numbered here, deterministically, under the trail's lock. A local activity: a short
-        idempotent PostgreSQL write, recorded in the history as one marker (with the event it
-        wrote, for `audit replay`'s cross-check) instead of an activity's three events and a
-        workflow task.
+        idempotent PostgreSQL write, recorded in the history as one marker (with the event as
+        recorded, for `audit replay`'s cross-check) instead of an activity's three events and
+        a workflow task. A local activity that wrote its row in a workflow task that then
+        failed runs again in the task's retry, with a later clock: the store keeps the first
+        write and hands it back.
         """
         await self._no_show_written()
         async with self._trail:
-            await workflow.execute_local_activity_method(
-                AuditActivities.record_event, self._next_event(details),
+            event = self._next_event(details)
+            await self._written(event, workflow.execute_local_activity_method(
+                AuditActivities.record_event, event,
                 start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
-            )
+            ))
+
+    async def _written(self, event: AuditEvent, write: Awaitable[object]) -> None:
+        """Await an audit write; if the trail refuses it for good, stop with a person told.
+
+        A refused write (another event at this place, an event the store cannot keep) means
+        the trail and the protocol have parted: going on would act without a record. The
+        session is marked failed for supervisors, the therapist gets an urgent task to take
+        over by hand, and the workflow fails with the reason (never silently).
+        """
+        try:
+            await write
+        except (ActivityError, ApplicationError) as error:
+            # An activity's failure arrives wrapped; a local activity's, as itself.
+            cause = error.cause if isinstance(error, ActivityError) else error
+            if not (isinstance(cause, ApplicationError) and cause.type in TRAIL_REFUSED):
+                raise
+            self._plan_next(SessionStatus.FAILED, "a person takes over the protocol", None)
+            await self._notify_therapist(self._notice(
+                "trail-refused", InboxItemKind.TASK, Priority.URGENT,
+                f"Session stopped: its audit trail refused event #{event.sequence}. "
+                "Take over the protocol for this client now",
+            ))
+            raise ApplicationError(
+                f"the audit trail refused event #{event.sequence} ({cause.type}); "
+                "the therapist was given an urgent task",
+                type="TrailRefused", non_retryable=True,
+            ) from error
 
     async def _no_show_written(self) -> None:
         if self._no_show_documented is not None:
             await self._no_show_documented
+
+
+def _refuse(name: str, problem: str | None) -> None:
+    """A validator's refusal: the caller hears `<name> refused: <reason>`; nothing changed."""
+    if problem is not None:
+        msg = f"{name} refused: {problem}"
+        raise ValueError(msg)
 
 
 def _is_invalid_contact(error: ActivityError) -> bool:
@@ -812,4 +923,6 @@ def _failure_reason(error: ActivityError) -> str:
     cause = error.cause
     if isinstance(cause, ApplicationError) and cause.type == CHANNEL_REJECTED:
         return "rejected by the channel"
+    if isinstance(cause, ApplicationError) and cause.type == DELIVERY_UNCERTAIN:
+        return "delivery uncertain"
     return "channel failed after retries"
