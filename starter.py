@@ -33,6 +33,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from missed_session.audit import cli as audit_cli
+from missed_session.cli import notices as notices_cli
 from missed_session.codec import new_key
 from missed_session.config import ConfigurationError, Settings, load_settings
 from missed_session.domain import decisions, events
@@ -58,8 +59,9 @@ from missed_session.domain.models import (
 from missed_session.domain.practice import PracticeFileError, PracticeProtocols
 from missed_session.practice_file import load_practice_file
 from missed_session.scheduling import Scheduled, schedule_session
+from missed_session.store import checkpoints
 from missed_session.store.audit import AuditStore
-from missed_session.store.database import database_url, open_pool
+from missed_session.store.database import database_url, open_pool, owner_database_url
 from missed_session.temporal_client import connect
 
 BAD_INPUT = 2
@@ -617,7 +619,8 @@ def _value(value: object) -> str:
 
 async def _audit(request: AuditRequest, settings: Settings) -> str:
     try:
-        pool = await open_pool(database_url(settings), min_size=1, max_size=1)
+        pool = await open_pool(database_url(settings), owner_url=owner_database_url(settings),
+                               min_size=1, max_size=1)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         # The URL is left out of the message: it may carry a password.
         msg = f"cannot open the audit database: {error}"
@@ -674,14 +677,16 @@ def _fail(message: str, code: int) -> int:
 async def _run_audit_action(request: audit_cli.AuditActionRequest,
                             settings: Settings) -> audit_cli.Verdict:
     try:
-        pool = await open_pool(database_url(settings), min_size=1, max_size=2)
+        pool = await open_pool(database_url(settings), owner_url=owner_database_url(settings),
+                               min_size=1, max_size=2)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         msg = f"cannot open the audit database: {error}"  # not the URL: it may hold a password
         raise CommandFailedError(msg) from None
     try:
         store = AuditStore(pool)
         if isinstance(request, audit_cli.VerifyRequest):
-            return await audit_cli.run_verify(request, store)  # PostgreSQL only
+            return await audit_cli.run_verify(request, store,  # PostgreSQL only
+                                              checkpoints.signer_for(settings))
         if isinstance(request, audit_cli.PurgeRequest):
             return await audit_cli.run_purge(request, store)
         if isinstance(request, audit_cli.ExportRequest):
@@ -724,6 +729,8 @@ def _audit_action(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; 0 done, 1 could not be carried out, 2 bad input or configuration."""
     command_line = sys.argv[1:] if argv is None else argv
+    if notices_cli.is_action(command_line):  # notices and roster: missed_session/cli/notices.py
+        return notices_cli.main(command_line)
     if audit_cli.is_action(command_line):
         return _audit_action(command_line)
     return _command(command_line)

@@ -18,13 +18,20 @@ write() {  # write NAME VALUE: only when absent
   printf '%s' "$2" > "secrets/$1"
   echo "secrets/$1 written"
 }
-if [ -e secrets/audit_db_password ]; then
-  password=$(cat secrets/audit_db_password)
-else
-  password=$(random 24 | tr '+/' '-_')
-fi
-write audit_db_password "$password"
-write msr_database_url "postgresql://missed_session:${password}@audit-postgres:5432/missed_session"
+password() {  # password NAME: the existing one, or a new one
+  if [ -e "secrets/$1" ]; then cat "secrets/$1"; else random 24 | tr '+/' '-_'; fi
+}
+superuser=$(password audit_db_password)
+owner=$(password msr_owner_password)
+service=$(password msr_service_password)
+reviewer=$(password msr_reviewer_password)
+write audit_db_password "$superuser"
+write msr_owner_password "$owner"
+write msr_service_password "$service"
+write msr_reviewer_password "$reviewer"
+database=audit-postgres:5432/missed_session
+write msr_database_owner_url "postgresql://msr_owner:${owner}@${database}"
+write msr_database_url "postgresql://msr_service:${service}@${database}"
 write msr_encryption_keys "{\"$(date -u +%Y-%m)\": \"$(random 32)\"}"
 if [ ! -e secrets/msr.toml ]; then
   cp deploy/msr.example.toml secrets/msr.toml

@@ -97,24 +97,27 @@ class OidcTokenValidator:
             raise TokenRefusedError(f"invalid token: {type(error).__name__}") from None
         return claims
 
-    async def authorise(self, request: web.Request) -> bool:
-        """The codec server's hook: a valid bearer token, or no."""
+    async def authorise(self, request: web.Request) -> str | None:
+        """The codec server's hook: None for a valid bearer token, else why not."""
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            log.info("codec_request_refused", reason="no bearer token")
-            return False
+            return self._refused("no bearer token")
         try:
             claims = await self.validate(token.strip())
         except TokenRefusedError as refused:
-            log.info("codec_request_refused", reason=str(refused))
-            return False
+            return self._refused(str(refused))
         except ProviderUnavailableError as error:
             log.warning("codec_request_refused", reason="identity provider unavailable",
                         error=str(error))
-            return False
+            return "identity provider unavailable"
         log.info("codec_request_authorised", subject=claims.get("sub"))
-        return True
+        return None
+
+    @staticmethod
+    def _refused(reason: str) -> str:
+        log.info("codec_request_refused", reason=reason)
+        return reason
 
     async def _key(self, key_id: object) -> jwt.PyJWK:
         if not isinstance(key_id, str) or not key_id:

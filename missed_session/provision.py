@@ -20,13 +20,17 @@ import asyncpg
 
 from missed_session import search_attributes
 from missed_session.config import ConfigurationError, Settings, load_settings
-from missed_session.store.database import database_url, migrate
+from missed_session.store.database import database_url, migrate, owner_database_url
 from missed_session.temporal_client import connect
 
 
 async def migrate_database(settings: Settings) -> list[str]:
-    """Apply the migrations the database lacks; the names applied."""
-    connection = await asyncpg.connect(database_url(settings))
+    """Apply the migrations the database lacks; the names applied.
+
+    As the schema owner when one is configured (`database_owner_url`): the service's own
+    role may not change the schema.
+    """
+    connection = await asyncpg.connect(owner_database_url(settings) or database_url(settings))
     try:
         return await migrate(connection)
     finally:

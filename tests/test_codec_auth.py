@@ -129,7 +129,7 @@ async def test_no_token_is_refused_even_from_loopback_with_the_ui_origin(
     codec_url: str,
 ) -> None:
     status, answer = await _decode(codec_url, {"Origin": UI_ORIGIN})
-    assert (status, answer) == (401, {"error": "unauthorized"})
+    assert (status, answer) == (401, {"error": "unauthorized: no bearer token"})
 
 
 @pytest.mark.parametrize(
@@ -169,7 +169,7 @@ async def test_bad_tokens_are_refused(codec_url: str, provider: Provider, case: 
     }
     with capture_logs() as logs:
         status, answer = await _decode(codec_url, _bearer(tokens[case]()))
-    assert (status, answer) == (401, {"error": "unauthorized"})
+    assert (status, answer) == (401, {"error": f"unauthorized: {reasons[case]}"})
     refusals = [entry["reason"] for entry in logs if entry["event"] == "codec_request_refused"]
     assert refusals == [reasons[case]]
 
@@ -213,17 +213,24 @@ async def test_plain_codec_server_keeps_its_embedded_rules() -> None:
     """Without a hook, the embedded stack's rules are unchanged (no token: not loopback)."""
     server = CodecServer(CODEC, ui_origins=(UI_ORIGIN,), token="t")
 
-    async def refuse(request: web.Request) -> bool:
+    async def refuse(request: web.Request) -> str | None:
         del request
-        return False
+        return "refused by the hook"
 
-    hooked = CodecServer(CODEC, ui_origins=(UI_ORIGIN,), token="t", authorise=refuse)
+    hooked = CodecServer(CODEC, ui_origins=(UI_ORIGIN,), token="t", ui_secret="s",
+                         authorise=refuse)
     runner, url = await _serve(server.app())
     hooked_runner, hooked_url = await _serve(hooked.app())
     try:
         assert (await _decode(url, {"Authorization": "Bearer t"}))[0] == 200
         # With a hook, the shared token no longer opens anything.
-        assert (await _decode(hooked_url, {"Authorization": "Bearer t"}))[0] == 401
+        assert await _decode(hooked_url, {"Authorization": "Bearer t"}) == (
+            401, {"error": "unauthorized: refused by the hook"})
+        # ... and the embedded stack's UI-secret endpoint is not there at all.
+        async with aiohttp.ClientSession() as http, \
+                http.post(f"{hooked_url}/ui/s/decode", data="{}",
+                          headers={"Origin": UI_ORIGIN}) as response:
+            assert response.status == 404
     finally:
         await runner.cleanup()
         await hooked_runner.cleanup()

@@ -51,7 +51,7 @@ NEEDED: dict[str, set[str]] = {
                     "metrics_host", "log_format", "channel", "webhook_url", "webhook_secret"},
     "codec": {"codec_server_host", "codec_server_port", "codec_ui_origins",
               "codec_oidc_issuer", "codec_oidc_audience", "encryption_keys", "log_format"},
-    "migrate": {"database_url", "encryption_keys", "log_format"},
+    "migrate": {"database_owner_url", "database_url", "encryption_keys", "log_format"},
     "search-attributes": {"temporal_address", "temporal_namespace", "encryption_keys",
                           "log_format"},
 }
@@ -285,8 +285,10 @@ def test_each_service_starts_with_the_settings_it_needs(
             if name.startswith("worker"):
                 assert settings.channel != "simulated"
                 assert settings.database_url is not None
-                assert settings.database_url.startswith("postgresql://missed_session:")
+                assert settings.database_url.startswith("postgresql://msr_service:")
                 assert "@audit-postgres:5432/" in settings.database_url
+                # Least privilege: the schema owner's URL is the migrate step's alone.
+                assert settings.database_owner_url is None
 
 
 def test_the_pieces_agree_with_each_other() -> None:
@@ -335,15 +337,40 @@ def test_scripts_and_config_files_the_compose_file_mounts_exist() -> None:
     assert config["system.enableDeploymentVersions"][0]["value"] is True
     for secret in _compose()["secrets"].values():
         assert secret["file"].startswith("./secrets/")
+    audit = services["audit-postgres"]
+    init = {volume.split(":")[1]: ROOT / volume.split(":")[0]
+            for volume in audit["volumes"] if "docker-entrypoint-initdb.d" in volume}
+    assert sorted(Path(target).name for target in init) == ["09-role-passwords.sh",
+                                                           "10-roles.sh"]
+    for path in init.values():
+        assert path.is_file(), path
+        subprocess.run(["sh", "-n", str(path)], check=True)
+    passwords = init["/docker-entrypoint-initdb.d/09-role-passwords.sh"]
+    assert not os.access(passwords, os.X_OK), "sourced by the entrypoint, so not executable"
+    for variable in re.findall(r"MSR_[A-Z]+_PASSWORD", init[
+            "/docker-entrypoint-initdb.d/10-roles.sh"].read_text()):
+        assert f"export {variable}" in passwords.read_text() or (
+            variable in passwords.read_text().split("export", 1)[1])
+    assert "msr_owner_password" in [s if isinstance(s, str) else s["source"]
+                                    for s in audit["secrets"]]
 
 
 def test_make_secrets_is_consistent_and_never_overwrites(tmp_path: Path) -> None:
     secrets = _example_secrets(tmp_path)
-    assert set(secrets) == {"audit_db_password", "msr_database_url", "msr_encryption_keys",
-                            "msr.toml"}
-    password = secrets["audit_db_password"].read_text()
-    assert f":{password}@" in secrets["msr_database_url"].read_text()
-    assert len(password) >= 24
+    assert set(secrets) == {"audit_db_password", "msr_owner_password", "msr_service_password",
+                            "msr_reviewer_password", "msr_database_owner_url",
+                            "msr_database_url", "msr_encryption_keys", "msr.toml"}
+    passwords = {secrets[f"msr_{role}_password"].read_text()
+                 for role in ("owner", "service", "reviewer")}
+    passwords.add(secrets["audit_db_password"].read_text())
+    assert len(passwords) == 4, "every role has its own password"
+    assert all(len(password) >= 24 for password in passwords)
+    service = secrets["msr_service_password"].read_text()
+    owner = secrets["msr_owner_password"].read_text()
+    assert secrets["msr_database_url"].read_text() == (
+        f"postgresql://msr_service:{service}@audit-postgres:5432/missed_session")
+    assert secrets["msr_database_owner_url"].read_text() == (
+        f"postgresql://msr_owner:{owner}@audit-postgres:5432/missed_session")
     keys = json.loads(secrets["msr_encryption_keys"].read_text())
     load_settings(encryption_keys=keys)  # each key decodes to 32 bytes
     assert oct((tmp_path / "secrets").stat().st_mode & 0o777) == "0o700"

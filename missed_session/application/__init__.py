@@ -1,0 +1,1 @@
+"""Use cases every entry point calls (see TEAM.md, contract C)."""
