@@ -23,7 +23,12 @@ import structlog
 from temporalio import workflow
 from temporalio.client import Client
 from temporalio.runtime import Runtime
-from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails
+from temporalio.worker import (
+    Worker,
+    WorkerDeploymentConfig,
+    WorkflowInstance,
+    WorkflowInstanceDetails,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.audit import AuditActivities
@@ -46,6 +51,7 @@ from missed_session.store.audit import AuditStore
 from missed_session.store.database import database_url, open_pool, owner_database_url
 from missed_session.store.notices import NoticeStore, RosterStore
 from missed_session.temporal_client import connect, service_runtime
+from missed_session.versioning import deployment_config
 from workflows.notice import NoticeWorkflow
 from workflows.session import SessionWorkflow
 
@@ -155,6 +161,7 @@ def new_worker(
     messages: MessageChannel | None = None,
     max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS,
     graceful_shutdown_timeout: timedelta = timedelta(0),
+    deployment: WorkerDeploymentConfig | None = None,
     notice_links: NoticeLinks | None = None,
     text_policy: TextPolicyActivities | None = None,
 ) -> Worker:
@@ -162,7 +169,9 @@ def new_worker(
 
     Without channels given, the simulated phone places calls and sends texts and email
     (to clients and to clinicians alike). `max_cached_workflows` is the sticky cache
-    (`MSR_MAX_CACHED_WORKFLOWS`); `notice_links`: signed acknowledgment links in notices.
+    (`MSR_MAX_CACHED_WORKFLOWS`); `notice_links`: signed acknowledgment links in notices;
+    `deployment`: the Worker Versioning version (missed_session/versioning.py), None when
+    unversioned.
     """
     store = AuditStore(pool)
     runtime = client.service_client.config.runtime or Runtime.default()
@@ -181,6 +190,7 @@ def new_worker(
         workflow_runner=WORKFLOW_RUNNER,
         max_cached_workflows=max_cached_workflows,
         graceful_shutdown_timeout=graceful_shutdown_timeout,
+        deployment_config=deployment,
         activities=[
             audit.record_event,
             audit.record_closing,
@@ -231,7 +241,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
     Leaving the block shuts the worker down gracefully: polling stops, activities in flight
     get `SHUTDOWN_GRACE` to finish, then are cancelled and retried by another worker.
     """
-    runtime = service_runtime(settings.metrics_port)
+    runtime = service_runtime(settings.metrics_port, settings.metrics_host)
     client = await waiting_for("temporal", lambda: connect(settings, runtime))
     url, owner_url = database_url(settings), owner_database_url(settings)
     pool = await waiting_for("postgresql", lambda: open_pool(url, owner_url=owner_url))
@@ -245,6 +255,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         messages=messages,
         max_cached_workflows=settings.max_cached_workflows,
         graceful_shutdown_timeout=SHUTDOWN_GRACE,
+        deployment=deployment_config(settings),
         notice_links=notice_links(settings),
     )
     followers = [asyncio.create_task(callback_dispatcher(client, pool).run()),

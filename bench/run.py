@@ -20,6 +20,7 @@ from typing import Any
 from bench import scenarios
 from bench.report import Figure, machine, notes, table, write_json
 from bench.stack import Stack, embedded_stack
+from bench.workers import several_workers
 
 Scenario = Callable[[Stack, scenarios.Size, scenarios.Shared], Awaitable[list[Figure]]]
 SCENARIOS: dict[str, Scenario] = {
@@ -29,11 +30,14 @@ SCENARIOS: dict[str, Scenario] = {
     "burst": scenarios.burst,
     "audit": scenarios.audit_append,
     "intake": scenarios.intake_and_memory,
+    "workers": several_workers,
 }
+OPT_IN = {"workers"}
+"""Run only when named in --only: it starts worker processes eight times over."""
 """In running order: replay uses the histories of `attended` and `ladder`, `burst` the
 throughput `attended` measured."""
 ORDER = ["1 attended", "2 history", "3 burst", "4 audit append", "5 replay",
-         "6 worker memory", "7 day intake"]
+         "6 worker memory", "7 day intake", "8 workers"]
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -64,6 +68,8 @@ async def main(argv: list[str] | None = None) -> int:
     async with embedded_stack() as stack:
         for name, scenario in SCENARIOS.items():
             if args.only and name not in args.only:
+                continue
+            if name in OPT_IN and not args.only:
                 continue
             if name == "replay" and not shared.histories:
                 continue

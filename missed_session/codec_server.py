@@ -20,6 +20,7 @@ Anything else gets 401 and no data. A payload that names an unknown key, or does
 from __future__ import annotations
 
 import hmac
+import inspect
 import ipaddress
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
@@ -33,6 +34,10 @@ from missed_session.codec import CodecError
 from missed_session.local_secrets import read_or_create
 
 CodecCall = Callable[[Sequence[Payload]], Awaitable[list[Payload]]]
+Refusal = Callable[[web.Request], str | None]
+"""None when the request is authorised; otherwise why not."""
+Authorise = Callable[[web.Request], Awaitable[str | None]]
+"""A deployment's own rule, as a refusal (missed_session/codec_auth.py: OIDC access tokens)."""
 ALLOWED_HEADERS = "Content-Type, X-Namespace, Authorization"
 UI_SECRET_FILE = "codec-ui-secret"  # noqa: S105 - a file name
 """Under the data directory: the embedded stack's UI secret when none is configured."""
@@ -55,15 +60,22 @@ class CodecServer:
     """The HTTP side of the payload codec, with its authorisation rules."""
 
     def __init__(self, codec: PayloadCodec, *, ui_origins: Collection[str],
-                 token: str | None, ui_secret: str | None = None) -> None:
+                 token: str | None, ui_secret: str | None = None,
+                 authorise: Authorise | None = None) -> None:
         self._codec = codec
         self._origins = frozenset(ui_origins)
         self._token = token
         self._ui_secret = ui_secret
+        self._authorise = authorise  # when given, the only rule: token and UI secret are off
 
     def app(self) -> web.Application:
         """The aiohttp application: `/encode`, `/decode`, the UI's, and CORS preflights."""
         app = web.Application(client_max_size=4 * 1024 * 1024)
+        if self._authorise is not None:  # a deployment: `/encode` and `/decode`, its rule only
+            for name, call in (("encode", self._codec.encode), ("decode", self._codec.decode)):
+                app.router.add_post(f"/{name}", self._handler(call, self._authorise))
+                app.router.add_route("OPTIONS", f"/{name}", self._preflight)
+            return app
         for name, call in (("encode", self._codec.encode), ("decode", self._codec.decode)):
             app.router.add_post(f"/{name}", self._handler(call, self._token_holder))
             app.router.add_post(f"/ui/{{secret}}/{name}", self._handler(call, self._web_ui))
@@ -105,11 +117,13 @@ class CodecServer:
     async def _preflight(self, request: web.Request) -> web.Response:
         return web.Response(status=204, headers=self._cors(request))
 
-    def _handler(self, call: CodecCall, refusal: Callable[[web.Request], str | None],
+    def _handler(self, call: CodecCall, refusal: Refusal | Authorise,
                  ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
             headers = self._cors(request)
             why = refusal(request)
+            if inspect.isawaitable(why):
+                why = await why
             if why is not None:
                 return web.json_response({"error": f"unauthorized: {why}"}, status=401,
                                          headers=headers)

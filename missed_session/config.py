@@ -10,10 +10,19 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
+    SecretsSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
@@ -23,21 +32,58 @@ from missed_session.domain.messages import ensure_discreet
 from missed_session.domain.models import PhoneNumber
 
 CONFIG_FILE_ENV = "MSR_CONFIG_FILE"
+SECRETS_DIR_ENV = "MSR_SECRETS_DIR"
+"""A directory of one-value files named like the variables (compose secrets: /run/secrets)."""
 TASK_QUEUE = "missed-session"
 """The one task queue name; every entry point imports it from here."""
 DEFAULT_MAX_CACHED_WORKFLOWS = 1_000
 """The SDK's default: holds a burst of 1,000 sessions starting together (see the setting)."""
 
 
+def _env(temporal_name: str) -> AliasChoices:
+    """Our MSR_ name first, then Temporal's own environment configuration name."""
+    return AliasChoices(f"MSR_{temporal_name}", temporal_name)
+
+
 class Settings(BaseSettings):
     """Everything the worker, starter and embedded stack need to know."""
 
-    model_config = SettingsConfigDict(env_prefix="MSR_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="MSR_", extra="forbid", frozen=True,
+                                      populate_by_name=True)
 
-    temporal_address: str = "127.0.0.1:7233"
-    """Temporal frontend host:port."""
-    temporal_namespace: str = "default"
+    temporal_address: str = Field(default="127.0.0.1:7233",
+                                  validation_alias=_env("TEMPORAL_ADDRESS"))
+    """Temporal frontend host:port (Temporal Cloud: `<namespace>.<account>.tmprl.cloud:7233`
+    with mTLS, or the regional endpoint with an API key)."""
+    temporal_namespace: str = Field(default="default",
+                                    validation_alias=_env("TEMPORAL_NAMESPACE"))
     """Temporal namespace the sessions live in."""
+    temporal_api_key: SecretStr | None = Field(default=None,
+                                               validation_alias=_env("TEMPORAL_API_KEY"))
+    """API key (Temporal Cloud); sent as a bearer token, over TLS only."""
+    temporal_tls: bool | None = Field(default=None, validation_alias=_env("TEMPORAL_TLS"))
+    """TLS to the frontend. Unset: on when an API key or a certificate is configured."""
+    temporal_tls_client_cert_path: FilePath | None = Field(
+        default=None, validation_alias=_env("TEMPORAL_TLS_CLIENT_CERT_PATH"))
+    """mTLS client certificate (PEM), with `temporal_tls_client_key_path`."""
+    temporal_tls_client_key_path: FilePath | None = Field(
+        default=None, validation_alias=_env("TEMPORAL_TLS_CLIENT_KEY_PATH"))
+    """mTLS client private key (PEM)."""
+    temporal_tls_server_ca_cert_path: FilePath | None = Field(
+        default=None, validation_alias=_env("TEMPORAL_TLS_SERVER_CA_CERT_PATH"))
+    """CA that signed the frontend's certificate (PEM); unset: the system's roots."""
+    temporal_tls_server_name: str | None = Field(
+        default=None, validation_alias=_env("TEMPORAL_TLS_SERVER_NAME"))
+    """Name expected in the frontend's certificate when it differs from the address's host."""
+    worker_deployment_name: str | None = Field(default=None, min_length=1, max_length=255)
+    """Worker Versioning: the deployment this worker belongs to (e.g. `missed-session`).
+    Unset: unversioned workers (the embedded stack and tests)."""
+    worker_build_id: str | None = Field(default=None, min_length=1, max_length=255)
+    """Worker Versioning: this build's id (e.g. the image tag or git commit)."""
+    worker_versioning_behavior: Literal["pinned", "auto_upgrade"] = "pinned"
+    """How sessions relate to builds: `pinned` (a session finishes on the build it started
+    on; docs/deployment.md says why this is the default) or `auto_upgrade` (sessions move
+    to the current build; every change to the workflow then needs `workflow.patched()`)."""
     task_queue: str = TASK_QUEUE
     """Task queue the worker polls."""
     database_url: str | None = None
@@ -110,6 +156,18 @@ class Settings(BaseSettings):
     """Port of the codec server the Web UI decrypts through (bound to loopback)."""
     codec_server_token: SecretStr | None = None
     """Bearer token for programmatic callers of the codec server."""
+    codec_server_host: str = "127.0.0.1"
+    """Where the stand-alone codec server (`python -m missed_session.codec_service`) listens;
+    `0.0.0.0` in a container, behind the deployment's TLS proxy."""
+    codec_ui_origins: list[str] = Field(default_factory=list)
+    """Origins of the Web UI that browsers call the stand-alone codec server from (CORS
+    only: authorisation is the access token, never the Origin header)."""
+    codec_oidc_issuer: str | None = None
+    """OIDC issuer whose access tokens the stand-alone codec server accepts (the `iss`)."""
+    codec_oidc_audience: str | None = None
+    """Audience those tokens must name (`aud`): the API the Web UI's login asks a token for."""
+    codec_oidc_jwks_url: str | None = None
+    """The issuer's signing keys; unset: from its `/.well-known/openid-configuration`."""
     codec_server_ui_secret: SecretStr | None = None
     """The secret in the Web UI's codec endpoint (`/ui/<secret>`), entered in the browser's
     Codec Server settings. Unset in the embedded stack: created in `data_dir`."""
@@ -119,7 +177,11 @@ class Settings(BaseSettings):
     together); one evicted from the cache replays its history at its next step. 0 disables
     the cache: every step replays."""
     metrics_port: int = Field(default=9464, ge=0, le=65535)
-    """Prometheus endpoint of the worker, on loopback (`/metrics`); 0 turns it off."""
+    """Prometheus endpoint of the worker (`/metrics`); 0 turns it off. Two workers on one
+    host (outside containers) need different ports, or 0."""
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics endpoint binds; `0.0.0.0` in a container so that Prometheus on
+    the container network can scrape each replica (no host port is published)."""
     audit_retention_years: int = Field(default=6, ge=6, le=100)
     """How long audit trails are kept from their creation before `audit purge` may delete
     them; never below 6 (the HIPAA documentation period, also enforced by the database)."""
@@ -127,6 +189,38 @@ class Settings(BaseSettings):
     """`auto`: console in a terminal, JSON otherwise."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Lowest level that is logged."""
+
+    @model_validator(mode="after")
+    def _temporal_connection_is_complete(self) -> Settings:
+        if (self.temporal_tls_client_cert_path is None) != (
+            self.temporal_tls_client_key_path is None
+        ):
+            msg = ("temporal_tls_client_cert_path and temporal_tls_client_key_path go together"
+                   " (mTLS needs the certificate and its key)")
+            raise ValueError(msg)
+        wants_tls = (self.temporal_api_key is not None
+                     or self.temporal_tls_client_cert_path is not None
+                     or self.temporal_tls_server_ca_cert_path is not None)
+        if self.temporal_tls is False and wants_tls:
+            msg = ("temporal_tls is false, but an API key or TLS certificate is configured:"
+                   " they are only ever sent over TLS")
+            raise ValueError(msg)
+        if (self.worker_deployment_name is None) != (self.worker_build_id is None):
+            msg = "worker_deployment_name and worker_build_id go together (Worker Versioning)"
+            raise ValueError(msg)
+        if (self.codec_oidc_issuer is None) != (self.codec_oidc_audience is None):
+            msg = "codec_oidc_issuer and codec_oidc_audience go together"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def temporal_uses_tls(self) -> bool:
+        """TLS unless switched off; on by default once a key or certificate is configured."""
+        if self.temporal_tls is not None:
+            return self.temporal_tls
+        return (self.temporal_api_key is not None
+                or self.temporal_tls_client_cert_path is not None
+                or self.temporal_tls_server_ca_cert_path is not None)
 
     @model_validator(mode="after")
     def _channel_is_complete(self) -> Settings:
@@ -181,8 +275,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Environment wins over the file, the file over the defaults."""
+        """Environment, then secret files (`MSR_SECRETS_DIR`), then the file, then defaults."""
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        secrets_dir = os.environ.get(SECRETS_DIR_ENV)
+        if secrets_dir:
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir))
         config_file = os.environ.get(CONFIG_FILE_ENV)
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))

@@ -23,6 +23,7 @@ from temporalio.runtime import (
     TelemetryConfig,
     TelemetryFilter,
 )
+from temporalio.service import TLSConfig
 
 from missed_session.codec import EncryptionCodec, new_key, parse_key
 from missed_session.config import Settings
@@ -66,24 +67,54 @@ def _embedded_keys(data_dir: Path) -> dict[str, str]:
     return keys
 
 
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """The frontend's TLS as configured: False (plain), or the CA, name and client pair.
+
+    Files are read here, once per connection, so a certificate renewed on disk is picked up
+    by the next start without a configuration change.
+    """
+    if not settings.temporal_uses_tls:
+        return False
+
+    def read(path: Path | None) -> bytes | None:
+        return path.read_bytes() if path is not None else None
+
+    return TLSConfig(
+        server_root_ca_cert=read(settings.temporal_tls_server_ca_cert_path),
+        domain=settings.temporal_tls_server_name,
+        client_cert=read(settings.temporal_tls_client_cert_path),
+        client_private_key=read(settings.temporal_tls_client_key_path),
+    )
+
+
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
-    """A client for the configured server and namespace, with the service's converter."""
+    """A client for the configured server and namespace, with the service's converter.
+
+    TLS, mTLS and an API key (Temporal Cloud) come from the settings; an API key is only
+    ever sent over TLS (the settings refuse `temporal_tls = false` with one).
+    """
+    api_key = settings.temporal_api_key
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(codec_for(settings)),
         runtime=runtime,
+        tls=tls_config(settings),
+        api_key=api_key.get_secret_value() if api_key is not None else None,
     )
 
 
-def service_runtime(metrics_port: int | None) -> Runtime:
+def service_runtime(metrics_port: int | None, metrics_host: str = "127.0.0.1") -> Runtime:
     """A Temporal runtime that serves Prometheus metrics and forwards core logs to Python.
 
     The SDK core (Rust) logs on its own; forwarding puts its lines through the same
-    structlog pipeline, redaction included, as everything else.
+    structlog pipeline, redaction included, as everything else. The metrics endpoint binds
+    loopback by default; a container binds all its addresses (`metrics_host`), since only
+    the container network reaches them.
     """
     metrics = (
-        PrometheusConfig(bind_address=f"127.0.0.1:{metrics_port}") if metrics_port else None
+        PrometheusConfig(bind_address=f"{metrics_host}:{metrics_port}") if metrics_port
+        else None
     )
     return Runtime(
         telemetry=TelemetryConfig(

@@ -178,9 +178,19 @@ def test_the_compose_init_script_creates_the_same_roles() -> None:
         assert f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE" in script
     assert f"CREATE DATABASE missed_session OWNER {roles.OWNER}" in script
     compose = yaml.safe_load((root / "docker-compose.yml").read_text())
-    worker = compose["services"]["worker"]["environment"]
-    assert worker["MSR_DATABASE_URL"].startswith(f"postgresql://{roles.SERVICE}:")
-    assert worker["MSR_DATABASE_OWNER_URL"].startswith(f"postgresql://{roles.OWNER}:")
-    mounts = compose["services"]["postgres"]["volumes"]
+    services = compose["services"]
+    # The URLs are compose secrets written by deploy/make-secrets.sh (tests/test_compose.py
+    # runs it and checks each URL names its role): the service role's for the workers, the
+    # owner's for the migrate step alone.
+    def targets(name: str) -> set[str]:
+        return {secret["target"] for secret in services[name]["secrets"]
+                if isinstance(secret, dict)}
+    assert "MSR_DATABASE_URL" in targets("worker")
+    assert "MSR_DATABASE_OWNER_URL" not in targets("worker")
+    assert "MSR_DATABASE_OWNER_URL" in targets("migrate")
+    make_secrets = (root / "deploy" / "make-secrets.sh").read_text()
+    assert f"postgresql://{roles.SERVICE}:" in make_secrets
+    assert f"postgresql://{roles.OWNER}:" in make_secrets
+    mounts = services["audit-postgres"]["volumes"]
     assert any(m.startswith("./scripts/postgres_init_roles.sh:/docker-entrypoint-initdb.d/")
                for m in mounts)
