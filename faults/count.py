@@ -20,11 +20,13 @@ ESCALATION_KEY = re.compile(r"/escalation$")
 REPEATABLE = {AuditEventType.CLINICIAN_DECISION, AuditEventType.OUTREACH_DEFERRED,
               AuditEventType.RESCHEDULED}
 """Events a trail may legitimately hold more than once with the same details."""
+_UNSURE = {AuditEventType.OUTREACH_FAILED, AuditEventType.OUTREACH_UNCERTAIN}
+"""A step that failed, or may have reached the person (recorded as such, never re-sent)."""
 STEP_EVENTS: dict[str, set[AuditEventType]] = {
-    "call": {AuditEventType.OUTREACH_ATTEMPTED, AuditEventType.OUTREACH_FAILED},
-    "voicemail": {AuditEventType.VOICEMAIL_LEFT, AuditEventType.OUTREACH_FAILED},
-    "text": {AuditEventType.MESSAGE_SENT, AuditEventType.OUTREACH_FAILED},
-    "email": {AuditEventType.MESSAGE_SENT, AuditEventType.OUTREACH_FAILED},
+    "call": {AuditEventType.OUTREACH_ATTEMPTED, *_UNSURE},
+    "voicemail": {AuditEventType.VOICEMAIL_LEFT, *_UNSURE},
+    "text": {AuditEventType.MESSAGE_SENT, *_UNSURE},
+    "email": {AuditEventType.MESSAGE_SENT, *_UNSURE},
 }
 """Channel of a delivered step -> the audit events that document it."""
 
@@ -168,15 +170,15 @@ def documented(effect: Effect, trail: Sequence[AuditEvent]) -> bool:
         return any(
             event.event_type in STEP_EVENTS[channel]
             and event.data.get("attempt") == attempt
-            and (event.event_type is not AuditEventType.OUTREACH_FAILED
-                 or event.data.get("channel") == channel)
-            and (event.event_type is not AuditEventType.MESSAGE_SENT
+            and (event.event_type not in {*_UNSURE, AuditEventType.MESSAGE_SENT}
                  or event.data.get("channel") == channel)
             for event in trail
         )
     if ESCALATION_KEY.search(effect.key):
         return any(event.event_type in {AuditEventType.ESCALATION_SENT,
-                                        AuditEventType.ESCALATION_BLOCKED} for event in trail)
+                                        AuditEventType.ESCALATION_BLOCKED,
+                                        AuditEventType.ESCALATION_UNCERTAIN}
+                   for event in trail)
     return True  # not a step this harness knows how to match: not counted either way
 
 

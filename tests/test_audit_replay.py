@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
 from zoneinfo import ZoneInfo
@@ -28,6 +28,7 @@ import starter
 from activities.outreach import Sender
 from missed_session.audit import cli as audit_cli
 from missed_session.audit.replay import (
+    HistoryActivity,
     cross_check,
     history_activities,
     recorded_events,
@@ -36,6 +37,7 @@ from missed_session.audit.replay import (
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
 from missed_session.domain.models import (
     AuditEvent,
+    AuditEventType,
     Outcome,
     SessionBooking,
     SessionResult,
@@ -362,3 +364,21 @@ async def test_replay_all_reports_each_session_under_its_own_id(
     assert progress == [(done, 30) for done in range(1, 31)]
     assert sorted(client.fetched) == client.fetched  # one fetch each, in session order
     assert len(client.fetched) == 30
+
+
+def test_a_step_recorded_as_uncertain_is_its_documented_outcome() -> None:
+    # A voicemail whose worker died mid-delivery (or that a decision stopped in flight) is
+    # recorded as uncertain: the cross-check takes that as the step's outcome.
+    key = "session-s-u/attempt-1/voicemail"
+    voicemail = HistoryActivity("leave_voicemail", [{"idempotency_key": key}], completed=False)
+    uncertain = AuditEvent(session_id="s-u", sequence=1,
+                           event_type=AuditEventType.OUTREACH_UNCERTAIN,
+                           occurred_at=datetime(2026, 3, 2, 9, 0, tzinfo=UTC),
+                           data={"schema_version": 1, "attempt": 1, "channel": "voicemail",
+                                 "reason": "delivery uncertain"})
+    problems = [p for p in cross_check([voicemail], [uncertain], closed=False)
+                if "no cause in the history" not in p]
+    assert problems == []
+    other = uncertain.model_copy(update={"data": {**uncertain.data, "channel": "call"}})
+    assert any("has leave_voicemail for attempt 1" in p
+               for p in cross_check([voicemail], [other], closed=False))

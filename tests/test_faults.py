@@ -133,6 +133,26 @@ def test_gaps_and_undocumented_deliveries_are_lost_events() -> None:
     assert count([_record(trail=blocked, effects=[*EFFECTS, escalation])]).lost_events == 0
 
 
+def test_a_delivery_recorded_as_uncertain_is_documented() -> None:
+    # A voicemail the provider may have taken (a killed worker's step) is recorded as
+    # uncertain, not re-sent: that documents the delivery.
+    uncertain = [*TRAIL[:4],
+                 _event(5, AuditEventType.OUTREACH_UNCERTAIN, attempt=1, channel="voicemail",
+                        reason="delivery uncertain"),
+                 *TRAIL[5:]]
+    assert count([_record(trail=uncertain)]).lost_events == 0
+    elsewhere = [*uncertain[:4],
+                 _event(5, AuditEventType.OUTREACH_UNCERTAIN, attempt=1, channel="text",
+                        reason="delivery uncertain"),
+                 *uncertain[5:]]
+    assert count([_record(trail=elsewhere)]).lost_events == 1  # another channel's step
+    escalation = Effect("session-s1/escalation", "message")
+    unsure = [*TRAIL[:-1], _event(8, AuditEventType.ESCALATION_UNCERTAIN,
+                                  basis="consent on file", reason="delivery uncertain"),
+              _event(9, AuditEventType.CLOSED, outcome="reached")]
+    assert count([_record(trail=unsure, effects=[*EFFECTS, escalation])]).lost_events == 0
+
+
 def test_the_same_event_twice_is_a_duplicate_event() -> None:
     twice = [*TRAIL[:5], _event(6, AuditEventType.VOICEMAIL_LEFT, attempt=1), *[
         _event(e.sequence + 1, e.event_type, **e.data) for e in TRAIL[5:]  # type: ignore[arg-type]

@@ -38,9 +38,10 @@ LOCAL_ACTIVITY_MARKER = "core_local_activity"
 ATTEMPT_KEY = re.compile(r"/attempt-(\d+)/(call|voicemail)$")
 
 SIDE_EFFECTS: dict[str, tuple[str, ...]] = {
-    "call_client": ("outreach_attempted", "outreach_failed"),
-    "leave_voicemail": ("voicemail_left", "outreach_failed"),
-    "call_emergency_contact": ("escalation_sent", "escalation_blocked"),
+    # A step that may have reached the person is `*_uncertain`: recorded, never re-sent.
+    "call_client": ("outreach_attempted", "outreach_failed", "outreach_uncertain"),
+    "leave_voicemail": ("voicemail_left", "outreach_failed", "outreach_uncertain"),
+    "call_emergency_contact": ("escalation_sent", "escalation_blocked", "escalation_uncertain"),
     "create_follow_up_plan": ("plan_created",),
 }
 """Activity -> the audit event types that document its outcome (one of them must exist)."""
@@ -53,7 +54,7 @@ CAUSES: dict[str, tuple[str, ...]] = {
 }
 """Audit event type -> the activity that must have completed in the history for it."""
 CHANNELS = {"call_client": "call", "leave_voicemail": "voicemail"}
-"""Activity -> the `channel` its `outreach_failed` event names."""
+"""Activity -> the `channel` its `outreach_failed` or `outreach_uncertain` event names."""
 
 
 @dataclass(frozen=True)
@@ -296,7 +297,7 @@ def _side_effects(activities: Sequence[HistoryActivity],
             event for event in trail
             if event.event_type.value in documented_by
             and (attempt is None or event.data.get("attempt") == attempt)
-            and (event.event_type.value != "outreach_failed"
+            and (event.event_type.value not in {"outreach_failed", "outreach_uncertain"}
                  or event.data.get("channel") == CHANNELS.get(activity.activity_type))
         ]
         if not found:
