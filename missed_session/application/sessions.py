@@ -108,7 +108,10 @@ class Sessions:
         """The booking the workflow runs now: its input, moved by accepted reschedules.
 
         Read from the history (the booking is encrypted there, and the client decodes it)
-        so no worker is needed and nothing outside Temporal holds a second copy.
+        so no worker is needed and nothing outside Temporal holds a second copy. A
+        reschedule counts once it is in the history: an update's acceptance is there when
+        `execute_update` returns; a signal sent while a workflow task runs is written when
+        that task completes.
         """
         handle = self._client.get_workflow_handle(workflow_id)
         converter = self._client.data_converter
