@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter, FastAPI
 
-from missed_session.api import errors, routes
+from missed_session.api import errors, inbound, routes
 from missed_session.api.settings import ApiSettings
 from missed_session.api.tokens import TokenCheck
 from missed_session.application.service import Application
@@ -31,6 +31,7 @@ def create_app(application: Application, settings: ApiSettings,
     errors.install(api)
     api.add_middleware(errors.BodyLimit, limit=settings.max_body_bytes)
     api.include_router(routes.router())
+    api.include_router(inbound.router(application, settings))
     for router in extra_routers:  # standards intake (FHIR/HL7/webhooks), inbound SMS, ...
         api.include_router(router)
     return api

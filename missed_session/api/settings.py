@@ -27,6 +27,9 @@ class ApiSettings(BaseSettings):
     tokens: dict[Scope, list[str]] = Field(default_factory=dict)
     """Scope -> SHA-256 digests (`sha256:<hex>`) of the bearer tokens it admits (JSON);
     tokens themselves are never configured, only their digests (`starter.py new-token`)."""
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    """The API's address as the SMS provider calls it (e.g. behind a proxy); Twilio signs
+    the full URL, so its webhook is checked against this when set."""
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1_000, le=20_000_000)
     """Largest request body; a larger one is refused with 413 before it is read."""
 
