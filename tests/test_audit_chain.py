@@ -349,7 +349,10 @@ async def test_audit_verify_command(
     assert await cli("audit", "verify", "s-a") == 0
     assert capsys.readouterr().out == f"OK s-a: 5 rows, head {head}\n"
     assert await cli("audit", "verify", "--all") == 0
-    assert capsys.readouterr().out == "verified 2 sessions: 2 intact, 0 broken\n"
+    assert capsys.readouterr().out == (  # trails without `closed`: running, or stopped early
+        "verified 2 sessions: 2 intact, 0 broken; 2 not closed (running, or stopped early: "
+        "`audit replay --all` tells which)\n"
+    )
 
     await attacker.execute("DELETE FROM audit_events WHERE session_id = 's-b' AND sequence = 4")
     assert await cli("audit", "verify", "s-b") == 1
@@ -359,7 +362,8 @@ async def test_audit_verify_command(
     assert await cli("audit", "verify", "--all") == 1
     assert capsys.readouterr().out.splitlines() == [
         "BROKEN s-b: row 4 is missing (the trail jumps from 3 to 5)",
-        "verified 2 sessions: 1 intact, 1 broken",
+        "verified 2 sessions: 1 intact, 1 broken; 2 not closed (running, or stopped early: "
+        "`audit replay --all` tells which)",
     ]
     assert await cli("audit", "verify", "s-nobody") == 1
     assert capsys.readouterr().out == "no audit events for session s-nobody\n"

@@ -237,7 +237,7 @@ async def test_audit_replay_command(
     assert await cli("audit", "replay", "--all") == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"MISMATCH {second}: ")
-    assert out[-1] == "replayed 2 closed sessions: 1 OK, 1 mismatched"
+    assert out[-1] == "replayed 2 sessions: 1 OK, 1 mismatched"
 
     assert await cli("audit", "replay", "s-never-booked") == 1
     assert capsys.readouterr().out.startswith(
@@ -278,10 +278,10 @@ class _FakeStore:
     def __init__(self, trails: dict[str, list[AuditEvent]]) -> None:
         self.trails = trails
 
-    async def closed_session_count(self) -> int:
+    async def session_count(self) -> int:
         return len(self.trails)
 
-    async def closed_session_ids(self, *, after: str = "", limit: int = 100) -> list[str]:
+    async def session_ids(self, *, after: str = "", limit: int = 100) -> list[str]:
         return sorted(sid for sid in self.trails if sid > after)[:limit]
 
     async def trail(self, session_id: str) -> list[AuditEvent]:
@@ -348,7 +348,7 @@ async def test_replay_all_reports_each_session_under_its_own_id(
 
     lines = verdict.text.splitlines()
     assert not verdict.ok
-    assert lines[-1] == (f"replayed 30 closed sessions: {30 - len(expected)} OK, "
+    assert lines[-1] == (f"replayed 30 sessions: {30 - len(expected)} OK, "
                          f"{len(expected)} mismatched")
     assert len(lines) == len(expected) + 1
     for line, want in zip(lines, expected, strict=False):

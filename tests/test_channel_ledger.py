@@ -26,11 +26,15 @@ class CountingProvider:
             raise ChannelUnavailableError("provider answered 503")
         return CallResult.ANSWERED
 
-    async def leave_voicemail(self, key: str, session_id: str, to: str, text: str) -> None:
+    async def leave_voicemail(self, key: str, session_id: str, to: str,
+                              text: str) -> CallResult:
         self.calls[key] += 1
+        return CallResult.ANSWERED
 
-    async def deliver_message(self, key: str, session_id: str, to: str, text: str) -> None:
+    async def deliver_message(self, key: str, session_id: str, to: str,
+                              text: str) -> CallResult:
         self.calls[key] += 1
+        return CallResult.ANSWERED
 
     async def send_text(self, key: str, session_id: str, to: str, text: str) -> None:
         self.calls[key] += 1

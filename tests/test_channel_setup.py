@@ -21,11 +21,13 @@ class Simulated:
     async def call(self, key: str, session_id: str, to: str) -> CallResult:
         return CallResult.NO_ANSWER
 
-    async def leave_voicemail(self, key: str, session_id: str, to: str, text: str) -> None:
-        return None
+    async def leave_voicemail(self, key: str, session_id: str, to: str,
+                              text: str) -> CallResult:
+        return CallResult.ANSWERED
 
-    async def deliver_message(self, key: str, session_id: str, to: str, text: str) -> None:
-        return None
+    async def deliver_message(self, key: str, session_id: str, to: str,
+                              text: str) -> CallResult:
+        return CallResult.ANSWERED
 
     async def send_text(self, key: str, session_id: str, to: str, text: str) -> None:
         return None

@@ -13,10 +13,12 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.outreach import Sender
+from missed_session.channels.base import InvalidContactError
+from missed_session.channels.simulated import SimulatedPhone
 from missed_session.codec import CodecKeyError, EncryptionCodec, new_key, parse_key
-from missed_session.domain.models import ClientResponse, ResponseChannel
+from missed_session.domain.models import CallResult, ClientResponse, ResponseChannel
 from missed_session.temporal_client import PLAIN_CONVERTER
-from tests.factories import booking
+from tests.factories import booking, daytime
 from worker import new_worker
 from workflows.session import SessionWorkflow
 
@@ -107,3 +109,42 @@ async def test_the_raw_history_check_can_fail_without_the_codec(
     raw = await raw_history_of_a_reached_session(time_skipping_env, plain, pool, task_queue)
     assert b"Robin" in raw
     assert NOTE.encode() in raw
+
+
+class RefusingPhone(SimulatedPhone):
+    """A provider whose refusal quotes the number it refused, as real ones do."""
+
+    async def call(self, key: str, session_id: str, to: str) -> CallResult:
+        raise InvalidContactError(f"{to} is not in service")
+
+
+async def test_raw_history_of_a_failed_activity_holds_no_health_data(
+    time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    start = daytime(await time_skipping_env.get_current_time() + timedelta(hours=1))
+    session = booking(start=start.isoformat(), protocol={"max_attempts": 1})
+    phone = RefusingPhone(pool)
+    sender = Sender("Alex", "+15555550100")
+    async with new_worker(client, pool, task_queue=task_queue, sender=sender, phone=phone):
+        handle = await client.start_workflow(
+            SessionWorkflow.run, session, id=session.workflow_id, task_queue=task_queue
+        )
+        await handle.result()
+    history = await handle.fetch_history()
+    failed = [event for event in history.events
+              if event.HasField("activity_task_failed_event_attributes")]
+    assert failed, "the refused call must fail its activity"
+    for event in failed:
+        failure = event.activity_task_failed_event_attributes.failure
+        assert failure.message == "Encoded failure"
+        assert failure.stack_trace == ""
+        assert failure.HasField("encoded_attributes")
+    raw = history.to_json().encode() + b"".join(e.SerializeToString() for e in history.events)
+    assert b"not in service" not in raw
+    for secret in SECRETS:
+        assert secret not in raw, secret
+    # The failure still reads back, decoded, for a client holding the key.
+    decoded = await client.data_converter.decode_failure(
+        failed[0].activity_task_failed_event_attributes.failure
+    )
+    assert "not in service" in str(decoded)

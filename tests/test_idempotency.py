@@ -80,13 +80,17 @@ class CrashingPhone:
         await self._maybe_crash("call", key, to)
         return result
 
-    async def leave_voicemail(self, key: str, session_id: str, to: str, text: str) -> None:
-        await self._phone.leave_voicemail(key, session_id, to, text)
+    async def leave_voicemail(self, key: str, session_id: str, to: str,
+                              text: str) -> CallResult:
+        result = await self._phone.leave_voicemail(key, session_id, to, text)
         await self._maybe_crash("voicemail", key, to)
+        return result
 
-    async def deliver_message(self, key: str, session_id: str, to: str, text: str) -> None:
-        await self._phone.deliver_message(key, session_id, to, text)
+    async def deliver_message(self, key: str, session_id: str, to: str,
+                              text: str) -> CallResult:
+        result = await self._phone.deliver_message(key, session_id, to, text)
         await self._maybe_crash("message", key, to)
+        return result
 
     async def _maybe_crash(self, kind: str, key: str, to: str) -> None:
         self.seen[key] += 1

@@ -696,12 +696,14 @@ class BrokenPhone:
         self._fail_if_broken("call", key)
         return await self._phone.call(key, session_id, to)
 
-    async def leave_voicemail(self, key: str, session_id: str, to: str, text: str) -> None:
+    async def leave_voicemail(self, key: str, session_id: str, to: str,
+                              text: str) -> CallResult:
         self._fail_if_broken("voicemail", key)
-        await self._phone.leave_voicemail(key, session_id, to, text)
+        return await self._phone.leave_voicemail(key, session_id, to, text)
 
-    async def deliver_message(self, key: str, session_id: str, to: str, text: str) -> None:
-        await self._phone.deliver_message(key, session_id, to, text)
+    async def deliver_message(self, key: str, session_id: str, to: str,
+                              text: str) -> CallResult:
+        return await self._phone.deliver_message(key, session_id, to, text)
 
     def _fail_if_broken(self, step: str, key: str) -> None:
         if step == self._broken:

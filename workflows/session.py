@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.follow_up import FollowUpActivities
     from activities.outreach import (
         CHANNEL_REJECTED,
+        DELIVERY_UNCERTAIN,
         INVALID_CONTACT,
         OutreachActivities,
         TextPolicyActivities,
@@ -78,13 +79,17 @@ class _Sent:
 SENT = _Sent()
 StepResult = CallResult | _Sent
 
+TRAIL_REFUSED = ("AuditConflict", "UnreadableEvent", "UnwritableEvent")
+"""Audit write failures that no retry can mend (see `activities.audit`)."""
+
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=["AuditConflict"],
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=list(TRAIL_REFUSED),
 )
-"""Records (audit, inbox, plan) are retried until PostgreSQL takes them: none may be lost."""
+"""Records (audit, inbox, plan) are retried until PostgreSQL takes them, however long an
+outage lasts: none may be lost."""
 
 OUTREACH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -231,11 +236,11 @@ class SessionWorkflow:
                 grace_period_minutes=protocol.grace_period_minutes(self._booking)
             ))
             alerted = self._next_event(events.TherapistAlerted(notice=notice.key))
-            await workflow.execute_activity_method(
+            await self._written(expired, workflow.execute_activity_method(
                 AuditActivities.record_no_show,
                 NoShowRecord(expired=expired, notice=notice, alerted=alerted),
                 start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
-            )
+            ))
 
     async def _reach_out(self) -> Outcome:  # noqa: PLR0911 - each exit is a protocol exit
         """Run the outreach ladder until contact, a clinician's decision, or its end."""
@@ -333,10 +338,15 @@ class SessionWorkflow:
                 attempt=attempt, channel=channel, reason=_failure_reason(error)
             ))
             return None
-        if result is not None:  # only the call reports a result
+        if channel is Channel.CALL and result is not None:
             await self._record(events.OutreachAttempted(attempt=attempt, result=result))
             return result
         if channel is Channel.VOICEMAIL:
+            if result is CallResult.NO_ANSWER:  # the provider says it was not recorded
+                await self._record(events.OutreachFailed(
+                    attempt=attempt, channel=channel, reason="voicemail not delivered"
+                ))
+                return None
             await self._record(events.VoicemailLeft(attempt=attempt))
         else:
             await self._record(events.MessageSent(attempt=attempt, channel=channel))
@@ -465,7 +475,7 @@ class SessionWorkflow:
             contact=contact,
         )
         try:
-            await workflow.execute_activity_method(
+            delivered = await workflow.execute_activity_method(
                 OutreachActivities.call_emergency_contact,
                 request,
                 start_to_close_timeout=OUTREACH_TIMEOUT,
@@ -475,6 +485,11 @@ class SessionWorkflow:
         except ActivityError as error:
             await self._block_escalation(
                 f"emergency contact unreachable ({_failure_reason(error)})"
+            )
+            return
+        if delivered is CallResult.NO_ANSWER:  # the provider says the call did not reach them
+            await self._block_escalation(
+                "emergency contact unreachable (the call was not answered)"
             )
             return
         window = None
@@ -548,12 +563,11 @@ class SessionWorkflow:
         await self._no_show_written()
         booking = self._booking
         async with self._trail:
-            await workflow.execute_local_activity_method(
+            closed = self._next_event(events.Closed(outcome=outcome, attempts=self._attempts))
+            await self._written(closed, workflow.execute_local_activity_method(
                 AuditActivities.record_closing,
                 ClosingRecord(
-                    event=self._next_event(
-                        events.Closed(outcome=outcome, attempts=self._attempts)
-                    ),
+                    event=closed,
                     client_ref=booking.client.ref,
                     therapist_id=booking.therapist_id,
                     start=self._start,
@@ -561,7 +575,7 @@ class SessionWorkflow:
                 ),
                 start_to_close_timeout=RECORD_TIMEOUT,
                 retry_policy=RECORD_RETRY,
-            )
+            ))
 
     # -- messages from outside (updates: refused, with the reason, when too late) ----------
     #
@@ -844,16 +858,46 @@ class SessionWorkflow:
         """Append the next event of this session's trail, after the no-show's own.
 
         Numbered here, deterministically, under the trail's lock. A local activity: a short
-        idempotent PostgreSQL write, recorded in the history as one marker (with the event it
-        wrote, for `audit replay`'s cross-check) instead of an activity's three events and a
-        workflow task.
+        idempotent PostgreSQL write, recorded in the history as one marker (with the event as
+        recorded, for `audit replay`'s cross-check) instead of an activity's three events and
+        a workflow task. A local activity that wrote its row in a workflow task that then
+        failed runs again in the task's retry, with a later clock: the store keeps the first
+        write and hands it back.
         """
         await self._no_show_written()
         async with self._trail:
-            await workflow.execute_local_activity_method(
-                AuditActivities.record_event, self._next_event(details),
+            event = self._next_event(details)
+            await self._written(event, workflow.execute_local_activity_method(
+                AuditActivities.record_event, event,
                 start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
-            )
+            ))
+
+    async def _written(self, event: AuditEvent, write: Awaitable[object]) -> None:
+        """Await an audit write; if the trail refuses it for good, stop with a person told.
+
+        A refused write (another event at this place, an event the store cannot keep) means
+        the trail and the protocol have parted: going on would act without a record. The
+        session is marked failed for supervisors, the therapist gets an urgent task to take
+        over by hand, and the workflow fails with the reason (never silently).
+        """
+        try:
+            await write
+        except (ActivityError, ApplicationError) as error:
+            # An activity's failure arrives wrapped; a local activity's, as itself.
+            cause = error.cause if isinstance(error, ActivityError) else error
+            if not (isinstance(cause, ApplicationError) and cause.type in TRAIL_REFUSED):
+                raise
+            self._plan_next(SessionStatus.FAILED, "a person takes over the protocol", None)
+            await self._notify_therapist(self._notice(
+                "trail-refused", InboxItemKind.TASK, Priority.URGENT,
+                f"Session stopped: its audit trail refused event #{event.sequence}. "
+                "Take over the protocol for this client now",
+            ))
+            raise ApplicationError(
+                f"the audit trail refused event #{event.sequence} ({cause.type}); "
+                "the therapist was given an urgent task",
+                type="TrailRefused", non_retryable=True,
+            ) from error
 
     async def _no_show_written(self) -> None:
         if self._no_show_documented is not None:
@@ -879,4 +923,6 @@ def _failure_reason(error: ActivityError) -> str:
     cause = error.cause
     if isinstance(cause, ApplicationError) and cause.type == CHANNEL_REJECTED:
         return "rejected by the channel"
+    if isinstance(cause, ApplicationError) and cause.type == DELIVERY_UNCERTAIN:
+        return "delivery uncertain"
     return "channel failed after retries"

@@ -37,7 +37,7 @@ ACTIONS = ("verify", "replay", "purge", "export")
 PURGE_BATCH = 10_000
 """Sessions one purge deletes at most; run it again for the rest."""
 PAGE = 100
-"""Closed sessions read per query by `replay --all`."""
+"""Sessions read per query by `replay --all`."""
 IN_FLIGHT = 32
 """Sessions whose history and trail `replay --all` fetches at the same time."""
 _SESSION_ID: TypeAdapter[str] = TypeAdapter(SessionId)
@@ -61,7 +61,7 @@ class VerifyRequest:
 
 @dataclass(frozen=True)
 class ReplayRequest:
-    """Replay and cross-check one session, or every closed session (`session_id` None)."""
+    """Replay and cross-check one session, or every session (`session_id` None)."""
 
     session_id: str | None
 
@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         target = action.add_mutually_exclusive_group(required=True)
         target.add_argument("session_id", nargs="?", metavar="SESSION_ID")
         target.add_argument("--all", action="store_true",
-                            help="every session (replay: every closed session)")
+                            help="every session with a trail: closed, running or stopped")
     return parser
 
 
@@ -216,7 +216,12 @@ async def run_verify(request: VerifyRequest, store: AuditStore) -> Verdict:
         if not report.ok:
             broken += 1
             lines.append(describe(report))
-    lines.append(f"verified {checked} sessions: {checked - broken} intact, {broken} broken")
+    summary = f"verified {checked} sessions: {checked - broken} intact, {broken} broken"
+    if open_sessions := await store.open_session_count():
+        # An intact chain can still be a session whose workflow stopped before closing.
+        summary += (f"; {open_sessions} not closed (running, or stopped early: "
+                    "`audit replay --all` tells which)")
+    lines.append(summary)
     return Verdict("\n".join(lines), broken == 0)
 
 
@@ -261,7 +266,6 @@ async def replay_session(client: Client, store: AuditStore, setup: ReplaySetup,
     handle = client.get_workflow_handle(workflow_id_for(session_id))
     try:
         history = await handle.fetch_history()
-        description = await handle.describe()
     except RPCError as error:
         if error.status is RPCStatusCode.NOT_FOUND:
             report.mismatches.append(_missing(handle.id))
@@ -269,12 +273,23 @@ async def replay_session(client: Client, store: AuditStore, setup: ReplaySetup,
         raise
     replayer = replay_.new_replayer(setup.workflows, client.data_converter, setup.runner)
     report.replay_failure = await replay_.replay_failure(replayer, history)
-    activities = await replay_.history_activities(history, client.data_converter)
-    running = description.status is not None and description.status.name == "RUNNING"
-    report.mismatches.extend(replay_.cross_check(
-        activities, await store.trail(session_id), closed=not running
-    ))
+    fetched = _Fetched(session_id, history,
+                       await replay_.history_activities(history, client.data_converter),
+                       await store.trail(session_id))
+    report.mismatches.extend(await _checked(fetched, client))
     return report
+
+
+async def _checked(fetched: _Fetched, client: Client) -> list[str]:
+    """A fetched session's problems: a workflow that stopped early, then the cross-check."""
+    assert fetched.history is not None
+    problems: list[str] = []
+    stopped = await replay_.stopped_problem(fetched.history, client.data_converter)
+    if stopped is not None:
+        problems.append(stopped)
+    running = replay_.workflow_status(fetched.history) == "running"
+    problems += replay_.cross_check(fetched.activities, fetched.trail, closed=not running)
+    return problems
 
 
 def _progress(done: int, total: int) -> None:
@@ -290,7 +305,7 @@ def _progress(done: int, total: int) -> None:
 
 @dataclass(frozen=True)
 class _Fetched:
-    """One closed session's history (None: Temporal has none), its activities and trail."""
+    """One session's history (None: Temporal has none), its activities and trail."""
 
     session_id: str
     history: WorkflowHistory | None
@@ -299,7 +314,7 @@ class _Fetched:
 
 
 async def _fetch(client: Client, store: AuditStore, session_id: str) -> _Fetched:
-    """A closed session's history (decoded) and trail, fetched at the same time."""
+    """A session's history (decoded) and trail, fetched at the same time."""
     handle = client.get_workflow_handle(workflow_id_for(session_id))
     trail = asyncio.create_task(store.trail(session_id))
     activities: list[replay_.HistoryActivity] = []
@@ -327,10 +342,10 @@ def _missing(workflow_id: str) -> str:
             "namespace's retention, or never started")
 
 
-async def _closed_sessions(store: AuditStore) -> AsyncIterator[str]:
-    """Every closed session, in order, `PAGE` per query."""
+async def _sessions(store: AuditStore) -> AsyncIterator[str]:
+    """Every session with a trail (closed, running or stopped), in order, `PAGE` per query."""
     after = ""
-    while session_ids := await store.closed_session_ids(after=after, limit=PAGE):
+    while session_ids := await store.session_ids(after=after, limit=PAGE):
         for session_id in session_ids:
             yield session_id
         after = session_ids[-1]
@@ -359,11 +374,11 @@ async def _fetched_in_order(client: Client, store: AuditStore,
 
 async def _replay_all(client: Client, store: AuditStore,
                       setup: ReplaySetup) -> AsyncGenerator[replay_.ReplayReport]:
-    """Every closed session's report, in session order.
+    """Every session's report, in session order.
 
     Histories are fetched `IN_FLIGHT` at a time while one Replayer (one replay worker)
-    replays them one after the other; no describe(): the attendance row that lists a
-    session is written when it closes.
+    replays them one after the other; no describe(): a history's last event says whether
+    the workflow is running, completed, or stopped early (failed, terminated, timed out).
     """
     pending: deque[_Fetched] = deque()
     """Fetched sessions handed to the replayer, whose results have not come back yet."""
@@ -371,7 +386,7 @@ async def _replay_all(client: Client, store: AuditStore,
     """Sessions without a history, reported in order before the next replayed one."""
 
     async def histories() -> AsyncIterator[WorkflowHistory]:
-        fetching = _fetched_in_order(client, store, _closed_sessions(store))
+        fetching = _fetched_in_order(client, store, _sessions(store))
         async with contextlib.aclosing(fetching):
             async for fetched in fetching:
                 if fetched.history is None:
@@ -394,8 +409,7 @@ async def _replay_all(client: Client, store: AuditStore,
                 raise RuntimeError(msg)
             report = replay_.ReplayReport(fetched.session_id)
             report.replay_failure = replay_.describe_failure(result.replay_failure)
-            report.mismatches.extend(replay_.cross_check(fetched.activities, fetched.trail,
-                                                         closed=True))
+            report.mismatches.extend(await _checked(fetched, client))
             yield report
     while missing:
         yield missing.popleft()
@@ -404,11 +418,11 @@ async def _replay_all(client: Client, store: AuditStore,
 async def run_replay(request: ReplayRequest, client: Client, store: AuditStore,
                      setup: ReplaySetup,
                      progress: Callable[[int, int], None] = _progress) -> Verdict:
-    """One session, or every closed session, paged, with a progress bar and a summary."""
+    """One session, or every session, paged, with a progress bar and a summary."""
     if request.session_id is not None:
         report = await replay_session(client, store, setup, request.session_id)
         return Verdict(report.describe(), report.ok)
-    total = await store.closed_session_count()
+    total = await store.session_count()
     lines: list[str] = []
     done = failed = 0
     reports = _replay_all(client, store, setup)
@@ -419,5 +433,5 @@ async def run_replay(request: ReplayRequest, client: Client, store: AuditStore,
                 failed += 1
                 lines.append(report.describe())
             progress(done, total)
-    lines.append(f"replayed {done} closed sessions: {done - failed} OK, {failed} mismatched")
+    lines.append(f"replayed {done} sessions: {done - failed} OK, {failed} mismatched")
     return Verdict("\n".join(lines), failed == 0)

@@ -105,6 +105,48 @@ class ReplayReport:
         return f"OK {self.session_id}"
 
 
+CLOSING_EVENTS = {
+    "workflow_execution_completed_event_attributes": "completed",
+    "workflow_execution_failed_event_attributes": "failed",
+    "workflow_execution_terminated_event_attributes": "terminated",
+    "workflow_execution_timed_out_event_attributes": "timed out",
+    "workflow_execution_canceled_event_attributes": "cancelled",
+    "workflow_execution_continued_as_new_event_attributes": "continued as new",
+}
+"""The history's last event, when the workflow has ended -> how it ended."""
+
+
+def workflow_status(history: WorkflowHistory) -> str:
+    """How the history ends: "running", "completed", or how the workflow stopped."""
+    if history.events:
+        last = history.events[-1]
+        for attributes, status in CLOSING_EVENTS.items():
+            if last.HasField(attributes):  # type: ignore[arg-type]
+                return status
+    return "running"
+
+
+async def stopped_problem(history: WorkflowHistory, converter: DataConverter) -> str | None:
+    """Why a session's workflow stopped without closing it, or None (running, completed).
+
+    A session is meant to end in `closed`; a workflow that failed, was terminated or timed
+    out left its client without the rest of the protocol, and a reviewer must see it.
+    """
+    status = workflow_status(history)
+    if status in {"running", "completed"}:
+        return None
+    reason = ""
+    last = history.events[-1]
+    if last.HasField("workflow_execution_failed_event_attributes"):
+        failure = await converter.decode_failure(
+            last.workflow_execution_failed_event_attributes.failure
+        )
+        reason = f": {failure}"
+    elif last.HasField("workflow_execution_terminated_event_attributes"):
+        reason = f": {last.workflow_execution_terminated_event_attributes.reason}"
+    return f"the workflow {status} before the session closed{reason}"
+
+
 def new_replayer(workflows: Sequence[type], data_converter: DataConverter,
                  workflow_runner: SandboxedWorkflowRunner | None = None) -> Replayer:
     """A Replayer with the service's converter (payloads are encrypted) and sandbox."""

@@ -34,12 +34,16 @@ class PhoneChannel(Protocol):
         """Ring `to` and report whether someone answered."""
         ...
 
-    async def leave_voicemail(self, key: str, session_id: str, to: str, text: str) -> None:
-        """Leave `text` as a voicemail at `to`."""
+    async def leave_voicemail(
+        self, key: str, session_id: str, to: str, text: str
+    ) -> CallResult:
+        """Leave `text` as a voicemail at `to`: ANSWERED once the provider confirms it."""
         ...
 
-    async def deliver_message(self, key: str, session_id: str, to: str, text: str) -> None:
-        """Call `to` and deliver `text`, by voice or voicemail."""
+    async def deliver_message(
+        self, key: str, session_id: str, to: str, text: str
+    ) -> CallResult:
+        """Call `to` and deliver `text` by voice or voicemail: ANSWERED once confirmed."""
         ...
 
 

@@ -83,23 +83,23 @@ class AtMostOnce:
 
         return CallResult(await self._ledger.once(key, ring))
 
-    async def leave_voicemail(self, key: str, session_id: str, to: str, text: str) -> None:
+    async def leave_voicemail(self, key: str, session_id: str, to: str,
+                              text: str) -> CallResult:
         """Leave the voicemail once per key."""
 
         async def leave() -> str:
-            await self._inner.leave_voicemail(key, session_id, to, text)
-            return "left"
+            return (await self._inner.leave_voicemail(key, session_id, to, text)).value
 
-        await self._ledger.once(key, leave)
+        return _call_result(await self._ledger.once(key, leave))
 
-    async def deliver_message(self, key: str, session_id: str, to: str, text: str) -> None:
+    async def deliver_message(self, key: str, session_id: str, to: str,
+                              text: str) -> CallResult:
         """Deliver the message once per key."""
 
         async def deliver() -> str:
-            await self._inner.deliver_message(key, session_id, to, text)
-            return "delivered"
+            return (await self._inner.deliver_message(key, session_id, to, text)).value
 
-        await self._ledger.once(key, deliver)
+        return _call_result(await self._ledger.once(key, deliver))
 
     async def send_text(self, key: str, session_id: str, to: str, text: str) -> None:
         """Send the text once per key."""
@@ -114,6 +114,14 @@ class AtMostOnce:
                          body: str) -> None:
         """Send the email once per key."""
         await EmailOnce(self._inner, self._ledger).send_email(key, session_id, to, subject, body)
+
+
+LEGACY_DELIVERED = frozenset({"left", "delivered"})
+"""Results recorded before voicemails reported the call's outcome: they were delivered."""
+
+
+def _call_result(recorded: str) -> CallResult:
+    return CallResult.ANSWERED if recorded in LEGACY_DELIVERED else CallResult(recorded)
 
 
 class EmailOnce:

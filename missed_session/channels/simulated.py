@@ -60,8 +60,9 @@ class SimulatedPhone:
         result = CallResult.ANSWERED if behaviour is Behaviour.ANSWERS else CallResult.NO_ANSWER
         return CallResult(await self._log(key, session_id, "call", to, None, result.value))
 
-    async def leave_voicemail(self, key: str, session_id: str, to: str, text: str) -> None:
-        """Record the voicemail; a scripted call-back becomes due after it."""
+    async def leave_voicemail(self, key: str, session_id: str, to: str,
+                              text: str) -> CallResult:
+        """Record the voicemail (always recorded); a scripted call-back becomes due after it."""
         behaviour, callback_seconds = await self._behaviour(to)
         async with self._pool.acquire() as connection, connection.transaction():
             await _log(connection, key, session_id, "voicemail", to, text, "left")
@@ -72,14 +73,17 @@ class SimulatedPhone:
                     " ON CONFLICT (session_id) DO NOTHING",
                     session_id, float(callback_seconds or 0),
                 )
+        return CallResult.ANSWERED
 
-    async def deliver_message(self, key: str, session_id: str, to: str, text: str) -> None:
+    async def deliver_message(self, key: str, session_id: str, to: str,
+                              text: str) -> CallResult:
         """Record a delivered message (used for the emergency contact)."""
         behaviour, _ = await self._behaviour(to)
         if behaviour is Behaviour.INVALID_NUMBER:
             await self._log(key, session_id, "message", to, text, "invalid_number")
             raise InvalidContactError("the emergency contact's number is not in service")
         await self._log(key, session_id, "message", to, text, "delivered")
+        return CallResult.ANSWERED
 
     async def send_text(self, key: str, session_id: str, to: str, text: str) -> None:
         """Record a text; an invalid number is refused like a call to it."""

@@ -96,13 +96,15 @@ class TwilioChannel:
         self._results[key] = result
         return result
 
-    async def leave_voicemail(self, key: str, session_id: str, to: str, text: str) -> None:
+    async def leave_voicemail(self, key: str, session_id: str, to: str,
+                              text: str) -> CallResult:
         """Call `to` and say `text` (after the beep, if a machine answers)."""
-        await self._say(key, to, text)
+        return await self._say(key, to, text)
 
-    async def deliver_message(self, key: str, session_id: str, to: str, text: str) -> None:
+    async def deliver_message(self, key: str, session_id: str, to: str,
+                              text: str) -> CallResult:
         """Call `to` and deliver `text` by voice or voicemail (the emergency contact)."""
-        await self._say(key, to, text)
+        return await self._say(key, to, text)
 
     async def send_text(self, key: str, session_id: str, to: str, text: str) -> None:
         """Send one SMS."""
@@ -116,13 +118,41 @@ class TwilioChannel:
         msg = "the Twilio channel sends no email"
         raise ChannelRejectedError(msg)
 
-    async def _say(self, key: str, to: str, text: str) -> None:
-        message = VoiceResponse()
-        message.say(text)
-        await self._twilio(self._client.calls.create_async(
-            to=to, from_=self._from, twiml=str(message), timeout=self._ring_seconds,
-            machine_detection="DetectMessageEnd",
-        ))
+    async def _say(self, key: str, to: str, text: str) -> CallResult:
+        """Place the message call, then wait for Twilio to say how it ended.
+
+        Queued is not delivered: only a call that completed played the message (to a
+        person, or after the beep); busy, unanswered and cancelled calls did not.
+        """
+        if key in self._results:
+            return self._results[key]
+        sid = self._calls.get(key)
+        if sid is None:
+            message = VoiceResponse()
+            message.say(text)
+            sid = (await self._twilio(self._client.calls.create_async(
+                to=to, from_=self._from, twiml=str(message), timeout=self._ring_seconds,
+                machine_detection="DetectMessageEnd",
+            ))).sid
+            self._calls[key] = sid
+        result = await self._message_outcome(sid)
+        self._results[key] = result
+        return result
+
+    async def _message_outcome(self, sid: str) -> CallResult:
+        """Poll a message call until it is over."""
+        for _ in range(self._max_polls):
+            call = await self._twilio(self._client.calls(sid).fetch_async())
+            if call.status == "failed":
+                msg = "the call failed: the number reaches nobody"
+                raise InvalidContactError(msg)
+            if call.status in UNANSWERED_STATUSES:
+                return CallResult.NO_ANSWER
+            if call.status == "completed":
+                return CallResult.ANSWERED
+            await asyncio.sleep(self._poll_seconds)
+        msg = "the message call did not finish in time"
+        raise ChannelUnavailableError(msg)
 
     async def _outcome(self, sid: str) -> CallResult:
         """Poll the call until a person answered, or it is over without one."""

@@ -86,22 +86,30 @@ class WebhookChannel:
 
     async def call(self, key: str, session_id: str, to: str) -> CallResult:
         """Ask the phone system to ring `to`; it answers `{"result": "answered"|"no_answer"}`."""
-        answer = await self._post(key, {"session_id": session_id, "kind": "call", "to": to})
-        try:
-            return CallResult(str(answer.get("result")))
-        except ValueError:
-            msg = "the phone system's answer has no valid result"
-            raise ChannelUnavailableError(msg) from None
+        return _call_result(
+            await self._post(key, {"session_id": session_id, "kind": "call", "to": to})
+        )
 
-    async def leave_voicemail(self, key: str, session_id: str, to: str, text: str) -> None:
-        """Ask the phone system to leave `text` as a voicemail."""
-        await self._post(key, {"session_id": session_id, "kind": "voicemail", "to": to,
-                               "text": text})
+    async def leave_voicemail(self, key: str, session_id: str, to: str,
+                              text: str) -> CallResult:
+        """Ask the phone system to leave `text`; it answers with the call's outcome.
 
-    async def deliver_message(self, key: str, session_id: str, to: str, text: str) -> None:
-        """Ask the phone system to call `to` and deliver `text` (the emergency contact)."""
-        await self._post(key, {"session_id": session_id, "kind": "message", "to": to,
-                               "text": text})
+        `{"result": "answered"}` means the message was played to a person or recorded on
+        the voicemail; `"no_answer"` means it was not (busy, unanswered, no voicemail box).
+        """
+        return _call_result(await self._post(
+            key, {"session_id": session_id, "kind": "voicemail", "to": to, "text": text}
+        ))
+
+    async def deliver_message(self, key: str, session_id: str, to: str,
+                              text: str) -> CallResult:
+        """Ask the phone system to call `to` and deliver `text` (the emergency contact).
+
+        Answered like a voicemail: the outcome of the call, once it is over.
+        """
+        return _call_result(await self._post(
+            key, {"session_id": session_id, "kind": "message", "to": to, "text": text}
+        ))
 
     async def send_text(self, key: str, session_id: str, to: str, text: str) -> None:
         """Ask the system to send `text` as an SMS."""
@@ -145,6 +153,14 @@ class WebhookChannel:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         return self._session
+
+
+def _call_result(answer: dict[str, Any]) -> CallResult:
+    try:
+        return CallResult(str(answer.get("result")))
+    except ValueError:
+        msg = "the phone system's answer has no valid result"
+        raise ChannelUnavailableError(msg) from None
 
 
 async def _json(response: aiohttp.ClientResponse) -> dict[str, Any]:

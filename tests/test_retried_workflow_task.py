@@ -1,0 +1,207 @@
+"""A workflow task that wrote audit rows and then failed is run again, and the session goes on.
+
+A worker killed after a local activity committed its row, a server restart, a task timeout:
+the task's local activities left rows, but the task never completed, so its markers are not
+in the history. The retried task runs the same code with a later `workflow.now()` and writes
+the same events again, at later times. Here a workflow interceptor fails the task for real
+(an exception in workflow code fails the task, not the workflow) right after a chosen
+event's row is written, on the dev server, whose clock runs: the retry must find its first
+write, keep its time, and carry the session to its outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+import temporalio.client
+import temporalio.worker
+from temporalio import workflow
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.testing import WorkflowEnvironment
+
+from activities.outreach import Sender
+from demo import daytime_zone, temporal_cli
+from missed_session import search_attributes
+from missed_session.audit import cli as audit_cli
+from missed_session.audit.verify import verify_session
+from missed_session.domain.models import AuditEvent, AuditEventType, Outcome, SessionBooking
+from missed_session.store.audit import AuditStore
+from tests.conftest import TEST_CONVERTER
+from tests.factories import booking_data
+from worker import WORKFLOW_RUNNER, new_worker
+from workflows.session import SessionWorkflow
+
+SENDER = Sender("Alex", "+15555550100")
+
+
+@pytest.fixture(scope="module")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        data_converter=TEST_CONVERTER,
+        dev_server_existing_path=temporal_cli(),
+        dev_server_extra_args=search_attributes.dev_server_flags(),
+    )
+    yield env
+    await env.shutdown()
+
+
+def soon_booking(now: datetime) -> SessionBooking:
+    """A session starting now in a client zone where it is daytime, protocol in seconds.
+
+    The contact window is judged on the real clock, so the client lives where it is day.
+    """
+    data = booking_data(start=(now + timedelta(seconds=1)).isoformat(),
+                        protocol={"max_attempts": 1, "time_scale": 300.0})
+    data["client"] = {**data["client"], "time_zone": daytime_zone(now)}
+    return SessionBooking.model_validate(data)
+
+
+class SimulatedTaskFailureError(RuntimeError):
+    """The workflow task 'died' after its local activity committed the audit row."""
+
+
+class FailTaskAfterRecord(temporalio.client.Interceptor, temporalio.worker.Interceptor):
+    """Fails the workflow task once, just after the row of `event_type` is written.
+
+    Installed on the client, so the unmodified `new_worker` picks it up.
+
+    `first_times` keeps when the first write happened and `retry_times` when the retried
+    task wrote the same event again (the workflow's clock at each): the test checks the
+    retry really came later.
+    """
+
+    def __init__(self, event_type: AuditEventType) -> None:
+        self.event_type = event_type
+        self.failed = False
+        self.first_times: list[datetime] = []
+        self.retry_times: list[datetime] = []
+
+    def workflow_interceptor_class(
+        self, input: temporalio.worker.WorkflowInterceptorClassInput
+    ) -> type[temporalio.worker.WorkflowInboundInterceptor]:
+        owner = self
+
+        class Inbound(temporalio.worker.WorkflowInboundInterceptor):
+            def init(self, outbound: temporalio.worker.WorkflowOutboundInterceptor) -> None:
+                super().init(Outbound(outbound, owner))
+
+        return Inbound
+
+
+class Outbound(temporalio.worker.WorkflowOutboundInterceptor):
+    def __init__(self, next: temporalio.worker.WorkflowOutboundInterceptor,
+                 owner: FailTaskAfterRecord) -> None:
+        super().__init__(next)
+        self._owner = owner
+
+    def start_local_activity(
+        self, input: temporalio.worker.StartLocalActivityInput
+    ) -> workflow.ActivityHandle[Any]:
+        handle = self.next.start_local_activity(input)
+        event = input.args[0] if input.args else None
+        owner = self._owner
+        if not (input.activity == "record_event" and isinstance(event, AuditEvent)
+                and event.event_type is owner.event_type):
+            return handle
+        (owner.retry_times if owner.failed else owner.first_times).append(workflow.now())
+        if owner.failed:
+            return handle
+
+        async def written_then_task_fails() -> Any:
+            await handle
+            owner.failed = True
+            raise SimulatedTaskFailureError(f"task failed after {owner.event_type.value}")
+
+        return asyncio.create_task(written_then_task_fails())  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("event_type", [
+    AuditEventType.SCHEDULED,            # the first write of the session
+    AuditEventType.OUTREACH_ATTEMPTED,   # mid-ladder, with the no-show's batch before it
+    AuditEventType.ESCALATION_SENT,      # the step that reaches the emergency contact
+])
+async def test_a_retried_task_finds_its_first_write_and_the_session_goes_on(
+    dev_server: WorkflowEnvironment, pool: asyncpg.Pool, event_type: AuditEventType
+) -> None:
+    fail = FailTaskAfterRecord(event_type)
+    client = dev_server.client
+    task_queue = f"tq-{uuid.uuid4().hex}"
+    session = soon_booking(await dev_server.get_current_time())
+    config = client.config()
+    config["interceptors"] = [fail]
+    async with new_worker(Client(**config), pool, task_queue=task_queue, sender=SENDER):
+        result = await client.execute_workflow(
+            SessionWorkflow.run, session, id=session.workflow_id, task_queue=task_queue,
+            execution_timeout=timedelta(minutes=3),
+        )
+
+    assert fail.failed
+    assert len(fail.first_times) == 1
+    assert len(fail.retry_times) == 1
+    assert fail.retry_times[0] > fail.first_times[0]
+    assert result.outcome is Outcome.UNREACHABLE_ESCALATED
+    history = await client.get_workflow_handle(session.workflow_id).fetch_history()
+    failed_tasks = [
+        e for e in history.events if e.HasField("workflow_task_failed_event_attributes")
+    ]
+    assert len(failed_tasks) == 1
+    store = AuditStore(pool)
+    trail = await store.trail(session.session_id)
+    assert [e.sequence for e in trail] == list(range(1, len(trail) + 1))
+    assert [e.event_type for e in trail].count(event_type) == 1
+    written = next(e for e in trail if e.event_type is event_type)
+    assert written.occurred_at == fail.first_times[0]  # the first write stands
+    assert trail[-1].event_type is AuditEventType.CLOSED
+    assert (await verify_session(store, session.session_id)).ok
+
+
+async def test_a_retried_task_that_took_another_branch_fails_loudly(
+    dev_server: WorkflowEnvironment, pool: asyncpg.Pool
+) -> None:
+    # The row at the retried task's place holds another event (a task that took another
+    # branch): the trail must not be papered over, and a person must hear of it.
+    client: Client = dev_server.client
+    task_queue = f"tq-{uuid.uuid4().hex}"
+    now = await dev_server.get_current_time()
+    session = soon_booking(now)
+    store = AuditStore(pool)
+    stale = AuditEvent(session_id=session.session_id, sequence=1,
+                       event_type=AuditEventType.CANCELLED, occurred_at=now,
+                       data={"schema_version": 1, "reason": "a branch that did not happen"})
+    assert await store.append(stale)
+    async with new_worker(client, pool, task_queue=task_queue, sender=SENDER):
+        with pytest.raises(WorkflowFailureError) as failure:
+            await client.execute_workflow(
+                SessionWorkflow.run, session, id=session.workflow_id, task_queue=task_queue,
+                execution_timeout=timedelta(minutes=1),
+            )
+    assert "audit trail" in str(failure.value.cause)
+    description = await client.get_workflow_handle(session.workflow_id).describe()
+    status = description.typed_search_attributes.get(search_attributes.SESSION_STATUS)
+    assert status == "failed"
+    inbox = await pool.fetch(
+        "SELECT kind, priority, title FROM therapist_inbox WHERE session_id = $1",
+        session.session_id,
+    )
+    assert [(row["kind"], row["priority"]) for row in inbox] == [("task", "urgent")]
+    assert "audit trail" in inbox[0]["title"]
+
+    # Compliance sees it too: replay --all names the stopped session; verify --all counts
+    # its trail among those not closed.
+    replay = await audit_cli.run_replay(
+        audit_cli.ReplayRequest(None), client, store,
+        audit_cli.ReplaySetup([SessionWorkflow], WORKFLOW_RUNNER), progress=lambda *_: None,
+    )
+    assert not replay.ok
+    [line] = [line for line in replay.text.splitlines() if session.session_id in line]
+    assert line.startswith(f"MISMATCH {session.session_id}: the workflow failed before the "
+                           "session closed: TrailRefused: the audit trail refused event #1 "
+                           "(AuditConflict)")
+    verify = await audit_cli.run_verify(audit_cli.VerifyRequest(None), store)
+    assert "1 not closed (running, or stopped early" in verify.text.splitlines()[-1]
