@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +25,7 @@ from missed_session.api.settings import ApiSettings
 from missed_session.api.tokens import Scope, digest, new_token
 from missed_session.application import Application
 from missed_session.config import ConfigurationError, Settings, load_settings
+from missed_session.lifecycle import run_until_stopped
 from missed_session.log_setup import configure_logging
 
 
@@ -75,10 +74,6 @@ async def main(argv: list[str] | None = None) -> int:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, "warning")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     print(f"starting PostgreSQL (embedded, {settings.data_dir}/postgres), Temporal and the "
           "worker ...", flush=True)
     async with embedded_stack(settings) as env, \
@@ -89,14 +84,19 @@ async def main(argv: list[str] | None = None) -> int:
         try:
             print("\n".join(["the stack is up:", *_addresses(settings, url, made),
                              "press Ctrl-C (or send SIGTERM) to stop"]), flush=True)
-            await stop.wait()
-            print("stopping ...", flush=True)
+            await asyncio.Event().wait()  # a stop signal cancels this task
         finally:
+            print("stopping ...", flush=True)
             await server.stop()
-    print("stopped", flush=True)
     return 0
 
 
+def run() -> int:
+    """Run until stopped; say so once everything this process started has stopped."""
+    code = run_until_stopped(main)
+    print("stopped", flush=True)
+    return code
+
+
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        raise SystemExit(asyncio.run(main()))
+    raise SystemExit(run())
