@@ -10,17 +10,28 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
 from missed_session.api.tokens import Scope
+from tests.conftest import start_test_server
 from tests.http_api import Served, served  # noqa: F401 (a fixture)
 
 EXAMPLES = os.environ.get("MSR_SCHEMATHESIS_EXAMPLES", "15")
 """Cases per operation and token; raise it for a longer run."""
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance")
+
+
+@pytest.fixture(scope="module")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A server of this module's own: generated bookings leave sessions waiting on it."""
+    env = await start_test_server()
+    yield env
+    await env.shutdown()
 
 
 @pytest.mark.parametrize("scope", [Scope.SCHEDULER, Scope.CLINICIAN])

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from temporalio.service import RPCError
+
 from missed_session.application.results import Result, ResultKind
 from missed_session.application.service import Application, UnavailableError
 from missed_session.domain import messages
@@ -66,6 +68,9 @@ async def receive_text(app: Application, *, phone: str, body: str,
         session_ids = await sessions.open_sessions(phone)
     except UnavailableError as error:
         return InboundAnswer(kind, Result(ResultKind.UNAVAILABLE, str(error)))
+    except RPCError as error:  # visibility unavailable (or not implemented by the server)
+        return InboundAnswer(kind, Result(ResultKind.UNAVAILABLE,
+                                          f"cannot look up the sender's sessions: {error}"))
     if not session_ids:
         return InboundAnswer(kind, Result(ResultKind.NOT_FOUND,
                                           "no open session for the sender's number"))
