@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 import asyncpg
 import pytest
 
-from missed_session.channels.base import ChannelUnavailableError
+from missed_session.channels.base import (
+    ChannelRejectedError,
+    ChannelUnavailableError,
+    InvalidContactError,
+)
 from missed_session.channels.ledger import AtMostOnce, DeliveryLedger, DeliveryUncertainError
 from missed_session.domain.models import CallResult
 
@@ -81,3 +86,70 @@ async def test_a_step_left_pending_by_a_crashed_worker_is_not_repeated(
     with pytest.raises(DeliveryUncertainError, match="not sent again"):
         await channel.leave_voicemail("s/attempt-1/voicemail", "s", "+14155550123", "hi")
     assert provider.calls == {}
+
+
+class AnsweringProvider(CountingProvider):
+    """Counts, then answers each text with the next scripted error (None: delivered)."""
+
+    def __init__(self, *answers: Exception | None) -> None:
+        super().__init__()
+        self._answers = list(answers)
+
+    async def send_text(self, key: str, session_id: str, to: str, text: str) -> None:
+        self.calls[key] += 1
+        answer = self._answers.pop(0) if self._answers else None
+        if answer is not None:
+            raise answer
+
+
+async def test_an_ambiguous_answer_keeps_the_claim_and_is_never_resent(
+    pool: asyncpg.Pool,
+) -> None:
+    provider = AnsweringProvider(DeliveryUncertainError("timed out after sending"))
+    channel = AtMostOnce(provider, DeliveryLedger(pool))
+    for _ in range(2):
+        with pytest.raises(DeliveryUncertainError):
+            await channel.send_text("s/attempt-1/text", "s", "+14155550123", "hi")
+    assert provider.calls["s/attempt-1/text"] == 1
+    row = await pool.fetchrow("SELECT state, result FROM channel_deliveries")
+    assert row is not None
+    assert (row["state"], row["result"]) == ("pending", "uncertain")
+
+
+@pytest.mark.parametrize("refusal", [
+    ChannelRejectedError("HTTP 400"), InvalidContactError("no such number"),
+    ChannelUnavailableError("HTTP 503"),
+])
+async def test_a_refusal_before_acceptance_releases_the_claim(
+    pool: asyncpg.Pool, refusal: Exception,
+) -> None:
+    provider = AnsweringProvider(refusal)
+    channel = AtMostOnce(provider, DeliveryLedger(pool))
+    with pytest.raises(type(refusal)):
+        await channel.send_text("s/attempt-1/text", "s", "+14155550123", "hi")
+    assert await pool.fetchval("SELECT count(*) FROM channel_deliveries") == 0
+    await channel.send_text("s/attempt-1/text", "s", "+14155550123", "hi")
+    assert provider.calls["s/attempt-1/text"] == 2
+
+
+async def test_a_step_cancelled_mid_delivery_stays_uncertain(pool: asyncpg.Pool) -> None:
+    started = asyncio.Event()
+
+    class Slow(CountingProvider):
+        async def send_text(self, key: str, session_id: str, to: str, text: str) -> None:
+            self.calls[key] += 1
+            started.set()
+            await asyncio.sleep(30)
+
+    provider = Slow()
+    channel = AtMostOnce(provider, DeliveryLedger(pool))
+    sending = asyncio.create_task(
+        channel.send_text("s/attempt-1/text", "s", "+14155550123", "hi")
+    )
+    await started.wait()
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    with pytest.raises(DeliveryUncertainError):  # the request was out: not sent again
+        await channel.send_text("s/attempt-1/text", "s", "+14155550123", "hi")
+    assert provider.calls["s/attempt-1/text"] == 1

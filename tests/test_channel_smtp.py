@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 from email import message_from_bytes
@@ -16,6 +17,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from missed_session.channels.base import (
     ChannelRejectedError,
     ChannelUnavailableError,
+    DeliveryUncertainError,
     InvalidContactError,
 )
 from missed_session.channels.ledger import DeliveryLedger, EmailOnce
@@ -30,6 +32,10 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.received: list[tuple[str, list[str], Message]] = []
+        self.data_answer: str | None = None
+        """Answer DATA with this (e.g. "451 ...") instead of accepting."""
+        self.hang_after_data = False
+        """Keep the message, then never answer (the "250" is lost)."""
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,  # noqa: N802
                           address: str, rcpt_options: list[str]) -> str:
@@ -42,11 +48,15 @@ class Mailbox:
 
     async def handle_DATA(self, server: SMTP, session: Session,  # noqa: N802
                           envelope: Envelope) -> str:
+        if self.data_answer is not None:
+            return self.data_answer
         content = envelope.content
         assert isinstance(content, bytes)
         self.received.append(
             (str(envelope.mail_from), list(envelope.rcpt_tos), message_from_bytes(content))
         )
+        if self.hang_after_data:
+            await asyncio.sleep(30)
         return "250 Message accepted"
 
 
@@ -68,9 +78,10 @@ def smtp_server() -> Iterator[tuple[Mailbox, int]]:
 
 
 def channel(port: int, **options: Any) -> SmtpEmailChannel:
+    settings: dict[str, Any] = {"timeout_seconds": 5, **options}
     return SmtpEmailChannel(hostname="127.0.0.1", port=port, sender_address=SENDER,
                             sender_name="Alex at the front desk", start_tls=False,
-                            timeout_seconds=5, **options)
+                            **settings)
 
 
 async def test_the_email_arrives_plain_discreet_and_once(
@@ -115,3 +126,43 @@ async def test_no_server_is_an_outage() -> None:
 async def test_smtp_sends_no_texts() -> None:
     with pytest.raises(ChannelRejectedError):
         await channel(1).send_text("k", "s1", "+14155550123", "Hi")
+
+
+@pytest.mark.parametrize(("answer", "error"), [
+    ("451 4.3.0 Local problem, try later", ChannelUnavailableError),
+    ("554 5.6.0 Message refused", ChannelRejectedError),
+])
+async def test_an_answer_to_the_message_says_it_was_not_accepted(
+    smtp_server: tuple[Mailbox, int], answer: str, error: type[Exception],
+) -> None:
+    mailbox, port = smtp_server
+    mailbox.data_answer = answer
+    with pytest.raises(error):
+        await channel(port).send_email("k", "s1", "robin@example.org", "s", "b")
+
+
+async def test_no_answer_after_the_message_is_uncertain_and_not_sent_again(
+    smtp_server: tuple[Mailbox, int], pool: asyncpg.Pool
+) -> None:
+    mailbox, port = smtp_server
+    mailbox.hang_after_data = True
+    smtp = EmailOnce(channel(port, timeout_seconds=0.5), DeliveryLedger(pool))
+    with pytest.raises(DeliveryUncertainError):
+        await smtp.send_email("session-s1/attempt-1/email", "s1", "robin@example.org", "s", "b")
+    mailbox.hang_after_data = False
+    with pytest.raises(DeliveryUncertainError):  # the retry: the server did take it
+        await smtp.send_email("session-s1/attempt-1/email", "s1", "robin@example.org", "s", "b")
+    assert len(mailbox.received) == 1
+
+
+async def test_a_deferral_releases_the_step_for_a_retry(
+    smtp_server: tuple[Mailbox, int], pool: asyncpg.Pool
+) -> None:
+    mailbox, port = smtp_server
+    mailbox.data_answer = "451 4.3.0 Local problem, try later"
+    smtp = EmailOnce(channel(port), DeliveryLedger(pool))
+    with pytest.raises(ChannelUnavailableError):
+        await smtp.send_email("session-s1/attempt-1/email", "s1", "robin@example.org", "s", "b")
+    mailbox.data_answer = None
+    await smtp.send_email("session-s1/attempt-1/email", "s1", "robin@example.org", "s", "b")
+    assert len(mailbox.received) == 1

@@ -7,6 +7,7 @@ handling) is the SDK's. The server checks what Twilio would see.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from twilio.rest import Client as TwilioClient
 from missed_session.channels.base import (
     ChannelRejectedError,
     ChannelUnavailableError,
+    DeliveryUncertainError,
     InvalidContactError,
 )
 from missed_session.channels.ledger import AtMostOnce, DeliveryLedger
@@ -64,6 +66,10 @@ class FakeTwilio:
     """(status, answered_by) returned by successive fetches of a call."""
     error: tuple[int, int] | None = None
     """(HTTP status, Twilio code) to answer every create with."""
+    hang_on_create: bool = False
+    """Take the create request, then never answer (as if the answer were lost)."""
+    failing_fetches: int = 0
+    """How many fetches of a call answer 503 before the statuses are served."""
     created: list[tuple[str, dict[str, str], str]] = field(default_factory=list)
     """(resource, form fields, Authorization header) of each create."""
     fetches: int = 0
@@ -72,6 +78,8 @@ class FakeTwilio:
         resource = request.match_info["resource"]
         form = {k: str(v) for k, v in (await request.post()).items()}
         self.created.append((resource, form, request.headers.get("Authorization", "")))
+        if self.hang_on_create:
+            await asyncio.sleep(30)
         if self.error is not None:
             status, code = self.error
             return web.json_response(
@@ -87,6 +95,10 @@ class FakeTwilio:
         }, status=201)
 
     async def fetch(self, request: web.Request) -> web.Response:
+        if self.failing_fetches:
+            self.failing_fetches -= 1
+            return web.json_response(
+                {"code": 20500, "message": "Internal Server Error", "status": 500}, status=500)
         status, answered_by = self.call_statuses[min(self.fetches, len(self.call_statuses) - 1)]
         self.fetches += 1
         sid = request.match_info["sid"]
@@ -103,7 +115,7 @@ async def twilio() -> AsyncIterator[tuple[FakeTwilio, TwilioChannel]]:
     base = f"/2010-04-01/Accounts/{ACCOUNT}"
     app.router.add_post(base + "/{resource}.json", fake.create)
     app.router.add_get(base + "/Calls/{sid}.json", fake.fetch)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -111,7 +123,7 @@ async def twilio() -> AsyncIterator[tuple[FakeTwilio, TwilioChannel]]:
     http_client = LocalTwilioHttpClient(f"http://127.0.0.1:{port}")
     client = TwilioClient(ACCOUNT, TOKEN, http_client=http_client)
     yield fake, TwilioChannel(client, from_number=FROM, callback_number=CALLBACK,
-                              poll_seconds=0.01)
+                              poll_seconds=0.01, max_polls=20, request_timeout_seconds=0.5)
     await http_client.close()
     await runner.cleanup()
 
@@ -142,9 +154,10 @@ async def test_a_call_connects_the_answering_person_to_the_practice(
 
 
 async def test_a_retry_with_the_same_key_rings_once(
-    twilio: tuple[FakeTwilio, TwilioChannel],
+    twilio: tuple[FakeTwilio, TwilioChannel], pool: asyncpg.Pool,
 ) -> None:
-    fake, channel = twilio
+    fake, twilio_channel = twilio
+    channel = AtMostOnce(twilio_channel, DeliveryLedger(pool))  # as the worker wires it
     first = await channel.call("k", "s1", CLIENT_PHONE)
     assert await channel.call("k", "s1", CLIENT_PHONE) is first
     assert len(fake.created) == 1
@@ -173,16 +186,98 @@ async def test_a_voicemail_is_said_after_the_beep(
     twilio: tuple[FakeTwilio, TwilioChannel], pool: asyncpg.Pool
 ) -> None:
     fake, twilio_channel = twilio
+    fake.call_statuses = [("queued", None), ("in-progress", "machine_end_beep"),
+                          ("completed", "machine_end_beep")]
     channel = AtMostOnce(twilio_channel, DeliveryLedger(pool))  # as the worker wires it
     text = "Hi Robin, this is Alex. Please call us back at +15555550111. Thank you."
 
-    await channel.leave_voicemail("k-vm", "s1", CLIENT_PHONE, text)
-    await channel.leave_voicemail("k-vm", "s1", CLIENT_PHONE, text)  # a retry: once only
+    assert await channel.leave_voicemail("k-vm", "s1", CLIENT_PHONE, text) is (
+        CallResult.ANSWERED
+    )
+    # A retry: once only, and the recorded outcome.
+    assert await channel.leave_voicemail("k-vm", "s1", CLIENT_PHONE, text) is (
+        CallResult.ANSWERED
+    )
 
     ((resource, form, _),) = fake.created
     assert resource == "Calls"
     assert form["MachineDetection"] == "DetectMessageEnd"
     assert said(form["Twiml"]) == [text]
+    assert fake.fetches == 3  # queued is not delivered; in progress is not yet
+
+
+@pytest.mark.parametrize("status", ["busy", "no-answer", "canceled"])
+async def test_a_message_call_that_ends_unanswered_is_not_delivered(
+    twilio: tuple[FakeTwilio, TwilioChannel], status: str,
+) -> None:
+    fake, channel = twilio
+    fake.call_statuses = [("ringing", None), (status, None)]
+    assert await channel.deliver_message("k-esc", "s1", CLIENT_PHONE, "Hi Sam") is (
+        CallResult.NO_ANSWER
+    )
+
+
+async def test_polls_that_fail_are_tried_again(
+    twilio: tuple[FakeTwilio, TwilioChannel],
+) -> None:
+    fake, channel = twilio
+    fake.failing_fetches = 2
+    fake.call_statuses = [("completed", "human")]
+    assert await channel.deliver_message("k-esc", "s1", CLIENT_PHONE, "Hi Sam") is (
+        CallResult.ANSWERED
+    )
+    assert len(fake.created) == 1
+
+
+async def test_a_placed_call_whose_outcome_stays_unknown_is_uncertain(
+    twilio: tuple[FakeTwilio, TwilioChannel], pool: asyncpg.Pool,
+) -> None:
+    fake, twilio_channel = twilio
+    fake.failing_fetches = 1_000  # Twilio's API keeps failing once the call is placed
+    channel = AtMostOnce(twilio_channel, DeliveryLedger(pool))
+    with pytest.raises(DeliveryUncertainError, match="outcome is unknown"):
+        await channel.deliver_message("k-esc", "s1", CLIENT_PHONE, "Hi Sam")
+    with pytest.raises(DeliveryUncertainError):  # a retry does not call again
+        await channel.deliver_message("k-esc", "s1", CLIENT_PHONE, "Hi Sam")
+    assert len(fake.created) == 1
+
+
+async def test_a_create_that_times_out_is_uncertain_and_not_sent_again(
+    twilio: tuple[FakeTwilio, TwilioChannel], pool: asyncpg.Pool,
+) -> None:
+    fake, twilio_channel = twilio
+    fake.hang_on_create = True
+    channel = AtMostOnce(twilio_channel, DeliveryLedger(pool))
+    with pytest.raises(DeliveryUncertainError):
+        await channel.send_text("k-text", "s1", CLIENT_PHONE, "Hi Robin")
+    fake.hang_on_create = False
+    with pytest.raises(DeliveryUncertainError):
+        await channel.send_text("k-text", "s1", CLIENT_PHONE, "Hi Robin")
+    assert len(fake.created) == 1
+
+
+async def test_a_5xx_releases_the_step_for_a_retry(
+    twilio: tuple[FakeTwilio, TwilioChannel], pool: asyncpg.Pool,
+) -> None:
+    fake, twilio_channel = twilio
+    fake.error = (503, 20500)
+    channel = AtMostOnce(twilio_channel, DeliveryLedger(pool))
+    with pytest.raises(ChannelUnavailableError):
+        await channel.send_text("k-text", "s1", CLIENT_PHONE, "Hi Robin")
+    fake.error = None
+    await channel.send_text("k-text", "s1", CLIENT_PHONE, "Hi Robin")
+    assert len(fake.created) == 2  # the first was refused: the retry sent it
+
+
+async def test_twilio_not_listening_is_a_provider_failure() -> None:
+    http_client = LocalTwilioHttpClient("http://127.0.0.1:9")
+    channel = TwilioChannel(TwilioClient(ACCOUNT, TOKEN, http_client=http_client),
+                            from_number=FROM, callback_number=CALLBACK)
+    try:
+        with pytest.raises(ChannelUnavailableError):
+            await channel.send_text("k", "s1", CLIENT_PHONE, "Hi")
+    finally:
+        await http_client.close()
 
 
 async def test_a_text_is_one_sms(twilio: tuple[FakeTwilio, TwilioChannel]) -> None:

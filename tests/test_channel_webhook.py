@@ -16,12 +16,14 @@ from aiohttp import web
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.outreach import Sender
+from activities.outreach import UNCERTAIN_REASON, Sender
 from missed_session.channels.base import (
     ChannelRejectedError,
     ChannelUnavailableError,
+    DeliveryUncertainError,
     InvalidContactError,
 )
+from missed_session.channels.ledger import AtMostOnce, DeliveryLedger
 from missed_session.channels.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -76,7 +78,7 @@ async def practice() -> AsyncIterator[tuple[PracticeSystem, str]]:
 
 def channel(url: str, **options: Any) -> WebhookChannel:
     clock: Callable[[], float] = lambda: NOW  # noqa: E731
-    return WebhookChannel(url, SECRET, backoff_seconds=0.01, clock=clock, **options)
+    return WebhookChannel(url, SECRET, clock=clock, **options)
 
 
 async def test_a_call_is_a_signed_json_post(practice: tuple[PracticeSystem, str]) -> None:
@@ -132,40 +134,66 @@ async def test_texts_and_email_carry_their_content(practice: tuple[PracticeSyste
     assert kinds[1]["subject"] == "Checking in"
 
 
-async def test_5xx_is_retried_with_backoff(practice: tuple[PracticeSystem, str]) -> None:
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_a_5xx_is_a_provider_failure_before_acceptance(
+    practice: tuple[PracticeSystem, str], status: int,
+) -> None:
     system, url = practice
-    system.answers = [(503, {}), (500, {}), (200, {"result": "answered"})]
+    system.answers = [(status, {})]
     webhook = channel(url)
     try:
-        assert await webhook.call("k", "s1", "+14155550123") is CallResult.ANSWERED
+        with pytest.raises(ChannelUnavailableError, match=f"HTTP {status}"):
+            await webhook.call("k", "s1", "+14155550123")
     finally:
         await webhook.close()
-    assert len(system.requests) == 3
-    assert {r.headers["Idempotency-Key"] for r in system.requests} == {"k"}
+    assert len(system.requests) == 1  # one POST per try: the activity retries and counts
 
 
-async def test_persistent_5xx_is_an_outage(practice: tuple[PracticeSystem, str]) -> None:
-    system, url = practice
-    system.answers = [(502, {})]
-    webhook = channel(url, attempts=2)
-    try:
-        with pytest.raises(ChannelUnavailableError, match="HTTP 502"):
-            await webhook.send_text("k", "s1", "+14155550123", "Hi")
-    finally:
-        await webhook.close()
-    assert len(system.requests) == 2
-
-
-async def test_a_timeout_is_retried(practice: tuple[PracticeSystem, str]) -> None:
+async def test_a_timeout_after_sending_is_uncertain(
+    practice: tuple[PracticeSystem, str],
+) -> None:
     system, url = practice
     system.answers = [(200, {"result": "answered"})]
     system.hang = True
     webhook = channel(url, timeout_seconds=0.3)
     try:
-        assert await webhook.call("k", "s1", "+14155550123") is CallResult.ANSWERED
+        with pytest.raises(DeliveryUncertainError):
+            await webhook.call("k", "s1", "+14155550123")
     finally:
         await webhook.close()
-    assert len(system.requests) == 2
+    assert len(system.requests) == 1  # not sent again
+
+
+@pytest.mark.parametrize(("status", "body"), [
+    (504, {}),  # a gateway gave up waiting: the system behind it may have acted
+    (200, {}),  # accepted, but no outcome
+    (200, {"result": "maybe"}),
+])
+async def test_an_answer_without_an_outcome_is_uncertain(
+    practice: tuple[PracticeSystem, str], status: int, body: dict[str, str],
+) -> None:
+    system, url = practice
+    system.answers = [(status, body)]
+    webhook = channel(url)
+    try:
+        with pytest.raises(DeliveryUncertainError):
+            await webhook.deliver_message("k", "s1", "+14155550123", "Hi Sam")
+    finally:
+        await webhook.close()
+
+
+async def test_a_voicemail_that_was_not_recorded_is_no_answer(
+    practice: tuple[PracticeSystem, str],
+) -> None:
+    system, url = practice
+    system.answers = [(200, {"result": "no_answer"})]
+    webhook = channel(url)
+    try:
+        assert await webhook.leave_voicemail("k", "s1", "+14155550123", "Hi") is (
+            CallResult.NO_ANSWER
+        )
+    finally:
+        await webhook.close()
 
 
 @pytest.mark.parametrize(("status", "body", "error"), [
@@ -187,8 +215,8 @@ async def test_4xx_is_not_retried(practice: tuple[PracticeSystem, str], status: 
     assert len(system.requests) == 1
 
 
-async def test_nothing_listening_is_an_outage() -> None:
-    webhook = channel("http://127.0.0.1:9/outreach", attempts=2)
+async def test_nothing_listening_is_a_provider_failure() -> None:
+    webhook = channel("http://127.0.0.1:9/outreach")
     try:
         with pytest.raises(ChannelUnavailableError):
             await webhook.call("k", "s1", "+14155550123")
@@ -253,3 +281,54 @@ async def test_the_workflow_moves_from_an_invalid_number_to_email_over_the_webho
         ("call", "call"), ("email", "email"), ("message", "escalation"),
     ]
     assert received[1]["to"] == "robin@example.org"
+
+
+async def test_an_uncertain_text_is_audited_as_such_and_no_second_text_goes_that_day(
+    client: Client, pool: asyncpg.Pool, task_queue: str, time_skipping_env: WorkflowEnvironment,
+) -> None:
+    received: list[dict[str, Any]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        payload = json.loads(await request.read())
+        received.append(payload)
+        if payload["kind"] == "text":  # takes the text, then the answer never comes
+            await asyncio.sleep(30)
+        if payload["kind"] in {"call", "message"}:
+            return web.json_response({"result": "no_answer" if payload["kind"] == "call"
+                                      else "answered"})
+        return web.json_response({}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/outreach", handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    webhook = WebhookChannel(f"http://127.0.0.1:{port}/outreach", SECRET, timeout_seconds=0.5)
+    phone = AtMostOnce(webhook, DeliveryLedger(pool))  # as the worker wires it
+    data = booking_data()
+    start = daytime(await time_skipping_env.get_current_time() + timedelta(hours=1))
+    session = booking(
+        start=start.isoformat(),
+        client={**data["client"], "preferences": {"text": True}},
+        protocol={"max_attempts": 2, "channels": ["text"], "attempt_spacing_minutes": 30},
+    )
+    try:
+        async with new_worker(client, pool, task_queue=task_queue, sender=SENDER,
+                              phone=phone, messages=phone):
+            await client.execute_workflow(
+                SessionWorkflow.run, session, id=session.workflow_id, task_queue=task_queue
+            )
+    finally:
+        await webhook.close()
+        await runner.cleanup()
+
+    events = [read(e) for e in await AuditStore(pool).trail(session.session_id)]
+    texts = [(type(e).__name__, getattr(e, "attempt", None), getattr(e, "reason", None))
+             for e in events if getattr(e, "channel", None) == "text"]
+    assert texts == [
+        ("OutreachUncertain", 1, UNCERTAIN_REASON),  # not a refusal, not re-sent
+        ("OutreachSkipped", 2, "a text was already sent today"),  # it may have arrived
+    ]
+    assert [p["kind"] for p in received].count("text") == 1

@@ -3,9 +3,19 @@
 A channel reaches a person by phone (calls, voicemail, texts) or email. Every method takes
 an idempotency key: a second call with the same key must return the first call's result
 without reaching the person again. That is what makes the outreach activities safe to
-retry. Errors say whether retrying can help: :class:`InvalidContactError` (the number or
-address reaches nobody) and :class:`ChannelRejectedError` (the provider refused the request
-itself) never can; anything else is an outage, retried by the activity's policy.
+retry. A channel's errors say what the provider answered, because that decides what may
+happen next:
+
+- :class:`InvalidContactError`: the number or address reaches nobody (never retried);
+- :class:`ChannelRejectedError`: the provider refused the request itself (never retried);
+- :class:`ChannelUnavailableError`: the provider failed *before accepting* the request
+  (5xx, connection refused): nothing was delivered, a retry may send; the activity counts
+  these against the step;
+- :class:`DeliveryUncertainError`: the request may have been accepted (a timeout or a lost
+  connection after it was sent; a call placed whose outcome is unknown): never re-sent.
+
+Any other exception (PostgreSQL unreachable, say) is our own infrastructure failing, not
+the provider: retried for as long as it lasts, and never counted against the client.
 """
 
 from __future__ import annotations
@@ -24,7 +34,11 @@ class ChannelRejectedError(ValueError):
 
 
 class ChannelUnavailableError(RuntimeError):
-    """The provider did not answer or failed (timeout, 5xx): a later retry may succeed."""
+    """The provider failed before accepting the request (5xx, refused): a retry may send."""
+
+
+class DeliveryUncertainError(RuntimeError):
+    """The provider may have accepted the request: repeating it could reach the person twice."""
 
 
 class PhoneChannel(Protocol):

@@ -2,68 +2,133 @@
 
 Twilio and SMTP accept the same request twice and deliver it twice. The outreach activities
 are retried by Temporal, so each step's idempotency key is claimed in PostgreSQL before the
-provider is called and settled after. A retry of a settled step returns its result without
-calling again; a retry that finds the step still pending means a worker died between the
-call and its record. It might have rung the client, so it is not repeated: the step fails
-with a reason the audit keeps, and the ladder moves on. A provider that answers with an
-error releases the claim, so ordinary retries still work.
+provider is called and settled after:
+
+- delivered: the claim is settled (`done`, with the result); a retry returns that result
+  without calling the provider again;
+- refused before acceptance (refused connection, 4xx, 5xx, an invalid contact): nothing
+  was delivered, so the claim is released and a retry may send;
+- uncertain (a timeout or lost connection after the request was sent, a call placed whose
+  outcome is unknown, a step cancelled mid-request): the claim stays `pending`, with the
+  reason in `result`, and is never released: the person may have been reached, so no retry
+  sends it again;
+- a claim a retry finds `pending` (a dead worker's step, or an uncertain one): uncertain
+  too, never a refusal.
+
+Settling and releasing outlast a PostgreSQL outage: they are retried with backoff until
+the database answers (the activity heartbeats meanwhile), because a provider's answer we
+failed to record would otherwise read as "uncertain" on the retry.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+import structlog
 
-from missed_session.channels.base import Channel, ChannelRejectedError, EmailChannel
+from missed_session.channels.base import (
+    Channel,
+    ChannelRejectedError,
+    ChannelUnavailableError,
+    DeliveryUncertainError,
+    EmailChannel,
+    InvalidContactError,
+)
 from missed_session.domain.models import CallResult
 
-UNCERTAIN = (
-    "a previous try of this step may have reached the person (the worker stopped "
-    "mid-delivery); not sent again"
+log = structlog.get_logger(__name__)
+
+__all__ = ["STORE_UNREACHABLE", "AtMostOnce", "DeliveryLedger", "DeliveryUncertainError",
+           "EmailOnce"]
+
+STORE_UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, timed out (TimeoutError is an OSError)
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
+    asyncpg.InterfaceError,  # the connection was closed under us
 )
+"""What PostgreSQL being unreachable looks like to asyncpg: our outage, not the provider's."""
 
-
-class DeliveryUncertainError(ChannelRejectedError):
-    """A step may already have been delivered; repeating it could reach the person twice."""
+PENDING_FOUND = (
+    "a previous try of this step may have reached the person (it was left pending: the "
+    "worker stopped mid-delivery, or the provider's answer was ambiguous); not sent again"
+)
+UNCERTAIN_NOTE = "uncertain"
+"""`result` of a claim kept pending because the provider's answer was ambiguous."""
+DEFINITE_REFUSALS = (ChannelUnavailableError, ChannelRejectedError, InvalidContactError)
+"""The provider answered before accepting the request: nothing was delivered."""
 
 
 class DeliveryLedger:
     """The `channel_deliveries` table: claim, settle, release."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, store_backoff_seconds: float = 0.5,
+                 store_backoff_max_seconds: float = 10.0) -> None:
         self._pool = pool
+        self._backoff = store_backoff_seconds
+        self._backoff_max = store_backoff_max_seconds
 
     async def once(self, key: str, deliver: Callable[[], Awaitable[str]]) -> str:
-        """Run `deliver` at most once for `key`, returning its (recorded) result."""
-        claimed = await self._pool.fetchval(
-            "INSERT INTO channel_deliveries (idempotency_key, state) VALUES ($1, 'pending')"
-            " ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1",
-            key,
-        )
-        if not claimed:
+        """Run `deliver` at most once for `key`, returning its (recorded) result.
+
+        Raises :class:`DeliveryUncertainError` when an earlier try may have delivered it;
+        a PostgreSQL outage while claiming propagates (nothing was sent: retry freely).
+        """
+        while True:
+            claimed = await self._pool.fetchval(
+                "INSERT INTO channel_deliveries (idempotency_key, state)"
+                " VALUES ($1, 'pending') ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1",
+                key,
+            )
+            if claimed:
+                break
             row = await self._pool.fetchrow(
                 "SELECT state, result FROM channel_deliveries WHERE idempotency_key = $1", key
             )
-            if row is not None and row["state"] == "done":
+            if row is None:  # released between our insert and select: claim again
+                continue
+            if row["state"] == "done":
                 result: str = row["result"]
                 return result
-            raise DeliveryUncertainError(UNCERTAIN)
+            raise DeliveryUncertainError(PENDING_FOUND)
         try:
             result = await deliver()
-        except BaseException:
-            await self._pool.execute(
+        except DEFINITE_REFUSALS:
+            await self._until_stored(
                 "DELETE FROM channel_deliveries WHERE idempotency_key = $1"
-                " AND state = 'pending'",
-                key,
+                " AND state = 'pending'", key,
             )
             raise
-        await self._pool.execute(
+        except DeliveryUncertainError:
+            await self._until_stored(
+                "UPDATE channel_deliveries SET result = $2, settled_at = now()"
+                " WHERE idempotency_key = $1 AND state = 'pending'", key, UNCERTAIN_NOTE,
+            )
+            raise
+        # Anything else (cancelled mid-request, a bug): the claim stays pending, so a
+        # retry treats the step as uncertain.
+        await self._until_stored(
             "UPDATE channel_deliveries SET state = 'done', result = $2, settled_at = now()"
             " WHERE idempotency_key = $1",
             key, result,
         )
         return result
+
+    async def _until_stored(self, statement: str, *arguments: object) -> None:
+        """Run one write, retrying with backoff for as long as PostgreSQL is unreachable."""
+        delay = self._backoff
+        while True:
+            try:
+                await self._pool.execute(statement, *arguments)
+            except STORE_UNREACHABLE as error:
+                log.warning("delivery_ledger_unreachable", error_type=type(error).__name__,
+                            retry_in_seconds=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._backoff_max)
+            else:
+                return
 
 
 class AtMostOnce:

@@ -76,7 +76,9 @@ def _twilio(settings: Settings) -> Channel:
     assert settings.twilio_from_number is not None
     client = TwilioClient(
         settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value(),
-        http_client=AsyncTwilioHttpClient(),
+        # A fresh connection per request: a kept-alive one Twilio had closed would fail
+        # after sending and make the step uncertain.
+        http_client=AsyncTwilioHttpClient(pool_connections=False),
     )
     return TwilioChannel(client, from_number=settings.twilio_from_number,
                          callback_number=settings.callback_number)

@@ -15,6 +15,8 @@ from enum import StrEnum
 
 import asyncpg
 import structlog
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from missed_session.channels.base import InvalidContactError
 from missed_session.domain.models import CallResult
@@ -30,6 +32,13 @@ class Behaviour(StrEnum):
     NO_ANSWER = "no_answer"
     INVALID_NUMBER = "invalid_number"
     CALLS_BACK = "calls_back"
+    RINGS_OUT = "rings_out"
+    """Nobody answers and nothing can be left (busy, no voicemail box): a voicemail or a
+    message to this number is not delivered."""
+
+
+UNDELIVERED = "not_delivered"
+"""The log's result for a voicemail or message the number could not take."""
 
 
 class SimulatedPhone:
@@ -62,10 +71,14 @@ class SimulatedPhone:
 
     async def leave_voicemail(self, key: str, session_id: str, to: str,
                               text: str) -> CallResult:
-        """Record the voicemail (always recorded); a scripted call-back becomes due after it."""
+        """Record the voicemail; a scripted call-back becomes due after it.
+
+        A repeated key returns the first try's outcome.
+        """
         behaviour, callback_seconds = await self._behaviour(to)
+        outcome = UNDELIVERED if behaviour is Behaviour.RINGS_OUT else "left"
         async with self._pool.acquire() as connection, connection.transaction():
-            await _log(connection, key, session_id, "voicemail", to, text, "left")
+            recorded = await _log(connection, key, session_id, "voicemail", to, text, outcome)
             if behaviour is Behaviour.CALLS_BACK:
                 await connection.execute(
                     "INSERT INTO sim_phone_callbacks (session_id, due_at)"
@@ -73,17 +86,21 @@ class SimulatedPhone:
                     " ON CONFLICT (session_id) DO NOTHING",
                     session_id, float(callback_seconds or 0),
                 )
-        return CallResult.ANSWERED
+        return CallResult.NO_ANSWER if recorded == UNDELIVERED else CallResult.ANSWERED
 
     async def deliver_message(self, key: str, session_id: str, to: str,
                               text: str) -> CallResult:
-        """Record a delivered message (used for the emergency contact)."""
+        """Record a message (used for the emergency contact).
+
+        A repeated key returns the first try's outcome.
+        """
         behaviour, _ = await self._behaviour(to)
         if behaviour is Behaviour.INVALID_NUMBER:
             await self._log(key, session_id, "message", to, text, "invalid_number")
             raise InvalidContactError("the emergency contact's number is not in service")
-        await self._log(key, session_id, "message", to, text, "delivered")
-        return CallResult.ANSWERED
+        outcome = UNDELIVERED if behaviour is Behaviour.RINGS_OUT else "delivered"
+        recorded = await self._log(key, session_id, "message", to, text, outcome)
+        return CallResult.NO_ANSWER if recorded == UNDELIVERED else CallResult.ANSWERED
 
     async def send_text(self, key: str, session_id: str, to: str, text: str) -> None:
         """Record a text; an invalid number is refused like a call to it."""
@@ -143,21 +160,45 @@ Deliver = Callable[[str], Awaitable[None]]
 
 
 class CallbackDispatcher:
-    """Delivers the simulated clients' call-backs when they fall due."""
+    """Delivers the simulated clients' call-backs when they fall due.
 
-    def __init__(self, pool: asyncpg.Pool, deliver: Deliver, *, poll_seconds: float = 0.5):
+    It runs inside the worker for as long as the worker does, so nothing it meets may stop
+    it: PostgreSQL or Temporal being unreachable is logged (the error's type only, never a
+    session's data) and the poll is retried with backoff, doubling up to
+    `max_backoff_seconds`. A call-back is marked delivered only once it was delivered, or
+    once Temporal said it never can be (the session is over, or refused it): one whose
+    delivery failed for an outage is tried again on a later poll.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, deliver: Deliver, *, poll_seconds: float = 0.5,
+                 max_backoff_seconds: float = 30.0) -> None:
         self._pool = pool
         self._deliver = deliver
         self._poll_seconds = poll_seconds
+        self._max_backoff = max_backoff_seconds
 
     async def run(self) -> None:
-        """Poll until cancelled."""
+        """Poll until cancelled, surviving every error."""
+        delay = self._poll_seconds
         while True:
-            await self.deliver_due()
+            try:
+                await self.deliver_due()
+            except Exception as error:  # an outage must not end the loop
+                delay = min(delay * 2, self._max_backoff)
+                log.warning("callback_dispatch_failed", error_type=type(error).__name__,
+                            retry_in_seconds=delay)
+                await asyncio.sleep(delay)
+                continue
+            if delay != self._poll_seconds:
+                log.info("callback_dispatch_recovered")
+                delay = self._poll_seconds
             await asyncio.sleep(self._poll_seconds)
 
     async def deliver_due(self) -> int:
-        """Deliver every call-back that is due; returns how many."""
+        """Deliver every call-back that is due; returns how many were settled.
+
+        An outage (PostgreSQL, Temporal) propagates after what was settled so far.
+        """
         rows = await self._pool.fetch(
             "SELECT session_id FROM sim_phone_callbacks"
             " WHERE delivered_at IS NULL AND due_at <= now() ORDER BY due_at"
@@ -166,6 +207,8 @@ class CallbackDispatcher:
             try:
                 await self._deliver(row["session_id"])
             except Exception as error:
+                if not _never_deliverable(error):
+                    raise
                 log.warning("callback_undeliverable", session_id=row["session_id"],
                             error_type=type(error).__name__)
             await self._pool.execute(
@@ -173,3 +216,14 @@ class CallbackDispatcher:
                 row["session_id"],
             )
         return len(rows)
+
+
+def _never_deliverable(error: Exception) -> bool:
+    """Temporal's answer that retrying cannot help: no such session, or it refused."""
+    if isinstance(error, WorkflowUpdateFailedError):
+        return True
+    return isinstance(error, RPCError) and error.status in NEVER_DELIVERABLE
+
+
+NEVER_DELIVERABLE = frozenset({RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT})
+"""A session that is over (or never existed) cannot be told about a call-back."""

@@ -8,11 +8,16 @@ step at most once, across worker restarts too.
 
 A permanent refusal of the recipient (5xx to RCPT, e.g. "550 no such user") is an invalid
 contact: the ladder moves on and email is not tried again. A temporary one (4xx), a refused
-connection or a timeout is an outage, retried by the activity's policy.
+connection, a timeout or a dropped connection *before the message is handed over* is the
+server failing before accepting it: retried (and counted) by the activity. Once the message
+body has been sent, only the server's answer to it says whether it was accepted: a timeout
+or a dropped connection then may have delivered it (delivery uncertain, never re-sent), a
+4xx or 5xx to it was a refusal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
@@ -22,6 +27,7 @@ import aiosmtplib
 from missed_session.channels.base import (
     ChannelRejectedError,
     ChannelUnavailableError,
+    DeliveryUncertainError,
     InvalidContactError,
 )
 
@@ -61,14 +67,25 @@ class SmtpEmailChannel:
         domain = self._sender_address.rpartition("@")[2] or "localhost"
         message["Message-ID"] = f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
         message.set_content(body)
+        client = aiosmtplib.SMTP(
+            hostname=self._hostname, port=self._port, username=self._username,
+            password=self._password, start_tls=self._start_tls, timeout=self._timeout,
+        )
         try:
-            await aiosmtplib.send(
-                message, hostname=self._hostname, port=self._port, username=self._username,
-                password=self._password, start_tls=self._start_tls, timeout=self._timeout,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as error:
-            codes = [refusal.code for refusal in error.recipients]
-            if codes and all(500 <= code < 600 for code in codes):
+            await self._hand_over(client, message, to)
+        finally:
+            if client.is_connected:
+                client.close()
+
+    async def _hand_over(self, client: aiosmtplib.SMTP, message: EmailMessage,
+                         to: str) -> None:
+        """Connect, name sender and recipient, then send the message: one transaction."""
+        try:
+            await client.connect()
+            await client.mail(self._sender_address)
+            await client.rcpt(to)
+        except aiosmtplib.SMTPRecipientRefused as error:
+            if 500 <= error.code < 600:
                 msg = "the mail server refused the address"
                 raise InvalidContactError(msg) from None
             msg = "the mail server deferred the address"
@@ -79,9 +96,23 @@ class SmtpEmailChannel:
                 raise ChannelRejectedError(msg) from None
             msg = f"the mail server failed (SMTP {error.code})"
             raise ChannelUnavailableError(msg) from None
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+        except (aiosmtplib.SMTPException, OSError) as error:
             msg = f"the mail server could not be reached ({type(error).__name__})"
             raise ChannelUnavailableError(msg) from None
+        try:
+            await client.data(message.as_bytes())
+        except aiosmtplib.SMTPResponseException as error:
+            if 500 <= error.code < 600:
+                msg = f"the mail server refused the message (SMTP {error.code})"
+                raise ChannelRejectedError(msg) from None
+            msg = f"the mail server failed (SMTP {error.code})"
+            raise ChannelUnavailableError(msg) from None
+        except (aiosmtplib.SMTPException, OSError) as error:
+            msg = ("no answer from the mail server after sending the message "
+                   f"({type(error).__name__})")
+            raise DeliveryUncertainError(msg) from None
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+            await client.quit()  # accepted already: a failed goodbye changes nothing
 
     async def send_text(self, key: str, session_id: str, to: str, text: str) -> None:
         """SMTP sends no texts: pair this channel with Twilio or the webhook for those."""

@@ -7,10 +7,20 @@ practice's. The channel then polls the call until it is answered or over. A voic
 the beep when a machine answers. A text is one SMS. Email is not Twilio's: the worker
 pairs this channel with SMTP for that.
 
+A voicemail or message call counts as delivered only when Twilio reports the call
+`completed` (the message was played to a person or after the beep); busy, no-answer and
+canceled are NO_ANSWER (not delivered), failed an invalid contact.
+
 Twilio has no idempotency keys: the worker wraps this channel in the delivery ledger
-(`channels/ledger.py`), which delivers each step at most once, across restarts too. A call
-also remembers its SID here, so that a retry after an outage while *polling* its outcome
-(the ledger releases the step on any error) polls the same call instead of ringing again.
+(`channels/ledger.py`), which delivers each step at most once, across restarts too. What
+Twilio's answers mean for that:
+
+- creating a call or message: a 5xx or 429, a refused connection or a connection not made
+  in time means nothing was created (a retry may send); a timeout or a dropped connection
+  after the request was sent may have created it (delivery uncertain);
+- once a call exists, its outcome is polled; a poll that fails is tried again (with
+  backoff) until the polling deadline, after which the step is uncertain: the call was
+  placed, its outcome is unknown, and it is never placed again.
 
 The SDK logs requests and responses (numbers included) at INFO: its loggers are capped at
 WARNING here, because no phone number may reach the logs.
@@ -20,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -30,6 +41,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from missed_session.channels.base import (
     ChannelRejectedError,
     ChannelUnavailableError,
+    DeliveryUncertainError,
     InvalidContactError,
 )
 from missed_session.domain.models import CallResult
@@ -68,6 +80,7 @@ class TwilioChannel:
         ring_seconds: int = 30,
         poll_seconds: float = 2.0,
         max_polls: int = 90,
+        request_timeout_seconds: float = 20.0,
     ) -> None:
         self._client = client
         self._from = from_number
@@ -75,40 +88,28 @@ class TwilioChannel:
         self._ring_seconds = ring_seconds
         self._poll_seconds = poll_seconds
         self._max_polls = max_polls
-        self._calls: dict[str, str] = {}
-        """Idempotency key -> call SID placed for it (this process only)."""
-        self._results: dict[str, CallResult] = {}
+        self._request_timeout = request_timeout_seconds
 
     async def call(self, key: str, session_id: str, to: str) -> CallResult:
         """Ring `to`; a person who answers is connected to the practice."""
-        if key in self._results:
-            return self._results[key]
-        sid = self._calls.get(key)
-        if sid is None:
-            connect = VoiceResponse()
-            connect.dial(self._callback)
-            sid = (await self._twilio(self._client.calls.create_async(
-                to=to, from_=self._from, twiml=str(connect), timeout=self._ring_seconds,
-                machine_detection="Enable",
-            ))).sid
-            self._calls[key] = sid
-        result = await self._outcome(sid)
-        self._results[key] = result
-        return result
+        connect = VoiceResponse()
+        connect.dial(self._callback)
+        sid = await self._create_call(to, str(connect), machine_detection="Enable")
+        return await self._outcome(sid, _call_outcome)
 
     async def leave_voicemail(self, key: str, session_id: str, to: str,
                               text: str) -> CallResult:
         """Call `to` and say `text` (after the beep, if a machine answers)."""
-        return await self._say(key, to, text)
+        return await self._say(to, text)
 
     async def deliver_message(self, key: str, session_id: str, to: str,
                               text: str) -> CallResult:
         """Call `to` and deliver `text` by voice or voicemail (the emergency contact)."""
-        return await self._say(key, to, text)
+        return await self._say(to, text)
 
     async def send_text(self, key: str, session_id: str, to: str, text: str) -> None:
         """Send one SMS."""
-        await self._twilio(self._client.messages.create_async(
+        await self._create(self._client.messages.create_async(
             to=to, from_=self._from, body=text,
         ))
 
@@ -118,68 +119,78 @@ class TwilioChannel:
         msg = "the Twilio channel sends no email"
         raise ChannelRejectedError(msg)
 
-    async def _say(self, key: str, to: str, text: str) -> CallResult:
-        """Place the message call, then wait for Twilio to say how it ended.
+    async def _say(self, to: str, text: str) -> CallResult:
+        """Place the message call, then wait for Twilio to say how it ended."""
+        message = VoiceResponse()
+        message.say(text)
+        sid = await self._create_call(to, str(message), machine_detection="DetectMessageEnd")
+        return await self._outcome(sid, _message_outcome)
 
-        Queued is not delivered: only a call that completed played the message (to a
-        person, or after the beep); busy, unanswered and cancelled calls did not.
-        """
-        if key in self._results:
-            return self._results[key]
-        sid = self._calls.get(key)
-        if sid is None:
-            message = VoiceResponse()
-            message.say(text)
-            sid = (await self._twilio(self._client.calls.create_async(
-                to=to, from_=self._from, twiml=str(message), timeout=self._ring_seconds,
-                machine_detection="DetectMessageEnd",
-            ))).sid
-            self._calls[key] = sid
-        result = await self._message_outcome(sid)
-        self._results[key] = result
-        return result
+    async def _create_call(self, to: str, twiml: str, *, machine_detection: str) -> str:
+        call = await self._create(self._client.calls.create_async(
+            to=to, from_=self._from, twiml=twiml, timeout=self._ring_seconds,
+            machine_detection=machine_detection,
+        ))
+        sid: str = call.sid
+        return sid
 
-    async def _message_outcome(self, sid: str) -> CallResult:
-        """Poll a message call until it is over."""
-        for _ in range(self._max_polls):
-            call = await self._twilio(self._client.calls(sid).fetch_async())
+    async def _outcome(self, sid: str, read: Callable[[Any], CallResult | None]) -> CallResult:
+        """Poll the call until `read` finds it over; failed polls are tried again."""
+        problem = "it was still in progress"
+        for poll in range(self._max_polls):
+            if poll:
+                await asyncio.sleep(self._poll_seconds)
+            try:
+                call = await self._request(self._client.calls(sid).fetch_async())
+            except TwilioRestException as error:
+                problem = f"Twilio answered HTTP {error.status}"
+                continue
+            except (TimeoutError, aiohttp.ClientError) as error:
+                problem = f"Twilio could not be reached ({type(error).__name__})"
+                continue
             if call.status == "failed":
                 msg = "the call failed: the number reaches nobody"
                 raise InvalidContactError(msg)
-            if call.status in UNANSWERED_STATUSES:
-                return CallResult.NO_ANSWER
-            if call.status == "completed":
-                return CallResult.ANSWERED
-            await asyncio.sleep(self._poll_seconds)
-        msg = "the message call did not finish in time"
-        raise ChannelUnavailableError(msg)
+            result = read(call)
+            if result is not None:
+                return result
+        msg = f"the call was placed but its outcome is unknown (last poll: {problem})"
+        raise DeliveryUncertainError(msg)
 
-    async def _outcome(self, sid: str) -> CallResult:
-        """Poll the call until a person answered, or it is over without one."""
-        for _ in range(self._max_polls):
-            call = await self._twilio(self._client.calls(sid).fetch_async())
-            if call.status == "failed":
-                msg = "the call failed: the number reaches nobody"
-                raise InvalidContactError(msg)
-            if call.status in UNANSWERED_STATUSES:
-                return CallResult.NO_ANSWER
-            if call.status in ANSWERED_STATUSES:
-                if call.answered_by in MACHINE_ANSWERS:
-                    return CallResult.NO_ANSWER
-                return CallResult.ANSWERED
-            await asyncio.sleep(self._poll_seconds)
-        msg = "the call did not finish ringing in time"
-        raise ChannelUnavailableError(msg)
-
-    async def _twilio(self, request: Any) -> Any:
-        """Await one SDK request, turning Twilio's errors into the channel's."""
+    async def _create(self, request: Awaitable[Any]) -> Any:
+        """Await one create request, saying whether Twilio may have accepted it."""
         try:
-            return await request
+            return await self._request(request)
         except TwilioRestException as error:
             raise _translate(error) from None
-        except (TimeoutError, aiohttp.ClientError) as error:
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
             msg = f"Twilio could not be reached ({type(error).__name__})"
             raise ChannelUnavailableError(msg) from None
+        except (TimeoutError, aiohttp.ClientError) as error:
+            msg = f"no answer from Twilio after sending the request ({type(error).__name__})"
+            raise DeliveryUncertainError(msg) from None
+
+    async def _request(self, request: Awaitable[Any]) -> Any:
+        async with asyncio.timeout(self._request_timeout):
+            return await request
+
+
+def _call_outcome(call: Any) -> CallResult | None:
+    """A client's call: answered by a person, or over without one (None: still going)."""
+    if call.status in UNANSWERED_STATUSES:
+        return CallResult.NO_ANSWER
+    if call.status in ANSWERED_STATUSES:
+        return CallResult.NO_ANSWER if call.answered_by in MACHINE_ANSWERS else CallResult.ANSWERED
+    return None
+
+
+def _message_outcome(call: Any) -> CallResult | None:
+    """A message call: delivered once it completed (the message was played)."""
+    if call.status in UNANSWERED_STATUSES:
+        return CallResult.NO_ANSWER
+    if call.status == "completed":
+        return CallResult.NO_ANSWER if call.answered_by == "fax" else CallResult.ANSWERED
+    return None
 
 
 def _translate(error: TwilioRestException) -> Exception:

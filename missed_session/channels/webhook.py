@@ -6,15 +6,25 @@ keyed with the shared secret, over `<timestamp>.<body>`, and `X-MSR-Timestamp` c
 timestamp (Unix seconds). `Idempotency-Key` carries the step's key: the receiver must
 return its first answer for a key it has seen, and never reach the person twice.
 
-Timeouts, connection errors and 5xx are retried here with exponential backoff (then the
-activity's own retry policy takes over); a 4xx is never retried: the request itself is
-wrong. A 404, 410 or 422 whose JSON says `"error": "invalid_contact"` means the number or
-address reaches nobody.
+One POST per try; the outreach activity retries and counts the provider's failures. What
+the answer means:
+
+- 2xx: delivered; a call's (and a voicemail's or message's) body says its outcome,
+  `{"result": "answered"|"no_answer"}`;
+- 4xx: refused, never retried; a 404, 410 or 422 whose JSON says
+  `"error": "invalid_contact"` means the number or address reaches nobody;
+- 500, 502, 503 (or no connection at all: refused, or not connected in time): the
+  system failed before accepting the step; a retry may send it;
+- a timeout or a dropped connection after the request was sent, a 504 (a gateway gave up
+  waiting on a system that may have acted), or a 2xx without a valid result: the step may
+  have been carried out, so it is never re-sent here (delivery uncertain).
+
+Each request uses a fresh connection: a kept-alive one the receiver closed would fail
+after sending and read as uncertain.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -27,6 +37,7 @@ import aiohttp
 from missed_session.channels.base import (
     ChannelRejectedError,
     ChannelUnavailableError,
+    DeliveryUncertainError,
     InvalidContactError,
 )
 from missed_session.domain.models import CallResult
@@ -36,6 +47,8 @@ TIMESTAMP_HEADER = "X-MSR-Timestamp"
 SIGNATURE_VERSION = "v1"
 REPLAY_TOLERANCE_SECONDS = 300
 """How old a signed request a receiver should still accept."""
+UNCERTAIN_GATEWAY_STATUS = 504
+"""Gateway Timeout: the system behind the gateway may have acted on the step."""
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -63,8 +76,7 @@ class WebhookChannel:
         secret: bytes,
         *,
         timeout_seconds: float = 10.0,
-        attempts: int = 3,
-        backoff_seconds: float = 0.5,
+        connect_timeout_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not secret:
@@ -72,9 +84,9 @@ class WebhookChannel:
             raise ValueError(msg)
         self._url = url
         self._secret = secret
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._attempts = attempts
-        self._backoff = backoff_seconds
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout_seconds, sock_read=timeout_seconds
+        )
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
 
@@ -124,43 +136,48 @@ class WebhookChannel:
 
     async def _post(self, key: str, payload: dict[str, str]) -> dict[str, Any]:
         body = json.dumps({"idempotency_key": key, **payload}, separators=(",", ":")).encode()
-        last_problem = "no attempt made"
-        for attempt in range(self._attempts):
-            if attempt:
-                await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
-            timestamp = str(int(self._clock()))
-            headers = {
-                "Content-Type": "application/json",
-                "Idempotency-Key": key,
-                TIMESTAMP_HEADER: timestamp,
-                SIGNATURE_HEADER: sign(self._secret, timestamp, body),
-            }
-            try:
-                async with self._client().post(self._url, data=body, headers=headers) as response:
-                    if response.status >= 500:
-                        last_problem = f"HTTP {response.status}"
-                        continue
-                    answer = await _json(response)
-                    if response.status >= 400:
-                        raise _refusal(response.status, answer)
-                    return answer
-            except (TimeoutError, aiohttp.ClientConnectionError) as error:
-                last_problem = type(error).__name__
-        msg = f"the webhook failed {self._attempts} times (last: {last_problem})"
-        raise ChannelUnavailableError(msg)
+        timestamp = str(int(self._clock()))
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": key,
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: sign(self._secret, timestamp, body),
+        }
+        try:
+            async with self._client().post(self._url, data=body, headers=headers) as response:
+                if response.status == UNCERTAIN_GATEWAY_STATUS:
+                    msg = "a gateway gave up waiting on the practice's system (HTTP 504)"
+                    raise DeliveryUncertainError(msg)
+                if response.status >= 500:
+                    msg = f"the practice's system failed (HTTP {response.status})"
+                    raise ChannelUnavailableError(msg)
+                answer = await _json(response)
+                if response.status >= 400:
+                    raise _refusal(response.status, answer)
+                return answer
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
+            msg = f"the practice's system could not be reached ({type(error).__name__})"
+            raise ChannelUnavailableError(msg) from None
+        except (TimeoutError, aiohttp.ClientError) as error:
+            msg = ("no answer from the practice's system after sending the step "
+                   f"({type(error).__name__})")
+            raise DeliveryUncertainError(msg) from None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, connector=aiohttp.TCPConnector(force_close=True)
+            )
         return self._session
 
 
 def _call_result(answer: dict[str, Any]) -> CallResult:
+    """A delivered step's outcome; an accepted request without one is uncertain."""
     try:
         return CallResult(str(answer.get("result")))
     except ValueError:
-        msg = "the phone system's answer has no valid result"
-        raise ChannelUnavailableError(msg) from None
+        msg = "the practice's system accepted the step without a valid result"
+        raise DeliveryUncertainError(msg) from None
 
 
 async def _json(response: aiohttp.ClientResponse) -> dict[str, Any]:

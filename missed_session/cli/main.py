@@ -16,6 +16,7 @@ from missed_session.application.problems import describe
 from missed_session.application.service import Application
 from missed_session.audit import cli as audit_cli
 from missed_session.cli import commands
+from missed_session.cli import notices as notices_cli
 from missed_session.cli.audit_actions import run_audit_action
 from missed_session.cli.bulk_import import run_import
 from missed_session.cli.parser import UsageError, parse_args
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     command_line = sys.argv[1:] if argv is None else argv
     if audit_cli.is_action(command_line):
         return asyncio.run(run_audit_action(command_line))
+    if notices_cli.is_action(command_line):  # notices and roster: missed_session/cli/notices.py
+        return notices_cli.main(command_line)
     try:
         args = parse_args(command_line)
     except SystemExit as exit_:  # --help
