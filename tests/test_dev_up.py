@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -35,11 +38,20 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def test_up_serves_the_api_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """Under /tmp itself, not pytest's 0700 folders the embedded PostgreSQL's user cannot
+    search (see tests/conftest.py)."""
+    folder = Path(tempfile.mkdtemp(prefix="msr-test-up-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+async def test_up_serves_the_api_and_stops_cleanly_on_sigterm(data_dir: Path) -> None:
     temporal, ui, codec, api = free_ports(4)
     env = {key: value for key, value in os.environ.items() if not key.startswith("MSR_")}
     env.update({
-        "MSR_DATA_DIR": str(tmp_path / "data"), "MSR_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal}",
+        "MSR_DATA_DIR": str(data_dir), "MSR_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal}",
         "MSR_UI_PORT": str(ui), "MSR_CODEC_SERVER_PORT": str(codec), "MSR_METRICS_PORT": "0",
         "MSR_API_PORT": str(api),
     })
