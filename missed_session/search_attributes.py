@@ -28,6 +28,9 @@ RISK_TIER = SearchAttributeKey.for_keyword("RiskTier")
 SESSION_START = SearchAttributeKey.for_datetime("SessionStart")
 ESCALATION_LEVEL = SearchAttributeKey.for_keyword("EscalationLevel")
 OUTCOME = SearchAttributeKey.for_keyword("Outcome")
+CLIENT_CONTACT_KEY = SearchAttributeKey.for_keyword("ClientContactKey")
+"""A keyed hash of the client's phone number (never the number): how an inbound text finds
+the client's open sessions (missed_session/application/contact_keys.py)."""
 NOTICE_STATE = SearchAttributeKey.for_keyword("NoticeState")
 """A notice workflow's state: open, exhausted (ran out of steps, still unacknowledged),
 acknowledged, resolved."""
@@ -40,11 +43,11 @@ NOTICE_TARGET = SearchAttributeKey.for_keyword("NoticeTarget")
 
 ALL: tuple[SearchAttributeKey[Any], ...] = (
     SESSION_STATUS, CLIENT_REF, THERAPIST_ID, RISK_TIER, SESSION_START, ESCALATION_LEVEL,
-    OUTCOME, NOTICE_STATE, NOTICE_PRIORITY, NOTICE_OPENED, NOTICE_TARGET,
+    OUTCOME, CLIENT_CONTACT_KEY, NOTICE_STATE, NOTICE_PRIORITY, NOTICE_OPENED, NOTICE_TARGET,
 )
 
 
-def initial(booking: SessionBooking) -> TypedSearchAttributes:
+def initial(booking: SessionBooking, *, contact_key: str | None = None) -> TypedSearchAttributes:
     """A session's attributes when it is booked: given at start, so there is no upsert."""
     pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(CLIENT_REF, booking.client.ref),
@@ -54,6 +57,8 @@ def initial(booking: SessionBooking) -> TypedSearchAttributes:
         SearchAttributePair(SESSION_STATUS, SessionStatus.SCHEDULED.value),
         SearchAttributePair(ESCALATION_LEVEL, "none"),
     ]
+    if contact_key is not None:
+        pairs.append(SearchAttributePair(CLIENT_CONTACT_KEY, contact_key))
     return TypedSearchAttributes(pairs)
 
 
