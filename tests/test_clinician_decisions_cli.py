@@ -75,7 +75,7 @@ async def test_escalate_now_without_consent_then_a_refused_second_decision(
                      "imminent risk", "--legal-basis", "vital interests") == 0
     assert "escalate_now recorded" in capsys.readouterr().out
     assert await cli("escalate-now", session_id, "--clinician", "t-ana", "--reason",
-                     "again", "--legal-basis", "vital interests") == 1
+                     "again", "--legal-basis", "vital interests") == 2
     assert "refused" in one_line(capsys.readouterr().err)
 
     handle = client.get_workflow_handle(workflow_id_for(session_id), result_type=SessionResult)
