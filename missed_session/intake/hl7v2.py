@@ -113,8 +113,13 @@ def translate(text: str, defaults: IntakeDefaults) -> Translated:
     except _BadValueError as error:
         return _refused(header, str(error), "102", body, sent_at, malformed=False)
     code = "101" if isinstance(command, Book) and command.booking is None else ""
-    return Translated(header, Incoming(Source.HL7, header.control_id, command, sent_at),
+    return Translated(header, Incoming(Source.HL7, delivery_key(header), command, sent_at),
                       code)
+
+
+def delivery_key(header: Header) -> str:
+    """MSH-10 within its sender (MSH-3, MSH-4): two senders may use the same ids."""
+    return f"{header.sending_application}|{header.sending_facility}|{header.control_id}"
 
 
 def _unprocessable(message: hl7.Message, header: Header) -> tuple[str, str, bool] | None:
@@ -328,6 +333,7 @@ def _value(message: hl7.Message, path: str) -> str:
 
 def _refused(header: Header, reason: str, code: str, body: str,
              sent_at: datetime | None = None, *, malformed: bool = True) -> Translated:
-    key = header.control_id or f"unreadable-{hashlib.sha256(body.encode()).hexdigest()[:32]}"
+    key = delivery_key(header) if header.control_id else (
+        f"unreadable-{hashlib.sha256(body.encode()).hexdigest()[:32]}")
     return Translated(header, Incoming(Source.HL7, key, Refuse(reason, malformed=malformed),
                                        sent_at), code)
