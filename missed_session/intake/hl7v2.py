@@ -14,7 +14,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -54,6 +54,7 @@ S14_BY_FILLER_STATUS: dict[str, Callable[[str], Command]] = {
     "complete": Attended,
 }
 """An S14 whose filler status (SCH-25) says what happened is that event, not a change."""
+_DTM = re.compile(r"\d{12}(\d{2}(\.\d{1,4})?)?([+-]\d{4})?")
 _SEGMENT_BREAK = re.compile(r"\r\n|\n|\r")
 
 
@@ -260,6 +261,10 @@ def _start(message: hl7.Message, defaults: IntakeDefaults) -> datetime:
 
 
 def _timestamp(raw: str, where: str, defaults: IntakeDefaults) -> datetime:
+    """A DTM/TS to the minute at least; the package's parser alone accepts any prefix."""
+    if not _DTM.fullmatch(raw):
+        msg = f"{where}: not an HL7 timestamp (YYYYMMDDHHMM[SS[.S]][+/-ZZZZ])"
+        raise _BadValueError(msg)
     try:
         value = parse_datetime(raw)
     except (ValueError, TypeError):
@@ -268,8 +273,9 @@ def _timestamp(raw: str, where: str, defaults: IntakeDefaults) -> datetime:
     if not isinstance(value, datetime):
         msg = f"{where}: not an HL7 timestamp"
         raise _BadValueError(msg)
-    if value.tzinfo is not None:
-        return value
+    offset = value.utcoffset()
+    if offset is not None:  # the package's own tzinfo class, as a standard fixed offset
+        return value.replace(tzinfo=timezone(offset))
     if not defaults.time_zone:
         msg = f"{where}: the time has no offset and no practice time zone is configured"
         raise IncompleteError(msg)
