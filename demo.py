@@ -198,9 +198,9 @@ async def _front_desk(client: Client, workflow_id: str, action: str, at: datetim
     await asyncio.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()))
     handle = client.get_workflow_handle(workflow_id)
     if action == "check_in":
-        await handle.signal("check_in", CheckIn())
+        await handle.execute_update("check_in", CheckIn())
     else:
-        await handle.signal("cancel", Cancellation(reason="client asked to cancel"))
+        await handle.execute_update("cancel", Cancellation(reason="client asked to cancel"))
 
 
 def temporal_cli() -> str:

@@ -15,8 +15,9 @@ changed). The commands live in `missed_session.cli` over the application layer
 from __future__ import annotations
 
 from missed_session.cli.main import exit_with, main
+from missed_session.cli.render import BAD_INPUT, FAILED, REFUSED
 
-__all__ = ["main"]
+__all__ = ["BAD_INPUT", "FAILED", "REFUSED", "main"]
 
 if __name__ == "__main__":
     exit_with(main())

@@ -180,11 +180,11 @@ def new_worker(
 
 
 def callback_dispatcher(client: Client, pool: asyncpg.Pool) -> CallbackDispatcher:
-    """Deliver the simulated phone's call-backs as `client_responded` signals."""
+    """Deliver the simulated phone's call-backs as `client_responded` updates."""
 
     async def deliver(session_id: str) -> None:
         handle = client.get_workflow_handle(workflow_id_for(session_id))
-        await handle.signal(
+        await handle.execute_update(
             SessionWorkflow.client_responded,
             ClientResponse(channel=ResponseChannel.CALL, responder="client",
                            note="returned the call after the voicemail"),

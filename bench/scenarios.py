@@ -135,7 +135,7 @@ async def attended(stack: Stack, size: Size, shared: Shared) -> list[Figure]:
                                   index=i)
                 _, handle = await schedule_session(stack.service, session, task_queue=tq,
                                                    now=datetime.now(UTC))
-                await handle.signal("check_in", CheckIn())
+                await handle.execute_update("check_in", CheckIn())
                 handles.append(handle)
                 results.append(asyncio.create_task(handle.result()))
 
@@ -161,7 +161,7 @@ async def attended(stack: Stack, size: Size, shared: Shared) -> list[Figure]:
         Figure("1 attended", "throughput", "sessions/s", shared.service_rate, shared.bare_rate,
                "bare 1-activity wf", target="ratio >= 0.8",
                note=f"{n} sessions each side, started {size.concurrency} at a time; start, "
-                    "check-in signal, close, vs start, one activity, close",
+                    "check-in update, close, vs start, one activity, close",
                extra={"sessions": n, "service_seconds": service_seconds,
                       "bare_seconds": bare_seconds}),
         Figure("2 history", "events per attended session", "events",

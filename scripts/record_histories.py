@@ -76,14 +76,14 @@ async def _nothing(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any],
     """Let the protocol run on its own."""
 
 
-def _at(offset: timedelta, *signals: tuple[str, Any]) -> Driver:
-    """Skip to `offset` after the start, then send the signals."""
+def _at(offset: timedelta, *messages: tuple[str, Any]) -> Driver:
+    """Skip to `offset` after the start, then send the messages (updates, by name)."""
 
     async def drive(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any],
                     session: SessionBooking) -> None:
         await env.sleep(session.start + offset - await env.get_current_time())
-        for name, payload in signals:
-            await handle.signal(name, payload)
+        for name, payload in messages:
+            await handle.execute_update(name, payload)
 
     return drive
 
@@ -93,9 +93,9 @@ async def _rescheduled_then_attended(env: WorkflowEnvironment, handle: WorkflowH
     """Move the start an hour later before it comes, then check in after the new start."""
     await env.sleep(session.start - timedelta(minutes=30) - await env.get_current_time())
     moved = session.start + timedelta(hours=1)
-    await handle.signal("reschedule", Reschedule(start=moved, reason="client asked"))
+    await handle.execute_update("reschedule", Reschedule(start=moved, reason="client asked"))
     await env.sleep(moved + timedelta(minutes=5) - await env.get_current_time())
-    await handle.signal("check_in", CheckIn())
+    await handle.execute_update("check_in", CheckIn())
 
 
 def _update_at(offset: timedelta, name: str, payload: dict[str, str]) -> Driver:
@@ -125,7 +125,7 @@ class Branch:
     contact: Behaviour = Behaviour.NO_ANSWER
     """How the emergency contact's number behaves (messages are delivered unless invalid)."""
     drive: Driver = _nothing
-    """Signals sent while it runs."""
+    """Messages sent while it runs."""
     booking: dict[str, Any] = field(default_factory=dict)
     """Changes to the booking."""
     outage: str | None = None
@@ -156,7 +156,7 @@ BRANCHES = [
     Branch("invalid_number", phone=Behaviour.INVALID_NUMBER),
     Branch("voicemail_outage", outage="voicemail"),
     Branch("call_outage", outage="call"),
-    # Signals and clinician decisions added with contact hours and consent (issue 4).
+    # Messages and clinician decisions added with contact hours and consent (issue 4).
     Branch("text_reply_reached", drive=_at(DURING_OUTREACH, ("text_reply", {"body": "ok"}))),
     Branch("text_opt_out", drive=_at(DURING_OUTREACH, ("text_reply", {"body": "STOP"}))),
     Branch("marked_safe", drive=_update_at(DURING_OUTREACH, "mark_safe", DECISION)),

@@ -21,6 +21,7 @@ from missed_session.domain.models import (
     workflow_id_for,
 )
 from missed_session.store.audit import AuditStore
+from starter import REFUSED
 from tests.factories import booking_data, read_as, without_consent
 from tests.test_starter import (  # noqa: F401 - fixtures, used by name
     cli,
@@ -75,7 +76,7 @@ async def test_escalate_now_without_consent_then_a_refused_second_decision(
                      "imminent risk", "--legal-basis", "vital interests") == 0
     assert "escalate_now recorded" in capsys.readouterr().out
     assert await cli("escalate-now", session_id, "--clinician", "t-ana", "--reason",
-                     "again", "--legal-basis", "vital interests") == 2
+                     "again", "--legal-basis", "vital interests") == REFUSED
     assert "refused" in one_line(capsys.readouterr().err)
 
     handle = client.get_workflow_handle(workflow_id_for(session_id), result_type=SessionResult)

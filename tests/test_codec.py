@@ -76,8 +76,8 @@ async def raw_history_of_a_reached_session(
             SessionWorkflow.run, session, id=session.workflow_id, task_queue=task_queue
         )
         await env.sleep(session.start + timedelta(minutes=20) - await env.get_current_time())
-        await handle.signal(SessionWorkflow.client_responded,
-                            ClientResponse(channel=ResponseChannel.CALL, note=NOTE))
+        await handle.execute_update(SessionWorkflow.client_responded,
+                                    ClientResponse(channel=ResponseChannel.CALL, note=NOTE))
         result = await handle.result()
     assert result.outcome.value == "reached"
     history = await handle.fetch_history()

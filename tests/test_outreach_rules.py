@@ -303,7 +303,7 @@ async def test_after_stop_no_text_is_sent(
     handle = await begin(client, task_queue, session)
     await sleep_until(time_skipping_env, session.start + GRACE + timedelta(minutes=5))
 
-    await handle.signal(SessionWorkflow.text_reply, TextReply(body=" stop "))
+    await handle.execute_update(SessionWorkflow.text_reply, TextReply(body=" stop "))
     result = await handle.result()
 
     assert result.outcome is Outcome.UNREACHABLE_ESCALATED
@@ -325,7 +325,7 @@ async def test_a_text_reply_other_than_stop_is_a_response(
     handle = await begin(client, task_queue, session)
     await sleep_until(time_skipping_env, session.start + GRACE + timedelta(minutes=5))
 
-    await handle.signal(SessionWorkflow.text_reply, TextReply(body="I'm ok, sorry"))
+    await handle.execute_update(SessionWorkflow.text_reply, TextReply(body="I'm ok, sorry"))
 
     assert (await handle.result()).outcome is Outcome.REACHED
     responded = only(await trail(pool, session.session_id), "client_responded")
@@ -373,7 +373,7 @@ async def test_escalation_without_consent_is_blocked_until_escalate_now_is_recor
 
 
 @pytest.mark.usefixtures("worker")
-async def test_invalid_decisions_are_rejected_and_the_workflow_goes_on(
+async def test_invalid_decisions_are_refused_and_the_workflow_goes_on(
     client: Client, pool: asyncpg.Pool, task_queue: str, time_skipping_env: WorkflowEnvironment
 ) -> None:
     session = await book_with(time_skipping_env, contact=NO_CONSENT)
@@ -413,7 +413,7 @@ async def test_mark_safe_ends_outreach_and_notes_are_recorded(
     with pytest.raises(WorkflowUpdateFailedError) as twice:
         await handle.execute_update(SessionWorkflow.stand_down, decision())
     # Outreach has ended (or the session has moved on to follow-up already).
-    assert "stand_down rejected" in str(twice.value.cause)
+    assert "stand_down refused" in str(twice.value.cause)
     result = await handle.result()
 
     assert result.outcome is Outcome.MARKED_SAFE
@@ -461,8 +461,8 @@ async def test_a_rescheduled_session_in_another_time_zone_raises_logistical_conc
     session = await book_with(time_skipping_env, session_time_zone=NEW_YORK,
                               protocol={"max_attempts": 1})
     handle = await begin(client, task_queue, session)
-    await handle.signal(SessionWorkflow.reschedule,
-                        Reschedule(start=session.start + timedelta(hours=1)))
+    await handle.execute_update(SessionWorkflow.reschedule,
+                                Reschedule(start=session.start + timedelta(hours=1)))
 
     result = await handle.result()
 
@@ -481,7 +481,7 @@ async def test_an_opt_out_holds_in_the_clients_later_sessions(
                                       "attempt_spacing_minutes": 30})
     handle = await begin(client, task_queue, first)
     await sleep_until(time_skipping_env, first.start + GRACE + timedelta(minutes=5))
-    await handle.signal(SessionWorkflow.text_reply, TextReply(body="STOP"))
+    await handle.execute_update(SessionWorkflow.text_reply, TextReply(body="STOP"))
     await handle.result()
     later = booking(**{**first.model_dump(mode="json"), "session_id": f"{first.session_id}-b",
                        "start": (first.start + timedelta(days=2)).isoformat()})

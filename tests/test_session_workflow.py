@@ -18,7 +18,9 @@ from typing import Any
 
 import asyncpg
 import pytest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -39,6 +41,7 @@ from missed_session.domain.events import (
     Scheduled,
     read,
 )
+from missed_session.domain.intake import BookingRejectedError, check_bookable
 from missed_session.domain.messages import ensure_discreet
 from missed_session.domain.models import (
     AuditEvent,
@@ -142,6 +145,12 @@ async def trail(pool: asyncpg.Pool, session_id: str) -> list[AuditEvent]:
     return events
 
 
+def refusal(error: WorkflowUpdateFailedError) -> str:
+    """What the session answered when it refused an update."""
+    assert isinstance(error.cause, ApplicationError)
+    return error.cause.message
+
+
 def types(events: list[AuditEvent]) -> list[str]:
     return [event.event_type.value for event in events]
 
@@ -214,7 +223,7 @@ async def test_check_in_before_the_start_is_attended(
     handle = await begin(client, task_queue, session)
     await sleep_until(time_skipping_env, session.start - timedelta(minutes=10))
 
-    await handle.signal(SessionWorkflow.check_in, CheckIn())
+    await handle.execute_update(SessionWorkflow.check_in, CheckIn())
     result = await handle.result()
 
     assert result.outcome is Outcome.ATTENDED
@@ -239,7 +248,7 @@ async def test_check_in_within_the_grace_period_is_attended(
     assert state.status is SessionStatus.WAITING
     assert state.next_action_at == session.start + GRACE
 
-    await handle.signal(SessionWorkflow.check_in, CheckIn())
+    await handle.execute_update(SessionWorkflow.check_in, CheckIn())
     result = await handle.result()
 
     assert result.outcome is Outcome.ATTENDED
@@ -259,7 +268,7 @@ async def test_cancel_before_the_start_is_cancelled(
     session = await book(time_skipping_env)
     handle = await begin(client, task_queue, session)
 
-    await handle.signal(SessionWorkflow.cancel, Cancellation(reason="client is unwell"))
+    await handle.execute_update(SessionWorkflow.cancel, Cancellation(reason="client is unwell"))
     result = await handle.result()
 
     assert result.outcome is Outcome.CANCELLED
@@ -277,7 +286,7 @@ async def test_reschedule_then_check_in_is_attended(
     session = await book(time_skipping_env)
     new_start = session.start + timedelta(hours=2)
     handle = await begin(client, task_queue, session)
-    await handle.signal(
+    await handle.execute_update(
         SessionWorkflow.reschedule, Reschedule(start=new_start, reason="clash at work")
     )
     # Past the old start and its grace period: nothing may happen there any more.
@@ -287,7 +296,7 @@ async def test_reschedule_then_check_in_is_attended(
     assert state.next_action_at == new_start
 
     await sleep_until(time_skipping_env, new_start + timedelta(minutes=5))
-    await handle.signal(SessionWorkflow.check_in, CheckIn())
+    await handle.execute_update(SessionWorkflow.check_in, CheckIn())
     result = await handle.result()
 
     assert result.outcome is Outcome.ATTENDED
@@ -308,7 +317,7 @@ async def test_reschedule_then_no_show_measures_the_grace_period_from_the_new_st
     session = await book(time_skipping_env, protocol={"max_attempts": 1})
     new_start = session.start + timedelta(hours=3)
     handle = await begin(client, task_queue, session)
-    await handle.signal(SessionWorkflow.reschedule, Reschedule(start=new_start))
+    await handle.execute_update(SessionWorkflow.reschedule, Reschedule(start=new_start))
 
     result = await handle.result()
 
@@ -330,7 +339,7 @@ async def test_reschedule_during_the_grace_period_starts_the_wait_over(
     await sleep_until(time_skipping_env, session.start + timedelta(minutes=5))
     assert (await handle.query(SessionWorkflow.state)).status is SessionStatus.WAITING
 
-    await handle.signal(SessionWorkflow.reschedule, Reschedule(start=new_start))
+    await handle.execute_update(SessionWorkflow.reschedule, Reschedule(start=new_start))
     await sleep_until(time_skipping_env, session.start + timedelta(minutes=30))
     state = await handle.query(SessionWorkflow.state)
     assert state.status is SessionStatus.SCHEDULED
@@ -428,7 +437,7 @@ async def test_client_responds_between_attempts_is_reached_with_the_note(
         SessionStatus.OUTREACH, 1, "outreach attempt 2"
     )
 
-    await handle.signal(
+    await handle.execute_update(
         SessionWorkflow.client_responded,
         ClientResponse(channel=ResponseChannel.TEXT, note="overslept; will call on Monday"),
     )
@@ -457,7 +466,7 @@ async def test_late_check_in_during_outreach_is_attended_late(
     handle = await begin(client, task_queue, session)
     await sleep_until(time_skipping_env, session.start + GRACE + timedelta(minutes=5))
 
-    await handle.signal(SessionWorkflow.check_in, CheckIn())
+    await handle.execute_update(SessionWorkflow.check_in, CheckIn())
     result = await handle.result()
 
     assert result.outcome is Outcome.ATTENDED_LATE
@@ -549,7 +558,7 @@ async def test_high_risk_client_responding_after_escalation_is_reached(
     state = await handle.query(SessionWorkflow.state)
     assert (state.status, state.attempts_made) == (SessionStatus.OUTREACH, 1)
 
-    await handle.signal(
+    await handle.execute_update(
         SessionWorkflow.client_responded,
         ClientResponse(channel=ResponseChannel.CALL, note="safe at home"),
     )
@@ -768,20 +777,25 @@ async def test_call_channel_outage_is_a_failed_attempt_and_the_ladder_continues(
 
 
 @pytest.mark.usefixtures("worker")
-async def test_cancel_and_reschedule_after_the_no_show_are_ignored(
+async def test_cancel_and_reschedule_after_the_no_show_are_refused_with_the_reason(
     client: Client, pool: asyncpg.Pool, task_queue: str, time_skipping_env: WorkflowEnvironment
 ) -> None:
     session = await book(time_skipping_env)
     handle = await begin(client, task_queue, session)
     await sleep_until(time_skipping_env, session.start + GRACE + timedelta(minutes=5))
 
-    await handle.signal(SessionWorkflow.cancel, Cancellation(reason="too late"))
-    await handle.signal(
-        SessionWorkflow.reschedule, Reschedule(start=session.start + timedelta(days=1))
-    )
-    await handle.signal(
+    with pytest.raises(WorkflowUpdateFailedError) as cancel:
+        await handle.execute_update(SessionWorkflow.cancel, Cancellation(reason="too late"))
+    assert refusal(cancel.value) == "cancel refused: the session is already a no-show"
+    with pytest.raises(WorkflowUpdateFailedError) as moved:
+        await handle.execute_update(
+            SessionWorkflow.reschedule, Reschedule(start=session.start + timedelta(days=1))
+        )
+    assert refusal(moved.value) == "reschedule refused: the session is already a no-show"
+    answer = await handle.execute_update(
         SessionWorkflow.client_responded, ClientResponse(channel=ResponseChannel.EMAIL)
     )
+    assert answer == "recorded: outreach stops, the session closes as reached"
     result = await handle.result()
 
     assert result.outcome is Outcome.REACHED
@@ -789,6 +803,37 @@ async def test_cancel_and_reschedule_after_the_no_show_are_ignored(
     assert "cancelled" not in types(events)
     assert "rescheduled" not in types(events)
     assert (await attendance(pool, session.session_id))["start_at"] == session.start
+    with pytest.raises(RPCError):  # closed: nothing left to refuse or accept
+        await handle.execute_update(SessionWorkflow.check_in, CheckIn())
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_reschedule_into_the_past_or_past_its_grace_period_is_refused_as_at_booking(
+    client: Client, task_queue: str, time_skipping_env: WorkflowEnvironment
+) -> None:
+    session = await book(time_skipping_env)
+    handle = await begin(client, task_queue, session)
+    now = await time_skipping_env.get_current_time()
+    long_ago = now - timedelta(hours=2)
+    with pytest.raises(BookingRejectedError) as at_booking:
+        check_bookable(session.model_copy(update={"start": long_ago}), now)
+
+    with pytest.raises(WorkflowUpdateFailedError) as past_grace:
+        await handle.execute_update(SessionWorkflow.reschedule, Reschedule(start=long_ago))
+    assert refusal(past_grace.value) == f"reschedule refused: {at_booking.value}"
+    with pytest.raises(WorkflowUpdateFailedError) as past:
+        await handle.execute_update(
+            SessionWorkflow.reschedule, Reschedule(start=now - timedelta(minutes=1))
+        )
+    assert refusal(past.value).startswith("reschedule refused: start: ")
+    assert "is in the past" in refusal(past.value)
+
+    state = await handle.query(SessionWorkflow.state)
+    assert (state.status, state.next_action_at) == (SessionStatus.SCHEDULED, session.start)
+    assert await handle.execute_update(SessionWorkflow.cancel, Cancellation()) == (
+        "recorded: the session closes as cancelled"
+    )
+    assert (await handle.result()).outcome is Outcome.CANCELLED
 
 
 @pytest.mark.usefixtures("worker")
@@ -823,7 +868,7 @@ async def test_state_query_reports_status_next_action_and_attempts(
     second = await handle.query(SessionWorkflow.state)
     assert (second.status, second.attempts_made) == (SessionStatus.OUTREACH, 2)
 
-    await handle.signal(
+    await handle.execute_update(
         SessionWorkflow.client_responded, ClientResponse(channel=ResponseChannel.CALL)
     )
     result = await handle.result()

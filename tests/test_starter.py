@@ -371,7 +371,8 @@ async def test_check_in_then_status_and_audit(
 
     assert await cli("check-in", session_id) == 0
     assert one_line(capsys.readouterr().out) == (
-        f"sent check_in to session {session_id} (workflow session-{session_id})"
+        f"session {session_id}: check_in recorded: the client checked in;"
+        " the session closes as attended"
     )
     handle = client.get_workflow_handle(workflow_id_for(session_id), result_type=SessionResult)
     result = await handle.result()
@@ -452,6 +453,10 @@ async def test_responded_during_outreach_ends_it(
     assert "status: outreach" in status
     assert "attempts: 1" in status
     assert "next action: outreach attempt 2 at " in status
+    assert await cli("cancel", session_id) == starter.REFUSED
+    assert one_line(capsys.readouterr().err) == (
+        f"error: session {session_id}: cancel refused: the session is already a no-show"
+    )
 
     assert await cli("responded", session_id, "--channel", "text",
                      "--responder", "partner", "--note", "running late, sorry") == 0

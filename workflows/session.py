@@ -34,7 +34,14 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.therapist import TherapistActivities
     from missed_session import search_attributes as attrs
-    from missed_session.domain import contact_window, decisions, events, messages, protocol
+    from missed_session.domain import (
+        acceptance,
+        contact_window,
+        decisions,
+        events,
+        messages,
+        protocol,
+    )
     from missed_session.domain.models import (
         AuditEvent,
         CallResult,
@@ -183,10 +190,8 @@ class SessionWorkflow:
             else:
                 self._plan_next(SessionStatus.WAITING, "wait for a check-in", grace_ends)
             deadline = self._start if before_start else grace_ends
-            if not await self._wait(self._has_scheduling_news, deadline):
-                if before_start:
-                    continue
-                return None
+            # News accepted as the deadline passed still counts: it was accepted before it.
+            await self._wait(self._has_scheduling_news, deadline)
             if self._check_in is not None:
                 await self._record(events.CheckedIn(late=False))
                 return Outcome.ATTENDED
@@ -201,6 +206,8 @@ class SessionWorkflow:
                 self._start = moved.start
                 self._reschedules += 1
                 workflow.upsert_search_attributes([attrs.SESSION_START.value_set(moved.start)])
+            elif not before_start:
+                return None
 
     async def _document_no_show(self) -> None:
         """The grace period is over: document the no-show and tell the therapist.
@@ -556,53 +563,106 @@ class SessionWorkflow:
                 retry_policy=RECORD_RETRY,
             )
 
-    # -- messages from outside -----------------------------------------------------------
+    # -- messages from outside (updates: refused, with the reason, when too late) ----------
+    #
+    # A validator refuses what can no longer change the session, so the sender hears why at
+    # once; each handler checks again (the protocol may have moved on between the two) and
+    # only notes the message: the protocol acts on it, and audits it, in order.
 
-    @workflow.signal
-    def check_in(self, check_in: CheckIn) -> None:
+    @workflow.update
+    def check_in(self, check_in: CheckIn) -> str:
         """The client arrived or joined; too late once follow-up planning has begun."""
-        if self._outreach_over():
-            workflow.logger.warning("check_in ignored in status %s", self._status.value)
-        elif self._check_in is None:
+        self._refuse_in_handler("check_in", self._check_in_problem())
+        if self._check_in is None:
             self._check_in = check_in
-
-    @workflow.signal
-    def cancel(self, cancellation: Cancellation) -> None:
-        """The session will not take place; only before it is declared a no-show."""
-        if self._before_no_show() and self._cancellation is None:
-            self._cancellation = cancellation
-        else:
-            workflow.logger.warning("cancel ignored in status %s", self._status.value)
-
-    @workflow.signal
-    def reschedule(self, reschedule: Reschedule) -> None:
-        """Move the start; only before the session is declared a no-show."""
         if self._before_no_show():
-            self._reschedule = reschedule
-        else:
-            workflow.logger.warning("reschedule ignored in status %s", self._status.value)
+            return "recorded: the client checked in; the session closes as attended"
+        return "recorded: a late check-in; outreach stops, the session closes as attended_late"
 
-    @workflow.signal
-    def client_responded(self, response: ClientResponse) -> None:
+    @check_in.validator
+    def _validate_check_in(self, check_in: CheckIn) -> None:
+        _refuse("check_in", self._check_in_problem())
+
+    @workflow.update
+    def cancel(self, cancellation: Cancellation) -> str:
+        """The session will not take place; only before it is declared a no-show."""
+        self._refuse_in_handler("cancel", self._cancel_problem())
+        if self._cancellation is None:
+            self._cancellation = cancellation
+        return "recorded: the session closes as cancelled"
+
+    @cancel.validator
+    def _validate_cancel(self, cancellation: Cancellation) -> None:
+        _refuse("cancel", self._cancel_problem())
+
+    @workflow.update
+    def reschedule(self, reschedule: Reschedule) -> str:
+        """Move the start; only before the session is declared a no-show, never into the past."""
+        self._refuse_in_handler("reschedule", self._reschedule_problem(reschedule))
+        self._reschedule = reschedule
+        return f"recorded: the session now starts at {reschedule.start.isoformat()}"
+
+    @reschedule.validator
+    def _validate_reschedule(self, reschedule: Reschedule) -> None:
+        _refuse("reschedule", self._reschedule_problem(reschedule))
+
+    @workflow.update
+    def client_responded(self, response: ClientResponse) -> str:
         """The client got back in touch; it counts once the session is a no-show."""
-        if self._before_no_show() or self._outreach_over():
-            workflow.logger.warning("client_responded ignored in status %s", self._status.value)
-        elif self._response is None:
+        self._refuse_in_handler("client_responded", acceptance.response_problem(self._status))
+        if self._response is None:
             self._response = response
+        return "recorded: outreach stops, the session closes as reached"
 
-    @workflow.signal
-    async def text_reply(self, reply: TextReply) -> None:
+    @client_responded.validator
+    def _validate_client_responded(self, response: ClientResponse) -> None:
+        _refuse("client_responded", acceptance.response_problem(self._status))
+
+    @workflow.update
+    async def text_reply(self, reply: TextReply) -> str:
         """The client texted back: STOP opts out of texts; anything else is a response."""
-        if self._before_no_show() or self._outreach_over():
-            workflow.logger.warning("text_reply ignored in status %s", self._status.value)
-        elif messages.is_opt_out(reply.body):
+        self._refuse_in_handler("text_reply", self._text_reply_problem(reply))
+        if messages.is_opt_out(reply.body):
             if not self._opted_out_of_text:
                 self._opted_out_of_text = True
                 await self._record(events.OptedOut(channel=Channel.TEXT))
-        elif self._response is None:
+            return "recorded: the client opted out of texts"
+        if self._response is None:
             self._response = ClientResponse(
                 channel=ResponseChannel.TEXT, responder="client", note=reply.body
             )
+        return "recorded: outreach stops, the session closes as reached"
+
+    @text_reply.validator
+    def _validate_text_reply(self, reply: TextReply) -> None:
+        _refuse("text_reply", self._text_reply_problem(reply))
+
+    def _check_in_problem(self) -> str | None:
+        return acceptance.check_in_problem(
+            self._status, cancelled=self._cancellation is not None
+        )
+
+    def _cancel_problem(self) -> str | None:
+        return acceptance.cancel_problem(self._status, checked_in=self._check_in is not None)
+
+    def _reschedule_problem(self, reschedule: Reschedule) -> str | None:
+        return acceptance.reschedule_problem(
+            self._booking, reschedule.start, status=self._status,
+            checked_in=self._check_in is not None,
+            cancelled=self._cancellation is not None, now=workflow.now(),
+        )
+
+    def _text_reply_problem(self, reply: TextReply) -> str | None:
+        if messages.is_opt_out(reply.body):
+            # An opt-out is honoured whenever it comes, until the trail is closed.
+            return acceptance.where(self._status) if self._status is SessionStatus.CLOSED else None
+        return acceptance.response_problem(self._status)
+
+    @staticmethod
+    def _refuse_in_handler(name: str, problem: str | None) -> None:
+        """The protocol moved on after the validator accepted: refuse rather than ignore."""
+        if problem is not None:
+            raise ApplicationError(f"{name} refused: {problem}", type="ValueError")
 
     # -- clinician decisions (updates: validated, recorded, then acted on) ----------------
 
@@ -656,7 +716,7 @@ class SessionWorkflow:
             decided=self._ending is not None,
         )
         if problem is not None:
-            raise ValueError(f"{kind.value} rejected: {problem}")
+            _refuse(kind.value, problem)
 
     async def _record_decision(self, kind: DecisionKind, decision: ClinicianDecision) -> None:
         await self._record(events.ClinicianDecisionMade(
@@ -798,6 +858,13 @@ class SessionWorkflow:
     async def _no_show_written(self) -> None:
         if self._no_show_documented is not None:
             await self._no_show_documented
+
+
+def _refuse(name: str, problem: str | None) -> None:
+    """A validator's refusal: the caller hears `<name> refused: <reason>`; nothing changed."""
+    if problem is not None:
+        msg = f"{name} refused: {problem}"
+        raise ValueError(msg)
 
 
 def _is_invalid_contact(error: ActivityError) -> bool:

@@ -17,6 +17,7 @@ from temporalio.client import (
     Client,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -108,7 +109,10 @@ class Sessions:
         """The booking the workflow runs now: its input, moved by accepted reschedules.
 
         Read from the history (the booking is encrypted there, and the client decodes it)
-        so no worker is needed and nothing outside Temporal holds a second copy.
+        so no worker is needed and nothing outside Temporal holds a second copy. A
+        reschedule counts once it is in the history: an update's acceptance is there when
+        `execute_update` returns; a signal sent while a workflow task runs is written when
+        that task completes.
         """
         handle = self._client.get_workflow_handle(workflow_id)
         converter = self._client.data_converter
@@ -157,15 +161,19 @@ class Sessions:
         return await self._send(session_id, Message.TEXT_REPLY, reply)
 
     async def _send(self, session_id: str, message: Message, payload: BaseModel) -> Result:
-        workflow_id = workflow_id_for(session_id)
+        """Deliver the news as the workflow's update: accepted, or refused with a reason."""
+        handle = self._client.get_workflow_handle(workflow_id_for(session_id))
         try:
-            await self._client.get_workflow_handle(workflow_id).signal(message.value, payload)
+            answer = await handle.execute_update(message.value, payload, result_type=str)
         except RPCError as error:
             if error.status is RPCStatusCode.NOT_FOUND:
                 return await self._not_found(session_id)
             return _unavailable(session_id, error)
-        return Result(ResultKind.APPLIED,
-                      f"sent {message.value} to session {session_id} (workflow {workflow_id})",
+        except WorkflowUpdateFailedError as error:
+            return _refused(session_id, error)
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            return _no_answer(session_id)
+        return Result(ResultKind.APPLIED, f"session {session_id}: {message.value} {answer}",
                       session_id)
 
     # -- clinician decisions -----------------------------------------------------------
@@ -185,6 +193,8 @@ class Sessions:
             return _unavailable(session_id, error)
         except WorkflowUpdateFailedError as error:
             return _refused(session_id, error)
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            return _no_answer(session_id)
         return Result(ResultKind.APPLIED, f"session {session_id}: {kind.value} {answer}",
                       session_id)
 
@@ -229,6 +239,12 @@ def _unavailable(session_id: str, error: RPCError) -> Result:
     return Result(ResultKind.UNAVAILABLE, f"Temporal refused the request: {error}", session_id)
 
 
+def _no_answer(session_id: str) -> Result:
+    return Result(ResultKind.UNAVAILABLE,
+                  f"session {session_id} did not answer in time (is a worker running?)",
+                  session_id)
+
+
 def _refused(session_id: str, error: WorkflowUpdateFailedError) -> Result:
     cause = error.cause.message if isinstance(error.cause, ApplicationError) else str(error)
-    return Result(ResultKind.REFUSED, f"session {session_id} refused: {cause}", session_id)
+    return Result(ResultKind.REFUSED, f"session {session_id}: {cause}", session_id)

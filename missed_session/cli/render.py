@@ -14,13 +14,15 @@ DONE = 0
 FAILED = 1
 """Exit code: a server could not be reached, or the session is not there (try again later)."""
 BAD_INPUT = 2
-"""Exit code: input the caller must fix, or a request the session refused; nothing changed."""
+"""Exit code: input the caller must fix; nothing was started or sent."""
+REFUSED = 2
+"""Exit code: a request the session refused (a cancel after the no-show); nothing changed."""
 
 EXIT_CODES = {
     ResultKind.STARTED: DONE,
     ResultKind.ALREADY_SCHEDULED: DONE,
     ResultKind.APPLIED: DONE,
-    ResultKind.REFUSED: BAD_INPUT,
+    ResultKind.REFUSED: REFUSED,
     ResultKind.BAD_INPUT: BAD_INPUT,
     ResultKind.NOT_FOUND: FAILED,
     ResultKind.UNAVAILABLE: FAILED,
