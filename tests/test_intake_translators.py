@@ -421,3 +421,16 @@ def test_calendly_signature_and_tolerance() -> None:
 ])
 def test_phone_numbers(raw: str, expected: str) -> None:
     assert phone_number(raw, "f", DEFAULTS) == expected
+
+
+def test_free_text_reasons_are_not_carried() -> None:
+    resource = samples.fhir_appointment("a-1", "cancelled", START)
+    resource["cancelationReason"]["text"] = "admitted after an overdose"
+    command = fhir.translate(resource, DEFAULTS)
+    assert isinstance(command, Cancel)
+    assert command.reason == "cancelled in the scheduler (reason code pat)"
+    text = samples.siu("S15", "M1", "1", START).replace(
+        "|OFFICE^Office visit|", "|PAT^admitted after an overdose|")
+    command = hl7v2.translate(text, DEFAULTS).incoming.command
+    assert isinstance(command, Cancel)
+    assert command.reason == "cancelled (SIU^S15, reason code PAT)"

@@ -181,13 +181,16 @@ def _extension_code(extensions: Any) -> str | None:
 
 
 def _text(concept: Any) -> str:
+    """A cancellation reason by its code only.
+
+    `text` may be free text with clinical detail, which the audit trail's reasons must not
+    carry.
+    """
     if concept is None:
         return ""
-    if concept.text:
-        return str(concept.text)[:200]
     for coding in concept.coding or []:
-        if coding.display or coding.code:
-            return str(coding.display or coding.code)[:200]
+        if coding.code:
+            return f"cancelled in the scheduler (reason code {fields.identifier(coding.code)})"
     return ""
 
 

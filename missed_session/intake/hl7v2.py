@@ -297,7 +297,13 @@ def _duration(message: hl7.Message) -> int | None:
 
 
 def _reason(message: hl7.Message) -> str:
-    return (_value(message, "SCH.F6.R1.C2") or _value(message, "SCH.F6.R1.C1"))[:200]
+    """The event reason by its code (SCH-6.1) only.
+
+    Its text (SCH-6.2) may be free text with clinical detail, which the audit trail's
+    reasons must not carry.
+    """
+    code = fields.identifier(_value(message, "SCH.F6.R1.C1"), limit=40)
+    return f"cancelled (SIU^S15, reason code {code})" if code else ""
 
 
 def _header(message: hl7.Message) -> Header:

@@ -12,13 +12,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import asyncpg
 
+from missed_session.application import Application
 from missed_session.intake import answers, calcom, calendly, fhir, hl7v2, subscription
 from missed_session.intake.commands import Incoming, Refuse, Source
 from missed_session.intake.dispatch import Intake, Outcome, OutcomeKind
 from missed_session.intake.settings import IntakeSettings
 from missed_session.intake.signatures import SignatureError, verify_calcom, verify_calendly
-from missed_session.intake.store import StoredAnswer
+from missed_session.intake.store import IntakeStore, StoredAnswer
 from missed_session.intake.webhook_parts import body_key, optional_instant
 
 FETCH_TIMEOUT = aiohttp.ClientTimeout(total=10)
@@ -207,3 +209,9 @@ def _pair(answer: StoredAnswer) -> Answer:
 
 def _error(status: int, message: str) -> Answer:
     return status, json.dumps({"outcome": "refused", "message": message})
+
+
+def build(application: Application, pool: asyncpg.Pool,
+          settings: IntakeSettings | None = None) -> StandardsIntake:
+    """The standards intake over an application and the service's (migrated) pool."""
+    return StandardsIntake(Intake(application, IntakeStore(pool)), settings or IntakeSettings())
