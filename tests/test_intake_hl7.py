@@ -174,3 +174,18 @@ async def test_a_restart_still_knows_the_first_answer(
     async with running_stack(time_skipping_env, pool, task_queue) as second:
         [again] = await second.mllp(framed(message))
     assert again == answer
+
+
+async def test_a_refused_change_is_ae_and_a_past_start_is_bad_input(stack: Stack) -> None:
+    session = new_id()
+    [booked] = await stack.mllp(framed(samples.siu("S12", "P1", session, stack.start)))
+    assert msa(booked)[1] == "AA"
+    past = stack.start - timedelta(days=3)
+    [moved] = await stack.mllp(framed(samples.siu("S13", "P2", session, past)))
+    assert msa(moved)[1] == "AE"
+    assert "past its grace period" in moved
+    # Without what a booking needs, only the start is sent: the workflow's validator refuses.
+    [refused] = await stack.mllp(framed(samples.siu("S13", "P3", session, past, phone="")))
+    assert msa(refused)[1] == "AE"
+    assert "reschedule refused" in refused
+    assert AuditEventType.RESCHEDULED not in await stack.events(session)

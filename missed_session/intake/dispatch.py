@@ -197,9 +197,10 @@ class Intake:
             return Outcome(OutcomeKind.RECORDED,
                            f"session {session}: recorded, not started: it was cancelled "
                            "before this booking arrived", session)
-        if command.booking is None:
+        if command.booking is None or (known is not None and known.start == command.start):
+            # Without a booking only the start can be applied; at a known start, nothing.
             return await self._move_only(command, known.start if known else None)
-        booking = self._prepared(command, known_session=known is not None)
+        booking = self._prepared(command)
         if isinstance(booking, Outcome):
             return booking
         result = await self._app.schedule_booking(booking)
@@ -209,12 +210,8 @@ class Intake:
             return await self._booking_differs(command, result)
         return _from(result)
 
-    def _prepared(self, command: Book, *, known_session: bool) -> SessionBooking | Outcome:
-        """The booking ready to start (practice protocol, time scale), or why not.
-
-        A booking that can no longer start (its grace period is over) for a session intake
-        already knows is an old resend: recorded, not an error.
-        """
+    def _prepared(self, command: Book) -> SessionBooking | Outcome:
+        """The booking ready to start (practice protocol, time scale), or why not."""
         assert command.booking is not None
         session = command.session_id
         data = command.booking.model_dump(mode="json", exclude_unset=True)
@@ -222,9 +219,6 @@ class Intake:
         try:
             return self._app.prepare(data)
         except BadBookingError as error:
-            if known_session:
-                return Outcome(OutcomeKind.RECORDED,
-                               f"session {session}: recorded, not applied: {error}", session)
             return Outcome(OutcomeKind.BAD_INPUT, f"session {session}: {error}", session)
 
     async def _booking_differs(self, command: Book, held: Result) -> Outcome:
