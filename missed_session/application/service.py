@@ -19,6 +19,7 @@ from temporalio.client import Client
 
 from missed_session.application import audit_trail
 from missed_session.application.bookings import BadBookingError, prepare_booking
+from missed_session.application.contact_keys import ContactKeys
 from missed_session.application.results import Result, ResultKind, bad_input
 from missed_session.application.sessions import Sessions, utc_now
 from missed_session.config import Settings
@@ -56,6 +57,7 @@ class Application:
         self._clock = clock
         self._practice: PracticeProtocols | None = None
         self._practice_loaded = False
+        self._contact_keys: ContactKeys | None = None
         self._lock = asyncio.Lock()
 
     async def __aenter__(self) -> Application:
@@ -109,8 +111,11 @@ class Application:
 
     async def sessions(self) -> Sessions:
         """The Temporal-facing use cases; raises UnavailableError."""
-        return Sessions(await self.temporal(), task_queue=self.settings.task_queue,
-                        clock=self._clock)
+        client = await self.temporal()
+        if self._contact_keys is None:
+            self._contact_keys = ContactKeys.of(self.settings)
+        return Sessions(client, task_queue=self.settings.task_queue,
+                        contact_keys=self._contact_keys, clock=self._clock)
 
     # -- use cases ----------------------------------------------------------------------
 
@@ -153,10 +158,11 @@ class Application:
         return await self._with_sessions(lambda sessions: sessions.respond(session_id,
                                                                            response))
 
-    async def text_reply(self, session_id: str, reply: TextReply) -> Result:
-        """The client texted back."""
-        return await self._with_sessions(lambda sessions: sessions.text_reply(session_id,
-                                                                              reply))
+    async def text_reply(self, session_id: str, reply: TextReply, *,
+                         message_id: str | None = None) -> Result:
+        """The client texted back (`message_id`: the provider's, to deduplicate)."""
+        return await self._with_sessions(lambda sessions: sessions.text_reply(
+            session_id, reply, message_id=message_id))
 
     async def decide(self, session_id: str, kind: DecisionKind,
                      decision: ClinicianDecision) -> Result:

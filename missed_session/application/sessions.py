@@ -22,7 +22,9 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from missed_session import search_attributes
 from missed_session.application.bookings import differing_fields
+from missed_session.application.contact_keys import CONTACT_KEY, ContactKeys
 from missed_session.application.results import Problem, Result, ResultKind, bad_input
 from missed_session.domain import decisions
 from missed_session.domain.intake import BookingRejectedError
@@ -40,6 +42,8 @@ from missed_session.domain.models import (
 )
 from missed_session.scheduling import Scheduled, schedule_session
 
+WORKFLOW_PREFIX = workflow_id_for("")
+"""A session's workflow id is this prefix and its session id."""
 QUERY_TIMEOUT = timedelta(seconds=10)
 """A query needs a running worker; without one, say so rather than hang."""
 
@@ -63,9 +67,11 @@ class Sessions:
     """The use cases that talk to the session workflows, over one Temporal client."""
 
     def __init__(self, client: Client, *, task_queue: str,
+                 contact_keys: ContactKeys | None = None,
                  clock: Callable[[], datetime] = utc_now) -> None:
         self._client = client
         self._task_queue = task_queue
+        self._contact_keys = contact_keys
         self._clock = clock
 
     # -- schedule ---------------------------------------------------------------------
@@ -81,8 +87,11 @@ class Sessions:
         session_id = booking.session_id
         where = f"session {session_id} (workflow {booking.workflow_id})"
         try:
+            contact_key = (None if self._contact_keys is None
+                           else self._contact_keys.for_booking(booking.client.phone))
             scheduled, _ = await schedule_session(
-                self._client, booking, task_queue=self._task_queue, now=self._clock()
+                self._client, booking, task_queue=self._task_queue, now=self._clock(),
+                contact_key=contact_key,
             )
         except BookingRejectedError as error:  # the grace period ran out meanwhile
             return bad_input(str(error), (Problem((error.field,), error.problem),), session_id)
@@ -156,15 +165,36 @@ class Sessions:
         """The client (or someone for them) got back in touch."""
         return await self._send(session_id, Message.CLIENT_RESPONDED, response)
 
-    async def text_reply(self, session_id: str, reply: TextReply) -> Result:
-        """The client texted back; an opt-out keyword opts out, anything else responds."""
-        return await self._send(session_id, Message.TEXT_REPLY, reply)
+    async def text_reply(self, session_id: str, reply: TextReply, *,
+                         message_id: str | None = None) -> Result:
+        """The client texted back; an opt-out keyword opts out, anything else responds.
 
-    async def _send(self, session_id: str, message: Message, payload: BaseModel) -> Result:
+        `message_id` (the provider's id of the text) makes a redelivered text one update:
+        Temporal answers a repeated update id with the first update's outcome.
+        """
+        return await self._send(session_id, Message.TEXT_REPLY, reply, update_id=message_id)
+
+    async def open_sessions(self, phone: str) -> list[str]:
+        """The session ids of running sessions booked for this phone number."""
+        if self._contact_keys is None:
+            return []
+        keys = self._contact_keys.for_lookup(phone)
+        if not all(CONTACT_KEY.fullmatch(key) for key in keys):  # never a quoted injection
+            return []
+        wanted = ", ".join(f"'{key}'" for key in keys)
+        query = (f"{search_attributes.CLIENT_CONTACT_KEY.name} IN ({wanted}) "
+                 "AND ExecutionStatus = 'Running'")
+        found = [execution.id.removeprefix(WORKFLOW_PREFIX)
+                 async for execution in self._client.list_workflows(query)]
+        return sorted(found)
+
+    async def _send(self, session_id: str, message: Message, payload: BaseModel, *,
+                    update_id: str | None = None) -> Result:
         """Deliver the news as the workflow's update: accepted, or refused with a reason."""
         handle = self._client.get_workflow_handle(workflow_id_for(session_id))
         try:
-            answer = await handle.execute_update(message.value, payload, result_type=str)
+            answer = await handle.execute_update(message.value, payload, result_type=str,
+                                                 id=update_id)
         except RPCError as error:
             if error.status is RPCStatusCode.NOT_FOUND:
                 return await self._not_found(session_id)

@@ -11,11 +11,13 @@ import sys
 
 from pydantic import ValidationError
 
+from missed_session.api.tokens import digest, new_token
 from missed_session.application.problems import describe
 from missed_session.application.service import Application
 from missed_session.audit import cli as audit_cli
 from missed_session.cli import commands
 from missed_session.cli.audit_actions import run_audit_action
+from missed_session.cli.bulk_import import run_import
 from missed_session.cli.parser import UsageError, parse_args
 from missed_session.cli.render import BAD_INPUT, fail, show
 from missed_session.codec import new_key
@@ -37,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "new-key":  # needs no configuration: it is what a missing key asks for
         print(json.dumps({args.key_id: new_key()}))
         return 0
+    if args.command == "new-token":
+        token = new_token()
+        print(f"token (give it to the {args.scope} caller; it is not shown again): {token}")
+        print(f"MSR_API_TOKENS entry: {json.dumps({args.scope: [digest(token)]})}")
+        return 0
     return asyncio.run(_command(args))
 
 
@@ -46,6 +53,8 @@ async def _command(args: argparse.Namespace) -> int:
     except ConfigurationError as error:
         return fail(str(error), BAD_INPUT)
     async with Application(settings) as app:
+        if args.command == "import":
+            return await run_import(args, app)
         try:
             request = commands.validate(args, app)
         except (UsageError, PracticeFileError) as error:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import NoReturn
 
+from missed_session.api.tokens import Scope
 from missed_session.application.sessions import Message
 from missed_session.domain.models import DecisionKind, Modality, ResponseChannel, RiskTier
 
@@ -92,6 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
                      description="The scheduling system's and the operators' command line.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _schedule_parser(commands)
+    bulk = commands.add_parser(
+        "import", help="start a day's schedule from NDJSON or CSV: bad lines are reported "
+        "with their reasons, the others start; safe to run again")
+    bulk.add_argument("import_file", metavar="FILE", help="*.ndjson, *.jsonl or *.csv")
+    bulk.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                      help=f"sessions started at once (default {DEFAULT_CONCURRENCY})")
+    bulk.add_argument("--no-progress", action="store_true", help="no progress bar")
+    token = commands.add_parser("new-token", help="print a new HTTP API bearer token and "
+                                "the digest to configure in MSR_API_TOKENS")
+    token.add_argument("--scope", required=True, choices=[s.value for s in Scope])
+
     check_in = commands.add_parser("check-in", help="the client arrived or joined")
     cancel = commands.add_parser("cancel", help="the session will not take place")
     cancel.add_argument("--reason", default="")
