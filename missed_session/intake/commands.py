@@ -42,8 +42,6 @@ class Book:
     """Why `booking` is None (e.g. no phone number), to refuse a session that must start."""
     reason: str = ""
     """What the scheduler called the change, for the audit trail (no clinical detail)."""
-    creates: bool = True
-    """False when the message only modifies (it must not start a session by itself)."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +130,3 @@ class Incoming:
     """Earlier scheduler ids of the same session (a Calendly or Cal.com reschedule makes a
     new id), resolved to the session through the alias table."""
 
-
-def session_of(command: Command) -> str | None:
-    """The session a command concerns, if any."""
-    return command.session_id

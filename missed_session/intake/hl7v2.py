@@ -173,9 +173,8 @@ def _command(message: hl7.Message, trigger: str, defaults: IntakeDefaults) -> Co
     try:
         booking = fields.build_booking(**_booking_parts(message, session, start, defaults))
     except IncompleteError as error:
-        return Book(session, start, None, incomplete=str(error), reason=reason,
-                    creates=trigger != "S14")
-    return Book(session, start, booking, reason=reason, creates=trigger != "S14")
+        return Book(session, start, None, incomplete=str(error), reason=reason)
+    return Book(session, start, booking, reason=reason)
 
 
 def _booking_parts(message: hl7.Message, session: str, start: datetime,

@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 from fastapi import APIRouter, Request, Response
 from fastapi.params import Depends
 
-from missed_session.intake.service import StandardsIntake
+from missed_session.api.auth import SCHEDULER
+from missed_session.application import Application
+from missed_session.intake.service import StandardsIntake, build
+from missed_session.intake.settings import IntakeSettings
 
 FHIR_JSON = "application/fhir+json"
 HL7_V2 = "x-application/hl7-v2+er7"
@@ -85,6 +89,15 @@ def router(intake: StandardsIntake, *, scheduler_auth: Sequence[Depends] = ()) -
     _: Any = (fhir_appointment, fhir_notification, hl7_message, calcom_webhook,
               calendly_webhook)
     return routes
+
+
+def standards_router(application: Application, pool: asyncpg.Pool,
+                     settings: IntakeSettings | None = None) -> APIRouter:
+    """The routes for the HTTP API's `create_app(..., extra_routers=[...])`.
+
+    The FHIR and HL7 routes take the API's scheduler token, the webhooks their signatures.
+    """
+    return router(build(application, pool, settings), scheduler_auth=[SCHEDULER])
 
 
 def _too_large(limit: int) -> Response:
