@@ -45,7 +45,13 @@ async def _session(intake: StandardsIntake, reader: HL7StreamReader,
                 continue
             except (asyncio.IncompleteReadError, ConnectionError):
                 return
-            _, ack = await intake.hl7(block.decode("utf-8", errors="replace"))
+            try:
+                _, ack = await intake.hl7(block.decode("utf-8", errors="replace"))
+            except Exception as error:  # an unforeseen failure: no ACK; the sender resends
+                # The type only: a message may carry health data, and so may its errors.
+                logger.error("MLLP: a message from %s failed (%s); connection closed", peer,
+                             type(error).__name__)
+                return
             if ack:
                 writer.writeblock(ack.encode("utf-8"))
                 await writer.drain()
