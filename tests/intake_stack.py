@@ -142,6 +142,26 @@ async def running_stack(env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue
             await listener.wait_closed()
             server.should_exit = True
             await serving
+            await close_sessions(client, pool)
+
+
+async def close_sessions(client: Client, pool: asyncpg.Pool) -> None:
+    """Terminate the sessions this test started, while its worker still runs.
+
+    Left open, a session's timer would fire in a later test's time skipping with no worker
+    for its task queue, and the time-skipping server does not skip while a workflow task is
+    outstanding: every later test that skips time would hang.
+    """
+    ids = {row["session_id"] for row in await pool.fetch(
+        "SELECT session_id FROM intake_sessions UNION SELECT session_id FROM intake_messages"
+        " WHERE session_id IS NOT NULL")}
+    for session_id in ids:
+        handle = client.get_workflow_handle(workflow_id_for(session_id))
+        try:
+            await handle.terminate(reason="test over")
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                raise
 
 
 def framed(message: str) -> bytes:
