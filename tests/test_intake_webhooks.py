@@ -103,7 +103,8 @@ async def test_calcom_no_shows(stack: Stack) -> None:
     status, answer = await calcom(stack, host)
     assert (status, answer["outcome"]) == (200, "recorded")
     assert "no client outreach" in answer["message"]
-    assert await stack.events(f"cal-{uid}") == [AuditEventType.SCHEDULED]
+    assert await stack.wait_for(f"cal-{uid}", AuditEventType.SCHEDULED) == [
+        AuditEventType.SCHEDULED]
     unmarked = samples.calcom("BOOKING_NO_SHOW_UPDATED", uid, stack.start,
                               attendees=[{"email": "sam@example.com", "noShow": False}],
                               message="x_unmarked_as_no_show")
