@@ -1,0 +1,93 @@
+"""Rendering an intake outcome in each sender's terms: JSON, OperationOutcome, HL7 ACK."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from missed_session.intake import ack, fhir
+from missed_session.intake.ack import AckCode
+from missed_session.intake.commands import Incoming
+from missed_session.intake.dispatch import Outcome, OutcomeKind
+from missed_session.intake.hl7v2 import Header
+
+HTTP_STATUS = {
+    OutcomeKind.APPLIED: 200,
+    OutcomeKind.UNCHANGED: 200,
+    OutcomeKind.RECORDED: 200,
+    OutcomeKind.REFUSED: 409,
+    OutcomeKind.NOT_FOUND: 404,
+    OutcomeKind.BAD_INPUT: 422,
+    OutcomeKind.MALFORMED: 400,
+    OutcomeKind.UNAVAILABLE: 503,
+}
+
+ACK_CODE = {
+    OutcomeKind.APPLIED: AckCode.ACCEPT,
+    OutcomeKind.UNCHANGED: AckCode.ACCEPT,
+    OutcomeKind.RECORDED: AckCode.ACCEPT,
+    OutcomeKind.REFUSED: AckCode.ERROR,
+    OutcomeKind.NOT_FOUND: AckCode.ERROR,
+    OutcomeKind.BAD_INPUT: AckCode.ERROR,
+    OutcomeKind.MALFORMED: AckCode.REJECT,
+    OutcomeKind.UNAVAILABLE: AckCode.REJECT,
+}
+"""AR also for an unavailable service: original mode's "reject, send again later"."""
+
+FHIR_ISSUE = {
+    OutcomeKind.APPLIED: ("information", "informational"),
+    OutcomeKind.UNCHANGED: ("information", "duplicate"),
+    OutcomeKind.RECORDED: ("information", "informational"),
+    OutcomeKind.REFUSED: ("error", "conflict"),
+    OutcomeKind.NOT_FOUND: ("error", "not-found"),
+    OutcomeKind.BAD_INPUT: ("error", "invalid"),
+    OutcomeKind.MALFORMED: ("error", "structure"),
+    OutcomeKind.UNAVAILABLE: ("error", "transient"),
+}
+
+HL7_ERROR_CODE = {
+    OutcomeKind.REFUSED: "207",
+    OutcomeKind.NOT_FOUND: "204",
+    OutcomeKind.UNAVAILABLE: "207",
+}
+"""HL7 table 0357: 204 unknown key identifier, 207 application internal error."""
+
+
+def status(outcome: Outcome) -> int:
+    """The HTTP status for an outcome (201 when the message started the session)."""
+    return 201 if outcome.started else HTTP_STATUS[outcome.kind]
+
+
+def as_json(incoming: Incoming, outcome: Outcome) -> tuple[int, str]:
+    """A webhook's answer: the outcome, one line, the session."""
+    body = {"outcome": outcome.kind.value, "message": outcome.message,
+            "session_id": outcome.session_id}
+    return status(outcome), json.dumps(body)
+
+
+def as_operation_outcome(incoming: Incoming, outcome: Outcome) -> tuple[int, str]:
+    """A FHIR answer: an OperationOutcome whose one issue says what was done."""
+    severity, code = FHIR_ISSUE[outcome.kind]
+    return status(outcome), json.dumps(fhir.operation_outcome(severity, code, outcome.message))
+
+
+def as_ack(header: Header, error_code: str = "",
+           now: Callable[[], datetime] = lambda: datetime.now(UTC)
+           ) -> Callable[[Incoming, Outcome], tuple[int, str]]:
+    """An HL7 answer for a message with this header.
+
+    The ACK, or nothing (204) when the sender's MSH-15/16 declines this kind of ACK.
+    """
+
+    def render(incoming: Incoming, outcome: Outcome) -> tuple[int, str]:
+        code = ACK_CODE[outcome.kind]
+        if not ack.wanted(header, code):
+            return 204, ""
+        text = ack.build(header, code, outcome.message, control_id=uuid.uuid4().hex[:20],
+                         now=now(), error_code=error_code or HL7_ERROR_CODE.get(
+                             outcome.kind, "207"))
+        return (503 if outcome.kind is OutcomeKind.UNAVAILABLE else 200), text
+
+    return render

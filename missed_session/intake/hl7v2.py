@@ -1,0 +1,350 @@
+"""HL7 v2 SIU (versions 2.2 to 2.8) -> an intake command.
+
+Parsing is the `hl7` package's; this module decides what each trigger means for a session:
+S12 books, S13 moves, S14 modifies only what changed (and is a check-in when the filler
+status says the client arrived), S15 cancels, S17 deletes (entered in error), S26 is a
+no-show. The start comes from TQ1-7 when the message has a TQ1 segment (2.5 and later),
+else from SCH-11's fourth component; a time with an offset is kept as that instant, one
+without is read in the practice's time zone, never the host's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import hl7
+from hl7.datatypes import parse_datetime
+
+from missed_session.domain.models import Modality
+from missed_session.intake import fields
+from missed_session.intake.commands import (
+    Attended,
+    Book,
+    Cancel,
+    CheckIn,
+    Command,
+    Incoming,
+    NoShow,
+    Refuse,
+    Source,
+)
+from missed_session.intake.fields import IncompleteError, IntakeDefaults
+
+SUPPORTED = {"S12", "S13", "S14", "S15", "S17", "S26"}
+KNOWN_UNSUPPORTED = {"S16", "S18", "S19", "S20", "S21", "S22", "S23", "S24", "S25"}
+VERSIONS = {"2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8",
+            "2.8.1", "2.8.2"}
+S14_BY_FILLER_STATUS: dict[str, Callable[[str], Command]] = {
+    "arrived": CheckIn,
+    "checked in": CheckIn,
+    "checkedin": CheckIn,
+    "started": CheckIn,
+    "noshow": NoShow,
+    "no show": NoShow,
+    "cancelled": lambda s: Cancel(s, reason="filler status cancelled (SIU^S14)"),
+    "canceled": lambda s: Cancel(s, reason="filler status cancelled (SIU^S14)"),
+    "deleted": lambda s: Cancel(s, reason="filler status deleted (SIU^S14)",
+                                entered_in_error=True),
+    "complete": Attended,
+}
+"""An S14 whose filler status (SCH-25) says what happened is that event, not a change."""
+_DTM = re.compile(r"\d{12}(\d{2}(\.\d{1,4})?)?([+-]\d{4})?")
+_SEGMENT_BREAK = re.compile(r"\r\n|\n|\r")
+
+
+@dataclass(frozen=True)
+class Header:
+    """What an ACK needs from the message's MSH (empty strings when it has none)."""
+
+    field_separator: str = "|"
+    encoding: str = "^~\\&"
+    sending_application: str = ""
+    sending_facility: str = ""
+    receiving_application: str = ""
+    receiving_facility: str = ""
+    trigger: str = ""
+    control_id: str = ""
+    processing_id: str = "P"
+    version: str = "2.5"
+    accept_ack_type: str = ""
+    application_ack_type: str = ""
+
+
+@dataclass(frozen=True)
+class Translated:
+    """A translated SIU message: its header (for the ACK) and what it asks for."""
+
+    header: Header
+    incoming: Incoming
+    error_code: str = ""
+    """HL7 table 0357 code when the message is refused (for ERR-3)."""
+
+
+def normalise(text: str) -> str:
+    """Segments separated by CR, as the standard says; senders also use LF or CRLF."""
+    return "\r".join(part for part in _SEGMENT_BREAK.split(text.strip("\r\n\x0b\x1c ")) if part)
+
+
+def translate(text: str, defaults: IntakeDefaults) -> Translated:
+    """The command for one SIU message (any segment separator)."""
+    body = normalise(text)
+    if not body.startswith("MSH"):
+        return _refused(Header(), "MSH: the message does not start with an MSH segment",
+                        "100", body)
+    try:
+        message = hl7.parse(body)
+        header = _header(message)
+    except (ValueError, KeyError, IndexError):
+        return _refused(Header(), "MSH: the message header cannot be parsed", "100", body)
+    sent_at = _sent_at(message, defaults)
+    problem = _unprocessable(message, header)
+    if problem is not None:
+        reason, code, malformed = problem
+        return _refused(header, reason, code, body, sent_at, malformed=malformed)
+    try:
+        command = _command(message, header.trigger, defaults)
+    except IncompleteError as error:
+        return _refused(header, str(error), "101", body, sent_at, malformed=False)
+    except _BadValueError as error:
+        return _refused(header, str(error), "102", body, sent_at, malformed=False)
+    code = "101" if isinstance(command, Book) and command.booking is None else ""
+    return Translated(header, Incoming(Source.HL7, delivery_key(header), command, sent_at),
+                      code)
+
+
+def delivery_key(header: Header) -> str:
+    """MSH-10 within its sender (MSH-3, MSH-4): two senders may use the same ids."""
+    return f"{header.sending_application}|{header.sending_facility}|{header.control_id}"
+
+
+def _unprocessable(message: hl7.Message, header: Header) -> tuple[str, str, bool] | None:
+    """Why the message cannot be processed (reason, HL7 error code, malformed), or None."""
+    kind = _value(message, "MSH.F9.R1.C1")
+    problems = (
+        (not header.control_id, "MSH-10: no message control id", "101", True),
+        (kind != "SIU", f"MSH-9: unsupported message type {kind!r}", "200", True),
+        (header.trigger in KNOWN_UNSUPPORTED,
+         f"MSH-9: SIU^{header.trigger} is not supported", "201", False),
+        (header.trigger not in SUPPORTED and header.trigger not in KNOWN_UNSUPPORTED,
+         f"MSH-9: unknown SIU trigger {header.trigger!r}", "201", True),
+        (bool(header.version) and header.version not in VERSIONS,
+         f"MSH-12: unsupported HL7 version {header.version!r}", "203", True),
+        (not _has(message, "SCH"), "SCH: the message has no SCH segment", "100", True),
+    )
+    return next(((reason, code, malformed) for failed, reason, code, malformed in problems
+                 if failed), None)
+
+
+def _has(message: hl7.Message, segment: str) -> bool:
+    try:
+        message.segment(segment)
+    except KeyError:
+        return False
+    return True
+
+
+class _BadValueError(ValueError):
+    """A field holds a value of the wrong form (HL7 error 102, data type error)."""
+
+
+def _command(message: hl7.Message, trigger: str, defaults: IntakeDefaults) -> Command:
+    session = fields.session_id(
+        _value(message, "SCH.F2.R1.C1") or _value(message, "SCH.F1.R1.C1"),
+        "SCH-2 (or SCH-1)")
+    status = (_value(message, "SCH.F25.R1.C1") or _value(message, "SCH.F25.R1.C2")).lower()
+    by_trigger: dict[str, Command] = {
+        "S15": Cancel(session, reason=_reason(message) or "cancelled (SIU^S15)"),
+        "S17": Cancel(session, reason="deleted (SIU^S17)", entered_in_error=True),
+        "S26": NoShow(session),
+    }
+    if trigger in by_trigger:
+        return by_trigger[trigger]
+    if trigger == "S14" and status in S14_BY_FILLER_STATUS:
+        return S14_BY_FILLER_STATUS[status](session)
+    start = _start(message, defaults)
+    reason = {"S12": "booked (SIU^S12)", "S13": "rescheduled (SIU^S13)",
+              "S14": "modified (SIU^S14)"}[trigger]
+    try:
+        booking = fields.build_booking(**_booking_parts(message, session, start, defaults))
+    except IncompleteError as error:
+        return Book(session, start, None, incomplete=str(error), reason=reason)
+    return Book(session, start, booking, reason=reason)
+
+
+def _booking_parts(message: hl7.Message, session: str, start: datetime,
+                   defaults: IntakeDefaults) -> dict[str, Any]:
+    try:
+        message.segment("PID")
+    except KeyError:
+        msg = f"PID: the message has no patient; {fields.DIRECTORY_MISSING}"
+        raise IncompleteError(msg) from None
+    ref = _value(message, "PID.F3.R1.C1") or _value(message, "PID.F2.R1.C1")
+    if not ref:
+        raise IncompleteError("PID-3: no patient identifier (it becomes the client ref)")
+    therapist = _therapist(message)
+    duration = _duration(message)
+    modality = Modality.TELEHEALTH if any(
+        word in _value(message, "SCH.F7").lower() + _value(message, "SCH.F8").lower()
+        for word in ("tele", "video", "virtual")) else Modality.IN_PERSON
+    return {
+        "session": session,
+        "client_ref": fields.identifier(ref),
+        "client_first_name": fields.first_name(_value(message, "PID.F5.R1.C2"), "PID-5.2"),
+        "phone": fields.phone_number(_phone(message), "PID-13", defaults),
+        "client_time_zone": fields.time_zone(None, "PID", defaults),
+        "therapist": defaults.therapists.get(therapist) or fields.therapist_id(
+            therapist, "AIP-3 (or PV1-7)", defaults),
+        "start": start,
+        "duration_minutes": duration,
+        "modality": modality,
+    }
+
+
+def _therapist(message: hl7.Message) -> str:
+    for path in ("AIP.F3.R1.C1", "PV1.F7.R1.C1", "SCH.F16.R1.C1"):
+        try:
+            value = _value(message, path)
+        except KeyError:
+            continue
+        if value:
+            return value
+    return ""
+
+
+def _phone(message: hl7.Message) -> str | None:
+    """The client's number from PID-13 (home) or PID-14: a cellular one first.
+
+    XTN-12 (unformatted) or XTN-5/6/7 (country, area, local) when present, else XTN-1.
+    """
+    numbers: list[tuple[bool, str]] = []
+    for field_number in (13, 14):
+        for repetition in range(1, 6):
+            base = f"PID.F{field_number}.R{repetition}"
+            parts = {c: _value(message, f"{base}.C{c}") for c in (1, 3, 5, 6, 7, 12)}
+            if not any(parts.values()):
+                break
+            if parts[12]:
+                number = parts[12]
+            elif parts[7]:
+                number = "".join(
+                    (f"+{parts[5]}" if parts[5] else "", parts[6], parts[7]))
+            else:
+                number = parts[1]
+            if number:
+                numbers.append((parts[3] != "CP", number))
+    numbers.sort(key=lambda item: item[0])
+    return numbers[0][1] if numbers else None
+
+
+def _start(message: hl7.Message, defaults: IntakeDefaults) -> datetime:
+    raw = ""
+    try:
+        message.segment("TQ1")
+        raw = _value(message, "TQ1.F7.R1.C1")
+        where = "TQ1-7"
+    except KeyError:
+        where = "SCH-11.4"
+    if not raw:
+        raw = _value(message, "SCH.F11.R1.C4")
+        where = "SCH-11.4"
+    if not raw:
+        msg = f"{where}: no appointment start"
+        raise _BadValueError(msg)
+    return _timestamp(raw, where, defaults)
+
+
+def _timestamp(raw: str, where: str, defaults: IntakeDefaults) -> datetime:
+    """A DTM/TS to the minute at least; the package's parser alone accepts any prefix."""
+    if not _DTM.fullmatch(raw):
+        msg = f"{where}: not an HL7 timestamp (YYYYMMDDHHMM[SS[.S]][+/-ZZZZ])"
+        raise _BadValueError(msg)
+    try:
+        value = parse_datetime(raw)
+    except (ValueError, TypeError):
+        msg = f"{where}: not an HL7 timestamp"
+        raise _BadValueError(msg) from None
+    if not isinstance(value, datetime):
+        msg = f"{where}: not an HL7 timestamp"
+        raise _BadValueError(msg)
+    offset = value.utcoffset()
+    if offset is not None:  # the package's own tzinfo class, as a standard fixed offset
+        return value.replace(tzinfo=timezone(offset))
+    if not defaults.time_zone:
+        msg = f"{where}: the time has no offset and no practice time zone is configured"
+        raise IncompleteError(msg)
+    return value.replace(tzinfo=ZoneInfo(defaults.time_zone))
+
+
+def _duration(message: hl7.Message) -> int | None:
+    for path, units in (("TQ1.F6.R1.C1", "TQ1.F6.R1.C2"), ("SCH.F9", "SCH.F10.R1.C1"),
+                        ("SCH.F11.R1.C3", "")):
+        try:
+            raw = _value(message, path)
+            unit = _value(message, units).lower() if units else "min"
+        except KeyError:
+            continue
+        if raw.isdigit():
+            minutes = int(raw) * (60 if unit.startswith("h") else 1)
+            return minutes if not unit.startswith("s") else int(raw) // 60
+    return None
+
+
+def _reason(message: hl7.Message) -> str:
+    """The event reason by its code (SCH-6.1) only.
+
+    Its text (SCH-6.2) may be free text with clinical detail, which the audit trail's
+    reasons must not carry.
+    """
+    code = fields.identifier(_value(message, "SCH.F6.R1.C1"), limit=40)
+    return f"cancelled (SIU^S15, reason code {code})" if code else ""
+
+
+def _header(message: hl7.Message) -> Header:
+    msh = message.segment("MSH")
+    separators = str(msh[2]) if len(msh) > 2 else "^~\\&"
+    return Header(
+        field_separator=str(msh[1]),
+        encoding=separators,
+        sending_application=_value(message, "MSH.F3"),
+        sending_facility=_value(message, "MSH.F4"),
+        receiving_application=_value(message, "MSH.F5"),
+        receiving_facility=_value(message, "MSH.F6"),
+        trigger=_value(message, "MSH.F9.R1.C2"),
+        control_id=_value(message, "MSH.F10"),
+        processing_id=_value(message, "MSH.F11.R1.C1") or "P",
+        version=_value(message, "MSH.F12.R1.C1"),
+        accept_ack_type=_value(message, "MSH.F15"),
+        application_ack_type=_value(message, "MSH.F16"),
+    )
+
+
+def _sent_at(message: hl7.Message, defaults: IntakeDefaults) -> datetime | None:
+    raw = _value(message, "MSH.F7.R1.C1")
+    if not raw:
+        return None
+    try:
+        return _timestamp(raw, "MSH-7", defaults)
+    except ValueError:
+        return None
+
+
+def _value(message: hl7.Message, path: str) -> str:
+    """A field or component as text; empty when absent (raises KeyError: no segment)."""
+    try:
+        return str(message[path]).strip()
+    except IndexError:
+        return ""
+
+
+def _refused(header: Header, reason: str, code: str, body: str,
+             sent_at: datetime | None = None, *, malformed: bool = True) -> Translated:
+    key = delivery_key(header) if header.control_id else (
+        f"unreadable-{hashlib.sha256(body.encode()).hexdigest()[:32]}")
+    return Translated(header, Incoming(Source.HL7, key, Refuse(reason, malformed=malformed),
+                                       sent_at), code)

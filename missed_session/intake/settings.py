@@ -1,0 +1,61 @@
+"""Settings of the standards intake, from `MSR_INTAKE_*` environment variables.
+
+Kept apart from the service's Settings so that a practice that connects no FHIR, HL7 or
+webhook scheduler configures nothing, and so each secret is named for the one sender that
+signs with it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from missed_session.domain.models import TimeZoneName
+from missed_session.intake.fields import IntakeDefaults
+
+
+class IntakeSettings(BaseSettings):
+    """What the FHIR, HL7, Cal.com and Calendly intake needs to know."""
+
+    model_config = SettingsConfigDict(env_prefix="MSR_INTAKE_", extra="forbid", frozen=True)
+
+    time_zone: TimeZoneName | None = None
+    """The practice's IANA time zone: assumed for clients when a message names none (FHIR,
+    HL7), and for HL7 times written without an offset."""
+    country_code: str | None = Field(default=None, pattern=r"^[1-9]\d{0,2}$")
+    """Calling code for phone numbers written without one (e.g. 1)."""
+    pseudonym_key: SecretStr = SecretStr("")
+    """Key of the keyed hash that turns a Cal.com/Calendly email into a client ref."""
+    therapists: dict[str, str] = Field(default_factory=dict)
+    """Scheduler user -> therapist id (JSON), e.g. {"Practitioner/17": "t-ana"}."""
+    calcom_secret: SecretStr | None = None
+    """The Cal.com webhook's secret (X-Cal-Signature-256); unset refuses Cal.com calls."""
+    calendly_signing_key: SecretStr | None = None
+    """The Calendly subscription's signing key; unset refuses Calendly calls."""
+    calendly_tolerance_seconds: int = Field(default=180, ge=1, le=3600)
+    """How far a Calendly signature's timestamp may be from the clock."""
+    fhir_base_url: str | None = None
+    """The sender's FHIR base, for fetching id-only notifications' Appointments."""
+    fhir_authorization: SecretStr | None = None
+    """The Authorization header value for that FHIR server (e.g. `Bearer ...`)."""
+    mllp_host: str = "127.0.0.1"
+    """Where the MLLP listener binds."""
+    mllp_port: int = Field(default=2575, ge=0, le=65535)
+    """The MLLP listener's port (0 picks a free one)."""
+    max_message_bytes: int = Field(default=1_000_000, ge=1_000, le=20_000_000)
+    """Largest message accepted over MLLP or HTTP."""
+
+    def defaults(self) -> IntakeDefaults:
+        """The translators' view of these settings."""
+        key = self.pseudonym_key.get_secret_value()
+        if not key and self.calcom_secret is not None:
+            key = self.calcom_secret.get_secret_value()
+        return IntakeDefaults(time_zone=self.time_zone, country_code=self.country_code,
+                              pseudonym_key=key.encode(), therapists=dict(self.therapists))
+
+    @property
+    def calendly_tolerance(self) -> timedelta:
+        """The tolerance as a duration."""
+        return timedelta(seconds=self.calendly_tolerance_seconds)

@@ -1,0 +1,191 @@
+"""HL7 v2 SIU through a real MLLP socket and POST /hl7 to a real worker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import asyncpg
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from missed_session.domain.models import AuditEventType
+from tests import intake_samples as samples
+from tests.intake_stack import Stack, framed, new_id, running_stack
+
+
+@pytest.fixture
+async def stack(time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool,
+                task_queue: str) -> AsyncIterator[Stack]:
+    async with running_stack(time_skipping_env, pool, task_queue) as running:
+        yield running
+
+
+def msa(ack: str) -> list[str]:
+    segment = next(s for s in ack.split("\r") if s.startswith("MSA"))
+    return segment.split("|")
+
+
+async def test_s12_starts_once_and_a_duplicate_gets_the_first_ack(stack: Stack) -> None:
+    session = new_id()
+    message = samples.siu("S12", "C1", session, stack.start)
+    [first] = await stack.mllp(framed(message))
+    assert msa(first)[1:3] == ["AA", "C1"]
+    assert await stack.exists(session)
+    [again] = await stack.mllp(framed(message))
+    assert again == first
+    assert await stack.wait_for(session, AuditEventType.SCHEDULED) == [
+        AuditEventType.SCHEDULED]
+
+
+async def test_s13_moves_and_s14_moves_only_when_the_start_changes(stack: Stack) -> None:
+    session = new_id()
+    later = stack.start + timedelta(hours=1)
+    acks = await stack.mllp(
+        framed(samples.siu("S12", "M1", session, stack.start)),
+        framed(samples.siu("S13", "M2", session, later)),
+        framed(samples.siu("S14", "M3", session, later)),
+        answers=3)
+    assert [msa(a)[1] for a in acks] == ["AA", "AA", "AA"]
+    assert "did not change" in msa(acks[2])[3] or "already scheduled" in msa(acks[2])[3]
+    found = await stack.wait_for(session, AuditEventType.RESCHEDULED)
+    assert found.count(AuditEventType.RESCHEDULED) == 1
+    [moved] = await stack.mllp(framed(samples.siu("S14", "M4", session, stack.start)))
+    assert msa(moved)[1] == "AA"
+    for _ in range(100):
+        if (await stack.events(session)).count(AuditEventType.RESCHEDULED) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert (await stack.events(session)).count(AuditEventType.RESCHEDULED) == 2
+
+
+async def test_s14_arrived_checks_in_and_a_later_reschedule_is_refused(stack: Stack) -> None:
+    session = new_id()
+    [booked, arrived] = await stack.mllp(
+        framed(samples.siu("S12", "A1", session, stack.start)),
+        framed(samples.siu("S14", "A2", session, stack.start, filler_status="ARRIVED")),
+        answers=2)
+    assert (msa(booked)[1], msa(arrived)[1]) == ("AA", "AA")
+    await stack.wait_for(session, AuditEventType.CLOSED)
+    assert AuditEventType.CHECKED_IN in await stack.events(session)
+    [late] = await stack.mllp(framed(samples.siu("S13", "A3", session,
+                                                 stack.start + timedelta(hours=2))))
+    assert msa(late)[1] == "AE"
+    assert "already closed" in msa(late)[3]
+    assert AuditEventType.RESCHEDULED not in await stack.events(session)
+
+
+@pytest.mark.parametrize(("trigger", "status"), [("S15", "Cancelled"), ("S17", "Deleted")])
+async def test_s15_and_s17_cancel(stack: Stack, trigger: str, status: str) -> None:
+    session = new_id()
+    acks = await stack.mllp(framed(samples.siu("S12", "B1", session, stack.start)),
+                            framed(samples.siu(trigger, "B2", session, stack.start,
+                                               filler_status=status)), answers=2)
+    assert [msa(a)[1] for a in acks] == ["AA", "AA"]
+    found = await stack.wait_for(session, AuditEventType.CLOSED)
+    assert AuditEventType.CANCELLED in found
+
+
+async def test_s26_no_show_is_recorded(stack: Stack) -> None:
+    session = new_id()
+    acks = await stack.mllp(framed(samples.siu("S12", "N1", session, stack.start)),
+                            framed(samples.siu("S26", "N2", session, stack.start,
+                                               filler_status="Noshow")), answers=2)
+    assert [msa(a)[1] for a in acks] == ["AA", "AA"]
+    assert "no-show is recorded" in msa(acks[1])[3]
+
+
+@pytest.mark.parametrize(("mangle", "code"), [
+    (lambda t: "\r".join(s for s in t.split("\r") if not s.startswith("SCH")), "AR"),
+    (lambda t: t.replace("SIU^S12", "SIU^S99"), "AR"),
+    (lambda t: t.replace("|50|m|^^50^", "|50|m|^^50^2030-1-1 ").replace("TQ1", "XXX"), "AE"),
+    (lambda t: t.replace("(415)555-0123", ""), "AE"),
+])
+async def test_malformed_siu_gets_ae_or_ar_and_starts_nothing(stack: Stack, mangle: object,
+                                                              code: str) -> None:
+    assert callable(mangle)
+    session = new_id()
+    [answer] = await stack.mllp(framed(mangle(samples.siu("S12", "X1", session, stack.start))))
+    assert msa(answer)[1] == code
+    assert "ERR|" in answer
+    assert not await stack.exists(session)
+
+
+async def test_framing_several_per_read_split_reads_and_lf_separators(stack: Stack) -> None:
+    one, two, three = new_id(), new_id(), new_id()
+    both = framed(samples.siu("S12", "F1", one, stack.start)) + framed(
+        samples.siu("S12", "F2", two, stack.start, separator="\n"))
+    split = framed(samples.siu("S12", "F3", three, stack.start, separator="\r\n"))
+    acks = await stack.mllp(both + split[:40], split[40:], answers=3)
+    assert [msa(a)[1:3] for a in acks] == [["AA", "F1"], ["AA", "F2"], ["AA", "F3"]]
+    for session in (one, two, three):
+        assert await stack.exists(session)
+
+
+async def test_ne_gets_no_ack(stack: Stack) -> None:
+    quiet, loud = new_id(), new_id()
+    acks = await stack.mllp(framed(samples.siu("S12", "Q1", quiet, stack.start, ack="NE")),
+                            framed(samples.siu("S12", "Q2", loud, stack.start)), answers=1)
+    assert msa(acks[0])[2] == "Q2"
+    assert await stack.exists(quiet)
+
+
+async def test_cancel_before_booking_and_an_old_message_after_a_newer_one(
+        stack: Stack) -> None:
+    cancelled, session = new_id(), new_id()
+    acks = await stack.mllp(
+        framed(samples.siu("S15", "O1", cancelled, stack.start)),
+        framed(samples.siu("S12", "O2", cancelled, stack.start)), answers=2)
+    assert [msa(a)[1] for a in acks] == ["AA", "AA"]
+    assert "cancelled before its booking" in msa(acks[0])[3]
+    assert "not started" in msa(acks[1])[3]
+    assert not await stack.exists(cancelled)
+    now = stack.start - timedelta(days=1)
+    acks = await stack.mllp(
+        framed(samples.siu("S12", "O3", session, stack.start, sent=now)),
+        framed(samples.siu("S13", "O4", session, stack.start + timedelta(hours=1),
+                           sent=now + timedelta(minutes=5))),
+        framed(samples.siu("S14", "O5", session, stack.start + timedelta(hours=3),
+                           sent=now + timedelta(minutes=1))), answers=3)
+    assert [msa(a)[1] for a in acks] == ["AA", "AA", "AA"]
+    assert "not applied" in msa(acks[2])[3]
+    found = await stack.wait_for(session, AuditEventType.RESCHEDULED)
+    assert found.count(AuditEventType.RESCHEDULED) == 1
+
+
+async def test_http_transport(stack: Stack) -> None:
+    session = new_id()
+    status, ack = await stack.post("/hl7", samples.siu("S12", "H1", session, stack.start),
+                                   **{"Content-Type": "x-application/hl7-v2+er7"})
+    assert status == 200
+    assert msa(ack)[1:3] == ["AA", "H1"]
+    assert await stack.exists(session)
+    status, ack = await stack.post("/hl7", "MSH|^~\\&|X")
+    assert (status, msa(ack)[1]) == (200, "AR")
+
+
+async def test_a_restart_still_knows_the_first_answer(
+        time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str) -> None:
+    session = new_id()
+    async with running_stack(time_skipping_env, pool, task_queue) as first:
+        message = samples.siu("S12", "R1", session, first.start)
+        [answer] = await first.mllp(framed(message))
+    async with running_stack(time_skipping_env, pool, task_queue) as second:
+        [again] = await second.mllp(framed(message))
+    assert again == answer
+
+
+async def test_a_refused_change_is_ae_and_a_past_start_is_bad_input(stack: Stack) -> None:
+    session = new_id()
+    [booked] = await stack.mllp(framed(samples.siu("S12", "P1", session, stack.start)))
+    assert msa(booked)[1] == "AA"
+    past = stack.start - timedelta(days=3)
+    [moved] = await stack.mllp(framed(samples.siu("S13", "P2", session, past)))
+    assert msa(moved)[1] == "AE"
+    assert "past its grace period" in moved
+    # Without what a booking needs, only the start is sent: the workflow's validator refuses.
+    [refused] = await stack.mllp(framed(samples.siu("S13", "P3", session, past, phone="")))
+    assert msa(refused)[1] == "AE"
+    assert "reschedule refused" in refused
+    assert AuditEventType.RESCHEDULED not in await stack.events(session)
