@@ -38,13 +38,18 @@ NOTICE_OPENED = SearchAttributeKey.for_datetime("NoticeOpened")
 NOTICE_TARGET = SearchAttributeKey.for_keyword("NoticeTarget")
 """The rung it has reached: therapist, on_call, supervisor."""
 
+CLIENT_CONTACT_KEY = SearchAttributeKey.for_keyword("ClientContactKey")
+"""A keyed hash of the client's phone number (never the number): how an inbound text finds
+the client's open sessions (missed_session/application/contact_keys.py)."""
+
+
 ALL: tuple[SearchAttributeKey[Any], ...] = (
     SESSION_STATUS, CLIENT_REF, THERAPIST_ID, RISK_TIER, SESSION_START, ESCALATION_LEVEL,
-    OUTCOME, NOTICE_STATE, NOTICE_PRIORITY, NOTICE_OPENED, NOTICE_TARGET,
+    OUTCOME, NOTICE_STATE, NOTICE_PRIORITY, NOTICE_OPENED, NOTICE_TARGET, CLIENT_CONTACT_KEY,
 )
 
 
-def initial(booking: SessionBooking) -> TypedSearchAttributes:
+def initial(booking: SessionBooking, *, contact_key: str | None = None) -> TypedSearchAttributes:
     """A session's attributes when it is booked: given at start, so there is no upsert."""
     pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(CLIENT_REF, booking.client.ref),
@@ -54,6 +59,8 @@ def initial(booking: SessionBooking) -> TypedSearchAttributes:
         SearchAttributePair(SESSION_STATUS, SessionStatus.SCHEDULED.value),
         SearchAttributePair(ESCALATION_LEVEL, "none"),
     ]
+    if contact_key is not None:
+        pairs.append(SearchAttributePair(CLIENT_CONTACT_KEY, contact_key))
     return TypedSearchAttributes(pairs)
 
 

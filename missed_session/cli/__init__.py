@@ -1,1 +1,1 @@
-"""Command modules of `starter.py` (see TEAM.md: the intake helper splits starter.py)."""
+"""starter.py's commands: parsing and rendering over the application layer."""
