@@ -16,6 +16,7 @@ from missed_session.application.problems import describe
 from missed_session.application.service import Application
 from missed_session.audit import cli as audit_cli
 from missed_session.cli import commands
+from missed_session.cli import console as console_cli
 from missed_session.cli import notices as notices_cli
 from missed_session.cli.audit_actions import run_audit_action
 from missed_session.cli.bulk_import import run_import
@@ -55,6 +56,8 @@ def _special_action(command_line: list[str]) -> int | None:
         return asyncio.run(run_audit_action(command_line))
     if notices_cli.is_action(command_line):  # notices and roster: missed_session/cli/notices.py
         return notices_cli.main(command_line)
+    if console_cli.is_action(command_line):  # console accounts: missed_session/cli/console.py
+        return console_cli.main(command_line)
     return None
 
 
