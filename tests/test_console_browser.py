@@ -213,6 +213,11 @@ async def test_a_therapist_walks_a_high_risk_no_show_from_alert_to_decision(
             via=AckVia.CLI, clinician_id="t-ana"))
         assert done.kind is notice_cases.ResultKind.APPLIED, done.message
         await expect(acknowledge).to_have_count(0, timeout=15_000)
+        resolve = page.locator("form.resolve").first
+        await resolve.get_by_label("Outcome").fill("reviewed with the on-call clinician")
+        await resolve.get_by_role("button", name="Resolve").click()
+        await expect(page.get_by_role("status")).to_have_text("Notice resolved.")
+        await expect(page.locator("form.resolve")).to_have_count(1)
 
         # The session: status, the trail, the decisions possible now.
         await page.get_by_role("link", name=f"session {mine}").first.click()
@@ -253,6 +258,13 @@ async def test_a_therapist_walks_a_high_risk_no_show_from_alert_to_decision(
         assert await page.locator("#trail script, #trail b").count() == 0
         assert dialogs == []
 
+        # An over-long note (past the field's limit, sent anyway) is refused in the form.
+        await note.get_by_label("Note").evaluate("area => area.removeAttribute('maxlength')")
+        await note.get_by_label("Note").fill("x" * 501)
+        await note.get_by_role("button", name="Add note").click()
+        await expect(page.locator("#error-add_note")).to_contain_text("reason: ")
+        await expect(page.locator("#error-add_note")).to_contain_text("500 characters")
+
         # A forged form (the CSRF token not this session's) is refused; nothing is recorded.
         before = len((await stack.application.audit(mine)).trail)
         await page.locator("#form-add_note input[name=csrf_token]").evaluate(
@@ -278,8 +290,15 @@ async def test_a_therapist_walks_a_high_risk_no_show_from_alert_to_decision(
         assert await page.locator("form.decision").count() == 0
         await context.close()
 
-        # The supervisor's board at phone width: the session in outreach or escalation.
-        context, page = await sign_in(browser, stack, "s-maya", width=390)
+        # The supervisor signs in by keyboard alone, and reads the board at phone width.
+        context = await browser.new_context(viewport={"width": 390, "height": 844})
+        page = await context.new_page()
+        await page.goto(f"{stack.url}/console/sign-in")
+        await page.keyboard.type("s-maya")  # the id field has the focus
+        await page.keyboard.press("Tab")
+        await page.keyboard.type(PASSWORD)
+        await page.keyboard.press("Enter")
+        await page.get_by_role("heading", name="My notices").wait_for()
         await page.get_by_role("link", name="Practice board").click()
         await expect(page.get_by_role("heading", name="Today's no-shows")).to_be_visible()
         await expect(page.get_by_role("link", name=f"session {mine}").first).to_be_visible()

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import ValidationError
+from temporalio.service import RPCError
 
 from missed_session import search_attributes
 from missed_session.application import notices as notice_cases
@@ -297,9 +298,14 @@ class Board:
     problem: str | None = None
 
 
-async def board(app: Application, who: Viewer, now: datetime) -> Board:
-    """Sessions needing attention by risk tier, notices past their policy, today's no-shows."""
-    await record_view(app, who, "board", None)
+async def board(app: Application, who: Viewer, now: datetime, *,
+                record: bool = True) -> Board:
+    """Sessions needing attention by risk tier, notices past their policy, today's no-shows.
+
+    The view is logged unless `record` is False (a live refresh logs only what is new).
+    """
+    if record:
+        await record_view(app, who, "board", None)
     pool = await app.pool()
     zone = await practice_time_zone(app)
     midnight = now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -311,8 +317,8 @@ async def board(app: Application, who: Viewer, now: datetime) -> Board:
     no_shows = await ConsoleStore(pool).no_shows_since(midnight)
     try:
         active = await _active_sessions(app)
-    except UnavailableError as error:
-        return Board({}, overdue, no_shows, str(error))
+    except (UnavailableError, RPCError) as error:
+        return Board({}, overdue, no_shows, f"sessions by risk tier are unavailable: {error}")
     return Board(active, overdue, no_shows)
 
 

@@ -9,17 +9,19 @@ swap) until something changed, so a form being filled in is not replaced every f
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from markupsafe import Markup
 
 from missed_session.application import console as cases
 from missed_session.application.notices import ResultKind as NoticeKind
 from missed_session.application.results import Result, ResultKind
-from missed_session.application.service import Application
+from missed_session.application.service import Application, UnavailableError
 from missed_session.application.sessions import utc_now
 from missed_session.console.web import (
     PACKAGE,
@@ -46,7 +48,23 @@ def console_router(application: Application, *, secure_cookies: bool = True,
                    clock: Callable[[], datetime] = utc_now) -> APIRouter:
     """The console's routes under /console, over `application`."""
     web = Web.create(application, secure_cookies=secure_cookies, clock=clock)
-    router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+    class ConsoleRoute(APIRoute):
+        """A route whose unreachable PostgreSQL or Temporal is a page, not a JSON error."""
+
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def handle(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except UnavailableError as error:
+                    return web.unavailable(f"The console cannot reach a server it needs "
+                                           f"({error}). Try again in a minute.")
+
+            return handle
+
+    router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=ConsoleRoute)
     _sign_in_routes(router, web)
     _notice_routes(router, web)
     _session_routes(router, web)
@@ -148,8 +166,9 @@ def _notice_routes(router: APIRouter, web: Web) -> None:
         if who is None:
             return web.to_sign_in(request)
         rows = await cases.my_notices(web.app, who)
+        zone = await cases.practice_time_zone(web.app)
         return _live(web, request, "_notices.html", f"{PREFIX}/notices/live",
-                     {"who": who, "rows": rows})
+                     {"who": who, "rows": rows, "zone": zone})
 
     @router.post("/notices/{action}")
     async def notice_action(request: Request, action: str) -> Response:
@@ -176,8 +195,9 @@ def _notice_routes(router: APIRouter, web: Web) -> None:
 async def _notices(web: Web, who: Viewer, *, done: str | None = None,
                    error: str | None = None, status: int = 200) -> Response:
     rows = await cases.my_notices(web.app, who)
+    zone = await cases.practice_time_zone(web.app)
     live, _ = _region(web, "_notices.html", f"{PREFIX}/notices/live",
-                      {"who": who, "rows": rows})
+                      {"who": who, "rows": rows, "zone": zone})
     return web.page("notices.html", {"who": who, "live": live, "done": done, "error": error,
                                      "title": "My notices"}, status=status)
 
@@ -271,5 +291,21 @@ def _board_routes(router: APIRouter, web: Web) -> None:
                            "clinician."}, status=403)
         board = await cases.board(web.app, who, web.clock())
         zone = await cases.practice_time_zone(web.app)
-        return web.page("board.html", {"who": who, "board": board, "zone": zone,
-                                       "title": "Practice board"})
+        live, _ = _region(web, "_board.html", f"{PREFIX}/board/live",
+                          {"board": board, "zone": zone})
+        return web.page("board.html", {"who": who, "live": live, "title": "Practice board"})
+
+    @router.get("/board/live")
+    async def board_live(request: Request) -> Response:
+        who = await web.viewer(request)
+        if who is None:
+            return web.to_sign_in(request)
+        if not who.sees_board:
+            return Response(status_code=403)
+        board = await cases.board(web.app, who, web.clock(), record=False)
+        zone = await cases.practice_time_zone(web.app)
+        response = _live(web, request, "_board.html", f"{PREFIX}/board/live",
+                         {"board": board, "zone": zone})
+        if response.status_code == 200:  # something new was shown
+            await cases.record_view(web.app, who, "board/live", None)
+        return response

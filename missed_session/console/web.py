@@ -114,6 +114,11 @@ class Web:
             return None
         return values
 
+    def unavailable(self, message: str) -> HTMLResponse:
+        """The answer when a server behind the console cannot be reached."""
+        return self.page("refused.html", {"who": None, "title": "Unavailable",
+                                          "message": message}, status=503)
+
     def csrf_refused(self, who: Viewer | None) -> HTMLResponse:
         """The answer to a forged or stale form: nothing was done."""
         return self.page("refused.html", {
