@@ -34,7 +34,14 @@ from missed_session.api.settings import ApiSettings
 from missed_session.application import notices as notice_cases
 from missed_session.application.service import Application
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
-from missed_session.codec_server import CodecServer, start_codec_server, ui_origins
+from missed_session.codec_server import (
+    UI_SECRET_FILE,
+    CodecServer,
+    embedded_ui_secret,
+    start_codec_server,
+    ui_endpoint,
+    ui_origins,
+)
 from missed_session.config import Settings, load_settings
 from missed_session.console.serve import console_app, demo_sign_in
 from missed_session.domain.events import NoticeSent
@@ -54,15 +61,18 @@ from missed_session.domain.models import (
 )
 from missed_session.domain.notices import Acknowledgment, AckVia, Resolution
 from missed_session.domain.practice import PracticeProtocols
+from missed_session.file_modes import owner_only_umask, restrict_files
 from missed_session.lifecycle import run_until_stopped
 from missed_session.log_setup import configure_logging
 from missed_session.practice_file import load_practice_file, load_roster_file
 from missed_session.scheduling import schedule_session
-from missed_session.store.database import database_url, open_pool
+from missed_session.store.database import database_url, open_pool, owner_database_url
 from missed_session.store.notices import RosterStore
 from missed_session.temporal_client import codec_for, data_converter
 from worker import running_worker
 
+TEMPORAL_DATABASE_FILE = "temporal.db"
+"""The dev server's SQLite database, under the data directory."""
 DEMO_TIME_SCALE = 60.0
 """In the demo a protocol minute lasts a second: the whole day plays in about a minute."""
 FIRST_START_IN = timedelta(seconds=5)
@@ -294,20 +304,10 @@ async def embedded_temporal(settings: Settings) -> AsyncIterator[WorkflowEnviron
     """The Temporal dev server with its Web UI, persisting under the data directory."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     host, _, port = settings.temporal_address.rpartition(":")
-    env = await WorkflowEnvironment.start_local(
-        data_converter=data_converter(codec_for(settings)),
-        ip=host or "127.0.0.1",
-        port=int(port),
-        ui=True,
-        ui_port=settings.ui_port,
-        dev_server_existing_path=temporal_cli(),
-        dev_server_database_filename=str(settings.data_dir.resolve() / "temporal.db"),
-        dev_server_extra_args=[
-            "--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL",
-            *search_attributes.dev_server_flags(),
-            "--ui-codec-endpoint", f"http://127.0.0.1:{settings.codec_server_port}",
-        ],
-    )
+    database_file = settings.data_dir.resolve() / TEMPORAL_DATABASE_FILE
+    restrict_files(database_file.parent, f"{TEMPORAL_DATABASE_FILE}*")  # from older versions
+    with owner_only_umask():  # the dev server inherits it: temporal.db and its WAL are 0600
+        env = await _start_dev_server(settings, host or "127.0.0.1", int(port), database_file)
     try:
         # A database from an earlier version may lack an attribute added since.
         await search_attributes.register(env.client)
@@ -316,18 +316,40 @@ async def embedded_temporal(settings: Settings) -> AsyncIterator[WorkflowEnviron
         await env.shutdown()
 
 
+async def _start_dev_server(settings: Settings, host: str, port: int,
+                            database_file: Path) -> WorkflowEnvironment:
+    return await WorkflowEnvironment.start_local(
+        data_converter=data_converter(codec_for(settings)),
+        ip=host,
+        port=port,
+        ui=True,
+        ui_port=settings.ui_port,
+        dev_server_existing_path=temporal_cli(),
+        dev_server_database_filename=str(database_file),
+        dev_server_extra_args=[
+            "--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL",
+            # No --ui-codec-endpoint: the endpoint that decodes holds the UI secret, and a
+            # flag would show it in the process list. The browser's Codec Server settings
+            # hold it instead (docs/security.md).
+            *search_attributes.dev_server_flags(),
+        ],
+    )
+
+
 @contextlib.asynccontextmanager
 async def embedded_stack(settings: Settings) -> AsyncIterator[WorkflowEnvironment]:
     """The codec server, the Temporal dev server with its Web UI, and the worker.
 
     Shared by the demo day and `dev.py up` (up.py); stopped in reverse order on exit.
     """
+    ui_secret = _secret(settings.codec_server_ui_secret) or embedded_ui_secret(settings.data_dir)
     async with contextlib.AsyncExitStack() as stack:
         codec_server = await start_codec_server(
             CodecServer(
                 codec_for(settings),
                 ui_origins=ui_origins(settings.ui_port),
                 token=_secret(settings.codec_server_token),
+                ui_secret=ui_secret,
             ),
             host="127.0.0.1",
             port=settings.codec_server_port,
@@ -352,7 +374,7 @@ async def main(argv: list[str] | None = None) -> int:
           f"({settings.temporal_address}, Web UI {ui}) ...")
     url = database_url(settings)
     async with embedded_stack(settings) as env:
-        pool = await open_pool(url)
+        pool = await open_pool(url, owner_url=owner_database_url(settings))
         try:
             outcomes = await run_demo_day(
                 env.client, pool, task_queue=settings.task_queue, time_scale=settings.time_scale
@@ -365,8 +387,11 @@ async def main(argv: list[str] | None = None) -> int:
               "?query=RiskTier%3D%22high%22")
         print(f"  notices that ran out of steps: {ui}/namespaces/{settings.temporal_namespace}"
               "/workflows?query=NoticeState%3D%22exhausted%22")
-        print(f"  payloads are decoded for the UI by the codec server on "
-              f"http://127.0.0.1:{settings.codec_server_port} (loopback only)")
+        secret_file = settings.data_dir / UI_SECRET_FILE
+        print("  to see decoded payloads, enter once in the Web UI's Codec Server settings the "
+              "endpoint\n    "
+              + ui_endpoint(port=settings.codec_server_port, secret="<SECRET>")  # noqa: S106
+              + f"\n  with <SECRET> read from {secret_file} (owner-only; see docs/security.md)")
         if settings.metrics_port:
             print(f"  metrics: http://127.0.0.1:{settings.metrics_port}/metrics")
         print("Audit trail of one session:  .venv/bin/python starter.py audit "

@@ -31,6 +31,7 @@ from activities.follow_up import FollowUpActivities
 from activities.notices import NoticeActivities, NoticeLinks
 from activities.outreach import OutreachActivities, Sender, TextPolicyActivities
 from activities.therapist import TherapistActivities
+from missed_session.audit.archive import HistoryArchiver
 from missed_session.channels.base import MessageChannel, PhoneChannel
 from missed_session.channels.ledger import DeliveryLedger
 from missed_session.channels.setup import channels_from_settings
@@ -40,8 +41,9 @@ from missed_session.domain.models import ClientResponse, ResponseChannel, workfl
 from missed_session.lifecycle import run_until_stopped, waiting_for
 from missed_session.log_setup import configure_logging
 from missed_session.metrics import ServiceMetrics
+from missed_session.store import checkpoints
 from missed_session.store.audit import AuditStore
-from missed_session.store.database import database_url, open_pool
+from missed_session.store.database import database_url, open_pool, owner_database_url
 from missed_session.store.notices import NoticeStore, RosterStore
 from missed_session.temporal_client import connect, service_runtime
 from workflows.notice import NoticeWorkflow
@@ -154,6 +156,7 @@ def new_worker(
     max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS,
     graceful_shutdown_timeout: timedelta = timedelta(0),
     notice_links: NoticeLinks | None = None,
+    text_policy: TextPolicyActivities | None = None,
 ) -> Worker:
     """A worker with the session and notice workflows and every activity they call.
 
@@ -166,7 +169,7 @@ def new_worker(
     audit = AuditActivities(store, ServiceMetrics(runtime.metric_meter))
     simulated = SimulatedPhone(pool)
     outreach = OutreachActivities(phone or simulated, sender, messages or simulated)
-    text_policy = TextPolicyActivities(pool)
+    text_policy = text_policy or TextPolicyActivities(pool)
     therapist = TherapistActivities(store)
     follow_up = FollowUpActivities(store)
     notices = NoticeActivities(RosterStore(pool), NoticeStore(pool), phone or simulated,
@@ -230,8 +233,8 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
     """
     runtime = service_runtime(settings.metrics_port)
     client = await waiting_for("temporal", lambda: connect(settings, runtime))
-    url = database_url(settings)
-    pool = await waiting_for("postgresql", lambda: open_pool(url))
+    url, owner_url = database_url(settings), owner_database_url(settings)
+    pool = await waiting_for("postgresql", lambda: open_pool(url, owner_url=owner_url))
     phone, messages = channels_from_settings(settings, SimulatedPhone(pool), DeliveryLedger(pool))
     worker = new_worker(
         client,
@@ -244,18 +247,33 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         graceful_shutdown_timeout=SHUTDOWN_GRACE,
         notice_links=notice_links(settings),
     )
-    dispatcher = asyncio.create_task(callback_dispatcher(client, pool).run())
+    followers = [asyncio.create_task(callback_dispatcher(client, pool).run()),
+                 *trail_followers(settings, client, pool)]
     try:
         async with worker:
             log.info("worker_started", task_queue=settings.task_queue,
                      temporal=settings.temporal_address, metrics_port=settings.metrics_port)
             yield worker
     finally:
-        dispatcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await dispatcher
+        for follower in followers:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
         await pool.close()
         log.info("worker_stopped", task_queue=settings.task_queue)
+
+
+def trail_followers(settings: Settings, client: Client,
+                    pool: asyncpg.Pool) -> list[asyncio.Task[None]]:
+    """Followers of the trail: the history archiver and signed checkpoints (docs/security.md)."""
+    interval = timedelta(seconds=settings.checkpoint_interval_seconds)
+    followers = [asyncio.create_task(HistoryArchiver(client, pool, interval=interval).run())]
+    signer = checkpoints.signer_for(settings)
+    if signer is None:
+        log.warning("audit_checkpoints_off", reason="no checkpoint_keys configured")
+        return followers
+    checkpointer = checkpoints.Checkpointer(pool, signer, interval=interval)
+    return [*followers, asyncio.create_task(checkpointer.run())]
 
 
 async def main() -> None:

@@ -28,6 +28,9 @@ RISK_TIER = SearchAttributeKey.for_keyword("RiskTier")
 SESSION_START = SearchAttributeKey.for_datetime("SessionStart")
 ESCALATION_LEVEL = SearchAttributeKey.for_keyword("EscalationLevel")
 OUTCOME = SearchAttributeKey.for_keyword("Outcome")
+CLIENT_CONTACT_KEY = SearchAttributeKey.for_keyword("ClientContactKey")
+"""A keyed hash of the client's phone number (never the number): how an inbound text finds
+the client's open sessions (missed_session/application/contact_keys.py)."""
 NOTICE_STATE = SearchAttributeKey.for_keyword("NoticeState")
 """A notice workflow's state: open, exhausted (ran out of steps, still unacknowledged),
 acknowledged, resolved."""
@@ -38,14 +41,9 @@ NOTICE_OPENED = SearchAttributeKey.for_datetime("NoticeOpened")
 NOTICE_TARGET = SearchAttributeKey.for_keyword("NoticeTarget")
 """The rung it has reached: therapist, on_call, supervisor."""
 
-CLIENT_CONTACT_KEY = SearchAttributeKey.for_keyword("ClientContactKey")
-"""A keyed hash of the client's phone number (never the number): how an inbound text finds
-the client's open sessions (missed_session/application/contact_keys.py)."""
-
-
 ALL: tuple[SearchAttributeKey[Any], ...] = (
     SESSION_STATUS, CLIENT_REF, THERAPIST_ID, RISK_TIER, SESSION_START, ESCALATION_LEVEL,
-    OUTCOME, NOTICE_STATE, NOTICE_PRIORITY, NOTICE_OPENED, NOTICE_TARGET, CLIENT_CONTACT_KEY,
+    OUTCOME, CLIENT_CONTACT_KEY, NOTICE_STATE, NOTICE_PRIORITY, NOTICE_OPENED, NOTICE_TARGET,
 )
 
 

@@ -232,6 +232,44 @@ class ClientResponded(EventDetails):
     """Staff note or the client's reply text: health data, stored here, never logged."""
 
 
+class OutreachUncertain(EventDetails):
+    """A step that may or may not have reached the client: it is not tried again.
+
+    The provider may have accepted it (a timeout after sending, a dead worker's step), or it
+    was stopped in flight by a decision or by contact: either way, recorded as what it is.
+    """
+
+    event_type = AuditEventType.OUTREACH_UNCERTAIN
+    attempt: int = Field(ge=1)
+    """Which attempt of the ladder."""
+    channel: Channel
+    """The step's channel."""
+    reason: str
+    """Why it is uncertain (`delivery uncertain`, `stopped in flight: mark_safe`, ...)."""
+
+
+class AnswerUnclear(EventDetails):
+    """An answer that is not clearly the client's: outreach goes on and a person decides.
+
+    Recorded as it came (a call the provider could not tell was answered by a person, a
+    reply from someone else, a wrong number), with the therapist's task.
+    """
+
+    event_type = AuditEventType.ANSWER_UNCLEAR
+    channel: ResponseChannel
+    """How the answer came."""
+    responder: str
+    """Who answered, as reported (`unknown` when the provider could not tell)."""
+    why: str
+    """Why it does not count as reaching the client."""
+    attempt: int | None = None
+    """The attempt whose call it answered, when it came that way."""
+    note: str = ""
+    """The reply text or staff note: health data, stored here, never logged."""
+    task: str
+    """Key of the therapist's task to decide."""
+
+
 class OptedOut(EventDetails):
     """The client opted out of a channel (a STOP reply)."""
 
@@ -278,6 +316,22 @@ class EscalationBlocked(EventDetails):
     """Why not (no consent, no contact, contact unreachable)."""
     task: str | None = None
     """Key of the urgent inbox task."""
+
+
+class EscalationUncertain(EventDetails):
+    """The emergency contact's message may or may not have reached them.
+
+    Not `escalation_blocked` (it may well have been delivered) and not `escalation_sent`
+    (nobody confirmed it): a later `escalate_now` can try again.
+    """
+
+    event_type = AuditEventType.ESCALATION_UNCERTAIN
+    basis: Literal["consent on file", "clinician decision"]
+    """Why contacting them was allowed."""
+    reason: str
+    """Why it is uncertain (`delivery uncertain`, `stopped in flight: mark_safe`, ...)."""
+    task: str | None = None
+    """Key of the urgent inbox task, when a person must confirm."""
 
 
 class ClinicianDecisionMade(EventDetails):
@@ -445,9 +499,10 @@ VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
     for model in (
         Scheduled, Rescheduled, Cancelled, CheckedIn, GracePeriodExpired, TherapistAlerted,
         OutreachAttempted, VoicemailLeft, MessageSent, OutreachFailed, OutreachSkipped,
-        OutreachDeferred, ClientResponded, OptedOut, EscalationSent, EscalationBlocked,
-        ClinicianDecisionMade, PlanCreated, Closed, NoticeOpened, NoticeSent, NoticeFailed,
-        NoticeSkipped, NoticeEscalated, NoticeExhausted, NoticeAcknowledged, NoticeResolved,
+        OutreachDeferred, OutreachUncertain, ClientResponded, AnswerUnclear, OptedOut,
+        EscalationSent, EscalationBlocked, EscalationUncertain, ClinicianDecisionMade,
+        PlanCreated, Closed, NoticeOpened, NoticeSent, NoticeFailed, NoticeSkipped,
+        NoticeEscalated, NoticeExhausted, NoticeAcknowledged, NoticeResolved,
     )
 }
 """Every event type's model: `tests/test_events.py` checks that none is missing."""

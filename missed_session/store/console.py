@@ -1,4 +1,4 @@
-"""The console's tables: accounts, signed-in sessions, the access log (migration 0006).
+"""The console's tables: accounts, signed-in sessions, the access log (migration 0008).
 
 SQL only; what a sign-in or a page view means lives in `missed_session.application.console`.
 """

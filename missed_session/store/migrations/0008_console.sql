@@ -1,4 +1,4 @@
--- The clinician console (issue 16). At merge into main this is migration 0010 (the lead
+-- The clinician console (issue 16). Numbered 0008 on this branch; 0010 at merge into main (the lead
 -- renumbers; versions must stay contiguous on every branch).
 --
 -- Console accounts: a roster clinician (or a compliance reviewer, who is not on the roster)
