@@ -108,17 +108,23 @@ async def test_accounts_refuse_bad_input(app: Application) -> None:
         ViewerRole.COMPLIANCE, False, True, False)
 
 
-async def test_the_access_log_is_append_only(app: Application, pool: asyncpg.Pool) -> None:
+async def test_the_access_log_is_append_only_even_for_the_owner(
+    app: Application, pool: asyncpg.Pool, owner_database_url: str,
+) -> None:
     who = Viewer("t-ana", ViewerRole.THERAPIST, "")
     await cases.record_view(app, who, "session", "s-1")
     await cases.record_view(app, who, "session", "s-2", allowed=False)
     log = await ConsoleStore(pool).accesses()
     assert [(a.clinician_id, a.session_id, a.allowed) for a in log] == [
         ("t-ana", "s-1", True), ("t-ana", "s-2", False)]
-    for change in ("UPDATE console_access_log SET allowed = true",
-                   "DELETE FROM console_access_log"):
-        with pytest.raises(asyncpg.PostgresError, match="append-only"):
-            await pool.execute(change)
+    owner = await asyncpg.connect(owner_database_url)
+    try:
+        for change in ("UPDATE console_access_log SET allowed = true",
+                       "DELETE FROM console_access_log"):
+            with pytest.raises(asyncpg.PostgresError, match="append-only"):
+                await owner.execute(change)
+    finally:
+        await owner.close()
 
 
 def test_roles_decide_what_a_viewer_sees_and_does() -> None:
@@ -148,3 +154,20 @@ async def test_set_password_verb(pool: asyncpg.Pool, monkeypatch: pytest.MonkeyP
     assert "not on the roster" in capsys.readouterr().err
     app = Application(Settings(encryption_keys=TEST_KEYS), pool=pool)
     assert await cases.sign_in(app, "t-ana", PASSWORD, NOW) is not None
+
+
+async def test_the_service_role_appends_to_the_access_log_and_changes_nothing(
+    app: Application, service_database_url: str,
+) -> None:
+    service = await asyncpg.connect(service_database_url)
+    try:
+        await service.execute("INSERT INTO console_access_log (clinician_id, page, session_id,"
+                              " allowed) VALUES ('t-ana', 'session', 's-1', true)")
+        for statement in ("UPDATE console_access_log SET allowed = false",
+                          "DELETE FROM console_access_log", "TRUNCATE console_access_log"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await service.execute(statement)
+        await service.execute("DELETE FROM console_sessions")  # sign-outs: a working table
+    finally:
+        await service.close()
+    assert len(await ConsoleStore(await app.pool()).accesses()) == 1

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -35,11 +37,13 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def test_up_serves_the_api_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+async def test_up_serves_the_api_and_stops_cleanly_on_sigterm() -> None:
+    # Not under tmp_path: its 0700 parents are closed to PostgreSQL's own user (conftest.py).
+    data_dir = Path(tempfile.mkdtemp(prefix="msr-test-up-"))
     temporal, ui, codec, api = free_ports(4)
     env = {key: value for key, value in os.environ.items() if not key.startswith("MSR_")}
     env.update({
-        "MSR_DATA_DIR": str(tmp_path / "data"), "MSR_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal}",
+        "MSR_DATA_DIR": str(data_dir), "MSR_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal}",
         "MSR_UI_PORT": str(ui), "MSR_CODEC_SERVER_PORT": str(codec), "MSR_METRICS_PORT": "0",
         "MSR_API_PORT": str(api),
     })
@@ -73,6 +77,7 @@ async def test_up_serves_the_api_and_stops_cleanly_on_sigterm(tmp_path: Path) ->
         if process.returncode is None:
             process.kill()
             await process.wait()
+        shutil.rmtree(data_dir, ignore_errors=True)
     text = "".join(output) + rest.decode()
     assert process.returncode == 0, text
     assert "Traceback" not in text
