@@ -26,6 +26,7 @@ from missed_session.application import notices as notice_cases
 from missed_session.application.problems import describe
 from missed_session.application.results import Result, ResultKind
 from missed_session.application.service import Application, UnavailableError
+from missed_session.application.sessions import WORKFLOW_PREFIX
 from missed_session.domain import decisions, events
 from missed_session.domain.access import Viewer, ViewerRole, may_decide, may_view
 from missed_session.domain.models import (
@@ -259,14 +260,14 @@ async def resolve(app: Application, who: Viewer, notice_key: str, outcome: str,
     """Resolve as the viewer, with an outcome."""
     if not who.decides:
         return _not_yours(notice_key, who)
-    if not outcome.strip() or len(outcome) > 80 or len(note) > 500:
+    try:
+        resolution = Resolution(clinician_id=who.clinician_id, outcome=outcome.strip(),
+                                note=note, via=AckVia.HTTP)
+    except ValidationError as error:
         return notice_cases.NoticeResult(notice_cases.ResultKind.BAD_INPUT,
-                                         "outcome: 1 to 80 characters; note: at most 500",
-                                         notice_key)
-    return await notice_cases.resolve(
-        await app.temporal(), await app.pool(), notice_key,
-        Resolution(clinician_id=who.clinician_id, outcome=outcome, note=note,
-                   via=AckVia.HTTP))
+                                         describe(error, subject="resolution"), notice_key)
+    return await notice_cases.resolve(await app.temporal(), await app.pool(), notice_key,
+                                      resolution)
 
 
 def _not_yours(notice_key: str, who: Viewer) -> notice_cases.NoticeResult:
@@ -343,7 +344,7 @@ async def _active_sessions(app: Application) -> dict[str, list[ActiveSession]]:
         attributes = execution.typed_search_attributes
         tier = attributes.get(search_attributes.RISK_TIER) or "standard"
         found.setdefault(tier, []).append(ActiveSession(
-            session_id=execution.id.removeprefix("session-"),
+            session_id=execution.id.removeprefix(WORKFLOW_PREFIX),
             status=attributes.get(search_attributes.SESSION_STATUS) or "",
             risk_tier=tier, therapist_id=attributes.get(search_attributes.THERAPIST_ID) or "",
             start=attributes.get(search_attributes.SESSION_START)))

@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -208,7 +209,7 @@ async def _notices(web: Web, who: Viewer, *, done: str | None = None,
 def _session_routes(router: APIRouter, web: Web) -> None:
     @router.get("/sessions")
     async def find_session(request: Request) -> Response:
-        session_id = request.query_params.get("id", "").strip()
+        session_id = quote(request.query_params.get("id", "").strip(), safe="")
         return RedirectResponse(f"{PREFIX}/sessions/{session_id}", status_code=303)
 
     @router.get("/sessions/{session_id}")
