@@ -288,6 +288,13 @@ async def test_a_therapist_walks_a_high_risk_no_show_from_alert_to_decision(
         await page.goto(f"{stack.url}/console/sessions/{mine}")
         await expect(page.locator("#trail")).to_contain_text("clinician decision")
         assert await page.locator("form.decision").count() == 0
+        # The session runs to its end while the page is open: the plan and the closed trail.
+        await expect(page.locator("#trail")).to_contain_text("closed", timeout=120_000)
+        plan = page.locator("section", has=page.get_by_role("heading", name="Follow-up plan"))
+        await expect(plan).to_contain_text("no-shows in")
+        await expect(plan).to_contain_text("Concerns")
+        await expect(page.locator("[data-status]")).to_have_text("closed")
+        await shoot(page, "session-closed-reviewer")
         await context.close()
 
         # The supervisor signs in by keyboard alone, and reads the board at phone width.
