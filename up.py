@@ -24,6 +24,7 @@ from missed_session.api.server import ApiServer
 from missed_session.api.settings import ApiSettings
 from missed_session.api.tokens import Scope, digest, new_token
 from missed_session.application import Application
+from missed_session.codec_server import UI_SECRET_FILE
 from missed_session.config import ConfigurationError, Settings, load_settings
 from missed_session.console.routes import console_router
 from missed_session.lifecycle import run_until_stopped
@@ -54,7 +55,8 @@ def _addresses(settings: Settings, api_url: str, made: dict[Scope, str]) -> list
     lines = [
         f"Temporal:     {settings.temporal_address} (namespace {settings.temporal_namespace})",
         f"Web UI:       {ui}/namespaces/{settings.temporal_namespace}/workflows",
-        f"codec server: http://127.0.0.1:{settings.codec_server_port} (loopback)",
+        f"codec server: http://127.0.0.1:{settings.codec_server_port} (the Web UI decodes "
+        f"payloads with the secret in {settings.data_dir / UI_SECRET_FILE}; docs/security.md)",
         f"HTTP API:     {api_url} (OpenAPI {api_url}/openapi.json, docs {api_url}/docs)",
         f"inbound SMS:  {api_url}/inbound/twilio, {api_url}/inbound/webhook",
         f"console:      {api_url.replace('127.0.0.1', 'localhost')}/console (accounts: "

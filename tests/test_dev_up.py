@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -37,9 +38,16 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def test_up_serves_the_api_and_stops_cleanly_on_sigterm() -> None:
-    # Not under tmp_path: its 0700 parents are closed to PostgreSQL's own user (conftest.py).
-    data_dir = Path(tempfile.mkdtemp(prefix="msr-test-up-"))
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """Under /tmp itself, not pytest's 0700 folders the embedded PostgreSQL's user cannot
+    search (see tests/conftest.py)."""
+    folder = Path(tempfile.mkdtemp(prefix="msr-test-up-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+async def test_up_serves_the_api_and_stops_cleanly_on_sigterm(data_dir: Path) -> None:
     temporal, ui, codec, api = free_ports(4)
     env = {key: value for key, value in os.environ.items() if not key.startswith("MSR_")}
     env.update({
@@ -77,7 +85,6 @@ async def test_up_serves_the_api_and_stops_cleanly_on_sigterm() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
-        shutil.rmtree(data_dir, ignore_errors=True)
     text = "".join(output) + rest.decode()
     assert process.returncode == 0, text
     assert "Traceback" not in text
