@@ -57,6 +57,18 @@ def postgres_server_url() -> Iterator[str]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def server_folder(prefix: str) -> Path:
+    """A new folder under /tmp that an embedded PostgreSQL started as root can use.
+
+    pytest's own folders are 0700, which the server's system user cannot search, and the
+    embedded stack refuses to chmod folders it does not own (missed_session/store/embedded.py).
+    Searchable (not listable) by others, as the embedded stack makes its data directory.
+    """
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder.chmod(0o711)
+    return folder
+
+
 def as_role(url: str, role: str) -> str:
     """The same database's URL for another role (the cluster trusts its own socket)."""
     return url.replace("postgresql://postgres:@", f"postgresql://{role}:@", 1)

@@ -24,6 +24,7 @@ from temporalio.service import RetryConfig
 
 from missed_session.channels.simulated import CallbackDispatcher
 from missed_session.store.database import open_pool
+from tests.conftest import server_folder
 from tests.test_outreach_activity import (
     PROVIDER_TRIES,
     PracticeSystem,
@@ -56,8 +57,9 @@ class StoppablePostgres:
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoppablePostgres]:
-    server = StoppablePostgres(tmp_path_factory.mktemp("outage-pg") / "data")
+def postgres() -> Iterator[StoppablePostgres]:
+    folder = server_folder("msr-test-outage-pg-")
+    server = StoppablePostgres(folder / "data")
     yield server
     server.start()  # left running, as get_server's own clean-up expects
 

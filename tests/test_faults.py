@@ -10,8 +10,9 @@ each kind of miss is counted.
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from faults.run import Outcome, run_scenarios, table
 from faults.scenarios import SCENARIOS, Size
 from missed_session.domain.models import AuditEvent, AuditEventType
 from missed_session.domain.models import Outcome as SessionOutcome
+from tests.conftest import server_folder
 
 SIZE = Size("test", (Script.CALLS_BACK, Script.UNREACHABLE_CONSENT), postgres_outage=8.0,
             settle=45.0, parallel=4)
@@ -37,13 +39,14 @@ CHOSEN = (
 
 
 @pytest.fixture(scope="module")
-async def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+async def outcomes() -> AsyncIterator[dict[str, Outcome]]:
     scenarios = [scenario for scenario in SCENARIOS if scenario.name in CHOSEN]
     assert len(scenarios) == len(CHOSEN)
-    directory: Path = tmp_path_factory.mktemp("faults")
+    directory = server_folder("msr-test-faults-")
     results = await run_scenarios(scenarios, SIZE, directory, say=False)
     print(table(results))  # shown with -s, and in the report of a failing test
-    return {result.scenario: result for result in results}
+    yield {result.scenario: result for result in results}
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.mark.e2e

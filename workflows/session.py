@@ -199,6 +199,8 @@ class SessionWorkflow:
         self._opted_out_of_text = False
         self._texted_on: set[date] = set()
         """The client's local days on which an automated text was sent."""
+        # Shown from the first moment: the first task may wait on its first audit write.
+        workflow.set_current_details(self._details())
 
     # -- the protocol ------------------------------------------------------------------
 
