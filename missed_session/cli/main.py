@@ -39,15 +39,20 @@ def main(argv: list[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 0
     except UsageError as error:
         return fail(str(error), BAD_INPUT)
-    if args.command == "new-key":  # needs no configuration: it is what a missing key asks for
+    if args.command in {"new-key", "new-token"}:  # need no configuration
+        return _new_secret(args)
+    return asyncio.run(_command(args))
+
+
+def _new_secret(args: argparse.Namespace) -> int:
+    """`new-key` (what a missing key asks for) or `new-token`: print, change nothing."""
+    if args.command == "new-key":
         print(json.dumps({args.key_id: new_key()}))
         return 0
-    if args.command == "new-token":
-        token = new_token()
-        print(f"token (give it to the {args.scope} caller; it is not shown again): {token}")
-        print(f"MSR_API_TOKENS entry: {json.dumps({args.scope: [digest(token)]})}")
-        return 0
-    return asyncio.run(_command(args))
+    token = new_token()
+    print(f"token (give it to the {args.scope} caller; it is not shown again): {token}")
+    print(f"MSR_API_TOKENS entry: {json.dumps({args.scope: [digest(token)]})}")
+    return 0
 
 
 def _special_action(command_line: list[str]) -> int | None:
