@@ -29,7 +29,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.notices import notice_workflow_id
 from missed_session import search_attributes
+from missed_session.api.server import ApiServer
+from missed_session.api.settings import ApiSettings
 from missed_session.application import notices as notice_cases
+from missed_session.application.service import Application
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
 from missed_session.codec_server import (
     UI_SECRET_FILE,
@@ -40,6 +43,7 @@ from missed_session.codec_server import (
     ui_origins,
 )
 from missed_session.config import Settings, load_settings
+from missed_session.console.serve import console_app, demo_sign_in
 from missed_session.domain.events import NoticeSent
 from missed_session.domain.models import (
     Cancellation,
@@ -74,6 +78,8 @@ DEMO_TIME_SCALE = 60.0
 FIRST_START_IN = timedelta(seconds=5)
 """Head start before the first demo session, so the stack is settled."""
 DEMO_PRACTICE_FILE = Path(__file__).parent / "docs" / "practice.example.toml"
+DEMO_CLINICIAN = "therapist-ana"
+"""The therapist whose console sign-in the demo prints (on the example roster)."""
 """Two protocols (therapist-ben's clients follow the intensive one)."""
 
 DEMO_TIME_ZONES = (
@@ -392,10 +398,24 @@ async def main(argv: list[str] | None = None) -> int:
               f"{next(iter(outcomes))}")
         print("Notices to clinicians:       .venv/bin/python starter.py notices list --all")
         if not args.exit:
-            print("The stack stays up; press Ctrl-C (or send SIGTERM) to stop it.")
-            await asyncio.Event().wait()
+            async with Application(settings, client=env.client) as application:
+                await _console(application)  # the clinician console, while the stack is up
     expected = {s.expected for s in DEMO_DAY}
     return 0 if set(outcomes.values()) == expected else 1
+
+
+async def _console(application: Application) -> None:
+    """Serve the clinician console with a demo clinician's sign-in until stopped."""
+    password = await demo_sign_in(application, DEMO_CLINICIAN)
+    server = ApiServer(console_app(application), port=ApiSettings().port)
+    url = await server.start()
+    try:
+        print(f"Clinician console:           {url.replace('127.0.0.1', 'localhost')}/console"
+              f"  (sign in as {DEMO_CLINICIAN}, password {password}; this run only)")
+        print("The stack stays up; press Ctrl-C (or send SIGTERM) to stop it.", flush=True)
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
 
 
 def _secret(value: SecretStr | None) -> str | None:

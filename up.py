@@ -26,6 +26,7 @@ from missed_session.api.tokens import Scope, digest, new_token
 from missed_session.application import Application
 from missed_session.codec_server import UI_SECRET_FILE
 from missed_session.config import ConfigurationError, Settings, load_settings
+from missed_session.console.routes import console_router
 from missed_session.lifecycle import run_until_stopped
 from missed_session.log_setup import configure_logging
 
@@ -33,11 +34,11 @@ from missed_session.log_setup import configure_logging
 def other_routers(application: Application) -> Sequence[APIRouter]:
     """Routers of the other intake entry points served beside the session routes.
 
-    The standards intake (FHIR Appointment and Subscription, HL7 v2 over HTTP, Cal.com and
-    Calendly webhooks) joins here, with its MLLP listener started beside the API.
+    The clinician console is served here; the standards intake (FHIR Appointment and
+    Subscription, HL7 v2 over HTTP, Cal.com and Calendly webhooks) joins here, with its MLLP
+    listener started beside the API.
     """
-    del application
-    return ()
+    return (console_router(application),)  # the clinician console, under /console
 
 
 def _tokens(api_settings: ApiSettings) -> tuple[ApiSettings, dict[Scope, str]]:
@@ -58,6 +59,8 @@ def _addresses(settings: Settings, api_url: str, made: dict[Scope, str]) -> list
         f"payloads with the secret in {settings.data_dir / UI_SECRET_FILE}; docs/security.md)",
         f"HTTP API:     {api_url} (OpenAPI {api_url}/openapi.json, docs {api_url}/docs)",
         f"inbound SMS:  {api_url}/inbound/twilio, {api_url}/inbound/webhook",
+        f"console:      {api_url.replace('127.0.0.1', 'localhost')}/console (accounts: "
+        "starter.py roster load, then starter.py console set-password <clinician>)",
     ]
     if settings.metrics_port:
         lines.append(f"metrics:      http://127.0.0.1:{settings.metrics_port}/metrics")

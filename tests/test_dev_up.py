@@ -76,6 +76,9 @@ async def test_up_serves_the_api_and_stops_cleanly_on_sigterm(data_dir: Path) ->
             cancelled = await http.post(f"/sessions/{data['session_id']}/cancel", headers={
                 "Authorization": f"Bearer {tokens['scheduler']}"})
             assert cancelled.status_code == 200, cancelled.text
+            console = await http.get("/console/sign-in")  # the console shares the port
+            assert console.status_code == 200
+            assert 'name="csrf_token"' in console.text
         process.send_signal(signal.SIGTERM)
         rest, _ = await asyncio.wait_for(process.communicate(), timeout=90)
     finally:

@@ -89,6 +89,10 @@ class Application:
 
     async def store(self) -> AuditStore:
         """The audit store, its pool opened on first use; raises UnavailableError."""
+        return AuditStore(await self.pool())
+
+    async def pool(self) -> asyncpg.Pool:
+        """The PostgreSQL pool, opened on first use; raises UnavailableError."""
         async with self._lock:
             if self._pool is None:
                 try:
@@ -100,7 +104,7 @@ class Application:
                     # The URL is left out of the message: it may carry a password.
                     msg = f"cannot open the audit database: {error}"
                     raise UnavailableError(msg) from None
-            return AuditStore(self._pool)
+            return self._pool
 
     def practice(self) -> PracticeProtocols | None:
         """The practice file's protocols, read once; raises PracticeFileError."""

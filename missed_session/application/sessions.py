@@ -114,6 +114,15 @@ class Sessions:
         return Result(ResultKind.ALREADY_SCHEDULED,
                       f"{where} is already scheduled; nothing changed", session_id)
 
+    async def booking(self, session_id: str) -> SessionBooking | None:
+        """The booking a session runs now (None if there is no such session)."""
+        try:
+            return await self._held_booking(workflow_id_for(session_id))
+        except RPCError as error:
+            if error.status is RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+
     async def _held_booking(self, workflow_id: str) -> SessionBooking | None:
         """The booking the workflow runs now: its input, moved by accepted reschedules.
 

@@ -16,6 +16,7 @@ from missed_session.application.problems import describe
 from missed_session.application.service import Application
 from missed_session.audit import cli as audit_cli
 from missed_session.cli import commands
+from missed_session.cli import console as console_cli
 from missed_session.cli import notices as notices_cli
 from missed_session.cli.audit_actions import run_audit_action
 from missed_session.cli.bulk_import import run_import
@@ -29,10 +30,9 @@ from missed_session.domain.practice import PracticeFileError
 def main(argv: list[str] | None = None) -> int:
     """Run one command; 0 done, 1 could not be carried out, 2 bad input or refused."""
     command_line = sys.argv[1:] if argv is None else argv
-    if audit_cli.is_action(command_line):
-        return asyncio.run(run_audit_action(command_line))
-    if notices_cli.is_action(command_line):  # notices and roster: missed_session/cli/notices.py
-        return notices_cli.main(command_line)
+    special = _special_action(command_line)
+    if special is not None:
+        return special
     try:
         args = parse_args(command_line)
     except SystemExit as exit_:  # --help
@@ -53,6 +53,17 @@ def _new_secret(args: argparse.Namespace) -> int:
     print(f"token (give it to the {args.scope} caller; it is not shown again): {token}")
     print(f"MSR_API_TOKENS entry: {json.dumps({args.scope: [digest(token)]})}")
     return 0
+
+
+def _special_action(command_line: list[str]) -> int | None:
+    """The verbs with their own parsers (audit, roster and notices, console), if it is one."""
+    if audit_cli.is_action(command_line):
+        return asyncio.run(run_audit_action(command_line))
+    if notices_cli.is_action(command_line):  # notices and roster: missed_session/cli/notices.py
+        return notices_cli.main(command_line)
+    if console_cli.is_action(command_line):  # console accounts: missed_session/cli/console.py
+        return console_cli.main(command_line)
+    return None
 
 
 async def _command(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ SERVICE_PRIVILEGES = {
     "follow_up_plans": "SELECT, INSERT",
     "roster_versions": "SELECT, INSERT",
     "notice_refusals": "SELECT, INSERT",
+    "console_access_log": "SELECT, INSERT",  # who viewed which client's data: never changed
     "schema_migrations": "SELECT",
 }
 """The service's privileges on the trail, its purge records, its checkpoints, archived

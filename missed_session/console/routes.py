@@ -1,0 +1,312 @@
+"""The console's pages: sign-in, my notices, a session, the practice board.
+
+Handlers parse and render only; what they show and do comes from the application layer
+(`missed_session.application.console`, the session and notice use cases). A live region
+polls its own URL with the fingerprint of what it shows; the answer is 204 (nothing to
+swap) until something changed, so a form being filled in is not replaced every few seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
+from markupsafe import Markup
+
+from missed_session.application import console as cases
+from missed_session.application.notices import ResultKind as NoticeKind
+from missed_session.application.results import Result, ResultKind
+from missed_session.application.service import Application, UnavailableError
+from missed_session.application.sessions import utc_now
+from missed_session.console.web import (
+    PACKAGE,
+    PREFIX,
+    SECURITY_HEADERS,
+    SESSION_COOKIE,
+    SIGN_IN_COOKIE,
+    Web,
+    new_token,
+)
+from missed_session.domain.access import Viewer
+from missed_session.domain.models import DecisionKind
+
+STATIC = {"htmx.min.js": "htmx-2.0.11.min.js", "console.css": "console.css"}
+"""Served files by public name (htmx 2.0.11, vendored from the npm package htmx.org)."""
+DONE = {"ack": "Notice acknowledged.", "resolve": "Notice resolved.",
+        **{kind.value: f"Recorded: {kind.value.replace('_', ' ')}." for kind in DecisionKind}}
+"""Confirmation lines by the action just taken (fixed text, never echoed input)."""
+STATUS = {ResultKind.BAD_INPUT: 422, ResultKind.REFUSED: 409, ResultKind.NOT_FOUND: 404,
+          ResultKind.UNAVAILABLE: 503}
+
+
+def console_router(application: Application, *, secure_cookies: bool = True,
+                   clock: Callable[[], datetime] = utc_now) -> APIRouter:
+    """The console's routes under /console, over `application`."""
+    web = Web.create(application, secure_cookies=secure_cookies, clock=clock)
+
+    class ConsoleRoute(APIRoute):
+        """A route whose unreachable PostgreSQL or Temporal is a page, not a JSON error."""
+
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def handle(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except UnavailableError as error:
+                    return web.unavailable(f"The console cannot reach a server it needs "
+                                           f"({error}). Try again in a minute.")
+
+            return handle
+
+    router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=ConsoleRoute)
+    _sign_in_routes(router, web)
+    _notice_routes(router, web)
+    _session_routes(router, web)
+    _board_routes(router, web)
+
+    @router.get("/static/{name}")
+    async def static(name: str) -> Response:
+        if name not in STATIC:
+            return Response(status_code=404)
+        return FileResponse(PACKAGE / "static" / STATIC[name],
+                            headers={"Cache-Control": "public, max-age=3600"})
+
+    return router
+
+
+def _fingerprint(html: str) -> str:
+    return hashlib.sha256(html.encode()).hexdigest()[:16]
+
+
+def _region(web: Web, template: str, url: str,
+            context: dict[str, object]) -> tuple[Markup, str]:
+    """A live region's markup (polling `url` with its fingerprint) and the fingerprint."""
+    inner = web.templates.get_template(template).render(prefix=PREFIX, **context)
+    version = _fingerprint(inner)
+    wrapper = web.templates.get_template("_live.html").render(
+        inner=Markup(inner), url=url, version=version)  # noqa: S704 - rendered escaped
+    return Markup(wrapper), version  # noqa: S704 - rendered escaped
+
+
+def _live(web: Web, request: Request, template: str, url: str,
+          context: dict[str, object]) -> Response:
+    """A live region's refresh: 204 if unchanged since the fingerprint the browser holds."""
+    region, version = _region(web, template, url, context)
+    if request.query_params.get("v") == version:
+        return Response(status_code=204)
+    return HTMLResponse(str(region), headers=SECURITY_HEADERS)
+
+
+# -- sign-in ----------------------------------------------------------------------------------
+
+
+def _sign_in_routes(router: APIRouter, web: Web) -> None:
+    @router.get("")
+    async def home() -> Response:
+        return RedirectResponse(f"{PREFIX}/notices", status_code=303)
+
+    @router.get("/sign-in")
+    async def sign_in_page() -> Response:
+        return _sign_in_form(web, None, 200)
+
+    @router.post("/sign-in")
+    async def sign_in(request: Request) -> Response:
+        form = await request.form()
+        values = {k: v for k, v in form.items() if isinstance(v, str)}
+        cookie = request.cookies.get(SIGN_IN_COOKIE, "")
+        if not cookie or values.get("csrf_token") != cookie:
+            return _sign_in_form(web, "The sign-in form had expired; please try again.", 403)
+        signed = await cases.sign_in(web.app, values.get("clinician_id", "").strip(),
+                                     values.get("password", ""), web.clock())
+        if signed is None:
+            return _sign_in_form(web, "Unknown clinician id or wrong password.", 401)
+        response = RedirectResponse(f"{PREFIX}/notices", status_code=303)
+        web.set_session_cookie(response, signed.token, signed.expires_at)
+        response.delete_cookie(SIGN_IN_COOKIE, path=PREFIX)
+        return response
+
+    @router.post("/sign-out")
+    async def sign_out(request: Request) -> Response:
+        who = await web.viewer(request)
+        if who is not None and await web.form(request, who) is not None:
+            await cases.sign_out(web.app, request.cookies.get(SESSION_COOKIE, ""))
+        response = RedirectResponse(f"{PREFIX}/sign-in", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+        return response
+
+
+def _sign_in_form(web: Web, error: str | None, status: int) -> Response:
+    token = new_token()
+    response = web.page("sign_in.html", {"who": None, "error": error, "csrf": token,
+                                         "title": "Sign in"}, status=status)
+    web.set_sign_in_cookie(response, token)
+    return response
+
+
+# -- my notices -------------------------------------------------------------------------------
+
+
+def _notice_routes(router: APIRouter, web: Web) -> None:
+    @router.get("/notices")
+    async def notices_page(request: Request) -> Response:
+        who = await web.viewer(request)
+        if who is None:
+            return web.to_sign_in(request)
+        return await _notices(web, who, done=DONE.get(request.query_params.get("done", "")))
+
+    @router.get("/notices/live")
+    async def notices_live(request: Request) -> Response:
+        who = await web.viewer(request)
+        if who is None:
+            return web.to_sign_in(request)
+        rows = await cases.my_notices(web.app, who)
+        zone = await cases.practice_time_zone(web.app)
+        return _live(web, request, "_notices.html", f"{PREFIX}/notices/live",
+                     {"who": who, "rows": rows, "zone": zone})
+
+    @router.post("/notices/{action}")
+    async def notice_action(request: Request, action: str) -> Response:
+        who = await web.viewer(request)
+        if who is None:
+            return web.to_sign_in(request)
+        values = await web.form(request, who)
+        if values is None:
+            return web.csrf_refused(who)
+        key = values.get("notice_key", "")
+        if action == "ack":
+            result = await cases.acknowledge(web.app, who, key)
+        elif action == "resolve":
+            result = await cases.resolve(web.app, who, key, values.get("outcome", ""),
+                                         values.get("note", ""))
+        else:
+            return Response(status_code=404)
+        if result.kind is not NoticeKind.APPLIED:
+            return await _notices(web, who, error=f"{action} refused: {result.message}",
+                                  status=409)
+        return RedirectResponse(f"{PREFIX}/notices?done={action}", status_code=303)
+
+
+async def _notices(web: Web, who: Viewer, *, done: str | None = None,
+                   error: str | None = None, status: int = 200) -> Response:
+    rows = await cases.my_notices(web.app, who)
+    zone = await cases.practice_time_zone(web.app)
+    live, _ = _region(web, "_notices.html", f"{PREFIX}/notices/live",
+                      {"who": who, "rows": rows, "zone": zone})
+    return web.page("notices.html", {"who": who, "live": live, "done": done, "error": error,
+                                     "title": "My notices"}, status=status)
+
+
+# -- a session --------------------------------------------------------------------------------
+
+
+def _session_routes(router: APIRouter, web: Web) -> None:
+    @router.get("/sessions")
+    async def find_session(request: Request) -> Response:
+        session_id = quote(request.query_params.get("id", "").strip(), safe="")
+        return RedirectResponse(f"{PREFIX}/sessions/{session_id}", status_code=303)
+
+    @router.get("/sessions/{session_id}")
+    async def session_page(request: Request, session_id: str) -> Response:
+        who = await web.viewer(request)
+        if who is None:
+            return web.to_sign_in(request)
+        return await _session(web, who, session_id,
+                              done=DONE.get(request.query_params.get("done", "")))
+
+    @router.get("/sessions/{session_id}/live")
+    async def session_live(request: Request, session_id: str) -> Response:
+        who = await web.viewer(request)
+        if who is None:
+            return web.to_sign_in(request)
+        view = await cases.session_view(web.app, who, session_id, page=None)
+        if isinstance(view, Result):
+            return Response(status_code=STATUS.get(view.kind, 400))
+        zone = await cases.practice_time_zone(web.app)
+        response = _live(web, request, "_session_live.html",
+                         f"{PREFIX}/sessions/{session_id}/live",
+                         {"who": who, "view": view, "zone": zone})
+        if response.status_code == 200:  # something new was shown: a view of client data
+            await cases.record_view(web.app, who, "session/live", session_id)
+        return response
+
+    @router.post("/sessions/{session_id}/decide")
+    async def decide(request: Request, session_id: str) -> Response:
+        who = await web.viewer(request)
+        if who is None:
+            return web.to_sign_in(request)
+        values = await web.form(request, who)
+        if values is None:
+            return web.csrf_refused(who)
+        try:
+            kind = DecisionKind(values.get("decision", ""))
+        except ValueError:
+            return await _session(web, who, session_id, error="choose a decision",
+                                  status=422)
+        result = await cases.decide(web.app, who, session_id, kind,
+                                    reason=values.get("reason", ""),
+                                    legal_basis=values.get("legal_basis", ""))
+        if not result.ok:
+            return await _session(web, who, session_id, error=result.message, failed=kind,
+                                  values=values, status=STATUS.get(result.kind, 400))
+        return RedirectResponse(f"{PREFIX}/sessions/{session_id}?done={kind.value}",
+                                status_code=303)
+
+
+async def _session(web: Web, who: Viewer, session_id: str, *, done: str | None = None,
+                   error: str | None = None, failed: DecisionKind | None = None,
+                   values: dict[str, str] | None = None, status: int = 200) -> Response:
+    view = await cases.session_view(web.app, who, session_id)
+    if isinstance(view, Result):  # refused here: not theirs to see (403)
+        status = 403 if view.kind is ResultKind.REFUSED else STATUS.get(view.kind, 400)
+        return web.page("refused.html", {"who": who, "title": "Session",
+                                         "message": view.message}, status=status)
+    zone = await cases.practice_time_zone(web.app)
+    live, _ = _region(web, "_session_live.html", f"{PREFIX}/sessions/{session_id}/live",
+                      {"who": who, "view": view, "zone": zone})
+    return web.page("session.html", {
+        "who": who, "view": view, "live": live, "zone": zone, "done": done, "error": error,
+        "failed": failed, "values": values or {}, "title": f"Session {session_id}",
+    }, status=status)
+
+
+# -- the practice board -----------------------------------------------------------------------
+
+
+def _board_routes(router: APIRouter, web: Web) -> None:
+    @router.get("/board")
+    async def board_page(request: Request) -> Response:
+        who = await web.viewer(request)
+        if who is None:
+            return web.to_sign_in(request)
+        if not who.sees_board:
+            return web.page("refused.html", {
+                "who": who, "title": "Practice board",
+                "message": "The practice board is for supervisors and the on-call "
+                           "clinician."}, status=403)
+        board = await cases.board(web.app, who, web.clock())
+        zone = await cases.practice_time_zone(web.app)
+        live, _ = _region(web, "_board.html", f"{PREFIX}/board/live",
+                          {"board": board, "zone": zone})
+        return web.page("board.html", {"who": who, "live": live, "title": "Practice board"})
+
+    @router.get("/board/live")
+    async def board_live(request: Request) -> Response:
+        who = await web.viewer(request)
+        if who is None:
+            return web.to_sign_in(request)
+        if not who.sees_board:
+            return Response(status_code=403)
+        board = await cases.board(web.app, who, web.clock(), record=False)
+        zone = await cases.practice_time_zone(web.app)
+        response = _live(web, request, "_board.html", f"{PREFIX}/board/live",
+                         {"board": board, "zone": zone})
+        if response.status_code == 200:  # something new was shown
+            await cases.record_view(web.app, who, "board/live", None)
+        return response
