@@ -20,6 +20,7 @@ from fastapi import APIRouter
 
 from demo import embedded_stack
 from missed_session.api.app import create_app
+from missed_session.api.auth import SCHEDULER
 from missed_session.api.server import ApiServer
 from missed_session.api.settings import ApiSettings
 from missed_session.api.tokens import Scope, digest, new_token
@@ -27,18 +28,22 @@ from missed_session.application import Application
 from missed_session.codec_server import UI_SECRET_FILE
 from missed_session.config import ConfigurationError, Settings, load_settings
 from missed_session.console.routes import console_router
+from missed_session.intake import mllp
+from missed_session.intake.routes import router
+from missed_session.intake.service import StandardsIntake, build
+from missed_session.intake.settings import IntakeSettings
 from missed_session.lifecycle import run_until_stopped
 from missed_session.log_setup import configure_logging
 
 
-def other_routers(application: Application) -> Sequence[APIRouter]:
-    """Routers of the other intake entry points served beside the session routes.
+def other_routers(application: Application, intake: StandardsIntake) -> Sequence[APIRouter]:
+    """Routers of the other entry points served beside the session routes.
 
-    The clinician console is served here; the standards intake (FHIR Appointment and
-    Subscription, HL7 v2 over HTTP, Cal.com and Calendly webhooks) joins here, with its MLLP
-    listener started beside the API.
+    The clinician console (under /console) and the standards intake (FHIR Appointment and
+    Subscription, HL7 v2 over HTTP, Cal.com and Calendly webhooks; its MLLP listener is
+    started beside the API).
     """
-    return (console_router(application),)  # the clinician console, under /console
+    return (console_router(application), router(intake, scheduler_auth=[SCHEDULER]))
 
 
 def _tokens(api_settings: ApiSettings) -> tuple[ApiSettings, dict[Scope, str]]:
@@ -75,6 +80,7 @@ async def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         api_settings, made = _tokens(ApiSettings())
+        intake_settings = IntakeSettings()
     except (ConfigurationError, ValueError) as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
@@ -83,15 +89,23 @@ async def main(argv: list[str] | None = None) -> int:
           "worker ...", flush=True)
     async with embedded_stack(settings) as env, \
             Application(settings, client=env.client) as application:
-        api = create_app(application, api_settings, other_routers(application))
+        intake = build(application, await application.pool(), intake_settings)
+        api = create_app(application, api_settings, other_routers(application, intake))
         server = ApiServer(api, host=api_settings.host, port=api_settings.port)
         url = await server.start()
+        listener = await mllp.serve(intake, intake_settings.mllp_host,
+                                    intake_settings.mllp_port,
+                                    limit=intake_settings.max_message_bytes)
+        host, port = listener.sockets[0].getsockname()[:2]
         try:
             print("\n".join(["the stack is up:", *_addresses(settings, url, made),
+                             f"HL7 v2 MLLP: {host}:{port} (docs/integration-standards.md)",
                              "press Ctrl-C (or send SIGTERM) to stop"]), flush=True)
             await asyncio.Event().wait()  # a stop signal cancels this task
         finally:
             print("stopping ...", flush=True)
+            listener.close()
+            await listener.wait_closed()
             await server.stop()
     return 0
 

@@ -48,12 +48,12 @@ def data_dir() -> Iterator[Path]:
 
 
 async def test_up_serves_the_api_and_stops_cleanly_on_sigterm(data_dir: Path) -> None:
-    temporal, ui, codec, api = free_ports(4)
+    temporal, ui, codec, api, mllp = free_ports(5)
     env = {key: value for key, value in os.environ.items() if not key.startswith("MSR_")}
     env.update({
         "MSR_DATA_DIR": str(data_dir), "MSR_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal}",
         "MSR_UI_PORT": str(ui), "MSR_CODEC_SERVER_PORT": str(codec), "MSR_METRICS_PORT": "0",
-        "MSR_API_PORT": str(api),
+        "MSR_API_PORT": str(api), "MSR_INTAKE_MLLP_PORT": str(mllp),
     })
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "up.py"), cwd=ROOT, env=env,
@@ -79,6 +79,19 @@ async def test_up_serves_the_api_and_stops_cleanly_on_sigterm(data_dir: Path) ->
             console = await http.get("/console/sign-in")  # the console shares the port
             assert console.status_code == 200
             assert 'name="csrf_token"' in console.text
+            fhir = await http.post("/fhir/Appointment", json={})  # mounted, and guarded
+            assert fhir.status_code == 401, fhir.text
+        # The MLLP listener answers a message it cannot process with an ACK, not silence.
+        assert f"HL7 v2 MLLP: 127.0.0.1:{mllp}" in "".join(output)
+        reader, writer = await asyncio.open_connection("127.0.0.1", mllp)
+        writer.write(b"\x0bMSH|^~\\&|SCHED|CLINIC|MSR|PRACTICE|20261201090000||SIU^S99|M-1|P|2.5"
+                     b"\r\x1c\r")
+        await writer.drain()
+        ack = await asyncio.wait_for(reader.readuntil(b"\x1c\r"), timeout=30)
+        writer.close()
+        assert ack.startswith(b"\x0bMSH|"), ack
+        assert b"MSA|A" in ack, ack  # AR or AE: refused with a reason
+        assert b"|M-1" in ack, ack  # answering this message
         process.send_signal(signal.SIGTERM)
         rest, _ = await asyncio.wait_for(process.communicate(), timeout=90)
     finally:
@@ -89,5 +102,5 @@ async def test_up_serves_the_api_and_stops_cleanly_on_sigterm(data_dir: Path) ->
     assert process.returncode == 0, text
     assert "Traceback" not in text
     assert text.rstrip().endswith("stopped")
-    for port in (temporal, ui, codec, api):
+    for port in (temporal, ui, codec, api, mllp):
         assert not listening(port), port

@@ -19,16 +19,16 @@ from missed_session.config import ConfigurationError, Settings, load_settings
 from missed_session.intake import mllp
 from missed_session.intake.service import build
 from missed_session.intake.settings import IntakeSettings
-from missed_session.store.database import database_url, migrate, open_pool
+from missed_session.store.database import database_url, open_pool, owner_database_url
 
 
 async def serve(settings: Settings, intake_settings: IntakeSettings, stop: asyncio.Event,
                 started: Callable[[int], None] = lambda port: None) -> None:
     """Listen until `stop` is set; `started` is told the bound port."""
-    pool = await open_pool(database_url(settings), min_size=1, max_size=4)
+    # Migrated on opening, as the schema's owner where there is one (the service role may not).
+    pool = await open_pool(database_url(settings), owner_url=owner_database_url(settings),
+                           min_size=1, max_size=4)
     try:
-        async with pool.acquire() as connection:
-            await migrate(connection)
         async with Application(settings, pool=pool) as application:
             intake = build(application, pool, intake_settings)
             server = await mllp.serve(intake, intake_settings.mllp_host,
