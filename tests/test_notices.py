@@ -25,9 +25,12 @@ from temporalio.testing import WorkflowEnvironment
 from activities.notices import NoticeLinks, NoticePlan, NoticeRequest, notice_workflow_id
 from activities.outreach import Sender
 from missed_session import search_attributes as attrs
+from missed_session.application import Application, ResultKind
 from missed_session.application import notices as use
+from missed_session.application.inbound import TextKind, receive_text
 from missed_session.audit.export import fhir_bundle, notice_keys
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
+from missed_session.config import Settings
 from missed_session.domain import events
 from missed_session.domain.models import (
     InboxItemKind,
@@ -42,7 +45,7 @@ from missed_session.domain.roster_file import parse_roster
 from missed_session.store.audit import AuditStore
 from missed_session.store.notices import NoticeStore, RosterStore, notice_trails
 from missed_session.temporal_client import service_runtime
-from tests.conftest import TEST_CONVERTER
+from tests.conftest import TEST_CONVERTER, TEST_KEYS
 from tests.factories import booking, booking_data, daytime, without_consent
 from worker import new_worker
 from workflows.session import SessionWorkflow
@@ -178,9 +181,14 @@ async def test_high_risk_blocked_escalation_climbs_until_an_sms_acknowledges_it(
     assert (unknown.kind, unknown.message) == (use.ResultKind.REFUSED, "unknown code")
     assert "notice_acknowledged" not in await trail_types(pool, session.session_id, task)
 
-    # The on-call clinician replies: the climb stops.
-    acked = await use.sms_reply(client, pool, LEE, f"ack {code.lower()}")
-    assert acked.kind is use.ResultKind.APPLIED, acked.message
+    # The on-call clinician replies, through the inbound texts' path (the HTTP routes for
+    # Twilio and the signed webhook call it): the climb stops.
+    settings = Settings(task_queue=task_queue, encryption_keys=TEST_KEYS)
+    async with Application(settings, client=client, pool=pool) as application:
+        inbound = await receive_text(application, phone=LEE, body=f"ack {code.lower()}",
+                                     message_id="SM-ack-1")
+    assert inbound.kind is TextKind.ACKNOWLEDGMENT
+    assert inbound.result.kind is ResultKind.APPLIED, inbound.result.message
     again = await use.sms_reply(client, pool, LEE, f"ACK {code}")
     assert again.message == "acknowledge refused: the notice was already acknowledged by oc-lee"
     refusals = await NoticeStore(pool).refusals()

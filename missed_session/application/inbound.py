@@ -1,6 +1,9 @@
-"""A text from a client's phone, whichever provider carried it: opt-out, HELP, or a reply.
+"""A text from a phone, whichever provider carried it: acknowledgment, opt-out, HELP, reply.
 
-The sender is matched by phone number to the client's open sessions (every client ref
+A clinician on the roster who answers a notice (`1`, `ACK <code>`) acknowledges it
+(`application.notices.sms_reply`); that is asked first, since a clinician's number is no
+client's. Any other sender is matched by phone number to the client's open sessions (every
+client ref
 booked with that number). An opt-out keyword opts the number out in each of them; HELP is
 answered with neutral help text and touches no session; anything else is the client's
 response to the open sessions, where the protocol decides whether it counts.
@@ -13,6 +16,7 @@ from enum import StrEnum
 
 from temporalio.service import RPCError
 
+from missed_session.application import notices
 from missed_session.application.results import Result, ResultKind
 from missed_session.application.service import Application, UnavailableError
 from missed_session.domain import messages
@@ -25,6 +29,8 @@ HELP_KEYWORDS = frozenset({"HELP", "INFO"})
 class TextKind(StrEnum):
     """What an inbound text is."""
 
+    ACKNOWLEDGMENT = "acknowledgment"
+    """A clinician's reply to a notice (accepted or refused: recorded either way)."""
     OPT_OUT = "opt_out"
     HELP = "help"
     RESPONSE = "response"
@@ -37,6 +43,18 @@ def classify(body: str) -> TextKind:
     if body.strip().strip(".!?").upper() in HELP_KEYWORDS:
         return TextKind.HELP
     return TextKind.RESPONSE
+
+
+async def _acknowledgment(app: Application, phone: str, body: str) -> InboundAnswer | None:
+    """A roster clinician's reply to a notice, carried out; None when the sender is none."""
+    try:
+        answer = await notices.sms_reply(await app.temporal(), await app.pool(), phone, body)
+    except UnavailableError as error:
+        return InboundAnswer(TextKind.ACKNOWLEDGMENT, Result(ResultKind.UNAVAILABLE, str(error)))
+    if answer.kind is notices.ResultKind.NOT_A_CLINICIAN:
+        return None
+    return InboundAnswer(TextKind.ACKNOWLEDGMENT,
+                         Result(ResultKind(answer.kind.value), answer.message))
 
 
 def help_text(sender_name: str, callback_number: str) -> str:
@@ -57,12 +75,21 @@ class InboundAnswer:
 
 async def receive_text(app: Application, *, phone: str, body: str,
                        message_id: str | None) -> InboundAnswer:
-    """Deliver a text from `phone` to the client's open sessions."""
+    """Deliver a text from `phone`: to a clinician's notice, or to the client's open sessions."""
+    acknowledgment = await _acknowledgment(app, phone, body)
+    if acknowledgment is not None:
+        return acknowledgment
     kind = classify(body)
     if kind is TextKind.HELP:
         settings = app.settings
         return InboundAnswer(kind, Result(ResultKind.APPLIED, "help text sent"),
                              reply=help_text(settings.sender_name, settings.callback_number))
+    return await _to_open_sessions(app, kind, phone, body, message_id)
+
+
+async def _to_open_sessions(app: Application, kind: TextKind, phone: str, body: str,
+                            message_id: str | None) -> InboundAnswer:
+    """An opt-out or a reply, to every open session of the client(s) using `phone`."""
     try:
         sessions = await app.sessions()
         session_ids = await sessions.open_sessions(phone)
