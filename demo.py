@@ -242,19 +242,12 @@ async def embedded_temporal(settings: Settings) -> AsyncIterator[WorkflowEnviron
         await env.shutdown()
 
 
-async def main(argv: list[str] | None = None) -> int:
-    """Bring up the stack, play the demo day, keep the stack up until Ctrl-C."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--exit", action="store_true", help="stop once the demo day is over")
-    parser.add_argument("--time-scale", type=float, default=DEMO_TIME_SCALE,
-                        help="protocol minutes per second of the demo (default 60)")
-    args = parser.parse_args(argv)
-    settings = load_settings(time_scale=args.time_scale)
-    configure_logging(settings.log_format, "warning")
-    ui = f"http://localhost:{settings.ui_port}"
-    print(f"starting PostgreSQL (embedded, {settings.data_dir}/postgres) and Temporal "
-          f"({settings.temporal_address}, Web UI {ui}) ...")
-    url = database_url(settings)
+@contextlib.asynccontextmanager
+async def embedded_stack(settings: Settings) -> AsyncIterator[WorkflowEnvironment]:
+    """The codec server, the Temporal dev server with its Web UI, and the worker.
+
+    Shared by the demo day and `dev.py up` (up.py); stopped in reverse order on exit.
+    """
     async with contextlib.AsyncExitStack() as stack:
         codec_server = await start_codec_server(
             CodecServer(
@@ -268,6 +261,23 @@ async def main(argv: list[str] | None = None) -> int:
         stack.push_async_callback(codec_server.cleanup)
         env = await stack.enter_async_context(embedded_temporal(settings))
         await stack.enter_async_context(running_worker(settings))
+        yield env
+
+
+async def main(argv: list[str] | None = None) -> int:
+    """Bring up the stack, play the demo day, keep the stack up until Ctrl-C."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--exit", action="store_true", help="stop once the demo day is over")
+    parser.add_argument("--time-scale", type=float, default=DEMO_TIME_SCALE,
+                        help="protocol minutes per second of the demo (default 60)")
+    args = parser.parse_args(argv)
+    settings = load_settings(time_scale=args.time_scale)
+    configure_logging(settings.log_format, "warning")
+    ui = f"http://localhost:{settings.ui_port}"
+    print(f"starting PostgreSQL (embedded, {settings.data_dir}/postgres) and Temporal "
+          f"({settings.temporal_address}, Web UI {ui}) ...")
+    url = database_url(settings)
+    async with embedded_stack(settings) as env:
         pool = await open_pool(url)
         try:
             outcomes = await run_demo_day(

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Bootstrap for a fresh machine with only Python 3.11+: `python3 dev.py demo|test|lint`.
+"""Bootstrap for a fresh machine with only Python 3.11+: `python3 dev.py demo|up|test|lint`.
 
 Creates `.venv` beside this file, installs the project with its test tools into it (again
 whenever pyproject.toml changes), then runs the command inside it. Standard library only,
@@ -20,6 +20,7 @@ VENV = ROOT / ".venv"
 PYTHON = VENV / "bin" / "python"
 COMMANDS = {
     "demo": ["demo.py"],
+    "up": ["up.py"],
     "worker": ["worker.py"],
     "starter": ["starter.py"],
     "lint": None,
@@ -58,7 +59,7 @@ def lint() -> int:
 
 
 def main(argv: list[str]) -> int:
-    """Dispatch `demo`, `test`, `lint`, `worker` or `starter`; extra arguments pass through."""
+    """Dispatch `demo`, `up`, `test`, `lint`, `worker` or `starter`; arguments pass through."""
     if not argv or argv[0] not in COMMANDS:
         print(f"usage: python3 dev.py {{{'|'.join(COMMANDS)}}} [args...]", file=sys.stderr)
         return 2

@@ -26,14 +26,16 @@ class Scheduled(StrEnum):
 
 
 async def schedule_session(
-    client: Client, booking: SessionBooking, *, task_queue: str, now: datetime
+    client: Client, booking: SessionBooking, *, task_queue: str, now: datetime,
+    contact_key: str | None = None,
 ) -> tuple[Scheduled, WorkflowHandle[Any, SessionResult]]:
     """Start the session's workflow unless it exists (running or closed).
 
     The workflow id is derived from the session id and never reused, so a scheduling
     system that sends the same booking twice gets the first workflow back, not a second
     protocol for the same session. Raises BookingRejectedError before anything starts when
-    the booking's grace period is already over.
+    the booking's grace period is already over. `contact_key` (a keyed hash of the
+    client's phone) lets an inbound text find the session.
     """
     check_bookable(booking, now)
     try:
@@ -46,7 +48,7 @@ async def schedule_session(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             static_summary=summary(booking),
-            search_attributes=search_attributes.initial(booking),
+            search_attributes=search_attributes.initial(booking, contact_key=contact_key),
         )
     except WorkflowAlreadyStartedError:
         return Scheduled.ALREADY_SCHEDULED, client.get_workflow_handle(

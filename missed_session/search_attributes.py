@@ -27,14 +27,17 @@ RISK_TIER = SearchAttributeKey.for_keyword("RiskTier")
 SESSION_START = SearchAttributeKey.for_datetime("SessionStart")
 ESCALATION_LEVEL = SearchAttributeKey.for_keyword("EscalationLevel")
 OUTCOME = SearchAttributeKey.for_keyword("Outcome")
+CLIENT_CONTACT_KEY = SearchAttributeKey.for_keyword("ClientContactKey")
+"""A keyed hash of the client's phone number (never the number): how an inbound text finds
+the client's open sessions (missed_session/application/contact_keys.py)."""
 
 ALL: tuple[SearchAttributeKey[Any], ...] = (
     SESSION_STATUS, CLIENT_REF, THERAPIST_ID, RISK_TIER, SESSION_START, ESCALATION_LEVEL,
-    OUTCOME,
+    OUTCOME, CLIENT_CONTACT_KEY,
 )
 
 
-def initial(booking: SessionBooking) -> TypedSearchAttributes:
+def initial(booking: SessionBooking, *, contact_key: str | None = None) -> TypedSearchAttributes:
     """A session's attributes when it is booked: given at start, so there is no upsert."""
     pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(CLIENT_REF, booking.client.ref),
@@ -44,6 +47,8 @@ def initial(booking: SessionBooking) -> TypedSearchAttributes:
         SearchAttributePair(SESSION_STATUS, SessionStatus.SCHEDULED.value),
         SearchAttributePair(ESCALATION_LEVEL, "none"),
     ]
+    if contact_key is not None:
+        pairs.append(SearchAttributePair(CLIENT_CONTACT_KEY, contact_key))
     return TypedSearchAttributes(pairs)
 
 

@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,10 @@ from temporalio.worker import Worker
 
 import starter
 from activities.outreach import Sender
-from missed_session.config import ConfigurationError, load_settings
+from missed_session.application import Application
+from missed_session.cli.booking_input import build_booking
+from missed_session.cli.parser import parse_args
+from missed_session.config import ConfigurationError, Settings, load_settings
 from missed_session.domain import events
 from missed_session.domain.models import (
     AuditEventType,
@@ -322,12 +325,25 @@ async def test_scheduling_twice_starts_one_workflow(
     handle = client.get_workflow_handle(workflow_id_for(session_id), result_type=SessionResult)
     first_run = (await handle.describe()).run_id
 
-    moved = start + timedelta(hours=1)
-    assert await cli(*schedule_flags(session_id, moved, **{"--therapist-id": "t-bo"})) == 0
+    # The identical booking again (its start written in another offset): nothing changes.
+    same = start.astimezone(timezone(timedelta(hours=-5)))
+    assert await cli(*schedule_flags(session_id, same)) == 0
     assert one_line(capsys.readouterr().out) == (
         f"session {session_id} (workflow session-{session_id}) is already scheduled;"
         " nothing changed"
     )
+    # A different booking under the id is refused, naming the fields (never their values).
+    moved = start + timedelta(hours=1)
+    assert await cli(*schedule_flags(session_id, moved, **{"--therapist-id": "t-bo",
+                                                           "--phone": "+14155550111"})) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert one_line(captured.err) == (
+        f"error: session {session_id} (workflow session-{session_id}) is already scheduled"
+        " with a different booking; differing fields: client.phone, start, therapist_id"
+        " (send a reschedule, or cancel and book a new id)"
+    )
+    assert "+14155550111" not in captured.err
     assert (await handle.describe()).run_id == first_run
     history = await handle.fetch_history()
     assert sum(event.HasField("workflow_execution_started_event_attributes")
@@ -461,8 +477,9 @@ async def test_audit_needs_no_temporal(
     cli_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("MSR_TEMPORAL_ADDRESS", UNREACHABLE)
-    assert await cli("audit", "s-nothing-here") == 0
-    assert one_line(capsys.readouterr().out) == "no audit events for session s-nothing-here"
+    assert await cli("audit", "s-nothing-here") == 1
+    assert one_line(capsys.readouterr().err) == (
+        "error: no audit events for session s-nothing-here")
 
 
 async def test_unreachable_database_exits_1(
@@ -495,23 +512,28 @@ def test_new_key_needs_no_configuration(
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    return starter.parse_args(list(argv))
+    return parse_args(list(argv))
+
+
+def app(time_scale: float) -> Application:
+    """The application as the CLI builds it, for the pure half (nothing connects)."""
+    return Application(Settings(time_scale=time_scale))
 
 
 def test_time_scale_defaults_to_the_setting(tmp_path: Path) -> None:
     data = booking_data()
     from_file = parse("schedule", "--file", write_json(tmp_path / "b.json", data))
-    assert starter.build_booking(from_file, time_scale=60).protocol.time_scale == 60
+    assert build_booking(from_file, app(60)).protocol.time_scale == 60
     data["protocol"] = {"time_scale": 2}
     explicit = parse("schedule", "--file", write_json(tmp_path / "c.json", data))
-    assert starter.build_booking(explicit, time_scale=60).protocol.time_scale == 2
+    assert build_booking(explicit, app(60)).protocol.time_scale == 2
 
 
 def test_flags_build_the_booking() -> None:
     args = parse(*schedule_flags("s-1", datetime(2030, 1, 1, 9, tzinfo=UTC)),
                  "--duration", "45", "--modality", "telehealth", "--risk-tier", "high",
                  "--grace-period", "8", "--attempts", "2", "--spacing", "20")
-    booking = starter.build_booking(args, time_scale=1)
+    booking = build_booking(args, app(1))
     assert booking.session_id == "s-1"
     assert booking.duration_minutes == 45
     assert booking.modality.value == "telehealth"
@@ -528,6 +550,6 @@ def test_flags_build_the_booking() -> None:
 def test_emergency_contact_without_consent_date_has_no_consent() -> None:
     args = parse(*schedule_flags("s-1", datetime(2030, 1, 1, 9, tzinfo=UTC),
                                  **{"--emergency-consent-date": None}))
-    contact = starter.build_booking(args, time_scale=1).client.emergency_contact
+    contact = build_booking(args, app(1)).client.emergency_contact
     assert contact is not None
     assert not contact.consent

@@ -11,7 +11,9 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-import starter
+from missed_session.application import Application, ResultKind
+from missed_session.cli.booking_input import DayBookings
+from missed_session.cli.commands import execute
 from missed_session.config import load_settings
 from missed_session.domain.models import SessionBooking, workflow_id_for
 from tests.conftest import start_test_server
@@ -167,17 +169,18 @@ async def test_a_booking_refused_while_starting_is_reported_with_its_line(
     client: Client, time_skipping_env: WorkflowEnvironment,
 ) -> None:
     """A grace period can run out between validation and start: that booking is refused,
-    named by its line, and the rest of the day still starts (exit 1)."""
+    named by its line, and the rest of the day still starts (exit 2)."""
     good, late = await day_of(time_skipping_env, 2)
     late["start"] = "2020-01-01T10:00:00+00:00"
-    request = starter.DayScheduleRequest(
+    request = DayBookings(
         "day.jsonl",
         ((1, SessionBooking.model_validate(good)), (2, SessionBooking.model_validate(late))),
         concurrency=2,
     )
-    with pytest.raises(starter.CommandFailedError) as raised:
-        await starter.execute(request, load_settings())
-    assert str(raised.value).startswith(
+    async with Application(load_settings()) as app:
+        result = await execute(request, app)
+    assert result.kind is ResultKind.REFUSED
+    assert result.message.startswith(
         "day.jsonl: 2 bookings: 1 started, 0 already scheduled, 1 refused (line 2: start: "
     )
     await client.get_workflow_handle(workflow_id_for(good["session_id"])).describe()

@@ -27,6 +27,8 @@ from pydantic import (
 )
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+MAX_TIME_ZONE_LENGTH = 64
+"""The longest IANA zone name is 32 characters; a longer one is refused before any lookup."""
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -38,9 +40,12 @@ def _e164(value: str) -> str:
 
 
 def _time_zone(value: str) -> str:
+    if len(value) > MAX_TIME_ZONE_LENGTH:
+        msg = f"unknown IANA time zone (longer than {MAX_TIME_ZONE_LENGTH} characters)"
+        raise ValueError(msg)
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name no file can have
         msg = f"unknown IANA time zone {value!r}"
         raise ValueError(msg) from None
     return value

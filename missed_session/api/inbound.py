@@ -1,0 +1,134 @@
+"""Inbound texts: Twilio's messaging webhook and the signed webhook channel's inbound route.
+
+Both authenticate by the provider's signature, not a bearer token: Twilio's with the SDK's
+`RequestValidator` over the URL it called and the form fields, the webhook channel's with
+the same HMAC scheme its outbound requests carry. The sender's number and the text are
+never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+
+from missed_session.api.bodies import Answer
+from missed_session.api.errors import ApiError
+from missed_session.api.settings import ApiSettings
+from missed_session.application.inbound import InboundAnswer, receive_text
+from missed_session.application.results import ResultKind
+from missed_session.application.service import Application
+from missed_session.channels import webhook
+from missed_session.domain.models import PhoneNumber
+
+TWIML = "application/xml"
+TWILIO_SIGNATURE = "X-Twilio-Signature"
+
+
+class InboundText(BaseModel):
+    """A text as the signed webhook channel's receiver forwards it."""
+
+    from_: PhoneNumber = Field(alias="from", description="the sender, E.164")
+    body: str = Field(max_length=1600)
+    id: str | None = Field(default=None, max_length=100,
+                           description="the provider's message id (deduplicates)")
+
+
+class InboundView(BaseModel):
+    """What the webhook channel's receiver hears back."""
+
+    kind: str = Field(description="opt_out, help or response")
+    outcome: str = Field(description="applied, refused, not_found or unavailable")
+    reply: str | None = Field(description="the text to send back to the sender, if any")
+    sessions: int = Field(description="open sessions the text was delivered to")
+
+
+def router(application: Application, settings: ApiSettings) -> APIRouter:
+    """The inbound text routes."""
+    routes = APIRouter(prefix="/inbound", tags=["inbound texts"])
+
+    @routes.post("/twilio", summary="Twilio's inbound message webhook (TwiML answer)",
+                 response_class=Response,
+                 responses={200: {"content": {TWIML: {}}, "description": "TwiML"},
+                            403: {"model": Answer}, 422: {"model": Answer},
+                            503: {"model": Answer}})
+    async def twilio(request: Request) -> Response:
+        token = application.settings.twilio_auth_token
+        if token is None:
+            raise ApiError(403, "forbidden", "no Twilio auth token is configured")
+        # Twilio posts application/x-www-form-urlencoded (no multipart parser needed).
+        form = dict(parse_qsl((await request.body()).decode("utf-8", errors="replace"),
+                              keep_blank_values=True))
+        url = _called_url(request, settings)
+        signature = request.headers.get(TWILIO_SIGNATURE, "")
+        if not RequestValidator(token.get_secret_value()).validate(url, form, signature):
+            raise ApiError(403, "forbidden", "the Twilio signature does not match")
+        try:
+            text = InboundText.model_validate({"from": form.get("From", ""),
+                                               "body": form.get("Body", ""),
+                                               "id": form.get("MessageSid")})
+        except ValidationError as error:
+            raise _bad(error) from None
+        answer = await receive_text(application, phone=text.from_, body=text.body,
+                                    message_id=text.id)
+        if answer.result.kind is ResultKind.UNAVAILABLE:
+            raise ApiError(503, "unavailable", "try again later")
+        twiml = MessagingResponse()
+        if answer.reply is not None:
+            twiml.message(answer.reply)
+        return Response(str(twiml), media_type=TWIML)
+
+    @routes.post("/webhook", response_model=InboundView,
+                 summary="An inbound text from the signed webhook channel's receiver",
+                 responses={403: {"model": Answer}, 422: {"model": Answer},
+                            503: {"model": Answer}})
+    async def signed_webhook(request: Request) -> JSONResponse:
+        secret = application.settings.webhook_secret
+        if secret is None:
+            raise ApiError(403, "forbidden", "no webhook secret is configured")
+        body = await request.body()
+        timestamp = request.headers.get(webhook.TIMESTAMP_HEADER, "")
+        signature = request.headers.get(webhook.SIGNATURE_HEADER, "")
+        if not webhook.verify(secret.get_secret_value().encode(), timestamp, body, signature,
+                              now=time.time()):
+            raise ApiError(403, "forbidden", "the signature does not match or is too old")
+        try:
+            text = InboundText.model_validate(json.loads(body))
+        except (ValueError, ValidationError) as error:
+            raise _bad(error) from None
+        answer = await receive_text(application, phone=text.from_, body=text.body,
+                                    message_id=text.id)
+        if answer.result.kind is ResultKind.UNAVAILABLE:
+            raise ApiError(503, "unavailable", "try again later")
+        return JSONResponse(_view(answer).model_dump())
+
+    _: Any = (twilio, signed_webhook)
+    return routes
+
+
+def _called_url(request: Request, settings: ApiSettings) -> str:
+    """The URL the provider signed: the configured public address, else the one called."""
+    if settings.public_url is None:
+        return str(request.url)
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return settings.public_url.rstrip("/") + path
+
+
+def _bad(error: ValueError | ValidationError) -> ApiError:
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        return ApiError(422, "bad_input", f"{field}: {first['msg']}")
+    return ApiError(422, "bad_input", "body: not valid JSON")
+
+
+def _view(answer: InboundAnswer) -> InboundView:
+    return InboundView(kind=answer.kind.value, outcome=answer.result.kind.value,
+                       reply=answer.reply, sessions=len(answer.sessions))

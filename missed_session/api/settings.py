@@ -1,0 +1,45 @@
+"""Settings of the HTTP API, from `MSR_API_*` environment variables.
+
+Kept apart from the service's Settings: a deployment that runs no HTTP API configures
+nothing, and the tokens are named for the kind of caller they admit.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from missed_session.api.tokens import Scope, is_digest
+
+DEFAULT_MAX_BODY_BYTES = 1_000_000
+"""Largest request body (a FHIR bundle or an HL7 batch is bigger than one booking)."""
+
+
+class ApiSettings(BaseSettings):
+    """Where the API listens and who may call it."""
+
+    model_config = SettingsConfigDict(env_prefix="MSR_API_", extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    """Where the API binds (loopback unless a proxy in front terminates TLS)."""
+    port: int = Field(default=8080, ge=0, le=65535)
+    """The API's port (0 picks a free one)."""
+    tokens: dict[Scope, list[str]] = Field(default_factory=dict)
+    """Scope -> SHA-256 digests (`sha256:<hex>`) of the bearer tokens it admits (JSON);
+    tokens themselves are never configured, only their digests (`starter.py new-token`)."""
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    """The API's address as the SMS provider calls it (e.g. behind a proxy); Twilio signs
+    the full URL, so its webhook is checked against this when set."""
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1_000, le=20_000_000)
+    """Largest request body; a larger one is refused with 413 before it is read."""
+
+    @field_validator("tokens")
+    @classmethod
+    def _digests_only(cls, tokens: dict[Scope, list[str]]) -> dict[Scope, list[str]]:
+        for scope, digests in tokens.items():
+            for digest in digests:
+                if not is_digest(digest):
+                    msg = (f"tokens.{scope.value}: each entry must be a digest "
+                           "'sha256:<64 hex digits>' (from `starter.py new-token`), not a token")
+                    raise ValueError(msg)
+        return tokens

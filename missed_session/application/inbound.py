@@ -1,0 +1,87 @@
+"""A text from a client's phone, whichever provider carried it: opt-out, HELP, or a reply.
+
+The sender is matched by phone number to the client's open sessions (every client ref
+booked with that number). An opt-out keyword opts the number out in each of them; HELP is
+answered with neutral help text and touches no session; anything else is the client's
+response to the open sessions, where the protocol decides whether it counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from temporalio.service import RPCError
+
+from missed_session.application.results import Result, ResultKind
+from missed_session.application.service import Application, UnavailableError
+from missed_session.domain import messages
+from missed_session.domain.models import TextReply
+
+HELP_KEYWORDS = frozenset({"HELP", "INFO"})
+"""The carriers' help keywords (CTIA): answered with the help text, never a response."""
+
+
+class TextKind(StrEnum):
+    """What an inbound text is."""
+
+    OPT_OUT = "opt_out"
+    HELP = "help"
+    RESPONSE = "response"
+
+
+def classify(body: str) -> TextKind:
+    """What `body` asks for (pure; the opt-out rule is the protocol's own)."""
+    if messages.is_opt_out(body):
+        return TextKind.OPT_OUT
+    if body.strip().strip(".!?").upper() in HELP_KEYWORDS:
+        return TextKind.HELP
+    return TextKind.RESPONSE
+
+
+def help_text(sender_name: str, callback_number: str) -> str:
+    """The answer to HELP: who is writing and how to stop, and nothing clinical."""
+    return messages.ensure_discreet(
+        f"{sender_name}: for help call {callback_number}. Reply STOP to stop texts.")
+
+
+@dataclass(frozen=True)
+class InboundAnswer:
+    """What an inbound text did, and the text to answer the sender with (if any)."""
+
+    kind: TextKind
+    result: Result
+    reply: str | None = None
+    sessions: tuple[str, ...] = ()
+
+
+async def receive_text(app: Application, *, phone: str, body: str,
+                       message_id: str | None) -> InboundAnswer:
+    """Deliver a text from `phone` to the client's open sessions."""
+    kind = classify(body)
+    if kind is TextKind.HELP:
+        settings = app.settings
+        return InboundAnswer(kind, Result(ResultKind.APPLIED, "help text sent"),
+                             reply=help_text(settings.sender_name, settings.callback_number))
+    try:
+        sessions = await app.sessions()
+        session_ids = await sessions.open_sessions(phone)
+    except UnavailableError as error:
+        return InboundAnswer(kind, Result(ResultKind.UNAVAILABLE, str(error)))
+    except RPCError as error:  # visibility unavailable (or not implemented by the server)
+        return InboundAnswer(kind, Result(ResultKind.UNAVAILABLE,
+                                          f"cannot look up the sender's sessions: {error}"))
+    if not session_ids:
+        return InboundAnswer(kind, Result(ResultKind.NOT_FOUND,
+                                          "no open session for the sender's number"))
+    reply = TextReply(body=body[:1600])
+    update_id = None if message_id is None else f"text-{message_id}"
+    results = [await sessions.text_reply(session_id, reply, message_id=update_id)
+               for session_id in session_ids]
+    accepted = tuple(r.session_id for r in results if r.ok and r.session_id is not None)
+    if accepted:
+        return InboundAnswer(kind, Result(
+            ResultKind.APPLIED, f"{kind.value} delivered to {len(accepted)} open session(s)"),
+            sessions=accepted)
+    return InboundAnswer(kind, Result(ResultKind.REFUSED, "; ".join(r.message for r in results)),
+                         sessions=())

@@ -1,0 +1,194 @@
+"""The application: every use case with the connections it needs, opened on first use.
+
+Entry points build one `Application` from the settings (or hand it the client and pool
+they already hold) and call its use cases; they never connect to Temporal or PostgreSQL
+themselves. Audit reads need only PostgreSQL and scheduling only Temporal, so each
+connection is made when a use case first needs it, and a server that cannot be reached is
+an `unavailable` result, not an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from types import TracebackType
+
+import asyncpg
+from temporalio.client import Client
+
+from missed_session.application import audit_trail
+from missed_session.application.bookings import BadBookingError, prepare_booking
+from missed_session.application.contact_keys import ContactKeys
+from missed_session.application.results import Result, ResultKind, bad_input
+from missed_session.application.sessions import Sessions, utc_now
+from missed_session.config import Settings
+from missed_session.domain.models import (
+    Cancellation,
+    CheckIn,
+    ClientResponse,
+    ClinicianDecision,
+    DecisionKind,
+    Reschedule,
+    SessionBooking,
+    TextReply,
+)
+from missed_session.domain.practice import PracticeProtocols
+from missed_session.practice_file import load_practice_file
+from missed_session.store.audit import AuditStore
+from missed_session.store.database import database_url, open_pool
+from missed_session.temporal_client import connect
+
+
+class UnavailableError(RuntimeError):
+    """Temporal or PostgreSQL could not be reached; the message says which and why."""
+
+
+class Application:
+    """The use cases of the service, for every entry point."""
+
+    def __init__(self, settings: Settings, *, client: Client | None = None,
+                 pool: asyncpg.Pool | None = None,
+                 clock: Callable[[], datetime] = utc_now) -> None:
+        self.settings = settings
+        self._client = client
+        self._pool = pool
+        self._own_pool = pool is None
+        self._clock = clock
+        self._practice: PracticeProtocols | None = None
+        self._practice_loaded = False
+        self._contact_keys: ContactKeys | None = None
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> Application:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the pool this application opened (a pool handed in stays open)."""
+        if self._own_pool and self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    # -- connections ------------------------------------------------------------------
+
+    async def temporal(self) -> Client:
+        """The Temporal client, connected on first use; raises UnavailableError."""
+        async with self._lock:
+            if self._client is None:
+                try:
+                    self._client = await connect(self.settings)
+                except (RuntimeError, OSError) as error:  # OSError: the embedded key file
+                    msg = (f"cannot connect to Temporal at {self.settings.temporal_address}: "
+                           f"{error}")
+                    raise UnavailableError(msg) from None
+            return self._client
+
+    async def store(self) -> AuditStore:
+        """The audit store, its pool opened on first use; raises UnavailableError."""
+        async with self._lock:
+            if self._pool is None:
+                try:
+                    self._pool = await open_pool(database_url(self.settings), min_size=1,
+                                                 max_size=4)
+                except (OSError, TimeoutError, asyncpg.PostgresError,
+                        asyncpg.InterfaceError) as error:
+                    # The URL is left out of the message: it may carry a password.
+                    msg = f"cannot open the audit database: {error}"
+                    raise UnavailableError(msg) from None
+            return AuditStore(self._pool)
+
+    def practice(self) -> PracticeProtocols | None:
+        """The practice file's protocols, read once; raises PracticeFileError."""
+        if not self._practice_loaded:
+            path = self.settings.practice_file
+            self._practice = None if path is None else load_practice_file(path)
+            self._practice_loaded = True
+        return self._practice
+
+    async def sessions(self) -> Sessions:
+        """The Temporal-facing use cases; raises UnavailableError."""
+        client = await self.temporal()
+        if self._contact_keys is None:
+            self._contact_keys = ContactKeys.of(self.settings)
+        return Sessions(client, task_queue=self.settings.task_queue,
+                        contact_keys=self._contact_keys, clock=self._clock)
+
+    # -- use cases ----------------------------------------------------------------------
+
+    def prepare(self, data: object) -> SessionBooking:
+        """A booking from a scheduler's data, ready to start; raises BadBookingError."""
+        return prepare_booking(data, time_scale=self.settings.time_scale,
+                               practice=self.practice(), now=self._clock())
+
+    async def schedule(self, data: object) -> Result:
+        """Validate a booking sent as data and start its session (once)."""
+        try:
+            booking = self.prepare(data)
+        except BadBookingError as error:
+            session_id = data.get("session_id") if isinstance(data, dict) else None
+            return bad_input(str(error), error.problems,
+                             session_id if isinstance(session_id, str) else None)
+        return await self.schedule_booking(booking)
+
+    async def schedule_booking(self, booking: SessionBooking) -> Result:
+        """Start a prepared booking's session (once)."""
+        return await self._with_sessions(lambda sessions: sessions.schedule(booking))
+
+    async def check_in(self, session_id: str, check_in: CheckIn | None = None) -> Result:
+        """The client arrived or joined."""
+        return await self._with_sessions(
+            lambda sessions: sessions.check_in(session_id, check_in or CheckIn()))
+
+    async def cancel(self, session_id: str, cancellation: Cancellation) -> Result:
+        """The session will not take place."""
+        return await self._with_sessions(lambda sessions: sessions.cancel(session_id,
+                                                                          cancellation))
+
+    async def reschedule(self, session_id: str, reschedule: Reschedule) -> Result:
+        """Move the session's start."""
+        return await self._with_sessions(lambda sessions: sessions.reschedule(session_id,
+                                                                              reschedule))
+
+    async def respond(self, session_id: str, response: ClientResponse) -> Result:
+        """The client got back in touch."""
+        return await self._with_sessions(lambda sessions: sessions.respond(session_id,
+                                                                           response))
+
+    async def text_reply(self, session_id: str, reply: TextReply, *,
+                         message_id: str | None = None) -> Result:
+        """The client texted back (`message_id`: the provider's, to deduplicate)."""
+        return await self._with_sessions(lambda sessions: sessions.text_reply(
+            session_id, reply, message_id=message_id))
+
+    async def decide(self, session_id: str, kind: DecisionKind,
+                     decision: ClinicianDecision) -> Result:
+        """A clinician's decision: mark_safe, escalate_now, stand_down or add_note."""
+        return await self._with_sessions(
+            lambda sessions: sessions.decide(session_id, kind, decision))
+
+    async def status(self, session_id: str) -> Result:
+        """Where the session is in the protocol."""
+        return await self._with_sessions(lambda sessions: sessions.status(session_id))
+
+    async def audit(self, session_id: str) -> Result:
+        """The session's audit trail (PostgreSQL only)."""
+        try:
+            store = await self.store()
+        except UnavailableError as error:
+            return Result(ResultKind.UNAVAILABLE, str(error), session_id)
+        try:
+            return await audit_trail.read_trail(store, session_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            return Result(ResultKind.UNAVAILABLE, f"the audit database failed: {error}",
+                          session_id)
+
+    async def _with_sessions(self, use: Callable[[Sessions], Awaitable[Result]]) -> Result:
+        try:
+            sessions = await self.sessions()
+        except UnavailableError as error:
+            return Result(ResultKind.UNAVAILABLE, str(error))
+        return await use(sessions)

@@ -1,0 +1,280 @@
+"""The session use cases over Temporal: schedule, messages, clinician decisions, status.
+
+Every entry point (CLI, HTTP API, FHIR, HL7, webhooks, inbound SMS) calls these and maps the
+`Result` to its own answer. Workflows are addressed by name: this layer never imports the
+workflow code, so entry points stay free of the sandbox's restrictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import (
+    Client,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from missed_session import search_attributes
+from missed_session.application.bookings import differing_fields
+from missed_session.application.contact_keys import CONTACT_KEY, ContactKeys
+from missed_session.application.results import Problem, Result, ResultKind, bad_input
+from missed_session.domain import decisions
+from missed_session.domain.intake import BookingRejectedError
+from missed_session.domain.models import (
+    Cancellation,
+    CheckIn,
+    ClientResponse,
+    ClinicianDecision,
+    DecisionKind,
+    Reschedule,
+    SessionBooking,
+    SessionState,
+    TextReply,
+    workflow_id_for,
+)
+from missed_session.scheduling import Scheduled, schedule_session
+
+WORKFLOW_PREFIX = workflow_id_for("")
+"""A session's workflow id is this prefix and its session id."""
+QUERY_TIMEOUT = timedelta(seconds=10)
+"""A query needs a running worker; without one, say so rather than hang."""
+
+
+class Message(StrEnum):
+    """The news a session's workflow accepts from outside, by its handler's name."""
+
+    CHECK_IN = "check_in"
+    CANCEL = "cancel"
+    RESCHEDULE = "reschedule"
+    CLIENT_RESPONDED = "client_responded"
+    TEXT_REPLY = "text_reply"
+
+
+def utc_now() -> datetime:
+    """The wall clock, aware (the default clock of the use cases)."""
+    return datetime.now(UTC)
+
+
+class Sessions:
+    """The use cases that talk to the session workflows, over one Temporal client."""
+
+    def __init__(self, client: Client, *, task_queue: str,
+                 contact_keys: ContactKeys | None = None,
+                 clock: Callable[[], datetime] = utc_now) -> None:
+        self._client = client
+        self._task_queue = task_queue
+        self._contact_keys = contact_keys
+        self._clock = clock
+
+    # -- schedule ---------------------------------------------------------------------
+
+    async def schedule(self, booking: SessionBooking) -> Result:
+        """Start a prepared booking's workflow once (see `bookings.prepare_booking`).
+
+        The same id again is compared, never run twice.
+        The identical booking answers `already_scheduled`; a different one under the same
+        id is `refused` naming the differing fields (a correction is a reschedule or a
+        cancel and a new booking, never silently dropped).
+        """
+        session_id = booking.session_id
+        where = f"session {session_id} (workflow {booking.workflow_id})"
+        try:
+            contact_key = (None if self._contact_keys is None
+                           else self._contact_keys.for_booking(booking.client.phone))
+            scheduled, _ = await schedule_session(
+                self._client, booking, task_queue=self._task_queue, now=self._clock(),
+                contact_key=contact_key,
+            )
+        except BookingRejectedError as error:  # the grace period ran out meanwhile
+            return bad_input(str(error), (Problem((error.field,), error.problem),), session_id)
+        except RPCError as error:
+            return _unavailable(session_id, error)
+        if scheduled is Scheduled.STARTED:
+            return Result(ResultKind.STARTED, f"scheduled {where}", session_id)
+        try:
+            held = await self._held_booking(booking.workflow_id)
+        except RPCError as error:
+            return _unavailable(session_id, error)
+        differing = () if held is None else differing_fields(held, booking)
+        if differing:
+            return Result(
+                ResultKind.REFUSED,
+                f"{where} is already scheduled with a different booking; differing fields: "
+                f"{', '.join(differing)} (send a reschedule, or cancel and book a new id)",
+                session_id, differing_fields=differing,
+            )
+        return Result(ResultKind.ALREADY_SCHEDULED,
+                      f"{where} is already scheduled; nothing changed", session_id)
+
+    async def _held_booking(self, workflow_id: str) -> SessionBooking | None:
+        """The booking the workflow runs now: its input, moved by accepted reschedules.
+
+        Read from the history (the booking is encrypted there, and the client decodes it)
+        so no worker is needed and nothing outside Temporal holds a second copy. A
+        reschedule counts once it is in the history: an update's acceptance is there when
+        `execute_update` returns; a signal sent while a workflow task runs is written when
+        that task completes.
+        """
+        handle = self._client.get_workflow_handle(workflow_id)
+        converter = self._client.data_converter
+        booking: SessionBooking | None = None
+        start: datetime | None = None
+        async for event in handle.fetch_history_events(page_size=200):
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+                attributes = event.workflow_execution_started_event_attributes
+                [booking] = await converter.decode(attributes.input.payloads,
+                                                   [SessionBooking])
+            elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+                signaled = event.workflow_execution_signaled_event_attributes
+                if signaled.signal_name == Message.RESCHEDULE:
+                    [moved] = await converter.decode(signaled.input.payloads, [Reschedule])
+                    start = moved.start
+            elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+                request = event.workflow_execution_update_accepted_event_attributes \
+                    .accepted_request
+                if request.input.name == Message.RESCHEDULE:
+                    [moved] = await converter.decode(request.input.args.payloads, [Reschedule])
+                    start = moved.start
+        if booking is not None and start is not None:
+            booking = booking.model_copy(update={"start": start})
+        return booking
+
+    # -- news from the scheduling system and the client ---------------------------------
+
+    async def check_in(self, session_id: str, check_in: CheckIn) -> Result:
+        """The client arrived or joined."""
+        return await self._send(session_id, Message.CHECK_IN, check_in)
+
+    async def cancel(self, session_id: str, cancellation: Cancellation) -> Result:
+        """The session will not take place."""
+        return await self._send(session_id, Message.CANCEL, cancellation)
+
+    async def reschedule(self, session_id: str, reschedule: Reschedule) -> Result:
+        """Move the session's start."""
+        return await self._send(session_id, Message.RESCHEDULE, reschedule)
+
+    async def respond(self, session_id: str, response: ClientResponse) -> Result:
+        """The client (or someone for them) got back in touch."""
+        return await self._send(session_id, Message.CLIENT_RESPONDED, response)
+
+    async def text_reply(self, session_id: str, reply: TextReply, *,
+                         message_id: str | None = None) -> Result:
+        """The client texted back; an opt-out keyword opts out, anything else responds.
+
+        `message_id` (the provider's id of the text) makes a redelivered text one update:
+        Temporal answers a repeated update id with the first update's outcome.
+        """
+        return await self._send(session_id, Message.TEXT_REPLY, reply, update_id=message_id)
+
+    async def open_sessions(self, phone: str) -> list[str]:
+        """The session ids of running sessions booked for this phone number."""
+        if self._contact_keys is None:
+            return []
+        keys = self._contact_keys.for_lookup(phone)
+        if not all(CONTACT_KEY.fullmatch(key) for key in keys):  # never a quoted injection
+            return []
+        wanted = ", ".join(f"'{key}'" for key in keys)
+        query = (f"{search_attributes.CLIENT_CONTACT_KEY.name} IN ({wanted}) "
+                 "AND ExecutionStatus = 'Running'")
+        found = [execution.id.removeprefix(WORKFLOW_PREFIX)
+                 async for execution in self._client.list_workflows(query)]
+        return sorted(found)
+
+    async def _send(self, session_id: str, message: Message, payload: BaseModel, *,
+                    update_id: str | None = None) -> Result:
+        """Deliver the news as the workflow's update: accepted, or refused with a reason."""
+        handle = self._client.get_workflow_handle(workflow_id_for(session_id))
+        try:
+            answer = await handle.execute_update(message.value, payload, result_type=str,
+                                                 id=update_id)
+        except RPCError as error:
+            if error.status is RPCStatusCode.NOT_FOUND:
+                return await self._not_found(session_id)
+            return _unavailable(session_id, error)
+        except WorkflowUpdateFailedError as error:
+            return _refused(session_id, error)
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            return _no_answer(session_id)
+        return Result(ResultKind.APPLIED, f"session {session_id}: {message.value} {answer}",
+                      session_id)
+
+    # -- clinician decisions -----------------------------------------------------------
+
+    async def decide(self, session_id: str, kind: DecisionKind,
+                     decision: ClinicianDecision) -> Result:
+        """Record a clinician's decision; the workflow's validator may refuse it."""
+        missing = decisions.missing_field(kind, decision)
+        if missing is not None:
+            return bad_input(missing, session_id=session_id)
+        handle = self._client.get_workflow_handle(workflow_id_for(session_id))
+        try:
+            answer = await handle.execute_update(kind.value, decision, result_type=str)
+        except RPCError as error:
+            if error.status is RPCStatusCode.NOT_FOUND:
+                return await self._not_found(session_id)
+            return _unavailable(session_id, error)
+        except WorkflowUpdateFailedError as error:
+            return _refused(session_id, error)
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            return _no_answer(session_id)
+        return Result(ResultKind.APPLIED, f"session {session_id}: {kind.value} {answer}",
+                      session_id)
+
+    # -- status ------------------------------------------------------------------------
+
+    async def status(self, session_id: str) -> Result:
+        """Where the session is in the protocol (the workflow's `state` query)."""
+        handle = self._client.get_workflow_handle(workflow_id_for(session_id))
+        try:
+            state = await handle.query("state", result_type=SessionState,
+                                       rpc_timeout=QUERY_TIMEOUT)
+        except RPCError as error:
+            if error.status is RPCStatusCode.NOT_FOUND:
+                return Result(ResultKind.NOT_FOUND, _no_session(session_id), session_id)
+            return Result(ResultKind.UNAVAILABLE,
+                          f"could not ask session {session_id} (is a worker running?): "
+                          f"{error}", session_id)
+        except WorkflowQueryFailedError as error:
+            return Result(ResultKind.UNAVAILABLE,
+                          f"session {session_id} could not answer: {error}", session_id)
+        return Result(ResultKind.APPLIED, f"session {session_id} is {state.status.value}",
+                      session_id, state=state)
+
+    async def _not_found(self, session_id: str) -> Result:
+        """Tell a session that never existed from one that has already closed."""
+        workflow_id = workflow_id_for(session_id)
+        try:
+            description = await self._client.get_workflow_handle(workflow_id).describe()
+        except RPCError:
+            return Result(ResultKind.NOT_FOUND, _no_session(session_id), session_id)
+        status = description.status.name.lower() if description.status else "closed"
+        return Result(ResultKind.NOT_FOUND,
+                      f"session {session_id} is already closed ({status}, workflow "
+                      f"{workflow_id})", session_id)
+
+
+def _no_session(session_id: str) -> str:
+    return f"no session {session_id} (workflow {workflow_id_for(session_id)})"
+
+
+def _unavailable(session_id: str, error: RPCError) -> Result:
+    return Result(ResultKind.UNAVAILABLE, f"Temporal refused the request: {error}", session_id)
+
+
+def _no_answer(session_id: str) -> Result:
+    return Result(ResultKind.UNAVAILABLE,
+                  f"session {session_id} did not answer in time (is a worker running?)",
+                  session_id)
+
+
+def _refused(session_id: str, error: WorkflowUpdateFailedError) -> Result:
+    cause = error.cause.message if isinstance(error.cause, ApplicationError) else str(error)
+    return Result(ResultKind.REFUSED, f"session {session_id}: {cause}", session_id)

@@ -1,0 +1,1 @@
+"""starter.py's commands: parsing and rendering over the application layer."""

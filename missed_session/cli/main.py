@@ -1,0 +1,78 @@
+"""Running one starter.py command, and leaving the process with its exit code intact."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+
+from pydantic import ValidationError
+
+from missed_session.api.tokens import digest, new_token
+from missed_session.application.problems import describe
+from missed_session.application.service import Application
+from missed_session.audit import cli as audit_cli
+from missed_session.cli import commands
+from missed_session.cli.audit_actions import run_audit_action
+from missed_session.cli.bulk_import import run_import
+from missed_session.cli.parser import UsageError, parse_args
+from missed_session.cli.render import BAD_INPUT, fail, show
+from missed_session.codec import new_key
+from missed_session.config import ConfigurationError, load_settings
+from missed_session.domain.practice import PracticeFileError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; 0 done, 1 could not be carried out, 2 bad input or refused."""
+    command_line = sys.argv[1:] if argv is None else argv
+    if audit_cli.is_action(command_line):
+        return asyncio.run(run_audit_action(command_line))
+    try:
+        args = parse_args(command_line)
+    except SystemExit as exit_:  # --help
+        return exit_.code if isinstance(exit_.code, int) else 0
+    except UsageError as error:
+        return fail(str(error), BAD_INPUT)
+    if args.command == "new-key":  # needs no configuration: it is what a missing key asks for
+        print(json.dumps({args.key_id: new_key()}))
+        return 0
+    if args.command == "new-token":
+        token = new_token()
+        print(f"token (give it to the {args.scope} caller; it is not shown again): {token}")
+        print(f"MSR_API_TOKENS entry: {json.dumps({args.scope: [digest(token)]})}")
+        return 0
+    return asyncio.run(_command(args))
+
+
+async def _command(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+    except ConfigurationError as error:
+        return fail(str(error), BAD_INPUT)
+    async with Application(settings) as app:
+        if args.command == "import":
+            return await run_import(args, app)
+        try:
+            request = commands.validate(args, app)
+        except (UsageError, PracticeFileError) as error:
+            return fail(str(error), BAD_INPUT)
+        except ValidationError as error:
+            return fail(describe(error), BAD_INPUT)
+        return show(await commands.execute(request, app))
+
+
+def exit_with(code: int) -> None:
+    """Leave the process with `code`, its output flushed, without interpreter shutdown.
+
+    The Temporal SDK's Rust runtime threads can abort the interpreter's shutdown ("Fatal
+    Python error: PyGILState_Release", exit 134 or 139; temporalio/sdk-python issue 300),
+    replacing the command's exit code. Nothing is left to finalise once the command has
+    returned (the event loop is closed, the pool too), so the process ends here.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to say
+            stream.flush()
+    os._exit(code)

@@ -1,0 +1,81 @@
+"""A use case's result as the operator and the scheduling system read it: text and exit code."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from missed_session.application.audit_trail import details
+from missed_session.application.results import Result, ResultKind
+from missed_session.domain.models import SessionState, workflow_id_for
+
+DONE = 0
+"""Exit code: the request is reflected in the session (started, applied, already there)."""
+FAILED = 1
+"""Exit code: a server could not be reached, or the session is not there (try again later)."""
+BAD_INPUT = 2
+"""Exit code: input the caller must fix; nothing was started or sent."""
+REFUSED = 2
+"""Exit code: a request the session refused (a cancel after the no-show); nothing changed."""
+
+EXIT_CODES = {
+    ResultKind.STARTED: DONE,
+    ResultKind.ALREADY_SCHEDULED: DONE,
+    ResultKind.APPLIED: DONE,
+    ResultKind.REFUSED: REFUSED,
+    ResultKind.BAD_INPUT: BAD_INPUT,
+    ResultKind.NOT_FOUND: FAILED,
+    ResultKind.UNAVAILABLE: FAILED,
+}
+"""Every result kind's exit code: a scheduling system can branch on it."""
+
+
+def fail(message: str, code: int) -> int:
+    """Print `error: message` on one line to stderr; return `code`."""
+    print("error:", " ".join(message.split()), file=sys.stderr)
+    return code
+
+
+def show(result: Result) -> int:
+    """Print the result (stdout when it succeeded, one error line otherwise); its exit code."""
+    code = EXIT_CODES[result.kind]
+    if not result.ok:
+        return fail(result.message, code)
+    if result.state is not None and result.session_id is not None:
+        print(status_text(result.session_id, result.state))
+    elif result.trail:
+        print(audit_text(result))
+    else:
+        print(result.message)
+    return code
+
+
+def status_text(session_id: str, state: SessionState) -> str:
+    """The `status` command's lines."""
+    next_action = state.next_action or "none"
+    if state.next_action_at is not None:
+        next_action += f" at {state.next_action_at.isoformat()}"
+    outcome = state.outcome.value if state.outcome else "none yet"
+    return "\n".join([
+        f"session {session_id} (workflow {workflow_id_for(session_id)})",
+        f"status: {state.status.value}",
+        f"attempts: {state.attempts_made}",
+        f"next action: {next_action}",
+        f"outcome: {outcome}",
+    ])
+
+
+def _value(value: object) -> str:
+    """A data value as the operator reads it; quoted only when it would be ambiguous."""
+    if isinstance(value, str) and value and not any(c.isspace() or c in "=\"" for c in value):
+        return value
+    return json.dumps(value)
+
+
+def audit_text(result: Result) -> str:
+    """The `audit` command's lines: sequence, time, event type, details as key=value."""
+    return "\n".join(
+        " ".join([str(event.sequence), event.occurred_at.isoformat(), event.event_type.value,
+                  *(f"{key}={_value(value)}" for key, value in sorted(details(event).items()))])
+        for event in result.trail
+    )

@@ -1,0 +1,78 @@
+"""`up.py` (`python3 dev.py up`): the stack with the HTTP API comes up, serves, and stops
+on SIGTERM with exit 0, no traceback and nothing left listening."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.factories import booking_data
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.e2e
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def test_up_serves_the_api_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    temporal, ui, codec, api = free_ports(4)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MSR_")}
+    env.update({
+        "MSR_DATA_DIR": str(tmp_path / "data"), "MSR_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal}",
+        "MSR_UI_PORT": str(ui), "MSR_CODEC_SERVER_PORT": str(codec), "MSR_METRICS_PORT": "0",
+        "MSR_API_PORT": str(api),
+    })
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "up.py"), cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    assert process.stdout is not None
+    output: list[str] = []
+    try:
+        while not any(line.startswith("press Ctrl-C") for line in output):
+            line = await asyncio.wait_for(process.stdout.readline(), timeout=120)
+            assert line, "".join(output)
+            output.append(line.decode())
+        tokens = {line.split()[0]: line.split()[-1] for line in output
+                  if "token (this run only)" in line}
+        assert f"HTTP API:     http://127.0.0.1:{api}" in "".join(output)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api}", timeout=30) as http:
+            data = booking_data()
+            booked = await http.post("/sessions", json=data, headers={
+                "Authorization": f"Bearer {tokens['scheduler']}"})
+            assert booked.status_code == 201, booked.text
+            cancelled = await http.post(f"/sessions/{data['session_id']}/cancel", headers={
+                "Authorization": f"Bearer {tokens['scheduler']}"})
+            assert cancelled.status_code == 200, cancelled.text
+        process.send_signal(signal.SIGTERM)
+        rest, _ = await asyncio.wait_for(process.communicate(), timeout=90)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    text = "".join(output) + rest.decode()
+    assert process.returncode == 0, text
+    assert "Traceback" not in text
+    assert text.rstrip().endswith("stopped")
+    for port in (temporal, ui, codec, api):
+        assert not listening(port), port

@@ -1,0 +1,52 @@
+"""schemathesis over the served OpenAPI document: no 5xx, no response outside the schema.
+
+The API runs on a real uvicorn with a worker, the time-skipping server and PostgreSQL
+behind it; schemathesis (its CLI, as a CI job would run it) sends generated requests,
+valid and invalid, with each caller kind's token in turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from missed_session.api.tokens import Scope
+from tests.conftest import start_test_server
+from tests.http_api import Served, served  # noqa: F401 (a fixture)
+
+EXAMPLES = os.environ.get("MSR_SCHEMATHESIS_EXAMPLES", "15")
+"""Cases per operation and token; raise it for a longer run."""
+CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
+          "response_schema_conformance")
+
+
+@pytest.fixture(scope="module")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A server of this module's own: generated bookings leave sessions waiting on it."""
+    env = await start_test_server()
+    yield env
+    await env.shutdown()
+
+
+@pytest.mark.parametrize("scope", [Scope.SCHEDULER, Scope.CLINICIAN])
+async def test_schemathesis_finds_no_server_error(
+    served: Served, scope: Scope, tmp_path: Path,  # noqa: F811
+) -> None:
+    st = Path(sys.executable).parent / "st"
+    process = await asyncio.create_subprocess_exec(
+        str(st), "run", f"{served.url}/openapi.json", "--checks", CHECKS,
+        "--max-examples", EXAMPLES, "--phases", "examples,fuzzing",
+        "--header", f"Authorization: Bearer {served.tokens[scope]}",
+        "--workers", "2", "--seed", "1", "--no-color", "--report-dir", str(tmp_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
+    )
+    output, _ = await process.communicate()
+    text = output.decode(errors="replace")
+    assert process.returncode == 0, text[-6000:]
+    assert "No issues found" in text or "passed" in text, text[-2000:]

@@ -1,0 +1,102 @@
+"""The embedded stack with the HTTP API and no demo day: `python3 dev.py up`.
+
+For a person who wants to connect a scheduling system or an SMS provider on one machine:
+PostgreSQL (embedded), the Temporal dev server with its Web UI, the codec server, the
+worker and the HTTP API, addresses printed, until Ctrl-C or SIGTERM stops everything this
+process started (in reverse order, without a traceback).
+
+Without MSR_API_TOKENS a token per scope is made for this run and printed (only their
+digests are held); with it, the configured tokens apply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from fastapi import APIRouter
+
+from demo import embedded_stack
+from missed_session.api.app import create_app
+from missed_session.api.server import ApiServer
+from missed_session.api.settings import ApiSettings
+from missed_session.api.tokens import Scope, digest, new_token
+from missed_session.application import Application
+from missed_session.config import ConfigurationError, Settings, load_settings
+from missed_session.lifecycle import run_until_stopped
+from missed_session.log_setup import configure_logging
+
+
+def other_routers(application: Application) -> Sequence[APIRouter]:
+    """Routers of the other intake entry points served beside the session routes.
+
+    The standards intake (FHIR Appointment and Subscription, HL7 v2 over HTTP, Cal.com and
+    Calendly webhooks) joins here, with its MLLP listener started beside the API.
+    """
+    del application
+    return ()
+
+
+def _tokens(api_settings: ApiSettings) -> tuple[ApiSettings, dict[Scope, str]]:
+    if api_settings.tokens:
+        return api_settings, {}
+    made = {scope: new_token() for scope in Scope}
+    configured = api_settings.model_copy(
+        update={"tokens": {scope: [digest(token)] for scope, token in made.items()}})
+    return configured, made
+
+
+def _addresses(settings: Settings, api_url: str, made: dict[Scope, str]) -> list[str]:
+    ui = f"http://localhost:{settings.ui_port}"
+    lines = [
+        f"Temporal:     {settings.temporal_address} (namespace {settings.temporal_namespace})",
+        f"Web UI:       {ui}/namespaces/{settings.temporal_namespace}/workflows",
+        f"codec server: http://127.0.0.1:{settings.codec_server_port} (loopback)",
+        f"HTTP API:     {api_url} (OpenAPI {api_url}/openapi.json, docs {api_url}/docs)",
+        f"inbound SMS:  {api_url}/inbound/twilio, {api_url}/inbound/webhook",
+    ]
+    if settings.metrics_port:
+        lines.append(f"metrics:      http://127.0.0.1:{settings.metrics_port}/metrics")
+    lines += [f"{scope.value} token (this run only): {token}" for scope, token in made.items()]
+    return lines
+
+
+async def main(argv: list[str] | None = None) -> int:
+    """Bring the stack up, print where everything is, stop on SIGINT or SIGTERM."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        api_settings, made = _tokens(ApiSettings())
+    except (ConfigurationError, ValueError) as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, "warning")
+    print(f"starting PostgreSQL (embedded, {settings.data_dir}/postgres), Temporal and the "
+          "worker ...", flush=True)
+    async with embedded_stack(settings) as env, \
+            Application(settings, client=env.client) as application:
+        api = create_app(application, api_settings, other_routers(application))
+        server = ApiServer(api, host=api_settings.host, port=api_settings.port)
+        url = await server.start()
+        try:
+            print("\n".join(["the stack is up:", *_addresses(settings, url, made),
+                             "press Ctrl-C (or send SIGTERM) to stop"]), flush=True)
+            await asyncio.Event().wait()  # a stop signal cancels this task
+        finally:
+            print("stopping ...", flush=True)
+            await server.stop()
+    return 0
+
+
+def run() -> int:
+    """Run until stopped; say so once everything this process started has stopped."""
+    code = run_until_stopped(main)
+    print("stopped", flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(run())
