@@ -35,11 +35,13 @@ from missed_session.channels.ledger import DeliveryLedger
 from missed_session.channels.setup import channels_from_settings
 from missed_session.channels.simulated import CallbackDispatcher, SimulatedPhone
 from missed_session.config import DEFAULT_MAX_CACHED_WORKFLOWS, Settings, load_settings
+from missed_session.domain.clients import ConsentDefaults
 from missed_session.domain.models import ClientResponse, ResponseChannel, workflow_id_for
 from missed_session.lifecycle import run_until_stopped, waiting_for
 from missed_session.log_setup import configure_logging
 from missed_session.metrics import ServiceMetrics
 from missed_session.store.audit import AuditStore
+from missed_session.store.clients import ClientDirectory
 from missed_session.store.database import database_url, open_pool
 from missed_session.temporal_client import connect, service_runtime
 from workflows.session import SessionWorkflow
@@ -150,6 +152,7 @@ def new_worker(
     messages: MessageChannel | None = None,
     max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS,
     graceful_shutdown_timeout: timedelta = timedelta(0),
+    consent_defaults: ConsentDefaults | None = None,
 ) -> Worker:
     """A worker with the session workflow and every activity it calls.
 
@@ -160,7 +163,9 @@ def new_worker(
     runtime = client.service_client.config.runtime or Runtime.default()
     audit = AuditActivities(store, ServiceMetrics(runtime.metric_meter))
     simulated = SimulatedPhone(pool)
-    outreach = OutreachActivities(phone or simulated, sender, messages or simulated)
+    outreach = OutreachActivities(phone or simulated, sender, messages or simulated,
+                                  directory=ClientDirectory(pool),
+                                  consent_defaults=consent_defaults)
     text_policy = TextPolicyActivities(pool)
     therapist = TherapistActivities(store)
     follow_up = FollowUpActivities(store)

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         CHANNEL_REJECTED,
         DELIVERY_UNCERTAIN,
         INVALID_CONTACT,
+        NO_CONSENT,
         UNCERTAIN_REASON,
         OutreachActivities,
         TextPolicyActivities,
@@ -44,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         messages,
         protocol,
     )
+    from missed_session.domain.clients import StepOutcome
     from missed_session.domain.models import (
         AuditEvent,
         CallResult,
@@ -320,19 +322,32 @@ class SessionWorkflow:
         self,
         attempt: int,
         channel: Channel,
-        activity: Callable[[OutreachActivities, OutreachRequest], Awaitable[CallResult | None]],
+        activity: Callable[[OutreachActivities, OutreachRequest], Awaitable[StepOutcome]],
     ) -> StepResult | None:
-        """Run one channel's activity and record what happened; None if it failed."""
+        """Run one channel's activity and record what happened; None if it failed.
+
+        The activity reads the client's consent as of the step (client directory) and
+        reports the record it relied on; each event below names it. A step the directory
+        refuses is recorded as skipped, naming the record that refused it.
+        """
         request = self._outreach_request(f"attempt-{attempt}/{channel.value}")
         try:
-            result = await workflow.execute_activity_method(
-                activity,
+            result, consent = _reported(await workflow.execute_activity(
+                activity.__name__,
                 request,
+                result_type=_REPORTED,
                 start_to_close_timeout=OUTREACH_TIMEOUT,
                 retry_policy=OUTREACH_RETRY,
                 priority=OUTREACH_PRIORITY,
-            )
+            ))
         except ActivityError as error:
+            refusal = _no_consent(error)
+            if refusal is not None:
+                await self._record(events.OutreachSkipped(
+                    attempt=attempt, channel=channel, reason=refusal[1],
+                    consent_record=refusal[0],
+                ))
+                return None
             if _is_invalid_contact(error):
                 self._unusable |= protocol.SAME_ADDRESS[channel]
             await self._record(events.OutreachFailed(
@@ -340,17 +355,22 @@ class SessionWorkflow:
             ))
             return None
         if channel is Channel.CALL and result is not None:
-            await self._record(events.OutreachAttempted(attempt=attempt, result=result))
+            await self._record(events.OutreachAttempted(
+                attempt=attempt, result=result, consent_record=consent
+            ))
             return result
         if channel is Channel.VOICEMAIL:
             if result is CallResult.NO_ANSWER:  # the provider says it was not recorded
                 await self._record(events.OutreachFailed(
-                    attempt=attempt, channel=channel, reason="voicemail not delivered"
+                    attempt=attempt, channel=channel, reason="voicemail not delivered",
+                    consent_record=consent,
                 ))
                 return None
-            await self._record(events.VoicemailLeft(attempt=attempt))
+            await self._record(events.VoicemailLeft(attempt=attempt, consent_record=consent))
         else:
-            await self._record(events.MessageSent(attempt=attempt, channel=channel))
+            await self._record(events.MessageSent(
+                attempt=attempt, channel=channel, consent_record=consent
+            ))
         return SENT
 
     def _skip_reason(self, channel: Channel) -> str | None:
@@ -474,16 +494,23 @@ class SessionWorkflow:
             client_ref=booking.client.ref,
             client_first_name=booking.client.first_name,
             contact=contact,
+            risk_tier=booking.risk_tier,
+            clinician_override=override is not None,
         )
         try:
-            delivered = await workflow.execute_activity_method(
-                OutreachActivities.call_emergency_contact,
+            delivered, consent = _reported(await workflow.execute_activity(
+                OutreachActivities.call_emergency_contact.__name__,
                 request,
+                result_type=_REPORTED,
                 start_to_close_timeout=OUTREACH_TIMEOUT,
                 retry_policy=OUTREACH_RETRY,
                 priority=OUTREACH_PRIORITY,
-            )
+            ))
         except ActivityError as error:
+            refusal = _no_consent(error)
+            if refusal is not None:  # withdrawn since booking: the directory says so now
+                await self._block_escalation(refusal[1])
+                return
             await self._block_escalation(
                 f"emergency contact unreachable ({_failure_reason(error)})"
             )
@@ -500,7 +527,7 @@ class SessionWorkflow:
         if override is None:
             sent = events.EscalationSent(
                 basis="consent on file", consent_date=contact.consent_date,
-                outside_contact_window=window,
+                outside_contact_window=window, consent_record=consent,
             )
         else:
             sent = events.EscalationSent(
@@ -910,6 +937,27 @@ def _refuse(name: str, problem: str | None) -> None:
     if problem is not None:
         msg = f"{name} refused: {problem}"
         raise ValueError(msg)
+
+
+_REPORTED: Any = StepOutcome | CallResult | None
+"""What an outreach activity's result decodes as: histories recorded before the client
+directory hold a bare CallResult (or null); the same code replays them unchanged."""
+
+
+def _reported(value: StepOutcome | CallResult | None) -> tuple[CallResult | None, str | None]:
+    """The provider's answer and the consent record an outreach step relied on."""
+    if isinstance(value, StepOutcome):
+        return value.result, value.consent_record
+    return value, None
+
+
+def _no_consent(error: ActivityError) -> tuple[str | None, str] | None:
+    """For a step the client's consent history refused: (record relied on, reason)."""
+    cause = error.cause
+    if not isinstance(cause, ApplicationError) or cause.type != NO_CONSENT:
+        return None
+    record = cause.details[0] if cause.details else None
+    return (record if isinstance(record, str) else None), cause.message
 
 
 def _is_invalid_contact(error: ActivityError) -> bool:

@@ -160,6 +160,9 @@ class OutreachAttempted(EventDetails):
     """Only calls report a result."""
     result: CallResult
     """Answered or not."""
+    consent_record: str | None = None
+    """The client-directory consent record the step relied on (or that refused it); None
+    for a client the directory does not know (the booking's snapshot decided)."""
 
 
 class VoicemailLeft(EventDetails):
@@ -168,6 +171,9 @@ class VoicemailLeft(EventDetails):
     event_type = AuditEventType.VOICEMAIL_LEFT
     attempt: int = Field(ge=1)
     """Which attempt of the ladder."""
+    consent_record: str | None = None
+    """The client-directory consent record the step relied on (or that refused it); None
+    for a client the directory does not know (the booking's snapshot decided)."""
 
 
 class MessageSent(EventDetails):
@@ -178,6 +184,9 @@ class MessageSent(EventDetails):
     """Which attempt of the ladder."""
     channel: Channel
     """Text or email."""
+    consent_record: str | None = None
+    """The client-directory consent record the step relied on (or that refused it); None
+    for a client the directory does not know (the booking's snapshot decided)."""
 
 
 class OutreachFailed(EventDetails):
@@ -190,6 +199,9 @@ class OutreachFailed(EventDetails):
     """The channel that failed."""
     reason: str
     """A short, non-identifying reason."""
+    consent_record: str | None = None
+    """The client-directory consent record the step relied on (or that refused it); None
+    for a client the directory does not know (the booking's snapshot decided)."""
 
 
 class OutreachSkipped(EventDetails):
@@ -202,6 +214,9 @@ class OutreachSkipped(EventDetails):
     """The channel not used."""
     reason: str
     """Why not."""
+    consent_record: str | None = None
+    """The client-directory consent record the step relied on (or that refused it); None
+    for a client the directory does not know (the booking's snapshot decided)."""
 
 
 class OutreachDeferred(EventDetails):
@@ -266,6 +281,9 @@ class EscalationSent(EventDetails):
             msg = "an escalation on a clinician's decision names the clinician and legal basis"
             raise ValueError(msg)
         return self
+    consent_record: str | None = None
+    """The client-directory consent record the step relied on (or that refused it); None
+    for a client the directory does not know (the booking's snapshot decided)."""
 
 
 class EscalationBlocked(EventDetails):
