@@ -132,6 +132,7 @@ async def test_withdrawing_emergency_contact_consent_during_outreach_blocks_esca
     assert withdrawn.record_id in blocked.reason
     assert "withdrawn" in blocked.reason
     assert "escalation_sent" not in types(events)
+    assert blocked.task is not None
     task = (await inbox(pool, session.session_id))[blocked.task]
     assert (task["kind"], task["priority"]) == ("task", "urgent")
     assert f"emergency_contact consent withdrawn ({withdrawn.record_id}, client_request)" in (
