@@ -40,6 +40,7 @@ from missed_session.domain.models import ClientResponse, ResponseChannel, workfl
 from missed_session.lifecycle import run_until_stopped, waiting_for
 from missed_session.log_setup import configure_logging
 from missed_session.metrics import ServiceMetrics
+from missed_session.practice_file import load_consent_defaults
 from missed_session.store.audit import AuditStore
 from missed_session.store.clients import ClientDirectory
 from missed_session.store.database import database_url, open_pool
@@ -228,6 +229,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         messages=messages,
         max_cached_workflows=settings.max_cached_workflows,
         graceful_shutdown_timeout=SHUTDOWN_GRACE,
+        consent_defaults=load_consent_defaults(settings.practice_file),
     )
     dispatcher = asyncio.create_task(callback_dispatcher(client, pool).run())
     try:
