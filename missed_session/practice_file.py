@@ -47,5 +47,5 @@ def load_consent_defaults(path: Path | None) -> ConsentDefaults:
         problem = first["msg"].removeprefix("Value error, ")
         if field:
             problem = problem.removeprefix(f"{field}: ")
-        where = f"consent_defaults.{field}" if field else "consent_defaults"
-        raise PracticeFileError(f"{path}: {where}: {problem}") from None
+        where = f"consent_defaults.{field}: " if field else "consent_defaults."
+        raise PracticeFileError(f"{path}: {where}{problem}") from None

@@ -195,8 +195,8 @@ class ClientUseCases:
     async def record_booking(self, booking: SessionBooking, *, sent_details: bool) -> None:
         """A booking that carried client details updates the directory, recorded as such.
 
-        Consents the booking states that differ from what the history says now are
-        appended with source `booking`; the same again appends nothing.
+        Consents the booking states are appended with source `booking` where no record
+        covers them yet or the history says otherwise now; the same again appends nothing.
         """
         if not sent_details:
             return
@@ -204,13 +204,14 @@ class ClientUseCases:
         held = await self._directory.get(client.ref)
         history = [] if held is None else await self._directory.history(client.ref)
         now = self._clock()
-        entries = [
-            entry for entry in rules.consents_from_booking(client, at=now,
-                                                           recorded_by=BOOKING_RECORDER)
-            if rules.decide(history, client_ref=client.ref, subject=entry.subject,
-                            contact_point=entry.contact_point, at=now,
-                            defaults=self._defaults).allowed is not entry.granted
-        ]
+        entries = []
+        for entry in rules.consents_from_booking(client, at=now, recorded_by=BOOKING_RECORDER):
+            held_answer = rules.decide(history, client_ref=client.ref, subject=entry.subject,
+                                       contact_point=entry.contact_point, at=now,
+                                       defaults=self._defaults)
+            # What the booking states is recorded once, and again only when it differs.
+            if held_answer.record_id is None or held_answer.allowed is not entry.granted:
+                entries.append(entry)
         record = rules.record_from_booking(client, held)
         if held == record and not entries:
             return

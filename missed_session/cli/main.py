@@ -15,6 +15,7 @@ from missed_session.api.tokens import digest, new_token
 from missed_session.application.problems import describe
 from missed_session.application.service import Application
 from missed_session.audit import cli as audit_cli
+from missed_session.cli import clients as clients_cli
 from missed_session.cli import commands
 from missed_session.cli.audit_actions import run_audit_action
 from missed_session.cli.bulk_import import run_import
@@ -25,11 +26,13 @@ from missed_session.config import ConfigurationError, load_settings
 from missed_session.domain.practice import PracticeFileError
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one exit per command kind
     """Run one command; 0 done, 1 could not be carried out, 2 bad input or refused."""
     command_line = sys.argv[1:] if argv is None else argv
     if audit_cli.is_action(command_line):
         return asyncio.run(run_audit_action(command_line))
+    if clients_cli.is_clients(command_line):
+        return asyncio.run(clients_cli.run_clients(command_line))
     try:
         args = parse_args(command_line)
     except SystemExit as exit_:  # --help

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import EmailStr, Field, model_validator
+from pydantic import EmailStr, Field, ValidationError, model_validator
 
 from missed_session.domain.models import (
     AwareDatetime,
@@ -244,10 +244,16 @@ class ConsentDecision:
 
 
 def _check_contact_point(subject: ConsentSubject, value: str) -> None:
-    if subject is ConsentSubject.EMAIL:
-        EmailPoint(address=value)  # raises naming the rule
-    else:
-        PhonePoint(number=value)
+    try:
+        if subject is ConsentSubject.EMAIL:
+            EmailPoint(address=value)
+        else:
+            PhonePoint(number=value)
+    except ValidationError:
+        kind = "an email address" if subject is ConsentSubject.EMAIL else (
+            "an E.164 phone number such as +14155550123")
+        msg = f"contact_point: must be {kind} for {subject.value}"
+        raise ValueError(msg) from None
 
 
 def decide(history: Iterable[ConsentRecord], *, client_ref: str, subject: ConsentSubject,
