@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from missed_session.domain.models import AuditEvent, SessionState
 
@@ -69,7 +70,7 @@ class Result:
     """For a status request: where the session is."""
     trail: tuple[AuditEvent, ...] = field(default=())
     """For an audit request: the session's events in order."""
-    data: Mapping[str, object] | None = None
+    data: Mapping[str, Any] | None = None
     """For a client-directory request: the entry, export or record id (JSON-ready)."""
 
     @property
