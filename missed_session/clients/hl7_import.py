@@ -80,7 +80,8 @@ def client_from_hl7(message: str, *, time_zone: str) -> ClientRecord:
         kin = []
     for segment in kin:
         contacts.append({"name": _component(segment(2), 1, 2) or _component(segment(2), 1, 1),
-                         "relationship": _component(segment(3), 1, 1)[:50],
+                         "relationship": (_component(segment(3), 1, 1)
+                                          or _text(segment(3)))[:50],
                          "phone": _phone(segment(5), 1)})
     try:
         return ClientRecord.model_validate({
