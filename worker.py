@@ -167,7 +167,7 @@ def new_worker(
     outreach = OutreachActivities(phone or simulated, sender, messages or simulated,
                                   directory=ClientDirectory(pool),
                                   consent_defaults=consent_defaults)
-    text_policy = TextPolicyActivities(pool)
+    text_policy = TextPolicyActivities(pool, ClientDirectory(pool))
     therapist = TherapistActivities(store)
     follow_up = FollowUpActivities(store)
     return Worker(

@@ -282,15 +282,24 @@ def provider_failures_so_far() -> int:
 class TextPolicyActivities:
     """The client-wide text rules: an opt-out holds in every session; one text a day."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, directory: ClientDirectory | None = None) -> None:
         self._pool = pool
+        self._directory = directory
 
     @activity.defn
     async def text_refusal(self, check: TextCheck) -> str | None:
-        """Why no text may go to the client today (any session), or None if one may."""
+        """Why no text may go to the client today (any session), or None if one may.
+
+        An opt-out in a session trail holds unless the client directory records texts
+        consented again after it (a START); the directory's own STOP/START records are
+        judged by the text step itself, just before it sends.
+        """
         opted_out, texted = await text_history(
             self._pool, check.client_ref, check.day_start, check.day_end, UNCERTAIN_REASON
         )
+        if opted_out and self._directory is not None:
+            opted_out = not await self._directory.restored_after_trail_opt_out(
+                check.client_ref)
         if opted_out:
             return "the client opted out of texts"
         if texted:

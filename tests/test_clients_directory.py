@@ -274,3 +274,24 @@ async def test_a_booking_with_client_details_updates_the_directory_as_from_the_b
     history = await directory.history(ref)
     assert {r.source for r in history} == {ConsentSource.BOOKING}
     assert len(history) == 5  # call, voicemail, text, email, emergency contact: once
+
+
+async def test_a_later_booking_never_gives_back_texts_a_stop_withdrew(
+    app: Application, pool: asyncpg.Pool, time_skipping_env: WorkflowEnvironment,
+) -> None:
+    start = await future_start(time_skipping_env)
+    first = booking_data(start=start.isoformat())
+    first["client"]["preferences"] = {"text": True}
+    ref = first["client"]["ref"]
+    assert (await app.schedule(first)).kind is ResultKind.STARTED
+    clients = await app.clients()
+    stop = await clients.text_keyword(PHONE, opted_out=True)
+    second = booking_data(start=start.isoformat(), client=first["client"])
+
+    assert (await app.schedule(second)).kind is ResultKind.STARTED
+
+    history = await ClientDirectory(pool).history(ref)
+    answer = decide(history, client_ref=ref, subject=ConsentSubject.TEXT, contact_point=PHONE,
+                    at=datetime.now(UTC), defaults=ConsentDefaults())
+    assert stop.data is not None
+    assert (answer.allowed, answer.record_id) == (False, stop.data["record_id"])

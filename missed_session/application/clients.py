@@ -196,7 +196,8 @@ class ClientUseCases:
         """A booking that carried client details updates the directory, recorded as such.
 
         Consents the booking states are appended with source `booking` where no record
-        covers them yet or the history says otherwise now; the same again appends nothing.
+        covers them yet, and withdrawals where the history allows it now; a booking never
+        gives back a consent the history withdrew. The same again appends nothing.
         """
         if not sent_details:
             return
@@ -209,8 +210,10 @@ class ClientUseCases:
             held_answer = rules.decide(history, client_ref=client.ref, subject=entry.subject,
                                        contact_point=entry.contact_point, at=now,
                                        defaults=self._defaults)
-            # What the booking states is recorded once, and again only when it differs.
-            if held_answer.record_id is None or held_answer.allowed is not entry.granted:
+            # What the booking states is recorded where nothing is on record yet; later
+            # it may only narrow consent: a scheduler's snapshot never overrides a STOP
+            # or a withdrawal the client made to the practice.
+            if held_answer.record_id is None or (held_answer.allowed and not entry.granted):
                 entries.append(entry)
         record = rules.record_from_booking(client, held)
         if held == record and not entries:

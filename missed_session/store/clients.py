@@ -25,6 +25,19 @@ from missed_session.domain.models import ConsentScope
 from missed_session.store.database import Connection
 
 RECORD_PREFIX = "consent-"
+RESTORED_AFTER_OPT_OUT = """
+SELECT EXISTS (
+    SELECT 1 FROM consent_records c
+    WHERE c.subject = 'text' AND c.granted AND c.source <> 'booking'
+      AND (c.client_ref = $1 OR (c.client_ref IS NULL AND c.contact_point IN
+           (SELECT value FROM client_contact_points WHERE client_ref = $1)))
+      AND c.effective_at > (
+          SELECT max(e.occurred_at) FROM audit_events e
+          WHERE e.event_type = 'opted_out' AND e.data->>'channel' = 'text'
+            AND e.session_id IN (SELECT session_id FROM audit_events
+                                 WHERE event_type = 'scheduled'
+                                   AND data->>'client_ref' = $1)))
+"""
 
 
 class UnknownClientError(LookupError):
@@ -66,7 +79,7 @@ class ClientDirectory:
                 record.ref, record.first_name, record.time_zone, list(record.flags),
             )
             await _write_points(connection, record)
-            await _log_change(connection, record.ref, "created", sorted(record.model_fields),
+            await _log_change(connection, record.ref, "created", sorted(ClientRecord.model_fields),
                               source, recorded_by)
             return [await _append(connection, entry) for entry in consents]
 
@@ -85,10 +98,10 @@ class ClientDirectory:
                     " VALUES ($1, $2, $3, $4)",
                     record.ref, record.first_name, record.time_zone, list(record.flags),
                 )
-                changed = sorted(record.model_fields)
+                changed = sorted(ClientRecord.model_fields)
                 action = "created"
             else:
-                changed = [name for name in record.model_fields
+                changed = [name for name in ClientRecord.model_fields
                            if getattr(held, name) != getattr(record, name)]
                 action = "updated"
                 await connection.execute(
@@ -133,6 +146,15 @@ class ClientDirectory:
             "SELECT DISTINCT client_ref FROM client_contact_points WHERE value = $1"
             " ORDER BY client_ref", number)
         return [row["client_ref"] for row in rows]
+
+    async def restored_after_trail_opt_out(self, client_ref: str) -> bool:
+        """Whether texts were consented again after the client's last trail opt-out.
+
+        A trail opt-out is a STOP sent to a session as its text reply; a START or the
+        client's request counts as consent again, a booking's snapshot does not.
+        """
+        restored: bool | None = await self._pool.fetchval(RESTORED_AFTER_OPT_OUT, client_ref)
+        return bool(restored)
 
     async def changes(self, client_ref: str) -> list[asyncpg.Record]:
         """The entry's change log, oldest first."""
