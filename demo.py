@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import re
 import shutil
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,10 +27,20 @@ from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from activities.notices import notice_workflow_id
 from missed_session import search_attributes
+from missed_session.application import notices as notice_cases
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
-from missed_session.codec_server import CodecServer, start_codec_server, ui_origins
+from missed_session.codec_server import (
+    UI_SECRET_FILE,
+    CodecServer,
+    embedded_ui_secret,
+    start_codec_server,
+    ui_endpoint,
+    ui_origins,
+)
 from missed_session.config import Settings, load_settings
+from missed_session.domain.events import NoticeSent
 from missed_session.domain.models import (
     Cancellation,
     CheckIn,
@@ -44,15 +55,20 @@ from missed_session.domain.models import (
 from missed_session.domain.models import (
     Client as SessionClient,
 )
+from missed_session.domain.notices import Acknowledgment, AckVia, Resolution
 from missed_session.domain.practice import PracticeProtocols
+from missed_session.file_modes import owner_only_umask, restrict_files
 from missed_session.lifecycle import run_until_stopped
 from missed_session.log_setup import configure_logging
-from missed_session.practice_file import load_practice_file
+from missed_session.practice_file import load_practice_file, load_roster_file
 from missed_session.scheduling import schedule_session
-from missed_session.store.database import database_url, open_pool
+from missed_session.store.database import database_url, open_pool, owner_database_url
+from missed_session.store.notices import RosterStore
 from missed_session.temporal_client import codec_for, data_converter
 from worker import running_worker
 
+TEMPORAL_DATABASE_FILE = "temporal.db"
+"""The dev server's SQLite database, under the data directory."""
 DEMO_TIME_SCALE = 60.0
 """In the demo a protocol minute lasts a second: the whole day plays in about a minute."""
 FIRST_START_IN = timedelta(seconds=5)
@@ -160,6 +176,8 @@ async def run_demo_day(client: Client, pool: asyncpg.Pool, *, task_queue: str,
     run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     start = datetime.now(UTC).replace(microsecond=0) + FIRST_START_IN
     phone = SimulatedPhone(pool)
+    practice = load_roster_file(DEMO_PRACTICE_FILE)  # clinicians, rota, notice policies
+    await RosterStore(pool).load(practice.roster, practice.notices, str(DEMO_PRACTICE_FILE))
     closing: list[asyncio.Task[tuple[str, DemoSession, SessionResult]]] = []
     front_desk: list[asyncio.Task[None]] = []
     for index, session in enumerate(DEMO_DAY):
@@ -186,7 +204,67 @@ async def run_demo_day(client: Client, pool: asyncpg.Pool, *, task_queue: str,
             f"attempts={result.attempts_made}  ({session.name}) {mark}")
         outcomes[session_id] = result.outcome
     await asyncio.gather(*front_desk)
+    await notices_of_the_day(client, pool, run_id=run_id, time_scale=time_scale, say=say)
     return outcomes
+
+
+DEMO_ACKNOWLEDGED = 4
+"""The no-consent session: its therapist acknowledges the "escalation blocked" task by SMS."""
+DEMO_ESCALATED = 3
+"""The high-risk session: nobody acknowledges its no-show alert, which climbs and runs out."""
+
+
+async def notices_of_the_day(client: Client, pool: asyncpg.Pool, *, run_id: str,
+                             time_scale: float, say: Callable[[str], None] = print) -> None:
+    """One notice acknowledged by an SMS reply, one that climbs the ladder and runs out.
+
+    The therapist's phone is the simulated one: the demo reads the code off the text the
+    therapist received and replies `ACK <code>` as they would. The other notices of the day
+    are acknowledged by their therapists, so that the Web UI's `NoticeState="exhausted"`
+    lists the one that ran out.
+    """
+    roster = load_roster_file(DEMO_PRACTICE_FILE).roster
+    assert roster is not None  # the demo's practice file has one
+    task = f"demo-{run_id}-{DEMO_ACKNOWLEDGED}/escalation-blocked"
+    therapist = roster.clinician(DEMO_DAY[DEMO_ACKNOWLEDGED].therapist_id)
+    assert therapist is not None
+    assert therapist.sms is not None
+    text: str | None = None
+    for _ in range(40):  # the task's notice starts as its session closes: its text follows
+        text = await pool.fetchval(
+            "SELECT body FROM sim_phone_log WHERE to_number = $1 AND body LIKE $2"
+            " ORDER BY placed_at LIMIT 1",
+            therapist.sms, f"%client-{run_id}-{DEMO_ACKNOWLEDGED}:%escalation blocked%",
+        )
+        if text is not None:
+            break
+        await asyncio.sleep(0.25)
+    code = re.search(r"ACK ([A-Z0-9]+)", text or "")
+    if code is None:
+        say(f"notice   {task}: no text reached the therapist")
+    else:
+        reply = await notice_cases.sms_reply(client, pool, therapist.sms, f"ACK {code[1]}")
+        say(f"notice   {task}: {therapist.id} replied ACK by SMS: {reply.message}")
+        await notice_cases.resolve(client, pool, task, Resolution(
+            clinician_id=therapist.id, outcome="called the client's GP practice; plan agreed"))
+    alert = f"demo-{run_id}-{DEMO_ESCALATED}/no-show-alert"
+    handle = client.get_workflow_handle(notice_workflow_id(alert))
+    deadline = datetime.now(UTC) + timedelta(minutes=25) / time_scale + timedelta(seconds=10)
+    while True:  # the high-risk policy's 20 minutes from the no-show, and some slack
+        state = (await handle.describe()).typed_search_attributes.get(
+            search_attributes.NOTICE_STATE)
+        if state != "open" or datetime.now(UTC) > deadline:
+            break
+        await asyncio.sleep(0.5)
+    trail = await notice_cases.notice_trail(pool, alert)
+    notified = [f"{d.clinician_id} ({d.target})" for d in trail
+                if isinstance(d, NoticeSent)]
+    say(f"notice   {alert}: nobody acknowledged; notified in turn "
+        f"{', '.join(dict.fromkeys(notified))}; NoticeState={state}")
+    for row in await notice_cases.list_notices(pool):
+        if row.key.startswith(f"demo-{run_id}-") and row.key not in {alert, task}:
+            await notice_cases.acknowledge(client, pool, row.key, Acknowledgment(
+                via=AckVia.CLI, clinician_id=row.therapist_id))
 
 
 async def _closed(session_id: str, session: DemoSession, result: Awaitable[SessionResult],
@@ -220,20 +298,10 @@ async def embedded_temporal(settings: Settings) -> AsyncIterator[WorkflowEnviron
     """The Temporal dev server with its Web UI, persisting under the data directory."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     host, _, port = settings.temporal_address.rpartition(":")
-    env = await WorkflowEnvironment.start_local(
-        data_converter=data_converter(codec_for(settings)),
-        ip=host or "127.0.0.1",
-        port=int(port),
-        ui=True,
-        ui_port=settings.ui_port,
-        dev_server_existing_path=temporal_cli(),
-        dev_server_database_filename=str(settings.data_dir.resolve() / "temporal.db"),
-        dev_server_extra_args=[
-            "--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL",
-            *search_attributes.dev_server_flags(),
-            "--ui-codec-endpoint", f"http://127.0.0.1:{settings.codec_server_port}",
-        ],
-    )
+    database_file = settings.data_dir.resolve() / TEMPORAL_DATABASE_FILE
+    restrict_files(database_file.parent, f"{TEMPORAL_DATABASE_FILE}*")  # from older versions
+    with owner_only_umask():  # the dev server inherits it: temporal.db and its WAL are 0600
+        env = await _start_dev_server(settings, host or "127.0.0.1", int(port), database_file)
     try:
         # A database from an earlier version may lack an attribute added since.
         await search_attributes.register(env.client)
@@ -242,18 +310,40 @@ async def embedded_temporal(settings: Settings) -> AsyncIterator[WorkflowEnviron
         await env.shutdown()
 
 
+async def _start_dev_server(settings: Settings, host: str, port: int,
+                            database_file: Path) -> WorkflowEnvironment:
+    return await WorkflowEnvironment.start_local(
+        data_converter=data_converter(codec_for(settings)),
+        ip=host,
+        port=port,
+        ui=True,
+        ui_port=settings.ui_port,
+        dev_server_existing_path=temporal_cli(),
+        dev_server_database_filename=str(database_file),
+        dev_server_extra_args=[
+            "--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL",
+            # No --ui-codec-endpoint: the endpoint that decodes holds the UI secret, and a
+            # flag would show it in the process list. The browser's Codec Server settings
+            # hold it instead (docs/security.md).
+            *search_attributes.dev_server_flags(),
+        ],
+    )
+
+
 @contextlib.asynccontextmanager
 async def embedded_stack(settings: Settings) -> AsyncIterator[WorkflowEnvironment]:
     """The codec server, the Temporal dev server with its Web UI, and the worker.
 
     Shared by the demo day and `dev.py up` (up.py); stopped in reverse order on exit.
     """
+    ui_secret = _secret(settings.codec_server_ui_secret) or embedded_ui_secret(settings.data_dir)
     async with contextlib.AsyncExitStack() as stack:
         codec_server = await start_codec_server(
             CodecServer(
                 codec_for(settings),
                 ui_origins=ui_origins(settings.ui_port),
                 token=_secret(settings.codec_server_token),
+                ui_secret=ui_secret,
             ),
             host="127.0.0.1",
             port=settings.codec_server_port,
@@ -278,7 +368,7 @@ async def main(argv: list[str] | None = None) -> int:
           f"({settings.temporal_address}, Web UI {ui}) ...")
     url = database_url(settings)
     async with embedded_stack(settings) as env:
-        pool = await open_pool(url)
+        pool = await open_pool(url, owner_url=owner_database_url(settings))
         try:
             outcomes = await run_demo_day(
                 env.client, pool, task_queue=settings.task_queue, time_scale=settings.time_scale
@@ -289,12 +379,18 @@ async def main(argv: list[str] | None = None) -> int:
               f"{ui}/namespaces/{settings.temporal_namespace}/workflows")
         print(f"  high-risk sessions: {ui}/namespaces/{settings.temporal_namespace}/workflows"
               "?query=RiskTier%3D%22high%22")
-        print(f"  payloads are decoded for the UI by the codec server on "
-              f"http://127.0.0.1:{settings.codec_server_port} (loopback only)")
+        print(f"  notices that ran out of steps: {ui}/namespaces/{settings.temporal_namespace}"
+              "/workflows?query=NoticeState%3D%22exhausted%22")
+        secret_file = settings.data_dir / UI_SECRET_FILE
+        print("  to see decoded payloads, enter once in the Web UI's Codec Server settings the "
+              "endpoint\n    "
+              + ui_endpoint(port=settings.codec_server_port, secret="<SECRET>")  # noqa: S106
+              + f"\n  with <SECRET> read from {secret_file} (owner-only; see docs/security.md)")
         if settings.metrics_port:
             print(f"  metrics: http://127.0.0.1:{settings.metrics_port}/metrics")
         print("Audit trail of one session:  .venv/bin/python starter.py audit "
               f"{next(iter(outcomes))}")
+        print("Notices to clinicians:       .venv/bin/python starter.py notices list --all")
         if not args.exit:
             print("The stack stays up; press Ctrl-C (or send SIGTERM) to stop it.")
             await asyncio.Event().wait()

@@ -28,8 +28,10 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.audit import AuditActivities
 from activities.follow_up import FollowUpActivities
+from activities.notices import NoticeActivities, NoticeLinks
 from activities.outreach import OutreachActivities, Sender, TextPolicyActivities
 from activities.therapist import TherapistActivities
+from missed_session.audit.archive import HistoryArchiver
 from missed_session.channels.base import MessageChannel, PhoneChannel
 from missed_session.channels.ledger import DeliveryLedger
 from missed_session.channels.setup import channels_from_settings
@@ -41,10 +43,13 @@ from missed_session.lifecycle import run_until_stopped, waiting_for
 from missed_session.log_setup import configure_logging
 from missed_session.metrics import ServiceMetrics
 from missed_session.practice_file import load_consent_defaults
+from missed_session.store import checkpoints
 from missed_session.store.audit import AuditStore
 from missed_session.store.clients import ClientDirectory
-from missed_session.store.database import database_url, open_pool
+from missed_session.store.database import database_url, open_pool, owner_database_url
+from missed_session.store.notices import NoticeStore, RosterStore
 from missed_session.temporal_client import connect, service_runtime
+from workflows.notice import NoticeWorkflow
 from workflows.session import SessionWorkflow
 
 log = structlog.get_logger(__name__)
@@ -153,12 +158,15 @@ def new_worker(
     messages: MessageChannel | None = None,
     max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS,
     graceful_shutdown_timeout: timedelta = timedelta(0),
+    notice_links: NoticeLinks | None = None,
+    text_policy: TextPolicyActivities | None = None,
     consent_defaults: ConsentDefaults | None = None,
 ) -> Worker:
-    """A worker with the session workflow and every activity it calls.
+    """A worker with the session and notice workflows and every activity they call.
 
-    Without channels given, the simulated phone places calls and sends texts and email.
-    `max_cached_workflows` is the sticky cache (`MSR_MAX_CACHED_WORKFLOWS`).
+    Without channels given, the simulated phone places calls and sends texts and email
+    (to clients and to clinicians alike). `max_cached_workflows` is the sticky cache
+    (`MSR_MAX_CACHED_WORKFLOWS`); `notice_links`: signed acknowledgment links in notices.
     """
     store = AuditStore(pool)
     runtime = client.service_client.config.runtime or Runtime.default()
@@ -167,13 +175,15 @@ def new_worker(
     outreach = OutreachActivities(phone or simulated, sender, messages or simulated,
                                   directory=ClientDirectory(pool),
                                   consent_defaults=consent_defaults)
-    text_policy = TextPolicyActivities(pool, ClientDirectory(pool))
+    text_policy = text_policy or TextPolicyActivities(pool, ClientDirectory(pool))
     therapist = TherapistActivities(store)
     follow_up = FollowUpActivities(store)
+    notices = NoticeActivities(RosterStore(pool), NoticeStore(pool), phone or simulated,
+                               messages or simulated, notice_links)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[SessionWorkflow],
+        workflows=[SessionWorkflow, NoticeWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
         max_cached_workflows=max_cached_workflows,
         graceful_shutdown_timeout=graceful_shutdown_timeout,
@@ -189,8 +199,20 @@ def new_worker(
             outreach.call_emergency_contact,
             therapist.notify_therapist,
             follow_up.create_follow_up_plan,
+            notices.plan_notice,
+            notices.notice_recipients,
+            notices.deliver_notice,
+            notices.record_notice_state,
         ],
     )
+
+
+def notice_links(settings: Settings) -> NoticeLinks | None:
+    """Signed acknowledgment links, when the practice runs an endpoint for them."""
+    if settings.notice_link_url is None or settings.notice_link_secret is None:
+        return None
+    return NoticeLinks(settings.notice_link_url,
+                       settings.notice_link_secret.get_secret_value().encode())
 
 
 def callback_dispatcher(client: Client, pool: asyncpg.Pool) -> CallbackDispatcher:
@@ -217,8 +239,8 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
     """
     runtime = service_runtime(settings.metrics_port)
     client = await waiting_for("temporal", lambda: connect(settings, runtime))
-    url = database_url(settings)
-    pool = await waiting_for("postgresql", lambda: open_pool(url))
+    url, owner_url = database_url(settings), owner_database_url(settings)
+    pool = await waiting_for("postgresql", lambda: open_pool(url, owner_url=owner_url))
     phone, messages = channels_from_settings(settings, SimulatedPhone(pool), DeliveryLedger(pool))
     worker = new_worker(
         client,
@@ -229,20 +251,36 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         messages=messages,
         max_cached_workflows=settings.max_cached_workflows,
         graceful_shutdown_timeout=SHUTDOWN_GRACE,
+        notice_links=notice_links(settings),
         consent_defaults=load_consent_defaults(settings.practice_file),
     )
-    dispatcher = asyncio.create_task(callback_dispatcher(client, pool).run())
+    followers = [asyncio.create_task(callback_dispatcher(client, pool).run()),
+                 *trail_followers(settings, client, pool)]
     try:
         async with worker:
             log.info("worker_started", task_queue=settings.task_queue,
                      temporal=settings.temporal_address, metrics_port=settings.metrics_port)
             yield worker
     finally:
-        dispatcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await dispatcher
+        for follower in followers:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
         await pool.close()
         log.info("worker_stopped", task_queue=settings.task_queue)
+
+
+def trail_followers(settings: Settings, client: Client,
+                    pool: asyncpg.Pool) -> list[asyncio.Task[None]]:
+    """Followers of the trail: the history archiver and signed checkpoints (docs/security.md)."""
+    interval = timedelta(seconds=settings.checkpoint_interval_seconds)
+    followers = [asyncio.create_task(HistoryArchiver(client, pool, interval=interval).run())]
+    signer = checkpoints.signer_for(settings)
+    if signer is None:
+        log.warning("audit_checkpoints_off", reason="no checkpoint_keys configured")
+        return followers
+    checkpointer = checkpoints.Checkpointer(pool, signer, interval=interval)
+    return [*followers, asyncio.create_task(checkpointer.run())]
 
 
 async def main() -> None:

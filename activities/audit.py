@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -19,6 +18,7 @@ from missed_session.domain.models import (
     TherapistNotice,
 )
 from missed_session.metrics import ServiceMetrics, is_first_outreach
+from missed_session.store import write_errors
 from missed_session.store.audit import AuditConflictError, AuditStore
 
 
@@ -149,18 +149,25 @@ def _readable(event: AuditEvent) -> events.EventDetails:
 def _refused_for_good() -> Iterator[None]:
     """Turn the store's refusals that no retry can mend into non-retryable errors.
 
-    Another event at this place (`AuditConflict`), or data PostgreSQL will not store
-    (`UnwritableEvent`: a NUL in a text, say): retrying would fail the same way forever and
-    hold the session still. The workflow stops and tells a person instead. Outages and
-    other errors stay retryable.
+    Another event at this place (`AuditConflict`), or a write that can only fail the same
+    way again (`UnwritableEvent`: a NUL PostgreSQL cannot store, data the store refuses;
+    `write_errors.is_deterministic`): retried forever it would hold the session still with
+    no one told. The workflow stops and tells a person instead. Outages and other passing
+    errors stay retryable.
     """
     try:
         yield
     except AuditConflictError as error:
         raise _not_retried(error, "AuditConflict") from None
-    except asyncpg.DataError as error:
+    except Exception as error:
+        if not write_errors.is_deterministic(error):
+            raise
         # Not the server's message: it can quote the value it refused.
-        refused = RuntimeError(f"PostgreSQL cannot store this event (SQLSTATE {error.sqlstate})")
+        state = getattr(error, "sqlstate", None)
+        refused = RuntimeError(
+            f"the store cannot keep this event ({type(error).__name__}"
+            + (f", SQLSTATE {state})" if state else ")")
+        )
         raise _not_retried(refused, "UnwritableEvent") from None
 
 

@@ -14,7 +14,9 @@ import binascii
 import os
 from collections.abc import Mapping, Sequence
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
@@ -24,8 +26,16 @@ NONCE_BYTES = 12
 KEY_BYTES = 32
 
 
-class CodecKeyError(ValueError):
+class CodecError(ValueError):
+    """A payload cannot be opened; the message names which and why (never its content)."""
+
+
+class CodecKeyError(CodecError):
     """A key is malformed, or a payload names a key this process does not hold."""
+
+
+class CodecIntegrityError(CodecError):
+    """A sealed payload does not open with the key it names: tampered, or another key."""
 
 
 def parse_key(key_id: str, encoded: str) -> bytes:
@@ -73,17 +83,24 @@ class EncryptionCodec(PayloadCodec):
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         """Open sealed payloads with the key they name; pass plain ones through."""
         opened: list[Payload] = []
-        for payload in payloads:
+        for number, payload in enumerate(payloads, start=1):
             if payload.metadata.get("encoding") != ENCODING:
                 opened.append(payload)
                 continue
-            key_id = payload.metadata.get(KEY_ID, b"").decode()
+            key_id = payload.metadata.get(KEY_ID, b"").decode(errors="replace")
             cipher = self._ciphers.get(key_id)
             if cipher is None:
-                msg = f"payload sealed with unknown encryption key {key_id!r}"
+                msg = f"payload {number} is sealed with unknown encryption key {key_id!r}"
                 raise CodecKeyError(msg)
             data = payload.data
             plain = Payload()
-            plain.ParseFromString(cipher.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], None))
+            try:
+                plain.ParseFromString(
+                    cipher.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], None)
+                )
+            except (InvalidTag, ValueError, DecodeError):
+                msg = (f"payload {number} does not open with encryption key {key_id!r}: "
+                       "tampered, truncated or sealed with another key of that id")
+                raise CodecIntegrityError(msg) from None
             opened.append(plain)
         return opened

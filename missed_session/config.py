@@ -41,7 +41,12 @@ class Settings(BaseSettings):
     task_queue: str = TASK_QUEUE
     """Task queue the worker polls."""
     database_url: str | None = None
-    """PostgreSQL URL; when unset, the embedded PostgreSQL under `data_dir` is used."""
+    """PostgreSQL URL of the service's role (`msr_service`: SELECT and INSERT on the trail);
+    when unset, the embedded PostgreSQL under `data_dir` is used."""
+    database_owner_url: str | None = None
+    """PostgreSQL URL of the schema owner's role (`msr_owner`), used only to run pending
+    migrations at start-up. Unset: the service's URL must be migrated already (or be a
+    single role allowed to migrate, as in development)."""
     data_dir: Path = Path(".data")
     """Where the embedded stack keeps PostgreSQL and the Temporal database."""
     ui_port: int = Field(default=8233, ge=1, le=65535)
@@ -82,15 +87,32 @@ class Settings(BaseSettings):
     """SMTP password."""
     smtp_sender_address: str | None = None
     """The neutral From address of outreach email (required with smtp_host)."""
+    notice_link_url: str | None = None
+    """Where a clinician's signed acknowledgment link points (the HTTP endpoint that
+    verifies it, e.g. `https://notices.example.org/notices/ack`); unset: no links."""
+    notice_link_secret: SecretStr | None = None
+    """HMAC-SHA256 secret the links are signed with (required with notice_link_url)."""
     encryption_keys: dict[str, str] = Field(default_factory=dict)
     """Key id -> base64 AES-256 key. Every key can decrypt; `encryption_key_id` encrypts.
     Unset with the embedded database: a key is generated under `data_dir`."""
     encryption_key_id: str | None = None
     """Which key encrypts new payloads; optional when only one key is configured."""
+    checkpoint_keys: dict[str, str] = Field(default_factory=dict)
+    """Key id -> base64 HMAC key (32 bytes or more) that audit checkpoints are signed with;
+    held by the service, never by PostgreSQL. Every key verifies; `checkpoint_key_id`
+    signs. Unset with the embedded database: a key is generated under `data_dir`; unset
+    with an external one: no checkpoints are written (`audit verify` says so)."""
+    checkpoint_key_id: str | None = None
+    """Which checkpoint key signs; optional when only one is configured."""
+    checkpoint_interval_seconds: int = Field(default=60, ge=1, le=3600)
+    """How often the worker checkpoints the sessions whose trails grew."""
     codec_server_port: int = Field(default=8234, ge=1, le=65535)
     """Port of the codec server the Web UI decrypts through (bound to loopback)."""
     codec_server_token: SecretStr | None = None
     """Bearer token for programmatic callers of the codec server."""
+    codec_server_ui_secret: SecretStr | None = None
+    """The secret in the Web UI's codec endpoint (`/ui/<secret>`), entered in the browser's
+    Codec Server settings. Unset in the embedded stack: created in `data_dir`."""
     max_cached_workflows: int = Field(default=DEFAULT_MAX_CACHED_WORKFLOWS, ge=0)
     """Session workflows the worker keeps in memory between their steps (about 0.13 MB
     each). It should hold every session active at the same moment (a burst starting
@@ -114,9 +136,12 @@ class Settings(BaseSettings):
         }.get(self.channel, ())
         if self.smtp_host:
             required = (*required, "smtp_sender_address")
+        if self.notice_link_url:
+            required = (*required, "notice_link_secret")
         for name in required:
             if getattr(self, name) is None:
-                what = "smtp_host" if name.startswith("smtp") else f"channel {self.channel!r}"
+                what = ("smtp_host" if name.startswith("smtp") else "notice_link_url"
+                        if name.startswith("notice") else f"channel {self.channel!r}")
                 msg = f"{name} is required with {what}"
                 raise ValueError(msg)
         return self
@@ -131,6 +156,13 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         if self.encryption_key_id is None and len(self.encryption_keys) > 1:
             msg = "encryption_key_id must name the active key when several keys are configured"
+            raise ValueError(msg)
+        checkpoint_active = self.checkpoint_key_id
+        if checkpoint_active is not None and checkpoint_active not in self.checkpoint_keys:
+            msg = f"checkpoint_key_id {checkpoint_active!r} is not in checkpoint_keys"
+            raise ValueError(msg)
+        if checkpoint_active is None and len(self.checkpoint_keys) > 1:
+            msg = "checkpoint_key_id must name the active key when several keys are configured"
             raise ValueError(msg)
         if self.database_url and not self.encryption_keys:
             msg = (

@@ -38,6 +38,15 @@ class ServiceMetrics:
             "Delay from grace-period expiry to the first outreach attempt",
             "ms",
         )
+        self._notices_exhausted = meter.create_counter(
+            PREFIX + "notices_exhausted",
+            "Notices to clinicians that ran out of escalation steps unacknowledged",
+        )
+        self._notice_ack_delay = meter.create_histogram_timedelta(
+            PREFIX + "notice_acknowledgment_delay",
+            "Time from a notice's opening to a clinician's acknowledgment",
+            "ms",
+        )
 
     def observe(self, details: events.EventDetails) -> None:
         """Count one newly written audit event."""
@@ -56,6 +65,10 @@ class ServiceMetrics:
                 self._escalations.add(1, {"result": "sent"})
             case events.EscalationBlocked():
                 self._escalations.add(1, {"result": "blocked"})
+            case events.NoticeExhausted(policy=policy):
+                self._notices_exhausted.add(1, {"policy": policy})
+            case events.NoticeAcknowledged(seconds_to_acknowledge=seconds, via=via):
+                self._notice_ack_delay.record(timedelta(seconds=seconds), {"via": via})
             case _:
                 pass
 

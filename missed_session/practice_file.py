@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from missed_session.domain.clients import ConsentDefaults
 from missed_session.domain.practice import PracticeFileError, PracticeProtocols, parse
+from missed_session.domain.roster_file import PracticeRoster, parse_roster
 
 
 def load_practice_file(path: Path) -> PracticeProtocols:
@@ -49,3 +50,13 @@ def load_consent_defaults(path: Path | None) -> ConsentDefaults:
             problem = problem.removeprefix(f"{field}: ")
         where = f"consent_defaults.{field}: " if field else "consent_defaults."
         raise PracticeFileError(f"{path}: {where}{problem}") from None
+
+
+def load_roster_file(path: Path) -> PracticeRoster:
+    """Read the practice file's roster and notice rules; errors name the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        msg = f"{path}: cannot be read ({error.strerror or type(error).__name__})"
+        raise PracticeFileError(msg) from None
+    return parse_roster(text, str(path))

@@ -7,6 +7,7 @@ workflow upserts them (a workflow that upserts an unknown attribute fails its ta
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -30,10 +31,19 @@ OUTCOME = SearchAttributeKey.for_keyword("Outcome")
 CLIENT_CONTACT_KEY = SearchAttributeKey.for_keyword("ClientContactKey")
 """A keyed hash of the client's phone number (never the number): how an inbound text finds
 the client's open sessions (missed_session/application/contact_keys.py)."""
+NOTICE_STATE = SearchAttributeKey.for_keyword("NoticeState")
+"""A notice workflow's state: open, exhausted (ran out of steps, still unacknowledged),
+acknowledged, resolved."""
+NOTICE_PRIORITY = SearchAttributeKey.for_keyword("NoticePriority")
+"""routine or urgent."""
+NOTICE_OPENED = SearchAttributeKey.for_datetime("NoticeOpened")
+"""When the notice opened: `NoticeState="open" AND NoticeOpened < "<10 minutes ago>"`."""
+NOTICE_TARGET = SearchAttributeKey.for_keyword("NoticeTarget")
+"""The rung it has reached: therapist, on_call, supervisor."""
 
 ALL: tuple[SearchAttributeKey[Any], ...] = (
     SESSION_STATUS, CLIENT_REF, THERAPIST_ID, RISK_TIER, SESSION_START, ESCALATION_LEVEL,
-    OUTCOME, CLIENT_CONTACT_KEY,
+    OUTCOME, CLIENT_CONTACT_KEY, NOTICE_STATE, NOTICE_PRIORITY, NOTICE_OPENED, NOTICE_TARGET,
 )
 
 
@@ -52,11 +62,24 @@ def initial(booking: SessionBooking, *, contact_key: str | None = None) -> Typed
     return TypedSearchAttributes(pairs)
 
 
+def notice_initial(*, priority: str, opened: datetime) -> TypedSearchAttributes:
+    """A notice workflow's attributes when it starts (given at start, no upsert).
+
+    Only the notice's own: the session's (`ClientRef`, `RiskTier`, ...) stay on sessions, so
+    that a supervisor's `RiskTier="high"` still lists sessions alone.
+    """
+    return TypedSearchAttributes([
+        SearchAttributePair(NOTICE_STATE, "open"),
+        SearchAttributePair(NOTICE_PRIORITY, priority),
+        SearchAttributePair(NOTICE_OPENED, opened),
+    ])
+
+
 def dev_server_flags() -> list[str]:
     """`temporal server start-dev` arguments that register every attribute."""
     flags: list[str] = []
     for key in ALL:
-        kind = "Datetime" if key is SESSION_START else "Keyword"
+        kind = "Datetime" if key.value_type is datetime else "Keyword"
         flags += ["--search-attribute", f"{key.name}={kind}"]
     return flags
 
@@ -80,7 +103,7 @@ async def register(client: Client) -> None:
             raise
     missing = {
         key.name: IndexedValueType.INDEXED_VALUE_TYPE_DATETIME
-        if key is SESSION_START
+        if key.value_type is datetime
         else IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
         for key in ALL
         if key.name not in existing

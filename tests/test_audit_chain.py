@@ -130,14 +130,23 @@ def test_the_encoding_covers_every_field() -> None:
 # -- tampering ------------------------------------------------------------------------------
 
 
-async def test_the_database_itself_refuses_update_and_delete(pool: asyncpg.Pool) -> None:
+async def test_the_database_itself_refuses_update_and_delete(
+    pool: asyncpg.Pool, database_url: str,
+) -> None:
+    """The service's role has no such privilege; even a superuser meets the trigger."""
     store = AuditStore(pool)
     await record_trail(store)
-    for statement in ("UPDATE audit_events SET hash = NULL",
-                      "DELETE FROM audit_events WHERE sequence = 5",
-                      "TRUNCATE audit_events"):
-        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
-            await pool.execute(statement)
+    superuser = await asyncpg.connect(database_url)
+    try:
+        for statement in ("UPDATE audit_events SET hash = NULL",
+                          "DELETE FROM audit_events WHERE sequence = 5",
+                          "TRUNCATE audit_events"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+                await pool.execute(statement)
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+                await superuser.execute(statement)
+    finally:
+        await superuser.close()
     assert await problem(store) is None
 
 
@@ -326,11 +335,11 @@ async def test_rows_written_before_the_chain_are_chained_by_the_migration(
 
 
 @pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
+def cli_env(monkeypatch: pytest.MonkeyPatch, service_database_url: str) -> None:
     for name in ("MSR_CONFIG_FILE", "MSR_ENCRYPTION_KEY_ID"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MSR_ENCRYPTION_KEYS", json.dumps(TEST_KEYS))
-    monkeypatch.setenv("MSR_DATABASE_URL", database_url)
+    monkeypatch.setenv("MSR_DATABASE_URL", service_database_url)
 
 
 async def cli(*argv: str) -> int:

@@ -60,11 +60,11 @@ async def test_every_branch_exports_valid_fhir(path: Path) -> None:
 
 
 @pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
+def cli_env(monkeypatch: pytest.MonkeyPatch, service_database_url: str) -> None:
     for name in ("MSR_CONFIG_FILE", "MSR_ENCRYPTION_KEY_ID"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MSR_ENCRYPTION_KEYS", json.dumps(TEST_KEYS))
-    monkeypatch.setenv("MSR_DATABASE_URL", database_url)
+    monkeypatch.setenv("MSR_DATABASE_URL", service_database_url)
 
 
 @pytest.mark.usefixtures("cli_env")

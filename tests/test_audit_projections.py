@@ -74,11 +74,11 @@ async def test_projected_attendance_agrees_with_the_attendance_record(pool: asyn
 
 
 @pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
+def cli_env(monkeypatch: pytest.MonkeyPatch, service_database_url: str) -> None:
     for name in ("MSR_CONFIG_FILE", "MSR_ENCRYPTION_KEY_ID"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MSR_ENCRYPTION_KEYS", json.dumps(TEST_KEYS))
-    monkeypatch.setenv("MSR_DATABASE_URL", database_url)
+    monkeypatch.setenv("MSR_DATABASE_URL", service_database_url)
 
 
 @pytest.mark.usefixtures("cli_env")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -17,6 +18,14 @@ from tests.conftest import TEST_KEYS
 
 LONG_AGO = datetime(2015, 3, 2, 9, 0, tzinfo=UTC)
 CUTOFF = datetime(2017, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def owner_pool(owner_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """The schema owner's: only it may set `recorded_at` (the service's role may not)."""
+    pool = await asyncpg.create_pool(owner_database_url, min_size=1, max_size=2)
+    yield pool
+    await pool.close()
 
 
 async def old_session(pool: asyncpg.Pool, session_id: str, *, at: datetime,
@@ -42,12 +51,12 @@ async def sessions(pool: asyncpg.Pool) -> list[str]:
 
 
 async def test_purge_deletes_only_old_closed_sessions_and_records_itself(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool, owner_pool: asyncpg.Pool,
 ) -> None:
-    await old_session(pool, "s-old", at=LONG_AGO)
-    await old_session(pool, "s-old-open", at=LONG_AGO, closed=False)
-    await old_session(pool, "s-after-cutoff", at=CUTOFF + timedelta(days=1))
-    await old_session(pool, "s-young", at=datetime.now(UTC) - timedelta(days=1))
+    await old_session(owner_pool, "s-old", at=LONG_AGO)
+    await old_session(owner_pool, "s-old-open", at=LONG_AGO, closed=False)
+    await old_session(owner_pool, "s-after-cutoff", at=CUTOFF + timedelta(days=1))
+    await old_session(owner_pool, "s-young", at=datetime.now(UTC) - timedelta(days=1))
 
     record = await AuditStore(pool).purge(cutoff=CUTOFF, retention_years=6,
                                           requested_by="compliance-1", max_sessions=100)
@@ -63,9 +72,9 @@ async def test_purge_deletes_only_old_closed_sessions_and_records_itself(
 
 
 async def test_the_database_refuses_a_cutoff_inside_the_retention_period(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool, owner_pool: asyncpg.Pool,
 ) -> None:
-    await old_session(pool, "s-young", at=datetime.now(UTC) - timedelta(days=400))
+    await old_session(owner_pool, "s-young", at=datetime.now(UTC) - timedelta(days=400))
     store = AuditStore(pool)
     for cutoff, years in ((datetime.now(UTC), 6), (datetime.now(UTC) - timedelta(days=365), 6),
                           (LONG_AGO, 5)):
@@ -76,22 +85,28 @@ async def test_the_database_refuses_a_cutoff_inside_the_retention_period(
     assert await pool.fetchval("SELECT count(*) FROM audit_purges") == 0
 
 
-async def test_the_purge_flag_by_hand_cannot_delete_young_rows(pool: asyncpg.Pool) -> None:
-    await old_session(pool, "s-young", at=datetime.now(UTC) - timedelta(days=30))
-    async with pool.acquire() as connection, connection.transaction():
+async def test_the_purge_flag_by_hand_cannot_delete_young_rows(
+    pool: asyncpg.Pool, owner_pool: asyncpg.Pool,
+) -> None:
+    """Even the owner, who has the DELETE privilege, meets the trigger."""
+    await old_session(owner_pool, "s-young", at=datetime.now(UTC) - timedelta(days=30))
+    async with owner_pool.acquire() as connection, connection.transaction():
         await connection.execute("SET LOCAL msr.audit_purge = 'on'")
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
             await connection.execute("DELETE FROM audit_events")
     assert await sessions(pool) == ["s-young"]
 
 
-async def test_purge_records_cannot_be_changed(pool: asyncpg.Pool) -> None:
+async def test_purge_records_cannot_be_changed(pool: asyncpg.Pool,
+                                                owner_pool: asyncpg.Pool) -> None:
     await AuditStore(pool).purge(cutoff=CUTOFF, retention_years=6, requested_by="x",
                                  max_sessions=10)
     for statement in ("UPDATE audit_purges SET sessions = 0", "DELETE FROM audit_purges",
                       "TRUNCATE audit_purges"):
-        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
             await pool.execute(statement)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await owner_pool.execute(statement)
 
 
 def test_the_retention_limit_handles_a_leap_day() -> None:
@@ -103,11 +118,11 @@ def test_the_retention_limit_handles_a_leap_day() -> None:
 
 
 @pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
+def cli_env(monkeypatch: pytest.MonkeyPatch, service_database_url: str) -> None:
     for name in ("MSR_CONFIG_FILE", "MSR_ENCRYPTION_KEY_ID", "MSR_AUDIT_RETENTION_YEARS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MSR_ENCRYPTION_KEYS", json.dumps(TEST_KEYS))
-    monkeypatch.setenv("MSR_DATABASE_URL", database_url)
+    monkeypatch.setenv("MSR_DATABASE_URL", service_database_url)
 
 
 async def cli(*argv: str) -> int:
@@ -116,10 +131,11 @@ async def cli(*argv: str) -> int:
 
 @pytest.mark.usefixtures("cli_env")
 async def test_audit_purge_command(
-    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    pool: asyncpg.Pool, owner_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    await old_session(pool, "s-old", at=LONG_AGO)
-    await old_session(pool, "s-young", at=datetime.now(UTC) - timedelta(days=2))
+    await old_session(owner_pool, "s-old", at=LONG_AGO)
+    await old_session(owner_pool, "s-young", at=datetime.now(UTC) - timedelta(days=2))
 
     today = datetime.now(UTC).date()
     assert await cli("audit", "purge", "--before", today.isoformat()) == 2

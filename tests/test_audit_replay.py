@@ -164,7 +164,7 @@ async def test_a_row_without_cause_and_a_changed_row_are_mismatches() -> None:
 
 @pytest.fixture
 def cli_env(monkeypatch: pytest.MonkeyPatch, time_skipping_env: WorkflowEnvironment,
-            task_queue: str, database_url: str, tmp_path: Path) -> None:
+            task_queue: str, service_database_url: str, tmp_path: Path) -> None:
     for name in ("MSR_CONFIG_FILE", "MSR_TIME_SCALE", "MSR_ENCRYPTION_KEY_ID"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MSR_ENCRYPTION_KEYS", json.dumps(TEST_KEYS))
@@ -172,7 +172,7 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, time_skipping_env: WorkflowEnvironm
     monkeypatch.setenv("MSR_TEMPORAL_ADDRESS",
                        time_skipping_env.client.service_client.config.target_host)
     monkeypatch.setenv("MSR_TASK_QUEUE", task_queue)
-    monkeypatch.setenv("MSR_DATABASE_URL", database_url)
+    monkeypatch.setenv("MSR_DATABASE_URL", service_database_url)
 
 
 @pytest.fixture
@@ -288,6 +288,10 @@ class _FakeStore:
         await asyncio.sleep((int(session_id[-3:]) * 3 % 5) / 1000)
         return self.trails[session_id]
 
+    async def archived_history(self, session_id: str) -> WorkflowHistory | None:
+        del session_id
+        return None  # nothing archived: these sessions closed before the archiver ran
+
 
 def _nondeterministic(history: WorkflowHistory) -> WorkflowHistory:
     """The history with its first activity renamed: today's code would schedule another."""
@@ -322,8 +326,8 @@ async def test_replay_all_reports_each_session_under_its_own_id(
             histories[workflow_id] = None
             trails[session_id] = trail
             expected.append(f"MISMATCH {session_id}: no workflow history in Temporal "
-                            f"(workflow {workflow_id}); past the namespace's retention, or "
-                            "never started")
+                            f"(workflow {workflow_id}) nor in the archive; past the "
+                            "namespace's retention before it was archived, or never started")
             continue
         if index % 7 == 2:  # a row removed: which one depends on the session
             removed = trail[index % len(trail)]

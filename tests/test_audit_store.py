@@ -130,11 +130,18 @@ async def test_concurrent_migrations_do_not_race(fresh_database: str) -> None:
         "TRUNCATE audit_events",
     ],
 )
-async def test_audit_events_refuse_change(pool: asyncpg.Pool, statement: str) -> None:
+async def test_audit_events_refuse_change(pool: asyncpg.Pool, owner_database_url: str,
+                                          statement: str) -> None:
+    """The trigger refuses even the table's owner (the service's role has no such privilege
+    at all: tests/test_roles.py)."""
     store = AuditStore(pool)
     assert await store.append(_event(1, reason="booked"))
-    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
-        await pool.execute(statement)
+    owner = await asyncpg.connect(owner_database_url)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await owner.execute(statement)
+    finally:
+        await owner.close()
     assert await store.trail("s-1") == [_event(1, reason="booked")]
 
 

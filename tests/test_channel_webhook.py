@@ -328,7 +328,7 @@ async def test_an_uncertain_text_is_audited_as_such_and_no_second_text_goes_that
     texts = [(type(e).__name__, getattr(e, "attempt", None), getattr(e, "reason", None))
              for e in events if getattr(e, "channel", None) == "text"]
     assert texts == [
-        ("OutreachFailed", 1, UNCERTAIN_REASON),  # not a refusal, not re-sent
+        ("OutreachUncertain", 1, UNCERTAIN_REASON),  # not a refusal, not re-sent
         ("OutreachSkipped", 2, "a text was already sent today"),  # it may have arrived
     ]
     assert [p["kind"] for p in received].count("text") == 1

@@ -117,14 +117,21 @@ async def test_an_update_or_consent_for_an_unknown_client_is_refused_naming_it(
     assert await row_counts(pool) == (0, 0, 0, 0, 0)
 
 
-async def test_consent_records_are_append_only(clients: ClientUseCases,
-                                               pool: asyncpg.Pool) -> None:
+async def test_consent_records_are_append_only(clients: ClientUseCases, pool: asyncpg.Pool,
+                                               owner_database_url: str) -> None:
     assert (await clients.add(client_data(), recorded_by="t-ana")).ok
     assert (await clients.consent(consent_data())).ok
-    for statement in ("UPDATE consent_records SET granted = false",
-                      "DELETE FROM consent_records", "TRUNCATE consent_records"):
-        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
-            await pool.execute(statement)
+    owner = await asyncpg.connect(owner_database_url)
+    try:
+        for statement in ("UPDATE consent_records SET granted = false",
+                          "DELETE FROM consent_records", "TRUNCATE consent_records"):
+            # The service role lacks the privilege; even the owner meets the trigger.
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+                await pool.execute(statement)
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+                await owner.execute(statement)
+    finally:
+        await owner.close()
     assert await pool.fetchval("SELECT count(*) FROM consent_records") == 1
 
 

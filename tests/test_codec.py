@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
-from cryptography.exceptions import InvalidTag
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -15,7 +14,13 @@ from temporalio.testing import WorkflowEnvironment
 from activities.outreach import Sender
 from missed_session.channels.base import InvalidContactError
 from missed_session.channels.simulated import SimulatedPhone
-from missed_session.codec import CodecKeyError, EncryptionCodec, new_key, parse_key
+from missed_session.codec import (
+    CodecIntegrityError,
+    CodecKeyError,
+    EncryptionCodec,
+    new_key,
+    parse_key,
+)
 from missed_session.domain.models import CallResult, ClientResponse, ResponseChannel
 from missed_session.temporal_client import PLAIN_CONVERTER
 from tests.factories import booking, daytime
@@ -54,7 +59,7 @@ async def test_unknown_key_and_tampering_are_refused() -> None:
         await EncryptionCodec({"a": KEY_A}, "a").decode([sealed])
     flipped = sealed.data[:-1] + bytes([sealed.data[-1] ^ 1])
     tampered = Payload(metadata=sealed.metadata, data=flipped)
-    with pytest.raises(InvalidTag):
+    with pytest.raises(CodecIntegrityError, match="payload 1 does not open with encryption key"):
         await EncryptionCodec({"b": KEY_B}, "b").decode([tampered])
 
 

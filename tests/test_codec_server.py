@@ -18,6 +18,7 @@ from missed_session.codec_server import CodecServer, start_codec_server, ui_orig
 
 UI_PORT = 8233
 TOKEN = "operator-token-for-tests"
+UI_SECRET = "ui-secret-for-tests"
 CODEC = EncryptionCodec({"k": parse_key("k", new_key())}, "k")
 
 
@@ -30,7 +31,8 @@ def free_port() -> int:
 @pytest.fixture
 async def codec_url() -> AsyncIterator[str]:
     port = free_port()
-    server = CodecServer(CODEC, ui_origins=ui_origins(UI_PORT), token=TOKEN)
+    server = CodecServer(CODEC, ui_origins=ui_origins(UI_PORT), token=TOKEN,
+                         ui_secret=UI_SECRET)
     runner = await start_codec_server(server, host="127.0.0.1", port=port)
     yield f"http://127.0.0.1:{port}"
     await runner.cleanup()
@@ -60,14 +62,65 @@ async def test_programmatic_caller_with_the_token_gets_plaintext(codec_url: str)
     assert data_of(answer) == b'{"first_name":"Robin"}'
 
 
-async def test_the_web_ui_origin_over_loopback_gets_plaintext_and_cors(codec_url: str) -> None:
+async def test_the_web_ui_with_its_secret_over_loopback_gets_plaintext_and_cors(
+    codec_url: str,
+) -> None:
     origin = f"http://localhost:{UI_PORT}"
     status, answer, headers = await post(
-        f"{codec_url}/decode", await sealed_body(), {"Origin": origin, "X-Namespace": "default"}
+        f"{codec_url}/ui/{UI_SECRET}/decode", await sealed_body(),
+        {"Origin": origin, "X-Namespace": "default"},
     )
     assert status == 200
     assert data_of(answer) == b'{"first_name":"Robin"}'
     assert headers["Access-Control-Allow-Origin"] == origin
+
+
+async def test_a_forged_origin_without_a_secret_gets_401(codec_url: str) -> None:
+    """What any local process can send (curl -H 'Origin: ...') opens nothing."""
+    for path in ("/decode", "/encode", "/ui/wrong-secret/decode", "/ui/wrong-secret/encode"):
+        status, answer, _ = await post(
+            f"{codec_url}{path}", await sealed_body(),
+            {"Origin": f"http://localhost:{UI_PORT}", "X-Namespace": "default"},
+        )
+        assert status == 401, path
+        assert answer["error"].startswith("unauthorized"), path
+
+
+async def test_the_ui_secret_needs_the_ui_origin_too(codec_url: str) -> None:
+    for headers in ({}, {"Origin": "http://evil.example"}):
+        status, answer, _ = await post(f"{codec_url}/ui/{UI_SECRET}/decode",
+                                       await sealed_body(), headers)
+        assert status == 401
+        assert answer == {"error": "unauthorized: not the Web UI's origin"}
+
+
+async def test_the_ui_secret_is_no_bearer_token(codec_url: str) -> None:
+    status, _, _ = await post(f"{codec_url}/decode", await sealed_body(),
+                              {"Authorization": f"Bearer {UI_SECRET}"})
+    assert status == 401
+
+
+async def test_unknown_key_and_tampered_ciphertext_are_422_naming_the_payload(
+    codec_url: str,
+) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    sealed = json.loads(await sealed_body())
+    plain_first = {"metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
+                   "data": base64.b64encode(b"1").decode()}
+    unknown = json.loads(json.dumps(sealed))
+    unknown["payloads"][0]["metadata"]["encryption-key-id"] = base64.b64encode(b"k9").decode()
+    status, answer, _ = await post(f"{codec_url}/decode",
+                                   json.dumps({"payloads": [plain_first,
+                                                            *unknown["payloads"]]}), auth)
+    assert status == 422
+    assert answer == {"error": "payload 2 is sealed with unknown encryption key 'k9'"}
+    data = bytearray(base64.b64decode(sealed["payloads"][0]["data"]))
+    data[-1] ^= 1
+    sealed["payloads"][0]["data"] = base64.b64encode(bytes(data)).decode()
+    status, answer, _ = await post(f"{codec_url}/decode", json.dumps(sealed), auth)
+    assert status == 422
+    assert "payload 1 does not open with encryption key 'k'" in answer["error"]
+    assert "Robin" not in answer["error"]
 
 
 @pytest.mark.parametrize(
@@ -84,7 +137,7 @@ async def test_anyone_else_gets_401_and_no_data(codec_url: str, headers: dict[st
         f"{codec_url}/decode", await sealed_body(), headers
     )
     assert status == 401
-    assert answer == {"error": "unauthorized"}
+    assert answer["error"].startswith("unauthorized: ")
     ui_origin = headers.get("Origin") in ui_origins(UI_PORT)
     assert ("Access-Control-Allow-Origin" in response_headers) is ui_origin
 

@@ -27,7 +27,7 @@ from activities.outreach import Sender
 from demo import DEMO_DAY, run_demo_day, temporal_cli
 from missed_session import search_attributes
 from missed_session.domain.events import Closed
-from missed_session.domain.models import AuditEventType
+from missed_session.domain.models import AuditEventType, Outcome
 from missed_session.log_setup import configure_logging
 from missed_session.store.audit import AuditStore
 from missed_session.temporal_client import service_runtime
@@ -116,6 +116,10 @@ async def test_demo_day_reaches_every_outcome(
 
     assert sorted(o.value for o in outcomes.values()) == sorted(s.expected.value for s in DEMO_DAY)
     assert not [line for line in lines if "EXPECTED" in line], lines
+    notices = [line for line in lines if line.startswith("notice ")]
+    assert "replied ACK by SMS: acknowledged by therapist-ana" in notices[0], notices
+    assert "notified in turn therapist-ben (therapist), oncall-" in notices[1], notices
+    assert notices[1].endswith("supervisor-maya (supervisor); NoticeState=exhausted"), notices
 
     store = AuditStore(pool)
     for session_id, outcome in outcomes.items():
@@ -147,6 +151,16 @@ async def test_demo_day_reaches_every_outcome(
             break
         await asyncio.sleep(0.2)
     assert len(found) == len(high_risk), found
+    # ... and the notice that ran out of steps, by its own.
+    escalated = {f"notice-{sid}/no-show-alert" for sid, outcome in outcomes.items()
+                 if outcome is Outcome.UNREACHABLE_ESCALATED}
+    exhausted: set[str] = set()
+    for _ in range(50):
+        exhausted = {w.id async for w in client.list_workflows('NoticeState="exhausted"')}
+        if exhausted:
+            break
+        await asyncio.sleep(0.2)
+    assert exhausted == escalated, exhausted
 
     # What Prometheus sees: the demo day's counts.
     text = await scrape(metrics_port)

@@ -6,9 +6,13 @@ import pytest
 
 from missed_session.domain.messages import (
     REVEALING_WORDS,
+    Keyword,
     RevealingMessageError,
     emergency_contact_call,
     ensure_discreet,
+    is_opt_out,
+    keyword,
+    says_wrong_person,
     voicemail,
 )
 from tests.factories import booking
@@ -92,3 +96,37 @@ def test_revealing_sender_name_stops_the_voicemail() -> None:
 def test_revealing_sender_name_stops_the_emergency_contact_call() -> None:
     with pytest.raises(RevealingMessageError):
         emergency_contact_call("Sam", "Robin", "Northside Counselling", CALLBACK)
+
+
+@pytest.mark.parametrize(("reply", "expected"), [
+    # Each CTIA keyword alone, any case, any surrounding whitespace or punctuation.
+    ("STOP", Keyword.OPT_OUT), ("stop", Keyword.OPT_OUT), ("  Stop \n", Keyword.OPT_OUT),
+    ("STOP!", Keyword.OPT_OUT), ("stop.", Keyword.OPT_OUT), ("STOPALL", Keyword.OPT_OUT),
+    ("stopall", Keyword.OPT_OUT), ("UNSUBSCRIBE", Keyword.OPT_OUT),
+    ("Unsubscribe.", Keyword.OPT_OUT), ("CANCEL", Keyword.OPT_OUT), ("cancel", Keyword.OPT_OUT),
+    ("END", Keyword.OPT_OUT), ("end", Keyword.OPT_OUT), ("QUIT", Keyword.OPT_OUT),
+    ("\tquit\t", Keyword.OPT_OUT), ("REVOKE", Keyword.OPT_OUT), ("OPTOUT", Keyword.OPT_OUT),
+    # STOP followed by other words.
+    ("STOP please", Keyword.OPT_OUT), ("Stop texting me", Keyword.OPT_OUT),
+    ("stop, thanks", Keyword.OPT_OUT), ("STOP   sending   these", Keyword.OPT_OUT),
+    # Opt-in.
+    ("START", Keyword.OPT_IN), ("start", Keyword.OPT_IN), (" Unstop ", Keyword.OPT_IN),
+    ("UNSTOP!", Keyword.OPT_IN),
+    # Ordinary messages: other keywords count only alone; STOP must come first.
+    ("please don't stop calling", None), ("cancel my session", None), ("the end", None),
+    ("quit my job today", None), ("start again tomorrow?", None), ("stopping by later", None),
+    ("ok", None), ("I'm fine, sorry", None), ("", None), ("   ", None), ("!!!", None),
+    ("YES", None),
+])
+def test_a_reply_keyword_is_recognised_as_carriers_do(reply: str, expected: Keyword | None) -> None:
+    assert keyword(reply) is expected
+    assert is_opt_out(reply) is (expected is Keyword.OPT_OUT)
+
+
+@pytest.mark.parametrize(("reply", "wrong_person"), [
+    ("Wrong number", True), ("wrong   NUMBER, sorry", True), ("who is this?", True),
+    ("Who's this", True), ("this is not my number", True), ("I don't know you", True),
+    ("I'm ok, sorry I missed it", False), ("call me later", False), ("", False),
+])
+def test_a_reply_that_says_it_is_not_the_client(reply: str, wrong_person: bool) -> None:
+    assert says_wrong_person(reply) is wrong_person

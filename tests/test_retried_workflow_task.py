@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -23,14 +23,18 @@ import temporalio.client
 import temporalio.worker
 from temporalio import workflow
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.testing import WorkflowEnvironment
+from temporalio.exceptions import ApplicationError
+from temporalio.runtime import Runtime
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.audit import AuditActivities
 from activities.outreach import Sender
 from demo import daytime_zone, temporal_cli
 from missed_session import search_attributes
 from missed_session.audit import cli as audit_cli
 from missed_session.audit.verify import verify_session
 from missed_session.domain.models import AuditEvent, AuditEventType, Outcome, SessionBooking
+from missed_session.metrics import ServiceMetrics
 from missed_session.store.audit import AuditStore
 from tests.conftest import TEST_CONVERTER
 from tests.factories import booking_data
@@ -205,3 +209,21 @@ async def test_a_retried_task_that_took_another_branch_fails_loudly(
                            "(AuditConflict)")
     verify = await audit_cli.run_verify(audit_cli.VerifyRequest(None), store)
     assert "1 not closed (running, or stopped early" in verify.text.splitlines()[-1]
+
+
+async def test_an_event_postgresql_cannot_store_is_refused_for_good_not_retried(
+    pool: asyncpg.Pool,
+) -> None:
+    # Past the models' own refusal of control characters, as a defect elsewhere could send:
+    # PostgreSQL cannot keep a NUL in text, and every retry would fail the same way.
+    audit = AuditActivities(AuditStore(pool), ServiceMetrics(Runtime.default().metric_meter))
+    event = AuditEvent(session_id="s-nul", sequence=1, event_type=AuditEventType.CANCELLED,
+                       occurred_at=datetime.now(UTC),
+                       data={"schema_version": 1, "reason": "fine"})
+    poisoned = event.model_copy(update={"data": {"schema_version": 1, "reason": "x\x00secret"}})
+    with pytest.raises(ApplicationError) as refused:
+        await ActivityEnvironment().run(audit.record_event, poisoned)
+    assert refused.value.type == "UnwritableEvent"
+    assert refused.value.non_retryable
+    assert "secret" not in str(refused.value)
+    assert await AuditStore(pool).trail("s-nul") == []

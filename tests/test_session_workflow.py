@@ -24,7 +24,8 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.outreach import Sender
+from activities.outreach import PROVIDER_TRIES, Sender
+from missed_session.channels.base import ChannelUnavailableError
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
 from missed_session.domain.events import (
     Cancelled,
@@ -36,6 +37,7 @@ from missed_session.domain.events import (
     GracePeriodExpired,
     OutreachAttempted,
     OutreachFailed,
+    OutreachSkipped,
     PlanCreated,
     Rescheduled,
     Scheduled,
@@ -69,7 +71,7 @@ from tests.factories import (
     without_consent,
 )
 from worker import new_worker
-from workflows.session import OUTREACH_RETRY, SessionWorkflow
+from workflows.session import SessionWorkflow
 
 SENDER = Sender("Alex", "+15555550100")
 CLIENT_PHONE = "+14155550123"
@@ -709,7 +711,7 @@ class BrokenPhone:
         if step == self._broken:
             self.tries[key] += 1
             msg = f"{step} provider unavailable"
-            raise ConnectionError(msg)
+            raise ChannelUnavailableError(msg)
 
 
 async def run_with_phone(
@@ -742,7 +744,7 @@ async def test_voicemail_channel_outage_is_audited_and_the_ladder_continues(
         for n in (1, 2, 3)
     ]
     # Each voicemail was tried as often as the outreach retry policy allows, then given up.
-    assert set(phone.tries.values()) == {OUTREACH_RETRY.maximum_attempts}
+    assert set(phone.tries.values()) == {PROVIDER_TRIES}
     assert [kind for _, kind, _, _ in await placed(pool, session.session_id)] == [
         "call", "call", "call", "message",
     ]
@@ -760,15 +762,21 @@ async def test_call_channel_outage_is_a_failed_attempt_and_the_ladder_continues(
     assert result.attempts_made == 3
     events = await trail(pool, session.session_id)
     assert types(events) == [
-        "scheduled", *OUTREACH_TRAIL, "outreach_failed", "outreach_failed", "outreach_failed",
+        "scheduled", *OUTREACH_TRAIL, *["outreach_failed", "outreach_skipped"] * 3,
         "escalation_sent", "plan_created", "closed",
     ]
     assert [read(e) for e in events if e.event_type.value == "outreach_failed"] == [
         OutreachFailed(attempt=n, channel=Channel.CALL, reason="channel failed after retries")
         for n in (1, 2, 3)
     ]
+    # Not silently: the voicemail has no line to go on, and the trail says so.
+    assert [read(e) for e in events if e.event_type.value == "outreach_skipped"] == [
+        OutreachSkipped(attempt=n, channel=Channel.VOICEMAIL,
+                        reason="the call did not go through: no line to leave it on")
+        for n in (1, 2, 3)
+    ]
     assert phone.tries == {
-        key(session, f"attempt-{n}/call"): OUTREACH_RETRY.maximum_attempts for n in (1, 2, 3)
+        key(session, f"attempt-{n}/call"): PROVIDER_TRIES for n in (1, 2, 3)
     }
     assert await placed(pool, session.session_id) == [
         (key(session, "escalation"), "message", CONTACT_PHONE, "delivered"),
@@ -797,7 +805,7 @@ async def test_cancel_and_reschedule_after_the_no_show_are_refused_with_the_reas
     answer = await handle.execute_update(
         SessionWorkflow.client_responded, ClientResponse(channel=ResponseChannel.EMAIL)
     )
-    assert answer == "recorded: outreach stops, the session closes as reached"
+    assert answer == "recorded: outreach stopped, the session closes as reached"
     result = await handle.result()
 
     assert result.outcome is Outcome.REACHED

@@ -77,9 +77,9 @@ def temporal_env(
 
 
 @pytest.fixture
-def cli_env(temporal_env: None, monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
+def cli_env(temporal_env: None, monkeypatch: pytest.MonkeyPatch, service_database_url: str) -> None:
     """...and at this test's database."""
-    monkeypatch.setenv("MSR_DATABASE_URL", database_url)
+    monkeypatch.setenv("MSR_DATABASE_URL", service_database_url)
 
 
 @pytest.fixture

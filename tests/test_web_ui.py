@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -24,8 +25,9 @@ from activities.outreach import Sender
 from demo import run_demo_day, temporal_cli
 from missed_session import search_attributes
 from missed_session.codec import EncryptionCodec, parse_key
-from missed_session.codec_server import CodecServer, start_codec_server, ui_origins
+from missed_session.codec_server import CodecServer, start_codec_server, ui_endpoint, ui_origins
 from missed_session.domain.models import SessionBooking
+from missed_session.local_secrets import new_secret
 from tests.conftest import TEST_CONVERTER, TEST_KEYS
 from worker import callback_dispatcher, new_worker
 
@@ -59,8 +61,9 @@ async def test_supervisor_finds_high_risk_sessions_and_reads_a_decoded_input(
 
     ui_port, codec_port = free_port(), free_port()
     codec = EncryptionCodec({k: parse_key(k, v) for k, v in TEST_KEYS.items()}, "test-key-1")
+    ui_secret = new_secret()
     codec_server = await start_codec_server(
-        CodecServer(codec, ui_origins=ui_origins(ui_port), token=None),
+        CodecServer(codec, ui_origins=ui_origins(ui_port), token=None, ui_secret=ui_secret),
         host="127.0.0.1", port=codec_port,
     )
     env = await WorkflowEnvironment.start_local(
@@ -69,8 +72,7 @@ async def test_supervisor_finds_high_risk_sessions_and_reads_a_decoded_input(
         ui_port=ui_port,
         dev_server_existing_path=temporal_cli(),
         dev_server_extra_args=[
-            *search_attributes.dev_server_flags(),
-            "--ui-codec-endpoint", f"http://127.0.0.1:{codec_port}",
+            *search_attributes.dev_server_flags(),  # no codec endpoint: the browser's own
         ],
     )
     try:
@@ -99,6 +101,10 @@ async def test_supervisor_finds_high_risk_sessions_and_reads_a_decoded_input(
                 executable_path=CHROMIUM, args=CHROMIUM_FLAGS
             )
             page = await browser.new_page(viewport={"width": 1400, "height": 1100})
+            # What a supervisor enters once in the UI's Codec Server settings: kept in the
+            # browser's profile, never on a command line.
+            await page.add_init_script(_codec_settings(ui_endpoint(port=codec_port,
+                                                                   secret=ui_secret)))
             await page.goto(f"{base}/workflows?query=RiskTier%3D%22high%22")
             await page.get_by_role("link", name=high_risk.id).first.wait_for(timeout=30_000)
             await page.screenshot(path=str(ARTEFACTS / "web-ui-high-risk-sessions.png"))
@@ -113,6 +119,14 @@ async def test_supervisor_finds_high_risk_sessions_and_reads_a_decoded_input(
     finally:
         await env.shutdown()
         await codec_server.cleanup()
+
+
+def _codec_settings(endpoint: str) -> str:
+    """The Web UI's browser-side Codec Server settings (its persisted stores), as a script."""
+    return (
+        f"localStorage.setItem('endpoint', {json.dumps(json.dumps(endpoint))});"
+        "localStorage.setItem('overrideRemoteCodecConfiguration', 'true');"
+    )
 
 
 async def _decoded_input(client: Client, workflow_id: str) -> SessionBooking:

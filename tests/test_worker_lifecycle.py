@@ -28,7 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from demo import temporal_cli
 from missed_session import search_attributes
-from missed_session.store.database import _server_running
+from missed_session.store.embedded import server_running as _server_running
 from tests.conftest import TEST_CONVERTER, TEST_KEYS
 from tests.test_end_to_end import free_port
 

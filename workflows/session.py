@@ -14,19 +14,35 @@ before the caller hears back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime, timedelta
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import Priority as TaskPriority
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    RetryState,
+    TimeoutType,
+)
+from temporalio.exceptions import TimeoutError as StepTimeoutError
+from temporalio.workflow import ActivityCancellationType, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit import AuditActivities, ClosingRecord, NoShowRecord
     from activities.follow_up import FollowUpActivities
+    from activities.notices import (
+        NoticeActivities,
+        NoticePlanRequest,
+        NoticeRequest,
+        notice_workflow_id,
+    )
     from activities.outreach import (
+        CHANNEL_FAILED,
         CHANNEL_REJECTED,
         DELIVERY_UNCERTAIN,
         INVALID_CONTACT,
@@ -55,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
         ClientResponse,
         ClinicianDecision,
         DecisionKind,
+        EmergencyContact,
         EscalationRequest,
         FollowUpPlan,
         FollowUpRequest,
@@ -79,8 +96,26 @@ class _Sent:
     """A one-way step (voicemail, text, email) went out."""
 
 
+class _Uncertain:
+    """A step may or may not have reached the client (not confirmed, or stopped in flight)."""
+
+
 SENT = _Sent()
-StepResult = CallResult | _Sent
+UNCERTAIN = _Uncertain()
+StepResult = CallResult | _Sent | _Uncertain
+EscalationBasis = Literal["consent on file", "clinician decision"]
+
+
+class Escalation(StrEnum):
+    """Where escalation to the emergency contact stands (also the EscalationLevel attribute)."""
+
+    SENT = "sent"
+    BLOCKED = "blocked"
+    UNCERTAIN = "uncertain"
+
+
+class _Stopped(Exception):  # noqa: N818 - a signal to the protocol, not an error
+    """A step was cancelled in flight: outreach stopped (contact, or a decision)."""
 
 TRAIL_REFUSED = ("AuditConflict", "UnreadableEvent", "UnwritableEvent")
 """Audit write failures that no retry can mend (see `activities.audit`)."""
@@ -97,18 +132,27 @@ outage lasts: none may be lost."""
 OUTREACH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    maximum_attempts=5,
-    non_retryable_error_types=[INVALID_CONTACT, CHANNEL_REJECTED],
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=[INVALID_CONTACT, CHANNEL_REJECTED, CHANNEL_FAILED,
+                               DELIVERY_UNCERTAIN],
 )
-"""A channel that keeps failing counts as a failed attempt rather than stalling the ladder."""
+"""Contract A: the provider's own answers end a step (an invalid contact, a refusal, K
+failures counted by the activity itself: `ChannelFailed`; a possible delivery:
+`DeliveryUncertain`); anything else (PostgreSQL or the ledger down, a dead worker) is our
+outage, not the client's, and is retried for as long as it lasts, at most 30 s apart. The
+contact window bounds a client step's retries (see `_step`)."""
 
 OUTREACH_PRIORITY = TaskPriority(priority_key=1)
 """Reaching a person goes ahead of bookkeeping when the task queue is backed up (a burst of
 sessions whose grace periods expire together): records keep the default priority, 3."""
 
 RECORD_TIMEOUT = timedelta(seconds=30)
+NOTICE_WORKFLOWS = "notice-workflows"
+"""Patch id: sessions recorded before notices were workflows replay without them."""
 OUTREACH_TIMEOUT = timedelta(minutes=2)
+OUTREACH_HEARTBEAT = timedelta(seconds=10)
+"""Steps heartbeat while they wait on a provider: a dead worker's step is retried within
+seconds, and a cancelled step hears of it at its next heartbeat."""
 
 
 @workflow.defn
@@ -134,10 +178,22 @@ class SessionWorkflow:
         self._reschedule: Reschedule | None = None
         self._response: ClientResponse | None = None
         self._reschedules = 0
-        self._escalation: bool | None = None
-        """None until escalation is considered; then whether the contact was told."""
-        self._escalate_now: ClinicianDecision | None = None
-        """A clinician's escalate_now, accepted and recorded, not yet carried out."""
+        self._escalation: Escalation | None = None
+        """None until escalation is considered; then where it stands."""
+        self._escalating = asyncio.Lock()
+        """Held while the emergency contact is being reached: one escalation at a time."""
+        self._escalation_calls = 0
+        """Calls to the emergency contact so far; each has its own idempotency key."""
+        self._blocked = 0
+        """Escalations blocked so far; each has its own task."""
+        self._escalate_now_pending = False
+        """A clinician's escalate_now is being carried out."""
+        self._stopping: list[Awaitable[Any]] = []
+        """Steps cancelled in flight; the session closes once they have stopped."""
+        self._unclear_answers = 0
+        """Answers not clearly the client's so far; each has its own task."""
+        self._outreach_outcome: Outcome | None = None
+        """How outreach ended, once it has: what decisions and responses are told."""
         self._ending: DecisionKind | None = None
         """mark_safe or stand_down: outreach ends with that decision."""
         self._unusable: set[Channel] = set()
@@ -174,8 +230,10 @@ class SessionWorkflow:
             # The first call goes out now; the no-show is documented alongside it.
             self._plan_next(SessionStatus.NO_SHOW, "alert the therapist", workflow.now())
             self._no_show_documented = asyncio.create_task(self._document_no_show())
-            outcome = await self._reach_out()
-            plan = await self._plan_follow_up(outcome, escalated=bool(self._escalation))
+            outcome = self._outreach_outcome = await self._reach_out()
+            async with self._escalating:  # a clinician's escalation in flight ends first
+                pass
+            plan = await self._plan_follow_up(outcome, escalated=self._escalated())
         await self._close(outcome)
         return SessionResult(
             session_id=booking.session_id,
@@ -244,17 +302,17 @@ class SessionWorkflow:
                 NoShowRecord(expired=expired, notice=notice, alerted=alerted),
                 start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
             ))
+        await self._notify_therapist(notice, in_inbox=True)
 
-    async def _reach_out(self) -> Outcome:  # noqa: PLR0911 - each exit is a protocol exit
+    async def _reach_out(self) -> Outcome:
         """Run the outreach ladder until contact, a clinician's decision, or its end."""
         booking = self._booking
         escalate_after = protocol.escalation_after_attempt(booking)
         for attempt in range(1, booking.protocol.max_attempts + 1):
             if self._outreach_stops():
-                return await self._acknowledge_contact()
-            self._attempts = attempt
+                break
             if not await self._wait_for_contact_window(f"outreach attempt {attempt}"):
-                return await self._acknowledge_contact()
+                break
             self._plan_next(SessionStatus.OUTREACH, f"outreach attempt {attempt}", workflow.now())
             if await self._attempt(attempt):
                 await self._record(events.ClientResponded(
@@ -262,84 +320,109 @@ class SessionWorkflow:
                 ))
                 return Outcome.REACHED
             if self._outreach_stops():
-                return await self._acknowledge_contact()
+                break
             reachable = self._reachable()
-            await self._escalate_if_requested()
             if self._escalation is None and (attempt >= escalate_after or not reachable):
                 await self._escalate()
-            if not reachable or attempt == booking.protocol.max_attempts:
+            if self._outreach_stops() or not reachable or attempt == booking.protocol.max_attempts:
                 break
             next_at = workflow.now() + protocol.attempt_spacing(booking)
             self._plan_next(SessionStatus.OUTREACH, f"outreach attempt {attempt + 1}", next_at)
             if not await self._wait_during_outreach(next_at):
-                return await self._acknowledge_contact()
-        await self._escalate_if_requested()
-        if self._escalation is None:
+                break
+        if not self._outreach_stops() and self._escalation is None:
             await self._escalate()
-        if self._outreach_stops():  # contact or a decision came in while we escalated
+        async with self._escalating:  # a clinician's escalation in flight ends first
+            pass
+        if self._outreach_stops():  # contact, or a decision, came in
             return await self._acknowledge_contact()
-        return protocol.unreachable_outcome(escalated=bool(self._escalation))
+        return protocol.unreachable_outcome(escalated=self._escalated())
 
     async def _attempt(self, attempt: int) -> bool:
         """One outreach attempt: each of the protocol's channels in turn, with consent.
 
-        Returns whether the client answered the call. A step without consent (or after an
-        opt-out, or over the daily text limit) is skipped and the reason recorded; a channel
-        whose address proved invalid is not tried again; a channel outage is a failed step,
-        and the attempt moves on to the next channel.
+        Returns whether the call reached the client. Each step's rules are checked at the
+        moment it runs (consent, opt-out, the daily text limit, the contact window): a step
+        that may not run is skipped and the reason recorded; a channel whose address proved
+        invalid is not tried again; a failed or uncertain step is recorded as such, and the
+        attempt moves on to the next channel.
         """
-        call_rang_unanswered: bool | None = None
+        voicemail_skip: str | None = None
+        """Why the voicemail must not follow the call (it failed; someone picked up)."""
         for channel in protocol.outreach_channels(self._booking):
             if self._outreach_stops():
                 return False
             if channel in self._unusable:
                 continue
-            reason = self._skip_reason(channel)
-            if reason is None and channel is Channel.TEXT:
-                reason = await self._text_refusal()
+            reason = await self._step_refusal(channel)
+            if reason is None and channel is Channel.VOICEMAIL:
+                reason = voicemail_skip
+            if self._outreach_stops():
+                return False
             if reason is not None:
                 await self._record(
                     events.OutreachSkipped(attempt=attempt, channel=channel, reason=reason)
                 )
                 continue
+            # Nothing is awaited between the checks above and the step's start.
+            result = await self._step(attempt, channel)
             if channel is Channel.CALL:
-                result = await self._step(attempt, channel, OutreachActivities.call_client)
-                if result is CallResult.ANSWERED:
-                    return True
-                call_rang_unanswered = result is CallResult.NO_ANSWER
-            elif channel is Channel.VOICEMAIL:
-                if call_rang_unanswered is False:  # the call failed: no line to leave it on
-                    continue
-                await self._step(attempt, channel, OutreachActivities.leave_voicemail)
-            elif channel is Channel.TEXT:
-                if await self._step(attempt, channel, OutreachActivities.send_text) is not None:
-                    self._texted_on.add(self._client_today())
-            else:
-                await self._step(attempt, channel, OutreachActivities.send_email)
+                if result in {CallResult.ANSWERED, CallResult.ANSWERED_UNKNOWN}:
+                    assert isinstance(result, CallResult)
+                    unclear = protocol.call_not_the_client(self._booking, result)
+                    if unclear is None:
+                        return True
+                    await self._note_unclear_answer(
+                        ResponseChannel.CALL, "unknown", unclear, attempt=attempt
+                    )
+                    voicemail_skip = "the call was answered, not clearly by the client"
+                elif result is None:
+                    voicemail_skip = "the call did not go through: no line to leave it on"
+            elif channel is Channel.TEXT and result is not None:
+                self._texted_on.add(self._client_today())  # sent, or it may have been
         return False
 
-    async def _step(
-        self,
-        attempt: int,
-        channel: Channel,
-        activity: Callable[[OutreachActivities, OutreachRequest], Awaitable[StepOutcome]],
-    ) -> StepResult | None:
-        """Run one channel's activity and record what happened; None if it failed.
+    async def _step_refusal(self, channel: Channel) -> str | None:
+        """Why `channel` may not be used at this moment, or None if it may.
 
-        The activity reads the client's consent as of the step (client directory) and
-        reports the record it relied on; each event below names it. A step the directory
-        refuses is recorded as skipped, naming the record that refused it.
+        The client-wide text rules are read first (an activity); the in-session rules and the
+        contact window are checked after it, so that a STOP that landed meanwhile, or a
+        window that closed, wins.
         """
+        reason = self._skip_reason(channel)
+        if reason is None and channel is Channel.TEXT:
+            reason = await self._text_refusal() or self._skip_reason(channel)
+        if reason is None and not self._window_open():
+            reason = "outside the client's contact window"
+        return reason
+
+    async def _step(self, attempt: int, channel: Channel) -> StepResult | None:  # noqa: PLR0911
+        """Run one channel's activity and record what happened; None if it did not go out.
+
+        The attempt counts from its first step. The step is cancelled in flight when
+        outreach stops, and given up when the client's contact window closes, so that
+        nothing reaches the client after it; either way it may have happened, and it is
+        recorded so. The activity reads the client's consent as of the step (the client
+        directory) and reports the record it relied on; each event below names it, and a
+        step the directory refuses is recorded as skipped, naming the refusing record.
+        """
+        self._attempts = max(self._attempts, attempt)
         request = self._outreach_request(f"attempt-{attempt}/{channel.value}")
+        booking = self._booking
+        closes = contact_window.closes_at(
+            workflow.now(), booking.client.time_zone, booking.protocol.contact_window
+        )
         try:
-            result, consent = _reported(await workflow.execute_activity(
-                activity.__name__,
-                request,
+            result, consent = _reported(await self._run_step(
+                STEPS[channel], request, stop=self._outreach_stops, closes=closes,
                 result_type=_REPORTED,
-                start_to_close_timeout=OUTREACH_TIMEOUT,
-                retry_policy=OUTREACH_RETRY,
-                priority=OUTREACH_PRIORITY,
             ))
+        except _Stopped:
+            await self._record(events.OutreachUncertain(
+                attempt=attempt, channel=channel,
+                reason=f"stopped in flight: {self._stop_reason()}",
+            ))
+            return UNCERTAIN
         except ActivityError as error:
             refusal = _no_consent(error)
             if refusal is not None:
@@ -350,6 +433,12 @@ class SessionWorkflow:
                 return None
             if _is_invalid_contact(error):
                 self._unusable |= protocol.SAME_ADDRESS[channel]
+            uncertain = _uncertainty(error)
+            if uncertain is not None:
+                await self._record(events.OutreachUncertain(
+                    attempt=attempt, channel=channel, reason=uncertain
+                ))
+                return UNCERTAIN
             await self._record(events.OutreachFailed(
                 attempt=attempt, channel=channel, reason=_failure_reason(error)
             ))
@@ -360,7 +449,7 @@ class SessionWorkflow:
             ))
             return result
         if channel is Channel.VOICEMAIL:
-            if result is CallResult.NO_ANSWER:  # the provider says it was not recorded
+            if result is not CallResult.ANSWERED:  # the provider says it was not recorded
                 await self._record(events.OutreachFailed(
                     attempt=attempt, channel=channel, reason="voicemail not delivered",
                     consent_record=consent,
@@ -373,8 +462,48 @@ class SessionWorkflow:
             ))
         return SENT
 
+    async def _run_step(
+        self,
+        activity: Callable[[Any, Any], Awaitable[Any]],
+        arg: Any,
+        *,
+        stop: Callable[[], bool],
+        closes: datetime | None = None,
+        retry: RetryPolicy = OUTREACH_RETRY,
+        limit: timedelta = OUTREACH_TIMEOUT,
+        heartbeat: timedelta | None = OUTREACH_HEARTBEAT,
+        result_type: Any = None,
+    ) -> Any:
+        """Run one activity so that `stop` can cancel it in flight.
+
+        Raises `_Stopped` when `stop()` came true first: the activity is cancelled (it hears
+        of it at its next heartbeat) and may still have had its effect. `closes`: no try
+        starts, and no retry runs, after this instant.
+        """
+        options: dict[str, Any] = {
+            "start_to_close_timeout": limit,
+            "schedule_to_close_timeout": None if closes is None else closes - workflow.now(),
+            "heartbeat_timeout": heartbeat,
+            "retry_policy": retry,
+            "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            "priority": OUTREACH_PRIORITY,
+        }
+        # `result_type`: the outreach steps' results decode as StepOutcome or, in
+        # histories from before the client directory, a bare CallResult (see _REPORTED).
+        step = (workflow.start_activity_method(activity, arg, **options)
+                if result_type is None else
+                workflow.start_activity(activity.__name__, arg, result_type=result_type,
+                                        **options))
+        await workflow.wait_condition(lambda: step.done() or stop())
+        if step.done():
+            return step.result()
+        # The protocol moves on now; the session closes only once the step has stopped.
+        step.cancel()
+        self._stopping.append(step)
+        raise _Stopped
+
     def _skip_reason(self, channel: Channel) -> str | None:
-        """Why this channel may not be used now, or None if it may."""
+        """Why this channel may not be used now, or None if it may (rules the session holds)."""
         reason = protocol.skip_reason(self._booking, channel)
         if reason is not None or channel is not Channel.TEXT:
             return reason
@@ -388,12 +517,16 @@ class SessionWorkflow:
         """The client-wide text rules, from every session's trail (opt-out; one a day)."""
         booking = self._booking
         day_start, day_end = contact_window.local_day(workflow.now(), booking.client.time_zone)
-        return await workflow.execute_activity_method(
-            TextPolicyActivities.text_refusal,
-            TextCheck(client_ref=booking.client.ref, day_start=day_start, day_end=day_end),
-            start_to_close_timeout=RECORD_TIMEOUT,
-            retry_policy=RECORD_RETRY,
-        )
+        try:
+            refusal: str | None = await self._run_step(
+                TextPolicyActivities.text_refusal,
+                TextCheck(client_ref=booking.client.ref, day_start=day_start, day_end=day_end),
+                stop=self._outreach_stops, retry=RECORD_RETRY, limit=RECORD_TIMEOUT,
+                heartbeat=None,
+            )
+        except _Stopped:
+            return "outreach stopped"  # not recorded: the caller sees outreach has stopped
+        return refusal
 
     def _reachable(self) -> bool:
         """Whether any channel of the ladder could still reach the client."""
@@ -405,6 +538,12 @@ class SessionWorkflow:
 
     def _client_today(self) -> date:
         return contact_window.local_date(workflow.now(), self._booking.client.time_zone)
+
+    def _window_open(self) -> bool:
+        booking = self._booking
+        return contact_window.is_open(
+            workflow.now(), booking.client.time_zone, booking.protocol.contact_window
+        )
 
     async def _wait_for_contact_window(self, action: str) -> bool:
         """Outside the client's contact window, wait for it to open (recorded).
@@ -429,15 +568,8 @@ class SessionWorkflow:
         return await self._wait_during_outreach(opens)
 
     async def _wait_during_outreach(self, until: datetime) -> bool:
-        """Wait until `until`, carrying out an escalate_now that arrives meanwhile.
-
-        Returns False if outreach should stop instead (contact, or a decision, came in).
-        """
-        while await self._wait(self._outreach_news, until):
-            if self._outreach_stops():
-                return False
-            await self._escalate_if_requested()
-        return True
+        """Wait until `until`; False if outreach should stop instead (contact, a decision)."""
+        return not await self._wait(self._outreach_stops, until)
 
     async def _acknowledge_contact(self) -> Outcome:
         """The client checked in late or got back to us, or a clinician ended outreach."""
@@ -456,40 +588,68 @@ class SessionWorkflow:
         assert self._ending is DecisionKind.STAND_DOWN  # _outreach_stops() guarantees it
         return Outcome.STOOD_DOWN
 
-    async def _escalate_if_requested(self) -> None:
-        """Carry out a clinician's escalate_now, if one is waiting."""
-        decision = self._escalate_now
-        if decision is None:
-            return
-        if self._escalation is not True:
-            await self._escalate(override=decision)
-        self._escalate_now = None  # only now: until done, a second escalate_now is refused
+    async def _note_unclear_answer(
+        self, channel: ResponseChannel, responder: str, why: str, *,
+        attempt: int | None = None, note: str = "",
+    ) -> None:
+        """An answer not clearly the client's: outreach goes on, and a person decides."""
+        self._unclear_answers += 1
+        notice = self._notice(
+            f"answer-unclear-{self._unclear_answers}",
+            InboxItemKind.TASK,
+            Priority.URGENT,
+            "An answer to outreach was not clearly the client's: confirm who answered, "
+            "then record the response or a decision",
+        )
+        await self._notify_therapist(notice)
+        await self._record(events.AnswerUnclear(
+            channel=channel, responder=responder, why=why, attempt=attempt, note=note,
+            task=notice.key,
+        ))
 
-    async def _escalate(self, override: ClinicianDecision | None = None) -> None:
-        """Call the emergency contact if consent is on file (or a clinician decided so).
+    async def _escalate(self, override: ClinicianDecision | None = None) -> str:
+        """Reach the emergency contact if consent is on file (or a clinician decided so).
 
         Without either, an urgent task says why not. Inside the contact window only, unless
         the protocol lets high-risk escalation go outside it, or a clinician decided now.
+        One escalation at a time; a clinician's runs at once, beside the ladder. Returns
+        what happened, for the clinician's answer.
         """
         booking = self._booking
         contact = booking.client.emergency_contact
-        self._plan_next(SessionStatus.ESCALATION, "escalate", workflow.now())
-        blocker = protocol.escalation_blocker(booking)
-        if contact is None or (blocker is not None and override is None):
-            await self._block_escalation(blocker or "no emergency contact on file")
-            return
-        outside_window = not contact_window.is_open(
-            workflow.now(), booking.client.time_zone, booking.protocol.contact_window
+        if contact is None:
+            blocker: str | None = "no emergency contact on file"
+        else:
+            blocker = None if override is not None else protocol.escalation_blocker(booking)
+        if override is None:
+            self._plan_next(SessionStatus.ESCALATION, "escalate", workflow.now())
+            if (blocker is None and not self._window_open()
+                    and not protocol.escalation_may_go_outside_window(booking)
+                    and not await self._wait_for_contact_window("escalation")):
+                return "outreach stopped first"
+        async with self._escalating:
+            if self._escalation is Escalation.SENT:
+                return "not needed: the emergency contact has already been told"
+            if override is None and self._escalation is not None:
+                return "already considered"  # a clinician's decision came first
+            if blocker is not None or contact is None:
+                reason = blocker or "no emergency contact on file"
+                await self._block_escalation(reason)
+                return f"not carried out: {reason}; the therapist has an urgent task"
+            return await self._call_emergency_contact(contact, override)
+
+    async def _call_emergency_contact(  # noqa: PLR0911 - one exit per outcome
+        self, contact: EmergencyContact, override: ClinicianDecision | None
+    ) -> str:
+        """Tell the emergency contact the minimum necessary, and record what came of it."""
+        booking = self._booking
+        outside_window = not self._window_open()
+        self._escalation_calls += 1
+        step = "escalation" if self._escalation_calls == 1 else (
+            f"escalation-{self._escalation_calls}"  # a later decision is a new call
         )
-        if (outside_window and override is None
-                and not protocol.escalation_may_go_outside_window(booking)):
-            if not await self._wait_for_contact_window("escalation"):
-                return
-            if self._escalation is True:  # a clinician's escalate_now came first
-                return
-            outside_window = False
         request = EscalationRequest(
-            idempotency_key=f"{workflow.info().workflow_id}/escalation",
+            idempotency_key=f"{workflow.info().workflow_id}/{step}",
             session_id=booking.session_id,
             client_ref=booking.client.ref,
             client_first_name=booking.client.first_name,
@@ -497,29 +657,38 @@ class SessionWorkflow:
             risk_tier=booking.risk_tier,
             clinician_override=override is not None,
         )
+        basis: EscalationBasis = "clinician decision" if override else "consent on file"
+        # A clinician's escalation stops only for a later decision; the protocol's also
+        # when the client is reached.
+        stop = self._decided if override is not None else self._outreach_stops
         try:
-            delivered, consent = _reported(await workflow.execute_activity(
-                OutreachActivities.call_emergency_contact.__name__,
-                request,
+            result, consent = _reported(await self._run_step(
+                OutreachActivities.call_emergency_contact, request, stop=stop,
                 result_type=_REPORTED,
-                start_to_close_timeout=OUTREACH_TIMEOUT,
-                retry_policy=OUTREACH_RETRY,
-                priority=OUTREACH_PRIORITY,
             ))
+        except _Stopped:
+            return await self._escalation_uncertain(
+                basis, f"stopped in flight: {self._stop_reason()}", task=False
+            )
         except ActivityError as error:
             refusal = _no_consent(error)
             if refusal is not None:  # withdrawn since booking: the directory says so now
                 await self._block_escalation(refusal[1])
-                return
-            await self._block_escalation(
-                f"emergency contact unreachable ({_failure_reason(error)})"
+                return f"not carried out: {refusal[1]}; the therapist has an urgent task"
+            uncertain = _uncertainty(error)
+            if uncertain is not None:
+                return await self._escalation_uncertain(basis, uncertain, task=True)
+            reason = f"emergency contact unreachable ({_failure_reason(error)})"
+            await self._block_escalation(reason)
+            return f"not carried out: {reason}; the therapist has an urgent task"
+        if result is CallResult.ANSWERED_UNKNOWN:
+            return await self._escalation_uncertain(
+                basis, "the provider could not tell whether a person answered", task=True
             )
-            return
-        if delivered is CallResult.NO_ANSWER:  # the provider says the call did not reach them
-            await self._block_escalation(
-                "emergency contact unreachable (the call was not answered)"
-            )
-            return
+        if result is not CallResult.ANSWERED:  # the provider says it did not reach them
+            reason = "emergency contact unreachable (the call was not answered)"
+            await self._block_escalation(reason)
+            return f"not carried out: {reason}; the therapist has an urgent task"
         window = None
         if outside_window:
             window = ("clinician decision" if override is not None
@@ -533,24 +702,55 @@ class SessionWorkflow:
             sent = events.EscalationSent(
                 basis="clinician decision", legal_basis=override.legal_basis,
                 decided_by=override.clinician_id, reason=override.reason,
-                consent_on_file=blocker is None, outside_contact_window=window,
+                consent_on_file=protocol.escalation_blocker(booking) is None,
+                outside_contact_window=window,
             )
         await self._record(sent)
-        workflow.upsert_search_attributes([attrs.ESCALATION_LEVEL.value_set("sent")])
-        self._escalation = True
+        self._set_escalation(Escalation.SENT)
+        return "carried out: the emergency contact was told"
+
+    async def _escalation_uncertain(self, basis: EscalationBasis, reason: str, *,
+                                    task: bool) -> str:
+        """The contact's message may have reached them: neither sent nor blocked.
+
+        `task`: a person must confirm (not when a clinician's own decision stopped it).
+        """
+        key = None
+        if task:
+            notice = self._notice(
+                f"escalation-uncertain-{self._escalation_calls}",
+                InboxItemKind.TASK,
+                Priority.URGENT,
+                f"The emergency contact may not have been reached ({reason}): confirm with "
+                "them, or decide (escalate_now calls again)",
+            )
+            await self._notify_therapist(notice)
+            key = notice.key
+        await self._record(events.EscalationUncertain(basis=basis, reason=reason, task=key))
+        self._set_escalation(Escalation.UNCERTAIN)
+        answer = f"uncertain: {reason}; it may have reached the emergency contact"
+        return answer + ("; the therapist has an urgent task" if task else "")
 
     async def _block_escalation(self, reason: str) -> None:
         """Escalation cannot happen: an urgent task puts the decision with the therapist."""
+        self._blocked += 1
         notice = self._notice(
-            "escalation-blocked",
+            "escalation-blocked" if self._blocked == 1 else f"escalation-blocked-{self._blocked}",
             InboxItemKind.TASK,
             Priority.URGENT,
             f"Client unreachable; escalation blocked: {reason}. Decide next steps now",
         )
         await self._notify_therapist(notice)
         await self._record(events.EscalationBlocked(reason=reason, task=notice.key))
-        workflow.upsert_search_attributes([attrs.ESCALATION_LEVEL.value_set("blocked")])
-        self._escalation = False
+        self._set_escalation(Escalation.BLOCKED)
+
+    def _set_escalation(self, state: Escalation) -> None:
+        workflow.upsert_search_attributes([attrs.ESCALATION_LEVEL.value_set(state.value)])
+        self._escalation = state
+
+    def _escalated(self) -> bool:
+        """Whether the emergency contact was (or may have been) told."""
+        return self._escalation in {Escalation.SENT, Escalation.UNCERTAIN}
 
     async def _plan_follow_up(self, outcome: Outcome, *, escalated: bool) -> FollowUpPlan:
         """Review the attendance pattern and agree concerns and tasks."""
@@ -588,6 +788,7 @@ class SessionWorkflow:
                         also=[attrs.OUTCOME.value_set(outcome.value)])
         # Decisions and replies accepted before closing are in the trail before `closed`.
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._steps_stopped()
         await self._no_show_written()
         booking = self._booking
         async with self._trail:
@@ -649,12 +850,22 @@ class SessionWorkflow:
         _refuse("reschedule", self._reschedule_problem(reschedule))
 
     @workflow.update
-    def client_responded(self, response: ClientResponse) -> str:
-        """The client got back in touch; it counts once the session is a no-show."""
+    async def client_responded(self, response: ClientResponse) -> str:
+        """The client got back in touch; it counts once the session is a no-show.
+
+        For a high-risk client, a response from someone else is recorded as it came and
+        leaves outreach open, with a task for the therapist.
+        """
         self._refuse_in_handler("client_responded", acceptance.response_problem(self._status))
+        unclear = protocol.response_not_the_client(self._booking, response.responder)
+        if unclear is not None:
+            await self._note_unclear_answer(
+                response.channel, response.responder, unclear, note=response.note
+            )
+            return UNCLEAR_ANSWER
         if self._response is None:
             self._response = response
-        return "recorded: outreach stops, the session closes as reached"
+        return await self._when_outreach_ends()
 
     @client_responded.validator
     def _validate_client_responded(self, response: ClientResponse) -> None:
@@ -662,22 +873,39 @@ class SessionWorkflow:
 
     @workflow.update
     async def text_reply(self, reply: TextReply) -> str:
-        """The client texted back: STOP opts out of texts; anything else is a response."""
+        """The client texted back: STOP opts out of texts; other replies may be a response.
+
+        A reply counts as reaching the client only as the protocol says (never a wrong
+        number; for a high-risk client, never a text alone): otherwise it is recorded as it
+        came, outreach goes on, and the therapist has a task.
+        """
         self._refuse_in_handler("text_reply", self._text_reply_problem(reply))
         if messages.is_opt_out(reply.body):
             if not self._opted_out_of_text:
                 self._opted_out_of_text = True
                 await self._record(events.OptedOut(channel=Channel.TEXT))
             return "recorded: the client opted out of texts"
+        unclear = protocol.reply_not_the_client(self._booking, reply.body)
+        if unclear is not None:
+            await self._note_unclear_answer(
+                ResponseChannel.TEXT, "the client's number", unclear, note=reply.body
+            )
+            return UNCLEAR_ANSWER
         if self._response is None:
             self._response = ClientResponse(
                 channel=ResponseChannel.TEXT, responder="client", note=reply.body
             )
-        return "recorded: outreach stops, the session closes as reached"
+        return await self._when_outreach_ends()
 
     @text_reply.validator
     def _validate_text_reply(self, reply: TextReply) -> None:
         _refuse("text_reply", self._text_reply_problem(reply))
+
+    async def _when_outreach_ends(self) -> str:
+        """The answer to a message that ends outreach: how the session closes, once known."""
+        await workflow.wait_condition(lambda: self._outreach_outcome is not None)
+        assert self._outreach_outcome is not None
+        return f"recorded: outreach stopped, the session closes as {self._outreach_outcome.value}"
 
     def _check_in_problem(self) -> str | None:
         return acceptance.check_in_problem(
@@ -695,9 +923,12 @@ class SessionWorkflow:
         )
 
     def _text_reply_problem(self, reply: TextReply) -> str | None:
-        if messages.is_opt_out(reply.body):
+        kind = messages.keyword(reply.body)
+        if kind is messages.Keyword.OPT_OUT:
             # An opt-out is honoured whenever it comes, until the trail is closed.
             return acceptance.where(self._status) if self._status is SessionStatus.CLOSED else None
+        if kind is messages.Keyword.OPT_IN:
+            return "an opt-in (START) is the client's consent to texts, not a session's to record"
         return acceptance.response_problem(self._status)
 
     @staticmethod
@@ -710,10 +941,10 @@ class SessionWorkflow:
 
     @workflow.update
     async def mark_safe(self, decision: ClinicianDecision) -> str:
-        """The clinician knows the client is safe: outreach and escalation stop."""
+        """The clinician knows the client is safe: outreach and escalation stop now."""
         self._ending = DecisionKind.MARK_SAFE
         await self._record_decision(DecisionKind.MARK_SAFE, decision)
-        return "recorded: outreach stops, the session closes as marked_safe"
+        return await self._when_outreach_ends()
 
     @mark_safe.validator
     def _validate_mark_safe(self, decision: ClinicianDecision) -> None:
@@ -721,10 +952,17 @@ class SessionWorkflow:
 
     @workflow.update
     async def escalate_now(self, decision: ClinicianDecision) -> str:
-        """Contact the emergency contact now, with or without consent, on a legal basis."""
-        self._escalate_now = decision
-        await self._record_decision(DecisionKind.ESCALATE_NOW, decision)
-        return "recorded: the emergency contact is contacted now"
+        """Reach the emergency contact now, with or without consent, on a legal basis.
+
+        Carried out at once, beside any step in flight; the answer says what came of it
+        (told; not carried out, and why; uncertain), and a task goes with any but the first.
+        """
+        self._escalate_now_pending = True
+        try:
+            await self._record_decision(DecisionKind.ESCALATE_NOW, decision)
+            return f"recorded: {await self._escalate(override=decision)}"
+        finally:
+            self._escalate_now_pending = False
 
     @escalate_now.validator
     def _validate_escalate_now(self, decision: ClinicianDecision) -> None:
@@ -732,10 +970,10 @@ class SessionWorkflow:
 
     @workflow.update
     async def stand_down(self, decision: ClinicianDecision) -> str:
-        """Stop outreach and escalation (e.g. the practice reached the client another way)."""
+        """Stop outreach and escalation now (the practice reached the client another way)."""
         self._ending = DecisionKind.STAND_DOWN
         await self._record_decision(DecisionKind.STAND_DOWN, decision)
-        return "recorded: outreach stops, the session closes as stood_down"
+        return await self._when_outreach_ends()
 
     @stand_down.validator
     def _validate_stand_down(self, decision: ClinicianDecision) -> None:
@@ -754,7 +992,7 @@ class SessionWorkflow:
     def _validate(self, kind: DecisionKind, decision: ClinicianDecision) -> None:
         problem = decisions.problem(
             kind, decision, status=self._status,
-            escalated=self._escalation is True or self._escalate_now is not None,
+            escalated=self._escalation is Escalation.SENT or self._escalate_now_pending,
             decided=self._ending is not None,
         )
         if problem is not None:
@@ -799,9 +1037,17 @@ class SessionWorkflow:
         """Contact was made, or a clinician ended outreach."""
         return self._contact_made() or self._ending is not None
 
-    def _outreach_news(self) -> bool:
-        """Something a wait during outreach must wake up for."""
-        return self._outreach_stops() or self._escalate_now is not None
+    def _decided(self) -> bool:
+        """A clinician ended outreach (mark_safe, stand_down)."""
+        return self._ending is not None
+
+    def _stop_reason(self) -> str:
+        """Why outreach stopped, for a step stopped in flight."""
+        if self._check_in is not None:
+            return "the client checked in"
+        if self._response is not None:
+            return "the client responded"
+        return self._ending.value if self._ending is not None else "outreach stopped"
 
     def _plan_next(self, status: SessionStatus, action: str | None, at: datetime | None, *,
                    also: Sequence[SearchAttributeUpdate[Any]] = ()) -> None:
@@ -830,7 +1076,8 @@ class SessionWorkflow:
         if self._outcome is not None:
             lines.append(f"outcome: **{self._outcome.value}**")
         elif self._next_action is not None and self._next_action_at is not None:
-            lines.append(f"next: {self._next_action} at {self._next_action_at:%Y-%m-%d %H:%M} UTC")
+            when = contact_window.local_label(self._next_action_at, booking.client.time_zone)
+            lines.append(f"next: {self._next_action} at {when} (client's time)")
         return "\n\n".join(lines)
 
     async def _wait(self, condition: Callable[[], bool], until: datetime) -> bool:
@@ -864,12 +1111,44 @@ class SessionWorkflow:
             title=f"{title} (client {booking.client.ref})",
         )
 
-    async def _notify_therapist(self, notice: TherapistNotice) -> None:
-        await workflow.execute_activity_method(
-            TherapistActivities.notify_therapist,
-            notice,
+    async def _notify_therapist(self, notice: TherapistNotice, *, in_inbox: bool = False) -> None:
+        """The inbox row, and with a roster on file, the notice's delivery until acknowledged.
+
+        The notice is a child workflow with parent-close policy ABANDON: it must outlive
+        the session (which closes minutes after a blocked escalation, when follow-up is
+        planned), because a notice ends only when a person has acknowledged it; TERMINATE
+        or REQUEST_CANCEL would silence the climb exactly when nobody has answered. Its id
+        is the notice key's, so it is found (and acknowledged) without the session.
+        `in_inbox`: the inbox row is already written (the no-show's records do it).
+        """
+        if not in_inbox:
+            await workflow.execute_activity_method(
+                TherapistActivities.notify_therapist,
+                notice,
+                start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=RECORD_RETRY,
+            )
+        if not workflow.patched(NOTICE_WORKFLOWS):
+            return
+        booking = self._booking
+        plan = await workflow.execute_activity_method(
+            NoticeActivities.plan_notice,
+            NoticePlanRequest(notice=notice, risk_tier=booking.risk_tier),
             start_to_close_timeout=RECORD_TIMEOUT,
             retry_policy=RECORD_RETRY,
+        )
+        if plan is None:  # no roster loaded: the inbox is all there is
+            return
+        await workflow.start_child_workflow(
+            "NoticeWorkflow",
+            NoticeRequest(notice=notice, risk_tier=booking.risk_tier,
+                          client_ref=booking.client.ref,
+                          client_first_name=booking.client.first_name, plan=plan,
+                          time_scale=booking.protocol.time_scale),
+            id=notice_workflow_id(notice.key),
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            search_attributes=attrs.notice_initial(priority=notice.priority.value,
+                                                   opened=workflow.now()),
         )
 
     def _next_event(self, details: events.EventDetails) -> AuditEvent:
@@ -927,6 +1206,12 @@ class SessionWorkflow:
                 type="TrailRefused", non_retryable=True,
             ) from error
 
+    async def _steps_stopped(self) -> None:
+        """Wait until every step stopped in flight has heard so (or timed out)."""
+        for step in self._stopping:
+            with contextlib.suppress(ActivityError):
+                await step
+
     async def _no_show_written(self) -> None:
         if self._no_show_documented is not None:
             await self._no_show_documented
@@ -965,6 +1250,28 @@ def _is_invalid_contact(error: ActivityError) -> bool:
     return isinstance(cause, ApplicationError) and cause.type == INVALID_CONTACT
 
 
+STEPS: dict[Channel, Callable[[OutreachActivities, OutreachRequest], Awaitable[Any]]] = {
+    Channel.CALL: OutreachActivities.call_client,
+    Channel.VOICEMAIL: OutreachActivities.leave_voicemail,
+    Channel.TEXT: OutreachActivities.send_text,
+    Channel.EMAIL: OutreachActivities.send_email,
+}
+"""Each channel's activity."""
+UNCLEAR_ANSWER = (
+    "recorded: not clearly the client; outreach goes on, and the therapist has a task to decide"
+)
+
+
+def _uncertainty(error: ActivityError) -> str | None:
+    """Why a failed step may still have reached its recipient, or None if it did not."""
+    cause = error.cause
+    if isinstance(cause, ApplicationError) and cause.type == DELIVERY_UNCERTAIN:
+        return UNCERTAIN_REASON
+    if isinstance(cause, StepTimeoutError) and cause.type is TimeoutType.SCHEDULE_TO_CLOSE:
+        return "the client's contact window closed while the step was tried"
+    return None
+
+
 def _failure_reason(error: ActivityError) -> str:
     """A short, non-identifying reason for the audit trail."""
     if _is_invalid_contact(error):
@@ -972,6 +1279,6 @@ def _failure_reason(error: ActivityError) -> str:
     cause = error.cause
     if isinstance(cause, ApplicationError) and cause.type == CHANNEL_REJECTED:
         return "rejected by the channel"
-    if isinstance(cause, ApplicationError) and cause.type == DELIVERY_UNCERTAIN:
-        return UNCERTAIN_REASON
+    if error.retry_state is RetryState.TIMEOUT:
+        return "the client's contact window closed while the step was retried"
     return "channel failed after retries"

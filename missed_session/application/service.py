@@ -37,7 +37,7 @@ from missed_session.domain.models import (
 from missed_session.domain.practice import PracticeProtocols
 from missed_session.practice_file import load_consent_defaults, load_practice_file
 from missed_session.store.audit import AuditStore
-from missed_session.store.database import database_url, open_pool
+from missed_session.store.database import database_url, open_pool, owner_database_url
 from missed_session.temporal_client import connect
 
 
@@ -93,8 +93,9 @@ class Application:
         async with self._lock:
             if self._pool is None:
                 try:
-                    self._pool = await open_pool(database_url(self.settings), min_size=1,
-                                                 max_size=4)
+                    self._pool = await open_pool(
+                        database_url(self.settings),
+                        owner_url=owner_database_url(self.settings), min_size=1, max_size=4)
                 except (OSError, TimeoutError, asyncpg.PostgresError,
                         asyncpg.InterfaceError) as error:
                     # The URL is left out of the message: it may carry a password.

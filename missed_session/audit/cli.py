@@ -31,6 +31,7 @@ from missed_session.audit import replay as replay_
 from missed_session.audit.verify import describe, verify_all, verify_session
 from missed_session.domain.models import AuditEvent, SessionId, workflow_id_for
 from missed_session.store.audit import AuditStore
+from missed_session.store.checkpoints import CheckpointSigner
 
 ACTIONS = ("verify", "replay", "purge", "export")
 """Words that, after `audit`, name an action rather than a session id."""
@@ -202,16 +203,17 @@ def _purge_request(args: argparse.Namespace, *, retention_years: int,
 # -- the I/O half ----------------------------------------------------------------------------
 
 
-async def run_verify(request: VerifyRequest, store: AuditStore) -> Verdict:
-    """One session's chain, or every session's with a summary."""
+async def run_verify(request: VerifyRequest, store: AuditStore,
+                     signer: CheckpointSigner | None = None) -> Verdict:
+    """One session's chain, or every session's with a summary; checkpoints with `signer`."""
     if request.session_id is not None:
-        report = await verify_session(store, request.session_id)
+        report = await verify_session(store, request.session_id, signer)
         if report.rows == 0 and report.ok:
             return Verdict(f"no audit events for session {request.session_id}", ok=False)
         return Verdict(describe(report), report.ok)
     lines: list[str] = []
     checked = broken = 0
-    async for report in verify_all(store):
+    async for report in verify_all(store, signer=signer):
         checked += 1
         if not report.ok:
             broken += 1
@@ -227,15 +229,18 @@ async def run_verify(request: VerifyRequest, store: AuditStore) -> Verdict:
 
 async def run_export(request: ExportRequest, store: AuditStore) -> Verdict:
     """JSON lines (with the hashes) or a validated FHIR Bundle."""
-    if request.format == "jsonl":
-        rows = await store.chain_rows(request.session_id)
-        if not rows:
-            return Verdict(f"no audit events for session {request.session_id}", ok=False)
-        return Verdict(export.jsonl(rows), ok=True)
     trail = await store.trail(request.session_id)
     if not trail:
         return Verdict(f"no audit events for session {request.session_id}", ok=False)
-    return Verdict(json.dumps(export.fhir_bundle(request.session_id, trail), indent=2), ok=True)
+    keys = export.notice_keys(trail)  # each notice to clinicians keeps its own trail
+    if request.format == "jsonl":
+        rows = await store.chain_rows(request.session_id)
+        for key in keys:
+            rows += await store.chain_rows(key)
+        return Verdict(export.jsonl(rows), ok=True)
+    notices = {key: found for key in keys if (found := await store.trail(key))}
+    bundle = export.fhir_bundle(request.session_id, trail, notices)
+    return Verdict(json.dumps(bundle, indent=2), ok=True)
 
 
 async def run_rebuild(store: AuditStore) -> Verdict:
@@ -267,10 +272,13 @@ async def replay_session(client: Client, store: AuditStore, setup: ReplaySetup,
     try:
         history = await handle.fetch_history()
     except RPCError as error:
-        if error.status is RPCStatusCode.NOT_FOUND:
+        if error.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        archived = await store.archived_history(session_id)  # kept at close, past retention
+        if archived is None:
             report.mismatches.append(_missing(handle.id))
             return report
-        raise
+        history = archived
     replayer = replay_.new_replayer(setup.workflows, client.data_converter, setup.runner)
     report.replay_failure = await replay_.replay_failure(replayer, history)
     fetched = _Fetched(session_id, history,
@@ -324,7 +332,7 @@ async def _fetch(client: Client, store: AuditStore, session_id: str) -> _Fetched
         if error.status is not RPCStatusCode.NOT_FOUND:
             trail.cancel()
             raise
-        history = None
+        history = await store.archived_history(session_id)  # kept at close, past retention
     except BaseException:
         trail.cancel()
         raise
@@ -338,8 +346,8 @@ async def _fetch(client: Client, store: AuditStore, session_id: str) -> _Fetched
 
 
 def _missing(workflow_id: str) -> str:
-    return (f"no workflow history in Temporal (workflow {workflow_id}); past the "
-            "namespace's retention, or never started")
+    return (f"no workflow history in Temporal (workflow {workflow_id}) nor in the archive; "
+            "past the namespace's retention before it was archived, or never started")
 
 
 async def _sessions(store: AuditStore) -> AsyncIterator[str]:

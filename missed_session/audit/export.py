@@ -12,7 +12,7 @@ Communication, Task, Appointment and Bundle are those of R4 4.0.1).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -178,11 +178,14 @@ def _tasks(event: AuditEvent, details: EventDetails, appointment_ref: str,
     return tasks
 
 
-def fhir_bundle(session_id: str, trail: Sequence[AuditEvent]) -> dict[str, Any]:
+def fhir_bundle(session_id: str, trail: Sequence[AuditEvent],
+                notices: Mapping[str, Sequence[AuditEvent]] | None = None) -> dict[str, Any]:
     """The session's trail as a FHIR R4 Bundle (plain JSON), validated before it is returned.
 
     Each row is read through the typed vocabulary (`events.read`), so a row that does not
     match its schema stops the export with an error naming it instead of exporting a guess.
+    `notices`: the trails of the session's notices to clinicians, by notice key (each a
+    Task with its Communications, see `notice_resources`).
     """
     typed = [events.read(event) for event in trail]
     appointment = _appointment(session_id, typed)
@@ -196,6 +199,8 @@ def fhir_bundle(session_id: str, trail: Sequence[AuditEvent]) -> dict[str, Any]:
         if event.event_type.value in COMMUNICATIONS:
             resources.append(_communication(event, details, appointment_ref, client_ref))
         resources.extend(_tasks(event, details, appointment_ref, client_ref, therapist_id))
+    for notice_trail in (notices or {}).values():
+        resources.extend(notice_resources(notice_trail, appointment_ref, client_ref))
     bundle = {
         "resourceType": "Bundle",
         "type": "collection",
@@ -207,6 +212,104 @@ def fhir_bundle(session_id: str, trail: Sequence[AuditEvent]) -> dict[str, Any]:
         del bundle["timestamp"]
     validate(bundle)
     return bundle
+
+
+def notice_keys(trail: Sequence[AuditEvent]) -> list[str]:
+    """The notices a session's trail names: each key is the stream id of the notice's trail.
+
+    The no-show alert (`therapist_alerted`) and the escalation-blocked task.
+    """
+    keys: list[str] = []
+    for details in (events.read(event) for event in trail):
+        key = (details.notice if isinstance(details, events.TherapistAlerted)
+               else details.task if isinstance(details, events.EscalationBlocked) else None)
+        if key and key not in keys:
+            keys.append(key)
+    return keys
+
+
+NOTICE_MEDIUM = {"sms": ("WRITTEN", "written"), "voice": ("PHONE", "telephone"),
+                 "email": ("EMAILWRIT", "email"), "pager": ("ELECTRONIC", "electronic")}
+NOTICE_TASK_STATUS = {"open": "requested", "exhausted": "requested",
+                      "acknowledged": "accepted", "resolved": "completed"}
+"""A notice's state -> Task.status: acknowledged is `accepted` (someone owns it), resolved
+`completed`; open and exhausted are `requested`, exhausted with a businessStatus saying so."""
+
+
+def notice_resources(trail: Sequence[AuditEvent], appointment_ref: str,
+                     client_ref: str | None) -> list[dict[str, Any]]:
+    """One notice's trail as a Task (its state) with AuditEvents and Communications.
+
+    A Communication per message sent (or failed) to a clinician, and one per acknowledgment
+    from a clinician; the Task is `requested` until acknowledged (`accepted`) or resolved
+    (`completed`), with a businessStatus once the notice ran out of steps.
+    """
+    typed = [events.read(event) for event in trail]
+    if not trail:
+        return []
+    key = trail[0].session_id
+    task_id = key.replace("/", "-")
+    task_ref = f"Task/{task_id}"
+    opened = _first(typed, events.NoticeOpened)
+    acknowledged = _first(typed, events.NoticeAcknowledged)
+    resolved = _first(typed, events.NoticeResolved)
+    exhausted = _first(typed, events.NoticeExhausted)
+    state = ("resolved" if resolved else "acknowledged" if acknowledged
+             else "exhausted" if exhausted else "open")
+    task: dict[str, Any] = {
+        "resourceType": "Task", "id": task_id,
+        "identifier": [{"system": f"{SYSTEM}:notice-key", "value": key}],
+        "status": NOTICE_TASK_STATUS[state], "intent": "order",
+        "priority": opened.priority.value if opened else "urgent",
+        "code": {"coding": [{"system": TASK_SYSTEM,
+                             "code": f"notice_{opened.kind.value}" if opened else "notice"}]},
+        "focus": {"reference": appointment_ref},
+        "authoredOn": _instant(trail[0].occurred_at),
+        "lastModified": _instant(trail[-1].occurred_at),
+    }
+    if exhausted:
+        task["businessStatus"] = {"text": "ran out of escalation steps unacknowledged"
+                                  if state == "exhausted" else
+                                  "ran out of escalation steps before it was acknowledged"}
+    if client_ref:
+        task["for"] = _client(client_ref)
+    owner = resolved or acknowledged
+    if owner is not None:
+        task["owner"] = _therapist(owner.clinician_id)
+    if resolved:
+        task["output"] = [{"type": {"text": "outcome"}, "valueString": resolved.outcome}]
+    resources: list[dict[str, Any]] = [task]
+    for event, details in zip(trail, typed, strict=True):
+        resources.append({**_audit_event(event, task_ref), "id": f"{task_id}-{event.sequence}"})
+        if isinstance(details, events.NoticeSent | events.NoticeFailed):
+            code, display = NOTICE_MEDIUM.get(details.channel, ("ELECTRONIC", "electronic"))
+            communication: dict[str, Any] = {
+                "resourceType": "Communication",
+                "id": f"{task_id}-{event.sequence}-communication",
+                "basedOn": [{"reference": task_ref}],
+                "status": "not-done" if isinstance(details, events.NoticeFailed)
+                else "completed",
+                "about": [{"reference": appointment_ref}],
+                "medium": [{"coding": [{"system": PARTICIPATION_MODE, "code": code,
+                                        "display": display}], "text": details.channel}],
+                "recipient": [_therapist(details.clinician_id)],
+                "sent": _instant(event.occurred_at),
+            }
+            if isinstance(details, events.NoticeFailed):
+                communication["statusReason"] = {"text": details.reason}
+            resources.append(communication)
+        elif isinstance(details, events.NoticeAcknowledged):
+            resources.append({
+                "resourceType": "Communication",
+                "id": f"{task_id}-{event.sequence}-acknowledgment",
+                "basedOn": [{"reference": task_ref}], "status": "completed",
+                "about": [{"reference": appointment_ref}],
+                "medium": [{"text": details.via}],
+                "sender": _therapist(details.clinician_id),
+                "received": _instant(event.occurred_at),
+                "payload": [{"contentString": "acknowledged"}],
+            })
+    return resources
 
 
 def validate(bundle: dict[str, Any]) -> None:

@@ -10,12 +10,14 @@ from missed_session.application.service import Application, UnavailableError
 from missed_session.audit import cli as audit_cli
 from missed_session.cli.render import BAD_INPUT, FAILED, fail
 from missed_session.config import ConfigurationError, load_settings
+from missed_session.store import checkpoints
 
 
 async def _run(request: audit_cli.AuditActionRequest, app: Application) -> audit_cli.Verdict:
     store = await app.store()
     if isinstance(request, audit_cli.VerifyRequest):
-        return await audit_cli.run_verify(request, store)  # PostgreSQL only
+        return await audit_cli.run_verify(request, store,  # PostgreSQL only
+                                          checkpoints.signer_for(app.settings))
     if isinstance(request, audit_cli.PurgeRequest):
         return await audit_cli.run_purge(request, store)
     if isinstance(request, audit_cli.ExportRequest):

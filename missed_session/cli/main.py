@@ -17,6 +17,7 @@ from missed_session.application.service import Application
 from missed_session.audit import cli as audit_cli
 from missed_session.cli import clients as clients_cli
 from missed_session.cli import commands
+from missed_session.cli import notices as notices_cli
 from missed_session.cli.audit_actions import run_audit_action
 from missed_session.cli.bulk_import import run_import
 from missed_session.cli.parser import UsageError, parse_args
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one exit per 
         return asyncio.run(run_audit_action(command_line))
     if clients_cli.is_clients(command_line):
         return asyncio.run(clients_cli.run_clients(command_line))
+    if notices_cli.is_action(command_line):  # notices and roster: missed_session/cli/notices.py
+        return notices_cli.main(command_line)
     try:
         args = parse_args(command_line)
     except SystemExit as exit_:  # --help

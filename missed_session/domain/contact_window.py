@@ -42,6 +42,19 @@ def next_allowed(at: datetime, time_zone: str, window: ContactWindow) -> datetim
     return max(opens, at.astimezone(UTC))
 
 
+def closes_at(at: datetime, time_zone: str, window: ContactWindow) -> datetime:
+    """When the window that `at` falls in closes, in UTC (`at` itself if it is closed).
+
+    A step started inside the window must not reach the client after this instant, however
+    long its retries take.
+    """
+    if not is_open(at, time_zone, window):
+        return at.astimezone(UTC)
+    zone = ZoneInfo(time_zone)
+    day = at.astimezone(zone).date()
+    return datetime.combine(day, window.end, tzinfo=zone).astimezone(UTC)
+
+
 def local_date(at: datetime, time_zone: str) -> date:
     """The client's local calendar day at `at` (for the one-text-a-day rule)."""
     return at.astimezone(ZoneInfo(time_zone)).date()
@@ -54,3 +67,9 @@ def local_day(at: datetime, time_zone: str) -> tuple[datetime, datetime]:
     start = datetime.combine(day, datetime.min.time(), tzinfo=zone)
     end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=zone)
     return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def local_label(at: datetime, time_zone: str) -> str:
+    """`at` as the client reads it, with the zone named: `2026-12-01 10:30 PST (America/...)`."""
+    local = at.astimezone(ZoneInfo(time_zone))
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({time_zone})"

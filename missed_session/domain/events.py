@@ -35,9 +35,11 @@ from missed_session.domain.models import (
     Channel,
     DecisionKind,
     EventValue,
+    InboxItemKind,
     Modality,
     Model,
     Outcome,
+    Priority,
     ResponseChannel,
     RiskTier,
 )
@@ -245,6 +247,44 @@ class ClientResponded(EventDetails):
     """Staff note or the client's reply text: health data, stored here, never logged."""
 
 
+class OutreachUncertain(EventDetails):
+    """A step that may or may not have reached the client: it is not tried again.
+
+    The provider may have accepted it (a timeout after sending, a dead worker's step), or it
+    was stopped in flight by a decision or by contact: either way, recorded as what it is.
+    """
+
+    event_type = AuditEventType.OUTREACH_UNCERTAIN
+    attempt: int = Field(ge=1)
+    """Which attempt of the ladder."""
+    channel: Channel
+    """The step's channel."""
+    reason: str
+    """Why it is uncertain (`delivery uncertain`, `stopped in flight: mark_safe`, ...)."""
+
+
+class AnswerUnclear(EventDetails):
+    """An answer that is not clearly the client's: outreach goes on and a person decides.
+
+    Recorded as it came (a call the provider could not tell was answered by a person, a
+    reply from someone else, a wrong number), with the therapist's task.
+    """
+
+    event_type = AuditEventType.ANSWER_UNCLEAR
+    channel: ResponseChannel
+    """How the answer came."""
+    responder: str
+    """Who answered, as reported (`unknown` when the provider could not tell)."""
+    why: str
+    """Why it does not count as reaching the client."""
+    attempt: int | None = None
+    """The attempt whose call it answered, when it came that way."""
+    note: str = ""
+    """The reply text or staff note: health data, stored here, never logged."""
+    task: str
+    """Key of the therapist's task to decide."""
+
+
 class OptedOut(EventDetails):
     """The client opted out of a channel (a STOP reply)."""
 
@@ -296,6 +336,22 @@ class EscalationBlocked(EventDetails):
     """Key of the urgent inbox task."""
 
 
+class EscalationUncertain(EventDetails):
+    """The emergency contact's message may or may not have reached them.
+
+    Not `escalation_blocked` (it may well have been delivered) and not `escalation_sent`
+    (nobody confirmed it): a later `escalate_now` can try again.
+    """
+
+    event_type = AuditEventType.ESCALATION_UNCERTAIN
+    basis: Literal["consent on file", "clinician decision"]
+    """Why contacting them was allowed."""
+    reason: str
+    """Why it is uncertain (`delivery uncertain`, `stopped in flight: mark_safe`, ...)."""
+    task: str | None = None
+    """Key of the urgent inbox task, when a person must confirm."""
+
+
 class ClinicianDecisionMade(EventDetails):
     """A clinician decided (mark safe, escalate now, stand down) or added a note."""
 
@@ -337,13 +393,134 @@ class Closed(EventDetails):
     """Outreach attempts made."""
 
 
+# -- notices to clinicians (each notice's own trail: `<session id>/<name>`) --------------------
+
+
+class NoticeOpened(EventDetails):
+    """A notice workflow started delivering an alert or task to clinicians."""
+
+    event_type = AuditEventType.NOTICE_OPENED
+    kind: InboxItemKind
+    """Alert or task."""
+    priority: Priority
+    """Routine or urgent."""
+    risk_tier: RiskTier
+    """The session's risk tier, which chose the policy."""
+    therapist_id: str
+    """The session's therapist, the first rung."""
+    policy: str
+    """The escalation policy that runs."""
+    roster_version: int
+    """The roster in force when the notice opened."""
+
+
+class NoticeSent(EventDetails):
+    """A notified clinician was sent the notice on one channel."""
+
+    event_type = AuditEventType.NOTICE_SENT
+    round: int = Field(ge=1)
+    """Which climb of the ladder."""
+    step: int = Field(ge=1)
+    """Which rung."""
+    target: str
+    """therapist, on_call or supervisor."""
+    clinician_id: str
+    """Who (staff id)."""
+    channel: str
+    """sms, voice, email or pager."""
+
+
+class NoticeFailed(EventDetails):
+    """Sending the notice to a clinician on one channel failed."""
+
+    event_type = AuditEventType.NOTICE_FAILED
+    round: int = Field(ge=1)
+    """Which climb."""
+    step: int = Field(ge=1)
+    """Which rung."""
+    clinician_id: str
+    """Who."""
+    channel: str
+    """The channel that failed."""
+    reason: str
+    """A short, non-identifying reason."""
+
+
+class NoticeSkipped(EventDetails):
+    """A rung had nobody to notify (nobody on call, the therapist away): the next follows."""
+
+    event_type = AuditEventType.NOTICE_SKIPPED
+    round: int = Field(ge=1)
+    """Which climb."""
+    step: int = Field(ge=1)
+    """Which rung."""
+    target: str
+    """Who the rung was for."""
+    reason: str
+    """Why nobody was notified."""
+
+
+class NoticeEscalated(EventDetails):
+    """Nobody acknowledged in time: the notice climbs to the next rung."""
+
+    event_type = AuditEventType.NOTICE_ESCALATED
+    round: int = Field(ge=1)
+    """The climb it moves to."""
+    step: int = Field(ge=1)
+    """The rung it moves to."""
+    target: str
+    """Who that rung notifies."""
+
+
+class NoticeExhausted(EventDetails):
+    """The policy ran out of steps and nobody acknowledged: urgent, visible, still open."""
+
+    event_type = AuditEventType.NOTICE_EXHAUSTED
+    policy: str
+    """The policy that ran out."""
+    rounds: int
+    """Climbs made."""
+    notified: str
+    """Clinicians notified, comma-separated staff ids."""
+
+
+class NoticeAcknowledged(EventDetails):
+    """A clinician acknowledged the notice: the climb stops."""
+
+    event_type = AuditEventType.NOTICE_ACKNOWLEDGED
+    clinician_id: str
+    """Who."""
+    via: str
+    """sms, link, cli or http."""
+    seconds_to_acknowledge: int = Field(ge=0)
+    """From the notice's opening to this acknowledgment."""
+    step: int
+    """The rung the notice had reached."""
+
+
+class NoticeResolved(EventDetails):
+    """A clinician closed the notice with an outcome."""
+
+    event_type = AuditEventType.NOTICE_RESOLVED
+    clinician_id: str
+    """Who."""
+    via: str
+    """How it arrived."""
+    outcome: str
+    """What was done, briefly."""
+    note: str = ""
+    """The clinician's note: health data, stored here, never logged."""
+
+
 VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
     model.event_type: model
     for model in (
         Scheduled, Rescheduled, Cancelled, CheckedIn, GracePeriodExpired, TherapistAlerted,
         OutreachAttempted, VoicemailLeft, MessageSent, OutreachFailed, OutreachSkipped,
-        OutreachDeferred, ClientResponded, OptedOut, EscalationSent, EscalationBlocked,
-        ClinicianDecisionMade, PlanCreated, Closed,
+        OutreachDeferred, OutreachUncertain, ClientResponded, AnswerUnclear, OptedOut,
+        EscalationSent, EscalationBlocked, EscalationUncertain, ClinicianDecisionMade,
+        PlanCreated, Closed, NoticeOpened, NoticeSent, NoticeFailed, NoticeSkipped,
+        NoticeEscalated, NoticeExhausted, NoticeAcknowledged, NoticeResolved,
     )
 }
 """Every event type's model: `tests/test_events.py` checks that none is missing."""

@@ -8,6 +8,8 @@ calling, that the client could not be reached, and a call-back number.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 # Words that would reveal the nature of the practice or a clinical matter. Templates are
 # tested against this list, and any text built at run time is checked before it is sent.
 REVEALING_WORDS: tuple[str, ...] = (
@@ -69,7 +71,56 @@ TEXT_LIMIT = 160
 OPT_OUT_KEYWORDS = frozenset({
     "STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT",
 })
-"""Replies that carriers (and Twilio) treat as an opt-out from further texts."""
+"""Replies that carriers treat as an opt-out from further texts: the CTIA short-code
+guidelines' STOP, STOPALL, UNSUBSCRIBE, CANCEL, END and QUIT, and REVOKE and OPTOUT, which
+Twilio also honours."""
+OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP"})
+"""Replies that undo an opt-out (CTIA; Twilio). YES is left out on purpose: here it is as
+likely an answer to "are you okay?" as a re-subscription."""
+WRONG_PERSON_PHRASES = (
+    "WRONG NUMBER", "WRONG PERSON", "WHO IS THIS", "WHOS THIS", "WHO'S THIS",
+    "NOT MY NUMBER", "DONT KNOW YOU", "DON'T KNOW YOU", "DO NOT KNOW YOU", "NEW NUMBER",
+)
+"""Phrases in a reply that say it did not come from the client."""
+
+
+class Keyword(StrEnum):
+    """What a text reply asks of the text channel itself, when it is a keyword."""
+
+    OPT_OUT = "opt_out"
+    OPT_IN = "opt_in"
+
+
+def keyword(reply: str) -> Keyword | None:
+    """The reply's keyword, or None when it is an ordinary message.
+
+    The one rule for STOP-style replies, as carriers apply it: case and whitespace do not
+    matter, trailing punctuation is ignored, a keyword alone counts, and STOP followed by
+    other words ("Stop texting me", "STOP please") is an opt-out too. Other keywords count
+    only alone: "cancel my session" or "the end" are messages, not opt-outs.
+    """
+    words = [word.strip(".,!?;:'\"()") for word in reply.upper().split()]
+    words = [word for word in words if word]
+    if not words:
+        return None
+    if len(words) == 1 and words[0] in OPT_OUT_KEYWORDS:
+        return Keyword.OPT_OUT
+    if words[0] == "STOP":
+        return Keyword.OPT_OUT
+    if len(words) == 1 and words[0] in OPT_IN_KEYWORDS:
+        return Keyword.OPT_IN
+    return None
+
+
+def is_opt_out(reply: str) -> bool:
+    """Whether a text reply opts the client out of texts (see :func:`keyword`)."""
+    return keyword(reply) is Keyword.OPT_OUT
+
+
+def says_wrong_person(reply: str) -> bool:
+    """Whether a reply says it is not from the client (a wrong number, a stranger)."""
+    normalised = " ".join(reply.upper().split())
+    return any(phrase in normalised for phrase in WRONG_PERSON_PHRASES)
 
 
 class MessageTooLongError(ValueError):
@@ -105,6 +156,3 @@ def email(first_name: str, sender_name: str, callback_number: str) -> tuple[str,
     return subject, body
 
 
-def is_opt_out(reply: str) -> bool:
-    """Whether a text reply is an opt-out (a STOP keyword, alone, any case)."""
-    return reply.strip().strip(".!").upper() in OPT_OUT_KEYWORDS

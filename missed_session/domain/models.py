@@ -9,6 +9,7 @@ the booking was made. Clock-dependent rules live in :mod:`missed_session.domain.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated
@@ -65,6 +66,47 @@ def _session_id(value: str) -> str:
     return value
 
 
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""Embeddings, overrides and isolates: they make text read differently from what it holds."""
+
+
+def _unreadable(value: str, allowed: str) -> str | None:
+    """The first character of `value` that is not readable text (and not in `allowed`)."""
+    for char in value:
+        if char in allowed:
+            continue
+        # Cc: C0/C1 controls and DEL (NUL cannot be stored by PostgreSQL at all); Cs: a lone
+        # surrogate (not encodable as UTF-8).
+        if unicodedata.category(char) in {"Cc", "Cs"} or char in _BIDI_CONTROLS:
+            return char
+    return None
+
+
+def _refuse_unreadable(value: str, allowed: str, what: str) -> str:
+    bad = _unreadable(value, allowed)
+    if bad is not None:
+        msg = (f"contains the control character U+{ord(bad):04X} at position "
+               f"{value.index(bad) + 1}; {what}")
+        raise ValueError(msg)
+    return value
+
+
+def _text(value: str) -> str:
+    return _refuse_unreadable(value, "\n\r\t", "only printable text, newlines and tabs are "
+                              "accepted")
+
+
+def _line(value: str) -> str:
+    return _refuse_unreadable(value, "", "only printable text on one line is accepted")
+
+
+FreeText = Annotated[str, AfterValidator(_text)]
+"""Text people write (notes, reasons, message bodies): printable characters, newlines and
+tabs. Refused at intake otherwise, so that nothing PostgreSQL cannot store (NUL) or a
+reader would misread (escape sequences, bidi overrides) reaches a message or the trail."""
+TextLine = Annotated[str, AfterValidator(_line)]
+"""One line of free text (names, who responded, staff ids): `FreeText` without newlines
+or tabs."""
 PhoneNumber = Annotated[str, AfterValidator(_e164)]
 TimeZoneName = Annotated[str, AfterValidator(_time_zone)]
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
@@ -151,7 +193,7 @@ class ConsentScope(StrEnum):
 class EmergencyContact(Model):
     """The person to contact when the client cannot be reached."""
 
-    name: str = Field(min_length=1, max_length=100)
+    name: TextLine = Field(min_length=1, max_length=100)
     """How the practice addresses the emergency contact."""
     phone: PhoneNumber
     """E.164 number the escalation call goes to."""
@@ -207,7 +249,7 @@ class Client(Model):
 
     ref: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     """Pseudonymous id: safe to log and to show in the Web UI."""
-    first_name: str = Field(min_length=1, max_length=50)
+    first_name: TextLine = Field(min_length=1, max_length=50)
     """The only part of the name outreach ever uses."""
     phone: PhoneNumber
     """E.164 number for calls, voicemail and texts."""
@@ -349,14 +391,14 @@ class Reschedule(Model):
 
     start: AwareDatetime
     """The new start."""
-    reason: str = Field(default="", max_length=200)
+    reason: FreeText = Field(default="", max_length=200)
     """Why, for the audit trail (no clinical detail)."""
 
 
 class Cancellation(Model):
     """The session will not take place."""
 
-    reason: str = Field(default="", max_length=200)
+    reason: FreeText = Field(default="", max_length=200)
     """Why, for the audit trail (no clinical detail)."""
 
 
@@ -375,16 +417,16 @@ class ClientResponse(Model):
 
     channel: ResponseChannel
     """How they responded."""
-    responder: str = Field(default="client", min_length=1, max_length=50)
+    responder: TextLine = Field(default="client", min_length=1, max_length=50)
     """Who responded: `client`, or the role of whoever spoke for them."""
-    note: str = Field(default="", max_length=2000)
+    note: FreeText = Field(default="", max_length=2000)
     """Staff note; stored in the audit trail, never logged."""
 
 
 class TextReply(Model):
     """A text the client sent back (delivered by the text channel's inbound hook)."""
 
-    body: str = Field(max_length=1600)
+    body: FreeText = Field(max_length=1600)
     """What the client wrote; a STOP keyword is an opt-out. Stored in the audit, never logged."""
 
 
@@ -404,11 +446,11 @@ class ClinicianDecision(Model):
     rejected update with a message, not an undecodable payload.
     """
 
-    clinician_id: str = Field(default="", max_length=64)
+    clinician_id: TextLine = Field(default="", max_length=64)
     """Who decided (staff id, not a name)."""
-    reason: str = Field(default="", max_length=500)
+    reason: FreeText = Field(default="", max_length=500)
     """Why; required for every decision (the note itself for `add_note`)."""
-    legal_basis: str = Field(default="", max_length=200)
+    legal_basis: FreeText = Field(default="", max_length=200)
     """For `escalate_now`: the legal basis for contacting without or beyond consent."""
 
 
@@ -417,6 +459,9 @@ class CallResult(StrEnum):
 
     ANSWERED = "answered"
     NO_ANSWER = "no_answer"
+    ANSWERED_UNKNOWN = "answered_unknown"
+    """Someone or something picked up, and the provider could not tell a person from a
+    machine (Twilio's `answered_by=unknown`): not clearly the client."""
 
 
 class OutreachRequest(Model):
@@ -510,9 +555,20 @@ class AuditEventType(StrEnum):
     OUTREACH_SKIPPED = "outreach_skipped"
     MESSAGE_SENT = "message_sent"
     OPTED_OUT = "opted_out"
+    OUTREACH_UNCERTAIN = "outreach_uncertain"
+    ANSWER_UNCLEAR = "answer_unclear"
+    ESCALATION_UNCERTAIN = "escalation_uncertain"
     CLINICIAN_DECISION = "clinician_decision"
     PLAN_CREATED = "plan_created"
     CLOSED = "closed"
+    NOTICE_OPENED = "notice_opened"
+    NOTICE_SENT = "notice_sent"
+    NOTICE_FAILED = "notice_failed"
+    NOTICE_SKIPPED = "notice_skipped"
+    NOTICE_ESCALATED = "notice_escalated"
+    NOTICE_EXHAUSTED = "notice_exhausted"
+    NOTICE_ACKNOWLEDGED = "notice_acknowledged"
+    NOTICE_RESOLVED = "notice_resolved"
 
 
 EventValue = StrictStr | StrictInt | StrictBool | None

@@ -39,6 +39,8 @@ from pydantic import ValidationError
 from missed_session.domain.models import ProtocolSettings, SessionBooking
 
 RESERVED = ("time_scale", "name", "version")
+ROSTER_KEYS = ("roster", "notices")
+"""Tables read by `missed_session.domain.roster_file` (the clinicians and notice rules)."""
 """ProtocolSettings fields a practice file may not set: they belong to the run, not to it."""
 
 
@@ -82,7 +84,7 @@ def parse(text: str, source: str) -> PracticeProtocols:
     except tomllib.TOMLDecodeError as error:
         raise PracticeFileError(f"{source}: not valid TOML: {error}") from None
     _only_keys(data, {"version", "default_protocol", "protocols", "therapists",
-                      "consent_defaults"}, source, "")
+                      "consent_defaults", *ROSTER_KEYS}, source, "")
     version = data.get("version")
     if not isinstance(version, str) or not version.strip():
         raise PracticeFileError(f"{source}: version: required, a non-empty string")

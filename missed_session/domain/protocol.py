@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from missed_session.domain import messages
 from missed_session.domain.models import (
+    CallResult,
     Channel,
     ConsentScope,
     Outcome,
@@ -109,3 +111,41 @@ def escalation_may_go_outside_window(booking: SessionBooking) -> bool:
     return booking.risk_tier is RiskTier.HIGH and (
         booking.protocol.high_risk_escalation_outside_window
     )
+
+
+# -- who answered --------------------------------------------------------------------------
+#
+# Reaching the client ends outreach, so for a high-risk client an answer that is not clearly
+# theirs must not end it on its own: a roommate or a wrong number would close the session.
+# Each function says why an answer does not count as reaching the client, or None if it does.
+
+
+def call_not_the_client(booking: SessionBooking, result: CallResult) -> str | None:
+    """Why an answered call does not count as reaching the client, or None if it does."""
+    if result is CallResult.ANSWERED_UNKNOWN and booking.risk_tier is RiskTier.HIGH:
+        return "the provider could not tell whether a person answered"
+    return None
+
+
+def response_not_the_client(booking: SessionBooking, responder: str) -> str | None:
+    """Why a response staff recorded does not count as reaching the client, or None.
+
+    For a high-risk client only the client themselves counts; otherwise someone speaking
+    for them (a partner calling to say they are running late) does.
+    """
+    if booking.risk_tier is RiskTier.HIGH and responder.strip().lower() != "client":
+        return "a high-risk client's response must come from the client"
+    return None
+
+
+def reply_not_the_client(booking: SessionBooking, body: str) -> str | None:
+    """Why a text reply does not count as reaching the client, or None if it does.
+
+    A reply that says it is not the client never counts. For a high-risk client no text
+    counts on its own: a phone can be in anyone's hands, so a person confirms.
+    """
+    if messages.says_wrong_person(body):
+        return "the reply says it is not from the client"
+    if booking.risk_tier is RiskTier.HIGH:
+        return "a text reply alone does not confirm a high-risk client is safe"
+    return None

@@ -26,6 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
+from temporalio.client import WorkflowHistory
 
 from missed_session.domain.follow_up import weekly_slot
 from missed_session.domain.models import (
@@ -36,7 +37,7 @@ from missed_session.domain.models import (
     Outcome,
     TherapistNotice,
 )
-from missed_session.store import projections
+from missed_session.store import checkpoints, history_archive, projections
 from missed_session.store.chain import (
     GENESIS,
     ChainRow,
@@ -202,6 +203,15 @@ class AuditStore:
             session_id,
         )
         return [_chain_row(row) for row in rows]
+
+    async def archived_history(self, session_id: str) -> WorkflowHistory | None:
+        """The session's Temporal history as archived at close (payloads still sealed)."""
+        found = await history_archive.archived(self._pool, session_id)
+        return None if found is None else found.workflow_history()
+
+    async def checkpoints(self, session_id: str) -> list[checkpoints.Checkpoint]:
+        """The session's signed checkpoints, latest first."""
+        return await checkpoints.checkpoints_of(self._pool, session_id)
 
     async def session_ids(self, *, after: str = "", limit: int = 500) -> list[str]:
         """Sessions with an audit trail or an attendance row, in order, one page after `after`."""

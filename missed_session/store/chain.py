@@ -9,8 +9,9 @@ checked without a database.
 
 The chain proves the trail was not changed *after* its hashes were written. Someone able to
 rewrite the table and recompute every hash after it is not stopped by the chain alone; the
-replay cross-check (the workflow's history in Temporal) and the heads printed by
-`audit verify` (kept elsewhere) are the anchors against that. See docs/audit.md.
+replay cross-check (the workflow's history in Temporal) and the signed checkpoints
+(`missed_session.store.checkpoints`, a key the database does not hold) are the anchors
+against that. See docs/audit.md and docs/security.md.
 """
 
 from __future__ import annotations
@@ -177,6 +178,8 @@ class ChainReport:
     """Hash of the last row (the value to keep elsewhere as an anchor), if any."""
     problem: str | None = None
     """The first row that is changed, missing or inserted, in words; None when intact."""
+    anchor: str | None = None
+    """What outside the chain vouches for it (a signed checkpoint), when checked."""
 
     @property
     def ok(self) -> bool:

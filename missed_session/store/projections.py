@@ -230,7 +230,12 @@ def _time(value: object, default: datetime) -> datetime:
 async def rebuild(connection: Connection) -> int:
     """Empty the projections and fold every event again, in one transaction; events read."""
     async with connection.transaction():
-        await connection.execute("LOCK TABLE audit_events IN SHARE MODE")
+        # Appends fold into these tables in their own statement, so holding them exclusively
+        # orders every append before or after the rebuild (and needs no privilege on the
+        # trail beyond SELECT, which the service's role has).
+        await connection.execute(
+            "LOCK TABLE projection_attendance, projection_open_tasks IN EXCLUSIVE MODE"
+        )
         await connection.execute("DELETE FROM projection_open_tasks")
         await connection.execute("DELETE FROM projection_attendance")
         rows = await connection.fetch(

@@ -2,8 +2,9 @@
 
 Read-only: the `opted_out` and `message_sent` (text) events the workflows recorded, found
 through each session's `scheduled` event, which names the client's pseudonymous ref. A text
-whose delivery was uncertain (`outreach_failed` with the uncertain reason: the provider may
-have accepted it) counts as sent: the one-text-a-day rule must not send a second one.
+whose delivery was uncertain (`outreach_uncertain`: the provider may have accepted it, or it
+was stopped in flight; `outreach_failed` with the uncertain reason in trails written before
+that event existed) counts as sent: the one-text-a-day rule must not send a second one.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import asyncpg
 TEXT_HISTORY = """
 SELECT
     coalesce(bool_or(e.event_type = 'opted_out'), false) AS opted_out,
-    coalesce(bool_or((e.event_type = 'message_sent'
+    coalesce(bool_or((e.event_type IN ('message_sent', 'outreach_uncertain')
                       OR (e.event_type = 'outreach_failed' AND e.data->>'reason' = $4))
                      AND e.occurred_at >= $2 AND e.occurred_at < $3), false) AS texted
 FROM audit_events e
-WHERE e.event_type IN ('opted_out', 'message_sent', 'outreach_failed')
+WHERE e.event_type IN ('opted_out', 'message_sent', 'outreach_failed', 'outreach_uncertain')
   AND e.data->>'channel' = 'text'
   AND e.session_id IN (
       SELECT session_id FROM audit_events

@@ -1,0 +1,1 @@
+"""The fault suite: the service's real processes, killed and restarted while sessions run."""

@@ -1,0 +1,315 @@
+"""Notices to clinicians: escalation policies, the message, acknowledgment codes and links.
+
+A notice (the therapist's no-show alert, the urgent "escalation blocked" task) is delivered
+until a person acknowledges it: the practice's policy for its risk tier and priority names
+who is notified in turn (the session's therapist, the on-call clinician, the clinical
+supervisor) and how long each has before the next is woken, and whether the ladder repeats.
+Everything here is pure; `workflows/notice.py` walks the ladder.
+
+Acknowledging needs proof of who answers: a short code sent to each notified clinician (its
+SHA-256 is what is stored outside the notice's own history), the clinician's own number for
+an SMS reply, or a link signed with the practice's secret (HMAC-SHA256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import Field, model_validator
+
+from missed_session.domain.models import (
+    AwareDatetime,
+    InboxItemKind,
+    Model,
+    Priority,
+    RiskTier,
+)
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+"""No 0/O or 1/I: a code read off a lock screen is typed back right."""
+CODE_LENGTH = 6
+SMS_ACK = re.compile(r"^\s*(?:1|ack(?:\s+(?P<code>[A-Za-z0-9]{4,12}))?)\s*$", re.IGNORECASE)
+"""`1`, `ACK` or `ACK <code>`: an acknowledgment by SMS reply."""
+
+
+class Target(StrEnum):
+    """Who a step of the ladder notifies."""
+
+    THERAPIST = "therapist"
+    ON_CALL = "on_call"
+    SUPERVISOR = "supervisor"
+
+
+class Then(StrEnum):
+    """What happens when the last step's time is up and nobody acknowledged."""
+
+    STOP = "stop"
+    REPEAT = "repeat"
+
+
+class Step(Model):
+    """One rung: notify `notify`, then wait `minutes` for an acknowledgment."""
+
+    notify: Target
+    """Who is notified."""
+    minutes: int = Field(ge=1, le=1440)
+    """How long they have before the next rung (real minutes; `time_scale` compresses)."""
+
+
+class Policy(Model):
+    """An escalation policy, and which notices it is for (first match wins)."""
+
+    name: str = Field(min_length=1, max_length=40)
+    """Named in the audit trail."""
+    priority: Priority | None = None
+    """Only notices of this priority; none: any."""
+    risk_tiers: tuple[RiskTier, ...] = ()
+    """Only sessions of these risk tiers; empty: any."""
+    steps: tuple[Step, ...] = Field(min_length=1, max_length=10)
+    """The ladder."""
+    then: Then = Then.STOP
+    """After the last step: stop (the notice ran out of steps) or climb again."""
+    repeats: int = Field(default=0, ge=0, le=5)
+    """With `repeat`: how many more times the whole ladder is climbed."""
+
+    @model_validator(mode="after")
+    def _repeat_is_bounded(self) -> Policy:
+        if self.then is Then.REPEAT and self.repeats == 0:
+            msg = "then = 'repeat' needs repeats (1-5): a ladder that never ends is silence too"
+            raise ValueError(msg)
+        return self
+
+    def matches(self, priority: Priority, risk_tier: RiskTier) -> bool:
+        """Whether this policy is for a notice of `priority` about a `risk_tier` session."""
+        return ((self.priority is None or self.priority is priority)
+                and (not self.risk_tiers or risk_tier in self.risk_tiers))
+
+    @property
+    def rounds(self) -> int:
+        """How many times the ladder is climbed."""
+        return 1 + (self.repeats if self.then is Then.REPEAT else 0)
+
+
+DEFAULT_POLICIES = (
+    Policy(name="high-risk", risk_tiers=(RiskTier.HIGH,), steps=(
+        Step(notify=Target.THERAPIST, minutes=5), Step(notify=Target.ON_CALL, minutes=5),
+        Step(notify=Target.SUPERVISOR, minutes=10))),
+    Policy(name="urgent", priority=Priority.URGENT, steps=(
+        Step(notify=Target.THERAPIST, minutes=10), Step(notify=Target.ON_CALL, minutes=10),
+        Step(notify=Target.SUPERVISOR, minutes=15))),
+    Policy(name="routine", steps=(
+        Step(notify=Target.THERAPIST, minutes=30), Step(notify=Target.ON_CALL, minutes=30),
+        Step(notify=Target.SUPERVISOR, minutes=30))),
+)
+"""Without a practice's own: the critical-results pattern (page, wait minutes, cover)."""
+
+
+class NoticeSettings(Model):
+    """The practice's notice rules (`[notices]` in the practice file)."""
+
+    include_first_name: bool = False
+    """Whether messages to clinicians may carry the client's first name (else the ref only)."""
+    ack_code_hours: int = Field(default=24, ge=1, le=168)
+    """How long an acknowledgment code (and a signed link) stays valid after it is sent."""
+    policies: tuple[Policy, ...] = DEFAULT_POLICIES
+    """In order; the last must match every notice."""
+
+    @model_validator(mode="after")
+    def _has_fallback(self) -> NoticeSettings:
+        if not self.policies:
+            msg = "policies: at least one policy is required"
+            raise ValueError(msg)
+        last = self.policies[-1]
+        if last.priority is not None or last.risk_tiers:
+            msg = (f"policies: the last policy ({last.name}) must match every notice "
+                   "(no priority, no risk_tiers), so that no notice is left without one")
+            raise ValueError(msg)
+        return self
+
+    def policy_for(self, priority: Priority, risk_tier: RiskTier) -> Policy:
+        """The first policy matching the notice."""
+        return next(p for p in self.policies if p.matches(priority, risk_tier))
+
+
+def asked(kind: InboxItemKind) -> str:
+    """What the clinician is asked to do, by kind of notice."""
+    if kind is InboxItemKind.TASK:
+        return "act on it now, then resolve it with the outcome"
+    return "acknowledge that you have seen it"
+
+
+def message(*, priority: Priority, risk_tier: RiskTier, title: str, kind: InboxItemKind,
+            code: str, first_name: str | None, link: str | None) -> str:
+    """The notice as a clinician reads it: enough to act, nothing more.
+
+    The title names the client by ref; the first name only when the practice allows it
+    (`first_name` is None otherwise). Never the client's phone, email or notes.
+    """
+    who = f" Client first name: {first_name}." if first_name else ""
+    text = (f"{priority.value.upper()} ({risk_tier.value} risk): {title}.{who} "
+            f"Please {asked(kind)}. Reply 1 or ACK {code} to acknowledge.")
+    if link:
+        text += f" Or open {link}"
+    return text
+
+
+SMS_LIMIT = 160
+"""A text channel takes one segment (`channels.base.TextChannel`): the SMS form fits it."""
+
+
+def sms(*, priority: Priority, risk_tier: RiskTier, title: str, kind: InboxItemKind,
+        code: str, client_ref: str, first_name: str | None) -> str:
+    """The notice in one text of at most 160 characters: who, what, the code.
+
+    What happened is shortened (never the client ref or the code) when it does not fit; the
+    signed link, which would not, goes in the email.
+    """
+    what = title.removesuffix(f" (client {client_ref})").rstrip(".")
+    who = f"client {client_ref}" + (f" ({first_name})" if first_name else "")
+    ask = " Act, then resolve." if kind is InboxItemKind.TASK else ""
+    head = f"{priority.value.upper()} {risk_tier.value} risk, {who}: "
+    tail = f".{ask} Reply 1 or ACK {code}"
+    room = SMS_LIMIT - len(head) - len(tail)
+    if len(what) > room:
+        what = what[:max(room - 3, 0)].rstrip() + "..."
+    return f"{head}{what}{tail}"[:SMS_LIMIT]
+
+
+def new_code(rng: random.Random) -> str:
+    """A fresh acknowledgment code (from the workflow's deterministic random)."""
+    return "".join(rng.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def code_hash(code: str) -> str:
+    """What is stored and compared: a code's SHA-256, of its upper-case form."""
+    return hashlib.sha256(code.strip().upper().encode()).hexdigest()
+
+
+def parse_sms(body: str) -> tuple[bool, str | None]:
+    """(whether `body` is an acknowledgment, the code it names if any)."""
+    match = SMS_ACK.fullmatch(body)
+    if match is None:
+        return False, None
+    code = match.group("code")
+    return True, code.upper() if code else None
+
+
+class AckVia(StrEnum):
+    """How an acknowledgment or resolution arrived."""
+
+    SMS = "sms"
+    LINK = "link"
+    CLI = "cli"
+    HTTP = "http"
+
+
+class IssuedCode(Model):
+    """A code sent to one clinician for one notice."""
+
+    clinician_id: str
+    """Who it was sent to."""
+    code_hash: str
+    """SHA-256 of the code."""
+    number: str | None
+    """The clinician's SMS number, which an SMS acknowledgment must come from."""
+    issued_at: AwareDatetime
+    """When it was first sent."""
+    expires_at: AwareDatetime
+    """When it stops working."""
+
+
+class Acknowledgment(Model):
+    """Someone acknowledges a notice (the input of the `acknowledge` update)."""
+
+    via: AckVia
+    """How it arrived."""
+    code: str | None = Field(default=None, max_length=16)
+    """The code the clinician was sent (an SMS `1` and the CLI may name the clinician
+    instead)."""
+    clinician_id: str | None = Field(default=None, max_length=64)
+    """Who acknowledges, when known (CLI, signed link, matched SMS number)."""
+    from_number: str | None = Field(default=None, max_length=20)
+    """The number an SMS reply came from."""
+
+
+class Resolution(Model):
+    """A clinician closes the notice with an outcome (the `resolve` update's input)."""
+
+    clinician_id: str = Field(min_length=1, max_length=64)
+    """Who resolves it."""
+    outcome: str = Field(min_length=1, max_length=80)
+    """What was done, briefly (e.g. `client reached by therapist`)."""
+    note: str = Field(default="", max_length=500)
+    """Optional note: health data, kept in the audit trail, never logged."""
+    via: AckVia = AckVia.CLI
+    """How it arrived."""
+
+
+def ack_problem(issued: Mapping[str, IssuedCode], ack: Acknowledgment, *, now: datetime,
+                acknowledged_by: str | None, resolved: bool) -> tuple[str | None, str | None]:
+    """(why the acknowledgment is refused, or None; the clinician it is from).
+
+    Accepted: a code this notice sent, unexpired, from the clinician it was sent to (an SMS
+    from their number); or, without a code, a clinician this notice notified (an SMS `1`
+    from their number, the operator's CLI naming them).
+    """
+    if resolved:
+        return "the notice is already resolved", None
+    if acknowledged_by is not None:
+        return f"the notice was already acknowledged by {acknowledged_by}", None
+    problem, issued_to = _issued_to(issued, ack, now)
+    if issued_to is None:
+        return problem, None
+    if ack.via is AckVia.SMS and (ack.from_number is None or ack.from_number != issued_to.number):
+        return "the reply did not come from the notified clinician's number", None
+    return None, issued_to.clinician_id
+
+
+def _issued_to(issued: Mapping[str, IssuedCode], ack: Acknowledgment,
+               now: datetime) -> tuple[str | None, IssuedCode | None]:
+    """The code (by the code given, or by the clinician named) or why none applies."""
+    if ack.code is None:
+        if ack.clinician_id is None:
+            return "a code or the clinician is required", None
+        found = issued.get(ack.clinician_id)
+        unknown = f"{ack.clinician_id} was not notified of this notice"
+    else:
+        digest = code_hash(ack.code)
+        found = next((c for c in issued.values()
+                      if hmac.compare_digest(c.code_hash, digest)), None)
+        unknown = "unknown code"
+        if found is not None and ack.clinician_id not in {None, found.clinician_id}:
+            return f"the code was not sent to {ack.clinician_id}", None
+    if found is None:
+        return unknown, None
+    if now >= found.expires_at:
+        return f"the code expired at {found.expires_at:%Y-%m-%d %H:%M} UTC", None
+    return None, found
+
+
+def code_expiry(issued_at: datetime, settings: NoticeSettings) -> datetime:
+    """When a code sent at `issued_at` stops working."""
+    return issued_at + timedelta(hours=settings.ack_code_hours)
+
+
+def link_signature(secret: bytes, notice_key: str, clinician_id: str, expires: int) -> str:
+    """HMAC-SHA256 over what a link acknowledges: the notice, the clinician, the expiry."""
+    payload = f"v1|{notice_key}|{clinician_id}|{expires}".encode()
+    return hmac.new(secret, payload, hashlib.sha256).hexdigest()
+
+
+def link_problem(secret: bytes, notice_key: str, clinician_id: str, expires: int,
+                 signature: str, *, now: datetime) -> str | None:
+    """Why a signed link is refused, or None."""
+    expected = link_signature(secret, notice_key, clinician_id, expires)
+    if not hmac.compare_digest(expected, signature):
+        return "the link's signature does not match"
+    if now.timestamp() >= expires:
+        return "the link has expired"
+    return None

@@ -1,0 +1,155 @@
+"""The fault suite at a small size, and the counting it reports.
+
+The end-to-end part runs four scenarios at once, each on its own Temporal dev server (on its
+database file), its own PostgreSQL and its own `worker.py` process, two scripted sessions
+each (a client who calls back after the voicemail; an unreachable high-risk client with a
+consenting emergency contact), and asserts the counts of the table `python -m faults`
+prints; every scenario must meet the bar. The counting part checks, without servers, that
+each kind of miss is counted.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from faults.clients import Script
+from faults.count import Counts, Effect, SessionRecord, count
+from faults.run import Outcome, run_scenarios, table
+from faults.scenarios import SCENARIOS, Size
+from missed_session.domain.models import AuditEvent, AuditEventType
+from missed_session.domain.models import Outcome as SessionOutcome
+
+SIZE = Size("test", (Script.CALLS_BACK, Script.UNREACHABLE_CONSENT), postgres_outage=8.0,
+            settle=45.0, parallel=4)
+"""Two sessions per scenario; PostgreSQL down 8 s (the full size: 60 s). A session still
+open 45 s after its fault counts as open."""
+
+CHOSEN = (
+    "worker SIGKILL in the grace period",
+    "webhook 5xx burst [webhook]",
+    "PostgreSQL stopped [simulated]",
+    "worker SIGKILL as audit rows commit [simulated]",
+)
+"""The scenarios the test runs (a subset of `faults.scenarios.SCENARIOS`)."""
+
+
+@pytest.fixture(scope="module")
+async def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+    scenarios = [scenario for scenario in SCENARIOS if scenario.name in CHOSEN]
+    assert len(scenarios) == len(CHOSEN)
+    directory: Path = tmp_path_factory.mktemp("faults")
+    results = await run_scenarios(scenarios, SIZE, directory, say=False)
+    print(table(results))  # shown with -s, and in the report of a failing test
+    return {result.scenario: result for result in results}
+
+
+@pytest.mark.e2e
+@pytest.mark.filterwarnings("ignore:XDG_RUNTIME_DIR is not set")
+@pytest.mark.parametrize("scenario", CHOSEN)
+def test_every_session_survives_the_fault(outcomes: dict[str, Outcome], scenario: str) -> None:
+    outcome = outcomes[scenario]
+    assert outcome.error is None, "\n".join(outcome.notes)
+    assert outcome.notes or scenario.startswith("webhook"), "the fault never struck"
+    counts = outcome.counts
+    assert counts.sessions == len(SIZE.scripts)
+    detail = "\n".join([*outcome.notes, *counts.problems])
+    assert (counts.correct, counts.failed, counts.still_open) == (counts.sessions, 0, 0), detail
+    assert (counts.duplicate_effects, counts.lost_events, counts.duplicate_events) == (0, 0, 0), (
+        detail)
+    assert (counts.chains_ok, counts.replays_ok) == (counts.sessions, counts.sessions), detail
+
+
+# -- the counting, without servers -----------------------------------------------------------
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def _event(sequence: int, event_type: AuditEventType, **data: str | int) -> AuditEvent:
+    return AuditEvent(session_id="s1", sequence=sequence, event_type=event_type,
+                      occurred_at=NOW, data=data)
+
+
+TRAIL = [
+    _event(1, AuditEventType.SCHEDULED),
+    _event(2, AuditEventType.GRACE_PERIOD_EXPIRED),
+    _event(3, AuditEventType.THERAPIST_ALERTED, notice="n1"),
+    _event(4, AuditEventType.OUTREACH_ATTEMPTED, attempt=1, result="no_answer"),
+    _event(5, AuditEventType.VOICEMAIL_LEFT, attempt=1),
+    _event(6, AuditEventType.CLIENT_RESPONDED, channel="call"),
+    _event(7, AuditEventType.PLAN_CREATED),
+    _event(8, AuditEventType.CLOSED, outcome="reached"),
+]
+EFFECTS = [Effect("session-s1/attempt-1/call", "call"),
+           Effect("session-s1/attempt-1/voicemail", "voicemail")]
+
+
+def _record(**changes: object) -> SessionRecord:
+    fields: dict[str, object] = {
+        "session_id": "s1", "expected": SessionOutcome.REACHED, "status": "COMPLETED",
+        "outcome": SessionOutcome.REACHED, "trail": TRAIL, "effects": EFFECTS,
+        "chain_ok": True, "replay_ok": True,
+    }
+    fields.update(changes)
+    return SessionRecord(**fields)  # type: ignore[arg-type]
+
+
+def test_a_clean_session_counts_as_correct() -> None:
+    counts = count([_record()])
+    assert counts == Counts(sessions=1, correct=1, chains_ok=1, replays_ok=1)
+    assert counts.ok
+
+
+def test_a_wrong_outcome_or_a_failed_workflow_is_a_miss() -> None:
+    wrong = count([_record(outcome=SessionOutcome.UNREACHABLE_ESCALATED)])
+    assert (wrong.correct, wrong.ok) == (0, False)
+    failed = count([_record(status="FAILED", outcome=None, trail=TRAIL[:-1])])
+    assert (failed.failed, failed.lost_events, failed.correct) == (1, 1, 0)
+    assert "no closed event" in " ".join(failed.problems)
+    running = count([_record(status="RUNNING", outcome=None)])
+    assert (running.still_open, running.ok) == (1, False)
+
+
+def test_a_second_delivery_of_a_step_is_a_duplicate_effect() -> None:
+    counts = count([_record(effects=[*EFFECTS, EFFECTS[0], EFFECTS[0]])])
+    assert counts.duplicate_effects == 2
+    assert not counts.ok
+
+
+def test_gaps_and_undocumented_deliveries_are_lost_events() -> None:
+    gap = count([_record(trail=[e for e in TRAIL if e.sequence != 5])])
+    # sequence 5 is missing, and with it the voicemail the channel did leave
+    assert gap.lost_events == 2
+    escalation = Effect("session-s1/escalation", "message")
+    undocumented = count([_record(effects=[*EFFECTS, escalation])])
+    assert undocumented.lost_events == 1
+    blocked = [*TRAIL[:-1], _event(8, AuditEventType.ESCALATION_BLOCKED, reason="x"),
+               _event(9, AuditEventType.CLOSED, outcome="reached")]
+    assert count([_record(trail=blocked, effects=[*EFFECTS, escalation])]).lost_events == 0
+
+
+def test_the_same_event_twice_is_a_duplicate_event() -> None:
+    twice = [*TRAIL[:5], _event(6, AuditEventType.VOICEMAIL_LEFT, attempt=1), *[
+        _event(e.sequence + 1, e.event_type, **e.data) for e in TRAIL[5:]  # type: ignore[arg-type]
+    ]]
+    counts = count([_record(trail=twice)])
+    assert counts.duplicate_events == 1
+    assert counts.lost_events == 0
+    assert "voicemail_left attempt 1" in " ".join(counts.problems)
+
+
+def test_broken_chains_and_failed_replays_are_counted() -> None:
+    counts = count([_record(chain_ok=False, problems=["BROKEN s1: row 3 changed"]),
+                    _record(replay_ok=False)])
+    assert (counts.chains_ok, counts.replays_ok, counts.ok) == (1, 1, False)
+    assert "BROKEN s1: row 3 changed" in counts.problems[0]
+
+
+def test_failed_steps_are_counted_but_do_not_miss_the_bar() -> None:
+    failed = [*TRAIL[:4], _event(5, AuditEventType.OUTREACH_FAILED, attempt=1,
+                                 channel="voicemail", reason="channel failed"),
+              *TRAIL[5:]]
+    counts = count([_record(trail=failed, effects=EFFECTS[:1])])
+    assert (counts.failed_steps, counts.lost_events, counts.ok) == (1, 0, True)

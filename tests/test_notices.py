@@ -1,0 +1,383 @@
+"""Closed-loop notices on the time-skipping server: notify, climb, acknowledge, run out.
+
+A high-risk client misses the session and has no consent on file: the no-show alert and the
+urgent "escalation blocked" task each become a notice workflow. The therapist is notified at
+the no-show; with nobody acknowledging, the on-call clinician after the policy's 5 minutes,
+then the supervisor after 5 more. An SMS reply from the on-call clinician stops the task's
+climb (its trail says who, when and how); the alert, unanswered, runs out of steps and is
+visible by search attribute and metric.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import urllib.parse
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from activities.notices import NoticeLinks, NoticePlan, NoticeRequest, notice_workflow_id
+from activities.outreach import Sender
+from missed_session import search_attributes as attrs
+from missed_session.application import notices as use
+from missed_session.audit.export import fhir_bundle, notice_keys
+from missed_session.channels.simulated import Behaviour, SimulatedPhone
+from missed_session.domain import events
+from missed_session.domain.models import (
+    InboxItemKind,
+    Priority,
+    RiskTier,
+    SessionBooking,
+    SessionResult,
+    TherapistNotice,
+)
+from missed_session.domain.notices import Acknowledgment, AckVia, Resolution
+from missed_session.domain.roster_file import parse_roster
+from missed_session.store.audit import AuditStore
+from missed_session.store.notices import NoticeStore, RosterStore, notice_trails
+from missed_session.temporal_client import service_runtime
+from tests.conftest import TEST_CONVERTER
+from tests.factories import booking, booking_data, daytime, without_consent
+from worker import new_worker
+from workflows.session import SessionWorkflow
+
+ANA, LEE, MAYA = "+14155550101", "+14155550102", "+14155550104"
+ROSTER = f"""
+[roster]
+time_zone = "America/Los_Angeles"
+
+[roster.clinicians.t-ana]
+role = "therapist"
+sms = "{ANA}"
+email = "ana@clinic.example"
+supervisor = "s-maya"
+
+[roster.clinicians.oc-lee]
+role = "on_call_clinician"
+sms = "{LEE}"
+
+[roster.clinicians.s-maya]
+role = "clinical_supervisor"
+sms = "{MAYA}"
+
+[[roster.on_call]]
+clinician = "oc-lee"
+"""
+ACK = re.compile(r"ACK ([A-Z0-9]{6})")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def scrape(port: int) -> str:
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+    body = await reader.read()
+    writer.close()
+    return body.decode()
+
+
+def samples(text: str, name: str) -> float:
+    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? (\S+)$",
+                                                      text, re.M))
+
+
+@pytest.fixture
+async def metrics_port(time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool,
+                       task_queue: str) -> AsyncIterator[int]:
+    """A worker whose runtime serves Prometheus metrics on a free port."""
+    port = free_port()
+    client = await Client.connect(
+        time_skipping_env.client.service_client.config.target_host,
+        data_converter=TEST_CONVERTER, runtime=service_runtime(port),
+    )
+    loaded = parse_roster(ROSTER, "practice.toml")
+    await RosterStore(pool).load(loaded.roster, loaded.notices, "practice.toml")
+    async with new_worker(client, pool, task_queue=task_queue,
+                          sender=Sender("Alex", "+15555550100")):
+        yield port
+
+
+async def texts_to(pool: asyncpg.Pool, number: str, kind: str = "text") -> list[str]:
+    """What the clinician received (texts to a number, or email to an address)."""
+    address = "ana@clinic.example" if kind == "email" and number == ANA else number
+    rows = await pool.fetch(
+        "SELECT body FROM sim_phone_log WHERE to_number = $1 AND kind = $2"
+        " ORDER BY placed_at", address, kind)
+    return [row["body"] for row in rows]
+
+
+def about(bodies: list[str], words: str) -> list[str]:
+    return [body for body in bodies if words in body]
+
+
+async def sleep_until(env: WorkflowEnvironment, when: datetime) -> None:
+    await env.sleep(when - await env.get_current_time())
+
+
+async def trail_types(pool: asyncpg.Pool, session_id: str, key: str) -> list[str]:
+    trail = (await notice_trails(pool, session_id)).get(key, [])
+    assert [e.sequence for e in trail] == list(range(1, len(trail) + 1))
+    return [e.event_type.value for e in trail]
+
+
+async def test_high_risk_blocked_escalation_climbs_until_an_sms_acknowledges_it(
+    time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
+    task_queue: str, metrics_port: int,
+) -> None:
+    env = time_skipping_env
+    start = daytime(await env.get_current_time() + timedelta(hours=1)).replace(microsecond=0)
+    session: SessionBooking = booking(**without_consent(booking_data(
+        risk_tier="high", start=start.isoformat())))
+    handle = await client.start_workflow(SessionWorkflow.run, session, id=session.workflow_id,
+                                         task_queue=task_queue)
+    no_show = start + timedelta(minutes=10)
+    alert, task = f"{session.session_id}/no-show-alert", f"{session.session_id}/escalation-blocked"
+
+    # At the no-show: the therapist, and only the therapist, has both.
+    await sleep_until(env, no_show + timedelta(seconds=30))
+    ana = await texts_to(pool, ANA)
+    assert len(about(ana, "No-show")) == 1
+    assert len(about(ana, "escalation blocked")) == 1
+    assert session.client.phone not in "".join(ana)
+    assert session.client.first_name not in "".join(ana)  # the default rules: ref only
+    assert session.client.ref in ana[0]
+    assert max(len(body) for body in ana) <= 160
+    assert await texts_to(pool, LEE) == []
+    described = await client.get_workflow_handle(notice_workflow_id(task)).describe()
+    assert described.typed_search_attributes.get(attrs.NOTICE_STATE) == "open"
+    assert described.typed_search_attributes.get(attrs.NOTICE_TARGET) == "therapist"
+
+    # Five minutes without acknowledgment: the on-call clinician.
+    await sleep_until(env, no_show + timedelta(minutes=5, seconds=30))
+    lee = await texts_to(pool, LEE)
+    assert len(about(lee, "escalation blocked")) == 1
+    assert await texts_to(pool, MAYA) == []
+    match = ACK.search(about(lee, "escalation blocked")[0])
+    assert match is not None
+    code = match.group(1)
+
+    # Refused: from a number that is not the notified clinician's; a code never sent.
+    stranger = await use.sms_reply(client, pool, "+14155550777", f"ACK {code}")
+    assert stranger.kind is use.ResultKind.REFUSED
+    wrong = await use.sms_reply(client, pool, ANA, f"ACK {code}")
+    assert (wrong.kind, wrong.message) == (use.ResultKind.REFUSED,
+                                           "acknowledge refused: the code was not sent to t-ana")
+    unknown = await use.sms_reply(client, pool, LEE, "ACK ZZZZZZ")
+    assert (unknown.kind, unknown.message) == (use.ResultKind.REFUSED, "unknown code")
+    assert "notice_acknowledged" not in await trail_types(pool, session.session_id, task)
+
+    # The on-call clinician replies: the climb stops.
+    acked = await use.sms_reply(client, pool, LEE, f"ack {code.lower()}")
+    assert acked.kind is use.ResultKind.APPLIED, acked.message
+    again = await use.sms_reply(client, pool, LEE, f"ACK {code}")
+    assert again.message == "acknowledge refused: the notice was already acknowledged by oc-lee"
+    refusals = await NoticeStore(pool).refusals()
+    assert [r["reason"] for r in refusals] == [
+        "the reply did not come from the notified clinician's number",
+        "acknowledge refused: the code was not sent to t-ana",
+        "unknown code",
+        "acknowledge refused: the notice was already acknowledged by oc-lee",
+    ]
+
+    # Five more minutes: the supervisor hears of the alert, not of the acknowledged task.
+    await sleep_until(env, no_show + timedelta(minutes=10, seconds=30))
+    maya = await texts_to(pool, MAYA)
+    assert len(about(maya, "No-show")) == 1
+    assert about(maya, "escalation blocked") == []
+
+    # Ten more: the alert ran out of steps, visibly.
+    await sleep_until(env, no_show + timedelta(minutes=20, seconds=30))
+    exhausted = await client.get_workflow_handle(notice_workflow_id(alert)).describe()
+    assert exhausted.typed_search_attributes.get(attrs.NOTICE_STATE) == "exhausted"
+    assert exhausted.typed_search_attributes.get(attrs.NOTICE_PRIORITY) == "urgent"
+    metrics = await scrape(metrics_port)
+    assert samples(metrics, "missed_session_notices_exhausted") == 1
+    assert samples(metrics, "missed_session_notice_acknowledgment_delay_count") == 1
+    assert (await NoticeStore(pool).get(alert)).state == "exhausted"  # type: ignore[union-attr]
+
+    # The task's trail: who was notified, the climb, who acknowledged, how, and when.
+    assert await trail_types(pool, session.session_id, task) == [
+        "notice_opened", "notice_sent", "notice_sent", "notice_escalated", "notice_sent",
+        "notice_acknowledged",
+    ]
+    trail = (await notice_trails(pool, session.session_id))[task]
+    acknowledged = events.read(trail[-1])
+    assert isinstance(acknowledged, events.NoticeAcknowledged)
+    assert (acknowledged.clinician_id, acknowledged.via, acknowledged.step) == ("oc-lee", "sms", 2)
+    assert 300 <= acknowledged.seconds_to_acknowledge < 330
+    sent = [events.read(e) for e in trail if e.event_type.value == "notice_sent"]
+    assert [(s.clinician_id, s.channel) for s in sent  # type: ignore[attr-defined]
+            ] == [("t-ana", "sms"), ("t-ana", "email"), ("oc-lee", "sms")]
+    assert await trail_types(pool, session.session_id, alert) == [
+        "notice_opened", "notice_sent", "notice_sent", "notice_escalated", "notice_sent",
+        "notice_escalated", "notice_sent", "notice_exhausted",
+    ]
+
+    # Resolving the task and acknowledging the run-out alert close both notices.
+    resolved = await use.resolve(client, pool, task, Resolution(
+        clinician_id="oc-lee", outcome="plan agreed with the therapist"))
+    assert resolved.kind is use.ResultKind.APPLIED
+    late = await use.acknowledge(client, pool, alert,
+                                 Acknowledgment(via=AckVia.CLI, clinician_id="s-maya"))
+    assert late.kind is use.ResultKind.APPLIED, late.message
+    for key in (alert, task):
+        await client.get_workflow_handle(notice_workflow_id(key)).result()
+    assert (await NoticeStore(pool).get(task)).state == "resolved"  # type: ignore[union-attr]
+
+    result: SessionResult = await handle.result()
+    assert result.outcome.value == "unreachable_escalation_blocked"
+
+    # The FHIR export: each notice a Task with the right status, its messages Communications.
+    session_trail = await AuditStore(pool).trail(session.session_id)
+    assert notice_keys(session_trail) == [alert, task]
+    bundle = fhir_bundle(session.session_id, session_trail,
+                         await notice_trails(pool, session.session_id))
+    resources = [entry["resource"] for entry in bundle["entry"]]
+    tasks = {r["identifier"][0]["value"]: r for r in resources
+             if r["resourceType"] == "Task" and "identifier" in r}
+    assert tasks[task]["status"] == "completed"
+    assert tasks[task]["output"][0]["valueString"] == "plan agreed with the therapist"
+    assert tasks[alert]["status"] == "accepted"
+    assert "ran out of escalation steps" in tasks[alert]["businessStatus"]["text"]
+    sent = [r for r in resources if r["resourceType"] == "Communication"
+            and r.get("basedOn") and r["status"] == "completed" and "recipient" in r]
+    assert len(sent) == 3 + 4  # task: ana sms+email, lee; alert: ana sms+email, lee, maya
+    text = json.dumps(bundle)
+    for personal in (session.client.first_name, session.client.phone, ANA, LEE):
+        assert personal not in text
+
+
+
+async def test_a_signed_link_acknowledges_and_a_tampered_one_is_refused(
+    time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
+    task_queue: str,
+) -> None:
+    env = time_skipping_env
+    loaded = parse_roster(ROSTER, "practice.toml")
+    await RosterStore(pool).load(loaded.roster, loaded.notices, "practice.toml")
+    secret = b"link-secret-for-tests"
+    links = NoticeLinks("https://notices.example.org/ack", secret)
+    start = daytime(await env.get_current_time() + timedelta(hours=1)).replace(microsecond=0)
+    session = booking(**without_consent(booking_data(risk_tier="high",
+                                                     start=start.isoformat())))
+    alert, task = f"{session.session_id}/no-show-alert", f"{session.session_id}/escalation-blocked"
+    sender = Sender("Alex", "+15555550100")
+    async with new_worker(client, pool, task_queue=task_queue, sender=sender,
+                          notice_links=links):
+        handle = await client.start_workflow(SessionWorkflow.run, session,
+                                             id=session.workflow_id, task_queue=task_queue)
+        await env.sleep(start + timedelta(minutes=10, seconds=30) - await env.get_current_time())
+
+        def link_in(body: str) -> dict[str, str]:
+            found = re.search(r"Or open (\S+)$", body)
+            assert found is not None, body
+            url = urllib.parse.urlsplit(found.group(1))
+            assert f"{url.scheme}://{url.netloc}{url.path}" == "https://notices.example.org/ack"
+            return dict(urllib.parse.parse_qsl(url.query))
+
+        ana = await texts_to(pool, ANA, kind="email")
+        alert_link, task_link = link_in(about(ana, "No-show")[0]), link_in(
+            about(ana, "escalation blocked")[0])
+        assert not [body for body in await texts_to(pool, ANA) if "https://" in body]
+        assert (alert_link["notice"], alert_link["clinician"]) == (alert, "t-ana")
+        now = await env.get_current_time()
+
+        async def follow(params: dict[str, str]) -> use.NoticeResult:
+            return await use.follow_link(
+                client, pool, secret, notice_key=params["notice"],
+                clinician_id=params["clinician"], expires=int(params["expires"]),
+                signature=params["signature"], now=now)
+
+        tampered = await follow({**task_link, "clinician": "oc-lee"})
+        assert (tampered.kind, tampered.message) == (use.ResultKind.REFUSED,
+                                                     "the link's signature does not match")
+        followed = await follow(alert_link)
+        assert followed.kind is use.ResultKind.APPLIED, followed.message
+        assert (await NoticeStore(pool).get(alert)).acknowledged_via == "link"  # type: ignore[union-attr]
+        assert [r["reason"] for r in await NoticeStore(pool).refusals(task)] == [
+            "the link's signature does not match"]
+        assert "notice_acknowledged" not in await trail_types(pool, session.session_id, task)
+        await use.resolve(client, pool, task, Resolution(clinician_id="t-ana",
+                                                         outcome="client reached"))
+        for key in (alert, task):
+            await client.get_workflow_handle(notice_workflow_id(key)).result()
+        await handle.result()
+
+
+GAPPY = f"""
+[roster]
+time_zone = "America/Los_Angeles"
+accept_coverage_gaps = true
+
+[roster.clinicians.t-ana]
+role = "therapist"
+sms = "{ANA}"
+email = "ana@clinic.example"
+
+[roster.clinicians.s-maya]
+role = "clinical_supervisor"
+sms = "{MAYA}"
+
+[[notices.policies]]
+name = "twice"
+steps = [{{ notify = "therapist", minutes = 5 }}, {{ notify = "on_call", minutes = 5 }}]
+then = "repeat"
+repeats = 1
+"""
+
+
+async def test_a_failed_channel_and_an_empty_rung_are_audited_and_the_ladder_repeats(
+    time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
+    task_queue: str,
+) -> None:
+    loaded = parse_roster(GAPPY, "practice.toml")
+    assert loaded.warnings  # nobody is ever on call: accepted, with a warning
+    version = await RosterStore(pool).load(loaded.roster, loaded.notices, "practice.toml")
+    await SimulatedPhone(pool).script(ANA, Behaviour.INVALID_NUMBER)
+    notice = TherapistNotice(key="s-direct/no-show-alert", session_id="s-direct",
+                             therapist_id="t-ana", kind=InboxItemKind.ALERT,
+                             priority=Priority.ROUTINE, title="No-show (client c-1)")
+    request = NoticeRequest(
+        notice=notice, risk_tier=RiskTier.STANDARD, client_ref="c-1", client_first_name="Robin",
+        plan=NoticePlan(policy=loaded.notices.policies[0], include_first_name=False,
+                        ack_code_hours=24, roster_version=version))
+    async with new_worker(client, pool, task_queue=task_queue,
+                          sender=Sender("Alex", "+15555550100")):
+        handle = await client.start_workflow(
+            "NoticeWorkflow", request, id=notice_workflow_id(notice.key), task_queue=task_queue,
+            search_attributes=attrs.notice_initial(
+                priority="routine", opened=await time_skipping_env.get_current_time()))
+        await time_skipping_env.sleep(timedelta(minutes=11))
+        described = await handle.describe()
+        assert described.typed_search_attributes.get(attrs.NOTICE_STATE) == "exhausted"
+        acked = await use.acknowledge(client, pool, notice.key,
+                                      Acknowledgment(via=AckVia.CLI, clinician_id="t-ana"))
+        assert acked.kind is use.ResultKind.APPLIED, acked.message
+        await handle.result()
+    trail = [events.read(e) for e in (await notice_trails(pool, "s-direct"))[notice.key]]
+    assert [type(d).__name__ for d in trail] == [
+        "NoticeOpened",
+        "NoticeFailed", "NoticeSent", "NoticeEscalated", "NoticeSkipped",
+        "NoticeEscalated", "NoticeFailed", "NoticeSent", "NoticeEscalated", "NoticeSkipped",
+        "NoticeExhausted", "NoticeAcknowledged",
+    ]
+    failed, skipped = trail[1], trail[4]
+    assert isinstance(failed, events.NoticeFailed)
+    assert (failed.channel, failed.reason) == ("sms", "invalid contact")
+    assert isinstance(skipped, events.NoticeSkipped)
+    assert skipped.reason == "nobody is on call"
+    exhausted = trail[-2]
+    assert isinstance(exhausted, events.NoticeExhausted)
+    assert (exhausted.rounds, exhausted.notified) == (2, "t-ana")

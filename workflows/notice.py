@@ -1,0 +1,340 @@
+"""One notice to clinicians, delivered until a person acknowledges it.
+
+Read `run` as the on-call ladder of the practice's policy: notify the rung's clinicians on
+their channels (the session's therapist, then whoever is on call at that moment, then the
+clinical supervisor), wait the rung's minutes for an acknowledgment, climb; at the top,
+climb again or stop as the policy says. A notice that runs out of steps is not closed: it
+becomes `exhausted`, an urgent state a supervisor sees (search attribute `NoticeState`, the
+`notices_exhausted` metric, a `notice_exhausted` audit event), and it still takes an
+acknowledgment. An alert ends when acknowledged; a task waits to be resolved with an
+outcome.
+
+The notice writes its own audit trail, whose stream id is the notice key
+(`<session id>/<name>`): the session workflow numbers the session's trail, this one numbers
+its own, and neither can ever take the other's place. Acknowledgments and resolutions are
+updates with validators: a refused one changes nothing here (the caller records the
+refusal); an accepted one is in the trail before the caller hears back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.audit import AuditActivities
+    from activities.notices import (
+        NoticeActivities,
+        NoticeDelivery,
+        NoticeRequest,
+        NoticeStateRecord,
+        Recipient,
+        RecipientQuery,
+    )
+    from activities.outreach import CHANNEL_REJECTED, INVALID_CONTACT
+    from missed_session import search_attributes as attrs
+    from missed_session.domain import events, notices
+    from missed_session.domain.models import InboxItemKind, Model
+    from missed_session.domain.notices import (
+        Acknowledgment,
+        IssuedCode,
+        Resolution,
+        Step,
+    )
+    from missed_session.domain.roster import ContactChannel
+
+RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=["AuditConflict"],
+)
+"""As the session's records: retried until PostgreSQL takes them (defined here, not imported
+from `workflows.session`, so that neither workflow module is passed through the other's
+sandbox)."""
+RECORD_TIMEOUT = timedelta(seconds=30)
+DELIVERY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+    non_retryable_error_types=[INVALID_CONTACT, CHANNEL_REJECTED],
+)
+"""A channel that keeps failing is a failed send: the ladder moves on rather than stall."""
+DELIVERY_TIMEOUT = timedelta(minutes=2)
+
+
+class NoticeView(Model):
+    """Answer to the `state` query."""
+
+    key: str
+    """The notice key."""
+    state: str
+    """open, exhausted, acknowledged, resolved."""
+    step: int
+    """The rung reached (0 before the first)."""
+    target: str | None
+    """Who that rung notifies."""
+    notified: tuple[str, ...]
+    """Clinicians notified so far."""
+    acknowledged_by: str | None
+    """Who acknowledged."""
+    resolved_by: str | None
+    """Who resolved."""
+
+
+@workflow.defn
+class NoticeWorkflow:
+    """An alert or task on its way to a clinician who acknowledges it."""
+
+    @workflow.init
+    def __init__(self, request: NoticeRequest) -> None:
+        self._request = request
+        self._sequence = 0
+        self._trail = asyncio.Lock()
+        """Held while an event is numbered and written, so the trail is written in order."""
+        self._opened_at: datetime = workflow.now()
+        self._state = "open"
+        self._round = 1
+        self._step = 0
+        self._target: str | None = None
+        self._issued: dict[str, IssuedCode] = {}
+        """Codes sent, by clinician (their hashes)."""
+        self._codes: dict[str, str] = {}
+        """The codes themselves, by clinician: a clinician notified again gets the same."""
+        self._acknowledged_by: str | None = None
+        self._resolved_by: str | None = None
+
+    @workflow.run
+    async def run(self, request: NoticeRequest) -> NoticeView:
+        """Climb the ladder until acknowledged; then wait for resolution (tasks)."""
+        plan = request.plan
+        await self._record(events.NoticeOpened(
+            kind=request.notice.kind, priority=request.notice.priority,
+            risk_tier=request.risk_tier, therapist_id=request.notice.therapist_id,
+            policy=plan.policy.name, roster_version=plan.roster_version,
+        ))
+        await self._save_state("open")
+        await self._climb()
+        if not self._answered():
+            self._state = "exhausted"
+            workflow.upsert_search_attributes([attrs.NOTICE_STATE.value_set("exhausted")])
+            await self._record(events.NoticeExhausted(
+                policy=plan.policy.name, rounds=plan.policy.rounds,
+                notified=",".join(self._issued),
+            ))
+            await self._save_state("exhausted")
+        done = self._done_when_acknowledged()
+        await workflow.wait_condition(
+            lambda: self._resolved_by is not None
+            or (done and self._acknowledged_by is not None)
+        )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.state()
+
+    async def _climb(self) -> None:
+        """Every rung of every round, until someone acknowledges."""
+        policy = self._request.plan.policy
+        for round_ in range(1, policy.rounds + 1):
+            for number, step in enumerate(policy.steps, start=1):
+                if self._answered():
+                    return
+                self._round, self._step, self._target = round_, number, step.notify.value
+                workflow.upsert_search_attributes([attrs.NOTICE_TARGET.value_set(step.notify)])
+                if (round_, number) != (1, 1):
+                    await self._record(events.NoticeEscalated(
+                        round=round_, step=number, target=step.notify.value
+                    ))
+                if await self._notify(step):
+                    wait = timedelta(minutes=step.minutes) / self._request.time_scale
+                    with contextlib.suppress(TimeoutError):
+                        await workflow.wait_condition(self._answered, timeout=wait)
+
+    async def _notify(self, step: Step) -> bool:
+        """Send the rung's clinicians the notice; whether anyone could be sent it."""
+        request = self._request
+        found = await workflow.execute_activity_method(
+            NoticeActivities.notice_recipients,
+            RecipientQuery(target=step.notify, therapist_id=request.notice.therapist_id,
+                           at=workflow.now()),
+            start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
+        )
+        if not found.recipients:
+            await self._record(events.NoticeSkipped(
+                round=self._round, step=self._step, target=step.notify.value,
+                reason=found.reason or "nobody to notify",
+            ))
+            return False
+        sent = False
+        for recipient in found.recipients:
+            for channel, address in recipient.channels:
+                if self._answered():
+                    return True
+                sent = await self._send(step, recipient, channel, address) or sent
+        return sent
+
+    async def _send(self, step: Step, recipient: Recipient, channel: ContactChannel,
+                    address: str) -> bool:
+        request = self._request
+        issued = self._issue(recipient)
+        clinician = recipient.clinician_id
+        delivery = NoticeDelivery(
+            idempotency_key=(f"{workflow.info().workflow_id}/round-{self._round}/"
+                             f"step-{self._step}/{clinician}/{channel.value}"),
+            notice=request.notice, risk_tier=request.risk_tier, clinician_id=clinician,
+            channel=channel, address=address, code=self._codes[clinician],
+            issued_at=issued.issued_at, expires_at=issued.expires_at,
+            first_name=request.client_first_name if request.plan.include_first_name else None,
+            client_ref=request.client_ref,
+        )
+        try:
+            await workflow.execute_activity_method(
+                NoticeActivities.deliver_notice, delivery,
+                start_to_close_timeout=DELIVERY_TIMEOUT, retry_policy=DELIVERY_RETRY,
+            )
+        except ActivityError as error:
+            await self._record(events.NoticeFailed(
+                round=self._round, step=self._step, clinician_id=clinician,
+                channel=channel.value, reason=_failure_reason(error),
+            ))
+            return False
+        await self._record(events.NoticeSent(
+            round=self._round, step=self._step, target=step.notify.value,
+            clinician_id=clinician, channel=channel.value,
+        ))
+        return True
+
+    def _issue(self, recipient: Recipient) -> IssuedCode:
+        """The clinician's code: made once, from the workflow's deterministic random."""
+        clinician = recipient.clinician_id
+        if clinician not in self._issued:
+            code = notices.new_code(workflow.random())
+            now = workflow.now()
+            self._codes[clinician] = code
+            self._issued[clinician] = IssuedCode(
+                clinician_id=clinician, code_hash=notices.code_hash(code),
+                number=recipient.sms, issued_at=now,
+                expires_at=now + timedelta(hours=self._request.plan.ack_code_hours),
+            )
+        return self._issued[clinician]
+
+    # -- acknowledgment and resolution ---------------------------------------------------
+
+    @workflow.update
+    async def acknowledge(self, ack: Acknowledgment) -> str:
+        """A clinician has it: the climb stops."""
+        problem, clinician = self._ack_problem(ack)
+        if problem is not None or clinician is None:  # a second one that passed validation
+            return f"already acknowledged by {self._acknowledged_by}"
+        await self._acknowledged(clinician, ack.via.value)
+        if self._done_when_acknowledged():
+            return f"acknowledged by {clinician}: the notice is closed"
+        return f"acknowledged by {clinician}: the climb stops; resolve it when done"
+
+    @acknowledge.validator
+    def _validate_acknowledge(self, ack: Acknowledgment) -> None:
+        problem, _ = self._ack_problem(ack)
+        if problem is not None:
+            raise ValueError(f"acknowledge refused: {problem}")
+
+    @workflow.update
+    async def resolve(self, resolution: Resolution) -> str:
+        """A clinician closes it with an outcome (acknowledging it, if nobody had)."""
+        if self._resolved_by is not None:
+            return f"already resolved by {self._resolved_by}"
+        self._resolved_by = resolution.clinician_id
+        if self._acknowledged_by is None:
+            await self._acknowledged(resolution.clinician_id, resolution.via.value)
+        await self._record(events.NoticeResolved(
+            clinician_id=resolution.clinician_id, via=resolution.via.value,
+            outcome=resolution.outcome, note=resolution.note,
+        ))
+        self._state = "resolved"
+        workflow.upsert_search_attributes([attrs.NOTICE_STATE.value_set("resolved")])
+        await self._save_state("resolved", resolution.clinician_id, resolution.via.value)
+        return f"resolved by {resolution.clinician_id}: {resolution.outcome}"
+
+    @resolve.validator
+    def _validate_resolve(self, resolution: Resolution) -> None:
+        if self._resolved_by is not None:
+            msg = f"resolve refused: the notice was already resolved by {self._resolved_by}"
+            raise ValueError(msg)
+        allowed = {self._request.notice.therapist_id, *self._issued}
+        if resolution.clinician_id not in allowed:
+            msg = (f"resolve refused: {resolution.clinician_id} is neither the therapist nor "
+                   "a clinician this notice notified")
+            raise ValueError(msg)
+
+    async def _acknowledged(self, clinician: str, via: str) -> None:
+        self._acknowledged_by = clinician
+        waited = workflow.now() - self._opened_at
+        self._state = "acknowledged"
+        workflow.upsert_search_attributes([attrs.NOTICE_STATE.value_set("acknowledged")])
+        await self._record(events.NoticeAcknowledged(
+            clinician_id=clinician, via=via, step=self._step,
+            seconds_to_acknowledge=max(int(waited.total_seconds()), 0),
+        ))
+        await self._save_state("acknowledged", clinician, via)
+
+    def _ack_problem(self, ack: Acknowledgment) -> tuple[str | None, str | None]:
+        return notices.ack_problem(
+            self._issued, ack, now=workflow.now(), acknowledged_by=self._acknowledged_by,
+            resolved=self._resolved_by is not None,
+        )
+
+    @workflow.query
+    def state(self) -> NoticeView:
+        """Where the notice stands."""
+        return NoticeView(
+            key=self._request.notice.key, state=self._state, step=self._step,
+            target=self._target, notified=tuple(self._issued),
+            acknowledged_by=self._acknowledged_by, resolved_by=self._resolved_by,
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _answered(self) -> bool:
+        return self._acknowledged_by is not None or self._resolved_by is not None
+
+    def _done_when_acknowledged(self) -> bool:
+        return self._request.notice.kind is InboxItemKind.ALERT
+
+    async def _save_state(self, state: str, clinician: str | None = None,
+                          via: str | None = None) -> None:
+        request = self._request
+        await workflow.execute_activity_method(
+            NoticeActivities.record_notice_state,
+            NoticeStateRecord(notice=request.notice, state=state, at=workflow.now(),
+                              risk_tier=request.risk_tier, policy=request.plan.policy.name,
+                              clinician_id=clinician, via=via),
+            start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
+        )
+
+    async def _record(self, details: events.EventDetails) -> None:
+        """Append the next event of this notice's own trail (a local activity)."""
+        async with self._trail:
+            self._sequence += 1
+            event = events.new_event(
+                session_id=self._request.notice.key, sequence=self._sequence,
+                occurred_at=workflow.now(), details=details,
+            )
+            await workflow.execute_local_activity_method(
+                AuditActivities.record_event, event,
+                start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
+            )
+
+
+
+def _failure_reason(error: ActivityError) -> str:
+    """A short, non-identifying reason for the audit trail."""
+    cause = error.cause
+    if isinstance(cause, ApplicationError) and cause.type == INVALID_CONTACT:
+        return "invalid contact"
+    if isinstance(cause, ApplicationError) and cause.type == CHANNEL_REJECTED:
+        return "rejected by the channel"
+    return "channel failed after retries"
