@@ -16,7 +16,6 @@ from typing import Any
 import asyncpg
 import pytest
 from fhir.resources.R4B.consent import Consent
-from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.outreach import Sender
@@ -35,7 +34,7 @@ from missed_session.domain.practice import PracticeFileError
 from missed_session.practice_file import load_consent_defaults
 from missed_session.store.audit import AuditStore
 from missed_session.store.clients import ClientDirectory
-from tests.conftest import TEST_KEYS
+from tests.conftest import TEST_KEYS, start_test_server
 from tests.factories import booking_data
 from tests.test_starter import future_start
 from worker import new_worker
@@ -220,8 +219,19 @@ def test_stop_and_start_records_are_text_only() -> None:
                      source=ConsentSource.CLIENT_REQUEST, recorded_by="t-ana")
 
 
+@pytest.fixture(scope="module")
+async def own_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of this module's own: its bookings wait a day ahead, and on
+    the run's shared server a later test skipping time would run them with no worker."""
+    env = await start_test_server()
+    yield env
+    await env.shutdown()
+
+
 @pytest.fixture
-async def app(client: Client, pool: asyncpg.Pool, task_queue: str) -> AsyncIterator[Application]:
+async def app(own_env: WorkflowEnvironment, pool: asyncpg.Pool,
+              task_queue: str) -> AsyncIterator[Application]:
+    client = own_env.client
     settings = Settings(task_queue=task_queue, encryption_keys=TEST_KEYS)
     async with new_worker(client, pool, task_queue=task_queue,
                           sender=Sender("Alex", "+15555550100")), \
@@ -230,14 +240,13 @@ async def app(client: Client, pool: asyncpg.Pool, task_queue: str) -> AsyncItera
 
 
 async def test_a_booking_with_only_the_client_ref_is_completed_from_the_directory(
-    app: Application, pool: asyncpg.Pool, client: Client,
-    time_skipping_env: WorkflowEnvironment,
+    app: Application, pool: asyncpg.Pool, own_env: WorkflowEnvironment,
 ) -> None:
     clients = await app.clients()
     assert (await clients.add(client_data(), recorded_by="t-ana")).ok
     await clients.consent(consent_data(subject="emergency_contact", contact_point=CONTACT,
                                        scope="unreachable"))
-    start = await future_start(time_skipping_env)
+    start = await future_start(own_env)
     data = booking_data(start=start.isoformat(), client={"ref": REF})
 
     started = await app.schedule(data)
@@ -247,10 +256,11 @@ async def test_a_booking_with_only_the_client_ref_is_completed_from_the_director
     assert started.kind is ResultKind.STARTED, started.message
     assert unknown.kind is ResultKind.BAD_INPUT
     assert unknown.message == "client.ref: no client 'c-nobody' in the directory"
-    handle = client.get_workflow_handle(f"session-{data['session_id']}")
+    handle = own_env.client.get_workflow_handle(f"session-{data['session_id']}")
     history = await handle.fetch_history()
     started_event = history.events[0].workflow_execution_started_event_attributes
-    [held] = await client.data_converter.decode(started_event.input.payloads, [SessionBooking])
+    [held] = await own_env.client.data_converter.decode(started_event.input.payloads,
+                                                        [SessionBooking])
     assert (held.client.ref, held.client.phone, held.client.first_name) == (REF, PHONE, "Robin")
     assert held.client.email == "robin@example.org"
     assert held.client.preferences.call
@@ -258,18 +268,19 @@ async def test_a_booking_with_only_the_client_ref_is_completed_from_the_director
     assert not held.client.preferences.voicemail
     assert held.client.emergency_contact is not None
     assert held.client.emergency_contact.consent
-    await handle.cancel()
+    await handle.terminate()  # leave nothing waiting on the shared time-skipping server
 
 
 async def test_a_booking_with_client_details_updates_the_directory_as_from_the_booking(
-    app: Application, pool: asyncpg.Pool, time_skipping_env: WorkflowEnvironment,
+    app: Application, pool: asyncpg.Pool, own_env: WorkflowEnvironment,
 ) -> None:
-    start = await future_start(time_skipping_env)
+    start = await future_start(own_env)
     data = booking_data(start=start.isoformat())
     ref = data["client"]["ref"]
 
     assert (await app.schedule(data)).kind is ResultKind.STARTED
     assert (await app.schedule(data)).kind is ResultKind.ALREADY_SCHEDULED
+    await own_env.client.get_workflow_handle(f"session-{data['session_id']}").terminate()
 
     directory = ClientDirectory(pool)
     record = await directory.get(ref)
@@ -284,9 +295,9 @@ async def test_a_booking_with_client_details_updates_the_directory_as_from_the_b
 
 
 async def test_a_later_booking_never_gives_back_texts_a_stop_withdrew(
-    app: Application, pool: asyncpg.Pool, time_skipping_env: WorkflowEnvironment,
+    app: Application, pool: asyncpg.Pool, own_env: WorkflowEnvironment,
 ) -> None:
-    start = await future_start(time_skipping_env)
+    start = await future_start(own_env)
     first = booking_data(start=start.isoformat())
     first["client"]["preferences"] = {"text": True}
     ref = first["client"]["ref"]
@@ -296,6 +307,8 @@ async def test_a_later_booking_never_gives_back_texts_a_stop_withdrew(
     second = booking_data(start=start.isoformat(), client=first["client"])
 
     assert (await app.schedule(second)).kind is ResultKind.STARTED
+    for sent in (first, second):  # nothing left waiting on the shared time-skipping server
+        await own_env.client.get_workflow_handle(f"session-{sent['session_id']}").terminate()
 
     history = await ClientDirectory(pool).history(ref)
     answer = decide(history, client_ref=ref, subject=ConsentSubject.TEXT, contact_point=PHONE,
