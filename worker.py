@@ -42,12 +42,15 @@ from missed_session.channels.ledger import DeliveryLedger
 from missed_session.channels.setup import channels_from_settings
 from missed_session.channels.simulated import CallbackDispatcher, SimulatedPhone
 from missed_session.config import DEFAULT_MAX_CACHED_WORKFLOWS, Settings, load_settings
+from missed_session.domain.clients import ConsentDefaults
 from missed_session.domain.models import ClientResponse, ResponseChannel, workflow_id_for
 from missed_session.lifecycle import run_until_stopped, waiting_for
 from missed_session.log_setup import configure_logging
 from missed_session.metrics import ServiceMetrics
+from missed_session.practice_file import load_consent_defaults
 from missed_session.store import checkpoints
 from missed_session.store.audit import AuditStore
+from missed_session.store.clients import ClientDirectory
 from missed_session.store.database import database_url, open_pool, owner_database_url
 from missed_session.store.notices import NoticeStore, RosterStore
 from missed_session.temporal_client import connect, service_runtime
@@ -164,6 +167,7 @@ def new_worker(
     deployment: WorkerDeploymentConfig | None = None,
     notice_links: NoticeLinks | None = None,
     text_policy: TextPolicyActivities | None = None,
+    consent_defaults: ConsentDefaults | None = None,
 ) -> Worker:
     """A worker with the session and notice workflows and every activity they call.
 
@@ -177,8 +181,10 @@ def new_worker(
     runtime = client.service_client.config.runtime or Runtime.default()
     audit = AuditActivities(store, ServiceMetrics(runtime.metric_meter))
     simulated = SimulatedPhone(pool)
-    outreach = OutreachActivities(phone or simulated, sender, messages or simulated)
-    text_policy = text_policy or TextPolicyActivities(pool)
+    outreach = OutreachActivities(phone or simulated, sender, messages or simulated,
+                                  directory=ClientDirectory(pool),
+                                  consent_defaults=consent_defaults)
+    text_policy = text_policy or TextPolicyActivities(pool, ClientDirectory(pool))
     therapist = TherapistActivities(store)
     follow_up = FollowUpActivities(store)
     notices = NoticeActivities(RosterStore(pool), NoticeStore(pool), phone or simulated,
@@ -257,6 +263,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         graceful_shutdown_timeout=SHUTDOWN_GRACE,
         deployment=deployment_config(settings),
         notice_links=notice_links(settings),
+        consent_defaults=load_consent_defaults(settings.practice_file),
     )
     followers = [asyncio.create_task(callback_dispatcher(client, pool).run()),
                  *trail_followers(settings, client, pool)]

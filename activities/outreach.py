@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import asyncpg
@@ -41,12 +42,21 @@ from missed_session.channels.base import (
 )
 from missed_session.channels.ledger import STORE_UNREACHABLE
 from missed_session.domain import messages
+from missed_session.domain.clients import (
+    ConsentDecision,
+    ConsentDefaults,
+    StepOutcome,
+    emergency_reach,
+    reach,
+)
 from missed_session.domain.models import (
-    CallResult,
+    Channel,
+    EmergencyContact,
     EscalationRequest,
     OutreachRequest,
     TextCheck,
 )
+from missed_session.store.clients import ClientDirectory
 from missed_session.store.text_history import text_history
 
 log = structlog.get_logger(__name__)
@@ -67,6 +77,10 @@ the request was sent; a dead worker's step found pending): never re-sent, audite
 CHANNEL_UNAVAILABLE = "ChannelUnavailable"
 """Error type of one provider failure short of `provider_tries`: retryable (the workflow's
 policy backs off and tries again)."""
+NO_CONSENT = "NoConsent"
+"""Error type for a step the client's consent history does not allow as of the moment of
+the step (read immediately before the provider call): never retried, nothing was sent; the
+error's first detail is the consent record relied on (None: the practice's default)."""
 UNCERTAIN_REASON = "delivery uncertain"
 """The audit reason for a DeliveryUncertain step; the one-text-a-day rule counts a text
 audited with it as sent (it may have been)."""
@@ -92,6 +106,8 @@ class OutreachActivities:
 
     def __init__(self, phone: PhoneChannel, sender: Sender,
                  messages: MessageChannel | None = None, *,
+                 directory: ClientDirectory | None = None,
+                 consent_defaults: ConsentDefaults | None = None,
                  provider_tries: int = PROVIDER_TRIES,
                  heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
         if provider_tries < 1:
@@ -102,45 +118,53 @@ class OutreachActivities:
         self._messages = messages
         self._provider_tries = provider_tries
         self._heartbeat_seconds = heartbeat_seconds
+        self._directory = directory
+        self._defaults = consent_defaults or ConsentDefaults()
 
     @activity.defn
-    async def call_client(self, request: OutreachRequest) -> CallResult:
-        """Ring the client once."""
-        return await self._deliver(lambda: self._phone.call(
-            request.idempotency_key, request.session_id, request.client.phone
+    async def call_client(self, request: OutreachRequest) -> StepOutcome:
+        """Ring the client once, on the number the directory says now."""
+        to, record = await self._reach(request, Channel.CALL)
+        result = await self._deliver(lambda: self._phone.call(
+            request.idempotency_key, request.session_id, to
         ))
+        return StepOutcome(result=result, consent_record=record)
 
     @activity.defn
-    async def leave_voicemail(self, request: OutreachRequest) -> CallResult:
+    async def leave_voicemail(self, request: OutreachRequest) -> StepOutcome:
         """Leave the concerned, non-identifying voicemail.
 
         ANSWERED once the provider confirms the message was played or recorded; NO_ANSWER
         when the call ended without that (busy, unanswered): not delivered.
         """
+        to, record = await self._reach(request, Channel.VOICEMAIL)
         text = messages.voicemail(
             request.client.first_name, self._sender.name, self._sender.callback_number
         )
-        return await self._deliver(lambda: self._phone.leave_voicemail(
-            request.idempotency_key, request.session_id, request.client.phone, text
+        result = await self._deliver(lambda: self._phone.leave_voicemail(
+            request.idempotency_key, request.session_id, to, text
         ))
+        return StepOutcome(result=result, consent_record=record)
 
     @activity.defn
-    async def send_text(self, request: OutreachRequest) -> None:
-        """Send the one-segment, neutral text (the workflow enforces consent and limits)."""
+    async def send_text(self, request: OutreachRequest) -> StepOutcome:
+        """Send the one-segment, neutral text (consent as of now; the workflow, limits)."""
+        to, record = await self._reach(request, Channel.TEXT)
         body = messages.text(
             request.client.first_name, self._sender.name, self._sender.callback_number
         )
         channel = self._message_channel()
         await self._deliver(lambda: channel.send_text(
-            request.idempotency_key, request.session_id, request.client.phone, body
+            request.idempotency_key, request.session_id, to, body
         ))
+        return StepOutcome(consent_record=record)
 
     @activity.defn
-    async def send_email(self, request: OutreachRequest) -> None:
+    async def send_email(self, request: OutreachRequest) -> StepOutcome:
         """Send the discreet email; a bounced address is an invalid contact."""
-        email = request.client.email
-        if email is None:
+        if request.client.email is None and self._directory is None:
             raise _translated(InvalidContactError("no email address on file"))
+        email, record = await self._reach(request, Channel.EMAIL)
         subject, body = messages.email(
             request.client.first_name, self._sender.name, self._sender.callback_number
         )
@@ -148,6 +172,31 @@ class OutreachActivities:
         await self._deliver(lambda: channel.send_email(
             request.idempotency_key, request.session_id, email, subject, body,
         ))
+        return StepOutcome(consent_record=record)
+
+    async def _reach(self, request: OutreachRequest, channel: Channel) -> tuple[str, str | None]:
+        """Where this step goes and the consent record it rests on, read just now.
+
+        A client the directory does not know keeps the booking's snapshot (the workflow
+        checked its consents); a known client's current details and consent history
+        decide, so a withdrawal recorded while the step was prepared wins.
+        """
+        client = request.client
+        snapshot = client.email if channel is Channel.EMAIL else client.phone
+        if self._directory is None:
+            if snapshot is None:
+                raise _translated(InvalidContactError("no email address on file"))
+            return snapshot, None
+        record = await self._directory.get(client.ref)
+        if record is None:
+            if snapshot is None:
+                raise _translated(InvalidContactError("no email address on file"))
+            return snapshot, None
+        history = await self._directory.history(client.ref)
+        found = reach(record, history, channel, at=datetime.now(UTC), defaults=self._defaults)
+        if isinstance(found, ConsentDecision):
+            raise _no_consent(found)
+        return found.address, found.decision.record_id
 
     def _message_channel(self) -> MessageChannel:
         if self._messages is None:
@@ -158,21 +207,46 @@ class OutreachActivities:
         return self._messages
 
     @activity.defn
-    async def call_emergency_contact(self, request: EscalationRequest) -> CallResult:
+    async def call_emergency_contact(self, request: EscalationRequest) -> StepOutcome:
         """Tell the emergency contact the minimum necessary.
 
         ANSWERED once the provider confirms the message reached them (by voice or on their
-        voicemail); NO_ANSWER when the call ended without that: not delivered.
+        voicemail); NO_ANSWER when the call ended without that: not delivered. For a client
+        in the directory, the consent history as of now decides who may be called (a
+        withdrawal since booking is :data:`NO_CONSENT`); otherwise the booking's contact.
         """
+        contact, record = await self._emergency_contact(request)
         text = messages.emergency_contact_call(
-            request.contact.name,
+            contact.name,
             request.client_first_name,
             self._sender.name,
             self._sender.callback_number,
         )
-        return await self._deliver(lambda: self._phone.deliver_message(
-            request.idempotency_key, request.session_id, request.contact.phone, text
+        result = await self._deliver(lambda: self._phone.deliver_message(
+            request.idempotency_key, request.session_id, contact.phone, text
         ))
+        return StepOutcome(result=result, consent_record=record)
+
+    async def _emergency_contact(
+        self, request: EscalationRequest,
+    ) -> tuple[EmergencyContact, str | None]:
+        if self._directory is None:
+            return request.contact, None
+        record = await self._directory.get(request.client_ref)
+        if record is None:
+            return request.contact, None
+        history = await self._directory.history(request.client_ref)
+        found = emergency_reach(record, history, at=datetime.now(UTC),
+                                risk_tier=request.risk_tier, defaults=self._defaults)
+        if isinstance(found, ConsentDecision):
+            if request.clinician_override:
+                # A clinician decided with a legal basis; the directory still says who.
+                chosen = next((c for c in record.emergency_contacts), None)
+                if chosen is not None:
+                    return EmergencyContact(name=chosen.name, phone=chosen.phone), None
+            raise _no_consent(found)
+        chosen, decision = found
+        return EmergencyContact(name=chosen.name, phone=chosen.phone), decision.record_id
 
     async def _deliver(self, step: Callable[[], Awaitable[T]]) -> T:
         """Run one channel step, heartbeating, and translate its outcome for the workflow."""
@@ -208,20 +282,35 @@ def provider_failures_so_far() -> int:
 class TextPolicyActivities:
     """The client-wide text rules: an opt-out holds in every session; one text a day."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, directory: ClientDirectory | None = None) -> None:
         self._pool = pool
+        self._directory = directory
 
     @activity.defn
     async def text_refusal(self, check: TextCheck) -> str | None:
-        """Why no text may go to the client today (any session), or None if one may."""
+        """Why no text may go to the client today (any session), or None if one may.
+
+        An opt-out in a session trail holds unless the client directory records texts
+        consented again after it (a START); the directory's own STOP/START records are
+        judged by the text step itself, just before it sends.
+        """
         opted_out, texted = await text_history(
             self._pool, check.client_ref, check.day_start, check.day_end, UNCERTAIN_REASON
         )
+        if opted_out and self._directory is not None:
+            opted_out = not await self._directory.restored_after_trail_opt_out(
+                check.client_ref)
         if opted_out:
             return "the client opted out of texts"
         if texted:
             return "a text was already sent today"
         return None
+
+
+def _no_consent(decision: ConsentDecision) -> ApplicationError:
+    """The refusal the workflow audits as a skipped step (or a blocked escalation)."""
+    return ApplicationError(f"no consent as of the step: {decision.reason}",
+                            decision.record_id, type=NO_CONSENT, non_retryable=True)
 
 
 def _translated(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from missed_session.domain.clients import ConsentDefaults
 from missed_session.domain.practice import PracticeFileError, PracticeProtocols, parse
 from missed_session.domain.roster_file import PracticeRoster, parse_roster
 
@@ -16,6 +20,36 @@ def load_practice_file(path: Path) -> PracticeProtocols:
         msg = f"{path}: cannot be read ({error.strerror or type(error).__name__})"
         raise PracticeFileError(msg) from None
     return parse(text, str(path))
+
+
+def load_consent_defaults(path: Path | None) -> ConsentDefaults:
+    """The `[consent_defaults]` table of the practice file, or the conservative built-in.
+
+    What a channel with no consent record means for a client in the directory; errors name
+    the file and the key.
+    """
+    if path is None:
+        return ConsentDefaults()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        msg = f"{path}: cannot be read ({error.strerror or type(error).__name__})"
+        raise PracticeFileError(msg) from None
+    except tomllib.TOMLDecodeError as error:
+        raise PracticeFileError(f"{path}: not valid TOML: {error}") from None
+    table = data.get("consent_defaults", {})
+    if not isinstance(table, dict):
+        raise PracticeFileError(f"{path}: consent_defaults: must be a table")
+    try:
+        return ConsentDefaults.model_validate(table)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        problem = first["msg"].removeprefix("Value error, ")
+        if field:
+            problem = problem.removeprefix(f"{field}: ")
+        where = f"consent_defaults.{field}: " if field else "consent_defaults."
+        raise PracticeFileError(f"{path}: {where}{problem}") from None
 
 
 def load_roster_file(path: Path) -> PracticeRoster:

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         CHANNEL_REJECTED,
         DELIVERY_UNCERTAIN,
         INVALID_CONTACT,
+        NO_CONSENT,
         UNCERTAIN_REASON,
         OutreachActivities,
         TextPolicyActivities,
@@ -60,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         messages,
         protocol,
     )
+    from missed_session.domain.clients import StepOutcome
     from missed_session.domain.models import (
         AuditEvent,
         CallResult,
@@ -396,13 +398,15 @@ class SessionWorkflow:
             reason = "outside the client's contact window"
         return reason
 
-    async def _step(self, attempt: int, channel: Channel) -> StepResult | None:
+    async def _step(self, attempt: int, channel: Channel) -> StepResult | None:  # noqa: PLR0911
         """Run one channel's activity and record what happened; None if it did not go out.
 
         The attempt counts from its first step. The step is cancelled in flight when
         outreach stops, and given up when the client's contact window closes, so that
         nothing reaches the client after it; either way it may have happened, and it is
-        recorded so.
+        recorded so. The activity reads the client's consent as of the step (the client
+        directory) and reports the record it relied on; each event below names it, and a
+        step the directory refuses is recorded as skipped, naming the refusing record.
         """
         self._attempts = max(self._attempts, attempt)
         request = self._outreach_request(f"attempt-{attempt}/{channel.value}")
@@ -411,9 +415,10 @@ class SessionWorkflow:
             workflow.now(), booking.client.time_zone, booking.protocol.contact_window
         )
         try:
-            result: CallResult | None = await self._run_step(
-                STEPS[channel], request, stop=self._outreach_stops, closes=closes
-            )
+            result, consent = _reported(await self._run_step(
+                STEPS[channel], request, stop=self._outreach_stops, closes=closes,
+                result_type=_REPORTED,
+            ))
         except _Stopped:
             await self._record(events.OutreachUncertain(
                 attempt=attempt, channel=channel,
@@ -421,6 +426,13 @@ class SessionWorkflow:
             ))
             return UNCERTAIN
         except ActivityError as error:
+            refusal = _no_consent(error)
+            if refusal is not None:
+                await self._record(events.OutreachSkipped(
+                    attempt=attempt, channel=channel, reason=refusal[1],
+                    consent_record=refusal[0],
+                ))
+                return None
             if _is_invalid_contact(error):
                 self._unusable |= protocol.SAME_ADDRESS[channel]
             uncertain = _uncertainty(error)
@@ -434,17 +446,22 @@ class SessionWorkflow:
             ))
             return None
         if channel is Channel.CALL and result is not None:
-            await self._record(events.OutreachAttempted(attempt=attempt, result=result))
+            await self._record(events.OutreachAttempted(
+                attempt=attempt, result=result, consent_record=consent
+            ))
             return result
         if channel is Channel.VOICEMAIL:
             if result is not CallResult.ANSWERED:  # the provider says it was not recorded
                 await self._record(events.OutreachFailed(
-                    attempt=attempt, channel=channel, reason="voicemail not delivered"
+                    attempt=attempt, channel=channel, reason="voicemail not delivered",
+                    consent_record=consent,
                 ))
                 return None
-            await self._record(events.VoicemailLeft(attempt=attempt))
+            await self._record(events.VoicemailLeft(attempt=attempt, consent_record=consent))
         else:
-            await self._record(events.MessageSent(attempt=attempt, channel=channel))
+            await self._record(events.MessageSent(
+                attempt=attempt, channel=channel, consent_record=consent
+            ))
         return SENT
 
     async def _run_step(
@@ -457,6 +474,7 @@ class SessionWorkflow:
         retry: RetryPolicy = OUTREACH_RETRY,
         limit: timedelta = OUTREACH_TIMEOUT,
         heartbeat: timedelta | None = OUTREACH_HEARTBEAT,
+        result_type: Any = None,
     ) -> Any:
         """Run one activity so that `stop` can cancel it in flight.
 
@@ -464,16 +482,20 @@ class SessionWorkflow:
         of it at its next heartbeat) and may still have had its effect. `closes`: no try
         starts, and no retry runs, after this instant.
         """
-        step = workflow.start_activity_method(
-            activity,
-            arg,
-            start_to_close_timeout=limit,
-            schedule_to_close_timeout=None if closes is None else closes - workflow.now(),
-            heartbeat_timeout=heartbeat,
-            retry_policy=retry,
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            priority=OUTREACH_PRIORITY,
-        )
+        options: dict[str, Any] = {
+            "start_to_close_timeout": limit,
+            "schedule_to_close_timeout": None if closes is None else closes - workflow.now(),
+            "heartbeat_timeout": heartbeat,
+            "retry_policy": retry,
+            "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            "priority": OUTREACH_PRIORITY,
+        }
+        # `result_type`: the outreach steps' results decode as StepOutcome or, in
+        # histories from before the client directory, a bare CallResult (see _REPORTED).
+        step = (workflow.start_activity_method(activity, arg, **options)
+                if result_type is None else
+                workflow.start_activity(activity.__name__, arg, result_type=result_type,
+                                        **options))
         await workflow.wait_condition(lambda: step.done() or stop())
         if step.done():
             return step.result()
@@ -618,7 +640,7 @@ class SessionWorkflow:
                 return f"not carried out: {reason}; the therapist has an urgent task"
             return await self._call_emergency_contact(contact, override)
 
-    async def _call_emergency_contact(
+    async def _call_emergency_contact(  # noqa: PLR0911 - one exit per outcome
         self, contact: EmergencyContact, override: ClinicianDecision | None
     ) -> str:
         """Tell the emergency contact the minimum necessary, and record what came of it."""
@@ -634,20 +656,27 @@ class SessionWorkflow:
             client_ref=booking.client.ref,
             client_first_name=booking.client.first_name,
             contact=contact,
+            risk_tier=booking.risk_tier,
+            clinician_override=override is not None,
         )
         basis: EscalationBasis = "clinician decision" if override else "consent on file"
         # A clinician's escalation stops only for a later decision; the protocol's also
         # when the client is reached.
         stop = self._decided if override is not None else self._outreach_stops
         try:
-            result = await self._run_step(
-                OutreachActivities.call_emergency_contact, request, stop=stop
-            )
+            result, consent = _reported(await self._run_step(
+                OutreachActivities.call_emergency_contact, request, stop=stop,
+                result_type=_REPORTED,
+            ))
         except _Stopped:
             return await self._escalation_uncertain(
                 basis, f"stopped in flight: {self._stop_reason()}", task=False
             )
         except ActivityError as error:
+            refusal = _no_consent(error)
+            if refusal is not None:  # withdrawn since booking: the directory says so now
+                await self._block_escalation(refusal[1])
+                return f"not carried out: {refusal[1]}; the therapist has an urgent task"
             uncertain = _uncertainty(error)
             if uncertain is not None:
                 return await self._escalation_uncertain(basis, uncertain, task=True)
@@ -669,7 +698,7 @@ class SessionWorkflow:
         if override is None:
             sent = events.EscalationSent(
                 basis="consent on file", consent_date=contact.consent_date,
-                outside_contact_window=window,
+                outside_contact_window=window, consent_record=consent,
             )
         else:
             sent = events.EscalationSent(
@@ -1195,6 +1224,27 @@ def _refuse(name: str, problem: str | None) -> None:
     if problem is not None:
         msg = f"{name} refused: {problem}"
         raise ValueError(msg)
+
+
+_REPORTED: Any = StepOutcome | CallResult | None
+"""What an outreach activity's result decodes as: histories recorded before the client
+directory hold a bare CallResult (or null); the same code replays them unchanged."""
+
+
+def _reported(value: StepOutcome | CallResult | None) -> tuple[CallResult | None, str | None]:
+    """The provider's answer and the consent record an outreach step relied on."""
+    if isinstance(value, StepOutcome):
+        return value.result, value.consent_record
+    return value, None
+
+
+def _no_consent(error: ActivityError) -> tuple[str | None, str] | None:
+    """For a step the client's consent history refused: (record relied on, reason)."""
+    cause = error.cause
+    if not isinstance(cause, ApplicationError) or cause.type != NO_CONSENT:
+        return None
+    record = cause.details[0] if cause.details else None
+    return (record if isinstance(record, str) else None), cause.message
 
 
 def _is_invalid_contact(error: ActivityError) -> bool:

@@ -84,6 +84,9 @@ async def receive_text(app: Application, *, phone: str, body: str,
         settings = app.settings
         return InboundAnswer(kind, Result(ResultKind.APPLIED, "help text sent"),
                              reply=help_text(settings.sender_name, settings.callback_number))
+    recorded = await record_keyword(app, phone=phone, body=body, kind=kind)
+    if recorded is not None and not recorded.ok:
+        return InboundAnswer(kind, recorded)  # a STOP must not be lost: the sender retries
     return await _to_open_sessions(app, kind, phone, body, message_id)
 
 
@@ -112,3 +115,27 @@ async def _to_open_sessions(app: Application, kind: TextKind, phone: str, body: 
             sessions=accepted)
     return InboundAnswer(kind, Result(ResultKind.REFUSED, "; ".join(r.message for r in results)),
                          sessions=())
+
+
+START_KEYWORDS = frozenset({"START", "UNSTOP"})
+"""Replies that restore texts to the number (CTIA opt-in keywords)."""
+
+
+async def record_keyword(app: Application, *, phone: str, body: str,
+                         kind: TextKind) -> Result | None:
+    """A STOP or START from `phone`: one consent record for every client using the number.
+
+    Recorded in the client directory before the open sessions hear of it, so that no later
+    session of any client with this number texts it (STOP) or so texts resume (START).
+    """
+    if kind is TextKind.OPT_OUT:
+        opted_out = True
+    elif body.strip().upper() in START_KEYWORDS:
+        opted_out = False
+    else:
+        return None
+    try:
+        clients = await app.clients()
+    except UnavailableError as error:
+        return Result(ResultKind.UNAVAILABLE, str(error))
+    return await clients.text_keyword(phone, opted_out=opted_out)

@@ -6,8 +6,10 @@ an ACK code; none of them needs to know how the answer was found.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from missed_session.domain.models import AuditEvent, SessionState
 
@@ -68,6 +70,8 @@ class Result:
     """For a status request: where the session is."""
     trail: tuple[AuditEvent, ...] = field(default=())
     """For an audit request: the session's events in order."""
+    data: Mapping[str, Any] | None = None
+    """For a client-directory request: the entry, export or record id (JSON-ready)."""
 
     @property
     def ok(self) -> bool:

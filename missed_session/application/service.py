@@ -19,6 +19,7 @@ from temporalio.client import Client
 
 from missed_session.application import audit_trail
 from missed_session.application.bookings import BadBookingError, prepare_booking
+from missed_session.application.clients import STORE_ERRORS, ClientUseCases, sends_details
 from missed_session.application.contact_keys import ContactKeys
 from missed_session.application.results import Result, ResultKind, bad_input
 from missed_session.application.sessions import Sessions, utc_now
@@ -34,7 +35,7 @@ from missed_session.domain.models import (
     TextReply,
 )
 from missed_session.domain.practice import PracticeProtocols
-from missed_session.practice_file import load_practice_file
+from missed_session.practice_file import load_consent_defaults, load_practice_file
 from missed_session.store.audit import AuditStore
 from missed_session.store.database import database_url, open_pool, owner_database_url
 from missed_session.temporal_client import connect
@@ -122,6 +123,13 @@ class Application:
         return Sessions(client, task_queue=self.settings.task_queue,
                         contact_keys=self._contact_keys, clock=self._clock)
 
+    async def clients(self) -> ClientUseCases:
+        """The client-directory use cases (PostgreSQL); raises UnavailableError."""
+        await self.store()
+        assert self._pool is not None  # opened by store()
+        return ClientUseCases(self._pool,
+                              defaults=load_consent_defaults(self.settings.practice_file))
+
     # -- use cases ----------------------------------------------------------------------
 
     def prepare(self, data: object) -> SessionBooking:
@@ -130,13 +138,32 @@ class Application:
                                practice=self.practice(), now=self._clock())
 
     async def schedule(self, data: object) -> Result:
-        """Validate a booking sent as data and start its session (once)."""
+        """Validate a booking sent as data and start its session (once).
+
+        A booking that names only its client's ref is completed from the client
+        directory (an unknown ref is bad input naming it); one with the client's details
+        updates the directory once it is valid.
+        """
+        session_id = data.get("session_id") if isinstance(data, dict) else None
+        sent_details = sends_details(data)
         try:
-            booking = self.prepare(data)
+            clients = await self.clients()
+        except UnavailableError as error:
+            return Result(ResultKind.UNAVAILABLE, str(error))
+        resolved = await clients.resolve_booking(data)
+        if isinstance(resolved, Result):
+            return resolved
+        try:
+            booking = self.prepare(resolved)
         except BadBookingError as error:
-            session_id = data.get("session_id") if isinstance(data, dict) else None
             return bad_input(str(error), error.problems,
                              session_id if isinstance(session_id, str) else None)
+        try:
+            await clients.record_booking(booking, sent_details=sent_details)
+        except STORE_ERRORS as error:
+            return Result(ResultKind.UNAVAILABLE,
+                          f"the client directory failed: {type(error).__name__}",
+                          booking.session_id)
         return await self.schedule_booking(booking)
 
     async def schedule_booking(self, booking: SessionBooking) -> Result:

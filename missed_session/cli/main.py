@@ -15,6 +15,7 @@ from missed_session.api.tokens import digest, new_token
 from missed_session.application.problems import describe
 from missed_session.application.service import Application
 from missed_session.audit import cli as audit_cli
+from missed_session.cli import clients as clients_cli
 from missed_session.cli import commands
 from missed_session.cli import console as console_cli
 from missed_session.cli import notices as notices_cli
@@ -56,9 +57,11 @@ def _new_secret(args: argparse.Namespace) -> int:
 
 
 def _special_action(command_line: list[str]) -> int | None:
-    """The verbs with their own parsers (audit, roster and notices, console), if it is one."""
+    """The verbs with their own parsers (audit, clients, roster and notices, console)."""
     if audit_cli.is_action(command_line):
         return asyncio.run(run_audit_action(command_line))
+    if clients_cli.is_clients(command_line):  # the client directory: missed_session/cli/clients.py
+        return asyncio.run(clients_cli.run_clients(command_line))
     if notices_cli.is_action(command_line):  # notices and roster: missed_session/cli/notices.py
         return notices_cli.main(command_line)
     if console_cli.is_action(command_line):  # console accounts: missed_session/cli/console.py

@@ -162,6 +162,9 @@ class OutreachAttempted(EventDetails):
     """Only calls report a result."""
     result: CallResult
     """Answered or not."""
+    consent_record: str | None = None
+    """The client-directory consent record the step relied on (or that refused it); None
+    for a client the directory does not know (the booking's snapshot decided)."""
 
 
 class VoicemailLeft(EventDetails):
@@ -170,6 +173,9 @@ class VoicemailLeft(EventDetails):
     event_type = AuditEventType.VOICEMAIL_LEFT
     attempt: int = Field(ge=1)
     """Which attempt of the ladder."""
+    consent_record: str | None = None
+    """The client-directory consent record the step relied on (or that refused it); None
+    for a client the directory does not know (the booking's snapshot decided)."""
 
 
 class MessageSent(EventDetails):
@@ -180,6 +186,9 @@ class MessageSent(EventDetails):
     """Which attempt of the ladder."""
     channel: Channel
     """Text or email."""
+    consent_record: str | None = None
+    """The client-directory consent record the step relied on (or that refused it); None
+    for a client the directory does not know (the booking's snapshot decided)."""
 
 
 class OutreachFailed(EventDetails):
@@ -192,6 +201,9 @@ class OutreachFailed(EventDetails):
     """The channel that failed."""
     reason: str
     """A short, non-identifying reason."""
+    consent_record: str | None = None
+    """The client-directory consent record the step relied on (or that refused it); None
+    for a client the directory does not know (the booking's snapshot decided)."""
 
 
 class OutreachSkipped(EventDetails):
@@ -204,6 +216,9 @@ class OutreachSkipped(EventDetails):
     """The channel not used."""
     reason: str
     """Why not."""
+    consent_record: str | None = None
+    """The client-directory consent record the step relied on (or that refused it); None
+    for a client the directory does not know (the booking's snapshot decided)."""
 
 
 class OutreachDeferred(EventDetails):
@@ -306,6 +321,9 @@ class EscalationSent(EventDetails):
             msg = "an escalation on a clinician's decision names the clinician and legal basis"
             raise ValueError(msg)
         return self
+    consent_record: str | None = None
+    """The client-directory consent record the step relied on (or that refused it); None
+    for a client the directory does not know (the booking's snapshot decided)."""
 
 
 class EscalationBlocked(EventDetails):

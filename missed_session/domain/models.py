@@ -487,7 +487,11 @@ class EscalationRequest(Model):
     client_first_name: str
     """The only detail of the client the emergency contact hears."""
     contact: EmergencyContact
-    """Who is called."""
+    """Who is called (the booking's; the directory's current one for a client it knows)."""
+    risk_tier: RiskTier = RiskTier.STANDARD
+    """The session's risk tier: which consent scopes cover the call."""
+    clinician_override: bool = False
+    """A clinician's escalate_now (with a legal basis) decided the call, not consent."""
 
 
 class TextCheck(Model):

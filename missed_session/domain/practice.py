@@ -83,8 +83,8 @@ def parse(text: str, source: str) -> PracticeProtocols:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise PracticeFileError(f"{source}: not valid TOML: {error}") from None
-    _only_keys(data, {"version", "default_protocol", "protocols", "therapists", *ROSTER_KEYS},
-               source, "")
+    _only_keys(data, {"version", "default_protocol", "protocols", "therapists",
+                      "consent_defaults", *ROSTER_KEYS}, source, "")
     version = data.get("version")
     if not isinstance(version, str) or not version.strip():
         raise PracticeFileError(f"{source}: version: required, a non-empty string")

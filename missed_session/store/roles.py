@@ -43,6 +43,8 @@ SERVICE_PRIVILEGES = {
     "roster_versions": "SELECT, INSERT",
     "notice_refusals": "SELECT, INSERT",
     "console_access_log": "SELECT, INSERT",  # who viewed which client's data: never changed
+    "consent_records": "SELECT, INSERT",  # the client directory's consent history
+    "client_changes": "SELECT, INSERT",
     "schema_migrations": "SELECT",
 }
 """The service's privileges on the trail, its purge records, its checkpoints, archived
