@@ -137,8 +137,14 @@ async def start_test_server() -> WorkflowEnvironment:
     return env
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server per test module.
+
+    Not one per run: a test that leaves work outstanding on it (a workflow whose worker has
+    gone, a query no worker will answer) stops it skipping time, and every later test that
+    sleeps would hang. A module's server dies with the module; it starts in about a second.
+    """
     env = await start_test_server()
     yield env
     await env.shutdown()
