@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import urllib.parse
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -47,6 +46,7 @@ from missed_session.store.notices import NoticeStore, RosterStore, notice_trails
 from missed_session.temporal_client import service_runtime
 from tests.conftest import TEST_CONVERTER, TEST_KEYS
 from tests.factories import booking, booking_data, daytime, without_consent
+from tests.test_end_to_end import free_port, scrape
 from worker import new_worker
 from workflows.session import SessionWorkflow
 
@@ -73,22 +73,6 @@ sms = "{MAYA}"
 clinician = "oc-lee"
 """
 ACK = re.compile(r"ACK ([A-Z0-9]{6})")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def scrape(port: int) -> str:
-    import asyncio
-
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-    body = await reader.read()
-    writer.close()
-    return body.decode()
 
 
 def samples(text: str, name: str) -> float:

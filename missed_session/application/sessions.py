@@ -197,9 +197,9 @@ class Sessions:
                  async for execution in self._client.list_workflows(query)]
         return sorted(found)
 
-    async def _send(self, session_id: str, message: Message, payload: BaseModel, *,
-                    update_id: str | None = None) -> Result:
-        """Deliver the news as the workflow's update: accepted, or refused with a reason."""
+    async def _send(self, session_id: str, message: Message | DecisionKind, payload: BaseModel,
+                    *, update_id: str | None = None) -> Result:
+        """Deliver news or a decision as the workflow's update of that name (or a refusal)."""
         handle = self._client.get_workflow_handle(workflow_id_for(session_id))
         try:
             answer = await handle.execute_update(message.value, payload, result_type=str,
@@ -223,19 +223,7 @@ class Sessions:
         missing = decisions.missing_field(kind, decision)
         if missing is not None:
             return bad_input(missing, session_id=session_id)
-        handle = self._client.get_workflow_handle(workflow_id_for(session_id))
-        try:
-            answer = await handle.execute_update(kind.value, decision, result_type=str)
-        except RPCError as error:
-            if error.status is RPCStatusCode.NOT_FOUND:
-                return await self._not_found(session_id)
-            return _unavailable(session_id, error)
-        except WorkflowUpdateFailedError as error:
-            return _refused(session_id, error)
-        except WorkflowUpdateRPCTimeoutOrCancelledError:
-            return _no_answer(session_id)
-        return Result(ResultKind.APPLIED, f"session {session_id}: {kind.value} {answer}",
-                      session_id)
+        return await self._send(session_id, kind, decision)
 
     # -- status ------------------------------------------------------------------------
 
