@@ -19,7 +19,7 @@ from missed_session.domain.models import (
 )
 from missed_session.metrics import ServiceMetrics, is_first_outreach
 from missed_session.store import write_errors
-from missed_session.store.audit import AuditConflictError, AuditStore
+from missed_session.store.audit import AuditConflictError, AuditStore, Recorded
 
 
 class ClosingRecord(Model):
@@ -63,65 +63,60 @@ class AuditActivities:
     async def record_event(self, event: AuditEvent) -> AuditEvent:
         """Append one event to the session's trail, and count it once it is new.
 
-        Returns the event as recorded: the workflow runs this as a local activity, whose
-        input the history does not keep, so the result is what `audit replay` checks the
-        row against. When a workflow task wrote the event and then failed (a worker killed,
-        a server restart), its retry builds the event again with a later time; the first
-        write stands, and its time is what the history keeps.
+        Returns the event as recorded, at the place it holds (the workflow numbers its next
+        event after it): the workflow runs this as a local activity, whose input the
+        history does not keep, so the result is what `audit replay` checks the row
+        against. When a workflow task wrote the event and then failed (a worker killed, a
+        server restart), its retry builds the event again with a later time; the first
+        write stands, and its time is what the history keeps. When the retry took another
+        branch, the rows the failed task wrote are superseded and the event follows them
+        (`AuditStore.record`).
         """
         details = _readable(event)
         with _refused_for_good():
-            written = await self._store.append(event)
-        if written:
-            await self._observe(event, details)
-            return event
-        return await self._first_write(event)
+            recorded = await self._store.record([event])
+        await self._observe_new(recorded, [details])
+        return recorded.events[0]
 
     @activity.defn
     async def record_closing(self, record: ClosingRecord) -> AuditEvent:
         """Append the `closed` event and the attendance row in one transaction.
 
-        Returns the event, as `record_event` does.
+        Returns the event as recorded, as `record_event` does.
         """
         details = _readable(record.event)
         with _refused_for_good():
-            written = await self._store.append_closing(
+            recorded = await self._store.record_closing(
                 record.event,
                 client_ref=record.client_ref,
                 therapist_id=record.therapist_id,
                 start=record.start,
                 outcome=record.outcome,
             )
-        if written:
-            await self._observe(record.event, details)
-            return record.event
-        return await self._first_write(record.event)
+        await self._observe_new(recorded, [details])
+        return recorded.events[0]
 
     @activity.defn
     async def record_no_show(self, record: NoShowRecord) -> list[AuditEvent]:
-        """Deliver the therapist's alert, then append the no-show's two events in one batch.
+        """Deliver the therapist's alert, then append the no-show's two events.
 
         Each step is idempotent (the notice key, the events' places), so a retry completes
-        what a crash left. Returns the events, as `record_event` does.
+        what a crash left. Returns the events as recorded, as `record_event` does.
         """
         pair = [record.expired, record.alerted]
         details = [_readable(event) for event in pair]
         await self._store.add_notice(record.notice)
         with _refused_for_good():
-            written = await self._store.append_many(pair)
-        # A batch writes a tail of its events (those already recorded come first).
-        for event, event_details in list(zip(pair, details, strict=True))[len(pair) - written:]:
-            await self._observe(event, event_details)
-        return pair
+            recorded = await self._store.record(pair)
+        await self._observe_new(recorded, details)
+        return list(recorded.events)
 
-    async def _first_write(self, event: AuditEvent) -> AuditEvent:
-        """The event as first recorded at its place (`append` found it there)."""
-        recorded = await self._store.recorded(event.session_id, event.sequence)
-        if recorded is None:  # purged between the two reads: only a purge deletes rows
-            raise ApplicationError(
-                f"audit event {event.session_id}#{event.sequence} vanished", type="AuditVanished"
-            )
-        return recorded
+    async def _observe_new(self, recorded: Recorded,
+                           details: list[events.EventDetails]) -> None:
+        """Count the events this write put in the trail (a retry's are counted already)."""
+        for event, event_details in zip(recorded.events, details, strict=True):
+            if event in recorded.new:
+                await self._observe(event, event_details)
 
     async def _observe(self, event: AuditEvent, details: events.EventDetails) -> None:
         self._metrics.observe(details)

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from missed_session.domain.events import live
 from missed_session.domain.models import AuditEvent, AuditEventType, Outcome
 
 STEP_KEY = re.compile(r"/attempt-(\d+)/(call|voicemail|text|email)$")
@@ -80,6 +81,9 @@ class Counts:
     because the contact was unreachable. No scripted client has an invalid number or a
     refusing provider, so each was made by the fault: an outage counted against the client,
     or a step left uncertain by a dead worker (which may be the honest record)."""
+    superseded: int = 0
+    """Informative, not part of the bar: rows a workflow task wrote before it failed, whose
+    retry took another course (marked by a `trail_superseded` row, kept in the chain)."""
     chains_ok: int = 0
     replays_ok: int = 0
     problems: list[str] = field(default_factory=list)
@@ -98,7 +102,12 @@ def count(records: Iterable[SessionRecord]) -> Counts:
     counts = Counts()
     for record in records:
         counts.sessions += 1
-        closed = [e for e in record.trail if e.event_type is AuditEventType.CLOSED]
+        # The session's course: rows a failed workflow task left are kept in the trail
+        # (and its chain) but marked superseded; only gaps are counted on every row.
+        course = live(record.trail)
+        superseded = len(record.trail) - len(course)
+        counts.superseded += superseded
+        closed = [e for e in course if e.event_type is AuditEventType.CLOSED]
         closed_outcome = closed[-1].data.get("outcome") if closed else None
         if (record.status == "COMPLETED" and record.outcome is record.expected
                 and closed_outcome == record.expected.value):
@@ -117,11 +126,11 @@ def count(records: Iterable[SessionRecord]) -> Counts:
         counts.duplicate_effects += duplicates
         if duplicates:
             counts.problems.append(f"{record.session_id}: {duplicates} duplicate deliveries")
-        lost = lost_events(record.trail, record.effects)
+        lost = lost_events(record.trail, record.effects, course)
         counts.lost_events += len(lost)
         counts.problems += [f"{record.session_id}: {problem}" for problem in lost]
         failed_steps = [
-            event for event in record.trail
+            event for event in course
             if event.event_type is AuditEventType.OUTREACH_FAILED
             or (event.event_type is AuditEventType.ESCALATION_BLOCKED
                 and "unreachable" in str(event.data.get("reason", "")))
@@ -132,7 +141,7 @@ def count(records: Iterable[SessionRecord]) -> Counts:
             f"{e.data.get('attempt')} {e.data.get('channel') or ''} ({e.data.get('reason')})"
             for e in failed_steps
         ]
-        twice = duplicate_events(record.trail)
+        twice = duplicate_events(course)
         counts.duplicate_events += len(twice)
         counts.problems += [f"{record.session_id}: twice in the trail: {e}" for e in twice]
         counts.chains_ok += record.chain_ok
@@ -146,17 +155,23 @@ def duplicate_effects(effects: Iterable[Effect]) -> int:
     return sum(times - 1 for times in Counter(effect.key for effect in effects).values())
 
 
-def lost_events(trail: Sequence[AuditEvent], effects: Iterable[Effect]) -> list[str]:
-    """Gaps in the sequence, a missing `closed`, and effects without their audit event."""
+def lost_events(trail: Sequence[AuditEvent], effects: Iterable[Effect],
+                course: Sequence[AuditEvent] | None = None) -> list[str]:
+    """Gaps in the sequence, a missing `closed`, and effects without their audit event.
+
+    Gaps over every row; the rest over the session's `course` (default: `live(trail)`).
+    """
+    if course is None:
+        course = live(trail)
     lost: list[str] = []
     sequences = sorted({event.sequence for event in trail})
     if sequences:
         missing = sorted(set(range(1, sequences[-1] + 1)) - set(sequences))
         lost += [f"sequence {number} missing" for number in missing]
-    if not any(event.event_type is AuditEventType.CLOSED for event in trail):
+    if not any(event.event_type is AuditEventType.CLOSED for event in course):
         lost.append("no closed event")
     for effect in {effect.key: effect for effect in effects}.values():
-        if not documented(effect, trail):
+        if not documented(effect, course):
             lost.append(f"the channel delivered {effect.kind} {_step(effect.key)} but the "
                         "trail does not record it")
     return lost

@@ -64,6 +64,7 @@ EXAMPLES: list[EventDetails] = [
     events.PlanCreated(concerns="safety,logistical", tasks="safety_check", no_shows_90_days=2,
                        consecutive_no_shows=1),
     events.Closed(outcome=Outcome.UNREACHABLE_ESCALATED, attempts=3),
+    events.TrailSuperseded(first=4, last=6),
     events.NoticeOpened(kind=InboxItemKind.TASK, priority=Priority.URGENT,
                         risk_tier=RiskTier.HIGH, therapist_id="t-1", policy="high-risk",
                         roster_version=1),

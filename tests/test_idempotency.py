@@ -28,7 +28,7 @@ from activities.audit import AuditActivities
 from activities.outreach import Sender
 from activities.therapist import TherapistActivities
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
-from missed_session.domain.events import Cancelled, OutreachAttempted, new_event
+from missed_session.domain.events import Cancelled, Closed, OutreachAttempted, new_event
 from missed_session.domain.models import (
     AttendanceSummary,
     AuditEvent,
@@ -332,13 +332,31 @@ async def test_a_different_event_in_the_same_place_is_a_conflict(pool: asyncpg.P
     assert [json.loads(row["data"]) for row in rows] == [{"reason": "first"}]
 
 
-async def test_the_audit_activity_refuses_a_conflict_without_retrying(
+async def test_the_audit_activity_supersedes_another_branch_and_says_where(
     pool: asyncpg.Pool,
 ) -> None:
+    # Another event at the place: rows of a workflow task that failed, whose retry took
+    # another branch. They stay, marked superseded; the event follows the marker.
     activities = AuditActivities(AuditStore(pool), ServiceMetrics(MetricMeter.noop))
     env = ActivityEnvironment()
     await env.run(activities.record_event, cancelled("first"))
     await env.run(activities.record_event, cancelled("first"))  # a retry: fine
+
+    recorded = await env.run(activities.record_event, cancelled("second"))
+
+    assert recorded == cancelled("second").model_copy(update={"sequence": 3})
+    rows = await audit_rows(pool, "s-1")
+    assert [row["event_type"] for row in rows] == ["cancelled", "trail_superseded", "cancelled"]
+
+
+async def test_the_audit_activity_refuses_a_closed_trail_without_retrying(
+    pool: asyncpg.Pool,
+) -> None:
+    activities = AuditActivities(AuditStore(pool), ServiceMetrics(MetricMeter.noop))
+    env = ActivityEnvironment()
+    closed = new_event(session_id="s-1", sequence=1, occurred_at=event().occurred_at,
+                       details=Closed(outcome=Outcome.ATTENDED, attempts=0))
+    await env.run(activities.record_event, closed)
 
     with pytest.raises(ApplicationError) as refused:
         await env.run(activities.record_event, cancelled("second"))

@@ -12,6 +12,7 @@ write, keep its time, and carry the session to its outcome.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ from demo import daytime_zone, temporal_cli
 from missed_session import search_attributes
 from missed_session.audit import cli as audit_cli
 from missed_session.audit.verify import verify_session
+from missed_session.domain import events
 from missed_session.domain.models import AuditEvent, AuditEventType, Outcome, SessionBooking
 from missed_session.metrics import ServiceMetrics
 from missed_session.store.audit import AuditStore
@@ -80,8 +82,11 @@ class FailTaskAfterRecord(temporalio.client.Interceptor, temporalio.worker.Inter
     retry really came later.
     """
 
-    def __init__(self, event_type: AuditEventType) -> None:
+    def __init__(self, event_type: AuditEventType, *, then_write: str | None = None) -> None:
         self.event_type = event_type
+        self.then_write = then_write
+        """A cancellation reason: the failing task writes a `cancelled` row after the event,
+        a branch its retry will not take (as a task that saw less than its retry does)."""
         self.failed = False
         self.first_times: list[datetime] = []
         self.retry_times: list[datetime] = []
@@ -119,6 +124,13 @@ class Outbound(temporalio.worker.WorkflowOutboundInterceptor):
 
         async def written_then_task_fails() -> Any:
             await handle
+            if owner.then_write is not None:
+                assert isinstance(event, AuditEvent)
+                other = events.new_event(
+                    session_id=event.session_id, sequence=event.sequence + 1,
+                    occurred_at=workflow.now(), details=events.Cancelled(reason=owner.then_write),
+                )
+                await self.next.start_local_activity(dataclasses.replace(input, args=[other]))
             owner.failed = True
             raise SimulatedTaskFailureError(f"task failed after {owner.event_type.value}")
 
@@ -165,19 +177,64 @@ async def test_a_retried_task_finds_its_first_write_and_the_session_goes_on(
     assert (await verify_session(store, session.session_id)).ok
 
 
-async def test_a_retried_task_that_took_another_branch_fails_loudly(
+@pytest.mark.parametrize("event_type", [
+    AuditEventType.SCHEDULED,           # the no-show's pair (an ordinary activity) meets it
+    AuditEventType.OUTREACH_ATTEMPTED,    # mid-ladder
+])
+async def test_a_retried_task_that_takes_another_branch_supersedes_the_rows_it_left(
+    dev_server: WorkflowEnvironment, pool: asyncpg.Pool, event_type: AuditEventType
+) -> None:
+    # The failed task wrote one more row, of a branch its retry does not take (as when a
+    # call-back arrived while the worker was dead): the row stays, marked superseded, and
+    # the session goes on to its outcome with a trail that verifies and a history that
+    # replays against it.
+    fail = FailTaskAfterRecord(event_type, then_write="a branch the history does not hold")
+    client = dev_server.client
+    task_queue = f"tq-{uuid.uuid4().hex}"
+    session = soon_booking(await dev_server.get_current_time())
+    config = client.config()
+    config["interceptors"] = [fail]
+    async with new_worker(Client(**config), pool, task_queue=task_queue, sender=SENDER):
+        result = await client.execute_workflow(
+            SessionWorkflow.run, session, id=session.workflow_id, task_queue=task_queue,
+            execution_timeout=timedelta(minutes=3),
+        )
+
+    assert fail.failed
+    assert result.outcome is Outcome.UNREACHABLE_ESCALATED
+    store = AuditStore(pool)
+    trail = await store.trail(session.session_id)
+    assert [e.sequence for e in trail] == list(range(1, len(trail) + 1))
+    [orphan] = [e for e in trail if e.event_type is AuditEventType.CANCELLED]
+    [marker] = [e for e in trail if e.event_type is AuditEventType.TRAIL_SUPERSEDED]
+    assert events.read(marker) == events.TrailSuperseded(first=orphan.sequence,
+                                                         last=orphan.sequence)
+    assert marker.sequence == orphan.sequence + 1
+    course = events.live(trail)
+    assert orphan not in course
+    assert [e.event_type for e in course].count(event_type) == 1
+    assert course[-1].event_type is AuditEventType.CLOSED
+    assert (await verify_session(store, session.session_id)).ok
+    replay = await audit_cli.run_replay(
+        audit_cli.ReplayRequest(session.session_id), client, store,
+        audit_cli.ReplaySetup([SessionWorkflow], WORKFLOW_RUNNER), progress=lambda *_: None,
+    )
+    assert replay.ok, replay.text
+
+
+async def test_a_retried_task_that_meets_a_closed_trail_fails_loudly(
     dev_server: WorkflowEnvironment, pool: asyncpg.Pool
 ) -> None:
-    # The row at the retried task's place holds another event (a task that took another
-    # branch): the trail must not be papered over, and a person must hear of it.
+    # A closed trail at the session's places (a second writer, a workflow started again
+    # under a closed session's id): the trail must not be papered over, and a person must
+    # hear of it.
     client: Client = dev_server.client
     task_queue = f"tq-{uuid.uuid4().hex}"
     now = await dev_server.get_current_time()
     session = soon_booking(now)
     store = AuditStore(pool)
-    stale = AuditEvent(session_id=session.session_id, sequence=1,
-                       event_type=AuditEventType.CANCELLED, occurred_at=now,
-                       data={"schema_version": 1, "reason": "a branch that did not happen"})
+    stale = events.new_event(session_id=session.session_id, sequence=1, occurred_at=now,
+                             details=events.Closed(outcome=Outcome.ATTENDED, attempts=0))
     assert await store.append(stale)
     async with new_worker(client, pool, task_queue=task_queue, sender=SENDER):
         with pytest.raises(WorkflowFailureError) as failure:

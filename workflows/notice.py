@@ -323,10 +323,12 @@ class NoticeWorkflow:
                 session_id=self._request.notice.key, sequence=self._sequence,
                 occurred_at=workflow.now(), details=details,
             )
-            await workflow.execute_local_activity_method(
+            recorded = await workflow.execute_local_activity_method(
                 AuditActivities.record_event, event,
                 start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
             )
+            # After rows a failed workflow task left (superseded), the trail goes on past them.
+            self._sequence = max(self._sequence, recorded.sequence)
 
 
 

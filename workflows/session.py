@@ -1181,16 +1181,21 @@ class SessionWorkflow:
                 start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
             ))
 
-    async def _written(self, event: AuditEvent, write: Awaitable[object]) -> None:
-        """Await an audit write; if the trail refuses it for good, stop with a person told.
+    async def _written(self, event: AuditEvent,
+                       write: Awaitable[AuditEvent | list[AuditEvent]]) -> None:
+        """Await an audit write and number on from where it landed; a refusal stops it all.
 
-        A refused write (another event at this place, an event the store cannot keep) means
-        the trail and the protocol have parted: going on would act without a record. The
-        session is marked failed for supervisors, the therapist gets an urgent task to take
-        over by hand, and the workflow fails with the reason (never silently).
+        The write says where its events landed: after rows a failed workflow task left and
+        the store marked superseded, the trail goes on past them (`AuditStore.record`). A
+        refused write (a closed trail holds the place, an event the store cannot keep)
+        means the trail and the protocol have parted: going on would act without a record.
+        The session is marked failed for supervisors, the therapist gets an urgent task to
+        take over by hand, and the workflow fails with the reason (never silently).
         """
         try:
-            await write
+            recorded = await write
+            last = recorded[-1] if isinstance(recorded, list) else recorded
+            self._sequence = max(self._sequence, last.sequence)
         except (ActivityError, ApplicationError) as error:
             # An activity's failure arrives wrapped; a local activity's, as itself.
             cause = error.cause if isinstance(error, ActivityError) else error

@@ -29,6 +29,7 @@ from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from missed_session.domain.events import live
 from missed_session.domain.models import AuditEvent
 
 RECORD_ACTIVITIES = {"record_event", "record_closing", "record_no_show"}
@@ -212,24 +213,30 @@ async def _local_activity(marker: MarkerRecordedEventAttributes,
 
 
 def recorded_events(activity: HistoryActivity) -> list[AuditEvent]:
-    """The audit events a record activity was asked to append (a local one: that it wrote)."""
+    """The audit events a record activity wrote, where they landed, or was asked to write.
+
+    Its result when it has one (the events as recorded, at the places they hold: after rows
+    a failed workflow task left, they follow the marker that superseded those); else its
+    input (an activity still running or failed: what it was asked to append).
+    """
     if activity.activity_type not in RECORD_ACTIVITIES:
         return []
-    payloads: list[Any]
-    if activity.arguments:
-        payload = activity.arguments[0]
-        if not isinstance(payload, dict) or activity.activity_type == "record_event":
-            payloads = [payload]
-        elif activity.activity_type == "record_closing":
-            payloads = [payload.get("event")]
-        else:  # record_no_show
-            payloads = [payload.get("expired"), payload.get("alerted")]
-    elif isinstance(activity.result, list):
-        payloads = activity.result
-    elif activity.result is not None:
-        payloads = [activity.result]
-    else:
+    found = _events(activity.result if isinstance(activity.result, list)
+                    else [activity.result])
+    if found:
+        return found
+    if not activity.arguments:
         return []
+    payload = activity.arguments[0]
+    if not isinstance(payload, dict) or activity.activity_type == "record_event":
+        return _events([payload])
+    if activity.activity_type == "record_closing":
+        return _events([payload.get("event")])
+    return _events([payload.get("expired"), payload.get("alerted")])  # record_no_show
+
+
+def _events(payloads: Sequence[Any]) -> list[AuditEvent]:
+    """The payloads as audit events, or none if any is not one."""
     try:
         return [AuditEvent.model_validate(payload) for payload in payloads]
     except ValidationError:
@@ -250,9 +257,12 @@ def cross_check(activities: Sequence[HistoryActivity], trail: Sequence[AuditEven
     """Differences between the history's activities and the audit trail, in history order.
 
     `closed`: the workflow has finished, so every activity it scheduled has ended and every
-    record it asked for must be in PostgreSQL.
+    record it asked for must be in PostgreSQL. Rows a failed workflow task left, and the
+    marker that superseded them, are not the session's course (`events.live`): the history
+    holds no cause for them, and a row the history did record must not be among them.
     """
-    return [*_records(activities, trail, closed=closed), *_side_effects(activities, trail)]
+    course = live(trail)
+    return [*_records(activities, course, closed=closed), *_side_effects(activities, course)]
 
 
 def _records(activities: Sequence[HistoryActivity], trail: Sequence[AuditEvent],

@@ -21,7 +21,7 @@ name: clients and staff appear by their pseudonymous references.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, ClassVar, Literal
 
@@ -393,6 +393,53 @@ class Closed(EventDetails):
     """Outreach attempts made."""
 
 
+# -- the trail itself ---------------------------------------------------------------------
+
+
+SUPERSEDED_REASON = (
+    "written by a workflow task that did not complete; the session's history took another "
+    "course from here"
+)
+
+
+class TrailSuperseded(EventDetails):
+    """Rows `first` to `last` were written by work the session's history does not hold.
+
+    A workflow task writes its rows (local activities) before it completes; when it does
+    not complete (its worker died, the server restarted) and its retry sees more than it
+    did (a call-back arrived meanwhile), the retry may take another branch and build other
+    events for the same places. The rows stay (the trail is append-only), this marker says
+    they are not the session's course, and the retry's events follow it. Readers of the
+    session's course use `live`.
+    """
+
+    event_type = AuditEventType.TRAIL_SUPERSEDED
+    first: int = Field(ge=1)
+    """The first superseded place."""
+    last: int = Field(ge=1)
+    """The last superseded place (the row before this marker)."""
+    reason: str = SUPERSEDED_REASON
+    """Why, in words, for a reviewer reading the trail."""
+
+
+def live(trail: Sequence[AuditEvent]) -> list[AuditEvent]:
+    """The sessions' course: their trails without superseded rows and the markers saying so.
+
+    Every row stays in the trail and in its hash chain; only what a row means changes. Any
+    number of sessions' rows, in any order.
+    """
+    dropped: set[tuple[str, int]] = set()
+    for event in trail:
+        if event.event_type is AuditEventType.TRAIL_SUPERSEDED:
+            first, last = event.data.get("first"), event.data.get("last")
+            if isinstance(first, int) and isinstance(last, int):
+                dropped.update((event.session_id, place) for place in range(first, last + 1))
+            dropped.add((event.session_id, event.sequence))
+    if not dropped:
+        return list(trail)
+    return [event for event in trail if (event.session_id, event.sequence) not in dropped]
+
+
 # -- notices to clinicians (each notice's own trail: `<session id>/<name>`) --------------------
 
 
@@ -519,7 +566,7 @@ VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
         OutreachAttempted, VoicemailLeft, MessageSent, OutreachFailed, OutreachSkipped,
         OutreachDeferred, OutreachUncertain, ClientResponded, AnswerUnclear, OptedOut,
         EscalationSent, EscalationBlocked, EscalationUncertain, ClinicianDecisionMade,
-        PlanCreated, Closed, NoticeOpened, NoticeSent, NoticeFailed, NoticeSkipped,
+        PlanCreated, Closed, TrailSuperseded, NoticeOpened, NoticeSent, NoticeFailed, NoticeSkipped,
         NoticeEscalated, NoticeExhausted, NoticeAcknowledged, NoticeResolved,
     )
 }

@@ -561,6 +561,7 @@ class AuditEventType(StrEnum):
     CLINICIAN_DECISION = "clinician_decision"
     PLAN_CREATED = "plan_created"
     CLOSED = "closed"
+    TRAIL_SUPERSEDED = "trail_superseded"
     NOTICE_OPENED = "notice_opened"
     NOTICE_SENT = "notice_sent"
     NOTICE_FAILED = "notice_failed"

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from temporalio.client import WorkflowHistory
 
+from missed_session.domain.events import TrailSuperseded, live, new_event
 from missed_session.domain.follow_up import weekly_slot
 from missed_session.domain.models import (
     AttendanceSummary,
@@ -81,6 +82,16 @@ class PurgeRecord:
     """Audit rows deleted."""
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What a workflow's write left in its trail (`AuditStore.record`)."""
+
+    events: tuple[AuditEvent, ...]
+    """The events as recorded, in order, at the places they hold: the next one follows."""
+    new: tuple[AuditEvent, ...]
+    """Those this write put there (the others were there already)."""
+
+
 class AuditStore:
     """Appends audit events and maintains the attendance record and therapist inbox."""
 
@@ -100,19 +111,37 @@ class AuditStore:
         async with self._pool.acquire() as connection:
             return await _append(connection, event)
 
+    async def record(self, batch: Sequence[AuditEvent]) -> Recorded:
+        """The session workflow's own append of its next events (consecutive, one session).
+
+        Like `append`, a retry finds its first write (same type and data, any time) and
+        gets it back. Unlike `append`, another event at the place is not a conflict but a
+        workflow task that wrote rows and did not complete, and whose retry took another
+        branch: the history holds none of those rows (had the task completed, its retry
+        would not write again). They are kept and marked superseded by a `trail_superseded`
+        row after the last of them, the batch follows the marker, and the workflow goes on
+        from the places returned. A closed trail is final: that stays a conflict.
+        """
+        async with self._pool.acquire() as connection:
+            return await _record(connection, batch)
+
     async def append_closing(self, event: AuditEvent, *, client_ref: str, therapist_id: str,
                              start: datetime, outcome: Outcome) -> bool:
         """Append the `closed` event and the attendance row together, or neither."""
         async with self._pool.acquire() as connection, connection.transaction():
             written = await _append(connection, event)
-            await connection.execute(
-                "INSERT INTO attendance (session_id, client_ref, therapist_id, start_at,"
-                " outcome, closed_at) VALUES ($1, $2, $3, $4, $5, $6)"
-                " ON CONFLICT (session_id) DO NOTHING",
-                event.session_id, client_ref, therapist_id, start, outcome.value,
-                event.occurred_at,
-            )
+            await _attend(connection, event, client_ref=client_ref, therapist_id=therapist_id,
+                          start=start, outcome=outcome)
             return written
+
+    async def record_closing(self, event: AuditEvent, *, client_ref: str, therapist_id: str,
+                             start: datetime, outcome: Outcome) -> Recorded:
+        """`record` the `closed` event, with the attendance row, together or neither."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            recorded = await _record(connection, [event])
+            await _attend(connection, recorded.events[0], client_ref=client_ref,
+                          therapist_id=therapist_id, start=start, outcome=outcome)
+            return recorded
 
     async def append_many(self, events: Sequence[AuditEvent]) -> int:
         """Append a batch of events, of any sessions, all or none; returns the rows written.
@@ -387,7 +416,19 @@ def _insert_many_sql(shape: tuple[bool, bool, bool] | None) -> str:
 
 
 async def _append(connection: Connection, event: AuditEvent) -> bool:
-    """Insert the event linked into its chain, with its projections, in one statement."""
+    """Insert the event, or find it already there (False); another event there: a conflict."""
+    row = await _insert(connection, event)
+    if row is None:
+        return True
+    _check_same(row, event, any_time=True)
+    return False
+
+
+async def _insert(connection: Connection, event: AuditEvent) -> asyncpg.Record | None:
+    """Insert the event linked into its chain, with its projections, in one statement.
+
+    Returns None when written, else the row that holds its place.
+    """
     _check_data(event)
     encoding = canonical_parts(
         session_id=event.session_id, sequence=event.sequence,
@@ -405,18 +446,93 @@ async def _append(connection: Connection, event: AuditEvent) -> bool:
     )
     assert result is not None
     if result["written"]:
-        return True
+        return None
     row = await connection.fetchrow(
         "SELECT session_id, sequence, event_type, occurred_at, data FROM audit_events"
         " WHERE session_id = $1 AND sequence = $2",
         event.session_id, event.sequence,
     )
     if row is not None:
-        _check_same(row, event, any_time=True)
-        return False
+        return row
     if not result["linked"]:
         raise _parent_missing(event)
     raise _vanished(event)
+
+
+async def _record(connection: Connection, batch: Sequence[AuditEvent]) -> Recorded:
+    """The workflow's own append (see `AuditStore.record`); one statement per new event."""
+    recorded: list[AuditEvent] = []
+    new: list[AuditEvent] = []
+    for index, event in enumerate(batch):
+        row = await _insert(connection, event)
+        if row is None:
+            recorded.append(event)
+            new.append(event)
+        elif _same(row, event, any_time=True):
+            recorded.append(_event(row))
+        else:
+            async with connection.transaction():
+                placed = await _supersede(connection, batch[index:])
+            return Recorded(events=(*recorded, *placed.events), new=(*new, *placed.new))
+    return Recorded(events=tuple(recorded), new=tuple(new))
+
+
+async def _supersede(connection: Connection, rest: Sequence[AuditEvent]) -> Recorded:
+    """Mark the rows from `rest[0]`'s place on as superseded, and append `rest` after them.
+
+    Called in a transaction, when another event holds `rest[0]`'s place. A retry of this
+    very supersession (its task failed too) finds its events already after its marker.
+    """
+    head = rest[0]
+    rows = await connection.fetch(
+        "SELECT session_id, sequence, event_type, occurred_at, data FROM audit_events"
+        " WHERE session_id = $1 AND sequence >= $2 ORDER BY sequence",
+        head.session_id, head.sequence,
+    )
+    if any(row["event_type"] == AuditEventType.CLOSED.value for row in rows):
+        msg = (f"audit event {head.session_id}#{head.sequence} already recorded with "
+               "different content, and the trail is closed")
+        raise AuditConflictError(msg)
+    by_place = {row["sequence"]: row for row in rows}
+    for row in reversed(rows):
+        if (row["event_type"] == AuditEventType.TRAIL_SUPERSEDED.value
+                and json.loads(row["data"]).get("first") == head.sequence):
+            after = [by_place.get(row["sequence"] + 1 + offset) for offset in range(len(rest))]
+            if all(found is not None and _same(found, event.model_copy(
+                    update={"sequence": found["sequence"]}), any_time=True)
+                   for found, event in zip(after, rest, strict=True)):
+                return Recorded(events=tuple(_event(found) for found in after if found),
+                                new=())
+            break
+    last: int = rows[-1]["sequence"]
+    marker = new_event(
+        session_id=head.session_id, sequence=last + 1, occurred_at=head.occurred_at,
+        details=TrailSuperseded(first=head.sequence, last=last),
+    )
+    placed = [event.model_copy(update={"sequence": last + 2 + offset})
+              for offset, event in enumerate(rest)]
+    for event in (marker, *placed):
+        if await _insert(connection, event) is not None:
+            msg = f"audit trail {head.session_id} moved while it was superseded; retried"
+            raise AuditParentMissingError(msg)
+    if any(row["event_type"] in projections.PROJECTED for row in rows):
+        await projections.refold_session(connection, head.session_id, live(
+            [_event(row) for row in await connection.fetch(
+                "SELECT session_id, sequence, event_type, occurred_at, data FROM audit_events"
+                " WHERE session_id = $1 ORDER BY sequence", head.session_id)]
+        ))
+    return Recorded(events=tuple(placed), new=tuple(placed))
+
+
+async def _attend(connection: Connection, closed: AuditEvent, *, client_ref: str,
+                  therapist_id: str, start: datetime, outcome: Outcome) -> None:
+    """The attendance row a `closed` event implies (the first one written stands)."""
+    await connection.execute(
+        "INSERT INTO attendance (session_id, client_ref, therapist_id, start_at,"
+        " outcome, closed_at) VALUES ($1, $2, $3, $4, $5, $6)"
+        " ON CONFLICT (session_id) DO NOTHING",
+        closed.session_id, client_ref, therapist_id, start, outcome.value, closed.occurred_at,
+    )
 
 
 def _check_data(event: AuditEvent) -> None:
@@ -548,9 +664,18 @@ def _canonical(event: AuditEvent) -> bytes:
 def _check_same(row: asyncpg.Record, event: AuditEvent, *, any_time: bool = False) -> None:
     """Raise unless the recorded row is this very event (at any time, with `any_time`).
 
+    A batch (`append_many`) compares times too: its rows after this one were chained to
+    the hash this event has at its own time.
+    """
+    if not _same(row, event, any_time=any_time):
+        raise _conflict(event)
+
+
+def _same(row: asyncpg.Record, event: AuditEvent, *, any_time: bool) -> bool:
+    """Whether the recorded row is this very event (at any time, with `any_time`).
+
     Compared by canonical encoding, as the hash sees them: `1` and `True` are equal in
-    Python but not in the trail. A batch (`append_many`) compares times too: its rows
-    after this one were chained to the hash this event has at its own time.
+    Python but not in the trail.
     """
     recorded = canonical_event(
         session_id=row["session_id"], sequence=row["sequence"], event_type=row["event_type"],
@@ -558,8 +683,7 @@ def _check_same(row: asyncpg.Record, event: AuditEvent, *, any_time: bool = Fals
     )
     if any_time:
         event = event.model_copy(update={"occurred_at": row["occurred_at"]})
-    if recorded != _canonical(event):
-        raise _conflict(event)
+    return recorded == _canonical(event)
 
 
 def _conflict(event: AuditEvent) -> AuditConflictError:

@@ -29,12 +29,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
+from missed_session.domain.events import live
 from missed_session.domain.models import AuditEvent, AuditEventType
 from missed_session.store.database import Connection
 
 URGENT_TASKS = frozenset({"safety_check"})
 """Plan tasks that are urgent; the rest are routine."""
-_PROJECTED = frozenset(kind.value for kind in (
+PROJECTED = frozenset(kind.value for kind in (
     AuditEventType.SCHEDULED, AuditEventType.RESCHEDULED, AuditEventType.CLOSED,
     AuditEventType.ESCALATION_BLOCKED, AuditEventType.PLAN_CREATED,
 ))
@@ -182,7 +183,7 @@ def net(events: Iterable[AuditEvent]) -> Fold | None:
     present: dict[str, list[object]] = {}
     tasks: list[list[object]] = []
     for event in events:
-        if event.event_type._value_ not in _PROJECTED:  # (`.value` is a property, dearer)
+        if event.event_type._value_ not in PROJECTED:  # (`.value` is a property, dearer)
             continue
         # One event's ops never depend on each other: in order is as good as at once.
         for op in ops(event):
@@ -227,6 +228,22 @@ def _time(value: object, default: datetime) -> datetime:
     return datetime.fromisoformat(value) if isinstance(value, str) and value else default
 
 
+async def refold_session(connection: Connection, session_id: str,
+                         course: Iterable[AuditEvent]) -> None:
+    """Fold one session again from its course (`events.live`), in the caller's transaction.
+
+    After rows were superseded (`AuditStore.record`): what they projected (a task, a start)
+    is not the session's any more.
+    """
+    await connection.execute(
+        "DELETE FROM projection_open_tasks WHERE session_id = $1", session_id
+    )
+    await connection.execute(
+        "DELETE FROM projection_attendance WHERE session_id = $1", session_id
+    )
+    await apply_many(connection, course)
+
+
 async def rebuild(connection: Connection) -> int:
     """Empty the projections and fold every event again, in one transaction; events read."""
     async with connection.transaction():
@@ -242,15 +259,15 @@ async def rebuild(connection: Connection) -> int:
             "SELECT session_id, sequence, event_type, occurred_at, data FROM audit_events"
             " ORDER BY session_id, sequence"
         )
-        events = []
+        trail = []
         for row in rows:
             try:
                 event_type = AuditEventType(row["event_type"])
             except ValueError:
                 continue  # a type this version does not know projects nothing
-            events.append(AuditEvent(
+            trail.append(AuditEvent(
                 session_id=row["session_id"], sequence=row["sequence"], event_type=event_type,
                 occurred_at=row["occurred_at"], data=json.loads(row["data"]),
             ))
-        await apply_many(connection, events)
+        await apply_many(connection, live(trail))
     return len(rows)
