@@ -16,9 +16,17 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from missed_session.audit import export
 from missed_session.audit.verify import verify_session
 from missed_session.domain import events
-from missed_session.domain.models import AuditEvent, AuditEventType, Outcome, ResponseChannel
+from missed_session.domain.models import (
+    AuditEvent,
+    AuditEventType,
+    Modality,
+    Outcome,
+    ResponseChannel,
+    RiskTier,
+)
 from missed_session.store.audit import AuditConflictError, AuditStore
 from tests.test_audit_append import trail
 from tests.test_audit_projections import snapshot
@@ -163,3 +171,28 @@ async def test_what_superseded_rows_projected_is_undone(pool: asyncpg.Pool) -> N
     before = await snapshot(pool)
     await store.rebuild_projections()
     assert await snapshot(pool) == before
+
+
+def test_the_export_marks_superseded_rows_and_takes_the_session_from_its_course() -> None:
+    sid = "s-export"
+    scheduled = details_event(sid, 1, events.Scheduled(
+        client_ref="c-1", therapist_id="t-ana", start=AT, duration_minutes=50,
+        modality=Modality.TELEHEALTH, risk_tier=RiskTier.STANDARD, grace_period_minutes=15))
+    trail = [
+        scheduled,
+        blocked(sid, 2),  # a failed task's row: its task is not the session's
+        details_event(sid, 3, events.TrailSuperseded(first=2, last=2)),
+        responded(sid, 4),
+        details_event(sid, 5, events.Closed(outcome=Outcome.REACHED, attempts=1)),
+    ]
+
+    bundle = export.fhir_bundle(sid, trail)
+
+    resources = [entry["resource"] for entry in bundle["entry"]]
+    audit_events = {r["id"]: r for r in resources if r["resourceType"] == "AuditEvent"}
+    assert sorted(audit_events) == [f"{sid}-{n}" for n in range(1, 6)]  # every row
+    assert audit_events[f"{sid}-2"]["outcomeDesc"].startswith("superseded: ")
+    assert [r for r in resources if r.get("outcomeDesc")] == [audit_events[f"{sid}-2"]]
+    assert [r for r in resources if r["resourceType"] == "Task"] == []
+    [appointment] = [r for r in resources if r["resourceType"] == "Appointment"]
+    assert appointment["status"] == "noshow"  # reached, after a missed session

@@ -188,14 +188,24 @@ def fhir_bundle(session_id: str, trail: Sequence[AuditEvent],
     Task with its Communications, see `notice_resources`).
     """
     typed = [events.read(event) for event in trail]
-    appointment = _appointment(session_id, typed)
+    # Every row is an AuditEvent; what the session was and did comes from its course, not
+    # from rows a failed workflow task left (`events.live`), which say they are superseded.
+    course = {event.sequence for event in events.live(trail)}
+    appointment = _appointment(session_id, [
+        details for event, details in zip(trail, typed, strict=True) if event.sequence in course
+    ])
     appointment_ref = f"Appointment/{session_id}"
     scheduled = _first(typed, events.Scheduled)
     client_ref = scheduled.client_ref if scheduled else None
     therapist_id = scheduled.therapist_id if scheduled else None
     resources: list[dict[str, Any]] = [appointment]
     for event, details in zip(trail, typed, strict=True):
-        resources.append(_audit_event(event, appointment_ref))
+        audit_event = _audit_event(event, appointment_ref)
+        if event.sequence not in course and not isinstance(details, events.TrailSuperseded):
+            audit_event["outcomeDesc"] = f"superseded: {events.SUPERSEDED_REASON}"
+        resources.append(audit_event)
+        if event.sequence not in course:
+            continue
         if event.event_type.value in COMMUNICATIONS:
             resources.append(_communication(event, details, appointment_ref, client_ref))
         resources.extend(_tasks(event, details, appointment_ref, client_ref, therapist_id))
