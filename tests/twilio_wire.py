@@ -138,18 +138,18 @@ class FakeTwilio:
 
 async def post_status_callback(url: str, params: dict[str, str], *,
                                auth_token: str = TOKEN, signed_url: str | None = None,
-                               signature: str | None = None) -> aiohttp.ClientResponse:
+                               signature: str | None = None) -> tuple[int, str]:
     """POST a status callback to `url` the way Twilio does (form-encoded, signed).
 
     `signed_url` is the URL Twilio signs (the public address it called), `url` by default.
+    Returns the answer's status and body.
     """
     sign = signature if signature is not None else twilio_signature(
         auth_token, signed_url or url, params)
     async with aiohttp.ClientSession() as session, session.post(
         url, data=params, headers={"X-Twilio-Signature": sign},
     ) as response:
-        await response.read()
-        return response
+        return response.status, await response.text()
 
 
 @asynccontextmanager

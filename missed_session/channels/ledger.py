@@ -196,15 +196,17 @@ class DeliveryLedger:
         )
         return None if row is None else ProviderReport(row["status"], row["answered_by"])
 
-    async def report(self, provider_ref: str, report: ProviderReport) -> None:
-        """Record a status callback (the latest wins; a final status is never replaced)."""
-        await self._pool.execute(
+    async def report(self, provider_ref: str, report: ProviderReport) -> bool:
+        """Record a call's final status from its status callback; False if already known.
+
+        A call ends once, so the first report stands (Twilio may post it again).
+        """
+        recorded = await self._pool.fetchval(
             "INSERT INTO provider_reports (provider_ref, status, answered_by)"
-            " VALUES ($1, $2, $3) ON CONFLICT (provider_ref) DO UPDATE"
-            " SET status = EXCLUDED.status, answered_by = EXCLUDED.answered_by,"
-            " reported_at = now()",
+            " VALUES ($1, $2, $3) ON CONFLICT (provider_ref) DO NOTHING RETURNING 1",
             provider_ref, report.status, report.answered_by,
         )
+        return bool(recorded)
 
     async def _until_stored(self, statement: str, *arguments: object) -> None:
         """Run one write, retrying with backoff for as long as PostgreSQL is unreachable."""

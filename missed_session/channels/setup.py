@@ -82,4 +82,5 @@ def _twilio(settings: Settings, ledger: DeliveryLedger) -> Channel:
     )
     # The ledger keeps each call's SID, so a dead worker's call is resumed, not repeated.
     return TwilioChannel(client, from_number=settings.twilio_from_number,
-                         callback_number=settings.callback_number, receipts=ledger)
+                         callback_number=settings.callback_number, receipts=ledger,
+                         status_callback_url=settings.twilio_status_callback_url)
