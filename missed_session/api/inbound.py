@@ -91,7 +91,7 @@ def router(application: Application, settings: ApiSettings) -> APIRouter:
         if result.kind is ResultKind.BAD_INPUT:
             raise ApiError(422, "bad_input", result.message)
         if result.kind is ResultKind.UNAVAILABLE:
-            # Twilio does not post it again: the waiting step's polling covers it.
+            # By default Twilio does not retry it: the waiting step's polling covers it.
             raise ApiError(503, "unavailable", "try again later")
         return Response(status_code=204)
 
