@@ -50,6 +50,7 @@ from missed_session.domain.clients import (
     reach,
 )
 from missed_session.domain.models import (
+    CallResult,
     Channel,
     EmergencyContact,
     EscalationRequest,
@@ -84,6 +85,10 @@ error's first detail is the consent record relied on (None: the practice's defau
 UNCERTAIN_REASON = "delivery uncertain"
 """The audit reason for a DeliveryUncertain step; the one-text-a-day rule counts a text
 audited with it as sent (it may have been)."""
+
+VOICEMAIL_UNCLEAR = ("the voicemail was played, but the provider could not tell whether a "
+                     "person or a machine's recording heard it")
+"""Why a voicemail answered by an unknown party is DeliveryUncertain."""
 
 PROVIDER_TRIES = 5
 """How many provider failures end a step (K): the provider is down, not the client."""
@@ -135,7 +140,9 @@ class OutreachActivities:
         """Leave the concerned, non-identifying voicemail.
 
         ANSWERED once the provider confirms the message was played or recorded; NO_ANSWER
-        when the call ended without that (busy, unanswered): not delivered.
+        when the call ended without that (busy, unanswered): not delivered. A message
+        played to something the provider could not tell (ANSWERED_UNKNOWN) is
+        :data:`DELIVERY_UNCERTAIN`: it may or may not have been recorded.
         """
         to, record = await self._reach(request, Channel.VOICEMAIL)
         text = messages.voicemail(
@@ -144,6 +151,11 @@ class OutreachActivities:
         result = await self._deliver(lambda: self._phone.leave_voicemail(
             request.idempotency_key, request.session_id, to, text
         ))
+        if result is CallResult.ANSWERED_UNKNOWN:
+            # Played, but the provider cannot say to whom or whether after the greeting:
+            # neither left nor "not delivered".
+            raise ApplicationError(VOICEMAIL_UNCLEAR, type=DELIVERY_UNCERTAIN,
+                                   non_retryable=True)
         return StepOutcome(result=result, consent_record=record)
 
     @activity.defn

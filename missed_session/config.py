@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     """Twilio auth token."""
     twilio_from_number: PhoneNumber | None = None
     """The Twilio number calls and texts come from."""
+    twilio_status_callback_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    """The HTTP API's `/inbound/twilio/calls` route as Twilio reaches it (the API's public
+    URL): Twilio posts each call's final status there, and the waiting step reads it
+    (polling less, and still polling when no callback comes). Unset: polling only."""
     smtp_host: str | None = None
     """SMTP server for outreach email; when set, email goes through it."""
     smtp_port: int = Field(default=587, ge=1, le=65535)

@@ -153,3 +153,74 @@ async def test_a_step_cancelled_mid_delivery_stays_uncertain(pool: asyncpg.Pool)
     with pytest.raises(DeliveryUncertainError):  # the request was out: not sent again
         await channel.send_text("s/attempt-1/text", "s", "+14155550123", "hi")
     assert provider.calls["s/attempt-1/text"] == 1
+
+
+class ResumableProvider(CountingProvider):
+    """A provider that names its calls, and answers a resumed one as scripted."""
+
+    def __init__(self, resumed: Exception | CallResult) -> None:
+        super().__init__()
+        self.resumed: list[str] = []
+        self._answer = resumed
+
+    async def resume_call(self, provider_ref: str) -> CallResult:
+        self.resumed.append(provider_ref)
+        if isinstance(self._answer, Exception):
+            raise self._answer
+        return self._answer
+
+    async def resume_message(self, provider_ref: str) -> CallResult:
+        return await self.resume_call(provider_ref)
+
+    async def resume_text(self, provider_ref: str) -> None:
+        self.resumed.append(provider_ref)
+
+
+async def claim_of(pool: asyncpg.Pool, key: str) -> tuple[str, str | None] | None:
+    row = await pool.fetchrow(
+        "SELECT state, result FROM channel_deliveries WHERE idempotency_key = $1", key)
+    return None if row is None else (row["state"], row["result"])
+
+
+@pytest.mark.parametrize(("answer", "claim_after"), [
+    (CallResult.NO_ANSWER, ("done", "no_answer")),
+    (DeliveryUncertainError("outcome unknown"), ("pending", "uncertain")),  # still kept
+    (InvalidContactError("the call failed"), None),  # nothing delivered: released
+])
+async def test_a_pending_step_with_the_providers_id_is_resumed_and_settled_on_its_outcome(
+    pool: asyncpg.Pool, answer: Exception | CallResult, claim_after: tuple[str, str] | None,
+) -> None:
+    ledger = DeliveryLedger(pool)
+    await pool.execute("INSERT INTO channel_deliveries (idempotency_key, state)"
+                       " VALUES ('s/attempt-1/call', 'pending')")
+    await ledger.accepted("s/attempt-1/call", "CALL-1")  # as the dead worker's try did
+    provider = ResumableProvider(answer)
+    channel = AtMostOnce(provider, ledger)
+    if isinstance(answer, Exception):
+        with pytest.raises(type(answer)):
+            await channel.call("s/attempt-1/call", "s", "+14155550123")
+    else:
+        assert await channel.call("s/attempt-1/call", "s", "+14155550123") is answer
+    assert provider.resumed == ["CALL-1"]
+    assert provider.calls == {}  # never placed again
+    assert await claim_of(pool, "s/attempt-1/call") == claim_after
+
+
+async def test_an_id_is_kept_only_on_a_pending_claim(pool: asyncpg.Pool) -> None:
+    ledger = DeliveryLedger(pool)
+    channel = AtMostOnce(CountingProvider(), ledger)
+    await channel.call("s/attempt-1/call", "s", "+14155550123")  # settled: done
+    await ledger.accepted("s/attempt-1/call", "CALL-LATE")
+    assert await pool.fetchval("SELECT provider_ref FROM channel_deliveries") is None
+
+
+async def test_a_channel_that_cannot_resume_leaves_a_pending_step_uncertain(
+    pool: asyncpg.Pool,
+) -> None:
+    ledger = DeliveryLedger(pool)
+    await pool.execute("INSERT INTO channel_deliveries (idempotency_key, state, provider_ref)"
+                       " VALUES ('s/attempt-1/call', 'pending', 'CALL-1')")
+    provider = CountingProvider()  # no resume_*: it cannot look a call up
+    with pytest.raises(DeliveryUncertainError):
+        await AtMostOnce(provider, ledger).call("s/attempt-1/call", "s", "+14155550123")
+    assert provider.calls == {}

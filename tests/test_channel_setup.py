@@ -75,6 +75,20 @@ async def test_twilio() -> None:
     assert isinstance(phone, AtMostOnce)
     assert isinstance(phone.inner, TwilioChannel)
     assert messages is phone
+    assert phone.inner._receipts is LEDGER  # each SID is kept: a dead worker's call resumes
+    assert phone.inner._status_callback is None  # polling only, unless configured
+    await phone.inner._client.http_client.close()
+
+
+async def test_twilio_with_status_callbacks() -> None:
+    url = "https://api.example.org/inbound/twilio/calls"
+    phone, _ = channels_from_settings(settings(
+        channel="twilio", twilio_account_sid="AC" + "0" * 32, twilio_auth_token="t",
+        twilio_from_number="+15555550100", twilio_status_callback_url=url,
+    ), Simulated(), LEDGER)
+    assert isinstance(phone, AtMostOnce)
+    assert isinstance(phone.inner, TwilioChannel)
+    assert phone.inner._status_callback == url
     await phone.inner._client.http_client.close()
 
 

@@ -1,24 +1,13 @@
-"""The Twilio channel: the official SDK, sending to a local server that answers like Twilio.
-
-The SDK's own async HTTP client is subclassed only to send its requests to 127.0.0.1
-instead of api.twilio.com; everything else (form encoding, auth, JSON parsing, error
-handling) is the SDK's. The server checks what Twilio would see.
-"""
+"""The Twilio channel: the official SDK, sending to a local server that answers like Twilio
+(tests/twilio_wire.py)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 from xml.etree import ElementTree
 
 import asyncpg
 import pytest
-from aiohttp import web
-from twilio.http.async_http_client import AsyncTwilioHttpClient
-from twilio.http.response import Response
 from twilio.rest import Client as TwilioClient
 
 from missed_session.channels.base import (
@@ -30,12 +19,16 @@ from missed_session.channels.base import (
 from missed_session.channels.ledger import AtMostOnce, DeliveryLedger
 from missed_session.channels.twilio import TwilioChannel
 from missed_session.domain.models import CallResult
-
-ACCOUNT = "AC" + "0" * 32
-TOKEN = "test-only-auth-token"
-FROM = "+15555550100"
-CALLBACK = "+15555550111"
-CLIENT_PHONE = "+14155550123"
+from tests.twilio_wire import (
+    ACCOUNT,
+    CALLBACK,
+    CLIENT_PHONE,
+    FROM,
+    TOKEN,
+    FakeTwilio,
+    LocalTwilioHttpClient,
+    twilio_server,
+)
 
 # The SDK still hands aiohttp a BasicAuth object, which aiohttp 3.14 deprecates.
 pytestmark = pytest.mark.filterwarnings(
@@ -43,89 +36,25 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 
-class LocalTwilioHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
-    """The SDK's async client, pointed at a local server."""
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__()
-        self._base = urlsplit(base_url)
-
-    async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
-        parts = urlsplit(url)
-        local = urlunsplit((self._base.scheme, self._base.netloc, parts.path, parts.query, ""))
-        return await super().request(method, local, *args, **kwargs)
-
-
-@dataclass
-class FakeTwilio:
-    """Answers `Calls.json`, `Calls/<sid>.json` and `Messages.json` in Twilio's REST shape."""
-
-    call_statuses: list[tuple[str, str | None]] = field(
-        default_factory=lambda: [("ringing", None), ("completed", "human")]
-    )
-    """(status, answered_by) returned by successive fetches of a call."""
-    error: tuple[int, int] | None = None
-    """(HTTP status, Twilio code) to answer every create with."""
-    hang_on_create: bool = False
-    """Take the create request, then never answer (as if the answer were lost)."""
-    failing_fetches: int = 0
-    """How many fetches of a call answer 503 before the statuses are served."""
-    created: list[tuple[str, dict[str, str], str]] = field(default_factory=list)
-    """(resource, form fields, Authorization header) of each create."""
-    fetches: int = 0
-
-    async def create(self, request: web.Request) -> web.Response:
-        resource = request.match_info["resource"]
-        form = {k: str(v) for k, v in (await request.post()).items()}
-        self.created.append((resource, form, request.headers.get("Authorization", "")))
-        if self.hang_on_create:
-            await asyncio.sleep(30)
-        if self.error is not None:
-            status, code = self.error
-            return web.json_response(
-                {"code": code, "message": "refused", "more_info": f"https://www.twilio.com/docs/errors/{code}",
-                 "status": status}, status=status)
-        prefix = "CA" if resource == "Calls" else "SM"
-        sid = f"{prefix}{len(self.created):032d}"
-        return web.json_response({
-            "sid": sid, "account_sid": ACCOUNT, "to": form["To"], "from": form["From"],
-            "status": "queued", "api_version": "2010-04-01",
-            "uri": f"/2010-04-01/Accounts/{ACCOUNT}/{resource}/{sid}.json",
-            **({"body": form["Body"]} if resource == "Messages" else {}),
-        }, status=201)
-
-    async def fetch(self, request: web.Request) -> web.Response:
-        if self.failing_fetches:
-            self.failing_fetches -= 1
-            return web.json_response(
-                {"code": 20500, "message": "Internal Server Error", "status": 500}, status=500)
-        status, answered_by = self.call_statuses[min(self.fetches, len(self.call_statuses) - 1)]
-        self.fetches += 1
-        sid = request.match_info["sid"]
-        return web.json_response({
-            "sid": sid, "account_sid": ACCOUNT, "status": status, "answered_by": answered_by,
-            "to": CLIENT_PHONE, "from": FROM, "api_version": "2010-04-01",
-        })
-
-
 @pytest.fixture
 async def twilio() -> AsyncIterator[tuple[FakeTwilio, TwilioChannel]]:
     fake = FakeTwilio()
-    app = web.Application()
-    base = f"/2010-04-01/Accounts/{ACCOUNT}"
-    app.router.add_post(base + "/{resource}.json", fake.create)
-    app.router.add_get(base + "/Calls/{sid}.json", fake.fetch)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    http_client = LocalTwilioHttpClient(f"http://127.0.0.1:{port}")
-    client = TwilioClient(ACCOUNT, TOKEN, http_client=http_client)
-    yield fake, TwilioChannel(client, from_number=FROM, callback_number=CALLBACK,
-                              poll_seconds=0.01, max_polls=20, request_timeout_seconds=0.5)
-    await http_client.close()
-    await runner.cleanup()
+    async with twilio_server(fake) as (client, _):
+        yield fake, TwilioChannel(client, from_number=FROM, callback_number=CALLBACK,
+                                  poll_seconds=0.01, max_polls=20,
+                                  request_timeout_seconds=0.5)
+
+
+@pytest.fixture
+async def wired(pool: asyncpg.Pool) -> AsyncIterator[tuple[FakeTwilio, AtMostOnce]]:
+    """The channel as the worker wires it: through the ledger, which also keeps each SID."""
+    fake = FakeTwilio()
+    ledger = DeliveryLedger(pool)
+    async with twilio_server(fake) as (client, _):
+        channel = TwilioChannel(client, from_number=FROM, callback_number=CALLBACK,
+                                receipts=ledger, poll_seconds=0.01, max_polls=20,
+                                request_timeout_seconds=0.5)
+        yield fake, AtMostOnce(channel, ledger)
 
 
 def said(twiml: str) -> list[str]:
@@ -154,10 +83,9 @@ async def test_a_call_connects_the_answering_person_to_the_practice(
 
 
 async def test_a_retry_with_the_same_key_rings_once(
-    twilio: tuple[FakeTwilio, TwilioChannel], pool: asyncpg.Pool,
+    wired: tuple[FakeTwilio, AtMostOnce],
 ) -> None:
-    fake, twilio_channel = twilio
-    channel = AtMostOnce(twilio_channel, DeliveryLedger(pool))  # as the worker wires it
+    fake, channel = wired
     first = await channel.call("k", "s1", CLIENT_PHONE)
     assert await channel.call("k", "s1", CLIENT_PHONE) is first
     assert len(fake.created) == 1
@@ -183,12 +111,11 @@ async def test_a_failed_call_is_an_invalid_contact(
 
 
 async def test_a_voicemail_is_said_after_the_beep(
-    twilio: tuple[FakeTwilio, TwilioChannel], pool: asyncpg.Pool
+    wired: tuple[FakeTwilio, AtMostOnce],
 ) -> None:
-    fake, twilio_channel = twilio
+    fake, channel = wired
     fake.call_statuses = [("queued", None), ("in-progress", "machine_end_beep"),
                           ("completed", "machine_end_beep")]
-    channel = AtMostOnce(twilio_channel, DeliveryLedger(pool))  # as the worker wires it
     text = "Hi Robin, this is Alex. Please call us back at +15555550111. Thank you."
 
     assert await channel.leave_voicemail("k-vm", "s1", CLIENT_PHONE, text) is (
@@ -230,11 +157,10 @@ async def test_polls_that_fail_are_tried_again(
 
 
 async def test_a_placed_call_whose_outcome_stays_unknown_is_uncertain(
-    twilio: tuple[FakeTwilio, TwilioChannel], pool: asyncpg.Pool,
+    wired: tuple[FakeTwilio, AtMostOnce],
 ) -> None:
-    fake, twilio_channel = twilio
+    fake, channel = wired
     fake.failing_fetches = 1_000  # Twilio's API keeps failing once the call is placed
-    channel = AtMostOnce(twilio_channel, DeliveryLedger(pool))
     with pytest.raises(DeliveryUncertainError, match="outcome is unknown"):
         await channel.deliver_message("k-esc", "s1", CLIENT_PHONE, "Hi Sam")
     with pytest.raises(DeliveryUncertainError):  # a retry does not call again
@@ -243,11 +169,10 @@ async def test_a_placed_call_whose_outcome_stays_unknown_is_uncertain(
 
 
 async def test_a_create_that_times_out_is_uncertain_and_not_sent_again(
-    twilio: tuple[FakeTwilio, TwilioChannel], pool: asyncpg.Pool,
+    wired: tuple[FakeTwilio, AtMostOnce],
 ) -> None:
-    fake, twilio_channel = twilio
+    fake, channel = wired
     fake.hang_on_create = True
-    channel = AtMostOnce(twilio_channel, DeliveryLedger(pool))
     with pytest.raises(DeliveryUncertainError):
         await channel.send_text("k-text", "s1", CLIENT_PHONE, "Hi Robin")
     fake.hang_on_create = False
@@ -257,11 +182,10 @@ async def test_a_create_that_times_out_is_uncertain_and_not_sent_again(
 
 
 async def test_a_5xx_releases_the_step_for_a_retry(
-    twilio: tuple[FakeTwilio, TwilioChannel], pool: asyncpg.Pool,
+    wired: tuple[FakeTwilio, AtMostOnce],
 ) -> None:
-    fake, twilio_channel = twilio
+    fake, channel = wired
     fake.error = (503, 20500)
-    channel = AtMostOnce(twilio_channel, DeliveryLedger(pool))
     with pytest.raises(ChannelUnavailableError):
         await channel.send_text("k-text", "s1", CLIENT_PHONE, "Hi Robin")
     fake.error = None
@@ -309,3 +233,164 @@ async def test_email_is_not_twilios(twilio: tuple[FakeTwilio, TwilioChannel]) ->
     _, channel = twilio
     with pytest.raises(ChannelRejectedError):
         await channel.send_email("k", "s1", "robin@example.org", "s", "b")
+
+
+# -- who answered ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("statuses", "expected"), [
+    ([("in-progress", "human")], CallResult.ANSWERED),
+    ([("completed", "unknown")], CallResult.ANSWERED_UNKNOWN),
+    ([("in-progress", "unknown")], CallResult.ANSWERED_UNKNOWN),
+    ([("completed", None)], CallResult.ANSWERED_UNKNOWN),  # picked up, no verdict
+    ([("completed", "something-new")], CallResult.ANSWERED_UNKNOWN),
+    ([("in-progress", "machine")], CallResult.NO_ANSWER),  # the Call resource's "machine"
+    ([("in-progress", "fax")], CallResult.NO_ANSWER),
+    # In progress without a verdict: the detector is still listening; wait for it.
+    ([("in-progress", None), ("in-progress", None), ("in-progress", "human")],
+     CallResult.ANSWERED),
+    ([("in-progress", None), ("completed", "unknown")], CallResult.ANSWERED_UNKNOWN),
+])
+async def test_only_a_human_verdict_is_the_clients_answer(
+    twilio: tuple[FakeTwilio, TwilioChannel], statuses: list[tuple[str, str | None]],
+    expected: CallResult,
+) -> None:
+    fake, channel = twilio
+    fake.call_statuses = statuses
+    assert await channel.call("k", "s1", CLIENT_PHONE) is expected
+    assert fake.fetches == len(statuses)
+
+
+@pytest.mark.parametrize(("answered_by", "expected"), [
+    ("human", CallResult.ANSWERED),
+    ("machine", CallResult.ANSWERED),  # DetectMessageEnd: said after the greeting ended
+    ("machine_end_beep", CallResult.ANSWERED),
+    ("machine_end_silence", CallResult.ANSWERED),
+    ("fax", CallResult.NO_ANSWER),
+    ("unknown", CallResult.ANSWERED_UNKNOWN),  # played, to whom or over what unknown
+    ("machine_start", CallResult.ANSWERED_UNKNOWN),
+    (None, CallResult.ANSWERED_UNKNOWN),
+])
+async def test_a_message_call_counts_as_delivered_only_to_a_person_or_after_a_greeting(
+    twilio: tuple[FakeTwilio, TwilioChannel], answered_by: str | None, expected: CallResult,
+) -> None:
+    fake, channel = twilio
+    fake.call_statuses = [("in-progress", answered_by), ("completed", answered_by)]
+    assert await channel.deliver_message("k-esc", "s1", CLIENT_PHONE, "Hi Sam") is expected
+    assert fake.fetches == 2  # in progress is not yet delivered, whoever answered
+
+
+# -- a dead worker's call, resumed by its SID -----------------------------------------------
+
+
+async def claim_row(pool: asyncpg.Pool, key: str) -> tuple[str, str | None, str | None] | None:
+    row = await pool.fetchrow(
+        "SELECT state, result, provider_ref FROM channel_deliveries WHERE idempotency_key = $1",
+        key,
+    )
+    return None if row is None else (row["state"], row["result"], row["provider_ref"])
+
+
+async def test_the_call_sid_is_kept_as_soon_as_twilio_answers_the_create(
+    wired: tuple[FakeTwilio, AtMostOnce], pool: asyncpg.Pool,
+) -> None:
+    fake, channel = wired
+    while_ringing: list[tuple[str, str | None, str | None] | None] = []
+
+    async def look() -> None:
+        while_ringing.append(await claim_row(pool, "k-call"))
+
+    fake.on_fetch = look
+    assert await channel.call("k-call", "s1", CLIENT_PHONE) is CallResult.ANSWERED
+    sid = fake.created_sid()
+    # Already on the claim while the call rang, before its outcome was known.
+    assert while_ringing[0] == ("pending", None, sid)
+    assert await claim_row(pool, "k-call") == ("done", "answered", sid)
+
+
+@pytest.mark.parametrize(("step", "statuses", "expected"), [
+    ("call", [("ringing", None), ("in-progress", "human")], CallResult.ANSWERED),
+    ("call", [("ringing", None), ("completed", "unknown")], CallResult.ANSWERED_UNKNOWN),
+    ("voicemail", [("in-progress", "machine"), ("completed", "machine_end_beep")],
+     CallResult.ANSWERED),
+    ("message", [("ringing", None), ("busy", None)], CallResult.NO_ANSWER),
+])
+async def test_a_dead_workers_call_is_resumed_by_its_sid_and_never_placed_again(
+    wired: tuple[FakeTwilio, AtMostOnce], pool: asyncpg.Pool, step: str,
+    statuses: list[tuple[str, str | None]], expected: CallResult,
+) -> None:
+    # The worker that placed this call died while it rang: the claim is pending, with the
+    # SID Twilio answered the create with.
+    fake, channel = wired
+    sid = "CA" + "7" * 32
+    await pool.execute(
+        "INSERT INTO channel_deliveries (idempotency_key, state, provider_ref)"
+        " VALUES ($1, 'pending', $2)", "k", sid,
+    )
+    fake.call_statuses = statuses
+    if step == "call":
+        result = await channel.call("k", "s1", CLIENT_PHONE)
+    elif step == "voicemail":
+        result = await channel.leave_voicemail("k", "s1", CLIENT_PHONE, "Hi Robin")
+    else:
+        result = await channel.deliver_message("k", "s1", CLIENT_PHONE, "Hi Sam")
+
+    assert result is expected  # the provider's outcome, not "uncertain"
+    assert fake.created == []  # never placed twice
+    assert fake.fetched == [sid] * len(statuses)
+    assert await claim_row(pool, "k") == ("done", expected.value, sid)
+    # And settled: a later retry returns the outcome without asking Twilio.
+    assert await channel.deliver_message("k", "s1", CLIENT_PHONE, "Hi Sam") is expected
+    assert fake.fetched == [sid] * len(statuses)
+
+
+async def test_a_dead_workers_text_with_a_sid_is_sent_and_not_sent_again(
+    wired: tuple[FakeTwilio, AtMostOnce], pool: asyncpg.Pool,
+) -> None:
+    fake, channel = wired
+    sid = "SM" + "7" * 32
+    await pool.execute(
+        "INSERT INTO channel_deliveries (idempotency_key, state, provider_ref)"
+        " VALUES ($1, 'pending', $2)", "k-text", sid,
+    )
+    await channel.send_text("k-text", "s1", CLIENT_PHONE, "Hi Robin")  # Twilio accepted it
+    assert fake.created == []
+    assert await claim_row(pool, "k-text") == ("done", "sent", sid)
+
+
+async def test_a_dead_workers_claim_without_a_sid_stays_uncertain(
+    wired: tuple[FakeTwilio, AtMostOnce], pool: asyncpg.Pool,
+) -> None:
+    # The create may or may not have reached Twilio: nothing to resume, nothing re-sent.
+    fake, channel = wired
+    await pool.execute(
+        "INSERT INTO channel_deliveries (idempotency_key, state) VALUES ('k', 'pending')"
+    )
+    with pytest.raises(DeliveryUncertainError, match="not sent again"):
+        await channel.deliver_message("k", "s1", CLIENT_PHONE, "Hi Sam")
+    assert (fake.created, fake.fetched) == ([], [])
+
+
+async def test_a_twilio_that_hangs_on_polls_leaves_a_call_a_retry_resumes(
+    pool: asyncpg.Pool,
+) -> None:
+    # Twilio takes the call, then stops answering its polls: each poll is bounded, the
+    # deadline makes the step uncertain, the SID stays on the claim, and no second call is
+    # placed; once Twilio answers again, taking the step up from its SID reads the outcome.
+    fake = FakeTwilio(call_statuses=[("completed", "human")], hang_on_fetch=True)
+    ledger = DeliveryLedger(pool)
+    async with twilio_server(fake) as (client, _):
+        phone = TwilioChannel(client, from_number=FROM, callback_number=CALLBACK,
+                              receipts=ledger, poll_seconds=0.01, max_polls=2,
+                              request_timeout_seconds=0.2)
+        channel = AtMostOnce(phone, ledger)
+        with pytest.raises(DeliveryUncertainError, match="outcome is unknown"):
+            await channel.deliver_message("k", "s1", CLIENT_PHONE, "Hi Sam")
+        sid = fake.created_sid()
+        assert await claim_row(pool, "k") == ("pending", "uncertain", sid)
+
+        fake.hang_on_fetch = False
+        assert await channel.deliver_message("k", "s1", CLIENT_PHONE, "Hi Sam") is (
+            CallResult.ANSWERED
+        )
+    assert len(fake.created) == 1

@@ -1,9 +1,10 @@
-"""Inbound texts: Twilio's messaging webhook and the signed webhook channel's inbound route.
+"""Inbound from providers: Twilio's message webhook and call status callbacks, signed webhooks.
 
-Both authenticate by the provider's signature, not a bearer token: Twilio's with the SDK's
+All authenticate by the provider's signature, not a bearer token: Twilio's with the SDK's
 `RequestValidator` over the URL it called and the form fields, the webhook channel's with
 the same HMAC scheme its outbound requests carry. The sender's number and the text are
-never logged or echoed.
+never logged or echoed; of a status callback only the call's SID, status and
+answering-machine verdict are read.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from missed_session.api.bodies import Answer
 from missed_session.api.errors import ApiError
 from missed_session.api.settings import ApiSettings
+from missed_session.application.call_status import record_call_status
 from missed_session.application.inbound import InboundAnswer, receive_text
 from missed_session.application.results import ResultKind
 from missed_session.application.service import Application
@@ -60,16 +62,7 @@ def router(application: Application, settings: ApiSettings) -> APIRouter:
                             403: {"model": Answer}, 422: {"model": Answer},
                             503: {"model": Answer}})
     async def twilio(request: Request) -> Response:
-        token = application.settings.twilio_auth_token
-        if token is None:
-            raise ApiError(403, "forbidden", "no Twilio auth token is configured")
-        # Twilio posts application/x-www-form-urlencoded (no multipart parser needed).
-        form = dict(parse_qsl((await request.body()).decode("utf-8", errors="replace"),
-                              keep_blank_values=True))
-        url = _called_url(request, settings)
-        signature = request.headers.get(TWILIO_SIGNATURE, "")
-        if not RequestValidator(token.get_secret_value()).validate(url, form, signature):
-            raise ApiError(403, "forbidden", "the Twilio signature does not match")
+        form = await _twilio_form(request)
         try:
             text = InboundText.model_validate({"from": form.get("From", ""),
                                                "body": form.get("Body", ""),
@@ -84,6 +77,37 @@ def router(application: Application, settings: ApiSettings) -> APIRouter:
         if answer.reply is not None:
             twiml.message(answer.reply)
         return Response(str(twiml), media_type=TWIML)
+
+    @routes.post("/twilio/calls", summary="Twilio's status callback for a call the service placed",
+                 status_code=204, response_class=Response,
+                 responses={403: {"model": Answer}, 422: {"model": Answer},
+                            503: {"model": Answer}})
+    async def twilio_call_status(request: Request) -> Response:
+        form = await _twilio_form(request)
+        result = await record_call_status(
+            application, form.get("CallSid", ""), form.get("CallStatus", ""),
+            form.get("AnsweredBy") or None,
+        )
+        if result.kind is ResultKind.BAD_INPUT:
+            raise ApiError(422, "bad_input", result.message)
+        if result.kind is ResultKind.UNAVAILABLE:
+            # By default Twilio does not retry it: the waiting step's polling covers it.
+            raise ApiError(503, "unavailable", "try again later")
+        return Response(status_code=204)
+
+    async def _twilio_form(request: Request) -> dict[str, str]:
+        """The form Twilio posted, once its X-Twilio-Signature is verified."""
+        token = application.settings.twilio_auth_token
+        if token is None:
+            raise ApiError(403, "forbidden", "no Twilio auth token is configured")
+        # Twilio posts application/x-www-form-urlencoded (no multipart parser needed).
+        form = dict(parse_qsl((await request.body()).decode("utf-8", errors="replace"),
+                              keep_blank_values=True))
+        url = _called_url(request, settings)
+        signature = request.headers.get(TWILIO_SIGNATURE, "")
+        if not RequestValidator(token.get_secret_value()).validate(url, form, signature):
+            raise ApiError(403, "forbidden", "the Twilio signature does not match")
+        return form
 
     @routes.post("/webhook", response_model=InboundView,
                  summary="An inbound text from the signed webhook channel's receiver",
@@ -109,7 +133,7 @@ def router(application: Application, settings: ApiSettings) -> APIRouter:
             raise ApiError(503, "unavailable", "try again later")
         return JSONResponse(_view(answer).model_dump())
 
-    _: Any = (twilio, signed_webhook)
+    _: Any = (twilio, twilio_call_status, signed_webhook)
     return routes
 
 

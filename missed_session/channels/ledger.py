@@ -13,7 +13,14 @@ provider is called and settled after:
   reason in `result`, and is never released: the person may have been reached, so no retry
   sends it again;
 - a claim a retry finds `pending` (a dead worker's step, or an uncertain one): uncertain
-  too, never a refusal.
+  too, never a refusal; unless the provider's id for it was kept (below).
+
+A provider that names what it created (Twilio's Call and Message SIDs) has that id kept on
+the claim (`provider_ref`) as soon as it answers the create request. A retry that finds the
+claim pending *with* an id knows the request was accepted and which call it made: it
+resumes watching that call (the channel's `resume_*`) and settles the claim on the
+provider's outcome, never placing the call again. Only a claim without an id (the request
+may or may not have reached the provider) is uncertain.
 
 Settling and releasing outlast a PostgreSQL outage: they are retried with backoff until
 the database answers (the activity heartbeats meanwhile), because a provider's answer we
@@ -23,7 +30,10 @@ failed to record would otherwise read as "uncertain" on the retry.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import asyncpg
 import structlog
@@ -41,7 +51,7 @@ from missed_session.domain.models import CallResult
 log = structlog.get_logger(__name__)
 
 __all__ = ["STORE_UNREACHABLE", "AtMostOnce", "DeliveryLedger", "DeliveryUncertainError",
-           "EmailOnce"]
+           "EmailOnce", "ProviderReceipts", "ProviderReport", "ResumableChannel"]
 
 STORE_UNREACHABLE: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, timed out (TimeoutError is an OSError)
@@ -61,8 +71,47 @@ DEFINITE_REFUSALS = (ChannelUnavailableError, ChannelRejectedError, InvalidConta
 """The provider answered before accepting the request: nothing was delivered."""
 
 
+@dataclass(frozen=True)
+class ProviderReport:
+    """What the provider's status callback said about a call it made."""
+
+    status: str
+    """The call's status as the provider names it (`completed`, `busy`, ...)."""
+    answered_by: str | None
+    """The provider's answering-machine verdict (`human`, `machine_end_beep`, ...), if any."""
+
+
+class ProviderReceipts(Protocol):
+    """Where a channel keeps the provider's id for a step, and reads its status reports."""
+
+    async def accepted(self, key: str, provider_ref: str) -> None:
+        """The provider accepted the step `key` and named it `provider_ref`."""
+        ...
+
+    async def reported(self, provider_ref: str) -> ProviderReport | None:
+        """The provider's last status callback for `provider_ref`, if one arrived."""
+        ...
+
+
+@runtime_checkable
+class ResumableChannel(Protocol):
+    """A channel that can take up a step again from the provider's id for it."""
+
+    async def resume_call(self, provider_ref: str) -> CallResult:
+        """Wait for the outcome of the client's call `provider_ref` (placed earlier)."""
+        ...
+
+    async def resume_message(self, provider_ref: str) -> CallResult:
+        """Wait for the outcome of the message call `provider_ref` (placed earlier)."""
+        ...
+
+    async def resume_text(self, provider_ref: str) -> None:
+        """Conclude the text `provider_ref`, which the provider accepted earlier."""
+        ...
+
+
 class DeliveryLedger:
-    """The `channel_deliveries` table: claim, settle, release."""
+    """The `channel_deliveries` table: claim, settle, release; the provider's ids and reports."""
 
     def __init__(self, pool: asyncpg.Pool, *, store_backoff_seconds: float = 0.5,
                  store_backoff_max_seconds: float = 10.0) -> None:
@@ -70,11 +119,15 @@ class DeliveryLedger:
         self._backoff = store_backoff_seconds
         self._backoff_max = store_backoff_max_seconds
 
-    async def once(self, key: str, deliver: Callable[[], Awaitable[str]]) -> str:
+    async def once(self, key: str, deliver: Callable[[], Awaitable[str]],
+                   resume: Callable[[str], Awaitable[str]] | None = None) -> str:
         """Run `deliver` at most once for `key`, returning its (recorded) result.
 
-        Raises :class:`DeliveryUncertainError` when an earlier try may have delivered it;
-        a PostgreSQL outage while claiming propagates (nothing was sent: retry freely).
+        A claim found pending with the provider's id is taken up by `resume(provider_ref)`
+        instead (when the channel can), and settled on its outcome like a first try.
+        Raises :class:`DeliveryUncertainError` when an earlier try may have delivered it and
+        cannot be resumed; a PostgreSQL outage while claiming propagates (nothing was sent:
+        retry freely).
         """
         while True:
             claimed = await self._pool.fetchval(
@@ -83,16 +136,24 @@ class DeliveryLedger:
                 key,
             )
             if claimed:
-                break
+                return await self._settled(key, deliver)
             row = await self._pool.fetchrow(
-                "SELECT state, result FROM channel_deliveries WHERE idempotency_key = $1", key
+                "SELECT state, result, provider_ref FROM channel_deliveries"
+                " WHERE idempotency_key = $1", key,
             )
             if row is None:  # released between our insert and select: claim again
                 continue
             if row["state"] == "done":
                 result: str = row["result"]
                 return result
-            raise DeliveryUncertainError(PENDING_FOUND)
+            provider_ref: str | None = row["provider_ref"]
+            if provider_ref is None or resume is None:
+                raise DeliveryUncertainError(PENDING_FOUND)
+            log.info("delivery_resumed")  # the key names the session: not logged
+            return await self._settled(key, functools.partial(resume, provider_ref))
+
+    async def _settled(self, key: str, deliver: Callable[[], Awaitable[str]]) -> str:
+        """Run `deliver` for the claimed `key` and record what the provider answered."""
         try:
             result = await deliver()
         except DEFINITE_REFUSALS:
@@ -108,13 +169,44 @@ class DeliveryLedger:
             )
             raise
         # Anything else (cancelled mid-request, a bug): the claim stays pending, so a
-        # retry treats the step as uncertain.
+        # retry treats the step as uncertain (or resumes it, if the provider's id is kept).
         await self._until_stored(
             "UPDATE channel_deliveries SET state = 'done', result = $2, settled_at = now()"
             " WHERE idempotency_key = $1",
             key, result,
         )
         return result
+
+    async def accepted(self, key: str, provider_ref: str) -> None:
+        """Keep the provider's id on the pending claim `key` (waiting out an outage).
+
+        Kept before the channel waits for the outcome, so that a worker dying meanwhile
+        leaves a claim its retry can resume.
+        """
+        await self._until_stored(
+            "UPDATE channel_deliveries SET provider_ref = $2"
+            " WHERE idempotency_key = $1 AND state = 'pending'", key, provider_ref,
+        )
+
+    async def reported(self, provider_ref: str) -> ProviderReport | None:
+        """The provider's last status callback for `provider_ref`, or None."""
+        row = await self._pool.fetchrow(
+            "SELECT status, answered_by FROM provider_reports WHERE provider_ref = $1",
+            provider_ref,
+        )
+        return None if row is None else ProviderReport(row["status"], row["answered_by"])
+
+    async def report(self, provider_ref: str, report: ProviderReport) -> bool:
+        """Record a call's final status from its status callback; False if already known.
+
+        A call ends once, so the first report stands (Twilio may post it again).
+        """
+        recorded = await self._pool.fetchval(
+            "INSERT INTO provider_reports (provider_ref, status, answered_by)"
+            " VALUES ($1, $2, $3) ON CONFLICT (provider_ref) DO NOTHING RETURNING 1",
+            provider_ref, report.status, report.answered_by,
+        )
+        return bool(recorded)
 
     async def _until_stored(self, statement: str, *arguments: object) -> None:
         """Run one write, retrying with backoff for as long as PostgreSQL is unreachable."""
@@ -132,13 +224,18 @@ class DeliveryLedger:
 
 
 class AtMostOnce:
-    """Any channel, delivered at most once per idempotency key."""
+    """Any channel, delivered at most once per idempotency key.
+
+    A channel that can resume a step from the provider's id (:class:`ResumableChannel`)
+    has a dead worker's pending step taken up again instead of declared uncertain.
+    """
 
     def __init__(self, inner: Channel, ledger: DeliveryLedger) -> None:
         self.inner = inner
         """The provider's channel (the worker closes it at shutdown)."""
         self._inner = inner
         self._ledger = ledger
+        self._resumable = inner if isinstance(inner, ResumableChannel) else None
 
     async def call(self, key: str, session_id: str, to: str) -> CallResult:
         """Ring once per key."""
@@ -146,7 +243,7 @@ class AtMostOnce:
         async def ring() -> str:
             return (await self._inner.call(key, session_id, to)).value
 
-        return CallResult(await self._ledger.once(key, ring))
+        return CallResult(await self._ledger.once(key, ring, self._resume_call()))
 
     async def leave_voicemail(self, key: str, session_id: str, to: str,
                               text: str) -> CallResult:
@@ -155,7 +252,7 @@ class AtMostOnce:
         async def leave() -> str:
             return (await self._inner.leave_voicemail(key, session_id, to, text)).value
 
-        return _call_result(await self._ledger.once(key, leave))
+        return _call_result(await self._ledger.once(key, leave, self._resume_message()))
 
     async def deliver_message(self, key: str, session_id: str, to: str,
                               text: str) -> CallResult:
@@ -164,7 +261,7 @@ class AtMostOnce:
         async def deliver() -> str:
             return (await self._inner.deliver_message(key, session_id, to, text)).value
 
-        return _call_result(await self._ledger.once(key, deliver))
+        return _call_result(await self._ledger.once(key, deliver, self._resume_message()))
 
     async def send_text(self, key: str, session_id: str, to: str, text: str) -> None:
         """Send the text once per key."""
@@ -173,12 +270,43 @@ class AtMostOnce:
             await self._inner.send_text(key, session_id, to, text)
             return "sent"
 
-        await self._ledger.once(key, send)
+        await self._ledger.once(key, send, self._resume_text())
 
     async def send_email(self, key: str, session_id: str, to: str, subject: str,
                          body: str) -> None:
         """Send the email once per key."""
         await EmailOnce(self._inner, self._ledger).send_email(key, session_id, to, subject, body)
+
+    def _resume_call(self) -> Callable[[str], Awaitable[str]] | None:
+        if self._resumable is None:
+            return None
+        resumable = self._resumable
+
+        async def resume(provider_ref: str) -> str:
+            return (await resumable.resume_call(provider_ref)).value
+
+        return resume
+
+    def _resume_text(self) -> Callable[[str], Awaitable[str]] | None:
+        if self._resumable is None:
+            return None
+        resumable = self._resumable
+
+        async def resume(provider_ref: str) -> str:
+            await resumable.resume_text(provider_ref)
+            return "sent"
+
+        return resume
+
+    def _resume_message(self) -> Callable[[str], Awaitable[str]] | None:
+        if self._resumable is None:
+            return None
+        resumable = self._resumable
+
+        async def resume(provider_ref: str) -> str:
+            return (await resumable.resume_message(provider_ref)).value
+
+        return resume
 
 
 LEGACY_DELIVERED = frozenset({"left", "delivered"})

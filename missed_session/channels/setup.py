@@ -50,7 +50,7 @@ def channels_from_settings(
             ledger,
         )
     elif settings.channel == "twilio":
-        phone = AtMostOnce(_twilio(settings), ledger)
+        phone = AtMostOnce(_twilio(settings, ledger), ledger)
     if settings.smtp_host is None:
         return phone, phone
     assert settings.smtp_sender_address is not None
@@ -64,7 +64,7 @@ def channels_from_settings(
     return phone, RoutedMessages(phone, EmailOnce(email, ledger))
 
 
-def _twilio(settings: Settings) -> Channel:
+def _twilio(settings: Settings, ledger: DeliveryLedger) -> Channel:
     # Imported here: the SDK is slow to import and only a Twilio deployment needs it.
     from twilio.http.async_http_client import AsyncTwilioHttpClient  # noqa: PLC0415
     from twilio.rest import Client as TwilioClient  # noqa: PLC0415
@@ -80,5 +80,7 @@ def _twilio(settings: Settings) -> Channel:
         # after sending and make the step uncertain.
         http_client=AsyncTwilioHttpClient(pool_connections=False),
     )
+    # The ledger keeps each call's SID, so a dead worker's call is resumed, not repeated.
     return TwilioChannel(client, from_number=settings.twilio_from_number,
-                         callback_number=settings.callback_number)
+                         callback_number=settings.callback_number, receipts=ledger,
+                         status_callback_url=settings.twilio_status_callback_url)
