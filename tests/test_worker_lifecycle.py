@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -72,9 +73,17 @@ class LogWatcher:
         return "".join(self.raw) + remaining.decode()
 
 
+def held_port() -> socket.socket:
+    """A loopback port bound now, not listening: connecting is refused, and no other process
+    (the dev server's UI, a test run beside this one) can take it before `unix_to_tcp` does."""
+    held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    held.bind(("127.0.0.1", 0))
+    return held
+
+
 @contextlib.asynccontextmanager
-async def unix_to_tcp(socket_path: str, port: int) -> AsyncIterator[None]:
-    """A TCP port that forwards to PostgreSQL's Unix socket: a database that 'comes up'."""
+async def unix_to_tcp(socket_path: str, held: socket.socket) -> AsyncIterator[None]:
+    """The held port, forwarding to PostgreSQL's Unix socket: a database that 'comes up'."""
 
     async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError):
@@ -87,7 +96,7 @@ async def unix_to_tcp(socket_path: str, port: int) -> AsyncIterator[None]:
         upstream_reader, upstream_writer = await asyncio.open_unix_connection(socket_path)
         await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
 
-    server = await asyncio.start_server(forward, "127.0.0.1", port)
+    server = await asyncio.start_server(forward, sock=held)
     try:
         yield
     finally:
@@ -115,7 +124,8 @@ async def start_worker(env: dict[str, str]) -> tuple[asyncio.subprocess.Process,
 async def test_worker_waits_for_temporal_and_postgresql_then_stops_cleanly(
     database_url: str, tmp_path: Path, signum: signal.Signals
 ) -> None:
-    temporal_port, postgres_port = free_port(), free_port()
+    temporal_port, postgres = free_port(), held_port()
+    postgres_port = postgres.getsockname()[1]
     socket_path, database = postgres_socket(database_url)
     env = {
         "MSR_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
@@ -137,7 +147,7 @@ async def test_worker_waits_for_temporal_and_postgresql_then_stops_cleanly(
         try:
             await logs.wait_for("dependency_reachable", dependency="temporal")
             await logs.wait_for("waiting_for_dependency", dependency="postgresql")
-            async with unix_to_tcp(socket_path, postgres_port):
+            async with unix_to_tcp(socket_path, postgres):
                 await logs.wait_for("dependency_reachable", dependency="postgresql")
                 await logs.wait_for("worker_started")
                 process.send_signal(signum)
