@@ -26,8 +26,6 @@ from missed_session.channels.base import InvalidContactError
 from missed_session.domain.models import CallResult
 from missed_session.store.database import Connection
 
-log = structlog.get_logger(__name__)
-
 
 class Behaviour(StrEnum):
     """How a simulated number behaves."""
@@ -231,6 +229,9 @@ class CallbackDispatcher:
         self._unrecorded: set[str] = set()
         """Settled here, not yet marked delivered in PostgreSQL."""
         self._changed = asyncio.Event()
+        self._log = structlog.get_logger(__name__)
+        """Its own: a module's logger bound once under another logging set-up (a test's)
+        would keep it."""
 
     def schedule(self, session_id: str, due_at: datetime) -> None:
         """Deliver `session_id`'s call-back at `due_at` (again: the earlier time holds)."""
@@ -265,13 +266,13 @@ class CallbackDispatcher:
                 delivered = await self._settle(session_id)
                 break
             except Exception as error:  # Temporal unreachable: try again soon
-                log.warning("callback_delivery_failed", error_type=type(error).__name__,
+                self._log.warning("callback_delivery_failed", error_type=type(error).__name__,
                             retry_in_seconds=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_retry)
         if delivered:
             late = (datetime.now(UTC) - due_at).total_seconds()
-            log.info("callback_delivered", session_id=session_id, late_seconds=round(late, 1))
+            self._log.info("callback_delivered", session_id=session_id, late_seconds=round(late, 1))
         self._unrecorded.add(session_id)
 
     async def _follow_store(self) -> None:
@@ -282,12 +283,12 @@ class CallbackDispatcher:
                 await self._sync()
             except Exception as error:  # an outage must not end the loop
                 delay = min(delay * 2, self._max_backoff)
-                log.warning("callback_dispatch_failed", error_type=type(error).__name__,
+                self._log.warning("callback_dispatch_failed", error_type=type(error).__name__,
                             retry_in_seconds=delay)
                 await asyncio.sleep(delay)
                 continue
             if delay != self._poll_seconds:
-                log.info("callback_dispatch_recovered")
+                self._log.info("callback_dispatch_recovered")
                 delay = self._poll_seconds
             await asyncio.sleep(self._poll_seconds)
 
@@ -322,7 +323,7 @@ class CallbackDispatcher:
         except Exception as error:
             if not _never_deliverable(error):
                 raise
-            log.warning("callback_undeliverable", session_id=session_id,
+            self._log.warning("callback_undeliverable", session_id=session_id,
                         error_type=type(error).__name__)
             return False
         return True
