@@ -86,7 +86,7 @@ async def test_a_call_back_due_while_postgres_is_down_is_delivered_on_time_and_r
             await asyncio.gather(running, return_exceptions=True)
     assert delivered == [session_id]  # once, though the row stayed owed for a while
     [entry] = [e for e in logs if e["event"] == "callback_delivered"]
-    assert set(entry) == {"event", "log_level", "session_id", "late_seconds"}
+    assert set(entry) == {"event", "log_level", "session_id", "answered_seconds_after_due"}
 
 
 @workflow.defn(name="SessionWorkflow", sandboxed=False)  # a plain counter

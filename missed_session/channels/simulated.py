@@ -270,9 +270,10 @@ class CallbackDispatcher:
                             retry_in_seconds=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_retry)
-        if delivered:
-            late = (datetime.now(UTC) - due_at).total_seconds()
-            self._log.info("callback_delivered", session_id=session_id, late_seconds=round(late, 1))
+        if delivered:  # the session has answered it (it took it into its history earlier)
+            after = (datetime.now(UTC) - due_at).total_seconds()
+            self._log.info("callback_delivered", session_id=session_id,
+                           answered_seconds_after_due=round(after, 1))
         self._unrecorded.add(session_id)
 
     async def _follow_store(self) -> None:
