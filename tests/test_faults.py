@@ -1,11 +1,12 @@
 """The fault suite at a small size, and the counting it reports.
 
-The end-to-end part runs four scenarios at once, each on its own Temporal dev server (on its
+The end-to-end part runs five scenarios at once, each on its own Temporal dev server (on its
 database file), its own PostgreSQL and its own `worker.py` process, two scripted sessions
 each (a client who calls back after the voicemail; an unreachable high-risk client with a
 consenting emergency contact), and asserts the counts of the table `python -m faults`
-prints; every scenario must meet the bar. The counting part checks, without servers, that
-each kind of miss is counted.
+prints; every scenario must meet the bar and its own check. The counting part checks,
+without servers, that each kind of miss is counted, and that the channel faults' checks
+catch a refused or hung step sent again, recorded wrongly, or recorded too late.
 """
 
 from __future__ import annotations
