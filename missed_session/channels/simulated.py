@@ -266,8 +266,8 @@ class CallbackDispatcher:
                 delivered = await self._settle(session_id)
                 break
             except Exception as error:  # Temporal unreachable: try again soon
-                self._log.warning("callback_delivery_failed", error_type=type(error).__name__,
-                            retry_in_seconds=delay)
+                self._log.warning("callback_delivery_failed",
+                                  error_type=type(error).__name__, retry_in_seconds=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_retry)
         if delivered:  # the session has answered it (it took it into its history earlier)
@@ -284,8 +284,8 @@ class CallbackDispatcher:
                 await self._sync()
             except Exception as error:  # an outage must not end the loop
                 delay = min(delay * 2, self._max_backoff)
-                self._log.warning("callback_dispatch_failed", error_type=type(error).__name__,
-                            retry_in_seconds=delay)
+                self._log.warning("callback_dispatch_failed",
+                                  error_type=type(error).__name__, retry_in_seconds=delay)
                 await asyncio.sleep(delay)
                 continue
             if delay != self._poll_seconds:
@@ -294,6 +294,7 @@ class CallbackDispatcher:
             await asyncio.sleep(self._poll_seconds)
 
     async def _sync(self) -> None:
+        """Mark what was settled here; schedule what PostgreSQL says is still owed."""
         for session_id in sorted(self._unrecorded):
             await self._mark_delivered(session_id)
             self._unrecorded.discard(session_id)
@@ -325,7 +326,7 @@ class CallbackDispatcher:
             if not _never_deliverable(error):
                 raise
             self._log.warning("callback_undeliverable", session_id=session_id,
-                        error_type=type(error).__name__)
+                              error_type=type(error).__name__)
             return False
         return True
 
