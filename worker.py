@@ -40,7 +40,11 @@ from missed_session.audit.archive import HistoryArchiver
 from missed_session.channels.base import MessageChannel, PhoneChannel
 from missed_session.channels.ledger import DeliveryLedger
 from missed_session.channels.setup import channels_from_settings
-from missed_session.channels.simulated import CallbackDispatcher, SimulatedPhone
+from missed_session.channels.simulated import (
+    CALLBACK_UPDATE_ID,
+    CallbackDispatcher,
+    SimulatedPhone,
+)
 from missed_session.config import DEFAULT_MAX_CACHED_WORKFLOWS, Settings, load_settings
 from missed_session.domain.clients import ConsentDefaults
 from missed_session.domain.models import ClientResponse, ResponseChannel, workflow_id_for
@@ -225,8 +229,12 @@ def notice_links(settings: Settings) -> NoticeLinks | None:
                        settings.notice_link_secret.get_secret_value().encode())
 
 
-def callback_dispatcher(client: Client, pool: asyncpg.Pool) -> CallbackDispatcher:
-    """Deliver the simulated phone's call-backs as `client_responded` updates."""
+def callback_dispatcher(client: Client, pool: asyncpg.Pool, *,
+                        poll_seconds: float = 0.5) -> CallbackDispatcher:
+    """Deliver the simulated phone's call-backs as `client_responded` updates.
+
+    `poll_seconds`: how often it looks in PostgreSQL for call-backs owed by a dead worker.
+    """
 
     async def deliver(session_id: str) -> None:
         handle = client.get_workflow_handle(workflow_id_for(session_id))
@@ -234,9 +242,10 @@ def callback_dispatcher(client: Client, pool: asyncpg.Pool) -> CallbackDispatche
             SessionWorkflow.client_responded,
             ClientResponse(channel=ResponseChannel.CALL, responder="client",
                            note="returned the call after the voicemail"),
+            id=CALLBACK_UPDATE_ID,  # a second delivery gets the first one's answer
         )
 
-    return CallbackDispatcher(pool, deliver)
+    return CallbackDispatcher(pool, deliver, poll_seconds=poll_seconds)
 
 
 @contextlib.asynccontextmanager
@@ -251,7 +260,10 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
     client = await waiting_for("temporal", lambda: connect(settings, runtime))
     url, owner_url = database_url(settings), owner_database_url(settings)
     pool = await waiting_for("postgresql", lambda: open_pool(url, owner_url=owner_url))
-    phone, messages = channels_from_settings(settings, SimulatedPhone(pool), DeliveryLedger(pool))
+    dispatcher = callback_dispatcher(client, pool)
+    phone, messages = channels_from_settings(
+        settings, SimulatedPhone(pool, callbacks=dispatcher), DeliveryLedger(pool)
+    )
     worker = new_worker(
         client,
         pool,
@@ -265,7 +277,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         notice_links=notice_links(settings),
         consent_defaults=load_consent_defaults(settings.practice_file),
     )
-    followers = [asyncio.create_task(callback_dispatcher(client, pool).run()),
+    followers = [asyncio.create_task(dispatcher.run()),
                  *trail_followers(settings, client, pool)]
     try:
         async with worker:

@@ -15,7 +15,7 @@ import json
 import secrets
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -151,10 +151,10 @@ class Harness:
         if hasattr(self, "pool"):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pool.close(), 10)
+        if self.receiver is not None:  # first: it lets requests it hangs on go
+            await self.receiver.close()
         if self._runner is not None:
             await self._runner.cleanup()
-        if self.receiver is not None:
-            await self.receiver.close()
         if hasattr(self, "temporal"):
             await self.temporal.stop(signal.SIGTERM)
         if hasattr(self, "postgres"):
@@ -170,13 +170,18 @@ class Harness:
 
     # -- the sessions --------------------------------------------------------------------
 
-    async def book(self, scripts: list[Script], prefix: str) -> None:
-        """Script each client's channel behaviour, then schedule through the service's path."""
+    async def book(self, scripts: list[Script], prefix: str,
+                   expected: Mapping[Script, Outcome] | None = None) -> None:
+        """Script each client's channel behaviour, then schedule through the service's path.
+
+        `expected`: the scripts whose correct outcome the scenario's fault changes.
+        """
         start = datetime.now(UTC).replace(microsecond=0) + START_IN
         phone = SimulatedPhone(self.pool)
         for index, script in enumerate(scripts):
             session = scripted_session(prefix, index, script, start=start,
-                                       time_scale=self.time_scale)
+                                       time_scale=self.time_scale,
+                                       expected=(expected or {}).get(script))
             await self._script_channel(phone, session)
             await schedule_session(self.client, session.booking, task_queue="faults",
                                    now=datetime.now(UTC))

@@ -5,7 +5,10 @@ per step. Unlike a well-behaved receiver it acts on every request it accepts, ev
 a key it has seen, and counts each one: a second delivery of a step is a duplicate effect
 the fault table reports. Per number it answers as the scripted client would (answers, does
 not answer, calls back after a voicemail), and it can hold the next request of a kind open,
-so that the harness can kill the worker while that step is in the provider's hands.
+so that the harness can kill the worker while that step is in the provider's hands. It can
+also refuse chosen steps with a 4xx (never acting on them), or take chosen steps and never
+answer (a hung provider): both keep a record of every such request, so that a step sent
+again after its refusal, or after the channel gave up waiting, shows.
 """
 
 from __future__ import annotations
@@ -62,8 +65,18 @@ class PracticeReceiver:
     fail_next: int = 0
     """Answer this many of the next requests with 503, before acting on them (a 5xx)."""
     holds: list[Hold] = field(default_factory=list)
+    refuse_steps: tuple[str, ...] = ()
+    """Idempotency-key endings (`/attempt-2/call`, `/escalation`) the system refuses with
+    HTTP 400 before acting on them: a 4xx, which the channel must never send again."""
+    rejections: list[Delivery] = field(default_factory=list)
+    """Every request refused by `refuse_steps` (one per request, so a re-send shows)."""
+    hang_steps: tuple[str, ...] = ()
+    """Key endings the system takes and acts on, and never answers (until `close`)."""
+    hung: list[Delivery] = field(default_factory=list)
+    """Every request left unanswered by `hang_steps` (also in `deliveries`)."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _called_back: set[str] = field(default_factory=set)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
 
     def hold(self, kind: str, seconds: float) -> Hold:
         """Hold the next `kind` request open for `seconds` (after acting on it)."""
@@ -72,7 +85,8 @@ class PracticeReceiver:
         return hold
 
     async def close(self) -> None:
-        """Cancel call-backs still due (the scenario is over)."""
+        """Let hung requests go, cancel call-backs still due (the scenario is over)."""
+        self._released.set()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -94,6 +108,9 @@ class PracticeReceiver:
         payload = json.loads(body)
         delivery = Delivery(str(payload["idempotency_key"]), str(payload["session_id"]),
                             str(payload["kind"]), str(payload["to"]), time.time())
+        if delivery.key.endswith(self.refuse_steps):
+            self.rejections.append(delivery)
+            return web.json_response({"error": "refused"}, status=400)
         self.deliveries.append(delivery)
         answer: dict[str, str] = {}
         if delivery.kind == "call":
@@ -110,6 +127,9 @@ class PracticeReceiver:
             hold.delivery = delivery
             hold.seen.set()
             await asyncio.sleep(hold.seconds)
+        if delivery.key.endswith(self.hang_steps):
+            self.hung.append(delivery)
+            await self._released.wait()  # the connection stays open, no answer comes
         return web.json_response(answer, status=200)
 
     def _call_back_later(self, session_id: str, seconds: float) -> None:

@@ -41,11 +41,13 @@ class Outcome:
     seconds: float = 0.0
     error: str | None = None
     """The harness itself failed (a server did not start): the scenario counts as missed."""
+    checks: list[str] = field(default_factory=list)
+    """Problems the scenario's own check found (a refused step sent again, ...)."""
 
     @property
     def ok(self) -> bool:
-        """The harness worked and every count met the bar."""
-        return self.error is None and self.counts.ok
+        """The harness worked, every count met the bar, and the scenario's check passed."""
+        return self.error is None and self.counts.ok and not self.checks
 
 
 def _slug(name: str) -> str:
@@ -58,13 +60,19 @@ async def run_scenario(scenario: Scenario, size: Size, directory: Path) -> Outco
     outcome = Outcome(scenario.name, Counts())
     try:
         async with harness(directory, scenario.channel, size.time_scale) as live:
-            await live.book(list(size.scripts), prefix=_slug(scenario.name)[:24])
+            await live.book(list(size.scripts), prefix=_slug(scenario.name)[:24],
+                            expected=scenario.expected)
             try:
                 await scenario.fault(live, size)
             finally:
                 await live.settle(size.settle)
                 outcome.notes = live.notes
-            outcome.counts = count(await live.records())
+            records = await live.records()
+            outcome.counts = count(records)
+            if scenario.check is not None:
+                findings = scenario.check(live, records)
+                outcome.notes += findings.notes
+                outcome.checks = findings.problems
     except Exception as error:  # reported as the scenario's miss
         outcome.error = f"{type(error).__name__}: {error}"
         outcome.notes.append(traceback.format_exc(limit=3))
@@ -98,7 +106,7 @@ def row(outcome: Outcome) -> list[str]:
     return [outcome.scenario, str(counts.sessions), str(counts.correct), str(counts.failed),
             str(counts.still_open), str(counts.duplicate_effects), str(counts.lost_events),
             str(counts.duplicate_events), str(counts.chains_ok), str(counts.replays_ok),
-            str(counts.failed_steps), "ok" if counts.ok else "MISSED"]
+            str(counts.failed_steps), "ok" if outcome.ok else "MISSED"]
 
 
 def table(outcomes: list[Outcome]) -> str:
@@ -119,6 +127,7 @@ def details(outcomes: list[Outcome]) -> str:
         if outcome.error:
             lines.append(f"    ERROR {outcome.error}")
         lines += [f"    ! {problem}" for problem in outcome.counts.problems]
+        lines += [f"    ! check: {problem}" for problem in outcome.checks]
     return "\n".join(lines)
 
 
@@ -178,7 +187,7 @@ async def main(argv: list[str] | None = None) -> int:
     write_json(path, {
         "size": size.name, "seconds": round(seconds), "machine": about,
         "scenarios": [{"scenario": o.scenario, "ok": o.ok, "error": o.error,
-                       "seconds": round(o.seconds), "notes": o.notes,
+                       "seconds": round(o.seconds), "notes": o.notes, "checks": o.checks,
                        "counts": asdict(o.counts)} for o in outcomes],
     })
     if not args.keep:

@@ -10,15 +10,19 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from faults.checks import Findings, hangs_ended, refusals_honoured
 from faults.clients import Script
+from faults.count import SessionRecord
 from faults.harness import ChannelName, Harness
-from missed_session.domain.models import AuditEventType
+from missed_session.domain.models import AuditEventType, Outcome
 
 Fault = Callable[[Harness, "Size"], Awaitable[None]]
+Check = Callable[[Harness, Sequence[SessionRecord]], Findings]
+"""A scenario's own check, after the counts: what became of the steps its fault struck."""
 HOLD_SECONDS = 3.0
 """How long the webhook receiver keeps a held step open (the worker dies meanwhile)."""
 TEMPORAL_DOWN_SECONDS = 5.0
@@ -194,6 +198,51 @@ async def webhook_timeout_after_acceptance(run: Harness, size: Size) -> None:
     run.note("receiver accepted a call and holds its answer 12 s (channel timeout 10 s)")
 
 
+REFUSED_STEPS = ("/attempt-2/call", "/escalation")
+"""The steps the refusing provider answers 400: the second attempt's call (an attempt that
+goes on to its next step) and the emergency contact's message (an escalation blocked)."""
+HUNG_STEPS = REFUSED_STEPS
+"""The steps the hung provider takes and never answers."""
+
+
+async def webhook_4xx(run: Harness, size: Size) -> None:
+    """The practice's system refuses the second call and the emergency contact's message."""
+    receiver = run.receiver
+    assert receiver is not None
+    receiver.refuse_steps = REFUSED_STEPS
+    run.note(f"receiver answers 400 to every {' and '.join(REFUSED_STEPS)} request")
+
+    async def refused() -> bool:
+        return bool(receiver.rejections)
+
+    await run.until("a refused request", refused, 180)
+
+
+async def webhook_hangs(run: Harness, size: Size) -> None:
+    """The practice's system takes the second call and the contact's message, never answers."""
+    receiver = run.receiver
+    assert receiver is not None
+    receiver.hang_steps = HUNG_STEPS
+    run.note(f"receiver takes every {' and '.join(HUNG_STEPS)} request and never answers")
+
+    async def hung() -> bool:
+        return bool(receiver.hung)
+
+    await run.until("a request left hanging", hung, 180)
+
+
+def refusals_recorded(run: Harness, records: Sequence[SessionRecord]) -> Findings:
+    """Each refused step: sent once, recorded as rejected by the channel."""
+    assert run.receiver is not None
+    return refusals_honoured(run.receiver.rejections, records)
+
+
+def hangs_recorded(run: Harness, records: Sequence[SessionRecord]) -> Findings:
+    """Each hung step: sent once, recorded as uncertain in bounded time."""
+    assert run.receiver is not None
+    return hangs_ended(run.receiver.hung, records)
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A fault, and the channel the sessions run through."""
@@ -201,6 +250,9 @@ class Scenario:
     name: str
     fault: Fault
     channel: ChannelName = "simulated"
+    expected: Mapping[Script, Outcome] = field(default_factory=dict)
+    """Scripts whose correct outcome this fault changes (the others keep the script's)."""
+    check: Check | None = None
 
 
 def _both(name: str, fault: Fault) -> list[Scenario]:
@@ -223,6 +275,12 @@ SCENARIOS: list[Scenario] = [
     Scenario("webhook 5xx burst [webhook]", webhook_5xx, "webhook"),
     Scenario("webhook timeout after acceptance [webhook]", webhook_timeout_after_acceptance,
              "webhook"),
+    Scenario("webhook 4xx refusal [webhook]", webhook_4xx, "webhook",
+             # the emergency contact's message refused: blocked, the therapist has a task
+             expected={Script.UNREACHABLE_CONSENT: Outcome.UNREACHABLE_ESCALATION_BLOCKED},
+             check=refusals_recorded),
+    Scenario("webhook provider hangs [webhook]", webhook_hangs, "webhook",
+             check=hangs_recorded),
 ]
 """The full size runs all of these; the smoke size the ones named in SMOKE."""
 SMOKE = [

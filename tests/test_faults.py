@@ -1,23 +1,26 @@
 """The fault suite at a small size, and the counting it reports.
 
-The end-to-end part runs four scenarios at once, each on its own Temporal dev server (on its
+The end-to-end part runs five scenarios at once, each on its own Temporal dev server (on its
 database file), its own PostgreSQL and its own `worker.py` process, two scripted sessions
 each (a client who calls back after the voicemail; an unreachable high-risk client with a
 consenting emergency contact), and asserts the counts of the table `python -m faults`
-prints; every scenario must meet the bar. The counting part checks, without servers, that
-each kind of miss is counted.
+prints; every scenario must meet the bar and its own check. The counting part checks,
+without servers, that each kind of miss is counted, and that the channel faults' checks
+catch a refused or hung step sent again, recorded wrongly, or recorded too late.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from faults.checks import hangs_ended, refusals_honoured
 from faults.clients import Script
 from faults.count import Counts, Effect, SessionRecord, count
+from faults.receiver import Delivery
 from faults.run import Outcome, run_scenarios, table
 from faults.scenarios import SCENARIOS, Size
 from missed_session.domain.models import AuditEvent, AuditEventType
@@ -25,15 +28,16 @@ from missed_session.domain.models import Outcome as SessionOutcome
 from tests.conftest import server_folder
 
 SIZE = Size("test", (Script.CALLS_BACK, Script.UNREACHABLE_CONSENT), postgres_outage=8.0,
-            settle=45.0, parallel=4)
+            settle=45.0, parallel=5)
 """Two sessions per scenario; PostgreSQL down 8 s (the full size: 60 s). A session still
 open 45 s after its fault counts as open."""
 
 CHOSEN = (
     "worker SIGKILL in the grace period",
     "webhook 5xx burst [webhook]",
-    "PostgreSQL stopped [webhook]",  # [simulated] missed 1 run of 3: see docs/reliability.md
+    "PostgreSQL stopped [simulated]",
     "worker SIGKILL as audit rows commit [simulated]",
+    "webhook 4xx refusal [webhook]",
 )
 """The scenarios the test runs (a subset of `faults.scenarios.SCENARIOS`)."""
 
@@ -63,6 +67,7 @@ def test_every_session_survives_the_fault(outcomes: dict[str, Outcome], scenario
     assert (counts.duplicate_effects, counts.lost_events, counts.duplicate_events) == (0, 0, 0), (
         detail)
     assert (counts.chains_ok, counts.replays_ok) == (counts.sessions, counts.sessions), detail
+    assert not outcome.checks, "\n".join([*outcome.notes, *outcome.checks])
 
 
 # -- the counting, without servers -----------------------------------------------------------
@@ -176,3 +181,58 @@ def test_failed_steps_are_counted_but_do_not_miss_the_bar() -> None:
               *TRAIL[5:]]
     counts = count([_record(trail=failed, effects=EFFECTS[:1])])
     assert (counts.failed_steps, counts.lost_events, counts.ok) == (1, 0, True)
+
+
+# -- the channel faults' own checks, without servers ------------------------------------------
+
+KEY = "session-s1/attempt-2/call"
+SEEN_AT = NOW.timestamp()
+
+
+def _request(key: str = KEY) -> Delivery:
+    return Delivery(key, "s1", key.rsplit("/", 1)[-1], "+15555550100", SEEN_AT)
+
+
+def _trail_with(event_type: AuditEventType, *, after: float = 1.0, **data: str | int) -> list[
+        AuditEvent]:
+    event = AuditEvent(session_id="s1", sequence=5, event_type=event_type,
+                       occurred_at=NOW + timedelta(seconds=after), data=data)
+    return [*TRAIL[:4], event]
+
+
+def test_a_refused_step_must_be_sent_once_and_recorded_as_rejected() -> None:
+    rejected = _record(trail=_trail_with(AuditEventType.OUTREACH_FAILED, attempt=2,
+                                         channel="call", reason="rejected by the channel"))
+    assert refusals_honoured([_request()], [rejected]).problems == []
+    again = refusals_honoured([_request(), _request()], [rejected]).problems
+    assert again == ["attempt-2/call was refused and sent again (2 requests)"]
+    failed = _record(trail=_trail_with(AuditEventType.OUTREACH_FAILED, attempt=2,
+                                       channel="call", reason="channel failed after retries"))
+    assert "the trail says outreach_failed" in refusals_honoured([_request()], [failed]).problems[0]
+    assert refusals_honoured([], [rejected]).problems == [
+        "the provider refused nothing: the fault never struck"]
+    blocked = _record(trail=_trail_with(AuditEventType.ESCALATION_BLOCKED,
+                                        reason="emergency contact unreachable "
+                                               "(rejected by the channel)"))
+    assert "no task for a person" in refusals_honoured(
+        [_request("session-s1/escalation")], [blocked]).problems[0]
+
+
+def test_a_hung_step_must_be_recorded_uncertain_in_bounded_time_and_never_resent() -> None:
+    uncertain = _record(trail=_trail_with(AuditEventType.OUTREACH_UNCERTAIN, after=10.0,
+                                          attempt=2, channel="call",
+                                          reason="delivery uncertain"))
+    found = hangs_ended([_request()], [uncertain], bound=30.0)
+    assert (found.problems, found.notes) == (
+        [], ["s1: attempt-2/call hung: outreach_uncertain after 10 s"])
+    assert hangs_ended([_request()], [uncertain], bound=5.0).problems == [
+        "s1: attempt-2/call hung; recorded uncertain only after 10 s"]
+    assert hangs_ended([_request(), _request()], [uncertain]).problems == [
+        "attempt-2/call was left unanswered and sent again (2 requests)"]
+    failed = _record(trail=_trail_with(AuditEventType.OUTREACH_FAILED, attempt=2,
+                                       channel="call", reason="channel failed after retries"))
+    assert "may have acted" in hangs_ended([_request()], [failed]).problems[0]
+    untold = _record(trail=_trail_with(AuditEventType.ESCALATION_UNCERTAIN,
+                                       reason="delivery uncertain"))
+    assert "no task for a person" in hangs_ended(
+        [_request("session-s1/escalation")], [untold]).problems[0]

@@ -4,14 +4,18 @@ It records every call, voicemail, text, email and message in PostgreSQL, as a re
 would record what it sent, and behaves per number (or address) as a demo or test scripts
 it: the client answers, does not answer, the number is invalid, or the client calls back
 some time after a voicemail. Call-backs are delivered by :class:`CallbackDispatcher`, the
-way a practice's phone system would tell the service about an inbound call.
+way a practice's phone system would tell the service about an inbound call: through
+Temporal, on time, whether or not our PostgreSQL is reachable.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Protocol
 
 import asyncpg
 import structlog
@@ -21,8 +25,6 @@ from temporalio.service import RPCError, RPCStatusCode
 from missed_session.channels.base import InvalidContactError
 from missed_session.domain.models import CallResult
 from missed_session.store.database import Connection
-
-log = structlog.get_logger(__name__)
 
 
 class Behaviour(StrEnum):
@@ -44,8 +46,13 @@ UNDELIVERED = "not_delivered"
 class SimulatedPhone:
     """A phone channel that dials nobody and remembers everything."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, callbacks: CallbackScheduler | None = None) -> None:
+        """A phone that tells `callbacks` of each call-back as its voicemail is left.
+
+        The worker's :class:`CallbackDispatcher`; without one, the row alone says it is owed.
+        """
         self._pool = pool
+        self._callbacks = callbacks
 
     async def script(self, phone: str, behaviour: Behaviour,
                      callback_seconds: int | None = None) -> None:
@@ -73,10 +80,13 @@ class SimulatedPhone:
                               text: str) -> CallResult:
         """Record the voicemail; a scripted call-back becomes due after it.
 
-        A repeated key returns the first try's outcome.
+        The call-back is written with the voicemail, in one transaction (so that a worker
+        that restarts still owes it), and handed to the dispatcher once committed. A
+        repeated key returns the first try's outcome; one call-back per session.
         """
         behaviour, callback_seconds = await self._behaviour(to)
         outcome = UNDELIVERED if behaviour is Behaviour.RINGS_OUT else "left"
+        owed: asyncpg.Record | None = None
         async with self._pool.acquire() as connection, connection.transaction():
             recorded = await _log(connection, key, session_id, "voicemail", to, text, outcome)
             if behaviour is Behaviour.CALLS_BACK:
@@ -86,6 +96,13 @@ class SimulatedPhone:
                     " ON CONFLICT (session_id) DO NOTHING",
                     session_id, float(callback_seconds or 0),
                 )
+                owed = await connection.fetchrow(
+                    "SELECT due_at FROM sim_phone_callbacks"
+                    " WHERE session_id = $1 AND delivered_at IS NULL",
+                    session_id,
+                )
+        if owed is not None and self._callbacks is not None:  # committed: now keep it on time
+            self._callbacks.schedule(session_id, owed["due_at"])
         return CallResult.NO_ANSWER if recorded == UNDELIVERED else CallResult.ANSWERED
 
     async def deliver_message(self, key: str, session_id: str, to: str,
@@ -156,46 +173,139 @@ async def _log(connection: Connection, key: str, session_id: str, kind: str, to:
 
 
 Deliver = Callable[[str], Awaitable[None]]
-"""Tells the session workflow that the client called back (by session id)."""
+"""Tells the session workflow that the client called back (by session id).
+
+It must be idempotent per session (the worker's sends a Temporal update with the fixed id
+:data:`CALLBACK_UPDATE_ID`, which Temporal deduplicates): a worker that died after
+delivering, before PostgreSQL recorded it, makes its successor deliver it again.
+"""
+
+CALLBACK_UPDATE_ID = "simulated-phone-callback"
+"""The update id of a session's one call-back: Temporal answers a repeat with the first."""
+
+
+class CallbackScheduler(Protocol):
+    """What the phone tells when a voicemail makes a call-back due."""
+
+    def schedule(self, session_id: str, due_at: datetime) -> None:
+        """The client of `session_id` calls back at `due_at`."""
+        ...
 
 
 class CallbackDispatcher:
-    """Delivers the simulated clients' call-backs when they fall due.
+    """Delivers the simulated clients' call-backs when they fall due, through Temporal only.
 
-    It runs inside the worker for as long as the worker does, so nothing it meets may stop
-    it: PostgreSQL or Temporal being unreachable is logged (the error's type only, never a
-    session's data) and the poll is retried with backoff, doubling up to
-    `max_backoff_seconds`. A call-back is marked delivered only once it was delivered, or
-    once Temporal said it never can be (the session is over, or refused it): one whose
-    delivery failed for an outage is tried again on a later poll.
+    A real client's call-back reaches the service through the provider's webhook and a
+    Temporal update, whatever our own PostgreSQL is doing; so does this one. The phone hands
+    each call-back to :meth:`schedule` as it leaves the voicemail, and the dispatcher keeps it
+    in memory and delivers it on time. PostgreSQL only keeps the call-back for a worker that
+    restarts (the row is written with the voicemail) and learns that it was delivered when it
+    is reachable again; a follower reads the rows still owed (a dead worker's) and schedules
+    them too. So an outage of PostgreSQL delays nothing but that bookkeeping, and the
+    follower's backoff (doubling up to `max_backoff_seconds`) never holds a call-back back.
+
+    Nothing it meets may stop it: errors are logged (the error's type only, never a
+    session's data) and retried, a delivery every `retry_seconds` (doubling up to
+    `max_retry_seconds`: Temporal coming back must not find the call-back asleep). A
+    call-back counts as settled once delivered, or once Temporal said it never can be (the
+    session is over, or refused it). Each is delivered at most once per dispatcher, and
+    `deliver` is idempotent across dispatchers, so nothing is delivered twice; nothing is
+    lost, since the row stays owed until a settled delivery is recorded.
     """
 
     def __init__(self, pool: asyncpg.Pool, deliver: Deliver, *, poll_seconds: float = 0.5,
-                 max_backoff_seconds: float = 30.0) -> None:
+                 max_backoff_seconds: float = 30.0, retry_seconds: float = 0.25,
+                 max_retry_seconds: float = 2.0) -> None:
         self._pool = pool
         self._deliver = deliver
         self._poll_seconds = poll_seconds
         self._max_backoff = max_backoff_seconds
+        self._retry_seconds = retry_seconds
+        self._max_retry = max_retry_seconds
+        self._due: dict[str, datetime] = {}
+        """Call-backs owed and not yet handed to a delivery, by session id."""
+        self._settled: set[str] = set()
+        """Delivered (or never deliverable) by this dispatcher, or in flight: never again."""
+        self._unrecorded: set[str] = set()
+        """Settled here, not yet marked delivered in PostgreSQL."""
+        self._changed = asyncio.Event()
+        self._log = structlog.get_logger(__name__)
+        """Its own: a module's logger bound once under another logging set-up (a test's)
+        would keep it."""
+
+    def schedule(self, session_id: str, due_at: datetime) -> None:
+        """Deliver `session_id`'s call-back at `due_at` (again: the earlier time holds)."""
+        if session_id in self._settled:
+            return
+        earlier = self._due.get(session_id)
+        self._due[session_id] = due_at if earlier is None else min(earlier, due_at)
+        self._changed.set()
 
     async def run(self) -> None:
-        """Poll until cancelled, surviving every error."""
+        """Deliver on time and keep PostgreSQL's rows in step, until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._follow_store())
+            while True:  # hand each call-back that fell due to a delivery of its own
+                self._changed.clear()
+                now = datetime.now(UTC)
+                for session_id, due_at in sorted(self._due.items(), key=lambda item: item[1]):
+                    if due_at <= now:
+                        del self._due[session_id]
+                        self._settled.add(session_id)
+                        group.create_task(self._deliver_when_possible(session_id, due_at))
+                wait = min(self._due.values(), default=None)
+                timeout = None if wait is None else max(0.0, (wait - now).total_seconds())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout)
+
+    async def _deliver_when_possible(self, session_id: str, due_at: datetime) -> None:
+        """One call-back, retried through outages until it is settled."""
+        delay = self._retry_seconds
+        while True:
+            try:
+                delivered = await self._settle(session_id)
+                break
+            except Exception as error:  # Temporal unreachable: try again soon
+                self._log.warning("callback_delivery_failed",
+                                  error_type=type(error).__name__, retry_in_seconds=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_retry)
+        if delivered:  # the session has answered it (it took it into its history earlier)
+            after = (datetime.now(UTC) - due_at).total_seconds()
+            self._log.info("callback_delivered", session_id=session_id,
+                           answered_seconds_after_due=round(after, 1))
+        self._unrecorded.add(session_id)
+
+    async def _follow_store(self) -> None:
+        """Record settled call-backs and pick up owed ones, surviving every error."""
         delay = self._poll_seconds
         while True:
             try:
-                await self.deliver_due()
+                await self._sync()
             except Exception as error:  # an outage must not end the loop
                 delay = min(delay * 2, self._max_backoff)
-                log.warning("callback_dispatch_failed", error_type=type(error).__name__,
-                            retry_in_seconds=delay)
+                self._log.warning("callback_dispatch_failed",
+                                  error_type=type(error).__name__, retry_in_seconds=delay)
                 await asyncio.sleep(delay)
                 continue
             if delay != self._poll_seconds:
-                log.info("callback_dispatch_recovered")
+                self._log.info("callback_dispatch_recovered")
                 delay = self._poll_seconds
             await asyncio.sleep(self._poll_seconds)
 
+    async def _sync(self) -> None:
+        """Mark what was settled here; schedule what PostgreSQL says is still owed."""
+        for session_id in sorted(self._unrecorded):
+            await self._mark_delivered(session_id)
+            self._unrecorded.discard(session_id)
+        rows = await self._pool.fetch(
+            "SELECT session_id, due_at FROM sim_phone_callbacks WHERE delivered_at IS NULL"
+        )
+        for row in rows:
+            self.schedule(row["session_id"], row["due_at"])
+
     async def deliver_due(self) -> int:
-        """Deliver every call-back that is due; returns how many were settled.
+        """Deliver, once, every call-back PostgreSQL says is due; returns how many were settled.
 
         An outage (PostgreSQL, Temporal) propagates after what was settled so far.
         """
@@ -204,18 +314,28 @@ class CallbackDispatcher:
             " WHERE delivered_at IS NULL AND due_at <= now() ORDER BY due_at"
         )
         for row in rows:
-            try:
-                await self._deliver(row["session_id"])
-            except Exception as error:
-                if not _never_deliverable(error):
-                    raise
-                log.warning("callback_undeliverable", session_id=row["session_id"],
-                            error_type=type(error).__name__)
-            await self._pool.execute(
-                "UPDATE sim_phone_callbacks SET delivered_at = now() WHERE session_id = $1",
-                row["session_id"],
-            )
+            await self._settle(row["session_id"])
+            await self._mark_delivered(row["session_id"])
         return len(rows)
+
+    async def _settle(self, session_id: str) -> bool:
+        """Deliver (True); a session that can never take it is logged and settled (False)."""
+        try:
+            await self._deliver(session_id)
+        except Exception as error:
+            if not _never_deliverable(error):
+                raise
+            self._log.warning("callback_undeliverable", session_id=session_id,
+                              error_type=type(error).__name__)
+            return False
+        return True
+
+    async def _mark_delivered(self, session_id: str) -> None:
+        await self._pool.execute(
+            "UPDATE sim_phone_callbacks SET delivered_at = now()"
+            " WHERE session_id = $1 AND delivered_at IS NULL",
+            session_id,
+        )
 
 
 def _never_deliverable(error: Exception) -> bool:
