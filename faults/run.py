@@ -28,7 +28,7 @@ from faults.harness import harness
 from faults.scenarios import SCENARIOS, SIZES, SMOKE, Scenario, Size
 
 COLUMNS = ("sessions", "correct", "failed", "open", "dup effects", "lost events",
-           "dup events", "chains ok", "replays ok", "failed steps")
+           "dup events", "chains ok", "replays ok", "failed steps", "superseded")
 
 
 @dataclass
@@ -106,7 +106,7 @@ def row(outcome: Outcome) -> list[str]:
     return [outcome.scenario, str(counts.sessions), str(counts.correct), str(counts.failed),
             str(counts.still_open), str(counts.duplicate_effects), str(counts.lost_events),
             str(counts.duplicate_events), str(counts.chains_ok), str(counts.replays_ok),
-            str(counts.failed_steps), "ok" if outcome.ok else "MISSED"]
+            str(counts.failed_steps), str(counts.superseded), "ok" if outcome.ok else "MISSED"]
 
 
 def table(outcomes: list[Outcome]) -> str:
