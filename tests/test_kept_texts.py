@@ -237,6 +237,7 @@ async def test_a_text_for_a_gone_session_or_one_the_session_refuses_is_recorded(
     assert "text_reply refused: an opt-in (START)" in rows["wh-start"]["reason"]
     never = await pool.fetchrow("SELECT outcome, reason FROM kept_text_deliveries"
                                 " WHERE session_id = 'never-booked'")
+    assert never is not None
     assert never["outcome"] == "session_gone"
     assert never["reason"].startswith("no session never-booked")
 
@@ -267,6 +268,7 @@ async def test_a_text_kept_while_temporal_is_unreachable_is_delivered_after_a_re
         assert answer.json()["outcome"] == "kept"
     row = await pool.fetchrow("SELECT sessions_known, state FROM kept_texts"
                               " WHERE message_id = 'wh-cut-off'")
+    assert row is not None
     assert (row["sessions_known"], row["state"]) == (False, "pending")
     # A new API process (its lifespan runs the deliverer) and a worker: the text arrives.
     async with Application(settings(task_queue), client=client, pool=pool) as application, \
