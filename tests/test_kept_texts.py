@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlencode
 
 import asyncpg
@@ -25,6 +26,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from twilio.request_validator import RequestValidator
 
+import starter
 from activities.outreach import Sender
 from demo import daytime_zone, temporal_cli
 from missed_session import search_attributes
@@ -284,3 +286,33 @@ async def test_a_text_kept_while_temporal_is_unreachable_is_delivered_after_a_re
     assert state == "delivered"
     assert await accepted_updates(client, session_id) == ["text-wh-cut-off"]
     assert await count(audit, session_id, AuditEventType.CLIENT_RESPONDED) == 1
+
+
+async def test_operators_see_the_backlog_with_starter_kept_texts(
+    pool: asyncpg.Pool, service_database_url: str, task_queue: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in ("MSR_CONFIG_FILE", "MSR_ENCRYPTION_KEY_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MSR_DATABASE_URL", service_database_url)
+    monkeypatch.setenv("MSR_ENCRYPTION_KEYS", json.dumps(TEST_KEYS))
+    monkeypatch.setenv("MSR_DATA_DIR", str(tmp_path / "data"))
+    async with Application(settings(task_queue), pool=pool) as application:
+        kept = KeptTexts(application)
+        await kept.keep(message_id="SMbacklog", channel=Channel.TWILIO, kind="opt_out",
+                        phone="+14155550164", body="STOP", sessions=None)
+        await KeptTextStore(pool).postpone("SMbacklog", "NoAnswer", timedelta(hours=1))
+    assert await asyncio.to_thread(starter.main, ["kept-texts", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["counts"]["pending"] == 1
+    [text] = shown["texts"]
+    assert (text["message_id"], text["kind"], text["attempts"], text["last_error"],
+            text["sessions"]) == ("SMbacklog", "opt_out", 1, "NoAnswer", {})
+    assert "+14155550164" not in json.dumps(shown)
+    assert await asyncio.to_thread(starter.main, ["kept-texts", "--retry-now"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "1 kept text(s) due now"
+    assert "kept texts: pending 1, delivered 0" in out
+    assert "SMbacklog (twilio, opt_out)" in out
+    assert "sessions: not looked up" in out
+    assert await KeptTextStore(pool).seconds_to_next() == 0

@@ -137,6 +137,39 @@ class KeptTexts:
             msg = f"cannot read the kept texts: the database failed ({type(error).__name__})"
             raise UnavailableError(msg) from None
 
+    async def overview(self, *, pending_only: bool = True) -> Result:
+        """For operators: kept texts by outcome and the texts themselves (no number, no text).
+
+        `data` holds `counts` (outcome -> texts) and `texts` (oldest first).
+        """
+        try:
+            store = await self.store()
+            counts = await store.counts()
+            rows = await store.rows(pending_only=pending_only)
+        except UnavailableError as error:
+            return Result(ResultKind.UNAVAILABLE, str(error))
+        except STORE_ERRORS as error:
+            return Result(ResultKind.UNAVAILABLE,
+                          f"the kept texts cannot be read ({type(error).__name__})")
+        texts = [{"message_id": row.message_id, "channel": row.channel, "kind": row.kind,
+                  "state": row.state, "outcome": row.outcome, "attempts": row.attempts,
+                  "last_error": row.last_error, "received_at": row.received_at.isoformat(),
+                  "next_attempt_at": row.next_attempt_at.isoformat(), "sessions": row.sessions}
+                 for row in rows]
+        return Result(ResultKind.APPLIED, f"{counts[Outcome.PENDING]} kept text(s) waiting",
+                      data={"counts": counts, "texts": texts})
+
+    async def retry_now(self) -> Result:
+        """Make every waiting text due at once (after an outage ends); the deliverer tries."""
+        try:
+            count = await (await self.store()).retry_now()
+        except UnavailableError as error:
+            return Result(ResultKind.UNAVAILABLE, str(error))
+        except STORE_ERRORS as error:
+            return Result(ResultKind.UNAVAILABLE,
+                          f"the kept texts cannot be changed ({type(error).__name__})")
+        return Result(ResultKind.APPLIED, f"{count} kept text(s) due now")
+
     async def deliver(self, text: KeptText) -> Attempt:
         """One try of a claimed text in every session it has not yet reached.
 
