@@ -11,6 +11,7 @@ response to the open sessions, where the protocol decides whether it counts.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -191,22 +192,22 @@ def _to_keep(kind: TextKind, why: str, sessions: tuple[str, ...] | None = None,
 async def _to_open_sessions(app: Application, kind: TextKind, phone: str, body: str,
                             message_id: str) -> _FirstTry:
     """An opt-out or a reply, to every open session of the client(s) using `phone`."""
+    wait = timedelta(seconds=app.settings.inbound_text_wait_seconds)
     try:
         sessions = await app.sessions()
-        session_ids = await sessions.open_sessions(phone)
+        session_ids = await sessions.open_sessions(phone, wait=wait)
     except UnavailableError:
         return _to_keep(kind, "TemporalUnavailable")
-    except RPCError as error:  # visibility unavailable (or not implemented by the server)
+    except (RPCError, TimeoutError) as error:  # visibility unavailable, or too slow
         return _to_keep(kind, type(error).__name__)
     if not session_ids:
         return _FirstTry(InboundAnswer(kind, Result(
             ResultKind.NOT_FOUND, "no open session for the sender's number")), (), {})
     reply = TextReply(body=body[:MAX_BODY])
-    wait = timedelta(seconds=app.settings.inbound_text_wait_seconds)
-    tries = {session_id: await sessions.deliver_text(session_id, reply,
-                                                     update_id=update_id(message_id),
-                                                     wait=wait)
-             for session_id in session_ids}
+    results = await asyncio.gather(*(  # at once: the provider waits for the answer
+        sessions.deliver_text(session_id, reply, update_id=update_id(message_id), wait=wait)
+        for session_id in session_ids))
+    tries = dict(zip(session_ids, results, strict=True))
     if any(result.kind is ResultKind.UNAVAILABLE for result in tries.values()):
         return _to_keep(kind, "NoAnswer", tuple(session_ids), tries)
     accepted = tuple(s for s, r in tries.items() if r.ok)

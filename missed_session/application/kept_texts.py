@@ -183,8 +183,9 @@ class KeptTexts:
         try:
             sessions = await self._app.sessions()
             if not text.sessions_known:
-                await store.add_sessions(text.message_id, await sessions.open_sessions(phone))
-        except (UnavailableError, RPCError) as error:
+                found = await sessions.open_sessions(phone, wait=self.wait * 3)
+                await store.add_sessions(text.message_id, found)
+        except (UnavailableError, RPCError, TimeoutError) as error:
             return Attempt(Outcome.PENDING, type(error).__name__)
         reply = TextReply(body=body[:MAX_BODY])
         for session_id in await store.pending_sessions(text.message_id):

@@ -7,6 +7,7 @@ workflow code, so entry points stay free of the sandbox's restrictions.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -50,6 +51,9 @@ QUERY_TIMEOUT = timedelta(seconds=10)
 ANSWER_WAIT = timedelta(seconds=1)
 """After a text is accepted, how long to wait for the session's answer (to catch a handler's
 late refusal); past it the text counts as delivered all the same."""
+GIVE_UP_SLACK = 2.0
+"""Seconds past a text's wait after which its try is abandoned whatever the client is doing
+(retrying an unreachable server, reading a closed session's history)."""
 
 
 class Message(StrEnum):
@@ -198,8 +202,16 @@ class Sessions:
         first update's outcome, so the text is never applied twice. A closed session whose
         history holds the update took it before it closed: delivered, not gone.
         """
-        workflow_id = workflow_id_for(session_id)
-        handle = self._client.get_workflow_handle(workflow_id)
+        try:
+            async with asyncio.timeout(wait.total_seconds() + GIVE_UP_SLACK):
+                return await self._deliver_text(session_id, reply, update_id=update_id,
+                                                wait=wait)
+        except TimeoutError:  # Temporal unreachable: its client retries for 10 s or more
+            return _no_answer(session_id)
+
+    async def _deliver_text(self, session_id: str, reply: TextReply, *, update_id: str,
+                            wait: timedelta) -> Result:
+        handle = self._client.get_workflow_handle(workflow_id_for(session_id))
         try:
             update = await handle.start_update(
                 Message.TEXT_REPLY.value, reply, id=update_id, result_type=str,
@@ -240,8 +252,18 @@ class Sessions:
                     return True
         return False
 
-    async def open_sessions(self, phone: str) -> list[str]:
-        """The session ids of running sessions booked for this phone number."""
+    async def open_sessions(self, phone: str, *, wait: timedelta | None = None) -> list[str]:
+        """The session ids of running sessions booked for this phone number.
+
+        With `wait`, a lookup that takes longer (Temporal unreachable: its client retries)
+        raises TimeoutError.
+        """
+        if wait is None:
+            return await self._open_sessions(phone)
+        async with asyncio.timeout(wait.total_seconds()):
+            return await self._open_sessions(phone)
+
+    async def _open_sessions(self, phone: str) -> list[str]:
         if self._contact_keys is None:
             return []
         keys = self._contact_keys.for_lookup(phone)
