@@ -10,17 +10,19 @@ runs again the deliverer hands them over, each exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import asyncpg
 import httpx
 import pytest
+from structlog.testing import capture_logs
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -316,3 +318,102 @@ async def test_operators_see_the_backlog_with_starter_kept_texts(
     assert "SMbacklog (twilio, opt_out)" in out
     assert "sessions: not looked up" in out
     assert await KeptTextStore(pool).seconds_to_next() == 0
+
+
+def postgres_socket(url: str) -> str:
+    """The Unix socket of the embedded server the URL names."""
+    host = parse_qs(urlsplit(url).query)["host"][0]
+    [socket_file] = [p for p in Path(host).glob(".s.PGSQL.*") if p.suffix != ".lock"]
+    return str(socket_file)
+
+
+class Outage:
+    """A TCP port forwarding to PostgreSQL's socket that can be cut (connections dropped,
+    new ones closed at once) and restored: a database outage the deliverer must wait out."""
+
+    def __init__(self, socket_path: str) -> None:
+        self._socket_path = socket_path
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.down = False
+        self.connections = 0
+        """Connections forwarded so far."""
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def cut(self) -> None:
+        self.down = True
+        for writer in list(self._writers):
+            writer.close()
+
+    def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_unix_connection(self._socket_path)
+        self._writers |= {writer, up_writer}
+        self.connections += 1
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}
+
+
+async def test_the_deliverer_waits_out_a_postgresql_outage(
+    dev_server: WorkflowEnvironment, pool: asyncpg.Pool, service_database_url: str,
+    task_queue: str,
+) -> None:
+    parts = urlsplit(service_database_url)
+    outage = Outage(postgres_socket(service_database_url))
+    port = await outage.start()
+    forwarded = f"postgresql://msr_service@127.0.0.1:{port}{parts.path}"
+    store = KeptTextStore(pool)
+    async with Application(settings(task_queue), pool=pool) as keeping:
+        await KeptTexts(keeping).keep(
+            message_id="wh-outage", channel=Channel.WEBHOOK, kind="response",
+            phone="+14155550165", body="are you there?",
+            sessions={"never-booked-2": Result(ResultKind.UNAVAILABLE, "no answer")})
+    await store.postpone("wh-outage", "NoAnswer", timedelta(hours=1))
+    try:
+        with capture_logs() as logs:
+            async with Application(settings(task_queue, database_url=forwarded),
+                                   client=dev_server.client) as application, \
+                    TextDeliverer(application).running() as deliverer:
+                for _ in range(100):  # the deliverer has opened its pool and reads the table
+                    if outage.connections:
+                        break
+                    await asyncio.sleep(0.05)
+                outage.cut()
+                deliverer.wake()
+                for _ in range(200):
+                    if any(log["event"] == "kept_text_deliverer_error" for log in logs):
+                        break
+                    await asyncio.sleep(0.05)
+                assert await store.retry_now() == 1
+                outage.down = False
+                deliverer.wake()
+                for _ in range(200):
+                    if await pool.fetchval("SELECT outcome FROM kept_texts"
+                                           " WHERE message_id = 'wh-outage'"):
+                        break
+                    await asyncio.sleep(0.05)
+    finally:
+        outage.close()
+    errors = [log for log in logs if log["event"] == "kept_text_deliverer_error"]
+    assert errors, logs
+    assert set(errors[0]) <= {"event", "log_level", "error", "retry_in_seconds"}
+    assert await pool.fetchval(
+        "SELECT outcome FROM kept_texts WHERE message_id = 'wh-outage'") == "session_gone"

@@ -77,8 +77,12 @@ class TextDeliverer:
     async def retry_now(self) -> int:
         """Make every pending text due now and wake the loop (after an outage ends)."""
         count = await (await self._texts().store()).retry_now()
-        self._nudged.set()
+        self.wake()
         return count
+
+    def wake(self) -> None:
+        """End the loop's current wait: it reads the table (and tries what is due) now."""
+        self._nudged.set()
 
     async def run(self) -> None:
         """Deliver until cancelled; errors are logged by type and waited out."""
