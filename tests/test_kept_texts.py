@@ -173,7 +173,7 @@ async def test_texts_sent_while_no_worker_runs_are_kept_and_delivered_once(
             for plain in (phone, phone.removeprefix("+"), "STOP", "call me", "on my way"):
                 assert plain.encode() not in sealed
         kept = KeptTexts(application)
-        assert await unseal(kept._codec, bytes(raw[0]["sealed"])) in {
+        assert await unseal(kept.codec, bytes(raw[0]["sealed"])) in {
             (phone, "STOP"), (phone, "call me please"), (phone, "on my way")}
         # Still no worker: a round tries the oldest and waits for the next try.
         deliverer = TextDeliverer(application)

@@ -98,7 +98,14 @@ class KeptTexts:
 
     def __init__(self, app: Application, *, codec: EncryptionCodec | None = None) -> None:
         self._app = app
-        self._codec = codec or codec_for(app.settings)
+        self._codec = codec
+
+    @property
+    def codec(self) -> EncryptionCodec:
+        """The payload encryption the texts are sealed with (read when first needed)."""
+        if self._codec is None:
+            self._codec = codec_for(self._app.settings)
+        return self._codec
 
     @property
     def wait(self) -> timedelta:
@@ -123,7 +130,7 @@ class KeptTexts:
         store = await self.store()
         try:
             await store.keep(message_id=message_id, channel=channel, kind=kind,
-                             sealed=await seal(self._codec, phone, body), sessions=outcomes)
+                             sealed=await seal(self.codec, phone, body), sessions=outcomes)
         except STORE_ERRORS as error:
             msg = f"cannot keep the text: the database failed ({type(error).__name__})"
             raise UnavailableError(msg) from None
@@ -177,7 +184,7 @@ class KeptTexts:
         """
         store = await self.store()
         try:
-            phone, body = await unseal(self._codec, text.sealed)
+            phone, body = await unseal(self.codec, text.sealed)
         except CodecError:
             return Attempt(await store.settle(text.message_id, Outcome.UNREADABLE))
         try:
