@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     """The HTTP API's `/inbound/twilio/calls` route as Twilio reaches it (the API's public
     URL): Twilio posts each call's final status there, and the waiting step reads it
     (polling less, and still polling when no callback comes). Unset: polling only."""
+    inbound_text_wait_seconds: float = Field(default=3.0, ge=0.1, le=30.0)
+    """How long an inbound text waits for its session to take it (a worker must); past that
+    it is kept in PostgreSQL, answered 200, and delivered by the API's deliverer."""
     smtp_host: str | None = None
     """SMTP server for outreach email; when set, email goes through it."""
     smtp_port: int = Field(default=587, ge=1, le=65535)

@@ -7,7 +7,8 @@ process, one port and one set of tokens serve them all.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 
 from fastapi import APIRouter, FastAPI
 
@@ -15,18 +16,35 @@ from missed_session.api import errors, inbound, routes
 from missed_session.api.settings import ApiSettings
 from missed_session.api.tokens import TokenCheck
 from missed_session.application.service import Application
+from missed_session.application.text_deliverer import TextDeliverer
 
 TITLE = "Missed-session response"
 
 
 def create_app(application: Application, settings: ApiSettings,
-               extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
-    """The API over `application`; `extra_routers` are included after the session routes."""
-    api = FastAPI(title=TITLE, version="1", docs_url="/docs", redoc_url=None,
+               extra_routers: Sequence[APIRouter] = (), *,
+               deliver_kept_texts: bool = True) -> FastAPI:
+    """The API over `application`; `extra_routers` are included after the session routes.
+
+    While it is served (its lifespan), the deliverer hands kept inbound texts to their
+    sessions (`api.state.deliverer`), unless `deliver_kept_texts` is False.
+    """
+    deliverer = TextDeliverer(application)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if not deliver_kept_texts:
+            yield
+            return
+        async with deliverer.running():
+            yield
+
+    api = FastAPI(title=TITLE, version="1", docs_url="/docs", redoc_url=None, lifespan=lifespan,
                   openapi_url="/openapi.json",
                   description="Book sessions, send their news, read where they are and "
                               "their audit trail. Bearer tokens, one scope per caller kind.")
     api.state.application = application
+    api.state.deliverer = deliverer
     api.state.tokens = TokenCheck(settings.tokens)
     errors.install(api)
     api.add_middleware(errors.BodyLimit, limit=settings.max_body_bytes)

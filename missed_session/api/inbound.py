@@ -29,6 +29,7 @@ from missed_session.application.results import ResultKind
 from missed_session.application.service import Application
 from missed_session.channels import webhook
 from missed_session.domain.models import PhoneNumber
+from missed_session.store.kept_texts import Channel
 
 TWIML = "application/xml"
 TWILIO_SIGNATURE = "X-Twilio-Signature"
@@ -47,7 +48,8 @@ class InboundView(BaseModel):
     """What the webhook channel's receiver hears back."""
 
     kind: str = Field(description="opt_out, help or response")
-    outcome: str = Field(description="applied, refused, not_found or unavailable")
+    outcome: str = Field(description="applied, refused, not_found, or kept (no session took "
+                                     "it yet: kept and delivered later)")
     reply: str | None = Field(description="the text to send back to the sender, if any")
     sessions: int = Field(description="open sessions the text was delivered to")
 
@@ -70,8 +72,8 @@ def router(application: Application, settings: ApiSettings) -> APIRouter:
         except ValidationError as error:
             raise _bad(error) from None
         answer = await receive_text(application, phone=text.from_, body=text.body,
-                                    message_id=text.id)
-        if answer.result.kind is ResultKind.UNAVAILABLE:
+                                    message_id=text.id, channel=Channel.TWILIO)
+        if answer.result.kind is ResultKind.UNAVAILABLE and not answer.kept:
             raise ApiError(503, "unavailable", "try again later")
         twiml = MessagingResponse()
         if answer.reply is not None:
@@ -128,8 +130,8 @@ def router(application: Application, settings: ApiSettings) -> APIRouter:
         except (ValueError, ValidationError) as error:
             raise _bad(error) from None
         answer = await receive_text(application, phone=text.from_, body=text.body,
-                                    message_id=text.id)
-        if answer.result.kind is ResultKind.UNAVAILABLE:
+                                    message_id=text.id, channel=Channel.WEBHOOK)
+        if answer.result.kind is ResultKind.UNAVAILABLE and not answer.kept:
             raise ApiError(503, "unavailable", "try again later")
         return JSONResponse(_view(answer).model_dump())
 
@@ -154,5 +156,6 @@ def _bad(error: ValueError | ValidationError) -> ApiError:
 
 
 def _view(answer: InboundAnswer) -> InboundView:
-    return InboundView(kind=answer.kind.value, outcome=answer.result.kind.value,
+    outcome = "kept" if answer.kept else answer.result.kind.value
+    return InboundView(kind=answer.kind.value, outcome=outcome,
                        reply=answer.reply, sessions=len(answer.sessions))

@@ -35,7 +35,7 @@ class ApiServer:
         bound_host, bound_port = self._socket.getsockname()[:2]
         self.url = f"http://{bound_host}:{bound_port}"
         config = uvicorn.Config(api, log_level="warning", access_log=False,
-                                server_header=False, lifespan="off",
+                                server_header=False, lifespan="on",
                                 timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_SECONDS)
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None

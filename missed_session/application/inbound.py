@@ -11,16 +11,31 @@ response to the open sessions, where the protocol decides whether it counts.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
+import asyncpg
+import structlog
 from temporalio.service import RPCError
 
 from missed_session.application import notices
+from missed_session.application.kept_texts import (
+    MAX_BODY,
+    KeptTexts,
+    message_id_or_new,
+    update_id,
+)
 from missed_session.application.results import Result, ResultKind
 from missed_session.application.service import Application, UnavailableError
 from missed_session.domain import messages
+from missed_session.domain import notices as notices_rules
 from missed_session.domain.models import TextReply
+from missed_session.store.kept_texts import Channel
+from missed_session.store.notices import RosterStore
+
+log = structlog.get_logger(__name__)
 
 HELP_KEYWORDS = frozenset({"HELP", "INFO"})
 """The carriers' help keywords (CTIA): answered with the help text, never a response."""
@@ -46,15 +61,33 @@ def classify(body: str) -> TextKind:
 
 
 async def _acknowledgment(app: Application, phone: str, body: str) -> InboundAnswer | None:
-    """A roster clinician's reply to a notice, carried out; None when the sender is none."""
+    """A roster clinician's reply to a notice, carried out; None when the sender is none.
+
+    Without Temporal a client's text still goes on (to be kept); a clinician's, or anything
+    that reads as an acknowledgment, is unavailable: a notice's answer is not kept.
+    """
     try:
-        answer = await notices.sms_reply(await app.temporal(), await app.pool(), phone, body)
+        pool = await app.pool()
+        try:
+            client = await app.temporal()
+        except UnavailableError:
+            if notices_rules.parse_sms(body)[0] or await _from_clinician(pool, phone):
+                raise
+            return None
+        answer = await notices.sms_reply(client, pool, phone, body)
     except UnavailableError as error:
         return InboundAnswer(TextKind.ACKNOWLEDGMENT, Result(ResultKind.UNAVAILABLE, str(error)))
     if answer.kind is notices.ResultKind.NOT_A_CLINICIAN:
         return None
     return InboundAnswer(TextKind.ACKNOWLEDGMENT,
                          Result(ResultKind(answer.kind.value), answer.message))
+
+
+async def _from_clinician(pool: asyncpg.Pool, phone: str) -> bool:
+    """Whether the number is a clinician's on the current roster."""
+    current = await RosterStore(pool).current()
+    return (current is not None and current.roster is not None
+            and current.roster.by_number(phone) is not None)
 
 
 def help_text(sender_name: str, callback_number: str) -> str:
@@ -71,11 +104,19 @@ class InboundAnswer:
     result: Result
     reply: str | None = None
     sessions: tuple[str, ...] = ()
+    kept: bool = False
+    """The text could not reach (every one of) its sessions now and is kept in PostgreSQL:
+    the deliverer hands it over once a worker takes it. Answer the provider as delivered."""
 
 
-async def receive_text(app: Application, *, phone: str, body: str,
-                       message_id: str | None) -> InboundAnswer:
-    """Deliver a text from `phone`: to a clinician's notice, or to the client's open sessions."""
+async def receive_text(app: Application, *, phone: str, body: str, message_id: str | None,
+                       channel: Channel = Channel.WEBHOOK) -> InboundAnswer:
+    """Deliver a text from `phone`: to a clinician's notice, or to the client's open sessions.
+
+    A client's text that no session takes within the bound (no worker running, Temporal
+    unreachable) is kept and delivered later (`kept_texts`); only PostgreSQL being down
+    leaves it unavailable, since then nothing can keep it.
+    """
     acknowledgment = await _acknowledgment(app, phone, body)
     if acknowledgment is not None:
         return acknowledgment
@@ -84,37 +125,99 @@ async def receive_text(app: Application, *, phone: str, body: str,
         settings = app.settings
         return InboundAnswer(kind, Result(ResultKind.APPLIED, "help text sent"),
                              reply=help_text(settings.sender_name, settings.callback_number))
+    kept_texts = KeptTexts(app)
+    redelivered = await _already_kept(kept_texts, kind, message_id)
+    if redelivered is not None:
+        return redelivered
     recorded = await record_keyword(app, phone=phone, body=body, kind=kind)
     if recorded is not None and not recorded.ok:
         return InboundAnswer(kind, recorded)  # a STOP must not be lost: the sender retries
-    return await _to_open_sessions(app, kind, phone, body, message_id)
+    message_id = message_id_or_new(message_id)
+    first = await _to_open_sessions(app, kind, phone, body, message_id)
+    if not first.kept:
+        return first.inbound
+    try:
+        await kept_texts.keep(message_id=message_id, channel=channel, kind=kind.value,
+                              phone=phone, body=body,
+                              sessions=None if first.sessions is None else first.tries)
+    except UnavailableError as error:
+        first = _FirstTry(InboundAnswer(kind, Result(ResultKind.UNAVAILABLE, str(error))),
+                          first.sessions, first.tries)
+    else:
+        log.warning("inbound_text_kept", message_id=message_id, kind=kind.value,
+                    reason=first.why)
+    return first.inbound
+
+
+async def _already_kept(kept_texts: KeptTexts, kind: TextKind,
+                        message_id: str | None) -> InboundAnswer | None:
+    """A provider's redelivery of a kept text: the same message, kept once."""
+    if message_id is None:
+        return None
+    try:
+        if not await kept_texts.is_kept(message_id):
+            return None
+    except UnavailableError as error:
+        return InboundAnswer(kind, Result(ResultKind.UNAVAILABLE, str(error)))
+    return InboundAnswer(kind, Result(
+        ResultKind.UNAVAILABLE, "already kept: delivered once a worker takes it"), kept=True)
+
+
+@dataclass(frozen=True)
+class _FirstTry:
+    """What the first try of a client's text did, before it may be kept."""
+
+    inbound: InboundAnswer
+    sessions: tuple[str, ...] | None
+    """The open sessions found (None: they could not be looked up)."""
+    tries: dict[str, Result]
+    """Each session's result."""
+    why: str | None = None
+    """For a text to keep: what stood in the way (no number, no text)."""
+
+    @property
+    def kept(self) -> bool:
+        return self.inbound.kept
+
+
+def _to_keep(kind: TextKind, why: str, sessions: tuple[str, ...] | None = None,
+             tries: dict[str, Result] | None = None) -> _FirstTry:
+    accepted = tuple(s for s, r in (tries or {}).items() if r.ok)
+    inbound = InboundAnswer(kind, Result(
+        ResultKind.UNAVAILABLE, "kept: the text reaches its session(s) once a worker takes it"),
+        sessions=accepted, kept=True)
+    return _FirstTry(inbound, sessions, tries or {}, why)
 
 
 async def _to_open_sessions(app: Application, kind: TextKind, phone: str, body: str,
-                            message_id: str | None) -> InboundAnswer:
+                            message_id: str) -> _FirstTry:
     """An opt-out or a reply, to every open session of the client(s) using `phone`."""
+    wait = timedelta(seconds=app.settings.inbound_text_wait_seconds)
     try:
         sessions = await app.sessions()
-        session_ids = await sessions.open_sessions(phone)
-    except UnavailableError as error:
-        return InboundAnswer(kind, Result(ResultKind.UNAVAILABLE, str(error)))
-    except RPCError as error:  # visibility unavailable (or not implemented by the server)
-        return InboundAnswer(kind, Result(ResultKind.UNAVAILABLE,
-                                          f"cannot look up the sender's sessions: {error}"))
+        session_ids = await sessions.open_sessions(phone, wait=wait)
+    except UnavailableError:
+        return _to_keep(kind, "TemporalUnavailable")
+    except (RPCError, TimeoutError) as error:  # visibility unavailable, or too slow
+        return _to_keep(kind, type(error).__name__)
     if not session_ids:
-        return InboundAnswer(kind, Result(ResultKind.NOT_FOUND,
-                                          "no open session for the sender's number"))
-    reply = TextReply(body=body[:1600])
-    update_id = None if message_id is None else f"text-{message_id}"
-    results = [await sessions.text_reply(session_id, reply, message_id=update_id)
-               for session_id in session_ids]
-    accepted = tuple(r.session_id for r in results if r.ok and r.session_id is not None)
+        return _FirstTry(InboundAnswer(kind, Result(
+            ResultKind.NOT_FOUND, "no open session for the sender's number")), (), {})
+    reply = TextReply(body=body[:MAX_BODY])
+    results = await asyncio.gather(*(  # at once: the provider waits for the answer
+        sessions.deliver_text(session_id, reply, update_id=update_id(message_id), wait=wait)
+        for session_id in session_ids))
+    tries = dict(zip(session_ids, results, strict=True))
+    if any(result.kind is ResultKind.UNAVAILABLE for result in tries.values()):
+        return _to_keep(kind, "NoAnswer", tuple(session_ids), tries)
+    accepted = tuple(s for s, r in tries.items() if r.ok)
     if accepted:
-        return InboundAnswer(kind, Result(
+        return _FirstTry(InboundAnswer(kind, Result(
             ResultKind.APPLIED, f"{kind.value} delivered to {len(accepted)} open session(s)"),
-            sessions=accepted)
-    return InboundAnswer(kind, Result(ResultKind.REFUSED, "; ".join(r.message for r in results)),
-                         sessions=())
+            sessions=accepted), tuple(session_ids), tries)
+    return _FirstTry(InboundAnswer(kind, Result(
+        ResultKind.REFUSED, "; ".join(r.message for r in tries.values())), sessions=()),
+        tuple(session_ids), tries)
 
 
 START_KEYWORDS = frozenset({"START", "UNSTOP"})

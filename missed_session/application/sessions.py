@@ -7,6 +7,7 @@ workflow code, so entry points stay free of the sandbox's restrictions.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -18,6 +19,7 @@ from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
 )
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -46,6 +48,12 @@ WORKFLOW_PREFIX = workflow_id_for("")
 """A session's workflow id is this prefix and its session id."""
 QUERY_TIMEOUT = timedelta(seconds=10)
 """A query needs a running worker; without one, say so rather than hang."""
+ANSWER_WAIT = timedelta(seconds=1)
+"""After a text is accepted, how long to wait for the session's answer (to catch a handler's
+late refusal); past it the text counts as delivered all the same."""
+GIVE_UP_SLACK = 2.0
+"""Seconds past a text's wait after which its try is abandoned whatever the client is doing
+(retrying an unreachable server, reading a closed session's history)."""
 
 
 class Message(StrEnum):
@@ -183,8 +191,79 @@ class Sessions:
         """
         return await self._send(session_id, Message.TEXT_REPLY, reply, update_id=message_id)
 
-    async def open_sessions(self, phone: str) -> list[str]:
-        """The session ids of running sessions booked for this phone number."""
+    async def deliver_text(self, session_id: str, reply: TextReply, *, update_id: str,
+                           wait: timedelta) -> Result:
+        """Hand an inbound text to its session, waiting at most `wait` for a worker to take it.
+
+        Delivered means accepted: the update is in the session's history (what the session
+        then does with it is its own business, and may take longer). No answer in `wait`
+        (no worker polls, or Temporal is unreachable) is `unavailable`: the caller keeps the
+        text and tries again with the same `update_id`, which Temporal answers with the
+        first update's outcome, so the text is never applied twice. A closed session whose
+        history holds the update took it before it closed: delivered, not gone.
+        """
+        try:
+            async with asyncio.timeout(wait.total_seconds() + GIVE_UP_SLACK):
+                return await self._deliver_text(session_id, reply, update_id=update_id,
+                                                wait=wait)
+        except TimeoutError:  # Temporal unreachable: its client retries for 10 s or more
+            return _no_answer(session_id)
+
+    async def _deliver_text(self, session_id: str, reply: TextReply, *, update_id: str,
+                            wait: timedelta) -> Result:
+        handle = self._client.get_workflow_handle(workflow_id_for(session_id))
+        try:
+            update = await handle.start_update(
+                Message.TEXT_REPLY.value, reply, id=update_id, result_type=str,
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED, rpc_timeout=wait)
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            return _no_answer(session_id)
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                return _unavailable(session_id, error)
+            return await self._gone_or_taken(session_id, update_id)
+        try:
+            answer = await update.result(rpc_timeout=ANSWER_WAIT)
+        except WorkflowUpdateFailedError as error:  # a validator's (or handler's) refusal
+            return _refused(session_id, error)
+        except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError):
+            answer = "accepted"  # in the history: the session has it
+        return Result(ResultKind.APPLIED, f"session {session_id}: text_reply {answer}",
+                      session_id)
+
+    async def _gone_or_taken(self, session_id: str, update_id: str) -> Result:
+        """A closed (or unknown) session: delivered if its history took the update."""
+        try:
+            if await self._took_update(workflow_id_for(session_id), update_id):
+                return Result(ResultKind.APPLIED, f"session {session_id}: text_reply "
+                              "accepted before the session closed", session_id)
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                return _unavailable(session_id, error)
+        return await self._not_found(session_id)
+
+    async def _took_update(self, workflow_id: str, update_id: str) -> bool:
+        """Whether the workflow's history shows it accepted the update with this id."""
+        handle = self._client.get_workflow_handle(workflow_id)
+        async for event in handle.fetch_history_events(page_size=200):
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+                accepted = event.workflow_execution_update_accepted_event_attributes
+                if accepted.accepted_request.meta.update_id == update_id:
+                    return True
+        return False
+
+    async def open_sessions(self, phone: str, *, wait: timedelta | None = None) -> list[str]:
+        """The session ids of running sessions booked for this phone number.
+
+        With `wait`, a lookup that takes longer (Temporal unreachable: its client retries)
+        raises TimeoutError.
+        """
+        if wait is None:
+            return await self._open_sessions(phone)
+        async with asyncio.timeout(wait.total_seconds()):
+            return await self._open_sessions(phone)
+
+    async def _open_sessions(self, phone: str) -> list[str]:
         if self._contact_keys is None:
             return []
         keys = self._contact_keys.for_lookup(phone)

@@ -18,6 +18,7 @@ from missed_session.audit import cli as audit_cli
 from missed_session.cli import clients as clients_cli
 from missed_session.cli import commands
 from missed_session.cli import console as console_cli
+from missed_session.cli import kept_texts as kept_texts_cli
 from missed_session.cli import notices as notices_cli
 from missed_session.cli.audit_actions import run_audit_action
 from missed_session.cli.bulk_import import run_import
@@ -57,7 +58,7 @@ def _new_secret(args: argparse.Namespace) -> int:
 
 
 def _special_action(command_line: list[str]) -> int | None:
-    """The verbs with their own parsers (audit, clients, roster and notices, console)."""
+    """The verbs with their own parsers (audit, clients, notices, console, kept-texts)."""
     if audit_cli.is_action(command_line):
         return asyncio.run(run_audit_action(command_line))
     if clients_cli.is_clients(command_line):  # the client directory: missed_session/cli/clients.py
@@ -66,6 +67,8 @@ def _special_action(command_line: list[str]) -> int | None:
         return notices_cli.main(command_line)
     if console_cli.is_action(command_line):  # console accounts: missed_session/cli/console.py
         return console_cli.main(command_line)
+    if kept_texts_cli.is_action(command_line):  # inbound texts waiting: cli/kept_texts.py
+        return kept_texts_cli.main(command_line)
     return None
 
 
