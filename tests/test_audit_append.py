@@ -377,8 +377,8 @@ async def test_append_many_projects_like_a_rebuild(pool: asyncpg.Pool) -> None:
     sessions = [f"s-{n}" for n in range(5)]
     await store.append_many([item for session_id in sessions for item in trail(session_id, 6)])
     closing = event("s-0", 7, AuditEventType.CLOSED, outcome="reached", attempts=1)
-    assert await store.append_closing(closing, client_ref="c-1", therapist_id="t-ana",
-                                      start=START, outcome=Outcome.REACHED)
+    assert (await store.record_closing(closing, client_ref="c-1", therapist_id="t-ana",
+                                       start=START, outcome=Outcome.REACHED)).new
     incremental = await snapshot(pool)
     assert len(incremental[0]) == 5
     assert len(incremental[1]) == 10

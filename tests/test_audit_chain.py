@@ -49,8 +49,8 @@ async def record_trail(store: AuditStore, session_id: str = "s-1", *,
                             event_type=AuditEventType.CLOSED,
                             occurred_at=START + timedelta(hours=1),
                             data={"outcome": "reached", "attempts": 1})
-        assert await store.append_closing(closed, client_ref="c-1", therapist_id="t-ana",
-                                          start=START, outcome=Outcome.REACHED)
+        assert (await store.record_closing(closed, client_ref="c-1", therapist_id="t-ana",
+                                           start=START, outcome=Outcome.REACHED)).new
 
 
 @pytest.fixture

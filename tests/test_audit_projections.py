@@ -37,7 +37,7 @@ async def mixed_day(pool: asyncpg.Pool) -> None:
             await store.append(event)
         closed = trail[-1]
         scheduled = read_as(trail[0], Scheduled)
-        await store.append_closing(closed, client_ref=scheduled.client_ref,
+        await store.record_closing(closed, client_ref=scheduled.client_ref,
                                    therapist_id=scheduled.therapist_id,
                                    start=closed.occurred_at,
                                    outcome=read_as(closed, Closed).outcome)

@@ -269,17 +269,15 @@ async def _open_trail(store: AuditStore) -> list[AuditEvent]:
     return events
 
 
-async def test_append_closing_writes_event_and_attendance(pool: asyncpg.Pool) -> None:
+async def test_record_closing_writes_event_and_attendance(pool: asyncpg.Pool) -> None:
     store = AuditStore(pool)
     opened = await _open_trail(store)
     closed = _event(5, AuditEventType.CLOSED, outcome="reached")
     start = UNTIL - timedelta(hours=1)
-    assert (
-        await store.append_closing(
-            closed, client_ref=CLIENT, therapist_id="t-ana", start=start, outcome=Outcome.REACHED
-        )
-        is True
+    written = await store.record_closing(
+        closed, client_ref=CLIENT, therapist_id="t-ana", start=start, outcome=Outcome.REACHED
     )
+    assert written.events == written.new == (closed,)
     assert await store.trail("s-1") == [*opened, closed]
     row = await pool.fetchrow("SELECT * FROM attendance WHERE session_id = 's-1'")
     assert row is not None
@@ -292,21 +290,20 @@ async def test_append_closing_writes_event_and_attendance(pool: asyncpg.Pool) ->
     ) == (CLIENT, "t-ana", start, "reached", closed.occurred_at)
 
     # A retry of the very same call writes nothing new.
-    assert (
-        await store.append_closing(
-            closed, client_ref=CLIENT, therapist_id="t-ana", start=start, outcome=Outcome.REACHED
-        )
-        is False
+    again = await store.record_closing(
+        closed, client_ref=CLIENT, therapist_id="t-ana", start=start, outcome=Outcome.REACHED
     )
+    assert again.events == (closed,)
+    assert again.new == ()
     assert await _count(pool, "audit_events") == 5
     assert await _count(pool, "attendance") == 1
 
 
-async def test_append_closing_writes_neither_when_attendance_fails(pool: asyncpg.Pool) -> None:
+async def test_record_closing_writes_neither_when_attendance_fails(pool: asyncpg.Pool) -> None:
     store = AuditStore(pool)
     opened = await _open_trail(store)
     with pytest.raises(asyncpg.NotNullViolationError):
-        await store.append_closing(
+        await store.record_closing(
             _event(5, AuditEventType.CLOSED),
             client_ref=None,  # type: ignore[arg-type]
             therapist_id="t-ana",
@@ -317,12 +314,29 @@ async def test_append_closing_writes_neither_when_attendance_fails(pool: asyncpg
     assert await _count(pool, "attendance") == 0
 
 
-async def test_append_closing_writes_neither_when_event_conflicts(pool: asyncpg.Pool) -> None:
+async def test_record_closing_follows_a_superseded_row_with_its_attendance(
+    pool: asyncpg.Pool,
+) -> None:
+    # Another event at its place: a failed workflow task's row, superseded; the closing
+    # lands after the marker, and its attendance row with it.
     store = AuditStore(pool)
     await _open_trail(store)
     assert await store.append(_event(5, AuditEventType.OUTREACH_FAILED))
+    closed = _event(5, AuditEventType.CLOSED, outcome="reached")
+    recorded = await store.record_closing(closed, client_ref=CLIENT, therapist_id="t-ana",
+                                          start=UNTIL, outcome=Outcome.REACHED)
+    assert recorded.events == (closed.model_copy(update={"sequence": 7}),)
+    assert await _count(pool, "attendance") == 1
+
+
+async def test_record_closing_writes_neither_when_the_trail_is_closed(
+    pool: asyncpg.Pool,
+) -> None:
+    store = AuditStore(pool)
+    await _open_trail(store)
+    assert await store.append(_event(5, AuditEventType.CLOSED, outcome="attended"))
     with pytest.raises(AuditConflictError):
-        await store.append_closing(
+        await store.record_closing(
             _event(5, AuditEventType.CLOSED),
             client_ref=CLIENT,
             therapist_id="t-ana",
@@ -332,12 +346,12 @@ async def test_append_closing_writes_neither_when_event_conflicts(pool: asyncpg.
     assert await _count(pool, "attendance") == 0
 
 
-async def test_append_closing_writes_neither_when_the_parent_is_missing(
+async def test_record_closing_writes_neither_when_the_parent_is_missing(
     pool: asyncpg.Pool,
 ) -> None:
     store = AuditStore(pool)
     with pytest.raises(AuditParentMissingError, match="s-1#5"):
-        await store.append_closing(
+        await store.record_closing(
             _event(5, AuditEventType.CLOSED),
             client_ref=CLIENT,
             therapist_id="t-ana",

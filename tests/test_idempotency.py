@@ -374,11 +374,11 @@ async def test_closing_twice_writes_one_event_and_one_attendance_row(
         update={"event_type": AuditEventType.CLOSED}
     )
     for expected in (True, False):
-        written = await store.append_closing(
+        written = await store.record_closing(
             closed, client_ref="c-1", therapist_id="t-ana", start=closed.occurred_at,
             outcome=Outcome.ATTENDED,
         )
-        assert written is expected
+        assert bool(written.new) is expected
 
     assert len(await audit_rows(pool, "s-1")) == 1
     assert await pool.fetchval("SELECT count(*) FROM attendance WHERE session_id = 's-1'") == 1

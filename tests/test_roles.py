@@ -25,8 +25,8 @@ async def _closed_trail(store: AuditStore) -> None:
                                          event_type=AuditEventType.SCHEDULED, occurred_at=AT))
     closed = AuditEvent(session_id="s-1", sequence=2, event_type=AuditEventType.CLOSED,
                         occurred_at=AT, data={"outcome": "attended", "attempts": 0})
-    assert await store.append_closing(closed, client_ref="c-1", therapist_id="t-1", start=AT,
-                                      outcome=Outcome.ATTENDED)
+    assert (await store.record_closing(closed, client_ref="c-1", therapist_id="t-1", start=AT,
+                                       outcome=Outcome.ATTENDED)).new
 
 
 @pytest.fixture

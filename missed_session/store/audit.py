@@ -125,18 +125,9 @@ class AuditStore:
         async with self._pool.acquire() as connection:
             return await _record(connection, batch)
 
-    async def append_closing(self, event: AuditEvent, *, client_ref: str, therapist_id: str,
-                             start: datetime, outcome: Outcome) -> bool:
-        """Append the `closed` event and the attendance row together, or neither."""
-        async with self._pool.acquire() as connection, connection.transaction():
-            written = await _append(connection, event)
-            await _attend(connection, event, client_ref=client_ref, therapist_id=therapist_id,
-                          start=start, outcome=outcome)
-            return written
-
     async def record_closing(self, event: AuditEvent, *, client_ref: str, therapist_id: str,
                              start: datetime, outcome: Outcome) -> Recorded:
-        """`record` the `closed` event, with the attendance row, together or neither."""
+        """`record` the `closed` event and write the attendance row, together or neither."""
         async with self._pool.acquire() as connection, connection.transaction():
             recorded = await _record(connection, [event])
             await _attend(connection, recorded.events[0], client_ref=client_ref,
