@@ -13,11 +13,10 @@ import asyncio
 import contextlib
 import json
 import socket
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import httpx
@@ -26,7 +25,6 @@ from structlog.testing import capture_logs
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
-from twilio.request_validator import RequestValidator
 
 import starter
 from activities.outreach import Sender
@@ -39,17 +37,15 @@ from missed_session.application import Application
 from missed_session.application.kept_texts import KeptTexts, unseal
 from missed_session.application.results import Result, ResultKind
 from missed_session.application.text_deliverer import TextDeliverer, retry_after
-from missed_session.channels import webhook
 from missed_session.config import Settings
 from missed_session.domain.models import AuditEventType, Cancellation, workflow_id_for
 from missed_session.store.audit import AuditStore
 from missed_session.store.kept_texts import Channel, KeptTextStore, Outcome
 from tests.conftest import TEST_CONVERTER, TEST_KEYS
 from tests.factories import booking_data
+from tests.test_inbound_texts import TWILIO_TOKEN, WEBHOOK_SECRET, signed_webhook, twilio
 from worker import new_worker
 
-TWILIO_TOKEN = "twilio-test-auth-token"
-WEBHOOK_SECRET = "webhook-test-secret"
 SENDER = Sender("Alex", "+15555550100")
 
 
@@ -68,25 +64,6 @@ def settings(task_queue: str, **overrides: object) -> Settings:
         "task_queue": task_queue, "encryption_keys": TEST_KEYS,
         "twilio_auth_token": TWILIO_TOKEN, "webhook_secret": WEBHOOK_SECRET,
         "inbound_text_wait_seconds": 1.0, **overrides})
-
-
-async def twilio(http: httpx.AsyncClient, url: str, phone: str, body: str,
-                 sid: str) -> httpx.Response:
-    params = {"From": phone, "To": "+15555550100", "Body": body, "MessageSid": sid,
-              "AccountSid": "AC123"}
-    full = f"{url}/inbound/twilio"
-    return await http.post(full, content=urlencode(params), headers={
-        "content-type": "application/x-www-form-urlencoded",
-        "X-Twilio-Signature": RequestValidator(TWILIO_TOKEN).compute_signature(full, params)})
-
-
-async def signed_webhook(http: httpx.AsyncClient, url: str,
-                         text: dict[str, str]) -> httpx.Response:
-    body = json.dumps(text).encode()
-    timestamp = str(int(time.time()))
-    return await http.post(f"{url}/inbound/webhook", content=body, headers={
-        "content-type": "application/json", webhook.TIMESTAMP_HEADER: timestamp,
-        webhook.SIGNATURE_HEADER: webhook.sign(WEBHOOK_SECRET.encode(), timestamp, body)})
 
 
 async def until_event(store: AuditStore, session_id: str, wanted: AuditEventType) -> None:
@@ -147,13 +124,13 @@ async def test_texts_sent_while_no_worker_runs_are_kept_and_delivered_once(
         # No worker polls the session's task queue now.
         app = create_app(application, ApiSettings(), deliver_kept_texts=False)
         async with ApiServer(app) as server, httpx.AsyncClient(timeout=30) as http:
-            stop = await twilio(http, server.url, phone, "STOP", "SMkept-stop")
+            stop = await twilio(http, server.url, "STOP", "SMkept-stop", phone=phone)
             assert stop.status_code == 200, stop.text
             assert stop.headers["content-type"].startswith("application/xml")
             assert "<Message>" not in stop.text  # the carrier confirms a STOP
-            reply = await twilio(http, server.url, phone, "call me please", "SMkept-reply")
+            reply = await twilio(http, server.url, "call me please", "SMkept-reply", phone=phone)
             assert reply.status_code == 200, reply.text
-            again = await twilio(http, server.url, phone, "call me please", "SMkept-reply")
+            again = await twilio(http, server.url, "call me please", "SMkept-reply", phone=phone)
             assert again.status_code == 200, again.text
             hook = await signed_webhook(http, server.url, {"from": phone, "body": "on my way",
                                                            "id": "wh-kept"})

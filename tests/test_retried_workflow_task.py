@@ -35,7 +35,13 @@ from missed_session import search_attributes
 from missed_session.audit import cli as audit_cli
 from missed_session.audit.verify import verify_session
 from missed_session.domain import events
-from missed_session.domain.models import AuditEvent, AuditEventType, Outcome, SessionBooking
+from missed_session.domain.models import (
+    AuditEvent,
+    AuditEventType,
+    Outcome,
+    SessionBooking,
+    SessionResult,
+)
 from missed_session.metrics import ServiceMetrics
 from missed_session.store.audit import AuditStore
 from tests.conftest import TEST_CONVERTER
@@ -137,15 +143,9 @@ class Outbound(temporalio.worker.WorkflowOutboundInterceptor):
         return asyncio.create_task(written_then_task_fails())  # type: ignore[return-value]
 
 
-@pytest.mark.parametrize("event_type", [
-    AuditEventType.SCHEDULED,            # the first write of the session
-    AuditEventType.OUTREACH_ATTEMPTED,   # mid-ladder, with the no-show's batch before it
-    AuditEventType.ESCALATION_SENT,      # the step that reaches the emergency contact
-])
-async def test_a_retried_task_finds_its_first_write_and_the_session_goes_on(
-    dev_server: WorkflowEnvironment, pool: asyncpg.Pool, event_type: AuditEventType
-) -> None:
-    fail = FailTaskAfterRecord(event_type)
+async def run_with(fail: FailTaskAfterRecord, dev_server: WorkflowEnvironment,
+                   pool: asyncpg.Pool) -> tuple[SessionBooking, SessionResult]:
+    """Run a soon session to its end on a worker whose client carries the interceptor."""
     client = dev_server.client
     task_queue = f"tq-{uuid.uuid4().hex}"
     session = soon_booking(await dev_server.get_current_time())
@@ -156,6 +156,20 @@ async def test_a_retried_task_finds_its_first_write_and_the_session_goes_on(
             SessionWorkflow.run, session, id=session.workflow_id, task_queue=task_queue,
             execution_timeout=timedelta(minutes=3),
         )
+    return session, result
+
+
+@pytest.mark.parametrize("event_type", [
+    AuditEventType.SCHEDULED,            # the first write of the session
+    AuditEventType.OUTREACH_ATTEMPTED,   # mid-ladder, with the no-show's batch before it
+    AuditEventType.ESCALATION_SENT,      # the step that reaches the emergency contact
+])
+async def test_a_retried_task_finds_its_first_write_and_the_session_goes_on(
+    dev_server: WorkflowEnvironment, pool: asyncpg.Pool, event_type: AuditEventType
+) -> None:
+    fail = FailTaskAfterRecord(event_type)
+    client = dev_server.client
+    session, result = await run_with(fail, dev_server, pool)
 
     assert fail.failed
     assert len(fail.first_times) == 1
@@ -190,15 +204,7 @@ async def test_a_retried_task_that_takes_another_branch_supersedes_the_rows_it_l
     # replays against it.
     fail = FailTaskAfterRecord(event_type, then_write="a branch the history does not hold")
     client = dev_server.client
-    task_queue = f"tq-{uuid.uuid4().hex}"
-    session = soon_booking(await dev_server.get_current_time())
-    config = client.config()
-    config["interceptors"] = [fail]
-    async with new_worker(Client(**config), pool, task_queue=task_queue, sender=SENDER):
-        result = await client.execute_workflow(
-            SessionWorkflow.run, session, id=session.workflow_id, task_queue=task_queue,
-            execution_timeout=timedelta(minutes=3),
-        )
+    session, result = await run_with(fail, dev_server, pool)
 
     assert fail.failed
     assert result.outcome is Outcome.UNREACHABLE_ESCALATED
