@@ -291,7 +291,43 @@ async def test_a_booking_with_client_details_updates_the_directory_as_from_the_b
         ("created", f"booking {data['session_id']}")]
     history = await directory.history(ref)
     assert {r.source for r in history} == {ConsentSource.BOOKING}
-    assert len(history) == 5  # call, voicemail, text, email, emergency contact: once
+    # call and voicemail (the booking model's documented defaults) and the emergency
+    # contact's stated consent, once; the booking said nothing of texts or email, and its
+    # silence is not written down as a withdrawal (issue 25)
+    assert sorted((r.subject.value, r.granted) for r in history) == [
+        ("call", True), ("emergency_contact", True), ("voicemail", True)]
+
+
+async def test_a_booking_records_the_withdrawals_it_states_and_no_others(
+    app: Application, pool: asyncpg.Pool, own_env: WorkflowEnvironment,
+) -> None:
+    start = await future_start(own_env)
+    data = booking_data(start=start.isoformat())
+    data["client"]["preferences"] = {"text": False, "email": True}
+    data["client"]["emergency_contact"] = {"name": "Sam", "phone": "+14155550999"}
+    ref = data["client"]["ref"]
+
+    assert (await app.schedule(data)).kind is ResultKind.STARTED
+    await own_env.client.get_workflow_handle(f"session-{data['session_id']}").terminate()
+
+    history = await ClientDirectory(pool).history(ref)
+    assert sorted((r.subject.value, r.granted) for r in history) == [
+        ("call", True), ("email", True), ("text", False), ("voicemail", True)]
+
+
+async def test_an_emergency_contact_on_the_clients_own_number_is_refused_naming_the_field(
+    app: Application, pool: asyncpg.Pool, own_env: WorkflowEnvironment,
+) -> None:
+    start = await future_start(own_env)
+    data = booking_data(start=start.isoformat())
+    data["client"]["emergency_contact"]["phone"] = data["client"]["phone"]
+
+    refused = await app.schedule(data)
+
+    assert refused.kind is ResultKind.BAD_INPUT
+    assert "emergency_contact.phone" in refused.message
+    assert "own number" in refused.message
+    assert await ClientDirectory(pool).get(data["client"]["ref"]) is None
 
 
 async def test_a_later_booking_never_gives_back_texts_a_stop_withdrew(
@@ -315,3 +351,34 @@ async def test_a_later_booking_never_gives_back_texts_a_stop_withdrew(
                     at=datetime.now(UTC), defaults=ConsentDefaults())
     assert stop.data is not None
     assert (answer.allowed, answer.record_id) == (False, stop.data["record_id"])
+
+
+async def test_a_stop_holds_for_the_number_whatever_another_clients_booking_says(
+    app: Application, pool: asyncpg.Pool, own_env: WorkflowEnvironment,
+) -> None:
+    """Issue 25: a STOP from a number, then a booking under another client ref with that
+    number saying `text: true` (the grant is the booking's, dated after the STOP)."""
+    clients = await app.clients()
+    start = await future_start(own_env)
+    first = booking_data(start=start.isoformat())
+    assert (await app.schedule(first)).kind is ResultKind.STARTED
+    stop = await clients.text_keyword(PHONE, opted_out=True)
+    other = booking_data(start=start.isoformat())
+    other["client"]["preferences"] = {"text": True}
+    other_ref = other["client"]["ref"]
+
+    assert (await app.schedule(other)).kind is ResultKind.STARTED
+    for sent in (first, other):
+        await own_env.client.get_workflow_handle(f"session-{sent['session_id']}").terminate()
+
+    history = await ClientDirectory(pool).history(other_ref)
+    answer = decide(history, client_ref=other_ref, subject=ConsentSubject.TEXT,
+                    contact_point=PHONE, at=datetime.now(UTC), defaults=ConsentDefaults())
+    assert stop.data is not None
+    assert (answer.allowed, answer.record_id) == (False, stop.data["record_id"])
+    start_again = await clients.text_keyword(PHONE, opted_out=False)
+    assert start_again.data is not None
+    history = await ClientDirectory(pool).history(other_ref)
+    answer = decide(history, client_ref=other_ref, subject=ConsentSubject.TEXT,
+                    contact_point=PHONE, at=datetime.now(UTC), defaults=ConsentDefaults())
+    assert answer.allowed  # a START from the number proves the client's will

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from missed_session.domain import decisions, protocol
+from missed_session.domain.clients import (
+    ConsentDefaults,
+    ConsentRecord,
+    ConsentSource,
+    ConsentSubject,
+)
+from missed_session.domain.clients import decide as consent_decision
 from missed_session.domain.messages import (
     REVEALING_WORDS,
     TEXT_LIMIT,
@@ -143,3 +153,34 @@ def test_email_is_as_discreet_as_the_voicemail() -> None:
 ])
 def test_stop_keywords(reply: str, opt_out: bool) -> None:
     assert is_opt_out(reply) is opt_out
+
+
+def _record(seq: int, source: str, granted: bool, *, client_ref: str | None = "c-1",
+            minute: int = 0) -> ConsentRecord:
+    return ConsentRecord(
+        record_id=f"consent-{seq}", client_ref=client_ref, subject=ConsentSubject.TEXT,
+        contact_point="+14155550123", granted=granted,
+        effective_at=datetime(2026, 12, 1, 9, minute, tzinfo=UTC),
+        source=ConsentSource(source), recorded_by="t",
+        recorded_at=datetime(2026, 12, 1, 9, minute, tzinfo=UTC))
+
+
+@given(st.lists(st.sampled_from(["booking", "client_request", "stop_reply", "start_reply"]),
+                min_size=1, max_size=8))
+def test_a_bookings_grant_never_lifts_a_withdrawal(sources: list[str]) -> None:
+    history = []
+    for seq, source in enumerate(sources):
+        granted = source != "stop_reply"
+        number_wide = source in {"stop_reply", "start_reply"}
+        history.append(_record(seq, source, granted, minute=seq,
+                               client_ref=None if number_wide else "c-1"))
+    answer = consent_decision(history, client_ref="c-1", subject=ConsentSubject.TEXT,
+                    contact_point="+14155550123", at=datetime(2026, 12, 2, tzinfo=UTC),
+                    defaults=ConsentDefaults())
+    last_withdrawal = max((i for i, s in enumerate(sources) if s == "stop_reply"), default=-1)
+    proven_after = any(s in {"client_request", "start_reply"}
+                       for s in sources[last_withdrawal + 1:])
+    if last_withdrawal >= 0:
+        assert answer.allowed is proven_after
+    else:
+        assert answer.allowed

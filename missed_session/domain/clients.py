@@ -261,9 +261,10 @@ def decide(history: Iterable[ConsentRecord], *, client_ref: str, subject: Consen
            scope_needed: Sequence[ConsentScope] = ()) -> ConsentDecision:
     """Whether `client_ref` may be reached on `contact_point` for `subject` at `at`.
 
-    The latest record in effect at `at` that covers the step wins: one for the client and
-    this contact point, one for the client and any contact point, or a number-wide STOP or
-    START for this number. Records dated after `at` do not count yet. For the emergency
+    The latest record in effect at `at` that covers the step wins (but a booking's grant
+    never lifts a withdrawal: `_in_force`): one for the client and this contact point, one
+    for the client and any contact point, or a number-wide STOP or START for this number.
+    Records dated after `at` do not count yet. For the emergency
     contact, a given consent must have one of `scope_needed`'s scopes.
     """
     relevant = [
@@ -278,7 +279,7 @@ def decide(history: Iterable[ConsentRecord], *, client_ref: str, subject: Consen
         return ConsentDecision(allowed, None, (
             f"no {subject.value} consent record; the practice default "
             f"{'allows' if allowed else 'does not allow'} it"))
-    latest = max(relevant, key=lambda record: (record.effective_at, _sequence(record)))
+    latest = _in_force(sorted(relevant, key=lambda r: (r.effective_at, _sequence(r))))
     if not latest.granted:
         return ConsentDecision(False, latest.record_id,
                                f"{subject.value} consent withdrawn ({latest.record_id}, "
@@ -289,6 +290,22 @@ def decide(history: Iterable[ConsentRecord], *, client_ref: str, subject: Consen
                                "this situation")
     return ConsentDecision(True, latest.record_id,
                            f"{subject.value} consent {latest.record_id}")
+
+
+def _in_force(ordered: Sequence[ConsentRecord]) -> ConsentRecord:
+    """The record in force after `ordered` (oldest first).
+
+    The latest wins, except that a booking's grant never lifts a withdrawal: a scheduler's
+    snapshot is a request, not the client's word, so after a STOP or a withdrawal only a
+    record from a source that proves the client's will (a START from the number, the
+    client's request, a clinician's record) gives consent back.
+    """
+    in_force = ordered[0]
+    for record in ordered[1:]:
+        if record.granted and record.source is ConsentSource.BOOKING and not in_force.granted:
+            continue
+        in_force = record
+    return in_force
 
 
 def scopes_for(risk_tier: RiskTier) -> tuple[ConsentScope, ...]:
@@ -422,17 +439,27 @@ def record_from_booking(client: Client, existing: ClientRecord | None) -> Client
 
 def consents_from_booking(client: Client, *, at: datetime,
                           recorded_by: str) -> list[ConsentEntry]:
-    """The consent records a booking's client details carry (source: booking)."""
+    """The consent records a booking's client details carry (source: booking).
+
+    A withdrawal is recorded only when the booking states it: a booking that leaves a
+    channel (or the emergency contact's consent) out says nothing, and the model's `False`
+    defaults must not be written into the client's history as withdrawals. The booking
+    model's `True` defaults (call, voicemail) keep their documented meaning, "what every
+    booking meant before per-channel consent existed" (ContactPreferences).
+    """
+    stated = client.preferences.model_fields_set if "preferences" in client.model_fields_set \
+        else set()
     entries = [
         ConsentEntry(client_ref=client.ref, subject=SUBJECT_OF[channel],
                      contact_point=client.email if channel is Channel.EMAIL else client.phone,
                      granted=client.preferences.allows(channel), effective_at=at,
                      source=ConsentSource.BOOKING, recorded_by=recorded_by)
         for channel in Channel
-        if channel is not Channel.EMAIL or client.email is not None
+        if (channel.value in stated or client.preferences.allows(channel))
+        and (channel is not Channel.EMAIL or client.email is not None)
     ]
     contact = client.emergency_contact
-    if contact is not None:
+    if contact is not None and "consent" in contact.model_fields_set:
         entries.append(ConsentEntry(
             client_ref=client.ref, subject=ConsentSubject.EMERGENCY_CONTACT,
             contact_point=contact.phone,

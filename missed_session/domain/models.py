@@ -262,6 +262,15 @@ class Client(Model):
     preferences: ContactPreferences = ContactPreferences()
     """Consent per channel and the preferred channel."""
 
+    @model_validator(mode="after")
+    def _contact_is_someone_else(self) -> Client:
+        # A contact on the client's own number would tell the client "you are listed as a
+        # contact for ..." and the trail would call it an escalation.
+        if self.emergency_contact is not None and self.emergency_contact.phone == self.phone:
+            msg = "emergency_contact.phone: is the client's own number"
+            raise ValueError(msg)
+        return self
+
 
 class ContactWindow(Model):
     """Local hours in which the client may be contacted, in the client's own time zone."""
