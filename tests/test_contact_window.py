@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from missed_session.domain.contact_window import is_open, local_date, next_allowed
+from missed_session.domain.contact_window import is_open, local_date, next_allowed, wall_time
 from missed_session.domain.models import ContactWindow
 
 NEW_YORK = "America/New_York"
@@ -93,3 +93,20 @@ def test_other_time_zones_use_their_own_local_hours() -> None:
 def test_a_window_must_open_before_it_closes() -> None:
     with pytest.raises(ValidationError, match="start must be before its end"):
         ContactWindow(start=time(21), end=time(8))
+
+
+@pytest.mark.parametrize(("local", "expected"), [
+    (datetime(2026, 3, 8, 2, 30), "does not exist in America/New_York"),  # noqa: DTZ001 - a wall time
+    (datetime(2026, 11, 1, 1, 30), "happens twice in America/New_York"),  # noqa: DTZ001
+])
+def test_a_wall_time_that_names_no_instant_or_two_is_refused(local: datetime,
+                                                              expected: str) -> None:
+    with pytest.raises(ValueError, match=expected):
+        wall_time(local, "America/New_York")
+
+
+def test_an_ordinary_wall_time_is_its_instant() -> None:
+    after_gap = datetime(2026, 3, 8, 3, 30)  # noqa: DTZ001 - a wall time
+    summer = datetime(2026, 7, 1, 9, 0)  # noqa: DTZ001 - a wall time
+    assert wall_time(after_gap, NEW_YORK) == datetime(2026, 3, 8, 7, 30, tzinfo=UTC)
+    assert wall_time(summer, "Europe/London").utcoffset() == timedelta(hours=1)

@@ -73,3 +73,27 @@ def local_label(at: datetime, time_zone: str) -> str:
     """`at` as the client reads it, with the zone named: `2026-12-01 10:30 PST (America/...)`."""
     local = at.astimezone(ZoneInfo(time_zone))
     return f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({time_zone})"
+
+
+def wall_time(local: datetime, time_zone: str) -> datetime:
+    """The instant a wall-clock time without an offset names in `time_zone`, if exactly one.
+
+    A time in a spring-forward gap (02:30 on the March change in New York) names no instant
+    and one in the autumn overlap names two; guessing either would move a session by an
+    hour without a word, so both are refused (ValueError saying which) and the sender is
+    asked for the offset. Round-tripping through UTC finds the gap (the time comes back
+    different); comparing both folds finds the overlap.
+    """
+    zone = ZoneInfo(time_zone)
+    first = local.replace(tzinfo=zone, fold=0)
+    second = local.replace(tzinfo=zone, fold=1)
+    if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != local.replace(
+            tzinfo=None, fold=0):
+        msg = (f"{local:%Y-%m-%d %H:%M} does not exist in {time_zone} (the clocks skip it);"
+               " send the time with its UTC offset")
+        raise ValueError(msg)
+    if first.utcoffset() != second.utcoffset():
+        msg = (f"{local:%Y-%m-%d %H:%M} happens twice in {time_zone} (the clocks go back);"
+               " send the time with its UTC offset")
+        raise ValueError(msg)
+    return first
