@@ -1,0 +1,213 @@
+"""Protocol packs judged against trails built from the real event models (pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from missed_session.domain import events
+from missed_session.domain.conformance import PACKS, Verdict, assess
+from missed_session.domain.models import (
+    AuditEvent,
+    CallResult,
+    Channel,
+    Modality,
+    Outcome,
+    ResponseChannel,
+    RiskTier,
+)
+
+START = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+
+
+class Trail:
+    """A session's trail, written the way the workflow writes it."""
+
+    def __init__(self, risk: RiskTier = RiskTier.STANDARD) -> None:
+        self.rows: list[AuditEvent] = []
+        self.add(events.Scheduled(client_ref="c-1", therapist_id="t-ana", start=START,
+                                  duration_minutes=50, modality=Modality.IN_PERSON,
+                                  risk_tier=risk, grace_period_minutes=15), START)
+
+    def add(self, details: events.EventDetails, at: datetime) -> int:
+        sequence = len(self.rows) + 1
+        self.rows.append(events.new_event(session_id="s-1", sequence=sequence,
+                                          occurred_at=at, details=details))
+        return sequence
+
+    def no_show(self) -> int:
+        return self.add(events.GracePeriodExpired(grace_period_minutes=15),
+                        START + timedelta(minutes=15))
+
+    def attempt(self, number: int, after: timedelta, *, voicemail: bool = True) -> int:
+        at = START + timedelta(minutes=15) + after
+        row = self.add(events.OutreachAttempted(attempt=number, result=CallResult.NO_ANSWER), at)
+        if voicemail:
+            self.add(events.VoicemailLeft(attempt=number), at + timedelta(minutes=1))
+        return row
+
+    def reached(self, after: timedelta) -> int:
+        return self.add(events.ClientResponded(channel=ResponseChannel.CALL, responder="client"),
+                        START + timedelta(minutes=15) + after)
+
+    def close(self, outcome: Outcome, attempts: int) -> None:
+        at = self.rows[-1].occurred_at + timedelta(minutes=1)
+        self.add(events.PlanCreated(concerns="", tasks="", no_shows_90_days=1,
+                                    consecutive_no_shows=1), at)
+        self.add(events.Closed(outcome=outcome, attempts=attempts), at)
+
+
+def verdicts(pack: str, trail: Trail) -> dict[str, Verdict]:
+    return {finding.rule: finding.verdict for finding in assess(PACKS[pack], trail.rows)}
+
+
+def test_three_unanswered_attempts_meet_the_va_rule_with_their_rows_as_evidence() -> None:
+    trail = Trail()
+    trail.no_show()
+    rows = [trail.attempt(n, timedelta(minutes=15 * (n - 1))) for n in (1, 2, 3)]
+    trail.close(Outcome.UNREACHABLE_ESCALATION_BLOCKED, 3)
+
+    [finding] = assess(PACKS["va"], trail.rows)
+
+    assert finding.verdict is Verdict.MET
+    assert set(rows) <= set(finding.evidence)
+
+
+def test_two_attempts_then_closed_unreached_do_not_meet_it() -> None:
+    trail = Trail()
+    trail.no_show()
+    trail.attempt(1, timedelta())
+    trail.attempt(2, timedelta(minutes=15))
+    trail.close(Outcome.UNREACHABLE_ESCALATION_BLOCKED, 2)
+
+    [finding] = assess(PACKS["va"], trail.rows)
+
+    assert finding.verdict is Verdict.NOT_MET
+    assert finding.why == "2 documented attempts, 3 required"
+
+
+def test_a_client_reached_first_makes_the_count_not_applicable_and_says_why() -> None:
+    trail = Trail()
+    trail.no_show()
+    trail.attempt(1, timedelta())
+    reached = trail.reached(timedelta(minutes=5))
+    trail.close(Outcome.REACHED, 1)
+
+    [finding] = assess(PACKS["va"], trail.rows)
+
+    assert finding.verdict is Verdict.NOT_APPLICABLE
+    assert "reached after 1" in finding.why
+    assert reached in finding.evidence
+
+
+def test_an_attended_session_is_not_judged() -> None:
+    trail = Trail()
+    trail.add(events.CheckedIn(late=False), START)
+    trail.add(events.Closed(outcome=Outcome.ATTENDED, attempts=0), START)
+
+    for pack in PACKS:
+        assert set(verdicts(pack, trail).values()) == {Verdict.NOT_APPLICABLE}
+
+
+def test_follow_up_matters_wants_the_first_attempt_within_48_hours() -> None:
+    prompt, late = Trail(), Trail()
+    for trail, after in ((prompt, timedelta(hours=1)), (late, timedelta(hours=60))):
+        trail.no_show()
+        for n in (1, 2, 3):
+            trail.attempt(n, after + timedelta(hours=n - 1))
+        trail.close(Outcome.UNREACHABLE_ESCALATION_BLOCKED, 3)
+
+    assert verdicts("follow-up-matters", prompt) == {
+        "first-within-48h": Verdict.MET, "three-attempts": Verdict.MET,
+        "at-most-five": Verdict.MET}
+    assert verdicts("follow-up-matters", late)["first-within-48h"] is Verdict.NOT_MET
+
+
+def test_nice_qs188_wants_a_follow_up_and_no_automatic_discharge() -> None:
+    trail = Trail()
+    trail.no_show()
+    trail.attempt(1, timedelta())
+    trail.close(Outcome.UNREACHABLE_ESCALATION_BLOCKED, 1)
+    assert set(verdicts("nice-qs188", trail).values()) == {Verdict.MET}
+
+    silent = Trail()
+    silent.no_show()
+    silent.add(events.Closed(outcome=Outcome.STOOD_DOWN, attempts=0),
+               START + timedelta(minutes=20))
+    assert verdicts("nice-qs188", silent) == {
+        "followed-up": Verdict.NOT_MET, "not-discharged": Verdict.NOT_MET}
+
+
+def test_the_insurers_letters_are_not_met_because_no_letter_step_exists() -> None:
+    trail = Trail(RiskTier.HIGH)
+    trail.no_show()
+    trail.attempt(1, timedelta())
+    trail.attempt(2, timedelta(minutes=15))
+    trail.close(Outcome.UNREACHABLE_ESCALATED, 2)
+
+    found = {f.rule: f for f in assess(PACKS["insurer-letters"], trail.rows)}
+
+    assert found["two-calls"].verdict is Verdict.MET
+    assert found["first-class-letter"].verdict is Verdict.NOT_MET
+    assert "no letter step" in found["certified-letter"].why
+    assert set(verdicts("insurer-letters", _standard_risk_copy()).values()) == {
+        Verdict.NOT_APPLICABLE}
+
+
+def _standard_risk_copy() -> Trail:
+    trail = Trail(RiskTier.STANDARD)
+    trail.no_show()
+    trail.attempt(1, timedelta())
+    return trail
+
+
+def test_a_superseded_row_is_not_counted() -> None:
+    trail = Trail()
+    trail.no_show()
+    first = trail.attempt(1, timedelta(), voicemail=False)
+    trail.add(events.TrailSuperseded(first=first, last=first), START + timedelta(minutes=16))
+    trail.attempt(1, timedelta(minutes=2), voicemail=False)
+
+    [finding] = assess(PACKS["va"], trail.rows)
+
+    assert first not in finding.evidence
+
+
+@given(st.lists(st.sampled_from(["attempt", "reached"]), max_size=8),
+       st.sampled_from(sorted(PACKS)))
+def test_every_rule_answers_and_cites_only_rows_of_the_trail(steps: list[str],
+                                                           pack: str) -> None:
+    trail = Trail(RiskTier.HIGH)
+    trail.no_show()
+    number = 0
+    for index, step in enumerate(steps):
+        if step == "attempt":
+            number += 1
+            trail.attempt(number, timedelta(minutes=15 * index))
+        else:
+            trail.reached(timedelta(minutes=15 * index + 1))
+    findings = assess(PACKS[pack], trail.rows)
+
+    assert len(findings) == len(PACKS[pack].rules)
+    places = {row.sequence for row in trail.rows}
+    for finding in findings:
+        assert finding.why
+        assert set(finding.evidence) <= places
+        if finding.verdict is Verdict.MET and finding.rule.endswith("attempts"):
+            assert number >= 3
+
+
+@pytest.mark.parametrize("channel", [Channel.TEXT, Channel.EMAIL])
+def test_a_text_or_email_is_an_attempt_but_not_a_call(channel: Channel) -> None:
+    trail = Trail(RiskTier.HIGH)
+    trail.no_show()
+    for n in (1, 2):
+        trail.add(events.MessageSent(attempt=n, channel=channel),
+                  START + timedelta(minutes=20 * n))
+
+    found = {f.rule: f.verdict for f in assess(PACKS["insurer-letters"], trail.rows)}
+
+    assert found["two-calls"] is Verdict.NOT_MET
