@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import asyncpg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from missed_session.domain import events
-from missed_session.domain.conformance import PACKS, Verdict, assess
+from missed_session.domain.conformance import PACKS, Finding, Verdict, assess
 from missed_session.domain.models import (
     AuditEvent,
     CallResult,
@@ -19,6 +23,10 @@ from missed_session.domain.models import (
     ResponseChannel,
     RiskTier,
 )
+from missed_session.store.audit import AuditStore
+from tests.test_audit_export import cli_env
+
+__all__ = ["cli_env"]  # the fixture, shared
 
 START = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
 
@@ -211,3 +219,66 @@ def test_a_text_or_email_is_an_attempt_but_not_a_call(channel: Channel) -> None:
     found = {f.rule: f.verdict for f in assess(PACKS["insurer-letters"], trail.rows)}
 
     assert found["two-calls"] is Verdict.NOT_MET
+
+
+# -- the recorded histories' real trails, and the command -----------------------------------
+
+
+RECORDED = json.loads((Path(__file__).parent / "histories" / "outcomes.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(RECORDED))
+async def test_recorded_trails_are_judged(name: str) -> None:
+    """Every recorded branch's real trail: a verdict per rule; no-shows were followed up."""
+    from tests.test_audit_replay import HISTORIES, load, trail_from_history
+
+    trail = await trail_from_history(load(HISTORIES / f"{name}.json"))
+    outcome = Outcome(RECORDED[name])
+
+    for pack in PACKS.values():
+        findings = assess(pack, trail)
+        assert len(findings) == len(pack.rules)
+        if outcome in {Outcome.ATTENDED, Outcome.CANCELLED}:  # never declared a no-show
+            assert {f.verdict for f in findings} == {Verdict.NOT_APPLICABLE}, name
+    nice = verdicts_of(assess(PACKS["nice-qs188"], trail))
+    if outcome.is_no_show:
+        assert nice["not-discharged"] is Verdict.MET
+        if outcome in {Outcome.UNREACHABLE_ESCALATED, Outcome.UNREACHABLE_ESCALATION_BLOCKED}:
+            assert nice["followed-up"] is Verdict.MET
+
+
+def verdicts_of(findings: tuple[Finding, ...]) -> dict[str, Verdict]:
+    return {finding.rule: finding.verdict for finding in findings}
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_audit_conformance_command(pool: asyncpg.Pool,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import starter
+    from tests.test_audit_replay import HISTORIES, load, trail_from_history
+
+    trail = await trail_from_history(load(HISTORIES / "unreachable_escalated.json"))
+    store = AuditStore(pool)
+    for event in trail:
+        assert await store.append(event)
+    session_id = trail[0].session_id
+
+    def cli(*argv: str) -> int:
+        return starter.main(list(argv))
+
+    code = await asyncio.to_thread(cli, "audit", "conformance", session_id, "--pack",
+                                   "nice-qs188")
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "MET" in out
+    assert "Followed up after the missed appointment" in out
+    assert "#" in out  # rows cited
+    code = await asyncio.to_thread(cli, "audit", "conformance", session_id, "--pack",
+                                   "insurer-letters")
+    out = capsys.readouterr().out
+    letters = [line for line in out.splitlines() if "letter" in line]
+    assert letters
+    assert (code == 1) is any("NOT_MET" in line for line in letters)
+    assert await asyncio.to_thread(cli, "audit", "conformance", "s-none") == 1
+    assert await asyncio.to_thread(cli, "audit", "conformance", session_id, "--pack",
+                                   "nonsense") == 2

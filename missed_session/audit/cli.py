@@ -29,11 +29,12 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from missed_session.audit import export
 from missed_session.audit import replay as replay_
 from missed_session.audit.verify import describe, verify_all, verify_session
+from missed_session.domain import conformance
 from missed_session.domain.models import AuditEvent, SessionId, workflow_id_for
 from missed_session.store.audit import AuditStore
 from missed_session.store.checkpoints import CheckpointSigner
 
-ACTIONS = ("verify", "replay", "purge", "export")
+ACTIONS = ("verify", "replay", "purge", "export", "conformance")
 """Words that, after `audit`, name an action rather than a session id."""
 PURGE_BATCH = 10_000
 """Sessions one purge deletes at most; run it again for the rest."""
@@ -88,12 +89,21 @@ class ExportRequest:
 
 
 @dataclass(frozen=True)
+class ConformanceRequest:
+    """Judge one session's trail against protocol packs (published standards)."""
+
+    session_id: str
+    packs: tuple[str, ...]
+    """Pack names, in the order asked; every pack when none was named."""
+
+
+@dataclass(frozen=True)
 class RebuildRequest:
     """Rebuild the projections (attendance, open therapist tasks) from the audit trail."""
 
 
 AuditActionRequest = (VerifyRequest | ReplayRequest | PurgeRequest | ExportRequest
-                      | RebuildRequest)
+                      | RebuildRequest | ConformanceRequest)
 
 
 @dataclass(frozen=True)
@@ -141,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     export = actions.add_parser("export", help="the trail as JSON lines or a FHIR R4 Bundle")
     export.add_argument("session_id", metavar="SESSION_ID")
     export.add_argument("--format", choices=["jsonl", "fhir"], default="jsonl")
+    judged = actions.add_parser(
+        "conformance", help="which rules of a published standard the session's trail shows met")
+    judged.add_argument("session_id", metavar="SESSION_ID")
+    judged.add_argument("--pack", action="append", choices=sorted(conformance.PACKS),
+                        help="a standard to judge against (repeatable; default: every pack)")
     for action in (verify, replay):
         target = action.add_mutually_exclusive_group(required=True)
         target.add_argument("session_id", nargs="?", metavar="SESSION_ID")
@@ -161,7 +176,7 @@ def parse(argv: Sequence[str], *, retention_years: int, now: datetime) -> AuditA
     if args.action == "purge":
         return _purge_request(args, retention_years=retention_years, now=now)
     session_id: str | None = None
-    if args.action == "export" or not args.all:
+    if args.action in {"export", "conformance"} or not args.all:
         try:
             session_id = _SESSION_ID.validate_python(args.session_id)
         except ValidationError as error:
@@ -172,6 +187,9 @@ def parse(argv: Sequence[str], *, retention_years: int, now: datetime) -> AuditA
     if args.action == "export":
         assert session_id is not None
         return ExportRequest(session_id, args.format)
+    if args.action == "conformance":
+        assert session_id is not None
+        return ConformanceRequest(session_id, tuple(args.pack or sorted(conformance.PACKS)))
     if args.action == "verify":
         return VerifyRequest(session_id)
     return ReplayRequest(session_id)
@@ -241,6 +259,24 @@ async def run_export(request: ExportRequest, store: AuditStore) -> Verdict:
     notices = {key: found for key in keys if (found := await store.trail(key))}
     bundle = export.fhir_bundle(request.session_id, trail, notices)
     return Verdict(json.dumps(bundle, indent=2), ok=True)
+
+
+async def run_conformance(request: ConformanceRequest, store: AuditStore) -> Verdict:
+    """Each pack's rules judged from the trail: ok unless a rule that applies was not met."""
+    trail = await store.trail(request.session_id)
+    if not trail:
+        return Verdict(f"no audit events for session {request.session_id}", ok=False)
+    lines = [f"session {request.session_id}: conformance from its audit trail"]
+    ok = True
+    for name in request.packs:
+        pack = conformance.PACKS[name]
+        lines.append(f"{pack.title} [{pack.name}]")
+        for finding in conformance.assess(pack, trail):
+            ok = ok and finding.verdict is not conformance.Verdict.NOT_MET
+            rows = ", ".join(f"#{row}" for row in finding.evidence) or "no rows"
+            lines.append(f"  {finding.verdict.value.upper():<15} {finding.text}: "
+                         f"{finding.why} ({rows})")
+    return Verdict("\n".join(lines), ok)
 
 
 async def run_rebuild(store: AuditStore) -> Verdict:

@@ -1,4 +1,4 @@
-"""`audit verify|replay|export|purge` and `projections rebuild`: compliance review."""
+"""`audit verify|replay|export|purge|conformance` and `projections rebuild`: compliance review."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ async def _run(request: audit_cli.AuditActionRequest, app: Application) -> audit
         return await audit_cli.run_export(request, store)
     if isinstance(request, audit_cli.RebuildRequest):
         return await audit_cli.run_rebuild(store)
+    if isinstance(request, audit_cli.ConformanceRequest):
+        return await audit_cli.run_conformance(request, store)
     # Replay runs the workflow code itself: the one command that imports it.
     from worker import WORKFLOW_RUNNER  # noqa: PLC0415
     from workflows.session import SessionWorkflow  # noqa: PLC0415
