@@ -32,6 +32,7 @@ from temporalio.worker import (
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.audit import AuditActivities
+from activities.caring import CaringActivities
 from activities.follow_up import FollowUpActivities
 from activities.notices import NoticeActivities, NoticeLinks
 from activities.outreach import OutreachActivities, Sender, TextPolicyActivities
@@ -59,6 +60,7 @@ from missed_session.store.database import database_url, open_pool, owner_databas
 from missed_session.store.notices import NoticeStore, RosterStore
 from missed_session.temporal_client import connect, service_runtime
 from missed_session.versioning import deployment_config
+from workflows.caring import CaringContactsWorkflow
 from workflows.notice import NoticeWorkflow
 from workflows.session import SessionWorkflow
 
@@ -193,10 +195,12 @@ def new_worker(
     follow_up = FollowUpActivities(store)
     notices = NoticeActivities(RosterStore(pool), NoticeStore(pool), phone or simulated,
                                messages or simulated, notice_links)
+    caring = CaringActivities(messages or simulated, sender, pool,
+                              consent_defaults=consent_defaults)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[SessionWorkflow, NoticeWorkflow],
+        workflows=[SessionWorkflow, NoticeWorkflow, CaringContactsWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
         max_cached_workflows=max_cached_workflows,
         graceful_shutdown_timeout=graceful_shutdown_timeout,
@@ -217,6 +221,7 @@ def new_worker(
             notices.notice_recipients,
             notices.deliver_notice,
             notices.record_notice_state,
+            caring.send_caring_contact,
         ],
     )
 

@@ -78,6 +78,11 @@ EXAMPLES: list[EventDetails] = [
                               step=2),
     events.NoticeResolved(clinician_id="oc-1", via="cli", outcome="client reached",
                           note="spoke with the client"),
+    events.CaringStarted(client_ref="c-1", origin_session_id="s-1", started_by="t-1",
+                         messages=11, last_day=365),
+    events.CaringSent(index=0, consent_record="consent-3"),
+    events.CaringSkipped(index=1, reason="no text consent as of the day"),
+    events.CaringEnded(reason="clinician", sent=1, by="t-1", note="client re-engaged"),
 ]
 
 

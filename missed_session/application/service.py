@@ -19,6 +19,7 @@ from temporalio.client import Client
 
 from missed_session.application import audit_trail
 from missed_session.application.bookings import BadBookingError, prepare_booking
+from missed_session.application.caring import CaringContacts
 from missed_session.application.clients import STORE_ERRORS, ClientUseCases, sends_details
 from missed_session.application.contact_keys import ContactKeys
 from missed_session.application.results import Result, ResultKind, bad_input
@@ -122,6 +123,17 @@ class Application:
             self._contact_keys = ContactKeys.of(self.settings)
         return Sessions(client, task_queue=self.settings.task_queue,
                         contact_keys=self._contact_keys, clock=self._clock)
+
+    async def caring(self) -> CaringContacts | None:
+        """The caring-contacts use cases (Temporal and PostgreSQL); None when unreachable."""
+        try:
+            client = await self.temporal()
+            await self.store()
+        except UnavailableError:
+            return None
+        assert self._pool is not None  # opened by store()
+        return CaringContacts(client, self._pool, task_queue=self.settings.task_queue,
+                              clock=self._clock, time_scale=self.settings.time_scale)
 
     async def clients(self) -> ClientUseCases:
         """The client-directory use cases (PostgreSQL); raises UnavailableError."""

@@ -15,6 +15,7 @@ from missed_session.api.tokens import digest, new_token
 from missed_session.application.problems import describe
 from missed_session.application.service import Application
 from missed_session.audit import cli as audit_cli
+from missed_session.cli import caring as caring_cli
 from missed_session.cli import clients as clients_cli
 from missed_session.cli import commands
 from missed_session.cli import console as console_cli
@@ -57,8 +58,8 @@ def _new_secret(args: argparse.Namespace) -> int:
     return 0
 
 
-def _special_action(command_line: list[str]) -> int | None:
-    """The verbs with their own parsers (audit, clients, notices, console, kept-texts)."""
+def _special_action(command_line: list[str]) -> int | None:  # noqa: PLR0911 - a dispatcher
+    """The verbs with their own parsers (audit, clients, notices, console, kept-texts, caring)."""
     if audit_cli.is_action(command_line):
         return asyncio.run(run_audit_action(command_line))
     if clients_cli.is_clients(command_line):  # the client directory: missed_session/cli/clients.py
@@ -69,6 +70,8 @@ def _special_action(command_line: list[str]) -> int | None:
         return console_cli.main(command_line)
     if kept_texts_cli.is_action(command_line):  # inbound texts waiting: cli/kept_texts.py
         return kept_texts_cli.main(command_line)
+    if caring_cli.is_action(command_line):  # caring contacts: cli/caring.py
+        return caring_cli.main(command_line)
     return None
 
 

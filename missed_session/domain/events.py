@@ -422,6 +422,59 @@ class TrailSuperseded(EventDetails):
     """Why, in words, for a reviewer reading the trail."""
 
 
+# -- caring contacts (each series' own trail: `caring:<client ref>:<session id>`) -----------
+
+
+class CaringStarted(EventDetails):
+    """A clinician started a caring-contacts series after an unresolved session."""
+
+    event_type = AuditEventType.CARING_STARTED
+    client_ref: str
+    """Whose series."""
+    origin_session_id: str
+    """The session whose end it follows."""
+    started_by: str
+    """The clinician who confirmed it (staff id)."""
+    messages: int
+    """How many messages the schedule holds."""
+    last_day: int
+    """The schedule's last day after the start."""
+
+
+class CaringSent(EventDetails):
+    """One caring message went out."""
+
+    event_type = AuditEventType.CARING_SENT
+    index: int = Field(ge=0)
+    """Which message of the schedule (from 0)."""
+    consent_record: str | None = None
+    """The text consent it rested on; None: the practice default."""
+
+
+class CaringSkipped(EventDetails):
+    """One caring message was not sent, and why (no consent that day, no mobile number)."""
+
+    event_type = AuditEventType.CARING_SKIPPED
+    index: int = Field(ge=0)
+    """Which message of the schedule."""
+    reason: str
+    """Why (no contact details)."""
+
+
+class CaringEnded(EventDetails):
+    """The series ended."""
+
+    event_type = AuditEventType.CARING_ENDED
+    reason: str
+    """completed, stopped_by_client, attended or clinician."""
+    sent: int
+    """Messages sent in all."""
+    by: str | None = None
+    """The clinician who ended it, when one did."""
+    note: str = ""
+    """The clinician's reason, when one ended it."""
+
+
 def live(trail: Sequence[AuditEvent]) -> list[AuditEvent]:
     """The sessions' course: their trails without superseded rows and the markers saying so.
 
@@ -568,6 +621,7 @@ VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
         EscalationSent, EscalationBlocked, EscalationUncertain, ClinicianDecisionMade,
         PlanCreated, Closed, TrailSuperseded, NoticeOpened, NoticeSent, NoticeFailed, NoticeSkipped,
         NoticeEscalated, NoticeExhausted, NoticeAcknowledged, NoticeResolved,
+        CaringStarted, CaringSent, CaringSkipped, CaringEnded,
     )
 }
 """Every event type's model: `tests/test_events.py` checks that none is missing."""

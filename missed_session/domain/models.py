@@ -579,6 +579,10 @@ class AuditEventType(StrEnum):
     NOTICE_EXHAUSTED = "notice_exhausted"
     NOTICE_ACKNOWLEDGED = "notice_acknowledged"
     NOTICE_RESOLVED = "notice_resolved"
+    CARING_STARTED = "caring_started"
+    CARING_SENT = "caring_sent"
+    CARING_SKIPPED = "caring_skipped"
+    CARING_ENDED = "caring_ended"
 
 
 EventValue = StrictStr | StrictInt | StrictBool | None
