@@ -45,7 +45,7 @@ def create_app(application: Application, settings: ApiSettings,
                               "their audit trail. Bearer tokens, one scope per caller kind.")
     api.state.application = application
     api.state.deliverer = deliverer
-    api.state.tokens = TokenCheck(settings.tokens)
+    api.state.tokens = TokenCheck(settings.tokens, settings.clinician_tokens)
     errors.install(api)
     api.add_middleware(errors.BodyLimit, limit=settings.max_body_bytes)
     api.include_router(routes.router())
