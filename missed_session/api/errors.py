@@ -64,6 +64,52 @@ class ApiError(Exception):
         self.headers = headers
 
 
+def route_of(scope: Scope) -> str:
+    """The matched route's template (`/sessions/{session_id}/cancel`), never the raw path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+class LastResort:
+    """The outermost layer: an error that escapes the app ends here, not in the server.
+
+    Starlette answers an unexpected error (through `install`'s handler, which logs its type)
+    and then raises it again for the server to log, and uvicorn logs it with its traceback,
+    whose messages may quote the request. Here it is swallowed once answered, or answered
+    500 and logged by type and route if nothing answered it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on; keep what escapes from the server's log."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as error:
+            if started:
+                return  # answered, and logged by type by the app's handler
+            log.error("http api request failed", error_type=type(error).__name__,
+                      method=scope.get("method"), route=route_of(scope))
+            body = Answer(kind="error", message="internal error").model_dump_json().encode()
+            await send({"type": "http.response.start", "status": 500,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+
 def _path(location: tuple[int | str, ...]) -> str:
     parts = [str(part) for part in location]
     if parts and parts[0] in {"body", "path", "query", "header"}:
@@ -103,9 +149,11 @@ def install(app: FastAPI) -> None:
                             headers=getattr(error, "headers", None))
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, error: Exception) -> JSONResponse:
-        # Logged by type only: the message of an arbitrary error may carry health data.
-        log.error("http api request failed", error_type=type(error).__name__)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        # Logged by type and route only: the message of an arbitrary error (a pydantic
+        # error's `input_value`, a parser's excerpt) may carry health data.
+        log.error("http api request failed", error_type=type(error).__name__,
+                  method=request.method, route=route_of(request.scope))
         answer = Answer(kind="error", message="internal error; the request may not have "
                         "been applied (it is safe to send again)")
         return JSONResponse(answer.model_dump(), status_code=500)
