@@ -7,13 +7,17 @@ nothing; the decision carries how its clinician was authenticated.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import asyncpg
+import httpx
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
+from missed_session.api.app import create_app
+from missed_session.api.server import ApiServer
 from missed_session.api.settings import ApiSettings
 from missed_session.api.tokens import Scope, TokenCheck, digest, new_token, token_id
 from missed_session.application import console
@@ -25,6 +29,7 @@ from missed_session.domain.models import (
     workflow_id_for,
 )
 from tests.http_api import Served, served  # noqa: F401 (a fixture)
+from tests.test_codec_auth import Provider, provider  # noqa: F401 (a fixture)
 from tests.test_console_accounts import PASSWORD, ROSTER, load
 from tests.test_http_api import booked
 from tests.test_starter import recorded
@@ -142,3 +147,45 @@ def test_a_decision_row_keeps_how_its_clinician_was_authenticated() -> None:
     old_row = {"decision": "add_note", "clinician_id": "t-ana",
                "reason": "r", "legal_basis": None}
     assert events.ClinicianDecisionMade.model_validate(old_row).authenticated_by is None
+
+
+async def test_an_oidc_access_token_decides_as_its_mapped_clinician(
+    served: Served, pool: asyncpg.Pool, provider: Provider,  # noqa: F811
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    await load(pool, ROSTER)
+    session_id = (await booked(served, time_skipping_env))["session_id"]
+    settings = ApiSettings(oidc_issuer=provider.issuer, oidc_audience="msr-api",
+                           oidc_subjects={"staff-17": "t-ana", "staff-99": "t-gone"})
+    api = create_app(served.application, settings, deliver_kept_texts=False)
+    note = f"/sessions/{session_id}/decisions/add_note"
+    async with ApiServer(api) as server, httpx.AsyncClient(base_url=server.url) as http:
+        def bearer(token: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {token}"}
+
+        mine = await http.post(note, json={"reason": "by OIDC"},
+                               headers=bearer(provider.token(aud="msr-api")))
+        assert mine.status_code == 200, mine.text
+        other = await http.post(note, json={"clinician_id": "oc-lee", "reason": "r"},
+                                headers=bearer(provider.token(aud="msr-api")))
+        assert other.status_code == 403
+        for refused in (provider.token(aud="msr-api", sub="staff-unknown"),
+                        provider.token(),  # the codec server's audience, not the API's
+                        provider.token(aud="msr-api", exp=int(time.time()) - 3600)):
+            answer = await http.post(note, json={"reason": "r"}, headers=bearer(refused))
+            assert answer.status_code == 401, answer.text
+        gone = await http.post(note, json={"reason": "r"}, headers=bearer(
+            provider.token(aud="msr-api", sub="staff-99")))
+        assert gone.status_code == 403
+        assert (await http.get(f"/sessions/{session_id}", headers=bearer(
+            provider.token(aud="msr-api")))).status_code == 200
+    [decision] = await decisions_in_history(served, session_id)
+    assert (decision.clinician_id, decision.authenticated_by) == (
+        "t-ana", f"oidc:staff-17@{provider.issuer}")
+
+
+def test_oidc_settings_come_complete() -> None:
+    with pytest.raises(ValueError, match="needs oidc_audience"):
+        ApiSettings(oidc_issuer="https://login.example.org/realms/practice")
+    with pytest.raises(ValueError, match="need oidc_issuer"):
+        ApiSettings(oidc_subjects={"staff-17": "t-ana"})

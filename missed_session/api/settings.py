@@ -31,6 +31,15 @@ class ApiSettings(BaseSettings):
     """Roster clinician id -> SHA-256 digests of that clinician's own tokens (JSON;
     `starter.py new-token --scope clinician --clinician <id>`). Only these tokens record
     decisions, always as that clinician; a shared `clinician` token in `tokens` reads only."""
+    oidc_issuer: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    """An OIDC issuer whose access tokens clinicians may present instead of an API token
+    (exact `iss`); needs `oidc_audience` and `oidc_subjects`."""
+    oidc_audience: str | None = None
+    """The `aud` an access token must name to be accepted here."""
+    oidc_jwks_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    """The issuer's key set; unset: discovered from the issuer's openid-configuration."""
+    oidc_subjects: dict[str, str] = Field(default_factory=dict)
+    """Token subject (`sub`) -> roster clinician id (JSON): only mapped subjects act."""
     public_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
     """The API's address as the SMS provider calls it (e.g. behind a proxy); Twilio signs
     the full URL, so its webhook is checked against this when set."""
@@ -67,6 +76,22 @@ class ApiSettings(BaseSettings):
                     raise ValueError(msg)
                 seen.add(digest)
         return tokens
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> ApiSettings:
+        if self.oidc_issuer is None:
+            if self.oidc_audience or self.oidc_jwks_url or self.oidc_subjects:
+                msg = "oidc_audience, oidc_jwks_url and oidc_subjects need oidc_issuer"
+                raise ValueError(msg)
+            return self
+        if not self.oidc_audience or not self.oidc_subjects:
+            msg = "oidc_issuer needs oidc_audience and oidc_subjects (subject -> clinician id)"
+            raise ValueError(msg)
+        for clinician_id in self.oidc_subjects.values():
+            if CLINICIAN_ID.fullmatch(clinician_id) is None:
+                msg = "oidc_subjects: each value must be a roster clinician id"
+                raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _one_holder_per_token(self) -> ApiSettings:
