@@ -189,3 +189,25 @@ def test_oidc_settings_come_complete() -> None:
         ApiSettings(oidc_issuer="https://login.example.org/realms/practice")
     with pytest.raises(ValueError, match="need oidc_issuer"):
         ApiSettings(oidc_subjects={"staff-17": "t-ana"})
+
+
+@pytest.mark.xfail(reason="the workflow must pass `authenticated_by` on to the trail row: "
+                   "one line in workflows/session.py `_record_decision`, left to the helper "
+                   "reshaping workflows/ (see the identity report)", strict=False)
+async def test_the_trail_row_names_how_the_clinician_was_authenticated(
+    served: Served, pool: asyncpg.Pool,  # noqa: F811
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    await load(pool, ROSTER)
+    session_id = (await booked(served, time_skipping_env))["session_id"]
+    async with served.client(clinician="t-ana") as http:
+        answer = await http.post(f"/sessions/{session_id}/decisions/add_note",
+                                 json={"reason": "spoke with the client's GP"})
+        assert answer.status_code == 200, answer.text
+    store = await served.application.store()
+    await recorded(store, session_id, AuditEventType.CLINICIAN_DECISION)
+    [row] = [event for event in await store.trail(session_id)
+             if event.event_type is AuditEventType.CLINICIAN_DECISION]
+    assert row.data["clinician_id"] == "t-ana"
+    assert row.data["authenticated_by"] == (
+        f"api-token:{token_id(digest(served.clinician_tokens['t-ana']))}")
