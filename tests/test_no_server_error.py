@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -22,9 +23,13 @@ from missed_session.api.tokens import Scope, digest, new_token
 from missed_session.application import Application
 from missed_session.channels import webhook
 from missed_session.config import Settings
+from missed_session.intake.signatures import sign_calcom
+from tests import intake_samples as samples
 from tests.conftest import TEST_KEYS
 from tests.factories import booking_data
 from tests.http_api import Served, served  # noqa: F401 (a fixture)
+from tests.intake_stack import CALCOM_SECRET, new_id
+from tests.test_intake_api import api  # noqa: F401 (a fixture)
 
 END_OF_TIME = "9999-12-31T23:59:59-05:00"
 SECRET = "webhook-test-secret"
@@ -91,3 +96,26 @@ async def test_a_deeply_nested_body_is_422_also_when_signed(
         assert booking.status_code == 422
         untyped = await http.post("/inbound/webhook", content=b"{" * 5_000)
         assert untyped.status_code == 422
+
+
+async def test_standards_routes_refuse_dates_out_of_range(
+    api: tuple[str, dict[Scope, str]],  # noqa: F811
+) -> None:
+    url, tokens = api
+    start = datetime(2026, 12, 20, 18, 0, tzinfo=UTC)
+    iso = start.isoformat()
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        for raw in (END_OF_TIME, "9999-12-31T23:59:59.999999-14:00",
+                    "0001-01-01T00:00:00+14:00"):
+            appointment = samples.fhir_appointment(new_id(), "booked", start)
+            appointment["start"] = raw
+            fhir = await http.post("/fhir/Appointment", content=json.dumps(appointment),
+                                   headers={"Authorization":
+                                            f"Bearer {tokens[Scope.SCHEDULER]}"})
+            assert 400 <= fhir.status_code < 500, (raw, fhir.status_code, fhir.text)
+            for trigger in ("BOOKING_CREATED", "BOOKING_RESCHEDULED"):
+                hook = samples.calcom(trigger, new_id("u"), start).replace(
+                    iso.replace("+00:00", "Z").encode(), raw.encode())
+                signed = await http.post("/webhooks/calcom", content=hook, headers={
+                    "X-Cal-Signature-256": sign_calcom(CALCOM_SECRET, hook)})
+                assert signed.status_code < 500, (raw, trigger, signed.text)
