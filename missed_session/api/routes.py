@@ -44,7 +44,9 @@ SessionIdPath = Annotated[str, Path(pattern=SESSION_ID.pattern, min_length=1, ma
                                     description="the scheduling system's session id")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": Answer, "description": description} for status, description in {
-        401: "no bearer token, or not a valid one", 403: "a token of another scope",
+        401: "no bearer token, or not a valid one",
+        403: "a token of another scope; for a decision, not a roster clinician's own "
+             "credential, or a body naming someone else",
         404: "no such session, or it has closed", 413: "request body too large",
         422: "bad input: each bad field's path", 503: "Temporal or PostgreSQL unreachable",
     }.items()}
