@@ -25,13 +25,17 @@ import ipaddress
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 
+import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec
 
 from missed_session.codec import CodecError
 from missed_session.local_secrets import read_or_create
+
+log = structlog.get_logger(__name__)
 
 CodecCall = Callable[[Sequence[Payload]], Awaitable[list[Payload]]]
 Refusal = Callable[[web.Request], str | None]
@@ -70,7 +74,7 @@ class CodecServer:
 
     def app(self) -> web.Application:
         """The aiohttp application: `/encode`, `/decode`, the UI's, and CORS preflights."""
-        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=[errors_by_type])
         if self._authorise is not None:  # a deployment: `/encode` and `/decode`, its rule only
             for name, call in (("encode", self._codec.encode), ("decode", self._codec.decode)):
                 app.router.add_post(f"/{name}", self._handler(call, self._authorise))
@@ -127,9 +131,8 @@ class CodecServer:
             if why is not None:
                 return web.json_response({"error": f"unauthorized: {why}"}, status=401,
                                          headers=headers)
-            try:
-                payloads = json_format.Parse(await request.text(), Payloads())
-            except json_format.ParseError:
+            payloads = _parse(await request.read())
+            if payloads is None:
                 return web.json_response({"error": "body must be Temporal Payloads JSON"},
                                          status=400, headers=headers)
             try:
@@ -140,6 +143,35 @@ class CodecServer:
                                 content_type="application/json", headers=headers)
 
         return handle
+
+
+def _parse(body: bytes) -> Payloads | None:
+    """The Payloads a body holds, or None for anything else.
+
+    Never an exception: not UTF-8, not JSON, nested too deep or not Payloads is a 400.
+    """
+    try:
+        return json_format.Parse(body.decode("utf-8"), Payloads())
+    except (UnicodeDecodeError, json_format.ParseError, ValueError, TypeError,
+            RecursionError):
+        return None
+
+
+@web.middleware
+async def errors_by_type(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An unexpected failure is 500, logged by its type and route only.
+
+    aiohttp's own error log would print the traceback, whose messages may quote a payload.
+    """
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as error:
+        route = request.match_info.route.resource
+        log.error("codec_server_request_failed", error_type=type(error).__name__,
+                  route=route.canonical if route is not None else "unmatched")
+        return web.json_response({"error": "internal error"}, status=500)
 
 
 async def start_codec_server(server: CodecServer, *, host: str, port: int) -> web.AppRunner:

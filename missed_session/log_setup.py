@@ -3,10 +3,15 @@
 Console rendering in a terminal, JSON lines otherwise; the standard library's loggers (the
 Temporal SDK's among them) go through the same pipeline. A processor drops any field whose
 name says it holds a person's details, so a careless `log.info(..., phone=...)` leaks nothing.
+
+The servers' own loggers (uvicorn, aiohttp, asyncio, the `hl7` package's MLLP streams) log
+errors with tracebacks and format their messages with whatever a request carried; a filter
+keeps only their fixed message's first line and the error's type (`error_type`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import MutableMapping
@@ -31,6 +36,56 @@ def redact_health_data(
     return event_dict
 
 
+SERVER_LOGGERS = frozenset(
+    {"uvicorn", "aiohttp", "asyncio", "hl7", "starlette", "fastapi", "h11", "httptools",
+     "websockets"})
+"""Top-level names of loggers of the servers the project runs, not written by it."""
+
+
+class ServerErrorFilter(logging.Filter):
+    """A server's record keeps its fixed message (first line, unformatted) and error type.
+
+    No traceback (its messages may quote a request: pydantic's `input_value`, a JSON
+    parser's excerpt, an HL7 segment), no stack, no formatting arguments (a peer's request
+    line, a header), no second line (asyncio writes the failed task and its exception's
+    repr there).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Strip the record in place; never drops it."""
+        if record.name.split(".", 1)[0] not in SERVER_LOGGERS:
+            return True
+        if record.exc_info:
+            error = record.exc_info[1]
+            record.error_type = type(error).__name__ if error is not None else "unknown"
+        record.exc_info = None
+        record.exc_text = None
+        record.stack_info = None
+        template = str(record.msg).strip()
+        record.msg = template.splitlines()[0] if template else ""
+        record.args = None
+        return True
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that reports its own failures without the record's content.
+
+    The standard library's `handleError` prints the record's message and arguments to
+    stderr, which is where a failing record's health data would otherwise go.
+    """
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - stdlib name
+        """One line naming the logger and the failure's type, instead of the record."""
+        error = sys.exc_info()[1]
+        try:
+            self.stream.write(json.dumps({"event": "log_record_not_written",
+                                          "logger": record.name, "level": "error",
+                                          "error_type": type(error).__name__}) + "\n")
+            self.flush()
+        except Exception:  # noqa: S110 - nothing is left to report it to
+            pass
+
+
 def configure_logging(
     log_format: str = "auto", level: str = "info", stream: TextIO | None = None
 ) -> None:
@@ -47,16 +102,19 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_health_data,
     ]
+    foreign: list[structlog.typing.Processor] = [
+        *shared, structlog.stdlib.ExtraAdder(allow=("error_type",))]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(out)
+    handler = _Handler(out)
+    handler.addFilter(ServerErrorFilter())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
+            foreign_pre_chain=foreign,
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )

@@ -20,6 +20,9 @@ from missed_session.config import Settings
 from tests.conftest import TEST_KEYS
 from worker import new_worker
 
+CLINICIANS = ("t-ana", "oc-lee", "t-gone")
+"""Clinicians given their own tokens (`t-gone` is on no roster the tests load)."""
+
 
 @dataclass(frozen=True)
 class Served:
@@ -28,9 +31,14 @@ class Served:
     url: str
     tokens: dict[Scope, str]
     application: Application
+    clinician_tokens: dict[str, str]
 
-    def client(self, scope: Scope | None = Scope.SCHEDULER) -> httpx.AsyncClient:
-        headers = {} if scope is None else {"Authorization": f"Bearer {self.tokens[scope]}"}
+    def client(self, scope: Scope | None = Scope.SCHEDULER, *,
+               clinician: str | None = None) -> httpx.AsyncClient:
+        """A client with a token of `scope`, or with `clinician`'s own token."""
+        token = (self.clinician_tokens[clinician] if clinician is not None
+                 else None if scope is None else self.tokens[scope])
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
 
 
@@ -38,11 +46,15 @@ class Served:
 async def served(client: Client, pool: asyncpg.Pool, task_queue: str,
                  ) -> AsyncIterator[Served]:
     tokens = {scope: new_token() for scope in Scope}
+    clinician_tokens = {clinician: new_token() for clinician in CLINICIANS}
     settings = Settings(task_queue=task_queue, encryption_keys=TEST_KEYS)
-    api_settings = ApiSettings(tokens={scope: [digest(token)] for scope, token in tokens.items()})
+    api_settings = ApiSettings(
+        tokens={scope: [digest(token)] for scope, token in tokens.items()},
+        clinician_tokens={clinician: [digest(token)]
+                          for clinician, token in clinician_tokens.items()})
     async with new_worker(client, pool, task_queue=task_queue,
                           sender=Sender("Alex", "+15555550100")), \
             Application(settings, client=client, pool=pool) as application:
         server = ApiServer(create_app(application, api_settings))
         async with server:
-            yield Served(server.url, tokens, application)
+            yield Served(server.url, tokens, application, clinician_tokens)

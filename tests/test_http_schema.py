@@ -2,7 +2,7 @@
 
 The API runs on a real uvicorn with a worker, the time-skipping server and PostgreSQL
 behind it; schemathesis (its CLI, as a CI job would run it) sends generated requests,
-valid and invalid, with each caller kind's token in turn.
+valid and invalid, with each caller kind's token in turn, and a clinician's own token.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from missed_session.api.tokens import Scope
 from tests.conftest import start_test_server
 from tests.http_api import Served, served  # noqa: F401 (a fixture)
+from tests.test_console_accounts import ROSTER, load
 
 EXAMPLES = os.environ.get("MSR_SCHEMATHESIS_EXAMPLES", "15")
 """Cases per operation and token; raise it for a longer run."""
@@ -34,15 +36,18 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-@pytest.mark.parametrize("scope", [Scope.SCHEDULER, Scope.CLINICIAN])
+@pytest.mark.parametrize("scope", [Scope.SCHEDULER, Scope.CLINICIAN, "t-ana"])
 async def test_schemathesis_finds_no_server_error(
-    served: Served, scope: Scope, tmp_path: Path,  # noqa: F811
+    served: Served, scope: Scope | str, tmp_path: Path, pool: asyncpg.Pool,  # noqa: F811
 ) -> None:
+    await load(pool, ROSTER)  # t-ana's own token decides: she must be on the roster
+    token = (served.tokens[scope] if isinstance(scope, Scope)
+             else served.clinician_tokens[scope])
     st = Path(sys.executable).parent / "st"
     process = await asyncio.create_subprocess_exec(
         str(st), "run", f"{served.url}/openapi.json", "--checks", CHECKS,
         "--max-examples", EXAMPLES, "--phases", "examples,fuzzing",
-        "--header", f"Authorization: Bearer {served.tokens[scope]}",
+        "--header", f"Authorization: Bearer {token}",
         "--workers", "2", "--seed", "1", "--no-color", "--report-dir", str(tmp_path),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
     )

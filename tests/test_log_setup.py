@@ -130,3 +130,25 @@ def test_redaction_processor_replaces_every_listed_key() -> None:
 
 def test_health_data_keys_cover_the_person_fields() -> None:
     assert {"phone", "first_name", "note", "email", "emergency_contact"} <= HEALTH_DATA_KEYS
+
+
+def test_server_errors_keep_their_type_not_their_traceback_or_arguments(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("json")
+    try:
+        raise ValueError(f"1 validation error: input_value='{NOTE}'")
+    except ValueError:
+        logging.getLogger("uvicorn.error").exception("Exception in ASGI application\n")
+        logging.getLogger("aiohttp.server").error("Error handling request from %s", PHONE,
+                                                  exc_info=True)
+    logging.getLogger("asyncio").error("Task exception was never retrieved\nfuture: %s",
+                                       FIRST_NAME)
+    err = capsys.readouterr().err
+    for secret in (PHONE, FIRST_NAME, NOTE, "Traceback"):
+        assert secret not in err
+    uvicorn, aiohttp, asyncio = _json_lines(err)
+    assert uvicorn["event"] == "Exception in ASGI application"
+    assert uvicorn["error_type"] == "ValueError"
+    assert aiohttp["event"] == "Error handling request from %s"
+    assert asyncio["event"] == "Task exception was never retrieved"

@@ -27,7 +27,7 @@ async def main() -> int:
     except (ConfigurationError, ValueError) as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
-    if not api_settings.tokens:
+    if not (api_settings.tokens or api_settings.clinician_tokens or api_settings.oidc_issuer):
         print("error: MSR_API_TOKENS is not set: make tokens with `starter.py new-token "
               "--scope scheduler|clinician|auditor` and configure their digests",
               file=sys.stderr)

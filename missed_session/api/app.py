@@ -13,10 +13,12 @@ from collections.abc import AsyncIterator, Sequence
 from fastapi import APIRouter, FastAPI
 
 from missed_session.api import errors, inbound, routes
+from missed_session.api.oidc import OidcClinicians
 from missed_session.api.settings import ApiSettings
 from missed_session.api.tokens import TokenCheck
 from missed_session.application.service import Application
 from missed_session.application.text_deliverer import TextDeliverer
+from missed_session.codec_auth import OidcSettings
 
 TITLE = "Missed-session response"
 
@@ -45,7 +47,10 @@ def create_app(application: Application, settings: ApiSettings,
                               "their audit trail. Bearer tokens, one scope per caller kind.")
     api.state.application = application
     api.state.deliverer = deliverer
-    api.state.tokens = TokenCheck(settings.tokens)
+    api.state.tokens = TokenCheck(settings.tokens, settings.clinician_tokens)
+    api.state.oidc = None if settings.oidc_issuer is None else OidcClinicians(
+        OidcSettings(issuer=settings.oidc_issuer, audience=settings.oidc_audience or "",
+                     jwks_url=settings.oidc_jwks_url), settings.oidc_subjects)
     errors.install(api)
     api.add_middleware(errors.BodyLimit, limit=settings.max_body_bytes)
     api.include_router(routes.router())

@@ -11,8 +11,11 @@ from missed_session.application.audit_trail import details
 from missed_session.application.results import Result
 from missed_session.domain.models import (
     AuditEventType,
+    FreeText,
+    Model,
     Outcome,
     SessionStatus,
+    TextLine,
 )
 
 
@@ -47,6 +50,19 @@ class Answer(BaseModel):
                    problems=[FieldProblem(path=".".join(str(p) for p in problem.path) or "body",
                                           message=problem.message)
                              for problem in result.problems])
+
+
+class DecisionBody(Model):
+    """A clinician's decision as the API takes it: the clinician is the authenticated one."""
+
+    clinician_id: TextLine | None = Field(
+        default=None, max_length=64,
+        description="may be left out: the decision is recorded as the clinician the token "
+        "belongs to; if given, it must be that clinician (anyone else is refused with 403)")
+    reason: FreeText = Field(default="", max_length=500,
+                             description="why; required (the note itself for add_note)")
+    legal_basis: FreeText = Field(default="", max_length=200,
+                                  description="for escalate_now: the legal basis")
 
 
 class SessionView(BaseModel):

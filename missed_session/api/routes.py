@@ -11,8 +11,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Path, Request
 from fastapi.responses import JSONResponse
 
-from missed_session.api.auth import require
-from missed_session.api.bodies import Answer, AuditView, SessionView
+from missed_session.api.auth import CLINICIAN, require
+from missed_session.api.bodies import Answer, AuditView, DecisionBody, FieldProblem, SessionView
 from missed_session.api.errors import ApiError
 from missed_session.api.tokens import Scope
 from missed_session.application import limits
@@ -44,7 +44,9 @@ SessionIdPath = Annotated[str, Path(pattern=SESSION_ID.pattern, min_length=1, ma
                                     description="the scheduling system's session id")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": Answer, "description": description} for status, description in {
-        401: "no bearer token, or not a valid one", 403: "a token of another scope",
+        401: "no bearer token, or not a valid one",
+        403: "a token of another scope; for a decision, not a roster clinician's own "
+             "credential, or a body naming someone else",
         404: "no such session, or it has closed", 413: "request body too large",
         422: "bad input: each bad field's path", 503: "Temporal or PostgreSQL unreachable",
     }.items()}
@@ -70,12 +72,20 @@ def _failed(result: Result) -> ApiError:
     return ApiError(STATUS[result.kind], result.kind.value, result.message)
 
 
+def _not_yours(clinician_id: str) -> ApiError:
+    message = (f"clinician_id: the token is {clinician_id}'s; a decision is recorded as the "
+               "authenticated clinician's, never as someone else's (leave clinician_id out)")
+    error = ApiError(403, "forbidden", message)
+    error.answer = error.answer.model_copy(update={"problems": [
+        FieldProblem(path="clinician_id", message=message.split(": ", 1)[1])]})
+    return error
+
+
 def router() -> APIRouter:
     """The /sessions routes."""
     routes = APIRouter(prefix="/sessions", tags=["sessions"], responses=ERRORS)
     scheduler = [Depends(require(Scope.SCHEDULER))]
     staff = [Depends(require(Scope.SCHEDULER, Scope.CLINICIAN))]
-    clinician = [Depends(require(Scope.CLINICIAN))]
     readers = [Depends(require(Scope.SCHEDULER, Scope.CLINICIAN, Scope.AUDITOR))]
     auditors = [Depends(require(Scope.CLINICIAN, Scope.AUDITOR))]
 
@@ -116,12 +126,19 @@ def router() -> APIRouter:
                         app: App) -> JSONResponse:
         return answer(await app.respond(session_id, body))
 
-    @routes.post("/{session_id}/decisions/{kind}", dependencies=clinician,
-                 response_model=Answer, responses=REFUSED,
-                 summary="A clinician's decision: mark_safe, escalate_now, stand_down, add_note")
-    async def decide(session_id: SessionIdPath, kind: DecisionKind, body: ClinicianDecision,
-                     app: App) -> JSONResponse:
-        return answer(await app.decide(session_id, kind, body))
+    @routes.post("/{session_id}/decisions/{kind}", response_model=Answer, responses=REFUSED,
+                 summary="A clinician's decision: mark_safe, escalate_now, stand_down, add_note",
+                 description="Needs the deciding clinician's own token (or OIDC access "
+                 "token); the decision is recorded as theirs, with the token's id.")
+    async def decide(session_id: SessionIdPath, kind: DecisionKind, body: DecisionBody,
+                     app: App, who: CLINICIAN) -> JSONResponse:
+        assert who.clinician_id is not None  # CLINICIAN admits only a clinician's own
+        if body.clinician_id not in {None, "", who.clinician_id}:
+            raise _not_yours(who.clinician_id)
+        decision = ClinicianDecision(clinician_id=who.clinician_id, reason=body.reason,
+                                     legal_basis=body.legal_basis,
+                                     authenticated_by=who.reference)
+        return answer(await app.decide(session_id, kind, decision))
 
     @routes.get("/{session_id}", dependencies=readers, response_model=SessionView,
                 summary="Where the session is in the protocol")

@@ -2,7 +2,9 @@
 
 The socket is bound before uvicorn starts, so port 0 gives a free port whose address is
 known at once (tests, the embedded stack). uvicorn's own signal handling is left out: the
-process that embeds the server decides what SIGINT and SIGTERM stop.
+process that embeds the server decides what SIGINT and SIGTERM stop; so is its logging
+configuration (its records go through the process's own, see `log_setup`), and an error
+that escapes the app never reaches uvicorn's error log (`errors.LastResort`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Generator
 
 import uvicorn
 from fastapi import FastAPI
+
+from missed_session.api.errors import LastResort
 
 SHUTDOWN_TIMEOUT_SECONDS = 10
 """In-flight requests get this long to finish when the server stops."""
@@ -34,8 +38,11 @@ class ApiServer:
         self._socket.setblocking(False)
         bound_host, bound_port = self._socket.getsockname()[:2]
         self.url = f"http://{bound_host}:{bound_port}"
-        config = uvicorn.Config(api, log_level="warning", access_log=False,
-                                server_header=False, lifespan="on",
+        # log_config=None: uvicorn installs no handlers of its own (its default writes
+        # tracebacks to stderr); its records go through the process's structured logging
+        # (log_setup), which keeps the type of an error and drops its traceback.
+        config = uvicorn.Config(LastResort(api), log_level="warning", access_log=False,
+                                log_config=None, server_header=False, lifespan="on",
                                 timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_SECONDS)
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None

@@ -9,7 +9,7 @@ not already over.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,6 +19,20 @@ from missed_session.application.results import Problem
 from missed_session.domain.intake import BookingRejectedError, check_bookable
 from missed_session.domain.models import SessionBooking
 from missed_session.domain.practice import PracticeProtocols
+
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+"""The earliest instant a session's times may name."""
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+"""Times from here on are refused: the protocol adds days to a start (grace periods,
+outreach, follow-up), and a start near the end of the calendar would overflow it."""
+
+
+def out_of_range(value: datetime) -> str | None:
+    """Why `value` is outside the supported range, or None (never echoes the value)."""
+    if not EARLIEST <= value < LATEST:
+        return (f"must be between {EARLIEST.date().isoformat()} and "
+                f"{LATEST.date().isoformat()} (UTC)")
+    return None
 
 
 class BadBookingError(ValueError):
@@ -70,6 +84,9 @@ def prepare_booking(data: object, *, time_scale: float, practice: PracticeProtoc
 def ready(booking: SessionBooking, *, practice: PracticeProtocols | None,
           now: datetime) -> SessionBooking:
     """A validated booking with the practice's protocol, checked bookable at `now`."""
+    problem = out_of_range(booking.start)
+    if problem is not None:
+        raise BadBookingError(f"start: {problem}", (Problem(("start",), problem),))
     if practice is not None:
         booking = resolve_practice(booking, practice)
     try:

@@ -60,6 +60,11 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def session_ref(token: str) -> str:
+    """How the audit trail names a sign-in: the first 12 hex digits of its stored hash."""
+    return token_hash(token)[:12]
+
+
 # -- accounts ---------------------------------------------------------------------------------
 
 
@@ -125,11 +130,12 @@ async def viewer(app: Application, token: str, now: datetime) -> Viewer | None:
     if account is None:
         return None
     if account.kind == "compliance_reviewer":
-        return Viewer(account.clinician_id, ViewerRole.COMPLIANCE, signed_in.csrf_token)
+        return Viewer(account.clinician_id, ViewerRole.COMPLIANCE, signed_in.csrf_token,
+                      session_ref(token))
     role = await _roster_role(app, account.clinician_id)
     if role is None:  # taken off the roster since signing in
         return None
-    return Viewer(account.clinician_id, role, signed_in.csrf_token)
+    return Viewer(account.clinician_id, role, signed_in.csrf_token, session_ref(token))
 
 
 async def sign_out(app: Application, token: str) -> None:
@@ -230,8 +236,9 @@ async def decide(app: Application, who: Viewer, session_id: str, kind: DecisionK
         return Result(ResultKind.REFUSED, f"{kind.value} refused: a {who.role.value} "
                       "decides nothing", session_id)
     try:
-        decision = ClinicianDecision(clinician_id=who.clinician_id, reason=reason,
-                                     legal_basis=legal_basis)
+        decision = ClinicianDecision(
+            clinician_id=who.clinician_id, reason=reason, legal_basis=legal_basis,
+            authenticated_by=f"console-session:{who.session_ref}" if who.session_ref else None)
     except ValidationError as error:
         return Result(ResultKind.BAD_INPUT, describe(error), session_id)
     return await app.decide(session_id, kind, decision)

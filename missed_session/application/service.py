@@ -39,6 +39,7 @@ from missed_session.domain.practice import PracticeProtocols
 from missed_session.practice_file import load_consent_defaults, load_practice_file
 from missed_session.store.audit import AuditStore
 from missed_session.store.database import database_url, open_pool, owner_database_url
+from missed_session.store.notices import RosterStore
 from missed_session.temporal_client import connect
 
 
@@ -213,6 +214,25 @@ class Application:
         """A clinician's decision: mark_safe, escalate_now, stand_down or add_note."""
         return await self._with_sessions(
             lambda sessions: sessions.decide(session_id, kind, decision))
+
+    async def on_roster(self, clinician_id: str) -> Result:
+        """Whether `clinician_id` is on the roster in force: `applied`, else `not_found`.
+
+        A credential of someone taken off the roster stops working at once, without being
+        revoked; a database that cannot be read is `unavailable`.
+        """
+        try:
+            current = await RosterStore(await self.pool()).current()
+        except UnavailableError as error:
+            return Result(ResultKind.UNAVAILABLE, str(error))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            return Result(ResultKind.UNAVAILABLE,
+                          f"the roster could not be read: {type(error).__name__}")
+        if current is None or current.roster is None \
+                or current.roster.clinician(clinician_id) is None:
+            return Result(ResultKind.NOT_FOUND,
+                          f"clinician {clinician_id} is not on the roster in force")
+        return Result(ResultKind.APPLIED, f"clinician {clinician_id} is on the roster")
 
     async def status(self, session_id: str) -> Result:
         """Where the session is in the protocol."""

@@ -25,7 +25,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from missed_session import search_attributes
-from missed_session.application.bookings import differing_fields
+from missed_session.application.bookings import differing_fields, out_of_range
 from missed_session.application.contact_keys import CONTACT_KEY, ContactKeys
 from missed_session.application.results import Problem, Result, ResultKind, bad_input
 from missed_session.domain import decisions
@@ -168,6 +168,9 @@ class Sessions:
 
     async def check_in(self, session_id: str, check_in: CheckIn) -> Result:
         """The client arrived or joined."""
+        problem = None if check_in.at is None else out_of_range(check_in.at)
+        if problem is not None:
+            return bad_input(f"at: {problem}", (Problem(("at",), problem),), session_id)
         return await self._send(session_id, Message.CHECK_IN, check_in)
 
     async def cancel(self, session_id: str, cancellation: Cancellation) -> Result:
@@ -176,6 +179,9 @@ class Sessions:
 
     async def reschedule(self, session_id: str, reschedule: Reschedule) -> Result:
         """Move the session's start."""
+        problem = out_of_range(reschedule.start)
+        if problem is not None:
+            return bad_input(f"start: {problem}", (Problem(("start",), problem),), session_id)
         return await self._send(session_id, Message.RESCHEDULE, reschedule)
 
     async def respond(self, session_id: str, response: ClientResponse) -> Result:

@@ -11,7 +11,7 @@ import sys
 
 from pydantic import ValidationError
 
-from missed_session.api.tokens import digest, new_token
+from missed_session.api.tokens import CLINICIAN_ID, Scope, digest, new_token, token_id
 from missed_session.application.problems import describe
 from missed_session.application.service import Application
 from missed_session.audit import cli as audit_cli
@@ -53,8 +53,20 @@ def _new_secret(args: argparse.Namespace) -> int:
         print(json.dumps({args.key_id: new_key()}))
         return 0
     token = new_token()
+    if args.clinician is not None:
+        if args.scope != Scope.CLINICIAN or CLINICIAN_ID.fullmatch(args.clinician) is None:
+            return fail("--clinician: needs --scope clinician and a roster clinician id",
+                        BAD_INPUT)
+        print(f"token (give it to {args.clinician} alone; it is not shown again): {token}")
+        print(f"token id (recorded with each of their decisions): {token_id(digest(token))}")
+        print("MSR_API_CLINICIAN_TOKENS entry: "
+              f"{json.dumps({args.clinician: [digest(token)]})}")
+        return 0
     print(f"token (give it to the {args.scope} caller; it is not shown again): {token}")
     print(f"MSR_API_TOKENS entry: {json.dumps({args.scope: [digest(token)]})}")
+    if args.scope == Scope.CLINICIAN:
+        print("(a shared clinician token reads and records responses, never a decision: "
+              "give each clinician their own with --clinician <id>)")
     return 0
 
 

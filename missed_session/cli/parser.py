@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("new-token", help="print a new HTTP API bearer token and "
                                 "the digest to configure in MSR_API_TOKENS")
     token.add_argument("--scope", required=True, choices=[s.value for s in Scope])
+    token.add_argument("--clinician", metavar="ID",
+                       help="with --scope clinician: the roster clinician the token is "
+                       "issued to (the only kind of token a decision is recorded with)")
 
     check_in = commands.add_parser("check-in", help="the client arrived or joined")
     cancel = commands.add_parser("cancel", help="the session will not take place")

@@ -9,7 +9,7 @@ the practice; a compliance reviewer reads trails but decides nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -38,6 +38,8 @@ class Viewer:
     """What they act as."""
     csrf_token: str
     """The token every form of their browser session carries."""
+    session_ref: str | None = field(default=None, compare=False)
+    """Which sign-in this is (a prefix of its stored token hash), for the audit trail."""
 
     @property
     def sees_practice(self) -> bool:

@@ -364,6 +364,19 @@ class ClinicianDecisionMade(EventDetails):
     """Why (the note itself for `add_note`)."""
     legal_basis: str | None = None
     """For `escalate_now`: the legal basis named."""
+    authenticated_by: str | None = None
+    """How the deciding clinician was authenticated (`ClinicianDecision.authenticated_by`);
+    absent from rows written before it existed and for decisions from the CLI."""
+
+    def to_data(self) -> dict[str, EventValue]:
+        """As every event's, but an unknown `authenticated_by` is left out, not null.
+
+        The rows of CLI decisions keep the shape rows had before the field existed.
+        """
+        data = super().to_data()
+        if data.get("authenticated_by") is None:
+            data.pop("authenticated_by", None)
+        return data
 
 
 # -- follow-up and closing ------------------------------------------------------------------

@@ -461,6 +461,11 @@ class ClinicianDecision(Model):
     """Why; required for every decision (the note itself for `add_note`)."""
     legal_basis: FreeText = Field(default="", max_length=200)
     """For `escalate_now`: the legal basis for contacting without or beyond consent."""
+    authenticated_by: TextLine | None = Field(default=None, max_length=200)
+    """How the service authenticated `clinician_id`, set by the entry point, never by the
+    caller: `api-token:tok-<digest prefix>`, `console-session:<session ref>` or
+    `oidc:<subject>@<issuer>`; None for a decision from the CLI (whoever runs it names
+    the clinician) or from before this field existed."""
 
 
 class CallResult(StrEnum):

@@ -19,6 +19,7 @@ from missed_session.config import ConfigurationError, Settings, load_settings
 from missed_session.intake import mllp
 from missed_session.intake.service import build
 from missed_session.intake.settings import IntakeSettings
+from missed_session.log_setup import configure_logging
 from missed_session.store.database import database_url, open_pool, owner_database_url
 
 
@@ -52,6 +53,7 @@ def main() -> int:
     except (ConfigurationError, ValueError) as error:
         print(f"configuration: {error}", file=sys.stderr)
         return 2
+    configure_logging(settings.log_format, settings.log_level)  # errors by type (log_setup)
 
     async def run() -> None:
         stop = asyncio.Event()
