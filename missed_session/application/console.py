@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import ValidationError
@@ -53,6 +54,7 @@ SESSION_LIFETIME = timedelta(hours=8)
 ACTIVE_STATUSES = (SessionStatus.NO_SHOW, SessionStatus.OUTREACH, SessionStatus.ESCALATION)
 """What the practice board lists as needing attention."""
 _HASHER = PasswordHasher()
+log = structlog.get_logger(__name__)
 
 
 def token_hash(token: str) -> str:
@@ -90,14 +92,117 @@ class SignIn:
     expires_at: datetime
 
 
-async def sign_in(app: Application, clinician_id: str, password: str,
-                  now: datetime) -> SignIn | None:
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    """How repeated failed sign-ins slow down and then lock an account or a source address.
+
+    Failures count within `window`. Past `free` failures each further attempt must wait
+    (1, 2, 4 ... seconds after the last failure, at most `max_delay`); at `lock_after` the
+    account (or the address) is locked for `lockout` after its last failure, the right
+    password included. A success clears the account's failures.
+    """
+
+    window: timedelta = timedelta(hours=1)
+    free: int = 3
+    lock_after: int = 10
+    source_free: int = 10
+    source_lock_after: int = 30
+    lockout: timedelta = timedelta(minutes=15)
+    max_delay: timedelta = timedelta(seconds=60)
+
+
+THROTTLE = ThrottlePolicy()
+"""The console's policy (an account: 3 free, then growing waits, locked at 10 failures in
+an hour; an address, which may try many accounts: 10 free, locked at 30)."""
+
+
+@dataclass(frozen=True)
+class Throttled:
+    """A sign-in attempt refused before its password was checked."""
+
+    until: datetime
+    """No attempt is checked before this."""
+    locked: bool
+    """A lockout (too many failures), not only a growing wait."""
+
+    def message(self, now: datetime) -> str:
+        """What the person is told (the same for a known and an unknown id)."""
+        seconds = max(1, int((self.until - now).total_seconds() + 0.999))
+        if self.locked:
+            minutes = max(1, (seconds + 59) // 60)
+            return (f"Too many failed sign-ins: sign-in is locked for about {minutes} "
+                    f"minute{'s' if minutes != 1 else ''}. Ask a colleague or your "
+                    "supervisor if you need access now; your password can be reset with "
+                    "`starter.py console set-password`.")
+        return (f"Too many failed sign-ins: wait {seconds} second{'s' if seconds != 1 else ''}"
+                " before trying again.")
+
+
+def _wait(failures: Sequence[datetime], free: int, lock_after: int,
+          policy: ThrottlePolicy) -> Throttled | None:
+    count = len(failures)
+    if count < free:
+        return None
+    last = failures[-1]
+    if count >= lock_after:
+        return Throttled(last + policy.lockout, locked=True)
+    delay = min(timedelta(seconds=2 ** (count - free)), policy.max_delay)
+    return Throttled(last + delay, locked=False)
+
+
+def throttle(account: Sequence[datetime], source: Sequence[datetime], now: datetime,
+             policy: ThrottlePolicy = THROTTLE) -> Throttled | None:
+    """Whether an attempt now must be refused unchecked, given the failures (oldest first)."""
+    found = [t for t in (_wait(account, policy.free, policy.lock_after, policy),
+                         _wait(source, policy.source_free, policy.source_lock_after, policy))
+             if t is not None and t.until > now]
+    if not found:
+        return None
+    locked = [t for t in found if t.locked]
+    return max(locked or found, key=lambda t: t.until)
+
+
+async def sign_in(app: Application, clinician_id: str, password: str, now: datetime, *,
+                  source: str = "unknown",
+                  policy: ThrottlePolicy = THROTTLE) -> SignIn | Throttled | None:
     """Check the password and open a browser session.
 
     None for an unknown account, a wrong password or a clinician no longer on the roster:
-    one answer for all, so accounts cannot be probed.
+    one answer for all, so accounts cannot be probed. `Throttled` (before any password is
+    checked) after repeated failures for this id or from this `source` address. Every
+    failure, refusal and lockout is appended to the access log.
     """
     store = ConsoleStore(await app.pool())
+    typed = clinician_id[:64]
+    account_failures, source_failures = await store.failures(
+        clinician_id=typed, source=source, since=now - policy.window)
+    held = throttle(account_failures, source_failures, now, policy)
+    if held is not None:
+        page = "sign-in refused: locked" if held.locked else "sign-in refused: too soon"
+        await store.record_access(clinician_id=typed, page=page, session_id=None,
+                                  allowed=False, source=source)
+        log.warning("console sign-in throttled", locked=held.locked,
+                    until=held.until.isoformat())
+        return held
+    signed = await _check(app, store, clinician_id, password, now)
+    if signed is None:
+        await store.record_failure(clinician_id=typed, source=source, at=now)
+        await store.record_access(clinician_id=typed, page="sign-in failed", session_id=None,
+                                  allowed=False, source=source)
+        after = throttle([*account_failures, now], [*source_failures, now], now, policy)
+        if after is not None and after.locked:
+            await store.record_access(clinician_id=typed, page="sign-in lockout",
+                                      session_id=None, allowed=False, source=source)
+            log.warning("console sign-in locked out", until=after.until.isoformat())
+        return None
+    await store.clear_failures(clinician_id=typed, before=now - policy.window)
+    await store.record_access(clinician_id=typed, page="sign-in", session_id=None,
+                              allowed=True, source=source)
+    return signed
+
+
+async def _check(app: Application, store: ConsoleStore, clinician_id: str, password: str,
+                 now: datetime) -> SignIn | None:
     account = await store.account(clinician_id)
     if account is None or len(password) > MAX_PASSWORD_LENGTH:
         await asyncio.to_thread(_verify, _dummy_hash(), password)  # same time either way

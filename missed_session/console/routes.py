@@ -123,8 +123,14 @@ def _sign_in_routes(router: APIRouter, web: Web) -> None:
         cookie = request.cookies.get(SIGN_IN_COOKIE, "")
         if not cookie or values.get("csrf_token") != cookie:
             return _sign_in_form(web, "The sign-in form had expired; please try again.", 403)
+        now = web.clock()
+        source = request.client.host if request.client is not None else "unknown"
         signed = await cases.sign_in(web.app, values.get("clinician_id", "").strip(),
-                                     values.get("password", ""), web.clock())
+                                     values.get("password", ""), now, source=source)
+        if isinstance(signed, cases.Throttled):
+            wait = max(1, int((signed.until - now).total_seconds() + 0.999))
+            return _sign_in_form(web, signed.message(now), 429,
+                                 headers={"Retry-After": str(wait)})
         if signed is None:
             return _sign_in_form(web, "Unknown clinician id or wrong password.", 401)
         response = RedirectResponse(f"{PREFIX}/notices", status_code=303)
@@ -142,10 +148,11 @@ def _sign_in_routes(router: APIRouter, web: Web) -> None:
         return response
 
 
-def _sign_in_form(web: Web, error: str | None, status: int) -> Response:
+def _sign_in_form(web: Web, error: str | None, status: int, *,
+                  headers: dict[str, str] | None = None) -> Response:
     token = new_token()
     response = web.page("sign_in.html", {"who": None, "error": error, "csrf": token,
-                                         "title": "Sign in"}, status=status)
+                                         "title": "Sign in"}, status=status, headers=headers)
     web.set_sign_in_cookie(response, token)
     return response
 

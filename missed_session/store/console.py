@@ -42,6 +42,7 @@ class Access:
     page: str
     session_id: str | None
     allowed: bool
+    source: str | None = None
 
 
 class ConsoleStore:
@@ -95,16 +96,42 @@ class ConsoleStore:
                                  " OR expires_at < now() - interval '1 day'", token_hash)
 
     async def record_access(self, *, clinician_id: str, page: str, session_id: str | None,
-                            allowed: bool) -> None:
-        """Append a page view (or a refusal) to the access log."""
+                            allowed: bool, source: str | None = None) -> None:
+        """Append a page view (or a refusal, or a sign-in attempt) to the access log."""
         await self._pool.execute(
-            "INSERT INTO console_access_log (clinician_id, page, session_id, allowed)"
-            " VALUES ($1, $2, $3, $4)", clinician_id, page, session_id, allowed)
+            "INSERT INTO console_access_log (clinician_id, page, session_id, allowed, source)"
+            " VALUES ($1, $2, $3, $4, $5)", clinician_id, page, session_id, allowed, source)
+
+    # -- sign-in throttling (migration 0018) --------------------------------------------------
+
+    async def record_failure(self, *, clinician_id: str, source: str, at: datetime) -> None:
+        """A failed sign-in for the id typed, from `source`."""
+        await self._pool.execute(
+            "INSERT INTO console_sign_in_failures (failed_at, clinician_id, source)"
+            " VALUES ($1, $2, $3)", at, clinician_id, source)
+
+    async def failures(self, *, clinician_id: str, source: str,
+                       since: datetime) -> tuple[list[datetime], list[datetime]]:
+        """Failed sign-ins since `since`, oldest first: for the account, and from the source."""
+        rows = await self._pool.fetch(
+            "SELECT failed_at, clinician_id = $1 AS account, source = $2 AS here"
+            " FROM console_sign_in_failures WHERE failed_at >= $3"
+            " AND (clinician_id = $1 OR source = $2) ORDER BY failed_at",
+            clinician_id, source, since)
+        return ([row["failed_at"] for row in rows if row["account"]],
+                [row["failed_at"] for row in rows if row["here"]])
+
+    async def clear_failures(self, *, clinician_id: str, before: datetime) -> None:
+        """A success: the account's failures are forgotten (and everyone's very old ones)."""
+        await self._pool.execute(
+            "DELETE FROM console_sign_in_failures WHERE clinician_id = $1 OR failed_at < $2",
+            clinician_id, before)
 
     async def accesses(self, session_id: str | None = None) -> list[Access]:
         """The access log, oldest first (of one session, or all)."""
         rows = await self._pool.fetch(
-            "SELECT viewed_at, clinician_id, page, session_id, allowed FROM console_access_log"
+            "SELECT viewed_at, clinician_id, page, session_id, allowed, source"
+            " FROM console_access_log"
             " WHERE $1::text IS NULL OR session_id = $1 ORDER BY id", session_id)
         return [Access(**dict(row)) for row in rows]
 
