@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -27,19 +28,30 @@ from missed_session.application import notices as notice_cases
 from missed_session.application.problems import describe
 from missed_session.application.results import Result, ResultKind
 from missed_session.application.service import Application, UnavailableError
-from missed_session.application.sessions import WORKFLOW_PREFIX
+from missed_session.application.sessions import WORKFLOW_PREFIX, utc_now
 from missed_session.domain import decisions, events
 from missed_session.domain.access import Viewer, ViewerRole, may_decide, may_view
+from missed_session.domain.clients import ClientRecord, ConsentRecord
 from missed_session.domain.models import (
     AuditEvent,
     ClinicianDecision,
     DecisionKind,
     FollowUpPlan,
+    InboxItemKind,
     SessionBooking,
     SessionState,
     SessionStatus,
 )
-from missed_session.domain.notices import Acknowledgment, AckVia, NoticeSettings, Resolution
+from missed_session.domain.notices import (
+    Acknowledgment,
+    AckVia,
+    NoticeSettings,
+    Resolution,
+    Target,
+    asked,
+)
+from missed_session.domain.roster import Roster, on_call, supervisors_for
+from missed_session.store.clients import ClientDirectory
 from missed_session.store.console import ConsoleStore
 from missed_session.store.notices import NoticeRow, NoticeStore, RosterStore
 
@@ -273,6 +285,14 @@ class SessionView:
     notices: tuple[NoticeRow, ...]
     decisions: tuple[DecisionKind, ...]
     may_decide: bool
+    cards: tuple[NoticeCard, ...] = ()
+    """The session's notices as cards (ladder, acknowledge, resolve)."""
+    client: ClientRecord | None = None
+    """The client as the directory has them now (None: not in the directory)."""
+    consents: tuple[ConsentRecord, ...] = ()
+    """The client's consent records, newest first."""
+    not_offered: tuple[tuple[DecisionKind, str], ...] = ()
+    """Decisions not offered now, and why."""
 
     def details(self, event: AuditEvent) -> dict[str, object]:
         """An event's details as its model reads them."""
@@ -281,9 +301,32 @@ class SessionView:
         except events.UnreadableEventError as error:
             return {**event.data, "unreadable": str(error)}
 
+    @property
+    def max_attempts(self) -> int | None:
+        """Outreach attempts the protocol makes before the client counts as unreachable."""
+        return self.booking.protocol.max_attempts if self.booking else None
+
+    @property
+    def emergency_events(self) -> tuple[AuditEvent, ...]:
+        """What the trail says about the emergency contact."""
+        return tuple(e for e in self.trail if e.event_type.value in (
+            "escalation_sent", "escalation_blocked", "escalation_uncertain"))
+
+    @property
+    def messages_sent(self) -> tuple[AuditEvent, ...]:
+        """Voicemails, texts and emails left for the client."""
+        return tuple(e for e in self.trail if e.event_type.value in (
+            "voicemail_left", "message_sent"))
+
+    @property
+    def open_cards(self) -> tuple[NoticeCard, ...]:
+        """Notices nobody has acknowledged yet."""
+        return tuple(c for c in self.cards if c.open)
+
 
 async def session_view(app: Application, who: Viewer, session_id: str, *,
-                       page: str | None = "session") -> Result | SessionView:
+                       page: str | None = "session",
+                       now: datetime | None = None) -> Result | SessionView:
     """The session page's data, or a refused/not_found result.
 
     The view is logged as `page` (refusals always); None leaves it to the caller, for a
@@ -304,25 +347,56 @@ async def session_view(app: Application, who: Viewer, session_id: str, *,
         await record_view(app, who, page, session_id)
     status = await app.status(session_id)
     state = status.state
-    rows = [row for row in await NoticeStore(pool).listed(unfinished_only=False, limit=500)
-            if row.session_id == session_id]
+    rows = await ConsoleStore(pool).session_notices(session_id)
+    ref = _client_ref(trail) or (booking.client.ref if booking else None)
+    client, consents = await _directory(pool, ref)
+    has_contact = bool(client.emergency_contacts) if client is not None else bool(
+        booking is not None and booking.client.emergency_contact is not None)
+    offered, not_offered = decisions_now(state, trail, has_emergency_contact=has_contact)
     return SessionView(
         session_id=session_id, therapist_id=therapist_id, booking=booking, state=state,
         state_problem=None if state is not None else status.message, trail=trail,
         plan=await ConsoleStore(pool).plan(session_id), notices=tuple(rows),
-        decisions=possible_decisions(state), may_decide=may_decide(who, therapist_id))
+        decisions=offered, may_decide=may_decide(who, therapist_id),
+        cards=tuple(await notice_cards(app, rows, now or utc_now())), client=client,
+        consents=consents, not_offered=not_offered)
 
 
 def possible_decisions(state: SessionState | None) -> tuple[DecisionKind, ...]:
     """The decisions the session's status allows now (the validator has the last word)."""
+    return decisions_now(state, (), has_emergency_contact=True)[0]
+
+
+def decisions_now(state: SessionState | None, trail: Sequence[AuditEvent], *,
+                  has_emergency_contact: bool,
+                  ) -> tuple[tuple[DecisionKind, ...], tuple[tuple[DecisionKind, str], ...]]:
+    """The decisions that can succeed now, and those that cannot with the reason.
+
+    Mirrors the workflow's validator (`domain.decisions.problem`) on what the trail says,
+    so a control is shown only when it can work; the validator still has the last word.
+    """
     if state is None:
-        return ()
-    if state.status in decisions.OUTREACH_STATUSES:
-        return (DecisionKind.ESCALATE_NOW, DecisionKind.MARK_SAFE, DecisionKind.STAND_DOWN,
-                DecisionKind.ADD_NOTE)
-    if state.status in decisions.OPEN_STATUSES:
-        return (DecisionKind.ADD_NOTE,)
-    return ()
+        return (), ()
+    if state.status not in decisions.OPEN_STATUSES:
+        return (), ((DecisionKind.ADD_NOTE, "the session is closed"),)
+    if state.status not in decisions.OUTREACH_STATUSES:
+        return (DecisionKind.ADD_NOTE,), ()
+    kinds = {str(e.data.get("decision")) for e in trail
+             if e.event_type.value == "clinician_decision"}
+    if kinds & {DecisionKind.MARK_SAFE.value, DecisionKind.STAND_DOWN.value}:
+        return (DecisionKind.ADD_NOTE,), ()
+    escalated = any(e.event_type.value in ("escalation_sent", "escalation_uncertain")
+                    for e in trail)
+    offered = [DecisionKind.MARK_SAFE, DecisionKind.STAND_DOWN, DecisionKind.ADD_NOTE]
+    refused: tuple[tuple[DecisionKind, str], ...] = ()
+    if escalated:
+        refused = ((DecisionKind.ESCALATE_NOW,
+                    "the emergency contact has already been contacted"),)
+    elif not has_emergency_contact:
+        refused = ((DecisionKind.ESCALATE_NOW, "no emergency contact is on file"),)
+    else:
+        offered.insert(0, DecisionKind.ESCALATE_NOW)
+    return tuple(offered), refused
 
 
 async def decide(app: Application, who: Viewer, session_id: str, kind: DecisionKind, *,
@@ -339,7 +413,29 @@ async def decide(app: Application, who: Viewer, session_id: str, kind: DecisionK
                                      legal_basis=legal_basis)
     except ValidationError as error:
         return Result(ResultKind.BAD_INPUT, describe(error), session_id)
-    return await app.decide(session_id, kind, decision)
+    result = await app.decide(session_id, kind, decision)
+    if result.ok:
+        await acknowledge_session_notices(app, who, view.notices)
+    return result
+
+
+async def acknowledge_session_notices(app: Application, who: Viewer,
+                                      rows: Sequence[NoticeRow]) -> list[str]:
+    """A decision on a session acknowledges its open notices, as the deciding clinician.
+
+    Only the notices sent to this clinician are tried (the notice workflow's validator
+    refuses anyone it did not notify; such a notice climbs on to someone it did), each
+    through the notice use case. Returns the keys acknowledged.
+    """
+    mine = {row.key for row in await my_notices(app, who)}
+    acknowledged = []
+    for row in rows:
+        if row.state not in ("open", "exhausted") or row.key not in mine:
+            continue
+        done = await acknowledge(app, who, row.key)
+        if done.kind is notice_cases.ResultKind.APPLIED:
+            acknowledged.append(row.key)
+    return acknowledged
 
 
 # -- notices ----------------------------------------------------------------------------------
@@ -348,6 +444,136 @@ async def decide(app: Application, who: Viewer, session_id: str, kind: DecisionK
 async def my_notices(app: Application, who: Viewer) -> list[NoticeRow]:
     """Notices sent to the viewer, unfinished and urgent first."""
     return await ConsoleStore(await app.pool()).notices_for(who.clinician_id)
+
+
+@dataclass(frozen=True)
+class NextRung:
+    """Where an unacknowledged notice goes next, and when."""
+
+    at: datetime
+    """When, if nobody acknowledges before."""
+    target: str
+    """therapist, on_call or supervisor; `exhausted`: the ladder runs out then."""
+    clinicians: tuple[str, ...] = ()
+    """Who that is now (staff ids), where the roster says."""
+
+
+@dataclass(frozen=True)
+class NoticeCard:
+    """One notice as a card: what happened, what was done, what is asked, who is next."""
+
+    row: NoticeRow
+    slug: str
+    """A stable key for the page (a digest of the notice key)."""
+    title: str
+    """What happened, as the session wrote it."""
+    client_ref: str | None
+    client_name: str | None
+    session_trail: tuple[AuditEvent, ...]
+    """The session's trail: what the service already did."""
+    ladder: tuple[AuditEvent, ...]
+    """The notice's own trail: who was told, by which channel, when, who acknowledged."""
+    asked: str
+    """What the clinician is asked to do."""
+    next_rung: NextRung | None
+
+    @property
+    def open(self) -> bool:
+        """Nobody has acknowledged it yet."""
+        return self.row.state in ("open", "exhausted")
+
+    def open_for(self, now: datetime) -> timedelta:
+        """How long since it opened (until acknowledged, if it was)."""
+        end = self.row.acknowledged_at or now
+        return max(end - self.row.opened_at, timedelta(0))
+
+    @property
+    def resolution(self) -> AuditEvent | None:
+        """The resolution (outcome and note), once resolved."""
+        return next((e for e in self.ladder if e.event_type.value == "notice_resolved"), None)
+
+
+def slug(key: str) -> str:
+    """A notice key as an HTML id and merge key (stable across refreshes)."""
+    return "n-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+async def notice_cards(app: Application, rows: Sequence[NoticeRow],
+                       now: datetime) -> list[NoticeCard]:
+    """Cards for notices: the session's and notice's trails, titles, names, the next rung."""
+    if not rows:
+        return []
+    pool = await app.pool()
+    store = ConsoleStore(pool)
+    keys = [row.key for row in rows]
+    sessions = sorted({row.session_id for row in rows})
+    trails = await store.trails(keys + sessions)
+    titles = await store.titles(keys)
+    refs = {sid: _client_ref(trails.get(sid, [])) for sid in sessions}
+    names = await store.first_names([ref for ref in refs.values() if ref])
+    current = await RosterStore(pool).current()
+    settings = current.notices if current is not None else NoticeSettings()
+    roster = current.roster if current is not None else None
+    cards = []
+    for row in rows:
+        ref = refs.get(row.session_id)
+        ladder = tuple(trails.get(row.key, ()))
+        cards.append(NoticeCard(
+            row=row, slug=slug(row.key), title=titles.get(row.key, row.kind),
+            client_ref=ref, client_name=names.get(ref) if ref else None,
+            session_trail=tuple(trails.get(row.session_id, ())), ladder=ladder,
+            asked=asked(InboxItemKind(row.kind)) if row.kind in ("alert", "task")
+            else "act on it",
+            next_rung=next_rung(row, ladder, settings, roster, now,
+                                time_scale=app.settings.time_scale)))
+    return cards
+
+
+def next_rung(row: NoticeRow, ladder: Sequence[AuditEvent], settings: NoticeSettings,
+              roster: Roster | None, now: datetime, *, time_scale: float) -> NextRung | None:
+    """Where an open notice goes next and when (None once acknowledged or run out)."""
+    if row.state != "open":
+        return None
+    policy = next((p for p in settings.policies if p.name == row.policy), None)
+    if policy is None:
+        return None
+    step, since = 1, row.opened_at
+    for event in ladder:
+        if event.event_type.value == "notice_escalated":
+            step, since = int(str(event.data.get("step", step))), event.occurred_at
+    if not 1 <= step <= len(policy.steps):
+        return None
+    at = since + timedelta(minutes=policy.steps[step - 1].minutes / time_scale)
+    if step == len(policy.steps):
+        return NextRung(at, "exhausted")
+    target = policy.steps[step].notify
+    who: tuple[str, ...] = ()
+    if roster is not None:
+        if target is Target.ON_CALL:
+            who = tuple(c.id for c in on_call(roster, at))
+        elif target is Target.SUPERVISOR:
+            who = tuple(c.id for c in supervisors_for(roster, row.therapist_id, at))
+        else:
+            who = (row.therapist_id,)
+    return NextRung(at, target.value, who)
+
+
+async def _directory(pool: asyncpg.Pool, ref: str | None,
+                     ) -> tuple[ClientRecord | None, tuple[ConsentRecord, ...]]:
+    if ref is None:
+        return None, ()
+    directory = ClientDirectory(pool)
+    client = await directory.get(ref)
+    history = await directory.history(ref) if client is not None else []
+    return client, tuple(sorted(history, key=lambda r: r.effective_at, reverse=True))
+
+
+def _client_ref(trail: Sequence[AuditEvent]) -> str | None:
+    for event in trail:
+        if event.event_type.value == "scheduled":
+            ref = event.data.get("client_ref")
+            return ref if isinstance(ref, str) else None
+    return None
 
 
 async def acknowledge(app: Application, who: Viewer,

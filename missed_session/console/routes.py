@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -36,8 +37,8 @@ from missed_session.console.web import (
 from missed_session.domain.access import Viewer
 from missed_session.domain.models import DecisionKind
 
-STATIC = {"htmx.min.js": "htmx-2.0.11.min.js", "console.css": "console.css"}
-"""Served files by public name (htmx 2.0.11, vendored from the npm package htmx.org)."""
+STATIC = {"console.js": "console.js", "console.css": "console.css"}
+"""Served files by public name (the console's own script: live regions, no framework)."""
 DONE = {"ack": "Notice acknowledged.", "resolve": "Notice resolved.",
         **{kind.value: f"Recorded: {kind.value.replace('_', ' ')}." for kind in DecisionKind}}
 """Confirmation lines by the action just taken (fixed text, never echoed input)."""
@@ -173,13 +174,11 @@ def _notice_routes(router: APIRouter, web: Web) -> None:
         who = await web.viewer(request)
         if who is None:
             return web.to_sign_in(request)
-        rows = await cases.my_notices(web.app, who)
-        zone = await cases.practice_time_zone(web.app)
         return _live(web, request, "_notices.html", f"{PREFIX}/notices/live",
-                     {"who": who, "rows": rows, "zone": zone})
+                     await _notices_context(web, who))
 
     @router.post("/notices/{action}")
-    async def notice_action(request: Request, action: str) -> Response:
+    async def notice_action(request: Request, action: str) -> Response:  # noqa: PLR0911
         who = await web.viewer(request)
         if who is None:
             return web.to_sign_in(request)
@@ -187,6 +186,7 @@ def _notice_routes(router: APIRouter, web: Web) -> None:
         if values is None:
             return web.csrf_refused(who)
         key = values.get("notice_key", "")
+        back = values.get("back", "notices")
         if action == "ack":
             result = await cases.acknowledge(web.app, who, key)
         elif action == "resolve":
@@ -194,18 +194,30 @@ def _notice_routes(router: APIRouter, web: Web) -> None:
                                          values.get("note", ""))
         else:
             return Response(status_code=404)
+        on_session = back != "notices" and "/" not in back
         if result.kind is not NoticeKind.APPLIED:
-            return await _notices(web, who, error=f"{action} refused: {result.message}",
-                                  status=409)
+            message = f"{action} refused: {result.message}"
+            if on_session:
+                return await _session(web, who, back, error=message, notice_error=key,
+                                      status=409)
+            return await _notices(web, who, error=message, status=409)
+        if on_session:
+            return RedirectResponse(f"{PREFIX}/sessions/{quote(back, safe='')}?done={action}",
+                                    status_code=303)
         return RedirectResponse(f"{PREFIX}/notices?done={action}", status_code=303)
+
+
+async def _notices_context(web: Web, who: Viewer) -> dict[str, object]:
+    now = web.clock()
+    rows = await cases.my_notices(web.app, who)
+    return {"who": who, "cards": await cases.notice_cards(web.app, rows, now), "now": now,
+            "zone": await cases.practice_time_zone(web.app)}
 
 
 async def _notices(web: Web, who: Viewer, *, done: str | None = None,
                    error: str | None = None, status: int = 200) -> Response:
-    rows = await cases.my_notices(web.app, who)
-    zone = await cases.practice_time_zone(web.app)
     live, _ = _region(web, "_notices.html", f"{PREFIX}/notices/live",
-                      {"who": who, "rows": rows, "zone": zone})
+                      await _notices_context(web, who))
     return web.page("notices.html", {"who": who, "live": live, "done": done, "error": error,
                                      "title": "My notices"}, status=status)
 
@@ -232,13 +244,14 @@ def _session_routes(router: APIRouter, web: Web) -> None:
         who = await web.viewer(request)
         if who is None:
             return web.to_sign_in(request)
-        view = await cases.session_view(web.app, who, session_id, page=None)
+        now = web.clock()
+        view = await cases.session_view(web.app, who, session_id, page=None, now=now)
         if isinstance(view, Result):
             return Response(status_code=STATUS.get(view.kind, 400))
         zone = await cases.practice_time_zone(web.app)
         response = _live(web, request, "_session_live.html",
                          f"{PREFIX}/sessions/{session_id}/live",
-                         {"who": who, "view": view, "zone": zone})
+                         _session_context(who, view, zone, now))
         if response.status_code == 200:  # something new was shown: a view of client data
             await cases.record_view(web.app, who, "session/live", session_id)
         return response
@@ -266,20 +279,37 @@ def _session_routes(router: APIRouter, web: Web) -> None:
                                 status_code=303)
 
 
+def _session_context(who: Viewer, view: cases.SessionView, zone: ZoneInfo, now: datetime, *,
+                     error: str | None = None, failed: DecisionKind | None = None,
+                     values: dict[str, str] | None = None,
+                     notice_error: str | None = None) -> dict[str, object]:
+    return {"who": who, "view": view, "zone": zone, "now": now, "error": error,
+            "failed": failed, "values": values or {}, "notice_error": notice_error}
+
+
 async def _session(web: Web, who: Viewer, session_id: str, *, done: str | None = None,
                    error: str | None = None, failed: DecisionKind | None = None,
-                   values: dict[str, str] | None = None, status: int = 200) -> Response:
-    view = await cases.session_view(web.app, who, session_id)
+                   values: dict[str, str] | None = None, notice_error: str | None = None,
+                   status: int = 200) -> Response:
+    now = web.clock()
+    view = await cases.session_view(web.app, who, session_id, now=now)
     if isinstance(view, Result):  # refused here: not theirs to see (403)
         status = 403 if view.kind is ResultKind.REFUSED else STATUS.get(view.kind, 400)
         return web.page("refused.html", {"who": who, "title": "Session",
                                          "message": view.message}, status=status)
     zone = await cases.practice_time_zone(web.app)
     live, _ = _region(web, "_session_live.html", f"{PREFIX}/sessions/{session_id}/live",
-                      {"who": who, "view": view, "zone": zone})
+                      _session_context(who, view, zone, now, error=error, failed=failed,
+                                       values=values, notice_error=notice_error))
+    client = view.client.first_name if view.client else (
+        view.booking.client.first_name if view.booking else None)
+    ref = view.client.ref if view.client else (
+        view.booking.client.ref if view.booking else None)
+    title = f"{client} ({ref}): session" if client and ref else f"Session {session_id}"
     return web.page("session.html", {
-        "who": who, "view": view, "live": live, "zone": zone, "done": done, "error": error,
-        "failed": failed, "values": values or {}, "title": f"Session {session_id}",
+        "who": who, "view": view, "live": live, "zone": zone, "done": done,
+        "error": error if failed is None and notice_error is None else None,
+        "title": title,
     }, status=status)
 
 

@@ -161,3 +161,36 @@ class ConsoleStore:
         return [AuditEvent.model_validate({**dict(row), "data": json.loads(row["data"])})
                 for row in rows]
 
+
+    # -- what the pages show beside a notice ---------------------------------------------------
+
+    async def trails(self, stream_ids: list[str]) -> dict[str, list[AuditEvent]]:
+        """The audit trails of sessions or notices (by stream id), each oldest first."""
+        rows = await self._pool.fetch(
+            "SELECT session_id, sequence, event_type, occurred_at, data::text AS data"
+            " FROM audit_events WHERE session_id = ANY($1::text[])"
+            " ORDER BY session_id, sequence", stream_ids)
+        found: dict[str, list[AuditEvent]] = {key: [] for key in stream_ids}
+        for row in rows:
+            found[row["session_id"]].append(AuditEvent.model_validate(
+                {**dict(row), "data": json.loads(row["data"])}))
+        return found
+
+    async def titles(self, keys: list[str]) -> dict[str, str]:
+        """What each notice says happened (its inbox title), by notice key."""
+        rows = await self._pool.fetch(
+            "SELECT key, title FROM therapist_inbox WHERE key = ANY($1::text[])", keys)
+        return {row["key"]: row["title"] for row in rows}
+
+    async def first_names(self, client_refs: list[str]) -> dict[str, str]:
+        """Clients' first names from the directory, by ref (those it knows)."""
+        rows = await self._pool.fetch(
+            "SELECT client_ref, first_name FROM clients WHERE client_ref = ANY($1::text[])",
+            client_refs)
+        return {row["client_ref"]: row["first_name"] for row in rows}
+
+    async def session_notices(self, session_id: str) -> list[NoticeRow]:
+        """The session's notices, oldest first."""
+        rows = await self._pool.fetch(
+            "SELECT * FROM notices WHERE session_id = $1 ORDER BY opened_at", session_id)
+        return [NoticeRow(**dict(row)) for row in rows]
