@@ -8,12 +8,14 @@ access log holds who viewed what, and when, including the refusals.
 from __future__ import annotations
 
 import asyncio
+import csv
 import functools
 import hashlib
+import io
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -38,6 +40,7 @@ from missed_session.domain.models import (
     DecisionKind,
     FollowUpPlan,
     InboxItemKind,
+    Outcome,
     SessionBooking,
     SessionState,
     SessionStatus,
@@ -52,7 +55,7 @@ from missed_session.domain.notices import (
 )
 from missed_session.domain.roster import Roster, on_call, supervisors_for
 from missed_session.store.clients import ClientDirectory
-from missed_session.store.console import ConsoleStore
+from missed_session.store.console import ClientLine, ConsoleStore, SessionLine
 from missed_session.store.notices import NoticeRow, NoticeStore, RosterStore
 
 ACCOUNT_KINDS = ("clinician", "compliance_reviewer")
@@ -622,36 +625,65 @@ class ActiveSession:
 
 @dataclass(frozen=True)
 class Board:
-    """The practice board's three lists."""
+    """The practice board's lists."""
 
     active: dict[str, list[ActiveSession]] = field(default_factory=dict)
     overdue_notices: list[NoticeRow] = field(default_factory=list)
     no_shows_today: list[AuditEvent] = field(default_factory=list)
     problem: str | None = None
+    on_call_now: tuple[str, ...] = ()
+    """Who is on call now (staff ids)."""
+    exhausted_at: dict[str, datetime] = field(default_factory=dict)
+    """When each notice that ran out of steps did, by key."""
+    unresolved_urgent: list[NoticeRow] = field(default_factory=list)
+    """Urgent notices acknowledged but not yet resolved (someone is on it)."""
+    blocked_today: list[AuditEvent] = field(default_factory=list)
+    """Escalations blocked today (no consent, none on file): a clinician must decide."""
+    closed_today: dict[str, int] = field(default_factory=dict)
+    """Today's sessions closed, by outcome."""
 
 
 async def board(app: Application, who: Viewer, now: datetime, *,
                 record: bool = True) -> Board:
-    """Sessions needing attention by risk tier, notices past their policy, today's no-shows.
+    """Sessions needing attention, notices past their policy or unresolved, today's figures.
 
     The view is logged unless `record` is False (a live refresh logs only what is new).
     """
     if record:
         await record_view(app, who, "board", None)
     pool = await app.pool()
+    store = ConsoleStore(pool)
     zone = await practice_time_zone(app)
     midnight = now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
     current = await RosterStore(pool).current()
     settings = current.notices if current is not None else NoticeSettings()
-    unfinished = await NoticeStore(pool).listed(unfinished_only=True, limit=500)
+    roster = current.roster if current is not None else None
+    every = await NoticeStore(pool).listed(unfinished_only=False, limit=500)
+    unfinished = [row for row in every if row.state in ("open", "exhausted")]
     overdue = [row for row in unfinished
                if past_policy(row, settings, now, time_scale=app.settings.time_scale)]
-    no_shows = await ConsoleStore(pool).no_shows_since(midnight)
+    trails = await store.trails([row.key for row in overdue if row.state == "exhausted"])
+    exhausted_at = {key: e.occurred_at for key, trail in trails.items() for e in trail
+                    if e.event_type.value == "notice_exhausted"}
+    closed: dict[str, int] = {}
+    for row in await store.attendance_since(midnight):
+        closed[row["outcome"]] = closed.get(row["outcome"], 0) + 1
+    lists = {
+        "overdue_notices": overdue,
+        "no_shows_today": await store.no_shows_since(midnight),
+        "on_call_now": tuple(c.id for c in on_call(roster, now)) if roster else (),
+        "exhausted_at": exhausted_at,
+        "unresolved_urgent": [row for row in every if row.state == "acknowledged"
+                              and row.priority == "urgent"],
+        "blocked_today": await store.notice_events_since(midnight, ["escalation_blocked"]),
+        "closed_today": closed,
+    }
     try:
         active = await _active_sessions(app)
     except (UnavailableError, RPCError) as error:
-        return Board({}, overdue, no_shows, f"sessions by risk tier are unavailable: {error}")
-    return Board(active, overdue, no_shows)
+        return Board({}, problem=f"sessions by risk tier are unavailable: {error}",
+                     **lists)  # type: ignore[arg-type]
+    return Board(active, **lists)  # type: ignore[arg-type]
 
 
 def past_policy(row: NoticeRow, settings: NoticeSettings, now: datetime, *,
@@ -720,3 +752,220 @@ def _verify(hashed: str, password: str) -> bool:
 def _dummy_hash() -> str:
     """Verified against when the account is unknown, so both answers take as long."""
     return _HASHER.hash(secrets.token_urlsafe(16))
+
+
+# -- sessions today, clients ------------------------------------------------------------------
+
+
+async def sessions_today(app: Application, who: Viewer, now: datetime) -> list[SessionLine]:
+    """Today's sessions (the practice's day): a therapist's own, or the practice's."""
+    await record_view(app, who, "sessions today", None)
+    zone = await practice_time_zone(app)
+    midnight = now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    store = ConsoleStore(await app.pool())
+    mine = None if who.sees_practice else who.clinician_id
+    return await store.sessions_between(midnight, midnight + timedelta(days=1),
+                                        therapist_id=mine)
+
+
+MAX_SEARCH = 64
+"""Longer search text is cut (a name or a ref is never longer)."""
+
+
+async def find_clients(app: Application, who: Viewer, text: str) -> list[ClientLine]:
+    """Clients by first name or ref (a therapist finds only their own clients)."""
+    text = text.strip()[:MAX_SEARCH]
+    if not text:
+        return []
+    await record_view(app, who, "client search", None)
+    mine = None if who.sees_practice else who.clinician_id
+    return await ConsoleStore(await app.pool()).find_clients(text, therapist_id=mine)
+
+
+@dataclass(frozen=True)
+class ClientView:
+    """Everything the client page shows."""
+
+    ref: str
+    record: ClientRecord | None
+    consents: tuple[ConsentRecord, ...]
+    sessions: tuple[SessionLine, ...]
+    """Their sessions, oldest first (the last year)."""
+    weeks: tuple[tuple[date, int, int], ...]
+    """Per week (its Monday) over the last 12: sessions attended, missed."""
+    cards: tuple[NoticeCard, ...]
+    """Notices of their sessions nobody has resolved."""
+
+    @property
+    def first_name(self) -> str | None:
+        """The directory's, else the bookings'."""
+        if self.record is not None:
+            return self.record.first_name
+        return next((s.first_name for s in self.sessions if s.first_name), None)
+
+
+CLIENT_WEEKS = 12
+"""Weeks the client page's attendance chart covers."""
+
+
+async def client_view(app: Application, who: Viewer, ref: str,
+                      now: datetime) -> Result | ClientView:
+    """The client page's data; refused unless the viewer sees one of the client's sessions."""
+    pool = await app.pool()
+    store = ConsoleStore(pool)
+    therapists = await store.client_therapists(ref)
+    record, consents = await _directory(pool, ref)
+    if not therapists and record is None:
+        return Result(ResultKind.NOT_FOUND, f"no client {ref}")
+    if not (who.sees_practice or who.clinician_id in therapists):
+        await store.record_access(clinician_id=who.clinician_id, page="client", session_id=None,
+                                  allowed=False, client_ref=ref)
+        return Result(ResultKind.REFUSED, f"client {ref} is not one of your clients")
+    await store.record_access(clinician_id=who.clinician_id, page="client", session_id=None,
+                              allowed=True, client_ref=ref)
+    sessions = await store.sessions_between(now - timedelta(days=365), now + timedelta(days=365),
+                                            client_ref=ref)
+    zone = await practice_time_zone(app)
+    notices = await store.client_notices(ref)
+    return ClientView(ref=ref, record=record, consents=consents, sessions=tuple(sessions),
+                      weeks=weekly_attendance(sessions, now, zone),
+                      cards=tuple(await notice_cards(app, notices, now)))
+
+
+def weekly_attendance(sessions: Sequence[SessionLine], now: datetime, zone: ZoneInfo,
+                      weeks: int = CLIENT_WEEKS) -> tuple[tuple[date, int, int], ...]:
+    """Attended and missed sessions per week (Monday first), the last `weeks` weeks."""
+    today = now.astimezone(zone).date()
+    monday = today - timedelta(days=today.weekday())
+    starts = [monday - timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
+    counts = {start: [0, 0] for start in starts}
+    for line in sessions:
+        if line.outcome is None or line.outcome == "cancelled":
+            continue
+        day = line.start.astimezone(zone).date()
+        week = day - timedelta(days=day.weekday())
+        if week in counts:
+            counts[week][1 if Outcome(line.outcome).is_no_show else 0] += 1
+    return tuple((start, counts[start][0], counts[start][1]) for start in starts)
+
+
+# -- measures ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A median and a 95th percentile, in seconds (None: no data)."""
+
+    count: int
+    median: float | None
+    p95: float | None
+
+
+def spread(values: Sequence[float]) -> Spread:
+    """Median and p95 (nearest rank) of `values`."""
+    if not values:
+        return Spread(0, None, None)
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    median = (ordered[middle] if len(ordered) % 2
+              else (ordered[middle - 1] + ordered[middle]) / 2)
+    rank = max(1, -(-95 * len(ordered) // 100))  # ceil(0.95 n)
+    return Spread(len(ordered), median, ordered[rank - 1])
+
+
+@dataclass(frozen=True)
+class Measures:
+    """The supervisor's figures over the last weeks."""
+
+    weeks: tuple[date, ...]
+    """Mondays of the weeks covered, oldest first."""
+    no_shows: dict[str, tuple[int, ...]]
+    """No-shows per week, by therapist."""
+    to_first_outreach: Spread
+    """From the no-show to the first outreach step."""
+    to_acknowledgment: Spread
+    """From a notice's opening to its acknowledgment."""
+    exhausted: tuple[int, ...]
+    """Notices that ran out of steps, per week."""
+    escalations: tuple[int, ...]
+    """Emergency contacts called, per week."""
+    blocked: tuple[int, ...]
+    """Escalations blocked (no consent, none on file), per week."""
+    outcomes: dict[str, int]
+    """Closed sessions by outcome."""
+
+
+MEASURE_WEEKS = 8
+"""Weeks the measures page covers."""
+
+
+async def measures(app: Application, who: Viewer, now: datetime,
+                   weeks: int = MEASURE_WEEKS) -> Measures:
+    """No-shows per week per therapist, times to outreach and acknowledgment, and the rest."""
+    await record_view(app, who, "measures", None)
+    zone = await practice_time_zone(app)
+    today = now.astimezone(zone).date()
+    mondays = tuple(today - timedelta(days=today.weekday()) - timedelta(weeks=n)
+                    for n in range(weeks - 1, -1, -1))
+    since = datetime.combine(mondays[0], datetime.min.time(), tzinfo=zone)
+    store = ConsoleStore(await app.pool())
+
+    def week_of(at: datetime) -> int | None:
+        day = at.astimezone(zone).date()
+        monday = day - timedelta(days=day.weekday())
+        return mondays.index(monday) if monday in mondays else None
+
+    no_shows: dict[str, list[int]] = {}
+    outcomes: dict[str, int] = {}
+    for row in await store.attendance_since(since):
+        outcomes[row["outcome"]] = outcomes.get(row["outcome"], 0) + 1
+        week = week_of(row["start_at"])
+        if week is not None and Outcome(row["outcome"]).is_no_show:
+            no_shows.setdefault(row["therapist_id"], [0] * weeks)[week] += 1
+    events_ = await store.notice_events_since(since, [
+        "notice_acknowledged", "notice_exhausted", "escalation_sent", "escalation_blocked"])
+    per_week = {kind: [0] * weeks for kind in (
+        "notice_exhausted", "escalation_sent", "escalation_blocked")}
+    acknowledgment = []
+    for event in events_:
+        kind = event.event_type.value
+        if kind == "notice_acknowledged":
+            seconds = event.data.get("seconds_to_acknowledge")
+            if isinstance(seconds, int):
+                acknowledgment.append(float(seconds))
+            continue
+        week = week_of(event.occurred_at)
+        if week is not None:
+            per_week[kind][week] += 1
+    return Measures(
+        weeks=mondays, no_shows={k: tuple(v) for k, v in sorted(no_shows.items())},
+        to_first_outreach=spread(await store.first_outreach_delays(since)),
+        to_acknowledgment=spread(acknowledgment),
+        exhausted=tuple(per_week["notice_exhausted"]),
+        escalations=tuple(per_week["escalation_sent"]),
+        blocked=tuple(per_week["escalation_blocked"]), outcomes=outcomes)
+
+
+def measures_csv(figures: Measures) -> str:
+    """The same figures as CSV: one row per figure, week and therapist."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["figure", "week", "therapist", "value"])
+    for therapist, counts in figures.no_shows.items():
+        for monday, count in zip(figures.weeks, counts, strict=True):
+            writer.writerow(["no_shows", monday.isoformat(), therapist, count])
+    for name, counts in (("notices_exhausted", figures.exhausted),
+                         ("escalations_sent", figures.escalations),
+                         ("escalations_blocked", figures.blocked)):
+        for monday, count in zip(figures.weeks, counts, strict=True):
+            writer.writerow([name, monday.isoformat(), "", count])
+    for name, value in (("to_first_outreach", figures.to_first_outreach),
+                        ("to_acknowledgment", figures.to_acknowledgment)):
+        writer.writerow([f"{name}_median_seconds", "", "",
+                         "" if value.median is None else round(value.median)])
+        writer.writerow([f"{name}_p95_seconds", "", "",
+                         "" if value.p95 is None else round(value.p95)])
+        writer.writerow([f"{name}_count", "", "", value.count])
+    for outcome_, count in sorted(figures.outcomes.items()):
+        writer.writerow(["outcome", "", outcome_, count])
+    return out.getvalue()

@@ -25,6 +25,7 @@ from missed_session.application.notices import ResultKind as NoticeKind
 from missed_session.application.results import Result, ResultKind
 from missed_session.application.service import Application, UnavailableError
 from missed_session.application.sessions import utc_now
+from missed_session.console.charts import Series, bar_chart
 from missed_session.console.web import (
     PACKAGE,
     PREFIX,
@@ -71,6 +72,7 @@ def console_router(application: Application, *, secure_cookies: bool = True,
     _notice_routes(router, web)
     _session_routes(router, web)
     _board_routes(router, web)
+    _people_routes(router, web)
 
     @router.get("/static/{name}")
     async def static(name: str) -> Response:
@@ -231,6 +233,22 @@ def _session_routes(router: APIRouter, web: Web) -> None:
         session_id = quote(request.query_params.get("id", "").strip(), safe="")
         return RedirectResponse(f"{PREFIX}/sessions/{session_id}", status_code=303)
 
+    @router.get("/find")
+    async def find(request: Request) -> Response:
+        who = await web.viewer(request)
+        if who is None:
+            return web.to_sign_in(request)
+        text = request.query_params.get("q", "").strip()[:cases.MAX_SEARCH]
+        if text.startswith("s-") and " " not in text:  # a session id
+            view = await cases.session_view(web.app, who, text, page=None)
+            if isinstance(view, cases.SessionView):
+                return RedirectResponse(f"{PREFIX}/sessions/{quote(text, safe='')}",
+                                        status_code=303)
+        found = await cases.find_clients(web.app, who, text)
+        return web.page("find.html", {"who": who, "q": text, "found": found,
+                                      "zone": await cases.practice_time_zone(web.app),
+                                      "title": "Find a client"})
+
     @router.get("/sessions/{session_id}")
     async def session_page(request: Request, session_id: str) -> Response:
         who = await web.viewer(request)
@@ -311,6 +329,84 @@ async def _session(web: Web, who: Viewer, session_id: str, *, done: str | None =
         "error": error if failed is None and notice_error is None else None,
         "title": title,
     }, status=status)
+
+
+# -- sessions today, a client, measures -------------------------------------------------------
+
+
+def _people_routes(router: APIRouter, web: Web) -> None:
+    @router.get("/today")
+    async def today(request: Request) -> Response:
+        who = await web.viewer(request)
+        if who is None:
+            return web.to_sign_in(request)
+        lines = await cases.sessions_today(web.app, who, web.clock())
+        title = "Sessions today" if who.sees_practice else "My sessions today"
+        return web.page("today.html", {"who": who, "lines": lines, "title": title,
+                                       "zone": await cases.practice_time_zone(web.app)})
+
+    @router.get("/clients/{ref}")
+    async def client_page(request: Request, ref: str) -> Response:
+        who = await web.viewer(request)
+        if who is None:
+            return web.to_sign_in(request)
+        now = web.clock()
+        view = await cases.client_view(web.app, who, ref, now)
+        if isinstance(view, Result):
+            status = 403 if view.kind is ResultKind.REFUSED else STATUS.get(view.kind, 400)
+            return web.page("refused.html", {"who": who, "title": "Client",
+                                             "message": view.message}, status=status)
+        chart = bar_chart(
+            f"Sessions per week, last {len(view.weeks)} weeks: attended and missed",
+            [monday.strftime("%d %b") for monday, _, _ in view.weeks],
+            [Series("attended", [a for _, a, _ in view.weeks]),
+             Series("missed", [m for _, _, m in view.weeks])], chart_id="attendance")
+        name = view.first_name or "Client"
+        return web.page("client.html", {
+            "who": who, "view": view, "chart": chart, "now": now,
+            "zone": await cases.practice_time_zone(web.app), "title": f"{name} ({ref})"})
+
+    @router.get("/measures")
+    async def measures_page(request: Request) -> Response:
+        who = await web.viewer(request)
+        if who is None:
+            return web.to_sign_in(request)
+        if not who.sees_board:
+            return _board_refused(web, who, "Measures")
+        figures = await cases.measures(web.app, who, web.clock())
+        labels = [monday.strftime("%d %b") for monday in figures.weeks]
+        charts = {
+            "no_shows": bar_chart(
+                "No-shows per week, by therapist", labels,
+                [Series(t, v) for t, v in figures.no_shows.items()] or [
+                    Series("no therapist", [0] * len(labels))], chart_id="no-shows"),
+            "ladder": bar_chart(
+                "Notices run out of steps, emergency contacts called, escalations blocked,"
+                " per week", labels,
+                [Series("notices run out", figures.exhausted),
+                 Series("emergency contact called", figures.escalations),
+                 Series("escalation blocked", figures.blocked)], chart_id="ladder"),
+        }
+        return web.page("measures.html", {"who": who, "m": figures, "charts": charts,
+                                          "title": "Measures"})
+
+    @router.get("/measures.csv")
+    async def measures_csv(request: Request) -> Response:
+        who = await web.viewer(request)
+        if who is None:
+            return web.to_sign_in(request)
+        if not who.sees_board:
+            return _board_refused(web, who, "Measures")
+        figures = await cases.measures(web.app, who, web.clock())
+        return Response(cases.measures_csv(figures), media_type="text/csv", headers={
+            **SECURITY_HEADERS,
+            "Content-Disposition": 'attachment; filename="measures.csv"'})
+
+
+def _board_refused(web: Web, who: Viewer, title: str) -> Response:
+    return web.page("refused.html", {
+        "who": who, "title": title,
+        "message": f"{title} is for supervisors and the on-call clinician."}, status=403)
 
 
 # -- the practice board -----------------------------------------------------------------------

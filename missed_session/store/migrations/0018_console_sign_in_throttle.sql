@@ -15,3 +15,8 @@ CREATE INDEX console_sign_in_failures_source ON console_sign_in_failures (source
 
 -- Where a sign-in attempt came from (the access log's other rows leave it empty).
 ALTER TABLE console_access_log ADD COLUMN source text;
+
+-- Which client's page was viewed (the client page has no session).
+ALTER TABLE console_access_log ADD COLUMN client_ref text;
+CREATE INDEX console_access_log_client ON console_access_log (client_ref, viewed_at)
+    WHERE client_ref IS NOT NULL;
