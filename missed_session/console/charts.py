@@ -14,8 +14,8 @@ from markupsafe import Markup, escape
 
 COLOURS = ("#0b5cad", "#a4000f", "#1b6e20", "#6b4e00", "#5a2d82", "#00606b")
 """Series colours: each at least 3:1 against white (non-text contrast)."""
-WIDTH, HEIGHT = 640, 220
-LEFT, BOTTOM, TOP = 34, 40, 12
+WIDTH, HEIGHT = 480, 200
+LEFT, BOTTOM, TOP = 30, 34, 12
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def bar_chart(title: str, labels: Sequence[str], series: Sequence[Series], *,
     plot_w, plot_h = WIDTH - LEFT - 8, HEIGHT - BOTTOM - TOP
     group = plot_w / max(1, len(labels))
     bar = max(2.0, (group - 6) / max(1, len(series)))
-    parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT + 18 * len(series)}" '
+    parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT + 20 * len(series)}" '
              f'role="img" aria-labelledby="{chart_id}-title" '
              f'xmlns="http://www.w3.org/2000/svg">',
              f'<title id="{chart_id}-title">{escape(title)}</title>']
@@ -54,12 +54,12 @@ def bar_chart(title: str, labels: Sequence[str], series: Sequence[Series], *,
         parts.append(f'<text x="{x0 + group / 2 - 3:.1f}" y="{TOP + plot_h + 16}" '
                      f'text-anchor="middle">{escape(label)}</text>')
     for j, row in enumerate(series):
-        y = HEIGHT + 18 * j
+        y = HEIGHT + 20 * j
         parts.append(f'<rect x="{LEFT}" y="{y - 10}" width="12" height="12" '
                      f'fill="{COLOURS[j % len(COLOURS)]}"/>')
         parts.append(f'<text x="{LEFT + 18}" y="{y}">{escape(row.name)}</text>')
     parts.append("</svg>")
-    table = ['<table class="sr"><caption>', str(escape(title)), "</caption><thead><tr>"
+    table = ['<div class="sr"><table><caption>', str(escape(title)), "</caption><thead><tr>"
              '<th scope="col">Series</th>']
     table += [f'<th scope="col">{escape(label)}</th>' for label in labels]
     table.append("</tr></thead><tbody>")
@@ -67,5 +67,5 @@ def bar_chart(title: str, labels: Sequence[str], series: Sequence[Series], *,
         table.append(f'<tr><th scope="row">{escape(row.name)}</th>')
         table += [f"<td>{value}</td>" for value in row.values]
         table.append("</tr>")
-    table.append("</tbody></table>")
+    table.append("</tbody></table></div>")
     return Markup("".join(parts) + "".join(table))  # noqa: S704 - every text escaped above
