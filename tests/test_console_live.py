@@ -159,3 +159,17 @@ async def run_the_typing_walk(page: Any, live: Live, first: str, second: str,
     ARTEFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTEFACTS / f"console-typing-kept-{width}.png"),
                           full_page=True)
+
+    # A refused resolution is shown in its own card, with what was typed, and the next
+    # update leaves it there.
+    await outcome.fill("   ")  # passes the browser's `required`; the server refuses it
+    await note.fill("GP to call back by 17:00")
+    await page.locator(f"#{cases.slug(second)}").get_by_role("button", name="Resolve").click()
+    error = page.locator(f"#error-{cases.slug(second)}")
+    await expect(error).to_contain_text("resolve refused: outcome")
+    await expect(note).to_have_value("GP to call back by 17:00")
+    fifth = await notice(live.pool, "s-5", "no-show-alert", kind="alert", priority="urgent",
+                         title="Client did not attend (client c-5)", opened=datetime.now(UTC))
+    await expect(page.locator(f"#{cases.slug(fifth)}")).to_be_visible(timeout=15_000)
+    await expect(error).to_be_visible()
+    await expect(note).to_have_value("GP to call back by 17:00")

@@ -198,29 +198,33 @@ def _notice_routes(router: APIRouter, web: Web) -> None:
             return Response(status_code=404)
         on_session = back != "notices" and "/" not in back
         if result.kind is not NoticeKind.APPLIED:
-            message = f"{action} refused: {result.message}"
+            failed = (key, action, f"{action} refused: {result.message}", values)
             if on_session:
-                return await _session(web, who, back, error=message, notice_error=key,
-                                      status=409)
-            return await _notices(web, who, error=message, status=409)
+                return await _session(web, who, back, notice_failed=failed, status=409)
+            return await _notices(web, who, failed=failed, status=409)
         if on_session:
             return RedirectResponse(f"{PREFIX}/sessions/{quote(back, safe='')}?done={action}",
                                     status_code=303)
         return RedirectResponse(f"{PREFIX}/notices?done={action}", status_code=303)
 
 
-async def _notices_context(web: Web, who: Viewer) -> dict[str, object]:
+Failed = tuple[str, str, str, dict[str, str]]
+"""A refused notice form: the notice key, the action, the message, what was typed."""
+
+
+async def _notices_context(web: Web, who: Viewer,
+                           failed: Failed | None = None) -> dict[str, object]:
     now = web.clock()
     rows = await cases.my_notices(web.app, who)
     return {"who": who, "cards": await cases.notice_cards(web.app, rows, now), "now": now,
-            "zone": await cases.practice_time_zone(web.app)}
+            "zone": await cases.practice_time_zone(web.app), "failed": failed}
 
 
 async def _notices(web: Web, who: Viewer, *, done: str | None = None,
-                   error: str | None = None, status: int = 200) -> Response:
+                   failed: Failed | None = None, status: int = 200) -> Response:
     live, _ = _region(web, "_notices.html", f"{PREFIX}/notices/live",
-                      await _notices_context(web, who))
-    return web.page("notices.html", {"who": who, "live": live, "done": done, "error": error,
+                      await _notices_context(web, who, failed))
+    return web.page("notices.html", {"who": who, "live": live, "done": done,
                                      "title": "My notices"}, status=status)
 
 
@@ -300,14 +304,14 @@ def _session_routes(router: APIRouter, web: Web) -> None:
 def _session_context(who: Viewer, view: cases.SessionView, zone: ZoneInfo, now: datetime, *,
                      error: str | None = None, failed: DecisionKind | None = None,
                      values: dict[str, str] | None = None,
-                     notice_error: str | None = None) -> dict[str, object]:
+                     notice_failed: Failed | None = None) -> dict[str, object]:
     return {"who": who, "view": view, "zone": zone, "now": now, "error": error,
-            "failed": failed, "values": values or {}, "notice_error": notice_error}
+            "failed": failed, "values": values or {}, "notice_failed": notice_failed}
 
 
 async def _session(web: Web, who: Viewer, session_id: str, *, done: str | None = None,
                    error: str | None = None, failed: DecisionKind | None = None,
-                   values: dict[str, str] | None = None, notice_error: str | None = None,
+                   values: dict[str, str] | None = None, notice_failed: Failed | None = None,
                    status: int = 200) -> Response:
     now = web.clock()
     view = await cases.session_view(web.app, who, session_id, now=now)
@@ -318,7 +322,7 @@ async def _session(web: Web, who: Viewer, session_id: str, *, done: str | None =
     zone = await cases.practice_time_zone(web.app)
     live, _ = _region(web, "_session_live.html", f"{PREFIX}/sessions/{session_id}/live",
                       _session_context(who, view, zone, now, error=error, failed=failed,
-                                       values=values, notice_error=notice_error))
+                                       values=values, notice_failed=notice_failed))
     client = view.client.first_name if view.client else (
         view.booking.client.first_name if view.booking else None)
     ref = view.client.ref if view.client else (
@@ -326,7 +330,7 @@ async def _session(web: Web, who: Viewer, session_id: str, *, done: str | None =
     title = f"{client} ({ref}): session" if client and ref else f"Session {session_id}"
     return web.page("session.html", {
         "who": who, "view": view, "live": live, "zone": zone, "done": done,
-        "error": error if failed is None and notice_error is None else None,
+        "error": error if failed is None else None,
         "title": title,
     }, status=status)
 
