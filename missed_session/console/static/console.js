@@ -3,8 +3,9 @@
  * A live region (`[data-live-url]`) polls its URL every few seconds with the fingerprint of
  * what it shows; the server answers 204 until something changed. The new content is merged
  * into the page by key (`data-key` on every child that can change): a child that holds the
- * focus or a field with typed text is kept exactly as it is (its text, its caret, its focus),
- * and only its keyed children are merged; every other child is replaced or removed. A card
+ * focus or a field with typed text (or a form sent back with an error, or an opened ladder)
+ * is kept exactly as it is (its text, its caret, its focus), and only its keyed children
+ * are merged (`data-merge`); every other child is replaced or removed. A card
  * that is kept while the server no longer lists it is marked "changed elsewhere", so the
  * person knows their form may now be refused.
  */
@@ -34,6 +35,10 @@
     if (node.nodeType !== 1) return false;
     /* A form the server sent back with an error keeps its error and text until sent again. */
     if (node.hasAttribute("data-hold") || node.querySelector("[data-hold]")) return true;
+    /* A notice's ladder someone opened stays open until they move on. */
+    if (node.matches("details.ladder[open]") || node.querySelector("details.ladder[open]")) {
+      return true;
+    }
     var active = document.activeElement;
     if (active && active !== document.body && node.contains(active)) return true;
     return dirty(node);
