@@ -20,3 +20,11 @@ ALTER TABLE console_access_log ADD COLUMN source text;
 ALTER TABLE console_access_log ADD COLUMN client_ref text;
 CREATE INDEX console_access_log_client ON console_access_log (client_ref, viewed_at)
     WHERE client_ref IS NOT NULL;
+
+-- What the console's lists and measures look up in the trail: events of a type in a period
+-- (today's no-shows, the measures), and a client's or a therapist's sessions.
+CREATE INDEX audit_events_type_time ON audit_events (event_type, occurred_at);
+CREATE INDEX audit_events_scheduled_client ON audit_events ((data->>'client_ref'))
+    WHERE event_type = 'scheduled';
+CREATE INDEX audit_events_scheduled_therapist ON audit_events ((data->>'therapist_id'))
+    WHERE event_type = 'scheduled';
