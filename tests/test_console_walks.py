@@ -70,6 +70,13 @@ async def signed_in(browser: Any, on: Stack, clinician: str,
     return context, page
 
 
+async def fits(page: Any) -> None:
+    """Nothing wider than the viewport: no sideways scrolling (checked at phone width)."""
+    overflow = await page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, (page.url, overflow)
+
+
 async def for_docs(page: Any, name: str) -> None:
     """A screenshot for docs/console.md (the viewport: what a person sees first)."""
     await page.screenshot(path=str(DOCS / f"console-{name}.png"))
@@ -92,6 +99,7 @@ async def test_each_role_walks_a_high_risk_no_show_on_a_phone_and_a_desktop(
         await expect(alert).to_contain_text(f"Robin ({ref})")
         await expect(alert).to_contain_text("What the service did")
         await shoot(page, "walk-therapist-notices-phone")
+        await fits(page)
         await for_docs(page, "notice-card-phone")
         await alert.get_by_role("link", name="open the session").click()
         await expect(page.locator("h1")).to_contain_text(f"Robin ({ref})")
@@ -101,6 +109,7 @@ async def test_each_role_walks_a_high_risk_no_show_on_a_phone_and_a_desktop(
         assert box["y"] < PHONE["height"] * 1.5, box
         await expect(page.locator("a[href='tel:+14155550123']")).to_be_visible()
         await shoot(page, "walk-therapist-session-phone")
+        await fits(page)
         await for_docs(page, "session-phone")
         escalate = page.locator("#form-escalate_now")
         await escalate.get_by_label("Reason").fill("no answer; high risk; history of crisis")
@@ -120,9 +129,11 @@ async def test_each_role_walks_a_high_risk_no_show_on_a_phone_and_a_desktop(
         await expect(page.locator("h1")).to_have_text(f"Robin ({ref})")
         await expect(page.locator("svg.chart")).to_be_visible()
         await shoot(page, "walk-therapist-client-phone")
+        await fits(page)
         await page.get_by_role("link", name="My sessions today").click()
         await expect(page.get_by_role("link", name=f"Robin ({ref})")).to_be_visible()
         await shoot(page, "walk-therapist-today-phone")
+        await fits(page)
         await context.close()
 
         # -- the on-call clinician, on a desktop ---------------------------------------------
@@ -154,6 +165,7 @@ async def test_each_role_walks_a_high_risk_no_show_on_a_phone_and_a_desktop(
             await expect(page.get_by_role("heading", name="Escalations blocked today: a "
                                           "clinician must decide")).to_be_visible()
             await shoot(page, f"walk-supervisor-board{suffix}")
+            await fits(page)
             await page.goto(f"{stack.url}/console/measures")
             await expect(page.locator("svg.chart")).to_have_count(2)
             await expect(page.get_by_text("Download these figures as CSV")).to_be_visible()
@@ -163,9 +175,6 @@ async def test_each_role_walks_a_high_risk_no_show_on_a_phone_and_a_desktop(
             csv = await context.request.get(f"{stack.url}/console/measures.csv")
             assert csv.status == 200
             assert (await csv.text()).startswith("figure,week,therapist,value")
-            # Nothing wider than the phone: no sideways scrolling.
-            overflow = await page.evaluate(
-                "document.documentElement.scrollWidth - document.documentElement.clientWidth")
-            assert overflow <= 0, (suffix, overflow)
+            await fits(page)
             await context.close()
         await browser.close()

@@ -14,7 +14,7 @@ import hashlib
 import io
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -621,6 +621,10 @@ class ActiveSession:
     risk_tier: str
     therapist_id: str
     start: datetime | None
+    escalation: str = "not needed yet"
+    """What the trail says about the emergency contact (called, blocked, uncertain)."""
+    notices: str = "none"
+    """Where the session's notices stand (open, acknowledged, run out)."""
 
 
 @dataclass(frozen=True)
@@ -683,7 +687,36 @@ async def board(app: Application, who: Viewer, now: datetime, *,
     except (UnavailableError, RPCError) as error:
         return Board({}, problem=f"sessions by risk tier are unavailable: {error}",
                      **lists)  # type: ignore[arg-type]
-    return Board(active, **lists)  # type: ignore[arg-type]
+    return Board(await _with_states(store, active, every), **lists)  # type: ignore[arg-type]
+
+
+ESCALATION_WORDS = {"escalation_sent": "emergency contact called",
+                    "escalation_blocked": "blocked: no consent or no contact",
+                    "escalation_uncertain": "not known whether reached"}
+
+
+async def _with_states(store: ConsoleStore, active: dict[str, list[ActiveSession]],
+                       notices: Sequence[NoticeRow]) -> dict[str, list[ActiveSession]]:
+    """Each active session with its escalation state and its notices' states."""
+    ids = [s.session_id for sessions in active.values() for s in sessions]
+    trails = await store.trails(ids) if ids else {}
+    by_session: dict[str, list[str]] = {}
+    for row in notices:
+        by_session.setdefault(row.session_id, []).append(row.state)
+    result: dict[str, list[ActiveSession]] = {}
+    for tier, sessions in active.items():
+        result[tier] = []
+        for line in sessions:
+            last = [e.event_type.value for e in trails.get(line.session_id, [])
+                    if e.event_type.value in ESCALATION_WORDS]
+            states = by_session.get(line.session_id, [])
+            counted = ", ".join(f"{states.count(state)} {state}" for state in
+                                ("exhausted", "open", "acknowledged", "resolved")
+                                if state in states)
+            result[tier].append(replace(
+                line, escalation=ESCALATION_WORDS[last[-1]] if last else "not needed yet",
+                notices=counted or "none"))
+    return result
 
 
 def past_policy(row: NoticeRow, settings: NoticeSettings, now: datetime, *,
