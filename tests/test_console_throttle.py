@@ -9,6 +9,7 @@ accounts. The policy itself is pure and tested without servers.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -134,6 +135,26 @@ async def test_a_spray_over_many_ids_locks_the_address_not_the_accounts(
         assert (await attempt(elsewhere, "t-ana", PASSWORD)).status_code == 303
     pages = Counter(a.page for a in await ConsoleStore(pool).accesses())
     assert pages["sign-in lockout"] == 1
+
+
+async def test_guesses_in_parallel_are_counted_one_after_the_other(
+    app: Application, pool: asyncpg.Pool,
+) -> None:
+    guesses = await asyncio.gather(*(
+        cases.sign_in(app, "t-ana", f"guess number {n}", START, source="203.0.113.9")
+        for n in range(50)))
+    checked = [g for g in guesses if g is None]
+    assert len(checked) == cases.THROTTLE.free  # the rest refused before any argon2 work
+    assert all(isinstance(g, cases.Throttled) for g in guesses if g is not None)
+    pages = Counter(a.page for a in await ConsoleStore(pool).accesses())
+    assert pages["sign-in failed"] == cases.THROTTLE.free
+    assert pages["sign-in refused: too soon"] == 50 - cases.THROTTLE.free
+    # The right password, once the wait is over: accepted, and the failures forgotten.
+    later = START + timedelta(seconds=2)
+    assert isinstance(await cases.sign_in(app, "t-ana", PASSWORD, later,
+                                          source="203.0.113.9"), cases.SignIn)
+    assert await ConsoleStore(pool).failures(clinician_id="t-ana", source="x",
+                                             since=START) == ([], [])
 
 
 def test_the_policy_grows_the_wait_then_locks() -> None:

@@ -189,9 +189,16 @@ async def sign_in(app: Application, clinician_id: str, password: str, now: datet
     """
     store = ConsoleStore(await app.pool())
     typed = clinician_id[:64]
-    account_failures, source_failures = await store.failures(
-        clinician_id=typed, source=source, since=now - policy.window)
-    held = throttle(account_failures, source_failures, now, policy)
+    async with store.attempt(typed, source) as connection:
+        account_failures, source_failures = await store.failures(
+            clinician_id=typed, source=source, since=now - policy.window,
+            connection=connection)
+        held = throttle(account_failures, source_failures, now, policy)
+        counted = 0
+        if held is None:  # counted as a failure before the password is checked (and
+            # forgotten if it is right): attempts in parallel are throttled like a row
+            counted = await store.record_failure(clinician_id=typed, source=source, at=now,
+                                                 connection=connection)
     if held is not None:
         page = "sign-in refused: locked" if held.locked else "sign-in refused: too soon"
         await store.record_access(clinician_id=typed, page=page, session_id=None,
@@ -201,7 +208,6 @@ async def sign_in(app: Application, clinician_id: str, password: str, now: datet
         return held
     signed = await _check(app, store, clinician_id, password, now)
     if signed is None:
-        await store.record_failure(clinician_id=typed, source=source, at=now)
         await store.record_access(clinician_id=typed, page="sign-in failed", session_id=None,
                                   allowed=False, source=source)
         after = throttle([*account_failures, now], [*source_failures, now], now, policy)
@@ -210,6 +216,7 @@ async def sign_in(app: Application, clinician_id: str, password: str, now: datet
                                       session_id=None, allowed=False, source=source)
             log.warning("console sign-in locked out", until=after.until.isoformat())
         return None
+    await store.forget_failure(counted)
     await store.clear_failures(clinician_id=typed, before=now - policy.window)
     await store.record_access(clinician_id=typed, page="sign-in", session_id=None,
                               allowed=True, source=source)

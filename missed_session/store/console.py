@@ -6,12 +6,15 @@ SQL only; what a sign-in or a page view means lives in `missed_session.applicati
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
 from missed_session.domain.models import AuditEvent, FollowUpPlan
+from missed_session.store.database import Connection
 from missed_session.store.notices import NoticeRow
 
 
@@ -132,16 +135,38 @@ class ConsoleStore:
 
     # -- sign-in throttling (migration 0018) --------------------------------------------------
 
-    async def record_failure(self, *, clinician_id: str, source: str, at: datetime) -> None:
-        """A failed sign-in for the id typed, from `source`."""
-        await self._pool.execute(
-            "INSERT INTO console_sign_in_failures (failed_at, clinician_id, source)"
-            " VALUES ($1, $2, $3)", at, clinician_id, source)
+    @asynccontextmanager
+    async def attempt(self, clinician_id: str, source: str) -> AsyncIterator[Connection]:
+        """A transaction holding the account's and the source's sign-in locks.
 
-    async def failures(self, *, clinician_id: str, source: str,
-                       since: datetime) -> tuple[list[datetime], list[datetime]]:
+        Concurrent attempts for one id (or from one address) are counted one after the
+        other, so a burst in parallel cannot all be checked before the first is counted.
+        Locks are taken account first, then source, by every caller (no deadlock).
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            for key in (f"console-sign-in-account:{clinician_id}",
+                        f"console-sign-in-source:{source}"):
+                await connection.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+            yield connection
+
+    async def record_failure(self, *, clinician_id: str, source: str, at: datetime,
+                             connection: Connection | None = None) -> int:
+        """A failed sign-in for the id typed, from `source`; returns its row id."""
+        row_id: int = await (connection or self._pool).fetchval(
+            "INSERT INTO console_sign_in_failures (failed_at, clinician_id, source)"
+            " VALUES ($1, $2, $3) RETURNING id", at, clinician_id, source)
+        return row_id
+
+    async def forget_failure(self, row_id: int) -> None:
+        """An attempt counted in advance succeeded after all."""
+        await self._pool.execute("DELETE FROM console_sign_in_failures WHERE id = $1", row_id)
+
+    async def failures(self, *, clinician_id: str, source: str, since: datetime,
+                       connection: Connection | None = None,
+                       ) -> tuple[list[datetime], list[datetime]]:
         """Failed sign-ins since `since`, oldest first: for the account, and from the source."""
-        rows = await self._pool.fetch(
+        rows = await (connection or self._pool).fetch(
             "SELECT failed_at, clinician_id = $1 AS account, source = $2 AS here"
             " FROM console_sign_in_failures WHERE failed_at >= $3"
             " AND (clinician_id = $1 OR source = $2) ORDER BY failed_at",
