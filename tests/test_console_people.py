@@ -156,6 +156,10 @@ async def test_a_therapist_finds_a_client_by_name_and_sees_their_attendance(
     assert ("t-ana", "client", "c-robin", True) in log
     assert ("t-bo", "client", "c-robin", False) in log
 
+    opened = await ana.get("/console/find", params={"q": "s-robin-1"})
+    assert (opened.status_code, opened.headers["location"]) == (
+        303, "/console/sessions/s-robin-1")
+
     today = await bo.get("/console/today")
     assert "My sessions today" in today.text
     assert 'href="/console/sessions/s-sky-today"' in today.text

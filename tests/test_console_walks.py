@@ -153,6 +153,7 @@ async def test_each_role_walks_a_high_risk_no_show_on_a_phone_and_a_desktop(
         await page.goto(f"{stack.url}/console/sessions/{session_id}")
         await expect(page.locator("#trail")).to_contain_text("decided: escalate now")
         await shoot(page, "walk-oncall-session")
+        await page.screenshot(path=str(DOCS / "console-session.png"), full_page=True)
         await page.get_by_role("link", name="Sessions today").click()
         await expect(page.get_by_text("therapist t-ana").first).to_be_visible()
         await shoot(page, "walk-oncall-today")

@@ -808,6 +808,12 @@ async def sessions_today(app: Application, who: Viewer, now: datetime) -> list[S
                                         therapist_id=mine)
 
 
+async def is_session(app: Application, text: str) -> bool:
+    """Whether `text` is a session id with a trail (the search box takes one too)."""
+    trail = await ConsoleStore(await app.pool()).trails([text])
+    return bool(trail.get(text))
+
+
 MAX_SEARCH = 64
 """Longer search text is cut (a name or a ref is never longer)."""
 

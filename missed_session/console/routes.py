@@ -243,11 +243,9 @@ def _session_routes(router: APIRouter, web: Web) -> None:
         if who is None:
             return web.to_sign_in(request)
         text = request.query_params.get("q", "").strip()[:cases.MAX_SEARCH]
-        if text.startswith("s-") and " " not in text:  # a session id
-            view = await cases.session_view(web.app, who, text, page=None)
-            if isinstance(view, cases.SessionView):
-                return RedirectResponse(f"{PREFIX}/sessions/{quote(text, safe='')}",
-                                        status_code=303)
+        if text and " " not in text and await cases.is_session(web.app, text):
+            return RedirectResponse(f"{PREFIX}/sessions/{quote(text, safe='')}",
+                                    status_code=303)  # the session page checks access
         found = await cases.find_clients(web.app, who, text)
         return web.page("find.html", {"who": who, "q": text, "found": found,
                                       "zone": await cases.practice_time_zone(web.app),

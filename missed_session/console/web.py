@@ -79,6 +79,7 @@ def _environment() -> jinja2.Environment:
     environment.filters["duration"] = plain.duration
     environment.filters["notice_name"] = plain.notice_name
     environment.filters["channel"] = plain.channel
+    environment.filters["via"] = plain.via
     environment.globals["did"] = plain.did
     environment.globals["prefix"] = PREFIX
     environment.globals["TARGET"] = plain.TARGET

@@ -83,6 +83,11 @@ def channel(code: str) -> str:
     return CHANNEL.get(code, words(code))
 
 
+def via(code: str | None) -> str:
+    """How an acknowledgment arrived, in words."""
+    return VIA.get(code or "", words(code or ""))
+
+
 def notice_name(key: str) -> str:
     """A notice's name from its key (`s-1/no-show-alert` -> `No-show alert`)."""
     name = key.split("/", 1)[-1]
