@@ -77,9 +77,9 @@ async def fits(page: Any) -> None:
     assert overflow <= 0, (page.url, overflow)
 
 
-async def for_docs(page: Any, name: str) -> None:
-    """A screenshot for docs/console.md (the viewport: what a person sees first)."""
-    await page.screenshot(path=str(DOCS / f"console-{name}.png"))
+async def for_docs(page: Any, name: str, *, full_page: bool = False) -> None:
+    """A screenshot for docs/console.md (by default the viewport: what is seen first)."""
+    await page.screenshot(path=str(DOCS / f"console-{name}.png"), full_page=full_page)
 
 
 async def test_each_role_walks_a_high_risk_no_show_on_a_phone_and_a_desktop(
@@ -149,7 +149,7 @@ async def test_each_role_walks_a_high_risk_no_show_on_a_phone_and_a_desktop(
         await page.get_by_role("link", name=f"Robin ({ref})").click()
         await expect(page.locator("h1")).to_have_text(f"Robin ({ref})")
         await shoot(page, "walk-oncall-client")
-        await for_docs(page, "client")
+        await for_docs(page, "client", full_page=True)
         await page.goto(f"{stack.url}/console/sessions/{session_id}")
         await expect(page.locator("#trail")).to_contain_text("decided: escalate now")
         await shoot(page, "walk-oncall-session")
