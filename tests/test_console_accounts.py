@@ -60,7 +60,7 @@ async def test_a_sign_in_acts_in_its_roster_role_until_it_expires(app: Applicati
     assert await cases.sign_in(app, "t-ana", "wrong password!", NOW) is None
     assert await cases.sign_in(app, "nobody", PASSWORD, NOW) is None
     signed = await cases.sign_in(app, "t-ana", PASSWORD, NOW)
-    assert signed is not None
+    assert isinstance(signed, cases.SignIn)
     assert signed.expires_at == NOW + cases.SESSION_LIFETIME
     who = await cases.viewer(app, signed.token, NOW + timedelta(hours=1))
     assert who == Viewer("t-ana", ViewerRole.THERAPIST, signed.csrf_token)
@@ -80,12 +80,12 @@ async def test_a_reset_password_or_leaving_the_roster_ends_the_sign_in(
 ) -> None:
     assert (await cases.set_password(app, "oc-lee", PASSWORD)).ok
     first = await cases.sign_in(app, "oc-lee", PASSWORD, NOW)
-    assert first is not None
+    assert isinstance(first, cases.SignIn)
     assert (await cases.set_password(app, "oc-lee", PASSWORD + "!")).ok
     assert await cases.viewer(app, first.token, NOW) is None
 
     second = await cases.sign_in(app, "oc-lee", PASSWORD + "!", NOW)
-    assert second is not None
+    assert isinstance(second, cases.SignIn)
     assert (await cases.viewer(app, second.token, NOW)).role is ViewerRole.ON_CALL  # type: ignore[union-attr]
     await load(pool, ROSTER.split("[roster.clinicians.oc-lee]", maxsplit=1)[0])  # off the roster
     assert await cases.viewer(app, second.token, NOW) is None
@@ -102,7 +102,7 @@ async def test_accounts_refuse_bad_input(app: Application) -> None:
     reviewer = await cases.set_password(app, "rev-kai", PASSWORD, reviewer=True)
     assert reviewer.ok
     signed = await cases.sign_in(app, "rev-kai", PASSWORD, NOW)
-    assert signed is not None
+    assert isinstance(signed, cases.SignIn)
     who = await cases.viewer(app, signed.token, NOW)
     assert who is not None
     assert (who.role, who.decides, who.sees_practice, who.sees_board) == (
@@ -154,7 +154,7 @@ async def test_set_password_verb(pool: asyncpg.Pool, monkeypatch: pytest.MonkeyP
     assert await cli("console", "set-password", "nobody", "--password-stdin") == 1
     assert "not on the roster" in capsys.readouterr().err
     app = Application(Settings(encryption_keys=TEST_KEYS), pool=pool)
-    assert await cases.sign_in(app, "t-ana", PASSWORD, NOW) is not None
+    assert isinstance(await cases.sign_in(app, "t-ana", PASSWORD, NOW), cases.SignIn)
 
 
 async def test_the_service_role_appends_to_the_access_log_and_changes_nothing(

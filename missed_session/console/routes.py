@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -24,6 +25,7 @@ from missed_session.application.notices import ResultKind as NoticeKind
 from missed_session.application.results import Result, ResultKind
 from missed_session.application.service import Application, UnavailableError
 from missed_session.application.sessions import utc_now
+from missed_session.console.charts import Series, bar_chart
 from missed_session.console.web import (
     PACKAGE,
     PREFIX,
@@ -36,8 +38,8 @@ from missed_session.console.web import (
 from missed_session.domain.access import Viewer
 from missed_session.domain.models import DecisionKind
 
-STATIC = {"htmx.min.js": "htmx-2.0.11.min.js", "console.css": "console.css"}
-"""Served files by public name (htmx 2.0.11, vendored from the npm package htmx.org)."""
+STATIC = {"console.js": "console.js", "console.css": "console.css"}
+"""Served files by public name (the console's own script: live regions, no framework)."""
 DONE = {"ack": "Notice acknowledged.", "resolve": "Notice resolved.",
         **{kind.value: f"Recorded: {kind.value.replace('_', ' ')}." for kind in DecisionKind}}
 """Confirmation lines by the action just taken (fixed text, never echoed input)."""
@@ -70,6 +72,7 @@ def console_router(application: Application, *, secure_cookies: bool = True,
     _notice_routes(router, web)
     _session_routes(router, web)
     _board_routes(router, web)
+    _people_routes(router, web)
 
     @router.get("/static/{name}")
     async def static(name: str) -> Response:
@@ -123,8 +126,14 @@ def _sign_in_routes(router: APIRouter, web: Web) -> None:
         cookie = request.cookies.get(SIGN_IN_COOKIE, "")
         if not cookie or values.get("csrf_token") != cookie:
             return _sign_in_form(web, "The sign-in form had expired; please try again.", 403)
+        now = web.clock()
+        source = request.client.host if request.client is not None else "unknown"
         signed = await cases.sign_in(web.app, values.get("clinician_id", "").strip(),
-                                     values.get("password", ""), web.clock())
+                                     values.get("password", ""), now, source=source)
+        if isinstance(signed, cases.Throttled):
+            wait = max(1, int((signed.until - now).total_seconds() + 0.999))
+            return _sign_in_form(web, signed.message(now), 429,
+                                 headers={"Retry-After": str(wait)})
         if signed is None:
             return _sign_in_form(web, "Unknown clinician id or wrong password.", 401)
         response = RedirectResponse(f"{PREFIX}/notices", status_code=303)
@@ -142,10 +151,11 @@ def _sign_in_routes(router: APIRouter, web: Web) -> None:
         return response
 
 
-def _sign_in_form(web: Web, error: str | None, status: int) -> Response:
+def _sign_in_form(web: Web, error: str | None, status: int, *,
+                  headers: dict[str, str] | None = None) -> Response:
     token = new_token()
     response = web.page("sign_in.html", {"who": None, "error": error, "csrf": token,
-                                         "title": "Sign in"}, status=status)
+                                         "title": "Sign in"}, status=status, headers=headers)
     web.set_sign_in_cookie(response, token)
     return response
 
@@ -166,13 +176,11 @@ def _notice_routes(router: APIRouter, web: Web) -> None:
         who = await web.viewer(request)
         if who is None:
             return web.to_sign_in(request)
-        rows = await cases.my_notices(web.app, who)
-        zone = await cases.practice_time_zone(web.app)
         return _live(web, request, "_notices.html", f"{PREFIX}/notices/live",
-                     {"who": who, "rows": rows, "zone": zone})
+                     await _notices_context(web, who))
 
     @router.post("/notices/{action}")
-    async def notice_action(request: Request, action: str) -> Response:
+    async def notice_action(request: Request, action: str) -> Response:  # noqa: PLR0911
         who = await web.viewer(request)
         if who is None:
             return web.to_sign_in(request)
@@ -180,6 +188,7 @@ def _notice_routes(router: APIRouter, web: Web) -> None:
         if values is None:
             return web.csrf_refused(who)
         key = values.get("notice_key", "")
+        back = values.get("back", "notices")
         if action == "ack":
             result = await cases.acknowledge(web.app, who, key)
         elif action == "resolve":
@@ -187,19 +196,35 @@ def _notice_routes(router: APIRouter, web: Web) -> None:
                                          values.get("note", ""))
         else:
             return Response(status_code=404)
+        on_session = back != "notices" and "/" not in back
         if result.kind is not NoticeKind.APPLIED:
-            return await _notices(web, who, error=f"{action} refused: {result.message}",
-                                  status=409)
+            failed = (key, action, f"{action} refused: {result.message}", values)
+            if on_session:
+                return await _session(web, who, back, notice_failed=failed, status=409)
+            return await _notices(web, who, failed=failed, status=409)
+        if on_session:
+            return RedirectResponse(f"{PREFIX}/sessions/{quote(back, safe='')}?done={action}",
+                                    status_code=303)
         return RedirectResponse(f"{PREFIX}/notices?done={action}", status_code=303)
 
 
-async def _notices(web: Web, who: Viewer, *, done: str | None = None,
-                   error: str | None = None, status: int = 200) -> Response:
+Failed = tuple[str, str, str, dict[str, str]]
+"""A refused notice form: the notice key, the action, the message, what was typed."""
+
+
+async def _notices_context(web: Web, who: Viewer,
+                           failed: Failed | None = None) -> dict[str, object]:
+    now = web.clock()
     rows = await cases.my_notices(web.app, who)
-    zone = await cases.practice_time_zone(web.app)
+    return {"who": who, "cards": await cases.notice_cards(web.app, rows, now), "now": now,
+            "zone": await cases.practice_time_zone(web.app), "failed": failed}
+
+
+async def _notices(web: Web, who: Viewer, *, done: str | None = None,
+                   failed: Failed | None = None, status: int = 200) -> Response:
     live, _ = _region(web, "_notices.html", f"{PREFIX}/notices/live",
-                      {"who": who, "rows": rows, "zone": zone})
-    return web.page("notices.html", {"who": who, "live": live, "done": done, "error": error,
+                      await _notices_context(web, who, failed))
+    return web.page("notices.html", {"who": who, "live": live, "done": done,
                                      "title": "My notices"}, status=status)
 
 
@@ -211,6 +236,20 @@ def _session_routes(router: APIRouter, web: Web) -> None:
     async def find_session(request: Request) -> Response:
         session_id = quote(request.query_params.get("id", "").strip(), safe="")
         return RedirectResponse(f"{PREFIX}/sessions/{session_id}", status_code=303)
+
+    @router.get("/find")
+    async def find(request: Request) -> Response:
+        who = await web.viewer(request)
+        if who is None:
+            return web.to_sign_in(request)
+        text = request.query_params.get("q", "").strip()[:cases.MAX_SEARCH]
+        if text and " " not in text and await cases.is_session(web.app, text):
+            return RedirectResponse(f"{PREFIX}/sessions/{quote(text, safe='')}",
+                                    status_code=303)  # the session page checks access
+        found = await cases.find_clients(web.app, who, text)
+        return web.page("find.html", {"who": who, "q": text, "found": found,
+                                      "zone": await cases.practice_time_zone(web.app),
+                                      "title": "Find a client"})
 
     @router.get("/sessions/{session_id}")
     async def session_page(request: Request, session_id: str) -> Response:
@@ -225,13 +264,14 @@ def _session_routes(router: APIRouter, web: Web) -> None:
         who = await web.viewer(request)
         if who is None:
             return web.to_sign_in(request)
-        view = await cases.session_view(web.app, who, session_id, page=None)
+        now = web.clock()
+        view = await cases.session_view(web.app, who, session_id, page=None, now=now)
         if isinstance(view, Result):
             return Response(status_code=STATUS.get(view.kind, 400))
         zone = await cases.practice_time_zone(web.app)
         response = _live(web, request, "_session_live.html",
                          f"{PREFIX}/sessions/{session_id}/live",
-                         {"who": who, "view": view, "zone": zone})
+                         _session_context(who, view, zone, now))
         if response.status_code == 200:  # something new was shown: a view of client data
             await cases.record_view(web.app, who, "session/live", session_id)
         return response
@@ -259,21 +299,116 @@ def _session_routes(router: APIRouter, web: Web) -> None:
                                 status_code=303)
 
 
+def _session_context(who: Viewer, view: cases.SessionView, zone: ZoneInfo, now: datetime, *,
+                     error: str | None = None, failed: DecisionKind | None = None,
+                     values: dict[str, str] | None = None,
+                     notice_failed: Failed | None = None) -> dict[str, object]:
+    return {"who": who, "view": view, "zone": zone, "now": now, "error": error,
+            "failed": failed, "values": values or {}, "notice_failed": notice_failed}
+
+
 async def _session(web: Web, who: Viewer, session_id: str, *, done: str | None = None,
                    error: str | None = None, failed: DecisionKind | None = None,
-                   values: dict[str, str] | None = None, status: int = 200) -> Response:
-    view = await cases.session_view(web.app, who, session_id)
+                   values: dict[str, str] | None = None, notice_failed: Failed | None = None,
+                   status: int = 200) -> Response:
+    now = web.clock()
+    view = await cases.session_view(web.app, who, session_id, now=now)
     if isinstance(view, Result):  # refused here: not theirs to see (403)
         status = 403 if view.kind is ResultKind.REFUSED else STATUS.get(view.kind, 400)
         return web.page("refused.html", {"who": who, "title": "Session",
                                          "message": view.message}, status=status)
     zone = await cases.practice_time_zone(web.app)
     live, _ = _region(web, "_session_live.html", f"{PREFIX}/sessions/{session_id}/live",
-                      {"who": who, "view": view, "zone": zone})
+                      _session_context(who, view, zone, now, error=error, failed=failed,
+                                       values=values, notice_failed=notice_failed))
+    client = view.client.first_name if view.client else (
+        view.booking.client.first_name if view.booking else None)
+    ref = view.client.ref if view.client else (
+        view.booking.client.ref if view.booking else None)
+    title = f"{client} ({ref}): session" if client and ref else f"Session {session_id}"
     return web.page("session.html", {
-        "who": who, "view": view, "live": live, "zone": zone, "done": done, "error": error,
-        "failed": failed, "values": values or {}, "title": f"Session {session_id}",
+        "who": who, "view": view, "live": live, "zone": zone, "done": done,
+        "error": error if failed is None else None,
+        "title": title,
     }, status=status)
+
+
+# -- sessions today, a client, measures -------------------------------------------------------
+
+
+def _people_routes(router: APIRouter, web: Web) -> None:
+    @router.get("/today")
+    async def today(request: Request) -> Response:
+        who = await web.viewer(request)
+        if who is None:
+            return web.to_sign_in(request)
+        lines = await cases.sessions_today(web.app, who, web.clock())
+        title = "Sessions today" if who.sees_practice else "My sessions today"
+        return web.page("today.html", {"who": who, "lines": lines, "title": title,
+                                       "zone": await cases.practice_time_zone(web.app)})
+
+    @router.get("/clients/{ref}")
+    async def client_page(request: Request, ref: str) -> Response:
+        who = await web.viewer(request)
+        if who is None:
+            return web.to_sign_in(request)
+        now = web.clock()
+        view = await cases.client_view(web.app, who, ref, now)
+        if isinstance(view, Result):
+            status = 403 if view.kind is ResultKind.REFUSED else STATUS.get(view.kind, 400)
+            return web.page("refused.html", {"who": who, "title": "Client",
+                                             "message": view.message}, status=status)
+        chart = bar_chart(
+            f"Sessions per week, last {len(view.weeks)} weeks: attended and missed",
+            [monday.strftime("%d %b") for monday, _, _ in view.weeks],
+            [Series("attended", [a for _, a, _ in view.weeks]),
+             Series("missed", [m for _, _, m in view.weeks])], chart_id="attendance")
+        name = view.first_name or "Client"
+        return web.page("client.html", {
+            "who": who, "view": view, "chart": chart, "now": now,
+            "zone": await cases.practice_time_zone(web.app), "title": f"{name} ({ref})"})
+
+    @router.get("/measures")
+    async def measures_page(request: Request) -> Response:
+        who = await web.viewer(request)
+        if who is None:
+            return web.to_sign_in(request)
+        if not who.sees_board:
+            return _board_refused(web, who, "Measures")
+        figures = await cases.measures(web.app, who, web.clock())
+        labels = [monday.strftime("%d %b") for monday in figures.weeks]
+        charts = {
+            "no_shows": bar_chart(
+                "No-shows per week, by therapist", labels,
+                [Series(t, v) for t, v in figures.no_shows.items()] or [
+                    Series("no therapist", [0] * len(labels))], chart_id="no-shows"),
+            "ladder": bar_chart(
+                "Notices run out of steps, emergency contacts called, escalations blocked,"
+                " per week", labels,
+                [Series("notices run out", figures.exhausted),
+                 Series("emergency contact called", figures.escalations),
+                 Series("escalation blocked", figures.blocked)], chart_id="ladder"),
+        }
+        return web.page("measures.html", {"who": who, "m": figures, "charts": charts,
+                                          "title": "Measures"})
+
+    @router.get("/measures.csv")
+    async def measures_csv(request: Request) -> Response:
+        who = await web.viewer(request)
+        if who is None:
+            return web.to_sign_in(request)
+        if not who.sees_board:
+            return _board_refused(web, who, "Measures")
+        figures = await cases.measures(web.app, who, web.clock())
+        return Response(cases.measures_csv(figures), media_type="text/csv", headers={
+            **SECURITY_HEADERS,
+            "Content-Disposition": 'attachment; filename="measures.csv"'})
+
+
+def _board_refused(web: Web, who: Viewer, title: str) -> Response:
+    return web.page("refused.html", {
+        "who": who, "title": title,
+        "message": f"{title} is for supervisors and the on-call clinician."}, status=403)
 
 
 # -- the practice board -----------------------------------------------------------------------

@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from missed_session.application import console as cases
 from missed_session.application.service import Application
+from missed_session.console import words as plain
 from missed_session.domain.access import Viewer
 
 PACKAGE = Path(__file__).resolve().parent
@@ -57,12 +58,32 @@ def _words(value: str) -> str:
     return value.replace("_", " ")
 
 
+def _hm(value: datetime | None, zone: ZoneInfo | str) -> str:
+    """A time of day in a zone (today's events)."""
+    if value is None:
+        return "-"
+    zone = ZoneInfo(zone) if isinstance(zone, str) else zone
+    return value.astimezone(zone).strftime("%H:%M")
+
+
 def _environment() -> jinja2.Environment:
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(PACKAGE / "templates"), autoescape=True,
         undefined=jinja2.StrictUndefined)
     environment.filters["at"] = _at
+    environment.filters["hm"] = _hm
     environment.filters["words"] = _words
+    environment.filters["describe"] = plain.describe
+    environment.filters["status_words"] = plain.status
+    environment.filters["outcome_words"] = plain.outcome
+    environment.filters["duration"] = plain.duration
+    environment.filters["notice_name"] = plain.notice_name
+    environment.filters["channel"] = plain.channel
+    environment.filters["via"] = plain.via
+    environment.globals["did"] = plain.did
+    environment.globals["prefix"] = PREFIX
+    environment.globals["TARGET"] = plain.TARGET
+    environment.globals["DECISION"] = plain.DECISION
     return environment
 
 
@@ -97,10 +118,10 @@ class Web:
         return await cases.viewer(self.app, token, self.clock())
 
     def to_sign_in(self, request: Request) -> Response:
-        """Send someone not signed in to the sign-in page (htmx follows HX-Redirect)."""
+        """Send someone not signed in to the sign-in page (a live region follows its header)."""
         target = f"{PREFIX}/sign-in"
-        if request.headers.get("HX-Request"):
-            return Response(status_code=204, headers={"HX-Redirect": target})
+        if request.headers.get("X-Live"):
+            return Response(status_code=204, headers={"X-Live-Redirect": target})
         return RedirectResponse(target, status_code=303)
 
     async def form(self, request: Request, who: Viewer) -> dict[str, str] | None:
