@@ -23,8 +23,8 @@ from missed_session.domain.models import (
 )
 
 DIRECTORY_MISSING = (
-    "completing it from the client directory is not possible: the client directory is "
-    "not built yet"
+    "the message does not carry it and the client directory cannot complete it (a FHIR "
+    "Appointment may name a Patient the directory holds; other formats must carry it)"
 )
 """Appended to every refusal for a missing client detail, so the sender knows why the
 service cannot look it up itself."""
