@@ -113,6 +113,11 @@ def therapist_absent(resource: dict[str, Any], command: Command) -> Command:
     return command
 
 
+def reference_type(reference: str) -> str | None:
+    """The resource type a reference names (`Appointment/1`, `.../Appointment/1/_history/2`)."""
+    return _kind_of({"reference": reference})
+
+
 def _kind_of(actor: dict[str, Any]) -> str | None:
     """The resource type an actor reference names (from `type` or the reference's path)."""
     if isinstance(actor.get("type"), str):

@@ -238,7 +238,13 @@ class WebIntake:
                            ) -> dict[str, Any] | Outcome:
         """An id-only event's focus, from the configured FHIR base (never anywhere else)."""
         if event.focus is None and event.focus_identifier is None:
-            return Outcome(OutcomeKind.BAD_INPUT, "notification-event.focus: missing")
+            return Outcome(OutcomeKind.BAD_INPUT, "notification-event.focus: missing (an "
+                           "empty notification names nothing to act on: subscribe with "
+                           "id-only or full-resource content)")
+        kind = fhir.reference_type(event.focus) if event.focus is not None else None
+        if kind is not None and kind != "Appointment":
+            return Outcome(OutcomeKind.BAD_INPUT, f"notification-event.focus: a {kind}, not "
+                           "an Appointment (only Appointments are read)")
         if self.reader is None:
             return Outcome(OutcomeKind.BAD_INPUT,
                            "id-only notification, but no FHIR base is configured "
