@@ -78,9 +78,11 @@ FHIR_NOTIFICATIONS: dict[str, tuple[int, str]] = {
     "r4_notification_heartbeat": (200, "heartbeat received"),
     "r4_notification_error": (200, "query-status received"),
     "r4_notification_empty": (422, "focus: missing"),
-    "r4_notification_id_only": (422, "a Encounter, not an Appointment"),
+    "r4_notification_id_only": (422, "an Encounter, not an Appointment"),
     "r4_notification_full_resource": (422, "not an Appointment"),
     "r4_notification_multi_resource": (422, "not an Appointment"),
+    "r4b_notification_handshake": (200, "handshake received"),
+    "r4b_notification_id_only": (422, "an Encounter, not an Appointment"),
 }
 
 

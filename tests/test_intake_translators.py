@@ -21,7 +21,12 @@ from missed_session.intake.commands import (
     Record,
     Refuse,
 )
-from missed_session.intake.fields import DIRECTORY_MISSING, IntakeDefaults, phone_number
+from missed_session.intake.fields import (
+    DIRECTORY_MISSING,
+    IncompleteError,
+    IntakeDefaults,
+    phone_number,
+)
 from missed_session.intake.signatures import (
     SignatureError,
     sign_calcom,
@@ -447,6 +452,11 @@ def test_calendly_signature_and_tolerance() -> None:
 ])
 def test_phone_numbers(raw: str, expected: str) -> None:
     assert phone_number(raw, "f", DEFAULTS) == expected
+
+
+def test_a_short_number_is_not_blamed_on_the_country_code() -> None:
+    with pytest.raises(IncompleteError, match="too few digits"):
+        phone_number("5551", "PID-13", DEFAULTS)
 
 
 def test_free_text_reasons_are_not_carried() -> None:

@@ -243,8 +243,9 @@ class WebIntake:
                            "id-only or full-resource content)")
         kind = fhir.reference_type(event.focus) if event.focus is not None else None
         if kind is not None and kind != "Appointment":
-            return Outcome(OutcomeKind.BAD_INPUT, f"notification-event.focus: a {kind}, not "
-                           "an Appointment (only Appointments are read)")
+            article = "an" if kind[:1] in "AEIOU" else "a"
+            return Outcome(OutcomeKind.BAD_INPUT, f"notification-event.focus: {article} {kind}, "
+                           "not an Appointment (only Appointments are read)")
         if self.reader is None:
             return Outcome(OutcomeKind.BAD_INPUT,
                            "id-only notification, but no FHIR base is configured "
