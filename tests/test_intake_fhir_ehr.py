@@ -54,6 +54,7 @@ class Ehr:
     base: str = ""
     patients: dict[str, dict[str, Any]] = field(default_factory=dict)
     appointments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    related: dict[str, dict[str, Any]] = field(default_factory=dict)
     issued: set[str] = field(default_factory=set)
     assertions: list[dict[str, Any]] = field(default_factory=list)
     reads: list[str] = field(default_factory=list)
@@ -107,13 +108,15 @@ async def ehr() -> AsyncIterator[tuple[Ehr, str]]:
                                             for r in resources]},
                                  content_type="application/fhir+json")
 
-    async def patient(request: web.Request) -> web.Response:
+    async def read(request: web.Request) -> web.Response:
         if not authorised(request):
             return web.Response(status=401)
         if state.broken:
             return web.Response(status=503)
         state.reads.append(request.path_qs)
-        found = state.patients.get(request.match_info["id"])
+        held = {"Patient": state.patients, "RelatedPerson": state.related}.get(
+            request.match_info["kind"], {})
+        found = held.get(request.match_info["id"])
         return (web.json_response(found, content_type="application/fhir+json") if found
                 else web.Response(status=404))
 
@@ -132,7 +135,7 @@ async def ehr() -> AsyncIterator[tuple[Ehr, str]]:
     app = web.Application()
     app.router.add_get("/fhir/.well-known/smart-configuration", configuration)
     app.router.add_post("/auth/token", token)
-    app.router.add_get("/fhir/Patient/{id}", patient)
+    app.router.add_get("/fhir/{kind}/{id}", read)
     app.router.add_get("/fhir/{kind}", search)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -240,6 +243,24 @@ async def test_an_unknown_patient_is_read_from_the_ehr_with_a_backend_token(
     assert imported.first_name == "Jordan"
     assert await booked_phone(api.application, first) == "+14155550155"
     assert await booked_phone(api.application, second) == "+14155550155"
+
+
+async def test_an_appointment_naming_only_a_related_person(
+        api: Api, ehr: tuple[Ehr, str]) -> None:
+    state, _ = ehr
+    state.related["rp-1"] = {"resourceType": "RelatedPerson", "id": "rp-1",
+                             "patient": {"reference": "Patient/ehr-7"},
+                             "name": [{"given": ["Alex"], "family": "Reyes"}],
+                             "telecom": [{"system": "phone", "value": "+14155550166"}]}
+    state.patients["ehr-7"] = {
+        "resourceType": "Patient", "id": "ehr-7", "name": [{"given": ["Casey"]}],
+        "telecom": [{"system": "sms", "value": "+14155550177", "use": "mobile"}]}
+    session = new_id()
+    async with httpx.AsyncClient(base_url=api.url, headers=api.scheduler, timeout=30) as http:
+        answer = await http.post("/fhir/Appointment", content=json.dumps(referencing(
+            session, api.start, {"reference": "RelatedPerson/rp-1"})))
+        assert answer.status_code == 201, answer.text
+    assert await booked_phone(api.application, session) == "+14155550177"
 
 
 async def test_a_patient_the_ehr_cannot_give_now_is_sent_again(

@@ -87,6 +87,8 @@ def patient_named(resource: dict[str, Any]) -> PatientNamed | None:
         if isinstance(reference, str) or identifiers:
             return PatientNamed(reference if isinstance(reference, str) else None,
                                 identifiers, related)
+    if related and not any(_kind_of(actor) == "Patient" for actor in actors):
+        return PatientNamed(None, (), related)  # whose RelatedPerson: read from the EHR
     return None
 
 

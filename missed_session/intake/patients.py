@@ -70,6 +70,11 @@ class Patients:
 
     async def client_for(self, named: PatientNamed) -> Client | Miss:
         """The directory's client for the Patient, or why there is none."""
+        if named.reference is None and not named.identifiers:
+            found = await self._patient_of_related(named)
+            if isinstance(found, Miss):
+                return found
+            named = found
         try:
             pool = await self._app.pool()
             ref = await FhirLinks(pool).find(self.links(named))
@@ -87,6 +92,25 @@ class Patients:
             return Miss("no client in the directory is linked to this Patient, and no FHIR "
                         "base is configured to read it from (MSR_INTAKE_FHIR_BASE_URL)")
         return await self._client(ref)
+
+    async def _patient_of_related(self, named: PatientNamed) -> PatientNamed | Miss:
+        """An Appointment naming only a RelatedPerson: the Patient it is related to."""
+        if self._reader is None:
+            return Miss("the Appointment names only a RelatedPerson, and no FHIR base is "
+                        "configured to read whose it is (MSR_INTAKE_FHIR_BASE_URL)")
+        for reference in named.related:
+            if self._reader.url(reference) is None:
+                continue
+            try:
+                person = await self._reader.read(reference)
+            except FhirReadError as error:
+                if error.transient:
+                    return Miss(f"reading the RelatedPerson: {error}", transient=True)
+                continue
+            patient = person.get("patient")
+            if isinstance(patient, dict) and isinstance(patient.get("reference"), str):
+                return PatientNamed(patient["reference"], (), named.related)
+        return Miss("the Appointment names no Patient, and its RelatedPerson names none")
 
     async def _by_own_ref(self, directory: ClientDirectory, named: PatientNamed) -> str | None:
         candidates = [fields.identifier(value) for _, value in named.identifiers]
