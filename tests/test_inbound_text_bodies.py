@@ -20,15 +20,25 @@ import asyncpg
 import httpx
 import pytest
 import structlog
+from temporalio.testing import WorkflowEnvironment
 
 from demo import daytime_zone
+from missed_session.api.app import create_app
+from missed_session.api.server import ApiServer
+from missed_session.api.settings import ApiSettings
 from missed_session.application import Application
 from missed_session.application.inbound import TextKind, classify, neutralised
+from missed_session.application.kept_texts import KeptTexts, unseal
+from missed_session.application.text_deliverer import TextDeliverer
 from missed_session.channels import webhook
 from missed_session.domain.models import AuditEventType
 from missed_session.store.audit import AuditStore
+from missed_session.store.kept_texts import Outcome
 from tests.factories import booking_data
 from tests.test_inbound_texts import WEBHOOK_SECRET, api, dev_server, signed_webhook, twilio
+from tests.test_kept_texts import SENDER, in_outreach, until_event
+from tests.test_kept_texts import settings as kept_settings
+from worker import new_worker
 
 __all__ = ["api", "dev_server"]  # the fixtures, shared with test_inbound_texts
 
@@ -118,6 +128,40 @@ async def test_every_body_is_delivered_and_none_is_logged(
         assert unsafe not in stored.lower()
     assert "👍🏽" in stored
 
+    out, err = capfd.readouterr()
+    for where, text in (("stdout", out), ("stderr", err), ("logging", caplog.text),
+                        ("structlog", repr(logged))):
+        assert CANARY not in text, where
+
+
+async def test_a_text_with_control_characters_is_kept_neutralised_while_no_worker_runs(
+    dev_server: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str,
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str],
+) -> None:
+    phone = "+14155550189"
+    body = f"ok\x00\u202e{CANARY}"
+    client = dev_server.client
+    async with Application(kept_settings(task_queue), client=client,
+                           pool=pool) as application:
+        async with new_worker(client, pool, task_queue=task_queue, sender=SENDER):
+            session_id = await in_outreach(application, pool, phone)
+        caplog.set_level(logging.DEBUG)
+        with structlog.testing.capture_logs() as logged:
+            app = create_app(application, ApiSettings(), deliver_kept_texts=False)
+            async with ApiServer(app) as server, httpx.AsyncClient(timeout=30) as http:
+                kept = await twilio(http, server.url, body, "SMctl-kept", phone=phone)
+                assert kept.status_code == 200, kept.text
+        raw = await pool.fetchval("SELECT sealed FROM kept_texts WHERE message_id = $1",
+                                  "SMctl-kept")
+        assert await unseal(KeptTexts(application).codec, bytes(raw)) == (
+            phone, "ok\ufffd\ufffd" + CANARY)
+        async with new_worker(client, pool, task_queue=task_queue, sender=SENDER):
+            deliverer = TextDeliverer(application)
+            for _ in range(30):
+                await deliverer.retry_now()
+                if (await deliverer.deliver_due()).get(Outcome.DELIVERED):
+                    break
+            await until_event(AuditStore(pool), session_id, AuditEventType.CLOSED)
     out, err = capfd.readouterr()
     for where, text in (("stdout", out), ("stderr", err), ("logging", caplog.text),
                         ("structlog", repr(logged))):
