@@ -8,6 +8,7 @@ vendor's mix of versions is accepted rather than refused as unknown fields.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -93,6 +94,8 @@ def patient_named(resource: dict[str, Any]) -> PatientNamed | None:
 
 
 THERAPIST_KINDS = frozenset({"Practitioner", "PractitionerRole"})
+RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
+"""What a FHIR resource type looks like (a reference's second-to-last segment)."""
 
 
 def therapist_absent(resource: dict[str, Any], command: Command) -> Command:
@@ -130,7 +133,8 @@ def _kind_of(actor: dict[str, Any]) -> str | None:
     parts = reference.split("?")[0].rstrip("/").split("/")
     if len(parts) >= 4 and parts[-2] == "_history":
         parts = parts[:-2]
-    return parts[-2] if len(parts) >= 2 else None
+    kind = parts[-2] if len(parts) >= 2 else ""
+    return kind if RESOURCE_TYPE.fullmatch(kind) else None
 
 
 def translate(resource: dict[str, Any], defaults: IntakeDefaults, *,
