@@ -78,6 +78,12 @@ async def therapist_absent(app: Application, absence: Absence) -> Result:
     if status.kind is not ResultKind.APPLIED or status.state is None:
         return status
     stood_down = await _stand_down(app, absence, status.state.status)
+    if stood_down.kind is ResultKind.REFUSED:
+        # The session moved on between the question and the message (the grace period
+        # expired just then): ask again and use the message for where it is now.
+        again = await app.status(session_id)
+        if again.kind is ResultKind.APPLIED and again.state is not None:
+            stood_down = await _stand_down(app, absence, again.state.status)
     if not stood_down.ok:
         return stood_down
     told = await _tell_the_practice(app, absence)
