@@ -126,7 +126,7 @@ async def test_noshow_is_recorded(stack: Stack) -> None:
 
 @pytest.mark.parametrize(("change", "code", "text"), [
     ({"status": "bogus"}, 422, "unknown status"),
-    ({"contained": None}, 422, "client directory is not built yet"),
+    ({"contained": None}, 422, "the Patient is not contained"),
     ({"start": "2030-01-01T10:00:00"}, 400, "Appointment.start"),
 ])
 async def test_bad_appointments_start_nothing(stack: Stack, change: dict[str, object],
@@ -191,7 +191,7 @@ async def test_id_only_notification_fetches_from_the_sender(
     assert await stack.exists(session)
     outside = samples.r4b_notification(subscription, 4, "https://elsewhere.example/x")
     code, document = await post(stack, outside, "/fhir/subscription-notification")
-    assert code == 200
+    assert code == 422  # never 200 for an event that was not processed
     assert "not under the configured FHIR base" in diagnostics(document)
     broken = samples.r4b_notification(subscription, 5, "Appointment/broken")
     code, document = await post(stack, broken, "/fhir/subscription-notification")

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from missed_session.domain.models import Modality
+from missed_session.domain.models import Client, Modality
 from missed_session.intake import ack, calcom, calendly, fhir, hl7v2, subscription
+from missed_session.intake.absence import TherapistAbsent
 from missed_session.intake.ack import AckCode
 from missed_session.intake.commands import (
     Attended,
@@ -20,7 +21,12 @@ from missed_session.intake.commands import (
     Record,
     Refuse,
 )
-from missed_session.intake.fields import DIRECTORY_MISSING, IntakeDefaults, phone_number
+from missed_session.intake.fields import (
+    DIRECTORY_MISSING,
+    IncompleteError,
+    IntakeDefaults,
+    phone_number,
+)
 from missed_session.intake.signatures import (
     SignatureError,
     sign_calcom,
@@ -69,12 +75,37 @@ def test_entered_in_error_is_marked_so() -> None:
     assert command.entered_in_error
 
 
-def test_patient_only_by_reference_is_refused_naming_the_directory() -> None:
+def test_patient_only_by_reference_needs_the_directory() -> None:
     resource = samples.fhir_appointment("a-1", "booked", START, contained=False)
-    command = fhir.translate(resource, DEFAULTS)
+    assert fhir.patient_named(resource) == fhir.PatientNamed("Patient/example", ())
+    command = fhir.translate(resource, DEFAULTS, unresolved="no client is linked")
     assert isinstance(command, Book)
     assert command.booking is None
-    assert DIRECTORY_MISSING in command.incomplete
+    assert "the Patient is not contained, and no client is linked" in command.incomplete
+    client = Client(ref="c-77", first_name="Robin", phone="+14155550199",
+                    time_zone="America/Denver")
+    booked = fhir.translate(resource, DEFAULTS, client=client)
+    assert isinstance(booked, Book)
+    assert booked.booking is not None
+    assert booked.booking.client == client
+
+
+def test_patient_by_identifier_only() -> None:
+    resource = samples.fhir_appointment("a-1", "booked", START, contained=False)
+    resource["participant"][0]["actor"] = {
+        "type": "Patient", "identifier": {"system": "urn:mrn", "value": "M-9"}}
+    assert fhir.patient_named(resource) == fhir.PatientNamed(None, (("urn:mrn", "M-9"),))
+    assert fhir.patient_named(samples.fhir_appointment("a-1", "booked", START)) is None
+
+
+def test_noshow_with_the_practitioner_declined_is_the_therapists_absence() -> None:
+    resource = samples.fhir_appointment("a-1", "noshow", START)
+    assert isinstance(fhir.therapist_absent(resource, fhir.translate(resource, DEFAULTS)),
+                      NoShow)
+    resource["participant"][1]["status"] = "declined"
+    command = fhir.therapist_absent(resource, fhir.translate(resource, DEFAULTS))
+    assert isinstance(command, TherapistAbsent)
+    assert command.session_id == "a-1"
 
 
 def test_missing_phone_is_refused_without_echoing_anything() -> None:
@@ -295,7 +326,7 @@ def test_msh_15_16_decide_whether_to_ack(msh15: str, msh16: str, code: AckCode,
     ("BOOKING_CREATED", {}, Book), ("BOOKING_RESCHEDULED", {"reschedule_uid": "old"}, Book),
     ("BOOKING_CANCELLED", {}, Cancel), ("BOOKING_NO_SHOW_UPDATED", {}, NoShow),
     ("AFTER_GUESTS_CAL_VIDEO_NO_SHOW", {}, NoShow),
-    ("AFTER_HOSTS_CAL_VIDEO_NO_SHOW", {}, Record), ("BOOKING_REQUESTED", {}, Record),
+    ("AFTER_HOSTS_CAL_VIDEO_NO_SHOW", {}, TherapistAbsent), ("BOOKING_REQUESTED", {}, Record),
     ("PING", {}, Record),
 ])
 def test_each_calcom_trigger(trigger: str, extra: dict[str, Any], expected: type) -> None:
@@ -319,14 +350,14 @@ def test_calcom_booking_fields() -> None:
     assert command.booking.therapist_id == "cal-t-ana"
 
 
-def test_calcom_unmarked_no_show_is_a_check_in_and_host_no_show_is_recorded() -> None:
+def test_calcom_unmarked_no_show_is_a_check_in_and_host_no_show_is_the_therapists() -> None:
     unmarked = samples.calcom("BOOKING_NO_SHOW_UPDATED", "u", START,
                               attendees=[{"email": "sam@example.com", "noShow": False}],
                               message="x_unmarked_as_no_show")
     assert isinstance(calcom.translate(unmarked, DEFAULTS).command, CheckIn)
     host = samples.calcom("BOOKING_NO_SHOW_UPDATED", "u", START, attendees=[],
                           noShowHost=True)
-    assert isinstance(calcom.translate(host, DEFAULTS).command, Record)
+    assert isinstance(calcom.translate(host, DEFAULTS).command, TherapistAbsent)
 
 
 def test_calcom_cancellation_reason_is_not_carried() -> None:
@@ -421,6 +452,11 @@ def test_calendly_signature_and_tolerance() -> None:
 ])
 def test_phone_numbers(raw: str, expected: str) -> None:
     assert phone_number(raw, "f", DEFAULTS) == expected
+
+
+def test_a_short_number_is_not_blamed_on_the_country_code() -> None:
+    with pytest.raises(IncompleteError, match="too few digits"):
+        phone_number("5551", "PID-13", DEFAULTS)
 
 
 def test_free_text_reasons_are_not_carried() -> None:

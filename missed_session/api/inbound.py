@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qsl
 
+import structlog
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
@@ -24,12 +27,19 @@ from missed_session.api.bodies import Answer
 from missed_session.api.errors import ApiError
 from missed_session.api.settings import ApiSettings
 from missed_session.application.call_status import record_call_status
-from missed_session.application.inbound import InboundAnswer, receive_text
+from missed_session.application.inbound import (
+    LONGEST_ACCEPTED,
+    InboundAnswer,
+    neutralised,
+    receive_text,
+)
 from missed_session.application.results import ResultKind
 from missed_session.application.service import Application
 from missed_session.channels import webhook
 from missed_session.domain.models import PhoneNumber
 from missed_session.store.kept_texts import Channel
+
+log = structlog.get_logger(__name__)
 
 TWIML = "application/xml"
 TWILIO_SIGNATURE = "X-Twilio-Signature"
@@ -39,7 +49,9 @@ class InboundText(BaseModel):
     """A text as the signed webhook channel's receiver forwards it."""
 
     from_: PhoneNumber = Field(alias="from", description="the sender, E.164")
-    body: str = Field(max_length=1600)
+    body: str = Field(max_length=LONGEST_ACCEPTED,
+                      description="the text as sent (any characters; control characters are "
+                                  "neutralised before it is kept or delivered)")
     id: str | None = Field(default=None, max_length=100,
                            description="the provider's message id (deduplicates)")
 
@@ -54,9 +66,36 @@ class InboundView(BaseModel):
     sessions: int = Field(description="open sessions the text was delivered to")
 
 
+class _ContainedRoute(APIRoute):
+    """A route whose unexpected failure is answered here, logged by its type only.
+
+    An exception that leaves a route reaches Starlette's server-error middleware, which
+    re-raises it after answering, so the server logs its traceback, and an error's message
+    may quote the text (pydantic's do). A client's text must never reach a log line.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def contained(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ApiError:
+                raise
+            except Exception as error:  # any failure: answered without detail
+                log.error("inbound request failed", route=self.path,
+                          error_type=type(error).__name__)
+                return JSONResponse(
+                    Answer(kind="error", message="internal error; the request may not have "
+                           "been applied (it is safe to send again)").model_dump(),
+                    status_code=500)
+
+        return contained
+
+
 def router(application: Application, settings: ApiSettings) -> APIRouter:
     """The inbound text routes."""
-    routes = APIRouter(prefix="/inbound", tags=["inbound texts"])
+    routes = APIRouter(prefix="/inbound", tags=["inbound texts"], route_class=_ContainedRoute)
 
     @routes.post("/twilio", summary="Twilio's inbound message webhook (TwiML answer)",
                  response_class=Response,
@@ -125,10 +164,7 @@ def router(application: Application, settings: ApiSettings) -> APIRouter:
         if not webhook.verify(secret.get_secret_value().encode(), timestamp, body, signature,
                               now=time.time()):
             raise ApiError(403, "forbidden", "the signature does not match or is too old")
-        try:
-            text = InboundText.model_validate(json.loads(body))
-        except (ValueError, ValidationError) as error:
-            raise _bad(error) from None
+        text = _webhook_text(body)
         answer = await receive_text(application, phone=text.from_, body=text.body,
                                     message_id=text.id, channel=Channel.WEBHOOK)
         if answer.result.kind is ResultKind.UNAVAILABLE and not answer.kept:
@@ -137,6 +173,18 @@ def router(application: Application, settings: ApiSettings) -> APIRouter:
 
     _: Any = (twilio, twilio_call_status, signed_webhook)
     return routes
+
+
+def _webhook_text(body: bytes) -> InboundText:
+    """The webhook channel's text, or the 422 naming the field."""
+    try:
+        data = json.loads(body)
+        if isinstance(data, dict) and isinstance(data.get("body"), str):
+            # JSON can carry a lone surrogate, which no model accepts as a string
+            data["body"] = neutralised(data["body"])
+        return InboundText.model_validate(data)
+    except (ValueError, ValidationError) as error:
+        raise _bad(error) from None
 
 
 def _called_url(request: Request, settings: ApiSettings) -> str:

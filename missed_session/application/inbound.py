@@ -12,6 +12,7 @@ response to the open sessions, where the protocol decides whether it counts.
 from __future__ import annotations
 
 import asyncio
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -51,11 +52,52 @@ class TextKind(StrEnum):
     RESPONSE = "response"
 
 
+REPLACEMENT = "\ufffd"
+"""What a neutralised character becomes: visible, and read as nothing else."""
+INVISIBLE_MARKS = frozenset(
+    "\u200e\u200f\u061c"  # LRM, RLM, ALM
+    "\u202a\u202b\u202c\u202d\u202e"  # embeddings and overrides
+    "\u2066\u2067\u2068\u2069"  # isolates
+)
+"""Bidi marks and controls: they make a text read differently from what it holds."""
+KEPT_CONTROLS = frozenset("\n\r\t")
+"""Controls a text keeps: line breaks and tabs are part of what people write."""
+LONGEST_ACCEPTED = 16_000
+"""The longest body a route accepts: ten times a carrier's longest text, so nothing a
+carrier sends is refused; what a session is given is cut to `MAX_BODY`."""
+
+
+def _unsafe(char: str) -> bool:
+    category = unicodedata.category(char)
+    return char not in KEPT_CONTROLS and (
+        category in {"Cc", "Cs"} or char in INVISIBLE_MARKS)
+
+
+def neutralised(body: str) -> str:
+    """The text as stored and given to sessions (pure).
+
+    Cut to `MAX_BODY`; every control character (NUL, escape, C1), lone surrogate and bidi
+    mark replaced by U+FFFD. A carrier delivers whatever a phone sent; a session's text
+    must be printable (the trail's `FreeText`, and PostgreSQL cannot store NUL), so rather
+    than refuse the client's words the unreadable characters are made visible.
+    """
+    return "".join(REPLACEMENT if _unsafe(char) else char for char in body[:MAX_BODY])
+
+
+def _for_keywords(body: str) -> str:
+    """The text with its unreadable characters dropped, for reading keywords (STOP)."""
+    return "".join(char for char in body if not _unsafe(char) and char != REPLACEMENT)
+
+
 def classify(body: str) -> TextKind:
-    """What `body` asks for (pure; the opt-out rule is the protocol's own)."""
-    if messages.is_opt_out(body):
+    """What `body` asks for (pure; the opt-out rule is the protocol's own).
+
+    Invisible characters do not hide a keyword: `STOP` with a bidi mark is still STOP.
+    """
+    readable = _for_keywords(body)
+    if messages.is_opt_out(readable):
         return TextKind.OPT_OUT
-    if body.strip().strip(".!?").upper() in HELP_KEYWORDS:
+    if readable.strip().strip(".!?").upper() in HELP_KEYWORDS:
         return TextKind.HELP
     return TextKind.RESPONSE
 
@@ -116,11 +158,18 @@ async def receive_text(app: Application, *, phone: str, body: str, message_id: s
     A client's text that no session takes within the bound (no worker running, Temporal
     unreachable) is kept and delivered later (`kept_texts`); only PostgreSQL being down
     leaves it unavailable, since then nothing can keep it.
+
+    Any text a carrier can send is taken (empty, 1,600 characters, emoji, NUL, bidi
+    marks): it is `neutralised` before anything reads, keeps or delivers it, and a STOP
+    keyword is read with invisible characters dropped, so an opt-out is never missed.
     """
+    kind = classify(body)
+    body = neutralised(body)
+    if kind is TextKind.OPT_OUT:
+        body = _for_keywords(body)  # the session reads STOP itself: give it the keyword
     acknowledgment = await _acknowledgment(app, phone, body)
     if acknowledgment is not None:
         return acknowledgment
-    kind = classify(body)
     if kind is TextKind.HELP:
         settings = app.settings
         return InboundAnswer(kind, Result(ResultKind.APPLIED, "help text sent"),
@@ -233,7 +282,7 @@ async def record_keyword(app: Application, *, phone: str, body: str,
     """
     if kind is TextKind.OPT_OUT:
         opted_out = True
-    elif body.strip().upper() in START_KEYWORDS:
+    elif _for_keywords(body).strip().upper() in START_KEYWORDS:
         opted_out = False
     else:
         return None

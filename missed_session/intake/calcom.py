@@ -9,9 +9,11 @@ are not carried into the audit trail.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from missed_session.intake import fields
+from missed_session.intake.absence import TherapistAbsent
 from missed_session.intake.commands import (
     Book,
     Cancel,
@@ -43,9 +45,9 @@ RECORDED = {
     "BOOKING_PAID": "payment completed; not used",
     "MEETING_STARTED": "meeting started; not used",
     "MEETING_ENDED": "meeting ended; not used",
-    "AFTER_HOSTS_CAL_VIDEO_NO_SHOW": (
-        "the host did not join the video call: a host no-show starts no client outreach"),
 }
+HOST_ABSENT = "the host did not join the Cal Video call (AFTER_HOSTS_CAL_VIDEO_NO_SHOW)"
+HOST_MARKED = "the host was marked as a no-show in Cal.com (noShowHost)"
 
 
 def translate(body: bytes, defaults: IntakeDefaults) -> Incoming:
@@ -55,11 +57,13 @@ def translate(body: bytes, defaults: IntakeDefaults) -> Incoming:
         message = json.loads(body)
     except (UnicodeDecodeError, ValueError):
         return Incoming(Source.CALCOM, key, Refuse("body: not JSON", malformed=True))
-    if not isinstance(message, dict) or not isinstance(message.get("payload"), dict):
+    if not isinstance(message, dict) or (not isinstance(message.get("payload"), dict) and (
+            "payload" in message or not message.get("triggerEvent"))):
         return Incoming(Source.CALCOM, key,
                         Refuse("payload: missing or not an object", malformed=True))
     trigger = str(message.get("triggerEvent") or "")
-    payload: dict[str, Any] = message["payload"]
+    # MEETING_STARTED and MEETING_ENDED carry the booking at the top level, not in `payload`
+    payload: dict[str, Any] = message.get("payload", message)
     sent_at = optional_instant(message.get("createdAt"))
     previous: tuple[str, ...] = ()
     try:
@@ -73,11 +77,14 @@ def translate(body: bytes, defaults: IntakeDefaults) -> Incoming:
     return Incoming(Source.CALCOM, key, command, sent_at, previous)
 
 
-def _command(trigger: str, payload: dict[str, Any], defaults: IntakeDefaults) -> Command:
+def _command(trigger: str, payload: dict[str, Any], defaults: IntakeDefaults) -> Command:  # noqa: PLR0911 - one per trigger
     if trigger in RECORDED:
         uid = payload.get("bookingUid") or payload.get("uid")
         session = fields.session_id(str(uid), "payload.uid", PREFIX) if uid else None
         return Record(RECORDED[trigger], session)
+    if trigger == "AFTER_HOSTS_CAL_VIDEO_NO_SHOW":
+        return TherapistAbsent(HOST_ABSENT, fields.session_id(
+            _str(payload.get("bookingUid")), "payload.bookingUid", PREFIX))
     if trigger in {"BOOKING_CREATED", "BOOKING_RESCHEDULED"}:
         return _book(trigger, payload, defaults)
     if trigger == "BOOKING_CANCELLED":
@@ -89,20 +96,27 @@ def _command(trigger: str, payload: dict[str, Any], defaults: IntakeDefaults) ->
         return NoShow(session)
     if trigger == "BOOKING_NO_SHOW_UPDATED":
         return _no_show_updated(payload)
-    return Refuse(f"triggerEvent: {trigger!r} is not a trigger this service handles")
+    if re.fullmatch(r"[A-Z][A-Z0-9_]{0,63}", trigger):
+        # Out-of-office, forms, recordings, instant meetings, ...: nothing about a session
+        return Record(f"Cal.com {trigger}: not used by this service")
+    return Refuse("triggerEvent: missing or not a Cal.com trigger name", malformed=True)
 
 
 def _no_show_updated(payload: dict[str, Any]) -> Command:
     """Marked: the client is a no-show now; unmarked: the client was there (a check-in).
 
-    A host marked as no-show is recorded only: it is not the client's absence.
+    The host marked as a no-show is the therapist's absence, not the client's: client
+    outreach stands down. The host unmarked changes nothing.
     """
     session = fields.session_id(_str(payload.get("bookingUid")), "payload.bookingUid",
                                 PREFIX)
-    attendees = [a for a in payload.get("attendees") or [] if isinstance(a, dict)]
+    if payload.get("noShowHost") is True:
+        return TherapistAbsent(HOST_MARKED, session)
+    attendees = [a for a in payload.get("attendees") or [] if isinstance(a, dict)
+                 and isinstance(a.get("noShow"), bool)]
     if not attendees:
-        if payload.get("noShowHost") is not None:
-            return Record("the host was marked as a no-show: no client outreach", session)
+        if payload.get("noShowHost") is False:
+            return Record("the host's no-show mark was removed; nothing to do", session)
         return Refuse("payload.attendees: no attendee no-show status", session)
     if any(attendee.get("noShow") is True for attendee in attendees):
         return NoShow(session)

@@ -65,7 +65,7 @@ def invitee_session(uri: Any, where: str) -> str:
     return fields.session_id(text.rsplit("/", 1)[-1] if text else None, where, PREFIX)
 
 
-def _command(event: str, payload: dict[str, Any], defaults: IntakeDefaults) -> Command:
+def _command(event: str, payload: dict[str, Any], defaults: IntakeDefaults) -> Command:  # noqa: PLR0911
     if event == "invitee.created":
         return _book(payload, defaults)
     if event == "invitee.canceled":
@@ -78,10 +78,24 @@ def _command(event: str, payload: dict[str, Any], defaults: IntakeDefaults) -> C
         who = f" by the {by}" if by in {"host", "invitee"} else ""
         return Cancel(session, reason=f"cancelled in Calendly{who}")
     if event == "invitee_no_show.created":
-        return NoShow(invitee_session(payload.get("invitee"), "payload.invitee"))
+        return NoShow(_no_show_invitee(payload))
     if event == "invitee_no_show.deleted":
-        return CheckIn(invitee_session(payload.get("invitee"), "payload.invitee"))
-    return Refuse(f"event: {event!r} is not an event this service handles")
+        return CheckIn(_no_show_invitee(payload))
+    if event.startswith(("routing_form_submission.", "event_type.", "invitee.")):
+        return Record(f"Calendly {event}: not used by this service")
+    return Refuse("event: missing or not a Calendly event name", malformed=True)
+
+
+def _no_show_invitee(payload: dict[str, Any]) -> str:
+    """The session of a no-show event's invitee.
+
+    Calendly's webhook sends the Invitee itself (`uri`, with `no_show`); the API's
+    InviteeNoShow resource names it in `invitee`. Both are read.
+    """
+    uri = payload.get("uri")
+    if isinstance(uri, str) and "/invitees/" in uri:
+        return invitee_session(uri, "payload.uri")
+    return invitee_session(payload.get("invitee"), "payload.uri")
 
 
 def _book(payload: dict[str, Any], defaults: IntakeDefaults) -> Command:

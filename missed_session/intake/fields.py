@@ -23,8 +23,8 @@ from missed_session.domain.models import (
 )
 
 DIRECTORY_MISSING = (
-    "completing it from the client directory is not possible: the client directory is "
-    "not built yet"
+    "the message does not carry it and the client directory cannot complete it (a FHIR "
+    "Appointment may name a Patient the directory holds; other formats must carry it)"
 )
 """Appended to every refusal for a missing client detail, so the sender knows why the
 service cannot look it up itself."""
@@ -64,7 +64,10 @@ def phone_number(raw: str | None, where: str, defaults: IntakeDefaults) -> str:
         candidate = f"+{digits}"
     elif text.startswith("00"):
         candidate = f"+{digits[2:]}"
-    elif defaults.country_code and len(digits) >= 6:
+    elif defaults.country_code and len(digits) < 6:
+        msg = f"{where}: not a usable phone number (too few digits)"
+        raise IncompleteError(msg)
+    elif defaults.country_code:
         national = digits.removeprefix("0") if defaults.country_code != "1" else digits
         if defaults.country_code == "1" and len(digits) == 11 and digits.startswith("1"):
             national = digits[1:]

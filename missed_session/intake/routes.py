@@ -1,22 +1,27 @@
 """FastAPI routes for the standards intake; the HTTP API includes this router.
 
 Bodies are read raw: the webhook signatures are over the bytes as sent, and HL7 is text.
-Each route only hands the body to `StandardsIntake` and returns its answer.
+Each route only hands the body to `StandardsIntake` (HL7) or `WebIntake` (FHIR, Cal.com,
+Calendly) and returns its answer.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import fastapi
 from fastapi import APIRouter, Request, Response
 from fastapi.params import Depends
 
-from missed_session.api.auth import SCHEDULER
+from missed_session.api.auth import BEARER, SCHEDULER, require
+from missed_session.api.tokens import Scope
 from missed_session.application import Application
 from missed_session.intake.service import StandardsIntake, build
 from missed_session.intake.settings import IntakeSettings
+from missed_session.intake.web import HUB_SIGNATURE, WebIntake
 
 FHIR_JSON = "application/fhir+json"
 HL7_V2 = "x-application/hl7-v2+er7"
@@ -30,6 +35,13 @@ def router(intake: StandardsIntake, *, scheduler_auth: Sequence[Depends] = ()) -
     """
     routes = APIRouter(tags=["scheduler standards"])
     limit = intake.settings.max_message_bytes
+    web = WebIntake.over(intake.intake, intake.settings)
+    scheduler_check = require(Scope.SCHEDULER) if scheduler_auth else None
+
+    async def signed_or_scheduler(request: Request) -> None:
+        """A notification's X-Hub-Signature (checked with the body), else the token."""
+        if _hub_signature(request) is None and scheduler_check is not None:
+            await scheduler_check(request, await BEARER(request))
 
     async def body_of(request: Request) -> bytes | Response:
         declared = request.headers.get("content-length")
@@ -45,17 +57,25 @@ def router(intake: StandardsIntake, *, scheduler_auth: Sequence[Depends] = ()) -
         body = await body_of(request)
         if isinstance(body, Response):
             return body
-        status, text = await intake.fhir_appointment(body)
+        status, text = await web.fhir_appointment(body)
         return Response(text, status_code=status, media_type=FHIR_JSON)
 
-    @routes.post("/fhir/subscription-notification", dependencies=list(scheduler_auth),
-                 summary="FHIR Subscription rest-hook endpoint (R4 Backport IG)",
+    @routes.post("/fhir/subscription-notification",
+                 dependencies=[fastapi.Depends(signed_or_scheduler)],
+                 summary="FHIR Subscription rest-hook endpoint (R4 Backport IG); "
+                         "X-Hub-Signature or the scheduler token",
                  response_class=Response)
     async def fhir_notification(request: Request) -> Response:
         body = await body_of(request)
         if isinstance(body, Response):
             return body
-        status, text = await intake.fhir_notification(body)
+        signature = _hub_signature(request)
+        if signature is not None:
+            problem = web.authenticate_notification(body, signature)
+            if problem is not None:
+                return Response(_outcome_json("security", problem), status_code=401,
+                                media_type=FHIR_JSON)
+        status, text = await web.fhir_notification(body)
         return Response(text, status_code=status, media_type=FHIR_JSON)
 
     @routes.post("/hl7", dependencies=list(scheduler_auth),
@@ -74,7 +94,7 @@ def router(intake: StandardsIntake, *, scheduler_auth: Sequence[Depends] = ()) -
         body = await body_of(request)
         if isinstance(body, Response):
             return body
-        status, text = await intake.calcom(body, request.headers)
+        status, text = await web.calcom(body, request.headers)
         return Response(text, status_code=status, media_type="application/json")
 
     @routes.post("/webhooks/calendly", summary="Calendly webhook (Calendly-Webhook-Signature)",
@@ -83,7 +103,7 @@ def router(intake: StandardsIntake, *, scheduler_auth: Sequence[Depends] = ()) -
         body = await body_of(request)
         if isinstance(body, Response):
             return body
-        status, text = await intake.calendly(body, request.headers)
+        status, text = await web.calendly(body, request.headers)
         return Response(text, status_code=status, media_type="application/json")
 
     _: Any = (fhir_appointment, fhir_notification, hl7_message, calcom_webhook,
@@ -98,6 +118,15 @@ def standards_router(application: Application, pool: asyncpg.Pool,
     The FHIR and HL7 routes take the API's scheduler token, the webhooks their signatures.
     """
     return router(build(application, pool, settings), scheduler_auth=[SCHEDULER])
+
+
+def _hub_signature(request: Request) -> str | None:
+    return request.headers.get(HUB_SIGNATURE) or request.headers.get(f"{HUB_SIGNATURE}-256")
+
+
+def _outcome_json(code: str, text: str) -> str:
+    return json.dumps({"resourceType": "OperationOutcome",
+                       "issue": [{"severity": "error", "code": code, "diagnostics": text}]})
 
 
 def _too_large(limit: int) -> Response:

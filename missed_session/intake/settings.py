@@ -40,6 +40,18 @@ class IntakeSettings(BaseSettings):
     """The sender's FHIR base, for fetching id-only notifications' Appointments."""
     fhir_authorization: SecretStr | None = None
     """The Authorization header value for that FHIR server (e.g. `Bearer ...`)."""
+    fhir_client_id: str | None = None
+    """This service's client id at that FHIR server (SMART Backend Services); with
+    `fhir_private_key` it replaces `fhir_authorization`."""
+    fhir_private_key: SecretStr | None = None
+    """The PEM private key (RSA or EC P-384) the client assertions are signed with."""
+    fhir_key_id: str | None = None
+    """The key's `kid` in the JWK set registered with the FHIR server."""
+    fhir_token_url: str | None = None
+    """The token endpoint; unset: read from `<base>/.well-known/smart-configuration`."""
+    fhir_subscription_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    """Subscription (its reference or id) -> the secret its rest-hook notifications are
+    signed with (`X-Hub-Signature`: HMAC-SHA256 of the body)."""
     mllp_host: str = "127.0.0.1"
     """Where the MLLP listener binds."""
     mllp_port: int = Field(default=2575, ge=0, le=65535)

@@ -40,6 +40,8 @@ class NotificationEvent:
     """The focus resource's reference (absolute or relative URL)."""
     resource: dict[str, Any] | None
     """The resource itself when the notification carries it (full-resource)."""
+    focus_identifier: tuple[str, str] | None = None
+    """(system, value) when the focus is named by an identifier instead of a reference."""
 
 
 @dataclass(frozen=True)
@@ -90,15 +92,18 @@ def read(bundle: Any) -> Notification:
         NotificationEvent(
             number=number,
             timestamp=_instant(timestamp),
-            focus=focus,
-            resource=_focus_resource(focus, by_url),
+            focus=_reference(focus),
+            resource=_focus_resource(_reference(focus), by_url) or _by_identifier(
+                _identifier(focus), by_url),
+            focus_identifier=_identifier(focus),
         )
         for number, timestamp, focus in raw_events
     )
     return Notification(subscription=subscription, type=notification_type, events=events)
 
 
-RawEvent = tuple[str, Any, str | None]
+RawEvent = tuple[str, Any, Any]
+"""An event's number, timestamp and focus (a Reference, as JSON)."""
 
 
 def _from_parameters(resource: dict[str, Any]) -> tuple[str, str, list[RawEvent]]:
@@ -116,7 +121,7 @@ def _from_parameters(resource: dict[str, Any]) -> tuple[str, str, list[RawEvent]
             number = _first_value(parts.get("event-number"), ("valueString", "valueInteger",
                                                               "valueInteger64"))
             timestamp = _first_value(parts.get("timestamp"), ("valueInstant", "valueDateTime"))
-            focus = _reference((parts.get("focus") or {}).get("valueReference"))
+            focus = (parts.get("focus") or {}).get("valueReference")
             events.append((str(number or ""), timestamp, focus))
     return subscription, type_code, events
 
@@ -125,8 +130,7 @@ def _from_status(resource: dict[str, Any]) -> tuple[str, str, list[RawEvent]]:
     subscription = _reference(resource.get("subscription")) or ""
     type_code = str(resource.get("type") or "")
     events: list[RawEvent] = [
-        (str(event.get("eventNumber") or ""), event.get("timestamp"),
-         _reference(event.get("focus")))
+        (str(event.get("eventNumber") or ""), event.get("timestamp"), event.get("focus"))
         for event in resource.get("notificationEvent") or []
         if isinstance(event, dict)
     ]
@@ -142,6 +146,28 @@ def _first_value(part: dict[str, Any] | None, keys: tuple[str, ...]) -> Any:
 def _reference(value: Any) -> str | None:
     if isinstance(value, dict) and isinstance(value.get("reference"), str):
         return str(value["reference"])
+    return None
+
+
+def _identifier(value: Any) -> tuple[str, str] | None:
+    """A Reference's identifier as (system, value), when it names its target that way."""
+    found = value.get("identifier") if isinstance(value, dict) else None
+    if isinstance(found, dict) and isinstance(found.get("value"), str) and found["value"]:
+        return str(found.get("system") or ""), str(found["value"])
+    return None
+
+
+def _by_identifier(identifier: tuple[str, str] | None, by_url: dict[str, dict[str, Any]]
+                   ) -> dict[str, Any] | None:
+    """The carried resource with this identifier (a full-resource notification)."""
+    if identifier is None:
+        return None
+    system, value = identifier
+    for resource in by_url.values():
+        for item in resource.get("identifier") or []:
+            if (isinstance(item, dict) and item.get("value") == value
+                    and (not system or item.get("system") == system)):
+                return resource
     return None
 
 
