@@ -133,7 +133,7 @@ class ConsoleStore:
             " client_ref) VALUES ($1, $2, $3, $4, $5, $6)",
             clinician_id, page, session_id, allowed, source, client_ref)
 
-    # -- sign-in throttling (migration 0018) --------------------------------------------------
+    # -- sign-in throttling (migration 0013) --------------------------------------------------
 
     @asynccontextmanager
     async def attempt(self, clinician_id: str, source: str) -> AsyncIterator[Connection]:
