@@ -116,7 +116,7 @@ async def test_a_decision_is_the_authenticated_clinicians(
     # The console: the decision is the signed-in clinician's, with their sign-in named.
     assert (await console.set_password(served.application, "t-ana", PASSWORD)).ok
     signed = await console.sign_in(served.application, "t-ana", PASSWORD, NOW)
-    assert signed is not None
+    assert isinstance(signed, console.SignIn)
     who = await console.viewer(served.application, signed.token, NOW)
     assert who is not None
     assert (await console.decide(served.application, who, session_id, DecisionKind.ADD_NOTE,
