@@ -83,20 +83,20 @@ def test_escalation_after_attempt(risk_tier: RiskTier, max_attempts: int, expect
     assert protocol.escalation_after_attempt(b) == expected
 
 
-def test_may_escalate_with_consented_contact() -> None:
-    assert protocol.may_escalate(booking()) is True
+def test_consent_on_file_is_no_blocker() -> None:
+    assert protocol.escalation_blocker(booking()) is None
 
 
-def test_may_not_escalate_without_consent() -> None:
+def test_no_consent_blocks_escalation() -> None:
     b = booking(**without_consent(booking_data()))
     assert b.client.emergency_contact is not None
-    assert protocol.may_escalate(b) is False
+    assert protocol.escalation_blocker(b) == "no consent on file"
 
 
-def test_may_not_escalate_without_contact() -> None:
+def test_no_contact_blocks_escalation() -> None:
     data = booking_data()
     data["client"] = {**data["client"], "emergency_contact": None}
-    assert protocol.may_escalate(booking(**data)) is False
+    assert protocol.escalation_blocker(booking(**data)) == "no emergency contact on file"
 
 
 @pytest.mark.parametrize(
