@@ -18,16 +18,14 @@ refusal); an accepted one is in the trail before the caller hears back.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.audit import AuditActivities
     from activities.notices import (
         NoticeActivities,
         NoticeDelivery,
@@ -48,16 +46,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from missed_session.domain.roster import ContactChannel
 
-RECORD_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=["AuditConflict"],
-)
-"""As the session's records: retried until PostgreSQL takes them (defined here, not imported
-from `workflows.session`, so that neither workflow module is passed through the other's
-sandbox)."""
-RECORD_TIMEOUT = timedelta(seconds=30)
+from workflows.steps import failure_reason
+from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT, Trail
+
 DELIVERY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
@@ -95,9 +86,8 @@ class NoticeWorkflow:
     @workflow.init
     def __init__(self, request: NoticeRequest) -> None:
         self._request = request
-        self._sequence = 0
-        self._trail = asyncio.Lock()
-        """Held while an event is numbered and written, so the trail is written in order."""
+        self._trail = Trail(request.notice.key)
+        """The notice's own trail (a refused write fails the notice, naming the event)."""
         self._opened_at: datetime = workflow.now()
         self._state = "open"
         self._round = 1
@@ -200,7 +190,7 @@ class NoticeWorkflow:
         except ActivityError as error:
             await self._record(events.NoticeFailed(
                 round=self._round, step=self._step, clinician_id=clinician,
-                channel=channel.value, reason=_failure_reason(error),
+                channel=channel.value, reason=failure_reason(error),
             ))
             return False
         await self._record(events.NoticeSent(
@@ -316,27 +306,5 @@ class NoticeWorkflow:
         )
 
     async def _record(self, details: events.EventDetails) -> None:
-        """Append the next event of this notice's own trail (a local activity)."""
-        async with self._trail:
-            self._sequence += 1
-            event = events.new_event(
-                session_id=self._request.notice.key, sequence=self._sequence,
-                occurred_at=workflow.now(), details=details,
-            )
-            recorded = await workflow.execute_local_activity_method(
-                AuditActivities.record_event, event,
-                start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
-            )
-            # After rows a failed workflow task left (superseded), the trail goes on past them.
-            self._sequence = max(self._sequence, recorded.sequence)
-
-
-
-def _failure_reason(error: ActivityError) -> str:
-    """A short, non-identifying reason for the audit trail."""
-    cause = error.cause
-    if isinstance(cause, ApplicationError) and cause.type == INVALID_CONTACT:
-        return "invalid contact"
-    if isinstance(cause, ApplicationError) and cause.type == CHANNEL_REJECTED:
-        return "rejected by the channel"
-    return "channel failed after retries"
+        """Append the next event of this notice's own trail."""
+        await self._trail.record(details)
