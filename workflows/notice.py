@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
         Recipient,
         RecipientQuery,
     )
-    from activities.outreach import CHANNEL_REJECTED, INVALID_CONTACT
+    from activities.outreach import CHANNEL_REJECTED, DELIVERY_UNCERTAIN, INVALID_CONTACT
     from missed_session import search_attributes as attrs
     from missed_session.domain import events, notices
     from missed_session.domain.models import InboxItemKind, Model
@@ -45,8 +45,9 @@ with workflow.unsafe.imports_passed_through():
         Step,
     )
     from missed_session.domain.roster import ContactChannel
+    from missed_session.domain.step_reports import Uncertain
 
-from workflows.steps import failure_reason
+from workflows.steps import OUTREACH_HEARTBEAT, failure, failure_reason
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT, Trail
 
 DELIVERY_RETRY = RetryPolicy(
@@ -54,9 +55,10 @@ DELIVERY_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=5,
-    non_retryable_error_types=[INVALID_CONTACT, CHANNEL_REJECTED],
+    non_retryable_error_types=[INVALID_CONTACT, CHANNEL_REJECTED, DELIVERY_UNCERTAIN],
 )
-"""A channel that keeps failing is a failed send: the ladder moves on rather than stall."""
+"""A channel that keeps failing is a failed send: the ladder moves on rather than stall. A
+send the provider may have accepted (`DeliveryUncertain`) is never repeated."""
 DELIVERY_TIMEOUT = timedelta(minutes=2)
 
 
@@ -186,8 +188,16 @@ class NoticeWorkflow:
             await workflow.execute_activity_method(
                 NoticeActivities.deliver_notice, delivery,
                 start_to_close_timeout=DELIVERY_TIMEOUT, retry_policy=DELIVERY_RETRY,
+                heartbeat_timeout=OUTREACH_HEARTBEAT,  # a dead worker's send: retried at once
             )
         except ActivityError as error:
+            report = failure(error)
+            if isinstance(report, Uncertain):  # it may have reached them: the rung waits
+                await self._record(events.NoticeUncertain(
+                    round=self._round, step=self._step, clinician_id=clinician,
+                    channel=channel.value, reason=report.reason,
+                ))
+                return True
             await self._record(events.NoticeFailed(
                 round=self._round, step=self._step, clinician_id=clinician,
                 channel=channel.value, reason=failure_reason(error),

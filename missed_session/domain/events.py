@@ -493,6 +493,26 @@ class NoticeFailed(EventDetails):
     """A short, non-identifying reason."""
 
 
+class NoticeUncertain(EventDetails):
+    """A send that may have reached the clinician: not re-sent, the rung waits its minutes.
+
+    The provider may have accepted it (a timeout after sending, a dead worker's send found
+    pending in the delivery ledger): neither sent nor failed, recorded as what it is.
+    """
+
+    event_type = AuditEventType.NOTICE_UNCERTAIN
+    round: int = Field(ge=1)
+    """Which climb."""
+    step: int = Field(ge=1)
+    """Which rung."""
+    clinician_id: str
+    """Who."""
+    channel: str
+    """The channel used."""
+    reason: str
+    """Why it is uncertain (`delivery uncertain`)."""
+
+
 class NoticeSkipped(EventDetails):
     """A rung had nobody to notify (nobody on call, the therapist away): the next follows."""
 
@@ -567,7 +587,7 @@ VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
         OutreachDeferred, OutreachUncertain, ClientResponded, AnswerUnclear, OptedOut,
         EscalationSent, EscalationBlocked, EscalationUncertain, ClinicianDecisionMade,
         PlanCreated, Closed, TrailSuperseded, NoticeOpened, NoticeSent, NoticeFailed, NoticeSkipped,
-        NoticeEscalated, NoticeExhausted, NoticeAcknowledged, NoticeResolved,
+        NoticeEscalated, NoticeExhausted, NoticeAcknowledged, NoticeResolved, NoticeUncertain,
     )
 }
 """Every event type's model: `tests/test_events.py` checks that none is missing."""

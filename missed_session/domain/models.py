@@ -570,6 +570,7 @@ class AuditEventType(StrEnum):
     NOTICE_EXHAUSTED = "notice_exhausted"
     NOTICE_ACKNOWLEDGED = "notice_acknowledged"
     NOTICE_RESOLVED = "notice_resolved"
+    NOTICE_UNCERTAIN = "notice_uncertain"
 
 
 EventValue = StrictStr | StrictInt | StrictBool | None
