@@ -49,7 +49,7 @@ class NoticePlan(Model):
     """What the practice's rules say for one notice, fixed when it opens."""
 
     policy: Policy
-    """The escalation ladder."""
+    """The on-call ladder the notice climbs."""
     include_first_name: bool
     """Whether messages may carry the client's first name."""
     ack_code_hours: int

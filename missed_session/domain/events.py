@@ -146,7 +146,7 @@ class TherapistAlerted(EventDetails):
 
     event_type = AuditEventType.THERAPIST_ALERTED
     notice: str
-    """Key of the inbox item."""
+    """Key of the notice (the therapist's no-show alert)."""
 
 
 # -- outreach ------------------------------------------------------------------------------
@@ -456,7 +456,7 @@ class NoticeOpened(EventDetails):
     therapist_id: str
     """The session's therapist, the first rung."""
     policy: str
-    """The escalation policy that runs."""
+    """The notice policy (on-call ladder) that runs."""
     roster_version: int
     """The roster in force when the notice opened."""
 
