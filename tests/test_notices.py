@@ -18,7 +18,8 @@ from datetime import datetime, timedelta
 
 import asyncpg
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notices import NoticeLinks, NoticePlan, NoticeRequest, notice_workflow_id
@@ -34,6 +35,7 @@ from missed_session.config import Settings
 from missed_session.domain import events
 from missed_session.domain.models import (
     InboxItemKind,
+    Outcome,
     Priority,
     RiskTier,
     SessionBooking,
@@ -440,3 +442,35 @@ async def test_a_send_that_may_have_arrived_is_uncertain_and_the_rung_waits_its_
     climbed = next(when for when, d in trail
                    if isinstance(d, events.NoticeEscalated) and d.step == 3)
     assert climbed - at >= timedelta(minutes=policy.steps[1].minutes)
+
+
+async def test_a_notice_whose_trail_is_refused_fails_loudly_naming_the_event(
+    time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
+    task_queue: str,
+) -> None:
+    # A closed trail already holds the notice's first place (a second writer under its
+    # key): the shared trail refuses to write over it, and the notice fails with the reason.
+    loaded = parse_roster(ROSTER, "practice.toml")
+    version = await RosterStore(pool).load(loaded.roster, loaded.notices, "practice.toml")
+    notice = TherapistNotice(key="s-held/no-show-alert", session_id="s-held",
+                             therapist_id="t-ana", kind=InboxItemKind.ALERT,
+                             priority=Priority.ROUTINE, title="No-show (client c-1)")
+    now = await time_skipping_env.get_current_time()
+    held = events.new_event(session_id=notice.key, sequence=1, occurred_at=now,
+                            details=events.Closed(outcome=Outcome.ATTENDED, attempts=0))
+    assert await AuditStore(pool).append(held)
+    request = NoticeRequest(
+        notice=notice, risk_tier=RiskTier.STANDARD, client_ref="c-1", client_first_name="Robin",
+        plan=NoticePlan(policy=loaded.notices.policies[-1], include_first_name=False,
+                        ack_code_hours=24, roster_version=version))
+    async with new_worker(client, pool, task_queue=task_queue,
+                          sender=Sender("Alex", "+15555550100")):
+        with pytest.raises(WorkflowFailureError) as failure:
+            await client.execute_workflow(
+                "NoticeWorkflow", request, id=notice_workflow_id(notice.key),
+                task_queue=task_queue, search_attributes=attrs.notice_initial(
+                    priority="routine", opened=now))
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == "TrailRefused"
+    assert "the audit trail refused event #1 (AuditConflict)" in str(cause)
