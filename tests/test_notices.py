@@ -378,6 +378,20 @@ async def test_a_failed_channel_and_an_empty_rung_are_audited_and_the_ladder_rep
     assert (exhausted.rounds, exhausted.notified) == (2, "t-ana")
 
 
+async def direct_notice(pool: asyncpg.Pool, key: str, kind: InboxItemKind, priority: Priority,
+                        risk_tier: RiskTier) -> NoticeRequest:
+    """A notice started by itself (not by a session), on ROSTER and its matching policy."""
+    loaded = parse_roster(ROSTER, "practice.toml")
+    version = await RosterStore(pool).load(loaded.roster, loaded.notices, "practice.toml")
+    session_id = key.split("/", maxsplit=1)[0]
+    notice = TherapistNotice(key=key, session_id=session_id, therapist_id="t-ana", kind=kind,
+                             priority=priority, title="Escalation blocked (client c-1)")
+    return NoticeRequest(
+        notice=notice, risk_tier=risk_tier, client_ref="c-1", client_first_name="Robin",
+        plan=NoticePlan(policy=loaded.notices.policy_for(priority, risk_tier),
+                        include_first_name=False, ack_code_hours=24, roster_version=version))
+
+
 class _LostAnswers:
     """Texts to `uncertain` numbers reach the provider, whose answer is lost (a timeout after
     sending): the send may have been delivered. Everything else goes to the simulated phone.
@@ -404,16 +418,9 @@ async def test_a_send_that_may_have_arrived_is_uncertain_and_the_rung_waits_its_
     time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
     task_queue: str,
 ) -> None:
-    loaded = parse_roster(ROSTER, "practice.toml")
-    version = await RosterStore(pool).load(loaded.roster, loaded.notices, "practice.toml")
-    notice = TherapistNotice(key="s-lost/escalation-blocked", session_id="s-lost",
-                             therapist_id="t-ana", kind=InboxItemKind.TASK,
-                             priority=Priority.URGENT, title="Escalation blocked (client c-1)")
-    policy = loaded.notices.policy_for(Priority.URGENT, RiskTier.HIGH)
-    request = NoticeRequest(
-        notice=notice, risk_tier=RiskTier.HIGH, client_ref="c-1", client_first_name="Robin",
-        plan=NoticePlan(policy=policy, include_first_name=False, ack_code_hours=24,
-                        roster_version=version))
+    request = await direct_notice(pool, "s-lost/escalation-blocked", InboxItemKind.TASK,
+                                  Priority.URGENT, RiskTier.HIGH)
+    notice, policy = request.notice, request.plan.policy
     channel = _LostAnswers(SimulatedPhone(pool), {LEE})
     async with new_worker(client, pool, task_queue=task_queue, messages=channel,
                           sender=Sender("Alex", "+15555550100")):
@@ -450,19 +457,13 @@ async def test_a_notice_whose_trail_is_refused_fails_loudly_naming_the_event(
 ) -> None:
     # A closed trail already holds the notice's first place (a second writer under its
     # key): the shared trail refuses to write over it, and the notice fails with the reason.
-    loaded = parse_roster(ROSTER, "practice.toml")
-    version = await RosterStore(pool).load(loaded.roster, loaded.notices, "practice.toml")
-    notice = TherapistNotice(key="s-held/no-show-alert", session_id="s-held",
-                             therapist_id="t-ana", kind=InboxItemKind.ALERT,
-                             priority=Priority.ROUTINE, title="No-show (client c-1)")
+    request = await direct_notice(pool, "s-held/no-show-alert", InboxItemKind.ALERT,
+                                  Priority.ROUTINE, RiskTier.STANDARD)
+    notice = request.notice
     now = await time_skipping_env.get_current_time()
     held = events.new_event(session_id=notice.key, sequence=1, occurred_at=now,
                             details=events.Closed(outcome=Outcome.ATTENDED, attempts=0))
     assert await AuditStore(pool).append(held)
-    request = NoticeRequest(
-        notice=notice, risk_tier=RiskTier.STANDARD, client_ref="c-1", client_first_name="Robin",
-        plan=NoticePlan(policy=loaded.notices.policies[-1], include_first_name=False,
-                        ack_code_hours=24, roster_version=version))
     async with new_worker(client, pool, task_queue=task_queue,
                           sender=Sender("Alex", "+15555550100")):
         with pytest.raises(WorkflowFailureError) as failure:
