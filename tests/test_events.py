@@ -71,6 +71,8 @@ EXAMPLES: list[EventDetails] = [
     events.NoticeSent(round=1, step=1, target="therapist", clinician_id="t-1", channel="sms"),
     events.NoticeFailed(round=1, step=2, clinician_id="oc-1", channel="voice",
                         reason="invalid contact"),
+    events.NoticeUncertain(round=1, step=2, clinician_id="oc-1", channel="sms",
+                           reason="delivery uncertain"),
     events.NoticeSkipped(round=1, step=2, target="on_call", reason="nobody is on call"),
     events.NoticeEscalated(round=1, step=2, target="on_call"),
     events.NoticeExhausted(policy="high-risk", rounds=1, notified="t-1,oc-1,s-1"),

@@ -18,7 +18,8 @@ from datetime import datetime, timedelta
 
 import asyncpg
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notices import NoticeLinks, NoticePlan, NoticeRequest, notice_workflow_id
@@ -28,11 +29,13 @@ from missed_session.application import Application, ResultKind
 from missed_session.application import notices as use
 from missed_session.application.inbound import TextKind, receive_text
 from missed_session.audit.export import fhir_bundle, notice_keys
+from missed_session.channels.base import DeliveryUncertainError
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
 from missed_session.config import Settings
 from missed_session.domain import events
 from missed_session.domain.models import (
     InboxItemKind,
+    Outcome,
     Priority,
     RiskTier,
     SessionBooking,
@@ -373,3 +376,102 @@ async def test_a_failed_channel_and_an_empty_rung_are_audited_and_the_ladder_rep
     exhausted = trail[-2]
     assert isinstance(exhausted, events.NoticeExhausted)
     assert (exhausted.rounds, exhausted.notified) == (2, "t-ana")
+
+
+async def direct_notice(pool: asyncpg.Pool, key: str, kind: InboxItemKind, priority: Priority,
+                        risk_tier: RiskTier) -> NoticeRequest:
+    """A notice started by itself (not by a session), on ROSTER and its matching policy."""
+    loaded = parse_roster(ROSTER, "practice.toml")
+    version = await RosterStore(pool).load(loaded.roster, loaded.notices, "practice.toml")
+    session_id = key.split("/", maxsplit=1)[0]
+    notice = TherapistNotice(key=key, session_id=session_id, therapist_id="t-ana", kind=kind,
+                             priority=priority, title="Escalation blocked (client c-1)")
+    return NoticeRequest(
+        notice=notice, risk_tier=risk_tier, client_ref="c-1", client_first_name="Robin",
+        plan=NoticePlan(policy=loaded.notices.policy_for(priority, risk_tier),
+                        include_first_name=False, ack_code_hours=24, roster_version=version))
+
+
+class _LostAnswers:
+    """Texts to `uncertain` numbers reach the provider, whose answer is lost (a timeout after
+    sending): the send may have been delivered. Everything else goes to the simulated phone.
+    """
+
+    def __init__(self, phone: SimulatedPhone, uncertain: set[str]) -> None:
+        self._phone = phone
+        self._uncertain = uncertain
+        self.tries: list[str] = []
+
+    async def send_text(self, key: str, session_id: str, to: str, text: str) -> None:
+        if to in self._uncertain:
+            self.tries.append(key)
+            msg = "the provider's answer was lost after the request was sent"
+            raise DeliveryUncertainError(msg)
+        await self._phone.send_text(key, session_id, to, text)
+
+    async def send_email(self, key: str, session_id: str, to: str, subject: str,
+                         body: str) -> None:
+        await self._phone.send_email(key, session_id, to, subject, body)
+
+
+async def test_a_send_that_may_have_arrived_is_uncertain_and_the_rung_waits_its_minutes(
+    time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
+    task_queue: str,
+) -> None:
+    request = await direct_notice(pool, "s-lost/escalation-blocked", InboxItemKind.TASK,
+                                  Priority.URGENT, RiskTier.HIGH)
+    notice, policy = request.notice, request.plan.policy
+    channel = _LostAnswers(SimulatedPhone(pool), {LEE})
+    async with new_worker(client, pool, task_queue=task_queue, messages=channel,
+                          sender=Sender("Alex", "+15555550100")):
+        handle = await client.start_workflow(
+            "NoticeWorkflow", request, id=notice_workflow_id(notice.key), task_queue=task_queue,
+            search_attributes=attrs.notice_initial(
+                priority="urgent", opened=await time_skipping_env.get_current_time()))
+        await time_skipping_env.sleep(timedelta(minutes=12))
+        acked = await use.acknowledge(client, pool, notice.key,
+                                      Acknowledgment(via=AckVia.CLI, clinician_id="s-maya"))
+        assert acked.kind is use.ResultKind.APPLIED, acked.message
+        resolved = await use.resolve(client, pool, notice.key, Resolution(
+            via=AckVia.CLI, clinician_id="s-maya", outcome="called the contact"))
+        assert resolved.kind is use.ResultKind.APPLIED, resolved.message
+        await handle.result()
+    rows = (await notice_trails(pool, "s-lost"))[notice.key]
+    trail = [(row.occurred_at, events.read(row)) for row in rows]
+    uncertain = [(at, d) for at, d in trail if isinstance(d, events.NoticeUncertain)]
+    assert len(uncertain) == 1
+    at, details = uncertain[0]
+    assert (details.step, details.clinician_id, details.channel) == (2, "oc-lee", "sms")
+    assert details.reason == "delivery uncertain"
+    assert not any(isinstance(d, events.NoticeFailed) for _, d in trail)
+    assert len(channel.tries) == 1  # never sent again
+    # The rung waits the policy's minutes, as after a send: it may have reached oc-lee.
+    climbed = next(when for when, d in trail
+                   if isinstance(d, events.NoticeEscalated) and d.step == 3)
+    assert climbed - at >= timedelta(minutes=policy.steps[1].minutes)
+
+
+async def test_a_notice_whose_trail_is_refused_fails_loudly_naming_the_event(
+    time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
+    task_queue: str,
+) -> None:
+    # A closed trail already holds the notice's first place (a second writer under its
+    # key): the shared trail refuses to write over it, and the notice fails with the reason.
+    request = await direct_notice(pool, "s-held/no-show-alert", InboxItemKind.ALERT,
+                                  Priority.ROUTINE, RiskTier.STANDARD)
+    notice = request.notice
+    now = await time_skipping_env.get_current_time()
+    held = events.new_event(session_id=notice.key, sequence=1, occurred_at=now,
+                            details=events.Closed(outcome=Outcome.ATTENDED, attempts=0))
+    assert await AuditStore(pool).append(held)
+    async with new_worker(client, pool, task_queue=task_queue,
+                          sender=Sender("Alex", "+15555550100")):
+        with pytest.raises(WorkflowFailureError) as failure:
+            await client.execute_workflow(
+                "NoticeWorkflow", request, id=notice_workflow_id(notice.key),
+                task_queue=task_queue, search_attributes=attrs.notice_initial(
+                    priority="routine", opened=now))
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == "TrailRefused"
+    assert "the audit trail refused event #1 (AuditConflict)" in str(cause)

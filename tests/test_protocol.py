@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
 
-from missed_session.domain import protocol
-from missed_session.domain.models import Outcome, ProtocolSettings, RiskTier
+from missed_session.domain import escalation, events, protocol
+from missed_session.domain.clients import (
+    ClientRecord,
+    ConsentDecision,
+    ConsentDefaults,
+    DirectoryContact,
+    PhonePoint,
+)
+from missed_session.domain.facts import SessionFacts
+from missed_session.domain.models import (
+    Channel,
+    CheckIn,
+    EmergencyContact,
+    Outcome,
+    ProtocolSettings,
+    Reschedule,
+    RiskTier,
+)
 from tests.factories import booking, booking_data, without_consent
 
 SETTINGS = {"grace_period_minutes": 20, "high_risk_grace_period_minutes": 8, "max_attempts": 4}
@@ -83,20 +99,20 @@ def test_escalation_after_attempt(risk_tier: RiskTier, max_attempts: int, expect
     assert protocol.escalation_after_attempt(b) == expected
 
 
-def test_may_escalate_with_consented_contact() -> None:
-    assert protocol.may_escalate(booking()) is True
+def test_consent_on_file_is_no_blocker() -> None:
+    assert protocol.escalation_blocker(booking()) is None
 
 
-def test_may_not_escalate_without_consent() -> None:
+def test_no_consent_blocks_escalation() -> None:
     b = booking(**without_consent(booking_data()))
     assert b.client.emergency_contact is not None
-    assert protocol.may_escalate(b) is False
+    assert protocol.escalation_blocker(b) == "no consent on file"
 
 
-def test_may_not_escalate_without_contact() -> None:
+def test_no_contact_blocks_escalation() -> None:
     data = booking_data()
     data["client"] = {**data["client"], "emergency_contact": None}
-    assert protocol.may_escalate(booking(**data)) is False
+    assert protocol.escalation_blocker(booking(**data)) == "no emergency contact on file"
 
 
 @pytest.mark.parametrize(
@@ -122,3 +138,72 @@ def test_unreachable_outcome(escalated: bool, outcome: Outcome) -> None:
 )
 def test_outcome_is_no_show(outcome: Outcome, no_show: bool) -> None:
     assert outcome.is_no_show is no_show
+
+
+# -- the session's facts and whom escalation calls ---------------------------------------
+
+
+def test_news_noted_first_check_in_and_response_win_the_latest_reschedule_counts() -> None:
+    b = booking()
+    first, second = CheckIn(), CheckIn(at=b.start)
+    facts = SessionFacts.booked(b).noted(first).noted(second)
+    assert facts.check_in is first
+    later = Reschedule(start=b.start + timedelta(days=1))
+    latest = Reschedule(start=b.start + timedelta(days=2))
+    facts = facts.noted(later).noted(latest)
+    taken, facts = facts.rescheduling()
+    assert taken is latest
+    assert facts.reschedule is None
+    assert facts.stop_reason() == "the client checked in"
+
+
+def test_a_text_counts_for_the_clients_own_day_not_utcs() -> None:
+    data = booking_data()
+    data["client"] = {**data["client"], "preferences": {"text": True}}
+    b = booking(**data)  # the client is in America/Los_Angeles (UTC-8 in December)
+    sent = datetime(2026, 12, 1, 7, 30, tzinfo=UTC)  # 23:30 on 30 November, client's time
+    facts = SessionFacts.booked(b).apply(
+        events.MessageSent(attempt=1, channel=Channel.TEXT), sent)
+    same_evening = datetime(2026, 12, 1, 7, 50, tzinfo=UTC)
+    next_morning = datetime(2026, 12, 1, 17, 0, tzinfo=UTC)  # 09:00 on 1 December
+    assert facts.skip_reason(b, Channel.TEXT, same_evening) == "a text was already sent today"
+    assert facts.skip_reason(b, Channel.TEXT, next_morning) is None
+    assert facts.attempts == 1
+
+
+def test_a_skipped_step_is_not_an_attempt_and_an_invalid_number_retires_the_phone() -> None:
+    b = booking()
+    facts = SessionFacts.booked(b).apply(
+        events.OutreachSkipped(attempt=2, channel=Channel.VOICEMAIL, reason="no consent"),
+        b.start)
+    assert facts.attempts == 0
+    facts = facts.apply(events.OutreachFailed(attempt=1, channel=Channel.CALL,
+                                              reason="invalid contact"), b.start)
+    assert facts.unusable == {Channel.CALL, Channel.VOICEMAIL, Channel.TEXT}
+    assert not facts.reachable(b)  # the default ladder is call and voicemail
+
+
+def _directory() -> tuple[ClientRecord, ConsentDefaults]:
+    record = ClientRecord(
+        ref="c-1", first_name="Robin", time_zone="America/Los_Angeles",
+        phones=(PhonePoint(number="+14155550123"),),
+        emergency_contacts=(DirectoryContact(name="Sam", phone="+14155550999"),
+                            DirectoryContact(name="Kim", phone="+14155550998")),
+    )
+    return record, ConsentDefaults()
+
+
+def test_without_consent_only_a_clinicians_override_reaches_the_first_contact() -> None:
+    record, defaults = _directory()
+    at = datetime(2026, 12, 1, 18, 0, tzinfo=UTC)
+    refused = escalation.contact_to_call(record, (), at=at, risk_tier=RiskTier.HIGH,
+                                         defaults=defaults, override=False)
+    assert isinstance(refused, ConsentDecision)
+    assert not refused.allowed
+    chosen = escalation.contact_to_call(record, (), at=at, risk_tier=RiskTier.HIGH,
+                                        defaults=defaults, override=True)
+    assert chosen == (EmergencyContact(name="Sam", phone="+14155550999"), None)
+    alone = record.model_copy(update={"emergency_contacts": ()})
+    nobody = escalation.contact_to_call(alone, (), at=at, risk_tier=RiskTier.HIGH,
+                                        defaults=defaults, override=True)
+    assert isinstance(nobody, ConsentDecision)

@@ -67,7 +67,8 @@ from tests.test_session_workflow import (
     types,
 )
 from worker import new_worker
-from workflows.session import UNCLEAR_ANSWER, SessionWorkflow
+from workflows.session import SessionWorkflow
+from workflows.session_messages import UNCLEAR_ANSWER
 
 SOON = 30.0
 """Real seconds a test waits for something that should take well under one."""

@@ -18,16 +18,14 @@ refusal); an accepted one is in the trail before the caller hears back.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.audit import AuditActivities
     from activities.notices import (
         NoticeActivities,
         NoticeDelivery,
@@ -36,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
         Recipient,
         RecipientQuery,
     )
-    from activities.outreach import CHANNEL_REJECTED, INVALID_CONTACT
+    from activities.outreach import CHANNEL_REJECTED, DELIVERY_UNCERTAIN, INVALID_CONTACT
     from missed_session import search_attributes as attrs
     from missed_session.domain import events, notices
     from missed_session.domain.models import InboxItemKind, Model
@@ -47,25 +45,20 @@ with workflow.unsafe.imports_passed_through():
         Step,
     )
     from missed_session.domain.roster import ContactChannel
+    from missed_session.domain.step_reports import Uncertain
 
-RECORD_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=["AuditConflict"],
-)
-"""As the session's records: retried until PostgreSQL takes them (defined here, not imported
-from `workflows.session`, so that neither workflow module is passed through the other's
-sandbox)."""
-RECORD_TIMEOUT = timedelta(seconds=30)
+from workflows.steps import OUTREACH_HEARTBEAT, failure, failure_reason
+from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT, Trail
+
 DELIVERY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=5,
-    non_retryable_error_types=[INVALID_CONTACT, CHANNEL_REJECTED],
+    non_retryable_error_types=[INVALID_CONTACT, CHANNEL_REJECTED, DELIVERY_UNCERTAIN],
 )
-"""A channel that keeps failing is a failed send: the ladder moves on rather than stall."""
+"""A channel that keeps failing is a failed send: the ladder moves on rather than stall. A
+send the provider may have accepted (`DeliveryUncertain`) is never repeated."""
 DELIVERY_TIMEOUT = timedelta(minutes=2)
 
 
@@ -95,9 +88,8 @@ class NoticeWorkflow:
     @workflow.init
     def __init__(self, request: NoticeRequest) -> None:
         self._request = request
-        self._sequence = 0
-        self._trail = asyncio.Lock()
-        """Held while an event is numbered and written, so the trail is written in order."""
+        self._trail = Trail(request.notice.key)
+        """The notice's own trail (a refused write fails the notice, naming the event)."""
         self._opened_at: datetime = workflow.now()
         self._state = "open"
         self._round = 1
@@ -196,11 +188,19 @@ class NoticeWorkflow:
             await workflow.execute_activity_method(
                 NoticeActivities.deliver_notice, delivery,
                 start_to_close_timeout=DELIVERY_TIMEOUT, retry_policy=DELIVERY_RETRY,
+                heartbeat_timeout=OUTREACH_HEARTBEAT,  # a dead worker's send: retried at once
             )
         except ActivityError as error:
+            report = failure(error)
+            if isinstance(report, Uncertain):  # it may have reached them: the rung waits
+                await self._record(events.NoticeUncertain(
+                    round=self._round, step=self._step, clinician_id=clinician,
+                    channel=channel.value, reason=report.reason,
+                ))
+                return True
             await self._record(events.NoticeFailed(
                 round=self._round, step=self._step, clinician_id=clinician,
-                channel=channel.value, reason=_failure_reason(error),
+                channel=channel.value, reason=failure_reason(error),
             ))
             return False
         await self._record(events.NoticeSent(
@@ -316,27 +316,5 @@ class NoticeWorkflow:
         )
 
     async def _record(self, details: events.EventDetails) -> None:
-        """Append the next event of this notice's own trail (a local activity)."""
-        async with self._trail:
-            self._sequence += 1
-            event = events.new_event(
-                session_id=self._request.notice.key, sequence=self._sequence,
-                occurred_at=workflow.now(), details=details,
-            )
-            recorded = await workflow.execute_local_activity_method(
-                AuditActivities.record_event, event,
-                start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
-            )
-            # After rows a failed workflow task left (superseded), the trail goes on past them.
-            self._sequence = max(self._sequence, recorded.sequence)
-
-
-
-def _failure_reason(error: ActivityError) -> str:
-    """A short, non-identifying reason for the audit trail."""
-    cause = error.cause
-    if isinstance(cause, ApplicationError) and cause.type == INVALID_CONTACT:
-        return "invalid contact"
-    if isinstance(cause, ApplicationError) and cause.type == CHANNEL_REJECTED:
-        return "rejected by the channel"
-    return "channel failed after retries"
+        """Append the next event of this notice's own trail."""
+        await self._trail.record(details)

@@ -146,7 +146,7 @@ class TherapistAlerted(EventDetails):
 
     event_type = AuditEventType.THERAPIST_ALERTED
     notice: str
-    """Key of the inbox item."""
+    """Key of the notice (the therapist's no-show alert)."""
 
 
 # -- outreach ------------------------------------------------------------------------------
@@ -522,7 +522,7 @@ class NoticeOpened(EventDetails):
     therapist_id: str
     """The session's therapist, the first rung."""
     policy: str
-    """The escalation policy that runs."""
+    """The notice policy (on-call ladder) that runs."""
     roster_version: int
     """The roster in force when the notice opened."""
 
@@ -557,6 +557,26 @@ class NoticeFailed(EventDetails):
     """The channel that failed."""
     reason: str
     """A short, non-identifying reason."""
+
+
+class NoticeUncertain(EventDetails):
+    """A send that may have reached the clinician: not re-sent, the rung waits its minutes.
+
+    The provider may have accepted it (a timeout after sending, a dead worker's send found
+    pending in the delivery ledger): neither sent nor failed, recorded as what it is.
+    """
+
+    event_type = AuditEventType.NOTICE_UNCERTAIN
+    round: int = Field(ge=1)
+    """Which climb."""
+    step: int = Field(ge=1)
+    """Which rung."""
+    clinician_id: str
+    """Who."""
+    channel: str
+    """The channel used."""
+    reason: str
+    """Why it is uncertain (`delivery uncertain`)."""
 
 
 class NoticeSkipped(EventDetails):
@@ -633,7 +653,7 @@ VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
         OutreachDeferred, OutreachUncertain, ClientResponded, AnswerUnclear, OptedOut,
         EscalationSent, EscalationBlocked, EscalationUncertain, ClinicianDecisionMade,
         PlanCreated, Closed, TrailSuperseded, NoticeOpened, NoticeSent, NoticeFailed, NoticeSkipped,
-        NoticeEscalated, NoticeExhausted, NoticeAcknowledged, NoticeResolved,
+        NoticeEscalated, NoticeExhausted, NoticeAcknowledged, NoticeResolved, NoticeUncertain,
         CaringStarted, CaringSent, CaringSkipped, CaringEnded,
     )
 }

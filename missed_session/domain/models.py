@@ -584,6 +584,7 @@ class AuditEventType(StrEnum):
     NOTICE_EXHAUSTED = "notice_exhausted"
     NOTICE_ACKNOWLEDGED = "notice_acknowledged"
     NOTICE_RESOLVED = "notice_resolved"
+    NOTICE_UNCERTAIN = "notice_uncertain"
     CARING_STARTED = "caring_started"
     CARING_SENT = "caring_sent"
     CARING_SKIPPED = "caring_skipped"

@@ -1,4 +1,4 @@
-"""Notices to clinicians: escalation policies, the message, acknowledgment codes and links.
+"""Notices to clinicians: on-call ladder policies, the message, acknowledgment codes, links.
 
 A notice (the therapist's no-show alert, the urgent "escalation blocked" task) is delivered
 until a person acknowledges it: the practice's policy for its risk tier and priority names
@@ -63,7 +63,7 @@ class Step(Model):
 
 
 class Policy(Model):
-    """An escalation policy, and which notices it is for (first match wins)."""
+    """A notice policy (its on-call ladder) and the notices it is for (first match wins)."""
 
     name: str = Field(min_length=1, max_length=40)
     """Named in the audit trail."""

@@ -48,11 +48,6 @@ def escalation_after_attempt(booking: SessionBooking) -> int:
     return max_attempts if after is None else min(after, max_attempts)
 
 
-def may_escalate(booking: SessionBooking) -> bool:
-    """Escalation needs an emergency contact on file and the client's consent to use it."""
-    return escalation_blocker(booking) is None
-
-
 def unreachable_outcome(*, escalated: bool) -> Outcome:
     """The outcome when every attempt failed."""
     if escalated:

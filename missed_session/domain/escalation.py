@@ -1,0 +1,204 @@
+"""Escalation to the emergency contact: the one decision, and what its call came to.
+
+`next_escalation` is the only place that decides whether the emergency contact is called,
+blocked, or waited for; the workflow asks it wherever the protocol may escalate (after a
+failed attempt, before an attempt deferred by the contact window, when the ladder ends,
+on a clinician's `escalate_now`) and acts on its answer. `emergency_call` is the only
+place that reads what the call came to. `contact_to_call` is the only place that chooses
+whom to call when a clinician overrides a missing consent. Pure: no I/O, no clock.
+
+The rules, property-tested over generated event sequences (`tests/test_escalation_properties.py`):
+never an escalation without consent on file covering the situation or a recorded
+clinician decision; never outside the client's contact window unless the protocol allows
+it for high risk or a clinician decided; never twice once the contact has been told.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from missed_session.domain import clients, events, protocol
+from missed_session.domain.facts import Escalation, SessionFacts, window_open, window_opens
+from missed_session.domain.models import (
+    CallResult,
+    ClinicianDecision,
+    EmergencyContact,
+    RiskTier,
+    SessionBooking,
+)
+from missed_session.domain.step_reports import (
+    Done,
+    Failed,
+    Refused,
+    StepReport,
+    Stopped,
+    Uncertain,
+)
+
+Basis = Literal["consent on file", "clinician decision"]
+NO_CONTACT = "no emergency contact on file"
+
+
+@dataclass(frozen=True)
+class Escalate:
+    """Call the emergency contact now."""
+
+    basis: Basis
+    """Why calling them is allowed."""
+    outside_window: str | None
+    """If the call goes outside the client's contact window: on whose authority."""
+    consent_on_file: bool
+    """Whether consent would have allowed it anyway."""
+
+
+@dataclass(frozen=True)
+class Block:
+    """Escalation may not happen: the therapist gets an urgent task saying why."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Escalation is due and allowed, once the client's contact window opens."""
+
+    until: datetime
+
+
+EscalationDecision = Escalate | Block | Wait | None
+"""None: nothing to do (not due, already considered or told, or outreach stopped)."""
+
+
+def next_escalation(  # noqa: PLR0911 - one answer per rule
+    facts: SessionFacts, booking: SessionBooking, now: datetime, attempt: int | None,
+    override: ClinicianDecision | None, *, deferred: bool = False,
+) -> EscalationDecision:
+    """What to do about the emergency contact at `now`.
+
+    `attempt`: the attempt that just failed, or None once the ladder is over. `deferred`:
+    outreach is about to wait for the contact window (the attempts so far failed).
+    `override`: a clinician's `escalate_now`, which must be recorded in the facts already.
+    """
+    contact = booking.client.emergency_contact
+    in_window = window_open(booking, now)
+    if override is not None:
+        if facts.escalation is Escalation.SENT:
+            return None
+        if contact is None:
+            return Block(NO_CONTACT)
+        if facts.escalate_now_decisions == 0:
+            return Block("the clinician's decision is not on record")
+        return Escalate("clinician decision",
+                        outside_window=None if in_window else "clinician decision",
+                        consent_on_file=protocol.escalation_blocker(booking) is None)
+    if facts.escalation is not None or facts.outreach_stops():
+        return None
+    if not _due(facts, booking, attempt, deferred=deferred):
+        return None
+    blocker = protocol.escalation_blocker(booking)
+    if blocker is not None:
+        return Block(blocker)
+    if in_window:
+        return Escalate("consent on file", outside_window=None, consent_on_file=True)
+    if protocol.escalation_may_go_outside_window(booking):
+        return Escalate("consent on file", outside_window="protocol allows for high risk",
+                        consent_on_file=True)
+    return Wait(window_opens(booking, now))
+
+
+def _due(facts: SessionFacts, booking: SessionBooking, attempt: int | None, *,
+         deferred: bool) -> bool:
+    """Whether the protocol considers escalation at this moment."""
+    if deferred:  # high risk, and the protocol says not to wait overnight to escalate
+        return protocol.escalation_may_go_outside_window(booking)
+    if attempt is None:  # every attempt failed
+        return True
+    return attempt >= protocol.escalation_after_attempt(booking) or not facts.reachable(booking)
+
+
+# -- what the call came to --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Told:
+    """The emergency contact heard the message."""
+
+    consent_record: str | None
+
+
+@dataclass(frozen=True)
+class NotTold:
+    """The call did not reach them: escalation is blocked, with a task."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class MaybeTold:
+    """It may have reached them: neither sent nor blocked (a later escalate_now retries)."""
+
+    reason: str
+    task: bool
+    """A person must confirm (not when a clinician's own decision stopped it)."""
+
+
+def emergency_call(  # noqa: PLR0911 - one answer per report
+    report: StepReport, stop_reason: str,
+) -> Told | NotTold | MaybeTold:
+    """What the emergency contact's call came to, from its step's report."""
+    match report:
+        case Stopped():
+            return MaybeTold(f"stopped in flight: {stop_reason}", task=False)
+        case Refused(reason=reason):  # withdrawn since booking: the directory says so now
+            return NotTold(reason)
+        case Uncertain(reason=reason):
+            return MaybeTold(reason, task=True)
+        case Failed(reason=reason):
+            return NotTold(f"emergency contact unreachable ({reason})")
+        case Done(result=CallResult.ANSWERED_UNKNOWN):
+            return MaybeTold("the provider could not tell whether a person answered", task=True)
+        case Done(result=CallResult.ANSWERED, consent_record=record):
+            return Told(record)
+    return NotTold("emergency contact unreachable (the call was not answered)")
+
+
+def sent(decision: Escalate, contact: EmergencyContact, override: ClinicianDecision | None,
+         told: Told) -> events.EscalationSent:
+    """The record of an emergency contact told: on consent, or on a clinician's decision."""
+    if override is None:
+        return events.EscalationSent(
+            basis=decision.basis, consent_date=contact.consent_date,
+            outside_contact_window=decision.outside_window, consent_record=told.consent_record,
+        )
+    return events.EscalationSent(
+        basis=decision.basis, legal_basis=override.legal_basis,
+        decided_by=override.clinician_id, reason=override.reason,
+        consent_on_file=decision.consent_on_file, outside_contact_window=decision.outside_window,
+    )
+
+
+# -- whom to call ---------------------------------------------------------------------------
+
+
+def contact_to_call(
+    record: clients.ClientRecord, history: Sequence[clients.ConsentRecord], *, at: datetime,
+    risk_tier: RiskTier, defaults: clients.ConsentDefaults, override: bool,
+) -> tuple[EmergencyContact, str | None] | clients.ConsentDecision:
+    """The directory's emergency contact to call at `at` and the consent record relied on.
+
+    The first contact consent covers; without one, on a clinician's override (a recorded
+    decision with a legal basis), the directory's first contact with no record relied on;
+    otherwise why none may be called.
+    """
+    found = clients.emergency_reach(record, history, at=at, risk_tier=risk_tier,
+                                    defaults=defaults)
+    if isinstance(found, tuple):
+        chosen, decision = found
+        return EmergencyContact(name=chosen.name, phone=chosen.phone), decision.record_id
+    if override and record.emergency_contacts:
+        first = record.emergency_contacts[0]
+        return EmergencyContact(name=first.name, phone=first.phone), None
+    return found

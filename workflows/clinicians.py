@@ -1,0 +1,103 @@
+"""The one place a session tells its clinicians something: a notice, and its delivery.
+
+Every alert and task a session gives (the no-show alert, an escalation blocked, an answer
+not clearly the client's, an escalation that may not have reached the contact, a refused
+trail) is made by `Clinicians.notice` and delivered by `Clinicians.tell`: the inbox row,
+and with a roster on file, a notice workflow that climbs the on-call ladder until a person
+acknowledges it. The notice key (`<session id>/<name>`) is the inbox row's and the notice
+workflow's id, so a notice is found, and acknowledged, without the session.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from temporalio import workflow
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.notices import (
+        NoticeActivities,
+        NoticePlanRequest,
+        NoticeRequest,
+        notice_workflow_id,
+    )
+    from activities.therapist import TherapistActivities
+    from missed_session import search_attributes as attrs
+    from missed_session.domain.models import (
+        InboxItemKind,
+        Priority,
+        SessionBooking,
+        TherapistNotice,
+    )
+
+from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT
+
+NOTICE_WORKFLOWS = "notice-workflows"
+"""Patch id: sessions recorded before notices were workflows replay without them."""
+
+
+class Clinicians:
+    """The session's therapist, and through the roster whoever is on call above them."""
+
+    def __init__(self, booking: SessionBooking) -> None:
+        self._booking = booking
+        self._made: Counter[str] = Counter()
+        """Notices made so far, by name: each one of a kind has its own key."""
+
+    def notice(self, name: str, kind: InboxItemKind, priority: Priority, title: str, *,
+               numbered: bool | None = None) -> TherapistNotice:
+        """A new notice called `name`.
+
+        `numbered`: its key ends `name-<n>` always (True), from the second of its name on
+        (None), or never (False: the name is already unique).
+        """
+        self._made[name] += 1
+        count = self._made[name]
+        if numbered or (numbered is None and count > 1):
+            name = f"{name}-{count}"
+        booking = self._booking
+        return TherapistNotice(
+            key=f"{booking.session_id}/{name}",
+            session_id=booking.session_id,
+            therapist_id=booking.therapist_id,
+            kind=kind,
+            priority=priority,
+            title=f"{title} (client {booking.client.ref})",
+        )
+
+    async def tell(self, notice: TherapistNotice, *, in_inbox: bool = False) -> None:
+        """The inbox row, and with a roster on file, the notice's delivery until acknowledged.
+
+        The notice is a child workflow with parent-close policy ABANDON: it must outlive
+        the session (which closes minutes after a blocked escalation, when follow-up is
+        planned), because a notice ends only when a person has acknowledged it; TERMINATE
+        or REQUEST_CANCEL would silence the climb exactly when nobody has answered.
+        `in_inbox`: the inbox row is already written (the no-show's records do it).
+        """
+        if not in_inbox:
+            await workflow.execute_activity_method(
+                TherapistActivities.notify_therapist, notice,
+                start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
+            )
+        if not workflow.patched(NOTICE_WORKFLOWS):
+            return
+        booking = self._booking
+        plan = await workflow.execute_activity_method(
+            NoticeActivities.plan_notice,
+            NoticePlanRequest(notice=notice, risk_tier=booking.risk_tier),
+            start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
+        )
+        if plan is None:  # no roster loaded: the inbox is all there is
+            return
+        await workflow.start_child_workflow(
+            "NoticeWorkflow",
+            NoticeRequest(notice=notice, risk_tier=booking.risk_tier,
+                          client_ref=booking.client.ref,
+                          client_first_name=booking.client.first_name, plan=plan,
+                          time_scale=booking.protocol.time_scale),
+            id=notice_workflow_id(notice.key),
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            search_attributes=attrs.notice_initial(priority=notice.priority.value,
+                                                   opened=workflow.now()),
+        )

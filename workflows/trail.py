@@ -1,0 +1,107 @@
+"""A workflow's own audit trail: numbering, order, the write, and a refused write.
+
+Both workflows write their trail through one `Trail` (the session's stream id is the
+session id; a notice's, its notice key). Each event is numbered here, deterministically,
+under the trail's lock, written by a local activity (a short idempotent PostgreSQL write,
+recorded in the history as one marker with the event as recorded, for `audit replay`'s
+cross-check), and then handed to `recorded` (the session folds it into its facts). A local
+activity that wrote its row in a workflow task that then failed runs again in the task's
+retry, with a later clock: the store keeps the first write and hands it back; after rows a
+failed task left and the store marked superseded, the trail numbers on past them.
+
+A refused write (a closed trail holds the place, an event the store cannot keep) means the
+trail and the workflow have parted: going on would act without a record. `refused` is told
+(the session gives the therapist an urgent task), and the workflow fails with the reason,
+never silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.audit import AuditActivities
+    from missed_session.domain import events
+    from missed_session.domain.models import AuditEvent
+
+TRAIL_REFUSED = ("AuditConflict", "UnreadableEvent", "UnwritableEvent")
+"""Audit write failures that no retry can mend (see `activities.audit`)."""
+
+RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=list(TRAIL_REFUSED),
+)
+"""Records (audit, inbox, notices, plans) are retried until PostgreSQL takes them, however
+long an outage lasts: none may be lost."""
+RECORD_TIMEOUT = timedelta(seconds=30)
+
+
+class Trail:
+    """One workflow's trail: its next number, its lock, and how a write lands."""
+
+    def __init__(self, stream_id: str, *,
+                 recorded: Callable[[events.EventDetails, datetime], None] | None = None,
+                 refused: Callable[[AuditEvent], Awaitable[None]] | None = None) -> None:
+        self._stream_id = stream_id
+        self._recorded = recorded
+        self._refused = refused
+        self._sequence = 0
+        self.lock = asyncio.Lock()
+        """Held while an event is numbered and written, so the trail is written in order."""
+        self.first: Awaitable[None] | None = None
+        """Writes that must land before any other (the session's no-show records)."""
+
+    def next_event(self, details: events.EventDetails) -> AuditEvent:
+        """The trail's next event, numbered here, deterministically; the caller holds the lock."""
+        self._sequence += 1
+        return events.new_event(session_id=self._stream_id, sequence=self._sequence,
+                                occurred_at=workflow.now(), details=details)
+
+    async def record(self, details: events.EventDetails) -> None:
+        """Append the next event, after the writes that come first."""
+        await self.written_first()
+        async with self.lock:
+            event = self.next_event(details)
+            await self.written(event, workflow.execute_local_activity_method(
+                AuditActivities.record_event, event,
+                start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
+            ), details)
+
+    async def written(self, event: AuditEvent, write: Awaitable[AuditEvent | list[AuditEvent]],
+                      *details: events.EventDetails) -> None:
+        """Await a write of `event` (and any before it) and number on from where it landed.
+
+        `details`: what the write records, in order, handed to `recorded` once it landed.
+        """
+        try:
+            landed = await write
+        except (ActivityError, ApplicationError) as error:
+            # An activity's failure arrives wrapped; a local activity's, as itself.
+            cause = error.cause if isinstance(error, ActivityError) else error
+            if not (isinstance(cause, ApplicationError) and cause.type in TRAIL_REFUSED):
+                raise
+            if self._refused is not None:
+                await self._refused(event)
+            raise ApplicationError(
+                f"the audit trail refused event #{event.sequence} ({cause.type})"
+                + ("; the therapist was given an urgent task" if self._refused else ""),
+                type="TrailRefused", non_retryable=True,
+            ) from error
+        last = landed[-1] if isinstance(landed, list) else landed
+        self._sequence = max(self._sequence, last.sequence)
+        if self._recorded is not None:
+            for each in details:
+                self._recorded(each, event.occurred_at)
+
+    async def written_first(self) -> None:
+        """Wait for the writes that come first (if any)."""
+        if self.first is not None:
+            await self.first
