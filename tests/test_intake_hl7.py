@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -141,7 +141,7 @@ async def test_cancel_before_booking_and_an_old_message_after_a_newer_one(
     assert "cancelled before its booking" in msa(acks[0])[3]
     assert "not started" in msa(acks[1])[3]
     assert not await stack.exists(cancelled)
-    now = stack.start - timedelta(days=1)
+    now = datetime.now(UTC) - timedelta(hours=1)
     acks = await stack.mllp(
         framed(samples.siu("S12", "O3", session, stack.start, sent=now)),
         framed(samples.siu("S13", "O4", session, stack.start + timedelta(hours=1),
@@ -149,7 +149,11 @@ async def test_cancel_before_booking_and_an_old_message_after_a_newer_one(
         framed(samples.siu("S14", "O5", session, stack.start + timedelta(hours=3),
                            sent=now + timedelta(minutes=1))), answers=3)
     assert [msa(a)[1] for a in acks] == ["AA", "AA", "AA"]
-    assert "not applied" in msa(acks[2])[3]
+    assert "recorded, not applied" in msa(acks[2])[3]
+    assert msa(acks[2])[3].endswith(" ...")  # cut at a word, never mid-word
+    err = next(s for s in acks[2].split("\r") if s.startswith("ERR"))
+    assert err.startswith("ERR|^^^0&")  # v2.3 ERR-1: code 0, accepted (not applied)
+    assert "older than one already applied from the same sender (MSH-7" in err
     found = await stack.wait_for(session, AuditEventType.RESCHEDULED)
     assert found.count(AuditEventType.RESCHEDULED) == 1
 
