@@ -4,8 +4,9 @@ Framing is `0x0B` message `0x1C 0x0D`. The reader always answers: several messag
 read and a message split across reads come out whole; bytes outside a frame are skipped
 (and counted), and a `0x0B` inside an unfinished frame starts a new frame (the sender gave
 up on the first), so stray bytes never swallow the next message. A message larger than the
-limit is answered AR with the reason, and so is one that does not finish within the frame
-timeout; then the connection is closed (what follows cannot be framed with certainty).
+limit is answered AR with the reason (and when its end never came within the limit, the
+connection is closed: what follows cannot be framed with certainty); so is one that does
+not finish within the frame timeout, and the connection is closed.
 An unforeseen failure while handling a message is answered AR "send it again", never
 silence. Messages on one connection are answered in order, one at a time, as MLLP senders
 expect.
@@ -51,6 +52,8 @@ class Frame:
     data: bytes = b""
     """The message; for an oversized or unfinished one, its first bytes only."""
     skipped: int = 0
+    complete: bool = False
+    """An oversized frame that was read to its end: the connection can go on."""
 
 
 class FrameReader:
@@ -89,6 +92,9 @@ class FrameReader:
                 if end > 0:
                     message = bytes(self._buffer[1:end])
                     del self._buffer[:end + len(END_BLOCK)]
+                    if len(message) > self._limit:  # whole, so the next frame is readable
+                        return Frame(FrameKind.OVERSIZED, message[:HEAD_BYTES], skipped,
+                                     complete=True)
                     return Frame(FrameKind.MESSAGE, message, skipped)
                 if len(self._buffer) - 1 > self._limit:
                     return Frame(FrameKind.OVERSIZED, bytes(self._buffer[1:HEAD_BYTES]),
@@ -142,10 +148,11 @@ async def _session(intake: StandardsIntake, frames: FrameReader,
                           if frame.kind is FrameKind.OVERSIZED else
                           "the message did not end (0x1C 0x0D) within the frame timeout; "
                           "nothing done")
-                logger.warning("MLLP: a message from %s refused (%s); connection closed",
-                               peer, frame.kind.value)
+                logger.warning("MLLP: a message from %s refused (%s)", peer, frame.kind.value)
                 await _write(writer, refusal(frame.data, reason))
-                return
+                if frame.complete:
+                    continue
+                return  # what follows cannot be framed with certainty
             try:
                 _, answer = await intake.hl7(frame.data)
             except Exception as error:  # an unforeseen failure still answers
