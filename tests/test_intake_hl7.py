@@ -267,13 +267,15 @@ async def test_training_messages_are_refused_or_dry_run(
                                                                            "|T|2.3")
         [answer] = await stack.mllp(framed(training))
         assert msa(answer)[1] == "AR"
-        assert "^^^202&" in answer and "processing id T (training)" in answer
+        assert "^^^202&" in answer
+        assert "processing id T (training)" in answer
         assert not await stack.exists(session)
     async with running_stack(time_skipping_env, pool, task_queue,
                              hl7_non_production="dry_run") as dry:
         [answer] = await dry.mllp(framed(training))
         assert msa(answer)[1] == "AA"
-        assert "dry run" in answer and f"would book session {session}" in answer
+        assert "dry run" in answer
+        assert f"would book session {session}" in answer
         assert not await dry.exists(session)
 
 
@@ -284,9 +286,11 @@ async def test_a_long_answer_is_cut_at_a_word_in_msa_and_whole_in_err(stack: Sta
     text = msa(answer)[3]
     assert msa(answer)[1] == "AA"
     if len(f"scheduled session {session} (workflow session-{session})") > 80:
-        assert len(text) <= 80 and text.endswith(" ...")
+        assert len(text) <= 80
+        assert text.endswith(" ...")
         err = next(s for s in answer.split("\r") if s.startswith("ERR")).split("|")
-        assert err[4] == "I" and f"workflow session-{session})" in err[8]
+        assert err[4] == "I"
+        assert f"workflow session-{session})" in err[8]
 
 
 async def test_bytes_are_utf8_or_the_8859_msh18_names(stack: Stack) -> None:
