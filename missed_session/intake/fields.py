@@ -69,6 +69,9 @@ def phone_number(raw: str | None, where: str, defaults: IntakeDefaults) -> str:
         if defaults.country_code == "1" and len(digits) == 11 and digits.startswith("1"):
             national = digits[1:]
         candidate = f"+{defaults.country_code}{national}"
+    elif defaults.country_code:
+        msg = f"{where}: not a usable phone number ({len(digits)} digits)"
+        raise IncompleteError(msg)
     else:
         msg = f"{where}: the phone number has no country code and none is configured"
         raise IncompleteError(msg)
