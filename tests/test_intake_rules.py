@@ -229,3 +229,22 @@ async def test_changes_to_a_cancelled_session_are_refused_like_a_new_booking(
     assert status in {404, 409}, body
     assert "already closed" in body
     assert AuditEventType.RESCHEDULED not in await stack.events(session)
+
+
+# -- item 2: never an AA for what was not applied without an ERR saying why ----------------------
+
+
+async def test_a_resent_booking_with_a_changed_phone_names_it_as_not_applied(
+        stack: Stack) -> None:
+    session = new_id()
+    v25 = {"version": "2.5", "tq1": True}
+    acks = await stack.mllp(
+        framed(samples.siu("S12", "P1", session, stack.start, **v25)),
+        framed(samples.siu("S14", "P2", session, stack.start, phone="(415)555-0199",
+                           **v25)), answers=2)
+    assert [segment(a, "MSA")[1] for a in acks] == ["AA", "AA"]
+    err = segment(acks[1], "ERR")
+    assert err[4] == "W", acks[1]  # accepted, but not all of it applied
+    assert "NOT applied" in err[8]
+    assert "phone" in err[8]
+    assert len(segment(acks[1], "MSA")[3]) <= 80

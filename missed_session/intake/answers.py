@@ -73,7 +73,7 @@ def severity(outcome: Outcome, text: str) -> str:
     W when the message was recorded and not applied, I when its text is longer than MSA-3
     holds, none otherwise.
     """
-    if outcome.kind is OutcomeKind.RECORDED:
+    if outcome.kind is OutcomeKind.RECORDED or outcome.warning:
         return "W"
     return "I" if len(text) > ack.MSA_TEXT_LIMIT else ""
 

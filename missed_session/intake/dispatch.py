@@ -119,6 +119,8 @@ class Outcome:
     bytes that cannot be stored."""
     final: bool | None = None
     """Whether a repeated delivery gets this answer again; None: by its kind."""
+    warning: bool = False
+    """Accepted, but part of it was not applied (HL7: an ERR of severity W on the AA)."""
 
     @property
     def is_final(self) -> bool:
@@ -353,11 +355,13 @@ class Intake:
             return Outcome(OutcomeKind.RECORDED,
                            f"session {session}: recorded, not started: it was cancelled "
                            "before this booking arrived", session)
-        if command.booking is None or (known is not None and known.start == command.start):
-            # Without a booking only the start can be applied; at a known start, nothing.
+        same_start = known is not None and known.start == command.start
+        booking = None if command.booking is None else self._prepared(command)
+        if booking is None or (same_start and isinstance(booking, Outcome)):
+            # Without a booking only the start can be applied; at a known start that can no
+            # longer be booked (it has begun), nothing is compared and nothing moves.
             moved = await self._move_only(command, known.start if known else None)
             return await self._unless_closed(session, moved)
-        booking = self._prepared(command)
         if isinstance(booking, Outcome):
             return booking
         result = await self._app.schedule_booking(booking)
@@ -387,15 +391,16 @@ class Intake:
         """
         session = command.session_id
         others = [field for field in held.differing_fields if field != "start"]
-        note = (f"; not applied, the client directory would hold them and is not built yet: "
-                f"{', '.join(others)}") if others else ""
+        note = (f"; NOT applied (the client's details belong to the client directory: change "
+                f"them there): {', '.join(others)}") if others else ""
         if "start" not in held.differing_fields:
             return Outcome(OutcomeKind.UNCHANGED,
                            f"session {session}: already scheduled at this start{note}",
-                           session)
+                           session, warning=bool(others))
         moved = await self._app.reschedule(
             session, Reschedule(start=command.start, reason=command.reason[:200]))
-        return _from(moved, note=f"moved to {command.start.isoformat()}{note}")
+        return replace(_from(moved, note=f"moved to {command.start.isoformat()}{note}"),
+                       warning=bool(others))
 
     async def _move_only(self, command: Book, known_start: datetime | None) -> Outcome:
         """A message without what a booking needs can still move a session that exists."""
