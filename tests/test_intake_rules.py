@@ -237,11 +237,10 @@ async def test_changes_to_a_cancelled_session_are_refused_like_a_new_booking(
 async def test_a_resent_booking_with_a_changed_phone_names_it_as_not_applied(
         stack: Stack) -> None:
     session = new_id()
-    v25 = {"version": "2.5", "tq1": True}
     acks = await stack.mllp(
-        framed(samples.siu("S12", "P1", session, stack.start, **v25)),
+        framed(samples.siu("S12", "P1", session, stack.start, version="2.5", tq1=True)),
         framed(samples.siu("S14", "P2", session, stack.start, phone="(415)555-0199",
-                           **v25)), answers=2)
+                           version="2.5", tq1=True)), answers=2)
     assert [segment(a, "MSA")[1] for a in acks] == ["AA", "AA"]
     err = segment(acks[1], "ERR")
     assert err[4] == "W", acks[1]  # accepted, but not all of it applied
