@@ -247,3 +247,21 @@ async def test_a_resent_booking_with_a_changed_phone_names_it_as_not_applied(
     assert "NOT applied" in err[8]
     assert "phone" in err[8]
     assert len(segment(acks[1], "MSA")[3]) <= 80
+
+
+async def test_a_webhook_reschedule_of_a_cancelled_session_is_refused(stack: Stack) -> None:
+    old, new = new_id("u"), new_id("u")
+    created = datetime.now(UTC) - timedelta(minutes=10)
+    booked = samples.calcom("BOOKING_CREATED", old, stack.start, created=created)
+    assert (await calcom(stack, booked))[0] == 201
+    cancelled = samples.calcom("BOOKING_CANCELLED", old, stack.start,
+                               created=created + timedelta(minutes=1))
+    assert (await calcom(stack, cancelled))[0] == 200
+    await stack.wait_for(f"cal-{old}", AuditEventType.CLOSED)
+    for start in (stack.start, stack.start + timedelta(hours=1)):
+        moved = samples.calcom("BOOKING_RESCHEDULED", new, start, reschedule_uid=old,
+                               created=created + timedelta(minutes=2))
+        status, answer = await calcom(stack, moved)
+        assert (status, answer["outcome"]) == (404, "not_found"), answer
+        assert "already closed" in answer["message"]
+    assert AuditEventType.RESCHEDULED not in await stack.events(f"cal-{old}")
