@@ -113,13 +113,18 @@ async def test_sender_clocks_are_compared_only_within_one_sender_feed(stack: Sta
 async def test_a_check_in_before_its_booking_is_refused_then_applied_when_resent(
         stack: Stack) -> None:
     session = new_id()
-    arrived = samples.siu("S14", "R1", session, stack.start, filler_status="ARRIVED")
+    now = datetime.now(UTC)
+    # The check-in is sent (and stamped) before the booking message, and its retry keeps
+    # its stamp: it is still applied, never dropped as older than the booking.
+    arrived = samples.siu("S14", "R1", session, stack.start, filler_status="ARRIVED",
+                          sent=now - timedelta(minutes=2))
     [early] = await stack.mllp(framed(arrived))
     assert segment(early, "MSA")[1] == "AE"
     assert segment(early, "ERR")[1].startswith("^^^204&"), early
     stored = await row(stack.pool, "MESA_OP|XYZ_HOSPITAL|R1")
     assert (stored["outcome"], stored["final"]) == ("not_found", False)
-    [booked] = await stack.mllp(framed(samples.siu("S12", "R2", session, stack.start)))
+    [booked] = await stack.mllp(framed(samples.siu("S12", "R2", session, stack.start,
+                                                   sent=now - timedelta(minutes=1))))
     assert segment(booked, "MSA")[1] == "AA"
     [again] = await stack.mllp(framed(arrived))  # the sender's retry: same MSH-10
     assert segment(again, "MSA")[1:3] == ["AA", "R1"], again

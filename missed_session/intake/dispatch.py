@@ -7,7 +7,8 @@ The rules for out-of-order and repeated delivery live here, in one place for eve
   when that answer is final; an answer that depends on state or configuration (no such
   session yet, a setting missing, a sender clock ahead of ours) is worked out again;
 - messages are applied in the order they are received; a sender's own time only drops a
-  message older than the newest one applied to the session from the same sender feed,
+  message (other than a check-in) older than the newest one applied to the session from
+  the same sender feed,
   and that newest time is never taken beyond our receipt (a clock ahead cannot block
   later messages); a message dated more than the allowed skew into the future is refused
   naming its timestamp;
@@ -222,22 +223,25 @@ class Intake:
         if isinstance(command, Refuse):
             kind = OutcomeKind.MALFORMED if command.malformed else OutcomeKind.BAD_INPUT
             return Outcome(kind, command.reason, command.session_id)
+        received = self._clock()
+        ahead = self._ahead(incoming, received, command.session_id)
+        if ahead is not None:
+            return ahead
         if command.session_id is not None and (
                 incoming.previous_ids or incoming.source in ALIASED_SOURCES):
             session = await self._store.resolve(
                 incoming.source.value, (*incoming.previous_ids, command.session_id))
             command = _renamed(command, session)
-        received = self._clock()
-        ahead = self._ahead(incoming, received, command.session_id)
-        if ahead is not None:
-            return ahead
         if isinstance(command, Record):
             return Outcome(OutcomeKind.RECORDED, _recorded(command.note, command.session_id),
                            command.session_id)
         assert not isinstance(command, Refuse)  # returned above; renaming keeps the type
-        stale = await self._stale(command.session_id, incoming)
-        if stale is not None:
-            return stale
+        if not isinstance(command, CheckIn | Attended):
+            # A check-in is never dropped for its sender time: the client came, and taking
+            # it for stale would send a client who is there into outreach.
+            stale = await self._stale(command.session_id, incoming)
+            if stale is not None:
+                return stale
         outcome = await self._apply(command)
         if outcome.kind in {OutcomeKind.APPLIED, OutcomeKind.UNCHANGED}:
             start = command.start if isinstance(command, Book) else None
