@@ -115,10 +115,9 @@ def decode(data: bytes) -> str | Translated:
     charset = first.split(separator)[17] if first.count(separator) >= 17 else ""
     if charset.upper().replace(" ", "").startswith("8859"):
         return text
-    translated = translate(text.replace("\x00", ""), _NO_DEFAULTS)
     reason = (f"the message is not valid UTF-8 (byte {offset}) and MSH-18 names no ISO 8859 "
               "character set; nothing done")
-    return _refused(translated.header, reason, "102", text)
+    return _refused(header_of(text), reason, "102", text)
 
 
 def translate(text: str, defaults: IntakeDefaults) -> Translated:
@@ -436,5 +435,3 @@ def _refused(header: Header, reason: str, code: str, body: str,
     return Translated(header, _incoming(header, Refuse(reason, malformed=malformed), sent_at,
                                         key=key), code)
 
-
-_NO_DEFAULTS = IntakeDefaults()
