@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -152,6 +152,13 @@ def _unreadable(body: str) -> Translated | None:
     The latter is answered without the bytes: the header is read with them removed, and
     the delivery key is a hash, never the value. The answer names where they are.
     """
+    if body.startswith(("FHS", "BHS")):
+        inner = body.find("\rMSH")
+        header = header_of(body[inner + 1:]) if inner >= 0 else Header()
+        # Answered whatever its first message's MSH-15/16 asks: the batch was not taken.
+        header = replace(header, accept_ack_type="", application_ack_type="")
+        return _refused(header, f"{body[:3]}: HL7 batches are not supported; send each "
+                        "message on its own", "200", body, unreadable=True)
     if not body.startswith("MSH"):
         return _refused(Header(), "MSH: the message does not start with an MSH segment",
                         "100", body)
