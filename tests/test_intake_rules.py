@@ -74,6 +74,25 @@ async def test_a_message_dated_a_day_ahead_is_refused_and_cannot_block_a_later_c
     assert AuditEventType.CANCELLED in await stack.wait_for(session, AuditEventType.CLOSED)
 
 
+async def test_a_webhook_dated_a_day_ahead_is_422_naming_created_at(stack: Stack) -> None:
+    uid = new_id("u")
+    now = datetime.now(UTC)
+    booked = samples.calcom("BOOKING_CREATED", uid, stack.start,
+                            created=now - timedelta(minutes=5))
+    assert (await calcom(stack, booked))[0] == 201
+    ahead = samples.calcom("BOOKING_RESCHEDULED", new_id("u"), stack.start
+                           + timedelta(hours=2), reschedule_uid=uid,
+                           created=now + timedelta(days=1))
+    status, answer = await calcom(stack, ahead)
+    assert (status, answer["outcome"]) == (422, "bad_input"), answer
+    assert answer["message"].startswith("createdAt: "), answer
+    cancelled = samples.calcom("BOOKING_CANCELLED", uid, stack.start, created=now)
+    assert (await calcom(stack, cancelled))[0] == 200
+    found = await stack.wait_for(f"cal-{uid}", AuditEventType.CLOSED)
+    assert AuditEventType.CANCELLED in found
+    assert AuditEventType.RESCHEDULED not in found
+
+
 async def test_a_clock_ahead_within_the_skew_never_makes_a_later_message_stale(
         stack: Stack) -> None:
     session = new_id()

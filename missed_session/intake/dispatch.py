@@ -68,6 +68,13 @@ from missed_session.intake.store import IntakeStore, StoredAnswer
 
 ALIASED_SOURCES = frozenset({Source.CALCOM, Source.CALENDLY})
 """Schedulers that give a rescheduled booking a new id."""
+SENT_AT_FIELDS = {
+    Source.HL7: "MSH-7",
+    Source.FHIR: "meta.lastUpdated (or the notification's timestamp)",
+    Source.CALCOM: "createdAt",
+    Source.CALENDLY: "created_at",
+}
+"""Where each format carries the sender's time, to name it when a translator does not."""
 DEFAULT_FUTURE_SKEW = timedelta(minutes=5)
 """How far ahead of our clock a sender's timestamp may be before the message is refused."""
 
@@ -259,7 +266,7 @@ class Intake:
         sent_at = incoming.sent_at
         if sent_at is None or sent_at <= received + self._future_skew:
             return None
-        field = incoming.sent_at_field or "the sender's timestamp"
+        field = incoming.sent_at_field or SENT_AT_FIELDS[incoming.source]
         ahead = sent_at - received
         return Outcome(
             OutcomeKind.BAD_INPUT,
@@ -275,7 +282,7 @@ class Intake:
         newest = await self._store.last_sent(session_id, incoming.feed_name)
         if newest is None or sent_at >= newest:
             return None
-        field = incoming.sent_at_field or "the sender's timestamp"
+        field = incoming.sent_at_field or SENT_AT_FIELDS[incoming.source]
         return Outcome(
             OutcomeKind.RECORDED,
             f"session {session_id}: recorded, not applied: this message is older than one "
