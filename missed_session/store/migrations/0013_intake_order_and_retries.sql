@@ -20,3 +20,5 @@ CREATE TABLE intake_feed_order (
     received_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (session_id, feed)
 );
+
+-- intake_sessions.last_sent_at (one time per session, across senders) is no longer written.
