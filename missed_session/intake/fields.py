@@ -64,14 +64,14 @@ def phone_number(raw: str | None, where: str, defaults: IntakeDefaults) -> str:
         candidate = f"+{digits}"
     elif text.startswith("00"):
         candidate = f"+{digits[2:]}"
-    elif defaults.country_code and len(digits) >= 6:
+    elif defaults.country_code and len(digits) < 6:
+        msg = f"{where}: not a usable phone number (too few digits)"
+        raise IncompleteError(msg)
+    elif defaults.country_code:
         national = digits.removeprefix("0") if defaults.country_code != "1" else digits
         if defaults.country_code == "1" and len(digits) == 11 and digits.startswith("1"):
             national = digits[1:]
         candidate = f"+{defaults.country_code}{national}"
-    elif defaults.country_code:
-        msg = f"{where}: not a usable phone number ({len(digits)} digits)"
-        raise IncompleteError(msg)
     else:
         msg = f"{where}: the phone number has no country code and none is configured"
         raise IncompleteError(msg)
