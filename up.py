@@ -95,7 +95,8 @@ async def main(argv: list[str] | None = None) -> int:
         url = await server.start()
         listener = await mllp.serve(intake, intake_settings.mllp_host,
                                     intake_settings.mllp_port,
-                                    limit=intake_settings.max_message_bytes)
+                                    limit=intake_settings.max_message_bytes,
+                                    frame_timeout=intake_settings.mllp_frame_timeout_seconds)
         host, port = listener.sockets[0].getsockname()[:2]
         try:
             print("\n".join(["the stack is up:", *_addresses(settings, url, made),

@@ -120,13 +120,17 @@ async def running_stack(env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue
     async with new_worker(client, pool, task_queue=task_queue,
                           sender=Sender("Alex", "+15555550100")), \
             Application(settings, client=client, pool=pool) as app:
-        service = StandardsIntake(Intake(app, IntakeStore(pool)), intake_config)
+        service = StandardsIntake(Intake(app, IntakeStore(pool),
+                                         future_skew=intake_config.future_skew),
+                                  intake_config)
         api = FastAPI()
         api.include_router(router(service))
         server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=0,
                                                log_level="warning", lifespan="off"))
         serving = asyncio.create_task(server.serve())
-        listener = await mllp.serve(service, "127.0.0.1", 0)
+        listener = await mllp.serve(service, "127.0.0.1", 0,
+                                    limit=intake_config.max_message_bytes,
+                                    frame_timeout=intake_config.mllp_frame_timeout_seconds)
         try:
             for _ in range(500):
                 if server.started:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -12,7 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from missed_session.domain.models import AuditEventType
 from tests import intake_samples as samples
-from tests.intake_stack import Stack, framed, new_id, running_stack
+from tests.intake_stack import END_BLOCK, Stack, framed, new_id, running_stack
 
 
 @pytest.fixture
@@ -141,7 +141,7 @@ async def test_cancel_before_booking_and_an_old_message_after_a_newer_one(
     assert "cancelled before its booking" in msa(acks[0])[3]
     assert "not started" in msa(acks[1])[3]
     assert not await stack.exists(cancelled)
-    now = stack.start - timedelta(days=1)
+    now = datetime.now(UTC) - timedelta(hours=1)
     acks = await stack.mllp(
         framed(samples.siu("S12", "O3", session, stack.start, sent=now)),
         framed(samples.siu("S13", "O4", session, stack.start + timedelta(hours=1),
@@ -149,7 +149,11 @@ async def test_cancel_before_booking_and_an_old_message_after_a_newer_one(
         framed(samples.siu("S14", "O5", session, stack.start + timedelta(hours=3),
                            sent=now + timedelta(minutes=1))), answers=3)
     assert [msa(a)[1] for a in acks] == ["AA", "AA", "AA"]
-    assert "not applied" in msa(acks[2])[3]
+    assert "recorded, not applied" in msa(acks[2])[3]
+    assert msa(acks[2])[3].endswith(" ...")  # cut at a word, never mid-word
+    err = next(s for s in acks[2].split("\r") if s.startswith("ERR"))
+    assert err.startswith("ERR|^^^0&")  # v2.3 ERR-1: code 0, accepted (not applied)
+    assert "older than one already applied from the same sender (MSH-7" in err
     found = await stack.wait_for(session, AuditEventType.RESCHEDULED)
     assert found.count(AuditEventType.RESCHEDULED) == 1
 
@@ -189,3 +193,116 @@ async def test_a_refused_change_is_ae_and_a_past_start_is_bad_input(stack: Stack
     assert msa(refused)[1] == "AE"
     assert "reschedule refused" in refused
     assert AuditEventType.RESCHEDULED not in await stack.events(session)
+
+
+# -- MLLP that always answers (issue 23, item 9) ---------------------------------------------
+
+
+@pytest.fixture
+async def small_stack(time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool,
+                      task_queue: str) -> AsyncIterator[Stack]:
+    async with running_stack(time_skipping_env, pool, task_queue, max_message_bytes=2_000,
+                             mllp_frame_timeout_seconds=1.0) as running:
+        yield running
+
+
+async def test_an_oversized_message_gets_ar_with_the_reason(small_stack: Stack) -> None:
+    session, after = new_id(), new_id()
+    big = samples.siu("S12", "BIG1", session, small_stack.start) + "NTE|1||" + "x" * 3_000
+    # Whole, then a normal message: AR, and the connection goes on.
+    acks = await small_stack.mllp(
+        framed(big), framed(samples.siu("S12", "BIG2", after, small_stack.start)), answers=2)
+    assert msa(acks[0])[1:3] == ["AR", "BIG1"]
+    assert "larger than 2000 bytes" in acks[0]
+    assert msa(acks[1])[1:3] == ["AA", "BIG2"]
+    # Its end never coming within the limit: AR, then the connection closes.
+    reader, writer = await asyncio.open_connection("127.0.0.1", small_stack.mllp_port)
+    try:
+        writer.write(b"\x0b" + big.replace("BIG1", "BIG3").encode())
+        await writer.drain()
+        answer = (await asyncio.wait_for(reader.readuntil(END_BLOCK), 30))[1:-2].decode()
+        assert msa(answer)[1:3] == ["AR", "BIG3"]
+        assert "larger than 2000 bytes" in answer
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+    finally:
+        writer.close()
+    assert not await small_stack.exists(session)
+    assert await small_stack.exists(after)
+
+
+async def test_stray_bytes_and_an_abandoned_frame_never_swallow_the_next_message(
+        stack: Stack) -> None:
+    one, two = new_id(), new_id()
+    garbage = b"\r\nHELLO\x1c\r" + b"\x00\xff junk"
+    abandoned = b"\x0bMSH|^~\\&|MESA_OP|XYZ_HOSPITAL|iFW|ABC|2026"  # never finished
+    acks = await stack.mllp(garbage + framed(samples.siu("S12", "J1", one, stack.start)),
+                            abandoned, framed(samples.siu("S12", "J2", two, stack.start)),
+                            answers=2)
+    assert [msa(a)[1:3] for a in acks] == [["AA", "J1"], ["AA", "J2"]]
+    assert await stack.exists(one)
+    assert await stack.exists(two)
+
+
+async def test_a_frame_that_never_ends_gets_ar_after_the_frame_timeout(
+        small_stack: Stack) -> None:
+    session = new_id()
+    partial = samples.siu("S12", "T1", session, small_stack.start)
+    reader, writer = await asyncio.open_connection("127.0.0.1", small_stack.mllp_port)
+    try:
+        writer.write(b"\x0b" + partial.encode())  # no 0x1C 0x0D
+        await writer.drain()
+        answer = (await asyncio.wait_for(reader.readuntil(END_BLOCK), 10))[1:-2].decode()
+    finally:
+        writer.close()
+    assert msa(answer)[1:3] == ["AR", "T1"]
+    assert "did not end" in answer
+    assert not await small_stack.exists(session)
+
+
+async def test_training_messages_are_refused_or_dry_run(
+        time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str) -> None:
+    session = new_id()
+    async with running_stack(time_skipping_env, pool, task_queue) as stack:
+        training = samples.siu("S12", "TR1", session, stack.start).replace("|P|2.3",
+                                                                           "|T|2.3")
+        [answer] = await stack.mllp(framed(training))
+        assert msa(answer)[1] == "AR"
+        assert "^^^202&" in answer
+        assert "processing id T (training)" in answer
+        assert not await stack.exists(session)
+    async with running_stack(time_skipping_env, pool, task_queue,
+                             hl7_non_production="dry_run") as dry:
+        [answer] = await dry.mllp(framed(training))
+        assert msa(answer)[1] == "AA"
+        assert "dry run" in answer
+        assert f"would book session {session}" in answer
+        assert not await dry.exists(session)
+
+
+async def test_a_long_answer_is_cut_at_a_word_in_msa_and_whole_in_err(stack: Stack) -> None:
+    session = new_id()
+    v25 = samples.siu("S12", "L1", session, stack.start, version="2.5", tq1=True)
+    [answer] = await stack.mllp(framed(v25))
+    text = msa(answer)[3]
+    assert msa(answer)[1] == "AA"
+    if len(f"scheduled session {session} (workflow session-{session})") > 80:
+        assert len(text) <= 80
+        assert text.endswith(" ...")
+        err = next(s for s in answer.split("\r") if s.startswith("ERR")).split("|")
+        assert err[4] == "I"
+        assert f"workflow session-{session})" in err[8]
+
+
+async def test_bytes_are_utf8_or_the_8859_msh18_names(stack: Stack) -> None:
+    latin, unnamed = new_id(), new_id()
+    named = samples.siu("S12", "E1", latin, stack.start).replace(
+        "|P|2.3|||", "|P|2.3||||||8859/1|").replace("SMITH^PAUL", "SMITH^JOS\xc9")
+    acks = await stack.mllp(
+        b"\x0b" + named.encode("latin-1") + END_BLOCK,
+        b"\x0b" + samples.siu("S12", "E2", unnamed, stack.start).replace(
+            "SMITH^PAUL", "SMITH^JOS\xc9").encode("latin-1") + END_BLOCK, answers=2)
+    assert msa(acks[0])[1] == "AA", acks[0]
+    assert msa(acks[1])[1:3] == ["AR", "E2"]
+    assert "not valid UTF-8" in acks[1]
+    assert await stack.exists(latin)
+    assert not await stack.exists(unnamed)

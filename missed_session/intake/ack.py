@@ -16,6 +16,8 @@ from missed_session.intake.hl7v2 import Header
 
 MSA_TEXT_LIMIT = 80
 """MSA-3 is 80 characters in 2.2 to 2.4; longer reasons go in full into ERR."""
+ACCEPTED = "0"
+"""HL7 table 0357: message accepted (the code of an ERR that only informs or warns)."""
 
 
 class AckCode(StrEnum):
@@ -65,12 +67,24 @@ def escape(text: str, header: Header) -> str:
     return "".join(out)
 
 
+def short(text: str, limit: int = MSA_TEXT_LIMIT) -> str:
+    """Text for a field of `limit` characters: whole words, '...' when cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 4]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:") + " ..."
+
+
 def build(header: Header, code: AckCode, text: str, *, control_id: str, now: datetime,
-          error_code: str = "") -> str:
+          error_code: str = "", severity: str = "") -> str:
     """The ACK message (segments separated by CR, no MLLP framing).
 
-    The ERR segment follows the version: ERR-1 (code and location) before 2.5; ERR-3
-    (HL7 error code), ERR-4 (severity) and ERR-8 (user message) from 2.5 on.
+    MSA-3 holds the text cut at a word to 80 characters; the whole text is in an ERR
+    segment, which every AE and AR has, and an AA too when `severity` is given (W: the
+    message was recorded, not applied; I: information too long for MSA-3). The ERR segment
+    follows the version: ERR-1 (code and location) before 2.5; ERR-3 (HL7 error code),
+    ERR-4 (severity) and ERR-8 (user message) from 2.5 on.
     """
     f = header.field_separator or "|"
     version = header.version or "2.5"
@@ -81,10 +95,10 @@ def build(header: Header, code: AckCode, text: str, *, control_id: str, now: dat
         _ack_type(header), control_id, header.processing_id or "P", version,
     ])
     message = escape(text, header)
-    segments = [msh, f.join(["MSA", code.value, header.control_id,
-                             message[:MSA_TEXT_LIMIT]])]
-    if code != AckCode.ACCEPT:
-        number = error_code or "207"
+    segments = [msh, f.join(["MSA", code.value, header.control_id, short(message)])]
+    if code != AckCode.ACCEPT or severity:
+        number = (error_code or "207") if code != AckCode.ACCEPT else ACCEPTED
+        level = "E" if code != AckCode.ACCEPT else severity
         component = (header.encoding or "^")[0]
         sub = (header.encoding + "^~\\&")[3]
         if _before_2_5(version):
@@ -92,7 +106,7 @@ def build(header: Header, code: AckCode, text: str, *, control_id: str, now: dat
                                            f"{sub}HL70357"]))
         else:
             segments.append(f.join([
-                "ERR", "", "", f"{number}{component}{message}{component}HL70357", "E",
+                "ERR", "", "", f"{number}{component}{message}{component}HL70357", level,
                 "", "", "", message]))
     return "\r".join(segments) + "\r"
 

@@ -50,14 +50,32 @@ FHIR_ISSUE = {
 HL7_ERROR_CODE = {
     OutcomeKind.REFUSED: "207",
     OutcomeKind.NOT_FOUND: "204",
+    OutcomeKind.BAD_INPUT: "102",
     OutcomeKind.UNAVAILABLE: "207",
 }
-"""HL7 table 0357: 204 unknown key identifier, 207 application internal error."""
+"""HL7 table 0357: 204 unknown key identifier, 102 data type error, 207 application
+internal error (translators give their own code when they refuse)."""
 
 
 def status(outcome: Outcome) -> int:
     """The HTTP status for an outcome (201 when the message started the session)."""
     return 201 if outcome.started else HTTP_STATUS[outcome.kind]
+
+
+def ack_code(outcome: Outcome) -> AckCode:
+    """AA, AE or AR for an outcome (AR also for a readable message refused as unstorable)."""
+    return AckCode.REJECT if outcome.reject else ACK_CODE[outcome.kind]
+
+
+def severity(outcome: Outcome, text: str) -> str:
+    """The ERR severity an AA carries.
+
+    W when the message was recorded and not applied, I when its text is longer than MSA-3
+    holds, none otherwise.
+    """
+    if outcome.kind is OutcomeKind.RECORDED or outcome.warning:
+        return "W"
+    return "I" if len(text) > ack.MSA_TEXT_LIMIT else ""
 
 
 def as_json(incoming: Incoming, outcome: Outcome) -> tuple[int, str]:
@@ -82,12 +100,16 @@ def as_ack(header: Header, error_code: str = "",
     """
 
     def render(incoming: Incoming, outcome: Outcome) -> tuple[int, str]:
-        code = ACK_CODE[outcome.kind]
+        code = ack_code(outcome)
         if not ack.wanted(header, code):
             return 204, ""
+        refusal_code = error_code or HL7_ERROR_CODE.get(outcome.kind, "207")
+        if outcome.reject and not error_code:
+            refusal_code = "102"
         text = ack.build(header, code, outcome.message, control_id=uuid.uuid4().hex[:20],
-                         now=now(), error_code=error_code or HL7_ERROR_CODE.get(
-                             outcome.kind, "207"))
+                         now=now(), error_code=refusal_code,
+                         severity=severity(outcome, ack.escape(outcome.message, header))
+                         if code is AckCode.ACCEPT else "")
         return (503 if outcome.kind is OutcomeKind.UNAVAILABLE else 200), text
 
     return render

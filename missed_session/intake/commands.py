@@ -129,4 +129,15 @@ class Incoming:
     previous_ids: tuple[str, ...] = ()
     """Earlier scheduler ids of the same session (a Calendly or Cal.com reschedule makes a
     new id), resolved to the session through the alias table."""
+    feed: str = ""
+    """The sender feed whose clock `sent_at` is on (HL7: sending application and facility);
+    empty means the source itself. Sender times are only compared within one feed."""
+    sent_at_field: str = ""
+    """Where `sent_at` came from (MSH-7, meta.lastUpdated, createdAt), to name it in a
+    refusal."""
+
+    @property
+    def feed_name(self) -> str:
+        """The feed, defaulting to the source."""
+        return self.feed or self.source.value
 

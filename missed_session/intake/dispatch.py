@@ -3,9 +3,19 @@
 The rules for out-of-order and repeated delivery live here, in one place for every format:
 
 - the same message twice (same delivery key): answered with the first answer, nothing
-  done again (the answer is read back from PostgreSQL, so a restart does not forget it);
-- an older message after a newer one for the same session (by the sender's own time):
-  recorded and not applied;
+  done again (the answer is read back from PostgreSQL, so a restart does not forget it),
+  when that answer is final; an answer that depends on state or configuration (no such
+  session yet, a setting missing, a sender clock ahead of ours) is worked out again;
+- messages are applied in the order they are received; a sender's own time only drops a
+  message (other than a check-in) older than the newest one applied to the session from
+  the same sender feed,
+  and that newest time is never taken beyond our receipt (a clock ahead cannot block
+  later messages); a message dated more than the allowed skew into the future is refused
+  naming its timestamp;
+- a no-show, check-in or change for a session that does not exist is refused (not found),
+  and so is a change to a session that has closed, also when it would move nothing;
+- text PostgreSQL cannot store (NUL, lone surrogates) is refused before it reaches the
+  database, naming the field; only a failing database is called unavailable;
 - a cancel before its booking: recorded as a tombstone; the booking, when it comes, is
   recorded and not started;
 - a reschedule or change after check-in (the session closed) or after the no-show:
@@ -16,15 +26,31 @@ The rules for out-of-order and repeated delivery live here, in one place for eve
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import datetime
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 import asyncpg
+from pydantic import BaseModel
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
-from missed_session.application import Application, BadBookingError, Result, ResultKind
-from missed_session.domain.models import Cancellation, Reschedule, SessionBooking
+from missed_session.application import (
+    Application,
+    BadBookingError,
+    Result,
+    ResultKind,
+    UnavailableError,
+)
+from missed_session.domain.models import (
+    Cancellation,
+    Reschedule,
+    SessionBooking,
+    workflow_id_for,
+)
 from missed_session.domain.models import CheckIn as CheckInMessage
 from missed_session.intake.commands import (
     Attended,
@@ -42,6 +68,17 @@ from missed_session.intake.store import IntakeStore, StoredAnswer
 
 ALIASED_SOURCES = frozenset({Source.CALCOM, Source.CALENDLY})
 """Schedulers that give a rescheduled booking a new id."""
+SENT_AT_FIELDS = {
+    Source.HL7: "MSH-7",
+    Source.FHIR: "meta.lastUpdated (or the notification's timestamp)",
+    Source.CALCOM: "createdAt",
+    Source.CALENDLY: "created_at",
+}
+"""Where each format carries the sender's time, to name it when a translator does not."""
+DEFAULT_FUTURE_SKEW = timedelta(minutes=5)
+"""How far ahead of our clock a sender's timestamp may be before the message is refused."""
+
+logger = logging.getLogger(__name__)
 
 
 class OutcomeKind(StrEnum):
@@ -69,6 +106,11 @@ SessionCommand = Book | Cancel | CheckIn | NoShow | Attended
 """The commands that act on one session."""
 
 SUCCESSES = frozenset({OutcomeKind.APPLIED, OutcomeKind.UNCHANGED, OutcomeKind.RECORDED})
+FINAL_KINDS = frozenset({OutcomeKind.APPLIED, OutcomeKind.UNCHANGED, OutcomeKind.RECORDED,
+                         OutcomeKind.REFUSED, OutcomeKind.MALFORMED})
+"""Answers the same message can never change: replayed to a repeated delivery. The others
+(not found, bad input, unavailable) depend on state or configuration and are worked out
+again when the message comes again."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +122,18 @@ class Outcome:
     session_id: str | None = None
     started: bool = False
     """True when this message started the session's workflow."""
+    reject: bool = False
+    """Refuse the message as unprocessable (HL7 AR) although it was readable, e.g. it holds
+    bytes that cannot be stored."""
+    final: bool | None = None
+    """Whether a repeated delivery gets this answer again; None: by its kind."""
+    warning: bool = False
+    """Accepted, but part of it was not applied (HL7: an ERR of severity W on the AA)."""
+
+    @property
+    def is_final(self) -> bool:
+        """Replayed to a repeated delivery (see FINAL_KINDS)."""
+        return self.kind in FINAL_KINDS if self.final is None else self.final
 
 
 Render = Callable[[Incoming, Outcome], tuple[int, str]]
@@ -99,13 +153,18 @@ _BY_RESULT = {
 class Intake:
     """Executes translated messages once, by their delivery key."""
 
-    def __init__(self, app: Application, store: IntakeStore) -> None:
+    def __init__(self, app: Application, store: IntakeStore, *,
+                 future_skew: timedelta = DEFAULT_FUTURE_SKEW,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._app = app
         self._store = store
+        self._future_skew = future_skew
+        self._clock = clock
 
     async def stored(self, source: Source, key: str) -> StoredAnswer | None:
-        """The first answer to a delivery, if it was answered before."""
-        return await self._store.answer(source.value, key)
+        """The first answer to a delivery, if it was answered before and is final."""
+        first = await self._store.answer(source.value, key)
+        return first if first is not None and first.final else None
 
     async def answer(self, incoming: Incoming, render: Render) -> StoredAnswer:
         """The answer to a delivered message: the first one stored, else a new one.
@@ -115,6 +174,14 @@ class Intake:
         """
         try:
             return await self._answer(incoming, render)
+        except asyncpg.DataError as error:
+            # The database refused a value (class 22), not a failure: the message is bad,
+            # and sending it again cannot help. Not stored (it could not be).
+            outcome = Outcome(OutcomeKind.BAD_INPUT,
+                              f"a value in the message cannot be stored "
+                              f"({type(error).__name__}); nothing done", reject=True)
+            status, body = render(incoming, outcome)
+            return StoredAnswer(status, body, outcome.kind.value)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             outcome = Outcome(OutcomeKind.UNAVAILABLE,
                               f"the intake database failed ({type(error).__name__}); "
@@ -123,17 +190,39 @@ class Intake:
             return StoredAnswer(status, body, outcome.kind.value)
 
     async def _answer(self, incoming: Incoming, render: Render) -> StoredAnswer:
+        where = unstorable_field(incoming)
+        if where is not None:
+            # Refused before any query: PostgreSQL cannot hold the value, and the answer
+            # must not be "the database failed" (the sender would resend it forever).
+            outcome = Outcome(
+                OutcomeKind.BAD_INPUT,
+                f"{where}: holds a NUL byte or an unpaired surrogate, which cannot be "
+                "stored; nothing done", reject=True, final=True)
+            status, body = render(incoming, outcome)
+            if unstorable(incoming.key) or unstorable(body):
+                return StoredAnswer(status, body, outcome.kind.value)
+            return await self._remember(incoming, outcome, status, body)
         first = await self._store.answer(incoming.source.value, incoming.key)
-        if first is not None:
+        if first is not None and first.final:
             return first
         outcome = await self.execute(incoming)
         status, body = render(incoming, outcome)
         if outcome.kind is OutcomeKind.UNAVAILABLE:
             return StoredAnswer(status, body, outcome.kind.value)
+        if outcome.kind is OutcomeKind.NOT_FOUND and isinstance(incoming.command, NoShow):
+            logger.warning("intake: a no-show for a session that does not exist (source %s)",
+                           incoming.source.value)
+        return await self._remember(incoming, outcome, status, body)
+
+    async def _remember(self, incoming: Incoming, outcome: Outcome, status: int,
+                        body: str) -> StoredAnswer:
+        session = outcome.session_id
         return await self._store.remember(
-            source=incoming.source.value, key=incoming.key, session_id=outcome.session_id,
+            source=incoming.source.value, key=incoming.key,
+            session_id=None if session is None or unstorable(session) else session,
             command=type(incoming.command).__name__.lower(), outcome=outcome.kind.value,
-            sent_at=incoming.sent_at, status=status, answer=body)
+            sent_at=incoming.sent_at, status=status, answer=body, final=outcome.is_final,
+            feed=incoming.feed_name)
 
     async def execute(self, incoming: Incoming) -> Outcome:
         """Carry out the message's command under the delivery rules (no duplicate check)."""
@@ -141,6 +230,10 @@ class Intake:
         if isinstance(command, Refuse):
             kind = OutcomeKind.MALFORMED if command.malformed else OutcomeKind.BAD_INPUT
             return Outcome(kind, command.reason, command.session_id)
+        received = self._clock()
+        ahead = self._ahead(incoming, received, command.session_id)
+        if ahead is not None:
+            return ahead
         if command.session_id is not None and (
                 incoming.previous_ids or incoming.source in ALIASED_SOURCES):
             session = await self._store.resolve(
@@ -150,27 +243,52 @@ class Intake:
             return Outcome(OutcomeKind.RECORDED, _recorded(command.note, command.session_id),
                            command.session_id)
         assert not isinstance(command, Refuse)  # returned above; renaming keeps the type
-        stale = await self._stale(command.session_id, incoming.sent_at)
-        if stale is not None:
-            return stale
+        if not isinstance(command, CheckIn | Attended):
+            # A check-in is never dropped for its sender time: the client came, and taking
+            # it for stale would send a client who is there into outreach.
+            stale = await self._stale(command.session_id, incoming)
+            if stale is not None:
+                return stale
         outcome = await self._apply(command)
         if outcome.kind in {OutcomeKind.APPLIED, OutcomeKind.UNCHANGED}:
             start = command.start if isinstance(command, Book) else None
-            await self._store.applied(command.session_id, sent_at=incoming.sent_at,
-                                      start=start)
+            await self._store.applied(command.session_id, sent_at=None, start=start)
+            if incoming.sent_at is not None:
+                # Never newer than our receipt: a sender clock ahead of ours cannot make
+                # later, correct messages look old.
+                await self._store.sent(command.session_id, incoming.feed_name,
+                                       min(incoming.sent_at, received))
         return outcome
 
-    async def _stale(self, session_id: str, sent_at: datetime | None) -> Outcome | None:
-        known = await self._store.session(session_id)
-        if known is None or known.last_sent_at is None or sent_at is None:
+    def _ahead(self, incoming: Incoming, received: datetime,
+               session_id: str | None) -> Outcome | None:
+        """A refusal when the sender dates the message beyond the allowed skew ahead."""
+        sent_at = incoming.sent_at
+        if sent_at is None or sent_at <= received + self._future_skew:
             return None
-        if sent_at < known.last_sent_at:
-            return Outcome(
-                OutcomeKind.RECORDED,
-                f"session {session_id}: recorded, not applied: the message was made at "
-                f"{sent_at.isoformat()}, before the newest one applied "
-                f"({known.last_sent_at.isoformat()})", session_id)
-        return None
+        field = incoming.sent_at_field or SENT_AT_FIELDS[incoming.source]
+        ahead = sent_at - received
+        return Outcome(
+            OutcomeKind.BAD_INPUT,
+            f"{field}: {sent_at.isoformat()} is {_duration(ahead)} ahead of the receiver's "
+            f"clock ({received.isoformat(timespec='seconds')}); more than the "
+            f"{_duration(self._future_skew)} allowed: nothing done (check the sender's "
+            "clock, then send the message again)", session_id)
+
+    async def _stale(self, session_id: str, incoming: Incoming) -> Outcome | None:
+        sent_at = incoming.sent_at
+        if sent_at is None:
+            return None
+        newest = await self._store.last_sent(session_id, incoming.feed_name)
+        if newest is None or sent_at >= newest:
+            return None
+        field = incoming.sent_at_field or SENT_AT_FIELDS[incoming.source]
+        return Outcome(
+            OutcomeKind.RECORDED,
+            f"session {session_id}: recorded, not applied: this message is older than one "
+            f"already applied from the same sender ({field} {sent_at.isoformat()} is before "
+            f"{newest.isoformat()}); resend it with a current timestamp if it is meant to "
+            "apply", session_id)
 
     async def _apply(self, command: SessionCommand) -> Outcome:
         if isinstance(command, Book):
@@ -182,13 +300,64 @@ class Intake:
             result = await self._app.check_in(command.session_id, CheckInMessage())
             return _from(result, note="the session took place: recorded as a check-in")
         if isinstance(command, NoShow):
-            return Outcome(
-                OutcomeKind.RECORDED,
-                f"session {command.session_id}: the scheduler's no-show is recorded; the "
-                "session declares its own no-show when the grace period passes without a "
-                "check-in (an immediate no-show is not supported by the workflow yet)",
-                command.session_id)
+            return await self._no_show(command)
         return await self._cancel(command)
+
+    async def _no_show(self, command: NoShow) -> Outcome:
+        session = command.session_id
+        lifecycle = await self._lifecycle(session)
+        if isinstance(lifecycle, Outcome):
+            return lifecycle
+        if lifecycle is not Lifecycle.RUNNING:
+            return self._not_running(session, lifecycle, "the scheduler's no-show")
+        return Outcome(
+            OutcomeKind.RECORDED,
+            f"session {session}: the scheduler's no-show is recorded; the session declares "
+            "its own no-show when the grace period passes without a check-in (an immediate "
+            "no-show is not supported by the workflow yet)", session)
+
+    async def _lifecycle(self, session_id: str) -> Lifecycle | Outcome:
+        """Whether the session's workflow runs, has closed or never existed."""
+        try:
+            client = await self._app.temporal()
+            description = await client.get_workflow_handle(
+                workflow_id_for(session_id)).describe()
+        except RPCError as error:
+            if error.status is RPCStatusCode.NOT_FOUND:
+                return Lifecycle.NONE
+            return Outcome(OutcomeKind.UNAVAILABLE,
+                           f"Temporal could not be asked about session {session_id}: "
+                           f"{error.status.name if error.status else 'error'}", session_id)
+        except UnavailableError as error:
+            return Outcome(OutcomeKind.UNAVAILABLE, str(error), session_id)
+        if description.status is WorkflowExecutionStatus.RUNNING:
+            return Lifecycle.RUNNING
+        return Lifecycle.CLOSED
+
+    @staticmethod
+    def _not_running(session: str, lifecycle: Lifecycle, what: str) -> Outcome:
+        if lifecycle is Lifecycle.CLOSED:
+            return Outcome(OutcomeKind.NOT_FOUND,
+                           f"session {session} is already closed (workflow "
+                           f"{workflow_id_for(session)}): {what} is not applied", session)
+        return Outcome(OutcomeKind.NOT_FOUND,
+                       f"no session {session} (workflow {workflow_id_for(session)}): {what} "
+                       "is refused; book the session first", session)
+
+    async def _unless_closed(self, session: str, outcome: Outcome) -> Outcome:
+        """An `unchanged` answer holds only while the session runs.
+
+        A closed session refuses changes (as it refuses a new booking), even those that
+        would move nothing.
+        """
+        if outcome.kind is not OutcomeKind.UNCHANGED:
+            return outcome
+        lifecycle = await self._lifecycle(session)
+        if isinstance(lifecycle, Outcome):
+            return lifecycle
+        if lifecycle is Lifecycle.RUNNING:
+            return outcome
+        return self._not_running(session, lifecycle, "the change")
 
     async def _book(self, command: Book) -> Outcome:
         session = command.session_id
@@ -197,18 +366,22 @@ class Intake:
             return Outcome(OutcomeKind.RECORDED,
                            f"session {session}: recorded, not started: it was cancelled "
                            "before this booking arrived", session)
-        if command.booking is None or (known is not None and known.start == command.start):
-            # Without a booking only the start can be applied; at a known start, nothing.
-            return await self._move_only(command, known.start if known else None)
-        booking = self._prepared(command)
+        same_start = known is not None and known.start == command.start
+        booking = None if command.booking is None else self._prepared(command)
+        if booking is None or (same_start and isinstance(booking, Outcome)):
+            # Without a booking only the start can be applied; at a known start that can no
+            # longer be booked (it has begun), nothing is compared and nothing moves.
+            moved = await self._move_only(command, known.start if known else None)
+            return await self._unless_closed(session, moved)
         if isinstance(booking, Outcome):
             return booking
         result = await self._app.schedule_booking(booking)
         if result.kind is ResultKind.STARTED:
             return Outcome(OutcomeKind.APPLIED, result.message, session, started=True)
         if result.kind is ResultKind.REFUSED and result.differing_fields:
-            return await self._booking_differs(command, result)
-        return _from(result)
+            return await self._unless_closed(session,
+                                             await self._booking_differs(command, result))
+        return await self._unless_closed(session, _from(result))
 
     def _prepared(self, command: Book) -> SessionBooking | Outcome:
         """The booking ready to start (practice protocol, time scale), or why not."""
@@ -229,15 +402,16 @@ class Intake:
         """
         session = command.session_id
         others = [field for field in held.differing_fields if field != "start"]
-        note = (f"; not applied, the client directory would hold them and is not built yet: "
-                f"{', '.join(others)}") if others else ""
+        note = (f"; NOT applied (the client's details belong to the client directory: change "
+                f"them there): {', '.join(others)}") if others else ""
         if "start" not in held.differing_fields:
             return Outcome(OutcomeKind.UNCHANGED,
                            f"session {session}: already scheduled at this start{note}",
-                           session)
+                           session, warning=bool(others))
         moved = await self._app.reschedule(
             session, Reschedule(start=command.start, reason=command.reason[:200]))
-        return _from(moved, note=f"moved to {command.start.isoformat()}{note}")
+        return replace(_from(moved, note=f"moved to {command.start.isoformat()}{note}"),
+                       warning=bool(others))
 
     async def _move_only(self, command: Book, known_start: datetime | None) -> Outcome:
         """A message without what a booking needs can still move a session that exists."""
@@ -264,6 +438,55 @@ class Intake:
                            "recorded, and a later booking for it will not be started", session)
         note = "entered in error: cancelled" if command.entered_in_error else ""
         return _from(result, note=note)
+
+
+class Lifecycle(StrEnum):
+    """Where a session's workflow is, as far as a message about it is concerned."""
+
+    RUNNING = "running"
+    CLOSED = "closed"
+    NONE = "none"
+
+
+def unstorable(text: str) -> bool:
+    """Whether PostgreSQL's text type cannot hold this (NUL, or an unpaired surrogate)."""
+    return "\x00" in text or any("\ud800" <= char <= "\udfff" for char in text)
+
+
+def unstorable_field(incoming: Incoming) -> str | None:
+    """The first field of the message's command that PostgreSQL could not store, or None."""
+    if unstorable(incoming.key):
+        return "the message id"
+    for name, value in _strings(incoming.command, ""):
+        if unstorable(value):
+            return name
+    return None
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path or "value", value
+    elif isinstance(value, BaseModel):
+        yield from _strings(value.model_dump(mode="json"), path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{path}[{index}]")
+    elif hasattr(value, "__dataclass_fields__"):
+        for field in fields(value):
+            yield from _strings(getattr(value, field.name),
+                                f"{path}.{field.name}" if path else field.name)
+
+
+def _duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    if seconds >= 2 * 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    if seconds >= 120:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds} s"
 
 
 def _renamed(command: Command, session: str) -> Command:

@@ -10,10 +10,11 @@ without is read in the practice's time zone, never the host's.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -85,18 +86,46 @@ class Translated:
     error_code: str = ""
     """HL7 table 0357 code when the message is refused (for ERR-3)."""
 
+    @property
+    def non_production(self) -> bool:
+        """MSH-11 says training (T) or debugging (D): not a message to act on."""
+        return self.header.processing_id[:1].upper() in NON_PRODUCTION
+
+
+NON_PRODUCTION = {"T": "training", "D": "debugging"}
+"""MSH-11 processing ids (HL7 table 0103) that are not production."""
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+"""What PostgreSQL's text cannot hold: NUL, and unpaired surrogates."""
+
 
 def normalise(text: str) -> str:
     """Segments separated by CR, as the standard says; senders also use LF or CRLF."""
     return "\r".join(part for part in _SEGMENT_BREAK.split(text.strip("\r\n\x0b\x1c ")) if part)
 
 
+def decode(data: bytes) -> str | Translated:
+    """The message's text: UTF-8, or ISO 8859 when MSH-18 names it; else an AR."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        offset = error.start
+    text = data.decode("latin-1")
+    first = _SEGMENT_BREAK.split(text.strip("\r\n\x0b\x1c "), 1)[0]
+    separator = first[3:4] or "|"
+    charset = first.split(separator)[17] if first.count(separator) >= 17 else ""
+    if charset.upper().replace(" ", "").startswith("8859"):
+        return text
+    reason = (f"the message is not valid UTF-8 (byte {offset}) and MSH-18 names no ISO 8859 "
+              "character set; nothing done")
+    return _refused(header_of(text), reason, "102", text)
+
+
 def translate(text: str, defaults: IntakeDefaults) -> Translated:
     """The command for one SIU message (any segment separator)."""
     body = normalise(text)
-    if not body.startswith("MSH"):
-        return _refused(Header(), "MSH: the message does not start with an MSH segment",
-                        "100", body)
+    unreadable = _unreadable(body)
+    if unreadable is not None:
+        return unreadable
     try:
         message = hl7.parse(body)
         header = _header(message)
@@ -114,13 +143,75 @@ def translate(text: str, defaults: IntakeDefaults) -> Translated:
     except _BadValueError as error:
         return _refused(header, str(error), "102", body, sent_at, malformed=False)
     code = "101" if isinstance(command, Book) and command.booking is None else ""
-    return Translated(header, Incoming(Source.HL7, delivery_key(header), command, sent_at),
-                      code)
+    return Translated(header, _incoming(header, command, sent_at), code)
+
+
+def _unreadable(body: str) -> Translated | None:
+    """An AR for a message without MSH, or holding what PostgreSQL cannot store; else None.
+
+    The latter is answered without the bytes: the header is read with them removed, and
+    the delivery key is a hash, never the value. The answer names where they are.
+    """
+    if body.startswith(("FHS", "BHS")):
+        inner = body.find("\rMSH")
+        header = header_of(body[inner + 1:]) if inner >= 0 else Header()
+        # Answered whatever its first message's MSH-15/16 asks: the batch was not taken.
+        header = replace(header, accept_ack_type="", application_ack_type="")
+        return _refused(header, f"{body[:3]}: HL7 batches are not supported; send each "
+                        "message on its own", "200", body, unreadable=True)
+    if not body.startswith("MSH"):
+        return _refused(Header(), "MSH: the message does not start with an MSH segment",
+                        "100", body)
+    bad = UNSTORABLE.search(body)
+    if bad is None:
+        return None
+    cleaned = UNSTORABLE.sub("", body)
+    header = Header()
+    with contextlib.suppress(ValueError, KeyError, IndexError):
+        header = _header(hl7.parse(cleaned))
+    what = "a NUL byte" if bad.group() == "\x00" else "an unpaired surrogate"
+    return _refused(header, f"{_position(body, bad.start())}: holds {what}, which cannot be "
+                    "stored; nothing done", "102", body, unreadable=True)
+
+
+def header_of(text: str) -> Header:
+    """The header of a message that cannot be read whole (cut, oversized), if its MSH can be.
+
+    Empty fields (a bare AR) when even the MSH cannot be read.
+    """
+    first = _SEGMENT_BREAK.split(UNSTORABLE.sub("", text).strip("\r\n\x0b\x1c "), 1)[0]
+    if not first.startswith("MSH") or len(first) < 8:
+        return Header()
+    try:
+        return _header(hl7.parse(first))
+    except (ValueError, KeyError, IndexError):
+        return Header()
 
 
 def delivery_key(header: Header) -> str:
     """MSH-10 within its sender (MSH-3, MSH-4): two senders may use the same ids."""
     return f"{header.sending_application}|{header.sending_facility}|{header.control_id}"
+
+
+def feed(header: Header) -> str:
+    """The sender feed whose clock MSH-7 is on: the sending application and facility."""
+    return f"hl7|{header.sending_application}|{header.sending_facility}"
+
+
+def _incoming(header: Header, command: Command, sent_at: datetime | None, *,
+              key: str | None = None) -> Incoming:
+    return Incoming(Source.HL7, key or delivery_key(header), command, sent_at,
+                    feed=feed(header), sent_at_field="MSH-7")
+
+
+def _position(body: str, index: int) -> str:
+    """Where in the message a character is, as HL7 names it (e.g. MSH-10, PID-5)."""
+    start = body.rfind("\r", 0, index) + 1
+    segment = body[start:index]
+    name = segment[:3]
+    separator = body[3:4] or "|"
+    number = segment.count(separator) + (1 if name == "MSH" else 0)
+    return f"{name}-{number}" if number else f"segment {name}"
 
 
 def _unprocessable(message: hl7.Message, header: Header) -> tuple[str, str, bool] | None:
@@ -343,8 +434,11 @@ def _value(message: hl7.Message, path: str) -> str:
 
 
 def _refused(header: Header, reason: str, code: str, body: str,
-             sent_at: datetime | None = None, *, malformed: bool = True) -> Translated:
-    key = delivery_key(header) if header.control_id else (
-        f"unreadable-{hashlib.sha256(body.encode()).hexdigest()[:32]}")
-    return Translated(header, Incoming(Source.HL7, key, Refuse(reason, malformed=malformed),
-                                       sent_at), code)
+             sent_at: datetime | None = None, *, malformed: bool = True,
+             unreadable: bool = False) -> Translated:
+    key = delivery_key(header) if header.control_id and not unreadable else (
+        "unreadable-"
+        f"{hashlib.sha256(body.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}")
+    return Translated(header, _incoming(header, Refuse(reason, malformed=malformed), sent_at,
+                                        key=key), code)
+

@@ -32,9 +32,10 @@ async def serve(settings: Settings, intake_settings: IntakeSettings, stop: async
     try:
         async with Application(settings, pool=pool) as application:
             intake = build(application, pool, intake_settings)
-            server = await mllp.serve(intake, intake_settings.mllp_host,
-                                      intake_settings.mllp_port,
-                                      limit=intake_settings.max_message_bytes)
+            server = await mllp.serve(
+                intake, intake_settings.mllp_host, intake_settings.mllp_port,
+                limit=intake_settings.max_message_bytes,
+                frame_timeout=intake_settings.mllp_frame_timeout_seconds)
             try:
                 started(server.sockets[0].getsockname()[1])
                 await stop.wait()

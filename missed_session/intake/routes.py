@@ -85,7 +85,7 @@ def router(intake: StandardsIntake, *, scheduler_auth: Sequence[Depends] = ()) -
         body = await body_of(request)
         if isinstance(body, Response):
             return body
-        status, text = await intake.hl7(body.decode("utf-8", errors="replace"))
+        status, text = await intake.hl7(body)
         return Response(text, status_code=status, media_type=HL7_V2 if text else None)
 
     @routes.post("/webhooks/calcom", summary="Cal.com webhook (X-Cal-Signature-256)",

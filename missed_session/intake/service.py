@@ -16,9 +16,20 @@ import asyncpg
 
 from missed_session.application import Application
 from missed_session.intake import answers, calcom, calendly, fhir, hl7v2, subscription
-from missed_session.intake.commands import Incoming, Refuse, Source
+from missed_session.intake.commands import (
+    Attended,
+    Book,
+    Cancel,
+    CheckIn,
+    Command,
+    Incoming,
+    NoShow,
+    Record,
+    Refuse,
+    Source,
+)
 from missed_session.intake.dispatch import Intake, Outcome, OutcomeKind
-from missed_session.intake.settings import IntakeSettings
+from missed_session.intake.settings import IntakeSettings, NonProduction
 from missed_session.intake.signatures import SignatureError, verify_calcom, verify_calendly
 from missed_session.intake.store import IntakeStore, StoredAnswer
 from missed_session.intake.webhook_parts import body_key, optional_instant
@@ -40,11 +51,40 @@ class StandardsIntake:
 
     # -- HL7 v2 ------------------------------------------------------------------------
 
-    async def hl7(self, text: str) -> Answer:
-        """One SIU message (any segment separator) -> its ACK (204 and "" for none)."""
-        translated = hl7v2.translate(text, self._defaults)
+    async def hl7(self, message: str | bytes) -> Answer:
+        """One SIU message (any segment separator) -> its ACK (204 and "" for none).
+
+        Bytes are read as UTF-8, or as ISO 8859 when MSH-18 says so. A message whose MSH-11
+        is T (training) or D (debugging) is refused (AR 202), or with the dry-run setting
+        checked and answered without doing or recording anything.
+        """
+        if isinstance(message, bytes):
+            decoded = hl7v2.decode(message)
+            translated = (decoded if isinstance(decoded, hl7v2.Translated)
+                          else hl7v2.translate(decoded, self._defaults))
+        else:
+            translated = hl7v2.translate(message, self._defaults)
+        if translated.non_production and not isinstance(translated.incoming.command, Refuse):
+            return self._non_production(translated)
         render = answers.as_ack(translated.header, translated.error_code)
         return _pair(await self.intake.answer(translated.incoming, render))
+
+    def _non_production(self, translated: hl7v2.Translated) -> Answer:
+        """A training or debugging message: refused, or a dry run; never recorded."""
+        header = translated.header
+        processing = header.processing_id[:1].upper()
+        mode = f"MSH-11 processing id {processing} ({hl7v2.NON_PRODUCTION[processing]})"
+        command = translated.incoming.command
+        session = getattr(command, "session_id", None)
+        if self.settings.hl7_non_production is NonProduction.DRY_RUN:
+            outcome = Outcome(OutcomeKind.RECORDED,
+                              f"dry run ({mode}): the message is readable and would "
+                              f"{_would(command)}; nothing done, nothing recorded", session)
+            return answers.as_ack(header)(translated.incoming, outcome)
+        outcome = Outcome(OutcomeKind.MALFORMED,
+                          f"{mode}: this service acts only on production messages (P); "
+                          "nothing done", session)
+        return answers.as_ack(header, "202")(translated.incoming, outcome)
 
     # -- FHIR ----------------------------------------------------------------------------
 
@@ -196,6 +236,25 @@ class StandardsIntake:
                                               answers.as_json))
 
 
+def _would(command: Command) -> str:
+    """What a command would do, in words for a dry run's answer."""
+    session = getattr(command, "session_id", None)
+    match command:
+        case Book(start=start, booking=booking):
+            how = "book" if booking is not None else "move (it lacks what a new booking needs)"
+            return f"{how} session {session} at {start.isoformat()}"
+        case Cancel():
+            return f"cancel session {session}"
+        case CheckIn() | Attended():
+            return f"check in session {session}"
+        case NoShow():
+            return f"record the scheduler's no-show of session {session}"
+        case Record(note=note):
+            return f"record it ({note})"
+        case _:
+            return "be refused"
+
+
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
@@ -214,4 +273,6 @@ def _error(status: int, message: str) -> Answer:
 def build(application: Application, pool: asyncpg.Pool,
           settings: IntakeSettings | None = None) -> StandardsIntake:
     """The standards intake over an application and the service's (migrated) pool."""
-    return StandardsIntake(Intake(application, IntakeStore(pool)), settings or IntakeSettings())
+    settings = settings or IntakeSettings()
+    return StandardsIntake(Intake(application, IntakeStore(pool),
+                                  future_skew=settings.future_skew), settings)

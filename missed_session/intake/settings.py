@@ -8,12 +8,23 @@ signs with it.
 from __future__ import annotations
 
 from datetime import timedelta
+from enum import StrEnum
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from missed_session.domain.models import TimeZoneName
 from missed_session.intake.fields import IntakeDefaults
+
+
+class NonProduction(StrEnum):
+    """What the listener does with an HL7 message marked training or debugging (MSH-11)."""
+
+    REFUSE = "refuse"
+    """AR with error 202 (unsupported processing id); nothing done."""
+    DRY_RUN = "dry_run"
+    """Read and checked as a real one would be; answered with what it would do; nothing
+    done and nothing recorded."""
 
 
 class IntakeSettings(BaseSettings):
@@ -58,6 +69,15 @@ class IntakeSettings(BaseSettings):
     """The MLLP listener's port (0 picks a free one)."""
     max_message_bytes: int = Field(default=1_000_000, ge=1_000, le=20_000_000)
     """Largest message accepted over MLLP or HTTP."""
+    future_skew_seconds: int = Field(default=300, ge=0, le=86_400)
+    """How far ahead of this service's clock a sender's timestamp (MSH-7, lastUpdated,
+    createdAt) may be; a message dated further ahead is refused naming the timestamp."""
+    mllp_frame_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """How long one MLLP frame may take to arrive once it has begun; then the sender is
+    answered AR (when its header could be read) and the connection closed."""
+    hl7_non_production: NonProduction = NonProduction.REFUSE
+    """HL7 messages with MSH-11 processing id T (training) or D (debugging): refused, or
+    dry-run (checked and answered, nothing started)."""
 
     def defaults(self) -> IntakeDefaults:
         """The translators' view of these settings."""
@@ -66,6 +86,11 @@ class IntakeSettings(BaseSettings):
             key = self.calcom_secret.get_secret_value()
         return IntakeDefaults(time_zone=self.time_zone, country_code=self.country_code,
                               pseudonym_key=key.encode(), therapists=dict(self.therapists))
+
+    @property
+    def future_skew(self) -> timedelta:
+        """The allowed sender clock lead as a duration."""
+        return timedelta(seconds=self.future_skew_seconds)
 
     @property
     def calendly_tolerance(self) -> timedelta:

@@ -22,6 +22,8 @@ class StoredAnswer:
     """The body sent: an ACK, a JSON document."""
     outcome: str
     """The outcome's kind, for the operator."""
+    final: bool = True
+    """Replayed to a repeated delivery; False: the message is processed again."""
 
 
 @dataclass(frozen=True)
@@ -42,26 +44,54 @@ class IntakeStore:
     async def answer(self, source: str, key: str) -> StoredAnswer | None:
         """The first answer to this delivery, if it was answered before."""
         row = await self._pool.fetchrow(
-            "SELECT status, answer, outcome FROM intake_messages"
+            "SELECT status, answer, outcome, final FROM intake_messages"
             " WHERE source = $1 AND message_key = $2", source, key)
         if row is None:
             return None
-        return StoredAnswer(row["status"], row["answer"], row["outcome"])
+        return StoredAnswer(row["status"], row["answer"], row["outcome"], row["final"])
 
     async def remember(self, *, source: str, key: str, session_id: str | None, command: str,
                        outcome: str, sent_at: datetime | None, status: int,
-                       answer: str) -> StoredAnswer:
-        """Store the answer unless one is stored already; returns the one that holds."""
+                       answer: str, final: bool = True, feed: str | None = None
+                       ) -> StoredAnswer:
+        """Store the answer unless a final one is stored already; returns the one that holds.
+
+        A stored answer that was not final is replaced (and its delivery counted again).
+        """
         row = await self._pool.fetchrow(
-            "INSERT INTO intake_messages (source, message_key, session_id, command, outcome,"
-            " sent_at, status, answer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-            " ON CONFLICT (source, message_key) DO NOTHING RETURNING status",
-            source, key, session_id, command, outcome, sent_at, status, answer)
+            "INSERT INTO intake_messages AS m (source, message_key, session_id, command,"
+            " outcome, sent_at, status, answer, final, feed)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " ON CONFLICT (source, message_key) DO UPDATE SET"
+            " session_id = EXCLUDED.session_id, command = EXCLUDED.command,"
+            " outcome = EXCLUDED.outcome, sent_at = EXCLUDED.sent_at,"
+            " status = EXCLUDED.status, answer = EXCLUDED.answer, final = EXCLUDED.final,"
+            " feed = EXCLUDED.feed, attempts = m.attempts + 1, received_at = now()"
+            " WHERE NOT m.final RETURNING status",
+            source, key, session_id, command, outcome, sent_at, status, answer, final, feed)
         if row is not None:
-            return StoredAnswer(status, answer, outcome)
+            return StoredAnswer(status, answer, outcome, final)
         first = await self.answer(source, key)
         assert first is not None  # the conflicting row exists: rows are never deleted here
         return first
+
+    async def last_sent(self, session_id: str, feed: str) -> datetime | None:
+        """The newest sender time applied to the session from this feed, if any.
+
+        Never later than our receipt of that message.
+        """
+        value: datetime | None = await self._pool.fetchval(
+            "SELECT last_sent_at FROM intake_feed_order WHERE session_id = $1 AND feed = $2",
+            session_id, feed)
+        return value
+
+    async def sent(self, session_id: str, feed: str, sent_at: datetime) -> None:
+        """Note the sender time of a message applied from this feed (the newest one wins)."""
+        await self._pool.execute(
+            "INSERT INTO intake_feed_order AS o (session_id, feed, last_sent_at)"
+            " VALUES ($1, $2, $3) ON CONFLICT (session_id, feed) DO UPDATE SET"
+            " last_sent_at = GREATEST(o.last_sent_at, EXCLUDED.last_sent_at),"
+            " received_at = now()", session_id, feed, sent_at)
 
     async def session(self, session_id: str) -> KnownSession | None:
         """What intake applied to the session, if anything."""
