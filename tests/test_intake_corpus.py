@@ -8,8 +8,8 @@ does not hold, so most bookings are refused with the reason; a few runs below ch
 what a real sender would have (the start, a phone answer, a directory entry) to show the
 same message is then applied.
 
-A no-show for a session the service never heard of is answered "recorded" today; issue 23
-item 6 (another branch) makes it 404: both are accepted here, nothing else.
+A no-show for a session the service never heard of is refused 404 (issue 23 item 6), in
+every format.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from missed_session.intake.signatures import sign_calcom, sign_calendly
 from tests.intake_stack import CALCOM_SECRET, CALENDLY_KEY, Stack, running_stack
 
 DATA = Path(__file__).parent / "data"
-UNKNOWN_NO_SHOW = ((200, "recorded"), (404, "not_found"))
+UNKNOWN_NO_SHOW = ((404, "not_found"),)
 """A no-show for a session never booked (see the module docstring)."""
 
 Expected = tuple[tuple[tuple[int, str], ...], str]

@@ -162,7 +162,12 @@ class Intake:
         self._clock = clock
 
     async def stored(self, source: Source, key: str) -> StoredAnswer | None:
-        """The first answer to a delivery, if it was answered before and is final."""
+        """The first answer to a delivery, if it was answered before and is final.
+
+        None for a key PostgreSQL cannot hold (it was never stored): `answer` refuses it.
+        """
+        if unstorable(key):
+            return None
         first = await self._store.answer(source.value, key)
         return first if first is not None and first.final else None
 

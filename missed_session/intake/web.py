@@ -31,7 +31,13 @@ from missed_session.application.therapist_absent import Absence, therapist_absen
 from missed_session.intake import answers, calcom, calendly, fhir, subscription
 from missed_session.intake.absence import TherapistAbsent
 from missed_session.intake.commands import Incoming, Refuse, Source
-from missed_session.intake.dispatch import ALIASED_SOURCES, Intake, Outcome, OutcomeKind
+from missed_session.intake.dispatch import (
+    ALIASED_SOURCES,
+    Intake,
+    Outcome,
+    OutcomeKind,
+    unstorable,
+)
 from missed_session.intake.patients import Miss, Patients
 from missed_session.intake.settings import IntakeSettings
 from missed_session.intake.signatures import SignatureError, verify_calcom, verify_calendly
@@ -131,6 +137,10 @@ class WebIntake:
 
     async def _appointment_answer(self, resource: dict[str, Any], key: str,
                                   timestamp: datetime | None) -> StoredAnswer:
+        if unstorable(key):  # refused before any lookup (PostgreSQL cannot hold it)
+            return await self.dispatch.answer(
+                Incoming(Source.FHIR, key, Refuse("unstorable", malformed=True)),
+                answers.as_operation_outcome)
         first = await self.dispatch.stored(Source.FHIR, key)
         if first is not None:
             return first
