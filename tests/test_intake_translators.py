@@ -242,6 +242,21 @@ def test_time_without_offset_is_the_practice_zone_not_the_host() -> None:
     assert command.start == START  # 10:00 in Los Angeles in March 2030 is -08:00
 
 
+@pytest.mark.parametrize(("local", "says"), [
+    (datetime(2030, 3, 10, 2, 30, tzinfo=timezone(timedelta(hours=-8))), "does not exist"),
+    (datetime(2030, 11, 3, 1, 30, tzinfo=timezone(timedelta(hours=-8))), "happens twice"),
+])
+def test_a_time_without_offset_that_names_no_instant_or_two_is_refused(
+        local: datetime, says: str) -> None:
+    """Issue 25: 02:30 on the spring-forward day (and 01:30 on the autumn one) without an
+    offset is refused naming the field, never quietly given an hour's offset."""
+    text = samples.siu("S12", "M1", "1", local).replace("-0800", "")
+    command = hl7v2.translate(text, DEFAULTS).incoming.command
+    assert isinstance(command, Refuse)
+    assert "SCH-11.4" in command.reason
+    assert f"{says} in America/Los_Angeles" in command.reason
+
+
 @pytest.mark.parametrize(("mangle", "code", "malformed", "reason"), [
     (lambda t: samples.siu("S12", "M1", "1", START, segments=("MSH", "PID")), "100", True,
      "SCH: the message has no SCH segment"),

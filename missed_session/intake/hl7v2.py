@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import hl7
 from hl7.datatypes import parse_datetime
 
+from missed_session.domain.contact_window import wall_time
 from missed_session.domain.models import Modality
 from missed_session.intake import fields
 from missed_session.intake.commands import (
@@ -369,7 +369,10 @@ def _timestamp(raw: str, where: str, defaults: IntakeDefaults) -> datetime:
     if not defaults.time_zone:
         msg = f"{where}: the time has no offset and no practice time zone is configured"
         raise IncompleteError(msg)
-    return value.replace(tzinfo=ZoneInfo(defaults.time_zone))
+    try:  # a wall time in a daylight-saving gap or overlap names no instant, or two
+        return wall_time(value, defaults.time_zone)
+    except ValueError as error:
+        raise _BadValueError(f"{where}: {error}") from None
 
 
 def _duration(message: hl7.Message) -> int | None:
