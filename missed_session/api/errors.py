@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from missed_session.api.bodies import Answer, FieldProblem
+from missed_session.store.write_errors import is_store_failure
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +70,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        if is_store_failure(error):  # a store error no use case caught: an outage
+            log.warning("http api store failure", error_type=type(error).__name__)
+            answer = Answer(kind="unavailable", message="the database is unavailable "
+                            "(it is safe to send again)")
+            return JSONResponse(answer.model_dump(), status_code=503,
+                                headers={"Retry-After": "5"})
         # Logged by type only: the message of an arbitrary error may carry health data.
         log.error("http api request failed", error_type=type(error).__name__)
         answer = Answer(kind="error", message="internal error; the request may not have "
