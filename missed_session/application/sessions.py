@@ -52,7 +52,7 @@ WORKFLOW_PREFIX = workflow_id_for("")
 """A session's workflow id is this prefix and its session id."""
 QUERY_TIMEOUT = timedelta(seconds=10)
 """A query needs a running worker; without one, say so rather than hang."""
-SENDER_PATIENCE = timedelta(seconds=4)
+SENDER_PATIENCE = timedelta(seconds=3)
 """How long a client's message sent over HTTP is held for its session before the sender is
 answered (a phone system's webhook gives up after a few seconds, and retries as a new
 message)."""
