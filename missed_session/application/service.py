@@ -79,6 +79,11 @@ class Application:
 
     # -- connections ------------------------------------------------------------------
 
+    @property
+    def temporal_client(self) -> Client | None:
+        """The Temporal client if it is connected already (None: not yet)."""
+        return self._client
+
     async def temporal(self) -> Client:
         """The Temporal client, connected on first use; raises UnavailableError."""
         async with self._lock:
