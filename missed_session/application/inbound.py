@@ -73,27 +73,32 @@ async def _acknowledgment(app: Application, phone: str, body: str) -> InboundAns
     Without Temporal a client's text still goes on (to be kept); a clinician's, or anything
     that reads as an acknowledgment, is unavailable: a notice's answer is not kept.
     """
+    is_ack = notices_rules.parse_sms(body)[0]
+    clinician = await _roster_clinician(app, phone)
+    if clinician is None and is_ack:  # an acknowledgment is not kept: the clinician retries
+        return InboundAnswer(TextKind.ACKNOWLEDGMENT, Result(
+            ResultKind.UNAVAILABLE, "the roster cannot be read (PostgreSQL unavailable)"))
+    if not (clinician or is_ack):  # a client's text (with PostgreSQL down, too): go on
+        return None
     try:
-        async with asyncio.timeout(STORE_PATIENCE.total_seconds()):
-            pool = await app.pool()
-            try:
-                client = await app.temporal()
-            except UnavailableError:
-                if notices_rules.parse_sms(body)[0] or await _from_clinician(pool, phone):
-                    raise
-                return None
-            answer = await notices.sms_reply(client, pool, phone, body)
+        answer = await notices.sms_reply(await app.temporal(), await app.pool(), phone, body)
     except UnavailableError as error:
         return InboundAnswer(TextKind.ACKNOWLEDGMENT, Result(ResultKind.UNAVAILABLE, str(error)))
-    except STORE_ERRORS as error:  # PostgreSQL down or slow: the roster cannot be read
-        if notices_rules.parse_sms(body)[0]:  # an acknowledgment is not kept: try again
-            return InboundAnswer(TextKind.ACKNOWLEDGMENT, Result(
-                ResultKind.UNAVAILABLE, f"the roster cannot be read ({type(error).__name__})"))
-        return None  # a client's text goes on to its sessions, through Temporal alone
     if answer.kind is notices.ResultKind.NOT_A_CLINICIAN:
         return None
     return InboundAnswer(TextKind.ACKNOWLEDGMENT,
                          Result(ResultKind(answer.kind.value), answer.message))
+
+
+async def _roster_clinician(app: Application, phone: str) -> bool | None:
+    """Whether the number is a roster clinician's; None when PostgreSQL cannot say in time."""
+    try:
+        async with asyncio.timeout(STORE_PATIENCE.total_seconds()):
+            return await _from_clinician(await app.pool(), phone)
+    except UnavailableError:
+        return None
+    except STORE_ERRORS:
+        return None
 
 
 async def _from_clinician(pool: asyncpg.Pool, phone: str) -> bool:
