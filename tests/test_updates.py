@@ -8,6 +8,7 @@ the fault suite's Temporal-restart scenarios do it against a real server.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -23,8 +24,11 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from missed_session.application import updates
+from missed_session.api.routes import answer
+from missed_session.application import sessions, updates
+from missed_session.application.sessions import InFlight, Sessions
 from missed_session.application.updates import Stage, send_update
+from missed_session.domain.models import ClientResponse, ResponseChannel
 
 NOT_FOUND = RPCError("update not found", RPCStatusCode.NOT_FOUND, b"")
 UNAVAILABLE = RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
@@ -114,3 +118,28 @@ async def test_with_a_wait_it_says_how_far_the_message_got() -> None:
     held = await send(FakeTemporal([_Update(slow)] * 100), wait=timedelta(seconds=0.2))
     assert held.stage is Stage.ACCEPTED  # in the history: the session has it
     assert held.took_it
+
+
+async def test_a_client_message_not_taken_in_time_is_answered_kept_and_sent_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Within a sender's patience: 202 kept, and the same update id goes on being sent."""
+    monkeypatch.setattr(sessions, "SENDER_PATIENCE", timedelta(seconds=0.2))
+    fake = FakeTemporal([UNAVAILABLE] * 30 + [_Update("responded")])
+    in_flight = InFlight()
+    use_cases = Sessions(cast(Client, fake), task_queue="q", in_flight=in_flight)
+    response = ClientResponse(channel=ResponseChannel.CALL, responder="client")
+    result = await use_cases.respond("s-1", response)
+    assert result.ok
+    assert result.data is not None
+    assert result.data["delivery"] == "kept"
+    assert len(in_flight) == 1
+    for _ in range(200):
+        if not len(in_flight):
+            break
+        await asyncio.sleep(0.02)
+    assert not len(in_flight)
+    assert not fake.starts  # the last answer, "responded", was reached
+    assert len(set(fake.ids)) == 1  # one update id, however often it was sent
+    assert answer(result).status_code == 202
+    await in_flight.close()
