@@ -20,9 +20,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
     WorkflowQueryFailedError,
-    WorkflowUpdateFailedError,
 )
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from missed_session import search_attributes
@@ -69,7 +67,7 @@ class InFlight:
     The HTTP API holds one (its lifespan closes it): a message its session did not take
     within `SENDER_PATIENCE` (a worker stalled on PostgreSQL, Temporal restarting) goes on
     being sent under the same update id until the session takes it. Held in memory only:
-    a process that dies loses what it still holds (the sender was answered 200, so it will
+    a process that dies loses what it still holds (the sender was answered 202, so it will
     not send again); the kept inbound texts, kept in PostgreSQL, are not in this set.
     """
 
@@ -393,8 +391,3 @@ def _no_answer(session_id: str) -> Result:
     return Result(ResultKind.UNAVAILABLE,
                   f"session {session_id} did not answer in time (is a worker running?)",
                   session_id)
-
-
-def _refused(session_id: str, error: WorkflowUpdateFailedError) -> Result:
-    cause = error.cause.message if isinstance(error.cause, ApplicationError) else str(error)
-    return Result(ResultKind.REFUSED, f"session {session_id}: {cause}", session_id)
