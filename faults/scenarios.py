@@ -217,7 +217,21 @@ async def _claimed_text(run: Harness) -> bool:
 
 async def api_killed_holding_a_text(run: Harness, size: Size) -> None:
     """Texts kept while no worker runs; the API SIGKILLed holding one; Temporal restarted."""
+    await _api_killed_holding_a_text(run, late=False)
+
+
+async def api_down_until_the_session_closed(run: Harness, size: Size) -> None:
+    """The same, with the API started again only once the texted session has closed.
+
+    The session escalated while the text was kept: the text must reach its therapist as an
+    urgent late response.
+    """
+    await _api_killed_holding_a_text(run, late=True)
+
+
+async def _api_killed_holding_a_text(run: Harness, *, late: bool) -> None:
     assert run.api is not None
+    run.facts["late_expected"] = late
     await run.until_event(AuditEventType.OUTREACH_ATTEMPTED)
     await run.worker.stop(signal.SIGKILL)
     run.note(f"worker SIGKILLed (texts can only be kept); trails: {await run.describe_trails()}")
@@ -237,9 +251,23 @@ async def api_killed_holding_a_text(run: Harness, size: Size) -> None:
     await asyncio.sleep(TEMPORAL_DOWN_SECONDS)
     await run.temporal.start()
     await asyncio.sleep(2)
-    await asyncio.gather(run.worker.start(), run.ensure_api())
+    if late:
+        await run.worker.start()
+        texted = {s.session_id for s in run.sessions if s.script is TEXTED}
+
+        async def closed() -> bool:
+            return texted <= {row.session_id for row in await run.rows()
+                              if row.event_type == AuditEventType.CLOSED.value}
+
+        await run.until("the texted session closed", closed, 180)
+        run.note(f"Temporal and the worker restarted; the texted session closed: "
+                 f"{await run.describe_trails()}")
+        await run.ensure_api()
+    else:
+        await asyncio.gather(run.worker.start(), run.ensure_api())
     restarted = time.monotonic()
-    run.note("Temporal restarted on its file; the worker and the API started again")
+    run.note("the API started again" if late
+             else "Temporal restarted on its file; the worker and the API started again")
 
     async def settled() -> bool:
         try:
@@ -276,12 +304,14 @@ def kept_texts_reached(run: Harness, records: Sequence[SessionRecord]) -> Findin
                                  f"(bound {KEPT_TEXT_BOUND:.0f} s)")
     trails = {record.session_id: record.trail for record in records}
     for row in rows:
-        if row["outcome"] == "delivered":
+        if row["outcome"] == "delivered" and not run.facts.get("late_expected"):
             continue
         if row["outcome"] != "late_response":
             findings.problems.append(f"kept text {row['message_id']}: {row['outcome']}")
             continue
         key = row["reason"]
+        findings.notes.append(f"kept text {row['message_id']}: late_response, notice "
+                              f"{key} ({notices.get(key)})")
         if key not in notices:
             findings.problems.append(f"kept text {row['message_id']}: no notice {key}")
         escalated = any(event.event_type is AuditEventType.ESCALATION_SENT
@@ -497,6 +527,8 @@ SCENARIOS: list[Scenario] = [
              check=hangs_recorded),
     Scenario("API SIGKILL holding a kept text + Temporal restart", api_killed_holding_a_text,
              check=kept_texts_reached, with_api=True),
+    Scenario("API down holding a kept text until its session closed",
+             api_down_until_the_session_closed, check=kept_texts_reached, with_api=True),
     Scenario("PostgreSQL stopped inside booking commits", postgres_stopped_in_bookings,
              check=bookings_answered, with_api=True),
     Scenario("call-back during a PostgreSQL outage [webhook]", postgres_outage_at_callback,

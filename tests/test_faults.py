@@ -264,6 +264,10 @@ def test_a_kept_text_must_reach_its_session_or_its_therapist_in_time() -> None:
     run.facts["late_notices"] = {"s1/late-text-m2": "routine"}
     assert kept_texts_reached(run, [escalated]).problems == [
         "kept text m2: the session escalated and the notice is not urgent"]
+    run.facts["late_expected"] = True  # the session closed before the API came back
+    run.facts["late_notices"] = {"s1/late-text-m2": "urgent"}
+    assert kept_texts_reached(run, [escalated]).problems == ["kept text m1: delivered"]
+    run.facts["late_expected"] = False
     run.facts["kept_texts"][1]["outcome"] = "session_gone"
     run.facts["kept_texts_settled_after"] = 130.0  # the two-minute lease of a dead API
     assert kept_texts_reached(run, [escalated]).problems == [
