@@ -215,12 +215,13 @@ class Harness:
                                                headers={"content-type": "application/json"})
                 except httpx.HTTPError as error:
                     self.callback_answers.append(CallbackAnswer(
-                        session_id, 0, time.monotonic() - began, type(error).__name__))
+                        session_id, 0, time.monotonic() - began, type(error).__name__, began))
                     await asyncio.sleep(1.0)
                     continue
                 waited = time.monotonic() - began
                 self.callback_answers.append(CallbackAnswer(
-                    session_id, response.status_code, waited, response.json().get("message")))
+                    session_id, response.status_code, waited, response.json().get("message"),
+                    began))
                 self.note(f"call-back of {session_id} answered {response.status_code} "
                           f"after {waited:.1f} s")
                 if response.status_code != 503:
@@ -441,6 +442,8 @@ class CallbackAnswer:
     """The HTTP status (0: no answer at all, the connection failed)."""
     seconds: float
     message: str | None
+    at: float = 0.0
+    """When it was sent (`time.monotonic()`)."""
 
 
 @contextlib.asynccontextmanager

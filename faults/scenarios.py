@@ -387,14 +387,33 @@ def bookings_answered(run: Harness, records: Sequence[SessionRecord]) -> Finding
     return findings
 
 
+CALL_BACK_IN_OUTAGE = 5.0
+"""Seconds after the voicemail at which the client calls back in this scenario: time for
+PostgreSQL to stop first, on a loaded machine."""
+
+
 async def postgres_outage_at_callback(run: Harness, size: Size) -> None:
-    """PostgreSQL stopped as the first voicemail is left: the call-back comes in the outage."""
-    await run.until_effect("voicemail")
-    await run.postgres.stop()
+    """PostgreSQL stopped as the calling-back client's voicemail is left.
+
+    The client calls back `CALL_BACK_IN_OUTAGE` seconds later, inside the outage.
+    """
+    assert run.receiver is not None
+    calling = {s.session_id for s in run.sessions if s.script is Script.CALLS_BACK}
+    for session in run.sessions:
+        if session.session_id in calling:
+            run.receiver.calls_back_after[session.booking.client.phone] = CALL_BACK_IN_OUTAGE
+
+    async def voicemail_left() -> bool:
+        effects = await run.effects()
+        return any(effect.kind == "voicemail" for sid in calling for effect in effects[sid])
+
+    await run.until("the calling-back client's voicemail", voicemail_left, 180)
     began = time.monotonic()
-    run.note("PostgreSQL stopped right after the first voicemail")
+    await run.postgres.stop()
+    run.note("PostgreSQL stopped right after the calling-back client's voicemail")
     await asyncio.sleep(size.postgres_outage / 2)
     await run.postgres.start()
+    run.facts["outage"] = (began, time.monotonic())
     run.note(f"PostgreSQL started again after {time.monotonic() - began:.0f} s")
     await run.ensure_worker()
 
@@ -406,10 +425,14 @@ def callbacks_answered_in_time(run: Harness, records: Sequence[SessionRecord]) -
     for answer in run.callback_answers:
         firsts.setdefault(answer.session_id, answer)
     called_back = [s for s in run.sessions if s.script is Script.CALLS_BACK]
+    outage: tuple[float, float] = run.facts.get("outage", (0.0, 0.0))
     for session in called_back:
         first = firsts.get(session.session_id)
         if first is None:
             findings.problems.append(f"{session.session_id}: no call-back was answered")
+        elif not outage[0] <= first.at <= outage[1]:
+            findings.problems.append(f"{session.session_id}: the call-back came outside the "
+                                     "outage (the fault did not strike it)")
         elif first.status not in {200, 202} or first.seconds > CALLBACK_PATIENCE:
             findings.problems.append(f"{session.session_id}: call-back answered {first.status}"
                                      f" after {first.seconds:.1f} s ({first.message})")

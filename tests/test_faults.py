@@ -292,8 +292,12 @@ def test_a_call_back_must_be_answered_within_a_phone_systems_patience() -> None:
     run.sessions = [booking]
     assert callbacks_answered_in_time(run, []).problems == [
         "cb-0: no call-back was answered"]
-    run.callback_answers = [CallbackAnswer("cb-0", 202, 3.2, "kept")]
+    run.facts["outage"] = (100.0, 130.0)
+    run.callback_answers = [CallbackAnswer("cb-0", 202, 3.2, "kept", 105.0)]
     assert callbacks_answered_in_time(run, []).problems == []
-    run.callback_answers = [CallbackAnswer("cb-0", 200, 58.0, "accepted")]
+    run.callback_answers = [CallbackAnswer("cb-0", 200, 58.0, "accepted", 105.0)]
     assert callbacks_answered_in_time(run, []).problems == [
         "cb-0: call-back answered 200 after 58.0 s (accepted)"]
+    run.callback_answers = [CallbackAnswer("cb-0", 200, 0.2, "responded", 140.0)]
+    assert callbacks_answered_in_time(run, []).problems == [
+        "cb-0: the call-back came outside the outage (the fault did not strike it)"]
