@@ -112,7 +112,9 @@ async def send_update(client: Client, workflow_id: str, name: str, payload: obje
             return Sent(Stage.ACCEPTED if accepted else Stage.NO_ANSWER, reason=why)
         rpc = RPC_TRY if remaining is None else min(RPC_TRY, timedelta(seconds=remaining))
         try:
-            bound = rpc.total_seconds() + 1.0 if remaining is None else remaining + 0.1
+            bound = rpc.total_seconds() + 1.0
+            if remaining is not None:
+                bound = min(bound, remaining + 0.1)
             async with asyncio.timeout(bound):  # the caller's deadline holds, retries or not
                 handle = client.get_workflow_handle(workflow_id)
                 update = await handle.start_update(
