@@ -37,6 +37,7 @@ from activities.follow_up import FollowUpActivities
 from activities.notices import NoticeActivities, NoticeLinks
 from activities.outreach import OutreachActivities, Sender, TextPolicyActivities
 from activities.therapist import TherapistActivities
+from missed_session.application.updates import send_update
 from missed_session.audit.archive import HistoryArchiver
 from missed_session.channels.base import MessageChannel, PhoneChannel
 from missed_session.channels.ledger import DeliveryLedger
@@ -241,14 +242,15 @@ def callback_dispatcher(client: Client, pool: asyncpg.Pool, *,
     `poll_seconds`: how often it looks in PostgreSQL for call-backs owed by a dead worker.
     """
 
-    async def deliver(session_id: str) -> None:
-        handle = client.get_workflow_handle(workflow_id_for(session_id))
-        await handle.execute_update(
-            SessionWorkflow.client_responded,
+    async def deliver(session_id: str) -> bool:
+        # Sent until the session has taken it (or refused it, or closed): an update only
+        # admitted when the dev server restarted is sent again under the same id.
+        sent = await send_update(
+            client, workflow_id_for(session_id), "client_responded",
             ClientResponse(channel=ResponseChannel.CALL, responder="client",
                            note="returned the call after the voicemail"),
-            id=CALLBACK_UPDATE_ID,  # a second delivery gets the first one's answer
-        )
+            update_id=CALLBACK_UPDATE_ID, wait=None)
+        return sent.took_it
 
     return CallbackDispatcher(pool, deliver, poll_seconds=poll_seconds)
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from bench.sessions import midday_time_zone
+from missed_session.application.updates import Stage, send_update
 from missed_session.domain.models import (
     CheckIn,
     ClientResponse,
@@ -119,29 +121,33 @@ def scripted_session(prefix: str, index: int, script: Script, *, start: datetime
 
 
 async def tell(client: Client, session_id: str, name: str, message: object) -> bool:
-    """Deliver a message as the front desk would, retrying while Temporal is unreachable.
+    """Deliver a message as the front desk would: under one update id until it is taken.
 
-    Returns False when the session had already closed (the message came too late).
-    `check_in` and `client_responded` are signals today and become updates (issue 11): the
-    workflow class says which, so the harness keeps working across that change.
+    Returns False when the session had closed without it (the message came too late). The
+    update id is chosen once, so a try that a restarting Temporal only admitted is sent
+    again, never applied twice (`send_update`).
     """
     handle: WorkflowHandle[SessionWorkflow, object] = client.get_workflow_handle(
         workflow_id_for(session_id))
-    is_signal = hasattr(getattr(SessionWorkflow, name), "__temporal_signal_definition")
-    deadline = time.monotonic() + DELIVERY_PATIENCE
-    while True:
-        try:
-            if is_signal:
+    if hasattr(getattr(SessionWorkflow, name), "__temporal_signal_definition"):
+        deadline = time.monotonic() + DELIVERY_PATIENCE
+        while True:
+            try:
                 await handle.signal(name, message)
-            else:
-                await handle.execute_update(name, message)
-            return True
-        except RPCError as error:
-            if error.status is RPCStatusCode.NOT_FOUND:
-                return False
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(1.0)
+                return True
+            except RPCError as error:
+                if error.status is RPCStatusCode.NOT_FOUND:
+                    return False
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(1.0)
+    sent = await send_update(client, handle.id, name, message,
+                             update_id=f"front-desk-{name}-{uuid.uuid4().hex}",
+                             wait=timedelta(seconds=DELIVERY_PATIENCE))
+    if sent.stage is Stage.NO_ANSWER:
+        msg = f"the front desk could not deliver {name} to {session_id} ({sent.reason})"
+        raise RuntimeError(msg)
+    return sent.took_it or sent.stage is Stage.REFUSED
 
 
 async def check_in(client: Client, session: ScriptedSession) -> bool:

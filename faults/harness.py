@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import asyncpg
+import httpx
 from aiohttp import web
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
@@ -36,16 +37,21 @@ from faults.clients import (
     scripted_session,
 )
 from faults.count import Effect, SessionRecord
-from faults.processes import Postgres, TemporalServer, WorkerProcess
+from faults.processes import ApiProcess, Postgres, TemporalServer, WorkerProcess
 from faults.receiver import PracticeReceiver, serve
+from missed_session.api.tokens import Scope, digest, new_token
+from missed_session.application.contact_keys import ContactKeys
 from missed_session.audit.cli import ReplaySetup, replay_session
 from missed_session.audit.verify import describe, verify_session
+from missed_session.channels import webhook
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
 from missed_session.codec import EncryptionCodec, new_key, parse_key
 from missed_session.domain.models import (
     AuditEvent,
     AuditEventType,
+    ClientResponse,
     Outcome,
+    ResponseChannel,
     SessionResult,
     workflow_id_for,
 )
@@ -96,6 +102,19 @@ class Harness:
     client: Client = field(init=False)
     pool: asyncpg.Pool = field(init=False)
     receiver: PracticeReceiver | None = None
+    with_api: bool = False
+    """Run the HTTP API (and its kept-text deliverer) as a process of its own too."""
+    callbacks_via_api: bool = False
+    """The clients' call-backs (webhook channel) reach the service through the API's
+    `/responded`, as a practice's phone system posts them, rather than straight to Temporal."""
+    api: ApiProcess | None = None
+    api_token: str = ""
+    webhook_secret: str = field(default_factory=lambda: secrets.token_hex(16))
+    callback_answers: list[CallbackAnswer] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    """What a scenario's fault gathered for its check (the check itself is pure)."""
+    """Each call-back the API answered: status and how long the sender waited."""
+    contact_keys: ContactKeys | None = None
     sessions: list[ScriptedSession] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """What each fault saw and did, in words, for the report."""
@@ -117,8 +136,9 @@ class Harness:
                                        self.directory / "temporal.log")
         await asyncio.gather(self.postgres.start(), self.temporal.start())
         keys = {KEY_ID: new_key()}
-        converter = data_converter(
-            EncryptionCodec({k: parse_key(k, v) for k, v in keys.items()}, KEY_ID))
+        parsed = {k: parse_key(k, v) for k, v in keys.items()}
+        converter = data_converter(EncryptionCodec(parsed, KEY_ID))
+        self.contact_keys = ContactKeys(parsed, KEY_ID)
         self.client = await Client.connect(self.temporal.address, data_converter=converter,
                                            runtime=quiet_runtime())
         self.pool = await open_pool(self.postgres.url, min_size=0, max_size=4)
@@ -134,18 +154,27 @@ class Harness:
             "MSR_CHANNEL": self.channel,
         }
         if self.channel == "webhook":
-            secret = secrets.token_hex(16)
+            secret = self.webhook_secret
             self.receiver = PracticeReceiver(secret.encode(), self._called_back)
             self._runner, url = await serve(self.receiver)
             env |= {"MSR_WEBHOOK_URL": url, "MSR_WEBHOOK_SECRET": secret}
         self.worker = WorkerProcess(env, self.directory / "worker.log")
         await self.worker.start()
+        if self.with_api:
+            self.api_token = new_token()
+            tokens = {Scope.SCHEDULER.value: [digest(self.api_token)]}
+            self.api = ApiProcess(env | {"MSR_API_TOKENS": json.dumps(tokens),
+                                         "MSR_WEBHOOK_SECRET": self.webhook_secret},
+                                  self.directory / "api.log")
+            await self.api.start()
 
     async def stop(self) -> None:
         """Stop everything this harness started, whatever state the fault left it in."""
         for task in self._front_desk:
             task.cancel()
         await asyncio.gather(*self._front_desk, return_exceptions=True)
+        if self.api is not None:
+            await self.api.stop(signal.SIGTERM)
         if hasattr(self, "worker"):
             await self.worker.stop(signal.SIGTERM)
         if hasattr(self, "pool"):
@@ -165,8 +194,50 @@ class Harness:
             self.note(f"the check-in of {session.session_id} came after its session had closed")
 
     async def _called_back(self, session_id: str) -> None:
+        if self.callbacks_via_api and self.api is not None:
+            await self._called_back_through_api(session_id)
+            return
         if not await called_back(self.client, session_id):
             self.note(f"the call-back of {session_id} came after its session had closed")
+
+    async def _called_back_through_api(self, session_id: str) -> None:
+        """POST the call-back as a phone system does: wait for an answer, retry a 503."""
+        body = ClientResponse(channel=ResponseChannel.CALL, responder="client",
+                              note="returned the call after the voicemail")
+        assert self.api is not None
+        async with httpx.AsyncClient(base_url=self.api.url, timeout=60, headers={
+                "Authorization": f"Bearer {self.api_token}"}) as http:
+            for _ in range(60):
+                began = time.monotonic()
+                try:
+                    response = await http.post(f"/sessions/{session_id}/responded",
+                                               content=body.model_dump_json(),
+                                               headers={"content-type": "application/json"})
+                except httpx.HTTPError as error:
+                    self.callback_answers.append(CallbackAnswer(
+                        session_id, 0, time.monotonic() - began, type(error).__name__, began))
+                    await asyncio.sleep(1.0)
+                    continue
+                waited = time.monotonic() - began
+                self.callback_answers.append(CallbackAnswer(
+                    session_id, response.status_code, waited, response.json().get("message"),
+                    began))
+                self.note(f"call-back of {session_id} answered {response.status_code} "
+                          f"after {waited:.1f} s")
+                if response.status_code != 503:
+                    return
+                await asyncio.sleep(1.0)
+
+    async def post_text(self, phone: str, body: str, message_id: str) -> httpx.Response:
+        """A client's inbound text, signed as the webhook channel's receiver signs it."""
+        assert self.api is not None
+        content = json.dumps({"from": phone, "body": body, "id": message_id}).encode()
+        timestamp = str(int(time.time()))
+        async with httpx.AsyncClient(base_url=self.api.url, timeout=60) as http:
+            return await http.post("/inbound/webhook", content=content, headers={
+                "content-type": "application/json", webhook.TIMESTAMP_HEADER: timestamp,
+                webhook.SIGNATURE_HEADER: webhook.sign(self.webhook_secret.encode(),
+                                                       timestamp, content)})
 
     # -- the sessions --------------------------------------------------------------------
 
@@ -183,8 +254,10 @@ class Harness:
                                        time_scale=self.time_scale,
                                        expected=(expected or {}).get(script))
             await self._script_channel(phone, session)
+            contact_key = (None if self.contact_keys is None
+                           else self.contact_keys.for_booking(session.booking.client.phone))
             await schedule_session(self.client, session.booking, task_queue="faults",
-                                   now=datetime.now(UTC))
+                                   now=datetime.now(UTC), contact_key=contact_key)
             self.sessions.append(session)
             if script is Script.ATTENDS:
                 self._front_desk.append(asyncio.create_task(self._attend(session)))
@@ -285,6 +358,11 @@ class Harness:
             await asyncio.sleep(down)
         await self.worker.start()
 
+    async def ensure_api(self) -> None:
+        """Start the API again if it is not running (after a kill)."""
+        if self.api is not None and not self.api.running:
+            await self.api.start()
+
     async def ensure_worker(self) -> None:
         """Restart a worker that exited on its own during a fault (and say so)."""
         if not self.worker.running:
@@ -355,11 +433,26 @@ async def _failure(handle: WorkflowHandle[Any, SessionResult]) -> str:
     return "no failure"
 
 
+@dataclass(frozen=True)
+class CallbackAnswer:
+    """What the API answered a client's call-back, and how long the sender waited for it."""
+
+    session_id: str
+    status: int
+    """The HTTP status (0: no answer at all, the connection failed)."""
+    seconds: float
+    message: str | None
+    at: float = 0.0
+    """When it was sent (`time.monotonic()`)."""
+
+
 @contextlib.asynccontextmanager
-async def harness(directory: Path, channel: ChannelName, time_scale: float,
+async def harness(directory: Path, channel: ChannelName, time_scale: float, *,
+                  with_api: bool = False, callbacks_via_api: bool = False,
                   ) -> AsyncIterator[Harness]:
     """A started harness, stopped on the way out."""
-    live = Harness(directory, channel, time_scale)
+    live = Harness(directory, channel, time_scale, with_api=with_api,
+                   callbacks_via_api=callbacks_via_api)
     try:
         await live.start()
         yield live

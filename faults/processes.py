@@ -229,3 +229,53 @@ class WorkerProcess:
     def running(self) -> bool:
         """Whether the process is alive."""
         return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class ApiProcess:
+    """`python -m missed_session.api` with the run's environment, on a port of its own.
+
+    The HTTP API and, in its process, the kept-text deliverer: killing it kills a deliverer
+    in the middle of whatever it holds.
+    """
+
+    env: dict[str, str]
+    log: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        """Where it listens."""
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        """Start and wait for its "HTTP API on" line."""
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        environment = {**os.environ, **self.env, "MSR_API_PORT": str(self.port)}
+        self.process = _spawn([sys.executable, "-m", "missed_session.api"], self.log,
+                              environment)
+        self.starts += 1
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            with self.log.open("rb") as handle:
+                handle.seek(offset)
+                if b"HTTP API on" in handle.read():
+                    return
+            if self.process.poll() is not None:
+                msg = f"the API exited ({self.process.returncode}); see {self.log}"
+                raise ProcessFailedError(msg)
+            if time.monotonic() > deadline:
+                msg = f"the API did not start in time; see {self.log}"
+                raise ProcessFailedError(msg)
+            await asyncio.sleep(0.2)
+
+    async def stop(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """SIGKILL by default: the fault; SIGTERM at the end of a run."""
+        await _stop(self.process, sig)
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self.process is not None and self.process.poll() is None

@@ -59,7 +59,9 @@ async def run_scenario(scenario: Scenario, size: Size, directory: Path) -> Outco
     began = time.monotonic()
     outcome = Outcome(scenario.name, Counts())
     try:
-        async with harness(directory, scenario.channel, size.time_scale) as live:
+        async with harness(directory, scenario.channel, size.time_scale,
+                           with_api=scenario.with_api,
+                           callbacks_via_api=scenario.callbacks_via_api) as live:
             await live.book(list(size.scripts), prefix=_slug(scenario.name)[:24],
                             expected=scenario.expected)
             try:

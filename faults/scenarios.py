@@ -8,16 +8,20 @@ moment it struck: on a loaded machine the step may have moved on, and the note s
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+import httpx
 
 from faults.checks import Findings, hangs_ended, refusals_honoured
 from faults.clients import Script
 from faults.count import SessionRecord
-from faults.harness import ChannelName, Harness
+from faults.harness import CallbackAnswer, ChannelName, Harness
 from missed_session.domain.models import AuditEventType, Outcome
 
 Fault = Callable[[Harness, "Size"], Awaitable[None]]
@@ -179,6 +183,265 @@ async def kill_worker_and_postgres(run: Harness, size: Size) -> None:
     run.note("PostgreSQL (crash recovery) and the worker restarted")
 
 
+# -- the edges: the HTTP API, kept texts, bookings ------------------------------------------
+
+TEXTED = Script.UNREACHABLE_CONSENT
+"""The client who texts while no worker runs: high risk, so any text leaves outreach open
+with a task and the session's outcome does not depend on when the text lands."""
+TEXTS_EACH = 1
+"""One text each: two texts of a high-risk client are two identical `answer_unclear` rows,
+which the counts would take for a duplicate."""
+KEPT_TEXT_BOUND = 45.0
+"""Seconds after the restart by which every kept text must be settled: the dead API's claim
+lapses within 15 s, the new deliverer reads the table every 5 s, a try waits 3 s."""
+BOOKINGS = 60
+"""Bookings sent to the API while PostgreSQL is stopped and started under them."""
+CALLBACK_PATIENCE = 5.0
+"""Seconds a phone system waits for the API's answer to a call-back."""
+
+
+async def _claimed_text(run: Harness) -> bool:
+    """Whether the API's deliverer holds a claim on a kept text right now.
+
+    A claim pushes the text's next try 15 s ahead; a postponed text's first retries are at
+    most 8 s ahead, so a pending text more than 10 s ahead, tried fewer than 4 times, is held.
+    """
+    try:
+        held = await run.pool.fetchval(
+            "SELECT count(*) FROM kept_texts WHERE state = 'pending' AND attempts < 4"
+            " AND next_attempt_at > now() + interval '10 seconds'")
+    except Exception:  # PostgreSQL unreadable: not seen
+        return False
+    return bool(held)
+
+
+async def api_killed_holding_a_text(run: Harness, size: Size) -> None:
+    """Texts kept while no worker runs; the API SIGKILLed holding one; Temporal restarted."""
+    await _api_killed_holding_a_text(run, late=False)
+
+
+async def api_down_until_the_session_closed(run: Harness, size: Size) -> None:
+    """The same, with the API started again only once the texted session has closed.
+
+    The session escalated while the text was kept: the text must reach its therapist as an
+    urgent late response.
+    """
+    await _api_killed_holding_a_text(run, late=True)
+
+
+async def _api_killed_holding_a_text(run: Harness, *, late: bool) -> None:
+    assert run.api is not None
+    run.facts["late_expected"] = late
+    await run.until_event(AuditEventType.OUTREACH_ATTEMPTED)
+    await run.worker.stop(signal.SIGKILL)
+    run.note(f"worker SIGKILLed (texts can only be kept); trails: {await run.describe_trails()}")
+    for session in (s for s in run.sessions if s.script is TEXTED):
+        for n in range(TEXTS_EACH):
+            response = await run.post_text(session.booking.client.phone,
+                                           "I'm ok, sorry, I missed it",
+                                           f"{session.session_id}-text-{n}")
+            run.note(f"text {n} of {session.session_id}: {response.status_code} "
+                     f"{response.json().get('outcome')}")
+    held = await run.until("a kept text claimed by the API's deliverer",
+                           lambda: _claimed_text(run), 60)
+    await run.api.stop(signal.SIGKILL)
+    run.note("API SIGKILLed " + ("while its deliverer held a text's claim" if held
+                                 else "(no claim seen)"))
+    await run.temporal.stop(signal.SIGKILL)
+    await asyncio.sleep(TEMPORAL_DOWN_SECONDS)
+    await run.temporal.start()
+    await asyncio.sleep(2)
+    if late:
+        await run.worker.start()
+        texted = {s.session_id for s in run.sessions if s.script is TEXTED}
+
+        async def closed() -> bool:
+            return texted <= {row.session_id for row in await run.rows()
+                              if row.event_type == AuditEventType.CLOSED.value}
+
+        await run.until("the texted session closed", closed, 180)
+        run.note(f"Temporal and the worker restarted; the texted session closed: "
+                 f"{await run.describe_trails()}")
+        await run.ensure_api()
+    else:
+        await asyncio.gather(run.worker.start(), run.ensure_api())
+    restarted = time.monotonic()
+    run.note("the API started again" if late
+             else "Temporal restarted on its file; the worker and the API started again")
+
+    async def settled() -> bool:
+        try:
+            return not await run.pool.fetchval(
+                "SELECT count(*) FROM kept_texts WHERE state = 'pending'")
+        except Exception:  # not readable: not settled as far as we know
+            return False
+
+    await run.until("every kept text settled", settled, KEPT_TEXT_BOUND * 2)
+    run.facts["kept_texts_settled_after"] = round(time.monotonic() - restarted, 1)
+    rows = await run.pool.fetch(
+        "SELECT t.message_id, t.outcome, d.session_id, d.outcome AS there, d.reason"
+        " FROM kept_texts t JOIN kept_text_deliveries d USING (message_id)"
+        " ORDER BY t.message_id")
+    inbox = await run.pool.fetch("SELECT key, priority FROM therapist_inbox"
+                                 " WHERE key LIKE '%/late-text-%'")
+    run.facts["kept_texts"] = [dict(row) for row in rows]
+    run.facts["late_notices"] = {row["key"]: row["priority"] for row in inbox}
+    settled_texts = ", ".join(f"{row['message_id']}={row['outcome']}" for row in rows)
+    run.note(f"kept texts settled {run.facts['kept_texts_settled_after']} s after the "
+             f"restart: {settled_texts}")
+
+
+def kept_texts_reached(run: Harness, records: Sequence[SessionRecord]) -> Findings:
+    """Each kept text reached its session, or its closed session's therapist; in time."""
+    findings = Findings()
+    rows = run.facts.get("kept_texts", [])
+    notices = run.facts.get("late_notices", {})
+    after = run.facts.get("kept_texts_settled_after")
+    if not rows:
+        findings.problems.append("no text was kept")
+    if after is None or after > KEPT_TEXT_BOUND:
+        findings.problems.append(f"kept texts settled {after} s after the restart "
+                                 f"(bound {KEPT_TEXT_BOUND:.0f} s)")
+    trails = {record.session_id: record.trail for record in records}
+    for row in rows:
+        if row["outcome"] == "delivered" and not run.facts.get("late_expected"):
+            continue
+        if row["outcome"] != "late_response":
+            findings.problems.append(f"kept text {row['message_id']}: {row['outcome']}")
+            continue
+        key = row["reason"]
+        findings.notes.append(f"kept text {row['message_id']}: late_response, notice "
+                              f"{key} ({notices.get(key)})")
+        if key not in notices:
+            findings.problems.append(f"kept text {row['message_id']}: no notice {key}")
+        escalated = any(event.event_type is AuditEventType.ESCALATION_SENT
+                        for event in trails.get(row["session_id"], ()))
+        if escalated and notices.get(key) != "urgent":
+            findings.problems.append(f"kept text {row['message_id']}: the session escalated"
+                                     " and the notice is not urgent")
+    return findings
+
+
+async def postgres_stopped_in_bookings(run: Harness, size: Size) -> None:
+    """Bookings sent to the API while PostgreSQL is stopped three times under them."""
+    assert run.api is not None
+    await run.until_event(AuditEventType.OUTREACH_ATTEMPTED)
+    statuses: Counter[int] = Counter()
+    final: dict[str, int] = {}
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    template = run.sessions[0].booking
+    rng = random.Random(len(run.sessions))  # noqa: S311 - when to stop PostgreSQL, no secret
+
+    async def book_all() -> None:
+        async with httpx.AsyncClient(base_url=run.api.url if run.api else "", timeout=60,
+                                     headers={"Authorization": f"Bearer {run.api_token}"},
+                                     ) as http:
+            for index in range(BOOKINGS):
+                booking = template.model_copy(update={
+                    "session_id": f"{template.session_id}-api-{index}", "start": start})
+                body = booking.model_dump_json()
+                for _ in range(300):  # the scheduler sends a 503 again
+                    try:
+                        response = await http.post("/sessions", content=body, headers={
+                            "content-type": "application/json"})
+                    except httpx.HTTPError:
+                        statuses[0] += 1
+                        await asyncio.sleep(0.5)
+                        continue
+                    statuses[response.status_code] += 1
+                    if response.status_code != 503:
+                        final[booking.session_id] = response.status_code
+                        break
+                    await asyncio.sleep(0.2)
+
+    async def outages() -> None:
+        for _ in range(3):
+            await asyncio.sleep(rng.uniform(0.3, 2.0))
+            await run.postgres.stop()
+            await asyncio.sleep(rng.uniform(1.0, 4.0))
+            await run.postgres.start()
+
+    began = time.monotonic()
+    await asyncio.gather(book_all(), outages())
+    await run.ensure_worker()
+    run.facts["booking_statuses"] = dict(statuses)
+    run.facts["booking_final"] = final
+    run.note(f"{BOOKINGS} bookings in {time.monotonic() - began:.0f} s with PostgreSQL stopped"
+             f" 3 times under them; answers {dict(sorted(statuses.items()))}")
+
+
+def bookings_answered(run: Harness, records: Sequence[SessionRecord]) -> Findings:
+    """No 500 (or any 5xx but 503); every booking finally booked, none refused."""
+    findings = Findings()
+    statuses: dict[int, int] = run.facts.get("booking_statuses", {})
+    final: dict[str, int] = run.facts.get("booking_final", {})
+    bad = {status: n for status, n in statuses.items() if status >= 500 and status != 503}
+    if bad:
+        findings.problems.append(f"bookings answered {bad}")
+    if len(final) != BOOKINGS:
+        findings.problems.append(f"{BOOKINGS - len(final)} bookings never booked")
+    wrong = {sid: status for sid, status in final.items() if status not in {200, 201}}
+    if wrong:
+        findings.problems.append(f"bookings not booked: {wrong}")
+    findings.notes.append(f"answers: {dict(sorted(statuses.items()))}")
+    return findings
+
+
+CALL_BACK_IN_OUTAGE = 5.0
+"""Seconds after the voicemail at which the client calls back in this scenario: time for
+PostgreSQL to stop first, on a loaded machine."""
+
+
+async def postgres_outage_at_callback(run: Harness, size: Size) -> None:
+    """PostgreSQL stopped as the calling-back client's voicemail is left.
+
+    The client calls back `CALL_BACK_IN_OUTAGE` seconds later, inside the outage.
+    """
+    assert run.receiver is not None
+    calling = {s.session_id for s in run.sessions if s.script is Script.CALLS_BACK}
+    for session in run.sessions:
+        if session.session_id in calling:
+            run.receiver.calls_back_after[session.booking.client.phone] = CALL_BACK_IN_OUTAGE
+
+    async def voicemail_left() -> bool:
+        effects = await run.effects()
+        return any(effect.kind == "voicemail" for sid in calling for effect in effects[sid])
+
+    await run.until("the calling-back client's voicemail", voicemail_left, 180)
+    began = time.monotonic()
+    await run.postgres.stop()
+    run.note("PostgreSQL stopped right after the calling-back client's voicemail")
+    await asyncio.sleep(size.postgres_outage / 2)
+    await run.postgres.start()
+    run.facts["outage"] = (began, time.monotonic())
+    run.note(f"PostgreSQL started again after {time.monotonic() - began:.0f} s")
+    await run.ensure_worker()
+
+
+def callbacks_answered_in_time(run: Harness, records: Sequence[SessionRecord]) -> Findings:
+    """Each call-back answered 200/202 within a phone system's patience."""
+    findings = Findings()
+    firsts: dict[str, CallbackAnswer] = {}
+    for answer in run.callback_answers:
+        firsts.setdefault(answer.session_id, answer)
+    called_back = [s for s in run.sessions if s.script is Script.CALLS_BACK]
+    outage: tuple[float, float] = run.facts.get("outage", (0.0, 0.0))
+    for session in called_back:
+        first = firsts.get(session.session_id)
+        if first is None:
+            findings.problems.append(f"{session.session_id}: no call-back was answered")
+        elif not outage[0] <= first.at <= outage[1]:
+            findings.problems.append(f"{session.session_id}: the call-back came outside the "
+                                     "outage (the fault did not strike it)")
+        elif first.status not in {200, 202} or first.seconds > CALLBACK_PATIENCE:
+            findings.problems.append(f"{session.session_id}: call-back answered {first.status}"
+                                     f" after {first.seconds:.1f} s ({first.message})")
+        else:
+            findings.notes.append(f"{session.session_id}: call-back answered {first.status} "
+                                  f"after {first.seconds:.1f} s")
+    return findings
+
+
 # -- the channel ---------------------------------------------------------------------------
 
 
@@ -253,6 +516,10 @@ class Scenario:
     expected: Mapping[Script, Outcome] = field(default_factory=dict)
     """Scripts whose correct outcome this fault changes (the others keep the script's)."""
     check: Check | None = None
+    with_api: bool = False
+    """The HTTP API (with its kept-text deliverer) runs as a process of the scenario too."""
+    callbacks_via_api: bool = False
+    """The clients' call-backs are posted to the API (webhook channel)."""
 
 
 def _both(name: str, fault: Fault) -> list[Scenario]:
@@ -281,6 +548,15 @@ SCENARIOS: list[Scenario] = [
              check=refusals_recorded),
     Scenario("webhook provider hangs [webhook]", webhook_hangs, "webhook",
              check=hangs_recorded),
+    Scenario("API SIGKILL holding a kept text + Temporal restart", api_killed_holding_a_text,
+             check=kept_texts_reached, with_api=True),
+    Scenario("API down holding a kept text until its session closed",
+             api_down_until_the_session_closed, check=kept_texts_reached, with_api=True),
+    Scenario("PostgreSQL stopped inside booking commits", postgres_stopped_in_bookings,
+             check=bookings_answered, with_api=True),
+    Scenario("call-back during a PostgreSQL outage [webhook]", postgres_outage_at_callback,
+             "webhook", check=callbacks_answered_in_time, with_api=True,
+             callbacks_via_api=True),
 ]
 """The full size runs all of these; the smoke size the ones named in SMOKE."""
 SMOKE = [

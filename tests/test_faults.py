@@ -14,15 +14,24 @@ from __future__ import annotations
 import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from faults.checks import hangs_ended, refusals_honoured
-from faults.clients import Script
+from faults.clients import Script, scripted_session
 from faults.count import Counts, Effect, SessionRecord, count
+from faults.harness import CallbackAnswer, Harness
 from faults.receiver import Delivery
 from faults.run import Outcome, run_scenarios, table
-from faults.scenarios import SCENARIOS, Size
+from faults.scenarios import (
+    BOOKINGS,
+    SCENARIOS,
+    Size,
+    bookings_answered,
+    callbacks_answered_in_time,
+    kept_texts_reached,
+)
 from missed_session.domain.models import AuditEvent, AuditEventType
 from missed_session.domain.models import Outcome as SessionOutcome
 from tests.conftest import server_folder
@@ -236,3 +245,59 @@ def test_a_hung_step_must_be_recorded_uncertain_in_bounded_time_and_never_resent
                                        reason="delivery uncertain"))
     assert "no task for a person" in hangs_ended(
         [_request("session-s1/escalation")], [untold]).problems[0]
+
+
+def _harness() -> Harness:
+    return Harness(Path("unused"), "simulated", 60.0)
+
+
+def test_a_kept_text_must_reach_its_session_or_its_therapist_in_time() -> None:
+    run = _harness()
+    run.facts = {"kept_texts_settled_after": 3.0, "late_notices": {"s1/late-text-m2": "urgent"},
+                 "kept_texts": [
+                     {"message_id": "m1", "outcome": "delivered", "session_id": "s1",
+                      "reason": None},
+                     {"message_id": "m2", "outcome": "late_response", "session_id": "s1",
+                      "reason": "s1/late-text-m2"}]}
+    escalated = _record(trail=_trail_with(AuditEventType.ESCALATION_SENT))
+    assert kept_texts_reached(run, [escalated]).problems == []
+    run.facts["late_notices"] = {"s1/late-text-m2": "routine"}
+    assert kept_texts_reached(run, [escalated]).problems == [
+        "kept text m2: the session escalated and the notice is not urgent"]
+    run.facts["late_expected"] = True  # the session closed before the API came back
+    run.facts["late_notices"] = {"s1/late-text-m2": "urgent"}
+    assert kept_texts_reached(run, [escalated]).problems == ["kept text m1: delivered"]
+    run.facts["late_expected"] = False
+    run.facts["kept_texts"][1]["outcome"] = "session_gone"
+    run.facts["kept_texts_settled_after"] = 130.0  # the two-minute lease of a dead API
+    assert kept_texts_reached(run, [escalated]).problems == [
+        "kept texts settled 130.0 s after the restart (bound 45 s)",
+        "kept text m2: session_gone"]
+
+
+def test_bookings_must_never_be_answered_500_and_all_must_be_made() -> None:
+    run = _harness()
+    booked = {f"b-{n}": 201 for n in range(BOOKINGS)}
+    run.facts = {"booking_statuses": {201: BOOKINGS, 503: 7}, "booking_final": booked}
+    assert bookings_answered(run, []).problems == []
+    run.facts = {"booking_statuses": {201: BOOKINGS - 1, 500: 1},
+                 "booking_final": {**booked, "b-0": 500}}
+    assert bookings_answered(run, []).problems == [
+        "bookings answered {500: 1}", "bookings not booked: {'b-0': 500}"]
+
+
+def test_a_call_back_must_be_answered_within_a_phone_systems_patience() -> None:
+    run = _harness()
+    booking = scripted_session("cb", 0, Script.CALLS_BACK, start=NOW, time_scale=60.0)
+    run.sessions = [booking]
+    assert callbacks_answered_in_time(run, []).problems == [
+        "cb-0: no call-back was answered"]
+    run.facts["outage"] = (100.0, 130.0)
+    run.callback_answers = [CallbackAnswer("cb-0", 202, 3.2, "kept", 105.0)]
+    assert callbacks_answered_in_time(run, []).problems == []
+    run.callback_answers = [CallbackAnswer("cb-0", 200, 58.0, "accepted", 105.0)]
+    assert callbacks_answered_in_time(run, []).problems == [
+        "cb-0: call-back answered 200 after 58.0 s (accepted)"]
+    run.callback_answers = [CallbackAnswer("cb-0", 200, 0.2, "responded", 140.0)]
+    assert callbacks_answered_in_time(run, []).problems == [
+        "cb-0: the call-back came outside the outage (the fault did not strike it)"]

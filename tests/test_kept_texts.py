@@ -34,13 +34,33 @@ from missed_session.api.app import create_app
 from missed_session.api.server import ApiServer
 from missed_session.api.settings import ApiSettings
 from missed_session.application import Application
-from missed_session.application.kept_texts import KeptTexts, unseal
+from missed_session.application.kept_texts import (
+    Attempt,
+    KeptTexts,
+    late_response_notice,
+    unseal,
+)
 from missed_session.application.results import Result, ResultKind
 from missed_session.application.text_deliverer import TextDeliverer, retry_after
 from missed_session.config import Settings
-from missed_session.domain.models import AuditEventType, Cancellation, workflow_id_for
+from missed_session.domain.models import (
+    AuditEvent,
+    AuditEventType,
+    Cancellation,
+    InboxItemKind,
+    Priority,
+    SessionBooking,
+    workflow_id_for,
+)
 from missed_session.store.audit import AuditStore
-from missed_session.store.kept_texts import Channel, KeptTextStore, Outcome
+from missed_session.store.kept_texts import (
+    CLAIM_LEASE,
+    RENEW_EVERY,
+    Channel,
+    KeptText,
+    KeptTextStore,
+    Outcome,
+)
 from tests.conftest import TEST_CONVERTER, TEST_KEYS
 from tests.factories import booking_data
 from tests.test_inbound_texts import TWILIO_TOKEN, WEBHOOK_SECRET, signed_webhook, twilio
@@ -207,13 +227,19 @@ async def test_a_text_for_a_gone_session_or_one_the_session_refuses_is_recorded(
         await kept.keep(message_id="wh-start", channel=Channel.WEBHOOK, kind="response",
                         phone="+14155550162", body="START", sessions={open_session: waiting})
         assert await TextDeliverer(application).deliver_due() == {
-            Outcome.SESSION_GONE: 1, Outcome.REFUSED: 1}
+            Outcome.LATE_RESPONSE: 1, Outcome.REFUSED: 1}
     rows = {row["message_id"]: row for row in await pool.fetch(
         "SELECT t.message_id, t.outcome AS text, d.session_id, d.outcome, d.reason"
         " FROM kept_texts t JOIN kept_text_deliveries d USING (message_id)"
         " WHERE d.session_id <> 'never-booked'")}
-    assert rows["wh-gone"]["text"] == "session_gone"
-    assert "already closed" in rows["wh-gone"]["reason"]
+    # The closed session's therapist is given the text: never settled gone in silence.
+    assert rows["wh-gone"]["text"] == "late_response"
+    assert rows["wh-gone"]["reason"] == f"{closed}/late-text-wh-gone"
+    notice = await pool.fetchrow("SELECT kind, priority, title FROM therapist_inbox"
+                                 " WHERE key = $1", f"{closed}/late-text-wh-gone")
+    assert notice is not None
+    assert (notice["kind"], notice["priority"]) == ("alert", "routine")
+    assert "hello?" not in notice["title"]
     assert rows["wh-start"]["text"] == "refused"
     assert "text_reply refused: an opt-in (START)" in rows["wh-start"]["reason"]
     never = await pool.fetchrow("SELECT outcome, reason FROM kept_text_deliveries"
@@ -394,3 +420,50 @@ async def test_the_deliverer_waits_out_a_postgresql_outage(
     assert set(errors[0]) <= {"event", "log_level", "error", "retry_in_seconds"}
     assert await pool.fetchval(
         "SELECT outcome FROM kept_texts WHERE message_id = 'wh-outage'") == "session_gone"
+
+
+def test_a_late_text_is_urgent_when_the_session_escalated_while_it_was_kept() -> None:
+    booking = SessionBooking.model_validate(booking_data())
+    kept_at = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
+    text = KeptText("SMlate", Channel.TWILIO, "response", b"", True, 3, kept_at)
+
+    def escalation(at: datetime) -> AuditEvent:
+        return AuditEvent(session_id=booking.session_id, sequence=9, occurred_at=at,
+                          event_type=AuditEventType.ESCALATION_SENT)
+
+    urgent = late_response_notice(booking, [escalation(kept_at + timedelta(minutes=2))], text)
+    assert (urgent.kind, urgent.priority) == (InboxItemKind.TASK, Priority.URGENT)
+    assert "emergency contact" in urgent.title
+    assert booking.client.ref in urgent.title
+    assert booking.client.phone not in urgent.title
+    before = late_response_notice(booking, [escalation(kept_at - timedelta(minutes=2))], text)
+    assert (before.kind, before.priority) == (InboxItemKind.ALERT, Priority.ROUTINE)
+    assert late_response_notice(booking, [], text).key == urgent.key
+
+
+async def test_a_claim_is_short_and_renewed_only_while_its_deliverer_works(
+    pool: asyncpg.Pool, task_queue: str,
+) -> None:
+    """A dead deliverer's claim lapses within seconds; a live one's never does."""
+    store = KeptTextStore(pool)
+    await store.keep(message_id="wh-lease", channel=Channel.WEBHOOK, kind="response",
+                     sealed=b"x", sessions={"s-lease": (Outcome.PENDING, None)})
+    claimed = await store.claim_due()
+    assert claimed is not None
+    assert claimed.message_id == "wh-lease"
+    assert claimed.received_at is not None
+    assert await store.claim_due() is None  # held: nobody else tries it now
+    lease = await pool.fetchval("SELECT extract(epoch FROM next_attempt_at - now())::float8"
+                                " FROM kept_texts WHERE message_id = 'wh-lease'")
+    assert 0 < lease <= CLAIM_LEASE.total_seconds()
+
+    class Slow(KeptTexts):
+        async def _deliver(self, store: KeptTextStore, text: KeptText) -> Attempt:
+            await asyncio.sleep(RENEW_EVERY.total_seconds() + 1.5)
+            return Attempt(Outcome.PENDING, "NoAnswer")
+
+    async with Application(settings(task_queue), pool=pool) as application:
+        await Slow(application).deliver(claimed)
+    renewed = await pool.fetchval("SELECT extract(epoch FROM next_attempt_at - now())::float8"
+                                  " FROM kept_texts WHERE message_id = 'wh-lease'")
+    assert renewed > CLAIM_LEASE.total_seconds() - 3  # renewed while it worked

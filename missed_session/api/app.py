@@ -17,6 +17,7 @@ from missed_session.api.oidc import OidcClinicians
 from missed_session.api.settings import ApiSettings
 from missed_session.api.tokens import TokenCheck
 from missed_session.application.service import Application
+from missed_session.application.sessions import InFlight
 from missed_session.application.text_deliverer import TextDeliverer
 from missed_session.codec_auth import OidcSettings
 
@@ -35,11 +36,16 @@ def create_app(application: Application, settings: ApiSettings,
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if not deliver_kept_texts:
-            yield
-            return
-        async with deliverer.running():
-            yield
+        application.in_flight = in_flight = InFlight()  # client messages answered "kept"
+        try:
+            if not deliver_kept_texts:
+                yield
+                return
+            async with deliverer.running():
+                yield
+        finally:
+            await in_flight.close()
+            application.in_flight = None
 
     api = FastAPI(title=TITLE, version="1", docs_url="/docs", redoc_url=None, lifespan=lifespan,
                   openapi_url="/openapi.json",

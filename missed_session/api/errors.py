@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from missed_session.api.bodies import Answer, FieldProblem
+from missed_session.store.write_errors import is_store_failure
 
 log = structlog.get_logger(__name__)
 
@@ -150,6 +151,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        if is_store_failure(error):  # a store error no use case caught: an outage
+            log.warning("http api store failure", error_type=type(error).__name__,
+                        method=request.method, route=route_of(request.scope))
+            answer = Answer(kind="unavailable", message="the database is unavailable "
+                            "(it is safe to send again)")
+            return JSONResponse(answer.model_dump(), status_code=503,
+                                headers={"Retry-After": "5"})
         # Logged by type and route only: the message of an arbitrary error (a pydantic
         # error's `input_value`, a parser's excerpt) may carry health data.
         log.error("http api request failed", error_type=type(error).__name__,

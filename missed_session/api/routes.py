@@ -64,8 +64,10 @@ App = Annotated[Application, Depends(application)]
 
 
 def answer(result: Result) -> JSONResponse:
-    """The result as an `Answer` with its status."""
-    return JSONResponse(Answer.of(result).model_dump(), status_code=STATUS[result.kind])
+    """The result as an `Answer` with its status (202 for a client's message kept sending)."""
+    kept = result.data is not None and result.data.get("delivery") == "kept"
+    return JSONResponse(Answer.of(result).model_dump(),
+                        status_code=202 if kept else STATUS[result.kind])
 
 
 def _failed(result: Result) -> ApiError:

@@ -27,8 +27,10 @@ from missed_session.domain.clients import (
 )
 from missed_session.domain.models import Client, RiskTier, SessionBooking
 from missed_session.store.clients import ClientDirectory, ClientExistsError, UnknownClientError
+from missed_session.store.write_errors import STORE_FAILURES
 
-STORE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+STORE_ERRORS = STORE_FAILURES
+"""Every store error on a use case's path is an outage (or a refusal): never a 500."""
 BOOKING_RECORDER = "intake"
 """`recorded_by` of what a booking's client details wrote."""
 

@@ -22,6 +22,7 @@ import structlog
 from temporalio.service import RPCError
 
 from missed_session.application import notices
+from missed_session.application.clients import STORE_ERRORS
 from missed_session.application.kept_texts import (
     MAX_BODY,
     KeptTexts,
@@ -30,13 +31,19 @@ from missed_session.application.kept_texts import (
 )
 from missed_session.application.results import Result, ResultKind
 from missed_session.application.service import Application, UnavailableError
+from missed_session.application.sessions import KEPT_FOR
+from missed_session.application.updates import send_update
 from missed_session.domain import messages
 from missed_session.domain import notices as notices_rules
-from missed_session.domain.models import TextReply
+from missed_session.domain.models import TextReply, workflow_id_for
 from missed_session.store.kept_texts import Channel
 from missed_session.store.notices import RosterStore
 
 log = structlog.get_logger(__name__)
+
+STORE_PATIENCE = timedelta(seconds=2)
+"""How long a text waits on PostgreSQL (the roster, the kept texts) before it goes on
+without it: a provider waits a few seconds for the answer, and Twilio does not retry."""
 
 HELP_KEYWORDS = frozenset({"HELP", "INFO"})
 """The carriers' help keywords (CTIA): answered with the help text, never a response."""
@@ -108,21 +115,32 @@ async def _acknowledgment(app: Application, phone: str, body: str) -> InboundAns
     Without Temporal a client's text still goes on (to be kept); a clinician's, or anything
     that reads as an acknowledgment, is unavailable: a notice's answer is not kept.
     """
+    is_ack = notices_rules.parse_sms(body)[0]
+    clinician = await _roster_clinician(app, phone)
+    if clinician is None and is_ack:  # an acknowledgment is not kept: the clinician retries
+        return InboundAnswer(TextKind.ACKNOWLEDGMENT, Result(
+            ResultKind.UNAVAILABLE, "the roster cannot be read (PostgreSQL unavailable)"))
+    if not (clinician or is_ack):  # a client's text (with PostgreSQL down, too): go on
+        return None
     try:
-        pool = await app.pool()
-        try:
-            client = await app.temporal()
-        except UnavailableError:
-            if notices_rules.parse_sms(body)[0] or await _from_clinician(pool, phone):
-                raise
-            return None
-        answer = await notices.sms_reply(client, pool, phone, body)
+        answer = await notices.sms_reply(await app.temporal(), await app.pool(), phone, body)
     except UnavailableError as error:
         return InboundAnswer(TextKind.ACKNOWLEDGMENT, Result(ResultKind.UNAVAILABLE, str(error)))
     if answer.kind is notices.ResultKind.NOT_A_CLINICIAN:
         return None
     return InboundAnswer(TextKind.ACKNOWLEDGMENT,
                          Result(ResultKind(answer.kind.value), answer.message))
+
+
+async def _roster_clinician(app: Application, phone: str) -> bool | None:
+    """Whether the number is a roster clinician's; None when PostgreSQL cannot say in time."""
+    try:
+        async with asyncio.timeout(STORE_PATIENCE.total_seconds()):
+            return await _from_clinician(await app.pool(), phone)
+    except UnavailableError:
+        return None
+    except STORE_ERRORS:
+        return None
 
 
 async def _from_clinician(pool: asyncpg.Pool, phone: str) -> bool:
@@ -186,12 +204,17 @@ async def receive_text(app: Application, *, phone: str, body: str, message_id: s
     if not first.kept:
         return first.inbound
     try:
-        await kept_texts.keep(message_id=message_id, channel=channel, kind=kind.value,
-                              phone=phone, body=body,
-                              sessions=None if first.sessions is None else first.tries)
-    except UnavailableError as error:
-        first = _FirstTry(InboundAnswer(kind, Result(ResultKind.UNAVAILABLE, str(error))),
-                          first.sessions, first.tries)
+        async with asyncio.timeout(STORE_PATIENCE.total_seconds()):
+            await kept_texts.keep(message_id=message_id, channel=channel, kind=kind.value,
+                                  phone=phone, body=body,
+                                  sessions=None if first.sessions is None else first.tries)
+    except (UnavailableError, TimeoutError) as error:
+        if not _keep_in_flight(app, first, message_id, body):
+            first = _FirstTry(InboundAnswer(kind, Result(ResultKind.UNAVAILABLE, str(error))),
+                              first.sessions, first.tries)
+        else:
+            log.warning("inbound_text_kept_in_flight", message_id=message_id,
+                        kind=kind.value, reason=type(error).__name__)
     else:
         log.warning("inbound_text_kept", message_id=message_id, kind=kind.value,
                     reason=first.why)
@@ -204,12 +227,33 @@ async def _already_kept(kept_texts: KeptTexts, kind: TextKind,
     if message_id is None:
         return None
     try:
-        if not await kept_texts.is_kept(message_id):
-            return None
-    except UnavailableError as error:
-        return InboundAnswer(kind, Result(ResultKind.UNAVAILABLE, str(error)))
+        async with asyncio.timeout(STORE_PATIENCE.total_seconds()):
+            if not await kept_texts.is_kept(message_id):
+                return None
+    except (UnavailableError, TimeoutError):
+        return None  # not known: tried again under the same update id, applied once
     return InboundAnswer(kind, Result(
         ResultKind.UNAVAILABLE, "already kept: delivered once a worker takes it"), kept=True)
+
+
+def _keep_in_flight(app: Application, first: _FirstTry, message_id: str, body: str) -> bool:
+    """PostgreSQL cannot keep the text: go on sending it from this process instead.
+
+    Only where the sessions are known (Temporal answered the lookup) and the process keeps
+    messages in flight (the HTTP API); the text is then lost only if this process dies
+    before its sessions take it (while PostgreSQL is down as well).
+    """
+    in_flight = app.in_flight
+    client = app.temporal_client
+    if in_flight is None or client is None or first.sessions is None:
+        return False
+    reply = TextReply(body=body[:MAX_BODY])
+    for session_id, result in first.tries.items():
+        if result.kind is ResultKind.UNAVAILABLE:
+            in_flight.keep(session_id, "text_reply", send_update(
+                client, workflow_id_for(session_id), "text_reply", reply,
+                update_id=update_id(message_id), wait=KEPT_FOR))
+    return True
 
 
 @dataclass(frozen=True)

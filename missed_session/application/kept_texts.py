@@ -14,21 +14,47 @@ they are stored, and erased when the text settles.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import structlog
 from pydantic import BaseModel, ConfigDict
 from temporalio.api.common.v1 import Payload
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from activities.notices import NoticePlan, NoticeRequest, notice_workflow_id
+from missed_session import search_attributes
 from missed_session.application.clients import STORE_ERRORS
 from missed_session.application.results import Result, ResultKind
 from missed_session.application.service import Application, UnavailableError
+from missed_session.application.sessions import Sessions
 from missed_session.codec import CodecError, EncryptionCodec
-from missed_session.domain.models import TextReply
-from missed_session.store.kept_texts import Channel, KeptText, KeptTextStore, Outcome
+from missed_session.domain.models import (
+    AuditEvent,
+    AuditEventType,
+    InboxItemKind,
+    Priority,
+    SessionBooking,
+    TextReply,
+    TherapistNotice,
+)
+from missed_session.store.audit import AuditStore
+from missed_session.store.kept_texts import (
+    RENEW_EVERY,
+    Channel,
+    KeptText,
+    KeptTextStore,
+    Outcome,
+)
+from missed_session.store.notices import RosterStore
 from missed_session.temporal_client import codec_for
+
+log = structlog.get_logger(__name__)
 
 SEALED_ENCODING = b"json/kept-text"
 """The encoding of a kept text's payload before it is sealed."""
@@ -180,9 +206,17 @@ class KeptTexts:
     async def deliver(self, text: KeptText) -> Attempt:
         """One try of a claimed text in every session it has not yet reached.
 
-        Raises the store's errors (PostgreSQL down): the deliverer waits and tries again.
+        The claim is renewed while the try runs (a dead deliverer's lapses within
+        `CLAIM_LEASE`). A session that moved on before taking the text (closed, or refused
+        it) does not drop it: its therapist is given it as a late client response
+        (`late_response`). Raises the store's errors (PostgreSQL down): the deliverer waits
+        and tries again.
         """
         store = await self.store()
+        async with _claim_held(store, text.message_id):
+            return await self._deliver(store, text)
+
+    async def _deliver(self, store: KeptTextStore, text: KeptText) -> Attempt:
         try:
             phone, body = await unseal(self.codec, text.sealed)
         except CodecError:
@@ -202,8 +236,108 @@ class KeptTexts:
             outcome = _outcome(result)
             if outcome[0] is Outcome.PENDING:
                 return Attempt(Outcome.PENDING, "NoAnswer")
+            if outcome[0] is Outcome.SESSION_GONE:
+                try:
+                    late = await self._late_response(sessions, text, session_id)
+                except (UnavailableError, RPCError, TimeoutError) as error:
+                    return Attempt(Outcome.PENDING, type(error).__name__)
+                if late is not None:
+                    outcome = (Outcome.LATE_RESPONSE, late.key)
             await store.settle_session(text.message_id, session_id, *outcome)
         return Attempt(await store.settle(text.message_id))
+
+    async def _late_response(self, sessions: Sessions, text: KeptText,
+                             session_id: str) -> TherapistNotice | None:
+        """Give the therapist a text its closed session never took; None: no such session.
+
+        A notice (`late_response_notice`: the inbox row, and with a roster on file the
+        notice workflow that climbs until someone acknowledges it). Its key is the session's
+        and the text's, so a retry raises it once.
+        """
+        booking = await sessions.booking(session_id)
+        if booking is None:
+            return None
+        pool = await self._app.pool()
+        store = AuditStore(pool)
+        try:
+            trail = await store.trail(session_id)
+        except STORE_ERRORS as error:
+            msg = f"cannot read the trail ({type(error).__name__})"
+            raise UnavailableError(msg) from None
+        notice = late_response_notice(booking, trail, text)
+        try:
+            await store.add_notice(notice)
+            current = await RosterStore(pool).current()
+        except STORE_ERRORS as error:
+            msg = f"cannot record the notice ({type(error).__name__})"
+            raise UnavailableError(msg) from None
+        if current is not None and current.roster is not None:
+            rules = current.notices
+            plan = NoticePlan(policy=rules.policy_for(notice.priority, booking.risk_tier),
+                              include_first_name=rules.include_first_name,
+                              ack_code_hours=rules.ack_code_hours,
+                              roster_version=current.version)
+            client = await self._app.temporal()
+            with contextlib.suppress(WorkflowAlreadyStartedError):  # a retry: raised once
+                await client.start_workflow(
+                    "NoticeWorkflow",
+                    NoticeRequest(notice=notice, risk_tier=booking.risk_tier,
+                                  client_ref=booking.client.ref,
+                                  client_first_name=booking.client.first_name, plan=plan,
+                                  time_scale=booking.protocol.time_scale),
+                    id=notice_workflow_id(notice.key),
+                    task_queue=self._app.settings.task_queue,
+                    search_attributes=search_attributes.notice_initial(
+                        priority=notice.priority.value, opened=datetime.now(UTC)))
+        log.warning("kept_text_late_response", message_id=text.message_id,
+                    session_id=session_id, notice=notice.key,
+                    urgent=notice.priority is Priority.URGENT)
+        return notice
+
+
+def late_response_notice(booking: SessionBooking, trail: Sequence[AuditEvent],
+                         text: KeptText) -> TherapistNotice:
+    """The therapist's notice of a kept text its session closed without taking (pure).
+
+    Urgent, a task, when the session contacted the emergency contact after the text was kept
+    (the client was writing meanwhile); otherwise an alert. No number, no text: the client
+    ref only, as in every notice.
+    """
+    since = text.received_at
+    escalated = any(event.event_type is AuditEventType.ESCALATION_SENT
+                    and (since is None or event.occurred_at >= since) for event in trail)
+    what = ("the emergency contact was contacted while it waited" if escalated
+            else "the session had closed")
+    return TherapistNotice(
+        key=f"{booking.session_id}/late-text-{text.message_id}"[:200],
+        session_id=booking.session_id, therapist_id=booking.therapist_id,
+        kind=InboxItemKind.TASK if escalated else InboxItemKind.ALERT,
+        priority=Priority.URGENT if escalated else Priority.ROUTINE,
+        title=f"The client texted back and the text could not reach the session in time: "
+              f"{what}; contact the client (client {booking.client.ref})",
+    )
+
+
+@contextlib.asynccontextmanager
+async def _claim_held(store: KeptTextStore, message_id: str) -> AsyncIterator[None]:
+    """Renew the claim on a text every `RENEW_EVERY` while the block runs."""
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(RENEW_EVERY.total_seconds())
+            try:
+                if not await store.renew(message_id):
+                    return
+            except Exception as error:  # PostgreSQL down: the try itself will find out
+                log.warning("kept_text_claim_not_renewed", message_id=message_id,
+                            error=type(error).__name__)
+
+    task = asyncio.create_task(renew(), name=f"kept-text-claim-{message_id}")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _outcome(result: Result) -> tuple[Outcome, str | None]:

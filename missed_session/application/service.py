@@ -23,7 +23,7 @@ from missed_session.application.caring import CaringContacts
 from missed_session.application.clients import STORE_ERRORS, ClientUseCases, sends_details
 from missed_session.application.contact_keys import ContactKeys
 from missed_session.application.results import Result, ResultKind, bad_input
-from missed_session.application.sessions import Sessions, utc_now
+from missed_session.application.sessions import InFlight, Sessions, utc_now
 from missed_session.config import Settings
 from missed_session.domain.models import (
     Cancellation,
@@ -62,6 +62,9 @@ class Application:
         self._practice_loaded = False
         self._contact_keys: ContactKeys | None = None
         self._lock = asyncio.Lock()
+        self.in_flight: InFlight | None = None
+        """Set by an entry point that stays up (the HTTP API): client messages not yet taken
+        within a sender's patience go on being sent there (`sessions.InFlight`)."""
 
     async def __aenter__(self) -> Application:
         return self
@@ -77,6 +80,11 @@ class Application:
             self._pool = None
 
     # -- connections ------------------------------------------------------------------
+
+    @property
+    def temporal_client(self) -> Client | None:
+        """The Temporal client if it is connected already (None: not yet)."""
+        return self._client
 
     async def temporal(self) -> Client:
         """The Temporal client, connected on first use; raises UnavailableError."""
@@ -123,7 +131,8 @@ class Application:
         if self._contact_keys is None:
             self._contact_keys = ContactKeys.of(self.settings)
         return Sessions(client, task_queue=self.settings.task_queue,
-                        contact_keys=self._contact_keys, clock=self._clock)
+                        contact_keys=self._contact_keys, clock=self._clock,
+                        in_flight=self.in_flight)
 
     async def caring(self) -> CaringContacts | None:
         """The caring-contacts use cases (Temporal and PostgreSQL); None when unreachable."""
@@ -175,7 +184,8 @@ class Application:
             await clients.record_booking(booking, sent_details=sent_details)
         except STORE_ERRORS as error:
             return Result(ResultKind.UNAVAILABLE,
-                          f"the client directory failed: {type(error).__name__}",
+                          f"the client directory failed ({type(error).__name__}): nothing "
+                          "was booked; it is safe to send again",
                           booking.session_id)
         return await self.schedule_booking(booking)
 

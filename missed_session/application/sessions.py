@@ -8,26 +8,26 @@ workflow code, so entry points stay free of the sandbox's restrictions.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
+import structlog
 from pydantic import BaseModel
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
     WorkflowQueryFailedError,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-    WorkflowUpdateStage,
 )
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from missed_session import search_attributes
 from missed_session.application.bookings import differing_fields, out_of_range
 from missed_session.application.contact_keys import CONTACT_KEY, ContactKeys
 from missed_session.application.results import Problem, Result, ResultKind, bad_input
+from missed_session.application.updates import Sent, Stage, send_update
 from missed_session.domain import decisions
 from missed_session.domain.intake import BookingRejectedError
 from missed_session.domain.models import (
@@ -44,16 +44,63 @@ from missed_session.domain.models import (
 )
 from missed_session.scheduling import Scheduled, schedule_session
 
+log = structlog.get_logger(__name__)
+
 WORKFLOW_PREFIX = workflow_id_for("")
 """A session's workflow id is this prefix and its session id."""
 QUERY_TIMEOUT = timedelta(seconds=10)
 """A query needs a running worker; without one, say so rather than hang."""
-ANSWER_WAIT = timedelta(seconds=1)
-"""After a text is accepted, how long to wait for the session's answer (to catch a handler's
-late refusal); past it the text counts as delivered all the same."""
-GIVE_UP_SLACK = 2.0
-"""Seconds past a text's wait after which its try is abandoned whatever the client is doing
-(retrying an unreachable server, reading a closed session's history)."""
+SENDER_PATIENCE = timedelta(seconds=3)
+"""How long a client's message sent over HTTP is held for its session before the sender is
+answered (a phone system's webhook gives up after a few seconds, and retries as a new
+message)."""
+OPERATOR_PATIENCE = timedelta(seconds=60)
+"""How long an operator's command (or any message where nothing keeps it afterwards) is
+sent before it is answered `unavailable`."""
+KEPT_FOR = timedelta(hours=24)
+"""How long a message answered "kept" goes on being sent in the process that kept it."""
+
+
+class InFlight:
+    """Client messages the sender was answered "kept" for, still being sent in this process.
+
+    The HTTP API holds one (its lifespan closes it): a message its session did not take
+    within `SENDER_PATIENCE` (a worker stalled on PostgreSQL, Temporal restarting) goes on
+    being sent under the same update id until the session takes it. Held in memory only:
+    a process that dies loses what it still holds (the sender was answered 202, so it will
+    not send again); the kept inbound texts, kept in PostgreSQL, are not in this set.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Sent]] = set()
+
+    def keep(self, session_id: str, name: str, sending: Coroutine[Any, Any, Sent]) -> None:
+        """Go on `sending` in the background; log how it ended."""
+        task = asyncio.create_task(sending, name=f"in-flight-{name}")
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Task[Sent]) -> None:
+            self._tasks.discard(finished)
+            if finished.cancelled():
+                log.warning("kept_message_abandoned", session_id=session_id, update=name)
+                return
+            error = finished.exception()
+            stage = type(error).__name__ if error is not None else finished.result().stage
+            log.info("kept_message_sent", session_id=session_id, update=name, stage=stage)
+
+        task.add_done_callback(done)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Give what is still in flight `grace` seconds, then cancel it."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 class Message(StrEnum):
@@ -76,11 +123,13 @@ class Sessions:
 
     def __init__(self, client: Client, *, task_queue: str,
                  contact_keys: ContactKeys | None = None,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] = utc_now,
+                 in_flight: InFlight | None = None) -> None:
         self._client = client
         self._task_queue = task_queue
         self._contact_keys = contact_keys
         self._clock = clock
+        self._in_flight = in_flight
 
     # -- schedule ---------------------------------------------------------------------
 
@@ -171,7 +220,7 @@ class Sessions:
         problem = None if check_in.at is None else out_of_range(check_in.at)
         if problem is not None:
             return bad_input(f"at: {problem}", (Problem(("at",), problem),), session_id)
-        return await self._send(session_id, Message.CHECK_IN, check_in)
+        return await self._send(session_id, Message.CHECK_IN, check_in, from_client=True)
 
     async def cancel(self, session_id: str, cancellation: Cancellation) -> Result:
         """The session will not take place."""
@@ -186,7 +235,8 @@ class Sessions:
 
     async def respond(self, session_id: str, response: ClientResponse) -> Result:
         """The client (or someone for them) got back in touch."""
-        return await self._send(session_id, Message.CLIENT_RESPONDED, response)
+        return await self._send(session_id, Message.CLIENT_RESPONDED, response,
+                                from_client=True)
 
     async def text_reply(self, session_id: str, reply: TextReply, *,
                          message_id: str | None = None) -> Result:
@@ -195,68 +245,25 @@ class Sessions:
         `message_id` (the provider's id of the text) makes a redelivered text one update:
         Temporal answers a repeated update id with the first update's outcome.
         """
-        return await self._send(session_id, Message.TEXT_REPLY, reply, update_id=message_id)
+        return await self._send(session_id, Message.TEXT_REPLY, reply, update_id=message_id,
+                                from_client=True)
 
     async def deliver_text(self, session_id: str, reply: TextReply, *, update_id: str,
                            wait: timedelta) -> Result:
-        """Hand an inbound text to its session, waiting at most `wait` for a worker to take it.
+        """Hand an inbound text to its session, sending it for at most `wait`.
 
-        Delivered means accepted: the update is in the session's history (what the session
-        then does with it is its own business, and may take longer). No answer in `wait`
-        (no worker polls, or Temporal is unreachable) is `unavailable`: the caller keeps the
-        text and tries again with the same `update_id`, which Temporal answers with the
-        first update's outcome, so the text is never applied twice. A closed session whose
-        history holds the update took it before it closed: delivered, not gone.
+        Delivered means the session holds it: its handler answered, or the update is in the
+        session's history (accepted: the session applies it when it can). Not in the history
+        within `wait` (no worker polls, Temporal unreachable, or a restart dropped it while
+        merely admitted) is `unavailable`: the caller keeps the text and sends it again with
+        the same `update_id`, which Temporal answers with the first update's outcome, so the
+        text is never applied twice. A closed session whose history holds the update took it
+        before it closed: delivered, not gone.
         """
-        try:
-            async with asyncio.timeout(wait.total_seconds() + GIVE_UP_SLACK):
-                return await self._deliver_text(session_id, reply, update_id=update_id,
-                                                wait=wait)
-        except TimeoutError:  # Temporal unreachable: its client retries for 10 s or more
-            return _no_answer(session_id)
-
-    async def _deliver_text(self, session_id: str, reply: TextReply, *, update_id: str,
-                            wait: timedelta) -> Result:
-        handle = self._client.get_workflow_handle(workflow_id_for(session_id))
-        try:
-            update = await handle.start_update(
-                Message.TEXT_REPLY.value, reply, id=update_id, result_type=str,
-                wait_for_stage=WorkflowUpdateStage.ACCEPTED, rpc_timeout=wait)
-        except WorkflowUpdateRPCTimeoutOrCancelledError:
-            return _no_answer(session_id)
-        except RPCError as error:
-            if error.status is not RPCStatusCode.NOT_FOUND:
-                return _unavailable(session_id, error)
-            return await self._gone_or_taken(session_id, update_id)
-        try:
-            answer = await update.result(rpc_timeout=ANSWER_WAIT)
-        except WorkflowUpdateFailedError as error:  # a validator's (or handler's) refusal
-            return _refused(session_id, error)
-        except (WorkflowUpdateRPCTimeoutOrCancelledError, RPCError):
-            answer = "accepted"  # in the history: the session has it
-        return Result(ResultKind.APPLIED, f"session {session_id}: text_reply {answer}",
-                      session_id)
-
-    async def _gone_or_taken(self, session_id: str, update_id: str) -> Result:
-        """A closed (or unknown) session: delivered if its history took the update."""
-        try:
-            if await self._took_update(workflow_id_for(session_id), update_id):
-                return Result(ResultKind.APPLIED, f"session {session_id}: text_reply "
-                              "accepted before the session closed", session_id)
-        except RPCError as error:
-            if error.status is not RPCStatusCode.NOT_FOUND:
-                return _unavailable(session_id, error)
-        return await self._not_found(session_id)
-
-    async def _took_update(self, workflow_id: str, update_id: str) -> bool:
-        """Whether the workflow's history shows it accepted the update with this id."""
-        handle = self._client.get_workflow_handle(workflow_id)
-        async for event in handle.fetch_history_events(page_size=200):
-            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
-                accepted = event.workflow_execution_update_accepted_event_attributes
-                if accepted.accepted_request.meta.update_id == update_id:
-                    return True
-        return False
+        sent = await send_update(self._client, workflow_id_for(session_id),
+                                 Message.TEXT_REPLY.value, reply, update_id=update_id,
+                                 wait=wait)
+        return await self._result(session_id, Message.TEXT_REPLY, sent)
 
     async def open_sessions(self, phone: str, *, wait: timedelta | None = None) -> list[str]:
         """The session ids of running sessions booked for this phone number.
@@ -283,21 +290,56 @@ class Sessions:
         return sorted(found)
 
     async def _send(self, session_id: str, message: Message | DecisionKind, payload: BaseModel,
-                    *, update_id: str | None = None) -> Result:
-        """Deliver news or a decision as the workflow's update of that name (or a refusal)."""
-        handle = self._client.get_workflow_handle(workflow_id_for(session_id))
-        try:
-            answer = await handle.execute_update(message.value, payload, result_type=str,
-                                                 id=update_id)
-        except RPCError as error:
-            if error.status is RPCStatusCode.NOT_FOUND:
-                return await self._not_found(session_id)
-            return _unavailable(session_id, error)
-        except WorkflowUpdateFailedError as error:
-            return _refused(session_id, error)
-        except WorkflowUpdateRPCTimeoutOrCancelledError:
+                    *, update_id: str | None = None, from_client: bool = False) -> Result:
+        """Deliver news or a decision as the workflow's update of that name (or a refusal).
+
+        The update id is chosen once, here, and every try sends it again (`send_update`):
+        a try that Temporal merely admitted before a restart is sent again, never applied
+        twice. A client's message (`from_client`) is answered within `SENDER_PATIENCE`:
+        once it is in the session's history the session has it (its handler may wait for
+        PostgreSQL); one not yet taken then is kept sending in this process, when the
+        application keeps messages in flight (the HTTP API), and the sender is told so.
+        """
+        update_id = update_id or f"{message.value}-{uuid.uuid4().hex}"
+        workflow_id = workflow_id_for(session_id)
+        if not from_client:
+            sent = await send_update(self._client, workflow_id, message.value, payload,
+                                     update_id=update_id, wait=OPERATOR_PATIENCE)
+            return await self._result(session_id, message, sent)
+        patience = SENDER_PATIENCE if self._in_flight is not None else OPERATOR_PATIENCE
+        sent = await send_update(self._client, workflow_id, message.value, payload,
+                                 update_id=update_id, wait=patience)
+        if sent.stage is Stage.NO_ANSWER and self._in_flight is not None:
+            self._in_flight.keep(session_id, message.value, send_update(
+                self._client, workflow_id, message.value, payload, update_id=update_id,
+                wait=KEPT_FOR))
+            return Result(ResultKind.APPLIED,
+                          f"session {session_id}: {message.value} kept: it reaches the "
+                          "session as soon as the session can take it", session_id,
+                          data={"delivery": "kept", "update_id": update_id})
+        return await self._result(session_id, message, sent)
+
+    async def _result(self, session_id: str, message: Message | DecisionKind,
+                      sent: Sent) -> Result:
+        """What sending did, as a use case's result."""
+        name = message.value
+        held = {Stage.COMPLETED: f"{name} {sent.answer}",
+                Stage.ACCEPTED: f"{name} accepted (the session applies it as soon as it "
+                                "can write its trail)",
+                Stage.TAKEN: f"{name} accepted before the session closed"}
+        if sent.stage in held:
+            return Result(ResultKind.APPLIED, f"session {session_id}: {held[sent.stage]}",
+                          session_id, data={"delivery": sent.stage.value})
+        if sent.stage is Stage.REFUSED:
+            return Result(ResultKind.REFUSED, f"session {session_id}: {sent.reason}",
+                          session_id)
+        if sent.stage is Stage.GONE:
+            return await self._not_found(session_id)
+        if sent.reason in {"UpdateLost", "TimeoutError",
+                           "WorkflowUpdateRPCTimeoutOrCancelledError", "none"}:
             return _no_answer(session_id)
-        return Result(ResultKind.APPLIED, f"session {session_id}: {message.value} {answer}",
+        return Result(ResultKind.UNAVAILABLE,
+                      f"Temporal could not take the message ({sent.reason}); send it again",
                       session_id)
 
     # -- clinician decisions -----------------------------------------------------------
@@ -355,8 +397,3 @@ def _no_answer(session_id: str) -> Result:
     return Result(ResultKind.UNAVAILABLE,
                   f"session {session_id} did not answer in time (is a worker running?)",
                   session_id)
-
-
-def _refused(session_id: str, error: WorkflowUpdateFailedError) -> Result:
-    cause = error.cause.message if isinstance(error.cause, ApplicationError) else str(error)
-    return Result(ResultKind.REFUSED, f"session {session_id}: {cause}", session_id)

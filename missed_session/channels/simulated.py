@@ -172,12 +172,15 @@ async def _log(connection: Connection, key: str, session_id: str, kind: str, to:
     return recorded
 
 
-Deliver = Callable[[str], Awaitable[None]]
+Deliver = Callable[[str], Awaitable[bool | None]]
 """Tells the session workflow that the client called back (by session id).
 
-It must be idempotent per session (the worker's sends a Temporal update with the fixed id
-:data:`CALLBACK_UPDATE_ID`, which Temporal deduplicates): a worker that died after
-delivering, before PostgreSQL recorded it, makes its successor deliver it again.
+It returns once the session has taken the call-back (True or None) or can never take it
+(False: the session closed without it, or refused it); it raises to be tried again. It must
+be idempotent per session (the worker's sends a Temporal update with the fixed id
+:data:`CALLBACK_UPDATE_ID`, which Temporal deduplicates, until the update is completed): a
+worker that died after delivering, before PostgreSQL recorded it, makes its successor
+deliver it again.
 """
 
 CALLBACK_UPDATE_ID = "simulated-phone-callback"
@@ -321,12 +324,16 @@ class CallbackDispatcher:
     async def _settle(self, session_id: str) -> bool:
         """Deliver (True); a session that can never take it is logged and settled (False)."""
         try:
-            await self._deliver(session_id)
+            took = await self._deliver(session_id)
         except Exception as error:
             if not _never_deliverable(error):
                 raise
             self._log.warning("callback_undeliverable", session_id=session_id,
                               error_type=type(error).__name__)
+            return False
+        if took is False:
+            self._log.warning("callback_undeliverable", session_id=session_id,
+                              error_type="SessionClosed")
             return False
         return True
 

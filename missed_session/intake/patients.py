@@ -32,6 +32,8 @@ from missed_session.intake.smart import FhirReader, FhirReadError
 from missed_session.store.clients import ClientDirectory
 from missed_session.store.fhir_links import FhirLinks, Link, LinkKind
 
+DIRECTORY_FAILURES: tuple[type[BaseException], ...] = (UnavailableError, *STORE_ERRORS)
+"""Errors that mean the directory (or its connection) failed: the sender should retry."""
 IMPORTER = "fhir-import"
 """`recorded_by` of the directory entries read from an EHR."""
 
@@ -80,7 +82,7 @@ class Patients:
             ref = await FhirLinks(pool).find(self.links(named))
             if ref is None:
                 ref = await self._by_own_ref(ClientDirectory(pool), named)
-        except (UnavailableError, *STORE_ERRORS) as error:
+        except DIRECTORY_FAILURES as error:
             return Miss(f"the client directory failed ({type(error).__name__})",
                         transient=True)
         if ref is None and self._reader is not None:
@@ -161,7 +163,7 @@ class Patients:
                                 transient=added.kind.value == "unavailable")
             await FhirLinks(pool).link(record.ref, [*self.links(named),
                                                     *self._own_links(patient)])
-        except (UnavailableError, *STORE_ERRORS) as error:
+        except DIRECTORY_FAILURES as error:
             return Miss(f"the client directory failed ({type(error).__name__})",
                         transient=True)
         return record.ref

@@ -5,9 +5,11 @@ inserts nothing) and a row per session it is for. The sender's number and the te
 stored only sealed (`missed_session.application.kept_texts` seals them) and erased when
 the text settles. Every statement is parameterised; times are the database's clock.
 
-Several API processes may share the table: a text is claimed for a lease before it is
-tried (`FOR UPDATE SKIP LOCKED`), so two deliverers never try it at once, and a deliverer
-that dies mid-try leaves it to the next one when the lease runs out.
+Several API processes may share the table: a text is claimed for a short lease before it
+is tried (`FOR UPDATE SKIP LOCKED`), and the deliverer renews the lease while it works on
+the text (`renew`), so two live deliverers never try it at once, and a deliverer that dies
+mid-try (a SIGKILLed API) leaves it to the next one within `CLAIM_LEASE` seconds. Were a
+renewal late, a second try is harmless: it carries the same update id.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ class Outcome(StrEnum):
     """Looked up later (Temporal was unreachable when it came): no open session had the number."""
     UNREADABLE = "unreadable"
     """Its seal no longer opens (its encryption key was removed): it cannot be delivered."""
+    LATE_RESPONSE = "late_response"
+    """Its session had moved on (closed, or refused it): it went to the session's therapist
+    as a late client response, a notice (its key is the reason)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,8 @@ class KeptText:
     """Whether its sessions were looked up when it came (False: Temporal was unreachable)."""
     attempts: int
     """Tries so far by the deliverer."""
+    received_at: datetime | None = None
+    """When it was kept (a late response says whether the session escalated after it)."""
 
 
 @dataclass(frozen=True)
@@ -78,8 +85,11 @@ class KeptTextRow:
     """Session id -> its delivery outcome."""
 
 
-CLAIM_LEASE = timedelta(minutes=2)
-"""How long a claimed text is left to its deliverer before another may try it."""
+CLAIM_LEASE = timedelta(seconds=15)
+"""How long a claimed text is left to its deliverer before another may try it; the
+deliverer renews it every `RENEW_EVERY` while it works, so only a dead one loses it."""
+RENEW_EVERY = timedelta(seconds=5)
+"""How often a working deliverer renews its claim."""
 
 
 class KeptTextStore:
@@ -126,13 +136,23 @@ class KeptTextStore:
             " WHERE message_id = (SELECT message_id FROM kept_texts"
             "   WHERE state = 'pending' AND next_attempt_at <= now()"
             "   ORDER BY received_at, message_id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-            " RETURNING message_id, channel, kind, sealed, sessions_known, attempts",
+            " RETURNING message_id, channel, kind, sealed, sessions_known, attempts,"
+            " received_at",
             CLAIM_LEASE,
         )
         if row is None:
             return None
         return KeptText(row["message_id"], Channel(row["channel"]), row["kind"],
-                        bytes(row["sealed"]), row["sessions_known"], row["attempts"])
+                        bytes(row["sealed"]), row["sessions_known"], row["attempts"],
+                        row["received_at"])
+
+    async def renew(self, message_id: str) -> bool:
+        """Extend this deliverer's claim on a pending text by `CLAIM_LEASE`; False if settled."""
+        found = await self._pool.fetchval(
+            "UPDATE kept_texts SET next_attempt_at = now() + $2::interval"
+            " WHERE message_id = $1 AND state = 'pending' RETURNING true",
+            message_id, CLAIM_LEASE)
+        return bool(found)
 
     async def seconds_to_next(self) -> float | None:
         """Seconds until the next pending text is due (0 if one is); None if none pends."""
@@ -176,13 +196,15 @@ class KeptTextStore:
     async def settle(self, message_id: str, outcome: Outcome | None = None) -> Outcome:
         """Close a text, erasing its seal; the outcome is its sessions' unless given.
 
-        Delivered when any session accepted it, else refused when any refused it, else the
-        session is gone; no sessions at all is `no_open_session`.
+        Delivered when any session accepted it, else a late response when any session's
+        therapist was given it, else refused when any refused it, else the session is gone;
+        no sessions at all is `no_open_session`.
         """
         async with self._pool.acquire() as connection, connection.transaction():
             if outcome is None:
                 outcome = Outcome(await connection.fetchval(
                     "SELECT CASE WHEN bool_or(outcome = 'delivered') THEN 'delivered'"
+                    " WHEN bool_or(outcome = 'late_response') THEN 'late_response'"
                     " WHEN bool_or(outcome = 'refused') THEN 'refused'"
                     " WHEN count(*) > 0 THEN 'session_gone' ELSE 'no_open_session' END"
                     " FROM kept_text_deliveries WHERE message_id = $1", message_id))

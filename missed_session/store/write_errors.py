@@ -30,3 +30,21 @@ def is_deterministic(error: BaseException) -> bool:
         state = str(getattr(error, "sqlstate", "") or "")
         return state[:2] in _PERMANENT_SQLSTATE_CLASSES
     return False
+
+
+STORE_FAILURES: tuple[type[BaseException], ...] = (
+    OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+"""What a store call raises when PostgreSQL is unreachable, goes away mid-statement, or
+refuses the write. `OSError` covers connection loss and timeouts (`TimeoutError`,
+`ConnectionResetError`); `InternalClientError` is the driver finding its connection in a
+state it did not expect, as when the server stops inside a commit ("cannot switch to state
+15"): the transaction did not commit, so the request is safe to send again."""
+
+
+def is_store_failure(error: BaseException) -> bool:
+    """Whether `error` came from the store (an outage or a refusal), never a defect of ours.
+
+    Any exception of the driver's own module counts, so that a driver state not named in
+    `STORE_FAILURES` is still answered as an outage rather than an internal error.
+    """
+    return isinstance(error, STORE_FAILURES) or type(error).__module__.startswith("asyncpg")
