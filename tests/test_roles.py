@@ -205,13 +205,14 @@ EXPECTED_SERVICE = {
 `SELECT, INSERT, UPDATE, DELETE` (the working tables)."""
 APPEND_ONLY_TABLES = {
     "audit_events", "audit_purges", "audit_checkpoints", "checkpoint_log", "history_archive",
+    "integrity_findings",
     "attendance", "follow_up_plans", "roster_versions", "notice_refusals",
     "console_access_log", "consent_records", "client_changes", "schema_migrations",
 }
 REVIEWER_READS = {
-    "audit_events", "audit_checkpoints", "checkpoint_log", "audit_purges", "history_archive",
-    "attendance", "follow_up_plans", "projection_attendance", "projection_open_tasks",
-    "console_access_log", "notice_refusals", "schema_migrations",
+    "audit_events", "audit_checkpoints", "checkpoint_log", "integrity_findings", "audit_purges",
+    "history_archive", "attendance", "follow_up_plans", "projection_attendance",
+    "projection_open_tasks", "console_access_log", "notice_refusals", "schema_migrations",
 }
 CREDENTIAL_TABLES = {"console_accounts", "console_sessions", "notice_codes"}
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")

@@ -42,6 +42,7 @@ SERVICE_PRIVILEGES = {
     "audit_purges": "SELECT",  # written only by purge_audit_sessions() (SECURITY DEFINER)
     "audit_checkpoints": "SELECT, INSERT",
     "checkpoint_log": "SELECT, INSERT",
+    "integrity_findings": "SELECT, INSERT",
     "history_archive": "SELECT, INSERT",
     "attendance": "SELECT, INSERT",
     "follow_up_plans": "SELECT, INSERT",
@@ -58,9 +59,9 @@ APPEND_ONLY = frozenset(SERVICE_PRIVILEGES)
 SERVICE_WORKING = "SELECT, INSERT, UPDATE, DELETE"
 """What the service may do to every other table (rows only; never TRUNCATE or DDL)."""
 REVIEWER_TABLES = frozenset({
-    "audit_events", "audit_checkpoints", "checkpoint_log", "audit_purges", "history_archive",
-    "attendance", "follow_up_plans", "projection_attendance", "projection_open_tasks",
-    "console_access_log", "notice_refusals", "schema_migrations",
+    "audit_events", "audit_checkpoints", "checkpoint_log", "integrity_findings", "audit_purges",
+    "history_archive", "attendance", "follow_up_plans", "projection_attendance",
+    "projection_open_tasks", "console_access_log", "notice_refusals", "schema_migrations",
 })
 """What a compliance review reads (`audit verify`, `replay`, `export`, the projections, who
 viewed what and which acknowledgments were refused); the reviewer may SELECT these alone.

@@ -58,3 +58,24 @@ CREATE TRIGGER follow_up_plans_no_truncate
 CREATE TRIGGER schema_migrations_no_truncate
     BEFORE TRUNCATE ON schema_migrations
     FOR EACH STATEMENT EXECUTE FUNCTION refuse_audit_change();
+
+-- What the service found wrong with a trail outside the protocol: a trail that no longer
+-- extends what was checkpointed (the checkpointer refused to sign it), a forged checkpoint,
+-- a cut checkpoint log, a session workflow that stopped without its `closed` row. One row
+-- per session and kind, written when first found (an urgent notice goes to the clinical
+-- supervisor at the same time); `audit verify --all` reports them. Append-only.
+CREATE TABLE integrity_findings (
+    session_id text        NOT NULL,
+    kind       text        NOT NULL,
+    problem    text        NOT NULL,
+    found_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (session_id, kind)
+);
+
+CREATE TRIGGER integrity_findings_append_only
+    BEFORE UPDATE OR DELETE ON integrity_findings
+    FOR EACH ROW EXECUTE FUNCTION refuse_audit_change();
+
+CREATE TRIGGER integrity_findings_no_truncate
+    BEFORE TRUNCATE ON integrity_findings
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_audit_change();
