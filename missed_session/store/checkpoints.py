@@ -798,15 +798,25 @@ class Checkpointer:
         return False
 
     async def _refuse(self, finding: IntegrityFinding) -> None:
-        """Sign nothing for it; keep the finding; raise the alarm once."""
+        """Sign nothing for it; raise the alarm (once per process) and keep the finding.
+
+        An alarm that fails (Temporal unreachable) is raised again next round; the notice
+        it starts is idempotent, so a restarted worker raising it again adds nothing.
+        """
         if finding.session_id in self.refused:
             return
-        self.refused.add(finding.session_id)
         log.warning("audit_checkpoint_refused", session_id=finding.session_id,
                     kind=finding.kind, problem=finding.problem)
-        await record_finding(self._pool, finding)
         if self._alarm is not None:
-            await self._alarm(finding)
+            try:
+                await self._alarm(finding)
+            except Exception as error:  # the refusal stands; the alarm is raised again next round
+                log.error("integrity_alarm_failed", session_id=finding.session_id,
+                          error=type(error).__name__)
+                await record_finding(self._pool, finding)
+                return
+        await record_finding(self._pool, finding)
+        self.refused.add(finding.session_id)
 
     async def run(self) -> None:
         """Rounds until cancelled; a failed round is logged and tried again next time."""
