@@ -9,7 +9,8 @@ open old ones, so keys rotate without breaking running sessions or audit replays
 Only key holders can talk to a session: the codec every Temporal client and worker of the
 service uses (`EncryptionCodec.guarding()`, which `temporal_client.data_converter` installs)
 refuses, on decoding, every payload that is not sealed with a key it holds: plain payloads
-from a Temporal client without the key, payloads naming an unknown key, and payloads that do
+from a Temporal client without the key (except the short bare strings the Temporal server
+writes itself, `_server_string`), payloads naming an unknown key, and payloads that do
 not open. A refused payload becomes a `binary/refused` marker with no data, which no
 converter reads, so the SDK refuses what carried it the way it refuses any argument it
 cannot read, without failing the workflow task (which would stall the session): an update
@@ -26,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Self
@@ -169,6 +171,9 @@ class GuardedCodec(EncryptionCodec, WithSerializationContext):
         """Open sealed payloads; replace every other one by a `binary/refused` marker."""
         opened: list[Payload] = []
         for payload in payloads:
+            if _server_string(payload):
+                opened.append(payload)
+                continue
             reason = _unsealed_reason(payload, self._ciphers)
             if reason is None:
                 try:
@@ -198,6 +203,28 @@ class GuardedCodec(EncryptionCodec, WithSerializationContext):
         if meter is None:
             return self
         return GuardedCodec(self._keys, self._active, meter=meter)
+
+
+SERVER_STRING_BYTES = 256
+
+
+def _server_string(payload: Payload) -> bool:
+    """A short bare JSON string: how the Temporal server writes payloads of its own.
+
+    The server, not a worker, writes some payloads in plain: an activity cancelled before
+    it started resolves with the details `"ACTIVITY_ID_NOT_STARTED"`, a workflow the server
+    terminates carries a reason string. They pass; no workflow input, update, signal or
+    query of the service takes a bare string (`tests/test_codec.py` checks every handler),
+    so a string cannot carry a decision.
+    """
+    data = payload.data
+    if (payload.metadata.get("encoding") != b"json/plain" or len(data) > SERVER_STRING_BYTES
+            or not data.startswith(b'"')):
+        return False
+    try:
+        return isinstance(json.loads(data), str)
+    except ValueError:
+        return False
 
 
 def _unsealed_reason(payload: Payload, ciphers: Mapping[str, AESGCM]) -> str | None:
