@@ -670,7 +670,7 @@ _UNLOGGED = (
     # Checkpoints without a log entry: written before the log existed (or by another hand).
     f"SELECT {_CHECKPOINT_COLUMNS} FROM audit_checkpoints c WHERE NOT EXISTS"  # noqa: S608
     " (SELECT 1 FROM checkpoint_log l WHERE l.session_id = c.session_id"
-    " AND l.sequence = c.sequence) ORDER BY c.recorded_at, c.session_id, c.sequence LIMIT $1"
+    " AND l.sequence = c.sequence) ORDER BY c.recorded_at, c.session_id, c.sequence"
 )
 
 
@@ -706,6 +706,7 @@ class Checkpointer:
         self._since: datetime | None = None
         self._last_head: LogHead | None = None
         self._head_read = False
+        self._backfilled = False
         self.refused: set[str] = set()
         """Sessions (and `checkpoint-log`) refused by this checkpointer."""
 
@@ -715,7 +716,10 @@ class Checkpointer:
         if not await self._log_still_extends():
             return 0
         since = (self._since - FOLLOW_MARGIN) if self._since else datetime.min.replace(tzinfo=UTC)
-        last: LogEntry | None = await self._log_unlogged()
+        last: LogEntry | None = None
+        if not self._backfilled:  # checkpoints from before the log: once per process
+            last = await self._log_unlogged()
+            self._backfilled = True
         written = 0
         after = ""
         while True:
@@ -754,9 +758,13 @@ class Checkpointer:
         return await append_logged(self._pool, checkpoint, self._signer)
 
     async def _log_unlogged(self) -> LogEntry | None:
-        """Log checkpoints written before the log existed (genuine ones only)."""
+        """Log checkpoints written before the log existed (genuine ones only).
+
+        Every checkpoint written since is logged in its own transaction, so this runs once
+        per process, on its first round.
+        """
         last = None
-        for row in await self._pool.fetch(_UNLOGGED, self._batch):
+        for row in await self._pool.fetch(_UNLOGGED):
             checkpoint = _from_row(row)
             if not checkpoint.verifies(self._signer):
                 await self._refuse(IntegrityFinding(
