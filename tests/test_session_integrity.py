@@ -31,7 +31,7 @@ from missed_session import search_attributes
 from missed_session.application.notices import load_roster
 from missed_session.audit.cli import VerifyRequest, run_verify
 from missed_session.audit.integrity import IntegrityAlarm, StoppedSessions
-from missed_session.domain.models import ClinicianDecision, SessionBooking
+from missed_session.domain.models import Cancellation, ClinicianDecision, SessionBooking
 from missed_session.scheduling import schedule_session
 from missed_session.store import checkpoints
 from missed_session.store.audit import AuditStore
@@ -39,6 +39,7 @@ from missed_session.store.chain import ChainRow
 from tests.conftest import TEST_CONVERTER
 from tests.factories import booking_data
 from worker import new_worker
+from workflows.notice import NoticeWorkflow
 from workflows.session import SessionWorkflow
 
 pytestmark = pytest.mark.e2e
@@ -147,9 +148,20 @@ async def test_a_terminated_session_raises_an_urgent_notice_within_a_minute(
                           sender=Sender("Alex at the front desk", "+15555550100")):
         booking = await _scheduled(client, task_queue)
         await _trail_rows(store, booking.session_id)
+        # A session cancelled by the protocol's own update ends with its `closed` row.
+        cancelled = await _scheduled(client, task_queue)
+        handle = client.get_workflow_handle(cancelled.workflow_id)
+        await handle.execute_update(SessionWorkflow.cancel, Cancellation(reason="rebooked"))
+        await asyncio.wait_for(handle.result(), timeout=30)
         alarm = IntegrityAlarm(client, pool, task_queue=task_queue)
         follower = StoppedSessions(client, pool, alarm, interval=timedelta(seconds=5))
-        assert await follower.round() == []  # nothing stopped yet
+        for _ in range(20):  # visibility lists the closed one a moment after it closes
+            listed = [e async for e in client.list_workflows(
+                f"WorkflowId = '{cancelled.workflow_id}' AND ExecutionStatus = 'Completed'")]
+            if listed:
+                break
+            await asyncio.sleep(0.2)
+        assert await follower.round() == []  # nothing stopped outside the protocol yet
         watching = asyncio.create_task(follower.run())
         try:
             # The attacker needs no key to terminate (Temporal's authorizer must stop that).
@@ -171,6 +183,12 @@ async def test_a_terminated_session_raises_an_urgent_notice_within_a_minute(
             watching.cancel()
             await asyncio.gather(watching, return_exceptions=True)
         assert took < 60
+        for _ in range(100):  # the ladder starts at the clinical supervisor
+            view = await notice.query(NoticeWorkflow.state)
+            if view.notified:
+                break
+            await asyncio.sleep(0.2)
+        assert (view.target, view.notified) == ("supervisor", ("supervisor-maya",))
         attributes = description.typed_search_attributes
         assert attributes.get(search_attributes.NOTICE_PRIORITY) == "urgent"
         inbox = await pool.fetchrow("SELECT kind, priority, title FROM therapist_inbox"
