@@ -31,13 +31,17 @@ from missed_session import search_attributes
 from missed_session.application.notices import load_roster
 from missed_session.audit.cli import VerifyRequest, run_verify
 from missed_session.audit.integrity import IntegrityAlarm, StoppedSessions
+from missed_session.codec import EncryptionCodec, new_key, parse_key
 from missed_session.domain.models import Cancellation, ClinicianDecision, SessionBooking
 from missed_session.scheduling import schedule_session
 from missed_session.store import checkpoints
 from missed_session.store.audit import AuditStore
 from missed_session.store.chain import ChainRow
+from missed_session.temporal_client import data_converter
 from tests.conftest import TEST_CONVERTER
 from tests.factories import booking_data
+from tests.test_audit_chain import record_trail
+from tests.test_audit_checkpoints import SIGNER, mark_safe, owner_rewrite
 from worker import new_worker
 from workflows.notice import NoticeWorkflow
 from workflows.session import SessionWorkflow
@@ -118,9 +122,6 @@ async def test_a_payload_sealed_with_an_unknown_key_is_refused_too(
     dev_server: WorkflowEnvironment, pool: asyncpg.Pool,
 ) -> None:
     """A forger who copies the sealed format with a key of their own gets no further."""
-    from missed_session.codec import EncryptionCodec, new_key, parse_key
-    from missed_session.temporal_client import data_converter
-
     client, task_queue = dev_server.client, f"integrity-{uuid.uuid4().hex}"
     store = AuditStore(pool)
     async with new_worker(client, pool, task_queue=task_queue,
@@ -204,3 +205,40 @@ async def test_a_terminated_session_raises_an_urgent_notice_within_a_minute(
     verdict = await run_verify(VerifyRequest(None), store)
     assert not verdict.ok
     assert f"FOUND {booking.session_id}: stopped_outside_protocol" in verdict.text
+
+
+async def test_a_trail_the_checkpointer_refuses_raises_an_urgent_notice(
+    dev_server: WorkflowEnvironment, pool: asyncpg.Pool, owner_database_url: str,
+    tmp_path: Path,
+) -> None:
+    """The checkpointer's alarm is the same notice: a forged trail reaches the supervisor."""
+    client, task_queue = dev_server.client, f"integrity-{uuid.uuid4().hex}"
+    assert (await load_roster(pool, PRACTICE)).kind.value == "applied"
+    store = AuditStore(pool)
+    session_id = f"s-{uuid.uuid4().hex[:8]}"
+    await record_trail(store, session_id, close=True)
+    alarm = IntegrityAlarm(client, pool, task_queue=task_queue)
+    heads = checkpoints.FileHeadSink(tmp_path / "heads")
+    assert await checkpoints.Checkpointer(pool, SIGNER, heads=heads, alarm=alarm).round() == 1
+    rows = await store.chain_rows(session_id)
+    owner = await asyncpg.connect(owner_database_url)
+    try:
+        await owner_rewrite(owner, session_id, [*rows[:3], mark_safe(session_id, rows[2]),
+                                                *rows[3:]])
+    finally:
+        await owner.close()
+    async with new_worker(client, pool, task_queue=task_queue,
+                          sender=Sender("Alex at the front desk", "+15555550100")):
+        assert await checkpoints.Checkpointer(pool, SIGNER, heads=heads,
+                                              alarm=alarm).round() == 0
+        notice = client.get_workflow_handle(notice_workflow_id(
+            f"{session_id}/integrity-{checkpoints.TRAIL_NOT_EXTENDING}"))
+        for _ in range(100):
+            view = await notice.query(NoticeWorkflow.state)
+            if view.notified:
+                break
+            await asyncio.sleep(0.2)
+        assert (view.target, view.notified) == ("supervisor", ("supervisor-maya",))
+    title = await pool.fetchval("SELECT title FROM therapist_inbox WHERE key = $1",
+                                f"{session_id}/integrity-{checkpoints.TRAIL_NOT_EXTENDING}")
+    assert title.startswith(f"Audit trail of session {session_id} no longer matches")
