@@ -367,9 +367,12 @@ async def test_a_tail_cut_with_its_checkpoints_and_attendance_stays_broken(
     await forge(owner, ("DELETE FROM audit_events WHERE sequence > 3", ()),
                 ("DELETE FROM audit_checkpoints WHERE sequence = 6", ()),
                 ("DELETE FROM attendance", ()))
-    problems = await stays_broken(pool, head_file, Alarms())
+    alarms = Alarms()
+    problems = await stays_broken(pool, head_file, alarms)
     assert all(p.startswith("the checkpoint at row 6 is missing: the checkpoint log names it")
                for p in problems), problems
+    # The trail gained no rows, so it was never due: the sweep found it and raised the alarm.
+    assert {(a.session_id, a.kind) for a in alarms.raised} == {("s-1", "trail_not_extending")}
 
 
 async def test_a_tail_cut_with_its_checkpoints_and_their_log_entries_stays_broken(

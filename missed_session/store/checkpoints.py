@@ -666,6 +666,16 @@ _DUE = (
     " FROM audit_checkpoints c WHERE c.session_id = s.session_id), 0)"
     " ORDER BY s.session_id LIMIT $2"
 )
+_SWEEP = (
+    # Sessions with a checkpoint whose row is gone or has another hash, or a logged
+    # checkpoint that is gone.
+    "SELECT c.session_id FROM audit_checkpoints c LEFT JOIN audit_events e"
+    " ON e.session_id = c.session_id AND e.sequence = c.sequence"
+    " WHERE e.hash IS DISTINCT FROM c.head"
+    " UNION SELECT l.session_id FROM checkpoint_log l LEFT JOIN audit_checkpoints c"
+    " ON c.session_id = l.session_id AND c.sequence = l.sequence WHERE c.session_id IS NULL"
+    " ORDER BY 1 LIMIT $1"
+)
 _UNLOGGED = (
     # Checkpoints without a log entry: written before the log existed (or by another hand).
     f"SELECT {_CHECKPOINT_COLUMNS} FROM audit_checkpoints c WHERE NOT EXISTS"  # noqa: S608
@@ -691,12 +701,15 @@ class Checkpointer:
     Signs a trail only if it extends everything signed before; refuses otherwise, records
     the finding and raises `alarm`. Writes the log's head to `heads` after each round that
     appended to the log, and before signing checks that the log still ends where its last
-    head said (a log cut back is refused as a whole).
+    head said (a log cut back is refused as a whole). Every `sweep_every` rounds (the first
+    included) it also finds trails cut back or rewritten below a checkpoint, which gain no
+    rows and so are never due (`_sweep`).
     """
 
     def __init__(self, pool: asyncpg.Pool, signer: CheckpointSigner, *,
                  interval: timedelta = timedelta(seconds=60), batch: int = 500,
-                 heads: HeadSink | None = None, alarm: Alarm | None = None) -> None:
+                 heads: HeadSink | None = None, alarm: Alarm | None = None,
+                 sweep_every: int = 5) -> None:
         self._pool = pool
         self._signer = signer
         self._interval = interval
@@ -707,6 +720,8 @@ class Checkpointer:
         self._last_head: LogHead | None = None
         self._head_read = False
         self._backfilled = False
+        self._sweep_every = max(1, sweep_every)
+        self._rounds = 0
         self.refused: set[str] = set()
         """Sessions (and `checkpoint-log`) refused by this checkpointer."""
 
@@ -720,6 +735,9 @@ class Checkpointer:
         if not self._backfilled:  # checkpoints from before the log: once per process
             last = await self._log_unlogged()
             self._backfilled = True
+        if self._rounds % self._sweep_every == 0:
+            await self._sweep()
+        self._rounds += 1
         written = 0
         after = ""
         while True:
@@ -740,19 +758,29 @@ class Checkpointer:
         self._since = started
         return written
 
-    async def _checkpoint(self, session_id: str) -> LogEntry | None:
+    async def _sweep(self) -> None:
+        """Hold against their checkpoints the trails that no longer end where one said.
+
+        A trail cut back (with or without its later checkpoints) or rewritten below its
+        latest checkpoint gains no rows, so it is never due; this finds it (a checkpoint
+        whose row is gone or has another hash, a logged checkpoint gone) and refuses it,
+        with the same finding and alarm. One indexed join each, every `sweep_every` rounds.
+        """
+        for row in await self._pool.fetch(_SWEEP, self._batch):
+            if row["session_id"] not in self.refused:
+                await self._checkpoint(row["session_id"], sign=False)
+
+    async def _checkpoint(self, session_id: str, *, sign: bool = True) -> LogEntry | None:
         rows = await _chain_rows(self._pool, session_id)
-        if not rows:
-            return None
         found = await checkpoints_of(self._pool, session_id)
         logged = await log_entries_of(self._pool, session_id)
-        problem = verify_chain(session_id, rows).problem
+        problem = verify_chain(session_id, rows).problem if rows else None
         if problem is None:
             _, problem = held_against(rows, found, logged, self._signer)
         if problem is not None:
             await self._refuse(IntegrityFinding(session_id, TRAIL_NOT_EXTENDING, problem))
             return None
-        if found and rows[-1].sequence <= found[0].sequence:
+        if not sign or not rows or (found and rows[-1].sequence <= found[0].sequence):
             return None
         checkpoint = make_checkpoint(rows, self._signer, datetime.now(UTC))
         return await append_logged(self._pool, checkpoint, self._signer)
