@@ -205,6 +205,10 @@ async def test_a_terminated_session_raises_an_urgent_notice_within_a_minute(
     verdict = await run_verify(VerifyRequest(None), store)
     assert not verdict.ok
     assert f"FOUND {booking.session_id}: stopped_outside_protocol" in verdict.text
+    one = await run_verify(VerifyRequest(booking.session_id), store)
+    assert not one.ok
+    assert one.text.splitlines()[0].startswith(f"OK {booking.session_id}: ")  # the chain
+    assert one.text.splitlines()[1].startswith(f"FOUND {booking.session_id}: stopped_outside")
 
 
 async def test_a_trail_the_checkpointer_refuses_raises_an_urgent_notice(

@@ -219,9 +219,10 @@ async def run_verify(request: VerifyRequest, store: AuditStore,
     """
     if request.session_id is not None:
         report = await verify_session(store, request.session_id, signer)
-        if report.rows == 0 and report.ok:
+        found = await finding_lines(store, request.session_id)
+        if report.rows == 0 and report.ok and not found:
             return Verdict(f"no audit events for session {request.session_id}", ok=False)
-        return Verdict(describe(report), report.ok)
+        return Verdict("\n".join([describe(report), *found]), report.ok and not found)
     lines: list[str] = []
     checked = broken = 0
     async for report in verify_all(store, signer=signer):

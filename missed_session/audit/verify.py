@@ -79,11 +79,15 @@ async def log_problems(store: AuditStore, signer: CheckpointSigner | None,
             for problem in await checkpoints.check_log(store.pool, signer, kept)]
 
 
-async def finding_lines(store: AuditStore) -> list[str]:
-    """What the service found and alarmed on (`FOUND <session>: <kind>: ...`), oldest first."""
+async def finding_lines(store: AuditStore, session_id: str | None = None) -> list[str]:
+    """What the service found and alarmed on (`FOUND <session>: <kind>: ...`), oldest first.
+
+    Every finding, or one session's.
+    """
     return [f"FOUND {finding.session_id}: {finding.kind} "
             f"({found_at.isoformat(timespec='seconds')}): {finding.problem}"
-            for finding, found_at in await checkpoints.findings(store.pool)]
+            for finding, found_at in await checkpoints.findings(store.pool)
+            if session_id is None or finding.session_id == session_id]
 
 
 def describe(report: ChainReport) -> str:
