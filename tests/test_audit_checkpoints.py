@@ -450,3 +450,30 @@ async def test_checkpoints_written_before_the_log_are_logged_once(
     assert len(await checkpoints.log_entries_of(pool, "s-1")) == 1
     assert (await run_verify(VerifyRequest(None), store, SIGNER, heads)).ok
     assert (await asyncio.to_thread(head_file.stat)).st_mode & 0o777 == 0o600
+
+
+async def test_a_row_added_after_the_closing_checkpoint_with_an_old_time_is_swept(
+    pool: asyncpg.Pool, owner: asyncpg.Connection, head_file: Path,
+) -> None:
+    """Backdated past the follower's window, so never due; the sweep still finds it."""
+    rows = await two_checkpoints(pool, head_file)
+    alarms = Alarms()
+    running = Checkpointer(pool, SIGNER, heads=FileHeadSink(head_file), alarm=alarms)
+    await running.round()  # a worker that has been following: past its first round
+    prev = rows[-1].hash
+    own = event_hash(session_id="s-1", sequence=7, event_type="clinician_decision_made",
+                     occurred_at=rows[-1].occurred_at, data={"decision": "mark_safe"},
+                     prev_hash=prev or "")
+    await forge(owner, (
+        "INSERT INTO audit_events (session_id, sequence, event_type, occurred_at, data,"
+        " prev_hash, hash, recorded_at) VALUES ('s-1', 7, 'clinician_decision_made', $1,"
+        " '{\"decision\": \"mark_safe\"}'::jsonb, $2, $3, now() - interval '1 day')",
+        (rows[-1].occurred_at, prev, own)))
+    await running.round()  # not due: recorded "a day ago", before the follower's window
+    assert alarms.raised == []
+    for _ in range(4):  # the sweep comes round every fifth round
+        await running.round()
+    assert {(a.session_id, a.kind) for a in alarms.raised} == {("s-1", "trail_not_extending")}
+    problems = await stays_broken(pool, head_file, alarms)
+    assert all(p == "row 7 (clinician_decision_made) was added after the closing checkpoint"
+               for p in problems), problems

@@ -667,11 +667,14 @@ _DUE = (
     " ORDER BY s.session_id LIMIT $2"
 )
 _SWEEP = (
-    # Sessions with a checkpoint whose row is gone or has another hash, or a logged
-    # checkpoint that is gone.
+    # Sessions with a checkpoint whose row is gone or has another hash, a row after their
+    # closing checkpoint, or a logged checkpoint that is gone.
     "SELECT c.session_id FROM audit_checkpoints c LEFT JOIN audit_events e"
     " ON e.session_id = c.session_id AND e.sequence = c.sequence"
     " WHERE e.hash IS DISTINCT FROM c.head"
+    " UNION SELECT c.session_id FROM audit_checkpoints c WHERE c.closing AND EXISTS"
+    " (SELECT 1 FROM audit_events e WHERE e.session_id = c.session_id"
+    " AND e.sequence > c.sequence)"
     " UNION SELECT l.session_id FROM checkpoint_log l LEFT JOIN audit_checkpoints c"
     " ON c.session_id = l.session_id AND c.sequence = l.sequence WHERE c.session_id IS NULL"
     " ORDER BY 1 LIMIT $1"
