@@ -39,6 +39,7 @@ from activities.outreach import OutreachActivities, Sender, TextPolicyActivities
 from activities.therapist import TherapistActivities
 from missed_session.application.updates import send_update
 from missed_session.audit.archive import HistoryArchiver
+from missed_session.audit.integrity import IntegrityAlarm, StoppedSessions
 from missed_session.channels.base import MessageChannel, PhoneChannel
 from missed_session.channels.ledger import DeliveryLedger
 from missed_session.channels.setup import channels_from_settings
@@ -302,14 +303,18 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
 
 def trail_followers(settings: Settings, client: Client,
                     pool: asyncpg.Pool) -> list[asyncio.Task[None]]:
-    """Followers of the trail: the history archiver and signed checkpoints (docs/security.md)."""
+    """Followers: the history archiver, stopped sessions, signed checkpoints (docs/security.md)."""
     interval = timedelta(seconds=settings.checkpoint_interval_seconds)
-    followers = [asyncio.create_task(HistoryArchiver(client, pool, interval=interval).run())]
+    alarm = IntegrityAlarm(client, pool, task_queue=settings.task_queue)
+    followers = [asyncio.create_task(HistoryArchiver(client, pool, interval=interval).run()),
+                 asyncio.create_task(StoppedSessions(client, pool, alarm).run())]
     signer = checkpoints.signer_for(settings)
     if signer is None:
         log.warning("audit_checkpoints_off", reason="no checkpoint_keys configured")
         return followers
-    checkpointer = checkpoints.Checkpointer(pool, signer, interval=interval)
+    checkpointer = checkpoints.Checkpointer(pool, signer, interval=interval,
+                                            heads=checkpoints.head_sink_for(settings),
+                                            alarm=alarm)
     return [*followers, asyncio.create_task(checkpointer.run())]
 
 

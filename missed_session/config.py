@@ -159,6 +159,11 @@ class Settings(BaseSettings):
     """Which checkpoint key signs; optional when only one is configured."""
     checkpoint_interval_seconds: int = Field(default=60, ge=1, le=3600)
     """How often the worker checkpoints the sessions whose trails grew."""
+    checkpoint_head_file: Path | None = None
+    """Append-only file outside PostgreSQL where the checkpointer writes the checkpoint log's
+    head after each round, and `audit verify --all` reads it back. Unset: `checkpoint-heads`
+    beside the checkpoint key in `data_dir`. Production: a path on write-once storage
+    (docs/security.md)."""
     codec_server_port: int = Field(default=8234, ge=1, le=65535)
     """Port of the codec server the Web UI decrypts through (bound to loopback)."""
     codec_server_token: SecretStr | None = None

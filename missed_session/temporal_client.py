@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.common import MetricMeter
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import (
@@ -33,16 +34,17 @@ PLAIN_CONVERTER = pydantic_data_converter
 EMBEDDED_KEY_FILE = "encryption-keys.json"
 
 
-def data_converter(codec: EncryptionCodec) -> DataConverter:
+def data_converter(codec: EncryptionCodec, meter: MetricMeter | None = None) -> DataConverter:
     """The service's converter: pydantic JSON payloads, then AES-256-GCM.
 
     Failures too: a failure's message and stack trace are moved into an encoded payload
     (the history keeps only "Encoded failure"), since a provider's error can quote the
-    number or address it refused, and a trace can hold anything.
+    number or address it refused, and a trace can hold anything. Decoding refuses every
+    payload not sealed with a known key (`EncryptionCodec.guarding`), counted with `meter`.
     """
     return dataclasses.replace(
         pydantic_data_converter,
-        payload_codec=codec,
+        payload_codec=codec.guarding(meter),  # only payloads sealed with a known key open
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
 
@@ -97,7 +99,8 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=data_converter(codec_for(settings)),
+        data_converter=data_converter(codec_for(settings),
+                                      runtime.metric_meter if runtime is not None else None),
         runtime=runtime,
         tls=tls_config(settings),
         api_key=api_key.get_secret_value() if api_key is not None else None,

@@ -11,24 +11,30 @@ import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 import starter
+from missed_session.audit.cli import VerifyRequest, run_verify
 from missed_session.audit.verify import verify_session
+from missed_session.domain.models import AuditEvent, AuditEventType, Outcome
+from missed_session.store import checkpoints
 from missed_session.store.audit import AuditStore
 from missed_session.store.chain import GENESIS, ChainRow, event_hash
 from missed_session.store.checkpoints import (
     Checkpointer,
     CheckpointSigner,
+    FileHeadSink,
+    IntegrityFinding,
     compare,
     make_checkpoint,
     write,
 )
 from tests.conftest import TEST_KEYS
-from tests.test_audit_chain import record_trail
+from tests.test_audit_chain import START, event, record_trail
 
 KEY = b"k" * 32
 SIGNER = CheckpointSigner({"c1": KEY}, "c1")
@@ -179,7 +185,14 @@ def test_compare_allows_rows_appended_after_an_ordinary_checkpoint() -> None:
 
 
 @pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, service_database_url: str) -> None:
+def head_file(tmp_path: Path) -> Path:
+    return tmp_path / "checkpoint-heads"
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, service_database_url: str, head_file: Path,
+            ) -> None:
+    monkeypatch.setenv("MSR_CHECKPOINT_HEAD_FILE", str(head_file))
     for name in ("MSR_CONFIG_FILE", "MSR_ENCRYPTION_KEY_ID", "MSR_CHECKPOINT_KEY_ID"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MSR_ENCRYPTION_KEYS", json.dumps(TEST_KEYS))
@@ -191,9 +204,12 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, service_database_url: str) -> None:
 @pytest.mark.usefixtures("cli_env")
 async def test_audit_verify_names_the_rewritten_session(
     pool: asyncpg.Pool, attacker: asyncpg.Connection, capsys: pytest.CaptureFixture[str],
+    head_file: Path,
 ) -> None:
     store = AuditStore(pool)
-    rows = await checkpointed(pool, "s-a")
+    await record_trail(store, "s-a", close=True)
+    assert await Checkpointer(pool, SIGNER, heads=FileHeadSink(head_file)).round() == 1
+    rows = await store.chain_rows("s-a")
     await record_trail(store, "s-b", close=True)
     assert await asyncio.to_thread(starter.main, ["audit", "verify", "--all"]) == 0
     out = capsys.readouterr().out
@@ -205,3 +221,259 @@ async def test_audit_verify_names_the_rewritten_session(
     assert out.splitlines()[-1] == "verified 2 sessions: 1 intact, 1 broken"
     assert await asyncio.to_thread(starter.main, ["audit", "verify", "s-b"]) == 0
     assert capsys.readouterr().out.rstrip().endswith(", not checkpointed yet")
+
+
+# -- the forgeries of issue 24, as the database owner, against any number of rounds ----------
+
+FORGED_TABLES = ("audit_events", "audit_checkpoints", "checkpoint_log", "attendance")
+ROUNDS = 5
+
+
+@pytest.fixture
+async def owner(owner_database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """The schema's owner: may switch its own tables' triggers off (no superuser needed)."""
+    connection = await asyncpg.connect(owner_database_url)
+    yield connection
+    await connection.close()
+
+
+class Alarms:
+    """Stands in for the supervisor's notice: what the checkpointer raised."""
+
+    def __init__(self) -> None:
+        self.raised: list[IntegrityFinding] = []
+
+    async def __call__(self, finding: IntegrityFinding) -> None:
+        self.raised.append(finding)
+
+
+async def forge(owner: asyncpg.Connection, *statements: tuple[str, tuple[object, ...]]) -> None:
+    """Run statements as the owner with the append-only triggers off, then on again."""
+    async with owner.transaction():
+        for table in FORGED_TABLES:
+            await owner.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+        for sql, args in statements:
+            await owner.execute(sql, *args)
+        for table in FORGED_TABLES:
+            await owner.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+
+
+async def owner_rewrite(owner: asyncpg.Connection, session_id: str,
+                        rows: list[ChainRow]) -> None:
+    """As `rewrite`, as the owner: the trail replaced, every hash recomputed."""
+    statements: list[tuple[str, tuple[object, ...]]] = [
+        ("DELETE FROM audit_events WHERE session_id = $1", (session_id,))]
+    prev = GENESIS
+    for sequence, row in enumerate(rows, start=1):
+        own = event_hash(session_id=session_id, sequence=sequence, event_type=row.event_type,
+                         occurred_at=row.occurred_at, data=row.data, prev_hash=prev)
+        statements.append((
+            "INSERT INTO audit_events (session_id, sequence, event_type, occurred_at, data,"
+            " prev_hash, hash) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)",
+            (session_id, sequence, row.event_type, row.occurred_at,
+             json.dumps(dict(row.data)), prev, own)))
+        prev = own
+    await forge(owner, *statements)
+
+
+def mark_safe(session_id: str, after: ChainRow) -> ChainRow:
+    return ChainRow(session_id, 0, "clinician_decision_made",
+                    after.occurred_at + timedelta(seconds=30),
+                    {"decision": "mark_safe", "clinician_id": "t-ana",
+                     "reason": "spoke to the client"}, None, None)
+
+
+async def stays_broken(pool: asyncpg.Pool, head_file: Path, alarms: Alarms,
+                       session_id: str = "s-1") -> list[str]:
+    """Run checkpoint rounds (a fresh checkpointer each time: the worker restarting too) and
+    verify after each; every verdict is BROKEN. Returns the problems named."""
+    store = AuditStore(pool)
+    problems = []
+    for _ in range(ROUNDS):
+        checkpointer = Checkpointer(pool, SIGNER, heads=FileHeadSink(head_file), alarm=alarms)
+        await checkpointer.round()
+        report = await verify_session(store, session_id, SIGNER)
+        verdict = await run_verify(VerifyRequest(None), store, SIGNER, FileHeadSink(head_file))
+        assert not verdict.ok, verdict.text
+        problems.append(report.problem or verdict.text)
+    return problems
+
+
+async def two_checkpoints(pool: asyncpg.Pool, head_file: Path) -> list[ChainRow]:
+    """A closed trail checkpointed twice: at row 3 while running, at row 6 when closed."""
+    store = AuditStore(pool)
+    for sequence in (1, 2, 3):
+        assert await store.append(event("s-1", sequence))
+    heads = FileHeadSink(head_file)
+    assert await Checkpointer(pool, SIGNER, heads=heads).round() == 1
+    for sequence in (4, 5):
+        assert await store.append(event("s-1", sequence))
+    closed = AuditEvent(session_id="s-1", sequence=6, event_type=AuditEventType.CLOSED,
+                        occurred_at=START + timedelta(hours=1),
+                        data={"outcome": "reached", "attempts": 1})
+    assert (await store.record_closing(closed, client_ref="c-1", therapist_id="t-ana",
+                                       start=START, outcome=Outcome.REACHED)).new
+    assert await Checkpointer(pool, SIGNER, heads=heads).round() == 1
+    assert [c.sequence for c in await store.checkpoints("s-1")] == [6, 3]
+    verdict = await run_verify(VerifyRequest(None), store, SIGNER, heads)
+    assert verdict.ok, verdict.text
+    return await store.chain_rows("s-1")
+
+
+async def test_a_forged_mark_safe_mid_trail_stays_broken(
+    pool: asyncpg.Pool, owner: asyncpg.Connection, head_file: Path,
+) -> None:
+    """Issue 24: a "mark safe" inserted mid-trail with every later hash recomputed was
+    signed by the next round and verified OK from then on."""
+    rows = await two_checkpoints(pool, head_file)
+    await owner_rewrite(owner, "s-1", [*rows[:4], mark_safe("s-1", rows[3]), *rows[4:]])
+    store = AuditStore(pool)
+    assert (await verify_session(store, "s-1")).ok  # the chain alone is fooled
+    alarms = Alarms()
+    problems = await stays_broken(pool, head_file, alarms)
+    assert all(p.startswith("row 5 (clinician_decision_made) was inserted since its "
+                            "checkpoint") for p in problems), problems
+    assert [c.sequence for c in await store.checkpoints("s-1")] == [6, 3]  # nothing signed
+    assert {(a.session_id, a.kind) for a in alarms.raised} == {("s-1", "trail_not_extending")}
+    [(finding, _)] = await checkpoints.findings(pool)
+    assert finding.problem.startswith("row 5 (clinician_decision_made) was inserted")
+
+
+async def test_a_tail_replaced_by_a_longer_forged_tail_stays_broken(
+    pool: asyncpg.Pool, owner: asyncpg.Connection, head_file: Path,
+) -> None:
+    """Issue 24: the tail cut and replaced by a longer one whose outcome is `marked_safe`."""
+    rows = await two_checkpoints(pool, head_file)
+    closed = ChainRow("s-1", 0, "closed", rows[-1].occurred_at,
+                      {"outcome": "marked_safe", "attempts": 1}, None, None)
+    forged_tail = [rows[3], mark_safe("s-1", rows[3]), rows[4], closed]
+    await owner_rewrite(owner, "s-1", [*rows[:3], *forged_tail])
+    await forge(owner, ("UPDATE attendance SET outcome = 'marked_safe'", ()))
+    alarms = Alarms()
+    problems = await stays_broken(pool, head_file, alarms)
+    assert all(p.startswith("row 5 (clinician_decision_made) was inserted since its "
+                            "checkpoint") for p in problems), problems
+    assert {(a.session_id, a.kind) for a in alarms.raised} == {("s-1", "trail_not_extending")}
+    assert len(await checkpoints.findings(pool)) == 1  # kept once
+
+
+async def test_a_tail_cut_with_its_checkpoints_and_attendance_stays_broken(
+    pool: asyncpg.Pool, owner: asyncpg.Connection, head_file: Path,
+) -> None:
+    """Issue 24: rows 4-6, the closing checkpoint and the attendance row deleted; the trail
+    then verified against its remaining checkpoint, never noticed. The checkpoint log still
+    names the closing checkpoint."""
+    await two_checkpoints(pool, head_file)
+    await forge(owner, ("DELETE FROM audit_events WHERE sequence > 3", ()),
+                ("DELETE FROM audit_checkpoints WHERE sequence = 6", ()),
+                ("DELETE FROM attendance", ()))
+    alarms = Alarms()
+    problems = await stays_broken(pool, head_file, alarms)
+    assert all(p.startswith("the checkpoint at row 6 is missing: the checkpoint log names it")
+               for p in problems), problems
+    # The trail gained no rows, so it was never due: the sweep found it and raised the alarm.
+    assert {(a.session_id, a.kind) for a in alarms.raised} == {("s-1", "trail_not_extending")}
+
+
+async def test_a_tail_cut_with_its_checkpoints_and_their_log_entries_stays_broken(
+    pool: asyncpg.Pool, owner: asyncpg.Connection, head_file: Path,
+) -> None:
+    """The same cut, and the log's last entry deleted too: the log is shorter than the head
+    written outside PostgreSQL, and the checkpointer signs nothing more; then a forged
+    shorter closing tail is added, and stays unsigned."""
+    await two_checkpoints(pool, head_file)
+    await forge(owner, ("DELETE FROM audit_events WHERE sequence > 3", ()),
+                ("DELETE FROM audit_checkpoints WHERE sequence = 6", ()),
+                ("DELETE FROM checkpoint_log WHERE sequence = 6", ()),
+                ("DELETE FROM attendance", ()))
+    store = AuditStore(pool)
+    assert (await verify_session(store, "s-1", SIGNER)).ok  # the session alone is fooled
+    alarms = Alarms()
+    await stays_broken(pool, head_file, alarms)
+    verdict = await run_verify(VerifyRequest(None), store, SIGNER, FileHeadSink(head_file))
+    assert ("BROKEN checkpoint log: the checkpoint log was cut: it ends at entry 1, but the "
+            "head written outside the database") in verdict.text
+    assert {(a.session_id, a.kind) for a in alarms.raised} == {
+        ("checkpoint-log", "checkpoint_log_broken")}
+    # A forged closing tail after the cut: refused like everything else.
+    forged = AuditEvent(session_id="s-1", sequence=4, event_type=AuditEventType.CLOSED,
+                        occurred_at=START + timedelta(hours=1),
+                        data={"outcome": "marked_safe", "attempts": 0})
+    assert await store.append(forged)
+    await stays_broken(pool, head_file, alarms)
+    assert [c.sequence for c in await store.checkpoints("s-1")] == [3]
+
+
+async def test_a_cut_in_the_middle_of_the_log_is_named(
+    pool: asyncpg.Pool, owner: asyncpg.Connection, head_file: Path,
+) -> None:
+    await two_checkpoints(pool, head_file)
+    store = AuditStore(pool)
+    await record_trail(store, "s-2", close=True)
+    assert await Checkpointer(pool, SIGNER, heads=FileHeadSink(head_file)).round() == 1
+    await forge(owner, ("DELETE FROM audit_events WHERE session_id = 's-1' AND sequence > 3",
+                        ()),
+                ("DELETE FROM audit_checkpoints WHERE session_id = 's-1' AND sequence = 6",
+                 ()),
+                ("DELETE FROM checkpoint_log WHERE position = 2", ()))
+    verdict = await run_verify(VerifyRequest(None), store, SIGNER, FileHeadSink(head_file))
+    assert "BROKEN checkpoint log: checkpoint log entries 2..2 are missing" in verdict.text
+
+
+def _append_forged_head(head_file: Path) -> None:
+    """A head naming entry 9, its signature copied from the real last head."""
+    lines = head_file.read_text().splitlines()
+    document = json.loads(lines[-1])
+    document["position"] = 9
+    head_file.write_text("\n".join([*lines, json.dumps(document)]) + "\n")
+
+
+async def test_a_forged_head_line_is_named(pool: asyncpg.Pool, head_file: Path) -> None:
+    await two_checkpoints(pool, head_file)
+    await asyncio.to_thread(_append_forged_head, head_file)
+    verdict = await run_verify(VerifyRequest(None), AuditStore(pool), SIGNER,
+                               FileHeadSink(head_file))
+    assert "outside head 3 (entry 9) is forged" in verdict.text
+
+
+async def test_checkpoints_written_before_the_log_are_logged_once(
+    pool: asyncpg.Pool, head_file: Path,
+) -> None:
+    store = AuditStore(pool)
+    await record_trail(store, "s-1", close=True)
+    assert await write(pool, make_checkpoint(await store.chain_rows("s-1"), SIGNER,
+                                             datetime.now(UTC)))
+    heads = FileHeadSink(head_file)
+    assert await Checkpointer(pool, SIGNER, heads=heads).round() == 0
+    assert [e.position for e in await checkpoints.log_entries_of(pool, "s-1")] == [1]
+    assert await Checkpointer(pool, SIGNER, heads=heads).round() == 0
+    assert len(await checkpoints.log_entries_of(pool, "s-1")) == 1
+    assert (await run_verify(VerifyRequest(None), store, SIGNER, heads)).ok
+    assert (await asyncio.to_thread(head_file.stat)).st_mode & 0o777 == 0o600
+
+
+async def test_a_row_added_after_the_closing_checkpoint_with_an_old_time_is_swept(
+    pool: asyncpg.Pool, owner: asyncpg.Connection, head_file: Path,
+) -> None:
+    """Backdated past the follower's window, so never due; the sweep still finds it."""
+    rows = await two_checkpoints(pool, head_file)
+    alarms = Alarms()
+    running = Checkpointer(pool, SIGNER, heads=FileHeadSink(head_file), alarm=alarms)
+    await running.round()  # a worker that has been following: past its first round
+    prev = rows[-1].hash
+    own = event_hash(session_id="s-1", sequence=7, event_type="clinician_decision_made",
+                     occurred_at=rows[-1].occurred_at, data={"decision": "mark_safe"},
+                     prev_hash=prev or "")
+    await forge(owner, (
+        "INSERT INTO audit_events (session_id, sequence, event_type, occurred_at, data,"
+        " prev_hash, hash, recorded_at) VALUES ('s-1', 7, 'clinician_decision_made', $1,"
+        " '{\"decision\": \"mark_safe\"}'::jsonb, $2, $3, now() - interval '1 day')",
+        (rows[-1].occurred_at, prev, own)))
+    await running.round()  # not due: recorded "a day ago", before the follower's window
+    assert alarms.raised == []
+    for _ in range(4):  # the sweep comes round every fifth round
+        await running.round()
+    assert {(a.session_id, a.kind) for a in alarms.raised} == {("s-1", "trail_not_extending")}
+    problems = await stays_broken(pool, head_file, alarms)
+    assert all(p == "row 7 (clinician_decision_made) was added after the closing checkpoint"
+               for p in problems), problems

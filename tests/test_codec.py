@@ -153,3 +153,59 @@ async def test_raw_history_of_a_failed_activity_holds_no_health_data(
         failed[0].activity_task_failed_event_attributes.failure
     )
     assert "not in service" in str(decoded)
+
+
+# -- only key holders: the Temporal clients' and workers' codec ------------------------------
+
+
+async def test_the_guard_refuses_what_is_not_sealed_with_a_known_key() -> None:
+    from structlog.testing import capture_logs
+
+    from missed_session.codec import REFUSED
+
+    codec = EncryptionCodec({"a": KEY_A}, "a")
+    guard = codec.guarding()
+    [sealed] = await guard.encode([payload('{"note": "' + NOTE + '"}')])
+    [foreign] = await EncryptionCodec({"a": KEY_B}, "a").encode([payload('"x"')])
+    [unknown] = await EncryptionCodec({"z": KEY_B}, "z").encode([payload('"x"')])
+    plain = payload('{"clinician_id": "t-x", "reason": "' + NOTE + '"}')
+    null = Payload(metadata={"encoding": b"binary/null"})
+    with capture_logs() as logs:
+        opened = await guard.decode([sealed, plain, foreign, unknown, null])
+    assert opened[0].data == ('{"note": "' + NOTE + '"}').encode()
+    assert [p.metadata["encoding"] for p in opened[1:]] == [REFUSED] * 4
+    assert all(p.data == b"" for p in opened[1:])
+    assert [entry["reason"] for entry in logs] == [
+        "not sealed", "does not open", "unknown key", "not sealed"]
+    assert NOTE not in repr(logs)
+    # The plain codec (the codec server's) is unchanged: plain payloads pass through.
+    assert (await codec.decode([plain]))[0] == plain
+
+
+async def test_the_guard_lets_the_servers_own_strings_through() -> None:
+    guard = EncryptionCodec({"a": KEY_A}, "a").guarding()
+    server = payload('"ACTIVITY_ID_NOT_STARTED"')
+    assert await guard.decode([server]) == [server]
+
+
+def test_no_handler_takes_a_bare_string() -> None:
+    """Why the server's bare strings may pass: no input a Temporal client sends is one."""
+    import inspect
+
+    from pydantic import BaseModel
+    from temporalio import workflow
+
+    from workflows.notice import NoticeWorkflow
+
+    for cls in (SessionWorkflow, NoticeWorkflow):
+        definition = workflow._Definition.must_from_class(cls)
+        handlers = [definition.run_fn, *(u.fn for u in definition.updates.values()),
+                    *(s.fn for s in definition.signals.values()),
+                    *(q.fn for q in definition.queries.values())]
+        for handler in handlers:
+            hints = inspect.get_annotations(handler, eval_str=True)
+            for name, hint in hints.items():
+                if name == "return":
+                    continue
+                assert isinstance(hint, type), (cls.__name__, handler.__name__, name)
+                assert issubclass(hint, BaseModel), (cls.__name__, handler.__name__, name)

@@ -194,3 +194,111 @@ def test_the_compose_init_script_creates_the_same_roles() -> None:
     mounts = services["audit-postgres"]["volumes"]
     assert any(m.startswith("./scripts/postgres_init_roles.sh:/docker-entrypoint-initdb.d/")
                for m in mounts)
+
+
+EXPECTED_SERVICE = {
+    "audit_events": {"SELECT", "INSERT (columns)"},  # every column but recorded_at
+    "audit_purges": {"SELECT"},
+    "schema_migrations": {"SELECT"},
+}
+"""Where the service's privileges differ from `SELECT, INSERT` (the append-only tables) or
+`SELECT, INSERT, UPDATE, DELETE` (the working tables)."""
+APPEND_ONLY_TABLES = {
+    "audit_events", "audit_purges", "audit_checkpoints", "checkpoint_log", "history_archive",
+    "integrity_findings",
+    "attendance", "follow_up_plans", "roster_versions", "notice_refusals",
+    "console_access_log", "consent_records", "client_changes", "schema_migrations",
+}
+REVIEWER_READS = {
+    "audit_events", "audit_checkpoints", "checkpoint_log", "integrity_findings", "audit_purges",
+    "history_archive", "attendance", "follow_up_plans", "projection_attendance",
+    "projection_open_tasks", "console_access_log", "notice_refusals", "schema_migrations",
+}
+CREDENTIAL_TABLES = {"console_accounts", "console_sessions", "notice_codes"}
+PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+
+
+async def _effective(connection: asyncpg.Connection, role: str) -> dict[str, set[str]]:
+    """Every table of the schema, with the privileges `role` effectively holds on it."""
+    tables = [row["tablename"] for row in await connection.fetch(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")]
+    held: dict[str, set[str]] = {}
+    for table in tables:
+        name = f'public."{table}"'
+        held[table] = {privilege for privilege in PRIVILEGES if await connection.fetchval(
+            "SELECT has_table_privilege($1, $2, $3)", role, name, privilege)}
+        for privilege in ("SELECT", "INSERT", "UPDATE"):  # granted on some columns only
+            if privilege not in held[table] and await connection.fetchval(
+                    "SELECT has_any_column_privilege($1, $2, $3)", role, name, privilege):
+                held[table].add(f"{privilege} (columns)")
+    return held
+
+
+def _expected(role: str, table: str) -> set[str]:
+    if role == roles.OWNER:
+        return set(PRIVILEGES)
+    if role == roles.REVIEWER:
+        return {"SELECT"} if table in REVIEWER_READS else set()
+    if table in EXPECTED_SERVICE:
+        return EXPECTED_SERVICE[table]
+    if table in APPEND_ONLY_TABLES:
+        return {"SELECT", "INSERT"}
+    return {"SELECT", "INSERT", "UPDATE", "DELETE"}
+
+
+async def test_each_role_holds_exactly_the_expected_privileges(
+    database_url: str, pool: asyncpg.Pool,
+) -> None:
+    """The whole table, role by role: a grant added or lost anywhere fails here by name."""
+    del pool  # migrated and granted
+    admin = await asyncpg.connect(database_url)
+    try:
+        differences = []
+        for role in roles.ROLES:
+            for table, held in (await _effective(admin, role)).items():
+                if held != _expected(role, table):
+                    differences.append((role, table, sorted(held),
+                                        sorted(_expected(role, table))))
+        assert not differences, differences
+        assert roles.REVIEWER_TABLES == REVIEWER_READS
+        assert roles.APPEND_ONLY == APPEND_ONLY_TABLES
+        for table in CREDENTIAL_TABLES:
+            assert not await admin.fetchval("SELECT has_table_privilege($1, $2, 'SELECT')",
+                                            roles.REVIEWER, table), table
+        # Functions: the service may run the purge, nobody else but the owner any function.
+        for role, may in ((roles.SERVICE, True), (roles.REVIEWER, False)):
+            assert await admin.fetchval(
+                "SELECT has_function_privilege($1, 'purge_audit_sessions(timestamptz, integer,"
+                " text, integer)', 'EXECUTE')", role) is may
+    finally:
+        await admin.close()
+
+
+async def test_every_append_only_table_refuses_truncate_even_to_its_owner(
+    owner_database_url: str, pool: asyncpg.Pool,
+) -> None:
+    del pool
+    owner = await asyncpg.connect(owner_database_url)
+    try:
+        guarded = {row["table"] for row in await owner.fetch(
+            "SELECT c.relname AS table FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+            " WHERE NOT t.tgisinternal AND (t.tgtype & 32) <> 0")}  # TRIGGER_TYPE_TRUNCATE
+        assert guarded >= APPEND_ONLY_TABLES, APPEND_ONLY_TABLES - guarded
+        for table in sorted(APPEND_ONLY_TABLES):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+                await owner.execute(f"TRUNCATE {table} CASCADE")
+    finally:
+        await owner.close()
+
+
+async def test_the_reviewer_cannot_read_credentials(reviewer_database_url: str,
+                                                    pool: asyncpg.Pool) -> None:
+    del pool
+    reviewer = await asyncpg.connect(reviewer_database_url)
+    try:
+        for table in sorted(CREDENTIAL_TABLES | {"clients", "client_contact_points"}):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await reviewer.fetch(f"SELECT * FROM {table}")
+        assert await reviewer.fetchval("SELECT count(*) FROM checkpoint_log") == 0
+    finally:
+        await reviewer.close()

@@ -28,11 +28,17 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from missed_session.audit import export
 from missed_session.audit import replay as replay_
-from missed_session.audit.verify import describe, verify_all, verify_session
+from missed_session.audit.verify import (
+    describe,
+    finding_lines,
+    log_problems,
+    verify_all,
+    verify_session,
+)
 from missed_session.domain import conformance
 from missed_session.domain.models import AuditEvent, SessionId, workflow_id_for
 from missed_session.store.audit import AuditStore
-from missed_session.store.checkpoints import CheckpointSigner
+from missed_session.store.checkpoints import CheckpointSigner, HeadSink
 
 ACTIONS = ("verify", "replay", "purge", "export", "conformance")
 """Words that, after `audit`, name an action rather than a session id."""
@@ -222,13 +228,19 @@ def _purge_request(args: argparse.Namespace, *, retention_years: int,
 
 
 async def run_verify(request: VerifyRequest, store: AuditStore,
-                     signer: CheckpointSigner | None = None) -> Verdict:
-    """One session's chain, or every session's with a summary; checkpoints with `signer`."""
+                     signer: CheckpointSigner | None = None,
+                     heads: HeadSink | None = None) -> Verdict:
+    """One session's chain, or every session's with a summary; checkpoints with `signer`.
+
+    `--all` also checks the checkpoint log as a whole against `heads` (kept outside
+    PostgreSQL), and lists the integrity findings the service recorded.
+    """
     if request.session_id is not None:
         report = await verify_session(store, request.session_id, signer)
-        if report.rows == 0 and report.ok:
+        found = await finding_lines(store, request.session_id)
+        if report.rows == 0 and report.ok and not found:
             return Verdict(f"no audit events for session {request.session_id}", ok=False)
-        return Verdict(describe(report), report.ok)
+        return Verdict("\n".join([describe(report), *found]), report.ok and not found)
     lines: list[str] = []
     checked = broken = 0
     async for report in verify_all(store, signer=signer):
@@ -236,13 +248,20 @@ async def run_verify(request: VerifyRequest, store: AuditStore,
         if not report.ok:
             broken += 1
             lines.append(describe(report))
+    log_lines = await log_problems(store, signer, heads)
+    found = await finding_lines(store)
+    lines += log_lines + found
     summary = f"verified {checked} sessions: {checked - broken} intact, {broken} broken"
+    if log_lines:
+        summary += "; the checkpoint log is BROKEN"
+    if found:
+        summary += f"; {len(found)} integrity findings"
     if open_sessions := await store.open_session_count():
         # An intact chain can still be a session whose workflow stopped before closing.
         summary += (f"; {open_sessions} not closed (running, or stopped early: "
                     "`audit replay --all` tells which)")
     lines.append(summary)
-    return Verdict("\n".join(lines), broken == 0)
+    return Verdict("\n".join(lines), broken == 0 and not log_lines and not found)
 
 
 async def run_export(request: ExportRequest, store: AuditStore) -> Verdict:

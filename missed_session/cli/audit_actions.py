@@ -17,7 +17,8 @@ async def _run(request: audit_cli.AuditActionRequest, app: Application) -> audit
     store = await app.store()
     if isinstance(request, audit_cli.VerifyRequest):
         return await audit_cli.run_verify(request, store,  # PostgreSQL only
-                                          checkpoints.signer_for(app.settings))
+                                          checkpoints.signer_for(app.settings),
+                                          checkpoints.head_sink_for(app.settings))
     if isinstance(request, audit_cli.PurgeRequest):
         return await audit_cli.run_purge(request, store)
     if isinstance(request, audit_cli.ExportRequest):

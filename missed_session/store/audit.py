@@ -98,6 +98,11 @@ class AuditStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The pool it writes through (for the checkpoint log's readers)."""
+        return self._pool
+
     async def append(self, event: AuditEvent) -> bool:
         """Append one event; returns False when this event was already recorded.
 

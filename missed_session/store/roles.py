@@ -9,7 +9,11 @@ Three roles, none a superuser:
   may also UPDATE and DELETE rows. It may not TRUNCATE, alter, disable a trigger, or change
   `session_replication_role` (a superuser's setting). Its one way to delete audit rows is
   `purge_audit_sessions()`, which checks the retention period itself.
-- `msr_reviewer` (compliance) may only SELECT.
+- `msr_reviewer` (compliance) may only SELECT, and only what a review reads
+  (`REVIEWER_TABLES`: the trail, its checkpoints and log, archived histories, the records
+  derived from it, the projections, the access and refusal logs). Not the credential
+  tables (clinicians' password hashes, console session tokens, notice codes), nor the
+  client directory or the service's working tables.
 
 The privileges are (re)applied after every migration (`apply_grants`), table by table from
 the catalogue, so a table a later migration adds gets the service's working privileges
@@ -37,6 +41,8 @@ SERVICE_PRIVILEGES = {
                     " prev_hash, hash)",
     "audit_purges": "SELECT",  # written only by purge_audit_sessions() (SECURITY DEFINER)
     "audit_checkpoints": "SELECT, INSERT",
+    "checkpoint_log": "SELECT, INSERT",
+    "integrity_findings": "SELECT, INSERT",
     "history_archive": "SELECT, INSERT",
     "attendance": "SELECT, INSERT",
     "follow_up_plans": "SELECT, INSERT",
@@ -52,6 +58,14 @@ histories, and the per-session records written once at close: read and add, neve
 APPEND_ONLY = frozenset(SERVICE_PRIVILEGES)
 SERVICE_WORKING = "SELECT, INSERT, UPDATE, DELETE"
 """What the service may do to every other table (rows only; never TRUNCATE or DDL)."""
+REVIEWER_TABLES = frozenset({
+    "audit_events", "audit_checkpoints", "checkpoint_log", "integrity_findings", "audit_purges",
+    "history_archive", "attendance", "follow_up_plans", "projection_attendance",
+    "projection_open_tasks", "console_access_log", "notice_refusals", "schema_migrations",
+})
+"""What a compliance review reads (`audit verify`, `replay`, `export`, the projections, who
+viewed what and which acknowledgments were refused); the reviewer may SELECT these alone.
+A table a later migration adds is not readable by the reviewer until listed here."""
 SERVICE_FUNCTIONS = ("purge_audit_sessions(timestamptz, integer, text, integer)",)
 """Functions the service may call; every other function of the schema is the owner's."""
 
@@ -101,6 +115,8 @@ async def apply_grants(connection: Connection) -> None:
             name = _quoted(table)
             await connection.execute(f"REVOKE ALL ON TABLE {name} FROM {role}")
             if role == REVIEWER:
+                if table not in REVIEWER_TABLES:
+                    continue
                 privileges = "SELECT"
             else:
                 privileges = SERVICE_PRIVILEGES.get(table, SERVICE_WORKING)
