@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = {"1 attended", "2 history", "3 burst", "4 audit append", "5 replay",
-             "6 worker memory", "7 day intake"}
+             "6 worker memory", "7 day intake", "9 idle"}
 
 pytestmark = pytest.mark.e2e
 
