@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -86,6 +87,26 @@ def _status(pid: int) -> str:
         return "zombie"
 
 
+async def second_stack_refuses(env: dict[str, str], ports: list[int], data_dir: Path) -> None:
+    """Another `dev.py up` on the same ports (or data directory) exits 1 naming the PID."""
+    elsewhere = data_dir.with_name(data_dir.name + "-second")
+    for data in (data_dir, elsewhere):
+        second = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "dev.py"), "up", cwd=ROOT,
+            env={**env, "MSR_DATA_DIR": str(data)},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(second.communicate(), timeout=60)
+        text = out.decode()
+        assert second.returncode == 1, text
+        [error] = [line for line in text.splitlines() if line.startswith("error: ")]
+        assert "PID " in error, text
+        held = str(data_dir / "postgres") if data == data_dir else f"port {ports[0]} "
+        assert held in error, text
+        assert "Traceback" not in text, text
+    assert not (elsewhere / "postgres").exists()
+    shutil.rmtree(elsewhere, ignore_errors=True)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 async def test_a_signal_to_dev_py_up_stops_every_process_and_port(
     data_dir: Path, signum: signal.Signals,
@@ -104,6 +125,8 @@ async def test_a_signal_to_dev_py_up_stops_every_process_and_port(
         started = stack_processes(process.pid, data_dir)
         assert len(started) >= 4, started  # dev.py, up.py, the dev server, PostgreSQL
         assert all(listening(port) for port in ports), ports
+        if signum is signal.SIGTERM:  # a second stack on the same ports is refused
+            await second_stack_refuses(env, ports, data_dir)
         process.send_signal(signum)
         rest, _ = await asyncio.wait_for(process.communicate(), timeout=90)
     finally:

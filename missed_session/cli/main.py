@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import json
 import os
@@ -95,8 +96,13 @@ def exit_with(code: int) -> None:
     The Temporal SDK's Rust runtime threads can abort the interpreter's shutdown ("Fatal
     Python error: PyGILState_Release", exit 134 or 139; temporalio/sdk-python issue 300),
     replacing the command's exit code. Nothing is left to finalise once the command has
-    returned (the event loop is closed, the pool too), so the process ends here.
+    returned (the event loop is closed, the pool too), so the process ends here, but only
+    after the exit handlers have run: among them the stop of an embedded PostgreSQL this
+    command started because no stack was up (`store.embedded.start`), which `os._exit`
+    would otherwise leave running.
     """
+    with contextlib.suppress(Exception):  # an exit handler's failure must not change the code
+        atexit._run_exitfuncs()  # what interpreter shutdown would run
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to say
             stream.flush()
