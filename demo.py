@@ -420,21 +420,19 @@ async def main(argv: list[str] | None = None) -> int:
     ui = f"http://localhost:{settings.ui_port}"
     print(f"starting PostgreSQL (embedded, {settings.data_dir}/postgres) and Temporal "
           f"({settings.temporal_address}, Web UI {ui}) ...")
-    url = database_url(settings)
     console_port = {} if args.exit else {"MSR_API_PORT": ApiSettings().port}
     try:
-        return await _demo(settings, url, exit_after=args.exit, console_port=console_port)
+        return await _demo(settings, exit_after=args.exit, console_port=console_port)
     except HeldError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
 
-async def _demo(settings: Settings, url: str, *, exit_after: bool,
-                console_port: dict[str, int]) -> int:
+async def _demo(settings: Settings, *, exit_after: bool, console_port: dict[str, int]) -> int:
     """The demo day on the embedded stack; 0 when every outcome came as expected."""
     ui = f"http://localhost:{settings.ui_port}"
     async with embedded_stack(settings, more_ports=console_port) as env:
-        pool = await open_pool(url, owner_url=owner_database_url(settings))
+        pool = await open_pool(database_url(settings), owner_url=owner_database_url(settings))
         try:
             outcomes = await run_demo_day(
                 env.client, pool, task_queue=settings.task_queue, time_scale=settings.time_scale
