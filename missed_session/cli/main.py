@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
@@ -21,6 +22,7 @@ from missed_session.cli import commands
 from missed_session.cli import console as console_cli
 from missed_session.cli import kept_texts as kept_texts_cli
 from missed_session.cli import notices as notices_cli
+from missed_session.cli import simulate as simulate_cli
 from missed_session.cli.audit_actions import run_audit_action
 from missed_session.cli.bulk_import import run_import
 from missed_session.cli.parser import UsageError, parse_args
@@ -59,17 +61,20 @@ def _new_secret(args: argparse.Namespace) -> int:
 
 
 def _special_action(command_line: list[str]) -> int | None:
-    """The verbs with their own parsers (audit, clients, notices, console, kept-texts)."""
+    """The verbs with their own parsers; `parser.VERB_GROUPS` lists them in --help."""
     if audit_cli.is_action(command_line):
         return asyncio.run(run_audit_action(command_line))
     if clients_cli.is_clients(command_line):  # the client directory: missed_session/cli/clients.py
         return asyncio.run(clients_cli.run_clients(command_line))
-    if notices_cli.is_action(command_line):  # notices and roster: missed_session/cli/notices.py
-        return notices_cli.main(command_line)
-    if console_cli.is_action(command_line):  # console accounts: missed_session/cli/console.py
-        return console_cli.main(command_line)
-    if kept_texts_cli.is_action(command_line):  # inbound texts waiting: cli/kept_texts.py
-        return kept_texts_cli.main(command_line)
+    groups: tuple[tuple[Callable[[Sequence[str]], bool], Callable[[Sequence[str]], int]], ...] = (
+        (notices_cli.is_action, notices_cli.main),  # notices and roster: cli/notices.py
+        (console_cli.is_action, console_cli.main),  # console accounts: cli/console.py
+        (kept_texts_cli.is_action, kept_texts_cli.main),  # inbound texts waiting
+        (simulate_cli.is_action, simulate_cli.main),  # the simulated phone: cli/simulate.py
+    )
+    for is_action, run in groups:
+        if is_action(command_line):
+            return run(command_line)
     return None
 
 
