@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 import starter
+from missed_session.application.service import connection_problem
 from missed_session.channels.simulated import Behaviour
 from missed_session.cli.simulate import callback_seconds
 from tests.conftest import TEST_KEYS
@@ -68,3 +69,12 @@ async def test_simulate_scripts_a_number(pool: asyncpg.Pool,
     assert await script("+15555550177", "call-back") == 2
     assert await script("+15555550177", "answer", "--after", "5") == 2
     assert await script("+15555550177", "dance") == 2
+
+
+def test_a_connection_failure_is_a_few_words_not_the_transport_dump() -> None:
+    dump = RuntimeError(
+        'Failed client connect: Server connection error: tonic::transport::Error(Transport, '
+        'ConnectError(ConnectError("tcp connect error", 127.0.0.1:27000, Os { code: 111, '
+        'kind: ConnectionRefused, message: "Connection refused" })))')
+    assert connection_problem(dump) == "connection refused: nothing listens there"
+    assert connection_problem(OSError("something\nelse")) == "something else"
