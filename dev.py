@@ -1,9 +1,16 @@
 #!/usr/bin/env python3
 """Bootstrap for a fresh machine with only Python 3.11+: `python3 dev.py demo|up|test|lint`.
 
-Creates `.venv` beside this file, installs the project with its test tools into it (again
-whenever pyproject.toml changes), then runs the command inside it. Standard library only,
-because nothing else is installed when it first runs.
+Creates `.venv` beside this file, installs into it exactly `requirements.lock` (every
+dependency and test tool, pinned, hashes required: the same lock CI and the image install)
+and then the project itself without dependencies, again whenever pyproject.toml or the lock
+changes; then runs the command inside it. Standard library only, because nothing else is
+installed when it first runs. After changing pyproject.toml's dependencies, regenerate the
+lock (it keeps the versions it has unless told to upgrade):
+
+    .venv/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+        --python-platform x86_64-manylinux_2_28 --generate-hashes --no-header \
+        -o requirements.lock
 
 The command runs as a child in its own process group, and this process passes SIGINT and
 SIGTERM on to it and waits: Ctrl-C (which the terminal sends to this process only) or a
@@ -30,6 +37,8 @@ OWN_VENV = os.environ.get("MSR_DEV_VENV")
 VENV = Path(OWN_VENV).resolve() if OWN_VENV else ROOT / ".venv"
 PYTHON = VENV / "bin" / "python"
 FORWARDED = (signal.SIGINT, signal.SIGTERM)
+LOCK = "requirements.lock"
+"""Every dependency, test tools included, pinned with hashes (the image installs it too)."""
 COMMANDS = {
     "demo": ["demo.py"],
     "up": ["up.py"],
@@ -51,14 +60,22 @@ def ensure_environment() -> None:
     if not PYTHON.exists():
         print(f"creating {VENV} ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    inputs = (ROOT / "pyproject.toml").read_bytes() + (ROOT / LOCK).read_bytes()
+    digest = hashlib.sha256(inputs).hexdigest()[:16]
     stamp = VENV / f".installed-{digest}"
     if stamp.exists():
         return
     print("installing dependencies into .venv (first run only) ...", flush=True)
     pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True, cwd=ROOT)
+    subprocess.run([*pip, "--require-hashes", "-r", LOCK], check=True, cwd=ROOT)
+    # The project itself, editable; its dependencies are the lock's, already in. Its build's
+    # output (setuptools' notes about editable installs) is shown only if the build fails.
+    editable = subprocess.run([*pip, "--no-deps", "-e", str(ROOT)], cwd=ROOT, check=False,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if editable.returncode != 0:
+        print(editable.stdout, file=sys.stderr)
+        raise SystemExit(editable.returncode)
     for old in VENV.glob(".installed-*"):
         old.unlink()
     stamp.touch()
