@@ -30,11 +30,13 @@ from missed_session.cli.render import BAD_INPUT, fail, show
 from missed_session.codec import new_key
 from missed_session.config import ConfigurationError, load_settings
 from missed_session.domain.practice import PracticeFileError
+from missed_session.log_setup import forward_core_logs
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; 0 done, 1 could not be carried out, 2 bad input or refused."""
     command_line = sys.argv[1:] if argv is None else argv
+    forward_core_logs()  # the SDK core's warnings as plain lines, not colour codes
     special = _special_action(command_line)
     if special is not None:
         return special
