@@ -44,20 +44,23 @@ def cpu_seconds(pid: int, *, reaped: bool = False) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def run_seconds(pid: int) -> float:
-    """CPU seconds of a live process's threads so far, to the nanosecond (schedstat).
+def thread_run_ns(pid: int) -> dict[str, int]:
+    """Each live thread's CPU time so far, in nanoseconds (schedstat), by thread id.
 
-    The tick counts of `cpu_seconds` (1/100 s) cannot tell an idle bare worker from nothing;
-    a thread that exits in the window takes its time with it (the workers keep theirs).
+    The tick counts of `cpu_seconds` (1/100 s) cannot tell an idle bare worker from nothing.
     """
-    total = 0
-    try:
+    found: dict[str, int] = {}
+    with contextlib.suppress(OSError):
         for task in Path(f"/proc/{pid}/task").iterdir():
             with contextlib.suppress(OSError, ValueError, IndexError):
-                total += int((task / "schedstat").read_text().split()[0])
-    except OSError:
-        return cpu_seconds(pid)
-    return total / 1e9 if total else cpu_seconds(pid)
+                found[task.name] = int((task / "schedstat").read_text().split()[0])
+    return found
+
+
+def used_seconds(before: dict[str, int], after: dict[str, int]) -> float:
+    """CPU seconds the threads used between the two readings (threads that ended in
+    between are left out: an idle runtime's parked threads, a few microseconds)."""
+    return sum(ns - before.get(tid, 0) for tid, ns in after.items()) / 1e9
 
 
 def postgres_cpu_seconds(directory: Path) -> float:
@@ -116,17 +119,17 @@ async def measure(stack: Stack, seconds: float, env: dict[str, str]) -> dict[str
                                  "BENCH_REPORT_SECONDS": "0"})
     try:
         await asyncio.sleep(SETTLE)
-        before = (run_seconds(service.pid), run_seconds(bare.pid),
-                  postgres_cpu_seconds(stack.directory))
+        service_before, bare_before = thread_run_ns(service.pid), thread_run_ns(bare.pid)
+        postgres_before = postgres_cpu_seconds(stack.directory)
         began = time.monotonic()
         await asyncio.sleep(seconds)
-        after = (run_seconds(service.pid), run_seconds(bare.pid),
-                 postgres_cpu_seconds(stack.directory))
+        used = (used_seconds(service_before, thread_run_ns(service.pid)),
+                used_seconds(bare_before, thread_run_ns(bare.pid)),
+                postgres_cpu_seconds(stack.directory) - postgres_before)
         wall = time.monotonic() - began
     finally:
         await asyncio.gather(_stop(service), _stop(bare))
-    service_pct, bare_pct, postgres_pct = (
-        100 * (a - b) / wall for a, b in zip(after, before, strict=True))
+    service_pct, bare_pct, postgres_pct = (100 * seconds_used / wall for seconds_used in used)
     return {"service": service_pct, "bare": bare_pct, "postgres": postgres_pct,
             "seconds": wall}
 
@@ -137,11 +140,11 @@ def figure(measured: dict[str, float]) -> Figure:
         "9 idle", "idle stack CPU over 60 s" if measured["seconds"] >= 59
         else f"idle stack CPU over {measured['seconds']:.0f} s",
         "% of a core", round(measured["service"] + measured["postgres"], 3),
-        round(measured["bare"], 3), "bare worker idle", better="lower", target=TARGET,
+        round(measured["bare"], 6), "bare worker idle", better="lower", target=TARGET,
         note="API + worker + followers, nothing booked; value includes PostgreSQL",
         extra={"service_pct": round(measured["service"], 3),
                "postgres_pct": round(measured["postgres"], 3),
-               "bare_pct": round(measured["bare"], 3)})
+               "bare_pct": round(measured["bare"], 6)})
 
 
 async def idle(stack: Stack, size: Size, shared: Shared) -> list[Figure]:
