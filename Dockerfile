@@ -1,8 +1,9 @@
 # The service's image: worker, codec server and the one-shot set-up steps
 # (docker-compose.yml runs each with its own command). Slim, pinned, non-root; the
-# dependencies are exactly requirements.lock (hashes required), generated from
-# pyproject.toml by:
-#   uv pip compile pyproject.toml --python-version 3.11 \
+# dependencies are exactly requirements.lock (hashes required): one lock for dev (dev.py), CI
+# and this image, so it carries the test tools too (the price of one lock). Generated from
+# pyproject.toml by (it keeps the versions it has unless told to upgrade):
+#   uv pip compile pyproject.toml --extra dev --python-version 3.11 \
 #     --python-platform x86_64-manylinux_2_28 --generate-hashes --no-header -o requirements.lock
 # Pin the base by digest as well in your registry mirror (`python:3.11.14-slim-bookworm@sha256:...`)
 # once you have pulled it; tests/test_compose.py accepts either form, never a floating tag.

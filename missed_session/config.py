@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     """Where the embedded stack keeps PostgreSQL and the Temporal database."""
     ui_port: int = Field(default=8233, ge=1, le=65535)
     """Port of the Temporal Web UI in the embedded stack."""
+    dev_server_http_port: int = Field(default=7243, ge=1, le=65535)
+    """Port of the embedded Temporal dev server's HTTP API (loopback)."""
+    dev_server_metrics_port: int = Field(default=9465, ge=1, le=65535)
+    """Port of the embedded Temporal dev server's Prometheus endpoint (loopback)."""
     time_scale: float = Field(default=1.0, ge=1.0, le=3600.0)
     """Compresses protocol durations for demos (60: a minute lasts a second). 1 in production."""
     sender_name: Annotated[str, AfterValidator(ensure_discreet)] = Field(

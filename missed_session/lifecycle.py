@@ -12,8 +12,11 @@ stack stops what it started.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import asyncpg
@@ -96,3 +99,88 @@ def run_until_stopped(main: Callable[[], Awaitable[int | None]]) -> int:
         return asyncio.run(stoppable()) or 0
     except (asyncio.CancelledError, KeyboardInterrupt):
         return 0
+
+
+class HeldError(RuntimeError):
+    """A port or the data directory the stack needs is held by another live process."""
+
+
+def listening_pid(port: int) -> int | None:
+    """The process listening on TCP `port` (any local address), None if none.
+
+    -1 when something listens but its process cannot be named (not Linux, or not ours).
+    """
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            listens = len(fields) > 9 and fields[3] == "0A"  # TCP_LISTEN
+            if listens and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    if not inodes:
+        return _listening_elsewhere(port)
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for process in Path("/proc").iterdir():
+        if not process.name.isdigit():
+            continue
+        try:
+            for fd in (process / "fd").iterdir():
+                if os.readlink(fd) in wanted:
+                    return int(process.name)
+        except OSError:
+            continue
+    return -1
+
+
+def _listening_elsewhere(port: int) -> int | None:
+    """Without /proc: whether a connection to the port on loopback is accepted."""
+    if Path("/proc/net/tcp").exists():
+        return None
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return -1 if probe.connect_ex(("127.0.0.1", port)) == 0 else None
+
+
+def refuse_held(ports: dict[str, int], postgres_dir: Path | None = None) -> None:
+    """Refuse a port or data directory in use: `HeldError`, one line naming it and the PID.
+
+    Checked before the stack opens anything: a port it is about to open, or its PostgreSQL
+    data directory, already in use by a live process. A leftover or second stack is never
+    joined silently: the stack refuses to start. `ports`: the setting that chooses each
+    port -> the port (0: picked freely, not checked).
+    """
+    if postgres_dir is not None:
+        pid = _postmaster_pid(postgres_dir)
+        if pid is not None:
+            msg = (f"{postgres_dir} is in use by PostgreSQL (PID {pid}): another stack runs "
+                   f"on this data directory, or one was left running (stop it: kill {pid}); "
+                   "or set MSR_DATA_DIR")
+            raise HeldError(msg)
+    for setting, port in ports.items():
+        if not port:
+            continue
+        pid = listening_pid(port)
+        if pid is not None:
+            holder = f"PID {pid}" if pid > 0 else "another process"
+            msg = (f"port {port} ({setting}) is already in use by {holder}: another stack "
+                   f"is running, or one was left running; stop it or set {setting}")
+            raise HeldError(msg)
+
+
+def _postmaster_pid(postgres_dir: Path) -> int | None:
+    """The PID of a live PostgreSQL on `postgres_dir` (postmaster.pid), None if none."""
+    try:
+        pid = int((postgres_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # a stale file: the server died without removing it
+    except PermissionError:
+        pass  # alive, and not ours (the embedded server runs as its own user)
+    return pid

@@ -11,6 +11,7 @@ keeps only their fixed message's first line and the error's type (`error_type`).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -18,6 +19,13 @@ from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 
 REDACTED = "[redacted]"
 HEALTH_DATA_KEYS = frozenset(
@@ -86,10 +94,33 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
             pass
 
 
+@functools.cache
+def forward_core_logs() -> None:
+    """Send the Temporal SDK core's own log lines (Rust) through Python's logging.
+
+    Left to itself, the default runtime writes them to stderr with terminal colour codes,
+    tty or not (into pipes, files and pytest's output). Set once per process, before the
+    default runtime is first used; a process that already used it keeps it. The worker's
+    runtime forwards them too (`temporal_client.service_runtime`).
+    """
+    runtime = Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(
+        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+        forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+    )))
+    try:
+        Runtime.set_default(runtime)
+    except RuntimeError:  # already set or used: leave it
+        return
+
+
 def configure_logging(
     log_format: str = "auto", level: str = "info", stream: TextIO | None = None
 ) -> None:
-    """Route structlog and stdlib logging through one redacting pipeline into `stream`."""
+    """Route structlog and stdlib logging through one redacting pipeline into `stream`.
+
+    The Temporal SDK core's log lines join it (`forward_core_logs`).
+    """
+    forward_core_logs()
     out = stream or sys.stderr
     use_console = log_format == "console" or (log_format == "auto" and out.isatty())
     renderer: structlog.typing.Processor = (

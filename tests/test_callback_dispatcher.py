@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import asyncpg
 import pytest
@@ -111,6 +112,21 @@ class CountingSession:
         return self.responses
 
 
+class NeverRecords:
+    """A pool whose reads work and whose writes never finish: a worker about to die."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def fetch(self, *args: Any) -> list[asyncpg.Record]:
+        return await self._pool.fetch(*args)
+
+    async def execute(self, *args: Any) -> str:
+        del args
+        await asyncio.Event().wait()
+        return ""
+
+
 async def test_a_call_back_delivered_by_a_worker_that_died_before_recording_it_is_not_told_twice(
     client: Client, pool: asyncpg.Pool, task_queue: str,
 ) -> None:
@@ -122,8 +138,10 @@ async def test_a_call_back_delivered_by_a_worker_that_died_before_recording_it_i
         handle = await client.start_workflow(CountingSession.run, id=workflow_id_for(session_id),
                                              task_queue=task_queue)
         # The first worker's dispatcher delivers, and dies before it records the delivery
-        # (its next look at PostgreSQL is a minute away).
-        dying = asyncio.create_task(callback_dispatcher(client, pool, poll_seconds=60).run())
+        # (its write to PostgreSQL never lands).
+        dying = asyncio.create_task(
+            callback_dispatcher(client, cast(asyncpg.Pool, NeverRecords(pool)),
+                                poll_seconds=60).run())
         try:
             deadline = asyncio.get_running_loop().time() + 30
             while await handle.query(CountingSession.told) == 0:

@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from missed_session.application.caring import CaringContacts
+from missed_session.audit.cli import VerifyRequest, run_verify
 from missed_session.application.results import ResultKind
 from missed_session.channels.simulated import SimulatedPhone
 from missed_session.domain import caring, events
@@ -134,6 +135,9 @@ async def test_messages_arrive_on_schedule_inside_the_window_with_consent(
     ended = events.read(trail[-1])
     assert isinstance(ended, events.CaringEnded)
     assert (ended.reason, ended.sent) == ("completed", 3)
+    verified = await run_verify(VerifyRequest(None), AuditStore(pool))
+    assert verified.ok, verified.text
+    assert "1 caring-contact series: 1 intact, 0 broken" in verified.text
     texts = await SimulatedPhone(pool).placed(series_id)
     assert [(t["kind"], t["to_number"], t["result"]) for t in texts] == [
         ("text", PHONE, "sent")] * 3

@@ -48,12 +48,13 @@ def data_dir() -> Iterator[Path]:
 
 
 async def test_up_serves_the_api_and_stops_cleanly_on_sigterm(data_dir: Path) -> None:
-    temporal, ui, codec, api, mllp = free_ports(5)
+    temporal, ui, codec, api, mllp, dev_http, dev_metrics = free_ports(7)
     env = {key: value for key, value in os.environ.items() if not key.startswith("MSR_")}
     env.update({
         "MSR_DATA_DIR": str(data_dir), "MSR_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal}",
         "MSR_UI_PORT": str(ui), "MSR_CODEC_SERVER_PORT": str(codec), "MSR_METRICS_PORT": "0",
         "MSR_API_PORT": str(api), "MSR_INTAKE_MLLP_PORT": str(mllp),
+        "MSR_DEV_SERVER_HTTP_PORT": str(dev_http), "MSR_DEV_SERVER_METRICS_PORT": str(dev_metrics),
     })
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "up.py"), cwd=ROOT, env=env,
@@ -102,5 +103,5 @@ async def test_up_serves_the_api_and_stops_cleanly_on_sigterm(data_dir: Path) ->
     assert process.returncode == 0, text
     assert "Traceback" not in text
     assert text.rstrip().endswith("stopped")
-    for port in (temporal, ui, codec, api, mllp):
+    for port in (temporal, ui, codec, api, mllp, dev_http, dev_metrics):
         assert not listening(port), port

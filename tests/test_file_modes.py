@@ -31,7 +31,8 @@ async def test_temporals_database_and_the_keys_are_0600(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     settings = Settings(data_dir=data_dir, temporal_address=f"127.0.0.1:{free_port()}",
-                        ui_port=free_port(), codec_server_port=free_port(), metrics_port=0)
+                        ui_port=free_port(), codec_server_port=free_port(), metrics_port=0,
+                        dev_server_http_port=free_port(), dev_server_metrics_port=free_port())
     before = current_umask()
     async with embedded_temporal(settings) as env:
         await env.client.workflow_service.get_system_info(GetSystemInfoRequest())

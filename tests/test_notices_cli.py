@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -82,6 +83,10 @@ async def test_acknowledge_resolve_and_reply_from_the_command_line(
     assert "notice_acknowledged" in shown
     assert "via=cli" in shown
     assert "notice_resolved" in shown
+    assert re.search(r"\n  #\d+ +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC notice_acknowledged", shown)
+    assert re.search(r"\n  resolved \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC by t-ana", shown)
+    assert await cli("audit", task) == 0  # the notice's own trail, by its key
+    assert "notice_acknowledged" in capsys.readouterr().out
     for key in (alert, task):
         await client.get_workflow_handle(notice_workflow_id(key)).result()
     assert (await NoticeStore(pool).get(alert)).acknowledged_via == "sms"  # type: ignore[union-attr]

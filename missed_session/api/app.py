@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from missed_session.api import errors, inbound, routes
 from missed_session.api.oidc import OidcClinicians
@@ -47,7 +51,7 @@ def create_app(application: Application, settings: ApiSettings,
             await in_flight.close()
             application.in_flight = None
 
-    api = FastAPI(title=TITLE, version="1", docs_url="/docs", redoc_url=None, lifespan=lifespan,
+    api = FastAPI(title=TITLE, version="1", docs_url=None, redoc_url=None, lifespan=lifespan,
                   openapi_url="/openapi.json",
                   description="Book sessions, send their news, read where they are and "
                               "their audit trail. Bearer tokens, one scope per caller kind.")
@@ -63,4 +67,26 @@ def create_app(application: Application, settings: ApiSettings,
     api.include_router(inbound.router(application, settings))
     for router in extra_routers:  # standards intake (FHIR/HL7/webhooks), inbound SMS, ...
         api.include_router(router)
+    serve_docs(api)
     return api
+
+
+STATIC = Path(__file__).resolve().parent / "static"
+"""Swagger UI's bundle and stylesheet (swagger-ui-dist, Apache-2.0: the licence files beside
+them), served by the API itself so that /docs works offline."""
+SWAGGER_UI = "5.32.0"
+
+
+def serve_docs(api: FastAPI) -> None:
+    """`/docs`: Swagger UI over `/openapi.json`, its assets from this package, no CDN."""
+    api.mount("/docs/static", StaticFiles(directory=STATIC), name="docs-static")
+
+    @api.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title=f"{TITLE} - API",
+            swagger_js_url=f"/docs/static/swagger-ui-{SWAGGER_UI}-bundle.js",
+            swagger_css_url=f"/docs/static/swagger-ui-{SWAGGER_UI}.css",
+            swagger_favicon_url="data:,",
+            swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from outside
+        )

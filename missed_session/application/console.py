@@ -600,7 +600,7 @@ async def acknowledge(app: Application, who: Viewer,
         return _not_yours(notice_key, who)
     return await notice_cases.acknowledge(
         await app.temporal(), await app.pool(), notice_key,
-        Acknowledgment(via=AckVia.HTTP, clinician_id=who.clinician_id))
+        Acknowledgment(via=AckVia.CONSOLE, clinician_id=who.clinician_id))
 
 
 async def resolve(app: Application, who: Viewer, notice_key: str, outcome: str,
@@ -610,7 +610,7 @@ async def resolve(app: Application, who: Viewer, notice_key: str, outcome: str,
         return _not_yours(notice_key, who)
     try:
         resolution = Resolution(clinician_id=who.clinician_id, outcome=outcome.strip(),
-                                note=note, via=AckVia.HTTP)
+                                note=note, via=AckVia.CONSOLE)
     except ValidationError as error:
         return notice_cases.NoticeResult(notice_cases.ResultKind.BAD_INPUT,
                                          describe(error, subject="resolution"), notice_key)

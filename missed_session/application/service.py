@@ -42,6 +42,27 @@ from missed_session.store.database import database_url, open_pool, owner_databas
 from missed_session.store.notices import RosterStore
 from missed_session.temporal_client import connect
 
+_CONNECTION_PROBLEMS = (
+    ("connection refused", "connection refused: nothing listens there"),
+    ("timed out", "timed out"),
+    ("deadline", "timed out"),
+    ("dns", "the host name does not resolve"),
+    ("failed to lookup", "the host name does not resolve"),
+    ("certificate", "TLS: the server's certificate was not accepted"),
+    ("tls", "TLS handshake failed"),
+)
+
+
+def connection_problem(error: BaseException) -> str:
+    """What went wrong connecting, in a few words, not the transport's error dump."""
+    text = str(error)
+    lowered = text.lower()
+    for needle, problem in _CONNECTION_PROBLEMS:
+        if needle in lowered:
+            return problem
+    first = " ".join(text.split())
+    return first if len(first) <= 120 else first[:117] + "..."
+
 
 class UnavailableError(RuntimeError):
     """Temporal or PostgreSQL could not be reached; the message says which and why."""
@@ -94,7 +115,7 @@ class Application:
                     self._client = await connect(self.settings)
                 except (RuntimeError, OSError) as error:  # OSError: the embedded key file
                     msg = (f"cannot connect to Temporal at {self.settings.temporal_address}: "
-                           f"{error}")
+                           f"{connection_problem(error)} (check MSR_TEMPORAL_ADDRESS)")
                     raise UnavailableError(msg) from None
             return self._client
 
@@ -113,7 +134,11 @@ class Application:
                 except (OSError, TimeoutError, asyncpg.PostgresError,
                         asyncpg.InterfaceError) as error:
                     # The URL is left out of the message: it may carry a password.
-                    msg = f"cannot open the audit database: {error}"
+                    setting = ("MSR_DATABASE_URL" if self.settings.database_url
+                               else f"the embedded PostgreSQL under MSR_DATA_DIR "
+                                    f"({self.settings.data_dir})")
+                    msg = (f"cannot open the audit database: {connection_problem(error)} "
+                           f"(check {setting})")
                     raise UnavailableError(msg) from None
             return self._pool
 

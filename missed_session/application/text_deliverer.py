@@ -29,12 +29,28 @@ LONGEST_RETRY = timedelta(minutes=1)
 """The longest wait between two tries of a text."""
 IDLE_POLL = timedelta(seconds=5)
 """How often the table is read when nothing is due (texts kept by another process)."""
+SHORTEST_WAIT = timedelta(seconds=0.25)
+"""The shortest wait between two rounds. A text due but not claimed in the round just
+ended is being tried by another deliverer (its row is locked): asking again at once would
+spin until that try ends."""
 
 
 def retry_after(attempts: int) -> timedelta:
     """How long a text waits after its `attempts`-th failed try (pure)."""
     doublings = min(max(attempts - 1, 0), 16)
     return min(FIRST_RETRY * float(2**doublings), LONGEST_RETRY)
+
+
+def next_wait(seconds_to_next: float | None) -> float:
+    """Seconds the loop sleeps before its next round (pure).
+
+    `seconds_to_next`: until the next pending text is due, None when none pends. Nothing
+    pending: the idle poll (a text kept since, here or by another process). Never less
+    than `SHORTEST_WAIT`: an idle deliverer reads one indexed row count every 5 s.
+    """
+    idle = IDLE_POLL.total_seconds()
+    wait = idle if seconds_to_next is None else min(seconds_to_next, idle)
+    return max(wait, SHORTEST_WAIT.total_seconds())
 
 
 class TextDeliverer:
@@ -99,8 +115,7 @@ class TextDeliverer:
                 wait = retry_after(failures).total_seconds()
                 log.warning("kept_text_deliverer_error", error=type(error).__name__,
                             retry_in_seconds=wait)
-            idle = IDLE_POLL.total_seconds()
-            await self._sleep(idle if wait is None else min(wait, idle))
+            await self._sleep(next_wait(wait))
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -36,7 +36,7 @@ from missed_session.audit.verify import (
     verify_session,
 )
 from missed_session.domain import conformance
-from missed_session.domain.models import AuditEvent, SessionId, workflow_id_for
+from missed_session.domain.models import AuditEvent, SessionId
 from missed_session.store.audit import AuditStore
 from missed_session.store.checkpoints import CheckpointSigner, HeadSink
 
@@ -184,7 +184,7 @@ def parse(argv: Sequence[str], *, retention_years: int, now: datetime) -> AuditA
     session_id: str | None = None
     if args.action in {"export", "conformance"} or not args.all:
         try:
-            session_id = _SESSION_ID.validate_python(args.session_id)
+            session_id = _stream_id(args.session_id)
         except ValidationError as error:
             first = error.errors()[0]
             raise AuditUsageError(
@@ -199,6 +199,16 @@ def parse(argv: Sequence[str], *, retention_years: int, now: datetime) -> AuditA
     if args.action == "verify":
         return VerifyRequest(session_id)
     return ReplayRequest(session_id)
+
+
+def _stream_id(value: str | None) -> str:
+    """A session id, or a notice key (`<session id>/<name>`: the notice's own trail)."""
+    if value is not None and replay_.is_notice(value):
+        session_id, _, name = value.partition("/")
+        _SESSION_ID.validate_python(session_id)
+        _SESSION_ID.validate_python(name)
+        return value
+    return _SESSION_ID.validate_python(value)
 
 
 def retention_limit(now: datetime, retention_years: int) -> datetime:
@@ -242,26 +252,44 @@ async def run_verify(request: VerifyRequest, store: AuditStore,
             return Verdict(f"no audit events for session {request.session_id}", ok=False)
         return Verdict("\n".join([describe(report), *found]), report.ok and not found)
     lines: list[str] = []
-    checked = broken = 0
+    checked = {False: 0, True: 0}  # by whether the trail is a notice's
+    broken = {False: 0, True: 0}
+    series = series_broken = 0
     async for report in verify_all(store, signer=signer):
-        checked += 1
+        if replay_.is_series(report.session_id):  # a caring-contacts series' own trail
+            series += 1
+            series_broken += not report.ok
+            if not report.ok:
+                lines.append(describe(report))
+            continue
+        notice = replay_.is_notice(report.session_id)
+        checked[notice] += 1
         if not report.ok:
-            broken += 1
+            broken[notice] += 1
             lines.append(describe(report))
     log_lines = await log_problems(store, signer, heads)
     found = await finding_lines(store)
     lines += log_lines + found
-    summary = f"verified {checked} sessions: {checked - broken} intact, {broken} broken"
+    summary = (f"verified {checked[False]} sessions: {checked[False] - broken[False]} intact, "
+               f"{broken[False]} broken")
+    if checked[True]:
+        summary += (f"; {checked[True]} notices: {checked[True] - broken[True]} intact, "
+                    f"{broken[True]} broken")
+    if series:
+        summary += (f"; {series} caring-contact series: {series - series_broken} intact, "
+                    f"{series_broken} broken")
     if log_lines:
         summary += "; the checkpoint log is BROKEN"
     if found:
         summary += f"; {len(found)} integrity findings"
-    if open_sessions := await store.open_session_count():
+    # Notices' and series' trails have no attendance row: only sessions can be "not closed".
+    if open_sessions := await store.open_session_count() - checked[True] - series:
         # An intact chain can still be a session whose workflow stopped before closing.
         summary += (f"; {open_sessions} not closed (running, or stopped early: "
                     "`audit replay --all` tells which)")
     lines.append(summary)
-    return Verdict("\n".join(lines), broken == 0 and not log_lines and not found)
+    return Verdict("\n".join(lines), not any(broken.values()) and not series_broken
+                   and not log_lines and not found)
 
 
 async def run_export(request: ExportRequest, store: AuditStore) -> Verdict:
@@ -323,7 +351,7 @@ async def replay_session(client: Client, store: AuditStore, setup: ReplaySetup,
                          session_id: str) -> replay_.ReplayReport:
     """Fetch, replay and cross-check one session."""
     report = replay_.ReplayReport(session_id)
-    handle = client.get_workflow_handle(workflow_id_for(session_id))
+    handle = client.get_workflow_handle(replay_.workflow_id_of(session_id))
     try:
         history = await handle.fetch_history()
     except RPCError as error:
@@ -378,7 +406,7 @@ class _Fetched:
 
 async def _fetch(client: Client, store: AuditStore, session_id: str) -> _Fetched:
     """A session's history (decoded) and trail, fetched at the same time."""
-    handle = client.get_workflow_handle(workflow_id_for(session_id))
+    handle = client.get_workflow_handle(replay_.workflow_id_of(session_id))
     trail = asyncio.create_task(store.trail(session_id))
     activities: list[replay_.HistoryActivity] = []
     try:
@@ -406,11 +434,16 @@ def _missing(workflow_id: str) -> str:
 
 
 async def _sessions(store: AuditStore) -> AsyncIterator[str]:
-    """Every session with a trail (closed, running or stopped), in order, `PAGE` per query."""
+    """Every session (and notice) with a trail, in order, `PAGE` per query.
+
+    Caring-contacts series are left out: a series continues as new after each message, so
+    no one history holds its trail (their chains are verified by `audit verify`).
+    """
     after = ""
     while session_ids := await store.session_ids(after=after, limit=PAGE):
         for session_id in session_ids:
-            yield session_id
+            if not replay_.is_series(session_id):
+                yield session_id
         after = session_ids[-1]
 
 
@@ -454,7 +487,8 @@ async def _replay_all(client: Client, store: AuditStore,
             async for fetched in fetching:
                 if fetched.history is None:
                     report = replay_.ReplayReport(fetched.session_id)
-                    report.mismatches.append(_missing(workflow_id_for(fetched.session_id)))
+                    report.mismatches.append(
+                        _missing(replay_.workflow_id_of(fetched.session_id)))
                     missing.append(report)
                     continue
                 pending.append(fetched)
@@ -466,9 +500,9 @@ async def _replay_all(client: Client, store: AuditStore,
             while missing:
                 yield missing.popleft()
             fetched = pending.popleft()
-            if result.history.workflow_id != workflow_id_for(fetched.session_id):
+            if result.history.workflow_id != replay_.workflow_id_of(fetched.session_id):
                 msg = (f"replayed {result.history.workflow_id}, expected "
-                       f"{workflow_id_for(fetched.session_id)}")
+                       f"{replay_.workflow_id_of(fetched.session_id)}")
                 raise RuntimeError(msg)
             report = replay_.ReplayReport(fetched.session_id)
             report.replay_failure = replay_.describe_failure(result.replay_failure)
@@ -487,14 +521,21 @@ async def run_replay(request: ReplayRequest, client: Client, store: AuditStore,
         return Verdict(report.describe(), report.ok)
     total = await store.session_count()
     lines: list[str] = []
-    done = failed = 0
+    done = {False: 0, True: 0}  # by whether the workflow is a notice's
+    failed = {False: 0, True: 0}
     reports = _replay_all(client, store, setup)
     async with contextlib.aclosing(reports):
         async for report in reports:
-            done += 1
+            notice = replay_.is_notice(report.session_id)
+            done[notice] += 1
             if not report.ok:
-                failed += 1
+                failed[notice] += 1
                 lines.append(report.describe())
-            progress(done, total)
-    lines.append(f"replayed {done} sessions: {done - failed} OK, {failed} mismatched")
-    return Verdict("\n".join(lines), failed == 0)
+            progress(sum(done.values()), total)
+    summary = (f"replayed {done[False]} sessions: {done[False] - failed[False]} OK, "
+               f"{failed[False]} mismatched")
+    if done[True]:
+        summary += (f"; {done[True]} notices: {done[True] - failed[True]} OK, "
+                    f"{failed[True]} mismatched")
+    lines.append(summary)
+    return Verdict("\n".join(lines), not any(failed.values()))

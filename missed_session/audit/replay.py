@@ -30,7 +30,7 @@ from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from missed_session.domain.events import live
-from missed_session.domain.models import AuditEvent
+from missed_session.domain.models import AuditEvent, workflow_id_for
 
 RECORD_ACTIVITIES = {"record_event", "record_closing", "record_no_show"}
 """Activities whose input (and result) is the audit event they append."""
@@ -56,6 +56,39 @@ CAUSES: dict[str, tuple[str, ...]] = {
 """Audit event type -> the activity that must have completed in the history for it."""
 CHANNELS = {"call_client": "call", "leave_voicemail": "voicemail"}
 """Activity -> the `channel` its `outreach_failed` or `outreach_uncertain` event names."""
+
+
+NOTICE_WORKFLOW_PREFIX = "notice-"
+"""A notice's workflow id is this and its key (`activities.notices.notice_workflow_id`)."""
+
+
+def is_notice(stream_id: str) -> bool:
+    """Whether an audit trail is a notice's (`<session id>/<name>`), not a session's.
+
+    Session ids are letters, digits, '.', '_' and '-' only; a notice key adds its name
+    after a '/'.
+    """
+    return "/" in stream_id
+
+
+SERIES_PREFIX = "caring:"
+"""A caring-contacts series' trail and workflow id start so (`domain.caring.SERIES_PREFIX`)."""
+
+
+def is_series(stream_id: str) -> bool:
+    """Whether an audit trail is a caring-contacts series' (its id holds ':', no session's can).
+
+    A series continues as new after each message, so its trail spans many runs: it is
+    verified like any trail, but not replayed against one history.
+    """
+    return stream_id.startswith(SERIES_PREFIX)
+
+
+def workflow_id_of(stream_id: str) -> str:
+    """The workflow whose trail this is: `notice-<key>` or `session-<session id>`."""
+    if is_notice(stream_id):
+        return f"{NOTICE_WORKFLOW_PREFIX}{stream_id}"
+    return workflow_id_for(stream_id)
 
 
 @dataclass(frozen=True)

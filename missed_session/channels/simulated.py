@@ -232,6 +232,8 @@ class CallbackDispatcher:
         self._unrecorded: set[str] = set()
         """Settled here, not yet marked delivered in PostgreSQL."""
         self._changed = asyncio.Event()
+        self._settled_here = asyncio.Event()
+        """Set when a call-back settled here waits to be recorded: the follower wakes."""
         self._log = structlog.get_logger(__name__)
         """Its own: a module's logger bound once under another logging set-up (a test's)
         would keep it."""
@@ -278,6 +280,7 @@ class CallbackDispatcher:
             self._log.info("callback_delivered", session_id=session_id,
                            answered_seconds_after_due=round(after, 1))
         self._unrecorded.add(session_id)
+        self._settled_here.set()
 
     async def _follow_store(self) -> None:
         """Record settled call-backs and pick up owed ones, surviving every error."""
@@ -294,7 +297,13 @@ class CallbackDispatcher:
             if delay != self._poll_seconds:
                 self._log.info("callback_dispatch_recovered")
                 delay = self._poll_seconds
-            await asyncio.sleep(self._poll_seconds)
+            await self._until_settled_here(self._poll_seconds)
+
+    async def _until_settled_here(self, seconds: float) -> None:
+        """Sleep `seconds`, or less if a call-back settled here waits to be recorded."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled_here.wait(), timeout=seconds)
+        self._settled_here.clear()
 
     async def _sync(self) -> None:
         """Mark what was settled here; schedule what PostgreSQL says is still owed."""

@@ -29,10 +29,11 @@ async def _run(request: audit_cli.AuditActionRequest, app: Application) -> audit
         return await audit_cli.run_conformance(request, store)
     # Replay runs the workflow code itself: the one command that imports it.
     from worker import WORKFLOW_RUNNER  # noqa: PLC0415
+    from workflows.notice import NoticeWorkflow  # noqa: PLC0415
     from workflows.session import SessionWorkflow  # noqa: PLC0415
 
     client = await app.temporal()
-    setup = audit_cli.ReplaySetup([SessionWorkflow], WORKFLOW_RUNNER)
+    setup = audit_cli.ReplaySetup([SessionWorkflow, NoticeWorkflow], WORKFLOW_RUNNER)
     try:
         return await audit_cli.run_replay(request, client, store, setup)
     except RPCError as error:

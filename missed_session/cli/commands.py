@@ -73,7 +73,7 @@ class StatusRequest:
 
 @dataclass(frozen=True)
 class AuditRequest:
-    """Read a session's audit trail from PostgreSQL."""
+    """Read a session's audit trail from PostgreSQL (or a notice's, by its key)."""
 
     session_id: str
 
@@ -94,14 +94,24 @@ def validate(args: argparse.Namespace, app: Application) -> Request:
             msg = "--concurrency: only for a day file (.jsonl)"
             raise UsageError(msg)
         return ScheduleRequest(build_booking(args, app))
+    if args.command == "audit":
+        return AuditRequest(trail_id_of(args.session_id))
     session_id = session_id_of(args.session_id)
     if args.command == "status":
         return StatusRequest(session_id)
-    if args.command == "audit":
-        return AuditRequest(session_id)
     if args.command in DECISIONS:
         return _decision_request(args, session_id)
     return MessageRequest(session_id, MESSAGES[args.command], _message_payload(args))
+
+
+def trail_id_of(value: str) -> str:
+    """A session id, or a notice key (`<session id>/<name>`: the notice's own trail)."""
+    if "/" in value:
+        session_part, _, name = value.partition("/")
+        session_id_of(session_part)
+        session_id_of(name)
+        return value
+    return session_id_of(value)
 
 
 def session_id_of(value: str) -> str:

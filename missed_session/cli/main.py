@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
@@ -21,6 +23,7 @@ from missed_session.cli import commands
 from missed_session.cli import console as console_cli
 from missed_session.cli import kept_texts as kept_texts_cli
 from missed_session.cli import notices as notices_cli
+from missed_session.cli import simulate as simulate_cli
 from missed_session.cli.audit_actions import run_audit_action
 from missed_session.cli.bulk_import import run_import
 from missed_session.cli.parser import UsageError, parse_args
@@ -28,11 +31,13 @@ from missed_session.cli.render import BAD_INPUT, fail, show
 from missed_session.codec import new_key
 from missed_session.config import ConfigurationError, load_settings
 from missed_session.domain.practice import PracticeFileError
+from missed_session.log_setup import forward_core_logs
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; 0 done, 1 could not be carried out, 2 bad input or refused."""
     command_line = sys.argv[1:] if argv is None else argv
+    forward_core_logs()  # the SDK core's warnings as plain lines, not colour codes
     special = _special_action(command_line)
     if special is not None:
         return special
@@ -70,20 +75,22 @@ def _new_secret(args: argparse.Namespace) -> int:
     return 0
 
 
-def _special_action(command_line: list[str]) -> int | None:  # noqa: PLR0911 - a dispatcher
-    """The verbs with their own parsers (audit, clients, notices, console, kept-texts, caring)."""
+def _special_action(command_line: list[str]) -> int | None:
+    """The verbs with their own parsers; `parser.VERB_GROUPS` lists them in --help."""
     if audit_cli.is_action(command_line):
         return asyncio.run(run_audit_action(command_line))
     if clients_cli.is_clients(command_line):  # the client directory: missed_session/cli/clients.py
         return asyncio.run(clients_cli.run_clients(command_line))
-    if notices_cli.is_action(command_line):  # notices and roster: missed_session/cli/notices.py
-        return notices_cli.main(command_line)
-    if console_cli.is_action(command_line):  # console accounts: missed_session/cli/console.py
-        return console_cli.main(command_line)
-    if kept_texts_cli.is_action(command_line):  # inbound texts waiting: cli/kept_texts.py
-        return kept_texts_cli.main(command_line)
-    if caring_cli.is_action(command_line):  # caring contacts: cli/caring.py
-        return caring_cli.main(command_line)
+    groups: tuple[tuple[Callable[[Sequence[str]], bool], Callable[[Sequence[str]], int]], ...] = (
+        (notices_cli.is_action, notices_cli.main),  # notices and roster: cli/notices.py
+        (console_cli.is_action, console_cli.main),  # console accounts: cli/console.py
+        (kept_texts_cli.is_action, kept_texts_cli.main),  # inbound texts waiting
+        (simulate_cli.is_action, simulate_cli.main),  # the simulated phone: cli/simulate.py
+        (caring_cli.is_action, caring_cli.main),  # caring contacts: cli/caring.py
+    )
+    for is_action, run in groups:
+        if is_action(command_line):
+            return run(command_line)
     return None
 
 
@@ -110,8 +117,13 @@ def exit_with(code: int) -> None:
     The Temporal SDK's Rust runtime threads can abort the interpreter's shutdown ("Fatal
     Python error: PyGILState_Release", exit 134 or 139; temporalio/sdk-python issue 300),
     replacing the command's exit code. Nothing is left to finalise once the command has
-    returned (the event loop is closed, the pool too), so the process ends here.
+    returned (the event loop is closed, the pool too), so the process ends here, but only
+    after the exit handlers have run: among them the stop of an embedded PostgreSQL this
+    command started because no stack was up (`store.embedded.start`), which `os._exit`
+    would otherwise leave running.
     """
+    with contextlib.suppress(Exception):  # an exit handler's failure must not change the code
+        atexit._run_exitfuncs()  # what interpreter shutdown would run
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to say
             stream.flush()

@@ -31,9 +31,10 @@ from temporalio.service import RPCError
 from missed_session.application import notices as use
 from missed_session.config import ConfigurationError, Settings, load_settings
 from missed_session.domain import roster as rota
+from missed_session.domain.events import read
 from missed_session.domain.notices import Acknowledgment, AckVia, Resolution
 from missed_session.store.database import database_url, open_pool
-from missed_session.store.notices import NoticeRow, RosterStore
+from missed_session.store.notices import NoticeRow, RosterStore, notice_trails
 from missed_session.temporal_client import connect
 
 VERBS = ("notices", "roster")
@@ -171,9 +172,17 @@ async def _show(key: str, pool: asyncpg.Pool) -> tuple[int, str]:
     rows = [row for row in await use.list_notices(pool, everything=True) if row.key == key]
     if not rows:
         return 2, f"no notice {key!r}"
+    row = rows[0]
     lines = [_render_list(rows)]
-    for event in await use.notice_trail(pool, key):
-        fields = event.model_dump(mode="json", exclude={"note"})
-        lines.append(f"  {event.event_type.value:<20} "
+    if row.acknowledged_at is not None:
+        lines.append(f"  acknowledged {row.acknowledged_at:%Y-%m-%d %H:%M:%S} UTC")
+    if row.resolved_at is not None:
+        lines.append(f"  resolved {row.resolved_at:%Y-%m-%d %H:%M:%S} UTC by {row.resolved_by}")
+    lines.append(f"  its own audit trail (starter.py audit {key}):")
+    trail = (await notice_trails(pool, row.session_id)).get(key, [])
+    for event in trail:
+        fields = read(event).model_dump(mode="json", exclude={"note", "event_type"})
+        lines.append(f"  #{event.sequence:<3} {event.occurred_at:%Y-%m-%d %H:%M:%S} UTC "
+                     f"{event.event_type.value:<20} "
                      + " ".join(f"{k}={v}" for k, v in fields.items()))
     return 0, "\n".join(lines)

@@ -87,10 +87,32 @@ def _schedule_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     schedule.add_argument("--spacing", type=int, help="minutes between outreach attempts")
 
 
+VERB_GROUPS = """\
+verb groups, each with its own --help:
+  audit verify|replay|export|purge|conformance
+                                     compliance review: hash chains, history replay
+                                     (sessions and notices), FHIR/JSONL export, purge,
+                                     published standards rule by rule
+  projections rebuild                the attendance and open-task tables, from the trail
+  clients add|update|show|export|consent|import
+                                     the client directory and dated consent
+  roster load|show|on-call           the practice's clinicians and on-call rota
+  notices list|show|ack|resolve|sms-reply
+                                     alerts and tasks to clinicians
+  console set-password               clinician console accounts
+  kept-texts [--all] [--retry-now]   inbound texts kept while no worker ran
+  simulate NUMBER answer|no-answer|voicemail-full|call-back --after MINUTES|invalid
+                                     script the simulated phone (demos and tests)
+  caring start|end|show              caring contacts after an unresolved episode
+"""
+"""The commands with parsers of their own (`cli.main._special_action`), for --help."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line; booking flags are optional here so the model names what is missing."""
     parser = _Parser(prog="starter.py",
-                     description="The scheduling system's and the operators' command line.")
+                     description="The scheduling system's and the operators' command line.",
+                     epilog=VERB_GROUPS, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _schedule_parser(commands)
     bulk = commands.add_parser(

@@ -207,6 +207,8 @@ class AckVia(StrEnum):
     LINK = "link"
     CLI = "cli"
     HTTP = "http"
+    CONSOLE = "console"
+    """The clinician console (signed in): not the HTTP API's bearer tokens."""
 
 
 class IssuedCode(Model):

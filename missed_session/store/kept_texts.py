@@ -156,10 +156,12 @@ class KeptTextStore:
 
     async def seconds_to_next(self) -> float | None:
         """Seconds until the next pending text is due (0 if one is); None if none pends."""
+        # Not greatest(0, ...) in SQL: PostgreSQL's greatest ignores NULL, so "none pends"
+        # came back as 0 ("one is due") and the deliverer never slept (issue 22).
         seconds = await self._pool.fetchval(
-            "SELECT greatest(0, extract(epoch FROM min(next_attempt_at) - now()))::float8"
+            "SELECT extract(epoch FROM min(next_attempt_at) - now())::float8"
             " FROM kept_texts WHERE state = 'pending'")
-        return None if seconds is None else float(seconds)
+        return None if seconds is None else max(0.0, float(seconds))
 
     async def add_sessions(self, message_id: str, session_ids: list[str]) -> None:
         """The open sessions found for a text whose sessions were not known when it came."""
