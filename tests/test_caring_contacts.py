@@ -18,8 +18,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from missed_session.application.caring import CaringContacts
-from missed_session.audit.cli import VerifyRequest, run_verify
 from missed_session.application.results import ResultKind
+from missed_session.audit.cli import VerifyRequest, run_verify
 from missed_session.channels.simulated import SimulatedPhone
 from missed_session.domain import caring, events
 from missed_session.domain.clients import (
