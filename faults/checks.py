@@ -8,19 +8,24 @@ TEAM.md, the channels' docstring in missed_session/channels/base.py):
   (an emergency contact's message: escalation blocked, with an urgent task);
 - a provider that took the request and never answers makes the step "delivery uncertain"
   within bounded time (the channel's read timeout): never sent again; an uncertain
-  emergency contact's message comes with an urgent task, since a person must find out.
+  emergency contact's message comes with an urgent task, since a person must find out;
+- a notice to a clinician that the provider held when the worker died is `notice_uncertain`
+  (never `notice_failed`, never sent again), and its rung waits the policy's minutes and
+  then climbs, within seconds of the worker's restart (issue 29 item 3).
 
 Pure: the receiver's records and the trails in, problems and notes out.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from faults.count import ESCALATION_KEY, STEP_KEY, SessionRecord
+from faults.count import ESCALATION_KEY, STEP_KEY, NoticeRecord, SessionRecord
 from faults.receiver import Delivery
+from missed_session.domain.events import live
 from missed_session.domain.models import AuditEvent, AuditEventType
 
 REJECTED = "rejected by the channel"
@@ -30,6 +35,21 @@ UNCERTAIN = "delivery uncertain"
 HANG_BOUND_SECONDS = 60.0
 """How long a hung step may take to be recorded: the channel gives up after 10 s without
 an answer; the rest is room for a loaded two-core machine."""
+NOTICE_SEND_KEY = re.compile(
+    r"^notice-(?P<notice>.+)/round-(?P<round>\d+)/step-(?P<step>\d+)/(?P<clinician>[^/]+)"
+    r"/(?P<channel>[^/]+)$")
+"""A notice send's idempotency key (`workflows/notice.py`): notice workflow id, rung, who,
+how."""
+CLIMB_SLACK_SECONDS = 30.0
+"""How long after the worker's restart, beyond the rung's own wait, a struck rung may take
+to climb: the heartbeat timeout (10 s) that tells Temporal the dead worker's send is gone,
+the retry's 2 s, and room for a loaded two-core machine. Without the heartbeat the send
+waits out its whole 2-minute start-to-close timeout (the issue saw 143-197 s)."""
+EARLY_TOLERANCE_SECONDS = 0.5
+"""A climb this much before the rung's wait is over is early (clock rounding only)."""
+_NOTICE_SENDS = {AuditEventType.NOTICE_SENT, AuditEventType.NOTICE_FAILED,
+                 AuditEventType.NOTICE_UNCERTAIN}
+_CLIMBS = {AuditEventType.NOTICE_ESCALATED, AuditEventType.NOTICE_EXHAUSTED}
 
 
 @dataclass
@@ -96,6 +116,84 @@ def hangs_ended(hung: Sequence[Delivery], records: Sequence[SessionRecord], *,
             found.problems.append(f"{step}: uncertain escalation with no task for a person")
         else:
             found.notes.append(f"{step} hung: {event.event_type.value} after {took:.0f} s")
+    return found
+
+
+def notice_in_flight_honoured(held: Delivery | None, deliveries: Sequence[Delivery],
+                              notices: Sequence[NoticeRecord], *, restarted_at: float,
+                              rung_seconds: float,
+                              slack: float = CLIMB_SLACK_SECONDS) -> Findings:
+    """The notice send held by the provider at the kill, and every notice of the run.
+
+    The held send: requested once, recorded `notice_uncertain` (not sent, not failed), and
+    its rung climbed (`notice_escalated`, or `notice_exhausted` at the top) no sooner than
+    the rung's wait after that record (it may have reached the clinician, so the rung
+    waits) and no later than `rung_seconds + slack` after the worker's restart. Every
+    notice: no `notice_failed` (no provider refuses or fails in this scenario), its chain
+    intact, its history replayed.
+    """
+    found = Findings()
+    found.problems += [f"notice {record.key}: {problem}" for record in notices
+                       for problem in record.problems]
+    found.problems += [f"notice {record.key}: chain not intact" for record in notices
+                       if not record.chain_ok and not record.problems]
+    found.problems += [f"notice {record.key}: history does not replay" for record in notices
+                       if not record.replay_ok and not record.problems]
+    courses = {record.key: live(record.trail) for record in notices}
+    for key, each in courses.items():
+        found.problems += [f"notice {key}: notice_failed round {e.data.get('round')} step "
+                           f"{e.data.get('step')} {e.data.get('channel')} "
+                           f"({e.data.get('reason')})"
+                           for e in each if e.event_type is AuditEventType.NOTICE_FAILED]
+    found.problems += [f"notice {_step(key)} was sent {times} times"
+                       for key, times in Counter(d.key for d in deliveries).items()
+                       if times > 1 and key.startswith("notice-")]
+    sends = Counter(e.event_type.value for each in courses.values() for e in each
+                    if e.event_type in _NOTICE_SENDS)
+    found.notes.append(f"{len(notices)} notices; sends recorded: {dict(sorted(sends.items()))}")
+    if held is None:
+        found.problems.append("no notice reached the provider: the fault never struck")
+        return found
+    parts = NOTICE_SEND_KEY.match(held.key)
+    if parts is None:
+        found.problems.append(f"the held request {held.key} is not a notice's send")
+        return found
+    notice = parts["notice"]
+    send = f"notice {notice} round {parts['round']} step {parts['step']} {parts['channel']}"
+    course = courses.get(notice)
+    if course is None:
+        found.problems.append(f"{send} was held at the kill; the notice has no trail")
+        return found
+    records = [e for e in course if e.event_type in _NOTICE_SENDS
+               and e.data.get("round") == int(parts["round"])
+               and e.data.get("step") == int(parts["step"])
+               and e.data.get("clinician_id") == parts["clinician"]
+               and e.data.get("channel") == parts["channel"]]
+    if [e.event_type for e in records] != [AuditEventType.NOTICE_UNCERTAIN]:
+        said = ", ".join(f"{e.event_type.value} ({e.data.get('reason', '')})" for e in records)
+        found.problems.append(f"{send} was in the provider's hands at the kill; the trail "
+                              f"says {said or 'nothing'}")
+        return found
+    uncertain = records[0]
+    recorded_after = uncertain.occurred_at.timestamp() - restarted_at
+    climb = next((e for e in course
+                  if e.sequence > uncertain.sequence and e.event_type in _CLIMBS), None)
+    if climb is None:
+        found.problems.append(f"{send}: notice_uncertain, and the ladder never climbed after it")
+        return found
+    waited = climb.occurred_at.timestamp() - uncertain.occurred_at.timestamp()
+    after = climb.occurred_at.timestamp() - restarted_at
+    if waited < rung_seconds - EARLY_TOLERANCE_SECONDS:
+        found.problems.append(f"{send}: climbed {waited:.1f} s after notice_uncertain, before "
+                              f"the rung's {rung_seconds:.0f} s (taken for a failed send)")
+    elif after > rung_seconds + slack:
+        found.problems.append(f"{send}: the rung climbed {after:.0f} s after the restart "
+                              f"(bound {rung_seconds + slack:.0f} s: the rung stalled)")
+    else:
+        found.notes.append(
+            f"{send} held at the kill, sent once: notice_uncertain {recorded_after:.1f} s "
+            f"after the restart; {climb.event_type.value} {waited:.1f} s later "
+            f"({after:.1f} s after the restart; the rung's wait {rung_seconds:.0f} s)")
     return found
 
 

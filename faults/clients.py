@@ -38,6 +38,8 @@ CALL_BACK_SECONDS = 2
 """How long after a voicemail a calling-back client rings the practice (real seconds)."""
 CHECK_IN_AFTER_MINUTES = 1
 """Protocol minutes after the start at which an attending client checks in."""
+THERAPIST_ID = "t-faults"
+"""Every scripted session's therapist (on the roster of the notice scenario)."""
 DELIVERY_PATIENCE = 300.0
 """Seconds the front desk keeps trying to deliver a message while Temporal is down."""
 
@@ -112,7 +114,7 @@ def scripted_session(prefix: str, index: int, script: Script, *, start: datetime
             emergency_contact=contact,
             preferences=ContactPreferences(text=False, email=False),
         ),
-        therapist_id="t-faults",
+        therapist_id=THERAPIST_ID,
         start=start,
         risk_tier=RiskTier.HIGH if script is Script.UNREACHABLE_CONSENT else RiskTier.STANDARD,
         protocol=protocol_settings(time_scale),

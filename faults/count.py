@@ -60,6 +60,20 @@ class SessionRecord:
     """What the chain verification or the replay said when it failed."""
 
 
+@dataclass(frozen=True)
+class NoticeRecord:
+    """One notice to clinicians at the end of a scenario with a roster (its own trail)."""
+
+    key: str
+    """The notice key, `<session id>/<name>`: its trail's stream id."""
+    trail: Sequence[AuditEvent]
+    chain_ok: bool
+    replay_ok: bool
+    """The notice workflow's history replays with today's code and matches its trail."""
+    problems: Sequence[str] = ()
+    """What the chain verification or the replay said when it failed."""
+
+
 @dataclass
 class Counts:
     """One row of the fault table."""

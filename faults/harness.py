@@ -36,7 +36,7 @@ from faults.clients import (
     check_in,
     scripted_session,
 )
-from faults.count import Effect, SessionRecord
+from faults.count import Effect, NoticeRecord, SessionRecord
 from faults.processes import ApiProcess, Postgres, TemporalServer, WorkerProcess
 from faults.receiver import PracticeReceiver, serve
 from missed_session.api.tokens import Scope, digest, new_token
@@ -55,11 +55,14 @@ from missed_session.domain.models import (
     SessionResult,
     workflow_id_for,
 )
+from missed_session.domain.roster_file import parse_roster
 from missed_session.scheduling import schedule_session
 from missed_session.store.audit import AuditStore
 from missed_session.store.database import open_pool
+from missed_session.store.notices import RosterStore, notice_trails
 from missed_session.temporal_client import data_converter
 from worker import WORKFLOW_RUNNER
+from workflows.notice import NoticeWorkflow
 from workflows.session import SessionWorkflow
 
 ChannelName = Literal["simulated", "webhook"]
@@ -188,6 +191,15 @@ class Harness:
             await self.temporal.stop(signal.SIGTERM)
         if hasattr(self, "postgres"):
             await self.postgres.shutdown()
+
+    async def load_roster(self, practice_file: str) -> None:
+        """Load a practice file's roster and notice rules, as `starter.py roster load` does.
+
+        From then on every notice a session gives climbs its on-call ladder (a notice
+        workflow per notice, sent through the scenario's channel).
+        """
+        practice = parse_roster(practice_file, "faults roster")
+        await RosterStore(self.pool).load(practice.roster, practice.notices, "faults roster")
 
     async def _attend(self, session: ScriptedSession) -> None:
         if not await check_in(self.client, session):
@@ -345,7 +357,7 @@ class Harness:
         for row in await self.rows():
             if row.session_id not in last or row.sequence > last[row.session_id].sequence:
                 last[row.session_id] = row
-        counted = {s: r.event_type for s, r in sorted(last.items())}
+        counted = {s: r.event_type for s, r in sorted(last.items()) if "/" not in s}
         return ", ".join(f"{s.rsplit('-', 1)[-1]}:{t}" for s, t in counted.items()) or "no rows"
 
     # -- killing and restarting -------------------------------------------------------
@@ -418,6 +430,28 @@ class Harness:
                 trail=trail, effects=effects.get(session.session_id, []),
                 chain_ok=chain.ok and chain.rows > 0, replay_ok=replay.ok, problems=problems,
             ))
+        return found
+
+    async def notice_records(self) -> list[NoticeRecord]:
+        """Every notice of the scenario's sessions: its trail, chain verified, history replayed.
+
+        A notice that waits for an acknowledgment is still running: its history replays as
+        far as it goes.
+        """
+        store = AuditStore(self.pool)
+        setup = ReplaySetup([SessionWorkflow, NoticeWorkflow], WORKFLOW_RUNNER)
+        found: list[NoticeRecord] = []
+        for session in self.sessions:
+            trails = await notice_trails(self.pool, session.session_id)
+            for key, trail in sorted(trails.items()):
+                chain = await verify_session(store, key)
+                replay = await replay_session(self.client, store, setup, key)
+                problems = [] if chain.ok else [describe(chain)]
+                if not replay.ok:
+                    problems.append(replay.describe())
+                found.append(NoticeRecord(key=key, trail=trail,
+                                          chain_ok=chain.ok and chain.rows > 0,
+                                          replay_ok=replay.ok, problems=problems))
         return found
 
 

@@ -45,6 +45,8 @@ class Hold:
 
     kind: str
     seconds: float
+    key_part: str = ""
+    """Only a request whose idempotency key contains this (a notice's `/round-1/step-1/`)."""
     seen: asyncio.Event = field(default_factory=asyncio.Event)
     delivery: Delivery | None = None
 
@@ -78,9 +80,12 @@ class PracticeReceiver:
     _called_back: set[str] = field(default_factory=set)
     _released: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def hold(self, kind: str, seconds: float) -> Hold:
-        """Hold the next `kind` request open for `seconds` (after acting on it)."""
-        hold = Hold(kind, seconds)
+    def hold(self, kind: str, seconds: float, key_part: str = "") -> Hold:
+        """Hold the next `kind` request (its key containing `key_part`) open for `seconds`.
+
+        The request is acted on first: while it is held, it is in the provider's hands.
+        """
+        hold = Hold(kind, seconds, key_part)
         self.holds.append(hold)
         return hold
 
@@ -121,8 +126,8 @@ class PracticeReceiver:
             answer = {"result": "answered"}
             if delivery.kind == "voicemail" and delivery.to in self.calls_back_after:
                 self._call_back_later(delivery.session_id, self.calls_back_after[delivery.to])
-        hold = next((h for h in self.holds if h.kind == delivery.kind and not h.seen.is_set()),
-                    None)
+        hold = next((h for h in self.holds if h.kind == delivery.kind
+                     and h.key_part in delivery.key and not h.seen.is_set()), None)
         if hold is not None:
             hold.delivery = delivery
             hold.seen.set()

@@ -62,6 +62,8 @@ async def run_scenario(scenario: Scenario, size: Size, directory: Path) -> Outco
         async with harness(directory, scenario.channel, size.time_scale,
                            with_api=scenario.with_api,
                            callbacks_via_api=scenario.callbacks_via_api) as live:
+            if scenario.roster is not None:
+                await live.load_roster(scenario.roster)
             await live.book(list(size.scripts), prefix=_slug(scenario.name)[:24],
                             expected=scenario.expected)
             try:
@@ -71,6 +73,8 @@ async def run_scenario(scenario: Scenario, size: Size, directory: Path) -> Outco
                 outcome.notes = live.notes
             records = await live.records()
             outcome.counts = count(records)
+            if scenario.roster is not None:
+                live.facts["notices"] = await live.notice_records()
             if scenario.check is not None:
                 findings = scenario.check(live, records)
                 outcome.notes += findings.notes

@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from faults.checks import Findings, hangs_ended, refusals_honoured
-from faults.clients import Script
+from faults.checks import Findings, hangs_ended, notice_in_flight_honoured, refusals_honoured
+from faults.clients import THERAPIST_ID, Script
 from faults.count import SessionRecord
 from faults.harness import CallbackAnswer, ChannelName, Harness
 from missed_session.domain.models import AuditEventType, Outcome
@@ -442,6 +442,93 @@ def callbacks_answered_in_time(run: Harness, records: Sequence[SessionRecord]) -
     return findings
 
 
+# -- notices to clinicians ------------------------------------------------------------------
+
+RUNG_MINUTES = 5
+"""Every rung of the scenario's on-call ladder waits this many policy minutes (5 real
+seconds at the suite's 60x): the high-risk policy's rung in docs/practice.example.toml."""
+NOTICE_ROSTER = f"""
+[roster]
+time_zone = "UTC"
+
+[roster.clinicians.{THERAPIST_ID}]
+role = "therapist"
+sms = "+15555559001"
+supervisor = "supervisor-faults"
+
+[roster.clinicians.oncall-faults]
+role = "on_call_clinician"
+sms = "+15555559002"
+voice = "+15555559002"
+notify_by = ["sms", "voice"]
+
+[roster.clinicians.supervisor-faults]
+role = "clinical_supervisor"
+email = "supervisor@example.org"
+
+[[roster.on_call]]
+clinician = "oncall-faults"
+
+[[notices.policies]]
+name = "faults"
+steps = [{{ notify = "therapist", minutes = {RUNG_MINUTES} }},
+         {{ notify = "on_call", minutes = {RUNG_MINUTES} }},
+         {{ notify = "supervisor", minutes = {RUNG_MINUTES} }}]
+then = "stop"
+"""
+"""The practice's clinicians and ladder in the notice scenario: the sessions' therapist by
+SMS only (so the rung's one send is the one struck), then whoever is on call (every hour of
+every day) by SMS and voice, then the clinical supervisor by email; nobody acknowledges."""
+HELD_NOTICE = "/round-1/step-1/"
+"""The send the provider holds at the kill: a notice's first, to the therapist."""
+
+
+async def kill_with_notice_in_hands(run: Harness, size: Size) -> None:
+    """The provider holds a notice's SMS to the therapist: the worker is SIGKILLed.
+
+    The receiver has acted on the send (it counts as delivered) and holds its answer; the
+    dead worker's claim in the delivery ledger is pending, so the retried send must be
+    `notice_uncertain` and the rung must wait its minutes and climb.
+    """
+    receiver = run.receiver
+    assert receiver is not None
+    hold = receiver.hold("text", HOLD_SECONDS, HELD_NOTICE)
+    await asyncio.wait_for(hold.seen.wait(), 180)
+    await run.kill_worker("while the receiver held a notice's SMS to the therapist")
+    run.facts["restarted_at"] = time.time()
+    run.facts["held_notice"] = hold.delivery
+    assert hold.delivery is not None
+    notice = hold.delivery.key.removeprefix("notice-").split("/round-", 1)[0]
+
+    async def climbed() -> bool:
+        try:
+            kinds = await run.pool.fetch(
+                "SELECT event_type FROM audit_events WHERE session_id = $1 ORDER BY sequence",
+                notice)
+        except Exception:  # not readable: not seen
+            return False
+        seen = [row["event_type"] for row in kinds]
+        return AuditEventType.NOTICE_ESCALATED.value in seen[1:] and any(
+            kind in seen for kind in (AuditEventType.NOTICE_UNCERTAIN.value,
+                                      AuditEventType.NOTICE_FAILED.value))
+
+    if await run.until(f"notice {notice} to climb", climbed, 180):
+        run.note(f"notice {notice} climbed "
+                 f"{time.time() - run.facts['restarted_at']:.1f} s after the restart")
+
+
+def notice_recorded_uncertain(run: Harness, records: Sequence[SessionRecord]) -> Findings:
+    """The held notice send: once, `notice_uncertain`, its rung climbed in time.
+
+    And no notice failed; every notice's chain is intact and its history replays.
+    """
+    assert run.receiver is not None
+    return notice_in_flight_honoured(
+        run.facts.get("held_notice"), run.receiver.deliveries, run.facts.get("notices", []),
+        restarted_at=run.facts.get("restarted_at", 0.0),
+        rung_seconds=RUNG_MINUTES * 60 / run.time_scale)
+
+
 # -- the channel ---------------------------------------------------------------------------
 
 
@@ -520,6 +607,9 @@ class Scenario:
     """The HTTP API (with its kept-text deliverer) runs as a process of the scenario too."""
     callbacks_via_api: bool = False
     """The clients' call-backs are posted to the API (webhook channel)."""
+    roster: str | None = None
+    """A practice file whose roster is loaded before booking: every notice then climbs its
+    on-call ladder, and the notices' trails are gathered (`facts["notices"]`) for the check."""
 
 
 def _both(name: str, fault: Fault) -> list[Scenario]:
@@ -557,6 +647,9 @@ SCENARIOS: list[Scenario] = [
     Scenario("call-back during a PostgreSQL outage [webhook]", postgres_outage_at_callback,
              "webhook", check=callbacks_answered_in_time, with_api=True,
              callbacks_via_api=True),
+    Scenario("worker SIGKILL with a notice in the provider's hands [webhook]",
+             kill_with_notice_in_hands, "webhook", check=notice_recorded_uncertain,
+             roster=NOTICE_ROSTER),
 ]
 """The full size runs all of these; the smoke size the ones named in SMOKE."""
 SMOKE = [
