@@ -145,7 +145,7 @@ def notice_in_flight_honoured(held: Delivery | None, deliveries: Sequence[Delive
                            f"{e.data.get('step')} {e.data.get('channel')} "
                            f"({e.data.get('reason')})"
                            for e in each if e.event_type is AuditEventType.NOTICE_FAILED]
-    found.problems += [f"notice {_step(key)} was sent {times} times"
+    found.problems += [f"notice send {key.removeprefix('notice-')} was sent {times} times"
                        for key, times in Counter(d.key for d in deliveries).items()
                        if times > 1 and key.startswith("notice-")]
     sends = Counter(e.event_type.value for each in courses.values() for e in each

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from faults.checks import hangs_ended, refusals_honoured
+from faults.checks import hangs_ended, notice_in_flight_honoured, refusals_honoured
 from faults.clients import Script, scripted_session
-from faults.count import Counts, Effect, SessionRecord, count
+from faults.count import Counts, Effect, NoticeRecord, SessionRecord, count
 from faults.harness import CallbackAnswer, Harness
 from faults.receiver import Delivery
 from faults.run import Outcome, run_scenarios, table
@@ -245,6 +245,80 @@ def test_a_hung_step_must_be_recorded_uncertain_in_bounded_time_and_never_resent
                                        reason="delivery uncertain"))
     assert "no task for a person" in hangs_ended(
         [_request("session-s1/escalation")], [untold]).problems[0]
+
+
+NOTICE = "s1/no-show-alert"
+NOTICE_SEND = f"notice-{NOTICE}/round-1/step-1/t-faults/sms"
+
+
+NoticeRow = tuple[AuditEventType, float, dict[str, str | int]]
+"""A notice event: its type, seconds after NOW, its data."""
+
+
+def _notice(*events: NoticeRow,
+            chain_ok: bool = True, replay_ok: bool = True) -> NoticeRecord:
+    """A notice's trail: opened, then `events` (type, seconds after NOW, data)."""
+    opened = AuditEvent(session_id=NOTICE, sequence=1, event_type=AuditEventType.NOTICE_OPENED,
+                        occurred_at=NOW, data={})
+    trail = [opened, *(AuditEvent(session_id=NOTICE, sequence=n, event_type=kind,
+                                  occurred_at=NOW + timedelta(seconds=after), data=data)
+                       for n, (kind, after, data) in enumerate(events, start=2))]
+    return NoticeRecord(NOTICE, trail, chain_ok, replay_ok)
+
+
+SEND: dict[str, str | int] = {"round": 1, "step": 1, "clinician_id": "t-faults",
+                              "channel": "sms"}
+UNCERTAIN: NoticeRow = (AuditEventType.NOTICE_UNCERTAIN, 10.0,
+                        {**SEND, "reason": "delivery uncertain"})
+CLIMB: NoticeRow = (AuditEventType.NOTICE_ESCALATED, 15.0,
+                    {"round": 1, "step": 2, "target": "on_call"})
+
+
+def _at(row: NoticeRow, seconds: float) -> NoticeRow:
+    return row[0], seconds, row[2]
+
+
+def _held(notice: NoticeRecord, deliveries: int = 1) -> list[str]:
+    held = Delivery(NOTICE_SEND, "s1", "text", "+15555559001", SEEN_AT)
+    return notice_in_flight_honoured(held, [held] * deliveries, [notice],
+                                     restarted_at=SEEN_AT, rung_seconds=5.0).problems
+
+
+def test_a_notice_held_at_the_kill_must_be_uncertain_and_its_rung_climb_in_time() -> None:
+    honest = _notice(UNCERTAIN, CLIMB)
+    held = Delivery(NOTICE_SEND, "s1", "text", "+15555559001", SEEN_AT)
+    found = notice_in_flight_honoured(held, [held], [honest], restarted_at=SEEN_AT,
+                                      rung_seconds=5.0)
+    assert found.problems == []
+    assert "notice_uncertain 10.0 s after the restart; notice_escalated 5.0 s later" in (
+        found.notes[-1])
+    send = "notice s1/no-show-alert round 1 step 1 sms"
+    # the issue's record: retried as a failure, then the ladder climbs at once
+    failed = _notice((AuditEventType.NOTICE_FAILED, 150.0,
+                      {**SEND, "reason": "channel failed after retries"}),
+                     (AuditEventType.NOTICE_ESCALATED, 150.0, CLIMB[2]))
+    assert _held(failed) == [
+        "notice s1/no-show-alert: notice_failed round 1 step 1 sms (channel failed after "
+        "retries)",
+        f"{send} was in the provider's hands at the kill; the trail says notice_failed "
+        "(channel failed after retries)"]
+    # uncertain, but only once the dead worker's 2-minute timeout ran out: the rung stalled
+    stalled = _notice(_at(UNCERTAIN, 140.0), _at(CLIMB, 145.0))
+    assert _held(stalled) == [
+        f"{send}: the rung climbed 145 s after the restart (bound 35 s: the rung stalled)"]
+    # uncertain, yet climbed at once as after a failed send
+    early = _notice(UNCERTAIN, _at(CLIMB, 10.0))
+    assert _held(early) == [f"{send}: climbed 0.0 s after notice_uncertain, before the "
+                            "rung's 5 s (taken for a failed send)"]
+    assert _held(_notice(UNCERTAIN)) == [
+        f"{send}: notice_uncertain, and the ladder never climbed after it"]
+    assert _held(honest, deliveries=2) == [
+        "notice send s1/no-show-alert/round-1/step-1/t-faults/sms was sent 2 times"]
+    assert _held(_notice(UNCERTAIN, CLIMB, replay_ok=False)) == [
+        "notice s1/no-show-alert: history does not replay"]
+    assert notice_in_flight_honoured(None, [], [honest], restarted_at=SEEN_AT,
+                                     rung_seconds=5.0).problems == [
+        "no notice reached the provider: the fault never struck"]
 
 
 def _harness() -> Harness:
