@@ -1039,7 +1039,7 @@ async def test_a_blocked_escalation_waits_for_escalate_now_which_reaches_the_con
         "clinician decision", "vital interests", "t-ana")
     assert "clinician_wait_timed_out" not in types(events)
     task = (await inbox(pool, session.session_id))[f"{session.session_id}/escalation-blocked"]
-    assert "awaits your decision" in task["title"]
+    assert "Awaiting your decision" in task["title"]
 
 
 @pytest.mark.usefixtures("worker")

@@ -466,9 +466,8 @@ class SessionWorkflow(SessionMessages):
 
     async def _block_escalation(self, reason: str) -> None:
         """Escalation cannot happen: an urgent task puts the decision with the therapist."""
-        ask = ("The session awaits your decision: escalate now (with a legal basis), mark "
-               "safe or stand down" if workflow.patched(AWAIT_CLINICIAN)
-               else "Decide next steps now")
+        ask = ("Awaiting your decision (escalate now with a legal basis, mark safe or stand "
+               "down)" if workflow.patched(AWAIT_CLINICIAN) else "Decide next steps now")
         notice = self._clinicians.notice(
             "escalation-blocked", InboxItemKind.TASK, Priority.URGENT,
             f"Client unreachable; escalation blocked: {reason}. {ask}",
