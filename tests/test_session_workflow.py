@@ -26,8 +26,10 @@ from temporalio.worker import Worker
 
 from activities.outreach import PROVIDER_TRIES, Sender
 from missed_session import search_attributes
+from missed_session.application import Application, ResultKind
 from missed_session.channels.base import ChannelUnavailableError
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
+from missed_session.config import Settings
 from missed_session.domain.events import (
     AwaitingClinician,
     Cancelled,
@@ -57,6 +59,7 @@ from missed_session.domain.models import (
     ClientResponse,
     ClinicianDecision,
     ConcernKind,
+    DecisionKind,
     Outcome,
     Reschedule,
     ResponseChannel,
@@ -66,6 +69,7 @@ from missed_session.domain.models import (
     TaskKind,
 )
 from missed_session.store.audit import AuditStore
+from tests.conftest import TEST_KEYS
 from tests.factories import (
     CONSENT_DATE,
     booking,
@@ -1098,3 +1102,26 @@ async def test_the_client_responding_while_a_clinician_is_awaited_is_reached(
 
     assert (await handle.result()).outcome is Outcome.REACHED
     assert "clinician_wait_timed_out" not in types(await trail(pool, session.session_id))
+
+
+@pytest.mark.usefixtures("worker")
+async def test_entry_points_see_a_session_awaiting_a_clinician_and_decide_it(
+    client: Client, pool: asyncpg.Pool, task_queue: str, time_skipping_env: WorkflowEnvironment
+) -> None:
+    """Through the application layer every entry point calls: status, then a decision."""
+    session = booking(**without_consent(
+        (await book(time_skipping_env, protocol={"max_attempts": 1})).model_dump(mode="json")))
+    handle = await begin(client, task_queue, session)
+    await awaiting(time_skipping_env, handle, session)
+    settings = Settings(task_queue=task_queue, encryption_keys=TEST_KEYS)
+    async with Application(settings, client=client, pool=pool) as application:
+        status = await application.status(session.session_id)
+        assert status.state is not None
+        assert status.state.status is SessionStatus.AWAITING_CLINICIAN
+        assert status.message == f"session {session.session_id} is awaiting_clinician"
+        decided = await application.decide(session.session_id, DecisionKind.STAND_DOWN,
+                                           ClinicianDecision(clinician_id="t-ana",
+                                                             reason="the GP has it in hand"))
+    assert decided.kind is ResultKind.APPLIED, decided.message
+    assert decided.message.endswith("the session closes as stood_down")
+    assert (await handle.result()).outcome is Outcome.STOOD_DOWN

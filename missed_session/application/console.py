@@ -402,8 +402,8 @@ def decisions_now(state: SessionState | None, trail: Sequence[AuditEvent], *,
              if e.event_type.value == "clinician_decision"}
     if kinds & {DecisionKind.MARK_SAFE.value, DecisionKind.STAND_DOWN.value}:
         return (DecisionKind.ADD_NOTE,), ()
-    escalated = any(e.event_type.value in ("escalation_sent", "escalation_uncertain")
-                    for e in trail)
+    # As the session's validator: an uncertain escalation may be retried by escalate_now.
+    escalated = any(e.event_type.value == "escalation_sent" for e in trail)
     offered = [DecisionKind.MARK_SAFE, DecisionKind.STAND_DOWN, DecisionKind.ADD_NOTE]
     refused: tuple[tuple[DecisionKind, str], ...] = ()
     if escalated:
