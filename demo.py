@@ -78,6 +78,9 @@ DEV_SERVER_LOG_FILE = "temporal.log"
 """The dev server's output (its banner and logs), under the data directory."""
 DEMO_TIME_SCALE = 60.0
 """In the demo a protocol minute lasts a second: the whole day plays in about a minute."""
+DEMO_CLINICIAN_WAIT_HOURS = 1
+"""The blocked session awaits a clinician for an hour of protocol time (a minute of the demo),
+then closes as timed out: nobody decides during the demo day."""
 FIRST_START_IN = timedelta(seconds=5)
 """Head start before the first demo session, so the stack is settled."""
 DEMO_PRACTICE_FILE = Path(__file__).parent / "docs" / "practice.example.toml"
@@ -169,7 +172,9 @@ def demo_booking(index: int, session: DemoSession, *, run_id: str, start: dateti
         risk_tier=session.risk_tier,
         protocol=ProtocolSettings(time_scale=time_scale),
     )
-    return demo_practice().resolve(booking)
+    resolved = demo_practice().resolve(booking)
+    return resolved.model_copy(update={"protocol": resolved.protocol.model_copy(
+        update={"clinician_wait_hours": DEMO_CLINICIAN_WAIT_HOURS})})
 
 
 @functools.cache

@@ -85,9 +85,13 @@ class ScriptedSession:
 
 
 def protocol_settings(time_scale: float) -> ProtocolSettings:
-    """The shortest protocol the models allow: two attempts of call and voicemail."""
+    """The shortest protocol the models allow: two attempts of call and voicemail.
+
+    A blocked escalation awaits a clinician one protocol hour, then closes as timed out.
+    """
     return ProtocolSettings(grace_period_minutes=5, high_risk_grace_period_minutes=5,
-                            attempt_spacing_minutes=5, max_attempts=2, time_scale=time_scale)
+                            attempt_spacing_minutes=5, max_attempts=2, clinician_wait_hours=1,
+                            time_scale=time_scale)
 
 
 def scripted_session(prefix: str, index: int, script: Script, *, start: datetime,

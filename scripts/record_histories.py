@@ -141,6 +141,9 @@ class Branch:
 
 
 NO_CONSENT = {"name": "Sam", "phone": CONTACT_PHONE, "consent": False}
+ONE_ATTEMPT = {"protocol": {"max_attempts": 1}}
+AWAITING = timedelta(hours=1)
+"""After the one attempt and the blocked escalation: the session awaits a clinician."""
 BRANCHES = [
     Branch("attended", drive=_at(-timedelta(minutes=5), ("check_in", CheckIn()))),
     Branch("attended_in_grace_period", drive=_at(timedelta(minutes=5), ("check_in", CheckIn()))),
@@ -177,6 +180,15 @@ BRANCHES = [
     # Who answered (issue 11): a high-risk client's wrong-number reply leaves outreach open.
     Branch("high_risk_wrong_number", booking={"risk_tier": "high"},
            drive=_at(DURING_OUTREACH, ("text_reply", {"body": "wrong number"}))),
+    # The loop closes on a person (issue 26): a blocked escalation awaits a clinician.
+    Branch("awaiting_clinician_escalate_now", contact=Behaviour.ANSWERS,
+           booking={"emergency_contact": NO_CONSENT, **ONE_ATTEMPT},
+           drive=_update_at(AWAITING, "escalate_now",
+                            {**DECISION, "legal_basis": "vital interests"})),
+    Branch("awaiting_clinician_stood_down", booking={"emergency_contact": None, **ONE_ATTEMPT},
+           drive=_update_at(AWAITING, "stand_down", DECISION)),
+    Branch("awaiting_clinician_timed_out", booking={"emergency_contact": NO_CONSENT,
+                                                    **ONE_ATTEMPT}),
 ]
 """Every outcome, every escalation path, and every kind of failed attempt."""
 

@@ -91,6 +91,37 @@ async def test_recorded_history_cross_checks_with_its_own_trail(path: Path) -> N
     assert cross_check(await history_activities(history, TEST_CONVERTER), trail) == []
 
 
+AWAITING_CLINICIAN = {
+    "awaiting_clinician_escalate_now": ["clinician_decision", "escalation_sent"],
+    "awaiting_clinician_stood_down": ["clinician_decision"],
+    "awaiting_clinician_timed_out": ["clinician_wait_timed_out"],
+}
+"""Histories recorded with the `await-clinician` patch: what ended each wait."""
+BLOCKED_BEFORE_THE_PATCH = ["unreachable_no_consent", "unreachable_no_emergency_contact",
+                            "emergency_contact_unreachable", "escalate_now_without_consent"]
+"""Histories recorded before it: blocked, and closed at once (they replay that way)."""
+
+
+@pytest.mark.parametrize(("name", "ended_by"), AWAITING_CLINICIAN.items())
+async def test_awaiting_clinician_histories_take_the_patched_branch(
+    name: str, ended_by: list[str],
+) -> None:
+    trail = [event.event_type.value
+             for event in await trail_from_history(load(HISTORIES / f"{name}.json"))]
+    waited = trail.index("awaiting_clinician")
+    assert trail[waited - 1] == "escalation_blocked"
+    assert trail[waited + 1:] == [*ended_by, "plan_created", "closed"]
+
+
+@pytest.mark.parametrize("name", BLOCKED_BEFORE_THE_PATCH)
+async def test_blocked_histories_from_before_the_patch_never_awaited_a_clinician(
+    name: str,
+) -> None:
+    trail = [event.event_type.value
+             for event in await trail_from_history(load(HISTORIES / f"{name}.json"))]
+    assert "awaiting_clinician" not in trail
+
+
 @workflow.defn(name="SessionWorkflow")
 class ChangedSessionWorkflow(SessionWorkflow):
     """Today's workflow with one activity added before anything else (and the first timer)."""

@@ -68,6 +68,14 @@ def test_only_decisions_that_can_succeed_are_offered() -> None:
     safe = [event(AuditEventType.CLINICIAN_DECISION, decision="mark_safe")]
     assert cases.decisions_now(outreach, safe, has_emergency_contact=True)[0] == (
         DecisionKind.ADD_NOTE,)
+    uncertain = [event(AuditEventType.ESCALATION_UNCERTAIN, basis="consent on file")]
+    assert DecisionKind.ESCALATE_NOW in cases.decisions_now(
+        outreach, uncertain, has_emergency_contact=True)[0]  # escalate_now calls again
+    blocked = [event(AuditEventType.ESCALATION_BLOCKED, reason="no consent on file")]
+    assert cases.decisions_now(state(SessionStatus.AWAITING_CLINICIAN), blocked,
+                               has_emergency_contact=True) == (
+        (DecisionKind.ESCALATE_NOW, DecisionKind.MARK_SAFE, DecisionKind.STAND_DOWN,
+         DecisionKind.ADD_NOTE), ())
     closed = cases.decisions_now(state(SessionStatus.CLOSED), [], has_emergency_contact=True)
     assert closed == ((), ((DecisionKind.ADD_NOTE, "the session is closed"),))
     assert cases.decisions_now(state(SessionStatus.WAITING), [],

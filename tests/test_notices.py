@@ -34,6 +34,8 @@ from missed_session.channels.simulated import Behaviour, SimulatedPhone
 from missed_session.config import Settings
 from missed_session.domain import events
 from missed_session.domain.models import (
+    ClinicianDecision,
+    DecisionKind,
     InboxItemKind,
     Outcome,
     Priority,
@@ -475,3 +477,50 @@ async def test_a_notice_whose_trail_is_refused_fails_loudly_naming_the_event(
     assert isinstance(cause, ApplicationError)
     assert cause.type == "TrailRefused"
     assert "the audit trail refused event #1 (AuditConflict)" in str(cause)
+
+
+async def test_a_decision_on_the_session_acknowledges_its_notices_sent_to_the_clinician(
+    time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
+    task_queue: str, metrics_port: int,
+) -> None:
+    """Any entry point's decision (the application's `decide`) stops the climb, once."""
+    env = time_skipping_env
+    await SimulatedPhone(pool).script("+14155550999", Behaviour.ANSWERS)
+    start = daytime(await env.get_current_time() + timedelta(hours=1)).replace(microsecond=0)
+    session: SessionBooking = booking(**without_consent(booking_data(
+        risk_tier="high", start=start.isoformat())))
+    handle = await client.start_workflow(SessionWorkflow.run, session, id=session.workflow_id,
+                                         task_queue=task_queue)
+    alert, task = f"{session.session_id}/no-show-alert", f"{session.session_id}/escalation-blocked"
+    await sleep_until(env, start + timedelta(minutes=10, seconds=30))
+    assert {(await NoticeStore(pool).get(key)).state  # type: ignore[union-attr]
+            for key in (alert, task)} == {"open"}
+
+    settings = Settings(task_queue=task_queue, encryption_keys=TEST_KEYS)
+    async with Application(settings, client=client, pool=pool) as application:
+        decided = await application.decide(session.session_id, DecisionKind.ESCALATE_NOW,
+                                           ClinicianDecision(
+            clinician_id="t-ana", reason="high risk, unreachable",
+            legal_basis="vital interests"))
+        assert decided.kind is ResultKind.APPLIED, decided.message
+        assert decided.message.endswith(f"acknowledged: {alert}, {task}")
+        # Nothing left to acknowledge: a second decision acknowledges nothing twice.
+        noted = await application.decide(session.session_id, DecisionKind.ADD_NOTE,
+                                         ClinicianDecision(clinician_id="t-ana",
+                                                           reason="called the GP too"))
+        assert noted.kind is ResultKind.APPLIED, noted.message
+        assert "acknowledged" not in noted.message
+
+    for key in (alert, task):
+        row = await NoticeStore(pool).get(key)
+        assert row is not None
+        assert (row.state, row.acknowledged_by, row.acknowledged_via) == (
+            "acknowledged", "t-ana", "decision")
+        assert (await trail_types(pool, session.session_id, key)).count(
+            "notice_acknowledged") == 1
+    await client.get_workflow_handle(notice_workflow_id(alert)).result()  # an alert closes
+    assert await NoticeStore(pool).refusals() == []
+    # The climb stopped: the on-call clinician never hears of either.
+    await sleep_until(env, start + timedelta(minutes=20))
+    assert await texts_to(pool, LEE) == []
+    assert (await handle.result()).outcome is Outcome.UNREACHABLE_ESCALATED

@@ -46,6 +46,7 @@ from missed_session.domain.models import (
     ResponseChannel,
     SessionBooking,
     SessionResult,
+    SessionStatus,
     TextCheck,
     TextReply,
 )
@@ -649,3 +650,28 @@ async def test_the_details_show_times_in_the_clients_time_zone_with_the_zone_nam
     assert "UTC" not in metadata.current_details
     await handle.execute_update(SessionWorkflow.cancel, Cancellation())
     await outcome(handle)
+
+
+async def test_an_uncertain_escalation_awaits_a_clinician_whose_escalate_now_closes_it(
+    client: Client, pool: asyncpg.Pool, task_queue: str, time_skipping_env: WorkflowEnvironment
+) -> None:
+    phone = UncertainContactPhone(pool)
+    session = await book_with(time_skipping_env, risk_tier="high", protocol={"max_attempts": 1})
+    async with new_worker(client, pool, task_queue=task_queue, sender=SENDER, phone=phone):
+        handle = await begin(client, task_queue, session)
+        await sleep_until(time_skipping_env, session.start + timedelta(minutes=30))
+        state = await handle.query(SessionWorkflow.state)
+        assert state.status is SessionStatus.AWAITING_CLINICIAN
+        assert "may not have been reached" in (state.next_action or "")
+
+        answer = await handle.execute_update(
+            SessionWorkflow.escalate_now, decision(legal_basis="vital interests")
+        )
+        assert answer == "recorded: carried out: the emergency contact was told"
+        closed = await outcome(handle)
+
+    assert closed.outcome is Outcome.UNREACHABLE_ESCALATED
+    assert types(await trail(pool, session.session_id))[-6:] == [
+        "escalation_uncertain", "awaiting_clinician", "clinician_decision", "escalation_sent",
+        "plan_created", "closed",
+    ]

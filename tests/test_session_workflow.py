@@ -25,12 +25,17 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.outreach import PROVIDER_TRIES, Sender
+from missed_session import search_attributes
+from missed_session.application import Application, ResultKind
 from missed_session.channels.base import ChannelUnavailableError
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
+from missed_session.config import Settings
 from missed_session.domain.events import (
+    AwaitingClinician,
     Cancelled,
     CheckedIn,
     ClientResponded,
+    ClinicianWaitTimedOut,
     Closed,
     EscalationBlocked,
     EscalationSent,
@@ -52,7 +57,9 @@ from missed_session.domain.models import (
     Channel,
     CheckIn,
     ClientResponse,
+    ClinicianDecision,
     ConcernKind,
+    DecisionKind,
     Outcome,
     Reschedule,
     ResponseChannel,
@@ -62,6 +69,7 @@ from missed_session.domain.models import (
     TaskKind,
 )
 from missed_session.store.audit import AuditStore
+from tests.conftest import TEST_KEYS
 from tests.factories import (
     CONSENT_DATE,
     booking,
@@ -94,6 +102,8 @@ minutes that would mean a wrong grace period or a skipped spacing.
 
 OUTREACH_TRAIL = ["grace_period_expired", "therapist_alerted"]
 ATTEMPT_TRAIL = ["outreach_attempted", "voicemail_left"]
+AWAITED_IN_VAIN = ["awaiting_clinician", "clinician_wait_timed_out"]
+"""A blocked escalation waits for a clinician's decision; none came in the protocol's hours."""
 
 
 # -- fixtures and helpers ------------------------------------------------------------------
@@ -592,7 +602,8 @@ async def assert_escalation_blocked(
     blocked = only(events, "escalation_blocked")
     task_key = f"{session.session_id}/escalation-blocked"
     assert read(blocked) == EscalationBlocked(reason=reason, task=task_key)
-    assert types(events)[-3:] == ["escalation_blocked", "plan_created", "closed"]
+    assert types(events)[-5:] == ["escalation_blocked", *AWAITED_IN_VAIN, "plan_created",
+                                  "closed"]
     assert "escalation_sent" not in types(events)
     task = (await inbox(pool, session.session_id))[task_key]
     assert (task["kind"], task["priority"], task["therapist_id"]) == (
@@ -618,7 +629,7 @@ async def test_no_consent_blocks_escalation_with_an_urgent_task(
     events = await trail(pool, session.session_id)
     assert types(events) == [
         "scheduled", *OUTREACH_TRAIL, *ATTEMPT_TRAIL * 3, "escalation_blocked",
-        "plan_created", "closed",
+        *AWAITED_IN_VAIN, "plan_created", "closed",
     ]
 
 
@@ -987,3 +998,130 @@ async def test_follow_up_counts_only_no_shows_in_the_window_since_the_last_atten
     assert {k for k in tasks if "/task/" in k} == {
         f"{session.session_id}/task/{t.kind.value}" for t in result.plan.tasks
     }
+
+
+# -- awaiting a clinician: the loop closes on a person (issue 26) ---------------------------
+
+
+async def awaiting(env: WorkflowEnvironment, handle: WorkflowHandle[SessionWorkflow, SessionResult],
+                   session: SessionBooking) -> None:
+    """Skip past the one attempt: the session waits for a clinician, visibly."""
+    await sleep_until(env, session.start + GRACE + SPACING)
+    state = await handle.query(SessionWorkflow.state)
+    assert state.status is SessionStatus.AWAITING_CLINICIAN
+    assert state.next_action is not None
+    assert "escalate_now" in state.next_action
+    assert "escalation is blocked" in state.next_action
+    assert state.next_action_at is not None
+    assert state.outcome is None
+    attributes = (await handle.describe()).typed_search_attributes
+    assert attributes.get(search_attributes.SESSION_STATUS) == "awaiting_clinician"
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_blocked_escalation_waits_for_escalate_now_which_reaches_the_contact(
+    client: Client, pool: asyncpg.Pool, task_queue: str, time_skipping_env: WorkflowEnvironment
+) -> None:
+    session = booking(**without_consent(
+        (await book(time_skipping_env, protocol={"max_attempts": 1})).model_dump(mode="json")))
+    handle = await begin(client, task_queue, session)
+    await awaiting(time_skipping_env, handle, session)
+
+    answer = await handle.execute_update(SessionWorkflow.escalate_now, ClinicianDecision(
+        clinician_id="t-ana", reason="no answer for hours", legal_basis="vital interests"))
+
+    assert "carried out" in answer
+    result = await handle.result()
+    assert result.outcome is Outcome.UNREACHABLE_ESCALATED
+    events = await trail(pool, session.session_id)
+    assert types(events)[-6:] == [
+        "escalation_blocked", "awaiting_clinician", "clinician_decision", "escalation_sent",
+        "plan_created", "closed",
+    ]
+    sent = read_as(only(events, "escalation_sent"), EscalationSent)
+    assert (sent.basis, sent.legal_basis, sent.decided_by) == (
+        "clinician decision", "vital interests", "t-ana")
+    assert "clinician_wait_timed_out" not in types(events)
+    task = (await inbox(pool, session.session_id))[f"{session.session_id}/escalation-blocked"]
+    assert "Awaiting your decision" in task["title"]
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_blocked_escalation_without_a_contact_closes_on_mark_safe(
+    client: Client, pool: asyncpg.Pool, task_queue: str, time_skipping_env: WorkflowEnvironment
+) -> None:
+    data = booking_data()
+    session = await book(time_skipping_env, protocol={"max_attempts": 1},
+                         client={**data["client"], "emergency_contact": None})
+    handle = await begin(client, task_queue, session)
+    await awaiting(time_skipping_env, handle, session)
+
+    answer = await handle.execute_update(SessionWorkflow.mark_safe, ClinicianDecision(
+        clinician_id="t-ana", reason="the GP saw the client this morning"))
+
+    assert answer.endswith("marked_safe")
+    assert (await handle.result()).outcome is Outcome.MARKED_SAFE
+    events = await trail(pool, session.session_id)
+    assert types(events)[-4:] == ["awaiting_clinician", "clinician_decision", "plan_created",
+                                  "closed"]
+
+
+@pytest.mark.usefixtures("worker")
+async def test_nobody_deciding_closes_blocked_after_the_protocols_hours(
+    client: Client, pool: asyncpg.Pool, task_queue: str, time_skipping_env: WorkflowEnvironment
+) -> None:
+    session = booking(**without_consent((await book(
+        time_skipping_env, protocol={"max_attempts": 1, "clinician_wait_hours": 2},
+    )).model_dump(mode="json")))
+
+    result = await run(client, task_queue, session)
+
+    assert result.outcome is Outcome.UNREACHABLE_ESCALATION_BLOCKED
+    events = await trail(pool, session.session_id)
+    waited = only(events, "awaiting_clinician")
+    timed_out = only(events, "clinician_wait_timed_out")
+    assert timedelta(hours=2) <= timed_out.occurred_at - waited.occurred_at < (
+        timedelta(hours=2) + LATENCY)
+    assert read(timed_out) == ClinicianWaitTimedOut(
+        waited_hours=2, outcome=Outcome.UNREACHABLE_ESCALATION_BLOCKED)
+    until = read_as(waited, AwaitingClinician).until
+    assert timedelta(0) <= timed_out.occurred_at - until < LATENCY
+
+
+@pytest.mark.usefixtures("worker")
+async def test_the_client_responding_while_a_clinician_is_awaited_is_reached(
+    client: Client, pool: asyncpg.Pool, task_queue: str, time_skipping_env: WorkflowEnvironment
+) -> None:
+    session = booking(**without_consent(
+        (await book(time_skipping_env, protocol={"max_attempts": 1})).model_dump(mode="json")))
+    handle = await begin(client, task_queue, session)
+    await awaiting(time_skipping_env, handle, session)
+
+    await handle.execute_update(SessionWorkflow.client_responded,
+                                ClientResponse(channel=ResponseChannel.CALL, note="all fine"))
+
+    assert (await handle.result()).outcome is Outcome.REACHED
+    assert "clinician_wait_timed_out" not in types(await trail(pool, session.session_id))
+
+
+@pytest.mark.usefixtures("worker")
+async def test_entry_points_see_a_session_awaiting_a_clinician_and_decide_it(
+    client: Client, pool: asyncpg.Pool, task_queue: str, time_skipping_env: WorkflowEnvironment
+) -> None:
+    """Through the application layer every entry point calls: status, then a decision."""
+    session = booking(**without_consent(
+        (await book(time_skipping_env, protocol={"max_attempts": 1})).model_dump(mode="json")))
+    handle = await begin(client, task_queue, session)
+    await awaiting(time_skipping_env, handle, session)
+    settings = Settings(task_queue=task_queue, encryption_keys=TEST_KEYS)
+    async with Application(settings, client=client, pool=pool) as application:
+        status = await application.status(session.session_id)
+        assert status.state is not None
+        assert status.state.status is SessionStatus.AWAITING_CLINICIAN
+        assert status.message == f"session {session.session_id} is awaiting_clinician"
+        decided = await application.decide(session.session_id, DecisionKind.STAND_DOWN,
+                                           ClinicianDecision(clinician_id="t-ana",
+                                                             reason="the GP has it in hand"))
+    assert decided.kind is ResultKind.APPLIED, decided.message
+    assert decided.message.endswith("the session closes as stood_down")
+    assert (await handle.result()).outcome is Outcome.STOOD_DOWN

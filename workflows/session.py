@@ -67,6 +67,10 @@ from workflows.session_messages import SessionMessages
 from workflows.steps import Steps, wait_until
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT, Trail
 
+AWAIT_CLINICIAN = "await-clinician"
+"""Patch id: a session whose escalation is blocked or unclear waits for a clinician's
+decision before it closes (sessions recorded before it close at once, and replay so)."""
+
 STEPS: dict[Channel, Callable[..., Awaitable[Any]]] = {
     Channel.CALL: OutreachActivities.call_client,
     Channel.VOICEMAIL: OutreachActivities.leave_voicemail,
@@ -124,6 +128,9 @@ class SessionWorkflow(SessionMessages):
             self._plan(SessionStatus.NO_SHOW, "alert the therapist", workflow.now())
             self._trail.first = asyncio.create_task(self._document_no_show())
             outcome = await self._reach_out()
+            awaited = escalation.awaited(self._facts)
+            if awaited is not None and workflow.patched(AWAIT_CLINICIAN):
+                outcome = await self._await_clinician(awaited)
             self._facts = self._facts.outreach_ended(outcome)
             async with self._escalating:  # a clinician's escalation in flight ends first
                 pass
@@ -218,6 +225,30 @@ class SessionWorkflow(SessionMessages):
         if self._stops():  # contact, or a decision, came in
             return await self._acknowledge_contact()
         return protocol.unreachable_outcome(escalated=self._facts.escalated())
+
+    async def _await_clinician(self, awaited: str) -> Outcome:
+        """Outreach is over and escalation blocked or unclear: a person decides the end.
+
+        Waits, visibly (`awaiting_clinician`), for a clinician's escalate_now (carried out
+        by its handler: the emergency contact is told, on the decision's legal basis),
+        mark_safe or stand_down, or for the client to get back in touch; at most the
+        protocol's `clinician_wait_hours`, after which the session closes as it would have
+        without the wait, recorded as timed out.
+        """
+        until = workflow.now() + protocol.clinician_wait(self._booking)
+        self._plan(SessionStatus.AWAITING_CLINICIAN, awaited, until)
+        await self._record(events.AwaitingClinician(awaiting=awaited, until=until))
+        await wait_until(self._clinician_acted, until)
+        async with self._escalating:  # a clinician's escalation in flight ends first
+            pass
+        if self._stops():
+            return await self._acknowledge_contact()
+        if escalation.clinician_acted(self._facts):  # the emergency contact was told
+            return Outcome.UNREACHABLE_ESCALATED
+        outcome = protocol.unreachable_outcome(escalated=self._facts.escalated())
+        await self._record(events.ClinicianWaitTimedOut(
+            waited_hours=self._booking.protocol.clinician_wait_hours, outcome=outcome))
+        return outcome
 
     async def _attempt(self, attempt: int) -> bool:
         """One outreach attempt: each of the protocol's channels in turn, with consent.
@@ -435,9 +466,11 @@ class SessionWorkflow(SessionMessages):
 
     async def _block_escalation(self, reason: str) -> None:
         """Escalation cannot happen: an urgent task puts the decision with the therapist."""
+        ask = ("Awaiting your decision (escalate now with a legal basis, mark safe or stand "
+               "down)" if workflow.patched(AWAIT_CLINICIAN) else "Decide next steps now")
         notice = self._clinicians.notice(
             "escalation-blocked", InboxItemKind.TASK, Priority.URGENT,
-            f"Client unreachable; escalation blocked: {reason}. Decide next steps now",
+            f"Client unreachable; escalation blocked: {reason}. {ask}",
         )
         await self._clinicians.tell(notice)
         await self._record(events.EscalationBlocked(reason=reason, task=notice.key))
@@ -499,6 +532,9 @@ class SessionWorkflow(SessionMessages):
 
     def _stops(self) -> bool:
         return self._facts.outreach_stops()
+
+    def _clinician_acted(self) -> bool:
+        return escalation.clinician_acted(self._facts)
 
     def _decided(self) -> bool:
         return self._facts.decided()

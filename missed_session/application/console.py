@@ -66,7 +66,8 @@ MAX_PASSWORD_LENGTH = 256
 """Longer input is refused before hashing (argon2 would take it, the form need not)."""
 SESSION_LIFETIME = timedelta(hours=8)
 """A sign-in lasts one working shift at most."""
-ACTIVE_STATUSES = (SessionStatus.NO_SHOW, SessionStatus.OUTREACH, SessionStatus.ESCALATION)
+ACTIVE_STATUSES = (SessionStatus.NO_SHOW, SessionStatus.OUTREACH, SessionStatus.ESCALATION,
+                   SessionStatus.AWAITING_CLINICIAN)
 """What the practice board lists as needing attention."""
 _HASHER = PasswordHasher()
 log = structlog.get_logger(__name__)
@@ -401,8 +402,8 @@ def decisions_now(state: SessionState | None, trail: Sequence[AuditEvent], *,
              if e.event_type.value == "clinician_decision"}
     if kinds & {DecisionKind.MARK_SAFE.value, DecisionKind.STAND_DOWN.value}:
         return (DecisionKind.ADD_NOTE,), ()
-    escalated = any(e.event_type.value in ("escalation_sent", "escalation_uncertain")
-                    for e in trail)
+    # As the session's validator: an uncertain escalation may be retried by escalate_now.
+    escalated = any(e.event_type.value == "escalation_sent" for e in trail)
     offered = [DecisionKind.MARK_SAFE, DecisionKind.STAND_DOWN, DecisionKind.ADD_NOTE]
     refused: tuple[tuple[DecisionKind, str], ...] = ()
     if escalated:
@@ -430,32 +431,8 @@ async def decide(app: Application, who: Viewer, session_id: str, kind: DecisionK
             authenticated_by=f"console-session:{who.session_ref}" if who.session_ref else None)
     except ValidationError as error:
         return Result(ResultKind.BAD_INPUT, describe(error), session_id)
-    result = await app.decide(session_id, kind, decision)
-    if result.ok:
-        await acknowledge_session_notices(app, who, view.notices)
-    return result
-
-
-async def acknowledge_session_notices(app: Application, who: Viewer,
-                                      rows: Sequence[NoticeRow]) -> list[str]:
-    """A decision on a session acknowledges its open notices, as the deciding clinician.
-
-    Only the notices sent to this clinician are tried (the notice workflow's validator
-    refuses anyone it did not notify; such a notice climbs on to someone it did), each
-    through the notice use case. Returns the keys acknowledged.
-    """
-    mine = {row.key for row in await my_notices(app, who)}
-    acknowledged = []
-    for row in rows:
-        if row.state not in ("open", "exhausted") or row.key not in mine:
-            continue
-        done = await acknowledge(app, who, row.key)
-        if done.kind is notice_cases.ResultKind.APPLIED:
-            acknowledged.append(row.key)
-    return acknowledged
-
-
-# -- notices ----------------------------------------------------------------------------------
+    # The application acknowledges the session's notices sent to the deciding clinician.
+    return await app.decide(session_id, kind, decision)
 
 
 async def my_notices(app: Application, who: Viewer) -> list[NoticeRow]:

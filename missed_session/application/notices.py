@@ -9,6 +9,7 @@ else: the notice workflow's update validator refused it before anything was writ
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -70,6 +71,40 @@ async def acknowledge(client: Client, pool: asyncpg.Pool, notice_key: str,
                             reason="unknown notice")
         return NoticeResult(ResultKind.NOT_FOUND, f"no notice {notice_key!r}")
     return NoticeResult(ResultKind.APPLIED, message, notice_key)
+
+
+async def unacknowledged_sent_to(pool: asyncpg.Pool, session_id: str,
+                                 clinician_id: str) -> list[str]:
+    """The session's notices sent to the clinician that nobody has acknowledged yet."""
+    return await NoticeStore(pool).unacknowledged_sent_to(session_id, clinician_id)
+
+
+async def acknowledge_on_decision(client: Client, notice_keys: Sequence[str],
+                                  clinician_id: str) -> list[str]:
+    """A clinician decided on the notices' session: those notices are acknowledged by them.
+
+    `notice_keys`: the session's notices sent to them and unacknowledged *before* the
+    decision (`unacknowledged_sent_to`), so a task the decision itself raised (an
+    escalation still blocked) stays open for them to see. One update per notice, with an
+    id per clinician, so a retried decision acknowledges nothing twice; a notice someone
+    acknowledged meanwhile refuses it (nothing is recorded: nobody asked). Returns the keys
+    acknowledged now.
+    """
+    acknowledged = []
+    ack = Acknowledgment(via=AckVia.DECISION, clinician_id=clinician_id)
+    for key in notice_keys:
+        handle = client.get_workflow_handle(notice_workflow_id(key))
+        try:
+            await handle.execute_update("acknowledge", ack, result_type=str,
+                                        id=f"acknowledge-on-decision-{clinician_id}")
+        except WorkflowUpdateFailedError:
+            continue
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            continue
+        acknowledged.append(key)
+    return acknowledged
 
 
 async def resolve(client: Client, pool: asyncpg.Pool, notice_key: str,

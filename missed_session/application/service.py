@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
 
 import asyncpg
+import structlog
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from missed_session.application import audit_trail
+from missed_session.application import notices as notice_cases
 from missed_session.application.bookings import BadBookingError, prepare_booking
 from missed_session.application.caring import CaringContacts
 from missed_session.application.clients import STORE_ERRORS, ClientUseCases, sends_details
@@ -41,6 +45,12 @@ from missed_session.store.audit import AuditStore
 from missed_session.store.database import database_url, open_pool, owner_database_url
 from missed_session.store.notices import RosterStore
 from missed_session.temporal_client import connect
+
+log = structlog.get_logger(__name__)
+
+NOTICE_LOOKUP_SECONDS = 5.0
+"""How long a decision waits to learn which notices it acknowledges: a database that does
+not answer by then delays no decision (the notices then climb on as before)."""
 
 _CONNECTION_PROBLEMS = (
     ("connection refused", "connection refused: nothing listens there"),
@@ -246,9 +256,40 @@ class Application:
 
     async def decide(self, session_id: str, kind: DecisionKind,
                      decision: ClinicianDecision) -> Result:
-        """A clinician's decision: mark_safe, escalate_now, stand_down or add_note."""
-        return await self._with_sessions(
+        """A clinician's decision: mark_safe, escalate_now, stand_down or add_note.
+
+        A decision the session took also acknowledges the session's notices sent to the
+        deciding clinician that nobody had acknowledged before it (for every entry point:
+        a clinician acting on a session has its alerts in hand; the climb stops). The
+        acknowledgments are best effort: the decision stands whatever becomes of them.
+        """
+        before = await self._unacknowledged(session_id, decision.clinician_id)
+        result = await self._with_sessions(
             lambda sessions: sessions.decide(session_id, kind, decision))
+        if not result.ok or not before:
+            return result
+        try:
+            done = await notice_cases.acknowledge_on_decision(
+                await self.temporal(), before, decision.clinician_id)
+        except (UnavailableError, RPCError) as error:
+            log.warning("decision_acknowledgments_failed", session_id=session_id,
+                        error=type(error).__name__)
+            return result
+        if not done:
+            return result
+        return replace(result, message=f"{result.message}; acknowledged: {', '.join(done)}")
+
+    async def _unacknowledged(self, session_id: str, clinician_id: str) -> list[str]:
+        """The session's notices sent to the clinician and unacknowledged (none if unknown)."""
+        try:
+            async with asyncio.timeout(NOTICE_LOOKUP_SECONDS):
+                return await notice_cases.unacknowledged_sent_to(
+                    await self.pool(), session_id, clinician_id)
+        except (UnavailableError, OSError, TimeoutError, asyncpg.PostgresError,
+                asyncpg.InterfaceError) as error:
+            log.warning("decision_notices_unread", session_id=session_id,
+                        error=type(error).__name__)
+            return []
 
     async def on_roster(self, clinician_id: str) -> Result:
         """Whether `clinician_id` is on the roster in force: `applied`, else `not_found`.

@@ -49,7 +49,8 @@ DECISION = {
 TARGET = {"therapist": "the therapist", "on_call": "the on-call clinician",
           "supervisor": "the clinical supervisor", "exhausted": "nobody: the ladder runs out"}
 VIA = {"sms": "by text reply", "link": "by the link in the message", "cli": "at the command line",
-       "http": "in the console", "console": "in the console", "voice": "by phone"}
+       "http": "in the console", "console": "in the console", "voice": "by phone",
+       "decision": "by deciding on the session"}
 CHANNEL = {"call": "call", "voicemail": "voicemail", "text": "text message", "email": "email",
            "sms": "text message", "voice": "phone call", "pager": "pager"}
 CALL = {"answered": "answered", "no_answer": "no answer",

@@ -119,6 +119,34 @@ def _due(facts: SessionFacts, booking: SessionBooking, attempt: int | None, *,
     return attempt >= protocol.escalation_after_attempt(booking) or not facts.reachable(booking)
 
 
+# -- awaiting a clinician ----------------------------------------------------------------------
+
+DECISIONS_AWAITED = "escalate_now (with a legal basis), mark_safe or stand_down"
+
+
+def awaited(facts: SessionFacts) -> str | None:
+    """What a clinician must decide before the session may close, once outreach is over.
+
+    None when nothing is awaited: the client was reached, a clinician already ended
+    outreach, the emergency contact was told, or escalation was never needed. Otherwise
+    (escalation blocked, or the emergency contact's call unclear) the session waits for a
+    clinician's decision (at most the protocol's `clinician_wait_hours`).
+    """
+    if facts.outreach_stops():
+        return None
+    if facts.escalation is Escalation.BLOCKED:
+        return f"a clinician's decision: {DECISIONS_AWAITED} (escalation is blocked)"
+    if facts.escalation is Escalation.UNCERTAIN:
+        return (f"a clinician's decision: {DECISIONS_AWAITED} (the emergency contact may "
+                "not have been reached)")
+    return None
+
+
+def clinician_acted(facts: SessionFacts) -> bool:
+    """Whether the wait for a clinician is over: contact made, outreach ended, contact told."""
+    return facts.outreach_stops() or facts.escalation is Escalation.SENT
+
+
 # -- what the call came to --------------------------------------------------------------------
 
 

@@ -406,6 +406,30 @@ class Closed(EventDetails):
     """Outreach attempts made."""
 
 
+class AwaitingClinician(EventDetails):
+    """Outreach is over and escalation blocked or unclear: the session waits for a person.
+
+    It closes when a clinician decides (escalate_now, mark_safe, stand_down), when the
+    client gets back in touch, or at `until` without a decision (`clinician_wait_timed_out`).
+    """
+
+    event_type = AuditEventType.AWAITING_CLINICIAN
+    awaiting: str
+    """What is awaited, and why, in words."""
+    until: AwareDatetime
+    """When the session closes without a decision."""
+
+
+class ClinicianWaitTimedOut(EventDetails):
+    """No clinician decided within the protocol's wait: the session closes without one."""
+
+    event_type = AuditEventType.CLINICIAN_WAIT_TIMED_OUT
+    waited_hours: int
+    """The protocol's `clinician_wait_hours`."""
+    outcome: Outcome
+    """The outcome the session closes with."""
+
+
 # -- the trail itself ---------------------------------------------------------------------
 
 
@@ -652,7 +676,8 @@ VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
         OutreachAttempted, VoicemailLeft, MessageSent, OutreachFailed, OutreachSkipped,
         OutreachDeferred, OutreachUncertain, ClientResponded, AnswerUnclear, OptedOut,
         EscalationSent, EscalationBlocked, EscalationUncertain, ClinicianDecisionMade,
-        PlanCreated, Closed, TrailSuperseded, NoticeOpened, NoticeSent, NoticeFailed, NoticeSkipped,
+        PlanCreated, Closed, AwaitingClinician, ClinicianWaitTimedOut, TrailSuperseded,
+        NoticeOpened, NoticeSent, NoticeFailed, NoticeSkipped,
         NoticeEscalated, NoticeExhausted, NoticeAcknowledged, NoticeResolved, NoticeUncertain,
         CaringStarted, CaringSent, CaringSkipped, CaringEnded,
     )

@@ -164,6 +164,10 @@ class SessionStatus(StrEnum):
     NO_SHOW = "no_show"
     OUTREACH = "outreach"
     ESCALATION = "escalation"
+    AWAITING_CLINICIAN = "awaiting_clinician"
+    """Outreach is over, the client unreached, and escalation blocked or unclear: the
+    session waits (at most the protocol's `clinician_wait_hours`) for a clinician's
+    escalate_now, mark_safe or stand_down before it closes."""
     FOLLOW_UP = "follow_up"
     CLOSED = "closed"
     FAILED = "failed"
@@ -335,6 +339,9 @@ class ProtocolSettings(Model):
     """Whether escalation for a high-risk client may happen outside the contact window."""
     escalate_after: EscalationAfterAttempt = EscalationAfterAttempt()
     """When to consider escalation, per risk tier."""
+    clinician_wait_hours: int = Field(default=24, ge=1, le=168)
+    """How long a session whose escalation is blocked or unclear waits, once outreach is
+    over, for a clinician's decision before it closes without one (recorded as timed out)."""
     name: str = Field(default="default", min_length=1, max_length=64)
     """The practice protocol these settings were resolved from."""
     version: str = Field(default="builtin", min_length=1, max_length=64)
@@ -575,6 +582,8 @@ class AuditEventType(StrEnum):
     CLINICIAN_DECISION = "clinician_decision"
     PLAN_CREATED = "plan_created"
     CLOSED = "closed"
+    AWAITING_CLINICIAN = "awaiting_clinician"
+    CLINICIAN_WAIT_TIMED_OUT = "clinician_wait_timed_out"
     TRAIL_SUPERSEDED = "trail_superseded"
     NOTICE_OPENED = "notice_opened"
     NOTICE_SENT = "notice_sent"

@@ -209,6 +209,8 @@ class AckVia(StrEnum):
     HTTP = "http"
     CONSOLE = "console"
     """The clinician console (signed in): not the HTTP API's bearer tokens."""
+    DECISION = "decision"
+    """A decision the clinician took on the notice's session (from any entry point)."""
 
 
 class IssuedCode(Model):

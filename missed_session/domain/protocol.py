@@ -55,6 +55,11 @@ def unreachable_outcome(*, escalated: bool) -> Outcome:
     return Outcome.UNREACHABLE_ESCALATION_BLOCKED
 
 
+def clinician_wait(booking: SessionBooking) -> timedelta:
+    """How long a session awaiting a clinician's decision waits before closing without one."""
+    return booking.protocol.scaled(booking.protocol.clinician_wait_hours * 60)
+
+
 def escalation_blocker(booking: SessionBooking) -> str | None:
     """Why the emergency contact may not be reached on consent alone, or None if it may."""
     contact = booking.client.emergency_contact

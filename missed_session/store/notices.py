@@ -173,6 +173,16 @@ class NoticeStore:
             notice_key,
         )
 
+    async def unacknowledged_sent_to(self, session_id: str, clinician_id: str) -> list[str]:
+        """Keys of the session's notices nobody has acknowledged that were sent to the clinician."""
+        rows = await self._pool.fetch(
+            "SELECT n.key FROM notices n WHERE n.session_id = $1"
+            " AND n.state IN ('open', 'exhausted') AND EXISTS (SELECT 1 FROM notice_codes c"
+            " WHERE c.notice_key = n.key AND c.clinician_id = $2) ORDER BY n.opened_at, n.key",
+            session_id, clinician_id,
+        )
+        return [row["key"] for row in rows]
+
     async def get(self, key: str) -> NoticeRow | None:
         """One notice."""
         row = await self._pool.fetchrow("SELECT * FROM notices WHERE key = $1", key)
