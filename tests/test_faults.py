@@ -37,9 +37,10 @@ from missed_session.domain.models import Outcome as SessionOutcome
 from tests.conftest import server_folder
 
 SIZE = Size("test", (Script.CALLS_BACK, Script.UNREACHABLE_CONSENT), postgres_outage=8.0,
-            settle=45.0, parallel=5)
+            settle=100.0, parallel=5)
 """Two sessions per scenario; PostgreSQL down 8 s (the full size: 60 s). A session still
-open 45 s after its fault counts as open."""
+open 100 s after its fault counts as open (a blocked escalation awaits a clinician one
+protocol hour, 60 s at the suite's time scale, before it closes as timed out)."""
 
 CHOSEN = (
     "worker SIGKILL in the grace period",
