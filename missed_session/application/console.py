@@ -450,7 +450,7 @@ async def acknowledge_session_notices(app: Application, who: Viewer,
         if row.state not in ("open", "exhausted") or row.key not in mine:
             continue
         done = await acknowledge(app, who, row.key)
-        if done.kind is notice_cases.ResultKind.APPLIED:
+        if done.kind is ResultKind.APPLIED:
             acknowledged.append(row.key)
     return acknowledged
 
@@ -612,14 +612,14 @@ async def resolve(app: Application, who: Viewer, notice_key: str, outcome: str,
         resolution = Resolution(clinician_id=who.clinician_id, outcome=outcome.strip(),
                                 note=note, via=AckVia.CONSOLE)
     except ValidationError as error:
-        return notice_cases.NoticeResult(notice_cases.ResultKind.BAD_INPUT,
+        return notice_cases.NoticeResult(ResultKind.BAD_INPUT,
                                          describe(error, subject="resolution"), notice_key)
     return await notice_cases.resolve(await app.temporal(), await app.pool(), notice_key,
                                       resolution)
 
 
 def _not_yours(notice_key: str, who: Viewer) -> notice_cases.NoticeResult:
-    return notice_cases.NoticeResult(notice_cases.ResultKind.REFUSED,
+    return notice_cases.NoticeResult(ResultKind.REFUSED,
                                      f"a {who.role.value} acknowledges nothing", notice_key)
 
 

@@ -126,7 +126,7 @@ async def _acknowledgment(app: Application, phone: str, body: str) -> InboundAns
         answer = await notices.sms_reply(await app.temporal(), await app.pool(), phone, body)
     except UnavailableError as error:
         return InboundAnswer(TextKind.ACKNOWLEDGMENT, Result(ResultKind.UNAVAILABLE, str(error)))
-    if answer.kind is notices.ResultKind.NOT_A_CLINICIAN:
+    if answer.kind is ResultKind.NOT_A_CLINICIAN:
         return None
     return InboundAnswer(TextKind.ACKNOWLEDGMENT,
                          Result(ResultKind(answer.kind.value), answer.message))

@@ -33,10 +33,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-import asyncpg
 from pydantic import BaseModel
-from temporalio.client import WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
 
 from missed_session.application import (
     Application,
@@ -45,6 +42,8 @@ from missed_session.application import (
     ResultKind,
     UnavailableError,
 )
+from missed_session.application.errors import DATABASE_FAILED, VALUE_REFUSED
+from missed_session.application.results import Lifecycle
 from missed_session.domain.models import (
     Cancellation,
     Reschedule,
@@ -64,7 +63,7 @@ from missed_session.intake.commands import (
     Refuse,
     Source,
 )
-from missed_session.intake.store import IntakeStore, StoredAnswer
+from missed_session.store.intake import IntakeStore, StoredAnswer
 
 ALIASED_SOURCES = frozenset({Source.CALCOM, Source.CALENDLY})
 """Schedulers that give a rescheduled booking a new id."""
@@ -75,6 +74,8 @@ SENT_AT_FIELDS = {
     Source.CALENDLY: "created_at",
 }
 """Where each format carries the sender's time, to name it when a translator does not."""
+_DATABASE_FAILED: tuple[type[BaseException], ...] = (*DATABASE_FAILED, UnavailableError)
+"""The intake database failed, or its pool could not be opened."""
 DEFAULT_FUTURE_SKEW = timedelta(minutes=5)
 """How far ahead of our clock a sender's timestamp may be before the message is refused."""
 
@@ -153,13 +154,19 @@ _BY_RESULT = {
 class Intake:
     """Executes translated messages once, by their delivery key."""
 
-    def __init__(self, app: Application, store: IntakeStore, *,
+    def __init__(self, app: Application, *,
                  future_skew: timedelta = DEFAULT_FUTURE_SKEW,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._app = app
-        self._store = store
+        self._tables: IntakeStore | None = None
         self._future_skew = future_skew
         self._clock = clock
+
+    async def _store(self) -> IntakeStore:
+        """The intake tables, over the application's pool (opened on first use)."""
+        if self._tables is None:
+            self._tables = await self._app.intake_store()
+        return self._tables
 
     async def stored(self, source: Source, key: str) -> StoredAnswer | None:
         """The first answer to a delivery, if it was answered before and is final.
@@ -168,7 +175,7 @@ class Intake:
         """
         if unstorable(key):
             return None
-        first = await self._store.answer(source.value, key)
+        first = await (await self._store()).answer(source.value, key)
         return first if first is not None and first.final else None
 
     async def answer(self, incoming: Incoming, render: Render) -> StoredAnswer:
@@ -179,7 +186,7 @@ class Intake:
         """
         try:
             return await self._answer(incoming, render)
-        except asyncpg.DataError as error:
+        except VALUE_REFUSED as error:
             # The database refused a value (class 22), not a failure: the message is bad,
             # and sending it again cannot help. Not stored (it could not be).
             outcome = Outcome(OutcomeKind.BAD_INPUT,
@@ -187,7 +194,7 @@ class Intake:
                               f"({type(error).__name__}); nothing done", reject=True)
             status, body = render(incoming, outcome)
             return StoredAnswer(status, body, outcome.kind.value)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except _DATABASE_FAILED as error:
             outcome = Outcome(OutcomeKind.UNAVAILABLE,
                               f"the intake database failed ({type(error).__name__}); "
                               "send the message again")
@@ -207,7 +214,7 @@ class Intake:
             if unstorable(incoming.key) or unstorable(body):
                 return StoredAnswer(status, body, outcome.kind.value)
             return await self._remember(incoming, outcome, status, body)
-        first = await self._store.answer(incoming.source.value, incoming.key)
+        first = await (await self._store()).answer(incoming.source.value, incoming.key)
         if first is not None and first.final:
             return first
         outcome = await self.execute(incoming)
@@ -222,7 +229,7 @@ class Intake:
     async def _remember(self, incoming: Incoming, outcome: Outcome, status: int,
                         body: str) -> StoredAnswer:
         session = outcome.session_id
-        return await self._store.remember(
+        return await (await self._store()).remember(
             source=incoming.source.value, key=incoming.key,
             session_id=None if session is None or unstorable(session) else session,
             command=type(incoming.command).__name__.lower(), outcome=outcome.kind.value,
@@ -241,7 +248,7 @@ class Intake:
             return ahead
         if command.session_id is not None and (
                 incoming.previous_ids or incoming.source in ALIASED_SOURCES):
-            session = await self._store.resolve(
+            session = await (await self._store()).resolve(
                 incoming.source.value, (*incoming.previous_ids, command.session_id))
             command = _renamed(command, session)
         if isinstance(command, Record):
@@ -257,11 +264,11 @@ class Intake:
         outcome = await self._apply(command)
         if outcome.kind in {OutcomeKind.APPLIED, OutcomeKind.UNCHANGED}:
             start = command.start if isinstance(command, Book) else None
-            await self._store.applied(command.session_id, sent_at=None, start=start)
+            await (await self._store()).applied(command.session_id, sent_at=None, start=start)
             if incoming.sent_at is not None:
                 # Never newer than our receipt: a sender clock ahead of ours cannot make
                 # later, correct messages look old.
-                await self._store.sent(command.session_id, incoming.feed_name,
+                await (await self._store()).sent(command.session_id, incoming.feed_name,
                                        min(incoming.sent_at, received))
         return outcome
 
@@ -284,7 +291,7 @@ class Intake:
         sent_at = incoming.sent_at
         if sent_at is None:
             return None
-        newest = await self._store.last_sent(session_id, incoming.feed_name)
+        newest = await (await self._store()).last_sent(session_id, incoming.feed_name)
         if newest is None or sent_at >= newest:
             return None
         field = incoming.sent_at_field or SENT_AT_FIELDS[incoming.source]
@@ -323,21 +330,10 @@ class Intake:
 
     async def _lifecycle(self, session_id: str) -> Lifecycle | Outcome:
         """Whether the session's workflow runs, has closed or never existed."""
-        try:
-            client = await self._app.temporal()
-            description = await client.get_workflow_handle(
-                workflow_id_for(session_id)).describe()
-        except RPCError as error:
-            if error.status is RPCStatusCode.NOT_FOUND:
-                return Lifecycle.NONE
-            return Outcome(OutcomeKind.UNAVAILABLE,
-                           f"Temporal could not be asked about session {session_id}: "
-                           f"{error.status.name if error.status else 'error'}", session_id)
-        except UnavailableError as error:
-            return Outcome(OutcomeKind.UNAVAILABLE, str(error), session_id)
-        if description.status is WorkflowExecutionStatus.RUNNING:
-            return Lifecycle.RUNNING
-        return Lifecycle.CLOSED
+        lifecycle = await self._app.lifecycle(session_id)
+        if isinstance(lifecycle, Result):
+            return Outcome(OutcomeKind.UNAVAILABLE, lifecycle.message, session_id)
+        return lifecycle
 
     @staticmethod
     def _not_running(session: str, lifecycle: Lifecycle, what: str) -> Outcome:
@@ -366,7 +362,7 @@ class Intake:
 
     async def _book(self, command: Book) -> Outcome:
         session = command.session_id
-        known = await self._store.session(session)
+        known = await (await self._store()).session(session)
         if known is not None and known.cancelled_unbooked:
             return Outcome(OutcomeKind.RECORDED,
                            f"session {session}: recorded, not started: it was cancelled "
@@ -437,20 +433,12 @@ class Intake:
         reason = command.reason or ("entered in error" if command.entered_in_error else "")
         result = await self._app.cancel(session, Cancellation(reason=reason[:200]))
         if result.kind is ResultKind.NOT_FOUND and _never_existed(result):
-            await self._store.applied(session, sent_at=None, cancelled_unbooked=True)
+            await (await self._store()).applied(session, sent_at=None, cancelled_unbooked=True)
             return Outcome(OutcomeKind.RECORDED,
                            f"session {session}: cancelled before its booking arrived; "
                            "recorded, and a later booking for it will not be started", session)
         note = "entered in error: cancelled" if command.entered_in_error else ""
         return _from(result, note=note)
-
-
-class Lifecycle(StrEnum):
-    """Where a session's workflow is, as far as a message about it is concerned."""
-
-    RUNNING = "running"
-    CLOSED = "closed"
-    NONE = "none"
 
 
 def unstorable(text: str) -> bool:

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-import asyncpg
 
 from missed_session.application import Application
 from missed_session.intake import answers, calcom, calendly, fhir, hl7v2, subscription
@@ -31,8 +30,8 @@ from missed_session.intake.commands import (
 from missed_session.intake.dispatch import Intake, Outcome, OutcomeKind
 from missed_session.intake.settings import IntakeSettings, NonProduction
 from missed_session.intake.signatures import SignatureError, verify_calcom, verify_calendly
-from missed_session.intake.store import IntakeStore, StoredAnswer
 from missed_session.intake.webhook_parts import body_key, optional_instant
+from missed_session.store.intake import StoredAnswer
 
 FETCH_TIMEOUT = aiohttp.ClientTimeout(total=10)
 """How long an id-only notification may wait for the sender's FHIR server."""
@@ -270,9 +269,8 @@ def _error(status: int, message: str) -> Answer:
     return status, json.dumps({"outcome": "refused", "message": message})
 
 
-def build(application: Application, pool: asyncpg.Pool,
+def build(application: Application,
           settings: IntakeSettings | None = None) -> StandardsIntake:
-    """The standards intake over an application and the service's (migrated) pool."""
+    """The standards intake over an application (its tables through the application)."""
     settings = settings or IntakeSettings()
-    return StandardsIntake(Intake(application, IntakeStore(pool),
-                                  future_skew=settings.future_skew), settings)
+    return StandardsIntake(Intake(application, future_skew=settings.future_skew), settings)

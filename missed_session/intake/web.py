@@ -42,8 +42,8 @@ from missed_session.intake.patients import Miss, Patients
 from missed_session.intake.settings import IntakeSettings
 from missed_session.intake.signatures import SignatureError, verify_calcom, verify_calendly
 from missed_session.intake.smart import BackendClient, FhirReader, FhirReadError
-from missed_session.intake.store import StoredAnswer
 from missed_session.intake.webhook_parts import body_key, optional_instant
+from missed_session.store.intake import StoredAnswer
 
 Answer = tuple[int, str]
 """An HTTP status and a body."""
@@ -71,8 +71,9 @@ class WebDispatch(Intake):
             return await super().execute(incoming)
         session = command.session_id
         if incoming.previous_ids or incoming.source in ALIASED_SOURCES:
-            session = await self._store.resolve(incoming.source.value,
-                                                (*incoming.previous_ids, session))
+            store = await self._store()
+            session = await store.resolve(incoming.source.value,
+                                          (*incoming.previous_ids, session))
         result = await therapist_absent(self._app, Absence(session, incoming.source.value,
                                                            command.note))
         return _outcome(result, session)
@@ -120,8 +121,8 @@ class WebIntake:
     @classmethod
     def over(cls, intake: Intake, settings: IntakeSettings) -> WebIntake:
         """The web intake sharing an executor's application and store."""
-        # the executor's own connections (same package): one application, one store
-        return cls(WebDispatch(intake._app, intake._store), intake._app, settings)
+        # the executor's application (same package): one application, one pool
+        return cls(WebDispatch(intake._app), intake._app, settings)
 
     # -- FHIR Appointment ---------------------------------------------------------------
 
