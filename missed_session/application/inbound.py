@@ -36,7 +36,7 @@ from missed_session.application.updates import send_update
 from missed_session.domain import messages
 from missed_session.domain import notices as notices_rules
 from missed_session.domain.models import TextReply, workflow_id_for
-from missed_session.store.kept_texts import Channel
+from missed_session.store.kept_texts import InboundProvider
 from missed_session.store.notices import RosterStore
 
 log = structlog.get_logger(__name__)
@@ -170,7 +170,7 @@ class InboundAnswer:
 
 
 async def receive_text(app: Application, *, phone: str, body: str, message_id: str | None,
-                       channel: Channel = Channel.WEBHOOK) -> InboundAnswer:
+                       channel: InboundProvider = InboundProvider.WEBHOOK) -> InboundAnswer:
     """Deliver a text from `phone`: to a clinician's notice, or to the client's open sessions.
 
     A client's text that no session takes within the bound (no worker running, Temporal
