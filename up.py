@@ -102,7 +102,8 @@ async def _serve(settings: Settings, api_settings: ApiSettings, intake_settings:
     """The stack, the API and the MLLP listener, until a stop signal cancels the wait."""
     async with embedded_stack(settings, more_ports=ports) as env, \
             Application(settings, client=env.client) as application:
-        intake = build(application, await application.pool(), intake_settings)
+        await application.pool()  # opened (and migrated) before anything listens
+        intake = build(application, intake_settings)
         api = create_app(application, api_settings, other_routers(application, intake))
         server = ApiServer(api, host=api_settings.host, port=api_settings.port)
         url = await server.start()

@@ -40,7 +40,7 @@ from activities.therapist import TherapistActivities
 from missed_session.application.updates import send_update
 from missed_session.audit.archive import HistoryArchiver
 from missed_session.audit.integrity import IntegrityAlarm, StoppedSessions
-from missed_session.channels.base import MessageChannel, PhoneChannel
+from missed_session.channels.base import MessageProvider, PhoneProvider
 from missed_session.channels.ledger import DeliveryLedger
 from missed_session.channels.setup import channels_from_settings
 from missed_session.channels.simulated import (
@@ -172,8 +172,8 @@ def new_worker(
     *,
     task_queue: str,
     sender: Sender,
-    phone: PhoneChannel | None = None,
-    messages: MessageChannel | None = None,
+    phone: PhoneProvider | None = None,
+    messages: MessageProvider | None = None,
     max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS,
     graceful_shutdown_timeout: timedelta = timedelta(0),
     deployment: WorkerDeploymentConfig | None = None,

@@ -24,7 +24,7 @@ from missed_session.channels.base import (
     ChannelUnavailableError,
     DeliveryUncertainError,
     InvalidContactError,
-    TextChannel,
+    TextProvider,
 )
 from missed_session.domain import caring
 from missed_session.domain.caring import EndReason
@@ -67,7 +67,7 @@ class CaringResult(Model):
 class CaringActivities:
     """Sends caring messages through the practice's text provider."""
 
-    def __init__(self, texts: TextChannel, sender: Sender, pool: asyncpg.Pool, *,
+    def __init__(self, texts: TextProvider, sender: Sender, pool: asyncpg.Pool, *,
                  consent_defaults: ConsentDefaults | None = None,
                  heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
         self._texts = texts

@@ -21,8 +21,8 @@ from missed_session.channels.base import (
     ChannelRejectedError,
     DeliveryUncertainError,
     InvalidContactError,
-    MessageChannel,
-    PhoneChannel,
+    MessageProvider,
+    PhoneProvider,
 )
 from missed_session.domain import notices, roster
 from missed_session.domain.models import (
@@ -32,7 +32,7 @@ from missed_session.domain.models import (
     TherapistNotice,
 )
 from missed_session.domain.notices import Policy, Target
-from missed_session.domain.roster import ContactChannel, Role
+from missed_session.domain.roster import NoticeRoute, Role
 from missed_session.store.notices import NoticeStore, RosterStore
 
 
@@ -82,7 +82,7 @@ class Recipient(Model):
     """Staff id."""
     role: Role
     """Their role on the roster."""
-    channels: tuple[tuple[ContactChannel, str], ...]
+    channels: tuple[tuple[NoticeRoute, str], ...]
     """(channel, address) in the clinician's order."""
     sms: str | None
     """Their SMS number: an SMS acknowledgment must come from it."""
@@ -119,7 +119,7 @@ class NoticeDelivery(Model):
     """For the message."""
     clinician_id: str
     """Who."""
-    channel: ContactChannel
+    channel: NoticeRoute
     """How."""
     address: str
     """Where (staff contact details, not the client's)."""
@@ -176,8 +176,8 @@ class NoticeLinks:
 class NoticeActivities:
     """The roster, the channels and the notice tables."""
 
-    def __init__(self, rosters: RosterStore, store: NoticeStore, phone: PhoneChannel,
-                 messages: MessageChannel, links: NoticeLinks | None = None) -> None:
+    def __init__(self, rosters: RosterStore, store: NoticeStore, phone: PhoneProvider,
+                 messages: MessageProvider, links: NoticeLinks | None = None) -> None:
         self._rosters = rosters
         self._store = store
         self._phone = phone
@@ -244,7 +244,7 @@ class NoticeActivities:
             expires_at=delivery.expires_at,
         )
         link = (self._links.link(notice.key, delivery.clinician_id, delivery.expires_at)
-                if self._links is not None and delivery.channel is ContactChannel.EMAIL
+                if self._links is not None and delivery.channel is NoticeRoute.EMAIL
                 else None)
         text = notices.message(
             priority=notice.priority, risk_tier=delivery.risk_tier, title=notice.title,
@@ -252,14 +252,14 @@ class NoticeActivities:
         )
         key, to = delivery.idempotency_key, delivery.address
         try:
-            if delivery.channel in {ContactChannel.SMS, ContactChannel.PAGER}:
+            if delivery.channel in {NoticeRoute.SMS, NoticeRoute.PAGER}:
                 short = notices.sms(
                     priority=notice.priority, risk_tier=delivery.risk_tier, title=notice.title,
                     kind=notice.kind, code=delivery.code, client_ref=delivery.client_ref,
                     first_name=delivery.first_name,
                 )
                 await heartbeating(self._messages.send_text(key, notice.session_id, to, short))
-            elif delivery.channel is ContactChannel.VOICE:
+            elif delivery.channel is NoticeRoute.VOICE:
                 await heartbeating(self._phone.deliver_message(key, notice.session_id, to, text))
             else:
                 subject = f"{notice.priority.value.upper()} notice {notice.key}"

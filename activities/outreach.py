@@ -37,8 +37,8 @@ from missed_session.channels.base import (
     ChannelUnavailableError,
     DeliveryUncertainError,
     InvalidContactError,
-    MessageChannel,
-    PhoneChannel,
+    MessageProvider,
+    PhoneProvider,
 )
 from missed_session.channels.ledger import STORE_UNREACHABLE
 from missed_session.domain import messages
@@ -109,8 +109,8 @@ class OutreachActivities:
     channel (the same object when one provider offers both).
     """
 
-    def __init__(self, phone: PhoneChannel, sender: Sender,
-                 messages: MessageChannel | None = None, *,
+    def __init__(self, phone: PhoneProvider, sender: Sender,
+                 messages: MessageProvider | None = None, *,
                  directory: ClientDirectory | None = None,
                  consent_defaults: ConsentDefaults | None = None,
                  provider_tries: int = PROVIDER_TRIES,
@@ -210,7 +210,7 @@ class OutreachActivities:
             raise _no_consent(found)
         return found.address, found.decision.record_id
 
-    def _message_channel(self) -> MessageChannel:
+    def _message_channel(self) -> MessageProvider:
         if self._messages is None:
             raise ApplicationError(
                 "no text or email channel is configured", type=INVALID_CONTACT,

@@ -1,4 +1,4 @@
-"""Activities that put alerts and tasks in the therapist's inbox."""
+"""Activities that record a therapist's notices (alerts and tasks; table `therapist_inbox`)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from missed_session.store.audit import AuditStore
 
 
 class TherapistActivities:
-    """The therapist's inbox, written once per notice key."""
+    """The therapist's notices, each written once per notice key."""
 
     def __init__(self, store: AuditStore) -> None:
         self._store = store
 
     @activity.defn
     async def notify_therapist(self, notice: TherapistNotice) -> None:
-        """Deliver an alert or task; a retry finds it delivered and does nothing."""
+        """Record a notice (alert or task); a retry finds it recorded and does nothing."""
         await self._store.add_notice(notice)

@@ -30,7 +30,6 @@ from missed_session.intake.dispatch import Intake
 from missed_session.intake.routes import router
 from missed_session.intake.service import StandardsIntake
 from missed_session.intake.settings import IntakeSettings
-from missed_session.intake.store import IntakeStore
 from missed_session.store.audit import AuditStore
 from tests.factories import daytime
 from worker import new_worker
@@ -120,7 +119,7 @@ async def running_stack(env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue
     async with new_worker(client, pool, task_queue=task_queue,
                           sender=Sender("Alex", "+15555550100")), \
             Application(settings, client=client, pool=pool) as app:
-        service = StandardsIntake(Intake(app, IntakeStore(pool),
+        service = StandardsIntake(Intake(app,
                                          future_skew=intake_config.future_skew),
                                   intake_config)
         api = FastAPI()

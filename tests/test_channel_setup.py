@@ -8,9 +8,9 @@ import pytest
 
 from missed_session.channels.ledger import AtMostOnce, DeliveryLedger
 from missed_session.channels.setup import RoutedMessages, channels_from_settings
-from missed_session.channels.smtp import SmtpEmailChannel
-from missed_session.channels.twilio import TwilioChannel
-from missed_session.channels.webhook import WebhookChannel
+from missed_session.channels.smtp import SmtpEmailProvider
+from missed_session.channels.twilio import TwilioProvider
+from missed_session.channels.webhook import WebhookProvider
 from missed_session.config import ConfigurationError, load_settings
 from missed_session.domain.models import CallResult
 
@@ -60,9 +60,9 @@ async def test_webhook_with_smtp_for_email() -> None:
         smtp_host="127.0.0.1", smtp_sender_address="hello@example.net",
     ), Simulated(), LEDGER)
     assert isinstance(phone, AtMostOnce)
-    assert isinstance(phone.inner, WebhookChannel)
+    assert isinstance(phone.inner, WebhookProvider)
     assert isinstance(messages, RoutedMessages)
-    assert isinstance(messages._email.inner, SmtpEmailChannel)  # type: ignore[attr-defined]
+    assert isinstance(messages._email.inner, SmtpEmailProvider)  # type: ignore[attr-defined]
     assert messages._texts is phone
     await phone.inner.close()
 
@@ -73,7 +73,7 @@ async def test_twilio() -> None:
         twilio_from_number="+15555550100",
     ), Simulated(), LEDGER)
     assert isinstance(phone, AtMostOnce)
-    assert isinstance(phone.inner, TwilioChannel)
+    assert isinstance(phone.inner, TwilioProvider)
     assert messages is phone
     assert phone.inner._receipts is LEDGER  # each SID is kept: a dead worker's call resumes
     assert phone.inner._status_callback is None  # polling only, unless configured
@@ -87,7 +87,7 @@ async def test_twilio_with_status_callbacks() -> None:
         twilio_from_number="+15555550100", twilio_status_callback_url=url,
     ), Simulated(), LEDGER)
     assert isinstance(phone, AtMostOnce)
-    assert isinstance(phone.inner, TwilioChannel)
+    assert isinstance(phone.inner, TwilioProvider)
     assert phone.inner._status_callback == url
     await phone.inner._client.http_client.close()
 

@@ -21,7 +21,7 @@ from missed_session.channels.base import (
     InvalidContactError,
 )
 from missed_session.channels.ledger import DeliveryLedger, EmailOnce
-from missed_session.channels.smtp import SmtpEmailChannel
+from missed_session.channels.smtp import SmtpEmailProvider
 from missed_session.domain.messages import email
 
 SENDER = "hello@example.net"
@@ -77,9 +77,9 @@ def smtp_server() -> Iterator[tuple[Mailbox, int]]:
     controller.stop()
 
 
-def channel(port: int, **options: Any) -> SmtpEmailChannel:
+def channel(port: int, **options: Any) -> SmtpEmailProvider:
     settings: dict[str, Any] = {"timeout_seconds": 5, **options}
-    return SmtpEmailChannel(hostname="127.0.0.1", port=port, sender_address=SENDER,
+    return SmtpEmailProvider(hostname="127.0.0.1", port=port, sender_address=SENDER,
                             sender_name="Alex at the front desk", start_tls=False,
                             **settings)
 

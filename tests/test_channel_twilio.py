@@ -17,7 +17,7 @@ from missed_session.channels.base import (
     InvalidContactError,
 )
 from missed_session.channels.ledger import AtMostOnce, DeliveryLedger
-from missed_session.channels.twilio import TwilioChannel
+from missed_session.channels.twilio import TwilioProvider
 from missed_session.domain.models import CallResult
 from tests.twilio_wire import (
     ACCOUNT,
@@ -37,10 +37,10 @@ pytestmark = pytest.mark.filterwarnings(
 
 
 @pytest.fixture
-async def twilio() -> AsyncIterator[tuple[FakeTwilio, TwilioChannel]]:
+async def twilio() -> AsyncIterator[tuple[FakeTwilio, TwilioProvider]]:
     fake = FakeTwilio()
     async with twilio_server(fake) as (client, _):
-        yield fake, TwilioChannel(client, from_number=FROM, callback_number=CALLBACK,
+        yield fake, TwilioProvider(client, from_number=FROM, callback_number=CALLBACK,
                                   poll_seconds=0.01, max_polls=20,
                                   request_timeout_seconds=0.5)
 
@@ -51,7 +51,7 @@ async def wired(pool: asyncpg.Pool) -> AsyncIterator[tuple[FakeTwilio, AtMostOnc
     fake = FakeTwilio()
     ledger = DeliveryLedger(pool)
     async with twilio_server(fake) as (client, _):
-        channel = TwilioChannel(client, from_number=FROM, callback_number=CALLBACK,
+        channel = TwilioProvider(client, from_number=FROM, callback_number=CALLBACK,
                                 receipts=ledger, poll_seconds=0.01, max_polls=20,
                                 request_timeout_seconds=0.5)
         yield fake, AtMostOnce(channel, ledger)
@@ -62,7 +62,7 @@ def said(twiml: str) -> list[str]:
 
 
 async def test_a_call_connects_the_answering_person_to_the_practice(
-    twilio: tuple[FakeTwilio, TwilioChannel],
+    twilio: tuple[FakeTwilio, TwilioProvider],
 ) -> None:
     fake, channel = twilio
 
@@ -94,7 +94,7 @@ async def test_a_retry_with_the_same_key_rings_once(
 @pytest.mark.parametrize(("status", "answered_by"), [
     ("no-answer", None), ("busy", None), ("completed", "machine_start"),
 ])
-async def test_no_person_is_no_answer(twilio: tuple[FakeTwilio, TwilioChannel], status: str,
+async def test_no_person_is_no_answer(twilio: tuple[FakeTwilio, TwilioProvider], status: str,
                                       answered_by: str | None) -> None:
     fake, channel = twilio
     fake.call_statuses = [(status, answered_by)]
@@ -102,7 +102,7 @@ async def test_no_person_is_no_answer(twilio: tuple[FakeTwilio, TwilioChannel], 
 
 
 async def test_a_failed_call_is_an_invalid_contact(
-    twilio: tuple[FakeTwilio, TwilioChannel],
+    twilio: tuple[FakeTwilio, TwilioProvider],
 ) -> None:
     fake, channel = twilio
     fake.call_statuses = [("failed", None)]
@@ -135,7 +135,7 @@ async def test_a_voicemail_is_said_after_the_beep(
 
 @pytest.mark.parametrize("status", ["busy", "no-answer", "canceled"])
 async def test_a_message_call_that_ends_unanswered_is_not_delivered(
-    twilio: tuple[FakeTwilio, TwilioChannel], status: str,
+    twilio: tuple[FakeTwilio, TwilioProvider], status: str,
 ) -> None:
     fake, channel = twilio
     fake.call_statuses = [("ringing", None), (status, None)]
@@ -145,7 +145,7 @@ async def test_a_message_call_that_ends_unanswered_is_not_delivered(
 
 
 async def test_polls_that_fail_are_tried_again(
-    twilio: tuple[FakeTwilio, TwilioChannel],
+    twilio: tuple[FakeTwilio, TwilioProvider],
 ) -> None:
     fake, channel = twilio
     fake.failing_fetches = 2
@@ -195,7 +195,7 @@ async def test_a_5xx_releases_the_step_for_a_retry(
 
 async def test_twilio_not_listening_is_a_provider_failure() -> None:
     http_client = LocalTwilioHttpClient("http://127.0.0.1:9")
-    channel = TwilioChannel(TwilioClient(ACCOUNT, TOKEN, http_client=http_client),
+    channel = TwilioProvider(TwilioClient(ACCOUNT, TOKEN, http_client=http_client),
                             from_number=FROM, callback_number=CALLBACK)
     try:
         with pytest.raises(ChannelUnavailableError):
@@ -204,7 +204,7 @@ async def test_twilio_not_listening_is_a_provider_failure() -> None:
         await http_client.close()
 
 
-async def test_a_text_is_one_sms(twilio: tuple[FakeTwilio, TwilioChannel]) -> None:
+async def test_a_text_is_one_sms(twilio: tuple[FakeTwilio, TwilioProvider]) -> None:
     fake, channel = twilio
     await channel.send_text("k-text", "s1", CLIENT_PHONE, "Hi Robin")
     ((resource, form, _),) = fake.created
@@ -221,7 +221,7 @@ async def test_a_text_is_one_sms(twilio: tuple[FakeTwilio, TwilioChannel]) -> No
     (429, 20429, ChannelUnavailableError),
 ])
 async def test_twilio_errors_say_whether_to_retry(
-    twilio: tuple[FakeTwilio, TwilioChannel], status: int, code: int, error: type[Exception],
+    twilio: tuple[FakeTwilio, TwilioProvider], status: int, code: int, error: type[Exception],
 ) -> None:
     fake, channel = twilio
     fake.error = (status, code)
@@ -229,7 +229,7 @@ async def test_twilio_errors_say_whether_to_retry(
         await channel.send_text("k", "s1", CLIENT_PHONE, "Hi")
 
 
-async def test_email_is_not_twilios(twilio: tuple[FakeTwilio, TwilioChannel]) -> None:
+async def test_email_is_not_twilios(twilio: tuple[FakeTwilio, TwilioProvider]) -> None:
     _, channel = twilio
     with pytest.raises(ChannelRejectedError):
         await channel.send_email("k", "s1", "robin@example.org", "s", "b")
@@ -252,7 +252,7 @@ async def test_email_is_not_twilios(twilio: tuple[FakeTwilio, TwilioChannel]) ->
     ([("in-progress", None), ("completed", "unknown")], CallResult.ANSWERED_UNKNOWN),
 ])
 async def test_only_a_human_verdict_is_the_clients_answer(
-    twilio: tuple[FakeTwilio, TwilioChannel], statuses: list[tuple[str, str | None]],
+    twilio: tuple[FakeTwilio, TwilioProvider], statuses: list[tuple[str, str | None]],
     expected: CallResult,
 ) -> None:
     fake, channel = twilio
@@ -272,7 +272,7 @@ async def test_only_a_human_verdict_is_the_clients_answer(
     (None, CallResult.ANSWERED_UNKNOWN),
 ])
 async def test_a_message_call_counts_as_delivered_only_to_a_person_or_after_a_greeting(
-    twilio: tuple[FakeTwilio, TwilioChannel], answered_by: str | None, expected: CallResult,
+    twilio: tuple[FakeTwilio, TwilioProvider], answered_by: str | None, expected: CallResult,
 ) -> None:
     fake, channel = twilio
     fake.call_statuses = [("in-progress", answered_by), ("completed", answered_by)]
@@ -380,7 +380,7 @@ async def test_a_twilio_that_hangs_on_polls_leaves_a_call_a_retry_resumes(
     fake = FakeTwilio(call_statuses=[("completed", "human")], hang_on_fetch=True)
     ledger = DeliveryLedger(pool)
     async with twilio_server(fake) as (client, _):
-        phone = TwilioChannel(client, from_number=FROM, callback_number=CALLBACK,
+        phone = TwilioProvider(client, from_number=FROM, callback_number=CALLBACK,
                               receipts=ledger, poll_seconds=0.01, max_polls=2,
                               request_timeout_seconds=0.2)
         channel = AtMostOnce(phone, ledger)

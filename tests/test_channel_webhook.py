@@ -27,7 +27,7 @@ from missed_session.channels.ledger import AtMostOnce, DeliveryLedger
 from missed_session.channels.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    WebhookChannel,
+    WebhookProvider,
     sign,
     verify,
 )
@@ -76,9 +76,9 @@ async def practice() -> AsyncIterator[tuple[PracticeSystem, str]]:
     await runner.cleanup()
 
 
-def channel(url: str, **options: Any) -> WebhookChannel:
+def channel(url: str, **options: Any) -> WebhookProvider:
     clock: Callable[[], float] = lambda: NOW  # noqa: E731
-    return WebhookChannel(url, SECRET, clock=clock, **options)
+    return WebhookProvider(url, SECRET, clock=clock, **options)
 
 
 async def test_a_call_is_a_signed_json_post(practice: tuple[PracticeSystem, str]) -> None:
@@ -251,7 +251,7 @@ async def test_the_workflow_moves_from_an_invalid_number_to_email_over_the_webho
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    webhook = WebhookChannel(f"http://127.0.0.1:{port}/outreach", SECRET)
+    webhook = WebhookProvider(f"http://127.0.0.1:{port}/outreach", SECRET)
     data = booking_data()
     start = daytime(await time_skipping_env.get_current_time() + timedelta(hours=1))
     session = booking(
@@ -305,7 +305,7 @@ async def test_an_uncertain_text_is_audited_as_such_and_no_second_text_goes_that
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    webhook = WebhookChannel(f"http://127.0.0.1:{port}/outreach", SECRET, timeout_seconds=0.5)
+    webhook = WebhookProvider(f"http://127.0.0.1:{port}/outreach", SECRET, timeout_seconds=0.5)
     phone = AtMostOnce(webhook, DeliveryLedger(pool))  # as the worker wires it
     data = booking_data()
     start = daytime(await time_skipping_env.get_current_time() + timedelta(hours=1))

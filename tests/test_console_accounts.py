@@ -14,7 +14,6 @@ import asyncpg
 import pytest
 
 from missed_session.application import console as cases
-from missed_session.application import notices as notice_cases
 from missed_session.application.results import ResultKind
 from missed_session.application.service import Application
 from missed_session.config import Settings
@@ -179,10 +178,10 @@ async def test_a_resolution_needs_an_outcome_and_a_reviewer_acknowledges_nothing
 ) -> None:
     ana = Viewer("t-ana", ViewerRole.THERAPIST, "")
     empty = await cases.resolve(app, ana, "s-1/no-show-alert", "  ", "")
-    assert empty.kind is notice_cases.ResultKind.BAD_INPUT
+    assert empty.kind is ResultKind.BAD_INPUT
     assert empty.message.startswith("outcome: ")
     kai = Viewer("rev-kai", ViewerRole.COMPLIANCE, "")
     for result in (await cases.acknowledge(app, kai, "s-1/no-show-alert"),
                    await cases.resolve(app, kai, "s-1/no-show-alert", "done", "")):
         assert (result.kind, result.message) == (
-            notice_cases.ResultKind.REFUSED, "a compliance_reviewer acknowledges nothing")
+            ResultKind.REFUSED, "a compliance_reviewer acknowledges nothing")

@@ -33,7 +33,7 @@ from missed_session import search_attributes
 from missed_session.api.app import create_app
 from missed_session.api.server import ApiServer
 from missed_session.api.settings import ApiSettings
-from missed_session.application import Application
+from missed_session.application import Application, ResultKind
 from missed_session.application import console as cases
 from missed_session.application import notices as notice_cases
 from missed_session.config import Settings
@@ -220,7 +220,7 @@ async def test_a_therapist_walks_a_high_risk_no_show_from_alert_to_decision(
                  if r.state in ("open", "exhausted")]
         done = await notice_cases.acknowledge(stack.client, stack.pool, row.key, Acknowledgment(
             via=AckVia.CLI, clinician_id="t-ana"))
-        assert done.kind is notice_cases.ResultKind.APPLIED, done.message
+        assert done.kind is ResultKind.APPLIED, done.message
         await expect(acknowledge).to_have_count(0, timeout=15_000)
         resolve = page.locator("form.resolve").first
         await resolve.get_by_label("Outcome").fill("reviewed with the on-call clinician")

@@ -9,6 +9,7 @@ import pytest
 
 from missed_session.application import console as cases
 from missed_session.application import notices as notice_cases
+from missed_session.application.results import ResultKind
 from missed_session.application.service import Application
 from missed_session.domain.access import Viewer, ViewerRole
 from missed_session.domain.notices import Acknowledgment, AckVia, Resolution
@@ -29,7 +30,7 @@ async def test_console_acknowledgments_and_resolutions_say_via_console(
 
     async def record(_: Any, __: Any, key: str, what: Acknowledgment | Resolution) -> Any:
         sent.append(what)
-        return notice_cases.NoticeResult(notice_cases.ResultKind.APPLIED, "ok", key)
+        return notice_cases.NoticeResult(ResultKind.APPLIED, "ok", key)
 
     monkeypatch.setattr(notice_cases, "acknowledge", record)
     monkeypatch.setattr(notice_cases, "resolve", record)

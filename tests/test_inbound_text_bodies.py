@@ -33,7 +33,7 @@ from missed_session.application.text_deliverer import TextDeliverer
 from missed_session.channels import webhook
 from missed_session.domain.models import AuditEventType
 from missed_session.store.audit import AuditStore
-from missed_session.store.kept_texts import Outcome
+from missed_session.store.kept_texts import Settlement
 from tests.factories import booking_data
 from tests.test_inbound_texts import WEBHOOK_SECRET, api, dev_server, signed_webhook, twilio
 from tests.test_kept_texts import SENDER, in_outreach, until_event
@@ -159,7 +159,7 @@ async def test_a_text_with_control_characters_is_kept_neutralised_while_no_worke
             deliverer = TextDeliverer(application)
             for _ in range(30):
                 await deliverer.retry_now()
-                if (await deliverer.deliver_due()).get(Outcome.DELIVERED):
+                if (await deliverer.deliver_due()).get(Settlement.DELIVERED):
                     break
             await until_event(AuditStore(pool), session_id, AuditEventType.CLOSED)
     out, err = capfd.readouterr()

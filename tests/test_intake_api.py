@@ -42,7 +42,7 @@ async def api(time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task_q
             Application(Settings(task_queue=task_queue, encryption_keys=TEST_KEYS),
                         client=client, pool=pool) as application:
         app = create_app(application, api_settings,
-                         extra_routers=[standards_router(application, pool, intake_settings)])
+                         extra_routers=[standards_router(application, intake_settings)])
         async with ApiServer(app) as server:
             yield server.url, tokens
         await close_sessions(client, pool)

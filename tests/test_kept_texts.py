@@ -56,10 +56,10 @@ from missed_session.store.audit import AuditStore
 from missed_session.store.kept_texts import (
     CLAIM_LEASE,
     RENEW_EVERY,
-    Channel,
+    InboundProvider,
     KeptText,
     KeptTextStore,
-    Outcome,
+    Settlement,
 )
 from tests.conftest import TEST_CONVERTER, TEST_KEYS
 from tests.factories import booking_data
@@ -174,7 +174,7 @@ async def test_texts_sent_while_no_worker_runs_are_kept_and_delivered_once(
             (phone, "STOP"), (phone, "call me please"), (phone, "on my way")}
         # Still no worker: a round tries the oldest and waits for the next try.
         deliverer = TextDeliverer(application)
-        assert await deliverer.deliver_due() == {Outcome.PENDING: 1}
+        assert await deliverer.deliver_due() == {Settlement.PENDING: 1}
         [first] = [r for r in await store.rows(pending_only=True)
                    if r.message_id == "SMkept-stop"]
         assert (first.attempts, first.last_error) == (1, "NoAnswer")
@@ -184,7 +184,7 @@ async def test_texts_sent_while_no_worker_runs_are_kept_and_delivered_once(
             delivered = 0
             for _ in range(30):  # a worker just started may not take the first try in time
                 await deliverer.retry_now()
-                delivered += (await deliverer.deliver_due()).get(Outcome.DELIVERED, 0)
+                delivered += (await deliverer.deliver_due()).get(Settlement.DELIVERED, 0)
                 if not await store.rows(pending_only=True):
                     break
             assert delivered == 3
@@ -220,14 +220,14 @@ async def test_a_text_for_a_gone_session_or_one_the_session_refuses_is_recorded(
         await until_event(AuditStore(pool), closed, AuditEventType.CLOSED)
         kept = KeptTexts(application)
         waiting = Result(ResultKind.UNAVAILABLE, "no answer")
-        await kept.keep(message_id="wh-gone", channel=Channel.WEBHOOK, kind="response",
+        await kept.keep(message_id="wh-gone", channel=InboundProvider.WEBHOOK, kind="response",
                         phone="+14155550162", body="hello?",
                         sessions={closed: waiting, "never-booked": waiting})
         # START is the client's consent to texts, which a session refuses to record.
-        await kept.keep(message_id="wh-start", channel=Channel.WEBHOOK, kind="response",
+        await kept.keep(message_id="wh-start", channel=InboundProvider.WEBHOOK, kind="response",
                         phone="+14155550162", body="START", sessions={open_session: waiting})
         assert await TextDeliverer(application).deliver_due() == {
-            Outcome.LATE_RESPONSE: 1, Outcome.REFUSED: 1}
+            Settlement.LATE_RESPONSE: 1, Settlement.REFUSED: 1}
     rows = {row["message_id"]: row for row in await pool.fetch(
         "SELECT t.message_id, t.outcome AS text, d.session_id, d.outcome, d.reason"
         " FROM kept_texts t JOIN kept_text_deliveries d USING (message_id)"
@@ -304,7 +304,7 @@ async def test_operators_see_the_backlog_with_starter_kept_texts(
     monkeypatch.setenv("MSR_DATA_DIR", str(tmp_path / "data"))
     async with Application(settings(task_queue), pool=pool) as application:
         kept = KeptTexts(application)
-        await kept.keep(message_id="SMbacklog", channel=Channel.TWILIO, kind="opt_out",
+        await kept.keep(message_id="SMbacklog", channel=InboundProvider.TWILIO, kind="opt_out",
                         phone="+14155550164", body="STOP", sessions=None)
         await KeptTextStore(pool).postpone("SMbacklog", "NoAnswer", timedelta(hours=1))
     assert await asyncio.to_thread(starter.main, ["kept-texts", "--json"]) == 0
@@ -386,7 +386,7 @@ async def test_the_deliverer_waits_out_a_postgresql_outage(
     store = KeptTextStore(pool)
     async with Application(settings(task_queue), pool=pool) as keeping:
         await KeptTexts(keeping).keep(
-            message_id="wh-outage", channel=Channel.WEBHOOK, kind="response",
+            message_id="wh-outage", channel=InboundProvider.WEBHOOK, kind="response",
             phone="+14155550165", body="are you there?",
             sessions={"never-booked-2": Result(ResultKind.UNAVAILABLE, "no answer")})
     await store.postpone("wh-outage", "NoAnswer", timedelta(hours=1))
@@ -425,7 +425,7 @@ async def test_the_deliverer_waits_out_a_postgresql_outage(
 def test_a_late_text_is_urgent_when_the_session_escalated_while_it_was_kept() -> None:
     booking = SessionBooking.model_validate(booking_data())
     kept_at = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
-    text = KeptText("SMlate", Channel.TWILIO, "response", b"", True, 3, kept_at)
+    text = KeptText("SMlate", InboundProvider.TWILIO, "response", b"", True, 3, kept_at)
 
     def escalation(at: datetime) -> AuditEvent:
         return AuditEvent(session_id=booking.session_id, sequence=9, occurred_at=at,
@@ -446,8 +446,8 @@ async def test_a_claim_is_short_and_renewed_only_while_its_deliverer_works(
 ) -> None:
     """A dead deliverer's claim lapses within seconds; a live one's never does."""
     store = KeptTextStore(pool)
-    await store.keep(message_id="wh-lease", channel=Channel.WEBHOOK, kind="response",
-                     sealed=b"x", sessions={"s-lease": (Outcome.PENDING, None)})
+    await store.keep(message_id="wh-lease", channel=InboundProvider.WEBHOOK, kind="response",
+                     sealed=b"x", sessions={"s-lease": (Settlement.PENDING, None)})
     claimed = await store.claim_due()
     assert claimed is not None
     assert claimed.message_id == "wh-lease"
@@ -460,7 +460,7 @@ async def test_a_claim_is_short_and_renewed_only_while_its_deliverer_works(
     class Slow(KeptTexts):
         async def _deliver(self, store: KeptTextStore, text: KeptText) -> Attempt:
             await asyncio.sleep(RENEW_EVERY.total_seconds() + 1.5)
-            return Attempt(Outcome.PENDING, "NoAnswer")
+            return Attempt(Settlement.PENDING, "NoAnswer")
 
     async with Application(settings(task_queue), pool=pool) as application:
         await Slow(application).deliver(claimed)

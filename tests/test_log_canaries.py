@@ -145,7 +145,7 @@ async def stack(time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool, task
     async with new_worker(client, pool, task_queue=task_queue,
                           sender=Sender("Alex", "+15555550100")), \
             Application(settings, client=client, pool=pool) as application:
-        intake = build(application, pool, intake_settings)
+        intake = build(application, intake_settings)
         api = create_app(application, api_settings, other_routers(application, intake))
         listener = await mllp.serve(intake, "127.0.0.1", 0)
         try:

@@ -162,12 +162,12 @@ async def test_high_risk_blocked_escalation_climbs_until_an_sms_acknowledges_it(
 
     # Refused: from a number that is not the notified clinician's; a code never sent.
     stranger = await use.sms_reply(client, pool, "+14155550777", f"ACK {code}")
-    assert stranger.kind is use.ResultKind.REFUSED
+    assert stranger.kind is ResultKind.REFUSED
     wrong = await use.sms_reply(client, pool, ANA, f"ACK {code}")
-    assert (wrong.kind, wrong.message) == (use.ResultKind.REFUSED,
+    assert (wrong.kind, wrong.message) == (ResultKind.REFUSED,
                                            "acknowledge refused: the code was not sent to t-ana")
     unknown = await use.sms_reply(client, pool, LEE, "ACK ZZZZZZ")
-    assert (unknown.kind, unknown.message) == (use.ResultKind.REFUSED, "unknown code")
+    assert (unknown.kind, unknown.message) == (ResultKind.REFUSED, "unknown code")
     assert "notice_acknowledged" not in await trail_types(pool, session.session_id, task)
 
     # The on-call clinician replies, through the inbound texts' path (the HTTP routes for
@@ -225,10 +225,10 @@ async def test_high_risk_blocked_escalation_climbs_until_an_sms_acknowledges_it(
     # Resolving the task and acknowledging the run-out alert close both notices.
     resolved = await use.resolve(client, pool, task, Resolution(
         clinician_id="oc-lee", outcome="plan agreed with the therapist"))
-    assert resolved.kind is use.ResultKind.APPLIED
+    assert resolved.kind is ResultKind.APPLIED
     late = await use.acknowledge(client, pool, alert,
                                  Acknowledgment(via=AckVia.CLI, clinician_id="s-maya"))
-    assert late.kind is use.ResultKind.APPLIED, late.message
+    assert late.kind is ResultKind.APPLIED, late.message
     for key in (alert, task):
         await client.get_workflow_handle(notice_workflow_id(key)).result()
     assert (await NoticeStore(pool).get(task)).state == "resolved"  # type: ignore[union-attr]
@@ -298,10 +298,10 @@ async def test_a_signed_link_acknowledges_and_a_tampered_one_is_refused(
                 signature=params["signature"], now=now)
 
         tampered = await follow({**task_link, "clinician": "oc-lee"})
-        assert (tampered.kind, tampered.message) == (use.ResultKind.REFUSED,
+        assert (tampered.kind, tampered.message) == (ResultKind.REFUSED,
                                                      "the link's signature does not match")
         followed = await follow(alert_link)
-        assert followed.kind is use.ResultKind.APPLIED, followed.message
+        assert followed.kind is ResultKind.APPLIED, followed.message
         assert (await NoticeStore(pool).get(alert)).acknowledged_via == "link"  # type: ignore[union-attr]
         assert [r["reason"] for r in await NoticeStore(pool).refusals(task)] == [
             "the link's signature does not match"]
@@ -361,7 +361,7 @@ async def test_a_failed_channel_and_an_empty_rung_are_audited_and_the_ladder_rep
         assert described.typed_search_attributes.get(attrs.NOTICE_STATE) == "exhausted"
         acked = await use.acknowledge(client, pool, notice.key,
                                       Acknowledgment(via=AckVia.CLI, clinician_id="t-ana"))
-        assert acked.kind is use.ResultKind.APPLIED, acked.message
+        assert acked.kind is ResultKind.APPLIED, acked.message
         await handle.result()
     trail = [events.read(e) for e in (await notice_trails(pool, "s-direct"))[notice.key]]
     assert [type(d).__name__ for d in trail] == [
@@ -433,10 +433,10 @@ async def test_a_send_that_may_have_arrived_is_uncertain_and_the_rung_waits_its_
         await time_skipping_env.sleep(timedelta(minutes=12))
         acked = await use.acknowledge(client, pool, notice.key,
                                       Acknowledgment(via=AckVia.CLI, clinician_id="s-maya"))
-        assert acked.kind is use.ResultKind.APPLIED, acked.message
+        assert acked.kind is ResultKind.APPLIED, acked.message
         resolved = await use.resolve(client, pool, notice.key, Resolution(
             via=AckVia.CLI, clinician_id="s-maya", outcome="called the contact"))
-        assert resolved.kind is use.ResultKind.APPLIED, resolved.message
+        assert resolved.kind is ResultKind.APPLIED, resolved.message
         await handle.result()
     rows = (await notice_trails(pool, "s-lost"))[notice.key]
     trail = [(row.occurred_at, events.read(row)) for row in rows]

@@ -35,7 +35,7 @@ from activities.outreach import (
     TextPolicyActivities,
 )
 from missed_session.channels.ledger import AtMostOnce, DeliveryLedger
-from missed_session.channels.webhook import WebhookChannel
+from missed_session.channels.webhook import WebhookProvider
 from missed_session.domain.contact_window import local_day
 from missed_session.domain.models import (
     AuditEvent,
@@ -143,7 +143,7 @@ def text_step(session_id: str) -> Step:
 
 async def run_step(client: Client, pool: asyncpg.Pool, url: str, step: Step,
                    *, timeout_seconds: float = 10.0) -> str | None:
-    webhook = WebhookChannel(url, SECRET, timeout_seconds=timeout_seconds)
+    webhook = WebhookProvider(url, SECRET, timeout_seconds=timeout_seconds)
     channel = AtMostOnce(webhook, DeliveryLedger(pool))
     outreach = OutreachActivities(channel, SENDER, channel, provider_tries=PROVIDER_TRIES,
                                   heartbeat_seconds=0.3)

@@ -33,7 +33,7 @@ from activities.outreach import (
     OutreachActivities,
 )
 from missed_session.channels.ledger import AtMostOnce, DeliveryLedger
-from missed_session.channels.twilio import TwilioChannel
+from missed_session.channels.twilio import TwilioProvider
 from missed_session.domain.models import CallResult, EscalationRequest, OutreachRequest
 from tests.factories import booking
 from tests.test_outreach_activity import (
@@ -87,7 +87,7 @@ def wire(client: Any, pool: asyncpg.Pool, **options: Any) -> AtMostOnce:
     ledger = DeliveryLedger(pool)
     settings: dict[str, Any] = {"poll_seconds": 0.01, "max_polls": 20,
                                 "request_timeout_seconds": 0.5, **options}
-    return AtMostOnce(TwilioChannel(client, from_number=FROM, callback_number=CALLBACK,
+    return AtMostOnce(TwilioProvider(client, from_number=FROM, callback_number=CALLBACK,
                                     receipts=ledger, **settings), ledger)
 
 

@@ -17,7 +17,7 @@ from missed_session.api.server import ApiServer
 from missed_session.api.settings import ApiSettings
 from missed_session.application import Application
 from missed_session.channels.ledger import AtMostOnce, DeliveryLedger
-from missed_session.channels.twilio import TwilioChannel
+from missed_session.channels.twilio import TwilioProvider
 from missed_session.config import Settings
 from missed_session.domain.models import CallResult
 from tests.conftest import TEST_KEYS
@@ -149,7 +149,7 @@ async def test_the_waiting_step_takes_the_outcome_from_the_callback(
     fake.on_fetch = the_call_ends
     ledger = DeliveryLedger(pool)
     async with twilio_server(fake) as (client, _):
-        channel = AtMostOnce(TwilioChannel(
+        channel = AtMostOnce(TwilioProvider(
             client, from_number=FROM, callback_number=CALLBACK, receipts=ledger,
             status_callback_url=route, poll_seconds=0.01, max_polls=50, fetch_every=1000,
         ), ledger)
@@ -172,7 +172,7 @@ async def test_without_a_callback_the_step_still_polls_twilio(
                                      ("completed", "human")])
     ledger = DeliveryLedger(pool)
     async with twilio_server(fake) as (client, _):
-        channel = TwilioChannel(client, from_number=FROM, callback_number=CALLBACK,
+        channel = TwilioProvider(client, from_number=FROM, callback_number=CALLBACK,
                                 receipts=ledger, status_callback_url=route,
                                 poll_seconds=0.01, max_polls=50, fetch_every=4)
         assert await channel.call("k", "s1", CLIENT_PHONE) is CallResult.ANSWERED
@@ -182,5 +182,5 @@ async def test_without_a_callback_the_step_still_polls_twilio(
 
 def test_fetch_every_must_be_positive() -> None:
     with pytest.raises(ValueError, match="fetch_every must be at least 1, not 0"):
-        TwilioChannel(object(), from_number=FROM, callback_number=CALLBACK,
+        TwilioProvider(object(), from_number=FROM, callback_number=CALLBACK,
                       fetch_every=0)

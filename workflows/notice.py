@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
         Resolution,
         Step,
     )
-    from missed_session.domain.roster import ContactChannel
+    from missed_session.domain.roster import NoticeRoute
     from missed_session.domain.step_reports import Uncertain
 
 from workflows.steps import OUTREACH_HEARTBEAT, failure, failure_reason
@@ -170,7 +170,7 @@ class NoticeWorkflow:
                 sent = await self._send(step, recipient, channel, address) or sent
         return sent
 
-    async def _send(self, step: Step, recipient: Recipient, channel: ContactChannel,
+    async def _send(self, step: Step, recipient: Recipient, channel: NoticeRoute,
                     address: str) -> bool:
         request = self._request
         issued = self._issue(recipient)

@@ -37,7 +37,7 @@ from missed_session.application.results import ResultKind
 from missed_session.application.service import Application
 from missed_session.channels import webhook
 from missed_session.domain.models import PhoneNumber
-from missed_session.store.kept_texts import Channel
+from missed_session.store.kept_texts import InboundProvider
 
 log = structlog.get_logger(__name__)
 
@@ -111,7 +111,7 @@ def router(application: Application, settings: ApiSettings) -> APIRouter:
         except ValidationError as error:
             raise _bad(error) from None
         answer = await receive_text(application, phone=text.from_, body=text.body,
-                                    message_id=text.id, channel=Channel.TWILIO)
+                                    message_id=text.id, channel=InboundProvider.TWILIO)
         if answer.result.kind is ResultKind.UNAVAILABLE and not answer.kept:
             raise ApiError(503, "unavailable", "try again later")
         twiml = MessagingResponse()
@@ -166,7 +166,7 @@ def router(application: Application, settings: ApiSettings) -> APIRouter:
             raise ApiError(403, "forbidden", "the signature does not match or is too old")
         text = _webhook_text(body)
         answer = await receive_text(application, phone=text.from_, body=text.body,
-                                    message_id=text.id, channel=Channel.WEBHOOK)
+                                    message_id=text.id, channel=InboundProvider.WEBHOOK)
         if answer.result.kind is ResultKind.UNAVAILABLE and not answer.kept:
             raise ApiError(503, "unavailable", "try again later")
         return JSONResponse(_view(answer).model_dump())

@@ -7,7 +7,7 @@ transaction, so nothing is half-written. Messages name client refs and record id
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from missed_session.domain.clients import (
 )
 from missed_session.domain.models import Client, RiskTier, SessionBooking
 from missed_session.store.clients import ClientDirectory, ClientExistsError, UnknownClientError
+from missed_session.store.fhir_links import FhirLinks, Link
 from missed_session.store.write_errors import STORE_FAILURES
 
 STORE_ERRORS = STORE_FAILURES
@@ -46,6 +47,7 @@ class ClientUseCases:
     def __init__(self, pool: asyncpg.Pool, *, defaults: ConsentDefaults | None = None,
                  clock: Callable[[], datetime] = wall_clock) -> None:
         self._directory = ClientDirectory(pool)
+        self._links = FhirLinks(pool)
         self._defaults = defaults or ConsentDefaults()
         self._clock = clock
 
@@ -53,6 +55,18 @@ class ClientUseCases:
     def directory(self) -> ClientDirectory:
         """The store (for the entry points that show its change log)."""
         return self._directory
+
+    async def known(self, client_ref: str) -> bool:
+        """Whether the directory holds a client under `client_ref`."""
+        return await self._directory.get(client_ref) is not None
+
+    async def linked(self, links: Iterable[Link]) -> str | None:
+        """The client ref an EHR's Patient reference or identifier was linked to, if any."""
+        return await self._links.find(links)
+
+    async def link(self, client_ref: str, links: Iterable[Link]) -> None:
+        """Record that an EHR's `links` name `client_ref`."""
+        await self._links.link(client_ref, links)
 
     async def add(self, data: object, *, recorded_by: str, source: str = "client_request",
                   ) -> Result:

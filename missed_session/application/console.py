@@ -435,6 +435,9 @@ async def decide(app: Application, who: Viewer, session_id: str, kind: DecisionK
     return await app.decide(session_id, kind, decision)
 
 
+# -- notices ----------------------------------------------------------------------------------
+
+
 async def my_notices(app: Application, who: Viewer) -> list[NoticeRow]:
     """Notices sent to the viewer, unfinished and urgent first."""
     return await ConsoleStore(await app.pool()).notices_for(who.clinician_id)
@@ -589,14 +592,14 @@ async def resolve(app: Application, who: Viewer, notice_key: str, outcome: str,
         resolution = Resolution(clinician_id=who.clinician_id, outcome=outcome.strip(),
                                 note=note, via=AckVia.CONSOLE)
     except ValidationError as error:
-        return notice_cases.NoticeResult(notice_cases.ResultKind.BAD_INPUT,
+        return notice_cases.NoticeResult(ResultKind.BAD_INPUT,
                                          describe(error, subject="resolution"), notice_key)
     return await notice_cases.resolve(await app.temporal(), await app.pool(), notice_key,
                                       resolution)
 
 
 def _not_yours(notice_key: str, who: Viewer) -> notice_cases.NoticeResult:
-    return notice_cases.NoticeResult(notice_cases.ResultKind.REFUSED,
+    return notice_cases.NoticeResult(ResultKind.REFUSED,
                                      f"a {who.role.value} acknowledges nothing", notice_key)
 
 

@@ -36,7 +36,7 @@ from missed_session.application.updates import send_update
 from missed_session.domain import messages
 from missed_session.domain import notices as notices_rules
 from missed_session.domain.models import TextReply, workflow_id_for
-from missed_session.store.kept_texts import Channel
+from missed_session.store.kept_texts import InboundProvider
 from missed_session.store.notices import RosterStore
 
 log = structlog.get_logger(__name__)
@@ -126,7 +126,7 @@ async def _acknowledgment(app: Application, phone: str, body: str) -> InboundAns
         answer = await notices.sms_reply(await app.temporal(), await app.pool(), phone, body)
     except UnavailableError as error:
         return InboundAnswer(TextKind.ACKNOWLEDGMENT, Result(ResultKind.UNAVAILABLE, str(error)))
-    if answer.kind is notices.ResultKind.NOT_A_CLINICIAN:
+    if answer.kind is ResultKind.NOT_A_CLINICIAN:
         return None
     return InboundAnswer(TextKind.ACKNOWLEDGMENT,
                          Result(ResultKind(answer.kind.value), answer.message))
@@ -170,7 +170,7 @@ class InboundAnswer:
 
 
 async def receive_text(app: Application, *, phone: str, body: str, message_id: str | None,
-                       channel: Channel = Channel.WEBHOOK) -> InboundAnswer:
+                       channel: InboundProvider = InboundProvider.WEBHOOK) -> InboundAnswer:
     """Deliver a text from `phone`: to a clinician's notice, or to the client's open sessions.
 
     A client's text that no session takes within the bound (no worker running, Temporal

@@ -46,10 +46,10 @@ from missed_session.domain.models import (
 from missed_session.store.audit import AuditStore
 from missed_session.store.kept_texts import (
     RENEW_EVERY,
-    Channel,
+    InboundProvider,
     KeptText,
     KeptTextStore,
-    Outcome,
+    Settlement,
 )
 from missed_session.store.notices import RosterStore
 from missed_session.temporal_client import codec_for
@@ -113,7 +113,7 @@ async def unseal(codec: EncryptionCodec, sealed: bytes) -> tuple[str, str]:
 class Attempt:
     """What one try of a kept text did."""
 
-    outcome: Outcome
+    outcome: Settlement
     """PENDING: it waits for another try; anything else: it is settled."""
     error_type: str | None = None
     """For a pending text: what stood in the way (an error's type, never its message)."""
@@ -142,7 +142,7 @@ class KeptTexts:
         """The kept-text table; raises UnavailableError."""
         return KeptTextStore(await self._app.pool())
 
-    async def keep(self, *, message_id: str, channel: Channel, kind: str, phone: str,
+    async def keep(self, *, message_id: str, channel: InboundProvider, kind: str, phone: str,
                    body: str, sessions: dict[str, Result] | None) -> None:
         """Keep a text the first try could not deliver everywhere (None: no session lookup).
 
@@ -189,7 +189,7 @@ class KeptTexts:
                   "last_error": row.last_error, "received_at": row.received_at.isoformat(),
                   "next_attempt_at": row.next_attempt_at.isoformat(), "sessions": row.sessions}
                  for row in rows]
-        return Result(ResultKind.APPLIED, f"{counts[Outcome.PENDING]} kept text(s) waiting",
+        return Result(ResultKind.APPLIED, f"{counts[Settlement.PENDING]} kept text(s) waiting",
                       data={"counts": counts, "texts": texts})
 
     async def retry_now(self) -> Result:
@@ -220,29 +220,29 @@ class KeptTexts:
         try:
             phone, body = await unseal(self.codec, text.sealed)
         except CodecError:
-            return Attempt(await store.settle(text.message_id, Outcome.UNREADABLE))
+            return Attempt(await store.settle(text.message_id, Settlement.UNREADABLE))
         try:
             sessions = await self._app.sessions()
             if not text.sessions_known:
                 found = await sessions.open_sessions(phone, wait=self.wait * 3)
                 await store.add_sessions(text.message_id, found)
         except (UnavailableError, RPCError, TimeoutError) as error:
-            return Attempt(Outcome.PENDING, type(error).__name__)
+            return Attempt(Settlement.PENDING, type(error).__name__)
         reply = TextReply(body=body[:MAX_BODY])
         for session_id in await store.pending_sessions(text.message_id):
             result = await sessions.deliver_text(session_id, reply,
                                                  update_id=update_id(text.message_id),
                                                  wait=self.wait)
             outcome = _outcome(result)
-            if outcome[0] is Outcome.PENDING:
-                return Attempt(Outcome.PENDING, "NoAnswer")
-            if outcome[0] is Outcome.SESSION_GONE:
+            if outcome[0] is Settlement.PENDING:
+                return Attempt(Settlement.PENDING, "NoAnswer")
+            if outcome[0] is Settlement.SESSION_GONE:
                 try:
                     late = await self._late_response(sessions, text, session_id)
                 except (UnavailableError, RPCError, TimeoutError) as error:
-                    return Attempt(Outcome.PENDING, type(error).__name__)
+                    return Attempt(Settlement.PENDING, type(error).__name__)
                 if late is not None:
-                    outcome = (Outcome.LATE_RESPONSE, late.key)
+                    outcome = (Settlement.LATE_RESPONSE, late.key)
             await store.settle_session(text.message_id, session_id, *outcome)
         return Attempt(await store.settle(text.message_id))
 
@@ -250,7 +250,7 @@ class KeptTexts:
                              session_id: str) -> TherapistNotice | None:
         """Give the therapist a text its closed session never took; None: no such session.
 
-        A notice (`late_response_notice`: the inbox row, and with a roster on file the
+        A notice (`late_response_notice`: the notice's row, and with a roster on file the
         notice workflow that climbs until someone acknowledges it). Its key is the session's
         and the text's, so a retry raises it once.
         """
@@ -340,13 +340,13 @@ async def _claim_held(store: KeptTextStore, message_id: str) -> AsyncIterator[No
             await task
 
 
-def _outcome(result: Result) -> tuple[Outcome, str | None]:
+def _outcome(result: Result) -> tuple[Settlement, str | None]:
     """A delivery's result as a kept text's outcome in that session, with the reason."""
     if result.ok:
-        return Outcome.DELIVERED, None
+        return Settlement.DELIVERED, None
     if result.kind is ResultKind.REFUSED:
-        return Outcome.REFUSED, result.message
+        return Settlement.REFUSED, result.message
     if result.kind is ResultKind.NOT_FOUND:
-        return Outcome.SESSION_GONE, result.message
-    return Outcome.PENDING, None
+        return Settlement.SESSION_GONE, result.message
+    return Settlement.PENDING, None
 

@@ -12,32 +12,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
+from types import TracebackType
 
 import asyncpg
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.notices import notice_workflow_id
+from missed_session.application.results import ResultKind
+from missed_session.config import Settings
 from missed_session.domain import notices
 from missed_session.domain.events import EventDetails, read
+from missed_session.domain.models import AuditEvent
 from missed_session.domain.notices import Acknowledgment, AckVia, Resolution
 from missed_session.domain.practice import PracticeFileError
 from missed_session.practice_file import load_roster_file
-from missed_session.store.notices import NoticeRow, NoticeStore, RosterStore, notice_trails
-
-
-class ResultKind(StrEnum):
-    """What became of a request."""
-
-    APPLIED = "applied"
-    REFUSED = "refused"
-    NOT_FOUND = "not_found"
-    BAD_INPUT = "bad_input"
-    NOT_A_CLINICIAN = "not_a_clinician"
-    """An SMS from a number the roster does not know: not a clinician's reply (the inbound
-    route treats it as the client's)."""
+from missed_session.store.database import database_url, open_pool
+from missed_session.store.notices import (
+    NoticeRow,
+    NoticeStore,
+    RosterStore,
+    RosterVersion,
+    notice_trails,
+)
+from missed_session.temporal_client import connect
 
 
 @dataclass(frozen=True)
@@ -207,6 +206,68 @@ async def notice_trail(pool: asyncpg.Pool, notice_key: str) -> list[EventDetails
     session_id = notice_key.split("/", 1)[0]
     trails = await notice_trails(pool, session_id)
     return [read(event) for event in trails.get(notice_key, [])]
+
+
+class NoticeDesk:
+    """The notice and roster use cases for a one-shot command (`starter.py notices ...`).
+
+    Opens a small pool of its own on entry and connects to Temporal only for the verbs that
+    reach a notice's workflow (acknowledge, resolve, SMS reply); connection failures
+    propagate (the command reports them as "could not be carried out").
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._pool: asyncpg.Pool | None = None
+        self._client: Client | None = None
+
+    async def __aenter__(self) -> NoticeDesk:
+        self._pool = await open_pool(database_url(self._settings), min_size=1, max_size=2)
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def _open_pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "use NoticeDesk as an async context manager"
+        return self._pool
+
+    async def _temporal(self) -> Client:
+        if self._client is None:
+            self._client = await connect(self._settings)
+        return self._client
+
+    async def load_roster(self, path: Path) -> NoticeResult:
+        """Load the practice file's roster and notice rules as the current roster."""
+        return await load_roster(self._open_pool, path)
+
+    async def current_roster(self) -> RosterVersion | None:
+        """The roster in force, if one was loaded."""
+        return await RosterStore(self._open_pool).current()
+
+    async def list_notices(self, *, everything: bool = False) -> list[NoticeRow]:
+        """Notices nobody has acknowledged (or all), newest first."""
+        return await list_notices(self._open_pool, everything=everything)
+
+    async def notice_events(self, row: NoticeRow) -> list[AuditEvent]:
+        """A notice's own audit trail, in order."""
+        return (await notice_trails(self._open_pool, row.session_id)).get(row.key, [])
+
+    async def acknowledge(self, notice_key: str, ack: Acknowledgment) -> NoticeResult:
+        """Acknowledge a notice: the climb stops (or the refusal is recorded)."""
+        return await acknowledge(await self._temporal(), self._open_pool, notice_key, ack)
+
+    async def resolve(self, notice_key: str, resolution: Resolution) -> NoticeResult:
+        """Close a notice with an outcome."""
+        return await resolve(await self._temporal(), self._open_pool, notice_key, resolution)
+
+    async def sms_reply(self, from_number: str, body: str) -> NoticeResult:
+        """A clinician's SMS reply."""
+        return await sms_reply(await self._temporal(), self._open_pool, from_number, body)
 
 
 def _reason(error: WorkflowUpdateFailedError) -> str:

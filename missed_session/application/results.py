@@ -31,6 +31,17 @@ class ResultKind(StrEnum):
     """Input that is malformed or out of range; nothing was done."""
     UNAVAILABLE = "unavailable"
     """Temporal or PostgreSQL could not be reached (or refused the request); try again."""
+    NOT_A_CLINICIAN = "not_a_clinician"
+    """An SMS from a number the roster does not know: not a clinician's reply to a notice
+    (the inbound route treats it as the client's)."""
+
+
+class Lifecycle(StrEnum):
+    """Where a session's workflow is, as far as a message about it is concerned."""
+
+    RUNNING = "running"
+    CLOSED = "closed"
+    NONE = "none"
 
 
 SUCCESSES = frozenset({ResultKind.STARTED, ResultKind.ALREADY_SCHEDULED, ResultKind.APPLIED})

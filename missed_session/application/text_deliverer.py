@@ -19,7 +19,7 @@ import structlog
 
 from missed_session.application.kept_texts import KeptTexts
 from missed_session.application.service import Application
-from missed_session.store.kept_texts import Outcome
+from missed_session.store.kept_texts import Settlement
 
 log = structlog.get_logger(__name__)
 
@@ -66,7 +66,7 @@ class TextDeliverer:
             self._kept_texts = KeptTexts(self._app)
         return self._kept_texts
 
-    async def deliver_due(self) -> dict[Outcome, int]:
+    async def deliver_due(self) -> dict[Settlement, int]:
         """One round: try every text that is due, oldest first; how each try ended.
 
         The round stops at the first text that cannot be delivered yet: the next is
@@ -75,11 +75,11 @@ class TextDeliverer:
         """
         texts = self._texts()
         store = await texts.store()
-        tried: dict[Outcome, int] = {}
+        tried: dict[Settlement, int] = {}
         while (text := await store.claim_due()) is not None:
             attempt = await texts.deliver(text)
             tried[attempt.outcome] = tried.get(attempt.outcome, 0) + 1
-            if attempt.outcome is Outcome.PENDING:
+            if attempt.outcome is Settlement.PENDING:
                 delay = retry_after(text.attempts + 1)
                 await store.postpone(text.message_id, attempt.error_type or "unknown", delay)
                 log.warning("kept_text_not_delivered", message_id=text.message_id,

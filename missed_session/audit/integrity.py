@@ -11,7 +11,7 @@ Two sources of findings (`missed_session.store.checkpoints.IntegrityFinding`):
 
 Each finding is kept once in `integrity_findings` (which `audit verify --all` lists) and
 raised by `IntegrityAlarm`: an urgent task to the clinical supervisor, through the notice
-machinery every other notice uses (the inbox row; with a roster, a `NoticeWorkflow` whose
+machinery every other notice uses (the notice's row; with a roster, a `NoticeWorkflow` whose
 ladder starts at the supervisor and climbs to whoever is on call), a metric
 (`missed_session_integrity_alarms`, by kind) and an error in the log. The notice names the
 session and what was found, never the client's details.
@@ -74,7 +74,7 @@ TITLES = {
 
 
 class IntegrityAlarm:
-    """Raises one finding: inbox row and supervisor notice, metric, log (idempotent)."""
+    """Raises one finding: a notice (its row; with a roster, its climb), metric, log."""
 
     def __init__(self, client: Client, pool: asyncpg.Pool, *, task_queue: str,
                  meter: MetricMeter | None = None) -> None:

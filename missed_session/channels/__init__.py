@@ -1,1 +1,1 @@
-"""Channels to the outside world: each places calls and messages, idempotently by key."""
+"""Providers that carry the protocol's channels to people, idempotently by key."""

@@ -1,10 +1,12 @@
-"""The interface every channel offers the outreach activities.
+"""The interface every provider offers the outreach activities.
 
-A channel reaches a person by phone (calls, voicemail, texts) or email. Every method takes
-an idempotency key: a second call with the same key must return the first call's result
-without reaching the person again. That is what makes the outreach activities safe to
-retry. A channel's errors say what the provider answered, because that decides what may
-happen next:
+A provider (the simulated phone, the signed webhook, Twilio, SMTP) carries the protocol's
+channels (call, voicemail, text, email: `domain.models.Channel`) to a person. Every method
+takes an idempotency key: a second call with the same key must return the first call's
+result without reaching the person again. That is what makes the outreach activities safe
+to retry. A provider's errors say what it answered, because that decides what may happen
+next (their `Channel...Error` names are kept: they appear as failure types in stored
+workflow histories):
 
 - :class:`InvalidContactError`: the number or address reaches nobody (never retried);
 - :class:`ChannelRejectedError`: the provider refused the request itself (never retried);
@@ -41,7 +43,7 @@ class DeliveryUncertainError(RuntimeError):
     """The provider may have accepted the request: repeating it could reach the person twice."""
 
 
-class PhoneChannel(Protocol):
+class PhoneProvider(Protocol):
     """Places calls and leaves messages."""
 
     async def call(self, key: str, session_id: str, to: str) -> CallResult:
@@ -61,7 +63,7 @@ class PhoneChannel(Protocol):
         ...
 
 
-class TextChannel(Protocol):
+class TextProvider(Protocol):
     """Sends texts (SMS)."""
 
     async def send_text(self, key: str, session_id: str, to: str, text: str) -> None:
@@ -69,7 +71,7 @@ class TextChannel(Protocol):
         ...
 
 
-class EmailChannel(Protocol):
+class EmailProvider(Protocol):
     """Sends email."""
 
     async def send_email(
@@ -79,9 +81,9 @@ class EmailChannel(Protocol):
         ...
 
 
-class MessageChannel(TextChannel, EmailChannel, Protocol):
+class MessageProvider(TextProvider, EmailProvider, Protocol):
     """Texts and email together (the simulated phone and the webhook offer both)."""
 
 
-class Channel(PhoneChannel, MessageChannel, Protocol):
+class Provider(PhoneProvider, MessageProvider, Protocol):
     """Everything outreach can do, through one provider."""

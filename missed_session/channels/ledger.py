@@ -39,19 +39,19 @@ import asyncpg
 import structlog
 
 from missed_session.channels.base import (
-    Channel,
     ChannelRejectedError,
     ChannelUnavailableError,
     DeliveryUncertainError,
-    EmailChannel,
+    EmailProvider,
     InvalidContactError,
+    Provider,
 )
 from missed_session.domain.models import CallResult
 
 log = structlog.get_logger(__name__)
 
 __all__ = ["STORE_UNREACHABLE", "AtMostOnce", "DeliveryLedger", "DeliveryUncertainError",
-           "EmailOnce", "ProviderReceipts", "ProviderReport", "ResumableChannel"]
+           "EmailOnce", "ProviderReceipts", "ProviderReport", "ResumableProvider"]
 
 STORE_UNREACHABLE: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, timed out (TimeoutError is an OSError)
@@ -94,7 +94,7 @@ class ProviderReceipts(Protocol):
 
 
 @runtime_checkable
-class ResumableChannel(Protocol):
+class ResumableProvider(Protocol):
     """A channel that can take up a step again from the provider's id for it."""
 
     async def resume_call(self, provider_ref: str) -> CallResult:
@@ -226,16 +226,16 @@ class DeliveryLedger:
 class AtMostOnce:
     """Any channel, delivered at most once per idempotency key.
 
-    A channel that can resume a step from the provider's id (:class:`ResumableChannel`)
+    A channel that can resume a step from the provider's id (:class:`ResumableProvider`)
     has a dead worker's pending step taken up again instead of declared uncertain.
     """
 
-    def __init__(self, inner: Channel, ledger: DeliveryLedger) -> None:
+    def __init__(self, inner: Provider, ledger: DeliveryLedger) -> None:
         self.inner = inner
         """The provider's channel (the worker closes it at shutdown)."""
         self._inner = inner
         self._ledger = ledger
-        self._resumable = inner if isinstance(inner, ResumableChannel) else None
+        self._resumable = inner if isinstance(inner, ResumableProvider) else None
 
     async def call(self, key: str, session_id: str, to: str) -> CallResult:
         """Ring once per key."""
@@ -320,7 +320,7 @@ def _call_result(recorded: str) -> CallResult:
 class EmailOnce:
     """An email-only channel (SMTP), delivered at most once per idempotency key."""
 
-    def __init__(self, inner: EmailChannel, ledger: DeliveryLedger) -> None:
+    def __init__(self, inner: EmailProvider, ledger: DeliveryLedger) -> None:
         self.inner = inner
         """The provider's channel."""
         self._ledger = ledger

@@ -7,17 +7,17 @@ otherwise through the same channel as texts.
 
 from __future__ import annotations
 
-from missed_session.channels.base import Channel, EmailChannel, MessageChannel, TextChannel
+from missed_session.channels.base import EmailProvider, MessageProvider, Provider, TextProvider
 from missed_session.channels.ledger import AtMostOnce, DeliveryLedger, EmailOnce
-from missed_session.channels.smtp import SmtpEmailChannel
-from missed_session.channels.webhook import WebhookChannel
+from missed_session.channels.smtp import SmtpEmailProvider
+from missed_session.channels.webhook import WebhookProvider
 from missed_session.config import Settings
 
 
 class RoutedMessages:
     """Texts through one channel, email through another."""
 
-    def __init__(self, texts: TextChannel, email: EmailChannel) -> None:
+    def __init__(self, texts: TextProvider, email: EmailProvider) -> None:
         self._texts = texts
         self._email = email
 
@@ -32,8 +32,8 @@ class RoutedMessages:
 
 
 def channels_from_settings(
-    settings: Settings, simulated: Channel, ledger: DeliveryLedger
-) -> tuple[Channel, MessageChannel]:
+    settings: Settings, simulated: Provider, ledger: DeliveryLedger
+) -> tuple[Provider, MessageProvider]:
     """(phone channel, message channel) for the worker's outreach activities.
 
     External channels go through the delivery ledger, so that a worker crash between a
@@ -44,7 +44,7 @@ def channels_from_settings(
         assert settings.webhook_url is not None  # the settings' validator guarantees these
         assert settings.webhook_secret is not None
         phone = AtMostOnce(
-            WebhookChannel(
+            WebhookProvider(
                 settings.webhook_url, settings.webhook_secret.get_secret_value().encode()
             ),
             ledger,
@@ -55,7 +55,7 @@ def channels_from_settings(
         return phone, phone
     assert settings.smtp_sender_address is not None
     password = settings.smtp_password
-    email = SmtpEmailChannel(
+    email = SmtpEmailProvider(
         hostname=settings.smtp_host, port=settings.smtp_port,
         sender_address=settings.smtp_sender_address, sender_name=settings.sender_name,
         username=settings.smtp_username,
@@ -64,12 +64,12 @@ def channels_from_settings(
     return phone, RoutedMessages(phone, EmailOnce(email, ledger))
 
 
-def _twilio(settings: Settings, ledger: DeliveryLedger) -> Channel:
+def _twilio(settings: Settings, ledger: DeliveryLedger) -> Provider:
     # Imported here: the SDK is slow to import and only a Twilio deployment needs it.
     from twilio.http.async_http_client import AsyncTwilioHttpClient  # noqa: PLC0415
     from twilio.rest import Client as TwilioClient  # noqa: PLC0415
 
-    from missed_session.channels.twilio import TwilioChannel  # noqa: PLC0415
+    from missed_session.channels.twilio import TwilioProvider  # noqa: PLC0415
 
     assert settings.twilio_account_sid is not None
     assert settings.twilio_auth_token is not None
@@ -81,6 +81,6 @@ def _twilio(settings: Settings, ledger: DeliveryLedger) -> Channel:
         http_client=AsyncTwilioHttpClient(pool_connections=False),
     )
     # The ledger keeps each call's SID, so a dead worker's call is resumed, not repeated.
-    return TwilioChannel(client, from_number=settings.twilio_from_number,
+    return TwilioProvider(client, from_number=settings.twilio_from_number,
                          callback_number=settings.callback_number, receipts=ledger,
                          status_callback_url=settings.twilio_status_callback_url)

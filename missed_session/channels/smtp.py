@@ -32,7 +32,7 @@ from missed_session.channels.base import (
 )
 
 
-class SmtpEmailChannel:
+class SmtpEmailProvider:
     """Sends outreach email through an SMTP server."""
 
     def __init__(

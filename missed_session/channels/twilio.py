@@ -89,7 +89,7 @@ MACHINE_ANSWERS = frozenset({"machine_start", "fax", *MACHINE_GREETING_ENDED})
 """A machine or fax answered a client's call: no answer."""
 
 
-class TwilioChannel:
+class TwilioProvider:
     """The phone and text channel through Twilio's REST API."""
 
     def __init__(

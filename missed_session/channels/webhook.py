@@ -67,7 +67,7 @@ def verify(secret: bytes, timestamp: str, body: bytes, signature: str, *, now: f
     return age <= tolerance and hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
-class WebhookChannel:
+class WebhookProvider:
     """Calls, voicemail, texts, email and the escalation call, through a signed webhook."""
 
     def __init__(

@@ -25,21 +25,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
-from temporalio.service import RPCError
-
 from missed_session.application import notices as use
+from missed_session.application.errors import COULD_NOT_CARRY_OUT
+from missed_session.application.results import ResultKind
 from missed_session.config import ConfigurationError, Settings, load_settings
 from missed_session.domain import roster as rota
 from missed_session.domain.events import read
 from missed_session.domain.notices import Acknowledgment, AckVia, Resolution
-from missed_session.store.database import database_url, open_pool
-from missed_session.store.notices import NoticeRow, RosterStore, notice_trails
-from missed_session.temporal_client import connect
+from missed_session.store.notices import NoticeRow
 
 VERBS = ("notices", "roster")
-EXIT = {use.ResultKind.APPLIED: 0, use.ResultKind.REFUSED: 2, use.ResultKind.BAD_INPUT: 2,
-        use.ResultKind.NOT_FOUND: 2, use.ResultKind.NOT_A_CLINICIAN: 2}
+EXIT = {ResultKind.APPLIED: 0, ResultKind.REFUSED: 2, ResultKind.BAD_INPUT: 2,
+        ResultKind.NOT_FOUND: 2, ResultKind.NOT_A_CLINICIAN: 2}
 
 
 def is_action(argv: Sequence[str]) -> bool:
@@ -104,7 +101,7 @@ def main(argv: Sequence[str]) -> int:
         return 2
     try:
         code, text = asyncio.run(_run(args, settings))
-    except (OSError, TimeoutError, asyncpg.PostgresError, RPCError, RuntimeError) as error:
+    except COULD_NOT_CARRY_OUT as error:
         print(f"error: could not be carried out: {type(error).__name__}: {error}",
               file=sys.stderr)
         return 1
@@ -113,33 +110,29 @@ def main(argv: Sequence[str]) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> tuple[int, str]:
-    pool = await open_pool(database_url(settings), min_size=1, max_size=2)
-    try:
+    async with use.NoticeDesk(settings) as desk:
         if args.group == "roster":
-            return await _roster(args, pool)
+            return await _roster(args, desk)
         if args.verb == "list":
-            return 0, _render_list(await use.list_notices(pool, everything=args.all))
+            return 0, _render_list(await desk.list_notices(everything=args.all))
         if args.verb == "show":
-            return await _show(args.key, pool)
-        client = await connect(settings)
+            return await _show(args.key, desk)
         if args.verb == "ack":
-            result = await use.acknowledge(client, pool, args.key, Acknowledgment(
+            result = await desk.acknowledge(args.key, Acknowledgment(
                 via=AckVia.CLI, clinician_id=args.clinician, code=args.code))
         elif args.verb == "resolve":
-            result = await use.resolve(client, pool, args.key, Resolution(
+            result = await desk.resolve(args.key, Resolution(
                 clinician_id=args.clinician, outcome=args.outcome, note=args.note))
         else:
-            result = await use.sms_reply(client, pool, args.from_number, args.body)
+            result = await desk.sms_reply(args.from_number, args.body)
         return EXIT[result.kind], f"{result.kind.value}: {result.message}"
-    finally:
-        await pool.close()
 
 
-async def _roster(args: argparse.Namespace, pool: asyncpg.Pool) -> tuple[int, str]:
+async def _roster(args: argparse.Namespace, desk: use.NoticeDesk) -> tuple[int, str]:
     if args.verb == "load":
-        result = await use.load_roster(pool, args.file)
+        result = await desk.load_roster(args.file)
         return EXIT[result.kind], result.message
-    current = await RosterStore(pool).current()
+    current = await desk.current_roster()
     if current is None or current.roster is None:
         return 2, "no roster is loaded: starter.py roster load <practice file>"
     practice = current.roster
@@ -168,8 +161,8 @@ def _render_list(rows: Sequence[NoticeRow]) -> str:
     )
 
 
-async def _show(key: str, pool: asyncpg.Pool) -> tuple[int, str]:
-    rows = [row for row in await use.list_notices(pool, everything=True) if row.key == key]
+async def _show(key: str, desk: use.NoticeDesk) -> tuple[int, str]:
+    rows = [row for row in await desk.list_notices(everything=True) if row.key == key]
     if not rows:
         return 2, f"no notice {key!r}"
     row = rows[0]
@@ -179,7 +172,7 @@ async def _show(key: str, pool: asyncpg.Pool) -> tuple[int, str]:
     if row.resolved_at is not None:
         lines.append(f"  resolved {row.resolved_at:%Y-%m-%d %H:%M:%S} UTC by {row.resolved_by}")
     lines.append(f"  its own audit trail (starter.py audit {key}):")
-    trail = (await notice_trails(pool, row.session_id)).get(key, [])
+    trail = await desk.notice_events(row)
     for event in trail:
         fields = read(event).model_dump(mode="json", exclude={"note", "event_type"})
         lines.append(f"  #{event.sequence:<3} {event.occurred_at:%Y-%m-%d %H:%M:%S} UTC "

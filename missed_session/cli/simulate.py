@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from pydantic import TypeAdapter, ValidationError
 
 from missed_session.application.service import Application, UnavailableError
-from missed_session.channels.simulated import Behaviour, SimulatedPhone
+from missed_session.application.simulation import script_phone
+from missed_session.channels.simulated import Behaviour
 from missed_session.cli.render import BAD_INPUT, FAILED, fail
 from missed_session.config import ConfigurationError, load_settings
 from missed_session.domain.models import PhoneNumber
@@ -87,7 +88,7 @@ async def _script(number: str, behaviour: Behaviour, after: float | None) -> int
     seconds = None if after is None else callback_seconds(after, settings.time_scale)
     async with Application(settings) as app:
         try:
-            await SimulatedPhone(await app.pool()).script(number, behaviour, seconds)
+            await script_phone(app, number, behaviour, seconds)
         except UnavailableError as error:
             return fail(str(error), FAILED)
     when = "" if seconds is None else f" {after:g} minutes ({seconds} s) after the voicemail"

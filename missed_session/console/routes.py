@@ -21,7 +21,6 @@ from fastapi.routing import APIRoute
 from markupsafe import Markup
 
 from missed_session.application import console as cases
-from missed_session.application.notices import ResultKind as NoticeKind
 from missed_session.application.results import Result, ResultKind
 from missed_session.application.service import Application, UnavailableError
 from missed_session.application.sessions import utc_now
@@ -197,7 +196,7 @@ def _notice_routes(router: APIRouter, web: Web) -> None:
         else:
             return Response(status_code=404)
         on_session = back != "notices" and "/" not in back
-        if result.kind is not NoticeKind.APPLIED:
+        if result.kind is not ResultKind.APPLIED:
             failed = (key, action, f"{action} refused: {result.message}", values)
             if on_session:
                 return await _session(web, who, back, notice_failed=failed, status=409)

@@ -160,7 +160,7 @@ def message(*, priority: Priority, risk_tier: RiskTier, title: str, kind: InboxI
 
 
 SMS_LIMIT = 160
-"""A text channel takes one segment (`channels.base.TextChannel`): the SMS form fits it."""
+"""A text channel takes one segment (`channels.base.TextProvider`): the SMS form fits it."""
 
 
 def sms(*, priority: Priority, risk_tier: RiskTier, title: str, kind: InboxItemKind,

@@ -38,8 +38,8 @@ class Role(StrEnum):
     SUPERVISOR = "clinical_supervisor"
 
 
-class ContactChannel(StrEnum):
-    """How a clinician can be reached with a notice."""
+class NoticeRoute(StrEnum):
+    """How a clinician can be reached with a notice (a route, not a protocol channel)."""
 
     SMS = "sms"
     VOICE = "voice"
@@ -73,7 +73,7 @@ class Clinician(Model):
     """Work address."""
     pager: PhoneNumber | None = None
     """Paging gateway number."""
-    notify_by: tuple[ContactChannel, ...] = ()
+    notify_by: tuple[NoticeRoute, ...] = ()
     """Channels a notice uses, in order; empty: every channel given (sms, voice, pager,
     email)."""
     supervisor: ClinicianId | None = None
@@ -90,17 +90,17 @@ class Clinician(Model):
                 raise ValueError(msg)
         return self
 
-    def address(self, channel: ContactChannel) -> str | None:
+    def address(self, channel: NoticeRoute) -> str | None:
         """The clinician's address on `channel`, if any."""
         value: str | None = getattr(self, channel.value)
         return value
 
-    def channels(self) -> tuple[ContactChannel, ...]:
+    def channels(self) -> tuple[NoticeRoute, ...]:
         """The channels a notice uses for this clinician, in order."""
         if self.notify_by:
             return self.notify_by
-        order = (ContactChannel.SMS, ContactChannel.VOICE, ContactChannel.PAGER,
-                 ContactChannel.EMAIL)
+        order = (NoticeRoute.SMS, NoticeRoute.VOICE, NoticeRoute.PAGER,
+                 NoticeRoute.EMAIL)
         return tuple(channel for channel in order if self.address(channel) is not None)
 
 

@@ -33,10 +33,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-import asyncpg
 from pydantic import BaseModel
-from temporalio.client import WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
 
 from missed_session.application import (
     Application,
@@ -45,6 +42,8 @@ from missed_session.application import (
     ResultKind,
     UnavailableError,
 )
+from missed_session.application.errors import DATABASE_FAILED, VALUE_REFUSED
+from missed_session.application.results import Lifecycle
 from missed_session.domain.models import (
     Cancellation,
     Reschedule,
@@ -64,7 +63,7 @@ from missed_session.intake.commands import (
     Refuse,
     Source,
 )
-from missed_session.intake.store import IntakeStore, StoredAnswer
+from missed_session.store.intake import IntakeStore, StoredAnswer
 
 ALIASED_SOURCES = frozenset({Source.CALCOM, Source.CALENDLY})
 """Schedulers that give a rescheduled booking a new id."""
@@ -75,13 +74,15 @@ SENT_AT_FIELDS = {
     Source.CALENDLY: "created_at",
 }
 """Where each format carries the sender's time, to name it when a translator does not."""
+_DATABASE_FAILED: tuple[type[BaseException], ...] = (*DATABASE_FAILED, UnavailableError)
+"""The intake database failed, or its pool could not be opened."""
 DEFAULT_FUTURE_SKEW = timedelta(minutes=5)
 """How far ahead of our clock a sender's timestamp may be before the message is refused."""
 
 logger = logging.getLogger(__name__)
 
 
-class OutcomeKind(StrEnum):
+class ReceiptKind(StrEnum):
     """What intake did with a message; each format maps it to its own answer."""
 
     APPLIED = "applied"
@@ -105,19 +106,19 @@ class OutcomeKind(StrEnum):
 SessionCommand = Book | Cancel | CheckIn | NoShow | Attended
 """The commands that act on one session."""
 
-SUCCESSES = frozenset({OutcomeKind.APPLIED, OutcomeKind.UNCHANGED, OutcomeKind.RECORDED})
-FINAL_KINDS = frozenset({OutcomeKind.APPLIED, OutcomeKind.UNCHANGED, OutcomeKind.RECORDED,
-                         OutcomeKind.REFUSED, OutcomeKind.MALFORMED})
+SUCCESSES = frozenset({ReceiptKind.APPLIED, ReceiptKind.UNCHANGED, ReceiptKind.RECORDED})
+FINAL_KINDS = frozenset({ReceiptKind.APPLIED, ReceiptKind.UNCHANGED, ReceiptKind.RECORDED,
+                         ReceiptKind.REFUSED, ReceiptKind.MALFORMED})
 """Answers the same message can never change: replayed to a repeated delivery. The others
 (not found, bad input, unavailable) depend on state or configuration and are worked out
 again when the message comes again."""
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Receipt:
     """What intake did with one message: a kind and one line for the sender (no PII)."""
 
-    kind: OutcomeKind
+    kind: ReceiptKind
     message: str
     session_id: str | None = None
     started: bool = False
@@ -136,30 +137,36 @@ class Outcome:
         return self.kind in FINAL_KINDS if self.final is None else self.final
 
 
-Render = Callable[[Incoming, Outcome], tuple[int, str]]
+Render = Callable[[Incoming, Receipt], tuple[int, str]]
 """An entry point's answer for an outcome: (HTTP status, body) -- the body an ACK or JSON."""
 
 _BY_RESULT = {
-    ResultKind.STARTED: OutcomeKind.APPLIED,
-    ResultKind.APPLIED: OutcomeKind.APPLIED,
-    ResultKind.ALREADY_SCHEDULED: OutcomeKind.UNCHANGED,
-    ResultKind.REFUSED: OutcomeKind.REFUSED,
-    ResultKind.NOT_FOUND: OutcomeKind.NOT_FOUND,
-    ResultKind.BAD_INPUT: OutcomeKind.BAD_INPUT,
-    ResultKind.UNAVAILABLE: OutcomeKind.UNAVAILABLE,
+    ResultKind.STARTED: ReceiptKind.APPLIED,
+    ResultKind.APPLIED: ReceiptKind.APPLIED,
+    ResultKind.ALREADY_SCHEDULED: ReceiptKind.UNCHANGED,
+    ResultKind.REFUSED: ReceiptKind.REFUSED,
+    ResultKind.NOT_FOUND: ReceiptKind.NOT_FOUND,
+    ResultKind.BAD_INPUT: ReceiptKind.BAD_INPUT,
+    ResultKind.UNAVAILABLE: ReceiptKind.UNAVAILABLE,
 }
 
 
 class Intake:
     """Executes translated messages once, by their delivery key."""
 
-    def __init__(self, app: Application, store: IntakeStore, *,
+    def __init__(self, app: Application, *,
                  future_skew: timedelta = DEFAULT_FUTURE_SKEW,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._app = app
-        self._store = store
+        self._tables: IntakeStore | None = None
         self._future_skew = future_skew
         self._clock = clock
+
+    async def _store(self) -> IntakeStore:
+        """The intake tables, over the application's pool (opened on first use)."""
+        if self._tables is None:
+            self._tables = await self._app.intake_store()
+        return self._tables
 
     async def stored(self, source: Source, key: str) -> StoredAnswer | None:
         """The first answer to a delivery, if it was answered before and is final.
@@ -168,7 +175,7 @@ class Intake:
         """
         if unstorable(key):
             return None
-        first = await self._store.answer(source.value, key)
+        first = await (await self._store()).answer(source.value, key)
         return first if first is not None and first.final else None
 
     async def answer(self, incoming: Incoming, render: Render) -> StoredAnswer:
@@ -179,16 +186,16 @@ class Intake:
         """
         try:
             return await self._answer(incoming, render)
-        except asyncpg.DataError as error:
+        except VALUE_REFUSED as error:
             # The database refused a value (class 22), not a failure: the message is bad,
             # and sending it again cannot help. Not stored (it could not be).
-            outcome = Outcome(OutcomeKind.BAD_INPUT,
+            outcome = Receipt(ReceiptKind.BAD_INPUT,
                               f"a value in the message cannot be stored "
                               f"({type(error).__name__}); nothing done", reject=True)
             status, body = render(incoming, outcome)
             return StoredAnswer(status, body, outcome.kind.value)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            outcome = Outcome(OutcomeKind.UNAVAILABLE,
+        except _DATABASE_FAILED as error:
+            outcome = Receipt(ReceiptKind.UNAVAILABLE,
                               f"the intake database failed ({type(error).__name__}); "
                               "send the message again")
             status, body = render(incoming, outcome)
@@ -199,53 +206,53 @@ class Intake:
         if where is not None:
             # Refused before any query: PostgreSQL cannot hold the value, and the answer
             # must not be "the database failed" (the sender would resend it forever).
-            outcome = Outcome(
-                OutcomeKind.BAD_INPUT,
+            outcome = Receipt(
+                ReceiptKind.BAD_INPUT,
                 f"{where}: holds a NUL byte or an unpaired surrogate, which cannot be "
                 "stored; nothing done", reject=True, final=True)
             status, body = render(incoming, outcome)
             if unstorable(incoming.key) or unstorable(body):
                 return StoredAnswer(status, body, outcome.kind.value)
             return await self._remember(incoming, outcome, status, body)
-        first = await self._store.answer(incoming.source.value, incoming.key)
+        first = await (await self._store()).answer(incoming.source.value, incoming.key)
         if first is not None and first.final:
             return first
         outcome = await self.execute(incoming)
         status, body = render(incoming, outcome)
-        if outcome.kind is OutcomeKind.UNAVAILABLE:
+        if outcome.kind is ReceiptKind.UNAVAILABLE:
             return StoredAnswer(status, body, outcome.kind.value)
-        if outcome.kind is OutcomeKind.NOT_FOUND and isinstance(incoming.command, NoShow):
+        if outcome.kind is ReceiptKind.NOT_FOUND and isinstance(incoming.command, NoShow):
             logger.warning("intake: a no-show for a session that does not exist (source %s)",
                            incoming.source.value)
         return await self._remember(incoming, outcome, status, body)
 
-    async def _remember(self, incoming: Incoming, outcome: Outcome, status: int,
+    async def _remember(self, incoming: Incoming, outcome: Receipt, status: int,
                         body: str) -> StoredAnswer:
         session = outcome.session_id
-        return await self._store.remember(
+        return await (await self._store()).remember(
             source=incoming.source.value, key=incoming.key,
             session_id=None if session is None or unstorable(session) else session,
             command=type(incoming.command).__name__.lower(), outcome=outcome.kind.value,
             sent_at=incoming.sent_at, status=status, answer=body, final=outcome.is_final,
             feed=incoming.feed_name)
 
-    async def execute(self, incoming: Incoming) -> Outcome:
+    async def execute(self, incoming: Incoming) -> Receipt:
         """Carry out the message's command under the delivery rules (no duplicate check)."""
         command = incoming.command
         if isinstance(command, Refuse):
-            kind = OutcomeKind.MALFORMED if command.malformed else OutcomeKind.BAD_INPUT
-            return Outcome(kind, command.reason, command.session_id)
+            kind = ReceiptKind.MALFORMED if command.malformed else ReceiptKind.BAD_INPUT
+            return Receipt(kind, command.reason, command.session_id)
         received = self._clock()
         ahead = self._ahead(incoming, received, command.session_id)
         if ahead is not None:
             return ahead
         if command.session_id is not None and (
                 incoming.previous_ids or incoming.source in ALIASED_SOURCES):
-            session = await self._store.resolve(
+            session = await (await self._store()).resolve(
                 incoming.source.value, (*incoming.previous_ids, command.session_id))
             command = _renamed(command, session)
         if isinstance(command, Record):
-            return Outcome(OutcomeKind.RECORDED, _recorded(command.note, command.session_id),
+            return Receipt(ReceiptKind.RECORDED, _recorded(command.note, command.session_id),
                            command.session_id)
         assert not isinstance(command, Refuse)  # returned above; renaming keeps the type
         if not isinstance(command, CheckIn | Attended):
@@ -255,47 +262,47 @@ class Intake:
             if stale is not None:
                 return stale
         outcome = await self._apply(command)
-        if outcome.kind in {OutcomeKind.APPLIED, OutcomeKind.UNCHANGED}:
+        if outcome.kind in {ReceiptKind.APPLIED, ReceiptKind.UNCHANGED}:
             start = command.start if isinstance(command, Book) else None
-            await self._store.applied(command.session_id, sent_at=None, start=start)
+            await (await self._store()).applied(command.session_id, sent_at=None, start=start)
             if incoming.sent_at is not None:
                 # Never newer than our receipt: a sender clock ahead of ours cannot make
                 # later, correct messages look old.
-                await self._store.sent(command.session_id, incoming.feed_name,
+                await (await self._store()).sent(command.session_id, incoming.feed_name,
                                        min(incoming.sent_at, received))
         return outcome
 
     def _ahead(self, incoming: Incoming, received: datetime,
-               session_id: str | None) -> Outcome | None:
+               session_id: str | None) -> Receipt | None:
         """A refusal when the sender dates the message beyond the allowed skew ahead."""
         sent_at = incoming.sent_at
         if sent_at is None or sent_at <= received + self._future_skew:
             return None
         field = incoming.sent_at_field or SENT_AT_FIELDS[incoming.source]
         ahead = sent_at - received
-        return Outcome(
-            OutcomeKind.BAD_INPUT,
+        return Receipt(
+            ReceiptKind.BAD_INPUT,
             f"{field}: {sent_at.isoformat()} is {_duration(ahead)} ahead of the receiver's "
             f"clock ({received.isoformat(timespec='seconds')}); more than the "
             f"{_duration(self._future_skew)} allowed: nothing done (check the sender's "
             "clock, then send the message again)", session_id)
 
-    async def _stale(self, session_id: str, incoming: Incoming) -> Outcome | None:
+    async def _stale(self, session_id: str, incoming: Incoming) -> Receipt | None:
         sent_at = incoming.sent_at
         if sent_at is None:
             return None
-        newest = await self._store.last_sent(session_id, incoming.feed_name)
+        newest = await (await self._store()).last_sent(session_id, incoming.feed_name)
         if newest is None or sent_at >= newest:
             return None
         field = incoming.sent_at_field or SENT_AT_FIELDS[incoming.source]
-        return Outcome(
-            OutcomeKind.RECORDED,
+        return Receipt(
+            ReceiptKind.RECORDED,
             f"session {session_id}: recorded, not applied: this message is older than one "
             f"already applied from the same sender ({field} {sent_at.isoformat()} is before "
             f"{newest.isoformat()}); resend it with a current timestamp if it is meant to "
             "apply", session_id)
 
-    async def _apply(self, command: SessionCommand) -> Outcome:
+    async def _apply(self, command: SessionCommand) -> Receipt:
         if isinstance(command, Book):
             return await self._book(command)
         if isinstance(command, CheckIn):
@@ -308,87 +315,76 @@ class Intake:
             return await self._no_show(command)
         return await self._cancel(command)
 
-    async def _no_show(self, command: NoShow) -> Outcome:
+    async def _no_show(self, command: NoShow) -> Receipt:
         session = command.session_id
         lifecycle = await self._lifecycle(session)
-        if isinstance(lifecycle, Outcome):
+        if isinstance(lifecycle, Receipt):
             return lifecycle
         if lifecycle is not Lifecycle.RUNNING:
             return self._not_running(session, lifecycle, "the scheduler's no-show")
-        return Outcome(
-            OutcomeKind.RECORDED,
+        return Receipt(
+            ReceiptKind.RECORDED,
             f"session {session}: the scheduler's no-show is recorded; the session declares "
             "its own no-show when the grace period passes without a check-in (an immediate "
             "no-show is not supported by the workflow yet)", session)
 
-    async def _lifecycle(self, session_id: str) -> Lifecycle | Outcome:
+    async def _lifecycle(self, session_id: str) -> Lifecycle | Receipt:
         """Whether the session's workflow runs, has closed or never existed."""
-        try:
-            client = await self._app.temporal()
-            description = await client.get_workflow_handle(
-                workflow_id_for(session_id)).describe()
-        except RPCError as error:
-            if error.status is RPCStatusCode.NOT_FOUND:
-                return Lifecycle.NONE
-            return Outcome(OutcomeKind.UNAVAILABLE,
-                           f"Temporal could not be asked about session {session_id}: "
-                           f"{error.status.name if error.status else 'error'}", session_id)
-        except UnavailableError as error:
-            return Outcome(OutcomeKind.UNAVAILABLE, str(error), session_id)
-        if description.status is WorkflowExecutionStatus.RUNNING:
-            return Lifecycle.RUNNING
-        return Lifecycle.CLOSED
+        lifecycle = await self._app.lifecycle(session_id)
+        if isinstance(lifecycle, Result):
+            return Receipt(ReceiptKind.UNAVAILABLE, lifecycle.message, session_id)
+        return lifecycle
 
     @staticmethod
-    def _not_running(session: str, lifecycle: Lifecycle, what: str) -> Outcome:
+    def _not_running(session: str, lifecycle: Lifecycle, what: str) -> Receipt:
         if lifecycle is Lifecycle.CLOSED:
-            return Outcome(OutcomeKind.NOT_FOUND,
+            return Receipt(ReceiptKind.NOT_FOUND,
                            f"session {session} is already closed (workflow "
                            f"{workflow_id_for(session)}): {what} is not applied", session)
-        return Outcome(OutcomeKind.NOT_FOUND,
+        return Receipt(ReceiptKind.NOT_FOUND,
                        f"no session {session} (workflow {workflow_id_for(session)}): {what} "
                        "is refused; book the session first", session)
 
-    async def _unless_closed(self, session: str, outcome: Outcome) -> Outcome:
+    async def _unless_closed(self, session: str, outcome: Receipt) -> Receipt:
         """An `unchanged` answer holds only while the session runs.
 
         A closed session refuses changes (as it refuses a new booking), even those that
         would move nothing.
         """
-        if outcome.kind is not OutcomeKind.UNCHANGED:
+        if outcome.kind is not ReceiptKind.UNCHANGED:
             return outcome
         lifecycle = await self._lifecycle(session)
-        if isinstance(lifecycle, Outcome):
+        if isinstance(lifecycle, Receipt):
             return lifecycle
         if lifecycle is Lifecycle.RUNNING:
             return outcome
         return self._not_running(session, lifecycle, "the change")
 
-    async def _book(self, command: Book) -> Outcome:
+    async def _book(self, command: Book) -> Receipt:
         session = command.session_id
-        known = await self._store.session(session)
+        known = await (await self._store()).session(session)
         if known is not None and known.cancelled_unbooked:
-            return Outcome(OutcomeKind.RECORDED,
+            return Receipt(ReceiptKind.RECORDED,
                            f"session {session}: recorded, not started: it was cancelled "
                            "before this booking arrived", session)
         same_start = known is not None and known.start == command.start
         booking = None if command.booking is None else self._prepared(command)
-        if booking is None or (same_start and isinstance(booking, Outcome)):
+        if booking is None or (same_start and isinstance(booking, Receipt)):
             # Without a booking only the start can be applied; at a known start that can no
             # longer be booked (it has begun), nothing is compared and nothing moves.
             moved = await self._move_only(command, known.start if known else None)
             return await self._unless_closed(session, moved)
-        if isinstance(booking, Outcome):
+        if isinstance(booking, Receipt):
             return booking
         result = await self._app.schedule_booking(booking)
         if result.kind is ResultKind.STARTED:
-            return Outcome(OutcomeKind.APPLIED, result.message, session, started=True)
+            return Receipt(ReceiptKind.APPLIED, result.message, session, started=True)
         if result.kind is ResultKind.REFUSED and result.differing_fields:
             return await self._unless_closed(session,
                                              await self._booking_differs(command, result))
         return await self._unless_closed(session, _from(result))
 
-    def _prepared(self, command: Book) -> SessionBooking | Outcome:
+    def _prepared(self, command: Book) -> SessionBooking | Receipt:
         """The booking ready to start (practice protocol, time scale), or why not."""
         assert command.booking is not None
         session = command.session_id
@@ -397,9 +393,9 @@ class Intake:
         try:
             return self._app.prepare(data)
         except BadBookingError as error:
-            return Outcome(OutcomeKind.BAD_INPUT, f"session {session}: {error}", session)
+            return Receipt(ReceiptKind.BAD_INPUT, f"session {session}: {error}", session)
 
-    async def _booking_differs(self, command: Book, held: Result) -> Outcome:
+    async def _booking_differs(self, command: Book, held: Result) -> Receipt:
         """A resent booking that differs from the one held.
 
         Move the start if that is what changed; other differences (client details) are
@@ -410,7 +406,7 @@ class Intake:
         note = (f"; NOT applied (the client's details belong to the client directory: change "
                 f"them there): {', '.join(others)}") if others else ""
         if "start" not in held.differing_fields:
-            return Outcome(OutcomeKind.UNCHANGED,
+            return Receipt(ReceiptKind.UNCHANGED,
                            f"session {session}: already scheduled at this start{note}",
                            session, warning=bool(others))
         moved = await self._app.reschedule(
@@ -418,39 +414,31 @@ class Intake:
         return replace(_from(moved, note=f"moved to {command.start.isoformat()}{note}"),
                        warning=bool(others))
 
-    async def _move_only(self, command: Book, known_start: datetime | None) -> Outcome:
+    async def _move_only(self, command: Book, known_start: datetime | None) -> Receipt:
         """A message without what a booking needs can still move a session that exists."""
         session = command.session_id
         if known_start is not None and known_start == command.start:
-            return Outcome(OutcomeKind.UNCHANGED,
+            return Receipt(ReceiptKind.UNCHANGED,
                            f"session {session}: the start did not change; nothing moved",
                            session)
         result = await self._app.reschedule(
             session, Reschedule(start=command.start, reason=command.reason[:200]))
         if result.kind is ResultKind.NOT_FOUND and _never_existed(result):
-            return Outcome(OutcomeKind.BAD_INPUT,
+            return Receipt(ReceiptKind.BAD_INPUT,
                            f"session {session}: not started: {command.incomplete}", session)
         return _from(result, note=f"moved to {command.start.isoformat()}")
 
-    async def _cancel(self, command: Cancel) -> Outcome:
+    async def _cancel(self, command: Cancel) -> Receipt:
         session = command.session_id
         reason = command.reason or ("entered in error" if command.entered_in_error else "")
         result = await self._app.cancel(session, Cancellation(reason=reason[:200]))
         if result.kind is ResultKind.NOT_FOUND and _never_existed(result):
-            await self._store.applied(session, sent_at=None, cancelled_unbooked=True)
-            return Outcome(OutcomeKind.RECORDED,
+            await (await self._store()).applied(session, sent_at=None, cancelled_unbooked=True)
+            return Receipt(ReceiptKind.RECORDED,
                            f"session {session}: cancelled before its booking arrived; "
                            "recorded, and a later booking for it will not be started", session)
         note = "entered in error: cancelled" if command.entered_in_error else ""
         return _from(result, note=note)
-
-
-class Lifecycle(StrEnum):
-    """Where a session's workflow is, as far as a message about it is concerned."""
-
-    RUNNING = "running"
-    CLOSED = "closed"
-    NONE = "none"
 
 
 def unstorable(text: str) -> bool:
@@ -513,7 +501,7 @@ def _recorded(note: str, session_id: str | None) -> str:
     return f"session {session_id}: recorded: {note}" if session_id else f"recorded: {note}"
 
 
-def _from(result: Result, *, note: str = "") -> Outcome:
+def _from(result: Result, *, note: str = "") -> Receipt:
     kind = _BY_RESULT[result.kind]
     message = f"{result.message} ({note})" if note and kind in SUCCESSES else result.message
-    return Outcome(kind, message, result.session_id)
+    return Receipt(kind, message, result.session_id)

@@ -20,30 +20,25 @@ from missed_session.intake import mllp
 from missed_session.intake.service import build
 from missed_session.intake.settings import IntakeSettings
 from missed_session.log_setup import configure_logging
-from missed_session.store.database import database_url, open_pool, owner_database_url
 
 
 async def serve(settings: Settings, intake_settings: IntakeSettings, stop: asyncio.Event,
                 started: Callable[[int], None] = lambda port: None) -> None:
     """Listen until `stop` is set; `started` is told the bound port."""
-    # Migrated on opening, as the schema's owner where there is one (the service role may not).
-    pool = await open_pool(database_url(settings), owner_url=owner_database_url(settings),
-                           min_size=1, max_size=4)
-    try:
-        async with Application(settings, pool=pool) as application:
-            intake = build(application, pool, intake_settings)
-            server = await mllp.serve(
-                intake, intake_settings.mllp_host, intake_settings.mllp_port,
-                limit=intake_settings.max_message_bytes,
-                frame_timeout=intake_settings.mllp_frame_timeout_seconds)
-            try:
-                started(server.sockets[0].getsockname()[1])
-                await stop.wait()
-            finally:
-                server.close()
-                await server.wait_closed()
-    finally:
-        await pool.close()
+    async with Application(settings) as application:
+        # Opened (and migrated, as the schema's owner where there is one) before listening.
+        await application.pool()
+        intake = build(application, intake_settings)
+        server = await mllp.serve(
+            intake, intake_settings.mllp_host, intake_settings.mllp_port,
+            limit=intake_settings.max_message_bytes,
+            frame_timeout=intake_settings.mllp_frame_timeout_seconds)
+        try:
+            started(server.sockets[0].getsockname()[1])
+            await stop.wait()
+        finally:
+            server.close()
+            await server.wait_closed()
 
 
 def main() -> int:

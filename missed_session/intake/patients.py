@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from missed_session.application.clients import STORE_ERRORS
+from missed_session.application.clients import STORE_ERRORS, ClientUseCases
 from missed_session.application.service import Application, UnavailableError
 from missed_session.clients.fhir_import import FHIRImportError, client_from_fhir
 from missed_session.domain.models import Client
@@ -29,8 +29,7 @@ from missed_session.intake import fields
 from missed_session.intake.fhir import PatientNamed
 from missed_session.intake.fields import IntakeDefaults
 from missed_session.intake.smart import FhirReader, FhirReadError
-from missed_session.store.clients import ClientDirectory
-from missed_session.store.fhir_links import FhirLinks, Link, LinkKind
+from missed_session.store.fhir_links import Link, LinkKind
 
 DIRECTORY_FAILURES: tuple[type[BaseException], ...] = (UnavailableError, *STORE_ERRORS)
 """Errors that mean the directory (or its connection) failed: the sender should retry."""
@@ -78,10 +77,10 @@ class Patients:
                 return found
             named = found
         try:
-            pool = await self._app.pool()
-            ref = await FhirLinks(pool).find(self.links(named))
+            clients = await self._app.clients()
+            ref = await clients.linked(self.links(named))
             if ref is None:
-                ref = await self._by_own_ref(ClientDirectory(pool), named)
+                ref = await self._by_own_ref(clients, named)
         except DIRECTORY_FAILURES as error:
             return Miss(f"the client directory failed ({type(error).__name__})",
                         transient=True)
@@ -114,13 +113,13 @@ class Patients:
                 return PatientNamed(patient["reference"], (), named.related)
         return Miss("the Appointment names no Patient, and its RelatedPerson names none")
 
-    async def _by_own_ref(self, directory: ClientDirectory, named: PatientNamed) -> str | None:
+    async def _by_own_ref(self, clients: ClientUseCases, named: PatientNamed) -> str | None:
         candidates = [fields.identifier(value) for _, value in named.identifiers]
         if named.reference is not None:
             bare = named.reference.split("/_history/")[0].rstrip("/")
             candidates.append(fields.identifier(bare.rsplit("/", 1)[-1]))
         for candidate in candidates:
-            if candidate and await directory.get(candidate) is not None:
+            if candidate and await clients.known(candidate):
                 return candidate
         return None
 
@@ -152,17 +151,14 @@ class Patients:
         except FHIRImportError as error:
             return Miss(f"the FHIR server's Patient cannot be imported: {error}")
         try:
-            pool = await self._app.pool()
-            directory = ClientDirectory(pool)
-            if await directory.get(record.ref) is None:
-                clients = await self._app.clients()
+            clients = await self._app.clients()
+            if not await clients.known(record.ref):
                 added = await clients.add(record.model_dump(mode="json"), recorded_by=IMPORTER,
                                           source="FHIR Patient read from the EHR")
-                if not added.ok and await directory.get(record.ref) is None:
+                if not added.ok and not await clients.known(record.ref):
                     return Miss(f"the imported Patient could not be added: {added.message}",
                                 transient=added.kind.value == "unavailable")
-            await FhirLinks(pool).link(record.ref, [*self.links(named),
-                                                    *self._own_links(patient)])
+            await clients.link(record.ref, [*self.links(named), *self._own_links(patient)])
         except DIRECTORY_FAILURES as error:
             return Miss(f"the client directory failed ({type(error).__name__})",
                         transient=True)

@@ -11,7 +11,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import asyncpg
 import fastapi
 from fastapi import APIRouter, Request, Response
 from fastapi.params import Depends
@@ -111,13 +110,13 @@ def router(intake: StandardsIntake, *, scheduler_auth: Sequence[Depends] = ()) -
     return routes
 
 
-def standards_router(application: Application, pool: asyncpg.Pool,
+def standards_router(application: Application,
                      settings: IntakeSettings | None = None) -> APIRouter:
     """The routes for the HTTP API's `create_app(..., extra_routers=[...])`.
 
     The FHIR and HL7 routes take the API's scheduler token, the webhooks their signatures.
     """
-    return router(build(application, pool, settings), scheduler_auth=[SCHEDULER])
+    return router(build(application, settings), scheduler_auth=[SCHEDULER])
 
 
 def _hub_signature(request: Request) -> str | None:

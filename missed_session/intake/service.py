@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-import asyncpg
 
 from missed_session.application import Application
 from missed_session.intake import answers, calcom, calendly, fhir, hl7v2, subscription
@@ -28,11 +27,11 @@ from missed_session.intake.commands import (
     Refuse,
     Source,
 )
-from missed_session.intake.dispatch import Intake, Outcome, OutcomeKind
+from missed_session.intake.dispatch import Intake, Receipt, ReceiptKind
 from missed_session.intake.settings import IntakeSettings, NonProduction
 from missed_session.intake.signatures import SignatureError, verify_calcom, verify_calendly
-from missed_session.intake.store import IntakeStore, StoredAnswer
 from missed_session.intake.webhook_parts import body_key, optional_instant
+from missed_session.store.intake import StoredAnswer
 
 FETCH_TIMEOUT = aiohttp.ClientTimeout(total=10)
 """How long an id-only notification may wait for the sender's FHIR server."""
@@ -77,11 +76,11 @@ class StandardsIntake:
         command = translated.incoming.command
         session = getattr(command, "session_id", None)
         if self.settings.hl7_non_production is NonProduction.DRY_RUN:
-            outcome = Outcome(OutcomeKind.RECORDED,
+            outcome = Receipt(ReceiptKind.RECORDED,
                               f"dry run ({mode}): the message is readable and would "
                               f"{_would(command)}; nothing done, nothing recorded", session)
             return answers.as_ack(header)(translated.incoming, outcome)
-        outcome = Outcome(OutcomeKind.MALFORMED,
+        outcome = Receipt(ReceiptKind.MALFORMED,
                           f"{mode}: this service acts only on production messages (P); "
                           "nothing done", session)
         return answers.as_ack(header, "202")(translated.incoming, outcome)
@@ -145,8 +144,8 @@ class StandardsIntake:
         resource = event.resource
         if resource is None:
             fetched = await self._fetch(event.focus)
-            if isinstance(fetched, Outcome):
-                if fetched.kind is OutcomeKind.UNAVAILABLE:
+            if isinstance(fetched, Receipt):
+                if fetched.kind is ReceiptKind.UNAVAILABLE:
                     status, text = answers.as_operation_outcome(
                         Incoming(Source.FHIR, key, Refuse(fetched.message)), fetched)
                     return StoredAnswer(status, text, fetched.kind.value)
@@ -159,7 +158,7 @@ class StandardsIntake:
             incoming = Incoming(incoming.source, key, incoming.command, event.timestamp)
         return await self.intake.answer(incoming, answers.as_operation_outcome)
 
-    def _focus_url(self, focus: str | None) -> str | Outcome:
+    def _focus_url(self, focus: str | None) -> str | Receipt:
         """Where to fetch the focus: only under the configured FHIR base.
 
         Never any URL a notification names: that would let a sender make this service
@@ -167,22 +166,22 @@ class StandardsIntake:
         """
         base = (self.settings.fhir_base_url or "").rstrip("/")
         if not focus:
-            return Outcome(OutcomeKind.BAD_INPUT, "notification-event.focus: missing")
+            return Receipt(ReceiptKind.BAD_INPUT, "notification-event.focus: missing")
         if not base:
-            return Outcome(OutcomeKind.BAD_INPUT,
+            return Receipt(ReceiptKind.BAD_INPUT,
                            "id-only notification, but no FHIR base is configured "
                            "(MSR_INTAKE_FHIR_BASE_URL) to fetch the Appointment from")
         if not focus.startswith(("http://", "https://")):
             return f"{base}/{focus.lstrip('/')}"
         if not focus.startswith(f"{base}/"):
-            return Outcome(OutcomeKind.BAD_INPUT,
+            return Receipt(ReceiptKind.BAD_INPUT,
                            "notification-event.focus: not under the configured FHIR base")
         return focus
 
-    async def _fetch(self, focus: str | None) -> dict[str, Any] | Outcome:
+    async def _fetch(self, focus: str | None) -> dict[str, Any] | Receipt:
         """The focus Appointment of an id-only notification, from the sender's FHIR base."""
         url = self._focus_url(focus)
-        if isinstance(url, Outcome):
+        if isinstance(url, Receipt):
             return url
         headers = {"Accept": "application/fhir+json"}
         if self.settings.fhir_authorization is not None:
@@ -191,18 +190,18 @@ class StandardsIntake:
             async with aiohttp.ClientSession(timeout=FETCH_TIMEOUT) as session, session.get(
                     url, headers=headers) as response:
                 if response.status >= 500:
-                    return Outcome(OutcomeKind.UNAVAILABLE,
+                    return Receipt(ReceiptKind.UNAVAILABLE,
                                    f"the FHIR server answered {response.status}; try again")
                 if response.status != 200:
-                    return Outcome(OutcomeKind.BAD_INPUT,
+                    return Receipt(ReceiptKind.BAD_INPUT,
                                    f"notification-event.focus: the FHIR server answered "
                                    f"{response.status}")
                 resource = _json(await response.read())
         except (aiohttp.ClientError, TimeoutError) as error:
-            return Outcome(OutcomeKind.UNAVAILABLE,
+            return Receipt(ReceiptKind.UNAVAILABLE,
                            f"cannot fetch the focus from the FHIR server: {type(error).__name__}")
         if not isinstance(resource, dict):
-            return Outcome(OutcomeKind.BAD_INPUT, "the fetched focus is not a JSON resource")
+            return Receipt(ReceiptKind.BAD_INPUT, "the fetched focus is not a JSON resource")
         return resource
 
     # -- Cal.com and Calendly ----------------------------------------------------------------
@@ -270,9 +269,8 @@ def _error(status: int, message: str) -> Answer:
     return status, json.dumps({"outcome": "refused", "message": message})
 
 
-def build(application: Application, pool: asyncpg.Pool,
+def build(application: Application,
           settings: IntakeSettings | None = None) -> StandardsIntake:
-    """The standards intake over an application and the service's (migrated) pool."""
+    """The standards intake over an application (its tables through the application)."""
     settings = settings or IntakeSettings()
-    return StandardsIntake(Intake(application, IntakeStore(pool),
-                                  future_skew=settings.future_skew), settings)
+    return StandardsIntake(Intake(application, future_skew=settings.future_skew), settings)

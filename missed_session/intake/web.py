@@ -34,16 +34,16 @@ from missed_session.intake.commands import Incoming, Refuse, Source
 from missed_session.intake.dispatch import (
     ALIASED_SOURCES,
     Intake,
-    Outcome,
-    OutcomeKind,
+    Receipt,
+    ReceiptKind,
     unstorable,
 )
 from missed_session.intake.patients import Miss, Patients
 from missed_session.intake.settings import IntakeSettings
 from missed_session.intake.signatures import SignatureError, verify_calcom, verify_calendly
 from missed_session.intake.smart import BackendClient, FhirReader, FhirReadError
-from missed_session.intake.store import StoredAnswer
 from missed_session.intake.webhook_parts import body_key, optional_instant
+from missed_session.store.intake import StoredAnswer
 
 Answer = tuple[int, str]
 """An HTTP status and a body."""
@@ -51,35 +51,36 @@ HUB_SIGNATURE = "x-hub-signature"
 """The rest-hook signature header (some servers send `X-Hub-Signature-256`)."""
 
 _OUTCOME = {
-    ResultKind.STARTED: OutcomeKind.APPLIED,
-    ResultKind.APPLIED: OutcomeKind.APPLIED,
-    ResultKind.ALREADY_SCHEDULED: OutcomeKind.UNCHANGED,
-    ResultKind.REFUSED: OutcomeKind.REFUSED,
-    ResultKind.NOT_FOUND: OutcomeKind.NOT_FOUND,
-    ResultKind.BAD_INPUT: OutcomeKind.BAD_INPUT,
-    ResultKind.UNAVAILABLE: OutcomeKind.UNAVAILABLE,
+    ResultKind.STARTED: ReceiptKind.APPLIED,
+    ResultKind.APPLIED: ReceiptKind.APPLIED,
+    ResultKind.ALREADY_SCHEDULED: ReceiptKind.UNCHANGED,
+    ResultKind.REFUSED: ReceiptKind.REFUSED,
+    ResultKind.NOT_FOUND: ReceiptKind.NOT_FOUND,
+    ResultKind.BAD_INPUT: ReceiptKind.BAD_INPUT,
+    ResultKind.UNAVAILABLE: ReceiptKind.UNAVAILABLE,
 }
 
 
 class WebDispatch(Intake):
     """The shared executor, which also carries out a therapist-absent signal."""
 
-    async def execute(self, incoming: Incoming) -> Outcome:
+    async def execute(self, incoming: Incoming) -> Receipt:
         """A `TherapistAbsent` through the application layer; anything else as usual."""
         command = incoming.command
         if not isinstance(command, TherapistAbsent) or command.session_id is None:
             return await super().execute(incoming)
         session = command.session_id
         if incoming.previous_ids or incoming.source in ALIASED_SOURCES:
-            session = await self._store.resolve(incoming.source.value,
-                                                (*incoming.previous_ids, session))
+            store = await self._store()
+            session = await store.resolve(incoming.source.value,
+                                          (*incoming.previous_ids, session))
         result = await therapist_absent(self._app, Absence(session, incoming.source.value,
                                                            command.note))
         return _outcome(result, session)
 
 
-def _outcome(result: Result, session: str) -> Outcome:
-    return Outcome(_OUTCOME[result.kind], result.message, result.session_id or session)
+def _outcome(result: Result, session: str) -> Receipt:
+    return Receipt(_OUTCOME[result.kind], result.message, result.session_id or session)
 
 
 def subscription_secret(secrets: Mapping[str, str], subscription_ref: str) -> str | None:
@@ -120,8 +121,8 @@ class WebIntake:
     @classmethod
     def over(cls, intake: Intake, settings: IntakeSettings) -> WebIntake:
         """The web intake sharing an executor's application and store."""
-        # the executor's own connections (same package): one application, one store
-        return cls(WebDispatch(intake._app, intake._store), intake._app, settings)
+        # the executor's application (same package): one application, one pool
+        return cls(WebDispatch(intake._app), intake._app, settings)
 
     # -- FHIR Appointment ---------------------------------------------------------------
 
@@ -145,15 +146,15 @@ class WebIntake:
         if first is not None:
             return first
         incoming = await self._appointment(resource, key, timestamp)
-        if isinstance(incoming, Outcome):
+        if isinstance(incoming, Receipt):
             status, text = answers.as_operation_outcome(
                 Incoming(Source.FHIR, key, Refuse(incoming.message)), incoming)
             return StoredAnswer(status, text, incoming.kind.value)
         return await self.dispatch.answer(incoming, answers.as_operation_outcome)
 
     async def _appointment(self, resource: dict[str, Any], key: str,
-                           timestamp: datetime | None) -> Incoming | Outcome:
-        """The message for an Appointment, its Patient resolved; an Outcome to send again."""
+                           timestamp: datetime | None) -> Incoming | Receipt:
+        """The message for an Appointment, its Patient resolved; an Receipt to send again."""
         meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
         sent_at = (optional_instant(meta.get("lastUpdated")) if isinstance(meta, dict)
                    else None) or timestamp
@@ -164,7 +165,7 @@ class WebIntake:
             found = await self.patients.client_for(named)
             if isinstance(found, Miss):
                 if found.transient:
-                    return Outcome(OutcomeKind.UNAVAILABLE,
+                    return Receipt(ReceiptKind.UNAVAILABLE,
                                    f"Appointment.participant (Patient): {found.message}; "
                                    "send it again")
                 unresolved = found.message
@@ -231,9 +232,9 @@ class WebIntake:
         resource = event.resource
         if resource is None:
             fetched = await self._fetch_focus(event)
-            if isinstance(fetched, Outcome):
+            if isinstance(fetched, Receipt):
                 incoming = Incoming(Source.FHIR, key, Refuse(fetched.message))
-                if fetched.kind is OutcomeKind.UNAVAILABLE:
+                if fetched.kind is ReceiptKind.UNAVAILABLE:
                     status, text = answers.as_operation_outcome(incoming, fetched)
                     return StoredAnswer(status, text, fetched.kind.value)
                 return await self.dispatch.answer(incoming, answers.as_operation_outcome)
@@ -245,25 +246,25 @@ class WebIntake:
         return await self._appointment_answer(resource, key, event.timestamp)
 
     async def _fetch_focus(self, event: subscription.NotificationEvent  # noqa: PLR0911
-                           ) -> dict[str, Any] | Outcome:
+                           ) -> dict[str, Any] | Receipt:
         """An id-only event's focus, from the configured FHIR base (never anywhere else)."""
         if event.focus is None and event.focus_identifier is None:
-            return Outcome(OutcomeKind.BAD_INPUT, "notification-event.focus: missing (an "
+            return Receipt(ReceiptKind.BAD_INPUT, "notification-event.focus: missing (an "
                            "empty notification names nothing to act on: subscribe with "
                            "id-only or full-resource content)")
         kind = fhir.reference_type(event.focus) if event.focus is not None else None
         if kind is not None and kind != "Appointment":
             article = "an" if kind[:1] in "AEIOU" else "a"
-            return Outcome(OutcomeKind.BAD_INPUT, f"notification-event.focus: {article} {kind}, "
+            return Receipt(ReceiptKind.BAD_INPUT, f"notification-event.focus: {article} {kind}, "
                            "not an Appointment (only Appointments are read)")
         if self.reader is None:
-            return Outcome(OutcomeKind.BAD_INPUT,
+            return Receipt(ReceiptKind.BAD_INPUT,
                            "id-only notification, but no FHIR base is configured "
                            "(MSR_INTAKE_FHIR_BASE_URL) to read the Appointment from")
         try:
             if event.focus is not None:
                 if self.reader.url(event.focus) is None:
-                    return Outcome(OutcomeKind.BAD_INPUT, "notification-event.focus: not "
+                    return Receipt(ReceiptKind.BAD_INPUT, "notification-event.focus: not "
                                    "under the configured FHIR base")
                 return await self.reader.read(event.focus)
             assert event.focus_identifier is not None
@@ -271,10 +272,10 @@ class WebIntake:
             found = await self.reader.search(
                 "Appointment", identifier=f"{system}|{value}" if system else value)
         except FhirReadError as error:
-            kind = OutcomeKind.UNAVAILABLE if error.transient else OutcomeKind.BAD_INPUT
-            return Outcome(kind, f"notification-event.focus: {error}")
+            kind = ReceiptKind.UNAVAILABLE if error.transient else ReceiptKind.BAD_INPUT
+            return Receipt(kind, f"notification-event.focus: {error}")
         if len(found) != 1:
-            return Outcome(OutcomeKind.NOT_FOUND if not found else OutcomeKind.BAD_INPUT,
+            return Receipt(ReceiptKind.NOT_FOUND if not found else ReceiptKind.BAD_INPUT,
                            "notification-event.focus: the FHIR server has "
                            f"{'no' if not found else 'more than one'} Appointment with "
                            "this identifier")

@@ -22,14 +22,14 @@ from enum import StrEnum
 import asyncpg
 
 
-class Channel(StrEnum):
-    """Which provider carried the text."""
+class InboundProvider(StrEnum):
+    """Which provider carried the text (stored in the `channel` column: a stored name, kept)."""
 
     TWILIO = "twilio"
     WEBHOOK = "webhook"
 
 
-class Outcome(StrEnum):
+class Settlement(StrEnum):
     """What became of a kept text (or of it in one session)."""
 
     PENDING = "pending"
@@ -55,7 +55,7 @@ class KeptText:
 
     message_id: str
     """The provider's message id (`text-<id>` is the update id)."""
-    channel: Channel
+    channel: InboundProvider
     kind: str
     """`opt_out` or `response` (the inbound classification)."""
     sealed: bytes
@@ -98,8 +98,8 @@ class KeptTextStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def keep(self, *, message_id: str, channel: Channel, kind: str, sealed: bytes,
-                   sessions: dict[str, tuple[Outcome, str | None]] | None) -> bool:
+    async def keep(self, *, message_id: str, channel: InboundProvider, kind: str, sealed: bytes,
+                   sessions: dict[str, tuple[Settlement, str | None]] | None) -> bool:
         """Keep a text; False when its message id is already kept (nothing changes then).
 
         `sessions` maps each open session to what the first try did there (pending for
@@ -142,7 +142,7 @@ class KeptTextStore:
         )
         if row is None:
             return None
-        return KeptText(row["message_id"], Channel(row["channel"]), row["kind"],
+        return KeptText(row["message_id"], InboundProvider(row["channel"]), row["kind"],
                         bytes(row["sealed"]), row["sessions_known"], row["attempts"],
                         row["received_at"])
 
@@ -180,7 +180,7 @@ class KeptTextStore:
             " AND outcome = 'pending' ORDER BY session_id", message_id)
         return [row["session_id"] for row in rows]
 
-    async def settle_session(self, message_id: str, session_id: str, outcome: Outcome,
+    async def settle_session(self, message_id: str, session_id: str, outcome: Settlement,
                              reason: str | None) -> None:
         """What the text did in one session (delivered, refused or the session gone)."""
         await self._pool.execute(
@@ -195,7 +195,7 @@ class KeptTextStore:
             " next_attempt_at = now() + $3::interval WHERE message_id = $1 AND state = 'pending'",
             message_id, error_type, delay)
 
-    async def settle(self, message_id: str, outcome: Outcome | None = None) -> Outcome:
+    async def settle(self, message_id: str, outcome: Settlement | None = None) -> Settlement:
         """Close a text, erasing its seal; the outcome is its sessions' unless given.
 
         Delivered when any session accepted it, else a late response when any session's
@@ -204,7 +204,7 @@ class KeptTextStore:
         """
         async with self._pool.acquire() as connection, connection.transaction():
             if outcome is None:
-                outcome = Outcome(await connection.fetchval(
+                outcome = Settlement(await connection.fetchval(
                     "SELECT CASE WHEN bool_or(outcome = 'delivered') THEN 'delivered'"
                     " WHEN bool_or(outcome = 'late_response') THEN 'late_response'"
                     " WHEN bool_or(outcome = 'refused') THEN 'refused'"
@@ -227,7 +227,7 @@ class KeptTextStore:
         rows = await self._pool.fetch(
             "SELECT coalesce(outcome, 'pending') AS outcome, count(*) AS n FROM kept_texts"
             " GROUP BY 1")
-        counts = {outcome.value: 0 for outcome in Outcome}
+        counts = {outcome.value: 0 for outcome in Settlement}
         counts.update({row["outcome"]: row["n"] for row in rows})
         return counts
 
