@@ -26,6 +26,20 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
+
+async def wait_set(event: asyncio.Event, seconds: float | None) -> None:
+    """Wait until `event` is set or `seconds` have passed, whichever comes first.
+
+    For background loops' sleeps. Not `asyncio.wait_for(event.wait(), ...)`: on Python 3.11
+    that can swallow a cancellation arriving as the event is set, and a loop around it then
+    never ends (a stopping worker or API hangs). `asyncio.wait` lets the cancellation through.
+    """
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=seconds)
+    finally:
+        waiter.cancel()
+
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, unreachable, timed out
     asyncpg.CannotConnectNowError,  # "the database system is starting up"

@@ -7,6 +7,7 @@ see each other's rows or workflows.
 
 from __future__ import annotations
 
+import faulthandler
 import shutil
 import sys
 import tempfile
@@ -26,6 +27,20 @@ from missed_session.store.database import migrate, open_pool
 from missed_session.temporal_client import data_converter
 
 BIN = Path(sys.executable).parent
+HANG_SECONDS = 900
+"""A test (setup, call and teardown) still running after this is taken for hung: every
+thread's stack is printed and the run ends, rather than stalling CI to its time limit."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    """Arm the hang watchdog around each test."""
+    del item
+    faulthandler.dump_traceback_later(HANG_SECONDS, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 TEST_KEYS = {"test-key-1": "dGVzdC1vbmx5LWtleS1ub3QtZm9yLXJlYWwtY2xpZW4="}
 """A fixed key for tests only (32 bytes, base64): tests run with payloads encrypted."""
 TEST_CONVERTER = data_converter(

@@ -130,6 +130,13 @@ class NeverRecords:
 async def test_a_call_back_delivered_by_a_worker_that_died_before_recording_it_is_not_told_twice(
     client: Client, pool: asyncpg.Pool, task_queue: str,
 ) -> None:
+    # Bounded as a whole: a hang here (once seen in a full run, not reproduced alone) fails
+    # the test with a traceback instead of stalling the suite.
+    async with asyncio.timeout(180):
+        await _died_before_recording(client, pool, task_queue)
+
+
+async def _died_before_recording(client: Client, pool: asyncpg.Pool, task_queue: str) -> None:
     session_id = f"cb-{uuid.uuid4().hex[:8]}"
     await pool.execute(
         "INSERT INTO sim_phone_callbacks (session_id, due_at) VALUES ($1, now())", session_id
@@ -149,7 +156,8 @@ async def test_a_call_back_delivered_by_a_worker_that_died_before_recording_it_i
                 await asyncio.sleep(0.1)
         finally:
             dying.cancel()
-            await asyncio.gather(dying, return_exceptions=True)
+            done, _ = await asyncio.wait({dying}, timeout=30)
+            assert done, "the cancelled dispatcher did not stop"
         assert await owed(pool, session_id)
 
         # Its successor finds the call-back still owed, delivers it again: Temporal answers

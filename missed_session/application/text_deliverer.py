@@ -19,6 +19,7 @@ import structlog
 
 from missed_session.application.kept_texts import KeptTexts
 from missed_session.application.service import Application
+from missed_session.lifecycle import wait_set
 from missed_session.store.kept_texts import Settlement
 
 log = structlog.get_logger(__name__)
@@ -118,8 +119,7 @@ class TextDeliverer:
             await self._sleep(next_wait(wait))
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._nudged.wait(), timeout=seconds)
+        await wait_set(self._nudged, seconds)
         self._nudged.clear()
 
     @contextlib.asynccontextmanager

@@ -11,7 +11,6 @@ Temporal, on time, whether or not our PostgreSQL is reachable.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -24,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from missed_session.channels.base import InvalidContactError
 from missed_session.domain.models import CallResult
+from missed_session.lifecycle import wait_set
 from missed_session.store.database import Connection
 
 
@@ -260,8 +260,7 @@ class CallbackDispatcher:
                         group.create_task(self._deliver_when_possible(session_id, due_at))
                 wait = min(self._due.values(), default=None)
                 timeout = None if wait is None else max(0.0, (wait - now).total_seconds())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout)
+                await wait_set(self._changed, timeout)
 
     async def _deliver_when_possible(self, session_id: str, due_at: datetime) -> None:
         """One call-back, retried through outages until it is settled."""
@@ -301,8 +300,7 @@ class CallbackDispatcher:
 
     async def _until_settled_here(self, seconds: float) -> None:
         """Sleep `seconds`, or less if a call-back settled here waits to be recorded."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._settled_here.wait(), timeout=seconds)
+        await wait_set(self._settled_here, seconds)
         self._settled_here.clear()
 
     async def _sync(self) -> None:
