@@ -152,3 +152,11 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # A server's logging set up before us (uvicorn's default config gives `uvicorn.error`
+    # and `uvicorn.access` handlers of their own, and stops them propagating) would print
+    # tracebacks past the filter: every server logger writes through the root's handler.
+    for name in [*logging.root.manager.loggerDict]:
+        if name.split(".", 1)[0] in SERVER_LOGGERS:
+            server = logging.getLogger(name)
+            server.handlers[:] = []
+            server.propagate = True
