@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         SessionStatus,
     )
 
+from workflows.brake import NO_SHOW_BRAKE, BrakeHold
 from workflows.clinicians import Clinicians
 from workflows.session_messages import SessionMessages
 from workflows.steps import Steps, wait_until
@@ -81,7 +82,7 @@ STEPS: dict[Channel, Callable[..., Awaitable[Any]]] = {
 
 
 @workflow.defn
-class SessionWorkflow(SessionMessages):
+class SessionWorkflow(SessionMessages, BrakeHold):
     """A scheduled session, from booking to outcome (its messages: `SessionMessages`)."""
 
     @workflow.init
@@ -127,6 +128,8 @@ class SessionWorkflow(SessionMessages):
             # The first call goes out now; the no-show is documented alongside it.
             self._plan(SessionStatus.NO_SHOW, "alert the therapist", workflow.now())
             self._trail.first = asyncio.create_task(self._document_no_show())
+            if workflow.patched(NO_SHOW_BRAKE):  # many missed at once: outreach waits
+                await self._brake()
             outcome = await self._reach_out()
             awaited = escalation.awaited(self._facts)
             if awaited is not None and workflow.patched(AWAIT_CLINICIAN):
