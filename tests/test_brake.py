@@ -27,7 +27,9 @@ from activities.outreach import Sender
 from missed_session.application import brake as brake_cases
 from missed_session.application.results import ResultKind
 from missed_session.application.service import Application
+from missed_session.cli import brake as brake_cli
 from missed_session.config import Settings
+from missed_session.console import words
 from missed_session.domain.brake import BrakeSettings
 from missed_session.domain.models import AuditEvent, Outcome, SessionBooking
 from missed_session.store.audit import AuditStore
@@ -35,6 +37,7 @@ from missed_session.store.database import open_pool
 from tests.conftest import TEST_KEYS
 from tests.factories import booking, daytime
 from worker import new_worker
+from workflows.brake import HELD_ALERT
 from workflows.session import SessionWorkflow
 
 SETTINGS = BrakeSettings(window_minutes=30, min_no_shows=10, min_share_percent=50,
@@ -138,6 +141,9 @@ async def test_three_ordinary_no_shows_are_not_held(
     await eventually("called", lambda: _equals(count(pool, "outreach_attempted", three), 3))
     assert await count(pool, ("brake_held", "brake_released"), three) == 0
     assert await pool.fetchval("SELECT count(*) FROM brake_episodes") == 0
+    alert = await pool.fetchval("SELECT title FROM therapist_inbox WHERE key = $1",
+                                f"{three[0].session_id}/no-show-alert")
+    assert alert.startswith("No-show: outreach to the client has started")
     await terminate(client, three)
 
 
@@ -162,6 +168,18 @@ async def test_a_stand_down_ends_the_held_sessions_without_client_outreach(
     assert await count(pool, "brake_stood_down", twelve) == 12
     refused = await brake_cases.release(app, "supervisor-maya")
     assert refused.kind is ResultKind.REFUSED
+    alert = await pool.fetchval("SELECT title FROM therapist_inbox WHERE key = $1",
+                                f"{twelve[0].session_id}/no-show-alert")
+    assert alert.startswith(HELD_ALERT), "the therapist is told, and told why there is no call"
+    status = await brake_cases.status(app)
+    assert isinstance(status, brake_cases.BrakeStatus)
+    shown = brake_cli.render(status)
+    assert shown.startswith("episode 1: stood_down; 12 sessions missed within 30 minutes")
+    assert "decided by supervisor-maya" in shown
+    trail = await AuditStore(pool).trail(twelve[0].session_id)
+    said = [words.describe(event) for event in trail]
+    assert "Client outreach held: 12 sessions missed within 30 minutes (episode 1)" in said
+    assert "Stood down by supervisor-maya while held: check-in outage" in said
 
 
 async def _events(pool: asyncpg.Pool, kind: str,

@@ -51,6 +51,9 @@ from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT
 
 NO_SHOW_BRAKE = "no-show-brake"
 """Patch id: sessions recorded before the brake go from the no-show straight to outreach."""
+HELD_ALERT = ("No-show: client outreach is on hold (many sessions were missed at once; a "
+              "supervisor decides)")
+"""The therapist's no-show alert for a held session: it still goes, and says why no call."""
 CHECK_TIMEOUT = timedelta(seconds=5)
 CHECK_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=3)
 """A few quick tries: the first outreach waits for the answer, and no answer holds nothing."""
@@ -77,8 +80,8 @@ class BrakeHold:
         """A supervisor released the hold or stood the session down (ignored unless held)."""
         self._facts = self._facts.brake_noted(decision)
 
-    async def _brake(self) -> None:
-        """Ask the brake; if it holds this session, wait until the hold ends (recorded)."""
+    async def _brake_check(self) -> BrakeVerdict | None:
+        """Ask the brake whether it holds this session: the verdict if it does, else None."""
         booking = self._booking
         try:
             verdict: BrakeVerdict = await workflow.execute_local_activity_method(
@@ -89,9 +92,12 @@ class BrakeHold:
                 start_to_close_timeout=CHECK_TIMEOUT, retry_policy=CHECK_RETRY,
             )
         except ActivityError:
-            return  # fails open: a check that cannot be made never holds outreach
-        if verdict.episode is None:
-            return
+            return None  # fails open: a check that cannot be made never holds outreach
+        return verdict if verdict.episode is not None else None
+
+    async def _brake_hold(self, verdict: BrakeVerdict) -> None:
+        """Hold client outreach until a supervisor decides, outreach stops, or the limit."""
+        booking = self._booking
         until = workflow.now() + booking.protocol.scaled(verdict.release_after_minutes)
         self._plan(SessionStatus.HELD, "client outreach held by the mass no-show brake", until)
         await self._record(events.BrakeHeld(
