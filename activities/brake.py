@@ -3,7 +3,9 @@
 It runs between the grace period's end and the first outreach attempt, so it must be cheap
 for the ordinary no-show: with the brake off it answers at once, and otherwise one indexed
 count over the window decides, for almost every no-show, that nothing is held. Only a
-window with enough missed sessions reads the baseline and joins (or opens) the episode.
+window with enough missed sessions reads the baseline, judges the practice and then the
+session's modality alone (a video platform down while the rooms are full), and joins (or
+opens) the episode.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from temporalio import activity
 
 from missed_session.domain import brake
 from missed_session.domain.brake import BrakeSettings
-from missed_session.domain.models import Model, RiskTier
+from missed_session.domain.models import Modality, Model, RiskTier
 from missed_session.store.brake import BrakeStore
 
 
@@ -27,6 +29,8 @@ class BrakeCheck(Model):
     """The session asking."""
     risk_tier: RiskTier
     """Its risk tier: a high-risk hold releases itself sooner."""
+    modality: Modality = Modality.IN_PERSON
+    """Its modality: the sessions of one modality are also judged on their own."""
     start: AwareDatetime
     """Its start: sessions that started in the window before it count with it."""
     at: AwareDatetime
@@ -48,6 +52,8 @@ class BrakeVerdict(Model):
     """Sessions due in the window when this one asked."""
     window_minutes: int = 0
     """The practice's window."""
+    modality: str = ""
+    """Set when the session's modality alone held it (its sessions missed together)."""
     release_after_minutes: int = 0
     """When the hold releases itself, in practice minutes (the workflow scales them)."""
 
@@ -71,8 +77,14 @@ class BrakeActivities:
             return BrakeVerdict()  # the ordinary no-show: one count, nothing held
         span = timedelta(days=settings.baseline_days) / check.time_scale
         baseline = await self._store.counts(check.start - window - span, check.start - window)
+        modality = ""
         if not brake.holds(window_counts, baseline, settings):
-            return BrakeVerdict()
+            # All telehealth sessions missed while the rooms are full: one modality's outage.
+            window_counts = await self._store.counts_of(check.start - window, check.start,
+                                                        check.modality.value)
+            if not brake.holds(window_counts, baseline, settings):
+                return BrakeVerdict()
+            modality = check.modality.value
         hold = await self._store.hold(
             session_id=check.session_id, risk_tier=check.risk_tier.value, at=check.at,
             counts=window_counts, window_minutes=settings.window_minutes,
@@ -84,5 +96,5 @@ class BrakeActivities:
         return BrakeVerdict(
             episode=hold.episode, paged=hold.paged, no_shows=hold.no_shows,
             due=window_counts.due, window_minutes=hold.window_minutes,
-            release_after_minutes=settings.release_after(check.risk_tier),
+            release_after_minutes=settings.release_after(check.risk_tier), modality=modality,
         )

@@ -31,7 +31,7 @@ from missed_session.cli import brake as brake_cli
 from missed_session.config import Settings
 from missed_session.console import words
 from missed_session.domain.brake import BrakeSettings
-from missed_session.domain.models import AuditEvent, Outcome, SessionBooking
+from missed_session.domain.models import AuditEvent, Modality, Outcome, SessionBooking
 from missed_session.store.audit import AuditStore
 from missed_session.store.database import open_pool
 from tests.conftest import TEST_KEYS
@@ -180,6 +180,32 @@ async def test_a_stand_down_ends_the_held_sessions_without_client_outreach(
     said = [words.describe(event) for event in trail]
     assert "Client outreach held: 12 sessions missed within 30 minutes (episode 1)" in said
     assert "Stood down by supervisor-maya while held: check-in outage" in said
+
+
+async def test_one_modality_missed_together_holds_while_the_rooms_are_full(
+    time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
+    task_queue: str, worker: Worker, app: Application,
+) -> None:
+    """The video platform is down: every telehealth session missed, in person all came."""
+    env = time_skipping_env
+    start = await at_start(env)
+    video = [quick(start).model_copy(update={"modality": Modality.TELEHEALTH})
+             for _ in range(12)]
+    rooms = [quick(start) for _ in range(20)]
+    await start_all(client, task_queue, video + rooms)
+    await eventually("scheduled", lambda: _equals(count(pool, "scheduled", video + rooms), 32))
+    await sleep_until(env, start + timedelta(minutes=1))
+    for session in rooms:
+        assert (await app.check_in(session.session_id)).ok
+    await eventually("attended", lambda: _equals(count(pool, "closed", rooms), 20))
+    await sleep_until(env, start + GRACE + timedelta(minutes=1))
+    await eventually("held", lambda: _equals(count(pool, "brake_held", video), 12))
+    assert await count(pool, OUTREACH, video) == 0
+    page = await pool.fetchval("SELECT title FROM therapist_inbox"
+                               " WHERE key LIKE '%/brake-episode-%'")
+    assert page.startswith("12 telehealth sessions missed within 30 minutes: a video "
+                           "platform or check-in outage?")
+    await terminate(client, video)
 
 
 async def _events(pool: asyncpg.Pool, kind: str,

@@ -89,6 +89,8 @@ def test_the_page_names_the_count_the_window_and_the_likely_cause() -> None:
     assert title.startswith("200 sessions missed within 30 minutes: a scheduler or "
                             "check-in outage?")
     assert "episode 7" in title
+    assert brake.likely_cause(12, 30, "telehealth") == (
+        "12 telehealth sessions missed within 30 minutes: a video platform or check-in outage?")
 
 
 def test_the_page_climbs_without_the_therapist() -> None:

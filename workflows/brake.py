@@ -87,6 +87,7 @@ class BrakeHold:
             verdict: BrakeVerdict = await workflow.execute_local_activity_method(
                 BrakeActivities.brake_check,
                 BrakeCheck(session_id=booking.session_id, risk_tier=booking.risk_tier,
+                           modality=booking.modality,
                            start=self._facts.start, at=workflow.now(),
                            time_scale=booking.protocol.time_scale),
                 start_to_close_timeout=CHECK_TIMEOUT, retry_policy=CHECK_RETRY,
@@ -149,7 +150,8 @@ class BrakeHold:
         booking = self._booking
         notice = self._clinicians.notice(
             f"brake-episode-{verdict.episode}", InboxItemKind.TASK, Priority.URGENT,
-            brake.page_title(verdict.no_shows, verdict.window_minutes, verdict.episode),
+            brake.page_title(verdict.no_shows, verdict.window_minutes, verdict.episode,
+                             verdict.modality),
             numbered=False,
         )
         await workflow.execute_activity_method(

@@ -112,15 +112,21 @@ def holds(window: Counts, baseline: Counts, settings: BrakeSettings) -> bool:
             and share >= min(1.0, usual * settings.times_baseline))
 
 
-def likely_cause(missed: int, window_minutes: int) -> str:
-    """What the page says: the count, the window and the question a supervisor asks first."""
-    return (f"{missed} sessions missed within {window_minutes} minutes: a scheduler or "
+def likely_cause(missed: int, window_minutes: int, modality: str = "") -> str:
+    """What the page says: the count, the window and the question a supervisor asks first.
+
+    `modality`: set when one modality's sessions alone were missed together (telehealth:
+    the video platform is the first suspect).
+    """
+    which = f"{modality.replace('_', '-')} " if modality else ""
+    suspect = "a video platform" if modality == "telehealth" else "a scheduler"
+    return (f"{missed} {which}sessions missed within {window_minutes} minutes: {suspect} or "
             "check-in outage?")
 
 
-def page_title(missed: int, window_minutes: int, episode: str) -> str:
+def page_title(missed: int, window_minutes: int, episode: str, modality: str = "") -> str:
     """The supervisor's notice: the count, the likely cause, and what to do about it."""
-    return (f"{likely_cause(missed, window_minutes)} Automated client outreach is held "
+    return (f"{likely_cause(missed, window_minutes, modality)} Automated client outreach is held "
             f"(brake episode {episode}; therapists are still alerted). Release it, release "
             "per session, or stand them down: starter.py brake status|release|stand-down")
 

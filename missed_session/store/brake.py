@@ -30,6 +30,13 @@ _COUNT = (
     "SELECT count(*) FILTER (WHERE coalesce(outcome, '') <> ALL($3::text[])) AS missed,"
     " count(*) AS due FROM projection_attendance WHERE start_at > $1 AND start_at <= $2"
 )
+_COUNT_MODALITY = (
+    # The modality is the booking's, in the session's first event (`scheduled`, sequence 1).
+    "SELECT count(*) FILTER (WHERE coalesce(p.outcome, '') <> ALL($3::text[])) AS missed,"
+    " count(*) AS due FROM projection_attendance AS p JOIN audit_events AS s"
+    " ON s.session_id = p.session_id AND s.sequence = 1"
+    " WHERE p.start_at > $1 AND p.start_at <= $2 AND s.data ->> 'modality' = $4"
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,12 @@ class BrakeStore:
     async def counts(self, since: datetime, until: datetime) -> Counts:
         """Sessions that started in (since, until], and how many of them were missed."""
         row = await self._pool.fetchrow(_COUNT, since, until, NOT_MISSED)
+        assert row is not None
+        return Counts(missed=row["missed"], due=row["due"])
+
+    async def counts_of(self, since: datetime, until: datetime, modality: str) -> Counts:
+        """The same, for the sessions of one modality (a video platform's outage)."""
+        row = await self._pool.fetchrow(_COUNT_MODALITY, since, until, NOT_MISSED, modality)
         assert row is not None
         return Counts(missed=row["missed"], due=row["due"])
 
