@@ -31,7 +31,14 @@ from missed_session.cli import brake as brake_cli
 from missed_session.config import Settings
 from missed_session.console import words
 from missed_session.domain.brake import BrakeSettings
-from missed_session.domain.models import AuditEvent, Modality, Outcome, SessionBooking
+from missed_session.domain.models import (
+    AuditEvent,
+    ClientResponse,
+    Modality,
+    Outcome,
+    ResponseChannel,
+    SessionBooking,
+)
 from missed_session.store.audit import AuditStore
 from missed_session.store.database import open_pool
 from tests.conftest import TEST_KEYS
@@ -160,23 +167,30 @@ async def test_a_stand_down_ends_the_held_sessions_without_client_outreach(
     await eventually("scheduled", lambda: _equals(count(pool, "scheduled", twelve), 12))
     await sleep_until(env, start + GRACE + timedelta(minutes=1))
     await eventually("held", lambda: _equals(count(pool, "brake_held", twelve), 12))
+    # The client of one held session calls the practice: its hold ends, with no outreach.
+    answered = ClientResponse(channel=ResponseChannel.CALL, responder="client")
+    assert (await app.respond(twelve[0].session_id, answered)).ok
+    assert (await handles[0].result()).outcome is Outcome.REACHED
     result = await brake_cases.stand_down(app, "supervisor-maya", reason="check-in outage")
     assert result.kind is ResultKind.APPLIED, result.message
-    outcomes = await asyncio.gather(*(h.result() for h in handles))
+    assert "11 held sessions told" in result.message
+    outcomes = await asyncio.gather(*(h.result() for h in handles[1:]))
     assert {o.outcome for o in outcomes} == {Outcome.STOOD_DOWN}
     assert await count(pool, OUTREACH, twelve) == 0
-    assert await count(pool, "brake_stood_down", twelve) == 12
+    assert await count(pool, "brake_stood_down", twelve) == 11
+    first = [words.describe(e) for e in await AuditStore(pool).trail(twelve[0].session_id)]
+    assert "Hold released by brake: outreach had stopped: the client responded" in first
     refused = await brake_cases.release(app, "supervisor-maya")
     assert refused.kind is ResultKind.REFUSED
     alert = await pool.fetchval("SELECT title FROM therapist_inbox WHERE key = $1",
-                                f"{twelve[0].session_id}/no-show-alert")
+                                f"{twelve[1].session_id}/no-show-alert")
     assert alert.startswith(HELD_ALERT), "the therapist is told, and told why there is no call"
     status = await brake_cases.status(app)
     assert isinstance(status, brake_cases.BrakeStatus)
     shown = brake_cli.render(status)
     assert shown.startswith("episode 1: stood_down; 12 sessions missed within 30 minutes")
     assert "decided by supervisor-maya" in shown
-    trail = await AuditStore(pool).trail(twelve[0].session_id)
+    trail = await AuditStore(pool).trail(twelve[1].session_id)
     said = [words.describe(event) for event in trail]
     assert "Client outreach held: 12 sessions missed within 30 minutes (episode 1)" in said
     assert "Stood down by supervisor-maya while held: check-in outage" in said

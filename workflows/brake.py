@@ -96,8 +96,13 @@ class BrakeHold:
             return None  # fails open: a check that cannot be made never holds outreach
         return verdict if verdict.episode is not None else None
 
-    async def _brake_hold(self, verdict: BrakeVerdict) -> None:
-        """Hold client outreach until a supervisor decides, outreach stops, or the limit."""
+    async def _brake_hold(self, verdict: BrakeVerdict | None) -> None:
+        """Hold client outreach until a supervisor decides, outreach stops, or the limit.
+
+        None (not held): nothing to wait for.
+        """
+        if verdict is None:
+            return
         booking = self._booking
         until = workflow.now() + booking.protocol.scaled(verdict.release_after_minutes)
         self._plan(SessionStatus.HELD, "client outreach held by the mass no-show brake", until)

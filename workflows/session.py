@@ -129,8 +129,7 @@ class SessionWorkflow(SessionMessages, BrakeHold):
             self._plan(SessionStatus.NO_SHOW, "alert the therapist", workflow.now())
             held = await self._brake_check() if workflow.patched(NO_SHOW_BRAKE) else None
             self._trail.first = asyncio.create_task(self._document_no_show(held is not None))
-            if held is not None:  # many sessions missed at once: client outreach waits
-                await self._brake_hold(held)
+            await self._brake_hold(held)  # many sessions missed at once: outreach waits
             outcome = await self._reach_out()
             awaited = escalation.awaited(self._facts)
             if awaited is not None and workflow.patched(AWAIT_CLINICIAN):
@@ -181,8 +180,7 @@ class SessionWorkflow(SessionMessages, BrakeHold):
         periods expire together does not queue every first call behind these writes. It
         holds the trail while it runs: its two events come first in the trail, as they
         happened first. One ordinary activity, not local ones: a workflow task waits for its
-        local activities, which would hold back the first call's command. `held`: the
-        mass no-show brake holds the client outreach (`workflows.brake`), and the alert says so.
+        local activities, which would hold back the first call's command. `held`: HELD_ALERT.
         """
         notice = self._clinicians.notice(
             "no-show-alert", InboxItemKind.ALERT,
