@@ -15,6 +15,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -23,8 +24,10 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.notices import notice_workflow_id
 from activities.outreach import Sender
 from missed_session.application import brake as brake_cases
+from missed_session.application.notices import load_roster
 from missed_session.application.results import ResultKind
 from missed_session.application.service import Application
 from missed_session.cli import brake as brake_cli
@@ -54,6 +57,7 @@ HIGH_RISK_GRACE = timedelta(minutes=10)
 OUTREACH = ("outreach_attempted", "voicemail_left", "message_sent", "outreach_failed",
             "outreach_uncertain", "outreach_skipped", "outreach_deferred", "escalation_sent")
 """Every event of a step that could reach the client or the emergency contact."""
+PRACTICE = Path(__file__).resolve().parents[1] / "docs" / "practice.example.toml"
 WAIT = 90.0
 """Real seconds a test waits for the worker to get through a burst (a loaded machine)."""
 
@@ -220,6 +224,30 @@ async def test_one_modality_missed_together_holds_while_the_rooms_are_full(
     assert page.startswith("12 telehealth sessions missed within 30 minutes: a video "
                            "platform or check-in outage?")
     await terminate(client, video)
+
+
+async def test_with_a_roster_the_page_climbs_to_on_call_and_supervisor_not_the_therapist(
+    time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
+    task_queue: str, worker: Worker, app: Application,
+) -> None:
+    env = time_skipping_env
+    assert (await load_roster(pool, PRACTICE)).kind is ResultKind.APPLIED
+    start = await at_start(env)
+    ten = [quick(start) for _ in range(10)]
+    await start_all(client, task_queue, ten)
+    await eventually("scheduled", lambda: _equals(count(pool, "scheduled", ten), 10))
+    await sleep_until(env, start + GRACE + timedelta(minutes=1))
+    await eventually("held", lambda: _equals(count(pool, "brake_held", ten), 10))
+    key = await pool.fetchval("SELECT key FROM therapist_inbox WHERE key LIKE '%/brake-episode-%'")
+    notice = client.get_workflow_handle(notice_workflow_id(key))
+    view = await notice.query("state")
+    assert view["step"] >= 1
+    assert view["target"] in {"on_call", "supervisor"}
+    assert not any(t.startswith("therapist") for t in view["notified"])
+    assert (await brake_cases.release(app, "supervisor-maya")).ok
+    await eventually("released", lambda: _equals(count(pool, "brake_released", ten), 10))
+    await terminate(client, ten)
+    await notice.terminate("test over")
 
 
 async def _events(pool: asyncpg.Pool, kind: str,

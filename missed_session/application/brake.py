@@ -5,7 +5,8 @@ they never signal a session themselves. A release or stand-down of the whole epi
 the episode decided first (so a session missed after the decision is not held by it), then
 signals each session it holds (`brake_decision`): each session records in its own trail
 what its hold became. A session that is no longer held (its high-risk limit passed, it
-closed) ignores the signal, and the answer counts it apart.
+closed) ignores the signal, and the answer counts it apart. The episode's page is
+acknowledged by the deciding clinician (its climb stops: the decision is the answer).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from missed_session.application import notices as notice_cases
 from missed_session.application.results import Result, ResultKind
 from missed_session.application.service import Application, UnavailableError
 from missed_session.domain.brake import BrakeDecision
@@ -92,9 +94,13 @@ async def _decide(app: Application, decision: BrakeDecision, session_id: str | N
                         if s.state == "held"]
             sent = await _signal(client, sessions,
                                  decision.model_copy(update={"episode": opened.episode}))
+            page = f"{opened.opened_by}/brake-episode-{opened.episode}"
+            acked = await notice_cases.acknowledge_on_decision(client, [page],
+                                                               decision.clinician_id)
             lines.append(f"episode {opened.episode}: {verb}; {sent} held sessions told"
                          + (f", {len(sessions) - sent} had closed" if sent < len(sessions)
-                            else ""))
+                            else "")
+                         + (f"; page {page} acknowledged" if acked else ""))
     except (UnavailableError, OSError, asyncpg.PostgresError, RPCError) as error:
         return Result(ResultKind.UNAVAILABLE, f"{type(error).__name__}: {error}")
     return Result(ResultKind.APPLIED, "; ".join(lines))
