@@ -1,4 +1,4 @@
-"""The mass no-show brake's decision and its facts, pure (issue 27, item 1).
+"""The mass no-show brake: its decision and facts (pure), its store and command line.
 
 The workflow's side (200 sessions missed together, 3 ordinary no-shows) is in
 `tests/test_brake.py`.
@@ -6,18 +6,25 @@ The workflow's side (200 sessions missed together, 3 ordinary no-shows) is in
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import starter
 from missed_session.domain import brake, events
 from missed_session.domain.brake import BrakeDecision, BrakeSettings, BrakeState, Counts
 from missed_session.domain.facts import SessionFacts
 from missed_session.domain.models import DecisionKind, RiskTier
 from missed_session.domain.notices import Policy, Step, Target
 from missed_session.domain.practice import PracticeFileError, parse
+from missed_session.store.brake import BrakeStore
+from tests.test_audit_export import cli_env
+
+__all__ = ["cli_env"]  # the fixture, shared
 
 AT = datetime(2026, 12, 7, 9, 15, tzinfo=UTC)
 SETTINGS = BrakeSettings()
@@ -165,3 +172,29 @@ def test_the_brake_is_off_without_a_table_and_read_from_it() -> None:
 def test_a_bad_brake_setting_names_the_key(line: str, error: str) -> None:
     with pytest.raises(PracticeFileError, match=error):
         parse(FILE + f"[brake]\n{line}\n", "p.toml")
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_brake_status_through_the_command_line(pool: asyncpg.Pool,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """`starter.py brake status` reads PostgreSQL only; nothing held yet, then an episode."""
+    assert await asyncio.to_thread(starter.main, ["brake", "status"]) == 0
+    assert capsys.readouterr().out.strip() == "the brake has held nothing"
+    hold = await BrakeStore(pool).hold(
+        session_id="s-1", risk_tier="high", at=AT, counts=Counts(missed=40, due=41),
+        window_minutes=30, current_for=timedelta(minutes=240))
+    assert hold is not None
+    assert hold.paged
+    again = await BrakeStore(pool).hold(
+        session_id="s-1", risk_tier="high", at=AT, counts=Counts(missed=41, due=41),
+        window_minutes=30, current_for=timedelta(minutes=240))
+    assert again == hold, "a retried check answers the same: s-1 still pages"
+    assert await asyncio.to_thread(starter.main, ["brake", "status"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"episode {hold.episode}: open; 40 sessions missed within 30 minutes")
+    assert "s-1" in out
+    assert "held" in out
+    assert await asyncio.to_thread(starter.main, ["brake", "release"]) == 2  # --clinician
