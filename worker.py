@@ -32,6 +32,7 @@ from temporalio.worker import (
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.audit import AuditActivities
+from activities.brake import BrakeActivities
 from activities.caring import CaringActivities
 from activities.follow_up import FollowUpActivities
 from activities.notices import NoticeActivities, NoticeLinks
@@ -49,12 +50,13 @@ from missed_session.channels.simulated import (
     SimulatedPhone,
 )
 from missed_session.config import DEFAULT_MAX_CACHED_WORKFLOWS, Settings, load_settings
+from missed_session.domain.brake import BrakeSettings
 from missed_session.domain.clients import ConsentDefaults
 from missed_session.domain.models import ClientResponse, ResponseChannel, workflow_id_for
 from missed_session.lifecycle import run_until_stopped, waiting_for
 from missed_session.log_setup import configure_logging
 from missed_session.metrics import ServiceMetrics
-from missed_session.practice_file import load_consent_defaults
+from missed_session.practice_file import load_brake_settings, load_consent_defaults
 from missed_session.store import checkpoints
 from missed_session.store.audit import AuditStore
 from missed_session.store.clients import ClientDirectory
@@ -180,6 +182,7 @@ def new_worker(
     notice_links: NoticeLinks | None = None,
     text_policy: TextPolicyActivities | None = None,
     consent_defaults: ConsentDefaults | None = None,
+    brake: BrakeSettings | None = None,
 ) -> Worker:
     """A worker with the session and notice workflows and every activity they call.
 
@@ -187,7 +190,7 @@ def new_worker(
     (to clients and to clinicians alike). `max_cached_workflows` is the sticky cache
     (`MSR_MAX_CACHED_WORKFLOWS`); `notice_links`: signed acknowledgment links in notices;
     `deployment`: the Worker Versioning version (missed_session/versioning.py), None when
-    unversioned.
+    unversioned; `brake`: the practice file's mass no-show brake (None: off).
     """
     store = AuditStore(pool)
     runtime = client.service_client.config.runtime or Runtime.default()
@@ -203,6 +206,7 @@ def new_worker(
                                messages or simulated, notice_links)
     caring = CaringActivities(messages or simulated, sender, pool,
                               consent_defaults=consent_defaults)
+    brake_activities = BrakeActivities(pool, brake)
     return Worker(
         client,
         task_queue=task_queue,
@@ -228,6 +232,7 @@ def new_worker(
             notices.deliver_notice,
             notices.record_notice_state,
             caring.send_caring_contact,
+            brake_activities.brake_check,
         ],
     )
 
@@ -291,6 +296,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         deployment=deployment_config(settings),
         notice_links=notice_links(settings),
         consent_defaults=load_consent_defaults(settings.practice_file),
+        brake=load_brake_settings(settings.practice_file),
     )
     followers = [asyncio.create_task(dispatcher.run()),
                  *trail_followers(settings, client, pool)]

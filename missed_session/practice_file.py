@@ -7,8 +7,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from missed_session.domain.brake import BrakeSettings
 from missed_session.domain.clients import ConsentDefaults
-from missed_session.domain.practice import PracticeFileError, PracticeProtocols, parse
+from missed_session.domain.practice import (
+    PracticeFileError,
+    PracticeProtocols,
+    brake_settings,
+    parse,
+)
 from missed_session.domain.roster_file import PracticeRoster, parse_roster
 
 
@@ -50,6 +56,20 @@ def load_consent_defaults(path: Path | None) -> ConsentDefaults:
             problem = problem.removeprefix(f"{field}: ")
         where = f"consent_defaults.{field}: " if field else "consent_defaults."
         raise PracticeFileError(f"{path}: {where}{problem}") from None
+
+
+def load_brake_settings(path: Path | None) -> BrakeSettings | None:
+    """The `[brake]` table of the practice file (the mass no-show brake), or None: off."""
+    if path is None:
+        return None
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        msg = f"{path}: cannot be read ({error.strerror or type(error).__name__})"
+        raise PracticeFileError(msg) from None
+    except tomllib.TOMLDecodeError as error:
+        raise PracticeFileError(f"{path}: not valid TOML: {error}") from None
+    return brake_settings(data, str(path))
 
 
 def load_roster_file(path: Path) -> PracticeRoster:

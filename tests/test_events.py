@@ -88,6 +88,10 @@ EXAMPLES: list[EventDetails] = [
     events.CaringSent(index=0, consent_record="consent-3"),
     events.CaringSkipped(index=1, reason="no text consent as of the day"),
     events.CaringEnded(reason="clinician", sent=1, by="t-1", note="client re-engaged"),
+    events.BrakeHeld(episode="7", no_shows=200, due=200, window_minutes=30,
+                     release_after_minutes=15, paged=True),
+    events.BrakeReleased(episode="7", by="supervisor-maya", reason="outage over"),
+    events.BrakeStoodDown(episode="7", by="supervisor-maya", reason="check-in outage"),
 ]
 
 

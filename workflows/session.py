@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         SessionStatus,
     )
 
+from workflows.brake import HELD_ALERT, NO_SHOW_BRAKE, BrakeHold
 from workflows.clinicians import Clinicians
 from workflows.session_messages import SessionMessages
 from workflows.steps import Steps, wait_until
@@ -81,7 +82,7 @@ STEPS: dict[Channel, Callable[..., Awaitable[Any]]] = {
 
 
 @workflow.defn
-class SessionWorkflow(SessionMessages):
+class SessionWorkflow(SessionMessages, BrakeHold):
     """A scheduled session, from booking to outcome (its messages: `SessionMessages`)."""
 
     @workflow.init
@@ -126,7 +127,9 @@ class SessionWorkflow(SessionMessages):
         if outcome is None:
             # The first call goes out now; the no-show is documented alongside it.
             self._plan(SessionStatus.NO_SHOW, "alert the therapist", workflow.now())
-            self._trail.first = asyncio.create_task(self._document_no_show())
+            held = await self._brake_check() if workflow.patched(NO_SHOW_BRAKE) else None
+            self._trail.first = asyncio.create_task(self._document_no_show(held is not None))
+            await self._brake_hold(held)  # many sessions missed at once: outreach waits
             outcome = await self._reach_out()
             awaited = escalation.awaited(self._facts)
             if awaited is not None and workflow.patched(AWAIT_CLINICIAN):
@@ -170,19 +173,19 @@ class SessionWorkflow(SessionMessages):
             elif not before_start:
                 return None
 
-    async def _document_no_show(self) -> None:
+    async def _document_no_show(self, held: bool = False) -> None:
         """The grace period is over: document the no-show and tell the therapist.
 
         Runs alongside the first outreach attempt, so that a burst of sessions whose grace
         periods expire together does not queue every first call behind these writes. It
         holds the trail while it runs: its two events come first in the trail, as they
         happened first. One ordinary activity, not local ones: a workflow task waits for its
-        local activities, which would hold back the first call's command.
+        local activities, which would hold back the first call's command. `held`: HELD_ALERT.
         """
         notice = self._clinicians.notice(
             "no-show-alert", InboxItemKind.ALERT,
             Priority.URGENT if self._booking.risk_tier is RiskTier.HIGH else Priority.ROUTINE,
-            "No-show: outreach to the client has started",
+            HELD_ALERT if held else "No-show: outreach to the client has started",
         )
         async with self._trail.lock:
             expired_details = events.GracePeriodExpired(

@@ -67,7 +67,7 @@ MAX_PASSWORD_LENGTH = 256
 SESSION_LIFETIME = timedelta(hours=8)
 """A sign-in lasts one working shift at most."""
 ACTIVE_STATUSES = (SessionStatus.NO_SHOW, SessionStatus.OUTREACH, SessionStatus.ESCALATION,
-                   SessionStatus.AWAITING_CLINICIAN)
+                   SessionStatus.AWAITING_CLINICIAN, SessionStatus.HELD)
 """What the practice board lists as needing attention."""
 _HASHER = PasswordHasher()
 log = structlog.get_logger(__name__)

@@ -98,7 +98,8 @@ async def _stand_down(app: Application, absence: Absence, status: SessionStatus)
     if status in {SessionStatus.SCHEDULED, SessionStatus.WAITING}:
         result = await app.cancel(session_id, Cancellation(reason=why[:200]))
         done = "cancelled before any client outreach (the trail gives the reason)"
-    elif status in {SessionStatus.NO_SHOW, SessionStatus.OUTREACH, SessionStatus.ESCALATION}:
+    elif status in {SessionStatus.NO_SHOW, SessionStatus.HELD, SessionStatus.OUTREACH,
+                    SessionStatus.ESCALATION}:
         result = await app.decide(session_id, DecisionKind.STAND_DOWN,
                                   ClinicianDecision(clinician_id=by, reason=why[:500]))
         done = "client outreach stood down at once (the trail gives the reason)"

@@ -17,6 +17,7 @@ from missed_session.api.tokens import CLINICIAN_ID, Scope, digest, new_token, to
 from missed_session.application.problems import describe
 from missed_session.application.service import Application
 from missed_session.audit import cli as audit_cli
+from missed_session.cli import brake as brake_cli
 from missed_session.cli import caring as caring_cli
 from missed_session.cli import clients as clients_cli
 from missed_session.cli import commands
@@ -87,6 +88,7 @@ def _special_action(command_line: list[str]) -> int | None:
         (kept_texts_cli.is_action, kept_texts_cli.main),  # inbound texts waiting
         (simulate_cli.is_action, simulate_cli.main),  # the simulated phone: cli/simulate.py
         (caring_cli.is_action, caring_cli.main),  # caring contacts: cli/caring.py
+        (brake_cli.is_action, brake_cli.main),  # the mass no-show brake: cli/brake.py
     )
     for is_action, run in groups:
         if is_action(command_line):

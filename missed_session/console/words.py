@@ -15,6 +15,7 @@ STATUS = {
     "scheduled": "Booked: waiting for the start",
     "waiting": "Started: waiting for the client to check in",
     "no_show": "No-show: the client did not check in",
+    "held": "Held: many sessions were missed at once; client outreach waits for a supervisor",
     "outreach": "Reaching out to the client",
     "escalation": "Contacting the emergency contact",
     "follow_up": "Planning the follow-up",
@@ -188,14 +189,26 @@ def _notice_event(kind: str, d: Mapping[str, EventValue]) -> str:  # noqa: PLR09
     if kind == "notice_resolved":
         note = f" Note: {_v(d, 'note')}" if d.get("note") else ""
         return f"Resolved by {_v(d, 'clinician_id')}: {_v(d, 'outcome')}.{note}"
+    if kind.startswith("brake_"):
+        return _brake_event(kind, d)
     return words(kind).capitalize()
+
+
+def _brake_event(kind: str, d: Mapping[str, EventValue]) -> str:
+    """The mass no-show brake's hold, release and stand-down (missed_session/domain/brake.py)."""
+    if kind == "brake_held":
+        return (f"Client outreach held: {_v(d, 'no_shows')} sessions missed within "
+                f"{_v(d, 'window_minutes')} minutes (episode {_v(d, 'episode')})")
+    if kind == "brake_released":
+        return f"Hold released by {_v(d, 'by')}: {_v(d, 'reason')}"
+    return f"Stood down by {_v(d, 'by')} while held: {_v(d, 'reason')}"
 
 
 DID = frozenset({
     "grace_period_expired", "outreach_attempted", "voicemail_left", "message_sent",
     "outreach_failed", "outreach_skipped", "outreach_deferred", "client_responded",
     "answer_unclear", "escalation_sent", "escalation_blocked", "escalation_uncertain",
-    "clinician_decision", "closed",
+    "clinician_decision", "closed", "brake_held", "brake_released", "brake_stood_down",
 })
 """The session events a notice card lists under "what the service did"."""
 

@@ -10,7 +10,7 @@ from missed_session.domain.models import ClinicianDecision, DecisionKind, Sessio
 
 OUTREACH_STATUSES = frozenset({
     SessionStatus.NO_SHOW, SessionStatus.OUTREACH, SessionStatus.ESCALATION,
-    SessionStatus.AWAITING_CLINICIAN,
+    SessionStatus.AWAITING_CLINICIAN, SessionStatus.HELD,
 })
 """Where mark_safe, escalate_now and stand_down can still change what happens."""
 OPEN_STATUSES = frozenset(set(SessionStatus) - {SessionStatus.CLOSED})

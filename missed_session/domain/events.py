@@ -669,6 +669,55 @@ class NoticeResolved(EventDetails):
     """The clinician's note: health data, stored here, never logged."""
 
 
+# -- the mass no-show brake (missed_session/domain/brake.py) ------------------------------
+
+
+class BrakeHeld(EventDetails):
+    """Many sessions were missed at once: this session's client outreach is on hold.
+
+    The therapist's no-show alert has gone as always; the clients are not contacted until
+    the hold is released (by a supervisor, or by itself at `release_after_minutes`).
+    """
+
+    event_type = AuditEventType.BRAKE_HELD
+    episode: str
+    """The brake episode: every session held by one burst of no-shows shares it."""
+    no_shows: int = Field(ge=0)
+    """Sessions missed in the window when this one was held."""
+    due: int = Field(ge=0)
+    """Sessions whose grace period passed in the window."""
+    window_minutes: int = Field(ge=1)
+    """The practice's window."""
+    release_after_minutes: int = Field(ge=1)
+    """When the hold releases itself if nobody decides (short for a high-risk session)."""
+    paged: bool = False
+    """Whether this session opened the episode and paged the supervisor (one per episode)."""
+
+
+class BrakeReleased(EventDetails):
+    """The hold is over and outreach proceeds (or outreach had already stopped)."""
+
+    event_type = AuditEventType.BRAKE_RELEASED
+    episode: str
+    """The brake episode."""
+    by: str
+    """Who released it: a clinician's id, or `brake` when its limit passed."""
+    reason: str
+    """Why, in words (no clinical detail)."""
+
+
+class BrakeStoodDown(EventDetails):
+    """A supervisor stood the held session down: no client outreach for it."""
+
+    event_type = AuditEventType.BRAKE_STOOD_DOWN
+    episode: str
+    """The brake episode."""
+    by: str
+    """The clinician who decided."""
+    reason: str
+    """Why, in words (no clinical detail)."""
+
+
 VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
     model.event_type: model
     for model in (
@@ -680,6 +729,7 @@ VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
         NoticeOpened, NoticeSent, NoticeFailed, NoticeSkipped,
         NoticeEscalated, NoticeExhausted, NoticeAcknowledged, NoticeResolved, NoticeUncertain,
         CaringStarted, CaringSent, CaringSkipped, CaringEnded,
+        BrakeHeld, BrakeReleased, BrakeStoodDown,
     )
 }
 """Every event type's model: `tests/test_events.py` checks that none is missing."""

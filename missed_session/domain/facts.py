@@ -24,6 +24,7 @@ from datetime import date, datetime
 from enum import StrEnum
 
 from missed_session.domain import contact_window, events, protocol
+from missed_session.domain.brake import BrakeDecision, BrakeState
 from missed_session.domain.models import (
     AuditEvent,
     Cancellation,
@@ -105,6 +106,12 @@ class SessionFacts:
     """How outreach ended, once it has: what decisions and responses are told."""
     outcome: Outcome | None = None
     """The session's one outcome, once closing."""
+    brake: BrakeState | None = None
+    """Where the mass no-show brake stands for this session (recorded), if it held it."""
+    brake_episode: str | None = None
+    """The brake episode that held it (recorded)."""
+    brake_decision: BrakeDecision | None = None
+    """A supervisor's release or stand-down, noted while held, not yet recorded."""
 
     @classmethod
     def booked(cls, booking: SessionBooking) -> SessionFacts:
@@ -135,11 +142,22 @@ class SessionFacts:
                 return replace(self, ending=self.ending or decision)
             case events.Closed(outcome=outcome):
                 return replace(self, outcome=outcome)
+            case events.BrakeHeld() | events.BrakeReleased() | events.BrakeStoodDown():
+                return self._brake_recorded(details)
             case _ if type(details) in _ESCALATION_EVENTS:
                 return replace(self, escalation=_ESCALATION_EVENTS[type(details)])
             case _ if isinstance(details, _ATTEMPT_EVENTS):
                 return self._step_recorded(details, at)
         return self
+
+    def _brake_recorded(self, details: events.EventDetails) -> SessionFacts:
+        match details:
+            case events.BrakeHeld(episode=episode):
+                return replace(self, brake=BrakeState.HELD, brake_episode=episode)
+            case events.BrakeStoodDown():  # the supervisor's stand-down ends outreach
+                return replace(self, brake=BrakeState.STOOD_DOWN,
+                               ending=self.ending or DecisionKind.STAND_DOWN)
+        return replace(self, brake=BrakeState.RELEASED)
 
     def _step_recorded(self, details: events.EventDetails, at: datetime) -> SessionFacts:
         attempt: int = getattr(details, "attempt")  # noqa: B009 - every _ATTEMPT_EVENTS has one
@@ -168,6 +186,14 @@ class SessionFacts:
             case DecisionKind.MARK_SAFE | DecisionKind.STAND_DOWN:
                 return replace(self, ending=news)
         return self
+
+    def brake_noted(self, decision: BrakeDecision) -> SessionFacts:
+        """A supervisor's decision about the hold: taken only while held, the first counts."""
+        if self.brake is not BrakeState.HELD or self.brake_decision is not None:
+            return self
+        if decision.episode not in {None, self.brake_episode}:
+            return self
+        return replace(self, brake_decision=decision)
 
     def opting_out(self) -> SessionFacts:
         """A STOP arrived: no further text, from this moment (its `opted_out` follows)."""

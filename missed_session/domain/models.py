@@ -162,6 +162,9 @@ class SessionStatus(StrEnum):
     SCHEDULED = "scheduled"
     WAITING = "waiting"
     NO_SHOW = "no_show"
+    HELD = "held"
+    """Many sessions were missed at once: the mass no-show brake holds client outreach
+    until a supervisor releases it (or its limit passes, short for high risk)."""
     OUTREACH = "outreach"
     ESCALATION = "escalation"
     AWAITING_CLINICIAN = "awaiting_clinician"
@@ -598,6 +601,9 @@ class AuditEventType(StrEnum):
     CARING_SENT = "caring_sent"
     CARING_SKIPPED = "caring_skipped"
     CARING_ENDED = "caring_ended"
+    BRAKE_HELD = "brake_held"
+    BRAKE_RELEASED = "brake_released"
+    BRAKE_STOOD_DOWN = "brake_stood_down"
 
 
 EventValue = StrictStr | StrictInt | StrictBool | None

@@ -36,6 +36,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from missed_session.domain.brake import BrakeSettings
 from missed_session.domain.models import ProtocolSettings, SessionBooking
 
 RESERVED = ("time_scale", "name", "version")
@@ -84,7 +85,8 @@ def parse(text: str, source: str) -> PracticeProtocols:
     except tomllib.TOMLDecodeError as error:
         raise PracticeFileError(f"{source}: not valid TOML: {error}") from None
     _only_keys(data, {"version", "default_protocol", "protocols", "therapists",
-                      "consent_defaults", *ROSTER_KEYS}, source, "")
+                      "consent_defaults", "brake", *ROSTER_KEYS}, source, "")
+    brake_settings(data, source)  # its errors are the file's, found when it is loaded
     version = data.get("version")
     if not isinstance(version, str) or not version.strip():
         raise PracticeFileError(f"{source}: version: required, a non-empty string")
@@ -124,6 +126,26 @@ def parse(text: str, source: str) -> PracticeProtocols:
             own_keys=set(overrides),
         )
     return PracticeProtocols(source, full_version, default, protocols, therapists)
+
+
+def brake_settings(data: Mapping[str, Any], source: str) -> BrakeSettings | None:
+    """The `[brake]` table of a parsed practice file; None (the brake off) without one.
+
+    The brake is the practice's choice: its numbers depend on how many sessions it holds
+    at once, so there is no default that would be right for every practice.
+    """
+    table = data.get("brake")
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise PracticeFileError(f"{source}: brake: must be a table")
+    try:
+        return BrakeSettings.model_validate(table)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        rule = _rule(first["type"], first["msg"], first.get("ctx"))
+        raise PracticeFileError(f"{source}: brake.{field}: {rule}") from None
 
 
 def _settings(table: Any, source: str, key: str, *, name: str, version: str,
