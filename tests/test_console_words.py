@@ -156,3 +156,21 @@ def test_a_chart_escapes_its_labels_and_carries_its_figures_as_a_table() -> None
     assert 'role="img"' in svg
     assert "<title id=\"c-title\">No-shows &lt;per&gt; week</title>" in svg
     assert "<td>3</td>" in svg
+
+
+def test_the_emergency_contacts_call_and_the_wait_for_a_person_read_plainly() -> None:
+    called = event(AuditEventType.EMERGENCY_CONTACT_CALLED, result="no_answer",
+                   basis="consent on file")
+    assert words.describe(called) == "Called the emergency contact: no answer"
+    assert words.call_came("answered_unknown").startswith("picked up, not clearly")
+    assert words.describe(event(AuditEventType.NOTICE_RAN_OUT, notice="s-1/no-show-alert",
+                                again_after_minutes=5)) == (
+        "No-show alert ran out of steps with nobody acknowledging: the ladder climbs again "
+        "in 5 min")
+    assert words.describe(event(AuditEventType.CLINICIAN_ACKNOWLEDGED,
+                                notice="s-1/nobody-acknowledged-2", clinician_id="t-ana")) == (
+        "Acknowledged by t-ana (Nobody acknowledged: the ladder climbs again (2))")
+    assert words.notice_name("s-1/nobody-acknowledged-1") == (
+        "Nobody acknowledged: the ladder climbs again (1)")
+    assert words.status("awaiting_clinician").startswith("Awaiting a clinician")
+    assert "Called the emergency contact: no answer" in words.did((called,))

@@ -88,6 +88,10 @@ EXAMPLES: list[EventDetails] = [
     events.CaringSent(index=0, consent_record="consent-3"),
     events.CaringSkipped(index=1, reason="no text consent as of the day"),
     events.CaringEnded(reason="clinician", sent=1, by="t-1", note="client re-engaged"),
+    events.ClinicianAcknowledged(notice="s-1/no-show-alert", clinician_id="oc-lee"),
+    events.NoticeRanOut(notice="s-1/no-show-alert", again_after_minutes=5),
+    events.NoticeRenewed(notice="s-1/nobody-acknowledged-1", round=1),
+    events.EmergencyContactCalled(result="no_answer", basis="consent on file"),
 ]
 
 

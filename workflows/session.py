@@ -62,14 +62,11 @@ with workflow.unsafe.imports_passed_through():
         SessionStatus,
     )
 
+from workflows.clinician_wait import AWAIT_CLINICIAN, ClinicianWait
 from workflows.clinicians import Clinicians
 from workflows.session_messages import SessionMessages
 from workflows.steps import Steps, wait_until
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT, Trail
-
-AWAIT_CLINICIAN = "await-clinician"
-"""Patch id: a session whose escalation is blocked or unclear waits for a clinician's
-decision before it closes (sessions recorded before it close at once, and replay so)."""
 
 STEPS: dict[Channel, Callable[..., Awaitable[Any]]] = {
     Channel.CALL: OutreachActivities.call_client,
@@ -81,8 +78,11 @@ STEPS: dict[Channel, Callable[..., Awaitable[Any]]] = {
 
 
 @workflow.defn
-class SessionWorkflow(SessionMessages):
-    """A scheduled session, from booking to outcome (its messages: `SessionMessages`)."""
+class SessionWorkflow(SessionMessages, ClinicianWait):
+    """A scheduled session, from booking to outcome.
+
+    Its messages: `SessionMessages`; its wait for a person before closing: `ClinicianWait`.
+    """
 
     @workflow.init
     def __init__(self, booking: SessionBooking) -> None:
@@ -127,11 +127,7 @@ class SessionWorkflow(SessionMessages):
             # The first call goes out now; the no-show is documented alongside it.
             self._plan(SessionStatus.NO_SHOW, "alert the therapist", workflow.now())
             self._trail.first = asyncio.create_task(self._document_no_show())
-            outcome = await self._reach_out()
-            awaited = escalation.awaited(self._facts)
-            if awaited is not None and workflow.patched(AWAIT_CLINICIAN):
-                outcome = await self._await_clinician(awaited)
-            self._facts = self._facts.outreach_ended(outcome)
+            outcome = await self._until_a_person_has_it(await self._reach_out())
             async with self._escalating:  # a clinician's escalation in flight ends first
                 pass
             plan = await self._plan_follow_up(outcome)
@@ -225,30 +221,6 @@ class SessionWorkflow(SessionMessages):
         if self._stops():  # contact, or a decision, came in
             return await self._acknowledge_contact()
         return protocol.unreachable_outcome(escalated=self._facts.escalated())
-
-    async def _await_clinician(self, awaited: str) -> Outcome:
-        """Outreach is over and escalation blocked or unclear: a person decides the end.
-
-        Waits, visibly (`awaiting_clinician`), for a clinician's escalate_now (carried out
-        by its handler: the emergency contact is told, on the decision's legal basis),
-        mark_safe or stand_down, or for the client to get back in touch; at most the
-        protocol's `clinician_wait_hours`, after which the session closes as it would have
-        without the wait, recorded as timed out.
-        """
-        until = workflow.now() + protocol.clinician_wait(self._booking)
-        self._plan(SessionStatus.AWAITING_CLINICIAN, awaited, until)
-        await self._record(events.AwaitingClinician(awaiting=awaited, until=until))
-        await wait_until(self._clinician_acted, until)
-        async with self._escalating:  # a clinician's escalation in flight ends first
-            pass
-        if self._stops():
-            return await self._acknowledge_contact()
-        if escalation.clinician_acted(self._facts):  # the emergency contact was told
-            return Outcome.UNREACHABLE_ESCALATED
-        outcome = protocol.unreachable_outcome(escalated=self._facts.escalated())
-        await self._record(events.ClinicianWaitTimedOut(
-            waited_hours=self._booking.protocol.clinician_wait_hours, outcome=outcome))
-        return outcome
 
     async def _attempt(self, attempt: int) -> bool:
         """One outreach attempt: each of the protocol's channels in turn, with consent.
@@ -438,6 +410,7 @@ class SessionWorkflow(SessionMessages):
             OutreachActivities.call_emergency_contact, request,
             stop=self._decided if override is not None else self._stops,
         )
+        await self._record_call(report, decision.basis)
         came = escalation.emergency_call(report, self._facts.stop_reason())
         if isinstance(came, MaybeTold):
             return await self._escalation_uncertain(decision, came)
@@ -532,9 +505,6 @@ class SessionWorkflow(SessionMessages):
 
     def _stops(self) -> bool:
         return self._facts.outreach_stops()
-
-    def _clinician_acted(self) -> bool:
-        return escalation.clinician_acted(self._facts)
 
     def _decided(self) -> bool:
         return self._facts.decided()

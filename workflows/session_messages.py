@@ -5,7 +5,8 @@
 validator: the validator refuses what can no longer change the session, so the sender hears
 why at once; the handler checks again (the protocol may have moved on between the two) and
 only notes the news in the session's facts: the protocol acts on it, and audits it, in
-order. Clinician decisions are recorded before the caller hears back.
+order. Clinician decisions are recorded before the caller hears back. One signal: a notice
+of the session tells it of an acknowledgment or a run-out (`notice_news`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from missed_session.domain import acceptance, decisions, events, messages, protocol
-    from missed_session.domain.facts import Escalation, SessionFacts
+    from missed_session.domain.facts import Escalation, NoticeNews, SessionFacts
     from missed_session.domain.models import (
         Cancellation,
         Channel,
@@ -30,6 +31,8 @@ with workflow.unsafe.imports_passed_through():
         SessionStatus,
         TextReply,
     )
+
+from workflows.clinicians import AWAIT_ACKNOWLEDGMENT, NOTICE_NEWS
 
 UNCLEAR_ANSWER = (
     "recorded: not clearly the client; outreach goes on, and the therapist has a task to decide"
@@ -242,6 +245,20 @@ class SessionMessages:
             legal_basis=decision.legal_basis if kind is DecisionKind.ESCALATE_NOW else None,
             authenticated_by=decision.authenticated_by,
         ))
+
+    # -- what the session's notices say (a signal from each notice workflow) -------------
+
+    @workflow.signal(name=NOTICE_NEWS)
+    async def notice_news(self, news: NoticeNews) -> None:
+        """A notice of this session was acknowledged, or ran out of steps with nobody.
+
+        Recorded in the session's trail, and so folded into its facts: whether a person has
+        the session decides whether it may close. Not once it is closing: the notice's own
+        trail holds it, and the session's trail ends with its outcome.
+        """
+        if self._facts.outcome is not None or not workflow.patched(AWAIT_ACKNOWLEDGMENT):
+            return
+        await self._record(news.event())
 
     @workflow.query
     def state(self) -> SessionState:

@@ -598,6 +598,10 @@ class AuditEventType(StrEnum):
     CARING_SENT = "caring_sent"
     CARING_SKIPPED = "caring_skipped"
     CARING_ENDED = "caring_ended"
+    CLINICIAN_ACKNOWLEDGED = "clinician_acknowledged"
+    NOTICE_RAN_OUT = "notice_ran_out"
+    NOTICE_RENEWED = "notice_renewed"
+    EMERGENCY_CONTACT_CALLED = "emergency_contact_called"
 
 
 EventValue = StrictStr | StrictInt | StrictBool | None
