@@ -67,9 +67,24 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
+SHORT_LADDER = ROSTER + """
+[[notices.policies]]
+name = "short"
+steps = [{ notify = "therapist", minutes = 2 }]
+"""
+"""The same practice with one two-minute rung for every notice: a notice runs out early."""
+
+
 @pytest.fixture
-async def worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> AsyncIterator[None]:
-    loaded = parse_roster(ROSTER, "practice.toml")
+def practice() -> str:
+    """The practice file's roster and notices (a test may parametrize another)."""
+    return ROSTER
+
+
+@pytest.fixture
+async def worker(client: Client, pool: asyncpg.Pool, task_queue: str,
+                 practice: str) -> AsyncIterator[None]:
+    loaded = parse_roster(practice, "practice.toml")
     await RosterStore(pool).load(loaded.roster, loaded.notices, "practice.toml")
     async with new_worker(client, pool, task_queue=task_queue,
                           sender=Sender("Alex", "+15555550100")):
@@ -196,3 +211,38 @@ async def test_nobody_ever_acknowledging_closes_after_the_protocols_hours_climbi
     assert kinds.count("notice_ran_out") == 2
     assert "clinician_acknowledged" not in kinds
     assert kinds[-3:] == ["clinician_wait_timed_out", "plan_created", "closed"]
+
+
+@pytest.mark.parametrize("practice", [SHORT_LADDER])
+@pytest.mark.usefixtures("worker")
+async def test_a_standard_session_whose_notice_ran_out_awaits_a_person_before_it_closes(
+    time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
+    task_queue: str,
+) -> None:
+    """Any risk tier: the no-show alert ran out during outreach, so nobody knows."""
+    env = time_skipping_env
+    start = daytime(await env.get_current_time() + timedelta(hours=1)).replace(microsecond=0)
+    session = booking(start=start.isoformat(), protocol={"max_attempts": 2})
+    handle = await client.start_workflow(SessionWorkflow.run, session, id=session.workflow_id,
+                                         task_queue=task_queue)
+    grace, spacing = timedelta(minutes=15), timedelta(minutes=15)
+    # The alert runs out two minutes after the no-show; the last attempt is later.
+    await sleep_until(env, start + grace + spacing + timedelta(minutes=1))
+    state = await handle.query(SessionWorkflow.state)
+    assert state.status is SessionStatus.AWAITING_CLINICIAN
+    assert state.next_action is not None
+    assert "nobody acknowledged: the session's notices ran out" in state.next_action
+    again = f"{session.session_id}/nobody-acknowledged-1"
+    assert (await NoticeStore(pool).get(again)).state == "open"  # type: ignore[union-attr]
+
+    acked = await use.acknowledge(client, pool, again,
+                                  Acknowledgment(via=AckVia.CLI, clinician_id="t-ana"))
+    assert acked.kind is ResultKind.APPLIED, acked.message
+
+    assert (await handle.result()).outcome is Outcome.UNREACHABLE_ESCALATED
+    kinds = types(await trail(pool, session.session_id))
+    assert kinds.index("notice_ran_out") < kinds.index("escalation_sent")
+    assert kinds[kinds.index("escalation_sent"):] == [
+        "escalation_sent", "awaiting_clinician", "notice_renewed", "clinician_acknowledged",
+        "plan_created", "closed",
+    ]
