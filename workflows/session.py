@@ -13,8 +13,8 @@ before the caller hears back.
 What the session knows is one value, `SessionFacts` (`missed_session.domain.facts`): a fold
 of the events its trail records, and the news noted since. Whether to escalate is one pure
 decision (`missed_session.domain.escalation`). The trail (`workflows.trail`), the steps that
-reach people (`workflows.steps`) and the notices to clinicians (`workflows.clinicians`) are
-the machinery below the protocol.
+reach people (`workflows.steps`), the notices to clinicians (`workflows.clinicians`) and the
+wait for a person before closing (`workflows.clinician_wait`) are the machinery below it.
 """
 
 from __future__ import annotations
@@ -341,22 +341,6 @@ class SessionWorkflow(SessionMessages, ClinicianWait):
             return Outcome.MARKED_SAFE
         assert self._facts.ending is DecisionKind.STAND_DOWN  # _stops() guarantees it
         return Outcome.STOOD_DOWN
-
-    async def _note_unclear_answer(
-        self, channel: ResponseChannel, responder: str, why: str, *,
-        attempt: int | None = None, note: str = "",
-    ) -> None:
-        """An answer not clearly the client's: outreach goes on, and a person decides."""
-        notice = self._clinicians.notice(
-            "answer-unclear", InboxItemKind.TASK, Priority.URGENT,
-            "An answer to outreach was not clearly the client's: confirm who answered, "
-            "then record the response or a decision", numbered=True,
-        )
-        await self._clinicians.tell(notice)
-        await self._record(events.AnswerUnclear(
-            channel=channel, responder=responder, why=why, attempt=attempt, note=note,
-            task=notice.key,
-        ))
 
     # -- escalation: decided by `escalation.next_escalation`, carried out here ------------
 

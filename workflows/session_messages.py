@@ -1,6 +1,7 @@
 """What a session hears from outside: the client's and the scheduler's news, decisions.
 
-`SessionMessages` holds the session workflow's updates and its query; `SessionWorkflow`
+`SessionMessages` holds the session workflow's updates, its signal and its query, and how an
+answer not clearly the client's is noted (a message's or the call's); `SessionWorkflow`
 (`workflows.session`) is the protocol that acts on them. Every message is an update with a
 validator: the validator refuses what can no longer change the session, so the sender hears
 why at once; the handler checks again (the protocol may have moved on between the two) and
@@ -24,6 +25,8 @@ with workflow.unsafe.imports_passed_through():
         ClientResponse,
         ClinicianDecision,
         DecisionKind,
+        InboxItemKind,
+        Priority,
         Reschedule,
         ResponseChannel,
         SessionBooking,
@@ -32,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         TextReply,
     )
 
-from workflows.clinicians import AWAIT_ACKNOWLEDGMENT, NOTICE_NEWS
+from workflows.clinicians import AWAIT_ACKNOWLEDGMENT, NOTICE_NEWS, Clinicians
 
 UNCLEAR_ANSWER = (
     "recorded: not clearly the client; outreach goes on, and the therapist has a task to decide"
@@ -46,18 +49,34 @@ class SessionMessages:
     _facts: SessionFacts
     _escalate_now_pending: bool
     """A clinician's escalate_now is being carried out."""
+    _clinicians: Clinicians
 
     # What the protocol provides (`SessionWorkflow`):
 
     async def _record(self, details: events.EventDetails) -> None:
         raise NotImplementedError
 
-    async def _note_unclear_answer(self, channel: ResponseChannel, responder: str, why: str, *,
-                                   attempt: int | None = None, note: str = "") -> None:
-        raise NotImplementedError
 
     async def _escalate(self, override: ClinicianDecision | None = None) -> str:
         raise NotImplementedError
+
+    # -- an answer not clearly the client's (a message's, or the call's) ------------------
+
+    async def _note_unclear_answer(
+        self, channel: ResponseChannel, responder: str, why: str, *,
+        attempt: int | None = None, note: str = "",
+    ) -> None:
+        """An answer not clearly the client's: outreach goes on, and a person decides."""
+        notice = self._clinicians.notice(
+            "answer-unclear", InboxItemKind.TASK, Priority.URGENT,
+            "An answer to outreach was not clearly the client's: confirm who answered, "
+            "then record the response or a decision", numbered=True,
+        )
+        await self._clinicians.tell(notice)
+        await self._record(events.AnswerUnclear(
+            channel=channel, responder=responder, why=why, attempt=attempt, note=note,
+            task=notice.key,
+        ))
 
     # -- news (updates: refused, with the reason, when too late) ---------------------------
 
