@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -45,8 +46,10 @@ sys.path.insert(0, str(ROOT))
 # After the path is set: the repository's own modules.
 import asyncpg  # noqa: E402
 from temporalio.client import WorkflowHandle  # noqa: E402
+from temporalio.service import RPCError  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
+from activities.notices import notice_workflow_id  # noqa: E402
 from activities.outreach import Sender  # noqa: E402
 from missed_session import search_attributes  # noqa: E402
 from missed_session.audit.replay import cross_check, history_activities  # noqa: E402
@@ -58,14 +61,17 @@ from missed_session.domain.models import (  # noqa: E402
     Cancellation,
     CheckIn,
     ClientResponse,
+    ClinicianDecision,
     Reschedule,
     ResponseChannel,
     SessionBooking,
     SessionResult,
 )
+from missed_session.domain.roster_file import parse_roster  # noqa: E402
 from missed_session.scheduling import schedule_session  # noqa: E402
 from missed_session.store.audit import AuditStore  # noqa: E402
 from missed_session.store.database import migrate  # noqa: E402
+from missed_session.store.notices import RosterStore  # noqa: E402
 from tests.conftest import TEST_CONVERTER, installed_binary  # noqa: E402
 from worker import new_worker  # noqa: E402
 
@@ -138,6 +144,40 @@ class Branch:
     """Changes to the booking."""
     outage: str | None = None
     """A phone step (`call`, `voicemail`) that always fails."""
+    roster: bool = False
+    """Load `ROSTER`, so that notices climb an on-call ladder and tell the session."""
+
+
+ROSTER = """
+[roster]
+time_zone = "America/Los_Angeles"
+accept_coverage_gaps = true
+[roster.clinicians.t-ana]
+role = "therapist"
+sms = "+14155550101"
+[roster.clinicians.oc-lee]
+role = "on_call_clinician"
+sms = "+14155550102"
+[[roster.on_call]]
+clinician = "oc-lee"
+"""
+"""A practice's roster for the branches that need one (no supervisor: a short ladder)."""
+
+
+async def _reached_then_nobody_acknowledged(env: WorkflowEnvironment,
+                                            handle: WorkflowHandle[Any, Any],
+                                            session: SessionBooking) -> None:
+    """A high-risk client gets in touch, and nobody acknowledges.
+
+    The no-show alert runs out, a fresh round climbs, and a clinician's note of what was
+    done ends the wait.
+    """
+    await env.sleep(session.start + timedelta(minutes=15) - await env.get_current_time())
+    await handle.execute_update(
+        "client_responded", ClientResponse(channel=ResponseChannel.CALL, note="called back"))
+    await env.sleep(session.start + timedelta(minutes=38) - await env.get_current_time())
+    await handle.execute_update("add_note", ClinicianDecision(
+        clinician_id="oc-lee", reason="spoke with the client; next session booked"))
 
 
 NO_CONSENT = {"name": "Sam", "phone": CONTACT_PHONE, "consent": False}
@@ -189,6 +229,9 @@ BRANCHES = [
            drive=_update_at(AWAITING, "stand_down", DECISION)),
     Branch("awaiting_clinician_timed_out", booking={"emergency_contact": NO_CONSENT,
                                                     **ONE_ATTEMPT}),
+    # Nobody acknowledged (issue 26): a high-risk session closes only once a person has it.
+    Branch("high_risk_awaiting_acknowledgment", booking={"risk_tier": "high"}, roster=True,
+           drive=_reached_then_nobody_acknowledged),
 ]
 """Every outcome, every escalation path, and every kind of failed attempt."""
 
@@ -262,6 +305,9 @@ async def _record(env: WorkflowEnvironment, pool: asyncpg.Pool, branch: Branch,
     session = _booking(branch, start, phone_number)
     task_queue = f"record-{uuid.uuid4().hex}"
     phone = OutagePhone(pool, branch.outage) if branch.outage else None
+    if branch.roster:
+        loaded = parse_roster(ROSTER, "practice.toml")
+        await RosterStore(pool).load(loaded.roster, loaded.notices, "practice.toml")
     async with new_worker(env.client, pool, task_queue=task_queue, sender=SENDER,
                           phone=phone):
         # The scheduling system's path: search attributes and summary given at start.
@@ -270,6 +316,11 @@ async def _record(env: WorkflowEnvironment, pool: asyncpg.Pool, branch: Branch,
         await branch.drive(env, handle, session)
         result: SessionResult = await asyncio.wait_for(handle.result(), BRANCH_TIMEOUT)
         history = await handle.fetch_history()
+        # Notices outlive their session: left climbing, they would stop the server
+        # skipping time for the next branch.
+        for row in await pool.fetch("SELECT key FROM notices WHERE state <> 'resolved'"):
+            with contextlib.suppress(RPCError):
+                await env.client.get_workflow_handle(notice_workflow_id(row["key"])).terminate()
     # What `audit replay` and `audit verify` would say about it, checked before it is kept.
     store = AuditStore(pool)
     mismatches = cross_check(await history_activities(history, TEST_CONVERTER),

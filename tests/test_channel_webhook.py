@@ -272,9 +272,10 @@ async def test_the_workflow_moves_from_an_invalid_number_to_email_over_the_webho
     assert result.outcome is Outcome.UNREACHABLE_ESCALATED
     events = await AuditStore(pool).trail(session.session_id)
     assert [(e.event_type.value, getattr(read(e), "channel", None),
-             getattr(read(e), "reason", None)) for e in events[3:6]] == [
+             getattr(read(e), "reason", None)) for e in events[3:7]] == [
         ("outreach_failed", "call", "invalid contact"),
         ("message_sent", "email", None),
+        ("emergency_contact_called", None, ""),
         ("escalation_sent", None, None),
     ]
     assert [(p["kind"], p["idempotency_key"].rsplit("/", 1)[-1]) for p in received] == [

@@ -9,6 +9,9 @@ from zoneinfo import ZoneInfo
 from missed_session.application import console as cases
 from missed_session.console import words
 from missed_session.console.charts import Series, bar_chart
+from missed_session.console.routes import _session_context
+from missed_session.console.web import PREFIX, _environment
+from missed_session.domain.access import Viewer, ViewerRole
 from missed_session.domain.models import (
     AuditEvent,
     AuditEventType,
@@ -156,3 +159,43 @@ def test_a_chart_escapes_its_labels_and_carries_its_figures_as_a_table() -> None
     assert 'role="img"' in svg
     assert "<title id=\"c-title\">No-shows &lt;per&gt; week</title>" in svg
     assert "<td>3</td>" in svg
+
+
+def test_the_emergency_contacts_call_and_the_wait_for_a_person_read_plainly() -> None:
+    called = event(AuditEventType.EMERGENCY_CONTACT_CALLED, result="no_answer",
+                   basis="consent on file")
+    assert words.describe(called) == "Called the emergency contact: no answer"
+    assert words.call_came("answered_unknown").startswith("picked up, not clearly")
+    assert words.describe(event(AuditEventType.NOTICE_RAN_OUT, notice="s-1/no-show-alert",
+                                again_after_minutes=5)) == (
+        "No-show alert ran out of steps with nobody acknowledging: the ladder climbs again "
+        "in 5 min")
+    assert words.describe(event(AuditEventType.CLINICIAN_ACKNOWLEDGED,
+                                notice="s-1/nobody-acknowledged-2", clinician_id="t-ana")) == (
+        "Acknowledged by t-ana (Nobody acknowledged: the ladder climbs again (2))")
+    assert words.notice_name("s-1/nobody-acknowledged-1") == (
+        "Nobody acknowledged: the ladder climbs again (1)")
+    assert words.status("awaiting_clinician").startswith("Awaiting a clinician")
+    assert "Called the emergency contact: no answer" in words.did((called,))
+
+
+def test_the_session_page_says_when_the_emergency_contact_was_called_and_what_came_of_it(
+) -> None:
+    at = datetime(2026, 12, 7, 13, 14, tzinfo=UTC)  # 08:14 in New York
+    trail = (
+        AuditEvent(session_id="s-1", sequence=1, event_type=AuditEventType.SCHEDULED,
+                   occurred_at=AT, data={"therapist_id": "t-ana", "risk_tier": "high"}),
+        AuditEvent(session_id="s-1", sequence=2,
+                   event_type=AuditEventType.EMERGENCY_CONTACT_CALLED, occurred_at=at,
+                   data={"result": "no_answer", "reason": "", "basis": "consent on file"}),
+        AuditEvent(session_id="s-1", sequence=3, event_type=AuditEventType.ESCALATION_BLOCKED,
+                   occurred_at=at, data={"reason": "emergency contact unreachable"}),
+    )
+    view = cases.SessionView(session_id="s-1", therapist_id="t-ana", booking=None, state=None,
+                             state_problem="not running here", trail=trail, plan=None,
+                             notices=(), decisions=(), may_decide=False)
+    who = Viewer("t-ana", ViewerRole.THERAPIST, "csrf")
+    html = _environment().get_template("_session_live.html").render(
+        prefix=PREFIX, **_session_context(who, view, ZoneInfo("America/New_York"), AT))
+    assert "The emergency contact was called at 08:14: no answer" in html
+    assert "does not record whether they answered" not in html

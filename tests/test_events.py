@@ -92,6 +92,10 @@ EXAMPLES: list[EventDetails] = [
                      release_after_minutes=15, paged=True),
     events.BrakeReleased(episode="7", by="supervisor-maya", reason="outage over"),
     events.BrakeStoodDown(episode="7", by="supervisor-maya", reason="check-in outage"),
+    events.ClinicianAcknowledged(notice="s-1/no-show-alert", clinician_id="oc-lee"),
+    events.NoticeRanOut(notice="s-1/no-show-alert", again_after_minutes=5),
+    events.NoticeRenewed(notice="s-1/nobody-acknowledged-1", round=1),
+    events.EmergencyContactCalled(result="no_answer", basis="consent on file"),
 ]
 
 

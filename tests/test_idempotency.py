@@ -138,7 +138,7 @@ async def rows_per_key(pool: asyncpg.Pool, session_id: str) -> dict[str, tuple[s
 LADDER = [
     "scheduled", "grace_period_expired", "therapist_alerted",
     *["outreach_attempted", "voicemail_left"] * 3,
-    "escalation_sent", "plan_created", "closed",
+    "emergency_contact_called", "escalation_sent", "plan_created", "closed",
 ]
 
 
@@ -270,7 +270,8 @@ async def test_retried_audit_activity_writes_each_event_once(
     types = await trail_types(pool, session.session_id)
     assert types == [
         "scheduled", "grace_period_expired", "therapist_alerted", "outreach_attempted",
-        "voicemail_left", "escalation_sent", "plan_created", "closed",
+        "voicemail_left", "emergency_contact_called", "escalation_sent", "plan_created",
+        "closed",
     ]
     # Every event was appended, lost, retried: the no-show's two by one activity, the
     # others one each (local activities, but for the no-show's).

@@ -154,13 +154,15 @@ async def test_escalation_waits_for_the_window_unless_the_protocol_allows_high_r
 
     zone = ZoneInfo(NEW_YORK)
     waited = await trail(pool, waits.session_id)
-    assert types(waited)[3:7] == [
-        "outreach_deferred", "outreach_attempted", "voicemail_left", "escalation_sent",
+    assert types(waited)[3:8] == [
+        "outreach_deferred", "outreach_attempted", "voicemail_left", "emergency_contact_called",
+        "escalation_sent",
     ]
     assert only(waited, "escalation_sent").occurred_at.astimezone(zone).hour == 8
     went = await trail(pool, goes.session_id)
-    assert types(went)[3:7] == [
-        "escalation_sent", "outreach_deferred", "outreach_attempted", "voicemail_left",
+    assert types(went)[3:8] == [
+        "emergency_contact_called", "escalation_sent", "outreach_deferred",
+        "outreach_attempted", "voicemail_left",
     ]
     sent = only(went, "escalation_sent")
     assert (sent.occurred_at.astimezone(zone).hour, sent.occurred_at.astimezone(zone).minute) == (

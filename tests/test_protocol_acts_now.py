@@ -671,7 +671,7 @@ async def test_an_uncertain_escalation_awaits_a_clinician_whose_escalate_now_clo
         closed = await outcome(handle)
 
     assert closed.outcome is Outcome.UNREACHABLE_ESCALATED
-    assert types(await trail(pool, session.session_id))[-6:] == [
-        "escalation_uncertain", "awaiting_clinician", "clinician_decision", "escalation_sent",
-        "plan_created", "closed",
+    assert types(await trail(pool, session.session_id))[-7:] == [
+        "escalation_uncertain", "awaiting_clinician", "clinician_decision",
+        "emergency_contact_called", "escalation_sent", "plan_created", "closed",
     ]

@@ -37,6 +37,7 @@ from missed_session.domain.events import (
     ClientResponded,
     ClinicianWaitTimedOut,
     Closed,
+    EmergencyContactCalled,
     EscalationBlocked,
     EscalationSent,
     GracePeriodExpired,
@@ -102,6 +103,8 @@ minutes that would mean a wrong grace period or a skipped spacing.
 
 OUTREACH_TRAIL = ["grace_period_expired", "therapist_alerted"]
 ATTEMPT_TRAIL = ["outreach_attempted", "voicemail_left"]
+TOLD = ["emergency_contact_called", "escalation_sent"]
+"""The emergency contact's call (what the phone said), then what it meant: told."""
 AWAITED_IN_VAIN = ["awaiting_clinician", "clinician_wait_timed_out"]
 """A blocked escalation waits for a clinician's decision; none came in the protocol's hours."""
 
@@ -505,7 +508,7 @@ async def test_every_attempt_failing_escalates_after_the_last_attempt(
     assert result.attempts_made == 3
     events = await trail(pool, session.session_id)
     assert types(events) == [
-        "scheduled", *OUTREACH_TRAIL, *ATTEMPT_TRAIL * 3, "escalation_sent", "plan_created",
+        "scheduled", *OUTREACH_TRAIL, *ATTEMPT_TRAIL * 3, *TOLD, "plan_created",
         "closed",
     ]
     assert [read_as(event, OutreachAttempted).attempt
@@ -548,7 +551,7 @@ async def test_high_risk_escalates_after_the_first_failed_attempt_and_keeps_tryi
     assert result.attempts_made == 3
     events = await trail(pool, session.session_id)
     assert types(events) == [
-        "scheduled", *OUTREACH_TRAIL, *ATTEMPT_TRAIL, "escalation_sent", *ATTEMPT_TRAIL * 2,
+        "scheduled", *OUTREACH_TRAIL, *ATTEMPT_TRAIL, *TOLD, *ATTEMPT_TRAIL * 2,
         "plan_created", "closed",
     ]
     log = await placed(pool, session.session_id)
@@ -580,7 +583,7 @@ async def test_high_risk_client_responding_after_escalation_is_reached(
     assert result.attempts_made == 1
     events = await trail(pool, session.session_id)
     assert types(events) == [
-        "scheduled", *OUTREACH_TRAIL, *ATTEMPT_TRAIL, "escalation_sent", "client_responded",
+        "scheduled", *OUTREACH_TRAIL, *ATTEMPT_TRAIL, *TOLD, "client_responded",
         "plan_created", "closed",
     ]
     assert read_as(only(events, "client_responded"), ClientResponded).note == "safe at home"
@@ -661,6 +664,11 @@ async def test_unreachable_emergency_contact_blocks_escalation(
     assert result.outcome is Outcome.UNREACHABLE_ESCALATION_BLOCKED
     events = await trail(pool, session.session_id)
     assert read_as(only(events, "escalation_blocked"), EscalationBlocked).reason == reason
+    # What the phone said is in the trail, and the wait for a clinician names it.
+    assert read(only(events, "emergency_contact_called")) == EmergencyContactCalled(
+        result="failed", reason="invalid contact", basis="consent on file")
+    awaiting = read_as(only(events, "awaiting_clinician"), AwaitingClinician).awaiting
+    assert "the emergency contact was not reached: the call failed" in awaiting
     assert "escalation_sent" not in types(events)
     log = await placed(pool, session.session_id)
     assert log[-1] == (key(session, "escalation"), "message", CONTACT_PHONE, "invalid_number")
@@ -682,7 +690,7 @@ async def test_invalid_number_fails_outreach_and_escalates_at_once(
     assert result.attempts_made == 1
     events = await trail(pool, session.session_id)
     assert types(events) == [
-        "scheduled", *OUTREACH_TRAIL, "outreach_failed", "escalation_sent", "plan_created",
+        "scheduled", *OUTREACH_TRAIL, "outreach_failed", *TOLD, "plan_created",
         "closed",
     ]
     failed = only(events, "outreach_failed")
@@ -746,7 +754,7 @@ async def test_voicemail_channel_outage_is_audited_and_the_ladder_continues(
     events = await trail(pool, session.session_id)
     assert types(events) == [
         "scheduled", *OUTREACH_TRAIL, *["outreach_attempted", "outreach_failed"] * 3,
-        "escalation_sent", "plan_created", "closed",
+        *TOLD, "plan_created", "closed",
     ]
     assert [read(event) for event in every(events, "outreach_failed")] == [
         OutreachFailed(
@@ -774,7 +782,7 @@ async def test_call_channel_outage_is_a_failed_attempt_and_the_ladder_continues(
     events = await trail(pool, session.session_id)
     assert types(events) == [
         "scheduled", *OUTREACH_TRAIL, *["outreach_failed", "outreach_skipped"] * 3,
-        "escalation_sent", "plan_created", "closed",
+        *TOLD, "plan_created", "closed",
     ]
     assert [read(e) for e in events if e.event_type.value == "outreach_failed"] == [
         OutreachFailed(attempt=n, channel=Channel.CALL, reason="channel failed after retries")
@@ -1034,8 +1042,8 @@ async def test_a_blocked_escalation_waits_for_escalate_now_which_reaches_the_con
     result = await handle.result()
     assert result.outcome is Outcome.UNREACHABLE_ESCALATED
     events = await trail(pool, session.session_id)
-    assert types(events)[-6:] == [
-        "escalation_blocked", "awaiting_clinician", "clinician_decision", "escalation_sent",
+    assert types(events)[-7:] == [
+        "escalation_blocked", "awaiting_clinician", "clinician_decision", *TOLD,
         "plan_created", "closed",
     ]
     sent = read_as(only(events, "escalation_sent"), EscalationSent)

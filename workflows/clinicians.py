@@ -6,6 +6,9 @@ trail) is made by `Clinicians.notice` and delivered by `Clinicians.tell`: the in
 and with a roster on file, a notice workflow that climbs the on-call ladder until a person
 acknowledges it. The notice key (`<session id>/<name>`) is the inbox row's and the notice
 workflow's id, so a notice is found, and acknowledged, without the session.
+
+A notice tells its session when a person acknowledges it or when it runs out of steps
+(`tell_session`, a signal): the session may not close as final until a person has it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 
 from temporalio import workflow
+from temporalio.exceptions import FailureError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -24,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.therapist import TherapistActivities
     from missed_session import search_attributes as attrs
+    from missed_session.domain.facts import NoticeNews
     from missed_session.domain.models import (
         InboxItemKind,
         Priority,
@@ -35,6 +40,13 @@ from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT
 
 NOTICE_WORKFLOWS = "notice-workflows"
 """Patch id: sessions recorded before notices were workflows replay without them."""
+AWAIT_ACKNOWLEDGMENT = "await-acknowledgment"
+"""Patch id: a notice tells its session of an acknowledgment or a run-out, and a session
+nobody has acknowledged (high risk, or a notice ran out) awaits a clinician, its ladder
+climbing again, before it closes; the emergency contact's call result is recorded.
+Workflows recorded before it replay without any of it."""
+NOTICE_NEWS = "notice_news"
+"""The session's signal a notice sends (`SessionMessages.notice_news`)."""
 
 
 class Clinicians:
@@ -44,6 +56,8 @@ class Clinicians:
         self._booking = booking
         self._made: Counter[str] = Counter()
         """Notices made so far, by name: each one of a kind has its own key."""
+        self.delivering = 0
+        """Notice workflows started: notices someone can acknowledge (a roster is loaded)."""
 
     def notice(self, name: str, kind: InboxItemKind, priority: Priority, title: str, *,
                numbered: bool | None = None) -> TherapistNotice:
@@ -101,3 +115,21 @@ class Clinicians:
             search_attributes=attrs.notice_initial(priority=notice.priority.value,
                                                    opened=workflow.now()),
         )
+        self.delivering += 1
+
+
+async def tell_session(news: NoticeNews) -> None:
+    """From a notice workflow: tell the session that started it what became of the notice.
+
+    A signal, not a wait: the notice's climb never depends on its session. A session that
+    has closed (the notice outlives it) cannot hear it, and needs not: the notice's own
+    trail holds the acknowledgment, so the failed signal is let go.
+    """
+    parent = workflow.info().parent
+    if parent is None or not workflow.patched(AWAIT_ACKNOWLEDGMENT):
+        return
+    session = workflow.get_external_workflow_handle(parent.workflow_id, run_id=parent.run_id)
+    try:
+        await session.signal(NOTICE_NEWS, news)
+    except FailureError:
+        workflow.logger.info("notice_news_not_delivered")  # the session has closed

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.outreach import CHANNEL_REJECTED, DELIVERY_UNCERTAIN, INVALID_CONTACT
     from missed_session import search_attributes as attrs
     from missed_session.domain import events, notices
+    from missed_session.domain.facts import NoticeNews
     from missed_session.domain.models import InboxItemKind, Model
     from missed_session.domain.notices import (
         Acknowledgment,
@@ -47,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from missed_session.domain.roster import NoticeRoute
     from missed_session.domain.step_reports import Uncertain
 
+from workflows.clinicians import tell_session
 from workflows.steps import OUTREACH_HEARTBEAT, failure, failure_reason
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT, Trail
 
@@ -121,6 +123,8 @@ class NoticeWorkflow:
                 notified=",".join(self._issued),
             ))
             await self._save_state("exhausted")
+            await tell_session(NoticeNews(notice=request.notice.key, state="exhausted",
+                                          again_after_minutes=plan.policy.steps[0].minutes))
         done = self._done_when_acknowledged()
         await workflow.wait_condition(
             lambda: self._resolved_by is not None
@@ -280,6 +284,8 @@ class NoticeWorkflow:
             seconds_to_acknowledge=max(int(waited.total_seconds()), 0),
         ))
         await self._save_state("acknowledged", clinician, via)
+        await tell_session(NoticeNews(notice=self._request.notice.key, state="acknowledged",
+                                      clinician_id=clinician))
 
     def _ack_problem(self, ack: Acknowledgment) -> tuple[str | None, str | None]:
         return notices.ack_problem(

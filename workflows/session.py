@@ -13,8 +13,8 @@ before the caller hears back.
 What the session knows is one value, `SessionFacts` (`missed_session.domain.facts`): a fold
 of the events its trail records, and the news noted since. Whether to escalate is one pure
 decision (`missed_session.domain.escalation`). The trail (`workflows.trail`), the steps that
-reach people (`workflows.steps`) and the notices to clinicians (`workflows.clinicians`) are
-the machinery below the protocol.
+reach people (`workflows.steps`), the notices to clinicians (`workflows.clinicians`) and the
+wait for a person before closing (`workflows.clinician_wait`) are the machinery below it.
 """
 
 from __future__ import annotations
@@ -63,14 +63,11 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows.brake import HELD_ALERT, NO_SHOW_BRAKE, BrakeHold
+from workflows.clinician_wait import AWAIT_CLINICIAN, ClinicianWait
 from workflows.clinicians import Clinicians
 from workflows.session_messages import SessionMessages
 from workflows.steps import Steps, wait_until
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT, Trail
-
-AWAIT_CLINICIAN = "await-clinician"
-"""Patch id: a session whose escalation is blocked or unclear waits for a clinician's
-decision before it closes (sessions recorded before it close at once, and replay so)."""
 
 STEPS: dict[Channel, Callable[..., Awaitable[Any]]] = {
     Channel.CALL: OutreachActivities.call_client,
@@ -82,8 +79,12 @@ STEPS: dict[Channel, Callable[..., Awaitable[Any]]] = {
 
 
 @workflow.defn
-class SessionWorkflow(SessionMessages, BrakeHold):
-    """A scheduled session, from booking to outcome (its messages: `SessionMessages`)."""
+class SessionWorkflow(SessionMessages, BrakeHold, ClinicianWait):
+    """A scheduled session, from booking to outcome.
+
+    Its messages: `SessionMessages`; a hold when many sessions are missed at once:
+    `BrakeHold`; its wait for a person before closing: `ClinicianWait`.
+    """
 
     @workflow.init
     def __init__(self, booking: SessionBooking) -> None:
@@ -130,11 +131,7 @@ class SessionWorkflow(SessionMessages, BrakeHold):
             held = await self._brake_check() if workflow.patched(NO_SHOW_BRAKE) else None
             self._trail.first = asyncio.create_task(self._document_no_show(held is not None))
             await self._brake_hold(held)  # many sessions missed at once: outreach waits
-            outcome = await self._reach_out()
-            awaited = escalation.awaited(self._facts)
-            if awaited is not None and workflow.patched(AWAIT_CLINICIAN):
-                outcome = await self._await_clinician(awaited)
-            self._facts = self._facts.outreach_ended(outcome)
+            outcome = await self._until_a_person_has_it(await self._reach_out())
             async with self._escalating:  # a clinician's escalation in flight ends first
                 pass
             plan = await self._plan_follow_up(outcome)
@@ -228,30 +225,6 @@ class SessionWorkflow(SessionMessages, BrakeHold):
         if self._stops():  # contact, or a decision, came in
             return await self._acknowledge_contact()
         return protocol.unreachable_outcome(escalated=self._facts.escalated())
-
-    async def _await_clinician(self, awaited: str) -> Outcome:
-        """Outreach is over and escalation blocked or unclear: a person decides the end.
-
-        Waits, visibly (`awaiting_clinician`), for a clinician's escalate_now (carried out
-        by its handler: the emergency contact is told, on the decision's legal basis),
-        mark_safe or stand_down, or for the client to get back in touch; at most the
-        protocol's `clinician_wait_hours`, after which the session closes as it would have
-        without the wait, recorded as timed out.
-        """
-        until = workflow.now() + protocol.clinician_wait(self._booking)
-        self._plan(SessionStatus.AWAITING_CLINICIAN, awaited, until)
-        await self._record(events.AwaitingClinician(awaiting=awaited, until=until))
-        await wait_until(self._clinician_acted, until)
-        async with self._escalating:  # a clinician's escalation in flight ends first
-            pass
-        if self._stops():
-            return await self._acknowledge_contact()
-        if escalation.clinician_acted(self._facts):  # the emergency contact was told
-            return Outcome.UNREACHABLE_ESCALATED
-        outcome = protocol.unreachable_outcome(escalated=self._facts.escalated())
-        await self._record(events.ClinicianWaitTimedOut(
-            waited_hours=self._booking.protocol.clinician_wait_hours, outcome=outcome))
-        return outcome
 
     async def _attempt(self, attempt: int) -> bool:
         """One outreach attempt: each of the protocol's channels in turn, with consent.
@@ -373,22 +346,6 @@ class SessionWorkflow(SessionMessages, BrakeHold):
         assert self._facts.ending is DecisionKind.STAND_DOWN  # _stops() guarantees it
         return Outcome.STOOD_DOWN
 
-    async def _note_unclear_answer(
-        self, channel: ResponseChannel, responder: str, why: str, *,
-        attempt: int | None = None, note: str = "",
-    ) -> None:
-        """An answer not clearly the client's: outreach goes on, and a person decides."""
-        notice = self._clinicians.notice(
-            "answer-unclear", InboxItemKind.TASK, Priority.URGENT,
-            "An answer to outreach was not clearly the client's: confirm who answered, "
-            "then record the response or a decision", numbered=True,
-        )
-        await self._clinicians.tell(notice)
-        await self._record(events.AnswerUnclear(
-            channel=channel, responder=responder, why=why, attempt=attempt, note=note,
-            task=notice.key,
-        ))
-
     # -- escalation: decided by `escalation.next_escalation`, carried out here ------------
 
     async def _consider_escalation(self, attempt: int | None, *, deferred: bool = False) -> None:
@@ -441,6 +398,7 @@ class SessionWorkflow(SessionMessages, BrakeHold):
             OutreachActivities.call_emergency_contact, request,
             stop=self._decided if override is not None else self._stops,
         )
+        await self._record_call(report, decision.basis)
         came = escalation.emergency_call(report, self._facts.stop_reason())
         if isinstance(came, MaybeTold):
             return await self._escalation_uncertain(decision, came)
@@ -535,9 +493,6 @@ class SessionWorkflow(SessionMessages, BrakeHold):
 
     def _stops(self) -> bool:
         return self._facts.outreach_stops()
-
-    def _clinician_acted(self) -> bool:
-        return escalation.clinician_acted(self._facts)
 
     def _decided(self) -> bool:
         return self._facts.decided()

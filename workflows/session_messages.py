@@ -1,11 +1,13 @@
 """What a session hears from outside: the client's and the scheduler's news, decisions.
 
-`SessionMessages` holds the session workflow's updates and its query; `SessionWorkflow`
+`SessionMessages` holds the session workflow's updates, its signal and its query, and how an
+answer not clearly the client's is noted (a message's or the call's); `SessionWorkflow`
 (`workflows.session`) is the protocol that acts on them. Every message is an update with a
 validator: the validator refuses what can no longer change the session, so the sender hears
 why at once; the handler checks again (the protocol may have moved on between the two) and
 only notes the news in the session's facts: the protocol acts on it, and audits it, in
-order. Clinician decisions are recorded before the caller hears back.
+order. Clinician decisions are recorded before the caller hears back. One signal: a notice
+of the session tells it of an acknowledgment or a run-out (`notice_news`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from missed_session.domain import acceptance, decisions, events, messages, protocol
-    from missed_session.domain.facts import Escalation, SessionFacts
+    from missed_session.domain.facts import Escalation, NoticeNews, SessionFacts
     from missed_session.domain.models import (
         Cancellation,
         Channel,
@@ -23,6 +25,8 @@ with workflow.unsafe.imports_passed_through():
         ClientResponse,
         ClinicianDecision,
         DecisionKind,
+        InboxItemKind,
+        Priority,
         Reschedule,
         ResponseChannel,
         SessionBooking,
@@ -30,6 +34,8 @@ with workflow.unsafe.imports_passed_through():
         SessionStatus,
         TextReply,
     )
+
+from workflows.clinicians import AWAIT_ACKNOWLEDGMENT, NOTICE_NEWS, Clinicians
 
 UNCLEAR_ANSWER = (
     "recorded: not clearly the client; outreach goes on, and the therapist has a task to decide"
@@ -43,18 +49,34 @@ class SessionMessages:
     _facts: SessionFacts
     _escalate_now_pending: bool
     """A clinician's escalate_now is being carried out."""
+    _clinicians: Clinicians
 
     # What the protocol provides (`SessionWorkflow`):
 
     async def _record(self, details: events.EventDetails) -> None:
         raise NotImplementedError
 
-    async def _note_unclear_answer(self, channel: ResponseChannel, responder: str, why: str, *,
-                                   attempt: int | None = None, note: str = "") -> None:
-        raise NotImplementedError
 
     async def _escalate(self, override: ClinicianDecision | None = None) -> str:
         raise NotImplementedError
+
+    # -- an answer not clearly the client's (a message's, or the call's) ------------------
+
+    async def _note_unclear_answer(
+        self, channel: ResponseChannel, responder: str, why: str, *,
+        attempt: int | None = None, note: str = "",
+    ) -> None:
+        """An answer not clearly the client's: outreach goes on, and a person decides."""
+        notice = self._clinicians.notice(
+            "answer-unclear", InboxItemKind.TASK, Priority.URGENT,
+            "An answer to outreach was not clearly the client's: confirm who answered, "
+            "then record the response or a decision", numbered=True,
+        )
+        await self._clinicians.tell(notice)
+        await self._record(events.AnswerUnclear(
+            channel=channel, responder=responder, why=why, attempt=attempt, note=note,
+            task=notice.key,
+        ))
 
     # -- news (updates: refused, with the reason, when too late) ---------------------------
 
@@ -242,6 +264,20 @@ class SessionMessages:
             legal_basis=decision.legal_basis if kind is DecisionKind.ESCALATE_NOW else None,
             authenticated_by=decision.authenticated_by,
         ))
+
+    # -- what the session's notices say (a signal from each notice workflow) -------------
+
+    @workflow.signal(name=NOTICE_NEWS)
+    async def notice_news(self, news: NoticeNews) -> None:
+        """A notice of this session was acknowledged, or ran out of steps with nobody.
+
+        Recorded in the session's trail, and so folded into its facts: whether a person has
+        the session decides whether it may close. Not once it is closing: the notice's own
+        trail holds it, and the session's trail ends with its outcome.
+        """
+        if self._facts.outcome is not None or not workflow.patched(AWAIT_ACKNOWLEDGMENT):
+            return
+        await self._record(news.event())
 
     @workflow.query
     def state(self) -> SessionState:

@@ -278,6 +278,11 @@ async def record_view(app: Application, who: Viewer, page: str, session_id: str 
         clinician_id=who.clinician_id, page=page, session_id=session_id, allowed=allowed)
 
 
+async def change_cursor(app: Application) -> str:
+    """What a live console page waits on: it changes when trails or notices do."""
+    return await ConsoleStore(await app.pool()).change_cursor()
+
+
 async def practice_time_zone(app: Application) -> ZoneInfo:
     """The roster's time zone: the clinicians' clock."""
     current = await RosterStore(await app.pool()).current()

@@ -2,14 +2,19 @@
 
 Handlers parse and render only; what they show and do comes from the application layer
 (`missed_session.application.console`, the session and notice use cases). A live region
-polls its own URL with the fingerprint of what it shows; the answer is 204 (nothing to
-swap) until something changed, so a form being filled in is not replaced every few seconds.
+long-polls its own URL with the fingerprint of what it shows and the change cursor it last
+saw (`_long_poll`): the answer comes as soon as the trails or notices changed and the region
+looks different, or after `LONG_POLL_SECONDS` (204: nothing to swap), so an idle open page
+costs one cheap query a second and a render every `LONG_POLL_SECONDS`, not a render every
+few seconds, and a form being filled in is not replaced.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -38,6 +43,13 @@ from missed_session.domain.access import Viewer
 from missed_session.domain.models import DecisionKind
 
 STATIC = {"console.js": "console.js", "console.css": "console.css"}
+LONG_POLL_SECONDS = 25.0
+"""How long a live region's request is held when nothing changes (under common proxies'
+60 s idle limit); at the end the region is rendered once, for what only the clock changes
+("open for 12 min")."""
+CURSOR_CHECK_SECONDS = 1.0
+"""How often a held request asks PostgreSQL whether anything changed (one indexed query)."""
+CURSOR_HEADER = "X-Live-Cursor"
 """Served files by public name (the console's own script: live regions, no framework)."""
 DONE = {"ack": "Notice acknowledged.", "resolve": "Notice resolved.",
         **{kind.value: f"Recorded: {kind.value.replace('_', ' ')}." for kind in DecisionKind}}
@@ -104,6 +116,32 @@ def _live(web: Web, request: Request, template: str, url: str,
     if request.query_params.get("v") == version:
         return Response(status_code=204)
     return HTMLResponse(str(region), headers=SECURITY_HEADERS)
+
+
+async def _long_poll(web: Web, request: Request,
+                     render: Callable[[], Awaitable[Response]]) -> Response:
+    """Hold a live region's request until what it shows changed, or `LONG_POLL_SECONDS`.
+
+    `render` is the region's refresh (`_live`: 200 with the region, or 204). It runs only
+    when the change cursor moved past the one the browser sent (`c`), and once at the end;
+    a cursor that moved without changing this region is taken as seen. Every answer
+    carries the cursor (`X-Live-Cursor`) for the next request. A browser that went away
+    ends the wait.
+    """
+    seen = request.query_params.get("c")
+    ends = time.monotonic() + LONG_POLL_SECONDS
+    while True:
+        cursor = await cases.change_cursor(web.app)
+        last = time.monotonic() >= ends
+        if cursor != seen or last:
+            response = await render()
+            response.headers[CURSOR_HEADER] = cursor
+            if response.status_code != 204 or last or seen is None:
+                return response
+            seen = cursor
+        await asyncio.sleep(CURSOR_CHECK_SECONDS)
+        if await request.is_disconnected():
+            return Response(status_code=204)
 
 
 # -- sign-in ----------------------------------------------------------------------------------
@@ -175,8 +213,12 @@ def _notice_routes(router: APIRouter, web: Web) -> None:
         who = await web.viewer(request)
         if who is None:
             return web.to_sign_in(request)
-        return _live(web, request, "_notices.html", f"{PREFIX}/notices/live",
-                     await _notices_context(web, who))
+
+        async def render() -> Response:
+            return _live(web, request, "_notices.html", f"{PREFIX}/notices/live",
+                         await _notices_context(web, who))
+
+        return await _long_poll(web, request, render)
 
     @router.post("/notices/{action}")
     async def notice_action(request: Request, action: str) -> Response:  # noqa: PLR0911
@@ -263,17 +305,21 @@ def _session_routes(router: APIRouter, web: Web) -> None:
         who = await web.viewer(request)
         if who is None:
             return web.to_sign_in(request)
-        now = web.clock()
-        view = await cases.session_view(web.app, who, session_id, page=None, now=now)
-        if isinstance(view, Result):
-            return Response(status_code=STATUS.get(view.kind, 400))
-        zone = await cases.practice_time_zone(web.app)
-        response = _live(web, request, "_session_live.html",
-                         f"{PREFIX}/sessions/{session_id}/live",
-                         _session_context(who, view, zone, now))
-        if response.status_code == 200:  # something new was shown: a view of client data
-            await cases.record_view(web.app, who, "session/live", session_id)
-        return response
+
+        async def render() -> Response:
+            now = web.clock()
+            view = await cases.session_view(web.app, who, session_id, page=None, now=now)
+            if isinstance(view, Result):
+                return Response(status_code=STATUS.get(view.kind, 400))
+            zone = await cases.practice_time_zone(web.app)
+            response = _live(web, request, "_session_live.html",
+                             f"{PREFIX}/sessions/{session_id}/live",
+                             _session_context(who, view, zone, now))
+            if response.status_code == 200:  # something new was shown: a view of client data
+                await cases.record_view(web.app, who, "session/live", session_id)
+            return response
+
+        return await _long_poll(web, request, render)
 
     @router.post("/sessions/{session_id}/decide")
     async def decide(request: Request, session_id: str) -> Response:
@@ -437,10 +483,14 @@ def _board_routes(router: APIRouter, web: Web) -> None:
             return web.to_sign_in(request)
         if not who.sees_board:
             return Response(status_code=403)
-        board = await cases.board(web.app, who, web.clock(), record=False)
-        zone = await cases.practice_time_zone(web.app)
-        response = _live(web, request, "_board.html", f"{PREFIX}/board/live",
-                         {"board": board, "zone": zone})
-        if response.status_code == 200:  # something new was shown
-            await cases.record_view(web.app, who, "board/live", None)
-        return response
+
+        async def render() -> Response:
+            board = await cases.board(web.app, who, web.clock(), record=False)
+            zone = await cases.practice_time_zone(web.app)
+            response = _live(web, request, "_board.html", f"{PREFIX}/board/live",
+                             {"board": board, "zone": zone})
+            if response.status_code == 200:  # something new was shown
+                await cases.record_view(web.app, who, "board/live", None)
+            return response
+
+        return await _long_poll(web, request, render)

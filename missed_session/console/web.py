@@ -74,6 +74,7 @@ def _environment() -> jinja2.Environment:
     environment.filters["hm"] = _hm
     environment.filters["words"] = _words
     environment.filters["describe"] = plain.describe
+    environment.filters["call_came"] = plain.call_came
     environment.filters["status_words"] = plain.status
     environment.filters["outcome_words"] = plain.outcome
     environment.filters["duration"] = plain.duration

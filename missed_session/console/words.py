@@ -19,6 +19,7 @@ STATUS = {
     "outreach": "Reaching out to the client",
     "escalation": "Contacting the emergency contact",
     "follow_up": "Planning the follow-up",
+    "awaiting_clinician": "Awaiting a clinician: it closes once a person has it",
     "closed": "Closed",
     "failed": "Stopped: a person must take over",
 }
@@ -56,8 +57,18 @@ CHANNEL = {"call": "call", "voicemail": "voicemail", "text": "text message", "em
            "sms": "text message", "voice": "phone call", "pager": "pager"}
 CALL = {"answered": "answered", "no_answer": "no answer",
         "answered_unknown": "answered, but not clearly by the client"}
+CALL_CAME = {
+    "answered": "answered (the message was heard or recorded)",
+    "no_answer": "no answer",
+    "answered_unknown": "picked up, not clearly by a person (perhaps a voicemail greeting)",
+    "failed": "the call did not go through",
+    "uncertain": "not known whether the call went through",
+    "stopped": "stopped before it finished",
+}
+"""What the emergency contact's call came to (`emergency_contact_called`)."""
 NOTICE = {"no-show-alert": "No-show alert", "escalation-blocked": "Escalation blocked",
-          "answer-unclear": "Unclear answer"}
+          "answer-unclear": "Unclear answer",
+          "nobody-acknowledged": "Nobody acknowledged: the ladder climbs again"}
 
 
 def _v(data: Mapping[str, EventValue], key: str, default: str = "") -> str:
@@ -93,7 +104,15 @@ def via(code: str | None) -> str:
 def notice_name(key: str) -> str:
     """A notice's name from its key (`s-1/no-show-alert` -> `No-show alert`)."""
     name = key.split("/", 1)[-1]
+    base, _, number = name.rpartition("-")
+    if base in NOTICE and number.isdigit():  # the n-th of its kind
+        return f"{NOTICE[base]} ({number})"
     return NOTICE.get(name, words(name).capitalize())
+
+
+def call_came(code: str) -> str:
+    """What the emergency contact's call came to, in words."""
+    return CALL_CAME.get(code, words(code))
 
 
 def duration(value: timedelta) -> str:
@@ -166,6 +185,26 @@ def describe(event: AuditEvent) -> str:  # noqa: PLR0911, PLR0912 - one line per
         return f"Closed: {outcome(_v(d, 'outcome'))}"
     if kind == "trail_superseded":
         return "Rows of a retried step superseded"
+    return _loop_event(kind, d)
+
+
+def _loop_event(kind: str, d: Mapping[str, EventValue]) -> str:  # noqa: PLR0911
+    """The events of a session waiting for a person, and of the emergency contact's call."""
+    if kind == "emergency_contact_called":
+        return f"Called the emergency contact: {call_came(_v(d, 'result'))}"
+    if kind == "awaiting_clinician":
+        return f"Awaiting a clinician: {_v(d, 'awaiting')}"
+    if kind == "clinician_wait_timed_out":
+        return (f"Nobody decided within {_v(d, 'waited_hours')} h: closed as "
+                f"{outcome(_v(d, 'outcome')).lower()}")
+    if kind == "clinician_acknowledged":
+        return f"Acknowledged by {_v(d, 'clinician_id')} ({notice_name(_v(d, 'notice'))})"
+    if kind == "notice_ran_out":
+        return (f"{notice_name(_v(d, 'notice'))} ran out of steps with nobody acknowledging: "
+                f"the ladder climbs again in {_v(d, 'again_after_minutes')} min")
+    if kind == "notice_renewed":
+        return ("Nobody acknowledged: a fresh urgent task climbs the ladder "
+                f"(round {_v(d, 'round')})")
     return _notice_event(kind, d)
 
 
@@ -209,6 +248,8 @@ DID = frozenset({
     "outreach_failed", "outreach_skipped", "outreach_deferred", "client_responded",
     "answer_unclear", "escalation_sent", "escalation_blocked", "escalation_uncertain",
     "clinician_decision", "closed", "brake_held", "brake_released", "brake_stood_down",
+    "emergency_contact_called", "awaiting_clinician", "clinician_wait_timed_out",
+    "clinician_acknowledged", "notice_ran_out", "notice_renewed",
 })
 """The session events a notice card lists under "what the service did"."""
 

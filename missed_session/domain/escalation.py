@@ -124,16 +124,25 @@ def _due(facts: SessionFacts, booking: SessionBooking, attempt: int | None, *,
 DECISIONS_AWAITED = "escalate_now (with a legal basis), mark_safe or stand_down"
 
 
+NOT_REACHED = {"no_answer": "no answer", "failed": "the call failed"}
+"""What the emergency contact's call came to when it did not reach them (escalation is then
+blocked), as the wait for a clinician names it."""
+
+
 def awaited(facts: SessionFacts) -> str | None:
     """What a clinician must decide before the session may close, once outreach is over.
 
     None when nothing is awaited: the client was reached, a clinician already ended
     outreach, the emergency contact was told, or escalation was never needed. Otherwise
     (escalation blocked, or the emergency contact's call unclear) the session waits for a
-    clinician's decision (at most the protocol's `clinician_wait_hours`).
+    clinician's decision (at most the protocol's `clinician_wait_hours`). A call that did
+    not clearly reach the contact is named as such, so the clinician knows what to check.
     """
     if facts.outreach_stops():
         return None
+    if facts.escalation is Escalation.BLOCKED and facts.contact_call in NOT_REACHED:
+        return (f"a clinician's decision: {DECISIONS_AWAITED} (the emergency contact was not "
+                f"reached: {NOT_REACHED[facts.contact_call]})")
     if facts.escalation is Escalation.BLOCKED:
         return f"a clinician's decision: {DECISIONS_AWAITED} (escalation is blocked)"
     if facts.escalation is Escalation.UNCERTAIN:
@@ -145,6 +154,43 @@ def awaited(facts: SessionFacts) -> str | None:
 def clinician_acted(facts: SessionFacts) -> bool:
     """Whether the wait for a clinician is over: contact made, outreach ended, contact told."""
     return facts.outreach_stops() or facts.escalation is Escalation.SENT
+
+
+NOBODY_ACKNOWLEDGED = "nobody acknowledged"
+"""The reason a session awaits a clinician when no person has any of its notices."""
+
+
+def unacknowledged(facts: SessionFacts, booking: SessionBooking, *,
+                   delivering: bool) -> str | None:
+    """Why the session may not close yet although its outcome is known: nobody has it.
+
+    A notice that ran out of steps with nobody acknowledging means no person knows; for a
+    high-risk session, the outcome is final only once a clinician has acknowledged one of
+    its notices (or decided on it), whatever the outcome. `delivering`: the session's
+    notices climb an on-call ladder (a roster is loaded), so someone can acknowledge them;
+    without one, the inbox is all there is and waiting would only delay the close. None
+    once a clinician acknowledged or decided anything on the session.
+    """
+    if facts.clinician_heard():
+        return None
+    asked = f"acknowledge a notice, or decide ({DECISIONS_AWAITED}, or add what was done)"
+    if facts.ran_out:
+        return f"{NOBODY_ACKNOWLEDGED}: the session's notices ran out of steps; {asked}"
+    if delivering and booking.risk_tier is RiskTier.HIGH:
+        return (f"{NOBODY_ACKNOWLEDGED}: a high-risk session closes only once a clinician "
+                f"has it; {asked}")
+    return None
+
+
+def climb_again_at(facts: SessionFacts, booking: SessionBooking) -> datetime | None:
+    """When a fresh notice climbs the ladder again: the policy's minutes after a run-out.
+
+    None while a person has the session, or no notice ran out since the last fresh round
+    (that round is still climbing: it reports when it runs out).
+    """
+    if facts.clinician_heard() or facts.ran_out_at is None:
+        return None
+    return facts.ran_out_at + booking.protocol.scaled(facts.again_after_minutes)
 
 
 # -- what the call came to --------------------------------------------------------------------
@@ -191,6 +237,36 @@ def emergency_call(  # noqa: PLR0911 - one answer per report
         case Done(result=CallResult.ANSWERED, consent_record=record):
             return Told(record)
     return NotTold("emergency contact unreachable (the call was not answered)")
+
+
+CallCame = Literal["answered", "no_answer", "answered_unknown", "failed", "uncertain",
+                   "stopped"]
+
+
+def called(report: StepReport, basis: Basis,
+           stop_reason: str) -> events.EmergencyContactCalled | None:
+    """What the phone said of the emergency contact's call; None if none was placed.
+
+    A refusal (the directory's consent withdrawn) placed no call: nothing to say.
+    """
+    result: CallCame
+    reason: str
+    match report:
+        case Refused():
+            return None
+        case Stopped():
+            result, reason = "stopped", stop_reason
+        case Uncertain(reason=reason):
+            result = "uncertain"
+        case Failed(reason=reason):
+            result = "failed"
+        case Done(result=CallResult.ANSWERED):
+            result, reason = "answered", ""
+        case Done(result=CallResult.ANSWERED_UNKNOWN):
+            result, reason = "answered_unknown", ""
+        case _:
+            result, reason = "no_answer", ""
+    return events.EmergencyContactCalled(result=result, reason=reason, basis=basis)
 
 
 def sent(decision: Escalate, contact: EmergencyContact, override: ClinicianDecision | None,

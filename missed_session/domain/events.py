@@ -718,6 +718,69 @@ class BrakeStoodDown(EventDetails):
     """Why, in words (no clinical detail)."""
 
 
+
+# -- a person in the loop (issue 26): what the session hears of its notices, and the call ---
+
+
+class ClinicianAcknowledged(EventDetails):
+    """A clinician acknowledged one of the session's notices (its notice workflow said so).
+
+    Recorded in the session's own trail, not only the notice's, because the session may not
+    close as final until a person has it: for a high-risk session, or once a notice ran out.
+    """
+
+    event_type = AuditEventType.CLINICIAN_ACKNOWLEDGED
+    notice: str
+    """Key of the notice acknowledged."""
+    clinician_id: str
+    """Who acknowledged it (staff id)."""
+
+
+class NoticeRanOut(EventDetails):
+    """One of the session's notices ran out of steps with nobody acknowledging it.
+
+    The session then does not close as final: it awaits a clinician, and the ladder climbs
+    again (`notice_renewed`) after the policy's minutes.
+    """
+
+    event_type = AuditEventType.NOTICE_RAN_OUT
+    notice: str
+    """Key of the notice that ran out."""
+    again_after_minutes: int = Field(ge=1)
+    """The policy's minutes (its first rung's) before a fresh notice climbs the ladder again."""
+
+
+class NoticeRenewed(EventDetails):
+    """Nobody acknowledged: a fresh notice climbs the on-call ladder from its first rung."""
+
+    event_type = AuditEventType.NOTICE_RENEWED
+    notice: str
+    """Key of the fresh notice (an urgent task)."""
+    round: int = Field(ge=1)
+    """Which fresh round this is for the session."""
+
+
+class EmergencyContactCalled(EventDetails):
+    """What the call to the emergency contact came to, whatever escalation then records.
+
+    `escalation_sent`/`_blocked`/`_uncertain` say what it means for escalation; this says
+    what the phone said, so the session page can tell a clinician "called at 08:14: no
+    answer". A contact not reached leaves the session awaiting a clinician.
+    """
+
+    event_type = AuditEventType.EMERGENCY_CONTACT_CALLED
+    result: Literal["answered", "no_answer", "answered_unknown", "failed", "uncertain",
+                    "stopped"]
+    """answered: the provider confirmed the message was heard or recorded (by voice or on
+    their voicemail; it cannot tell which); no_answer: it was not delivered;
+    answered_unknown: something picked up, not clearly a person (perhaps a voicemail
+    greeting); failed: the call did not go through; uncertain: it may have been placed;
+    stopped: cancelled in flight by a decision or contact."""
+    reason: str = ""
+    """The provider's reason, for failed, uncertain and stopped (no contact details)."""
+    basis: Literal["consent on file", "clinician decision"]
+    """On what the call was made."""
+
 VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
     model.event_type: model
     for model in (
@@ -730,6 +793,7 @@ VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
         NoticeEscalated, NoticeExhausted, NoticeAcknowledged, NoticeResolved, NoticeUncertain,
         CaringStarted, CaringSent, CaringSkipped, CaringEnded,
         BrakeHeld, BrakeReleased, BrakeStoodDown,
+        ClinicianAcknowledged, NoticeRanOut, NoticeRenewed, EmergencyContactCalled,
     )
 }
 """Every event type's model: `tests/test_events.py` checks that none is missing."""

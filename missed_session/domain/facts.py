@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Literal
 
 from missed_session.domain import contact_window, events, protocol
 from missed_session.domain.brake import BrakeDecision, BrakeState
@@ -32,6 +33,7 @@ from missed_session.domain.models import (
     CheckIn,
     ClientResponse,
     DecisionKind,
+    Model,
     Outcome,
     Reschedule,
     SessionBooking,
@@ -64,6 +66,31 @@ _ATTEMPT_EVENTS = (events.OutreachAttempted, events.VoicemailLeft, events.Messag
 _ENDINGS = frozenset({DecisionKind.MARK_SAFE, DecisionKind.STAND_DOWN})
 News = CheckIn | Cancellation | Reschedule | ClientResponse | DecisionKind
 """What a message handler notes for the protocol to act on (a decision: its kind)."""
+
+
+class NoticeNews(Model):
+    """What a notice workflow tells its session (a signal): acknowledged, or ran out.
+
+    The session may not close as final until a person has one of its notices, so it must
+    hear of them; the notice tells it as it happens rather than the session polling.
+    """
+
+    notice: str
+    """The notice key."""
+    state: Literal["acknowledged", "exhausted"]
+    """What happened to it."""
+    clinician_id: str | None = None
+    """Who acknowledged it (acknowledged only)."""
+    again_after_minutes: int = 1
+    """The policy's minutes (its first rung's) before a fresh notice climbs again."""
+
+    def event(self) -> events.ClinicianAcknowledged | events.NoticeRanOut:
+        """The session's record of this news."""
+        if self.state == "acknowledged":
+            return events.ClinicianAcknowledged(notice=self.notice,
+                                                clinician_id=self.clinician_id or "unknown")
+        return events.NoticeRanOut(notice=self.notice,
+                                   again_after_minutes=max(self.again_after_minutes, 1))
 
 
 @dataclass(frozen=True)
@@ -112,6 +139,22 @@ class SessionFacts:
     """The brake episode that held it (recorded)."""
     brake_decision: BrakeDecision | None = None
     """A supervisor's release or stand-down, noted while held, not yet recorded."""
+    acknowledged_by: str | None = None
+    """The first clinician who acknowledged one of the session's notices (recorded)."""
+    decisions_recorded: int = 0
+    """Clinician decisions recorded, notes included: each is a person in the loop."""
+    ran_out: tuple[str, ...] = ()
+    """Notices that ran out of steps with nobody acknowledging (recorded)."""
+    ran_out_at: datetime | None = None
+    """When the notice that calls for a fresh round ran out (None: no round is due)."""
+    again_after_minutes: int = 1
+    """Its policy's minutes before the fresh round."""
+    climbing: str | None = None
+    """The fresh notice climbing the ladder now (`notice_renewed`), if any."""
+    renewals: int = 0
+    """Fresh notice rounds so far."""
+    contact_call: str | None = None
+    """What the last call to the emergency contact came to (`emergency_contact_called`)."""
 
     @classmethod
     def booked(cls, booking: SessionBooking) -> SessionFacts:
@@ -136,10 +179,8 @@ class SessionFacts:
                 return replace(self, response=self.response or response)
             case events.OptedOut(channel=Channel.TEXT):
                 return replace(self, opted_out_of_text=True)
-            case events.ClinicianDecisionMade(decision=DecisionKind.ESCALATE_NOW):
-                return replace(self, escalate_now_decisions=self.escalate_now_decisions + 1)
-            case events.ClinicianDecisionMade(decision=decision) if decision in _ENDINGS:
-                return replace(self, ending=self.ending or decision)
+            case events.ClinicianDecisionMade(decision=decision):
+                return self._decision_recorded(decision)
             case events.Closed(outcome=outcome):
                 return replace(self, outcome=outcome)
             case events.BrakeHeld() | events.BrakeReleased() | events.BrakeStoodDown():
@@ -148,6 +189,31 @@ class SessionFacts:
                 return replace(self, escalation=_ESCALATION_EVENTS[type(details)])
             case _ if isinstance(details, _ATTEMPT_EVENTS):
                 return self._step_recorded(details, at)
+        return self._loop_recorded(details, at)
+
+    def _decision_recorded(self, decision: DecisionKind) -> SessionFacts:
+        facts = replace(self, decisions_recorded=self.decisions_recorded + 1)
+        if decision is DecisionKind.ESCALATE_NOW:
+            return replace(facts, escalate_now_decisions=facts.escalate_now_decisions + 1)
+        if decision in _ENDINGS:
+            return replace(facts, ending=facts.ending or decision)
+        return facts
+
+    def _loop_recorded(self, details: events.EventDetails, at: datetime) -> SessionFacts:
+        """What the session heard of its notices, and of the emergency contact's call."""
+        match details:
+            case events.ClinicianAcknowledged(clinician_id=clinician):
+                return replace(self, acknowledged_by=self.acknowledged_by or clinician)
+            case events.NoticeRanOut(notice=key, again_after_minutes=minutes):
+                facts = replace(self, ran_out=(*self.ran_out, key))
+                if self.climbing not in {None, key}:
+                    return facts  # the fresh round still climbs: it will say when it ends
+                return replace(facts, climbing=None, ran_out_at=self.ran_out_at or at,
+                               again_after_minutes=minutes)
+            case events.NoticeRenewed(notice=key, round=round_):
+                return replace(self, climbing=key, renewals=round_, ran_out_at=None)
+            case events.EmergencyContactCalled(result=result):
+                return replace(self, contact_call=result)
         return self
 
     def _brake_recorded(self, details: events.EventDetails) -> SessionFacts:
@@ -250,6 +316,11 @@ class SessionFacts:
         if self.response is not None:
             return "the client responded"
         return self.ending.value if self.ending is not None else "outreach stopped"
+
+    def clinician_heard(self) -> bool:
+        """Whether a person has the session: a notice acknowledged, or a decision recorded."""
+        return (self.acknowledged_by is not None or self.decisions_recorded > 0
+                or self.decided())
 
     def escalated(self) -> bool:
         """Whether the emergency contact was (or may have been) told."""

@@ -604,6 +604,10 @@ class AuditEventType(StrEnum):
     BRAKE_HELD = "brake_held"
     BRAKE_RELEASED = "brake_released"
     BRAKE_STOOD_DOWN = "brake_stood_down"
+    CLINICIAN_ACKNOWLEDGED = "clinician_acknowledged"
+    NOTICE_RAN_OUT = "notice_ran_out"
+    NOTICE_RENEWED = "notice_renewed"
+    EMERGENCY_CONTACT_CALLED = "emergency_contact_called"
 
 
 EventValue = StrictStr | StrictInt | StrictBool | None

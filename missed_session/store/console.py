@@ -80,6 +80,19 @@ class ConsoleStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
+    async def change_cursor(self) -> str:
+        """A value that changes whenever something a console page shows may have changed.
+
+        The newest trail row's time (indexed), and the newest row version (`xmin`, which
+        every insert and update renews) of the notices and the therapist's inbox: a live
+        page long-polls on it, and renders only when it moved. Not an order, only a change.
+        """
+        cursor: str = await self._pool.fetchval(
+            "SELECT concat_ws('|', (SELECT max(recorded_at) FROM audit_events)::text,"
+            " (SELECT max(xmin::text::bigint) FROM notices)::text,"
+            " (SELECT max(xmin::text::bigint) FROM therapist_inbox)::text)")
+        return cursor
+
     async def set_password(self, clinician_id: str, kind: str, password_hash: str) -> None:
         """Create the account or replace its hash; its browser sessions end."""
         async with self._pool.acquire() as connection, connection.transaction():

@@ -1,7 +1,9 @@
 /* The console's live regions: refresh what changed, never what a person is editing.
  *
- * A live region (`[data-live-url]`) polls its URL every few seconds with the fingerprint of
- * what it shows; the server answers 204 until something changed. The new content is merged
+ * A live region (`[data-live-url]`) long-polls its URL with the fingerprint of what it shows
+ * and the change cursor the server last sent (`X-Live-Cursor`): the server holds the request
+ * until something it shows changed (200, at once) or about 25 s passed (204), and the region
+ * asks again straight away; a hidden tab stops asking until it is shown. The new content is merged
  * into the page by key (`data-key` on every child that can change): a child that holds the
  * focus or a field with typed text (or a form sent back with an error, or an opened ladder)
  * is kept exactly as it is (its text, its caret, its focus), and only its keyed children
@@ -11,7 +13,8 @@
  */
 (function () {
   "use strict";
-  var PERIOD = 3000;
+  var AGAIN = 100;    /* ms before the next long poll after an answer */
+  var RETRY = 5000;   /* ms after an error or an answer that is neither 200 nor 204 */
 
   function dirty(root) {
     var fields = root.querySelectorAll("input, textarea, select");
@@ -86,35 +89,53 @@
     });
   }
 
+  function later(region, ms) {
+    window.setTimeout(function () { poll(region); }, ms);
+  }
+
   function poll(region) {
-    if (document.hidden) return;
+    if (document.hidden) { region.setAttribute("data-live-paused", ""); return; }
     var url = region.getAttribute("data-live-url");
     var version = region.getAttribute("data-live-version");
-    var target = url + (url.indexOf("?") < 0 ? "?" : "&") + "v=" + encodeURIComponent(version);
+    var cursor = region.getAttribute("data-live-cursor");
+    var target = url + (url.indexOf("?") < 0 ? "?" : "&") + "v=" + encodeURIComponent(version) +
+      (cursor === null ? "" : "&c=" + encodeURIComponent(cursor));
     fetch(target, {credentials: "same-origin", headers: {"X-Live": "1"}})
       .then(function (response) {
         var redirect = response.headers.get("X-Live-Redirect");
         if (redirect) { window.location.assign(redirect); return null; }
-        if (response.status !== 200) return null;
+        var next = response.headers.get("X-Live-Cursor");
+        if (next !== null) region.setAttribute("data-live-cursor", next);
+        if (response.status === 204) { later(region, AGAIN); return null; }
+        if (response.status !== 200) { later(region, RETRY); return null; }
         return response.text();
       })
       .then(function (html) {
-        if (!html) return;
-        var holder = document.createElement("template");
-        holder.innerHTML = html;
-        var fresh = holder.content.querySelector("[data-live-url]");
-        if (!fresh) return;
-        merge(region, fresh);
-        region.setAttribute("data-live-version", fresh.getAttribute("data-live-version"));
-        region.dispatchEvent(new CustomEvent("live:updated", {bubbles: true}));
+        if (html === null || html === undefined) return;
+        try {
+          var holder = document.createElement("template");
+          holder.innerHTML = html;
+          var fresh = holder.content.querySelector("[data-live-url]");
+          if (fresh) {
+            merge(region, fresh);
+            region.setAttribute("data-live-version", fresh.getAttribute("data-live-version"));
+            region.dispatchEvent(new CustomEvent("live:updated", {bubbles: true}));
+          }
+        } catch (e) { /* an answer that cannot be merged: the next one replaces it */ }
+        later(region, AGAIN);
       })
-      .catch(function () { /* offline for a moment: the next poll tries again */ });
+      .catch(function () { later(region, RETRY); /* offline for a moment */ });
   }
 
   function start() {
     var regions = document.querySelectorAll("[data-live-url]");
-    regions.forEach(function (region) {
-      window.setInterval(function () { poll(region); }, PERIOD);
+    regions.forEach(function (region) { poll(region); });
+    document.addEventListener("visibilitychange", function () {
+      if (document.hidden) return;
+      document.querySelectorAll("[data-live-paused]").forEach(function (region) {
+        region.removeAttribute("data-live-paused");
+        poll(region);
+      });
     });
   }
 
