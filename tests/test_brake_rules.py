@@ -22,6 +22,7 @@ from missed_session.domain.models import DecisionKind, RiskTier
 from missed_session.domain.notices import Policy, Step, Target
 from missed_session.domain.practice import PracticeFileError, parse
 from missed_session.store.brake import BrakeStore
+from tests.factories import booking
 from tests.test_audit_export import cli_env
 
 __all__ = ["cli_env"]  # the fixture, shared
@@ -163,6 +164,17 @@ def test_the_brake_is_off_without_a_table_and_read_from_it() -> None:
     read = brake_settings(tomllib.loads(text), "p.toml")
     assert read is not None
     assert (read.window_minutes, read.min_no_shows) == (20, 25)
+
+
+def test_a_practice_with_a_brake_table_books_sessions_that_ask_it() -> None:
+    plain = booking()
+    assert not plain.protocol.no_show_brake
+    assert not parse(FILE, "p.toml").resolve(plain).protocol.no_show_brake
+    braked = parse(FILE + "[brake]\n", "p.toml")
+    assert braked.brake == BrakeSettings()
+    assert braked.resolve(plain).protocol.no_show_brake
+    with pytest.raises(PracticeFileError, match="no_show_brake: not allowed"):
+        parse(FILE + "no_show_brake = true\n", "p.toml")
 
 
 @pytest.mark.parametrize(("line", "error"), [
