@@ -210,3 +210,24 @@ async def test_brake_status_through_the_command_line(pool: asyncpg.Pool,
     assert "s-1" in out
     assert "held" in out
     assert await asyncio.to_thread(starter.main, ["brake", "release"]) == 2  # --clinician
+
+
+async def test_a_decided_episode_holds_nothing_more_of_its_burst_but_a_later_burst_pages(
+    pool: asyncpg.Pool,
+) -> None:
+    store = BrakeStore(pool)
+    burst = Counts(missed=40, due=40)
+    first = await store.hold(session_id="s-1", risk_tier="standard", at=AT, counts=burst,
+                             window_minutes=30, current_for=timedelta(minutes=240))
+    assert first is not None
+    assert await store.decide(first.episode, "released", "supervisor-maya", AT)
+    late = await store.hold(session_id="s-2", risk_tier="standard",
+                            at=AT + timedelta(minutes=10), counts=burst, window_minutes=30,
+                            current_for=timedelta(minutes=240))
+    assert late is None, "the supervisor judged this burst"
+    later = await store.hold(session_id="s-3", risk_tier="standard",
+                             at=AT + timedelta(hours=2), counts=burst, window_minutes=30,
+                             current_for=timedelta(minutes=240))
+    assert later is not None
+    assert later.paged
+    assert later.episode != first.episode
