@@ -89,7 +89,7 @@ class BrakeActivities:
             session_id=check.session_id, risk_tier=check.risk_tier.value, at=check.at,
             counts=window_counts, window_minutes=settings.window_minutes,
             current_for=max(settings.window, timedelta(minutes=settings.release_minutes))
-            / check.time_scale,
+            / check.time_scale, window=window,
         )
         if hold is None:
             return BrakeVerdict()

@@ -134,9 +134,10 @@ async def at_start(env: WorkflowEnvironment) -> datetime:
 
 
 def quick(start: datetime, risk: str = "standard") -> SessionBooking:
-    """A session with a one-call protocol: the test is about what comes before it."""
+    """A session with a one-call protocol (the test is about what comes before it), of a
+    practice that runs the brake (its practice file has a `[brake]` table)."""
     return booking(start=start.isoformat(), risk_tier=risk,
-                   protocol={"channels": ["call"], "max_attempts": 1})
+                   protocol={"channels": ["call"], "max_attempts": 1, "no_show_brake": True})
 
 
 async def test_three_ordinary_no_shows_are_not_held(

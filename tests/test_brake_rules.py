@@ -22,6 +22,7 @@ from missed_session.domain.models import DecisionKind, RiskTier
 from missed_session.domain.notices import Policy, Step, Target
 from missed_session.domain.practice import PracticeFileError, parse
 from missed_session.store.brake import BrakeStore
+from tests.factories import booking
 from tests.test_audit_export import cli_env
 
 __all__ = ["cli_env"]  # the fixture, shared
@@ -165,6 +166,17 @@ def test_the_brake_is_off_without_a_table_and_read_from_it() -> None:
     assert (read.window_minutes, read.min_no_shows) == (20, 25)
 
 
+def test_a_practice_with_a_brake_table_books_sessions_that_ask_it() -> None:
+    plain = booking()
+    assert not plain.protocol.no_show_brake
+    assert not parse(FILE, "p.toml").resolve(plain).protocol.no_show_brake
+    braked = parse(FILE + "[brake]\n", "p.toml")
+    assert braked.brake == BrakeSettings()
+    assert braked.resolve(plain).protocol.no_show_brake
+    with pytest.raises(PracticeFileError, match="no_show_brake: not allowed"):
+        parse(FILE + "no_show_brake = true\n", "p.toml")
+
+
 @pytest.mark.parametrize(("line", "error"), [
     ("min_no_shows = 1", "p.toml: brake.min_no_shows: must be at least 5"),
     ("window = 5", "p.toml: brake.window: unknown setting"),
@@ -198,3 +210,24 @@ async def test_brake_status_through_the_command_line(pool: asyncpg.Pool,
     assert "s-1" in out
     assert "held" in out
     assert await asyncio.to_thread(starter.main, ["brake", "release"]) == 2  # --clinician
+
+
+async def test_a_decided_episode_holds_nothing_more_of_its_burst_but_a_later_burst_pages(
+    pool: asyncpg.Pool,
+) -> None:
+    store = BrakeStore(pool)
+    burst = Counts(missed=40, due=40)
+    first = await store.hold(session_id="s-1", risk_tier="standard", at=AT, counts=burst,
+                             window_minutes=30, current_for=timedelta(minutes=240))
+    assert first is not None
+    assert await store.decide(first.episode, "released", "supervisor-maya", AT)
+    late = await store.hold(session_id="s-2", risk_tier="standard",
+                            at=AT + timedelta(minutes=10), counts=burst, window_minutes=30,
+                            current_for=timedelta(minutes=240))
+    assert late is None, "the supervisor judged this burst"
+    later = await store.hold(session_id="s-3", risk_tier="standard",
+                             at=AT + timedelta(hours=2), counts=burst, window_minutes=30,
+                             current_for=timedelta(minutes=240))
+    assert later is not None
+    assert later.paged
+    assert later.episode != first.episode

@@ -80,6 +80,14 @@ class BrakeHold:
         """A supervisor released the hold or stood the session down (ignored unless held)."""
         self._facts = self._facts.brake_noted(decision)
 
+    def _brake_asked(self) -> bool:
+        """Whether this session asks the brake: only where the practice runs one.
+
+        The patch is taken only then, so a session of a practice without a brake records
+        neither the patch nor the question: its history is the one it had before the brake.
+        """
+        return self._booking.protocol.no_show_brake and workflow.patched(NO_SHOW_BRAKE)
+
     async def _brake_check(self) -> BrakeVerdict | None:
         """Ask the brake whether it holds this session: the verdict if it does, else None."""
         booking = self._booking

@@ -62,7 +62,7 @@ with workflow.unsafe.imports_passed_through():
         SessionStatus,
     )
 
-from workflows.brake import HELD_ALERT, NO_SHOW_BRAKE, BrakeHold
+from workflows.brake import HELD_ALERT, BrakeHold
 from workflows.clinician_wait import AWAIT_CLINICIAN, ClinicianWait
 from workflows.clinicians import Clinicians
 from workflows.session_messages import SessionMessages
@@ -128,7 +128,7 @@ class SessionWorkflow(SessionMessages, BrakeHold, ClinicianWait):
         if outcome is None:
             # The first call goes out now; the no-show is documented alongside it.
             self._plan(SessionStatus.NO_SHOW, "alert the therapist", workflow.now())
-            held = await self._brake_check() if workflow.patched(NO_SHOW_BRAKE) else None
+            held = await self._brake_check() if self._brake_asked() else None
             self._trail.first = asyncio.create_task(self._document_no_show(held is not None))
             await self._brake_hold(held)  # many sessions missed at once: outreach waits
             outcome = await self._until_a_person_has_it(await self._reach_out())

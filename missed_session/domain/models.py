@@ -345,6 +345,10 @@ class ProtocolSettings(Model):
     clinician_wait_hours: int = Field(default=24, ge=1, le=168)
     """How long a session whose escalation is blocked or unclear waits, once outreach is
     over, for a clinician's decision before it closes without one (recorded as timed out)."""
+    no_show_brake: bool = False
+    """Whether the session asks the practice's mass no-show brake at its no-show: set at
+    intake when the practice file has a `[brake]` table, so that a practice without one
+    pays nothing for it (not even the question) and its histories stay as they were."""
     name: str = Field(default="default", min_length=1, max_length=64)
     """The practice protocol these settings were resolved from."""
     version: str = Field(default="builtin", min_length=1, max_length=64)

@@ -39,7 +39,7 @@ from pydantic import ValidationError
 from missed_session.domain.brake import BrakeSettings
 from missed_session.domain.models import ProtocolSettings, SessionBooking
 
-RESERVED = ("time_scale", "name", "version")
+RESERVED = ("time_scale", "name", "version", "no_show_brake")
 ROSTER_KEYS = ("roster", "notices")
 """Tables read by `missed_session.domain.roster_file` (the clinicians and notice rules)."""
 """ProtocolSettings fields a practice file may not set: they belong to the run, not to it."""
@@ -54,7 +54,8 @@ class PracticeProtocols:
 
     def __init__(self, source: str, version: str, default: str,
                  protocols: Mapping[str, ProtocolSettings],
-                 therapists: Mapping[str, ProtocolSettings]) -> None:
+                 therapists: Mapping[str, ProtocolSettings],
+                 brake: BrakeSettings | None = None) -> None:
         self.source = source
         """The file's name, for messages."""
         self.version = version
@@ -65,15 +66,21 @@ class PracticeProtocols:
         """Protocols by name, resolved."""
         self.therapists = dict(therapists)
         """Each therapist's choice, resolved."""
+        self.brake = brake
+        """The mass no-show brake (`[brake]`), or None: off."""
 
     def for_therapist(self, therapist_id: str) -> ProtocolSettings:
         """The protocol a therapist's sessions follow."""
         return self.therapists.get(therapist_id, self.protocols[self.default])
 
     def resolve(self, booking: SessionBooking) -> SessionBooking:
-        """The booking with its therapist's protocol; the booking's time scale is kept."""
+        """The booking with its therapist's protocol; the booking's time scale is kept.
+
+        The protocol asks the brake at the no-show when this file has a `[brake]` table.
+        """
         settings = self.for_therapist(booking.therapist_id).model_copy(
-            update={"time_scale": booking.protocol.time_scale}
+            update={"time_scale": booking.protocol.time_scale,
+                    "no_show_brake": self.brake is not None}
         )
         return booking.model_copy(update={"protocol": settings})
 
@@ -86,7 +93,7 @@ def parse(text: str, source: str) -> PracticeProtocols:
         raise PracticeFileError(f"{source}: not valid TOML: {error}") from None
     _only_keys(data, {"version", "default_protocol", "protocols", "therapists",
                       "consent_defaults", "brake", *ROSTER_KEYS}, source, "")
-    brake_settings(data, source)  # its errors are the file's, found when it is loaded
+    brake = brake_settings(data, source)
     version = data.get("version")
     if not isinstance(version, str) or not version.strip():
         raise PracticeFileError(f"{source}: version: required, a non-empty string")
@@ -125,7 +132,7 @@ def parse(text: str, source: str) -> PracticeProtocols:
             {**base, **overrides}, source, key, name=name, version=full_version,
             own_keys=set(overrides),
         )
-    return PracticeProtocols(source, full_version, default, protocols, therapists)
+    return PracticeProtocols(source, full_version, default, protocols, therapists, brake)
 
 
 def brake_settings(data: Mapping[str, Any], source: str) -> BrakeSettings | None:

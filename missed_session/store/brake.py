@@ -97,20 +97,28 @@ class BrakeStore:
         assert row is not None
         return Counts(missed=row["missed"], due=row["due"])
 
-    async def hold(self, *, session_id: str, risk_tier: str, at: datetime,
-                   counts: Counts, window_minutes: int, current_for: timedelta) -> Hold | None:
+    async def hold(self, *, session_id: str, risk_tier: str, at: datetime, counts: Counts,
+                   window_minutes: int, current_for: timedelta,
+                   window: timedelta | None = None) -> Hold | None:
         """Hold `session_id` in the current episode, opening one if there is none.
 
-        The current episode is the latest opened within `current_for`. Returns None when
-        it was already decided (released or stood down): the supervisor has judged this
-        burst, and a session missed after the decision is not held by it.
+        The current episode is the latest opened within `current_for`, while undecided.
+        Returns None when the latest was decided (released or stood down) within `window`
+        of its opening: the supervisor has judged this burst, and a session missed after
+        the decision is not held by it. A burst after that window opens a new episode.
         """
+        window = timedelta(minutes=window_minutes) if window is None else window
         async with self._pool.acquire() as connection, connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock($1)", EPISODE_LOCK)
             row = await connection.fetchrow(
-                "SELECT id, opened_by, state, no_shows, window_minutes FROM brake_episodes"
+                "SELECT id, opened_at, opened_by, state, no_shows, window_minutes"
+                " FROM brake_episodes"
                 " WHERE opened_at > $1 ORDER BY opened_at DESC, id DESC LIMIT 1",
                 at - current_for)
+            if row is not None and row["state"] != "open":
+                if row["opened_at"] > at - window:
+                    return None
+                row = None
             if row is None:
                 row = await connection.fetchrow(
                     "INSERT INTO brake_episodes (opened_at, opened_by, no_shows, due,"
@@ -118,8 +126,6 @@ class BrakeStore:
                     " RETURNING id, opened_by, state, no_shows, window_minutes",
                     at, session_id, counts.missed, counts.due, window_minutes)
                 assert row is not None
-            elif row["state"] != "open":
-                return None
             await connection.execute(
                 "INSERT INTO brake_holds (episode_id, session_id, risk_tier, held_at)"
                 " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
