@@ -24,7 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from missed_session.channels.base import InvalidContactError
 from missed_session.domain.models import CallResult
 from missed_session.lifecycle import wait_set
-from missed_session.store.database import Connection
+from missed_session.store.connection import Connection
 
 
 class Behaviour(StrEnum):
