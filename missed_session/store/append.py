@@ -19,19 +19,27 @@ once written, so the parent's hash cannot move; an event whose parent is not com
 finds no parent and is refused, to be retried; the primary key lets only one row take each
 place, so two rows never link to one parent.
 
-Why the projections are folded in the append's own statement, not by a follower: the
-follower's price would be paid by readers, and there is no position it could track cheaply.
-Trails are numbered per session, so a follower needs a global, commit-ordered position:
-one more column, and appends serialised to keep it gap-free (eventsourcing takes a table
-lock per insert), on the hot path every session writes through. And what reads the
-projections reads them as current: the integrity alarm takes a broken session's therapist
-and client from `projection_attendance` (a stopped session's row, read at once), a task's
-therapist is looked up in `projection_attendance` by the task's own fold, the supersession
-re-folds a session right after rewriting it, and a compliance review compares them with
-the trail they are said to equal (`rebuild` must give the same rows). Behind a follower
-each of those would be stale without saying so. So the fold stays in the statement that
-writes the row, gated on the row being written (a retry folds nothing again), and
-`projections.fold_sql` is spliced here and nowhere else.
+Why the projections are folded in the append's own statement, not by a follower (issue 21
+asked for a follower; correctness decided against it):
+
+- There is no position a follower could track cheaply and correctly. Trails are numbered
+  per session; `recorded_at` is the insert's clock, not its commit order, so a follower
+  reading "after the last time I saw" skips a row whose transaction committed late. A
+  gap-free, commit-ordered position (eventsourcing's notification id) needs one more
+  column and every append serialised behind a table lock: on the path every session's
+  every event takes, for no reader that needs it.
+- The fold costs no round trip here: the append is one statement with or without it
+  (`projections.net` gives its parameters; the other 33 event types carry none).
+- Readers take the projections as current, and nothing would tell them otherwise: the
+  integrity alarm reads a stopped session's therapist and client from
+  `projection_attendance` the moment it finds the session (behind a follower, a session
+  that stopped within the lag would alert therapist '' about client 'unknown'); the
+  compliance reviewer reads the tables as equal to the trail, which `rebuild` must
+  reproduce at any moment; the purge and the supersession rewrite a session's rows in
+  the same transaction as the trail they change.
+
+So the fold stays in the statement that writes the row, gated on the row being written (a
+retry folds nothing again), and `projections.fold_sql` is spliced here and nowhere else.
 """
 
 from __future__ import annotations
