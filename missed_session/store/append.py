@@ -11,13 +11,14 @@ workflow task that wrote rows and did not complete, and whose retry took another
 those rows are kept and marked superseded by a `trail_superseded` row after the last of
 them, and the batch follows the marker. A closed trail is final: there it is a conflict.
 
-Each event is one statement, its own transaction, one round trip: it reads the parent
-row's hash (`sequence - 1`; trails are numbered without gaps), computes the row's hash in
-the database from it and the canonical encoding cut around it (`chain.canonical_parts`),
-inserts the row and folds it into the projections. No lock is needed: rows never change
-once written, so the parent's hash cannot move; an event whose parent is not committed yet
-finds no parent and is refused, to be retried; the primary key lets only one row take each
-place, so two rows never link to one parent.
+Each event is one statement, its own transaction (the `closed` event with its attendance
+row, and a supersession, share one), one round trip: it reads the parent row's hash
+(`sequence - 1`; trails are numbered without gaps), computes the row's hash in the database
+from it and the canonical encoding cut around it (`chain.canonical_parts`), inserts the row
+and folds it into the projections. No lock is needed: rows never change once written, so
+the parent's hash cannot move; an event whose parent is not committed yet finds no parent
+and is refused, to be retried; the primary key lets only one row take each place, so two
+rows never link to one parent.
 
 Why the projections are folded in the append's own statement, not by a follower (issue 21
 asked for a follower; correctness decided against it):
@@ -26,8 +27,8 @@ asked for a follower; correctness decided against it):
   per session; `recorded_at` is the insert's clock, not its commit order, so a follower
   reading "after the last time I saw" skips a row whose transaction committed late. A
   gap-free, commit-ordered position (eventsourcing's notification id) needs one more
-  column and every append serialised behind a table lock: on the path every session's
-  every event takes, for no reader that needs it.
+  column and every append serialised behind a table lock, on the path every event of
+  every session takes.
 - The fold costs no round trip here: the append is one statement with or without it
   (`projections.net` gives its parameters; the other 33 event types carry none).
 - Readers take the projections as current, and nothing would tell them otherwise: the
