@@ -2,7 +2,8 @@
 
 The row is written with the session's `closed` event, in its transaction (the append path,
 `missed_session.store.append`); follow-up planning reads the client's recent rows back as
-an `AttendanceSummary`. Only this module writes SQL for the `attendance` table's rows.
+an `AttendanceSummary`; a caring-contacts series asks whether the client has come back.
+Only this module writes SQL for the `attendance` table's rows.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ async def insert(connection: Connection, closed: AuditEvent, attendance: Attenda
 
 
 class AttendanceStore:
-    """Reads a client's attendance for follow-up planning."""
+    """Reads a client's attendance: for follow-up planning, and for a caring series."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -84,3 +85,12 @@ class AttendanceStore:
             same_slot_no_shows=sum(weekly_slot(start, zone) == slot for start in missed_starts),
             slot=slot,
         )
+
+    async def attended_since(self, client_ref: str, since: datetime) -> bool:
+        """Whether the client attended a session that started after `since`."""
+        found: bool | None = await self._pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM attendance WHERE client_ref = $1 AND start_at > $2"
+            " AND outcome IN ('attended', 'attended_late'))",
+            client_ref, since,
+        )
+        return bool(found)
