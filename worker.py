@@ -58,9 +58,12 @@ from missed_session.log_setup import configure_logging
 from missed_session.metrics import ServiceMetrics
 from missed_session.practice_file import load_brake_settings, load_consent_defaults
 from missed_session.store import checkpoints
+from missed_session.store.attendance import AttendanceStore
 from missed_session.store.audit import AuditStore
 from missed_session.store.clients import ClientDirectory
 from missed_session.store.database import database_url, open_pool, owner_database_url
+from missed_session.store.follow_up_plans import FollowUpPlanStore
+from missed_session.store.inbox import InboxStore
 from missed_session.store.notices import NoticeStore, RosterStore
 from missed_session.temporal_client import connect, service_runtime
 from missed_session.versioning import deployment_config
@@ -192,16 +195,16 @@ def new_worker(
     `deployment`: the Worker Versioning version (missed_session/versioning.py), None when
     unversioned; `brake`: the practice file's mass no-show brake (None: off).
     """
-    store = AuditStore(pool)
+    inbox = InboxStore(pool)
     runtime = client.service_client.config.runtime or Runtime.default()
-    audit = AuditActivities(store, ServiceMetrics(runtime.metric_meter))
+    audit = AuditActivities(AuditStore(pool), inbox, ServiceMetrics(runtime.metric_meter))
     simulated = SimulatedPhone(pool)
     outreach = OutreachActivities(phone or simulated, sender, messages or simulated,
                                   directory=ClientDirectory(pool),
                                   consent_defaults=consent_defaults)
     text_policy = text_policy or TextPolicyActivities(pool, ClientDirectory(pool))
-    therapist = TherapistActivities(store)
-    follow_up = FollowUpActivities(store)
+    therapist = TherapistActivities(inbox)
+    follow_up = FollowUpActivities(AttendanceStore(pool), FollowUpPlanStore(pool), inbox)
     notices = NoticeActivities(RosterStore(pool), NoticeStore(pool), phone or simulated,
                                messages or simulated, notice_links)
     caring = CaringActivities(messages or simulated, sender, pool,

@@ -19,7 +19,10 @@ from missed_session.domain.models import (
 )
 from missed_session.metrics import ServiceMetrics, is_first_outreach
 from missed_session.store import write_errors
-from missed_session.store.audit import AuditConflictError, AuditStore, Recorded
+from missed_session.store.append import AuditConflictError, Recorded
+from missed_session.store.attendance import Attendance
+from missed_session.store.audit import AuditStore
+from missed_session.store.inbox import InboxStore
 
 
 class ClosingRecord(Model):
@@ -55,8 +58,9 @@ class NoShowRecord(Model):
 class AuditActivities:
     """Append audit events; retried until PostgreSQL takes them, never written twice."""
 
-    def __init__(self, store: AuditStore, metrics: ServiceMetrics) -> None:
+    def __init__(self, store: AuditStore, inbox: InboxStore, metrics: ServiceMetrics) -> None:
         self._store = store
+        self._inbox = inbox
         self._metrics = metrics
 
     @activity.defn
@@ -70,7 +74,7 @@ class AuditActivities:
         server restart), its retry builds the event again with a later time; the first
         write stands, and its time is what the history keeps. When the retry took another
         branch, the rows the failed task wrote are superseded and the event follows them
-        (`AuditStore.record`).
+        (`store.append.record`, the one append path every writer uses).
         """
         details = _readable(event)
         with _refused_for_good():
@@ -86,13 +90,12 @@ class AuditActivities:
         """
         details = _readable(record.event)
         with _refused_for_good():
-            recorded = await self._store.record_closing(
-                record.event,
+            recorded = await self._store.record([record.event], attendance=Attendance(
                 client_ref=record.client_ref,
                 therapist_id=record.therapist_id,
                 start=record.start,
                 outcome=record.outcome,
-            )
+            ))
         await self._observe_new(recorded, [details])
         return recorded.events[0]
 
@@ -105,7 +108,7 @@ class AuditActivities:
         """
         pair = [record.expired, record.alerted]
         details = [_readable(event) for event in pair]
-        await self._store.add_notice(record.notice)
+        await self._inbox.add_notice(record.notice)
         with _refused_for_good():
             recorded = await self._store.record(pair)
         await self._observe_new(recorded, details)

@@ -30,7 +30,7 @@ from missed_session.domain import caring
 from missed_session.domain.caring import EndReason
 from missed_session.domain.clients import ConsentDecision, ConsentDefaults, reach
 from missed_session.domain.models import AwareDatetime, Channel, Model
-from missed_session.store.caring import attended_since
+from missed_session.store.attendance import AttendanceStore
 from missed_session.store.clients import ClientDirectory
 
 log = structlog.get_logger(__name__)
@@ -81,7 +81,7 @@ class CaringActivities:
     async def send_caring_contact(  # noqa: PLR0911 - one exit per outcome
             self, request: CaringRequest) -> CaringResult:
         """Send message `index` if the client may get it today; say why not otherwise."""
-        if await attended_since(self._pool, request.client_ref, request.since):
+        if await AttendanceStore(self._pool).attended_since(request.client_ref, request.since):
             return CaringResult(end=EndReason.ATTENDED)
         record = await self._directory.get(request.client_ref)
         if record is None:

@@ -11,32 +11,37 @@ from missed_session.domain.models import (
     InboxItemKind,
     TherapistNotice,
 )
-from missed_session.store.audit import AuditStore
+from missed_session.store.attendance import AttendanceStore
+from missed_session.store.follow_up_plans import FollowUpPlanStore
+from missed_session.store.inbox import InboxStore
 
 
 class FollowUpActivities:
     """Plans follow-up from the client's attendance pattern."""
 
-    def __init__(self, store: AuditStore) -> None:
-        self._store = store
+    def __init__(self, attendance: AttendanceStore, plans: FollowUpPlanStore,
+                 inbox: InboxStore) -> None:
+        self._attendance = attendance
+        self._plans = plans
+        self._inbox = inbox
 
     @activity.defn
     async def create_follow_up_plan(self, request: FollowUpRequest) -> FollowUpPlan:
         """Review the last 90 days, decide the concerns and tasks, and record them."""
-        attendance = await self._store.attendance_summary(
+        attendance = await self._attendance.summary(
             client_ref=request.client_ref,
             session_id=request.session_id,
             until=request.session_start,
             current=request.outcome,
             time_zone=request.client_time_zone,
         )
-        plan = await self._store.save_plan(
+        plan = await self._plans.save_plan(
             session_id=request.session_id,
             client_ref=request.client_ref,
             plan=plan_follow_up(request, attendance),
         )
         for task in plan.tasks:
-            await self._store.add_notice(
+            await self._inbox.add_notice(
                 TherapistNotice(
                     key=f"{request.session_id}/task/{task.kind.value}",
                     session_id=request.session_id,

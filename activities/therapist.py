@@ -5,16 +5,16 @@ from __future__ import annotations
 from temporalio import activity
 
 from missed_session.domain.models import TherapistNotice
-from missed_session.store.audit import AuditStore
+from missed_session.store.inbox import InboxStore
 
 
 class TherapistActivities:
     """The therapist's notices, each written once per notice key."""
 
-    def __init__(self, store: AuditStore) -> None:
-        self._store = store
+    def __init__(self, inbox: InboxStore) -> None:
+        self._inbox = inbox
 
     @activity.defn
     async def notify_therapist(self, notice: TherapistNotice) -> None:
         """Record a notice (alert or task); a retry finds it recorded and does nothing."""
-        await self._store.add_notice(notice)
+        await self._inbox.add_notice(notice)

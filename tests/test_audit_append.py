@@ -1,6 +1,6 @@
-"""How the store appends: the hash computed in the database from a cut canonical encoding,
-no row lock (nor UPDATE privilege), a missing parent, refused values, and `append_many` for
-bulk writers."""
+"""How the store appends (`store.append.record`, the one path): the hash computed in the
+database from a cut canonical encoding, no row lock (nor UPDATE privilege), a missing
+parent, refused values, and batches, which chain and project as single appends do."""
 
 from __future__ import annotations
 
@@ -18,12 +18,13 @@ from asyncpg.pool import PoolConnectionProxy
 from missed_session.audit.verify import verify_session
 from missed_session.domain.models import AuditEvent, AuditEventType, Outcome
 from missed_session.store import projections
-from missed_session.store.audit import AuditConflictError, AuditParentMissingError, AuditStore
+from missed_session.store.append import AuditConflictError, AuditParentMissingError, Recorded
+from missed_session.store.attendance import Attendance
+from missed_session.store.audit import AuditStore
 from missed_session.store.chain import (
     GENESIS,
     canonical_event,
     canonical_parts,
-    chained,
     event_hash,
 )
 from missed_session.store.database import open_pool
@@ -132,9 +133,8 @@ def test_the_parts_match_the_definition_for_random_events() -> None:
         prev_hash = rng.choice([GENESIS, OTHER_HASH])
         assert encoding.prefix + prev_hash.encode() + encoding.suffix == canonical_event(
             **fields, prev_hash=prev_hash)  # type: ignore[arg-type]
-        # What append_many chains with: the same data text and the same hash.
-        assert chained(**fields, prev_hash=prev_hash) == (  # type: ignore[arg-type]
-            encoding.data, event_hash(**fields, prev_hash=prev_hash))  # type: ignore[arg-type]
+        assert encoding.hash(prev_hash) == event_hash(
+            **fields, prev_hash=prev_hash)  # type: ignore[arg-type]
 
 
 async def test_the_database_computes_the_hash_python_computes(pool: asyncpg.Pool) -> None:
@@ -158,7 +158,7 @@ async def test_locking_a_row_is_not_refused_by_the_append_only_trigger(
 ) -> None:
     """As the owner, who may lock rows (the service's role may not: it has no UPDATE)."""
     store = AuditStore(pool)
-    assert await store.append(event("s-1", 1))
+    assert (await store.record([event("s-1", 1)])).new
     connection = await asyncpg.connect(owner_database_url)
     try:
         async with connection.transaction():
@@ -192,9 +192,9 @@ async def test_appending_needs_no_update_privilege_on_the_trail(
         try:
             store = AuditStore(limited)
             for n in (1, 2, 3):
-                assert await store.append(event("s-1", n))
-            assert await store.append(event("s-1", 3)) is False  # a retry
-            assert await store.append_many(trail("s-2", 4)) == 4
+                assert (await store.record([event("s-1", n)])).new
+            assert not (await store.record([event("s-1", 3)])).new  # a retry
+            assert len((await store.record(trail("s-2", 4))).new) == 4
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await limited.execute("UPDATE audit_events SET data = data")
         finally:
@@ -231,29 +231,30 @@ async def test_an_event_before_its_parent_is_refused_until_the_parent_is_there(
 ) -> None:
     store = AuditStore(pool)
     with pytest.raises(AuditParentMissingError, match=r"s-1#3 .*s-1#2 is not recorded"):
-        await store.append(event("s-1", 3))
-    assert await store.append(event("s-1", 1))
+        await store.record([event("s-1", 3)])
+    assert (await store.record([event("s-1", 1)])).new
     with pytest.raises(AuditParentMissingError, match="s-1#3"):
-        await store.append(event("s-1", 3))
+        await store.record([event("s-1", 3)])
     assert await count(pool) == 1
     # Not a conflict: the activity retries it, and it goes through once the parent is in.
     assert not issubclass(AuditParentMissingError, AuditConflictError)
-    assert await store.append(event("s-1", 2))
-    assert await store.append(event("s-1", 3))
+    assert (await store.record([event("s-1", 2)])).new
+    assert (await store.record([event("s-1", 3)])).new
     assert await ok(store, "s-1")
 
 
 async def test_a_retry_is_compared_exactly_as_the_hash_sees_it(pool: asyncpg.Pool) -> None:
     store = AuditStore(pool)
-    assert await store.append(event("s-1", 1, late=True))
+    assert (await store.record([event("s-1", 1, late=True)])).new
     # The same instant in another zone, and the same data in another order: the same event.
     again = event("s-1", 1, late=True).model_copy(
         update={"occurred_at": (START + timedelta(minutes=1)).astimezone(
             timezone(timedelta(hours=2)))})
-    assert await store.append(again) is False
-    # 1 == True in Python, but not in the trail.
-    with pytest.raises(AuditConflictError, match="s-1#1"):
-        await store.append(event("s-1", 1, late=1))
+    assert not (await store.record([again])).new
+    # 1 == True in Python, but not in the trail: another event, which supersedes the row.
+    other = await store.record([event("s-1", 1, late=1)])
+    assert [item.sequence for item in other.new] == [3]
+    assert (await store.recorded("s-1", 1)) == event("s-1", 1, late=True)
 
 
 async def test_a_retried_workflow_task_finds_its_first_write_and_keeps_its_time(
@@ -264,17 +265,19 @@ async def test_a_retried_workflow_task_finds_its_first_write_and_keeps_its_time(
     store = AuditStore(pool)
     first = [event("s-1", 1), event("s-1", 2, late=True)]
     for item in first:
-        assert await store.append(item)
+        assert (await store.record([item])).new
     for item in first:
         later = item.model_copy(update={"occurred_at": item.occurred_at + timedelta(seconds=7)})
-        assert await store.append(later) is False
+        assert not (await store.record([later])).new
         assert await store.recorded("s-1", item.sequence) == item  # the first write stands
     assert await count(pool) == 2
     assert await ok(store, "s-1")
-    # Another branch at the same place is still a conflict.
-    with pytest.raises(AuditConflictError, match="s-1#2"):
-        await store.append(event("s-1", 2, late=False))
-    assert await store.recorded("s-1", 3) is None
+    # Another branch at the same place is not a retry: the row is kept and superseded.
+    other = await store.record([event("s-1", 2, late=False)])
+    assert [item.sequence for item in other.new] == [4]
+    marker = await store.recorded("s-1", 3)
+    assert marker is not None
+    assert marker.event_type is AuditEventType.TRAIL_SUPERSEDED
 
 
 @pytest.mark.parametrize("value", [0.5, 1e20, 2.0, float("nan"), [1], {"a": 1}])
@@ -285,9 +288,7 @@ async def test_values_that_may_not_read_back_the_same_are_refused(
     # Past the model's own validation, as a caller building events by hand could.
     odd = event("s-1", 1, note="fine").model_copy(update={"data": {"note": "x", "ratio": value}})
     with pytest.raises(ValueError, match=r"s-1#1: data\['ratio'\] is a "):
-        await store.append(odd)
-    with pytest.raises(ValueError, match=r"data\['ratio'\]"):
-        await store.append_many([event("s-2", 1), odd])
+        await store.record([odd])
     assert await count(pool) == 0
 
 
@@ -299,25 +300,30 @@ async def test_a_retry_does_not_fold_the_event_into_the_projections_again(
     later = event("s-1", 4, AuditEventType.RESCHEDULED,
                   start=(START + timedelta(days=30)).isoformat())
     for item in [*events, later]:
-        assert await store.append(item)
+        assert (await store.record([item])).new
     before = await snapshot(pool)
-    assert await store.append(events[2]) is False  # the earlier reschedule, retried
+    assert not (await store.record([events[2]])).new  # the earlier reschedule, retried
     assert await snapshot(pool) == before
     assert before[0][0][3] == START + timedelta(days=30)
 
 
-# -- append_many ------------------------------------------------------------------------------
+# -- batches -----------------------------------------------------------------------------------
 
 
-async def test_append_many_chains_like_single_appends(pool: asyncpg.Pool) -> None:
+def new_count(recorded: Recorded) -> int:
+    return len(recorded.new)
+
+
+async def test_a_batch_chains_like_single_appends(pool: asyncpg.Pool) -> None:
     store = AuditStore(pool)
     one, two = trail("s-1", 8), trail("s-2", 6)
     for item in one[:2]:
-        assert await store.append(item)
-    # Given out of order and across sessions; the first two of s-1 are already there.
-    assert await store.append_many([*reversed(two), *one[:6]]) == 4 + 6
-    assert await store.append(one[6])
-    assert await store.append_many(one[7:]) == 1
+        assert (await store.record([item])).new
+    assert new_count(await store.record(two)) == 6
+    # A batch that starts with events already there (a retry) writes only the rest.
+    assert new_count(await store.record(one[:6])) == 4
+    assert (await store.record([one[6]])).new
+    assert new_count(await store.record(one[7:])) == 1
     assert await ok(store, "s-1")
     assert await ok(store, "s-2")
     assert await store.trail("s-1") == one
@@ -325,7 +331,7 @@ async def test_append_many_chains_like_single_appends(pool: asyncpg.Pool) -> Non
 
     # Hashes are the ones a single append writes: the same events one by one, elsewhere.
     for item in one:
-        assert await store.append(item.model_copy(update={"session_id": "s-single"}))
+        assert (await store.record([item.model_copy(update={"session_id": "s-single"})])).new
     for batched, single in zip(await store.chain_rows("s-1"),
                                await store.chain_rows("s-single"), strict=True):
         assert batched.hash == event_hash(
@@ -333,52 +339,39 @@ async def test_append_many_chains_like_single_appends(pool: asyncpg.Pool) -> Non
             occurred_at=single.occurred_at, data=single.data, prev_hash=batched.prev_hash or "")
 
 
-async def test_append_many_retried_writes_nothing(pool: asyncpg.Pool) -> None:
+async def test_a_retried_batch_writes_nothing(pool: asyncpg.Pool) -> None:
     store = AuditStore(pool)
-    batch = trail("s-1", 5) + trail("s-2", 5)
-    assert await store.append_many(batch) == 10
+    batches = [trail("s-1", 5), trail("s-2", 5)]
+    for batch in batches:
+        assert new_count(await store.record(batch)) == 5
     rows = await pool.fetch("SELECT * FROM audit_events ORDER BY session_id, sequence")
     projected = await snapshot(pool)
-    assert await store.append_many(batch) == 0
-    assert await store.append_many([*batch, *batch[:3]]) == 0  # repeated within the batch
-    assert await store.append_many([]) == 0
+    for batch in batches:
+        again = await store.record(batch)
+        assert (again.events, again.new) == (tuple(batch), ())
+        assert new_count(await store.record(batch[:3])) == 0
     assert await pool.fetch("SELECT * FROM audit_events ORDER BY session_id, sequence") == rows
     assert await snapshot(pool) == projected
 
 
-async def test_append_many_refuses_a_conflict_and_writes_nothing(pool: asyncpg.Pool) -> None:
-    store = AuditStore(pool)
-    batch = trail("s-1", 4)
-    assert await store.append_many(batch[:2]) == 2
-    changed = batch[1].model_copy(update={"data": {"attempt": 99, "channel": "call"}})
-    with pytest.raises(AuditConflictError, match="s-1#2"):
-        await store.append_many([batch[0], changed, *batch[2:], *trail("s-2", 2)])
-    with pytest.raises(AuditConflictError, match="s-3#2"):  # two versions in the batch itself
-        await store.append_many([*trail("s-3", 3), changed.model_copy(
-            update={"session_id": "s-3"})])
-    assert (await count(pool, "s-1"), await count(pool, "s-2"), await count(pool, "s-3")) == (
-        2, 0, 0)
-    assert await ok(store, "s-1")
-
-
-async def test_append_many_needs_every_parent(pool: asyncpg.Pool) -> None:
+async def test_a_batch_needs_its_parent(pool: asyncpg.Pool) -> None:
     store = AuditStore(pool)
     events = trail("s-1", 5)
     with pytest.raises(AuditParentMissingError, match=r"s-1#4 .*s-1#3 is not recorded"):
-        await store.append_many([*events[:2], *events[3:], *trail("s-2", 2)])
+        await store.record(events[3:])
     assert await count(pool) == 0
-    assert await store.append_many(events[:3]) == 3
-    assert await store.append_many(events[3:]) == 2  # parent recorded earlier: fine
+    assert new_count(await store.record(events[:3])) == 3
+    assert new_count(await store.record(events[3:])) == 2  # parent recorded earlier: fine
     assert await ok(store, "s-1")
 
 
-async def test_append_many_projects_like_a_rebuild(pool: asyncpg.Pool) -> None:
+async def test_batches_project_like_a_rebuild(pool: asyncpg.Pool) -> None:
     store = AuditStore(pool)
-    sessions = [f"s-{n}" for n in range(5)]
-    await store.append_many([item for session_id in sessions for item in trail(session_id, 6)])
+    for n in range(5):
+        await store.record(trail(f"s-{n}", 6))
     closing = event("s-0", 7, AuditEventType.CLOSED, outcome="reached", attempts=1)
-    assert (await store.record_closing(closing, client_ref="c-1", therapist_id="t-ana",
-                                       start=START, outcome=Outcome.REACHED)).new
+    assert (await store.record([closing], attendance=Attendance(
+        client_ref="c-1", therapist_id="t-ana", start=START, outcome=Outcome.REACHED))).new
     incremental = await snapshot(pool)
     assert len(incremental[0]) == 5
     assert len(incremental[1]) == 10
@@ -390,14 +383,15 @@ async def test_append_many_projects_like_a_rebuild(pool: asyncpg.Pool) -> None:
     assert {row["therapist_id"] for row in await pool.fetch(TASKS)} == {"t-ana"}
 
 
-async def test_append_many_projects_like_single_appends(pool: asyncpg.Pool) -> None:
-    """Batched (folded in layers) and one by one (folded into each append), side by side."""
+async def test_a_batch_projects_like_single_appends(pool: asyncpg.Pool) -> None:
+    """A session's events in one batch, and one by one, side by side."""
     store = AuditStore(pool)
-    batched = [item for n in range(4) for item in trail(f"b-{n}", 7)]
-    await store.append_many(batched[::-1])
-    for item in batched:
-        assert await store.append(item.model_copy(
-            update={"session_id": item.session_id.replace("b-", "s-")}))
+    for n in range(4):
+        batch = trail(f"b-{n}", 7)
+        await store.record(batch)
+        for item in batch:
+            assert (await store.record([item.model_copy(
+                update={"session_id": item.session_id.replace("b-", "s-")})])).new
     attendance, tasks = await snapshot(pool)
 
     def side(rows: list[tuple[object, ...]], prefix: str) -> list[str]:
@@ -423,11 +417,11 @@ async def _insert_elsewhere(connection: asyncpg.Connection, item: AuditEvent) ->
 
 
 @pytest.mark.parametrize("same", [True, False])
-async def test_append_many_racing_another_writer_of_a_first_row(
+async def test_a_batch_racing_another_writer_of_a_first_row(
     pool: asyncpg.Pool, database_url: str, same: bool
 ) -> None:
-    """Row 1 has no parent to lock: a writer can commit it between the batch's read and its
-    insert. The same row is fine; another version must not get row 2 linked past it."""
+    """Row 1 has no parent: a writer can commit it while the batch waits on the primary key.
+    The same row is the batch's own; another version is superseded, the batch after it."""
     store = AuditStore(pool)
     batch = trail("s-1", 3)
     theirs = batch[0] if same else batch[0].model_copy(update={"data": {"client_ref": "c-9"}})
@@ -436,17 +430,17 @@ async def test_append_many_racing_another_writer_of_a_first_row(
         transaction = other.transaction()
         await transaction.start()
         await _insert_elsewhere(other, theirs)
-        ours = asyncio.create_task(store.append_many(batch))
+        ours = asyncio.create_task(store.record(batch))
         await asyncio.sleep(0.3)
         assert not ours.done()  # waiting on the primary key
         await transaction.commit()
+        recorded = await asyncio.wait_for(ours, 5)
         if same:
-            assert await asyncio.wait_for(ours, 5) == 2
-            assert await ok(store, "s-1")
+            assert new_count(recorded) == 2
         else:
-            with pytest.raises(AuditConflictError, match="s-1#1"):
-                await asyncio.wait_for(ours, 5)
-            assert await count(pool, "s-1") == 1
+            assert [item.sequence for item in recorded.events] == [3, 4, 5]
+            assert await count(pool, "s-1") == 5
+        assert await ok(store, "s-1")
     finally:
         await other.close()
 
@@ -455,30 +449,10 @@ async def test_a_task_named_twice_is_created_once(pool: asyncpg.Pool) -> None:
     store = AuditStore(pool)
     first = trail("s-1", 1)
     plan = event("s-1", 2, AuditEventType.PLAN_CREATED, tasks="safety_check,safety_check")
-    assert await store.append_many([*first, plan]) == 2
-    assert await store.append(plan.model_copy(update={"session_id": "s-2", "sequence": 1}))
+    assert new_count(await store.record([*first, plan])) == 2
+    assert (await store.record([plan.model_copy(update={"session_id": "s-2", "sequence": 1})])).new
     assert [row["key"] for row in await pool.fetch(TASKS)] == [
         "s-1/task/safety_check", "s-2/task/safety_check"]
-
-
-async def test_append_many_refuses_to_chain_past_a_row_whose_hash_was_changed(
-    pool: asyncpg.Pool, database_url: str
-) -> None:
-    store = AuditStore(pool)
-    events = trail("s-1", 4)
-    assert await store.append_many(events[:2]) == 2
-    assert await store.append_many(events[1:3]) == 1  # a parent locked and read: row 1
-    assert await store.append_many(events[1:3]) == 0
-    attacker = await asyncpg.connect(database_url)
-    try:
-        await attacker.execute("SET session_replication_role = replica")
-        await attacker.execute("UPDATE audit_events SET hash = $1 WHERE sequence = 3",
-                               OTHER_HASH)
-    finally:
-        await attacker.close()
-    with pytest.raises(AuditConflictError, match="s-1#3 is recorded with a hash that does not"):
-        await store.append_many(events)
-    assert await count(pool) == 3
 
 
 # -- the projections of a batch: net effect against the ops one by one ------------------------
@@ -538,8 +512,8 @@ async def projected(pool: asyncpg.Pool, prefix: str) -> tuple[set[tuple[object, 
 
 
 async def test_batches_project_as_the_ops_one_by_one(pool: asyncpg.Pool) -> None:
-    """Random trails: single appends, a batch that starts its sessions (one statement) and
-    batches that continue sessions (the transactional path), against the reference."""
+    """Random trails: single appends, batches that start their sessions and batches that
+    continue them, against the reference."""
     store = AuditStore(pool)
     rng = random.Random(7)
     trails = {f"{group}-{n}": random_projecting_trail(rng, f"{group}-{n}")
@@ -547,16 +521,18 @@ async def test_batches_project_as_the_ops_one_by_one(pool: asyncpg.Pool) -> None
     everything = [event for trail in trails.values() for event in trail]
     for event in everything:
         if event.session_id.startswith("single"):
-            assert await store.append(event)
-    fresh = [event for event in everything if event.session_id.startswith("fresh")]
-    assert await store.append_many(fresh) == len(fresh)
+            assert (await store.record([event])).new
+    for session_id, each in trails.items():
+        if session_id.startswith("fresh"):
+            assert new_count(await store.record(each)) == len(each)
     continued = [event for event in everything if event.session_id.startswith("cont")]
     cut = {session_id: rng.randrange(1, len(trail) + 1) for session_id, trail in trails.items()}
     for event in continued:
         if event.sequence <= cut[event.session_id]:
-            assert await store.append(event)
-    assert await store.append_many(continued) == sum(
-        event.sequence > cut[event.session_id] for event in continued)
+            assert (await store.record([event])).new
+    for session_id, each in trails.items():
+        if session_id.startswith("cont"):
+            assert new_count(await store.record(each)) == len(each) - cut[session_id]
     for group in ("single", "fresh", "cont"):
         expected = one_by_one([event for event in everything
                                if event.session_id.startswith(group)])

@@ -19,6 +19,7 @@ import pytest
 import starter
 from missed_session.audit.verify import verify_all, verify_session
 from missed_session.domain.models import AuditEvent, AuditEventType, Outcome
+from missed_session.store.attendance import Attendance
 from missed_session.store.audit import AuditStore
 from missed_session.store.chain import GENESIS, ChainRow, event_hash, verify_chain
 from missed_session.store.database import migrate, migrations
@@ -43,14 +44,14 @@ def event(session_id: str, sequence: int) -> AuditEvent:
 async def record_trail(store: AuditStore, session_id: str = "s-1", *,
                        close: bool = False) -> None:
     for sequence in range(1, len(TRAIL) + 1):
-        assert await store.append(event(session_id, sequence))
+        assert (await store.record([event(session_id, sequence)])).new
     if close:
         closed = AuditEvent(session_id=session_id, sequence=len(TRAIL) + 1,
                             event_type=AuditEventType.CLOSED,
                             occurred_at=START + timedelta(hours=1),
                             data={"outcome": "reached", "attempts": 1})
-        assert (await store.record_closing(closed, client_ref="c-1", therapist_id="t-ana",
-                                           start=START, outcome=Outcome.REACHED)).new
+        assert (await store.record([closed], attendance=Attendance(
+            client_ref="c-1", therapist_id="t-ana", start=START, outcome=Outcome.REACHED))).new
 
 
 @pytest.fixture
@@ -89,16 +90,16 @@ async def test_retried_appends_write_nothing_twice_and_keep_the_chain(pool: asyn
     await record_trail(store)
     before = await store.chain_rows("s-1")
     # Retries of every event, some at once (as activity retries and a slow first try can be).
-    results = await asyncio.gather(*(store.append(event("s-1", n)) for n in (1, 2, 3, 3, 5, 5)))
-    assert results == [False] * 6
+    results = await asyncio.gather(*(store.record([event("s-1", n)]) for n in (1, 2, 3, 3, 5, 5)))
+    assert [bool(result.new) for result in results] == [False] * 6
     assert await store.chain_rows("s-1") == before
     assert await problem(store) is None
 
 
 async def test_concurrent_first_appends_write_one_row(pool: asyncpg.Pool) -> None:
     store = AuditStore(pool)
-    results = await asyncio.gather(*(store.append(event("s-1", 1)) for _ in range(5)))
-    assert sorted(results) == [False] * 4 + [True]
+    results = await asyncio.gather(*(store.record([event("s-1", 1)]) for _ in range(5)))
+    assert sorted(bool(result.new) for result in results) == [False] * 4 + [True]
     assert await problem(store) is None
 
 
@@ -108,7 +109,7 @@ async def test_values_hash_as_they_read_back(pool: asyncpg.Pool) -> None:
                      occurred_at=START, data={"big": 10**20, "negative": -7, "none": None,
                                               "t": "é ✓ 😀 \"q\" \\ \n", "yes": True,
                                               "prev_hash": GENESIS})
-    assert await store.append(odd)
+    assert (await store.record([odd])).new
     assert await store.trail("s-1") == [odd]
     assert await problem(store) is None
 
@@ -321,7 +322,7 @@ async def test_rows_written_before_the_chain_are_chained_by_the_migration(
             # The trigger is back on after the backfill, and new appends continue the chain.
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await pool.execute("DELETE FROM audit_events")
-            assert await store.append(event("s-old-1", 4))
+            assert (await store.record([event("s-old-1", 4)])).new
             assert await problem(store, "s-old-1") is None
         finally:
             await pool.close()

@@ -22,6 +22,7 @@ from missed_session.audit.cli import VerifyRequest, run_verify
 from missed_session.audit.verify import verify_session
 from missed_session.domain.models import AuditEvent, AuditEventType, Outcome
 from missed_session.store import checkpoints
+from missed_session.store.attendance import Attendance
 from missed_session.store.audit import AuditStore
 from missed_session.store.chain import GENESIS, ChainRow, event_hash
 from missed_session.store.checkpoints import (
@@ -303,16 +304,16 @@ async def two_checkpoints(pool: asyncpg.Pool, head_file: Path) -> list[ChainRow]
     """A closed trail checkpointed twice: at row 3 while running, at row 6 when closed."""
     store = AuditStore(pool)
     for sequence in (1, 2, 3):
-        assert await store.append(event("s-1", sequence))
+        assert (await store.record([event("s-1", sequence)])).new
     heads = FileHeadSink(head_file)
     assert await Checkpointer(pool, SIGNER, heads=heads).round() == 1
     for sequence in (4, 5):
-        assert await store.append(event("s-1", sequence))
+        assert (await store.record([event("s-1", sequence)])).new
     closed = AuditEvent(session_id="s-1", sequence=6, event_type=AuditEventType.CLOSED,
                         occurred_at=START + timedelta(hours=1),
                         data={"outcome": "reached", "attempts": 1})
-    assert (await store.record_closing(closed, client_ref="c-1", therapist_id="t-ana",
-                                       start=START, outcome=Outcome.REACHED)).new
+    assert (await store.record([closed], attendance=Attendance(
+        client_ref="c-1", therapist_id="t-ana", start=START, outcome=Outcome.REACHED))).new
     assert await Checkpointer(pool, SIGNER, heads=heads).round() == 1
     assert [c.sequence for c in await store.checkpoints("s-1")] == [6, 3]
     verdict = await run_verify(VerifyRequest(None), store, SIGNER, heads)
@@ -399,7 +400,7 @@ async def test_a_tail_cut_with_its_checkpoints_and_their_log_entries_stays_broke
     forged = AuditEvent(session_id="s-1", sequence=4, event_type=AuditEventType.CLOSED,
                         occurred_at=START + timedelta(hours=1),
                         data={"outcome": "marked_safe", "attempts": 0})
-    assert await store.append(forged)
+    assert (await store.record([forged])).new
     await stays_broken(pool, head_file, alarms)
     assert [c.sequence for c in await store.checkpoints("s-1")] == [3]
 

@@ -73,7 +73,7 @@ async def test_audit_export_command(pool: asyncpg.Pool,
     trail = await recorded_trail(HISTORIES / "unreachable_escalated.json")
     store = AuditStore(pool)
     for event in trail:
-        assert await store.append(event)
+        assert (await store.record([event])).new
     session_id = trail[0].session_id
 
     def cli(*argv: str) -> int:

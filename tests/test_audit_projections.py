@@ -11,6 +11,7 @@ import pytest
 
 import starter
 from missed_session.domain.events import Closed, Scheduled
+from missed_session.store.attendance import Attendance
 from missed_session.store.audit import AuditStore
 from tests.conftest import TEST_KEYS
 from tests.factories import read_as
@@ -34,14 +35,13 @@ async def mixed_day(pool: asyncpg.Pool) -> None:
     for path in BRANCH_FILES:
         trail = await recorded_trail(path)
         for event in trail[:-1]:
-            await store.append(event)
+            await store.record([event])
         closed = trail[-1]
         scheduled = read_as(trail[0], Scheduled)
-        await store.record_closing(closed, client_ref=scheduled.client_ref,
-                                   therapist_id=scheduled.therapist_id,
-                                   start=closed.occurred_at,
-                                   outcome=read_as(closed, Closed).outcome)
-    await store.append(trail[0].model_copy(update={"session_id": "s-still-open"}))
+        await store.record([closed], attendance=Attendance(
+            client_ref=scheduled.client_ref, therapist_id=scheduled.therapist_id,
+            start=closed.occurred_at, outcome=read_as(closed, Closed).outcome))
+    await store.record([trail[0].model_copy(update={"session_id": "s-still-open"})])
 
 
 async def test_rebuilt_projections_equal_the_incremental_ones(pool: asyncpg.Pool) -> None:

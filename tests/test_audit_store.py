@@ -12,10 +12,9 @@ import asyncpg
 import pytest
 
 from missed_session.domain.models import AuditEvent, AuditEventType, Outcome
+from missed_session.store.append import AuditConflictError, AuditParentMissingError
+from missed_session.store.attendance import ATTENDANCE_WINDOW_DAYS, Attendance, AttendanceStore
 from missed_session.store.audit import (
-    ATTENDANCE_WINDOW_DAYS,
-    AuditConflictError,
-    AuditParentMissingError,
     AuditStore,
 )
 from missed_session.store.database import migrate, migrations
@@ -135,7 +134,7 @@ async def test_audit_events_refuse_change(pool: asyncpg.Pool, owner_database_url
     """The trigger refuses even the table's owner (the service's role has no such privilege
     at all: tests/test_roles.py)."""
     store = AuditStore(pool)
-    assert await store.append(_event(1, reason="booked"))
+    assert (await store.record([_event(1, reason="booked")])).new
     owner = await asyncpg.connect(owner_database_url)
     try:
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
@@ -148,19 +147,22 @@ async def test_audit_events_refuse_change(pool: asyncpg.Pool, owner_database_url
 async def test_append_is_idempotent(pool: asyncpg.Pool) -> None:
     store = AuditStore(pool)
     event = _event(1, AuditEventType.SCHEDULED, start="2026-03-02T09:00:00+00:00", minutes=15)
-    assert await store.append(event) is True
-    assert await store.append(event) is False
+    assert (await store.record([event])).new
+    assert not (await store.record([event])).new
     assert await store.trail("s-1") == [event]
 
 
-async def test_append_refuses_a_different_event_in_the_same_place(pool: asyncpg.Pool) -> None:
+async def test_a_closed_trail_refuses_a_different_event_in_its_place(
+    pool: asyncpg.Pool,
+) -> None:
+    # (In an open trail another event supersedes it instead: tests/test_audit_superseded.py.)
     store = AuditStore(pool)
-    assert await store.append(_event(1, AuditEventType.SCHEDULED))
+    assert (await store.record([_event(1, AuditEventType.CLOSED)])).new
     with pytest.raises(AuditConflictError, match="s-1#1"):
-        await store.append(_event(1, AuditEventType.CANCELLED))
+        await store.record([_event(1, AuditEventType.CANCELLED)])
     with pytest.raises(AuditConflictError):
-        await store.append(_event(1, AuditEventType.SCHEDULED, extra=True))
-    assert [event.event_type for event in await store.trail("s-1")] == [AuditEventType.SCHEDULED]
+        await store.record([_event(1, AuditEventType.CLOSED, extra=True)])
+    assert [event.event_type for event in await store.trail("s-1")] == [AuditEventType.CLOSED]
 
 
 async def test_trail_is_ordered_and_per_session(pool: asyncpg.Pool) -> None:
@@ -172,7 +174,7 @@ async def test_trail_is_ordered_and_per_session(pool: asyncpg.Pool) -> None:
         _event(3, AuditEventType.THERAPIST_ALERTED),
     ]
     for event in events:
-        assert await store.append(event)
+        assert (await store.record([event])).new
     trail = await store.trail("s-1")
     assert [event.sequence for event in trail] == [1, 2, 3]
     assert trail[1] == events[2]
@@ -198,7 +200,7 @@ async def _attended(
 async def _summary(
     pool: asyncpg.Pool, current: Outcome = Outcome.REACHED, session_id: str = "s-now"
 ) -> tuple[int, int, int, int]:
-    summary = await AuditStore(pool).attendance_summary(
+    summary = await AttendanceStore(pool).summary(
         client_ref=CLIENT, session_id=session_id, until=UNTIL, current=current
     )
     assert summary.window_days == ATTENDANCE_WINDOW_DAYS == 90
@@ -265,7 +267,7 @@ async def _open_trail(store: AuditStore) -> list[AuditEvent]:
     """Events 1 to 4 of s-1: the `closed` event (5) is appended after its parent."""
     events = [_event(n, AuditEventType.OUTREACH_ATTEMPTED, attempt=n) for n in range(1, 5)]
     for event in events:
-        assert await store.append(event)
+        assert (await store.record([event])).new
     return events
 
 
@@ -274,9 +276,8 @@ async def test_record_closing_writes_event_and_attendance(pool: asyncpg.Pool) ->
     opened = await _open_trail(store)
     closed = _event(5, AuditEventType.CLOSED, outcome="reached")
     start = UNTIL - timedelta(hours=1)
-    written = await store.record_closing(
-        closed, client_ref=CLIENT, therapist_id="t-ana", start=start, outcome=Outcome.REACHED
-    )
+    written = await store.record([closed], attendance=Attendance(
+        client_ref=CLIENT, therapist_id="t-ana", start=start, outcome=Outcome.REACHED))
     assert written.events == written.new == (closed,)
     assert await store.trail("s-1") == [*opened, closed]
     row = await pool.fetchrow("SELECT * FROM attendance WHERE session_id = 's-1'")
@@ -290,9 +291,8 @@ async def test_record_closing_writes_event_and_attendance(pool: asyncpg.Pool) ->
     ) == (CLIENT, "t-ana", start, "reached", closed.occurred_at)
 
     # A retry of the very same call writes nothing new.
-    again = await store.record_closing(
-        closed, client_ref=CLIENT, therapist_id="t-ana", start=start, outcome=Outcome.REACHED
-    )
+    again = await store.record([closed], attendance=Attendance(
+        client_ref=CLIENT, therapist_id="t-ana", start=start, outcome=Outcome.REACHED))
     assert again.events == (closed,)
     assert again.new == ()
     assert await _count(pool, "audit_events") == 5
@@ -303,13 +303,9 @@ async def test_record_closing_writes_neither_when_attendance_fails(pool: asyncpg
     store = AuditStore(pool)
     opened = await _open_trail(store)
     with pytest.raises(asyncpg.NotNullViolationError):
-        await store.record_closing(
-            _event(5, AuditEventType.CLOSED),
+        await store.record([_event(5, AuditEventType.CLOSED)], attendance=Attendance(
             client_ref=None,  # type: ignore[arg-type]
-            therapist_id="t-ana",
-            start=UNTIL,
-            outcome=Outcome.REACHED,
-        )
+            therapist_id="t-ana", start=UNTIL, outcome=Outcome.REACHED))
     assert await store.trail("s-1") == opened
     assert await _count(pool, "attendance") == 0
 
@@ -321,10 +317,10 @@ async def test_record_closing_follows_a_superseded_row_with_its_attendance(
     # lands after the marker, and its attendance row with it.
     store = AuditStore(pool)
     await _open_trail(store)
-    assert await store.append(_event(5, AuditEventType.OUTREACH_FAILED))
+    assert (await store.record([_event(5, AuditEventType.OUTREACH_FAILED)])).new
     closed = _event(5, AuditEventType.CLOSED, outcome="reached")
-    recorded = await store.record_closing(closed, client_ref=CLIENT, therapist_id="t-ana",
-                                          start=UNTIL, outcome=Outcome.REACHED)
+    recorded = await store.record([closed], attendance=Attendance(
+        client_ref=CLIENT, therapist_id="t-ana", start=UNTIL, outcome=Outcome.REACHED))
     assert recorded.events == (closed.model_copy(update={"sequence": 7}),)
     assert await _count(pool, "attendance") == 1
 
@@ -334,15 +330,10 @@ async def test_record_closing_writes_neither_when_the_trail_is_closed(
 ) -> None:
     store = AuditStore(pool)
     await _open_trail(store)
-    assert await store.append(_event(5, AuditEventType.CLOSED, outcome="attended"))
+    assert (await store.record([_event(5, AuditEventType.CLOSED, outcome="attended")])).new
     with pytest.raises(AuditConflictError):
-        await store.record_closing(
-            _event(5, AuditEventType.CLOSED),
-            client_ref=CLIENT,
-            therapist_id="t-ana",
-            start=UNTIL,
-            outcome=Outcome.REACHED,
-        )
+        await store.record([_event(5, AuditEventType.CLOSED)], attendance=Attendance(
+            client_ref=CLIENT, therapist_id="t-ana", start=UNTIL, outcome=Outcome.REACHED))
     assert await _count(pool, "attendance") == 0
 
 
@@ -351,12 +342,7 @@ async def test_record_closing_writes_neither_when_the_parent_is_missing(
 ) -> None:
     store = AuditStore(pool)
     with pytest.raises(AuditParentMissingError, match="s-1#5"):
-        await store.record_closing(
-            _event(5, AuditEventType.CLOSED),
-            client_ref=CLIENT,
-            therapist_id="t-ana",
-            start=UNTIL,
-            outcome=Outcome.REACHED,
-        )
+        await store.record([_event(5, AuditEventType.CLOSED)], attendance=Attendance(
+            client_ref=CLIENT, therapist_id="t-ana", start=UNTIL, outcome=Outcome.REACHED))
     assert await _count(pool, "audit_events") == 0
     assert await _count(pool, "attendance") == 0

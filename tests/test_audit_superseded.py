@@ -27,7 +27,9 @@ from missed_session.domain.models import (
     ResponseChannel,
     RiskTier,
 )
-from missed_session.store.audit import AuditConflictError, AuditStore
+from missed_session.store.append import AuditConflictError
+from missed_session.store.attendance import Attendance
+from missed_session.store.audit import AuditStore
 from tests.test_audit_append import trail
 from tests.test_audit_projections import snapshot
 
@@ -136,15 +138,16 @@ async def test_a_closed_trail_is_final(pool: asyncpg.Pool) -> None:
     for event in head:
         await store.record([event])
     closed = details_event(sid, 3, events.Closed(outcome=Outcome.ATTENDED, attempts=0))
-    await store.record_closing(closed, client_ref="c-1", therapist_id="t-ana", start=AT,
-                               outcome=Outcome.ATTENDED)
+    await store.record([closed], attendance=Attendance(
+        client_ref="c-1", therapist_id="t-ana", start=AT, outcome=Outcome.ATTENDED))
 
     with pytest.raises(AuditConflictError, match=f"{sid}#2 .*the trail is closed"):
         await store.record([responded(sid, 2)])
     with pytest.raises(AuditConflictError, match="the trail is closed"):
-        await store.record_closing(
-            details_event(sid, 3, events.Closed(outcome=Outcome.REACHED, attempts=1)),
-            client_ref="c-1", therapist_id="t-ana", start=AT, outcome=Outcome.REACHED)
+        await store.record(
+            [details_event(sid, 3, events.Closed(outcome=Outcome.REACHED, attempts=1))],
+            attendance=Attendance(client_ref="c-1", therapist_id="t-ana", start=AT,
+                                  outcome=Outcome.REACHED))
     assert len(await store.trail(sid)) == 3
     assert await pool.fetchval("SELECT outcome FROM attendance WHERE session_id = $1",
                                sid) == "attended"

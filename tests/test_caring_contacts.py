@@ -37,6 +37,7 @@ from missed_session.domain.models import (
     Outcome,
     RiskTier,
 )
+from missed_session.store.attendance import Attendance
 from missed_session.store.audit import AuditStore
 from missed_session.store.clients import ClientDirectory
 from tests.test_session_workflow import SENDER, placed
@@ -72,8 +73,8 @@ async def unresolved_session(pool: asyncpg.Pool, ref: str, session_id: str, at: 
         events.GracePeriodExpired(grace_period_minutes=10),
         events.Closed(outcome=outcome, attempts=3),
     ), start=1):
-        assert await store.append(events.new_event(session_id=session_id, sequence=sequence,
-                                                   occurred_at=at, details=details))
+        assert (await store.record([events.new_event(session_id=session_id, sequence=sequence,
+                                                   occurred_at=at, details=details)])).new
 
 
 async def finished(env: WorkflowEnvironment, series_id: str) -> str:
@@ -198,9 +199,9 @@ async def test_an_attended_session_ends_the_series(
     closed = events.new_event(session_id=f"s-later-{task_queue[-8:]}", sequence=1,
                               occurred_at=now, details=events.Closed(
                                   outcome=Outcome.ATTENDED, attempts=0))
-    await AuditStore(pool).record_closing(closed, client_ref=ref, therapist_id="t-ana",
-                                          start=now + timedelta(minutes=1),
-                                          outcome=Outcome.ATTENDED)
+    await AuditStore(pool).record([closed], attendance=Attendance(
+        client_ref=ref, therapist_id="t-ana", start=now + timedelta(minutes=1),
+        outcome=Outcome.ATTENDED))
 
     assert await finished(env, series_id) == "attended"
     assert await placed(pool, series_id) == []

@@ -30,6 +30,7 @@ from missed_session.domain import events
 from missed_session.domain.clients import ConsentEntry, ConsentSource, ConsentSubject
 from missed_session.domain.models import ConsentScope, Modality, Outcome, RiskTier
 from missed_session.domain.roster_file import parse_roster
+from missed_session.store.attendance import Attendance
 from missed_session.store.audit import AuditStore
 from missed_session.store.clients import ClientDirectory
 from missed_session.store.console import ConsoleStore
@@ -67,14 +68,14 @@ async def trail(pool: asyncpg.Pool, session_id: str, *, client_ref: str, therapi
     at = start
     for n, detail in enumerate(details, 1):
         at = start + timedelta(minutes=10, seconds=30 * (n - 1)) if n > 1 else start
-        await store.append(events.new_event(session_id=session_id, sequence=n,
-                                            occurred_at=at, details=detail))
+        await store.record([events.new_event(session_id=session_id, sequence=n,
+                                            occurred_at=at, details=detail)])
     if outcome is not None:
         closing = events.new_event(session_id=session_id, sequence=len(details) + 1,
                                    occurred_at=at + timedelta(minutes=5),
                                    details=events.Closed(outcome=outcome, attempts=1))
-        await store.record_closing(closing, client_ref=client_ref, therapist_id=therapist,
-                                   start=start, outcome=outcome)
+        await store.record([closing], attendance=Attendance(
+            client_ref=client_ref, therapist_id=therapist, start=start, outcome=outcome))
 
 
 @pytest.fixture

@@ -47,7 +47,11 @@ from missed_session.domain.models import (
     TherapistNotice,
 )
 from missed_session.metrics import ServiceMetrics
-from missed_session.store.audit import AuditConflictError, AuditStore
+from missed_session.store.append import AuditConflictError
+from missed_session.store.attendance import Attendance
+from missed_session.store.audit import AuditStore
+from missed_session.store.follow_up_plans import FollowUpPlanStore
+from missed_session.store.inbox import InboxStore
 from tests.factories import booking, daytime, read_as
 from worker import new_worker
 from workflows.session import SessionWorkflow
@@ -308,9 +312,9 @@ async def test_append_twice_writes_one_row(pool: asyncpg.Pool) -> None:
     store = AuditStore(pool)
     first = event(risk_tier="standard", grace_period_minutes=15)
 
-    assert await store.append(first) is True
-    assert await store.append(first) is False
-    assert await store.append(event(grace_period_minutes=15, risk_tier="standard")) is False
+    assert (await store.record([first])).new
+    assert not (await store.record([first])).new
+    assert not (await store.record([event(grace_period_minutes=15, risk_tier="standard")])).new
 
     rows = await audit_rows(pool, "s-1")
     assert len(rows) == 1
@@ -318,16 +322,19 @@ async def test_append_twice_writes_one_row(pool: asyncpg.Pool) -> None:
     assert await store.trail("s-1") == [first]
 
 
-async def test_a_different_event_in_the_same_place_is_a_conflict(pool: asyncpg.Pool) -> None:
+async def test_a_different_event_in_a_closed_trail_is_a_conflict(pool: asyncpg.Pool) -> None:
+    # (In an open trail it supersedes: see the audit activity's test below.)
     store = AuditStore(pool)
-    await store.append(event(reason="first"))
+    await store.record([event(reason="first").model_copy(
+        update={"event_type": AuditEventType.CLOSED})])
 
     with pytest.raises(AuditConflictError, match="s-1#1"):
-        await store.append(event(reason="second"))
+        await store.record([event(reason="second").model_copy(
+            update={"event_type": AuditEventType.CLOSED})])
     with pytest.raises(AuditConflictError):
-        await store.append(event(reason="first").model_copy(
+        await store.record([event(reason="first").model_copy(
             update={"event_type": AuditEventType.CANCELLED}
-        ))
+        )])
 
     rows = await audit_rows(pool, "s-1")
     assert [json.loads(row["data"]) for row in rows] == [{"reason": "first"}]
@@ -338,7 +345,8 @@ async def test_the_audit_activity_supersedes_another_branch_and_says_where(
 ) -> None:
     # Another event at the place: rows of a workflow task that failed, whose retry took
     # another branch. They stay, marked superseded; the event follows the marker.
-    activities = AuditActivities(AuditStore(pool), ServiceMetrics(MetricMeter.noop))
+    activities = AuditActivities(AuditStore(pool), InboxStore(pool),
+                                 ServiceMetrics(MetricMeter.noop))
     env = ActivityEnvironment()
     await env.run(activities.record_event, cancelled("first"))
     await env.run(activities.record_event, cancelled("first"))  # a retry: fine
@@ -353,7 +361,8 @@ async def test_the_audit_activity_supersedes_another_branch_and_says_where(
 async def test_the_audit_activity_refuses_a_closed_trail_without_retrying(
     pool: asyncpg.Pool,
 ) -> None:
-    activities = AuditActivities(AuditStore(pool), ServiceMetrics(MetricMeter.noop))
+    activities = AuditActivities(AuditStore(pool), InboxStore(pool),
+                                 ServiceMetrics(MetricMeter.noop))
     env = ActivityEnvironment()
     closed = new_event(session_id="s-1", sequence=1, occurred_at=event().occurred_at,
                        details=Closed(outcome=Outcome.ATTENDED, attempts=0))
@@ -375,10 +384,9 @@ async def test_closing_twice_writes_one_event_and_one_attendance_row(
         update={"event_type": AuditEventType.CLOSED}
     )
     for expected in (True, False):
-        written = await store.record_closing(
-            closed, client_ref="c-1", therapist_id="t-ana", start=closed.occurred_at,
-            outcome=Outcome.ATTENDED,
-        )
+        written = await store.record([closed], attendance=Attendance(
+            client_ref="c-1", therapist_id="t-ana", start=closed.occurred_at,
+            outcome=Outcome.ATTENDED))
         assert bool(written.new) is expected
 
     assert len(await audit_rows(pool, "s-1")) == 1
@@ -399,7 +407,7 @@ async def test_the_database_refuses_to_change_the_audit_trail(
 ) -> None:
     store = AuditStore(pool)
     original = event(reason="first")
-    await store.append(original)
+    await store.record([original])
 
     # The service's role lacks the privilege (the trigger behind it: test_audit_store.py).
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
@@ -428,7 +436,7 @@ async def inbox_titles(pool: asyncpg.Pool) -> list[str]:
 
 
 async def test_the_same_notice_twice_lands_once(pool: asyncpg.Pool) -> None:
-    store = AuditStore(pool)
+    store = InboxStore(pool)
 
     assert await store.add_notice(notice()) is True
     assert await store.add_notice(notice("a retry must not replace the first")) is False
@@ -437,7 +445,7 @@ async def test_the_same_notice_twice_lands_once(pool: asyncpg.Pool) -> None:
 
 
 async def test_the_notify_activity_retried_delivers_once(pool: asyncpg.Pool) -> None:
-    activities = TherapistActivities(AuditStore(pool))
+    activities = TherapistActivities(InboxStore(pool))
     env = ActivityEnvironment()
 
     await env.run(activities.notify_therapist, notice())
@@ -464,7 +472,7 @@ def plan(no_shows: int) -> FollowUpPlan:
 
 
 async def test_the_first_follow_up_plan_stands(pool: asyncpg.Pool) -> None:
-    store = AuditStore(pool)
+    store = FollowUpPlanStore(pool)
     first, retried = plan(no_shows=1), plan(no_shows=2)
 
     assert await store.save_plan(session_id="s-1", client_ref="c-1", plan=first) == first

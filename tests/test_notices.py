@@ -465,7 +465,7 @@ async def test_a_notice_whose_trail_is_refused_fails_loudly_naming_the_event(
     now = await time_skipping_env.get_current_time()
     held = events.new_event(session_id=notice.key, sequence=1, occurred_at=now,
                             details=events.Closed(outcome=Outcome.ATTENDED, attempts=0))
-    assert await AuditStore(pool).append(held)
+    assert (await AuditStore(pool).record([held])).new
     async with new_worker(client, pool, task_queue=task_queue,
                           sender=Sender("Alex", "+15555550100")):
         with pytest.raises(WorkflowFailureError) as failure:

@@ -279,9 +279,9 @@ async def test_a_text_whose_delivery_is_uncertain_counts_for_the_one_a_day_rule(
             (AuditEventType.OUTREACH_FAILED, {"attempt": 1, "channel": "text",
                                               "reason": reason}),
         ], start=1):
-            await store.append(AuditEvent(session_id=session_id, sequence=sequence,
+            await store.record([AuditEvent(session_id=session_id, sequence=sequence,
                                           event_type=event_type, occurred_at=failed_at,
-                                          data=data))
+                                          data=data)])
     start, end = local_day(failed_at + timedelta(hours=2), "America/Los_Angeles")
     policy = TextPolicyActivities(pool)
 

@@ -505,8 +505,8 @@ async def test_one_text_a_day_across_the_clients_sessions(pool: asyncpg.Pool) ->
         (AuditEventType.SCHEDULED, {"client_ref": "c-1"}),
         (AuditEventType.MESSAGE_SENT, {"attempt": 1, "channel": "text"}),
     ], start=1):
-        await store.append(AuditEvent(session_id="s-1", sequence=sequence, event_type=event_type,
-                                      occurred_at=texted_at, data=data))
+        await store.record([AuditEvent(session_id="s-1", sequence=sequence, event_type=event_type,
+                                      occurred_at=texted_at, data=data)])
     activities = TextPolicyActivities(pool)
 
     async def refusal(client_ref: str, at: datetime) -> str | None:
@@ -520,9 +520,9 @@ async def test_one_text_a_day_across_the_clients_sessions(pool: asyncpg.Pool) ->
     )
     assert await refusal("c-1", texted_at + timedelta(hours=15)) is None  # 09:15 next day
     assert await refusal("c-2", texted_at) is None
-    await store.append(AuditEvent(session_id="s-1", sequence=3,
+    await store.record([AuditEvent(session_id="s-1", sequence=3,
                                   event_type=AuditEventType.OPTED_OUT,
-                                  occurred_at=texted_at, data={"channel": "text"}))
+                                  occurred_at=texted_at, data={"channel": "text"})])
     assert await refusal("c-1", texted_at + timedelta(days=30)) == (
         "the client opted out of texts"
     )

@@ -44,6 +44,7 @@ from missed_session.domain.models import (
 )
 from missed_session.metrics import ServiceMetrics
 from missed_session.store.audit import AuditStore
+from missed_session.store.inbox import InboxStore
 from tests.conftest import TEST_CONVERTER
 from tests.factories import booking_data
 from worker import WORKFLOW_RUNNER, new_worker
@@ -241,7 +242,7 @@ async def test_a_retried_task_that_meets_a_closed_trail_fails_loudly(
     store = AuditStore(pool)
     stale = events.new_event(session_id=session.session_id, sequence=1, occurred_at=now,
                              details=events.Closed(outcome=Outcome.ATTENDED, attempts=0))
-    assert await store.append(stale)
+    assert (await store.record([stale])).new
     async with new_worker(client, pool, task_queue=task_queue, sender=SENDER):
         with pytest.raises(WorkflowFailureError) as failure:
             await client.execute_workflow(
@@ -279,7 +280,8 @@ async def test_an_event_postgresql_cannot_store_is_refused_for_good_not_retried(
 ) -> None:
     # Past the models' own refusal of control characters, as a defect elsewhere could send:
     # PostgreSQL cannot keep a NUL in text, and every retry would fail the same way.
-    audit = AuditActivities(AuditStore(pool), ServiceMetrics(Runtime.default().metric_meter))
+    audit = AuditActivities(AuditStore(pool), InboxStore(pool),
+                            ServiceMetrics(Runtime.default().metric_meter))
     event = AuditEvent(session_id="s-nul", sequence=1, event_type=AuditEventType.CANCELLED,
                        occurred_at=datetime.now(UTC),
                        data={"schema_version": 1, "reason": "fine"})

@@ -14,6 +14,7 @@ import pytest
 
 from missed_session.domain.models import AuditEvent, AuditEventType, Outcome
 from missed_session.store import roles
+from missed_session.store.attendance import Attendance
 from missed_session.store.audit import AuditStore
 from missed_session.store.database import SchemaOutOfDateError, open_pool
 
@@ -21,12 +22,12 @@ AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 async def _closed_trail(store: AuditStore) -> None:
-    assert await store.append(AuditEvent(session_id="s-1", sequence=1,
-                                         event_type=AuditEventType.SCHEDULED, occurred_at=AT))
+    assert (await store.record([AuditEvent(session_id="s-1", sequence=1,
+                                         event_type=AuditEventType.SCHEDULED, occurred_at=AT)])).new
     closed = AuditEvent(session_id="s-1", sequence=2, event_type=AuditEventType.CLOSED,
                         occurred_at=AT, data={"outcome": "attended", "attempts": 0})
-    assert (await store.record_closing(closed, client_ref="c-1", therapist_id="t-1", start=AT,
-                                       outcome=Outcome.ATTENDED)).new
+    assert (await store.record([closed], attendance=Attendance(
+        client_ref="c-1", therapist_id="t-1", start=AT, outcome=Outcome.ATTENDED))).new
 
 
 @pytest.fixture

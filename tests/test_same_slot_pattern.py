@@ -15,7 +15,7 @@ from missed_session.domain.models import (
     Outcome,
     RiskTier,
 )
-from missed_session.store.audit import AuditStore
+from missed_session.store.attendance import AttendanceStore
 
 NEW_YORK = ZoneInfo("America/New_York")
 # Tuesday 2026-11-24 09:00 in New York (EST, UTC-5).
@@ -47,14 +47,14 @@ async def test_store_counts_no_shows_in_the_same_weekly_slot(pool: asyncpg.Pool)
     await _closed(pool, "tue-10", NOW - 3 * week + timedelta(hours=1), Outcome.REACHED)
     await _closed(pool, "tue-old", NOW - 20 * week, Outcome.REACHED)  # outside 90 days
 
-    summary = await AuditStore(pool).attendance_summary(
+    summary = await AttendanceStore(pool).summary(
         client_ref="c-slot", session_id="now", until=NOW, current=Outcome.REACHED,
         time_zone="America/New_York",
     )
 
     assert summary.slot == "Tuesdays at 09:00"
     assert summary.same_slot_no_shows == 3  # this one, tue-1 and tue-2
-    in_utc = await AuditStore(pool).attendance_summary(
+    in_utc = await AttendanceStore(pool).summary(
         client_ref="c-slot", session_id="now", until=NOW, current=Outcome.REACHED
     )
     assert in_utc.same_slot_no_shows == 2  # tue-2 was at 13:00 UTC, not 14:00

@@ -15,7 +15,8 @@ from missed_session.api.tokens import Scope, digest, new_token
 from missed_session.application import Application
 from missed_session.config import Settings
 from missed_session.domain.models import AuditEvent, AuditEventType
-from missed_session.store.audit import AuditParentMissingError, AuditStore
+from missed_session.store.append import AuditParentMissingError
+from missed_session.store.audit import AuditStore
 from missed_session.store.write_errors import is_deterministic, is_store_failure
 from tests.conftest import TEST_KEYS
 from tests.factories import booking_data
@@ -31,7 +32,7 @@ async def test_a_nul_in_audit_data_fails_the_same_way_every_time(pool: asyncpg.P
     errors = []
     for _ in range(2):
         with pytest.raises(asyncpg.PostgresError) as caught:
-            await store.append(event)
+            await store.record([event])
         errors.append(caught.value)
     assert all(is_deterministic(error) for error in errors)
     assert type(errors[0]) is type(errors[1])
@@ -41,8 +42,8 @@ async def test_a_nul_in_audit_data_fails_the_same_way_every_time(pool: asyncpg.P
 async def test_a_missing_parent_and_a_lost_connection_are_passing(pool: asyncpg.Pool) -> None:
     store = AuditStore(pool)
     with pytest.raises(AuditParentMissingError) as caught:
-        await store.append(AuditEvent(session_id="s-2", sequence=2,
-                                      event_type=AuditEventType.CHECKED_IN, occurred_at=AT))
+        await store.record([AuditEvent(session_id="s-2", sequence=2,
+                                      event_type=AuditEventType.CHECKED_IN, occurred_at=AT)])
     assert not is_deterministic(caught.value)
     assert not is_deterministic(ConnectionResetError())
     assert not is_deterministic(TimeoutError())

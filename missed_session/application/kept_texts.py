@@ -44,6 +44,7 @@ from missed_session.domain.models import (
     TherapistNotice,
 )
 from missed_session.store.audit import AuditStore
+from missed_session.store.inbox import InboxStore
 from missed_session.store.kept_texts import (
     RENEW_EVERY,
     InboundProvider,
@@ -266,7 +267,7 @@ class KeptTexts:
             raise UnavailableError(msg) from None
         notice = late_response_notice(booking, trail, text)
         try:
-            await store.add_notice(notice)
+            await InboxStore(pool).add_notice(notice)
             current = await RosterStore(pool).current()
         except STORE_ERRORS as error:
             msg = f"cannot record the notice ({type(error).__name__})"

@@ -42,12 +42,12 @@ from missed_session.audit.archive import WORKFLOW_TYPE, session_id_of
 from missed_session.domain.models import InboxItemKind, Priority, RiskTier, TherapistNotice
 from missed_session.domain.notices import Policy, Step, Target, Then
 from missed_session.metrics import PREFIX
-from missed_session.store.audit import AuditStore
 from missed_session.store.checkpoints import (
     STOPPED,
     IntegrityFinding,
     record_finding,
 )
+from missed_session.store.inbox import InboxStore
 from missed_session.store.notices import RosterStore
 
 log = structlog.get_logger(__name__)
@@ -101,7 +101,7 @@ class IntegrityAlarm:
             kind=InboxItemKind.TASK, priority=Priority.URGENT,
             title=title.format(session=finding.session_id),
         )
-        await AuditStore(self._pool).add_notice(notice)
+        await InboxStore(self._pool).add_notice(notice)
         current = await RosterStore(self._pool).current()
         if current is None or current.roster is None:
             log.warning("integrity_alarm_inbox_only", session_id=finding.session_id,

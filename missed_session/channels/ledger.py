@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import asyncpg
@@ -47,6 +46,7 @@ from missed_session.channels.base import (
     Provider,
 )
 from missed_session.domain.models import CallResult
+from missed_session.store.deliveries import DeliveryStore, ProviderReport
 
 log = structlog.get_logger(__name__)
 
@@ -69,16 +69,6 @@ UNCERTAIN_NOTE = "uncertain"
 """`result` of a claim kept pending because the provider's answer was ambiguous."""
 DEFINITE_REFUSALS = (ChannelUnavailableError, ChannelRejectedError, InvalidContactError)
 """The provider answered before accepting the request: nothing was delivered."""
-
-
-@dataclass(frozen=True)
-class ProviderReport:
-    """What the provider's status callback said about a call it made."""
-
-    status: str
-    """The call's status as the provider names it (`completed`, `busy`, ...)."""
-    answered_by: str | None
-    """The provider's answering-machine verdict (`human`, `machine_end_beep`, ...), if any."""
 
 
 class ProviderReceipts(Protocol):
@@ -115,7 +105,7 @@ class DeliveryLedger:
 
     def __init__(self, pool: asyncpg.Pool, *, store_backoff_seconds: float = 0.5,
                  store_backoff_max_seconds: float = 10.0) -> None:
-        self._pool = pool
+        self._store = DeliveryStore(pool)
         self._backoff = store_backoff_seconds
         self._backoff_max = store_backoff_max_seconds
 
@@ -130,23 +120,14 @@ class DeliveryLedger:
         retry freely).
         """
         while True:
-            claimed = await self._pool.fetchval(
-                "INSERT INTO channel_deliveries (idempotency_key, state)"
-                " VALUES ($1, 'pending') ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1",
-                key,
-            )
-            if claimed:
+            if await self._store.claim(key):
                 return await self._settled(key, deliver)
-            row = await self._pool.fetchrow(
-                "SELECT state, result, provider_ref FROM channel_deliveries"
-                " WHERE idempotency_key = $1", key,
-            )
-            if row is None:  # released between our insert and select: claim again
+            claim = await self._store.claim_of(key)
+            if claim is None:  # released between our insert and select: claim again
                 continue
-            if row["state"] == "done":
-                result: str = row["result"]
-                return result
-            provider_ref: str | None = row["provider_ref"]
+            if claim.state == "done":
+                return claim.result or ""
+            provider_ref = claim.provider_ref
             if provider_ref is None or resume is None:
                 raise DeliveryUncertainError(PENDING_FOUND)
             log.info("delivery_resumed")  # the key names the session: not logged
@@ -157,24 +138,15 @@ class DeliveryLedger:
         try:
             result = await deliver()
         except DEFINITE_REFUSALS:
-            await self._until_stored(
-                "DELETE FROM channel_deliveries WHERE idempotency_key = $1"
-                " AND state = 'pending'", key,
-            )
+            await self._until_stored(functools.partial(self._store.release, key))
             raise
         except DeliveryUncertainError:
             await self._until_stored(
-                "UPDATE channel_deliveries SET result = $2, settled_at = now()"
-                " WHERE idempotency_key = $1 AND state = 'pending'", key, UNCERTAIN_NOTE,
-            )
+                functools.partial(self._store.keep_uncertain, key, UNCERTAIN_NOTE))
             raise
         # Anything else (cancelled mid-request, a bug): the claim stays pending, so a
         # retry treats the step as uncertain (or resumes it, if the provider's id is kept).
-        await self._until_stored(
-            "UPDATE channel_deliveries SET state = 'done', result = $2, settled_at = now()"
-            " WHERE idempotency_key = $1",
-            key, result,
-        )
+        await self._until_stored(functools.partial(self._store.settle, key, result))
         return result
 
     async def accepted(self, key: str, provider_ref: str) -> None:
@@ -183,37 +155,25 @@ class DeliveryLedger:
         Kept before the channel waits for the outcome, so that a worker dying meanwhile
         leaves a claim its retry can resume.
         """
-        await self._until_stored(
-            "UPDATE channel_deliveries SET provider_ref = $2"
-            " WHERE idempotency_key = $1 AND state = 'pending'", key, provider_ref,
-        )
+        await self._until_stored(functools.partial(self._store.accepted, key, provider_ref))
 
     async def reported(self, provider_ref: str) -> ProviderReport | None:
         """The provider's last status callback for `provider_ref`, or None."""
-        row = await self._pool.fetchrow(
-            "SELECT status, answered_by FROM provider_reports WHERE provider_ref = $1",
-            provider_ref,
-        )
-        return None if row is None else ProviderReport(row["status"], row["answered_by"])
+        return await self._store.reported(provider_ref)
 
     async def report(self, provider_ref: str, report: ProviderReport) -> bool:
         """Record a call's final status from its status callback; False if already known.
 
         A call ends once, so the first report stands (Twilio may post it again).
         """
-        recorded = await self._pool.fetchval(
-            "INSERT INTO provider_reports (provider_ref, status, answered_by)"
-            " VALUES ($1, $2, $3) ON CONFLICT (provider_ref) DO NOTHING RETURNING 1",
-            provider_ref, report.status, report.answered_by,
-        )
-        return bool(recorded)
+        return await self._store.report(provider_ref, report)
 
-    async def _until_stored(self, statement: str, *arguments: object) -> None:
+    async def _until_stored(self, write: Callable[[], Awaitable[None]]) -> None:
         """Run one write, retrying with backoff for as long as PostgreSQL is unreachable."""
         delay = self._backoff
         while True:
             try:
-                await self._pool.execute(statement, *arguments)
+                await write()
             except STORE_UNREACHABLE as error:
                 log.warning("delivery_ledger_unreachable", error_type=type(error).__name__,
                             retry_in_seconds=delay)

@@ -24,7 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from missed_session.channels.base import InvalidContactError
 from missed_session.domain.models import CallResult
 from missed_session.lifecycle import wait_set
-from missed_session.store.database import Connection
+from missed_session.store.simulated_phone import Placed, SimulatedPhoneStore
 
 
 class Behaviour(StrEnum):
@@ -51,7 +51,7 @@ class SimulatedPhone:
 
         The worker's :class:`CallbackDispatcher`; without one, the row alone says it is owed.
         """
-        self._pool = pool
+        self._store = SimulatedPhoneStore(pool)
         self._callbacks = callbacks
 
     async def script(self, phone: str, behaviour: Behaviour,
@@ -60,12 +60,7 @@ class SimulatedPhone:
         if (behaviour is Behaviour.CALLS_BACK) != (callback_seconds is not None):
             msg = "callback_seconds is required for calls_back and only for it"
             raise ValueError(msg)
-        await self._pool.execute(
-            "INSERT INTO sim_phone_scripts (phone, behaviour, callback_seconds)"
-            " VALUES ($1, $2, $3) ON CONFLICT (phone) DO UPDATE"
-            " SET behaviour = EXCLUDED.behaviour, callback_seconds = EXCLUDED.callback_seconds",
-            phone, behaviour.value, callback_seconds,
-        )
+        await self._store.script(phone, behaviour.value, callback_seconds)
 
     async def call(self, key: str, session_id: str, to: str) -> CallResult:
         """Ring the number; a repeated key returns the first call's result."""
@@ -86,23 +81,12 @@ class SimulatedPhone:
         """
         behaviour, callback_seconds = await self._behaviour(to)
         outcome = UNDELIVERED if behaviour is Behaviour.RINGS_OUT else "left"
-        owed: asyncpg.Record | None = None
-        async with self._pool.acquire() as connection, connection.transaction():
-            recorded = await _log(connection, key, session_id, "voicemail", to, text, outcome)
-            if behaviour is Behaviour.CALLS_BACK:
-                await connection.execute(
-                    "INSERT INTO sim_phone_callbacks (session_id, due_at)"
-                    " VALUES ($1, now() + make_interval(secs => $2))"
-                    " ON CONFLICT (session_id) DO NOTHING",
-                    session_id, float(callback_seconds or 0),
-                )
-                owed = await connection.fetchrow(
-                    "SELECT due_at FROM sim_phone_callbacks"
-                    " WHERE session_id = $1 AND delivered_at IS NULL",
-                    session_id,
-                )
-        if owed is not None and self._callbacks is not None:  # committed: now keep it on time
-            self._callbacks.schedule(session_id, owed["due_at"])
+        recorded, due_at = await self._store.log_voicemail(
+            Placed(key, session_id, "voicemail", to, text, outcome),
+            float(callback_seconds or 0) if behaviour is Behaviour.CALLS_BACK else None,
+        )
+        if due_at is not None and self._callbacks is not None:  # committed: keep it on time
+            self._callbacks.schedule(session_id, due_at)
         return CallResult.NO_ANSWER if recorded == UNDELIVERED else CallResult.ANSWERED
 
     async def deliver_message(self, key: str, session_id: str, to: str,
@@ -137,39 +121,17 @@ class SimulatedPhone:
 
     async def placed(self, session_id: str) -> list[asyncpg.Record]:
         """Everything placed for a session, oldest first (for tests and the demo)."""
-        return await self._pool.fetch(
-            "SELECT idempotency_key, kind, to_number, body, result FROM sim_phone_log"
-            " WHERE session_id = $1 ORDER BY placed_at, idempotency_key",
-            session_id,
-        )
+        return await self._store.placed(session_id)
 
     async def _behaviour(self, phone: str) -> tuple[Behaviour, int | None]:
-        row = await self._pool.fetchrow(
-            "SELECT behaviour, callback_seconds FROM sim_phone_scripts WHERE phone = $1", phone
-        )
-        if row is None:
+        script = await self._store.script_of(phone)
+        if script is None:
             return Behaviour.NO_ANSWER, None
-        return Behaviour(row["behaviour"]), row["callback_seconds"]
+        return Behaviour(script.behaviour), script.callback_seconds
 
     async def _log(self, key: str, session_id: str, kind: str, to: str, body: str | None,
                    result: str) -> str:
-        async with self._pool.acquire() as connection:
-            return await _log(connection, key, session_id, kind, to, body, result)
-
-
-async def _log(connection: Connection, key: str, session_id: str, kind: str, to: str,
-               body: str | None, result: str) -> str:
-    """Record once per key and return the result recorded first."""
-    recorded: str = await connection.fetchval(
-        "WITH placed AS ("
-        " INSERT INTO sim_phone_log (idempotency_key, session_id, kind, to_number, body, result)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING"
-        " RETURNING result)"
-        " SELECT result FROM placed UNION ALL"
-        " SELECT result FROM sim_phone_log WHERE idempotency_key = $1 LIMIT 1",
-        key, session_id, kind, to, body, result,
-    )
-    return recorded
+        return await self._store.log(Placed(key, session_id, kind, to, body, result))
 
 
 Deliver = Callable[[str], Awaitable[bool | None]]
@@ -219,7 +181,7 @@ class CallbackDispatcher:
     def __init__(self, pool: asyncpg.Pool, deliver: Deliver, *, poll_seconds: float = 0.5,
                  max_backoff_seconds: float = 30.0, retry_seconds: float = 0.25,
                  max_retry_seconds: float = 2.0) -> None:
-        self._pool = pool
+        self._store = SimulatedPhoneStore(pool)
         self._deliver = deliver
         self._poll_seconds = poll_seconds
         self._max_backoff = max_backoff_seconds
@@ -306,27 +268,21 @@ class CallbackDispatcher:
     async def _sync(self) -> None:
         """Mark what was settled here; schedule what PostgreSQL says is still owed."""
         for session_id in sorted(self._unrecorded):
-            await self._mark_delivered(session_id)
+            await self._store.delivered(session_id)
             self._unrecorded.discard(session_id)
-        rows = await self._pool.fetch(
-            "SELECT session_id, due_at FROM sim_phone_callbacks WHERE delivered_at IS NULL"
-        )
-        for row in rows:
-            self.schedule(row["session_id"], row["due_at"])
+        for session_id, due_at in await self._store.owed():
+            self.schedule(session_id, due_at)
 
     async def deliver_due(self) -> int:
         """Deliver, once, every call-back PostgreSQL says is due; returns how many were settled.
 
         An outage (PostgreSQL, Temporal) propagates after what was settled so far.
         """
-        rows = await self._pool.fetch(
-            "SELECT session_id FROM sim_phone_callbacks"
-            " WHERE delivered_at IS NULL AND due_at <= now() ORDER BY due_at"
-        )
-        for row in rows:
-            await self._settle(row["session_id"])
-            await self._mark_delivered(row["session_id"])
-        return len(rows)
+        due = await self._store.due()
+        for session_id in due:
+            await self._settle(session_id)
+            await self._store.delivered(session_id)
+        return len(due)
 
     async def _settle(self, session_id: str) -> bool:
         """Deliver (True); a session that can never take it is logged and settled (False)."""
@@ -343,13 +299,6 @@ class CallbackDispatcher:
                               error_type="SessionClosed")
             return False
         return True
-
-    async def _mark_delivered(self, session_id: str) -> None:
-        await self._pool.execute(
-            "UPDATE sim_phone_callbacks SET delivered_at = now()"
-            " WHERE session_id = $1 AND delivered_at IS NULL",
-            session_id,
-        )
 
 
 def _never_deliverable(error: Exception) -> bool:

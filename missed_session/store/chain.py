@@ -98,17 +98,6 @@ def canonical_parts(*, session_id: str, sequence: int, event_type: str, occurred
     return EventEncoding(data_json, prefix.encode(), suffix.encode())
 
 
-def chained(*, session_id: str, sequence: int, event_type: str, occurred_at: datetime,
-            data: Mapping[str, Any], prev_hash: str) -> tuple[str, str]:
-    """The event's data as `canonical_parts` holds it, and its `event_hash` after `prev_hash`.
-
-    `prev_hash` is one JSON writes as it is (a hash's hex digits, or `GENESIS`), as for
-    `EventEncoding.hash`: what a batch chained in Python needs of each event, at less cost.
-    """
-    data_json, prefix, suffix = _cut(session_id, sequence, event_type, occurred_at, data)
-    return data_json, hashlib.sha256((prefix + prev_hash + suffix).encode()).hexdigest()
-
-
 def _cut(session_id: str, sequence: int, event_type: str, occurred_at: datetime,
          data: Mapping[str, Any]) -> tuple[str, str, str]:
     """The canonical data, and the canonical encoding as text before and after `prev_hash`."""

@@ -14,7 +14,7 @@ from datetime import datetime
 import asyncpg
 
 from missed_session.domain.models import AuditEvent, FollowUpPlan
-from missed_session.store.database import Connection
+from missed_session.store.connection import Connection
 from missed_session.store.notices import NoticeRow
 
 

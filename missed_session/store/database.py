@@ -15,18 +15,19 @@ from importlib import resources
 from pathlib import Path
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from missed_session.config import Settings
+from missed_session.store import embedded, projections, roles
 from missed_session.store.chain import GENESIS, event_hash
+from missed_session.store.connection import (
+    Connection as Connection,  # noqa: PLC0414 - re-exported
+)
 
 MIGRATION_LOCK = 7_203_311
 """Advisory lock id held while migrating (arbitrary, fixed)."""
 MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
-
-Connection = asyncpg.Connection | PoolConnectionProxy
-"""A plain connection or one borrowed from a pool: the store's functions take either."""
+# `Connection` is re-exported for the modules that still import it from here (clients.py).
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,6 @@ async def _chain_existing_rows(connection: Connection) -> None:
 
 async def _project_existing_rows(connection: Connection) -> None:
     """Fill the projections (0003) from the trails already recorded."""
-    from missed_session.store import projections  # noqa: PLC0415 - it imports this module
-
     await projections.rebuild(connection)
 
 
@@ -121,8 +120,6 @@ async def migrate(connection: Connection) -> list[str]:
     Run as the schema's owner (`roles.OWNER`), or as a superuser on a development database
     without separate roles.
     """
-    from missed_session.store import roles  # noqa: PLC0415 - it imports this module
-
     applied: list[str] = []
     if not await pending_migrations(connection):
         # Up to date: nothing to create, and a role without DDL rights may ask. The owner
@@ -170,9 +167,6 @@ def embedded_database_url(data_dir: Path) -> str:
     The cluster's roles and database are created on the way, and only the process that
     started the server stops it, when it exits (`missed_session.store.embedded`).
     """
-    # Slow to import, and only the embedded stack needs it.
-    from missed_session.store import embedded  # noqa: PLC0415
-
     return embedded.start(data_dir).service
 
 
@@ -192,8 +186,6 @@ def owner_database_url(settings: Settings) -> str | None:
     """
     if settings.database_url:
         return settings.database_owner_url
-    from missed_session.store import embedded  # noqa: PLC0415
-
     return embedded.start(settings.data_dir).owner
 
 

@@ -9,16 +9,17 @@ An event becomes zero or more `Op`s, each meaning one change, applied in order:
   attendance row ('' without one).
 
 `fold_sql()` carries out the ops of any number of events, in order, in one statement (the
-store splices it into the statement that appends an event, or a batch, gated on the rows
-being written), so the projections never disagree with the trail and appending stays one
-statement. A statement sees the tables as they were before it, so Python first reduces the
-ops to their net effect (`net()`), for both states a session's attendance row can be in:
-absent, when only the first `attendance` op counts and only the ops after it change the row
-or see its therapist; present, when every `start` and `close` counts, the last winning, and
-tasks see the row's therapist. The statement applies each variant to the rows in its state.
-`rebuild` empties the tables and folds every event again: the result must equal the
-incremental one (`tests/test_audit_projections.py` checks it after a mixed day;
-`tests/test_audit_append.py` checks the net effect against the ops applied one by one).
+append path, `store.append`, splices it into the statement that appends an event, gated on
+the row being written; why there and not in a follower: that module's docstring), so the
+projections never disagree with the trail and appending stays one statement. A statement
+sees the tables as they were before it, so Python first reduces the ops to their net effect
+(`net()`), for both states a session's attendance row can be in: absent, when only the first
+`attendance` op counts and only the ops after it change the row or see its therapist;
+present, when every `start` and `close` counts, the last winning, and tasks see the row's
+therapist. The statement applies each variant to the rows in its state. `rebuild` empties
+the tables and folds every event again: the result must equal the incremental one
+(`tests/test_audit_projections.py` checks it after a mixed day; `tests/test_audit_append.py`
+checks the net effect against the ops applied one by one).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import NamedTuple
 
 from missed_session.domain.events import live
 from missed_session.domain.models import AuditEvent, AuditEventType
-from missed_session.store.database import Connection
+from missed_session.store.connection import Connection
 
 URGENT_TASKS = frozenset({"safety_check"})
 """Plan tasks that are urgent; the rest are routine."""
@@ -232,16 +233,21 @@ async def refold_session(connection: Connection, session_id: str,
                          course: Iterable[AuditEvent]) -> None:
     """Fold one session again from its course (`events.live`), in the caller's transaction.
 
-    After rows were superseded (`AuditStore.record`): what they projected (a task, a start)
+    After rows were superseded (`store.append.record`): what they projected (a task, a start)
     is not the session's any more.
     """
-    await connection.execute(
-        "DELETE FROM projection_open_tasks WHERE session_id = $1", session_id
-    )
-    await connection.execute(
-        "DELETE FROM projection_attendance WHERE session_id = $1", session_id
-    )
+    await forget(connection, [session_id])
     await apply_many(connection, course)
+
+
+async def forget(connection: Connection, session_ids: list[str]) -> None:
+    """Delete what the sessions projected (purged, or about to be folded again)."""
+    await connection.execute(
+        "DELETE FROM projection_open_tasks WHERE session_id = ANY ($1::text[])", session_ids
+    )
+    await connection.execute(
+        "DELETE FROM projection_attendance WHERE session_id = ANY ($1::text[])", session_ids
+    )
 
 
 async def rebuild(connection: Connection) -> int:

@@ -24,7 +24,7 @@ the same). See docs/security.md.
 
 from __future__ import annotations
 
-from missed_session.store.database import Connection
+from missed_session.store.connection import Connection
 
 OWNER = "msr_owner"
 """Owns the schema; runs migrations."""

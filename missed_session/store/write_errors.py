@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from missed_session.store.audit import AuditConflictError, AuditParentMissingError
+from missed_session.store.append import AuditConflictError, AuditParentMissingError
 
 _PERMANENT_SQLSTATE_CLASSES = ("22", "23", "42")
 """Data exceptions (22: untranslatable character, NUL in jsonb, value too long, bad
