@@ -15,6 +15,7 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from types import CodeType, ModuleType
 from typing import ClassVar
 
@@ -34,6 +35,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.audit import AuditActivities
 from activities.caring import CaringActivities
 from activities.follow_up import FollowUpActivities
+from activities.letters import FOLDER_NAME as LETTERS
+from activities.letters import LetterActivities
 from activities.notices import NoticeActivities, NoticeLinks
 from activities.outreach import OutreachActivities, Sender, TextPolicyActivities
 from activities.therapist import TherapistActivities
@@ -180,6 +183,7 @@ def new_worker(
     notice_links: NoticeLinks | None = None,
     text_policy: TextPolicyActivities | None = None,
     consent_defaults: ConsentDefaults | None = None,
+    letters_folder: Path = Path(".data") / LETTERS,
 ) -> Worker:
     """A worker with the session and notice workflows and every activity they call.
 
@@ -187,7 +191,7 @@ def new_worker(
     (to clients and to clinicians alike). `max_cached_workflows` is the sticky cache
     (`MSR_MAX_CACHED_WORKFLOWS`); `notice_links`: signed acknowledgment links in notices;
     `deployment`: the Worker Versioning version (missed_session/versioning.py), None when
-    unversioned.
+    unversioned; `letters_folder`: where prepared letters are kept (owner-only).
     """
     store = AuditStore(pool)
     runtime = client.service_client.config.runtime or Runtime.default()
@@ -203,6 +207,7 @@ def new_worker(
                                messages or simulated, notice_links)
     caring = CaringActivities(messages or simulated, sender, pool,
                               consent_defaults=consent_defaults)
+    letters = LetterActivities(letters_folder, sender, ClientDirectory(pool))
     return Worker(
         client,
         task_queue=task_queue,
@@ -228,6 +233,7 @@ def new_worker(
             notices.deliver_notice,
             notices.record_notice_state,
             caring.send_caring_contact,
+            letters.prepare_letter,
         ],
     )
 
@@ -291,6 +297,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         deployment=deployment_config(settings),
         notice_links=notice_links(settings),
         consent_defaults=load_consent_defaults(settings.practice_file),
+        letters_folder=settings.data_dir / LETTERS,
     )
     followers = [asyncio.create_task(dispatcher.run()),
                  *trail_followers(settings, client, pool)]

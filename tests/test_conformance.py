@@ -18,6 +18,7 @@ from missed_session.domain.models import (
     AuditEvent,
     CallResult,
     Channel,
+    LetterKind,
     Modality,
     Outcome,
     ResponseChannel,
@@ -149,7 +150,7 @@ def test_nice_qs188_wants_a_follow_up_and_no_automatic_discharge() -> None:
         "followed-up": Verdict.NOT_MET, "not-discharged": Verdict.NOT_MET}
 
 
-def test_the_insurers_letters_are_not_met_because_no_letter_step_exists() -> None:
+def test_the_insurers_letters_are_not_met_when_the_protocol_sent_none() -> None:
     trail = Trail(RiskTier.HIGH)
     trail.no_show()
     trail.attempt(1, timedelta())
@@ -160,9 +161,48 @@ def test_the_insurers_letters_are_not_met_because_no_letter_step_exists() -> Non
 
     assert found["two-calls"].verdict is Verdict.MET
     assert found["first-class-letter"].verdict is Verdict.NOT_MET
-    assert "no letter step" in found["certified-letter"].why
+    assert "closed without a certified letter" in found["certified-letter"].why
     assert set(verdicts("insurer-letters", _standard_risk_copy()).values()) == {
         Verdict.NOT_APPLICABLE}
+
+
+def letter(trail: Trail, number: int, kind: LetterKind, after: timedelta) -> int:
+    return trail.add(events.LetterPrepared(
+        number=number, kind=kind, file=f"s-1/letter-{number}-{kind.value}.pdf",
+        digest="0" * 64, addressed=True, task=f"s-1/letter-{number}"),
+        START + timedelta(minutes=15) + after)
+
+
+def test_the_insurers_ladder_is_met_by_two_calls_and_both_letters_with_their_rows() -> None:
+    trail = Trail(RiskTier.HIGH)
+    trail.no_show()
+    trail.attempt(1, timedelta(), voicemail=False)
+    trail.attempt(2, timedelta(minutes=15), voicemail=False)
+    first = letter(trail, 1, LetterKind.FIRST_CLASS, timedelta(minutes=16))
+    certified = letter(trail, 2, LetterKind.CERTIFIED, timedelta(days=7))
+    trail.close(Outcome.UNREACHABLE_ESCALATED, 2)
+
+    found = {f.rule: f for f in assess(PACKS["insurer-letters"], trail.rows)}
+
+    assert {rule: f.verdict for rule, f in found.items()} == {
+        "two-calls": Verdict.MET, "first-class-letter": Verdict.MET,
+        "certified-letter": Verdict.MET}
+    assert found["first-class-letter"].evidence == (first,)
+    assert found["certified-letter"].evidence == (certified,)
+
+
+def test_a_first_class_letter_alone_leaves_the_certified_one_not_met() -> None:
+    trail = Trail(RiskTier.HIGH)
+    trail.no_show()
+    trail.attempt(1, timedelta())
+    trail.attempt(2, timedelta(minutes=15))
+    letter(trail, 1, LetterKind.FIRST_CLASS, timedelta(minutes=20))
+
+    found = {f.rule: f for f in assess(PACKS["insurer-letters"], trail.rows)}
+
+    assert found["first-class-letter"].verdict is Verdict.MET
+    assert found["certified-letter"].verdict is Verdict.NOT_MET
+    assert "still open" in found["certified-letter"].why
 
 
 def _standard_risk_copy() -> Trail:

@@ -23,6 +23,7 @@ from missed_session.domain.models import (
     Channel,
     DecisionKind,
     InboxItemKind,
+    LetterKind,
     Modality,
     Outcome,
     Priority,
@@ -88,6 +89,9 @@ EXAMPLES: list[EventDetails] = [
     events.CaringSent(index=0, consent_record="consent-3"),
     events.CaringSkipped(index=1, reason="no text consent as of the day"),
     events.CaringEnded(reason="clinician", sent=1, by="t-1", note="client re-engaged"),
+    events.LetterPrepared(number=1, kind=LetterKind.FIRST_CLASS,
+                          file="s-1/letter-1-first_class.pdf", digest="ab" * 32,
+                          addressed=True, task="s-1/letter-1"),
 ]
 
 

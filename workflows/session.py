@@ -63,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows.clinicians import Clinicians
+from workflows.letters import Letters
 from workflows.session_messages import SessionMessages
 from workflows.steps import Steps, wait_until
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT, Trail
@@ -94,6 +95,7 @@ class SessionWorkflow(SessionMessages):
                             refused=self._trail_refused)
         self._steps = Steps()
         self._clinicians = Clinicians(booking)
+        self._letters = Letters(booking, self._clinicians)
         self._escalating = asyncio.Lock()
         """Held while the emergency contact is being reached: one escalation at a time."""
         self._escalation_calls = 0
@@ -131,6 +133,10 @@ class SessionWorkflow(SessionMessages):
             awaited = escalation.awaited(self._facts)
             if awaited is not None and workflow.patched(AWAIT_CLINICIAN):
                 outcome = await self._await_clinician(awaited)
+            outcome = await self._letters.after_outreach(  # the protocol's letters, if any
+                outcome, record=self._record, stops=self._stops, plan=self._plan,
+                wait=self._wait_during_outreach, contact=self._acknowledge_contact,
+                told=self._clinician_acted)
             self._facts = self._facts.outreach_ended(outcome)
             async with self._escalating:  # a clinician's escalation in flight ends first
                 pass

@@ -36,6 +36,7 @@ from missed_session.domain.models import (
     DecisionKind,
     EventValue,
     InboxItemKind,
+    LetterKind,
     Modality,
     Model,
     Outcome,
@@ -512,6 +513,30 @@ class CaringEnded(EventDetails):
     """The clinician's reason, when one ended it."""
 
 
+# -- letters (docs/protocol.md, "Letters") ---------------------------------------------------
+
+
+class LetterPrepared(EventDetails):
+    """An outreach step by post: the letter's PDF was prepared, and the practice asked to post it.
+
+    The trail holds where the file is and its digest, never its text or the address.
+    """
+
+    event_type = AuditEventType.LETTER_PREPARED
+    number: int = Field(ge=1)
+    """Which letter of the session."""
+    kind: LetterKind
+    """First-class or certified."""
+    file: str
+    """The PDF, relative to the letters folder."""
+    digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """SHA-256 of the PDF: the file is the one prepared."""
+    addressed: bool
+    """Whether it carries the client's postal address (else the practice addresses it)."""
+    task: str
+    """Key of the task to confirm it was posted."""
+
+
 def live(trail: Sequence[AuditEvent]) -> list[AuditEvent]:
     """The sessions' course: their trails without superseded rows and the markers saying so.
 
@@ -679,7 +704,7 @@ VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
         PlanCreated, Closed, AwaitingClinician, ClinicianWaitTimedOut, TrailSuperseded,
         NoticeOpened, NoticeSent, NoticeFailed, NoticeSkipped,
         NoticeEscalated, NoticeExhausted, NoticeAcknowledged, NoticeResolved, NoticeUncertain,
-        CaringStarted, CaringSent, CaringSkipped, CaringEnded,
+        CaringStarted, CaringSent, CaringSkipped, CaringEnded, LetterPrepared,
     )
 }
 """Every event type's model: `tests/test_events.py` checks that none is missing."""

@@ -185,6 +185,13 @@ class Channel(StrEnum):
     EMAIL = "email"
 
 
+class LetterKind(StrEnum):
+    """How a letter to the client is posted (the service prepares it; the practice posts it)."""
+
+    FIRST_CLASS = "first_class"
+    CERTIFIED = "certified"
+
+
 class ConsentScope(StrEnum):
     """When the client agreed that their emergency contact may be reached."""
 
@@ -342,6 +349,11 @@ class ProtocolSettings(Model):
     clinician_wait_hours: int = Field(default=24, ge=1, le=168)
     """How long a session whose escalation is blocked or unclear waits, once outreach is
     over, for a clinician's decision before it closes without one (recorded as timed out)."""
+    letters: tuple[LetterKind, ...] = Field(default=(), max_length=4)
+    """Letters prepared, in order, when outreach ends without reaching the client (the
+    insurer's ladder: `["first_class", "certified"]`); none by default."""
+    letter_spacing_days: int = Field(default=7, ge=0, le=60)
+    """Days between one letter and the next (for the post to arrive and an answer to come)."""
     name: str = Field(default="default", min_length=1, max_length=64)
     """The practice protocol these settings were resolved from."""
     version: str = Field(default="builtin", min_length=1, max_length=64)
@@ -598,6 +610,7 @@ class AuditEventType(StrEnum):
     CARING_SENT = "caring_sent"
     CARING_SKIPPED = "caring_skipped"
     CARING_ENDED = "caring_ended"
+    LETTER_PREPARED = "letter_prepared"
 
 
 EventValue = StrictStr | StrictInt | StrictBool | None
