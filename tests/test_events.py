@@ -20,6 +20,7 @@ from missed_session.domain.models import (
     AuditEvent,
     AuditEventType,
     CallResult,
+    CaringOffer,
     Channel,
     DecisionKind,
     InboxItemKind,
@@ -92,6 +93,9 @@ EXAMPLES: list[EventDetails] = [
     events.LetterPrepared(number=1, kind=LetterKind.FIRST_CLASS,
                           file="s-1/letter-1-first_class.pdf", digest="ab" * 32,
                           addressed=True, task="s-1/letter-1"),
+    events.CaringOffered(mode=CaringOffer.CONFIRM, series_id="caring:c-1:s-1",
+                         task="s-1/caring-offer"),
+    events.CaringReplied(note="thanks, doing better", notice="caring:c-1:s-1/reply-1"),
 ]
 
 

@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         SessionStatus,
     )
 
+from workflows.caring_offer import offer_caring
 from workflows.clinicians import Clinicians
 from workflows.letters import Letters
 from workflows.session_messages import SessionMessages
@@ -141,6 +142,7 @@ class SessionWorkflow(SessionMessages):
             async with self._escalating:  # a clinician's escalation in flight ends first
                 pass
             plan = await self._plan_follow_up(outcome)
+            await offer_caring(booking, outcome, self._clinicians, self._record)
         await self._close(outcome)
         return SessionResult(session_id=booking.session_id, outcome=outcome,
                              attempts_made=self._facts.attempts, plan=plan)

@@ -32,6 +32,7 @@ from missed_session.domain.models import (
     AuditEventType,
     AwareDatetime,
     CallResult,
+    CaringOffer,
     Channel,
     DecisionKind,
     EventValue,
@@ -537,6 +538,28 @@ class LetterPrepared(EventDetails):
     """Key of the task to confirm it was posted."""
 
 
+class CaringOffered(EventDetails):
+    """The session closed unresolved for a client at risk: a caring series was offered."""
+
+    event_type = AuditEventType.CARING_OFFERED
+    mode: CaringOffer
+    """`confirm` (a task to the therapist) or `automatic` (the series was started)."""
+    series_id: str
+    """The series it offers (or started)."""
+    task: str | None = None
+    """Key of the therapist's task to accept it, when it waits for one."""
+
+
+class CaringReplied(EventDetails):
+    """The client replied to a caring message; the therapist was given a notice."""
+
+    event_type = AuditEventType.CARING_REPLIED
+    note: str = ""
+    """The reply text: health data, stored here, never logged or put in the notice."""
+    notice: str
+    """Key of the therapist's notice."""
+
+
 def live(trail: Sequence[AuditEvent]) -> list[AuditEvent]:
     """The sessions' course: their trails without superseded rows and the markers saying so.
 
@@ -705,6 +728,7 @@ VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
         NoticeOpened, NoticeSent, NoticeFailed, NoticeSkipped,
         NoticeEscalated, NoticeExhausted, NoticeAcknowledged, NoticeResolved, NoticeUncertain,
         CaringStarted, CaringSent, CaringSkipped, CaringEnded, LetterPrepared,
+        CaringOffered, CaringReplied,
     )
 }
 """Every event type's model: `tests/test_events.py` checks that none is missing."""

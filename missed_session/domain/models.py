@@ -192,6 +192,17 @@ class LetterKind(StrEnum):
     CERTIFIED = "certified"
 
 
+class CaringOffer(StrEnum):
+    """Whether an unresolved end for a client at risk offers a caring-contacts series."""
+
+    OFF = "off"
+    """Never offered (a therapist may still start one)."""
+    CONFIRM = "confirm"
+    """A task to the therapist, whose acceptance starts the series."""
+    AUTOMATIC = "automatic"
+    """The session starts the series itself as it closes."""
+
+
 class ConsentScope(StrEnum):
     """When the client agreed that their emergency contact may be reached."""
 
@@ -354,6 +365,9 @@ class ProtocolSettings(Model):
     insurer's ladder: `["first_class", "certified"]`); none by default."""
     letter_spacing_days: int = Field(default=7, ge=0, le=60)
     """Days between one letter and the next (for the post to arrive and an answer to come)."""
+    caring_offer: CaringOffer = CaringOffer.OFF
+    """Whether a session that closes unresolved for a client at risk (elevated or high)
+    offers a caring-contacts series; a practice file sets it as `[caring_contacts] offer`."""
     name: str = Field(default="default", min_length=1, max_length=64)
     """The practice protocol these settings were resolved from."""
     version: str = Field(default="builtin", min_length=1, max_length=64)
@@ -611,6 +625,8 @@ class AuditEventType(StrEnum):
     CARING_SKIPPED = "caring_skipped"
     CARING_ENDED = "caring_ended"
     LETTER_PREPARED = "letter_prepared"
+    CARING_OFFERED = "caring_offered"
+    CARING_REPLIED = "caring_replied"
 
 
 EventValue = StrictStr | StrictInt | StrictBool | None
