@@ -188,6 +188,9 @@ def _notice_event(kind: str, d: Mapping[str, EventValue]) -> str:  # noqa: PLR09
     if kind == "notice_resolved":
         note = f" Note: {_v(d, 'note')}" if d.get("note") else ""
         return f"Resolved by {_v(d, 'clinician_id')}: {_v(d, 'outcome')}.{note}"
+    if kind == "letter_prepared":
+        return (f"Prepared letter {_v(d, 'number')} ({words(_v(d, 'kind'))}) for the practice "
+                "to post")
     return words(kind).capitalize()
 
 
@@ -195,7 +198,7 @@ DID = frozenset({
     "grace_period_expired", "outreach_attempted", "voicemail_left", "message_sent",
     "outreach_failed", "outreach_skipped", "outreach_deferred", "client_responded",
     "answer_unclear", "escalation_sent", "escalation_blocked", "escalation_uncertain",
-    "clinician_decision", "closed",
+    "clinician_decision", "letter_prepared", "closed",
 })
 """The session events a notice card lists under "what the service did"."""
 
