@@ -15,6 +15,7 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from types import CodeType, ModuleType
 from typing import ClassVar
 
@@ -35,6 +36,8 @@ from activities.audit import AuditActivities
 from activities.brake import BrakeActivities
 from activities.caring import CaringActivities
 from activities.follow_up import FollowUpActivities
+from activities.letters import FOLDER_NAME as LETTERS
+from activities.letters import LetterActivities
 from activities.notices import NoticeActivities, NoticeLinks
 from activities.outreach import OutreachActivities, Sender, TextPolicyActivities
 from activities.therapist import TherapistActivities
@@ -186,6 +189,7 @@ def new_worker(
     text_policy: TextPolicyActivities | None = None,
     consent_defaults: ConsentDefaults | None = None,
     brake: BrakeSettings | None = None,
+    letters_folder: Path = Path(".data") / LETTERS,
 ) -> Worker:
     """A worker with the session and notice workflows and every activity they call.
 
@@ -193,7 +197,8 @@ def new_worker(
     (to clients and to clinicians alike). `max_cached_workflows` is the sticky cache
     (`MSR_MAX_CACHED_WORKFLOWS`); `notice_links`: signed acknowledgment links in notices;
     `deployment`: the Worker Versioning version (missed_session/versioning.py), None when
-    unversioned; `brake`: the practice file's mass no-show brake (None: off).
+    unversioned; `brake`: the practice file's mass no-show brake (None: off);
+    `letters_folder`: where prepared letters are kept (owner-only).
     """
     inbox = InboxStore(pool)
     runtime = client.service_client.config.runtime or Runtime.default()
@@ -210,6 +215,7 @@ def new_worker(
     caring = CaringActivities(messages or simulated, sender, pool,
                               consent_defaults=consent_defaults)
     brake_activities = BrakeActivities(pool, brake)
+    letters = LetterActivities(letters_folder, sender, ClientDirectory(pool))
     return Worker(
         client,
         task_queue=task_queue,
@@ -236,6 +242,7 @@ def new_worker(
             notices.record_notice_state,
             caring.send_caring_contact,
             brake_activities.brake_check,
+            letters.prepare_letter,
         ],
     )
 
@@ -300,6 +307,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         notice_links=notice_links(settings),
         consent_defaults=load_consent_defaults(settings.practice_file),
         brake=load_brake_settings(settings.practice_file),
+        letters_folder=settings.data_dir / LETTERS,
     )
     followers = [asyncio.create_task(dispatcher.run()),
                  *trail_followers(settings, client, pool)]

@@ -40,3 +40,27 @@ def restrict_files(folder: Path, pattern: str) -> list[Path]:
             path.chmod(mode & 0o700)
             narrowed.append(path)
     return narrowed
+
+
+def write_owner_only(path: Path, data: bytes) -> None:
+    """Write `data` to `path` readable by its owner alone, whole or not at all.
+
+    The folders made for it are 0700 and the file 0600 from the moment it exists (never
+    widened by the umask, never briefly open to others); a temporary file is renamed over
+    `path`, so a reader sees the old file or the new one, and a retried writer replaces its
+    own earlier file.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise

@@ -30,7 +30,7 @@ from temporalio.runtime import (
 REDACTED = "[redacted]"
 HEALTH_DATA_KEYS = frozenset(
     {"first_name", "name", "phone", "email", "note", "to", "to_number", "body", "text",
-     "client", "emergency_contact", "contact", "address"}
+     "client", "emergency_contact", "contact", "address", "postal_address", "recipient"}
 )
 """Field names that may hold a person's details; their values never reach a log."""
 

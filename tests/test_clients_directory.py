@@ -52,6 +52,8 @@ def client_data(**overrides: Any) -> dict[str, Any]:
         "emails": [{"address": "robin@example.org"}],
         "emergency_contacts": [{"name": "Sam", "phone": CONTACT, "relationship": "partner"}],
         "flags": ["interpreter"],
+        "postal_address": {"recipient": "Robin Vale", "lines": ["12 Elm Street"],
+                           "locality": "Oakland", "region": "CA", "postal_code": "94607"},
     }
     data.update(overrides)
     return data

@@ -20,9 +20,11 @@ from missed_session.domain.models import (
     AuditEvent,
     AuditEventType,
     CallResult,
+    CaringOffer,
     Channel,
     DecisionKind,
     InboxItemKind,
+    LetterKind,
     Modality,
     Outcome,
     Priority,
@@ -96,6 +98,12 @@ EXAMPLES: list[EventDetails] = [
     events.NoticeRanOut(notice="s-1/no-show-alert", again_after_minutes=5),
     events.NoticeRenewed(notice="s-1/nobody-acknowledged-1", round=1),
     events.EmergencyContactCalled(result="no_answer", basis="consent on file"),
+    events.LetterPrepared(number=1, kind=LetterKind.FIRST_CLASS,
+                          file="s-1/letter-1-first_class.pdf", digest="ab" * 32,
+                          addressed=True, task="s-1/letter-1"),
+    events.CaringOffered(mode=CaringOffer.CONFIRM, series_id="caring:c-1:s-1",
+                         task="s-1/caring-offer"),
+    events.CaringReplied(note="thanks, doing better", notice="caring:c-1:s-1/reply-1"),
 ]
 
 

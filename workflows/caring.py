@@ -11,6 +11,7 @@ the series' own audit trail, whose id is the series id.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -22,7 +23,9 @@ with workflow.unsafe.imports_passed_through():
     from missed_session.domain import caring, events
     from missed_session.domain.caring import CaringSeries, EndReason
     from missed_session.domain.contact_window import next_allowed
-    from missed_session.domain.models import ClinicianDecision, Model
+    from missed_session.domain.models import ClinicianDecision, Model, TextReply
+
+from workflows.caring_replies import tell_therapist
 
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                            maximum_interval=timedelta(minutes=1),
@@ -59,6 +62,9 @@ class CaringContactsWorkflow:
         self._series: CaringSeries | None = None
         self._ending: ClinicianDecision | None = None
         self._ended: str | None = None
+        self._recording = asyncio.Lock()
+        """Held while an event is numbered and written: a reply's record and the series'
+        own never take the same place in the trail."""
 
     @workflow.run
     async def run(self, series: CaringSeries) -> str:
@@ -102,6 +108,27 @@ class CaringContactsWorkflow:
     @end_series.validator
     def _validate_end_series(self, decision: ClinicianDecision) -> None:
         del decision
+        if self._ended is not None:
+            msg = f"the series already ended ({self._ended})"
+            raise ValueError(msg)
+
+    @workflow.update
+    async def client_replied(self, reply: TextReply) -> str:
+        """The client answered a caring message: the therapist gets a notice of it.
+
+        The reply's words go to the series' trail (health data, never logged), not into
+        the notice, which may travel by text or email.
+        """
+        series = self._state()
+        replies = series.replies + 1
+        self._series = series.model_copy(update={"replies": replies})
+        key = await tell_therapist(self._state(), replies)
+        await self._record(events.CaringReplied(note=reply.body, notice=key))
+        return "the therapist has a notice of the reply"
+
+    @client_replied.validator
+    def _validate_client_replied(self, reply: TextReply) -> None:
+        del reply
         if self._ended is not None:
             msg = f"the series already ended ({self._ended})"
             raise ValueError(msg)
@@ -150,17 +177,19 @@ class CaringContactsWorkflow:
         return reason.value
 
     async def _record(self, details: events.EventDetails) -> None:
-        """Append the next event of the series' own trail (a local activity)."""
-        series = self._state()
-        event = events.new_event(session_id=series.series_id, sequence=series.next_sequence,
-                                 occurred_at=workflow.now(), details=details)
-        recorded = await workflow.execute_local_activity_method(
-            AuditActivities.record_event, event,
-            start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
-        )
-        # After rows a failed workflow task left (superseded), the trail goes on past them.
-        self._series = series.model_copy(update={
-            "next_sequence": max(series.next_sequence, recorded.sequence) + 1})
+        """Append the next event of the series' own trail (a local activity), one at a time."""
+        async with self._recording:
+            series = self._state()
+            event = events.new_event(session_id=series.series_id,
+                                     sequence=series.next_sequence,
+                                     occurred_at=workflow.now(), details=details)
+            recorded = await workflow.execute_local_activity_method(
+                AuditActivities.record_event, event,
+                start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
+            )
+            # After rows a failed workflow task left (superseded), the trail goes on past them.
+            self._series = self._state().model_copy(update={
+                "next_sequence": max(series.next_sequence, recorded.sequence) + 1})
 
     def _state(self) -> CaringSeries:
         assert self._series is not None

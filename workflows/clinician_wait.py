@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from missed_session.domain.step_reports import StepReport
 
 from workflows.clinicians import AWAIT_ACKNOWLEDGMENT, Clinicians
+from workflows.letters import Letters
 from workflows.steps import wait_until
 
 AWAIT_CLINICIAN = "await-clinician"
@@ -57,6 +58,7 @@ class ClinicianWait:
     _facts: SessionFacts
     _clinicians: Clinicians
     _escalating: asyncio.Lock
+    _letters: Letters
 
     # What the protocol provides (`SessionWorkflow`):
 
@@ -70,6 +72,9 @@ class ClinicianWait:
         raise NotImplementedError
 
     async def _acknowledge_contact(self) -> Outcome:
+        raise NotImplementedError
+
+    async def _wait_during_outreach(self, until: datetime) -> bool:
         raise NotImplementedError
 
     # -- the wait ------------------------------------------------------------------------
@@ -86,6 +91,10 @@ class ClinicianWait:
         if awaited is not None and workflow.patched(AWAIT_CLINICIAN):
             until = workflow.now() + protocol.clinician_wait(self._booking)
             outcome = await self._await_clinician(awaited, until)
+        outcome = await self._letters.after_outreach(  # the protocol's letters, if any
+            outcome, record=self._record, stops=self._stops, plan=self._plan,
+            wait=self._wait_during_outreach, contact=self._acknowledge_contact,
+            told=self._clinician_acted)
         self._facts = self._facts.outreach_ended(outcome)
         reason = escalation.unacknowledged(self._facts, self._booking,
                                            delivering=self._clinicians.delivering > 0)

@@ -63,8 +63,10 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows.brake import HELD_ALERT, BrakeHold
+from workflows.caring_offer import offer_caring
 from workflows.clinician_wait import AWAIT_CLINICIAN, ClinicianWait
 from workflows.clinicians import Clinicians
+from workflows.letters import Letters
 from workflows.session_messages import SessionMessages
 from workflows.steps import Steps, wait_until
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT, Trail
@@ -96,6 +98,7 @@ class SessionWorkflow(SessionMessages, BrakeHold, ClinicianWait):
                             refused=self._trail_refused)
         self._steps = Steps()
         self._clinicians = Clinicians(booking)
+        self._letters = Letters(booking, self._clinicians)
         self._escalating = asyncio.Lock()
         """Held while the emergency contact is being reached: one escalation at a time."""
         self._escalation_calls = 0
@@ -135,6 +138,7 @@ class SessionWorkflow(SessionMessages, BrakeHold, ClinicianWait):
             async with self._escalating:  # a clinician's escalation in flight ends first
                 pass
             plan = await self._plan_follow_up(outcome)
+            await offer_caring(booking, outcome, self._clinicians, self._record)
         await self._close(outcome)
         return SessionResult(session_id=booking.session_id, outcome=outcome,
                              attempts_made=self._facts.attempts, plan=plan)

@@ -27,8 +27,8 @@ async def run_action(request: audit_cli.AuditActionRequest,
         return await audit_cli.run_export(request, store)
     if isinstance(request, audit_cli.RebuildRequest):
         return await audit_cli.run_rebuild(store)
-    if isinstance(request, audit_cli.ConformanceRequest):
-        return await audit_cli.run_conformance(request, store)
+    if isinstance(request, audit_cli.ConformanceRequest | audit_cli.ConformanceReportRequest):
+        return await audit_cli.run_conformance(request, store)  # one session, or a period
     # Replay runs the workflow code itself: the one use case that imports it.
     from worker import WORKFLOW_RUNNER  # noqa: PLC0415
     from workflows.notice import NoticeWorkflow  # noqa: PLC0415

@@ -1,8 +1,9 @@
 """Caring contacts: start a series after an unresolved session, end it, see where it is.
 
-A clinician confirms a series (the protocol offers it; nobody is enrolled without a person
-deciding): the session must have closed unresolved (unreachable), or the clinician chooses
-it for another no-show with a reason. One series per session's end (its id is derived from
+A clinician confirms a series (the protocol offers it with a task, `offer = "confirm"`, which
+starting the series resolves; or starts it itself, `offer = "automatic"`, the practice's
+standing decision): the session must have closed unresolved (unreachable), or the clinician
+chooses it for another no-show with a reason. One series per session's end (its id is derived from
 the client and the session), so starting it twice is `already_scheduled`.
 """
 
@@ -17,10 +18,12 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from missed_session.application import notices
 from missed_session.application.results import Result, ResultKind
 from missed_session.domain import caring, events
 from missed_session.domain.caring import CaringSeries
 from missed_session.domain.models import ClinicianDecision
+from missed_session.domain.notices import Resolution
 from missed_session.store.audit import AuditStore
 from missed_session.store.clients import ClientDirectory
 
@@ -84,9 +87,21 @@ class CaringContacts:
         except RPCError as error:
             return Result(ResultKind.UNAVAILABLE, f"Temporal refused the request: {error}",
                           session_id)
+        offer = next((d for d in said if isinstance(d, events.CaringOffered)), None)
+        accepted = ""
+        if offer is not None and offer.task is not None:  # the therapist's task: done
+            try:
+                answer = await notices.resolve(
+                    self._client, self._pool, offer.task,
+                    Resolution(clinician_id=decision.clinician_id,
+                               outcome="accepted: series started"))
+            except RPCError:  # the series runs; the task stays for its clinician
+                answer = None
+            accepted = (f"; offer task {offer.task} resolved"
+                        if answer is not None and answer.kind is ResultKind.APPLIED else "")
         return Result(ResultKind.STARTED,
                       f"started series {series.series_id}: {len(series.days)} messages over "
-                      f"{series.days[-1]} days", session_id,
+                      f"{series.days[-1]} days{accepted}", session_id,
                       data={"series_id": series.series_id})
 
     async def end(self, series_id: str, decision: ClinicianDecision) -> Result:

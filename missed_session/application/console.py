@@ -31,7 +31,7 @@ from missed_session.application.problems import describe
 from missed_session.application.results import Result, ResultKind
 from missed_session.application.service import Application, UnavailableError
 from missed_session.application.sessions import WORKFLOW_PREFIX, utc_now
-from missed_session.domain import decisions, events
+from missed_session.domain import conformance, decisions, events
 from missed_session.domain.access import Viewer, ViewerRole, may_decide, may_view
 from missed_session.domain.clients import ClientRecord, ConsentRecord
 from missed_session.domain.models import (
@@ -339,6 +339,13 @@ class SessionView:
         """Voicemails, texts and emails left for the client."""
         return tuple(e for e in self.trail if e.event_type.value in (
             "voicemail_left", "message_sent"))
+
+    @property
+    def conformance(self) -> tuple[tuple[conformance.Pack, tuple[conformance.Finding, ...]],
+                                   ...]:
+        """Each published standard's rules judged on this session's trail (pure, no I/O)."""
+        return tuple((pack, conformance.assess(pack, self.trail))
+                     for pack in conformance.PACKS.values())
 
     @property
     def open_cards(self) -> tuple[NoticeCard, ...]:

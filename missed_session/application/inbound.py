@@ -3,8 +3,9 @@
 A clinician on the roster who answers a notice (`1`, `ACK <code>`) acknowledges it
 (`application.notices.sms_reply`); that is asked first, since a clinician's number is no
 client's. Any other sender is matched by phone number to the client's open sessions (every
-client ref
-booked with that number). An opt-out keyword opts the number out in each of them; HELP is
+client ref booked with that number); a reply with no open session goes to the client's
+running caring-contacts series, if any (`application.caring_replies`: a notice to the
+therapist). An opt-out keyword opts the number out in each of them; HELP is
 answered with neutral help text and touches no session; anything else is the client's
 response to the open sessions, where the protocol decides whether it counts.
 """
@@ -21,7 +22,7 @@ import asyncpg
 import structlog
 from temporalio.service import RPCError
 
-from missed_session.application import notices
+from missed_session.application import caring_replies, notices
 from missed_session.application.clients import STORE_ERRORS
 from missed_session.application.kept_texts import (
     MAX_BODY,
@@ -294,7 +295,8 @@ async def _to_open_sessions(app: Application, kind: TextKind, phone: str, body: 
     except (RPCError, TimeoutError) as error:  # visibility unavailable, or too slow
         return _to_keep(kind, type(error).__name__)
     if not session_ids:
-        return _FirstTry(InboundAnswer(kind, Result(
+        series = await _to_caring_series(app, kind, phone, body, message_id, wait)
+        return _FirstTry(InboundAnswer(kind, series or Result(
             ResultKind.NOT_FOUND, "no open session for the sender's number")), (), {})
     reply = TextReply(body=body[:MAX_BODY])
     results = await asyncio.gather(*(  # at once: the provider waits for the answer
@@ -311,6 +313,22 @@ async def _to_open_sessions(app: Application, kind: TextKind, phone: str, body: 
     return _FirstTry(InboundAnswer(kind, Result(
         ResultKind.REFUSED, "; ".join(r.message for r in tries.values())), sessions=()),
         tuple(session_ids), tries)
+
+
+async def _to_caring_series(app: Application, kind: TextKind, phone: str, body: str,
+                            message_id: str, wait: timedelta) -> Result | None:
+    """A reply with no open session: to the client's running caring series (a notice)."""
+    if kind is not TextKind.RESPONSE:
+        return None  # a STOP is the number's consent record; each series reads it
+    try:
+        return await caring_replies.reply_to_series(
+            await app.temporal(), await app.pool(), phone=phone, body=body,
+            message_id=message_id, wait=wait)
+    except UnavailableError as error:
+        return Result(ResultKind.UNAVAILABLE, f"caring series unreachable: {error}")
+    except STORE_ERRORS as error:
+        return Result(ResultKind.UNAVAILABLE,
+                      f"caring series unreachable: {type(error).__name__}")
 
 
 START_KEYWORDS = frozenset({"START", "UNSTOP"})

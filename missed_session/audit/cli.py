@@ -17,7 +17,7 @@ import sys
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import NoReturn
 
 import asyncpg
@@ -35,7 +35,7 @@ from missed_session.audit.verify import (
     verify_all,
     verify_session,
 )
-from missed_session.domain import conformance
+from missed_session.domain import conformance, conformance_report
 from missed_session.domain.models import AuditEvent, SessionId
 from missed_session.store.audit import AuditStore
 from missed_session.store.checkpoints import CheckpointSigner, HeadSink
@@ -108,8 +108,22 @@ class RebuildRequest:
     """Rebuild the projections (attendance, open therapist tasks) from the audit trail."""
 
 
+@dataclass(frozen=True)
+class ConformanceReportRequest:
+    """Judge every session that started in a period against protocol packs: a report."""
+
+    start: datetime
+    """First instant of the period (the `--from` day, 00:00 UTC)."""
+    end: datetime
+    """First instant after it (the day after `--to`, 00:00 UTC)."""
+    packs: tuple[str, ...]
+    """Pack names, in the order asked; every pack when none was named."""
+    csv: bool = False
+    """One CSV row per pack, rule and session instead of the counts."""
+
+
 AuditActionRequest = (VerifyRequest | ReplayRequest | PurgeRequest | ExportRequest
-                      | RebuildRequest | ConformanceRequest)
+                      | RebuildRequest | ConformanceRequest | ConformanceReportRequest)
 
 
 @dataclass(frozen=True)
@@ -158,10 +172,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("session_id", metavar="SESSION_ID")
     export.add_argument("--format", choices=["jsonl", "fhir"], default="jsonl")
     judged = actions.add_parser(
-        "conformance", help="which rules of a published standard the session's trail shows met")
-    judged.add_argument("session_id", metavar="SESSION_ID")
+        "conformance", help="which rules of a published standard the session's trail shows met "
+        "(one session, or every session that started in --from..--to)")
+    judged.add_argument("session_id", nargs="?", metavar="SESSION_ID")
     judged.add_argument("--pack", action="append", choices=sorted(conformance.PACKS),
                         help="a standard to judge against (repeatable; default: every pack)")
+    judged.add_argument("--from", dest="start", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                        help="report: sessions that started on or after this day (UTC)")
+    judged.add_argument("--to", dest="end", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                        help="report: sessions that started on or before this day (UTC)")
+    judged.add_argument("--csv", action="store_true",
+                        help="report: one CSV row per pack, rule and session")
     for action in (verify, replay):
         target = action.add_mutually_exclusive_group(required=True)
         target.add_argument("session_id", nargs="?", metavar="SESSION_ID")
@@ -181,24 +202,52 @@ def parse(argv: Sequence[str], *, retention_years: int, now: datetime) -> AuditA
     args = build_parser().parse_args(list(argv[1:]))
     if args.action == "purge":
         return _purge_request(args, retention_years=retention_years, now=now)
+    if args.action == "conformance":
+        return _conformance_request(args)
     session_id: str | None = None
-    if args.action in {"export", "conformance"} or not args.all:
-        try:
-            session_id = _stream_id(args.session_id)
-        except ValidationError as error:
-            first = error.errors()[0]
-            raise AuditUsageError(
-                f"session_id: {first['msg'].removeprefix('Value error, ')}"
-            ) from None
+    if args.action == "export" or not args.all:
+        session_id = _valid_stream_id(args.session_id)
     if args.action == "export":
         assert session_id is not None
         return ExportRequest(session_id, args.format)
-    if args.action == "conformance":
-        assert session_id is not None
-        return ConformanceRequest(session_id, tuple(args.pack or sorted(conformance.PACKS)))
     if args.action == "verify":
         return VerifyRequest(session_id)
     return ReplayRequest(session_id)
+
+
+def _valid_stream_id(value: str | None) -> str:
+    """`_stream_id`, its refusal as a usage error."""
+    try:
+        return _stream_id(value)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise AuditUsageError(
+            f"session_id: {first['msg'].removeprefix('Value error, ')}"
+        ) from None
+
+
+def _conformance_request(args: argparse.Namespace,
+                         ) -> ConformanceRequest | ConformanceReportRequest:
+    """One session's verdict, or (no session named) a report over a period."""
+    if args.session_id is None:
+        return _report_request(args)
+    if args.start is not None or args.end is not None or args.csv:
+        raise AuditUsageError("conformance: --from, --to and --csv make a report over a "
+                              "period: name no SESSION_ID with them")
+    return ConformanceRequest(_valid_stream_id(args.session_id),
+                              tuple(args.pack or sorted(conformance.PACKS)))
+
+
+def _report_request(args: argparse.Namespace) -> ConformanceReportRequest:
+    """`audit conformance --from DAY --to DAY [--pack P] [--csv]`: the period, checked."""
+    if args.start is None or args.end is None:
+        raise AuditUsageError("conformance: name a SESSION_ID, or a period with --from and --to")
+    if args.end < args.start:
+        raise AuditUsageError("conformance: --to must not be before --from")
+    start = datetime.combine(args.start, time(), tzinfo=UTC)
+    end = datetime.combine(args.end + timedelta(days=1), time(), tzinfo=UTC)
+    return ConformanceReportRequest(start, end, tuple(args.pack or sorted(conformance.PACKS)),
+                                    csv=args.csv)
 
 
 def _stream_id(value: str | None) -> str:
@@ -308,8 +357,14 @@ async def run_export(request: ExportRequest, store: AuditStore) -> Verdict:
     return Verdict(json.dumps(bundle, indent=2), ok=True)
 
 
-async def run_conformance(request: ConformanceRequest, store: AuditStore) -> Verdict:
-    """Each pack's rules judged from the trail: ok unless a rule that applies was not met."""
+async def run_conformance(request: ConformanceRequest | ConformanceReportRequest,
+                          store: AuditStore) -> Verdict:
+    """Each pack's rules judged from the trail: ok unless a rule that applies was not met.
+
+    A report request judges every session of its period (`run_conformance_report`).
+    """
+    if isinstance(request, ConformanceReportRequest):
+        return await run_conformance_report(request, store)
     trail = await store.trail(request.session_id)
     if not trail:
         return Verdict(f"no audit events for session {request.session_id}", ok=False)
@@ -324,6 +379,27 @@ async def run_conformance(request: ConformanceRequest, store: AuditStore) -> Ver
             lines.append(f"  {finding.verdict.value.upper():<15} {finding.text}: "
                          f"{finding.why} ({rows})")
     return Verdict("\n".join(lines), ok)
+
+
+async def run_conformance_report(request: ConformanceReportRequest,
+                                 store: AuditStore) -> Verdict:
+    """Every session that started in the period, judged per pack and counted per rule.
+
+    Ok unless a session missed a rule that applied to it (or the period holds no session).
+    """
+    session_ids = await store.sessions_starting(request.start, request.end)
+    period = (f"{request.start.date().isoformat()}.."
+              f"{(request.end - timedelta(days=1)).date().isoformat()}")
+    if not session_ids:
+        return Verdict(f"no sessions started in {period}", ok=False)
+    trails = {session_id: await store.trail(session_id) for session_id in session_ids}
+    reports = [conformance_report.report(conformance.PACKS[name], trails)
+               for name in request.packs]
+    ok = not any(found.missed for found in reports)
+    if request.csv:
+        return Verdict(conformance_report.as_csv(reports).rstrip("\n"), ok)
+    return Verdict(conformance_report.text(reports, period=period, sessions=len(session_ids)),
+                   ok)
 
 
 async def run_rebuild(store: AuditStore) -> Verdict:

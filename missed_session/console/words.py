@@ -230,6 +230,9 @@ def _notice_event(kind: str, d: Mapping[str, EventValue]) -> str:  # noqa: PLR09
         return f"Resolved by {_v(d, 'clinician_id')}: {_v(d, 'outcome')}.{note}"
     if kind.startswith("brake_"):
         return _brake_event(kind, d)
+    if kind == "letter_prepared":
+        return (f"Prepared letter {_v(d, 'number')} ({words(_v(d, 'kind'))}) for the practice "
+                "to post")
     return words(kind).capitalize()
 
 
@@ -249,7 +252,7 @@ DID = frozenset({
     "answer_unclear", "escalation_sent", "escalation_blocked", "escalation_uncertain",
     "clinician_decision", "closed", "brake_held", "brake_released", "brake_stood_down",
     "emergency_contact_called", "awaiting_clinician", "clinician_wait_timed_out",
-    "clinician_acknowledged", "notice_ran_out", "notice_renewed",
+    "clinician_acknowledged", "notice_ran_out", "notice_renewed", "letter_prepared",
 })
 """The session events a notice card lists under "what the service did"."""
 

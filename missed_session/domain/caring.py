@@ -21,9 +21,11 @@ from pydantic import Field, field_validator
 from missed_session.domain.messages import TEXT_LIMIT, ensure_discreet
 from missed_session.domain.models import (
     AwareDatetime,
+    CaringOffer,
     ContactWindow,
     Model,
     Outcome,
+    RiskTier,
     TimeZoneName,
 )
 
@@ -34,6 +36,11 @@ SERIES_PREFIX = "caring:"
 """Every series' id (workflow and trail) starts so."""
 UNRESOLVED = frozenset({Outcome.UNREACHABLE_ESCALATED, Outcome.UNREACHABLE_ESCALATION_BLOCKED})
 """Outcomes after which a series is offered: the client was never reached."""
+AT_RISK = frozenset({RiskTier.ELEVATED, RiskTier.HIGH})
+"""Risk tiers the protocol offers a series for on its own (a therapist may choose one for
+anyone)."""
+STARTED_BY_PROTOCOL = "protocol"
+"""`started_by` of a series the protocol started (`offer = "automatic"`)."""
 
 _MESSAGES = (
     "Hi {first_name}, this is {sender}. Thinking of you and hoping you are okay. "
@@ -91,6 +98,8 @@ class CaringSeries(Model):
     """The trail place of the next audit event (carried across continue-as-new)."""
     sent: int = Field(default=0, ge=0)
     """Messages sent so far."""
+    replies: int = Field(default=0, ge=0)
+    """Replies from the client so far (each one a notice to the therapist)."""
 
     @field_validator("days")
     @classmethod
@@ -132,3 +141,27 @@ def may_offer(outcome: Outcome, *, clinician_choice: bool) -> str | None:
         return f"the session closed {outcome.value}: the client was not missing"
     return (f"the session closed {outcome.value}; a series follows an unresolved end "
             "(unreachable) unless a clinician chooses it with --reason")
+
+
+def offered(mode: CaringOffer, risk_tier: RiskTier, outcome: Outcome) -> CaringOffer | None:
+    """How a session's end offers a series (None: it does not).
+
+    Only an unresolved end (never reached) for a client at risk, and only when the practice
+    asks for it (`confirm`: a task to the therapist; `automatic`: the series starts).
+    """
+    if mode is CaringOffer.OFF or risk_tier not in AT_RISK or outcome not in UNRESOLVED:
+        return None
+    return mode
+
+
+def offer_task(session_id: str) -> str:
+    """The therapist's task when a series waits for their acceptance."""
+    return ("Caring contacts offered: the client was never reached. Accept to start the "
+            f"series (starter.py caring start {session_id} --clinician <your id>), or "
+            "resolve this task to decline")
+
+
+REPLY_NOTICE = ("The client replied to a caring message: read the reply in the series' "
+                "trail and get in touch")
+"""The therapist's notice of a reply (the reply's words stay in the trail, never in a
+notice that travels by text or email)."""

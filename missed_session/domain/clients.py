@@ -77,6 +77,47 @@ class DirectoryContact(Model):
     """Their relationship to the client, as the client described it."""
 
 
+class PostalAddress(Model):
+    """Where a letter to the client is posted: the minimum a postal service delivers on.
+
+    Optional in the directory (outreach never needs it); only the letter step reads it, and
+    it is never logged or written to the audit trail. `recipient` is the name the envelope
+    carries (the directory otherwise keeps a first name only); the letter greets the client
+    by first name.
+    """
+
+    recipient: str = Field(min_length=1, max_length=100)
+    """The name as it goes on the envelope."""
+    lines: tuple[str, ...] = Field(min_length=1, max_length=3)
+    """Street lines (house, street, flat), first line first."""
+    locality: str = Field(min_length=1, max_length=80)
+    """Town or city."""
+    region: str = Field(default="", max_length=80)
+    """State, county or province, when the country uses one."""
+    postal_code: str = Field(min_length=1, max_length=16)
+    """ZIP or postcode."""
+    country: str = Field(default="US", min_length=2, max_length=2, pattern=r"^[A-Z]{2}$")
+    """ISO 3166-1 alpha-2 code."""
+
+    @model_validator(mode="after")
+    def _one_line_each(self) -> PostalAddress:
+        parts = (self.recipient, *self.lines, self.locality, self.region, self.postal_code)
+        if any(not part.isprintable() for part in parts):
+            msg = "postal_address: each part is printable text on one line"
+            raise ValueError(msg)
+        if any(not line.strip() for line in self.lines):
+            msg = "postal_address.lines: a street line is empty"
+            raise ValueError(msg)
+        return self
+
+    def block(self) -> tuple[str, ...]:
+        """The address as it is printed for a window envelope, line by line."""
+        last = " ".join(part for part in (self.locality + ("," if self.region else ""),
+                                          self.region, self.postal_code) if part)
+        return (self.recipient, *self.lines, last,
+                *(() if self.country == "US" else (self.country,)))
+
+
 class ClientRecord(Model):
     """A client's entry in the directory: who they are and how to reach them, now."""
 
@@ -94,6 +135,9 @@ class ClientRecord(Model):
     """Emergency contacts, first one first."""
     flags: tuple[str, ...] = Field(default=(), max_length=10)
     """The practice's own flags (e.g. `interpreter`), never clinical detail."""
+    postal_address: PostalAddress | None = None
+    """Where letters go; None: letters are prepared unaddressed (the practice addresses
+    them from its own records)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> ClientRecord:
@@ -434,7 +478,9 @@ def record_from_booking(client: Client, existing: ClientRecord | None) -> Client
     return ClientRecord(ref=client.ref, first_name=client.first_name,
                         time_zone=client.time_zone, phones=tuple(phones[:5]),
                         emails=tuple(emails[:3]), emergency_contacts=tuple(contacts[:3]),
-                        flags=existing.flags if existing is not None else ())
+                        flags=existing.flags if existing is not None else (),
+                        postal_address=existing.postal_address if existing is not None
+                        else None)
 
 
 def consents_from_booking(client: Client, *, at: datetime,

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from missed_session.domain import events
-from missed_session.domain.models import AuditEvent, Channel, Outcome, RiskTier
+from missed_session.domain.models import AuditEvent, Channel, LetterKind, Outcome, RiskTier
 
 
 class Verdict(StrEnum):
@@ -72,6 +72,8 @@ class Episode:
     plan_row: int | None
     outcome: Outcome | None
     closed_row: int | None
+    letters: tuple[tuple[LetterKind, int], ...] = ()
+    """Letters prepared: their kind and row, in order."""
 
 
 _STEPS = (events.OutreachAttempted, events.VoicemailLeft, events.MessageSent,
@@ -86,6 +88,7 @@ def episode(trail: Sequence[AuditEvent]) -> Episode:
     reached: AuditEvent | None = None
     plan: AuditEvent | None = None
     closed: tuple[Outcome, int] | None = None
+    letters: list[tuple[LetterKind, int]] = []
     steps: dict[int, list[tuple[AuditEvent, bool]]] = {}
     for event in events.live(trail):
         details = events.read(event)
@@ -100,6 +103,8 @@ def episode(trail: Sequence[AuditEvent]) -> Episode:
             steps.setdefault(details.attempt, []).append((event, call))
         elif isinstance(details, events.ClientResponded | events.CheckedIn):
             reached = reached or event
+        elif isinstance(details, events.LetterPrepared):
+            letters.append((details.kind, event.sequence))
         elif isinstance(details, events.PlanCreated):
             plan = event
         elif isinstance(details, events.Closed):
@@ -118,6 +123,7 @@ def episode(trail: Sequence[AuditEvent]) -> Episode:
         plan_row=plan.sequence if plan else None,
         outcome=closed[0] if closed else None,
         closed_row=closed[1] if closed else None,
+        letters=tuple(letters),
     )
 
 
@@ -245,13 +251,23 @@ def _high_risk_only(check: Check) -> Check:
     return only
 
 
-def _letter(kind: str) -> Check:
+def _letter(kind: LetterKind) -> Check:
+    words = kind.value.replace("_", "-")
+
     def check(facts: Episode) -> tuple[Verdict, str, tuple[int, ...]]:
+        rows = tuple(row for made, row in facts.letters if made is kind)
+        if rows:
+            return (Verdict.MET,
+                    f"a {words} letter was prepared, with a task to confirm it was posted",
+                    rows[:1])
         if facts.reached_row is not None:
             return (Verdict.NOT_APPLICABLE, "the client was reached",
                     (facts.reached_row,))
+        if facts.closed_row is None:
+            return Verdict.NOT_MET, f"no {words} letter in the trail yet (still open)", ()
         return (Verdict.NOT_MET,
-                f"no {kind} letter in the trail: the service has no letter step yet", ())
+                f"closed without a {words} letter (the protocol's `letters` did not list one)",
+                (facts.closed_row,))
     return check
 
 
@@ -274,9 +290,9 @@ INSURER_LETTERS = Pack("insurer-letters", "Malpractice insurers' high-risk ladde
     Rule("two-calls", "Two documented calls (high risk)",
          _high_risk_only(_at_least(2, calls=True))),
     Rule("first-class-letter", "A first-class letter (high risk)", _high_risk_only(
-        _letter("first-class"))),
+        _letter(LetterKind.FIRST_CLASS))),
     Rule("certified-letter", "A certified letter (high risk)", _high_risk_only(
-        _letter("certified"))),
+        _letter(LetterKind.CERTIFIED))),
 ))
 PACKS = {pack.name: pack for pack in (VA, FOLLOW_UP_MATTERS, NICE_QS188, INSURER_LETTERS)}
 """Every pack by name."""

@@ -32,10 +32,12 @@ from missed_session.domain.models import (
     AuditEventType,
     AwareDatetime,
     CallResult,
+    CaringOffer,
     Channel,
     DecisionKind,
     EventValue,
     InboxItemKind,
+    LetterKind,
     Modality,
     Model,
     Outcome,
@@ -512,6 +514,52 @@ class CaringEnded(EventDetails):
     """The clinician's reason, when one ended it."""
 
 
+# -- letters (docs/protocol.md, "Letters") ---------------------------------------------------
+
+
+class LetterPrepared(EventDetails):
+    """An outreach step by post: the letter's PDF was prepared, and the practice asked to post it.
+
+    The trail holds where the file is and its digest, never its text or the address.
+    """
+
+    event_type = AuditEventType.LETTER_PREPARED
+    number: int = Field(ge=1)
+    """Which letter of the session."""
+    kind: LetterKind
+    """First-class or certified."""
+    file: str
+    """The PDF, relative to the letters folder."""
+    digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """SHA-256 of the PDF: the file is the one prepared."""
+    addressed: bool
+    """Whether it carries the client's postal address (else the practice addresses it)."""
+    task: str
+    """Key of the task to confirm it was posted."""
+
+
+class CaringOffered(EventDetails):
+    """The session closed unresolved for a client at risk: a caring series was offered."""
+
+    event_type = AuditEventType.CARING_OFFERED
+    mode: CaringOffer
+    """`confirm` (a task to the therapist) or `automatic` (the series was started)."""
+    series_id: str
+    """The series it offers (or started)."""
+    task: str | None = None
+    """Key of the therapist's task to accept it, when it waits for one."""
+
+
+class CaringReplied(EventDetails):
+    """The client replied to a caring message; the therapist was given a notice."""
+
+    event_type = AuditEventType.CARING_REPLIED
+    note: str = ""
+    """The reply text: health data, stored here, never logged or put in the notice."""
+    notice: str
+    """Key of the therapist's notice."""
+
+
 def live(trail: Sequence[AuditEvent]) -> list[AuditEvent]:
     """The sessions' course: their trails without superseded rows and the markers saying so.
 
@@ -794,6 +842,8 @@ VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
         CaringStarted, CaringSent, CaringSkipped, CaringEnded,
         BrakeHeld, BrakeReleased, BrakeStoodDown,
         ClinicianAcknowledged, NoticeRanOut, NoticeRenewed, EmergencyContactCalled,
+        CaringStarted, CaringSent, CaringSkipped, CaringEnded, LetterPrepared,
+        CaringOffered, CaringReplied,
     )
 }
 """Every event type's model: `tests/test_events.py` checks that none is missing."""

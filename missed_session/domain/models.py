@@ -188,6 +188,24 @@ class Channel(StrEnum):
     EMAIL = "email"
 
 
+class LetterKind(StrEnum):
+    """How a letter to the client is posted (the service prepares it; the practice posts it)."""
+
+    FIRST_CLASS = "first_class"
+    CERTIFIED = "certified"
+
+
+class CaringOffer(StrEnum):
+    """Whether an unresolved end for a client at risk offers a caring-contacts series."""
+
+    OFF = "off"
+    """Never offered (a therapist may still start one)."""
+    CONFIRM = "confirm"
+    """A task to the therapist, whose acceptance starts the series."""
+    AUTOMATIC = "automatic"
+    """The session starts the series itself as it closes."""
+
+
 class ConsentScope(StrEnum):
     """When the client agreed that their emergency contact may be reached."""
 
@@ -349,6 +367,14 @@ class ProtocolSettings(Model):
     """Whether the session asks the practice's mass no-show brake at its no-show: set at
     intake when the practice file has a `[brake]` table, so that a practice without one
     pays nothing for it (not even the question) and its histories stay as they were."""
+    letters: tuple[LetterKind, ...] = Field(default=(), max_length=4)
+    """Letters prepared, in order, when outreach ends without reaching the client (the
+    insurer's ladder: `["first_class", "certified"]`); none by default."""
+    letter_spacing_days: int = Field(default=7, ge=0, le=60)
+    """Days between one letter and the next (for the post to arrive and an answer to come)."""
+    caring_offer: CaringOffer = CaringOffer.OFF
+    """Whether a session that closes unresolved for a client at risk (elevated or high)
+    offers a caring-contacts series; a practice file sets it as `[caring_contacts] offer`."""
     name: str = Field(default="default", min_length=1, max_length=64)
     """The practice protocol these settings were resolved from."""
     version: str = Field(default="builtin", min_length=1, max_length=64)
@@ -612,6 +638,9 @@ class AuditEventType(StrEnum):
     NOTICE_RAN_OUT = "notice_ran_out"
     NOTICE_RENEWED = "notice_renewed"
     EMERGENCY_CONTACT_CALLED = "emergency_contact_called"
+    LETTER_PREPARED = "letter_prepared"
+    CARING_OFFERED = "caring_offered"
+    CARING_REPLIED = "caring_replied"
 
 
 EventValue = StrictStr | StrictInt | StrictBool | None

@@ -18,6 +18,9 @@ contact_window = { start = "07:30:00", end = "22:00:00" }
 [therapists.t-ana]                 # a therapist's choice: a protocol, and overrides of it
 protocol = "intensive"
 max_attempts = 5
+
+[caring_contacts]                  # every protocol's `caring_offer`, unless it sets its own
+offer = "confirm"
 ```
 
 Every error names the file, the key (or the line, for TOML syntax) and the rule broken,
@@ -37,7 +40,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from missed_session.domain.brake import BrakeSettings
-from missed_session.domain.models import ProtocolSettings, SessionBooking
+from missed_session.domain.models import CaringOffer, ProtocolSettings, SessionBooking
 
 RESERVED = ("time_scale", "name", "version", "no_show_brake")
 ROSTER_KEYS = ("roster", "notices")
@@ -92,7 +95,7 @@ def parse(text: str, source: str) -> PracticeProtocols:
     except tomllib.TOMLDecodeError as error:
         raise PracticeFileError(f"{source}: not valid TOML: {error}") from None
     _only_keys(data, {"version", "default_protocol", "protocols", "therapists",
-                      "consent_defaults", "brake", *ROSTER_KEYS}, source, "")
+                      "consent_defaults", "brake", "caring_contacts", *ROSTER_KEYS}, source, "")
     brake = brake_settings(data, source)
     version = data.get("version")
     if not isinstance(version, str) or not version.strip():
@@ -102,6 +105,10 @@ def parse(text: str, source: str) -> PracticeProtocols:
     tables = data.get("protocols")
     if not isinstance(tables, dict) or not tables:
         raise PracticeFileError(f"{source}: protocols: at least one protocol is required")
+    offer = _caring_offer(data.get("caring_contacts", {}), source)
+    if offer is not None:  # the practice's choice, unless a protocol makes its own
+        tables = {name: {"caring_offer": offer, **table} if isinstance(table, dict) else table
+                  for name, table in tables.items()}
     protocols = {
         name: _settings(table, source, f"protocols.{name}", name=name, version=full_version)
         for name, table in tables.items()
@@ -153,6 +160,21 @@ def brake_settings(data: Mapping[str, Any], source: str) -> BrakeSettings | None
         field = ".".join(str(part) for part in first["loc"])
         rule = _rule(first["type"], first["msg"], first.get("ctx"))
         raise PracticeFileError(f"{source}: brake.{field}: {rule}") from None
+
+
+def _caring_offer(table: Any, source: str) -> str | None:
+    """`[caring_contacts] offer`: off, confirm or automatic (None: not said)."""
+    if not isinstance(table, dict):
+        raise PracticeFileError(f"{source}: caring_contacts: must be a table")
+    _only_keys(table, {"offer"}, source, "caring_contacts")
+    offer = table.get("offer")
+    if offer is None:
+        return None
+    known = [mode.value for mode in CaringOffer]
+    if offer not in known:
+        raise PracticeFileError(f"{source}: caring_contacts.offer: must be one of "
+                                f"{', '.join(known)}, not {offer!r}")
+    return str(offer)
 
 
 def _settings(table: Any, source: str, key: str, *, name: str, version: str,

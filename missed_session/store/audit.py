@@ -102,6 +102,14 @@ class AuditStore:
         )
         return [row["session_id"] for row in found]
 
+    async def sessions_starting(self, start: datetime, end: datetime) -> list[str]:
+        """Sessions booked to start in [start, end) (their `scheduled` row), in id order."""
+        rows = await self._pool.fetch(
+            "SELECT DISTINCT session_id FROM audit_events WHERE event_type = 'scheduled'"
+            " AND (data->>'start')::timestamptz >= $1 AND (data->>'start')::timestamptz < $2"
+            " ORDER BY session_id", start, end)
+        return [row["session_id"] for row in rows]
+
     async def session_count(self) -> int:
         """How many sessions have an audit trail or an attendance row."""
         count: int = await self._pool.fetchval(

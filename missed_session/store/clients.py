@@ -20,6 +20,7 @@ from missed_session.domain.clients import (
     DirectoryContact,
     EmailPoint,
     PhonePoint,
+    PostalAddress,
 )
 from missed_session.domain.models import ConsentScope
 from missed_session.store.database import Connection
@@ -74,9 +75,10 @@ class ClientDirectory:
             if await _get(connection, record.ref) is not None:
                 raise ClientExistsError(record.ref)
             await connection.execute(
-                "INSERT INTO clients (client_ref, first_name, time_zone, flags)"
-                " VALUES ($1, $2, $3, $4)",
+                "INSERT INTO clients (client_ref, first_name, time_zone, flags, postal_address)"
+                " VALUES ($1, $2, $3, $4, $5::jsonb)",
                 record.ref, record.first_name, record.time_zone, list(record.flags),
+                _address(record),
             )
             await _write_points(connection, record)
             await _log_change(connection, record.ref, "created", sorted(ClientRecord.model_fields),
@@ -94,9 +96,10 @@ class ClientDirectory:
                 raise UnknownClientError(record.ref)
             if held is None:
                 await connection.execute(
-                    "INSERT INTO clients (client_ref, first_name, time_zone, flags)"
-                    " VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO clients (client_ref, first_name, time_zone, flags,"
+                    " postal_address) VALUES ($1, $2, $3, $4, $5::jsonb)",
                     record.ref, record.first_name, record.time_zone, list(record.flags),
+                    _address(record),
                 )
                 changed = sorted(ClientRecord.model_fields)
                 action = "created"
@@ -106,8 +109,9 @@ class ClientDirectory:
                 action = "updated"
                 await connection.execute(
                     "UPDATE clients SET first_name = $2, time_zone = $3, flags = $4,"
-                    " updated_at = now() WHERE client_ref = $1",
+                    " postal_address = $5::jsonb, updated_at = now() WHERE client_ref = $1",
                     record.ref, record.first_name, record.time_zone, list(record.flags),
+                    _address(record),
                 )
                 await connection.execute(
                     "DELETE FROM client_contact_points WHERE client_ref = $1", record.ref)
@@ -165,7 +169,8 @@ class ClientDirectory:
 
 async def _get(connection: Connection, client_ref: str) -> ClientRecord | None:
     row = await connection.fetchrow(
-        "SELECT first_name, time_zone, flags FROM clients WHERE client_ref = $1", client_ref)
+        "SELECT first_name, time_zone, flags, postal_address::text AS postal_address"
+        " FROM clients WHERE client_ref = $1", client_ref)
     if row is None:
         return None
     points = await connection.fetch(
@@ -177,6 +182,8 @@ async def _get(connection: Connection, client_ref: str) -> ClientRecord | None:
     return ClientRecord(
         ref=client_ref, first_name=row["first_name"], time_zone=row["time_zone"],
         flags=tuple(row["flags"]),
+        postal_address=(None if row["postal_address"] is None
+                        else PostalAddress.model_validate_json(row["postal_address"])),
         phones=tuple(PhonePoint(number=p["value"], use=ContactUse(p["use"]),
                                 verified=p["verified"]) for p in points if p["kind"] == "phone"),
         emails=tuple(EmailPoint(address=p["value"], use=ContactUse(p["use"]),
@@ -185,6 +192,12 @@ async def _get(connection: Connection, client_ref: str) -> ClientRecord | None:
                                                   relationship=c["relationship"])
                                  for c in contacts),
     )
+
+
+def _address(record: ClientRecord) -> str | None:
+    """The postal address as the column's JSON (None: no address on file)."""
+    address = record.postal_address
+    return None if address is None else address.model_dump_json()
 
 
 async def _write_points(connection: Connection, record: ClientRecord) -> None:
