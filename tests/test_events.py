@@ -88,6 +88,8 @@ EXAMPLES: list[EventDetails] = [
     events.CaringSent(index=0, consent_record="consent-3"),
     events.CaringSkipped(index=1, reason="no text consent as of the day"),
     events.CaringEnded(reason="clinician", sent=1, by="t-1", note="client re-engaged"),
+    events.NoticeReasonEnded(reason="the client checked in late", told="t-1,oc-1"),
+    events.NoticeResolutionSent(clinician_id="oc-1", channel="sms", result="sent"),
 ]
 
 

@@ -598,6 +598,8 @@ class AuditEventType(StrEnum):
     CARING_SENT = "caring_sent"
     CARING_SKIPPED = "caring_skipped"
     CARING_ENDED = "caring_ended"
+    NOTICE_REASON_ENDED = "notice_reason_ended"
+    NOTICE_RESOLUTION_SENT = "notice_resolution_sent"
 
 
 EventValue = StrictStr | StrictInt | StrictBool | None
