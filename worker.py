@@ -226,6 +226,7 @@ def new_worker(
             notices.plan_notice,
             notices.notice_recipients,
             notices.deliver_notice,
+            notices.deliver_resolution,
             notices.record_notice_state,
             caring.send_caring_contact,
         ],

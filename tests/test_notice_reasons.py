@@ -11,13 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from missed_session.domain import events
-from missed_session.domain.models import CallResult, Outcome
+from missed_session.domain.models import CallResult, DecisionKind, Outcome
 from missed_session.domain.notices import (
     CLIENT_CONTACT,
     CLINICIAN_DECISION,
     SMS_LIMIT,
     CallOutcome,
     EndReason,
+    decision_reason,
     emergency_call_outcome,
     emergency_call_title,
     end_reason,
@@ -25,6 +26,7 @@ from missed_session.domain.notices import (
     no_show_title,
     notice_name,
     resolved_text,
+    tells_therapist_of_call,
     to_tell,
 )
 from missed_session.domain.roster import NoticeRoute
@@ -151,19 +153,19 @@ def test_the_alert_says_what_outreach_does(minutes: int, calling: bool) -> None:
         assert title.startswith("No-show: outreach deferred until")
         assert title.split(";")[0].endswith(" America/New_York")
         assert "has started" not in title
-    assert ("emergency contact is being called now" in title) == calling
+    assert ("calling the emergency contact now" in title) == calling
 
 
 def test_deferred_to_the_morning_names_the_clients_time() -> None:
     opens = datetime(2026, 12, 8, 13, 0, tzinfo=UTC)  # 08:00 in New York, the next day
     assert no_show_title(now=NIGHT, opens=opens, time_zone="America/New_York",
                          emergency_call=False) == (
-        "No-show: outreach deferred until Tue 08:00 America/New_York")
+        "No-show: outreach deferred until 08:00 America/New_York")
     same_day = datetime(2026, 12, 8, 8, 0, tzinfo=UTC)  # 03:00 the same morning
     assert no_show_title(now=same_day, opens=opens, time_zone="America/New_York",
                          emergency_call=True) == (
         "No-show: outreach deferred until 08:00 America/New_York; "
-        "the emergency contact is being called now")
+        "calling the emergency contact now")
 
 
 def test_the_emergency_calls_outcome_is_read_from_its_event() -> None:
@@ -188,3 +190,17 @@ def test_a_result_the_event_records_wins() -> None:
 
     recorded = WithResult(reason="anything", result=CallResult.NO_ANSWER.value)
     assert emergency_call_outcome(recorded) is CallOutcome.NO_ANSWER
+
+
+def test_the_therapist_hears_of_every_call_but_one_they_decided_themselves() -> None:
+    assert tells_therapist_of_call("t-ana", None)
+    assert tells_therapist_of_call("t-ana", "oc-lee")
+    assert not tells_therapist_of_call("t-ana", "t-ana")
+
+
+@given(st.sampled_from(DecisionKind))
+def test_a_decision_ends_a_reason_only_when_it_ends_outreach(kind: DecisionKind) -> None:
+    reason = decision_reason(kind)
+    assert (reason is not None) == (kind in {DecisionKind.MARK_SAFE, DecisionKind.STAND_DOWN})
+    if reason is not None:
+        assert reason in CLINICIAN_DECISION

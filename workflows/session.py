@@ -63,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows.clinicians import Clinicians
+from workflows.notice_reasons import NoticeReasons
 from workflows.session_messages import SessionMessages
 from workflows.steps import Steps, wait_until
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT, Trail
@@ -94,6 +95,7 @@ class SessionWorkflow(SessionMessages):
                             refused=self._trail_refused)
         self._steps = Steps()
         self._clinicians = Clinicians(booking)
+        self._reasons = NoticeReasons(booking, self._clinicians, self._record)
         self._escalating = asyncio.Lock()
         """Held while the emergency contact is being reached: one escalation at a time."""
         self._escalation_calls = 0
@@ -126,12 +128,14 @@ class SessionWorkflow(SessionMessages):
         if outcome is None:
             # The first call goes out now; the no-show is documented alongside it.
             self._plan(SessionStatus.NO_SHOW, "alert the therapist", workflow.now())
-            self._trail.first = asyncio.create_task(self._document_no_show())
+            self._trail.first = asyncio.create_task(
+                self._document_no_show(self._reasons.no_show_title(self._facts)))
             outcome = await self._reach_out()
             awaited = escalation.awaited(self._facts)
             if awaited is not None and workflow.patched(AWAIT_CLINICIAN):
                 outcome = await self._await_clinician(awaited)
             self._facts = self._facts.outreach_ended(outcome)
+            await self._reasons.ended(outcome)  # notices it ends resolve, telling those told
             async with self._escalating:  # a clinician's escalation in flight ends first
                 pass
             plan = await self._plan_follow_up(outcome)
@@ -170,7 +174,7 @@ class SessionWorkflow(SessionMessages):
             elif not before_start:
                 return None
 
-    async def _document_no_show(self) -> None:
+    async def _document_no_show(self, title: str) -> None:
         """The grace period is over: document the no-show and tell the therapist.
 
         Runs alongside the first outreach attempt, so that a burst of sessions whose grace
@@ -182,8 +186,7 @@ class SessionWorkflow(SessionMessages):
         notice = self._clinicians.notice(
             "no-show-alert", InboxItemKind.ALERT,
             Priority.URGENT if self._booking.risk_tier is RiskTier.HIGH else Priority.ROUTINE,
-            "No-show: outreach to the client has started",
-        )
+            title)
         async with self._trail.lock:
             expired_details = events.GracePeriodExpired(
                 grace_period_minutes=protocol.grace_period_minutes(self._booking))
@@ -406,8 +409,9 @@ class SessionWorkflow(SessionMessages):
             decision = escalation.next_escalation(
                 self._facts, self._booking, workflow.now(), None, override
             )
-            if isinstance(decision, Escalate):
-                return await self._call_emergency_contact(decision, override)
+            if isinstance(decision, Escalate):  # the therapist is told of the call
+                return await self._reasons.told_of_call(
+                    await self._call_emergency_contact(decision, override), override)
             if isinstance(decision, Block):
                 await self._block_escalation(decision.reason)
                 return f"not carried out: {decision.reason}; the therapist has an urgent task"
@@ -546,6 +550,7 @@ class SessionWorkflow(SessionMessages):
     def _recorded(self, details: events.EventDetails, at: datetime) -> None:
         """An event landed in the trail: fold it into the facts (and tell supervisors)."""
         self._facts = self._facts.apply(details, at)
+        self._reasons.noted(details)
         if isinstance(details, events.EscalationSent | events.EscalationBlocked
                       | events.EscalationUncertain):
             assert self._facts.escalation is not None

@@ -28,6 +28,7 @@ from missed_session.domain import events
 from missed_session.domain.models import (
     AwareDatetime,
     CallResult,
+    DecisionKind,
     InboxItemKind,
     Model,
     Outcome,
@@ -399,6 +400,30 @@ _END_REASONS: Mapping[Outcome, EndReason] = {
 }
 
 
+def decision_reason(kind: DecisionKind) -> EndReason | None:
+    """The reason a clinician's decision ends (mark safe, stand down), if it ends one."""
+    return {DecisionKind.MARK_SAFE: EndReason.MARKED_SAFE,
+            DecisionKind.STAND_DOWN: EndReason.STOOD_DOWN}.get(kind)
+
+
+class ReasonEnded(Model):
+    """The session's reason for a notice ended (the notice workflow's `reason_ended` signal)."""
+
+    reason: EndReason
+    """What ended it; the notice decides (`ends`) whether that ends it."""
+
+
+def named_notice(details: events.EventDetails) -> str | None:
+    """The notice key a session event names: the trail says which notices the session gave."""
+    match details:
+        case events.TherapistAlerted(notice=key):
+            return key
+        case (events.EscalationBlocked(task=key) | events.EscalationUncertain(task=key)
+              | events.AnswerUnclear(task=key)):
+            return key
+    return None
+
+
 def to_tell(told: Sequence[tuple[str, NoticeRoute]]) -> tuple[tuple[str, NoticeRoute], ...]:
     """Whom a notice resolved by its reason tells, and how.
 
@@ -435,13 +460,11 @@ def no_show_title(*, now: datetime, opens: datetime, time_zone: str,
     """
     if opens <= now:
         head = "No-show: outreach to the client has started"
-    else:
+    else:  # the window opens within a day: the time in the client's zone is unambiguous
         local = opens.astimezone(ZoneInfo(time_zone))
-        day = "" if local.date() == now.astimezone(ZoneInfo(time_zone)).date() else (
-            f" {local:%a}")
-        head = f"No-show: outreach deferred until{day} {local:%H:%M} {time_zone}"
+        head = f"No-show: outreach deferred until {local:%H:%M} {time_zone}"
     if emergency_call:
-        head += "; the emergency contact is being called now"
+        head += "; calling the emergency contact now"
     return head
 
 
@@ -488,6 +511,16 @@ _RECORDED: Mapping[str, CallOutcome] = {
     "failed": CallOutcome.FAILED,
     CallResult.ANSWERED_UNKNOWN.value: CallOutcome.NOT_KNOWN,
 }
+
+
+def tells_therapist_of_call(therapist_id: str, decided_by: str | None) -> bool:
+    """Whether the therapist gets a notice of the emergency contact's call.
+
+    Always, unless the therapist decided the call themselves (`escalate_now`): their
+    decision's answer already says what came of it, and a notice of it would climb to the
+    on-call clinician for nothing.
+    """
+    return decided_by != therapist_id
 
 
 def emergency_call_title(outcome: CallOutcome) -> str:
