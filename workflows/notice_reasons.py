@@ -17,8 +17,6 @@ closed (acknowledged, or never started without a roster) fails and is passed ove
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from temporalio import workflow
 from temporalio.exceptions import FailureError
 
@@ -46,11 +44,9 @@ STARTED = "No-show: outreach to the client has started"
 class NoticeReasons:
     """Which notices the session gave, and what to tell them as the session moves on."""
 
-    def __init__(self, booking: SessionBooking, clinicians: Clinicians,
-                 record: Callable[[events.EventDetails], Awaitable[None]]) -> None:
+    def __init__(self, booking: SessionBooking, clinicians: Clinicians) -> None:
         self._booking = booking
         self._clinicians = clinicians
-        self._record = record
         self._keys: list[str] = []
         """The session's notices, as its trail names them, in order."""
         self._calls: list[events.EventDetails] = []
@@ -91,8 +87,9 @@ class NoticeReasons:
             notice = self._clinicians.notice(
                 "emergency-contact-called", InboxItemKind.ALERT, Priority.URGENT,
                 notices.emergency_call_title(outcome))
+            # The inbox row, and with a roster the notice's own trail, document it; the
+            # session's trail already has the call (`escalation_*`), so nothing is added there.
             await self._clinicians.tell(notice)
-            await self._record(events.TherapistAlerted(notice=notice.key))
         return answer
 
     async def ended(self, outcome: Outcome) -> None:

@@ -95,7 +95,7 @@ class SessionWorkflow(SessionMessages):
                             refused=self._trail_refused)
         self._steps = Steps()
         self._clinicians = Clinicians(booking)
-        self._reasons = NoticeReasons(booking, self._clinicians, self._record)
+        self._reasons = NoticeReasons(booking, self._clinicians)
         self._escalating = asyncio.Lock()
         """Held while the emergency contact is being reached: one escalation at a time."""
         self._escalation_calls = 0
