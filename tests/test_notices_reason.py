@@ -30,6 +30,7 @@ from missed_session import search_attributes as attrs
 from missed_session.application import Application, ResultKind
 from missed_session.application import notices as use
 from missed_session.application.results import Result
+from missed_session.audit.export import fhir_bundle, validate
 from missed_session.audit.replay import replay_failure
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
 from missed_session.config import Settings
@@ -49,6 +50,7 @@ from missed_session.domain.models import (
 from missed_session.domain.notices import Acknowledgment, AckVia, EndReason, Resolution
 from missed_session.domain.roster import NoticeRoute
 from missed_session.domain.roster_file import parse_roster
+from missed_session.store.audit import AuditStore
 from missed_session.store.notices import NoticeStore, RosterStore, notice_trails
 from tests.conftest import TEST_CONVERTER, TEST_KEYS, start_test_server
 from tests.factories import booking, booking_data, daytime, without_consent
@@ -173,6 +175,13 @@ async def test_the_end_of_the_reason_resolves_the_notices_and_tells_those_alread
         assert (ended.reason, ended.told) == (reason.value, "t-ana,oc-lee")
         assert [(d.clinician_id, d.channel, d.result) for d in trail[-2:]  # type: ignore[attr-defined]
                 ] == [("t-ana", "sms", "sent"), ("oc-lee", "sms", "sent")]
+    bundle = fhir_bundle(session.session_id, await AuditStore(pool).trail(session.session_id),
+                         await notice_trails(pool, session.session_id))
+    tasks = {r["identifier"][0]["value"]: r for r in (e["resource"] for e in bundle["entry"])
+             if r["resourceType"] == "Task" and "identifier" in r}
+    assert tasks[alert]["status"] == tasks[task]["status"] == "completed"
+    assert tasks[alert]["output"][0]["valueString"] == reason.value
+    validate(bundle)
     described = await client.get_workflow_handle(notice_workflow_id(alert)).describe()
     assert described.typed_search_attributes.get(attrs.NOTICE_STATE) == "resolved"
 
