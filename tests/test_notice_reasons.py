@@ -10,8 +10,15 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
+from missed_session.console.words import describe
 from missed_session.domain import events
-from missed_session.domain.models import CallResult, DecisionKind, Outcome
+from missed_session.domain.models import (
+    AuditEvent,
+    AuditEventType,
+    CallResult,
+    DecisionKind,
+    Outcome,
+)
 from missed_session.domain.notices import (
     CLIENT_CONTACT,
     CLINICIAN_DECISION,
@@ -204,3 +211,16 @@ def test_a_decision_ends_a_reason_only_when_it_ends_outreach(kind: DecisionKind)
     assert (reason is not None) == (kind in {DecisionKind.MARK_SAFE, DecisionKind.STAND_DOWN})
     if reason is not None:
         assert reason in CLINICIAN_DECISION
+
+
+def test_the_console_and_cli_words_for_a_notice_its_reason_resolved() -> None:
+    at = datetime(2026, 12, 7, 18, 0, tzinfo=UTC)
+    ended = AuditEvent(session_id="s/no-show-alert", sequence=5, occurred_at=at,
+                       event_type=AuditEventType.NOTICE_REASON_ENDED,
+                       data={"reason": EndReason.REACHED.value, "told": "t-ana"})
+    assert describe(ended) == "Resolved without anyone acknowledging it: the client was reached"
+    sent = AuditEvent(session_id="s/no-show-alert", sequence=6, occurred_at=at,
+                      event_type=AuditEventType.NOTICE_RESOLUTION_SENT,
+                      data={"clinician_id": "oc-lee", "channel": "sms", "result": "failed"})
+    assert describe(sent).startswith("Told oc-lee it is resolved, by ")
+    assert describe(sent).endswith(" (failed)")

@@ -188,6 +188,11 @@ def _notice_event(kind: str, d: Mapping[str, EventValue]) -> str:  # noqa: PLR09
     if kind == "notice_resolved":
         note = f" Note: {_v(d, 'note')}" if d.get("note") else ""
         return f"Resolved by {_v(d, 'clinician_id')}: {_v(d, 'outcome')}.{note}"
+    if kind == "notice_reason_ended":
+        return f"Resolved without anyone acknowledging it: {_v(d, 'reason')}"
+    if kind == "notice_resolution_sent":
+        return (f"Told {_v(d, 'clinician_id')} it is resolved, by {channel(_v(d, 'channel'))}"
+                + ("" if d.get("result") == "sent" else f" ({_v(d, 'result')})"))
     return words(kind).capitalize()
 
 
