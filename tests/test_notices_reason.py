@@ -223,6 +223,38 @@ async def test_a_notice_a_person_acknowledged_is_not_resolved_by_the_reason(
     await use.resolve(client, pool, task, Resolution(clinician_id="t-ana", outcome="done"))
 
 
+async def test_a_closed_notice_is_passed_over_and_the_session_closes(
+    time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
+    task_queue: str, worker: None,
+) -> None:
+    # The therapist acknowledged the alert (its workflow closed): the session's signal to it
+    # fails, is passed over, and the session and the still-open task go on.
+    env = time_skipping_env
+    start = daytime(await env.get_current_time() + timedelta(hours=1)).replace(microsecond=0)
+    session = booking(**without_consent(booking_data(risk_tier="high",
+                                                     start=start.isoformat())))
+    handle = await client.start_workflow(SessionWorkflow.run, session, id=session.workflow_id,
+                                         task_queue=task_queue)
+    alert, task = f"{session.session_id}/no-show-alert", f"{session.session_id}/escalation-blocked"
+    await sleep_until(env, start + timedelta(minutes=11))
+    acked = await use.acknowledge(client, pool, alert,
+                                  Acknowledgment(via=AckVia.CLI, clinician_id="t-ana"))
+    assert acked.kind is ResultKind.APPLIED, acked.message
+    await client.get_workflow_handle(notice_workflow_id(alert)).result()
+    async with application(client, pool, task_queue) as app:
+        assert (await call_back(app, session.session_id)).kind is ResultKind.APPLIED
+    assert (await handle.result()).outcome is Outcome.REACHED
+    view = await client.get_workflow_handle(notice_workflow_id(task),
+                                            result_type=NoticeView).result()
+    assert view.reason_ended == EndReason.REACHED.value
+    row = await NoticeStore(pool).get(alert)
+    assert row is not None
+    assert (row.state, row.acknowledged_by) == ("acknowledged", "t-ana")
+    resolved = about(await texts_to(pool, ANA), "RESOLVED")
+    assert len(resolved) == 1  # the task's
+    assert "escalation blocked" in resolved[0]
+
+
 async def test_the_alert_says_outreach_waits_for_the_morning(
     time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
     task_queue: str, worker: None,
