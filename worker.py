@@ -239,6 +239,7 @@ def new_worker(
             notices.plan_notice,
             notices.notice_recipients,
             notices.deliver_notice,
+            notices.deliver_resolution,
             notices.record_notice_state,
             caring.send_caring_contact,
             brake_activities.brake_check,

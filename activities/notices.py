@@ -31,7 +31,7 @@ from missed_session.domain.models import (
     RiskTier,
     TherapistNotice,
 )
-from missed_session.domain.notices import Policy, Target
+from missed_session.domain.notices import EndReason, Policy, Target
 from missed_session.domain.roster import NoticeRoute, Role
 from missed_session.store.notices import NoticeStore, RosterStore
 
@@ -133,6 +133,25 @@ class NoticeDelivery(Model):
     """The client's first name, only when the practice allows it."""
     client_ref: str
     """The client's pseudonymous ref (the SMS form names it apart from the title)."""
+
+
+class ResolutionDelivery(Model):
+    """The one "resolved" message to one clinician a notice had told, on the route it used."""
+
+    idempotency_key: str
+    """`notice-<key>/resolved/<clinician>`: one per person per notice, however retried."""
+    notice: TherapistNotice
+    """Which notice (its title, in the notice's own words)."""
+    clinician_id: str
+    """Who."""
+    channel: NoticeRoute
+    """The route the notice reached them on."""
+    address: str
+    """Where (staff contact details, not the client's)."""
+    client_ref: str
+    """The client's pseudonymous ref."""
+    reason: EndReason
+    """What ended the notice's reason."""
 
 
 class NoticeStateRecord(Model):
@@ -266,10 +285,32 @@ class NoticeActivities:
                 await heartbeating(self._messages.send_email(key, notice.session_id, to,
                                                              subject, text))
         except (InvalidContactError, ChannelRejectedError, DeliveryUncertainError) as error:
-            kind = (CHANNEL_REJECTED if isinstance(error, ChannelRejectedError) else
-                    DELIVERY_UNCERTAIN if isinstance(error, DeliveryUncertainError) else
-                    INVALID_CONTACT)
-            raise ApplicationError(str(error), type=kind, non_retryable=True) from None
+            raise _translated(error) from None
+
+    @activity.defn
+    async def deliver_resolution(self, delivery: ResolutionDelivery) -> None:
+        """Tell one clinician the notice is resolved, and why, in one short message.
+
+        The words are the notice's title and the reason, nothing more (no code: there is
+        nothing to acknowledge). Sent under its own idempotency key, so the delivery ledger
+        keeps a retried or restarted resolution from reaching anyone twice; failures are
+        translated as for the notice itself.
+        """
+        notice = delivery.notice
+        text = notices.resolved_text(title=notice.title, client_ref=delivery.client_ref,
+                                     reason=delivery.reason)
+        key, to = delivery.idempotency_key, delivery.address
+        try:
+            if delivery.channel in {NoticeRoute.SMS, NoticeRoute.PAGER}:
+                await heartbeating(self._messages.send_text(key, notice.session_id, to, text))
+            elif delivery.channel is NoticeRoute.VOICE:
+                await heartbeating(self._phone.deliver_message(key, notice.session_id, to, text))
+            else:
+                subject = f"RESOLVED notice {notice.key}"
+                await heartbeating(self._messages.send_email(key, notice.session_id, to,
+                                                             subject, text))
+        except (InvalidContactError, ChannelRejectedError, DeliveryUncertainError) as error:
+            raise _translated(error) from None
 
     @activity.defn
     async def record_notice_state(self, record: NoticeStateRecord) -> None:
@@ -284,6 +325,14 @@ class NoticeActivities:
             return
         await self._store.moved(notice.key, record.state, record.at,
                                 clinician_id=record.clinician_id, via=record.via)
+
+
+def _translated(error: Exception) -> ApplicationError:
+    """A channel's refusal as the workflow reads it: never retried."""
+    kind = (CHANNEL_REJECTED if isinstance(error, ChannelRejectedError) else
+            DELIVERY_UNCERTAIN if isinstance(error, DeliveryUncertainError) else
+            INVALID_CONTACT)
+    return ApplicationError(str(error), type=kind, non_retryable=True)
 
 
 def notice_workflow_id(notice_key: str) -> str:

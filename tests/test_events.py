@@ -104,6 +104,8 @@ EXAMPLES: list[EventDetails] = [
     events.CaringOffered(mode=CaringOffer.CONFIRM, series_id="caring:c-1:s-1",
                          task="s-1/caring-offer"),
     events.CaringReplied(note="thanks, doing better", notice="caring:c-1:s-1/reply-1"),
+    events.NoticeReasonEnded(reason="the client checked in late", told="t-1,oc-1"),
+    events.NoticeResolutionSent(clinician_id="oc-1", channel="sms", result="sent"),
 ]
 
 

@@ -9,6 +9,13 @@ becomes `exhausted`, an urgent state a supervisor sees (search attribute `Notice
 acknowledgment. An alert ends when acknowledged; a task waits to be resolved with an
 outcome.
 
+A notice tracks its reason: when the session's reason for it ends (the client checked in
+late or was reached, a clinician marked the client safe or stood outreach down), the
+session signals `reason_ended`; a notice that reason ends (`domain.notices.ends`) and that
+no person has acknowledged or resolved stops climbing, is resolved with the reason
+(`notice_reason_ended`), and tells each clinician its ladder had told, once, on the route
+it told them on (`notice_resolution_sent`), under one idempotency key per person.
+
 The notice writes its own audit trail, whose stream id is the notice key
 (`<session id>/<name>`): the session workflow numbers the session's trail, this one numbers
 its own, and neither can ever take the other's place. Acknowledgments and resolutions are
@@ -33,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         NoticeStateRecord,
         Recipient,
         RecipientQuery,
+        ResolutionDelivery,
     )
     from activities.outreach import CHANNEL_REJECTED, DELIVERY_UNCERTAIN, INVALID_CONTACT
     from missed_session import search_attributes as attrs
@@ -41,7 +49,9 @@ with workflow.unsafe.imports_passed_through():
     from missed_session.domain.models import InboxItemKind, Model
     from missed_session.domain.notices import (
         Acknowledgment,
+        EndReason,
         IssuedCode,
+        ReasonEnded,
         Resolution,
         Step,
     )
@@ -63,6 +73,11 @@ DELIVERY_RETRY = RetryPolicy(
 send the provider may have accepted (`DeliveryUncertain`) is never repeated."""
 DELIVERY_TIMEOUT = timedelta(minutes=2)
 
+NOTICES_TRACK_REASON = "notices-track-reason"
+"""Patch id: a notice resolved by the end of its session's reason (and, in the session, the
+alert's words and the therapist's notice of an emergency call); histories recorded before
+it replay without."""
+
 
 class NoticeView(Model):
     """Answer to the `state` query."""
@@ -81,6 +96,8 @@ class NoticeView(Model):
     """Who acknowledged."""
     resolved_by: str | None
     """Who resolved."""
+    reason_ended: str | None = None
+    """The session's reason that ended, when that resolved it (no person did)."""
 
 
 @workflow.defn
@@ -103,6 +120,12 @@ class NoticeWorkflow:
         """The codes themselves, by clinician: a clinician notified again gets the same."""
         self._acknowledged_by: str | None = None
         self._resolved_by: str | None = None
+        self._ended: EndReason | None = None
+        """The session's reason that ended, resolving the notice without a person."""
+        self._told: list[tuple[str, NoticeRoute]] = []
+        """Who the ladder told (sent, or possibly delivered), and how, in order."""
+        self._addresses: dict[tuple[str, NoticeRoute], str] = {}
+        """Where each of them was told."""
 
     @workflow.run
     async def run(self, request: NoticeRequest) -> NoticeView:
@@ -127,9 +150,11 @@ class NoticeWorkflow:
                                           again_after_minutes=plan.policy.steps[0].minutes))
         done = self._done_when_acknowledged()
         await workflow.wait_condition(
-            lambda: self._resolved_by is not None
+            lambda: self._resolved_by is not None or self._ended is not None
             or (done and self._acknowledged_by is not None)
         )
+        if self._ended is not None:
+            await self._resolve_for_reason(self._ended)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state()
 
@@ -197,6 +222,7 @@ class NoticeWorkflow:
         except ActivityError as error:
             report = failure(error)
             if isinstance(report, Uncertain):  # it may have reached them: the rung waits
+                self._was_told(clinician, channel, address)
                 await self._record(events.NoticeUncertain(
                     round=self._round, step=self._step, clinician_id=clinician,
                     channel=channel.value, reason=report.reason,
@@ -207,6 +233,7 @@ class NoticeWorkflow:
                 channel=channel.value, reason=failure_reason(error),
             ))
             return False
+        self._was_told(clinician, channel, address)
         await self._record(events.NoticeSent(
             round=self._round, step=self._step, target=step.notify.value,
             clinician_id=clinician, channel=channel.value,
@@ -227,6 +254,62 @@ class NoticeWorkflow:
             )
         return self._issued[clinician]
 
+    def _was_told(self, clinician: str, channel: NoticeRoute, address: str) -> None:
+        self._told.append((clinician, channel))
+        self._addresses.setdefault((clinician, channel), address)
+
+    # -- the session's reason ended ----------------------------------------------------------
+
+    @workflow.signal
+    def reason_ended(self, ending: ReasonEnded) -> None:
+        """The session's reason for notices ended: this one is resolved if it ends it.
+
+        Not one a person acknowledged or resolved (theirs stands), nor one the reason does
+        not end (`domain.notices.ends`). A signal, not an update: the session sends it as a
+        durable command and need not wait for the notice's answer.
+        """
+        if self._answered() or not notices.ends(self._request.notice.key, ending.reason):
+            return
+        self._ended = ending.reason
+
+    async def _resolve_for_reason(self, reason: EndReason) -> None:
+        """Resolved by the reason: recorded, then one "resolved" message per person told."""
+        workflow.patched(NOTICES_TRACK_REASON)  # the marker: older histories never get here
+        tell = notices.to_tell(self._told)
+        self._state = "resolved"
+        workflow.upsert_search_attributes([attrs.NOTICE_STATE.value_set("resolved")])
+        await self._record(events.NoticeReasonEnded(
+            reason=reason.value, told=",".join(clinician for clinician, _ in tell)))
+        await self._save_state("resolved", None, "reason")
+        for clinician, route in tell:
+            await self._send_resolution(clinician, route, reason)
+
+    async def _send_resolution(self, clinician: str, route: NoticeRoute,
+                               reason: EndReason) -> None:
+        request = self._request
+        delivery = ResolutionDelivery(
+            idempotency_key=f"{workflow.info().workflow_id}/resolved/{clinician}",
+            notice=request.notice, clinician_id=clinician, channel=route,
+            address=self._addresses[(clinician, route)], client_ref=request.client_ref,
+            reason=reason,
+        )
+        try:
+            await workflow.execute_activity_method(
+                NoticeActivities.deliver_resolution, delivery,
+                start_to_close_timeout=DELIVERY_TIMEOUT, retry_policy=DELIVERY_RETRY,
+                heartbeat_timeout=OUTREACH_HEARTBEAT,
+            )
+        except ActivityError as error:
+            report = failure(error)
+            await self._record(events.NoticeResolutionSent(
+                clinician_id=clinician, channel=route.value,
+                result="uncertain" if isinstance(report, Uncertain) else "failed",
+                reason=failure_reason(error),
+            ))
+            return
+        await self._record(events.NoticeResolutionSent(
+            clinician_id=clinician, channel=route.value, result="sent"))
+
     # -- acknowledgment and resolution ---------------------------------------------------
 
     @workflow.update
@@ -234,6 +317,8 @@ class NoticeWorkflow:
         """A clinician has it: the climb stops."""
         problem, clinician = self._ack_problem(ack)
         if problem is not None or clinician is None:  # a second one that passed validation
+            if self._ended is not None:
+                return f"already resolved: {self._ended.value}"
             return f"already acknowledged by {self._acknowledged_by}"
         await self._acknowledged(clinician, ack.via.value)
         if self._done_when_acknowledged():
@@ -251,6 +336,8 @@ class NoticeWorkflow:
         """A clinician closes it with an outcome (acknowledging it, if nobody had)."""
         if self._resolved_by is not None:
             return f"already resolved by {self._resolved_by}"
+        if self._ended is not None:
+            return f"already resolved: {self._ended.value}"
         self._resolved_by = resolution.clinician_id
         if self._acknowledged_by is None:
             await self._acknowledged(resolution.clinician_id, resolution.via.value)
@@ -267,6 +354,9 @@ class NoticeWorkflow:
     def _validate_resolve(self, resolution: Resolution) -> None:
         if self._resolved_by is not None:
             msg = f"resolve refused: the notice was already resolved by {self._resolved_by}"
+            raise ValueError(msg)
+        if self._ended is not None:
+            msg = f"resolve refused: the notice was already resolved: {self._ended.value}"
             raise ValueError(msg)
         allowed = {self._request.notice.therapist_id, *self._issued}
         if resolution.clinician_id not in allowed:
@@ -290,7 +380,7 @@ class NoticeWorkflow:
     def _ack_problem(self, ack: Acknowledgment) -> tuple[str | None, str | None]:
         return notices.ack_problem(
             self._issued, ack, now=workflow.now(), acknowledged_by=self._acknowledged_by,
-            resolved=self._resolved_by is not None,
+            resolved=self._resolved_by is not None or self._ended is not None,
         )
 
     @workflow.query
@@ -300,12 +390,15 @@ class NoticeWorkflow:
             key=self._request.notice.key, state=self._state, step=self._step,
             target=self._target, notified=tuple(self._issued),
             acknowledged_by=self._acknowledged_by, resolved_by=self._resolved_by,
+            reason_ended=self._ended.value if self._ended is not None else None,
         )
 
     # -- helpers ---------------------------------------------------------------------------
 
     def _answered(self) -> bool:
-        return self._acknowledged_by is not None or self._resolved_by is not None
+        """Whether the climb is over: a person answered, or the reason ended."""
+        return (self._acknowledged_by is not None or self._resolved_by is not None
+                or self._ended is not None)
 
     def _done_when_acknowledged(self) -> bool:
         return self._request.notice.kind is InboxItemKind.ALERT

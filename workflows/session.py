@@ -67,6 +67,7 @@ from workflows.caring_offer import offer_caring
 from workflows.clinician_wait import AWAIT_CLINICIAN, ClinicianWait
 from workflows.clinicians import Clinicians
 from workflows.letters import Letters
+from workflows.notice_reasons import NoticeReasons
 from workflows.session_messages import SessionMessages
 from workflows.steps import Steps, wait_until
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT, Trail
@@ -99,6 +100,7 @@ class SessionWorkflow(SessionMessages, BrakeHold, ClinicianWait):
         self._steps = Steps()
         self._clinicians = Clinicians(booking)
         self._letters = Letters(booking, self._clinicians)
+        self._reasons = NoticeReasons(booking, self._clinicians)
         self._escalating = asyncio.Lock()
         """Held while the emergency contact is being reached: one escalation at a time."""
         self._escalation_calls = 0
@@ -132,9 +134,11 @@ class SessionWorkflow(SessionMessages, BrakeHold, ClinicianWait):
             # The first call goes out now; the no-show is documented alongside it.
             self._plan(SessionStatus.NO_SHOW, "alert the therapist", workflow.now())
             held = await self._brake_check() if self._brake_asked() else None
-            self._trail.first = asyncio.create_task(self._document_no_show(held is not None))
+            self._trail.first = asyncio.create_task(self._document_no_show(
+                HELD_ALERT if held is not None else self._reasons.no_show_title(self._facts)))
             await self._brake_hold(held)  # many sessions missed at once: outreach waits
             outcome = await self._until_a_person_has_it(await self._reach_out())
+            await self._reasons.ended(outcome)  # notices it ends resolve, telling those told
             async with self._escalating:  # a clinician's escalation in flight ends first
                 pass
             plan = await self._plan_follow_up(outcome)
@@ -174,20 +178,20 @@ class SessionWorkflow(SessionMessages, BrakeHold, ClinicianWait):
             elif not before_start:
                 return None
 
-    async def _document_no_show(self, held: bool = False) -> None:
+    async def _document_no_show(self, title: str) -> None:
         """The grace period is over: document the no-show and tell the therapist.
 
         Runs alongside the first outreach attempt, so that a burst of sessions whose grace
         periods expire together does not queue every first call behind these writes. It
         holds the trail while it runs: its two events come first in the trail, as they
         happened first. One ordinary activity, not local ones: a workflow task waits for its
-        local activities, which would hold back the first call's command. `held`: HELD_ALERT.
+        local activities, which would hold back the first call's command. `title`: the
+        alert's words.
         """
         notice = self._clinicians.notice(
             "no-show-alert", InboxItemKind.ALERT,
             Priority.URGENT if self._booking.risk_tier is RiskTier.HIGH else Priority.ROUTINE,
-            HELD_ALERT if held else "No-show: outreach to the client has started",
-        )
+            title)
         async with self._trail.lock:
             expired_details = events.GracePeriodExpired(
                 grace_period_minutes=protocol.grace_period_minutes(self._booking))
@@ -370,8 +374,9 @@ class SessionWorkflow(SessionMessages, BrakeHold, ClinicianWait):
             decision = escalation.next_escalation(
                 self._facts, self._booking, workflow.now(), None, override
             )
-            if isinstance(decision, Escalate):
-                return await self._call_emergency_contact(decision, override)
+            if isinstance(decision, Escalate):  # the therapist is told of the call
+                return await self._reasons.told_of_call(
+                    await self._call_emergency_contact(decision, override), override)
             if isinstance(decision, Block):
                 await self._block_escalation(decision.reason)
                 return f"not carried out: {decision.reason}; the therapist has an urgent task"
@@ -508,6 +513,7 @@ class SessionWorkflow(SessionMessages, BrakeHold, ClinicianWait):
     def _recorded(self, details: events.EventDetails, at: datetime) -> None:
         """An event landed in the trail: fold it into the facts (and tell supervisors)."""
         self._facts = self._facts.apply(details, at)
+        self._reasons.noted(details)
         if isinstance(details, events.EscalationSent | events.EscalationBlocked
                       | events.EscalationUncertain):
             assert self._facts.escalation is not None

@@ -24,7 +24,7 @@ from missed_session.application.results import ResultKind
 from missed_session.config import Settings
 from missed_session.domain import notices
 from missed_session.domain.events import EventDetails, read
-from missed_session.domain.models import AuditEvent
+from missed_session.domain.models import AuditEvent, DecisionKind
 from missed_session.domain.notices import Acknowledgment, AckVia, Resolution
 from missed_session.domain.practice import PracticeFileError
 from missed_session.practice_file import load_roster_file
@@ -79,7 +79,8 @@ async def unacknowledged_sent_to(pool: asyncpg.Pool, session_id: str,
 
 
 async def acknowledge_on_decision(client: Client, notice_keys: Sequence[str],
-                                  clinician_id: str) -> list[str]:
+                                  clinician_id: str,
+                                  kind: DecisionKind | None = None) -> list[str]:
     """A clinician decided on the notices' session: those notices are acknowledged by them.
 
     `notice_keys`: the session's notices sent to them and unacknowledged *before* the
@@ -88,10 +89,19 @@ async def acknowledge_on_decision(client: Client, notice_keys: Sequence[str],
     id per clinician, so a retried decision acknowledges nothing twice; a notice someone
     acknowledged meanwhile refuses it (nothing is recorded: nobody asked). Returns the keys
     acknowledged now.
+
+    `kind`: the decision. One that ends the session's reason for a notice (mark safe, stand
+    down: `notices.decision_reason`) leaves that notice alone: the session resolves it with
+    the reason, which also tells everyone its ladder had told; acknowledging it here first
+    would close it for the decider alone and leave the on-call clinician already paged
+    uninformed.
     """
     acknowledged = []
     ack = Acknowledgment(via=AckVia.DECISION, clinician_id=clinician_id)
+    ending = notices.decision_reason(kind) if kind is not None else None
     for key in notice_keys:
+        if ending is not None and notices.ends(key, ending):
+            continue
         handle = client.get_workflow_handle(notice_workflow_id(key))
         try:
             await handle.execute_update("acknowledge", ack, result_type=str,

@@ -279,7 +279,7 @@ class Application:
             return result
         try:
             done = await notice_cases.acknowledge_on_decision(
-                await self.temporal(), before, decision.clinician_id)
+                await self.temporal(), before, decision.clinician_id, kind)
         except (UnavailableError, RPCError) as error:
             log.warning("decision_acknowledgments_failed", session_id=session_id,
                         error=type(error).__name__)

@@ -263,8 +263,9 @@ def notice_resources(trail: Sequence[AuditEvent], appointment_ref: str,
     opened = _first(typed, events.NoticeOpened)
     acknowledged = _first(typed, events.NoticeAcknowledged)
     resolved = _first(typed, events.NoticeResolved)
+    ended = _first(typed, events.NoticeReasonEnded)  # resolved by its reason, not a person
     exhausted = _first(typed, events.NoticeExhausted)
-    state = ("resolved" if resolved else "acknowledged" if acknowledged
+    state = ("resolved" if resolved or ended else "acknowledged" if acknowledged
              else "exhausted" if exhausted else "open")
     task: dict[str, Any] = {
         "resourceType": "Task", "id": task_id,
@@ -288,6 +289,8 @@ def notice_resources(trail: Sequence[AuditEvent], appointment_ref: str,
         task["owner"] = _therapist(owner.clinician_id)
     if resolved:
         task["output"] = [{"type": {"text": "outcome"}, "valueString": resolved.outcome}]
+    elif ended:
+        task["output"] = [{"type": {"text": "outcome"}, "valueString": ended.reason}]
     resources: list[dict[str, Any]] = [task]
     for event, details in zip(trail, typed, strict=True):
         resources.append({**_audit_event(event, task_ref), "id": f"{task_id}-{event.sequence}"})

@@ -170,7 +170,8 @@ async def _show(key: str, desk: use.NoticeDesk) -> tuple[int, str]:
     if row.acknowledged_at is not None:
         lines.append(f"  acknowledged {row.acknowledged_at:%Y-%m-%d %H:%M:%S} UTC")
     if row.resolved_at is not None:
-        lines.append(f"  resolved {row.resolved_at:%Y-%m-%d %H:%M:%S} UTC by {row.resolved_by}")
+        by = row.resolved_by or "its reason ending (notice_reason_ended below)"
+        lines.append(f"  resolved {row.resolved_at:%Y-%m-%d %H:%M:%S} UTC by {by}")
     lines.append(f"  its own audit trail (starter.py audit {key}):")
     trail = await desk.notice_events(row)
     for event in trail:

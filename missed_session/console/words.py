@@ -233,6 +233,11 @@ def _notice_event(kind: str, d: Mapping[str, EventValue]) -> str:  # noqa: PLR09
     if kind == "letter_prepared":
         return (f"Prepared letter {_v(d, 'number')} ({words(_v(d, 'kind'))}) for the practice "
                 "to post")
+    if kind == "notice_reason_ended":
+        return f"Resolved without anyone acknowledging it: {_v(d, 'reason')}"
+    if kind == "notice_resolution_sent":
+        return (f"Told {_v(d, 'clinician_id')} it is resolved, by {channel(_v(d, 'channel'))}"
+                + ("" if d.get("result") == "sent" else f" ({_v(d, 'result')})"))
     return words(kind).capitalize()
 
 

@@ -828,6 +828,33 @@ class EmergencyContactCalled(EventDetails):
     """The provider's reason, for failed, uncertain and stopped (no contact details)."""
     basis: Literal["consent on file", "clinician decision"]
     """On what the call was made."""
+class NoticeReasonEnded(EventDetails):
+    """The session's reason for the notice ended: resolved without a person, climb stopped.
+
+    Those the ladder already told each get one short "resolved" message
+    (`notice_resolution_sent`); nobody acknowledges it any more.
+    """
+
+    event_type = AuditEventType.NOTICE_REASON_ENDED
+    reason: str
+    """What ended it, in words (`domain.notices.EndReason`: the client checked in late...)."""
+    told: str
+    """Whom it tells that it is resolved: comma-separated staff ids (empty: nobody yet)."""
+
+
+class NoticeResolutionSent(EventDetails):
+    """The "resolved" message to one clinician the notice had told, on the route it used."""
+
+    event_type = AuditEventType.NOTICE_RESOLUTION_SENT
+    clinician_id: str
+    """Who."""
+    channel: str
+    """sms, voice, email or pager: how the notice reached them."""
+    result: Literal["sent", "failed", "uncertain"]
+    """Whether it went (uncertain: the provider may have taken it; never re-sent)."""
+    reason: str = ""
+    """Why it failed or is uncertain (short, non-identifying)."""
+
 
 VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
     model.event_type: model
@@ -844,6 +871,7 @@ VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
         ClinicianAcknowledged, NoticeRanOut, NoticeRenewed, EmergencyContactCalled,
         CaringStarted, CaringSent, CaringSkipped, CaringEnded, LetterPrepared,
         CaringOffered, CaringReplied,
+        NoticeReasonEnded, NoticeResolutionSent,
     )
 }
 """Every event type's model: `tests/test_events.py` checks that none is missing."""

@@ -641,6 +641,8 @@ class AuditEventType(StrEnum):
     LETTER_PREPARED = "letter_prepared"
     CARING_OFFERED = "caring_offered"
     CARING_REPLIED = "caring_replied"
+    NOTICE_REASON_ENDED = "notice_reason_ended"
+    NOTICE_RESOLUTION_SENT = "notice_resolution_sent"
 
 
 EventValue = StrictStr | StrictInt | StrictBool | None

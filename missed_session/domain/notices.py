@@ -17,19 +17,25 @@ import hashlib
 import hmac
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, model_validator
 
+from missed_session.domain import events
 from missed_session.domain.models import (
     AwareDatetime,
+    CallResult,
+    DecisionKind,
     InboxItemKind,
     Model,
+    Outcome,
     Priority,
     RiskTier,
 )
+from missed_session.domain.roster import NoticeRoute
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 """No 0/O or 1/I: a code read off a lock screen is typed back right."""
@@ -317,3 +323,220 @@ def link_problem(secret: bytes, notice_key: str, clinician_id: str, expires: int
     if now.timestamp() >= expires:
         return "the link has expired"
     return None
+
+
+# -- notices that track their reason ---------------------------------------------------------
+
+
+class EndReason(StrEnum):
+    """Why the session's reason for its notices ended; the words a "resolved" message uses.
+
+    Only the client's contact and a clinician's ending decision (and a cancellation, before
+    any outreach) end a reason: the session closing on its own (unreachable, escalated or
+    not) ends none, because then a person still has to see what the notice says.
+    """
+
+    CHECKED_IN_LATE = "the client checked in late"
+    REACHED = "the client was reached"
+    MARKED_SAFE = "a clinician marked the client safe"
+    STOOD_DOWN = "a clinician stood outreach down"
+    CANCELLED = "the session was cancelled"
+
+
+CLIENT_CONTACT = frozenset({EndReason.CHECKED_IN_LATE, EndReason.REACHED})
+"""The client is in touch again."""
+CLINICIAN_DECISION = frozenset({EndReason.MARKED_SAFE, EndReason.STOOD_DOWN})
+"""A clinician decided how the session ends."""
+
+NOTICE_ENDS: Mapping[str, frozenset[EndReason]] = {
+    # The alert says the client did not come and outreach is under way: any end of that.
+    "no-show-alert": frozenset(EndReason),
+    # "Escalation blocked: decide": the client's contact or the clinician's decision
+    # answers it; a cancellation (a scheduler's word, not a person's) does not.
+    "escalation-blocked": CLIENT_CONTACT | CLINICIAN_DECISION,
+    # "Confirm who answered": the client's own contact, or a decision, settles it.
+    "answer-unclear": CLIENT_CONTACT | CLINICIAN_DECISION,
+    # "The emergency contact may have been reached": someone may be worried about the client
+    # whatever the client did since; only a clinician's decision closes that loop.
+    "escalation-uncertain": CLINICIAN_DECISION,
+    # Not here, so ended by no reason: `emergency-contact-called` (the therapist must learn
+    # the contact was called, and may owe them a call back, whatever came after) and
+    # `trail-refused` (a person takes over the protocol), and any notice not listed.
+}
+"""Which reasons end which notice (by name, without its number)."""
+
+_NUMBERED = re.compile(r"^(?P<name>.+?)-\d+$")
+
+
+def notice_name(notice_key: str) -> str:
+    """A notice's name without its session or number: `s-1/answer-unclear-2` is `answer-unclear`."""
+    name = notice_key.rsplit("/", 1)[-1]
+    if name in NOTICE_ENDS:
+        return name
+    match = _NUMBERED.fullmatch(name)
+    return match.group("name") if match is not None else name
+
+
+def ends(notice_key: str, reason: EndReason) -> bool:
+    """Whether `reason` ends the notice `notice_key` (one not named here never ends so)."""
+    return reason in NOTICE_ENDS.get(notice_name(notice_key), frozenset())
+
+
+def end_reason(outcome: Outcome) -> EndReason | None:
+    """The reason that ended with the session's outreach, if any did.
+
+    None when the session ends without the client's contact or a clinician's decision
+    (attended on time: no notice exists yet; unreachable: the notices still stand).
+    """
+    return _END_REASONS.get(outcome)
+
+
+_END_REASONS: Mapping[Outcome, EndReason] = {
+    Outcome.ATTENDED_LATE: EndReason.CHECKED_IN_LATE,
+    Outcome.REACHED: EndReason.REACHED,
+    Outcome.MARKED_SAFE: EndReason.MARKED_SAFE,
+    Outcome.STOOD_DOWN: EndReason.STOOD_DOWN,
+    Outcome.CANCELLED: EndReason.CANCELLED,
+}
+
+
+def decision_reason(kind: DecisionKind) -> EndReason | None:
+    """The reason a clinician's decision ends (mark safe, stand down), if it ends one."""
+    return {DecisionKind.MARK_SAFE: EndReason.MARKED_SAFE,
+            DecisionKind.STAND_DOWN: EndReason.STOOD_DOWN}.get(kind)
+
+
+class ReasonEnded(Model):
+    """The session's reason for a notice ended (the notice workflow's `reason_ended` signal)."""
+
+    reason: EndReason
+    """What ended it; the notice decides (`ends`) whether that ends it."""
+
+
+def named_notice(details: events.EventDetails) -> str | None:
+    """The notice key a session event names: the trail says which notices the session gave."""
+    match details:
+        case events.TherapistAlerted(notice=key):
+            return key
+        case (events.EscalationBlocked(task=key) | events.EscalationUncertain(task=key)
+              | events.AnswerUnclear(task=key)):
+            return key
+    return None
+
+
+def to_tell(told: Sequence[tuple[str, NoticeRoute]]) -> tuple[tuple[str, NoticeRoute], ...]:
+    """Whom a notice resolved by its reason tells, and how.
+
+    Each person once, on the first route the ladder told them on (`told`, in order: sent,
+    or possibly delivered): one "resolved" per person per notice, however many routes.
+    """
+    seen: dict[str, NoticeRoute] = {}
+    for clinician, route in told:
+        seen.setdefault(clinician, route)
+    return tuple(seen.items())
+
+
+def resolved_text(*, title: str, client_ref: str, reason: EndReason) -> str:
+    """The one short message to someone already told: what ended, and why, in one text.
+
+    No more than the notice itself said (its title names the client by ref only), shortened
+    (never the client ref or the reason) to one SMS segment.
+    """
+    what = title.removesuffix(f" (client {client_ref})").rstrip(".")
+    head = f"RESOLVED, client {client_ref}: "
+    tail = f" - {reason.value}. No need to acknowledge."
+    room = SMS_LIMIT - len(head) - len(tail)
+    if len(what) > room:
+        what = what[:max(room - 3, 0)].rstrip() + "..."
+    return f"{head}{what}{tail}"[:SMS_LIMIT]
+
+
+def no_show_title(*, now: datetime, opens: datetime, time_zone: str,
+                  emergency_call: bool) -> str:
+    """The no-show alert's words, as things stand when it is sent.
+
+    `opens`: when the client's contact window opens (`now` if open); `emergency_call`: the
+    emergency contact is about to be called (high risk, allowed outside the window).
+    """
+    if opens <= now:
+        head = "No-show: outreach to the client has started"
+    else:  # the window opens within a day: the time in the client's zone is unambiguous
+        local = opens.astimezone(ZoneInfo(time_zone))
+        head = f"No-show: outreach deferred until {local:%H:%M} {time_zone}"
+    if emergency_call:
+        head += "; calling the emergency contact now"
+    return head
+
+
+class CallOutcome(StrEnum):
+    """What the emergency contact's call came to, as the therapist's notice says it."""
+
+    ANSWERED = "answered"
+    NO_ANSWER = "no answer"
+    FAILED = "failed"
+    NOT_KNOWN = "not known whether it reached them"
+
+
+_UNREACHABLE = "emergency contact unreachable"
+_NOT_ANSWERED = f"{_UNREACHABLE} (the call was not answered)"
+
+
+def emergency_call_outcome(details: events.EventDetails) -> CallOutcome | None:
+    """What an event says the emergency contact's call came to; None: no call.
+
+    `emergency_contact_called` says it as the phone did. Sessions recorded before it have
+    only the escalation events: a `result` the event records (`answered`, `no_answer`) is
+    taken as it is; without one, the event's kind and reason say it (`escalation_sent`:
+    answered; blocked as unreachable: no answer or failed; uncertain: not known). Blocked for
+    any other reason (no consent, no contact): nobody was called.
+    """
+    if isinstance(details, events.EmergencyContactCalled):  # what the phone itself said
+        return _PHONE_SAID[details.result]
+    return _escalation_said(details)
+
+
+def _escalation_said(details: events.EventDetails) -> CallOutcome | None:
+    recorded = getattr(details, "result", None)
+    if isinstance(details, events.EscalationSent | events.EscalationBlocked
+                  | events.EscalationUncertain) and recorded is not None:
+        return _RECORDED.get(str(recorded), CallOutcome.NOT_KNOWN)
+    match details:
+        case events.EscalationSent():
+            return CallOutcome.ANSWERED
+        case events.EscalationUncertain():
+            return CallOutcome.NOT_KNOWN
+        case events.EscalationBlocked(reason=reason) if reason == _NOT_ANSWERED:
+            return CallOutcome.NO_ANSWER
+        case events.EscalationBlocked(reason=reason) if reason.startswith(_UNREACHABLE):
+            return CallOutcome.FAILED
+    return None
+
+
+_PHONE_SAID: Mapping[str, CallOutcome] = {
+    "answered": CallOutcome.ANSWERED, "no_answer": CallOutcome.NO_ANSWER,
+    "answered_unknown": CallOutcome.NOT_KNOWN, "failed": CallOutcome.FAILED,
+    "uncertain": CallOutcome.NOT_KNOWN, "stopped": CallOutcome.NOT_KNOWN,
+}
+"""`emergency_contact_called`'s results (recorded before what escalation made of them)."""
+
+_RECORDED: Mapping[str, CallOutcome] = {
+    CallResult.ANSWERED.value: CallOutcome.ANSWERED,
+    CallResult.NO_ANSWER.value: CallOutcome.NO_ANSWER,
+    "failed": CallOutcome.FAILED,
+    CallResult.ANSWERED_UNKNOWN.value: CallOutcome.NOT_KNOWN,
+}
+
+
+def tells_therapist_of_call(therapist_id: str, decided_by: str | None) -> bool:
+    """Whether the therapist gets a notice of the emergency contact's call.
+
+    Always, unless the therapist decided the call themselves (`escalate_now`): their
+    decision's answer already says what came of it, and a notice of it would climb to the
+    on-call clinician for nothing.
+    """
+    return decided_by != therapist_id
+
+
+def emergency_call_title(outcome: CallOutcome) -> str:
+    """The therapist's notice that the emergency contact was called, with what came of it."""
+    return f"The emergency contact was called: {outcome.value}"
