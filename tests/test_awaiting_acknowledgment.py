@@ -158,14 +158,20 @@ async def test_a_high_risk_session_awaits_an_acknowledgment_and_its_ladder_climb
     assert result.outcome is Outcome.REACHED
     found = await trail(pool, session.session_id)
     tail = types(found)[types(found).index("client_responded"):]
-    assert tail == ["client_responded", "awaiting_clinician", "notice_ran_out", "notice_renewed",
-                    "clinician_acknowledged", "plan_created", "closed"]
+    # The therapist's alert of the emergency call (notices-track-reason) ran out too.
+    assert tail == ["client_responded", "awaiting_clinician", "notice_ran_out", "notice_ran_out",
+                    "notice_renewed", "clinician_acknowledged", "plan_created", "closed"]
+    ran_out = [events.read(event) for event in found if event.event_type.value == "notice_ran_out"]
+    assert ran_out == [
+        events.NoticeRanOut(notice=alert, again_after_minutes=5),
+        events.NoticeRanOut(notice=f"{session.session_id}/emergency-contact-called",
+                            again_after_minutes=5),
+    ]
     read = {event.event_type.value: events.read(event) for event in found}
-    assert read["notice_ran_out"] == events.NoticeRanOut(notice=alert, again_after_minutes=5)
     assert read["notice_renewed"] == events.NoticeRenewed(notice=again, round=1)
     assert read["clinician_acknowledged"] == events.ClinicianAcknowledged(
         notice=again, clinician_id="t-ana")
-    waited = {event.event_type.value: event.occurred_at for event in found}
+    waited = {event.event_type.value: event.occurred_at for event in reversed(found)}
     assert (timedelta(minutes=5) <= waited["notice_renewed"] - waited["notice_ran_out"]
             < timedelta(minutes=5, seconds=1))
     assert "clinician_wait_timed_out" not in types(found)
@@ -208,7 +214,8 @@ async def test_nobody_ever_acknowledging_closes_after_the_protocols_hours_climbi
     # Within the hour: the alert ran out at 30 min, a fresh round at 35 ran out at 55, and
     # another began at 60: each round climbs only once the previous one ran out.
     assert kinds.count("notice_renewed") == 2
-    assert kinds.count("notice_ran_out") == 2
+    # The alert, the first fresh round, and the therapist's alert of the emergency call.
+    assert kinds.count("notice_ran_out") == 3
     assert "clinician_acknowledged" not in kinds
     assert kinds[-3:] == ["clinician_wait_timed_out", "plan_created", "closed"]
 
