@@ -3,9 +3,11 @@
 The real worker on the time-skipping server, with a roster loaded so that notices climb the
 on-call ladder (the default high-risk policy: the therapist, 5 minutes, the on-call
 clinician, 5 minutes, the supervisor, 10 minutes). A high-risk client misses the session and
-gets back in touch during outreach: the outcome would be `reached`, but no clinician has
-acknowledged anything, so the session awaits one. Its no-show alert runs out of steps; the
-policy's minutes later a fresh urgent task climbs the ladder again; an acknowledgment (or a
+is not reached (one attempt; the emergency contact is told): the outcome would be
+`unreachable_escalated`, but no clinician has acknowledged anything, so the session awaits
+one. (A client back in touch needs no acknowledgment: the notices' reason ended, they
+resolve and everyone told hears so; tests/test_notices_reason.py.) Its no-show alert runs
+out of steps; the policy's minutes later a fresh urgent task climbs the ladder again; an acknowledgment (or a
 decision) closes the session with its outcome; nobody at all closes it after the protocol's
 hours, recorded as timed out. The pure rules are in `tests/test_awaiting_clinician.py`.
 """
@@ -28,10 +30,8 @@ from missed_session.application import notices as use
 from missed_session.domain import events
 from missed_session.domain.models import (
     AuditEvent,
-    ClientResponse,
     ClinicianDecision,
     Outcome,
-    ResponseChannel,
     SessionBooking,
     SessionResult,
     SessionStatus,
@@ -48,8 +48,8 @@ from workflows.session import SessionWorkflow
 
 NO_SHOW = timedelta(minutes=10)
 """The high-risk grace period."""
-RESPONDED = timedelta(minutes=15)
-"""After the first attempt and the escalation, before the second attempt."""
+WAITING = timedelta(minutes=15)
+"""After the only attempt and the escalation: the session awaits a clinician."""
 ALERT_RUNS_OUT = NO_SHOW + timedelta(minutes=20)
 """The no-show alert's ladder: 5 + 5 + 10 minutes, nobody acknowledging."""
 CLIMBS_AGAIN = ALERT_RUNS_OUT + timedelta(minutes=5)
@@ -105,17 +105,15 @@ def types(found: list[AuditEvent]) -> list[str]:
     return [event.event_type.value for event in found]
 
 
-async def responded_high_risk(env: WorkflowEnvironment, client: Client, task_queue: str,
+async def unreached_high_risk(env: WorkflowEnvironment, client: Client, task_queue: str,
                               **protocol: int) -> tuple[SessionBooking, Handle]:
-    """A high-risk session whose client got back in touch; nobody acknowledged anything."""
+    """A high-risk session whose client was not reached; nobody acknowledged anything."""
     start = daytime(await env.get_current_time() + timedelta(hours=1)).replace(microsecond=0)
-    session = booking(start=start.isoformat(), risk_tier="high", protocol=protocol)
+    session = booking(start=start.isoformat(), risk_tier="high",
+                      protocol={"max_attempts": 1, **protocol})
     handle = await client.start_workflow(SessionWorkflow.run, session, id=session.workflow_id,
                                          task_queue=task_queue)
-    await sleep_until(env, start + RESPONDED)
-    answer = await handle.execute_update(SessionWorkflow.client_responded,
-                                         ClientResponse(channel=ResponseChannel.CALL))
-    assert answer.endswith("closes as reached")  # the outcome is known; closing waits
+    await sleep_until(env, start + WAITING)
     state = await handle.query(SessionWorkflow.state)
     assert state.status is SessionStatus.AWAITING_CLINICIAN
     assert state.next_action is not None
@@ -131,7 +129,7 @@ async def test_a_high_risk_session_awaits_an_acknowledgment_and_its_ladder_climb
     task_queue: str,
 ) -> None:
     env = time_skipping_env
-    session, handle = await responded_high_risk(env, client, task_queue)
+    session, handle = await unreached_high_risk(env, client, task_queue)
     alert = f"{session.session_id}/no-show-alert"
     again = f"{session.session_id}/nobody-acknowledged-1"
 
@@ -155,11 +153,11 @@ async def test_a_high_risk_session_awaits_an_acknowledgment_and_its_ladder_climb
                                   Acknowledgment(via=AckVia.CLI, clinician_id="t-ana"))
     assert acked.kind is ResultKind.APPLIED, acked.message
     result = await handle.result()
-    assert result.outcome is Outcome.REACHED
+    assert result.outcome is Outcome.UNREACHABLE_ESCALATED
     found = await trail(pool, session.session_id)
-    tail = types(found)[types(found).index("client_responded"):]
+    tail = types(found)[types(found).index("escalation_sent"):]
     # The therapist's alert of the emergency call (notices-track-reason) ran out too.
-    assert tail == ["client_responded", "awaiting_clinician", "notice_ran_out", "notice_ran_out",
+    assert tail == ["escalation_sent", "awaiting_clinician", "notice_ran_out", "notice_ran_out",
                     "notice_renewed", "clinician_acknowledged", "plan_created", "closed"]
     ran_out = [events.read(event) for event in found if event.event_type.value == "notice_ran_out"]
     assert ran_out == [
@@ -182,12 +180,12 @@ async def test_a_note_of_what_was_done_ends_the_wait_as_an_acknowledgment_does(
     time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
     task_queue: str,
 ) -> None:
-    session, handle = await responded_high_risk(time_skipping_env, client, task_queue)
+    session, handle = await unreached_high_risk(time_skipping_env, client, task_queue)
 
     await handle.execute_update(SessionWorkflow.add_note, ClinicianDecision(
         clinician_id="oc-lee", reason="spoke with the client; next session booked"))
 
-    assert (await handle.result()).outcome is Outcome.REACHED
+    assert (await handle.result()).outcome is Outcome.UNREACHABLE_ESCALATED
     found = types(await trail(pool, session.session_id))
     assert found[-4:] == ["awaiting_clinician", "clinician_decision", "plan_created", "closed"]
 
@@ -197,20 +195,20 @@ async def test_nobody_ever_acknowledging_closes_after_the_protocols_hours_climbi
     time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
     task_queue: str,
 ) -> None:
-    session, handle = await responded_high_risk(time_skipping_env, client, task_queue,
+    session, handle = await unreached_high_risk(time_skipping_env, client, task_queue,
                                                 clinician_wait_hours=1)
 
     result = await handle.result()
 
-    assert result.outcome is Outcome.REACHED
+    assert result.outcome is Outcome.UNREACHABLE_ESCALATED
     found = await trail(pool, session.session_id)
     kinds = types(found)
     waited = next(e for e in found if e.event_type.value == "awaiting_clinician")
     timed_out = next(e for e in found if e.event_type.value == "clinician_wait_timed_out")
     assert timedelta(hours=1) <= timed_out.occurred_at - waited.occurred_at < timedelta(
         hours=1, seconds=1)
-    assert events.read(timed_out) == events.ClinicianWaitTimedOut(waited_hours=1,
-                                                                   outcome=Outcome.REACHED)
+    assert events.read(timed_out) == events.ClinicianWaitTimedOut(
+        waited_hours=1, outcome=Outcome.UNREACHABLE_ESCALATED)
     # Within the hour: the alert ran out at 30 min, a fresh round at 35 ran out at 55, and
     # another began at 60: each round climbs only once the previous one ran out.
     assert kinds.count("notice_renewed") == 2

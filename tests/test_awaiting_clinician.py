@@ -129,6 +129,19 @@ def test_high_risk_awaits_an_acknowledgment_only_where_notices_can_be_acknowledg
     assert escalation.unacknowledged(folded(), booking(), delivering=True) is None
 
 
+@pytest.mark.parametrize("contact", [
+    events.ClientResponded(channel=ResponseChannel.CALL, responder="client", attempt=1),
+    events.CheckedIn(late=True),
+])
+def test_a_client_in_touch_ends_the_wait_for_an_acknowledgment(
+        contact: events.EventDetails) -> None:
+    """The client back ends the notices' reason: they resolve and those told hear so."""
+    high = booking(risk_tier="high")
+    assert escalation.unacknowledged(folded(RAN_OUT), high, delivering=True) is not None
+    assert escalation.unacknowledged(folded(RAN_OUT, contact), high, delivering=True) is None
+    assert escalation.unacknowledged(folded(contact), high, delivering=True) is None
+
+
 def test_the_policys_minutes_after_a_run_out_a_fresh_round_climbs_then_waits_for_its_end(
 ) -> None:
     fast = booking(protocol={"time_scale": 60})

@@ -169,9 +169,12 @@ def unacknowledged(facts: SessionFacts, booking: SessionBooking, *,
     its notices (or decided on it), whatever the outcome. `delivering`: the session's
     notices climb an on-call ladder (a roster is loaded), so someone can acknowledge them;
     without one, the inbox is all there is and waiting would only delay the close. None
-    once a clinician acknowledged or decided anything on the session.
+    once a clinician acknowledged or decided anything on the session, and None once the
+    client is in touch (checked in late, or got back to us): that ends the notices' reason,
+    so they resolve and everyone already told hears so (`notices.ends`): a person knows,
+    and a client who is back is not kept waiting on an acknowledgment.
     """
-    if facts.clinician_heard():
+    if facts.clinician_heard() or facts.contact_made():
         return None
     asked = f"acknowledge a notice, or decide ({DECISIONS_AWAITED}, or add what was done)"
     if facts.ran_out:
