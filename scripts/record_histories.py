@@ -164,20 +164,17 @@ clinician = "oc-lee"
 """A practice's roster for the branches that need one (no supervisor: a short ladder)."""
 
 
-async def _reached_then_nobody_acknowledged(env: WorkflowEnvironment,
-                                            handle: WorkflowHandle[Any, Any],
-                                            session: SessionBooking) -> None:
-    """A high-risk client gets in touch, and nobody acknowledges.
+async def _unreached_then_nobody_acknowledged(env: WorkflowEnvironment,
+                                             handle: WorkflowHandle[Any, Any],
+                                             session: SessionBooking) -> None:
+    """A high-risk client is not reached (one attempt), and nobody acknowledges.
 
-    The no-show alert runs out, a fresh round climbs, and a clinician's note of what was
-    done ends the wait.
+    The emergency contact is told; the no-show alert runs out, a fresh round climbs, and a
+    clinician's note of what was done ends the wait.
     """
-    await env.sleep(session.start + timedelta(minutes=15) - await env.get_current_time())
-    await handle.execute_update(
-        "client_responded", ClientResponse(channel=ResponseChannel.CALL, note="called back"))
     await env.sleep(session.start + timedelta(minutes=38) - await env.get_current_time())
     await handle.execute_update("add_note", ClinicianDecision(
-        clinician_id="oc-lee", reason="spoke with the client; next session booked"))
+        clinician_id="oc-lee", reason="spoke with the emergency contact; welfare check"))
 
 
 NO_CONSENT = {"name": "Sam", "phone": CONTACT_PHONE, "consent": False}
@@ -230,8 +227,8 @@ BRANCHES = [
     Branch("awaiting_clinician_timed_out", booking={"emergency_contact": NO_CONSENT,
                                                     **ONE_ATTEMPT}),
     # Nobody acknowledged (issue 26): a high-risk session closes only once a person has it.
-    Branch("high_risk_awaiting_acknowledgment", booking={"risk_tier": "high"}, roster=True,
-           drive=_reached_then_nobody_acknowledged),
+    Branch("high_risk_awaiting_acknowledgment", booking={"risk_tier": "high", **ONE_ATTEMPT},
+           roster=True, drive=_unreached_then_nobody_acknowledged),
 ]
 """Every outcome, every escalation path, and every kind of failed attempt."""
 

@@ -124,12 +124,13 @@ async def test_blocked_histories_from_before_the_patch_never_awaited_a_clinician
 
 async def test_a_high_risk_history_nobody_acknowledged_awaited_and_climbed_again() -> None:
     """Recorded with the `await-acknowledgment` patch and a roster: the session heard its
-    notices run out, climbed again, and closed on a clinician's note."""
+    notices run out (the no-show alert, and the therapist's alert of the emergency call),
+    climbed again, and closed on a clinician's note."""
     trail = [event.event_type.value for event in await trail_from_history(
         load(HISTORIES / "high_risk_awaiting_acknowledgment.json"))]
-    assert trail[trail.index("client_responded"):] == [
-        "client_responded", "awaiting_clinician", "notice_ran_out", "notice_renewed",
-        "notice_ran_out", "clinician_decision", "plan_created", "closed",
+    assert trail[trail.index("escalation_sent"):] == [
+        "escalation_sent", "awaiting_clinician", "notice_ran_out", "notice_ran_out",
+        "notice_renewed", "notice_ran_out", "clinician_decision", "plan_created", "closed",
     ]
 
 

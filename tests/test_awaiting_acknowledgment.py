@@ -7,9 +7,10 @@ is not reached (one attempt; the emergency contact is told): the outcome would b
 `unreachable_escalated`, but no clinician has acknowledged anything, so the session awaits
 one. (A client back in touch needs no acknowledgment: the notices' reason ended, they
 resolve and everyone told hears so; tests/test_notices_reason.py.) Its no-show alert runs
-out of steps; the policy's minutes later a fresh urgent task climbs the ladder again; an acknowledgment (or a
-decision) closes the session with its outcome; nobody at all closes it after the protocol's
-hours, recorded as timed out. The pure rules are in `tests/test_awaiting_clinician.py`.
+out of steps; the policy's minutes later a fresh urgent task climbs the ladder again; an
+acknowledgment (or a decision) closes the session with its outcome; nobody at all closes it
+after the protocol's hours, recorded as timed out. The pure rules are in
+`tests/test_awaiting_clinician.py`.
 """
 
 from __future__ import annotations
