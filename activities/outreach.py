@@ -195,14 +195,16 @@ class OutreachActivities:
         """
         client = request.client
         snapshot = client.email if channel is Channel.EMAIL else client.phone
+        missing = "no email address on file" if channel is Channel.EMAIL else (
+            "no phone number on file")
         if self._directory is None:
             if snapshot is None:
-                raise _translated(InvalidContactError("no email address on file"))
+                raise _translated(InvalidContactError(missing))
             return snapshot, None
         record = await self._directory.get(client.ref)
         if record is None:
             if snapshot is None:
-                raise _translated(InvalidContactError("no email address on file"))
+                raise _translated(InvalidContactError(missing))
             return snapshot, None
         history = await self._directory.history(client.ref)
         found = reach(record, history, channel, at=datetime.now(UTC), defaults=self._defaults)

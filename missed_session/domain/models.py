@@ -255,8 +255,14 @@ class Client(Model):
     """Pseudonymous id: safe to log and to show in the Web UI."""
     first_name: TextLine = Field(min_length=1, max_length=50)
     """The only part of the name outreach ever uses."""
-    phone: PhoneNumber
-    """E.164 number for calls, voicemail and texts."""
+    phone: PhoneNumber | None = None
+    """E.164 number for calls, voicemail and texts; None for a client reached by email only.
+
+    Optional because the protocol has an email channel: a client without a phone is still
+    a client the practice must be able to book and reach. The ladder skips the phone
+    channels for them, recording why (`protocol.skip_reason`)."""
+    landline: bool = False
+    """The number is a landline: it takes calls and voicemail, never texts."""
     email: EmailStr | None = None
     """Address for email outreach, if the client gave one."""
     time_zone: TimeZoneName
@@ -267,13 +273,38 @@ class Client(Model):
     """Consent per channel and the preferred channel."""
 
     @model_validator(mode="after")
-    def _contact_is_someone_else(self) -> Client:
+    def _reachable_and_contact_is_someone_else(self) -> Client:
+        # A client with no way to be reached cannot be carried through a protocol whose
+        # every step reaches out: refused at booking, naming the field a scheduler fills.
+        if self.phone is None and self.email is None:
+            msg = ("phone: the client has no phone number and no email address; "
+                   "outreach needs at least one")
+            raise ValueError(msg)
+        if self.phone is None and self.landline:
+            msg = "landline: there is no phone number to be a landline"
+            raise ValueError(msg)
         # A contact on the client's own number would tell the client "you are listed as a
         # contact for ..." and the trail would call it an escalation.
         if self.emergency_contact is not None and self.emergency_contact.phone == self.phone:
             msg = "emergency_contact.phone: is the client's own number"
             raise ValueError(msg)
         return self
+
+    @property
+    def phone_channels(self) -> frozenset[Channel]:
+        """The channels the client's phone (if any) can carry."""
+        if self.phone is None:
+            return frozenset()
+        if self.landline:
+            return frozenset({Channel.CALL, Channel.VOICEMAIL})
+        return frozenset({Channel.CALL, Channel.VOICEMAIL, Channel.TEXT})
+
+
+class ClientRef(Model):
+    """A client named only by ref: the client directory supplies the rest at booking."""
+
+    ref: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Pseudonymous id of a client the directory holds."""
 
 
 class ContactWindow(Model):

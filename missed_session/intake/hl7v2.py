@@ -280,6 +280,7 @@ def _booking_parts(message: hl7.Message, session: str, start: datetime,
         raise IncompleteError("PID-3: no patient identifier (it becomes the client ref)")
     therapist = _therapist(message)
     duration = _duration(message)
+    phone, email = fields.reach(_phone(message), _email(message), "PID-13", defaults)
     modality = Modality.TELEHEALTH if any(
         word in _value(message, "SCH.F7").lower() + _value(message, "SCH.F8").lower()
         for word in ("tele", "video", "virtual")) else Modality.IN_PERSON
@@ -287,7 +288,8 @@ def _booking_parts(message: hl7.Message, session: str, start: datetime,
         "session": session,
         "client_ref": fields.identifier(ref),
         "client_first_name": fields.first_name(_value(message, "PID.F5.R1.C2"), "PID-5.2"),
-        "phone": fields.phone_number(_phone(message), "PID-13", defaults),
+        "phone": phone,
+        "email": email,
         "client_time_zone": fields.time_zone(None, "PID", defaults),
         "therapist": defaults.therapists.get(therapist) or fields.therapist_id(
             therapist, "AIP-3 (or PV1-7)", defaults),
@@ -331,6 +333,17 @@ def _phone(message: hl7.Message) -> str | None:
                 numbers.append((parts[3] != "CP", number))
     numbers.sort(key=lambda item: item[0])
     return numbers[0][1] if numbers else None
+
+
+def _email(message: hl7.Message) -> str | None:
+    """The client's email address from PID-13/14: XTN-4 of a NET (Internet) repetition."""
+    for field_number in (13, 14):
+        for repetition in range(1, 6):
+            base = f"PID.F{field_number}.R{repetition}"
+            use, kind, address = (_value(message, f"{base}.C{c}") for c in (2, 3, 4))
+            if (use == "NET" or kind == "Internet") and "@" in address:
+                return address
+    return None
 
 
 def _start(message: hl7.Message, defaults: IntakeDefaults) -> datetime:
