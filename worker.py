@@ -35,7 +35,12 @@ from activities.audit import AuditActivities
 from activities.caring import CaringActivities
 from activities.follow_up import FollowUpActivities
 from activities.notices import NoticeActivities, NoticeLinks
-from activities.outreach import OutreachActivities, Sender, TextPolicyActivities
+from activities.outreach import (
+    LadderActivities,
+    OutreachActivities,
+    Sender,
+    TextPolicyActivities,
+)
 from activities.therapist import TherapistActivities
 from missed_session.application.updates import send_update
 from missed_session.audit.archive import HistoryArchiver
@@ -220,6 +225,7 @@ def new_worker(
             outreach.send_text,
             outreach.send_email,
             text_policy.text_refusal,
+            LadderActivities(pool).running_ladder,
             outreach.call_emergency_contact,
             therapist.notify_therapist,
             follow_up.create_follow_up_plan,

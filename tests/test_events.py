@@ -88,6 +88,10 @@ EXAMPLES: list[EventDetails] = [
     events.CaringSent(index=0, consent_record="consent-3"),
     events.CaringSkipped(index=1, reason="no text consent as of the day"),
     events.CaringEnded(reason="clinician", sent=1, by="t-1", note="client re-engaged"),
+    events.JoinedOutreach(leader="s-1", rule="join"),
+    events.OutreachJoined(joiner="s-2"),
+    events.JoinedOutreachEnded(leader="s-1", outcome=Outcome.REACHED, own_ladder=False,
+                               reason="followed the outreach of session s-1"),
 ]
 
 

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         escalation,
         events,
         facts,
+        person,
         protocol,
         step_reports,
     )
@@ -63,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows.clinicians import Clinicians
+from workflows.person import PersonLadder
 from workflows.session_messages import SessionMessages
 from workflows.steps import Steps, wait_until
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT, Trail
@@ -81,7 +83,7 @@ STEPS: dict[Channel, Callable[..., Awaitable[Any]]] = {
 
 
 @workflow.defn
-class SessionWorkflow(SessionMessages):
+class SessionWorkflow(SessionMessages, PersonLadder):
     """A scheduled session, from booking to outcome (its messages: `SessionMessages`)."""
 
     @workflow.init
@@ -126,12 +128,14 @@ class SessionWorkflow(SessionMessages):
         if outcome is None:
             # The first call goes out now; the no-show is documented alongside it.
             self._plan(SessionStatus.NO_SHOW, "alert the therapist", workflow.now())
-            self._trail.first = asyncio.create_task(self._document_no_show())
-            outcome = await self._reach_out()
+            leader = await self._running_ladder()  # the person's ladder, if one runs
+            self._trail.first = asyncio.create_task(self._document_no_show(leader))
+            outcome = await self._followed(leader) or await self._reach_out()
             awaited = escalation.awaited(self._facts)
             if awaited is not None and workflow.patched(AWAIT_CLINICIAN):
                 outcome = await self._await_clinician(awaited)
             self._facts = self._facts.outreach_ended(outcome)
+            await self._ladder_ended(outcome)
             async with self._escalating:  # a clinician's escalation in flight ends first
                 pass
             plan = await self._plan_follow_up(outcome)
@@ -170,7 +174,7 @@ class SessionWorkflow(SessionMessages):
             elif not before_start:
                 return None
 
-    async def _document_no_show(self) -> None:
+    async def _document_no_show(self, leader: person.RunningLadder | None = None) -> None:
         """The grace period is over: document the no-show and tell the therapist.
 
         Runs alongside the first outreach attempt, so that a burst of sessions whose grace
@@ -182,8 +186,8 @@ class SessionWorkflow(SessionMessages):
         notice = self._clinicians.notice(
             "no-show-alert", InboxItemKind.ALERT,
             Priority.URGENT if self._booking.risk_tier is RiskTier.HIGH else Priority.ROUTINE,
-            "No-show: outreach to the client has started",
-        )
+            "No-show: outreach to the client has started" if leader is None
+            else person.alert_title(leader.session_id))
         async with self._trail.lock:
             expired_details = events.GracePeriodExpired(
                 grace_period_minutes=protocol.grace_period_minutes(self._booking))
@@ -491,6 +495,7 @@ class SessionWorkflow(SessionMessages):
                 client_time_zone=booking.client.time_zone,
                 session_time_zone=booking.session_time_zone,
                 reschedules=self._facts.reschedules,
+                related_sessions=self._facts.related_sessions(),
             ),
             start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
         )

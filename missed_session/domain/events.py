@@ -669,6 +669,41 @@ class NoticeResolved(EventDetails):
     """The clinician's note: health data, stored here, never logged."""
 
 
+# -- one person, one ladder (`workflows.person`) ---------------------------------------------
+
+
+class JoinedOutreach(EventDetails):
+    """The no-show joined the outreach already running for the same person."""
+
+    event_type = AuditEventType.JOINED_OUTREACH
+    leader: str
+    """The session whose ladder reaches out (its trail records `outreach_joined`)."""
+    rule: str
+    """The practice's rule: `join` (one ladder) or `space` (one ladder at a time)."""
+
+
+class OutreachJoined(EventDetails):
+    """Another no-show of the same person joined this session's outreach."""
+
+    event_type = AuditEventType.OUTREACH_JOINED
+    joiner: str
+    """The session that joined (its trail records `joined_outreach`)."""
+
+
+class JoinedOutreachEnded(EventDetails):
+    """The outreach this session joined has ended (or could not be followed)."""
+
+    event_type = AuditEventType.JOINED_OUTREACH_ENDED
+    leader: str
+    """The session whose ladder it was."""
+    outcome: Outcome | None
+    """How that outreach ended; None when the leader ended without telling."""
+    own_ladder: bool
+    """Whether this session now runs its own ladder."""
+    reason: str
+    """Why, in one line."""
+
+
 VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
     model.event_type: model
     for model in (
@@ -680,6 +715,7 @@ VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
         NoticeOpened, NoticeSent, NoticeFailed, NoticeSkipped,
         NoticeEscalated, NoticeExhausted, NoticeAcknowledged, NoticeResolved, NoticeUncertain,
         CaringStarted, CaringSent, CaringSkipped, CaringEnded,
+        JoinedOutreach, OutreachJoined, JoinedOutreachEnded,
     )
 }
 """Every event type's model: `tests/test_events.py` checks that none is missing."""

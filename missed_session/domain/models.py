@@ -185,6 +185,19 @@ class Channel(StrEnum):
     EMAIL = "email"
 
 
+class SamePerson(StrEnum):
+    """What a no-show does while the same person's outreach already runs for another session.
+
+    Whichever the rule, the person is never called twice within the attempt spacing.
+    """
+
+    JOIN = "join"
+    """One ladder: the second session joins the running one and takes its outcome."""
+    SPACE = "space"
+    """One ladder at a time: the second session's own ladder starts only once the running
+    one has ended without reaching the client, and an attempt spacing after it."""
+
+
 class ConsentScope(StrEnum):
     """When the client agreed that their emergency contact may be reached."""
 
@@ -370,6 +383,9 @@ class ProtocolSettings(Model):
     """Whether escalation for a high-risk client may happen outside the contact window."""
     escalate_after: EscalationAfterAttempt = EscalationAfterAttempt()
     """When to consider escalation, per risk tier."""
+    same_person: SamePerson = SamePerson.JOIN
+    """A second no-show while the same person (client ref or phone number) is already in
+    outreach: join that ladder, or space the ladders (`SamePerson`)."""
     clinician_wait_hours: int = Field(default=24, ge=1, le=168)
     """How long a session whose escalation is blocked or unclear waits, once outreach is
     over, for a clinician's decision before it closes without one (recorded as timed out)."""
@@ -629,6 +645,9 @@ class AuditEventType(StrEnum):
     CARING_SENT = "caring_sent"
     CARING_SKIPPED = "caring_skipped"
     CARING_ENDED = "caring_ended"
+    JOINED_OUTREACH = "joined_outreach"
+    OUTREACH_JOINED = "outreach_joined"
+    JOINED_OUTREACH_ENDED = "joined_outreach_ended"
 
 
 EventValue = StrictStr | StrictInt | StrictBool | None
@@ -725,6 +744,8 @@ class FollowUpPlan(Model):
     """Concerns that apply, each with its reason."""
     tasks: tuple[FollowUpTask, ...]
     """Tasks for the therapist."""
+    related_sessions: tuple[str, ...] = ()
+    """Other sessions of the same person that shared this session's outreach ladder."""
 
 
 class FollowUpRequest(Model):
@@ -750,6 +771,8 @@ class FollowUpRequest(Model):
     """The session's IANA time zone, when the booking gave one."""
     reschedules: int = 0
     """How often this session was rescheduled before it was missed."""
+    related_sessions: tuple[str, ...] = ()
+    """Other sessions of the same person that shared this session's outreach ladder."""
 
 
 class SessionState(Model):
