@@ -72,6 +72,9 @@ class Episode:
     plan_row: int | None
     outcome: Outcome | None
     closed_row: int | None
+    joined: tuple[str, int] | None = None
+    """The session whose outreach this one joined, and the `joined_outreach` row: one
+    ladder for one person, so the attempts are documented in that session's trail."""
 
 
 _STEPS = (events.OutreachAttempted, events.VoicemailLeft, events.MessageSent,
@@ -86,6 +89,7 @@ def episode(trail: Sequence[AuditEvent]) -> Episode:
     reached: AuditEvent | None = None
     plan: AuditEvent | None = None
     closed: tuple[Outcome, int] | None = None
+    joined: tuple[str, int] | None = None
     steps: dict[int, list[tuple[AuditEvent, bool]]] = {}
     for event in events.live(trail):
         details = events.read(event)
@@ -104,6 +108,8 @@ def episode(trail: Sequence[AuditEvent]) -> Episode:
             plan = event
         elif isinstance(details, events.Closed):
             closed = (details.outcome, event.sequence)
+        elif isinstance(details, events.JoinedOutreach):
+            joined = (details.leader, event.sequence)
     attempts = tuple(
         Attempt(number, min(e.occurred_at for e, _ in rows),
                 tuple(e.sequence for e, _ in rows), tuple(e.sequence for e, c in rows if c))
@@ -118,6 +124,7 @@ def episode(trail: Sequence[AuditEvent]) -> Episode:
         plan_row=plan.sequence if plan else None,
         outcome=closed[0] if closed else None,
         closed_row=closed[1] if closed else None,
+        joined=joined,
     )
 
 
@@ -175,6 +182,8 @@ def _at_least(count: int, *, calls: bool = False) -> Check:
     what = "calls" if calls else "documented attempts"
 
     def check(facts: Episode) -> tuple[Verdict, str, tuple[int, ...]]:
+        if facts.joined is not None and not facts.attempts:
+            return _in_leader(facts.joined)
         attempts = _attempts_before_reached(facts)
         rows = tuple(r for a in attempts for r in (a.calls if calls else a.rows))
         done = len(rows) if calls else len(attempts)
@@ -202,6 +211,8 @@ def _first_within(limit: timedelta) -> Check:
     def check(facts: Episode) -> tuple[Verdict, str, tuple[int, ...]]:
         assert facts.no_show_at is not None
         assert facts.no_show_row is not None
+        if facts.joined is not None and not facts.attempts:
+            return _in_leader(facts.joined)
         if not facts.attempts:
             if facts.reached_row is not None:
                 return (Verdict.NOT_APPLICABLE, "the client got in touch before any attempt",
@@ -219,7 +230,16 @@ def _first_within(limit: timedelta) -> Check:
     return check
 
 
+def _in_leader(joined: tuple[str, int]) -> tuple[Verdict, str, tuple[int, ...]]:
+    leader, row = joined
+    return (Verdict.NOT_APPLICABLE,
+            f"this session joined the outreach of session {leader} (one ladder for the "
+            "person): judge the attempts in that session's trail", (row,))
+
+
 def _followed_up(facts: Episode) -> tuple[Verdict, str, tuple[int, ...]]:
+    if facts.joined is not None and not facts.attempts:
+        return _in_leader(facts.joined)
     if facts.attempts:
         return Verdict.MET, "the client was contacted after the missed session", (
             facts.attempts[0].rows[0],)
