@@ -22,9 +22,19 @@ from temporalio.worker import Worker
 from missed_session.domain.events import read
 from missed_session.domain.models import AuditEvent, SessionResult, workflow_id_for
 from missed_session.domain.protocol import NO_MOBILE, NO_PHONE
-from tests.factories import booking_data
+from tests.factories import booking, booking_data, daytime
 from tests.http_api import Served, served  # noqa: F401 (a fixture)
-from tests.test_session_workflow import every, inbox, placed, stored_plan, trail, types
+from tests.test_session_workflow import (
+    SENDER,
+    begin,
+    every,
+    inbox,
+    placed,
+    sleep_until,
+    stored_plan,
+    trail,
+    types,
+)
 from tests.test_starter import (  # noqa: F401 (fixtures)
     cli,
     cli_env,
@@ -32,6 +42,7 @@ from tests.test_starter import (  # noqa: F401 (fixtures)
     running_worker,
     temporal_env,
 )
+from worker import new_worker
 
 SHARED_PHONE = "+14155550142"
 FOUR_ATTEMPTS = {"max_attempts": 4, "clinician_wait_hours": 1}
@@ -229,3 +240,31 @@ async def test_a_landline_only_client_is_called_and_the_text_skipped_with_the_re
     assert [e.data["reason"] for e in every(events, "outreach_skipped")
             if e.data["channel"] == "text"] == [NO_MOBILE]
     assert [kind for _, kind, _, _ in await placed(pool, "s-land")][:1] == ["call"]
+
+
+async def test_a_joined_ladder_survives_a_worker_restart(
+    client: Client, pool: asyncpg.Pool, task_queue: str,
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    env = time_skipping_env
+    start = daytime(await env.get_current_time() + timedelta(hours=1))
+    first, second = (booking(session_id=f"s-restart-{n}", client=client_data("c-restart"),
+                             start=(start + timedelta(minutes=30 * n)).isoformat(),
+                             protocol=FOUR_ATTEMPTS) for n in (0, 1))
+    # No sticky cache: every workflow task replays the history, as after a restart, and the
+    # second worker takes over at once (no sticky queue to time out on the test server).
+    async with new_worker(client, pool, task_queue=task_queue, sender=SENDER,
+                          max_cached_workflows=0):
+        await begin(client, task_queue, first)
+        joiner = await begin(client, task_queue, second)
+        await sleep_until(env, start + timedelta(minutes=50))
+        assert "joined_outreach" in types(await trail(pool, second.session_id))
+    # A new worker: both sessions carry on from their histories.
+    async with new_worker(client, pool, task_queue=task_queue, sender=SENDER,
+                          max_cached_workflows=0):
+        await sleep_until(env, start + timedelta(hours=4))
+        joined = await joiner.result()
+        led = await result(client, first.session_id)
+    assert joined.outcome is led.outcome
+    assert await placed(pool, second.session_id) == []
+    assert "outreach_joined" in types(await trail(pool, first.session_id))

@@ -88,7 +88,8 @@ class PersonLadder:
         if not workflow.patched(ONE_LADDER):
             return None
         booking = self._booking
-        found: RunningLadder | None = await workflow.execute_activity_method(
+        # A local activity: one indexed read, and the first call waits on it anyway.
+        found: RunningLadder | None = await workflow.execute_local_activity_method(
             LadderActivities.running_ladder,
             LadderLookup(session_id=booking.session_id, client_ref=booking.client.ref,
                          phone=booking.client.phone, no_show_at=workflow.now()),
