@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import asyncpg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from temporalio.testing import WorkflowEnvironment
 
+from missed_session.application.clients import ClientUseCases
 from missed_session.domain import protocol
 from missed_session.domain.clients import (
     ClientRecord,
@@ -22,6 +27,7 @@ from missed_session.intake import fhir, hl7v2
 from missed_session.intake.commands import Book
 from tests import intake_samples as samples
 from tests.factories import booking
+from tests.intake_stack import Stack, framed, new_id, running_stack
 from tests.test_intake_translators import DEFAULTS, START
 
 EARLY = START
@@ -109,3 +115,30 @@ def test_hl7_pid_13_with_only_an_email_is_booked() -> None:
     assert command.booking is not None, command.incomplete
     assert (command.booking.client.phone, command.booking.client.email) == (
         None, "p@example.org")
+
+
+@pytest.fixture
+async def stack(time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool,
+                task_queue: str) -> AsyncIterator[Stack]:
+    async with running_stack(time_skipping_env, pool, task_queue) as running:
+        yield running
+
+
+async def test_an_siu_without_contact_points_is_completed_from_the_directory(
+    stack: Stack, pool: asyncpg.Pool,
+) -> None:
+    # PID-13 empty: the client directory knows PID-3's client, as a ref-only booking.
+    unknown = new_id()
+    [refused] = await stack.mllp(framed(samples.siu("S12", "D1", unknown, stack.start,
+                                                    phone="")))
+    assert "PID-13: no client phone number or email address" in refused
+    assert not await stack.exists(unknown)
+    clients = ClientUseCases(pool, defaults=ConsentDefaults())
+    added = await clients.add({"ref": "42", "first_name": "Paul", "time_zone": "UTC",
+                               "emails": [{"address": "paul@example.org"}]},
+                              recorded_by="t-ana")
+    assert added.ok, added.message
+    session = new_id()
+    [ack] = await stack.mllp(framed(samples.siu("S12", "D2", session, stack.start, phone="")))
+    assert "|AA|D2" in ack, ack
+    assert await stack.exists(session)
