@@ -197,6 +197,7 @@ async def run_demo_day(client: Client, pool: asyncpg.Pool, *, task_queue: str,
     for index, session in enumerate(DEMO_DAY):
         booking = demo_booking(index, session, run_id=run_id, start=start, time_scale=time_scale)
         callback = 3 if session.behaviour is Behaviour.CALLS_BACK else None
+        assert booking.client.phone is not None  # every demo client has a phone
         await phone.script(booking.client.phone, session.behaviour, callback)
         if booking.client.emergency_contact is not None:
             await phone.script(booking.client.emergency_contact.phone, Behaviour.ANSWERS)

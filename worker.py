@@ -39,7 +39,12 @@ from activities.follow_up import FollowUpActivities
 from activities.letters import FOLDER_NAME as LETTERS
 from activities.letters import LetterActivities
 from activities.notices import NoticeActivities, NoticeLinks
-from activities.outreach import OutreachActivities, Sender, TextPolicyActivities
+from activities.outreach import (
+    LadderActivities,
+    OutreachActivities,
+    Sender,
+    TextPolicyActivities,
+)
 from activities.therapist import TherapistActivities
 from missed_session.application.updates import send_update
 from missed_session.audit.archive import HistoryArchiver
@@ -233,6 +238,7 @@ def new_worker(
             outreach.send_text,
             outreach.send_email,
             text_policy.text_refusal,
+            LadderActivities(pool).running_ladder,
             outreach.call_emergency_contact,
             therapist.notify_therapist,
             follow_up.create_follow_up_plan,

@@ -38,7 +38,8 @@ class FollowUpActivities:
         plan = await self._plans.save_plan(
             session_id=request.session_id,
             client_ref=request.client_ref,
-            plan=plan_follow_up(request, attendance),
+            plan=plan_follow_up(request, attendance).model_copy(
+                update={"related_sessions": request.related_sessions}),
         )
         for task in plan.tasks:
             await self._inbox.add_notice(

@@ -57,7 +57,9 @@ from missed_session.domain.models import (
     OutreachRequest,
     TextCheck,
 )
+from missed_session.domain.person import LadderLookup, RunningLadder
 from missed_session.store.clients import ClientDirectory
+from missed_session.store.ladders import running_ladder
 from missed_session.store.text_history import text_history
 
 log = structlog.get_logger(__name__)
@@ -195,14 +197,16 @@ class OutreachActivities:
         """
         client = request.client
         snapshot = client.email if channel is Channel.EMAIL else client.phone
+        missing = "no email address on file" if channel is Channel.EMAIL else (
+            "no phone number on file")
         if self._directory is None:
             if snapshot is None:
-                raise _translated(InvalidContactError("no email address on file"))
+                raise _translated(InvalidContactError(missing))
             return snapshot, None
         record = await self._directory.get(client.ref)
         if record is None:
             if snapshot is None:
-                raise _translated(InvalidContactError("no email address on file"))
+                raise _translated(InvalidContactError(missing))
             return snapshot, None
         history = await self._directory.history(client.ref)
         found = reach(record, history, channel, at=datetime.now(UTC), defaults=self._defaults)
@@ -312,6 +316,24 @@ class TextPolicyActivities:
         if texted:
             return "a text was already sent today"
         return None
+
+
+class LadderActivities:
+    """One person, one ladder: finds whether the same person is already in outreach."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @activity.defn
+    async def running_ladder(self, lookup: LadderLookup) -> RunningLadder | None:
+        """The session of the same person (client ref or phone) in outreach now, if any."""
+        found = await running_ladder(self._pool, session_id=lookup.session_id,
+                                     client_ref=lookup.client_ref, phone=lookup.phone,
+                                     no_show_at=lookup.no_show_at)
+        if found is None:
+            return None
+        leader, last_event_at = found
+        return RunningLadder(session_id=leader, last_event_at=last_event_at)
 
 
 def _no_consent(decision: ConsentDecision) -> ApplicationError:

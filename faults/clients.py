@@ -83,6 +83,13 @@ class ScriptedSession:
         """The scheduling system's id."""
         return self.booking.session_id
 
+    @property
+    def phone(self) -> str:
+        """The client's number (every scripted client has one)."""
+        number = self.booking.client.phone
+        assert number is not None
+        return number
+
 
 def protocol_settings(time_scale: float) -> ProtocolSettings:
     """The shortest protocol the models allow: two attempts of call and voicemail.

@@ -267,7 +267,7 @@ class Harness:
                                        expected=(expected or {}).get(script))
             await self._script_channel(phone, session)
             contact_key = (None if self.contact_keys is None
-                           else self.contact_keys.for_booking(session.booking.client.phone))
+                           else self.contact_keys.for_booking(session.phone))
             await schedule_session(self.client, session.booking, task_queue="faults",
                                    now=datetime.now(UTC), contact_key=contact_key)
             self.sessions.append(session)
@@ -275,18 +275,18 @@ class Harness:
                 self._front_desk.append(asyncio.create_task(self._attend(session)))
 
     async def _script_channel(self, phone: SimulatedPhone, session: ScriptedSession) -> None:
-        client = session.booking.client
-        contact = client.emergency_contact
+        number = session.phone
+        contact = session.booking.client.emergency_contact
         answers = session.script is Script.ANSWERS
         if self.receiver is not None:
-            self.receiver.answers[client.phone] = "answered" if answers else "no_answer"
+            self.receiver.answers[number] = "answered" if answers else "no_answer"
             if session.script is Script.CALLS_BACK:
-                self.receiver.calls_back_after[client.phone] = CALL_BACK_SECONDS
+                self.receiver.calls_back_after[number] = CALL_BACK_SECONDS
             return
         if session.script is Script.CALLS_BACK:
-            await phone.script(client.phone, Behaviour.CALLS_BACK, CALL_BACK_SECONDS)
+            await phone.script(number, Behaviour.CALLS_BACK, CALL_BACK_SECONDS)
         else:
-            await phone.script(client.phone,
+            await phone.script(number,
                                Behaviour.ANSWERS if answers else Behaviour.NO_ANSWER)
         if contact is not None:
             await phone.script(contact.phone, Behaviour.ANSWERS)

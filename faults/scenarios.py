@@ -237,7 +237,7 @@ async def _api_killed_holding_a_text(run: Harness, *, late: bool) -> None:
     run.note(f"worker SIGKILLed (texts can only be kept); trails: {await run.describe_trails()}")
     for session in (s for s in run.sessions if s.script is TEXTED):
         for n in range(TEXTS_EACH):
-            response = await run.post_text(session.booking.client.phone,
+            response = await run.post_text(session.phone,
                                            "I'm ok, sorry, I missed it",
                                            f"{session.session_id}-text-{n}")
             run.note(f"text {n} of {session.session_id}: {response.status_code} "
@@ -401,7 +401,7 @@ async def postgres_outage_at_callback(run: Harness, size: Size) -> None:
     calling = {s.session_id for s in run.sessions if s.script is Script.CALLS_BACK}
     for session in run.sessions:
         if session.session_id in calling:
-            run.receiver.calls_back_after[session.booking.client.phone] = CALL_BACK_IN_OUTAGE
+            run.receiver.calls_back_after[session.phone] = CALL_BACK_IN_OUTAGE
 
     async def voicemail_left() -> bool:
         effects = await run.effects()

@@ -106,6 +106,10 @@ EXAMPLES: list[EventDetails] = [
     events.CaringReplied(note="thanks, doing better", notice="caring:c-1:s-1/reply-1"),
     events.NoticeReasonEnded(reason="the client checked in late", told="t-1,oc-1"),
     events.NoticeResolutionSent(clinician_id="oc-1", channel="sms", result="sent"),
+    events.JoinedOutreach(leader="s-1", rule="join"),
+    events.OutreachJoined(joiner="s-2"),
+    events.JoinedOutreachEnded(leader="s-1", outcome=Outcome.REACHED, own_ladder=False,
+                               reason="followed the outreach of session s-1"),
 ]
 
 

@@ -53,6 +53,7 @@ async def _reached_session(env: WorkflowEnvironment, pool: asyncpg.Pool,
     data["client"]["time_zone"] = daytime_zone(now)
     data["protocol"] = ProtocolSettings(time_scale=3600).model_dump(mode="json")
     booking = SessionBooking.model_validate(data)
+    assert booking.client.phone is not None
     await SimulatedPhone(pool).script(booking.client.phone, Behaviour.ANSWERS)
     _, handle = await schedule_session(env.client, booking, task_queue=task_queue, now=now)
     await asyncio.wait_for(handle.result(), timeout=60)

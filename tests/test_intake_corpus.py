@@ -37,8 +37,8 @@ Expected = tuple[tuple[tuple[int, str], ...], str]
 """The accepted (status, outcome) pairs and a text the answer must contain."""
 
 CALCOM: dict[str, Expected] = {
-    "booking_created": (((422, "bad_input"),), "no client phone number"),
-    "booking_rescheduled": (((422, "bad_input"),), "no client phone number"),
+    "booking_created": (((422, "bad_input"),), "already past its grace period"),
+    "booking_rescheduled": (((422, "bad_input"),), "already past its grace period"),
     "booking_cancelled": (((200, "recorded"),), "cancelled before its booking arrived"),
     "booking_requested": (((200, "recorded"),), "awaiting confirmation"),
     "booking_paid": (((200, "recorded"),), "payment completed"),
@@ -58,7 +58,7 @@ CALCOM: dict[str, Expected] = {
 }
 
 CALENDLY: dict[str, Expected] = {
-    "invitee_created": (((422, "bad_input"),), "no client phone number"),
+    "invitee_created": (((422, "bad_input"),), "already past its grace period"),
     "invitee_canceled": (((200, "recorded"),), "cancelled before its booking arrived"),
     "invitee_no_show_created": (UNKNOWN_NO_SHOW, ""),
     "invitee_no_show_deleted": (((404, "not_found"),), "no session"),

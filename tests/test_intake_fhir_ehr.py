@@ -197,6 +197,7 @@ async def add_client(application: Application, ref: str, phone: str) -> None:
 async def booked_phone(application: Application, session: str) -> str:
     booking = await (await application.sessions()).booking(session)
     assert booking is not None
+    assert booking.client.phone is not None
     return booking.client.phone
 
 

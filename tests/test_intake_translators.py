@@ -382,12 +382,15 @@ def test_calcom_cancellation_reason_is_not_carried() -> None:
     assert "anxiety" not in command.reason
 
 
-def test_calcom_without_phone_names_the_directory() -> None:
+def test_calcom_without_phone_books_the_client_by_email() -> None:
+    # Issue 25: an attendee with an email address and no phone is bookable; the ladder
+    # emails them (a phone that is given must still be usable).
     command = calcom.translate(samples.calcom("BOOKING_CREATED", "u", START, phone=None),
                                DEFAULTS).command
     assert isinstance(command, Book)
-    assert command.booking is None
-    assert DIRECTORY_MISSING in command.incomplete
+    assert command.booking is not None
+    assert command.booking.client.phone is None
+    assert command.booking.client.email is not None
 
 
 def test_calcom_same_body_same_key() -> None:

@@ -435,6 +435,7 @@ def test_a_late_text_is_urgent_when_the_session_escalated_while_it_was_kept() ->
     assert (urgent.kind, urgent.priority) == (InboxItemKind.TASK, Priority.URGENT)
     assert "emergency contact" in urgent.title
     assert booking.client.ref in urgent.title
+    assert booking.client.phone is not None
     assert booking.client.phone not in urgent.title
     before = late_response_notice(booking, [escalation(kept_at - timedelta(minutes=2))], text)
     assert (before.kind, before.priority) == (InboxItemKind.ALERT, Priority.ROUTINE)

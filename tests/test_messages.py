@@ -49,6 +49,7 @@ def test_emergency_contact_call_carries_nothing_else_about_the_client() -> None:
     assert contact is not None
     text = emergency_contact_call(contact.name, b.client.first_name, SENDER, CALLBACK)
     assert b.client.first_name in text
+    assert b.client.phone is not None
     assert b.client.phone not in text
     assert b.client.email is not None
     assert b.client.email not in text

@@ -142,6 +142,7 @@ async def test_high_risk_blocked_escalation_climbs_until_an_sms_acknowledges_it(
     ana = await texts_to(pool, ANA)
     assert len(about(ana, "No-show")) == 1
     assert len(about(ana, "escalation blocked")) == 1
+    assert session.client.phone is not None
     assert session.client.phone not in "".join(ana)
     assert session.client.first_name not in "".join(ana)  # the default rules: ref only
     assert session.client.ref in ana[0]
@@ -252,6 +253,7 @@ async def test_high_risk_blocked_escalation_climbs_until_an_sms_acknowledges_it(
             and r.get("basedOn") and r["status"] == "completed" and "recipient" in r]
     assert len(sent) == 3 + 4  # task: ana sms+email, lee; alert: ana sms+email, lee, maya
     text = json.dumps(bundle)
+    assert session.client.phone is not None
     for personal in (session.client.first_name, session.client.phone, ANA, LEE):
         assert personal not in text
 

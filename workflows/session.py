@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         escalation,
         events,
         facts,
+        person,
         protocol,
         step_reports,
     )
@@ -68,6 +69,7 @@ from workflows.clinician_wait import AWAIT_CLINICIAN, ClinicianWait
 from workflows.clinicians import Clinicians
 from workflows.letters import Letters
 from workflows.notice_reasons import NoticeReasons
+from workflows.person import PersonLadder
 from workflows.session_messages import SessionMessages
 from workflows.steps import Steps, wait_until
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT, Trail
@@ -82,11 +84,12 @@ STEPS: dict[Channel, Callable[..., Awaitable[Any]]] = {
 
 
 @workflow.defn
-class SessionWorkflow(SessionMessages, BrakeHold, ClinicianWait):
+class SessionWorkflow(SessionMessages, BrakeHold, PersonLadder, ClinicianWait):
     """A scheduled session, from booking to outcome.
 
     Its messages: `SessionMessages`; a hold when many sessions are missed at once:
-    `BrakeHold`; its wait for a person before closing: `ClinicianWait`.
+    `BrakeHold`; one ladder for one person: `PersonLadder`; its wait for a person before
+    closing: `ClinicianWait`.
     """
 
     @workflow.init
@@ -134,10 +137,14 @@ class SessionWorkflow(SessionMessages, BrakeHold, ClinicianWait):
             # The first call goes out now; the no-show is documented alongside it.
             self._plan(SessionStatus.NO_SHOW, "alert the therapist", workflow.now())
             held = await self._brake_check() if self._brake_asked() else None
+            leader = await self._running_ladder()  # the person's ladder, if one runs
             self._trail.first = asyncio.create_task(self._document_no_show(
-                HELD_ALERT if held is not None else self._reasons.no_show_title(self._facts)))
+                HELD_ALERT if held is not None else self._reasons.no_show_title(self._facts)
+                if leader is None else person.alert_title(leader.session_id)))
             await self._brake_hold(held)  # many sessions missed at once: outreach waits
-            outcome = await self._until_a_person_has_it(await self._reach_out())
+            outcome = await self._followed(leader) or await self._reach_out()
+            outcome = await self._until_a_person_has_it(outcome)
+            await self._ladder_ended(outcome)  # sessions that joined this ladder are told
             await self._reasons.ended(outcome)  # notices it ends resolve, telling those told
             async with self._escalating:  # a clinician's escalation in flight ends first
                 pass
@@ -461,6 +468,7 @@ class SessionWorkflow(SessionMessages, BrakeHold, ClinicianWait):
                 client_time_zone=booking.client.time_zone,
                 session_time_zone=booking.session_time_zone,
                 reschedules=self._facts.reschedules,
+                related_sessions=self._facts.related_sessions(),
             ),
             start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
         )

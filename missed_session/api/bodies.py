@@ -2,21 +2,56 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 
 from missed_session.application.audit_trail import details
 from missed_session.application.results import Result
 from missed_session.domain.models import (
     AuditEventType,
+    Client,
+    ClientRef,
     FreeText,
     Model,
     Outcome,
+    SessionBooking,
     SessionStatus,
     TextLine,
 )
+
+
+def _client_or_ref(data: object, handler: ValidatorFunctionWrapHandler) -> Client | ClientRef:
+    """A ref alone is a `ClientRef`; anything else is validated as `Client`.
+
+    So that a bad field is named as `client.<field>`, not once per member of the union.
+    """
+    del handler
+    if isinstance(data, Client | ClientRef):
+        return data
+    if isinstance(data, Mapping) and set(data) == {"ref"}:
+        return ClientRef.model_validate(data)
+    return Client.model_validate(data)
+
+
+class BookingBody(SessionBooking):
+    """A booking as the API takes it: the client's details, or only their ref.
+
+    A ref alone is completed from the client directory by the application (the same
+    resolution for every entry point); the model must let it through to get there.
+    """
+
+    client: Annotated[Client | ClientRef,  # type: ignore[assignment]  # widened on purpose
+                      WrapValidator(_client_or_ref)]
+    """Who is expected: their details, or their ref in the client directory."""
 
 
 class FieldProblem(BaseModel):

@@ -12,7 +12,14 @@ from fastapi import APIRouter, Body, Depends, Path, Request
 from fastapi.responses import JSONResponse
 
 from missed_session.api.auth import CLINICIAN, require
-from missed_session.api.bodies import Answer, AuditView, DecisionBody, FieldProblem, SessionView
+from missed_session.api.bodies import (
+    Answer,
+    AuditView,
+    BookingBody,
+    DecisionBody,
+    FieldProblem,
+    SessionView,
+)
 from missed_session.api.errors import ApiError
 from missed_session.api.tokens import Scope
 from missed_session.application import limits
@@ -26,7 +33,6 @@ from missed_session.domain.models import (
     ClinicianDecision,
     DecisionKind,
     Reschedule,
-    SessionBooking,
 )
 
 STATUS = {
@@ -97,7 +103,7 @@ def router() -> APIRouter:
                                   "is already scheduled"},
                             409: {"model": Answer, "description": "a different booking holds "
                                   "the id: `differing_fields` names the fields"}})
-    async def book(request: Request, booking: SessionBooking, app: App) -> JSONResponse:
+    async def book(request: Request, booking: BookingBody, app: App) -> JSONResponse:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limits.MAX_BOOKING_BYTES:
             raise ApiError(413, "too_large",

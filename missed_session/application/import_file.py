@@ -42,22 +42,30 @@ class Line:
 def read_lines(name: str, text: str, prepare: Callable[[object], SessionBooking],
                ) -> Iterator[Line]:
     """Every non-empty line of `text` (named `name`) as a booking or a problem."""
+    for number, row in read_rows(name, text):
+        yield prepared(number, row, prepare)
+
+
+def read_rows(name: str, text: str) -> Iterator[tuple[int, object | str]]:
+    """Every non-empty line of `text` as data, or the problem found reading it."""
     limits.check_size(name, len(text.encode()), limits.MAX_DAY_FILE_BYTES)
     if name.endswith(JSON_LINES):
-        rows: Iterator[tuple[int, object | str]] = _json_rows(text)
-    elif name.endswith(CSV):
-        rows = _csv_rows(text)
-    else:
-        msg = f"{name}: an import file is {', '.join(SUFFIXES)}"
-        raise ImportFileError(msg)
-    for number, row in rows:
-        if isinstance(row, str):  # a problem found while reading the line
-            yield Line(number, problem=row)
-            continue
-        try:
-            yield Line(number, booking=prepare(row))
-        except BadBookingError as error:
-            yield Line(number, problem=str(error))
+        return _json_rows(text)
+    if name.endswith(CSV):
+        return _csv_rows(text)
+    msg = f"{name}: an import file is {', '.join(SUFFIXES)}"
+    raise ImportFileError(msg)
+
+
+def prepared(number: int, row: object | str,
+             prepare: Callable[[object], SessionBooking]) -> Line:
+    """Line `number` as a booking, or why it has none."""
+    if isinstance(row, str):  # a problem found while reading the line
+        return Line(number, problem=row)
+    try:
+        return Line(number, booking=prepare(row))
+    except BadBookingError as error:
+        return Line(number, problem=str(error))
 
 
 def _json_rows(text: str) -> Iterator[tuple[int, object | str]]:

@@ -233,6 +233,20 @@ class Application:
                           booking.session_id)
         return await self.schedule_booking(booking)
 
+    async def resolve_booking(self, data: object) -> object | Result:
+        """`data` with its client from the directory when it names only the ref.
+
+        For entry points that prepare bookings themselves (the CLI's import): the same
+        resolution `schedule` applies, so a ref-only booking means one thing everywhere.
+        """
+        if sends_details(data):
+            return data
+        try:
+            clients = await self.clients()
+        except UnavailableError as error:
+            return Result(ResultKind.UNAVAILABLE, str(error))
+        return await clients.resolve_booking(data)
+
     async def schedule_booking(self, booking: SessionBooking) -> Result:
         """Start a prepared booking's session (once)."""
         return await self._with_sessions(lambda sessions: sessions.schedule(booking))

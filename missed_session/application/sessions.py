@@ -144,8 +144,9 @@ class Sessions:
         session_id = booking.session_id
         where = f"session {session_id} (workflow {booking.workflow_id})"
         try:
-            contact_key = (None if self._contact_keys is None
-                           else self._contact_keys.for_booking(booking.client.phone))
+            phone = booking.client.phone  # None: an email-only client has no contact key
+            contact_key = (None if self._contact_keys is None or phone is None
+                           else self._contact_keys.for_booking(phone))
             scheduled, _ = await schedule_session(
                 self._client, booking, task_queue=self._task_queue, now=self._clock(),
                 contact_key=contact_key,

@@ -16,7 +16,8 @@ import sys
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from missed_session.application import limits
-from missed_session.application.import_file import ImportFileError, read_lines
+from missed_session.application.clients import sends_details
+from missed_session.application.import_file import ImportFileError, Line, prepared, read_rows
 from missed_session.application.many import Tally, schedule_many
 from missed_session.application.results import Result
 from missed_session.application.service import Application, UnavailableError
@@ -36,9 +37,10 @@ async def run_import(args: argparse.Namespace, app: Application) -> int:
         return fail(f"--concurrency: must be at least 1, got {args.concurrency}", BAD_INPUT)
     try:
         text = read_limited(path, limits.MAX_DAY_FILE_BYTES, what="import")
-        lines = list(read_lines(path, text, app.prepare))
+        rows = list(read_rows(path, text))
     except (UsageError, ImportFileError, limits.TooLargeError) as error:
         return fail(str(error), BAD_INPUT)
+    lines = [await _line(app, number, row) for number, row in rows]
     tally = Tally()
     for line in lines:
         if line.problem is not None:
@@ -53,6 +55,16 @@ async def run_import(args: argparse.Namespace, app: Application) -> int:
                      show_progress=not args.no_progress and sys.stderr.isatty())
     print(summary(path, tally))
     return REFUSED if tally.refused else DONE
+
+
+async def _line(app: Application, number: int, row: object | str) -> Line:
+    """One line prepared (one naming only its client's ref: from the directory first)."""
+    if not isinstance(row, str) and not sends_details(row):
+        resolved = await app.resolve_booking(row)
+        if isinstance(resolved, Result):
+            return Line(number, problem=resolved.message)
+        row = resolved
+    return prepared(number, row, app.prepare)
 
 
 async def _start(app: Application, bookings: list[tuple[int, SessionBooking]], tally: Tally, *,

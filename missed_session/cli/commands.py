@@ -14,12 +14,19 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from missed_session.application.clients import sends_details
 from missed_session.application.many import Tally, schedule_many
 from missed_session.application.problems import describe
 from missed_session.application.results import Result, ResultKind
 from missed_session.application.service import Application, UnavailableError
 from missed_session.application.sessions import Message
-from missed_session.cli.booking_input import DayBookings, build_booking, build_day, is_day_file
+from missed_session.cli.booking_input import (
+    DayBookings,
+    build_booking,
+    build_day,
+    is_day_file,
+    schedule_data,
+)
 from missed_session.cli.parser import DECISIONS, MESSAGES, UsageError
 from missed_session.domain import decisions
 from missed_session.domain.models import (
@@ -43,7 +50,11 @@ REFUSALS_SHOWN = 5
 class ScheduleRequest:
     """Start one session's workflow."""
 
-    booking: SessionBooking
+    booking: SessionBooking | None
+    """The validated booking; None when it names only its client's ref (`data`)."""
+    data: object = None
+    """A booking naming only its client's ref: the directory completes it when the request
+    runs (`Application.schedule`, the HTTP API's resolution)."""
 
 
 @dataclass(frozen=True)
@@ -88,12 +99,7 @@ def validate(args: argparse.Namespace, app: Application) -> Request:
     Raises UsageError, pydantic's ValidationError or PracticeFileError.
     """
     if args.command == "schedule":
-        if is_day_file(args.file):
-            return build_day(args, app)
-        if args.concurrency is not None:
-            msg = "--concurrency: only for a day file (.jsonl)"
-            raise UsageError(msg)
-        return ScheduleRequest(build_booking(args, app))
+        return _schedule_request(args, app)
     if args.command == "audit":
         return AuditRequest(trail_id_of(args.session_id))
     session_id = session_id_of(args.session_id)
@@ -102,6 +108,18 @@ def validate(args: argparse.Namespace, app: Application) -> Request:
     if args.command in DECISIONS:
         return _decision_request(args, session_id)
     return MessageRequest(session_id, MESSAGES[args.command], _message_payload(args))
+
+
+def _schedule_request(args: argparse.Namespace, app: Application) -> Request:
+    if is_day_file(args.file):
+        return build_day(args, app)
+    if args.concurrency is not None:
+        msg = "--concurrency: only for a day file (.jsonl)"
+        raise UsageError(msg)
+    data = schedule_data(args)
+    if not sends_details(data):
+        return ScheduleRequest(None, data)
+    return ScheduleRequest(build_booking(args, app))
 
 
 def trail_id_of(value: str) -> str:
@@ -156,7 +174,8 @@ async def execute(request: Request, app: Application) -> Result:
     if isinstance(request, AuditRequest):
         return await app.audit(request.session_id)  # PostgreSQL only: works without Temporal
     if isinstance(request, ScheduleRequest):
-        return await app.schedule_booking(request.booking)
+        return await (app.schedule(request.data) if request.booking is None
+                      else app.schedule_booking(request.booking))
     if isinstance(request, DayBookings):
         return await _schedule_day(request, app)
     if isinstance(request, MessageRequest):

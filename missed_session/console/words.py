@@ -185,7 +185,7 @@ def describe(event: AuditEvent) -> str:  # noqa: PLR0911, PLR0912 - one line per
         return f"Closed: {outcome(_v(d, 'outcome'))}"
     if kind == "trail_superseded":
         return "Rows of a retried step superseded"
-    return _loop_event(kind, d)
+    return _ladder_event(kind, d) or _loop_event(kind, d)
 
 
 def _loop_event(kind: str, d: Mapping[str, EventValue]) -> str:  # noqa: PLR0911
@@ -206,6 +206,20 @@ def _loop_event(kind: str, d: Mapping[str, EventValue]) -> str:  # noqa: PLR0911
         return ("Nobody acknowledged: a fresh urgent task climbs the ladder "
                 f"(round {_v(d, 'round')})")
     return _notice_event(kind, d)
+
+
+def _ladder_event(kind: str, d: Mapping[str, EventValue]) -> str | None:
+    """One person, one ladder: a session joined another's outreach (or was joined)."""
+    if kind == "joined_outreach":
+        return (f"Outreach to this client already ran for session {_v(d, 'leader')}: "
+                "joined it (one ladder for both)")
+    if kind == "outreach_joined":
+        return f"Session {_v(d, 'joiner')} of the same client joined this outreach"
+    if kind == "joined_outreach_ended":
+        how = outcome(_v(d, "outcome")) if d.get("outcome") else "without word"
+        then = "; this session reaches out itself" if d.get("own_ladder") else ""
+        return f"The outreach of session {_v(d, 'leader')} ended ({how}){then}"
+    return None
 
 
 def _notice_event(kind: str, d: Mapping[str, EventValue]) -> str:  # noqa: PLR0911
@@ -258,6 +272,7 @@ DID = frozenset({
     "clinician_decision", "closed", "brake_held", "brake_released", "brake_stood_down",
     "emergency_contact_called", "awaiting_clinician", "clinician_wait_timed_out",
     "clinician_acknowledged", "notice_ran_out", "notice_renewed", "letter_prepared",
+    "joined_outreach", "outreach_joined", "joined_outreach_ended",
 })
 """The session events a notice card lists under "what the service did"."""
 

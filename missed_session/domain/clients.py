@@ -400,7 +400,18 @@ def reach(record: ClientRecord, history: Sequence[ConsentRecord], channel: Chann
         if decision.allowed:
             return Reach(address, decision)
         refusal = refusal or decision
-    return refusal or ConsentDecision(False, None, f"no contact point for {channel.value}")
+    if refusal is not None:
+        return refusal
+    return ConsentDecision(False, None, _no_point(record, channel))
+
+
+def _no_point(record: ClientRecord, channel: Channel) -> str:
+    """Why `channel` has nowhere to go for `record`, in the words the trail uses."""
+    if channel is Channel.EMAIL:
+        return "no email address on file"
+    if not record.phones:
+        return "no phone number on file"
+    return "no mobile number on file (the numbers on file are landlines)"
 
 
 def emergency_reach(record: ClientRecord, history: Sequence[ConsentRecord], *,
@@ -427,10 +438,15 @@ def snapshot(record: ClientRecord, history: Sequence[ConsentRecord], *, at: date
     The session carries it as a cache (its first number, its consents as of booking); the
     outreach activity asks the directory again before every step.
     """
-    if not record.phones:
-        msg = "client.phones: the directory has no phone number for this client"
+    if not record.phones and not record.emails:
+        msg = ("phones: the directory has no phone number and no email address for this "
+               "client; outreach needs at least one")
         raise ValueError(msg)
-    phone = record.phones[0].number
+    # The first number, preferring a mobile one only in what it may carry: calls go to
+    # the first number as the directory orders them; a landline-only client takes no texts.
+    phone = record.phones[0].number if record.phones else None
+    landline = bool(record.phones) and all(
+        point.use is not ContactUse.MOBILE for point in record.phones)
     email = record.emails[0].address if record.emails else None
 
     def allowed(channel: Channel) -> bool:
@@ -451,9 +467,9 @@ def snapshot(record: ClientRecord, history: Sequence[ConsentRecord], *, at: date
     elif record.emergency_contacts:
         first = record.emergency_contacts[0]
         contact = EmergencyContact(name=first.name, phone=first.phone, consent=False)
-    return Client(ref=record.ref, first_name=record.first_name, phone=phone, email=email,
-                  time_zone=record.time_zone, emergency_contact=contact,
-                  preferences=preferences)
+    return Client(ref=record.ref, first_name=record.first_name, phone=phone,
+                  landline=landline, email=email, time_zone=record.time_zone,
+                  emergency_contact=contact, preferences=preferences)
 
 
 def record_from_booking(client: Client, existing: ClientRecord | None) -> ClientRecord:
@@ -462,7 +478,8 @@ def record_from_booking(client: Client, existing: ClientRecord | None) -> Client
     The booking's phone and email become the first contact points; other points the
     directory knew stay after them; its emergency contact goes first.
     """
-    phones = [PhonePoint(number=client.phone)]
+    phones = [] if client.phone is None else [PhonePoint(
+        number=client.phone, use=ContactUse.HOME if client.landline else ContactUse.MOBILE)]
     emails = [EmailPoint(address=client.email)] if client.email else []
     contacts: list[DirectoryContact] = []
     if client.emergency_contact is not None:
@@ -502,7 +519,8 @@ def consents_from_booking(client: Client, *, at: datetime,
                      source=ConsentSource.BOOKING, recorded_by=recorded_by)
         for channel in Channel
         if (channel.value in stated or client.preferences.allows(channel))
-        and (channel is not Channel.EMAIL or client.email is not None)
+        and (client.email is not None if channel is Channel.EMAIL
+             else client.phone is not None)
     ]
     contact = client.emergency_contact
     if contact is not None and "consent" in contact.model_fields_set:

@@ -74,6 +74,9 @@ class Episode:
     closed_row: int | None
     letters: tuple[tuple[LetterKind, int], ...] = ()
     """Letters prepared: their kind and row, in order."""
+    joined: tuple[str, int] | None = None
+    """The session whose outreach this one joined, and the `joined_outreach` row: one
+    ladder for one person, so the attempts are documented in that session's trail."""
 
 
 _STEPS = (events.OutreachAttempted, events.VoicemailLeft, events.MessageSent,
@@ -89,6 +92,7 @@ def episode(trail: Sequence[AuditEvent]) -> Episode:
     plan: AuditEvent | None = None
     closed: tuple[Outcome, int] | None = None
     letters: list[tuple[LetterKind, int]] = []
+    joined: tuple[str, int] | None = None
     steps: dict[int, list[tuple[AuditEvent, bool]]] = {}
     for event in events.live(trail):
         details = events.read(event)
@@ -109,6 +113,8 @@ def episode(trail: Sequence[AuditEvent]) -> Episode:
             plan = event
         elif isinstance(details, events.Closed):
             closed = (details.outcome, event.sequence)
+        elif isinstance(details, events.JoinedOutreach):
+            joined = (details.leader, event.sequence)
     attempts = tuple(
         Attempt(number, min(e.occurred_at for e, _ in rows),
                 tuple(e.sequence for e, _ in rows), tuple(e.sequence for e, c in rows if c))
@@ -124,6 +130,7 @@ def episode(trail: Sequence[AuditEvent]) -> Episode:
         outcome=closed[0] if closed else None,
         closed_row=closed[1] if closed else None,
         letters=tuple(letters),
+        joined=joined,
     )
 
 
@@ -181,6 +188,8 @@ def _at_least(count: int, *, calls: bool = False) -> Check:
     what = "calls" if calls else "documented attempts"
 
     def check(facts: Episode) -> tuple[Verdict, str, tuple[int, ...]]:
+        if facts.joined is not None and not facts.attempts:
+            return _in_leader(facts.joined)
         attempts = _attempts_before_reached(facts)
         rows = tuple(r for a in attempts for r in (a.calls if calls else a.rows))
         done = len(rows) if calls else len(attempts)
@@ -208,6 +217,8 @@ def _first_within(limit: timedelta) -> Check:
     def check(facts: Episode) -> tuple[Verdict, str, tuple[int, ...]]:
         assert facts.no_show_at is not None
         assert facts.no_show_row is not None
+        if facts.joined is not None and not facts.attempts:
+            return _in_leader(facts.joined)
         if not facts.attempts:
             if facts.reached_row is not None:
                 return (Verdict.NOT_APPLICABLE, "the client got in touch before any attempt",
@@ -225,7 +236,16 @@ def _first_within(limit: timedelta) -> Check:
     return check
 
 
+def _in_leader(joined: tuple[str, int]) -> tuple[Verdict, str, tuple[int, ...]]:
+    leader, row = joined
+    return (Verdict.NOT_APPLICABLE,
+            f"this session joined the outreach of session {leader} (one ladder for the "
+            "person): judge the attempts in that session's trail", (row,))
+
+
 def _followed_up(facts: Episode) -> tuple[Verdict, str, tuple[int, ...]]:
+    if facts.joined is not None and not facts.attempts:
+        return _in_leader(facts.joined)
     if facts.attempts:
         return Verdict.MET, "the client was contacted after the missed session", (
             facts.attempts[0].rows[0],)

@@ -854,6 +854,39 @@ class NoticeResolutionSent(EventDetails):
     """Whether it went (uncertain: the provider may have taken it; never re-sent)."""
     reason: str = ""
     """Why it failed or is uncertain (short, non-identifying)."""
+# -- one person, one ladder (`workflows.person`) ---------------------------------------------
+
+
+class JoinedOutreach(EventDetails):
+    """The no-show joined the outreach already running for the same person."""
+
+    event_type = AuditEventType.JOINED_OUTREACH
+    leader: str
+    """The session whose ladder reaches out (its trail records `outreach_joined`)."""
+    rule: str
+    """The practice's rule: `join` (one ladder) or `space` (one ladder at a time)."""
+
+
+class OutreachJoined(EventDetails):
+    """Another no-show of the same person joined this session's outreach."""
+
+    event_type = AuditEventType.OUTREACH_JOINED
+    joiner: str
+    """The session that joined (its trail records `joined_outreach`)."""
+
+
+class JoinedOutreachEnded(EventDetails):
+    """The outreach this session joined has ended (or could not be followed)."""
+
+    event_type = AuditEventType.JOINED_OUTREACH_ENDED
+    leader: str
+    """The session whose ladder it was."""
+    outcome: Outcome | None
+    """How that outreach ended; None when the leader ended without telling."""
+    own_ladder: bool
+    """Whether this session now runs its own ladder."""
+    reason: str
+    """Why, in one line."""
 
 
 VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
@@ -872,6 +905,7 @@ VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
         CaringStarted, CaringSent, CaringSkipped, CaringEnded, LetterPrepared,
         CaringOffered, CaringReplied,
         NoticeReasonEnded, NoticeResolutionSent,
+        JoinedOutreach, OutreachJoined, JoinedOutreachEnded,
     )
 }
 """Every event type's model: `tests/test_events.py` checks that none is missing."""

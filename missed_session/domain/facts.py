@@ -155,6 +155,10 @@ class SessionFacts:
     """Fresh notice rounds so far."""
     contact_call: str | None = None
     """What the last call to the emergency contact came to (`emergency_contact_called`)."""
+    leader: str | None = None
+    """The session of the same person whose outreach this one joined (recorded)."""
+    joiners: tuple[str, ...] = ()
+    """Sessions of the same person that joined this one's outreach (recorded)."""
 
     @classmethod
     def booked(cls, booking: SessionBooking) -> SessionFacts:
@@ -185,6 +189,8 @@ class SessionFacts:
                 return replace(self, outcome=outcome)
             case events.BrakeHeld() | events.BrakeReleased() | events.BrakeStoodDown():
                 return self._brake_recorded(details)
+            case events.JoinedOutreach() | events.OutreachJoined():
+                return self._ladder_shared(details)
             case _ if type(details) in _ESCALATION_EVENTS:
                 return replace(self, escalation=_ESCALATION_EVENTS[type(details)])
             case _ if isinstance(details, _ATTEMPT_EVENTS):
@@ -224,6 +230,13 @@ class SessionFacts:
                 return replace(self, brake=BrakeState.STOOD_DOWN,
                                ending=self.ending or DecisionKind.STAND_DOWN)
         return replace(self, brake=BrakeState.RELEASED)
+    def _ladder_shared(self, details: events.JoinedOutreach | events.OutreachJoined,
+                       ) -> SessionFacts:
+        if isinstance(details, events.JoinedOutreach):
+            return replace(self, leader=details.leader)
+        if details.joiner in self.joiners:
+            return self
+        return replace(self, joiners=(*self.joiners, details.joiner))
 
     def _step_recorded(self, details: events.EventDetails, at: datetime) -> SessionFacts:
         attempt: int = getattr(details, "attempt")  # noqa: B009 - every _ATTEMPT_EVENTS has one
@@ -287,6 +300,10 @@ class SessionFacts:
         return replace(self, outcome=outcome)
 
     # -- predicates -----------------------------------------------------------------------
+
+    def related_sessions(self) -> tuple[str, ...]:
+        """The other sessions of the same person that share this one's ladder."""
+        return ((self.leader,) if self.leader is not None else ()) + self.joiners
 
     def before_no_show(self) -> bool:
         """Whether the session has not (yet) been declared a no-show."""

@@ -204,6 +204,17 @@ class CaringOffer(StrEnum):
     """A task to the therapist, whose acceptance starts the series."""
     AUTOMATIC = "automatic"
     """The session starts the series itself as it closes."""
+class SamePerson(StrEnum):
+    """What a no-show does while the same person's outreach already runs for another session.
+
+    Whichever the rule, the person is never called twice within the attempt spacing.
+    """
+
+    JOIN = "join"
+    """One ladder: the second session joins the running one and takes its outcome."""
+    SPACE = "space"
+    """One ladder at a time: the second session's own ladder starts only once the running
+    one has ended without reaching the client, and an attempt spacing after it."""
 
 
 class ConsentScope(StrEnum):
@@ -276,8 +287,14 @@ class Client(Model):
     """Pseudonymous id: safe to log and to show in the Web UI."""
     first_name: TextLine = Field(min_length=1, max_length=50)
     """The only part of the name outreach ever uses."""
-    phone: PhoneNumber
-    """E.164 number for calls, voicemail and texts."""
+    phone: PhoneNumber | None = None
+    """E.164 number for calls, voicemail and texts; None for a client reached by email only.
+
+    Optional because the protocol has an email channel: a client without a phone is still
+    a client the practice must be able to book and reach. The ladder skips the phone
+    channels for them, recording why (`protocol.skip_reason`)."""
+    landline: bool = False
+    """The number is a landline: it takes calls and voicemail, never texts."""
     email: EmailStr | None = None
     """Address for email outreach, if the client gave one."""
     time_zone: TimeZoneName
@@ -288,13 +305,38 @@ class Client(Model):
     """Consent per channel and the preferred channel."""
 
     @model_validator(mode="after")
-    def _contact_is_someone_else(self) -> Client:
+    def _reachable_and_contact_is_someone_else(self) -> Client:
+        # A client with no way to be reached cannot be carried through a protocol whose
+        # every step reaches out: refused at booking, naming the field a scheduler fills.
+        if self.phone is None and self.email is None:
+            msg = ("phone: the client has no phone number and no email address; "
+                   "outreach needs at least one")
+            raise ValueError(msg)
+        if self.phone is None and self.landline:
+            msg = "landline: there is no phone number to be a landline"
+            raise ValueError(msg)
         # A contact on the client's own number would tell the client "you are listed as a
         # contact for ..." and the trail would call it an escalation.
         if self.emergency_contact is not None and self.emergency_contact.phone == self.phone:
             msg = "emergency_contact.phone: is the client's own number"
             raise ValueError(msg)
         return self
+
+    @property
+    def phone_channels(self) -> frozenset[Channel]:
+        """The channels the client's phone (if any) can carry."""
+        if self.phone is None:
+            return frozenset()
+        if self.landline:
+            return frozenset({Channel.CALL, Channel.VOICEMAIL})
+        return frozenset({Channel.CALL, Channel.VOICEMAIL, Channel.TEXT})
+
+
+class ClientRef(Model):
+    """A client named only by ref: the client directory supplies the rest at booking."""
+
+    ref: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Pseudonymous id of a client the directory holds."""
 
 
 class ContactWindow(Model):
@@ -360,6 +402,9 @@ class ProtocolSettings(Model):
     """Whether escalation for a high-risk client may happen outside the contact window."""
     escalate_after: EscalationAfterAttempt = EscalationAfterAttempt()
     """When to consider escalation, per risk tier."""
+    same_person: SamePerson = SamePerson.JOIN
+    """A second no-show while the same person (client ref or phone number) is already in
+    outreach: join that ladder, or space the ladders (`SamePerson`)."""
     clinician_wait_hours: int = Field(default=24, ge=1, le=168)
     """How long a session whose escalation is blocked or unclear waits, once outreach is
     over, for a clinician's decision before it closes without one (recorded as timed out)."""
@@ -643,6 +688,9 @@ class AuditEventType(StrEnum):
     CARING_REPLIED = "caring_replied"
     NOTICE_REASON_ENDED = "notice_reason_ended"
     NOTICE_RESOLUTION_SENT = "notice_resolution_sent"
+    JOINED_OUTREACH = "joined_outreach"
+    OUTREACH_JOINED = "outreach_joined"
+    JOINED_OUTREACH_ENDED = "joined_outreach_ended"
 
 
 EventValue = StrictStr | StrictInt | StrictBool | None
@@ -739,6 +787,8 @@ class FollowUpPlan(Model):
     """Concerns that apply, each with its reason."""
     tasks: tuple[FollowUpTask, ...]
     """Tasks for the therapist."""
+    related_sessions: tuple[str, ...] = ()
+    """Other sessions of the same person that shared this session's outreach ladder."""
 
 
 class FollowUpRequest(Model):
@@ -764,6 +814,8 @@ class FollowUpRequest(Model):
     """The session's IANA time zone, when the booking gave one."""
     reschedules: int = 0
     """How often this session was rescheduled before it was missed."""
+    related_sessions: tuple[str, ...] = ()
+    """Other sessions of the same person that shared this session's outreach ladder."""
 
 
 class SessionState(Model):

@@ -81,15 +81,29 @@ def outreach_channels(booking: SessionBooking) -> tuple[Channel, ...]:
     can record that it was skipped and why.
     """
     order = booking.protocol.channels
+    if booking.client.phone is None and Channel.EMAIL not in order:
+        # A client reached by email only: the one channel that exists for them joins the
+        # ladder, rather than a ladder of skipped calls that ends without reaching out.
+        order = (*order, Channel.EMAIL)
     preferred = booking.client.preferences.preferred
     if preferred is None or preferred not in order:
         return order
     return (preferred, *(channel for channel in order if channel is not preferred))
 
 
+NO_PHONE = "no phone number on file"
+"""Why a call, voicemail or text is skipped for a client reached by email only."""
+NO_MOBILE = "no mobile number on file (the number on file is a landline)"
+"""Why a text is skipped for a client whose only number is a landline."""
+
+
 def skip_reason(booking: SessionBooking, channel: Channel) -> str | None:
     """Why `channel` may not be used for this client at all, or None if it may."""
     client = booking.client
+    if channel is not Channel.EMAIL and channel not in client.phone_channels:
+        # The address comes first: "no consent" for a number that does not exist would
+        # send a reader looking for a consent record that could not have helped.
+        return NO_PHONE if client.phone is None else NO_MOBILE
     if not client.preferences.allows(channel):
         return f"no consent for {channel.value}"
     if channel is Channel.EMAIL and client.email is None:

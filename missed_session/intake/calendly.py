@@ -129,8 +129,9 @@ def _parts(payload: dict[str, Any], scheduled: dict[str, Any], session: str, sta
                                               PREFIX, defaults, "payload.email"),
         "client_first_name": fields.first_name(name if isinstance(name, str) else None,
                                                "payload.first_name"),
-        "phone": fields.phone_number(phone if isinstance(phone, str) else None,
-                                     "payload.text_reminder_number", defaults),
+        "phone": fields.reach(phone if isinstance(phone, str) else None,
+                              email if isinstance(email, str) and "@" in email else None,
+                              "payload.text_reminder_number", defaults)[0],
         "client_time_zone": fields.time_zone(
             payload.get("timezone") if isinstance(payload.get("timezone"), str) else None,
             "payload.timezone", defaults),

@@ -42,6 +42,9 @@ class Book:
     """Why `booking` is None (e.g. no phone number), to refuse a session that must start."""
     reason: str = ""
     """What the scheduler called the change, for the audit trail (no clinical detail)."""
+    by_ref: dict[str, object] | None = None
+    """When only the client's contact points are missing: the booking naming the client by
+    ref alone, for the client directory to complete (as every entry point does)."""
 
 
 @dataclass(frozen=True)

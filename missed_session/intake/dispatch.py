@@ -384,6 +384,22 @@ class Intake:
                                              await self._booking_differs(command, result))
         return await self._unless_closed(session, _from(result))
 
+    async def _book_by_ref(self, command: Book) -> Receipt:
+        """A new session whose message lacks the client's contact points.
+
+        The client directory completes it from the ref (`Application.schedule`, as for a
+        ref-only booking from any entry point), or it is refused as incomplete.
+        """
+        assert command.by_ref is not None
+        session = command.session_id
+        result = await self._app.schedule(command.by_ref)
+        if result.kind is ResultKind.STARTED:
+            return Receipt(ReceiptKind.APPLIED, result.message, session, started=True)
+        if result.kind is ResultKind.BAD_INPUT and result.message.startswith("client.ref:"):
+            return Receipt(ReceiptKind.BAD_INPUT,
+                           f"session {session}: not started: {command.incomplete}", session)
+        return _from(result)
+
     def _prepared(self, command: Book) -> SessionBooking | Receipt:
         """The booking ready to start (practice protocol, time scale), or why not."""
         assert command.booking is not None
@@ -424,6 +440,8 @@ class Intake:
         result = await self._app.reschedule(
             session, Reschedule(start=command.start, reason=command.reason[:200]))
         if result.kind is ResultKind.NOT_FOUND and _never_existed(result):
+            if command.by_ref is not None:
+                return await self._book_by_ref(command)
             return Receipt(ReceiptKind.BAD_INPUT,
                            f"session {session}: not started: {command.incomplete}", session)
         return _from(result, note=f"moved to {command.start.isoformat()}")

@@ -229,6 +229,11 @@ def _booking_parts(appointment: Appointment, session: str, hints: dict[str, Any]
     given = next((g for name in names for g in (name.given or [])), None)
     phones = [t for t in (patient.telecom or []) if t.system in {"phone", "sms"} and t.value]
     phones.sort(key=lambda t: (t.use != "mobile", t.rank or 99))
+    emails = sorted((t for t in (patient.telecom or []) if t.system == "email" and t.value),
+                    key=lambda t: t.rank or 99)
+    phone, email = fields.reach(phones[0].value if phones else None,
+                                emails[0].value if emails else None, "Patient.telecom",
+                                defaults)
     identifiers = [i.value for i in (patient.identifier or []) if i.value]
     if not identifiers:
         raise IncompleteError("Patient.identifier: the contained Patient has no identifier "
@@ -238,8 +243,8 @@ def _booking_parts(appointment: Appointment, session: str, hints: dict[str, Any]
         "session": session,
         "client_ref": fields.identifier(identifiers[0]),
         "client_first_name": fields.first_name(given, "Patient.name.given"),
-        "phone": fields.phone_number(phones[0].value if phones else None,
-                                     "Patient.telecom", defaults),
+        "phone": phone,
+        "email": email,
         "client_time_zone": fields.time_zone(zone, "Patient.extension(timezone)", defaults),
         "therapist": therapist,
         "start": appointment.start,

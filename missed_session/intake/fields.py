@@ -81,6 +81,22 @@ def phone_number(raw: str | None, where: str, defaults: IntakeDefaults) -> str:
     return candidate
 
 
+def reach(raw_phone: str | None, raw_email: str | None, where: str,
+          defaults: IntakeDefaults) -> tuple[str | None, str | None]:
+    """The client's number and email address: at least one, or IncompleteError at `where`.
+
+    A client with an email address and no phone is bookable (the ladder emails them); a
+    number that is present must be usable, whatever else the message carries.
+    """
+    email = (raw_email or "").strip() or None
+    if (raw_phone is None or not raw_phone.strip()) and email is not None:
+        return None, email
+    if raw_phone is None or not raw_phone.strip():
+        msg = f"{where}: no client phone number or email address; {DIRECTORY_MISSING}"
+        raise IncompleteError(msg)
+    return phone_number(raw_phone, where, defaults), email
+
+
 def first_name(raw: str | None, where: str) -> str:
     """The first word of a given name (outreach uses the first name only)."""
     words = (raw or "").split()
@@ -154,7 +170,7 @@ def build_booking(
     session: str,
     client_ref: str,
     client_first_name: str,
-    phone: str,
+    phone: str | None,
     client_time_zone: str,
     therapist: str,
     start: datetime,

@@ -262,10 +262,24 @@ def _command(message: hl7.Message, trigger: str, defaults: IntakeDefaults) -> Co
     reason = {"S12": "booked (SIU^S12)", "S13": "rescheduled (SIU^S13)",
               "S14": "modified (SIU^S14)"}[trigger]
     try:
-        booking = fields.build_booking(**_booking_parts(message, session, start, defaults))
+        parts = _booking_parts(message, session, start, defaults)
+        missing = parts.pop("unreachable")
+        if missing is not None:  # the client directory may know how to reach them
+            return Book(session, start, None, incomplete=missing, reason=reason,
+                        by_ref=_by_ref(parts))
+        booking = fields.build_booking(**parts)
     except IncompleteError as error:
         return Book(session, start, None, incomplete=str(error), reason=reason)
     return Book(session, start, booking, reason=reason)
+
+
+def _by_ref(parts: dict[str, Any]) -> dict[str, object]:
+    """The booking naming its client by ref alone (the directory supplies the rest)."""
+    duration = parts["duration_minutes"]
+    return {"session_id": parts["session"], "client": {"ref": parts["client_ref"]},
+            "therapist_id": parts["therapist"], "start": parts["start"].isoformat(),
+            "duration_minutes": duration if duration and 10 <= duration <= 240 else 50,
+            "modality": parts["modality"].value}
 
 
 def _booking_parts(message: hl7.Message, session: str, start: datetime,
@@ -280,6 +294,14 @@ def _booking_parts(message: hl7.Message, session: str, start: datetime,
         raise IncompleteError("PID-3: no patient identifier (it becomes the client ref)")
     therapist = _therapist(message)
     duration = _duration(message)
+    try:
+        phone, email = fields.reach(_phone(message), _email(message), "PID-13", defaults)
+        unreachable = None
+    except IncompleteError as error:  # only a missing contact point: see `_by_ref`
+        if _phone(message) or _email(message):
+            raise
+        phone = email = None
+        unreachable = str(error)
     modality = Modality.TELEHEALTH if any(
         word in _value(message, "SCH.F7").lower() + _value(message, "SCH.F8").lower()
         for word in ("tele", "video", "virtual")) else Modality.IN_PERSON
@@ -287,13 +309,15 @@ def _booking_parts(message: hl7.Message, session: str, start: datetime,
         "session": session,
         "client_ref": fields.identifier(ref),
         "client_first_name": fields.first_name(_value(message, "PID.F5.R1.C2"), "PID-5.2"),
-        "phone": fields.phone_number(_phone(message), "PID-13", defaults),
+        "phone": phone,
+        "email": email,
         "client_time_zone": fields.time_zone(None, "PID", defaults),
         "therapist": defaults.therapists.get(therapist) or fields.therapist_id(
             therapist, "AIP-3 (or PV1-7)", defaults),
         "start": start,
         "duration_minutes": duration,
         "modality": modality,
+        "unreachable": unreachable,
     }
 
 
@@ -331,6 +355,17 @@ def _phone(message: hl7.Message) -> str | None:
                 numbers.append((parts[3] != "CP", number))
     numbers.sort(key=lambda item: item[0])
     return numbers[0][1] if numbers else None
+
+
+def _email(message: hl7.Message) -> str | None:
+    """The client's email address from PID-13/14: XTN-4 of a NET (Internet) repetition."""
+    for field_number in (13, 14):
+        for repetition in range(1, 6):
+            base = f"PID.F{field_number}.R{repetition}"
+            use, kind, address = (_value(message, f"{base}.C{c}") for c in (2, 3, 4))
+            if (use == "NET" or kind == "Internet") and "@" in address:
+                return address
+    return None
 
 
 def _start(message: hl7.Message, defaults: IntakeDefaults) -> datetime:
