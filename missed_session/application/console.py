@@ -343,9 +343,16 @@ class SessionView:
     @property
     def conformance(self) -> tuple[tuple[conformance.Pack, tuple[conformance.Finding, ...]],
                                    ...]:
-        """Each published standard's rules judged on this session's trail (pure, no I/O)."""
-        return tuple((pack, conformance.assess(pack, self.trail))
-                     for pack in conformance.PACKS.values())
+        """Each published standard's rules judged on this session's trail (pure, no I/O).
+
+        Empty when a row does not read as its event (the page still shows the trail as
+        stored; `audit verify` is where a damaged trail is reported, not this panel).
+        """
+        try:
+            return tuple((pack, conformance.assess(pack, self.trail))
+                         for pack in conformance.PACKS.values())
+        except events.UnreadableEventError:
+            return ()
 
     @property
     def open_cards(self) -> tuple[NoticeCard, ...]:
