@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -111,8 +111,11 @@ async def at_risk_session(env: WorkflowEnvironment, pool: asyncpg.Pool,
 
     await ClientDirectory(pool).add(
         record_from_booking(client, None), source="test", recorded_by="test",
-        consents=consents_from_booking(client, at=session.start - timedelta(days=30),
-                                       recorded_by="test"))
+        # Before both clocks: the activity reads consent "as of" the worker's wall clock,
+        # which the time-skipping server may have left far behind.
+        consents=consents_from_booking(
+            client, at=min(session.start, datetime.now(UTC)) - timedelta(days=30),
+            recorded_by="test"))
     return session
 
 
