@@ -41,6 +41,10 @@ def test_smoke_benchmark_reports_every_scenario_with_its_baseline(tmp_path: Path
         assert figure["baseline"] > 0, figure
         if figure["value"] is not None:
             assert figure["ratio"] is not None, figure
+    bursts = {f["metric"] for f in figures if f["scenario"] == "3 burst"}
+    for row in ("2 worker processes: first outreach p99", "K=60: first outreach p99",
+                "first_outreach_delay p99: the trail vs the channel's record"):
+        assert row in bursts, bursts  # issue 28's rows, each with its baseline (above)
     targets = {f["scenario"] for f in figures if f["target"]}
     assert targets == SCENARIOS - {"2 history"}
     for scenario in SCENARIOS:
