@@ -302,7 +302,11 @@ async def burst(stack: Stack, size: Size, shared: Shared) -> list[Figure]:
         note=f"what the service reports (trail: first call minus grace expiry) beside the "
              f"phone's own record, per session at most {max(apart, default=0):.3f} s apart "
              f"({len(apart)} sessions)",
-        extra={"most_apart_seconds": max(apart, default=None)},
+        extra={"most_apart_seconds": max(apart, default=None),
+               "over_a_second_apart": sum(1 for gap in apart if gap > 1.0),
+               "of_them_rung_again": sum(1 for s in trail if s in phone.rung_again
+                                         and abs(trail[s] - (phone.first_calls[s] - expiry)) > 1),
+               "rung_again": len(phone.rung_again)},
     ))
     return figures
 

@@ -82,13 +82,20 @@ class TimingPhone(SimulatedPhone):
     """The simulated phone, noting when each session's first outreach call began."""
 
     first_calls: dict[str, float]
+    rung_again: set[str]
+    """Sessions with a call placed again under its key (the step's activity was retried)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.first_calls = {}
+        self.rung_again = set()
+        self._keys: set[str] = set()
 
     async def call(self, key: str, session_id: str, to: str) -> CallResult:
         self.first_calls.setdefault(session_id, time.time())
+        if key in self._keys:
+            self.rung_again.add(session_id)
+        self._keys.add(key)
         return await super().call(key, session_id, to)
 
 
