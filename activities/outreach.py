@@ -21,9 +21,10 @@ within seconds once the workflow sets a heartbeat timeout.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import asyncpg
@@ -131,11 +132,13 @@ class OutreachActivities:
     @activity.defn
     async def call_client(self, request: OutreachRequest) -> StepOutcome:
         """Ring the client once, on the number the directory says now."""
+        began = time.monotonic()
         to, record = await self._reach(request, Channel.CALL)
+        at = _went_out(began)
         result = await self._deliver(lambda: self._phone.call(
             request.idempotency_key, request.session_id, to
         ))
-        return StepOutcome(result=result, consent_record=record)
+        return StepOutcome(result=result, consent_record=record, at=at)
 
     @activity.defn
     async def leave_voicemail(self, request: OutreachRequest) -> StepOutcome:
@@ -146,10 +149,12 @@ class OutreachActivities:
         played to something the provider could not tell (ANSWERED_UNKNOWN) is
         :data:`DELIVERY_UNCERTAIN`: it may or may not have been recorded.
         """
+        began = time.monotonic()
         to, record = await self._reach(request, Channel.VOICEMAIL)
         text = messages.voicemail(
             request.client.first_name, self._sender.name, self._sender.callback_number
         )
+        at = _went_out(began)
         result = await self._deliver(lambda: self._phone.leave_voicemail(
             request.idempotency_key, request.session_id, to, text
         ))
@@ -158,24 +163,27 @@ class OutreachActivities:
             # neither left nor "not delivered".
             raise ApplicationError(VOICEMAIL_UNCLEAR, type=DELIVERY_UNCERTAIN,
                                    non_retryable=True)
-        return StepOutcome(result=result, consent_record=record)
+        return StepOutcome(result=result, consent_record=record, at=at)
 
     @activity.defn
     async def send_text(self, request: OutreachRequest) -> StepOutcome:
         """Send the one-segment, neutral text (consent as of now; the workflow, limits)."""
+        began = time.monotonic()
         to, record = await self._reach(request, Channel.TEXT)
         body = messages.text(
             request.client.first_name, self._sender.name, self._sender.callback_number
         )
         channel = self._message_channel()
+        at = _went_out(began)
         await self._deliver(lambda: channel.send_text(
             request.idempotency_key, request.session_id, to, body
         ))
-        return StepOutcome(consent_record=record)
+        return StepOutcome(consent_record=record, at=at)
 
     @activity.defn
     async def send_email(self, request: OutreachRequest) -> StepOutcome:
         """Send the discreet email; a bounced address is an invalid contact."""
+        began = time.monotonic()
         if request.client.email is None and self._directory is None:
             raise _translated(InvalidContactError("no email address on file"))
         email, record = await self._reach(request, Channel.EMAIL)
@@ -183,10 +191,11 @@ class OutreachActivities:
             request.client.first_name, self._sender.name, self._sender.callback_number
         )
         channel = self._message_channel()
+        at = _went_out(began)
         await self._deliver(lambda: channel.send_email(
             request.idempotency_key, request.session_id, email, subject, body,
         ))
-        return StepOutcome(consent_record=record)
+        return StepOutcome(consent_record=record, at=at)
 
     async def _reach(self, request: OutreachRequest, channel: Channel) -> tuple[str, str | None]:
         """Where this step goes and the consent record it rests on, read just now.
@@ -231,6 +240,7 @@ class OutreachActivities:
         in the directory, the consent history as of now decides who may be called (a
         withdrawal since booking is :data:`NO_CONSENT`); otherwise the booking's contact.
         """
+        began = time.monotonic()
         contact, record = await self._emergency_contact(request)
         text = messages.emergency_contact_call(
             contact.name,
@@ -238,10 +248,11 @@ class OutreachActivities:
             self._sender.name,
             self._sender.callback_number,
         )
+        at = _went_out(began)
         result = await self._deliver(lambda: self._phone.deliver_message(
             request.idempotency_key, request.session_id, contact.phone, text
         ))
-        return StepOutcome(result=result, consent_record=record)
+        return StepOutcome(result=result, consent_record=record, at=at)
 
     async def _emergency_contact(
         self, request: EscalationRequest,
@@ -280,6 +291,21 @@ class OutreachActivities:
             log.warning("outreach_store_unreachable", error_type=type(error).__name__,
                         attempt=activity.info().attempt)
             raise
+
+
+def _went_out(began: float) -> datetime:
+    """When this try of the step goes out to the provider, for its trail event.
+
+    The worker's clock now, as the provider will record the step; but never before the
+    try's start on the server's clock plus the time the activity has run since `began`
+    (`time.monotonic()` at its entry): a step cannot go out before its try started, and
+    that bound is what holds when the worker's clock lags the server's, or under a
+    time-skipping test server, whose clock runs ahead of the wall clock (and does not skip
+    while an activity runs). Not the time the workflow next runs: under load that is
+    seconds later. `python -m bench` sets the result beside the phone's own record.
+    """
+    started = activity.info().started_time + timedelta(seconds=time.monotonic() - began)
+    return max(datetime.now(UTC), started)
 
 
 def provider_failures_so_far() -> int:

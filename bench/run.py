@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import scenarios
+from bench.bursts import bursts
 from bench.idle import idle
 from bench.report import Figure, machine, notes, table, write_json
 from bench.stack import Stack, embedded_stack
@@ -29,6 +30,7 @@ SCENARIOS: dict[str, Scenario] = {
     "ladder": scenarios.ladder,
     "replay": scenarios.replay,
     "burst": scenarios.burst,
+    "bursts": bursts,
     "audit": scenarios.audit_append,
     "intake": scenarios.intake_and_memory,
     "workers": several_workers,
@@ -36,8 +38,8 @@ SCENARIOS: dict[str, Scenario] = {
 }
 OPT_IN = {"workers"}
 """Run only when named in --only: it starts worker processes eight times over."""
-"""In running order: replay uses the histories of `attended` and `ladder`, `burst` the
-throughput `attended` measured."""
+"""In running order: replay uses the histories of `attended` and `ladder`, `burst` and
+`bursts` (two worker processes, the large K) the throughput `attended` measured."""
 ORDER = ["1 attended", "2 history", "3 burst", "4 audit append", "5 replay",
          "6 worker memory", "7 day intake", "8 workers", "9 idle"]
 

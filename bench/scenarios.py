@@ -26,7 +26,15 @@ import starter
 from activities.outreach import Sender
 from bench.bare import BARE_WORKFLOWS, BareActivities
 from bench.report import Figure
-from bench.sessions import TimingPhone, booking, booking_data, bounded, midday_time_zone, percentile
+from bench.sessions import (
+    TimingPhone,
+    booking,
+    booking_data,
+    bounded,
+    first_outreach_delays,
+    midday_time_zone,
+    percentile,
+)
 from bench.stack import Stack
 from missed_session.config import DEFAULT_MAX_CACHED_WORKFLOWS
 from missed_session.domain import protocol
@@ -58,15 +66,20 @@ class Size:
     audit_batched: int
     audit_batch: int
     open_sessions: int
+    burst_workers: int
+    """K of the burst on two worker processes a side (`bench.bursts`)."""
+    burst_large: int
+    """K of the large burst: how the cost grows with the size of the burst."""
     concurrency: int = 64
 
 
 SIZES = {
     "smoke": Size("smoke", attended=40, ladders=2, history_sample=20, burst=40,
-                  audit_single=200, audit_batched=2_000, audit_batch=100, open_sessions=200),
+                  audit_single=200, audit_batched=2_000, audit_batch=100, open_sessions=200,
+                  burst_workers=20, burst_large=60),
     "full": Size("full", attended=1_000, ladders=20, history_sample=200, burst=1_000,
                  audit_single=3_000, audit_batched=30_000, audit_batch=100,
-                 open_sessions=10_000),
+                 open_sessions=10_000, burst_workers=1_000, burst_large=5_000),
 }
 
 
@@ -250,10 +263,13 @@ async def burst(stack: Stack, size: Size, shared: Shared) -> list[Figure]:
             ready = await pool.fetchval(
                 "SELECT count(*) FROM audit_events WHERE event_type = 'scheduled'")
             await _until(lambda: len(phone.first_calls) >= k, expiry + 120)
+            trail = await _trail_delays(pool, [s.session_id for s in sessions], expiry + 150)
     finally:
         await pool.close()
     service = [phone.first_calls[s.session_id] - expiry for s in sessions
                if s.session_id in phone.first_calls]
+    apart = [abs(trail[s] - (phone.first_calls[s] - expiry)) for s in trail
+             if s in phone.first_calls]
 
     tq_bare = stack.task_queue("bare-burst")
     acts = BareActivities()
@@ -279,7 +295,33 @@ async def burst(stack: Stack, size: Size, shared: Shared) -> list[Figure]:
                 f"{time_scale:g}); {ready}/{k} scheduled before the start; "
                 f"{len(service)}/{k} reached outreach, bare {len(bare)}/{k}"),
         ))
+    figures.append(Figure(
+        "3 burst", "first_outreach_delay p99: the trail vs the channel's record", "s",
+        percentile(list(trail.values()), 0.99) if trail else None,
+        percentile(service, 0.99) if service else None, "the phone's record of the calls",
+        better="lower",
+        note=f"what the service reports (trail: first call minus grace expiry) beside the "
+             f"phone's own record, per session at most {max(apart, default=0):.3f} s apart "
+             f"({len(apart)} sessions)",
+        extra={"most_apart_seconds": max(apart, default=None),
+               "over_a_second_apart": sum(1 for gap in apart if gap > 1.0),
+               "of_them_rung_again": sum(1 for s in trail if s in phone.rung_again
+                                         and abs(trail[s] - (phone.first_calls[s] - expiry)) > 1),
+               "rung_again": len(phone.rung_again)},
+    ))
     return figures
+
+
+async def _trail_delays(pool: asyncpg.Pool, session_ids: list[str],
+                        deadline: float) -> dict[str, float]:
+    """The trail's first-outreach delays, once every session's first call is recorded."""
+    delays: dict[str, float] = {}
+    while time.time() < deadline:
+        delays = await first_outreach_delays(pool, session_ids)
+        if len(delays) >= len(session_ids):
+            break
+        await asyncio.sleep(0.25)
+    return delays
 
 
 async def _until(done: Any, deadline: float) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
+
+import asyncpg
 
 from missed_session.channels.simulated import SimulatedPhone
 from missed_session.domain.models import CallResult, SessionBooking
@@ -80,11 +82,38 @@ class TimingPhone(SimulatedPhone):
     """The simulated phone, noting when each session's first outreach call began."""
 
     first_calls: dict[str, float]
+    rung_again: set[str]
+    """Sessions with a call placed again under its key (the step's activity was retried)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.first_calls = {}
+        self.rung_again = set()
+        self._keys: set[str] = set()
 
     async def call(self, key: str, session_id: str, to: str) -> CallResult:
         self.first_calls.setdefault(session_id, time.time())
+        if key in self._keys:
+            self.rung_again.add(session_id)
+        self._keys.add(key)
         return await super().call(key, session_id, to)
+
+
+FIRST_STEPS = ("outreach_attempted", "outreach_failed", "outreach_uncertain")
+"""What the trail records a first call as (attempt 1)."""
+
+
+async def first_outreach_delays(pool: asyncpg.Pool,
+                                session_ids: Sequence[str]) -> dict[str, float]:
+    """Per session: seconds from `grace_period_expired` to the first call, by the trail.
+
+    The figure the service reports about itself (`missed_session_first_outreach_delay`, the
+    console's "to first outreach"), for the burst to set beside the channel's own record.
+    """
+    rows = await pool.fetch(
+        "SELECT g.session_id, extract(epoch FROM min(o.occurred_at) - g.occurred_at)::float8"
+        " AS s FROM audit_events g JOIN audit_events o ON o.session_id = g.session_id"
+        " AND o.event_type = ANY($2::text[]) AND (o.data->>'attempt')::int = 1"
+        " WHERE g.event_type = 'grace_period_expired' AND g.session_id = ANY($1::text[])"
+        " GROUP BY g.session_id, g.occurred_at", list(session_ids), list(FIRST_STEPS))
+    return {row["session_id"]: float(row["s"]) for row in rows}

@@ -147,7 +147,7 @@ async def _attended(stack: Stack, size: Size, shared: Shared, processes: int
     return service_rate, bare_rate
 
 
-async def _burst(stack: Stack, size: Size, shared: Shared, processes: int
+async def process_burst(stack: Stack, size: Size, shared: Shared, processes: int
                  ) -> tuple[list[float], list[float]]:
     """Grace expiry -> first outreach delays (s), service and bare, `processes` workers."""
     k = size.burst
@@ -218,7 +218,7 @@ async def several_workers(stack: Stack, size: Size, shared: Shared) -> list[Figu
         rates[processes] = await _attended(stack, size, shared, processes)
         if processes == PROCESS_COUNTS[0]:
             shared.service_rate = rates[processes][0]  # sizes the burst's lead time
-        service, bare = await _burst(stack, size, shared, processes)
+        service, bare = await process_burst(stack, size, shared, processes)
         p99[processes] = (percentile(service, 0.99) if service else None,
                           percentile(bare, 0.99) if bare else None)
         label = f"{processes} process{'es' if processes > 1 else ''}"

@@ -86,7 +86,8 @@ class FailTaskAfterRecord(temporalio.client.Interceptor, temporalio.worker.Inter
 
     `first_times` keeps when the first write happened and `retry_times` when the retried
     task wrote the same event again (the workflow's clock at each): the test checks the
-    retry really came later.
+    retry really came later. `first_written`: the time the first write gave its event (the
+    workflow's clock, or for an outreach step the time the activity reports it went out).
     """
 
     def __init__(self, event_type: AuditEventType, *, then_write: str | None = None) -> None:
@@ -96,6 +97,7 @@ class FailTaskAfterRecord(temporalio.client.Interceptor, temporalio.worker.Inter
         a branch its retry will not take (as a task that saw less than its retry does)."""
         self.failed = False
         self.first_times: list[datetime] = []
+        self.first_written: list[datetime] = []
         self.retry_times: list[datetime] = []
 
     def workflow_interceptor_class(
@@ -126,6 +128,8 @@ class Outbound(temporalio.worker.WorkflowOutboundInterceptor):
                 and event.event_type is owner.event_type):
             return handle
         (owner.retry_times if owner.failed else owner.first_times).append(workflow.now())
+        if not owner.failed:
+            owner.first_written.append(event.occurred_at)
         if owner.failed:
             return handle
 
@@ -187,7 +191,7 @@ async def test_a_retried_task_finds_its_first_write_and_the_session_goes_on(
     assert [e.sequence for e in trail] == list(range(1, len(trail) + 1))
     assert [e.event_type for e in trail].count(event_type) == 1
     written = next(e for e in trail if e.event_type is event_type)
-    assert written.occurred_at == fail.first_times[0]  # the first write stands
+    assert written.occurred_at == fail.first_written[0]  # the first write stands
     assert trail[-1].event_type is AuditEventType.CLOSED
     assert (await verify_session(store, session.session_id)).ok
 

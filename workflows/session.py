@@ -203,7 +203,8 @@ class SessionWorkflow(SessionMessages, BrakeHold, PersonLadder, ClinicianWait):
             expired_details = events.GracePeriodExpired(
                 grace_period_minutes=protocol.grace_period_minutes(self._booking))
             alerted_details = events.TherapistAlerted(notice=notice.key)
-            expired = self._trail.next_event(expired_details)
+            expired = self._trail.next_event(expired_details, min(  # expired, not seen, at
+                workflow.now(), self._facts.start + protocol.grace_period(self._booking)))
             alerted = self._trail.next_event(alerted_details)
             await self._trail.written(expired, workflow.execute_activity_method(
                 AuditActivities.record_no_show,
@@ -317,7 +318,7 @@ class SessionWorkflow(SessionMessages, BrakeHold, PersonLadder, ClinicianWait):
         report = await self._steps.report(STEPS[channel], request, stop=self._stops,
                                           closes=closes)
         event = step_reports.outreach_event(attempt, channel, report, self._facts.stop_reason())
-        await self._record(event)
+        await self._trail.record(event, step_reports.went_out_at(report))
         return event
 
     async def _wait_for_window(self, attempt: int) -> bool:

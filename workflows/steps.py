@@ -127,7 +127,7 @@ class Steps:
         except ActivityError as error:
             return failure(error)
         if isinstance(value, StepOutcome):
-            return Done(value.result, value.consent_record)
+            return Done(value.result, value.consent_record, value.at)
         return Done(value)
 
     async def text_refusal(self, booking: SessionBooking, *,

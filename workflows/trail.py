@@ -59,17 +59,24 @@ class Trail:
         self.first: Awaitable[None] | None = None
         """Writes that must land before any other (the session's no-show records)."""
 
-    def next_event(self, details: events.EventDetails) -> AuditEvent:
-        """The trail's next event, numbered here, deterministically; the caller holds the lock."""
+    def next_event(self, details: events.EventDetails, at: datetime | None = None) -> AuditEvent:
+        """The trail's next event, numbered here, deterministically; the caller holds the lock.
+
+        `at`: when it happened, if not now: a time from the history (an activity's report,
+        a timer's deadline), never the worker's clock, so a replay builds the same event.
+        Under load a workflow task runs seconds after what it records; the trail keeps the
+        time of the step, not of the bookkeeping.
+        """
         self._sequence += 1
         return events.new_event(session_id=self._stream_id, sequence=self._sequence,
-                                occurred_at=workflow.now(), details=details)
+                                occurred_at=workflow.now() if at is None else at,
+                                details=details)
 
-    async def record(self, details: events.EventDetails) -> None:
-        """Append the next event, after the writes that come first."""
+    async def record(self, details: events.EventDetails, at: datetime | None = None) -> None:
+        """Append the next event (happened at `at`, default now), after those that come first."""
         await self.written_first()
         async with self.lock:
-            event = self.next_event(details)
+            event = self.next_event(details, at)
             await self.written(event, workflow.execute_local_activity_method(
                 AuditActivities.record_event, event,
                 start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,

@@ -242,6 +242,10 @@ class StepOutcome(Model):
     """For calls, voicemail and the emergency contact: what the provider confirmed."""
     consent_record: str | None = None
     """The consent record the step relied on; None: the booking's snapshot or the default."""
+    at: AwareDatetime | None = None
+    """When the step went out: the start of the activity's try that took it (the server's
+    clock). The trail records the step at this time, not when the workflow next ran (under
+    load, seconds later); None in histories recorded before it: the workflow's time."""
 
 
 class ConsentDefaults(Model):

@@ -8,6 +8,7 @@ report alone (`outreach_event`). Pure: no Temporal types.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from missed_session.domain import events
 from missed_session.domain.models import CallResult, Channel
@@ -19,6 +20,8 @@ class Done:
 
     result: CallResult | None = None
     consent_record: str | None = None
+    at: datetime | None = None
+    """When the step went out, by the activity's clock (None: histories from before it)."""
 
 
 @dataclass(frozen=True)
@@ -85,3 +88,12 @@ def outreach_event(  # noqa: PLR0911 - one record per report
 def went_out(event: events.EventDetails) -> bool:
     """Whether a step recorded as `event` went out (or may have)."""
     return not isinstance(event, events.OutreachSkipped | events.OutreachFailed)
+
+
+def went_out_at(report: StepReport) -> datetime | None:
+    """When the step's activity says it went out: the time its trail event records.
+
+    None (the workflow's own time, as before) for a step that did not report one: refused,
+    failed, stopped, or an activity result recorded before steps reported their time.
+    """
+    return report.at if isinstance(report, Done) else None
