@@ -29,13 +29,12 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notices import notice_workflow_id
-from missed_session import search_attributes
 from missed_session.api.server import ApiServer
 from missed_session.api.settings import ApiSettings
 from missed_session.application import notices as notice_cases
 from missed_session.application.service import Application
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
-from missed_session.codec_server import (
+from missed_session.codec.server import (
     UI_SECRET_FILE,
     CodecServer,
     embedded_ui_secret,
@@ -66,10 +65,11 @@ from missed_session.file_modes import owner_only_umask, restrict_files
 from missed_session.lifecycle import HeldError, refuse_held, run_until_stopped
 from missed_session.log_setup import configure_logging
 from missed_session.practice_file import load_practice_file, load_roster_file
-from missed_session.scheduling import schedule_session
 from missed_session.store.database import database_url, open_pool, owner_database_url
 from missed_session.store.notices import RosterStore
-from missed_session.temporal_client import codec_for, data_converter
+from missed_session.temporal import search_attributes
+from missed_session.temporal.client import codec_for, data_converter
+from missed_session.temporal.scheduling import schedule_session
 from worker import running_worker
 
 TEMPORAL_DATABASE_FILE = "temporal.db"

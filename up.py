@@ -25,7 +25,7 @@ from missed_session.api.server import ApiServer
 from missed_session.api.settings import ApiSettings
 from missed_session.api.tokens import Scope, digest, new_token
 from missed_session.application import Application
-from missed_session.codec_server import UI_SECRET_FILE, ui_endpoint
+from missed_session.codec.server import UI_SECRET_FILE, ui_endpoint
 from missed_session.config import ConfigurationError, Settings, load_settings
 from missed_session.console.routes import console_router
 from missed_session.intake import mllp

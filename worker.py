@@ -73,8 +73,8 @@ from missed_session.store.database import database_url, open_pool, owner_databas
 from missed_session.store.follow_up_plans import FollowUpPlanStore
 from missed_session.store.inbox import InboxStore
 from missed_session.store.notices import NoticeStore, RosterStore
-from missed_session.temporal_client import connect, service_runtime
-from missed_session.versioning import deployment_config
+from missed_session.temporal.client import connect, service_runtime
+from missed_session.temporal.versioning import deployment_config
 from workflows.caring import CaringContactsWorkflow
 from workflows.notice import NoticeWorkflow
 from workflows.session import SessionWorkflow
@@ -201,7 +201,7 @@ def new_worker(
     Without channels given, the simulated phone places calls and sends texts and email
     (to clients and to clinicians alike). `max_cached_workflows` is the sticky cache
     (`MSR_MAX_CACHED_WORKFLOWS`); `notice_links`: signed acknowledgment links in notices;
-    `deployment`: the Worker Versioning version (missed_session/versioning.py), None when
+    `deployment`: the Worker Versioning version (missed_session/temporal/versioning.py), None when
     unversioned; `brake`: the practice file's mass no-show brake (None: off);
     `letters_folder`: where prepared letters are kept (owner-only).
     """

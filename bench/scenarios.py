@@ -39,9 +39,9 @@ from bench.stack import Stack
 from missed_session.config import DEFAULT_MAX_CACHED_WORKFLOWS
 from missed_session.domain import protocol
 from missed_session.domain.models import AuditEvent, AuditEventType, CheckIn, SessionBooking
-from missed_session.scheduling import schedule_session
 from missed_session.store.audit import AuditStore
 from missed_session.store.database import open_pool
+from missed_session.temporal.scheduling import schedule_session
 from worker import WORKFLOW_RUNNER, new_worker
 from workflows.session import SessionWorkflow
 

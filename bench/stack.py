@@ -22,10 +22,10 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from demo import temporal_cli
-from missed_session import search_attributes
-from missed_session.codec import EncryptionCodec, new_key, parse_key
+from missed_session.codec.encryption import EncryptionCodec, new_key, parse_key
 from missed_session.store.database import migrate
-from missed_session.temporal_client import data_converter
+from missed_session.temporal import search_attributes
+from missed_session.temporal.client import data_converter
 
 WAL_PRAGMAS = ["--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL"]
 KEY_ID = "bench-1"

@@ -31,7 +31,7 @@ from bench.sessions import booking, bounded, percentile
 from bench.stack import KEY_ID, Stack
 from missed_session.domain import protocol
 from missed_session.domain.models import CheckIn
-from missed_session.scheduling import schedule_session
+from missed_session.temporal.scheduling import schedule_session
 
 PROCESS_COUNTS = (1, 2)
 SCENARIO = "8 workers"

@@ -45,7 +45,7 @@ from missed_session.audit.cli import ReplaySetup, replay_session
 from missed_session.audit.verify import describe, verify_session
 from missed_session.channels import webhook
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
-from missed_session.codec import EncryptionCodec, new_key, parse_key
+from missed_session.codec.encryption import EncryptionCodec, new_key, parse_key
 from missed_session.domain.models import (
     AuditEvent,
     AuditEventType,
@@ -56,11 +56,11 @@ from missed_session.domain.models import (
     workflow_id_for,
 )
 from missed_session.domain.roster_file import parse_roster
-from missed_session.scheduling import schedule_session
 from missed_session.store.audit import AuditStore
 from missed_session.store.database import open_pool
 from missed_session.store.notices import RosterStore, notice_trails
-from missed_session.temporal_client import data_converter
+from missed_session.temporal.client import data_converter
+from missed_session.temporal.scheduling import schedule_session
 from worker import WORKFLOW_RUNNER
 from workflows.notice import NoticeWorkflow
 from workflows.session import SessionWorkflow

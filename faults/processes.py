@@ -26,7 +26,7 @@ from typing import IO
 from temporalio.client import Client
 
 from demo import temporal_cli
-from missed_session import search_attributes
+from missed_session.temporal import search_attributes
 
 ROOT = Path(__file__).resolve().parent.parent
 WAL_PRAGMAS = ["--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL"]

@@ -27,7 +27,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from missed_session.codec import parse_key
+from missed_session.codec.encryption import parse_key
 from missed_session.domain.messages import ensure_discreet
 from missed_session.domain.models import PhoneNumber
 
@@ -173,7 +173,7 @@ class Settings(BaseSettings):
     codec_server_token: SecretStr | None = None
     """Bearer token for programmatic callers of the codec server."""
     codec_server_host: str = "127.0.0.1"
-    """Where the stand-alone codec server (`python -m missed_session.codec_service`) listens;
+    """Where the stand-alone codec server (`python -m missed_session.codec.service`) listens;
     `0.0.0.0` in a container, behind the deployment's TLS proxy."""
     codec_ui_origins: list[str] = Field(default_factory=list)
     """Origins of the Web UI that browsers call the stand-alone codec server from (CORS

@@ -5,7 +5,7 @@ refs, risk tiers, outcomes and search attributes in plaintext, and the dev serve
 it with the default umask (0644). The stack therefore starts the dev server under an
 owner-only umask (it inherits it, and applies it to every file it creates later) and
 narrows files an earlier version left open. Key and secret files are created 0600 where
-they are written (`local_secrets`, `temporal_client`); PostgreSQL keeps its own data 0700.
+they are written (`local_secrets`, `temporal.client`); PostgreSQL keeps its own data 0700.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ def forward_core_logs() -> None:
     Left to itself, the default runtime writes them to stderr with terminal colour codes,
     tty or not (into pipes, files and pytest's output). Set once per process, before the
     default runtime is first used; a process that already used it keeps it. The worker's
-    runtime forwards them too (`temporal_client.service_runtime`).
+    runtime forwards them too (`temporal.client.service_runtime`).
     """
     runtime = Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(
         filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),

@@ -2,7 +2,7 @@
 
 `python -m missed_session.provision migrate` brings the service's database schema up to
 date; `python -m missed_session.provision search-attributes` registers the search
-attributes sessions are filtered by (missed_session/search_attributes.py is the one list)
+attributes sessions are filtered by (missed_session/temporal/search_attributes.py is the one list)
 on the configured namespace. Both are idempotent, so a compose one-shot may run them on
 every `up`. Workers migrate on start too; a separate step makes a failed migration stop
 the deployment visibly instead of every worker restarting on it.
@@ -18,10 +18,10 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from missed_session import search_attributes
 from missed_session.config import ConfigurationError, Settings, load_settings
 from missed_session.store.database import database_url, migrate, owner_database_url
-from missed_session.temporal_client import connect
+from missed_session.temporal import search_attributes
+from missed_session.temporal.client import connect
 
 
 async def migrate_database(settings: Settings) -> list[str]:

@@ -41,7 +41,7 @@ from temporalio.worker import Replayer  # noqa: E402
 
 from missed_session.audit.replay import replay_failure  # noqa: E402
 from missed_session.config import load_settings  # noqa: E402
-from missed_session.temporal_client import connect  # noqa: E402
+from missed_session.temporal.client import connect  # noqa: E402
 from worker import WORKFLOW_RUNNER  # noqa: E402
 from workflows.session import SessionWorkflow  # noqa: E402
 
@@ -122,7 +122,7 @@ def report(what: str, outcomes: Sequence[Outcome]) -> bool:
 
 async def run(args: argparse.Namespace) -> bool:
     """Each requested check in turn; True when all passed."""
-    from tests.conftest import TEST_CONVERTER  # noqa: PLC0415 - the recorded histories' key
+    from tests.support.servers import TEST_CONVERTER  # noqa: PLC0415 - the recorded histories' key
 
     ok = True
     where = f"histories at {args.histories_from}" if args.histories_from else "recorded histories"

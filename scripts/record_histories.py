@@ -51,7 +51,6 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.notices import notice_workflow_id  # noqa: E402
 from activities.outreach import Sender  # noqa: E402
-from missed_session import search_attributes  # noqa: E402
 from missed_session.audit.replay import cross_check, history_activities  # noqa: E402
 from missed_session.audit.verify import verify_session  # noqa: E402
 from missed_session.channels.base import ChannelUnavailableError  # noqa: E402
@@ -68,11 +67,12 @@ from missed_session.domain.models import (  # noqa: E402
     SessionResult,
 )
 from missed_session.domain.roster_file import parse_roster  # noqa: E402
-from missed_session.scheduling import schedule_session  # noqa: E402
 from missed_session.store.audit import AuditStore  # noqa: E402
 from missed_session.store.database import migrate  # noqa: E402
 from missed_session.store.notices import RosterStore  # noqa: E402
-from tests.conftest import TEST_CONVERTER, installed_binary  # noqa: E402
+from missed_session.temporal import search_attributes  # noqa: E402
+from missed_session.temporal.scheduling import schedule_session  # noqa: E402
+from tests.support.servers import TEST_CONVERTER, installed_binary  # noqa: E402
 from worker import new_worker  # noqa: E402
 
 HISTORIES = ROOT / "tests" / "histories"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import faulthandler
 import shutil
-import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,13 +19,10 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from missed_session import search_attributes
-from missed_session.codec import EncryptionCodec, parse_key
 from missed_session.store import embedded, roles
 from missed_session.store.database import migrate, open_pool
-from missed_session.temporal_client import data_converter
+from tests.support.servers import start_test_server
 
-BIN = Path(sys.executable).parent
 HANG_SECONDS = 900
 """A test (setup, call and teardown) still running after this is taken for hung: every
 thread's stack is printed and the run ends, rather than stalling CI to its time limit."""
@@ -41,19 +37,6 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
         yield
     finally:
         faulthandler.cancel_dump_traceback_later()
-TEST_KEYS = {"test-key-1": "dGVzdC1vbmx5LWtleS1ub3QtZm9yLXJlYWwtY2xpZW4="}
-"""A fixed key for tests only (32 bytes, base64): tests run with payloads encrypted."""
-TEST_CONVERTER = data_converter(
-    EncryptionCodec({k: parse_key(k, v) for k, v in TEST_KEYS.items()}, "test-key-1")
-)
-
-
-def installed_binary(name: str) -> str:
-    """A binary installed into this environment by the project's own dependencies."""
-    found = shutil.which(name, path=str(BIN)) or shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is not installed; run: pip install -e '.[dev]'")
-    return found
 
 
 @pytest.fixture(scope="session")
@@ -70,18 +53,6 @@ def postgres_server_url() -> Iterator[str]:
     yield embedded.start(folder).superuser
     embedded.stop(folder)
     shutil.rmtree(folder, ignore_errors=True)
-
-
-def server_folder(prefix: str) -> Path:
-    """A new folder under /tmp that an embedded PostgreSQL started as root can use.
-
-    pytest's own folders are 0700, which the server's system user cannot search, and the
-    embedded stack refuses to chmod folders it does not own (missed_session/store/embedded.py).
-    Searchable (not listable) by others, as the embedded stack makes its data directory.
-    """
-    folder = Path(tempfile.mkdtemp(prefix=prefix))
-    folder.chmod(0o711)
-    return folder
 
 
 def as_role(url: str, role: str) -> str:
@@ -140,16 +111,6 @@ async def pool(service_database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await open_pool(service_database_url, min_size=1, max_size=5)
     yield pool
     await pool.close()
-
-
-async def start_test_server() -> WorkflowEnvironment:
-    """A time-skipping test server with the service's converter and search attributes."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=TEST_CONVERTER,
-        test_server_existing_path=installed_binary("temporal-test-server"),
-    )
-    await search_attributes.register(env.client)
-    return env
 
 
 @pytest.fixture(scope="module")

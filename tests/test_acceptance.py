@@ -9,7 +9,7 @@ import pytest
 from missed_session.domain import acceptance
 from missed_session.domain.intake import BookingRejectedError, check_bookable
 from missed_session.domain.models import SessionStatus
-from tests.factories import booking
+from tests.support.factories import booking
 
 NOW = datetime(2026, 12, 1, 18, 0, tzinfo=UTC)
 S = SessionStatus

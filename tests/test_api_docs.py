@@ -8,7 +8,7 @@ from missed_session.api.app import SWAGGER_UI, create_app
 from missed_session.api.settings import ApiSettings
 from missed_session.application.service import Application
 from missed_session.config import Settings
-from tests.conftest import TEST_KEYS
+from tests.support.servers import TEST_KEYS
 
 
 async def test_docs_and_their_assets_come_from_the_api_itself() -> None:

@@ -28,11 +28,10 @@ from missed_session.domain.models import (
     DecisionKind,
     workflow_id_for,
 )
-from tests.http_api import Served, served  # noqa: F401 (a fixture)
-from tests.test_codec_auth import Provider, provider  # noqa: F401 (a fixture)
-from tests.test_console_accounts import PASSWORD, ROSTER, load
-from tests.test_http_api import booked
-from tests.test_starter import recorded
+from tests.support.codec_auth import Provider, provider  # noqa: F401 (a fixture)
+from tests.support.console_accounts import PASSWORD, ROSTER, load
+from tests.support.http_api import Served, booked, served  # noqa: F401 (a fixture)
+from tests.support.starter import recorded
 
 NOW = datetime.now(UTC)
 

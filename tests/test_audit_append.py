@@ -9,7 +9,7 @@ import hashlib
 import json
 import random
 import uuid
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, timedelta, timezone
 
 import asyncpg
 import pytest
@@ -28,31 +28,10 @@ from missed_session.store.chain import (
     event_hash,
 )
 from missed_session.store.database import open_pool
-from tests.test_audit_projections import ATTENDANCE, TASKS, snapshot
+from tests.support.audit_append import START, event, trail
+from tests.support.audit_projections import ATTENDANCE, TASKS, snapshot
 
-START = datetime(2026, 3, 2, 9, 0, 0, 123456, tzinfo=UTC)
 OTHER_HASH = hashlib.sha256(b"some parent").hexdigest()
-def event(session_id: str, sequence: int,
-          event_type: AuditEventType = AuditEventType.VOICEMAIL_LEFT,
-          **data: str | int | bool | None) -> AuditEvent:
-    return AuditEvent(session_id=session_id, sequence=sequence, event_type=event_type,
-                      occurred_at=START + timedelta(minutes=sequence), data=data)
-
-
-def trail(session_id: str, length: int) -> list[AuditEvent]:
-    """A trail that changes the projections: scheduled, rescheduled (3 and 6), a plan (5)."""
-    events = [event(session_id, 1, AuditEventType.SCHEDULED, client_ref="c-1",
-                    therapist_id="t-ana", start=START.isoformat())]
-    for sequence in range(2, length + 1):
-        if sequence in (3, 6):
-            events.append(event(session_id, sequence, AuditEventType.RESCHEDULED,
-                                start=(START + timedelta(days=sequence)).isoformat()))
-        elif sequence == 5:
-            events.append(event(session_id, sequence, AuditEventType.PLAN_CREATED,
-                                tasks="safety_check,discuss_at_next_session", concerns=""))
-        else:
-            events.append(event(session_id, sequence, attempt=sequence, channel="call"))
-    return events
 
 
 async def ok(store: AuditStore, session_id: str) -> bool:
@@ -489,7 +468,7 @@ def one_by_one(events: list[AuditEvent]) -> tuple[set[tuple[object, ...]], ...]:
     """The projections the module's rules give, the ops applied in order (the reference)."""
     attendance: dict[str, list[object]] = {}
     tasks: dict[str, tuple[object, ...]] = {}
-    for event in events:
+    for event in events:  # noqa: F402
         for op in projections.ops(event):
             row = attendance.get(op.session_id)
             if op.action == "attendance" and row is None:
@@ -519,7 +498,7 @@ async def test_batches_project_as_the_ops_one_by_one(pool: asyncpg.Pool) -> None
     trails = {f"{group}-{n}": random_projecting_trail(rng, f"{group}-{n}")
               for group in ("single", "fresh", "cont") for n in range(40)}
     everything = [event for trail in trails.values() for event in trail]
-    for event in everything:
+    for event in everything:  # noqa: F402
         if event.session_id.startswith("single"):
             assert (await store.record([event])).new
     for session_id, each in trails.items():

@@ -11,47 +11,19 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 import pytest
 
 import starter
 from missed_session.audit.verify import verify_all, verify_session
-from missed_session.domain.models import AuditEvent, AuditEventType, Outcome
-from missed_session.store.attendance import Attendance
+from missed_session.domain.models import AuditEvent, AuditEventType
 from missed_session.store.audit import AuditStore
 from missed_session.store.chain import GENESIS, ChainRow, event_hash, verify_chain
 from missed_session.store.database import migrate, migrations
-from tests.conftest import TEST_KEYS
-
-START = datetime(2026, 3, 2, 9, 0, 0, 123456, tzinfo=UTC)
-TRAIL: list[tuple[AuditEventType, dict[str, str | int | bool | None]]] = [
-    (AuditEventType.SCHEDULED, {"client_ref": "c-1", "risk_tier": "standard"}),
-    (AuditEventType.GRACE_PERIOD_EXPIRED, {"grace_period_minutes": 15}),
-    (AuditEventType.THERAPIST_ALERTED, {"notice": "s-1/no-show-alert"}),
-    (AuditEventType.OUTREACH_ATTEMPTED, {"attempt": 1, "channel": "call", "result": "no_answer"}),
-    (AuditEventType.VOICEMAIL_LEFT, {"attempt": 1}),
-]
-
-
-def event(session_id: str, sequence: int) -> AuditEvent:
-    event_type, data = TRAIL[sequence - 1]
-    return AuditEvent(session_id=session_id, sequence=sequence, event_type=event_type,
-                      occurred_at=START + timedelta(minutes=sequence), data=data)
-
-
-async def record_trail(store: AuditStore, session_id: str = "s-1", *,
-                       close: bool = False) -> None:
-    for sequence in range(1, len(TRAIL) + 1):
-        assert (await store.record([event(session_id, sequence)])).new
-    if close:
-        closed = AuditEvent(session_id=session_id, sequence=len(TRAIL) + 1,
-                            event_type=AuditEventType.CLOSED,
-                            occurred_at=START + timedelta(hours=1),
-                            data={"outcome": "reached", "attempts": 1})
-        assert (await store.record([closed], attendance=Attendance(
-            client_ref="c-1", therapist_id="t-ana", start=START, outcome=Outcome.REACHED))).new
+from tests.support.audit_chain import START, TRAIL, event, record_trail
+from tests.support.servers import TEST_KEYS
 
 
 @pytest.fixture

@@ -34,11 +34,16 @@ from missed_session.store.checkpoints import (
     make_checkpoint,
     write,
 )
-from tests.conftest import TEST_KEYS
-from tests.test_audit_chain import START, event, record_trail
-
-KEY = b"k" * 32
-SIGNER = CheckpointSigner({"c1": KEY}, "c1")
+from tests.support.audit_chain import START, event, record_trail
+from tests.support.audit_checkpoints import (
+    KEY,
+    SIGNER,
+    forge,
+    mark_safe,
+    owner,  # noqa: F401 - fixtures, used by name
+    owner_rewrite,
+)
+from tests.support.servers import TEST_KEYS
 
 
 @pytest.fixture
@@ -226,16 +231,7 @@ async def test_audit_verify_names_the_rewritten_session(
 
 # -- the forgeries of issue 24, as the database owner, against any number of rounds ----------
 
-FORGED_TABLES = ("audit_events", "audit_checkpoints", "checkpoint_log", "attendance")
 ROUNDS = 5
-
-
-@pytest.fixture
-async def owner(owner_database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """The schema's owner: may switch its own tables' triggers off (no superuser needed)."""
-    connection = await asyncpg.connect(owner_database_url)
-    yield connection
-    await connection.close()
 
 
 class Alarms:
@@ -246,42 +242,6 @@ class Alarms:
 
     async def __call__(self, finding: IntegrityFinding) -> None:
         self.raised.append(finding)
-
-
-async def forge(owner: asyncpg.Connection, *statements: tuple[str, tuple[object, ...]]) -> None:
-    """Run statements as the owner with the append-only triggers off, then on again."""
-    async with owner.transaction():
-        for table in FORGED_TABLES:
-            await owner.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
-        for sql, args in statements:
-            await owner.execute(sql, *args)
-        for table in FORGED_TABLES:
-            await owner.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
-
-
-async def owner_rewrite(owner: asyncpg.Connection, session_id: str,
-                        rows: list[ChainRow]) -> None:
-    """As `rewrite`, as the owner: the trail replaced, every hash recomputed."""
-    statements: list[tuple[str, tuple[object, ...]]] = [
-        ("DELETE FROM audit_events WHERE session_id = $1", (session_id,))]
-    prev = GENESIS
-    for sequence, row in enumerate(rows, start=1):
-        own = event_hash(session_id=session_id, sequence=sequence, event_type=row.event_type,
-                         occurred_at=row.occurred_at, data=row.data, prev_hash=prev)
-        statements.append((
-            "INSERT INTO audit_events (session_id, sequence, event_type, occurred_at, data,"
-            " prev_hash, hash) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)",
-            (session_id, sequence, row.event_type, row.occurred_at,
-             json.dumps(dict(row.data)), prev, own)))
-        prev = own
-    await forge(owner, *statements)
-
-
-def mark_safe(session_id: str, after: ChainRow) -> ChainRow:
-    return ChainRow(session_id, 0, "clinician_decision_made",
-                    after.occurred_at + timedelta(seconds=30),
-                    {"decision": "mark_safe", "clinician_id": "t-ana",
-                     "reason": "spoke to the client"}, None, None)
 
 
 async def stays_broken(pool: asyncpg.Pool, head_file: Path, alarms: Alarms,
@@ -322,7 +282,7 @@ async def two_checkpoints(pool: asyncpg.Pool, head_file: Path) -> list[ChainRow]
 
 
 async def test_a_forged_mark_safe_mid_trail_stays_broken(
-    pool: asyncpg.Pool, owner: asyncpg.Connection, head_file: Path,
+    pool: asyncpg.Pool, owner: asyncpg.Connection, head_file: Path,  # noqa: F811
 ) -> None:
     """Issue 24: a "mark safe" inserted mid-trail with every later hash recomputed was
     signed by the next round and verified OK from then on."""
@@ -341,7 +301,7 @@ async def test_a_forged_mark_safe_mid_trail_stays_broken(
 
 
 async def test_a_tail_replaced_by_a_longer_forged_tail_stays_broken(
-    pool: asyncpg.Pool, owner: asyncpg.Connection, head_file: Path,
+    pool: asyncpg.Pool, owner: asyncpg.Connection, head_file: Path,  # noqa: F811
 ) -> None:
     """Issue 24: the tail cut and replaced by a longer one whose outcome is `marked_safe`."""
     rows = await two_checkpoints(pool, head_file)
@@ -359,7 +319,7 @@ async def test_a_tail_replaced_by_a_longer_forged_tail_stays_broken(
 
 
 async def test_a_tail_cut_with_its_checkpoints_and_attendance_stays_broken(
-    pool: asyncpg.Pool, owner: asyncpg.Connection, head_file: Path,
+    pool: asyncpg.Pool, owner: asyncpg.Connection, head_file: Path,  # noqa: F811
 ) -> None:
     """Issue 24: rows 4-6, the closing checkpoint and the attendance row deleted; the trail
     then verified against its remaining checkpoint, never noticed. The checkpoint log still
@@ -377,7 +337,7 @@ async def test_a_tail_cut_with_its_checkpoints_and_attendance_stays_broken(
 
 
 async def test_a_tail_cut_with_its_checkpoints_and_their_log_entries_stays_broken(
-    pool: asyncpg.Pool, owner: asyncpg.Connection, head_file: Path,
+    pool: asyncpg.Pool, owner: asyncpg.Connection, head_file: Path,  # noqa: F811
 ) -> None:
     """The same cut, and the log's last entry deleted too: the log is shorter than the head
     written outside PostgreSQL, and the checkpointer signs nothing more; then a forged
@@ -406,7 +366,7 @@ async def test_a_tail_cut_with_its_checkpoints_and_their_log_entries_stays_broke
 
 
 async def test_a_cut_in_the_middle_of_the_log_is_named(
-    pool: asyncpg.Pool, owner: asyncpg.Connection, head_file: Path,
+    pool: asyncpg.Pool, owner: asyncpg.Connection, head_file: Path,  # noqa: F811
 ) -> None:
     await two_checkpoints(pool, head_file)
     store = AuditStore(pool)
@@ -454,7 +414,7 @@ async def test_checkpoints_written_before_the_log_are_logged_once(
 
 
 async def test_a_row_added_after_the_closing_checkpoint_with_an_old_time_is_swept(
-    pool: asyncpg.Pool, owner: asyncpg.Connection, head_file: Path,
+    pool: asyncpg.Pool, owner: asyncpg.Connection, head_file: Path,  # noqa: F811
 ) -> None:
     """Backdated past the follower's window, so never due; the sweep still finds it."""
     rows = await two_checkpoints(pool, head_file)

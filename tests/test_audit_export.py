@@ -18,19 +18,17 @@ from fhir.resources.R4B.task import Task
 
 import starter
 from missed_session.audit.export import fhir_bundle
-from missed_session.domain.models import AuditEvent
 from missed_session.store.audit import AuditStore
-from tests.conftest import TEST_KEYS
-from tests.test_audit_replay import BRANCH_FILES, HISTORIES, load, trail_from_history
+from tests.support.audit_export import (
+    cli_env,  # noqa: F401 - fixtures, used by name
+    recorded_trail,
+)
+from tests.support.audit_replay import BRANCH_FILES, HISTORIES
 
 RESOURCES: dict[str, Any] = {"Appointment": Appointment, "AuditEvent": FhirAuditEvent,
              "Communication": Communication, "Task": Task}
 OUTCOMES = json.loads((HISTORIES / "outcomes.json").read_text())
 STATUS = {"attended": "fulfilled", "attended_late": "fulfilled", "cancelled": "cancelled"}
-
-
-async def recorded_trail(path: Path) -> list[AuditEvent]:
-    return await trail_from_history(load(path))
 
 
 @pytest.mark.parametrize("path", BRANCH_FILES, ids=[path.stem for path in BRANCH_FILES])
@@ -57,14 +55,6 @@ async def test_every_branch_exports_valid_fhir(path: Path) -> None:
     text = json.dumps(bundle)
     for personal in ("Robin", "robin@example.org", "+1415555", "Sam"):
         assert personal not in text
-
-
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, service_database_url: str) -> None:
-    for name in ("MSR_CONFIG_FILE", "MSR_ENCRYPTION_KEY_ID"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MSR_ENCRYPTION_KEYS", json.dumps(TEST_KEYS))
-    monkeypatch.setenv("MSR_DATABASE_URL", service_database_url)
 
 
 @pytest.mark.usefixtures("cli_env")

@@ -13,20 +13,11 @@ import starter
 from missed_session.domain.events import Closed, Scheduled
 from missed_session.store.attendance import Attendance
 from missed_session.store.audit import AuditStore
-from tests.conftest import TEST_KEYS
-from tests.factories import read_as
-from tests.test_audit_export import recorded_trail
-from tests.test_audit_replay import BRANCH_FILES, HISTORIES
-
-ATTENDANCE = ("SELECT session_id, client_ref, therapist_id, start_at, outcome, closed_at"
-              " FROM projection_attendance ORDER BY session_id")
-TASKS = ("SELECT key, session_id, therapist_id, kind, priority, created_at"
-         " FROM projection_open_tasks ORDER BY key")
-
-
-async def snapshot(pool: asyncpg.Pool) -> tuple[list[tuple[object, ...]], ...]:
-    return ([tuple(row) for row in await pool.fetch(ATTENDANCE)],
-            [tuple(row) for row in await pool.fetch(TASKS)])
+from tests.support.audit_export import recorded_trail
+from tests.support.audit_projections import snapshot
+from tests.support.audit_replay import BRANCH_FILES, HISTORIES
+from tests.support.factories import read_as
+from tests.support.servers import TEST_KEYS
 
 
 async def mixed_day(pool: asyncpg.Pool) -> None:

@@ -14,7 +14,7 @@ import pytest
 import starter
 from missed_session.audit.cli import retention_limit
 from missed_session.store.audit import AuditStore
-from tests.conftest import TEST_KEYS
+from tests.support.servers import TEST_KEYS
 
 LONG_AGO = datetime(2015, 3, 2, 9, 0, tzinfo=UTC)
 CUTOFF = datetime(2017, 1, 1, tzinfo=UTC)

@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
-from temporalio import workflow
 from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
@@ -31,7 +30,6 @@ from missed_session.audit.replay import (
     HistoryActivity,
     cross_check,
     history_activities,
-    recorded_events,
     replay_failure,
 )
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
@@ -39,33 +37,20 @@ from missed_session.domain.models import (
     AuditEvent,
     AuditEventType,
     Outcome,
-    SessionBooking,
-    SessionResult,
     workflow_id_for,
 )
 from missed_session.store.audit import AuditStore
-from tests.conftest import TEST_CONVERTER, TEST_KEYS
-from tests.factories import booking
+from tests.support.audit_replay import (
+    BRANCH_FILES,
+    HISTORIES,
+    ChangedSessionWorkflow,
+    load,
+    trail_from_history,
+)
+from tests.support.factories import booking
+from tests.support.servers import TEST_CONVERTER, TEST_KEYS
 from worker import WORKFLOW_RUNNER, new_worker
 from workflows.session import SessionWorkflow
-
-HISTORIES = Path(__file__).parent / "histories"
-RECORDED = sorted(HISTORIES.glob("*.json"))
-BRANCH_FILES = [path for path in RECORDED if path.name != "outcomes.json"]
-
-
-def load(path: Path) -> WorkflowHistory:
-    """A recorded history; its workflow id follows from the branch name."""
-    workflow_id = f"session-hist-{path.stem.replace('_', '-')}"
-    return WorkflowHistory.from_json(workflow_id, path.read_text(encoding="utf-8"))
-
-
-async def trail_from_history(history: WorkflowHistory) -> list[AuditEvent]:
-    """The audit trail the history asked for, as PostgreSQL would hold it."""
-    activities = await history_activities(history, TEST_CONVERTER)
-    events = [event for activity in activities for event in recorded_events(activity)]
-    return sorted(events, key=lambda event: event.sequence)
-
 
 # -- the recorded histories -------------------------------------------------------------------
 
@@ -132,19 +117,6 @@ async def test_a_high_risk_history_nobody_acknowledged_awaited_and_climbed_again
         "escalation_sent", "awaiting_clinician", "notice_ran_out", "notice_ran_out",
         "notice_renewed", "notice_ran_out", "clinician_decision", "plan_created", "closed",
     ]
-
-
-@workflow.defn(name="SessionWorkflow")
-class ChangedSessionWorkflow(SessionWorkflow):
-    """Today's workflow with one activity added before anything else (and the first timer)."""
-
-    @workflow.run
-    async def run(self, booking: SessionBooking) -> SessionResult:
-        await workflow.execute_activity(
-            "look_up_client_preferences", booking.client.ref,
-            start_to_close_timeout=timedelta(seconds=10),
-        )
-        return await super().run(booking)
 
 
 async def test_a_changed_workflow_fails_the_replay_with_a_nondeterminism_error() -> None:

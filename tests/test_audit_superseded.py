@@ -30,8 +30,8 @@ from missed_session.domain.models import (
 from missed_session.store.append import AuditConflictError
 from missed_session.store.attendance import Attendance
 from missed_session.store.audit import AuditStore
-from tests.test_audit_append import trail
-from tests.test_audit_projections import snapshot
+from tests.support.audit_append import trail
+from tests.support.audit_projections import snapshot
 
 AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 

@@ -25,7 +25,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.notices import notice_workflow_id
 from activities.outreach import Sender
-from missed_session import search_attributes as attrs
 from missed_session.application import ResultKind
 from missed_session.application import notices as use
 from missed_session.domain import events
@@ -41,9 +40,10 @@ from missed_session.domain.notices import Acknowledgment, AckVia
 from missed_session.domain.roster_file import parse_roster
 from missed_session.store.audit import AuditStore
 from missed_session.store.notices import NoticeStore, RosterStore
-from tests.conftest import start_test_server
-from tests.factories import booking, daytime
-from tests.test_notices import ROSTER
+from missed_session.temporal import search_attributes as attrs
+from tests.support.factories import booking, daytime
+from tests.support.notices import ROSTER
+from tests.support.servers import start_test_server
 from worker import new_worker
 from workflows.session import SessionWorkflow
 

@@ -31,7 +31,7 @@ from missed_session.domain.step_reports import (
     Stopped,
     Uncertain,
 )
-from tests.factories import booking
+from tests.support.factories import booking
 
 AT = datetime(2026, 12, 1, 18, 0, tzinfo=UTC)
 

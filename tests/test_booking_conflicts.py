@@ -19,9 +19,9 @@ from missed_session.application import Application, ResultKind
 from missed_session.application.bookings import differing_fields
 from missed_session.config import Settings
 from missed_session.domain.models import AuditEventType, Cancellation, Reschedule
-from tests.conftest import TEST_KEYS
-from tests.factories import booking, booking_data
-from tests.test_starter import future_start, recorded
+from tests.support.factories import booking, booking_data
+from tests.support.servers import TEST_KEYS
+from tests.support.starter import future_start, recorded
 from worker import new_worker
 
 

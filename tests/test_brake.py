@@ -11,138 +11,52 @@ time-skipping Temporal test server and the embedded PostgreSQL, as in
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
-import pytest
 from temporalio.client import Client
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.notices import notice_workflow_id
-from activities.outreach import Sender
 from missed_session.application import brake as brake_cases
 from missed_session.application.notices import load_roster
 from missed_session.application.results import ResultKind
 from missed_session.application.service import Application
 from missed_session.cli import brake as brake_cli
-from missed_session.config import Settings
 from missed_session.console import words
-from missed_session.domain.brake import BrakeSettings
 from missed_session.domain.models import (
-    AuditEvent,
     ClientResponse,
     Modality,
     Outcome,
     ResponseChannel,
-    SessionBooking,
+    SessionResult,
 )
 from missed_session.store.audit import AuditStore
-from missed_session.store.database import open_pool
-from tests.conftest import TEST_KEYS
-from tests.factories import booking, daytime
-from worker import new_worker
+from tests.support.brake import (  # noqa: F401 - fixtures, used by name
+    GRACE,
+    OUTREACH,
+    _equals,
+    app,
+    at_start,
+    big_pool,
+    count,
+    eventually,
+    quick,
+    sleep_until,
+    start_all,
+    terminate,
+    worker,
+)
 from workflows.brake import HELD_ALERT
-from workflows.session import SessionWorkflow
 
-SETTINGS = BrakeSettings(window_minutes=30, min_no_shows=10, min_share_percent=50,
-                         high_risk_release_minutes=15, release_minutes=240)
-GRACE = timedelta(minutes=15)
-HIGH_RISK_GRACE = timedelta(minutes=10)
-OUTREACH = ("outreach_attempted", "voicemail_left", "message_sent", "outreach_failed",
-            "outreach_uncertain", "outreach_skipped", "outreach_deferred", "escalation_sent")
-"""Every event of a step that could reach the client or the emergency contact."""
 PRACTICE = Path(__file__).resolve().parents[1] / "docs" / "practice.example.toml"
-WAIT = 90.0
-"""Real seconds a test waits for the worker to get through a burst (a loaded machine)."""
-
-
-@pytest.fixture
-async def big_pool(service_database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    """The worker's own pool: two hundred sessions write at once."""
-    pool = await open_pool(service_database_url, min_size=2, max_size=10)
-    yield pool
-    await pool.close()
-
-
-@pytest.fixture
-async def worker(client: Client, big_pool: asyncpg.Pool,
-                 task_queue: str) -> AsyncIterator[Worker]:
-    async with new_worker(client, big_pool, task_queue=task_queue,
-                          sender=Sender("Alex", "+15555550100"), brake=SETTINGS) as running:
-        yield running
-
-
-@pytest.fixture
-async def app(client: Client, pool: asyncpg.Pool, task_queue: str) -> AsyncIterator[Application]:
-    settings = Settings(task_queue=task_queue, encryption_keys=TEST_KEYS)
-    async with Application(settings, client=client, pool=pool) as application:
-        yield application
-
-
-async def start_all(client: Client, task_queue: str, sessions: list[SessionBooking]) -> None:
-    gate = asyncio.Semaphore(25)
-
-    async def one(session: SessionBooking) -> None:
-        async with gate:
-            await client.start_workflow(SessionWorkflow.run, session, id=session.workflow_id,
-                                        task_queue=task_queue)
-
-    await asyncio.gather(*(one(s) for s in sessions))
-
-
-async def terminate(client: Client, sessions: list[SessionBooking]) -> None:
-    """End the sessions still running: work left on the shared time-skipping server stops
-    it skipping time for the next test of the module."""
-
-    async def one(session: SessionBooking) -> None:
-        with contextlib.suppress(RPCError):
-            await client.get_workflow_handle(session.workflow_id).terminate("test over")
-
-    await asyncio.gather(*(one(s) for s in sessions))
-
-
-async def count(pool: asyncpg.Pool, event_types: tuple[str, ...] | str,
-                sessions: list[SessionBooking]) -> int:
-    kinds = [event_types] if isinstance(event_types, str) else list(event_types)
-    value = await pool.fetchval(
-        "SELECT count(*) FROM audit_events WHERE event_type = ANY($1::text[])"
-        " AND session_id = ANY($2::text[])", kinds, [s.session_id for s in sessions])
-    assert isinstance(value, int)
-    return value
-
-
-async def eventually(what: str, check: Callable[[], Awaitable[bool]]) -> None:
-    """Wait (real time, at most WAIT) for the worker to get there."""
-    deadline = time.monotonic() + WAIT
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
-
-
-async def sleep_until(env: WorkflowEnvironment, when: datetime) -> None:
-    await env.sleep(when - await env.get_current_time())
-
-
-async def at_start(env: WorkflowEnvironment) -> datetime:
-    return daytime(await env.get_current_time() + timedelta(hours=1)).replace(microsecond=0)
-
-
-def quick(start: datetime, risk: str = "standard") -> SessionBooking:
-    """A session with a one-call protocol (the test is about what comes before it), of a
-    practice that runs the brake (its practice file has a `[brake]` table)."""
-    return booking(start=start.isoformat(), risk_tier=risk,
-                   protocol={"channels": ["call"], "max_attempts": 1, "no_show_brake": True})
 
 
 async def test_three_ordinary_no_shows_are_not_held(
     time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
-    task_queue: str, worker: Worker,
+    task_queue: str, worker: Worker,  # noqa: F811
 ) -> None:
     env = time_skipping_env
     start = await at_start(env)
@@ -161,12 +75,12 @@ async def test_three_ordinary_no_shows_are_not_held(
 
 async def test_a_stand_down_ends_the_held_sessions_without_client_outreach(
     time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
-    task_queue: str, worker: Worker, app: Application,
+    task_queue: str, worker: Worker, app: Application,  # noqa: F811
 ) -> None:
     env = time_skipping_env
     start = await at_start(env)
     twelve = [quick(start) for _ in range(12)]
-    handles = [client.get_workflow_handle_for(SessionWorkflow.run, s.workflow_id)
+    handles = [client.get_workflow_handle(s.workflow_id, result_type=SessionResult)
                for s in twelve]
     await start_all(client, task_queue, twelve)
     await eventually("scheduled", lambda: _equals(count(pool, "scheduled", twelve), 12))
@@ -203,7 +117,7 @@ async def test_a_stand_down_ends_the_held_sessions_without_client_outreach(
 
 async def test_one_modality_missed_together_holds_while_the_rooms_are_full(
     time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
-    task_queue: str, worker: Worker, app: Application,
+    task_queue: str, worker: Worker, app: Application,  # noqa: F811
 ) -> None:
     """The video platform is down: every telehealth session missed, in person all came."""
     env = time_skipping_env
@@ -229,7 +143,7 @@ async def test_one_modality_missed_together_holds_while_the_rooms_are_full(
 
 async def test_with_a_roster_the_page_climbs_to_on_call_and_supervisor_not_the_therapist(
     time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
-    task_queue: str, worker: Worker, app: Application,
+    task_queue: str, worker: Worker, app: Application,  # noqa: F811
 ) -> None:
     env = time_skipping_env
     assert (await load_roster(pool, PRACTICE)).kind is ResultKind.APPLIED
@@ -251,16 +165,3 @@ async def test_with_a_roster_the_page_climbs_to_on_call_and_supervisor_not_the_t
     await notice.terminate("test over")
 
 
-async def _events(pool: asyncpg.Pool, kind: str,
-                  sessions: list[SessionBooking]) -> list[AuditEvent]:
-    store = AuditStore(pool)
-    return [event for session in sessions for event in await store.trail(session.session_id)
-            if event.event_type.value == kind]
-
-
-async def _equals(value: Awaitable[int], expected: int) -> bool:
-    return await value == expected
-
-
-async def _at_least(value: Awaitable[int], expected: int) -> bool:
-    return await value >= expected

@@ -21,7 +21,7 @@ from missed_session.application.results import Result, ResultKind
 from missed_session.application.service import Application
 from missed_session.domain.events import BrakeHeld, BrakeReleased, read
 from missed_session.store.audit import AuditStore
-from tests.test_brake import (
+from tests.support.brake import (
     GRACE,
     HIGH_RISK_GRACE,
     OUTREACH,

@@ -22,8 +22,8 @@ from missed_session.domain.models import DecisionKind, RiskTier
 from missed_session.domain.notices import Policy, Step, Target
 from missed_session.domain.practice import PracticeFileError, parse
 from missed_session.store.brake import BrakeStore
-from tests.factories import booking
-from tests.test_audit_export import cli_env
+from tests.support.audit_export import cli_env
+from tests.support.factories import booking
 
 __all__ = ["cli_env"]  # the fixture, shared
 

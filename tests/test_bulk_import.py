@@ -19,14 +19,9 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from missed_session.domain.models import workflow_id_for
-from tests.conftest import start_test_server
-from tests.factories import booking_data
-from tests.test_starter import (  # noqa: F401 (temporal_env is a fixture)
-    assert_not_started,
-    cli,
-    future_start,
-    temporal_env,
-)
+from tests.support.factories import booking_data
+from tests.support.servers import start_test_server
+from tests.support.starter import assert_not_started, cli, future_start, temporal_env  # noqa: F401 (temporal_env is a fixture)
 
 pytestmark = pytest.mark.usefixtures("temporal_env")
 LINES = int(os.environ.get("MSR_IMPORT_LINES", "40"))

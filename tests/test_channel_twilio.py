@@ -1,5 +1,5 @@
 """The Twilio channel: the official SDK, sending to a local server that answers like Twilio
-(tests/twilio_wire.py)."""
+(tests/support/twilio_wire.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from missed_session.channels.base import (
 from missed_session.channels.ledger import AtMostOnce, DeliveryLedger
 from missed_session.channels.twilio import TwilioProvider
 from missed_session.domain.models import CallResult
-from tests.twilio_wire import (
+from tests.support.twilio_wire import (
     ACCOUNT,
     CALLBACK,
     CLIENT_PHONE,

@@ -34,7 +34,7 @@ from missed_session.channels.webhook import (
 from missed_session.domain.events import read
 from missed_session.domain.models import CallResult, Outcome
 from missed_session.store.audit import AuditStore
-from tests.factories import booking, booking_data, daytime
+from tests.support.factories import booking, booking_data, daytime
 from worker import new_worker
 from workflows.session import SessionWorkflow
 

@@ -34,9 +34,9 @@ from missed_session.domain.practice import PracticeFileError
 from missed_session.practice_file import load_consent_defaults
 from missed_session.store.audit import AuditStore
 from missed_session.store.clients import ClientDirectory
-from tests.conftest import TEST_KEYS, start_test_server
-from tests.factories import booking_data
-from tests.test_starter import future_start
+from tests.support.factories import booking_data
+from tests.support.servers import TEST_KEYS, start_test_server
+from tests.support.starter import future_start
 from worker import new_worker
 
 REF = "c-dir-1"

@@ -18,7 +18,7 @@ import pytest
 from missed_session.clients.fhir_import import TZ_EXTENSION, FHIRImportError, client_from_fhir
 from missed_session.clients.hl7_import import HL7ImportError, client_from_hl7
 from missed_session.domain.clients import ContactUse
-from tests.conftest import TEST_KEYS
+from tests.support.servers import TEST_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 

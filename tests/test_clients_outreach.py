@@ -43,7 +43,7 @@ from missed_session.domain.models import (
     SessionStatus,
 )
 from missed_session.store.clients import ClientDirectory
-from tests.test_session_workflow import (
+from tests.support.session_workflow import (
     CLIENT_PHONE,
     CONTACT_PHONE,
     HIGH_RISK_GRACE,

@@ -25,10 +25,10 @@ from missed_session.domain.clients import (
 from missed_session.domain.models import Channel, Client, SessionBooking
 from missed_session.intake import fhir, hl7v2
 from missed_session.intake.commands import Book
-from tests import intake_samples as samples
-from tests.factories import booking
-from tests.intake_stack import Stack, framed, new_id, running_stack
-from tests.test_intake_translators import DEFAULTS, START
+from tests.support import intake_samples as samples
+from tests.support.factories import booking
+from tests.support.intake_stack import Stack, framed, new_id, running_stack
+from tests.support.intake_translators import DEFAULTS, START
 
 EARLY = START
 

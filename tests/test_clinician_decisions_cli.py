@@ -22,8 +22,8 @@ from missed_session.domain.models import (
 )
 from missed_session.store.audit import AuditStore
 from starter import REFUSED
-from tests.factories import booking_data, read_as, without_consent
-from tests.test_starter import (  # noqa: F401 - fixtures, used by name
+from tests.support.factories import booking_data, read_as, without_consent
+from tests.support.starter import (  # noqa: F401 - fixtures, used by name
     cli,
     cli_env,
     future_start,

@@ -14,7 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.outreach import Sender
 from missed_session.channels.base import InvalidContactError
 from missed_session.channels.simulated import SimulatedPhone
-from missed_session.codec import (
+from missed_session.codec.encryption import (
     CodecIntegrityError,
     CodecKeyError,
     EncryptionCodec,
@@ -22,8 +22,8 @@ from missed_session.codec import (
     parse_key,
 )
 from missed_session.domain.models import CallResult, ClientResponse, ResponseChannel
-from missed_session.temporal_client import PLAIN_CONVERTER
-from tests.factories import booking, daytime
+from missed_session.temporal.client import PLAIN_CONVERTER
+from tests.support.factories import booking, daytime
 from worker import new_worker
 from workflows.session import SessionWorkflow
 
@@ -161,7 +161,7 @@ async def test_raw_history_of_a_failed_activity_holds_no_health_data(
 async def test_the_guard_refuses_what_is_not_sealed_with_a_known_key() -> None:
     from structlog.testing import capture_logs
 
-    from missed_session.codec import REFUSED
+    from missed_session.codec.encryption import REFUSED
 
     codec = EncryptionCodec({"a": KEY_A}, "a")
     guard = codec.guarding()

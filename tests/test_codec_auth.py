@@ -2,16 +2,14 @@
 
 A local aiohttp server plays the identity provider (discovery document and JWKS, the real
 wire format); tokens are signed with keys made for the test. The codec server is the real
-one over HTTP, with `codec_auth` as its only rule.
+one over HTTP, with `codec.auth` as its only rule.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -23,82 +21,25 @@ from google.protobuf import json_format
 from structlog.testing import capture_logs
 from temporalio.api.common.v1 import Payload, Payloads
 
-from missed_session.codec import EncryptionCodec, new_key, parse_key
-from missed_session.codec_auth import OidcSettings, OidcTokenValidator, TokenRefusedError
-from missed_session.codec_server import CodecServer
-from missed_session.codec_service import build_app
+from missed_session.codec.auth import OidcSettings, OidcTokenValidator, TokenRefusedError
+from missed_session.codec.encryption import EncryptionCodec, new_key, parse_key
+from missed_session.codec.server import CodecServer
+from missed_session.codec.service import build_app
 from missed_session.config import ConfigurationError, load_settings
+from tests.support.codec_auth import (
+    AUDIENCE,
+    Provider,
+    _serve,
+    provider,  # noqa: F401 - fixtures, used by name
+)
 
-AUDIENCE = "temporal-ui-codec"
 CODEC_KEY = new_key()
 CODEC = EncryptionCodec({"k": parse_key("k", CODEC_KEY)}, "k")
 UI_ORIGIN = "https://temporal.practice.example"
 
 
-@dataclass
-class Provider:
-    """A local OIDC provider: its issuer URL, published keys, and how often it was asked."""
-
-    issuer: str
-    keys: dict[str, rsa.RSAPrivateKey] = field(default_factory=dict)
-    jwks_requests: int = 0
-
-    def add_key(self, kid: str) -> rsa.RSAPrivateKey:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.keys[kid] = key
-        return key
-
-    def jwks(self) -> dict[str, Any]:
-        entries = []
-        for kid, key in self.keys.items():
-            entry = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-            entries.append({**entry, "kid": kid, "use": "sig", "alg": "RS256"})
-        return {"keys": entries}
-
-    def token(self, *, kid: str = "k1", key: rsa.RSAPrivateKey | None = None,
-              **claims: Any) -> str:
-        now = int(time.time())
-        body = {"iss": self.issuer, "aud": AUDIENCE, "sub": "staff-17", "iat": now,
-                "exp": now + 300, **claims}
-        return jwt.encode(body, key or self.keys[kid], algorithm="RS256",
-                          headers={"kid": kid})
-
-
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture
-async def provider() -> AsyncIterator[Provider]:
-    app = web.Application()
-    provider = Provider(issuer="")  # the issuer URL is known once the server listens
-    provider.add_key("k1")
-
-    async def discovery(request: web.Request) -> web.Response:
-        del request
-        return web.json_response({"issuer": provider.issuer,
-                                  "jwks_uri": f"{provider.issuer}/certs"})
-
-    async def certs(request: web.Request) -> web.Response:
-        del request
-        provider.jwks_requests += 1
-        return web.json_response(provider.jwks())
-
-    app.router.add_get("/realms/practice/.well-known/openid-configuration", discovery)
-    app.router.add_get("/realms/practice/certs", certs)
-    runner, url = await _serve(app)
-    provider.issuer = f"{url}/realms/practice"
-    yield provider
-    await runner.cleanup()
-
-
-@pytest.fixture
-async def codec_url(provider: Provider) -> AsyncIterator[str]:
+async def codec_url(provider: Provider) -> AsyncIterator[str]:  # noqa: F811
     settings = load_settings(encryption_keys={"k": CODEC_KEY},
                              codec_oidc_issuer=provider.issuer, codec_oidc_audience=AUDIENCE,
                              codec_ui_origins=[UI_ORIGIN])
@@ -119,7 +60,7 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "Origin": UI_ORIGIN}
 
 
-async def test_a_valid_access_token_gets_plaintext(codec_url: str, provider: Provider) -> None:
+async def test_a_valid_access_token_gets_plaintext(codec_url: str, provider: Provider) -> None:  # noqa: F811
     status, answer = await _decode(codec_url, _bearer(provider.token()))
     assert status == 200
     assert base64.b64decode(answer["payloads"][0]["data"]) == b'{"first_name":"Robin"}'
@@ -137,7 +78,7 @@ async def test_no_token_is_refused_even_from_loopback_with_the_ui_origin(
     ["expired", "wrong_audience", "wrong_issuer", "wrong_signature", "unknown_kid",
      "unsigned", "shared_secret", "garbage", "no_subject"],
 )
-async def test_bad_tokens_are_refused(codec_url: str, provider: Provider, case: str) -> None:
+async def test_bad_tokens_are_refused(codec_url: str, provider: Provider, case: str) -> None:  # noqa: F811
     now = int(time.time())
     tokens: dict[str, Callable[[], str]] = {
         "expired": lambda: provider.token(exp=now - 120, iat=now - 600),
@@ -174,7 +115,7 @@ async def test_bad_tokens_are_refused(codec_url: str, provider: Provider, case: 
     assert refusals == [reasons[case]]
 
 
-async def test_validator_names_why_a_token_is_refused(provider: Provider) -> None:
+async def test_validator_names_why_a_token_is_refused(provider: Provider) -> None:  # noqa: F811
     validator = OidcTokenValidator(OidcSettings(issuer=provider.issuer, audience=AUDIENCE))
     now = int(time.time())
     cases = {
@@ -190,7 +131,7 @@ async def test_validator_names_why_a_token_is_refused(provider: Provider) -> Non
     assert (await validator.validate(provider.token()))["sub"] == "staff-17"
 
 
-async def test_rotated_keys_are_fetched_once_not_per_forged_kid(provider: Provider) -> None:
+async def test_rotated_keys_are_fetched_once_not_per_forged_kid(provider: Provider) -> None:  # noqa: F811
     validator = OidcTokenValidator(OidcSettings(issuer=provider.issuer, audience=AUDIENCE,
                                                 refresh_interval_seconds=3600))
     await validator.validate(provider.token())

@@ -13,8 +13,8 @@ import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
-from missed_session.codec import EncryptionCodec, new_key, parse_key
-from missed_session.codec_server import CodecServer, start_codec_server, ui_origins
+from missed_session.codec.encryption import EncryptionCodec, new_key, parse_key
+from missed_session.codec.server import CodecServer, start_codec_server, ui_origins
 
 UI_PORT = 8233
 TOKEN = "operator-token-for-tests"

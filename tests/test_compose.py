@@ -28,9 +28,9 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 from pydantic import AliasChoices
 
-from missed_session.codec_service import build_app
+from missed_session.codec.service import build_app
 from missed_session.config import CONFIG_FILE_ENV, SECRETS_DIR_ENV, Settings, load_settings
-from missed_session.search_attributes import ALL as SEARCH_ATTRIBUTES
+from missed_session.temporal.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"

@@ -26,8 +26,8 @@ from missed_session.domain.models import (
     RiskTier,
 )
 from missed_session.store.audit import AuditStore
-from tests.test_audit_export import cli_env
-from tests.test_console_people import app, browsers
+from tests.support.audit_export import cli_env
+from tests.support.console_people import app, browsers
 
 __all__ = ["app", "browsers", "cli_env"]  # the fixtures, shared
 
@@ -273,7 +273,7 @@ RECORDED = json.loads((Path(__file__).parent / "histories" / "outcomes.json").re
 @pytest.mark.parametrize("name", sorted(RECORDED))
 async def test_recorded_trails_are_judged(name: str) -> None:
     """Every recorded branch's real trail: a verdict per rule; no-shows were followed up."""
-    from tests.test_audit_replay import HISTORIES, load, trail_from_history
+    from tests.support.audit_replay import HISTORIES, load, trail_from_history
 
     trail = await trail_from_history(load(HISTORIES / f"{name}.json"))
     outcome = Outcome(RECORDED[name])
@@ -298,7 +298,7 @@ def verdicts_of(findings: tuple[Finding, ...]) -> dict[str, Verdict]:
 async def test_audit_conformance_command(pool: asyncpg.Pool,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     import starter
-    from tests.test_audit_replay import HISTORIES, load, trail_from_history
+    from tests.support.audit_replay import HISTORIES, load, trail_from_history
 
     trail = await trail_from_history(load(HISTORIES / "unreachable_escalated.json"))
     store = AuditStore(pool)

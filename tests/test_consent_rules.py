@@ -33,7 +33,7 @@ from missed_session.domain.models import (
     DecisionKind,
     SessionStatus,
 )
-from tests.factories import booking, booking_data
+from tests.support.factories import booking, booking_data
 
 CALLBACK = "+15555550100"
 

@@ -18,34 +18,12 @@ from missed_session.application.results import ResultKind
 from missed_session.application.service import Application
 from missed_session.config import Settings
 from missed_session.domain.access import Viewer, ViewerRole, may_decide, may_view
-from missed_session.domain.roster_file import parse_roster
 from missed_session.store.console import ConsoleStore
-from missed_session.store.notices import RosterStore
-from tests.conftest import TEST_KEYS
-from tests.test_starter import (  # noqa: F401 - fixtures, used by name
-    cli,
-    cli_env,
-    temporal_env,
-)
+from tests.support.console_accounts import PASSWORD, ROSTER, load
+from tests.support.servers import TEST_KEYS
+from tests.support.starter import cli, cli_env, temporal_env  # noqa: F401 - fixtures, used by name
 
-PASSWORD = "a long enough password"
-ROSTER = """
-[roster]
-time_zone = "America/New_York"
-accept_coverage_gaps = true
-[roster.clinicians.t-ana]
-role = "therapist"
-sms = "+14155550101"
-[roster.clinicians.oc-lee]
-role = "on_call_clinician"
-sms = "+14155550102"
-"""
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-
-async def load(pool: asyncpg.Pool, text: str) -> None:
-    loaded = parse_roster(text, "practice.toml")
-    await RosterStore(pool).load(loaded.roster, loaded.notices, "practice.toml")
 
 
 @pytest.fixture

@@ -25,24 +25,10 @@ from missed_session.config import Settings
 from missed_session.console.serve import console_app
 from missed_session.domain.roster_file import parse_roster
 from missed_session.store.notices import NoticeStore, RosterStore
-from tests.conftest import TEST_KEYS
-from tests.test_console_browser import axe_serious
-from tests.test_web_ui import ARTEFACTS, CHROMIUM, CHROMIUM_FLAGS
-
-PASSWORD = "correct horse battery"
-ROSTER = """
-[roster]
-time_zone = "America/New_York"
-accept_coverage_gaps = true
-[roster.clinicians.t-ana]
-role = "therapist"
-sms = "+14155550101"
-[roster.clinicians.oc-lee]
-role = "on_call_clinician"
-sms = "+14155550102"
-[[roster.on_call]]
-clinician = "oc-lee"
-"""
+from tests.support.console_browser import axe_serious
+from tests.support.console_live import PASSWORD, ROSTER, notice
+from tests.support.servers import TEST_KEYS
+from tests.support.web_ui import ARTEFACTS, CHROMIUM, CHROMIUM_FLAGS
 
 pytestmark = [
     pytest.mark.e2e,
@@ -66,21 +52,6 @@ async def live(pool: asyncpg.Pool) -> AsyncIterator[Live]:
     async with ApiServer(console_app(application)) as server:
         port = server.url.rsplit(":", 1)[1]
         yield Live(f"http://localhost:{port}", pool)  # localhost: Secure cookies kept
-
-
-async def notice(pool: asyncpg.Pool, session_id: str, name: str, *, kind: str,
-                 priority: str, title: str, opened: datetime) -> str:
-    """A notice sent to t-ana, as the notice workflow's activities would record it."""
-    key = f"{session_id}/{name}"
-    store = NoticeStore(pool)
-    await store.opened(key=key, session_id=session_id, therapist_id="t-ana", kind=kind,
-                       priority=priority, risk_tier="high", policy="high-risk", at=opened)
-    await store.issued(notice_key=key, clinician_id="t-ana", code_hash=f"hash-{key}",
-                       issued_at=opened, expires_at=opened + timedelta(hours=24))
-    await pool.execute(
-        "INSERT INTO therapist_inbox (key, session_id, therapist_id, kind, priority, title)"
-        " VALUES ($1, $2, 't-ana', $3, $4, $5)", key, session_id, kind, priority, title)
-    return key
 
 
 async def focused_id(page: Any) -> str:

@@ -29,8 +29,8 @@ from missed_session.console.serve import console_app
 from missed_session.console.web import SESSION_COOKIE
 from missed_session.domain.roster_file import parse_roster
 from missed_session.store.notices import RosterStore
-from tests.conftest import TEST_KEYS
-from tests.test_console_live import PASSWORD, ROSTER, notice
+from tests.support.console_live import PASSWORD, ROSTER, notice
+from tests.support.servers import TEST_KEYS
 
 HELD = 3.0
 """The long poll's length here (25 s in service), so the test is short."""

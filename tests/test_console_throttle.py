@@ -25,7 +25,7 @@ from missed_session.console.routes import console_router
 from missed_session.domain.roster_file import parse_roster
 from missed_session.store.console import ConsoleStore
 from missed_session.store.notices import RosterStore
-from tests.conftest import TEST_KEYS
+from tests.support.servers import TEST_KEYS
 
 PASSWORD = "a long enough password"
 ROSTER = """

@@ -26,16 +26,9 @@ import pytest
 
 from missed_session.application import console as cases
 from missed_session.store.notices import NoticeStore
-from tests.factories import booking_data, without_consent
-from tests.test_console_browser import (  # noqa: F401 - the stack fixture, used by name
-    DOCS,
-    PASSWORD,
-    Stack,
-    daytime_zone,
-    shoot,
-    stack,
-)
-from tests.test_web_ui import CHROMIUM, CHROMIUM_FLAGS
+from tests.support.console_browser import DOCS, PASSWORD, Stack, daytime_zone, shoot, stack  # noqa: F401 - the stack fixture, used by name
+from tests.support.factories import booking_data, without_consent
+from tests.support.web_ui import CHROMIUM, CHROMIUM_FLAGS
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1100, "height": 900}

@@ -19,8 +19,8 @@ import pytest
 
 from demo import embedded_temporal
 from missed_session.config import Settings
-from tests.test_dev_signals import alive, naming, stack_env
-from tests.test_dev_up import data_dir
+from tests.support.dev_signals import alive, naming, stack_env
+from tests.support.dev_up import data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e

@@ -5,49 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import socket
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.factories import booking_data
+from tests.support.dev_up import (
+    data_dir,  # noqa: F401 - fixtures, used by name
+    free_ports,
+    listening,
+)
+from tests.support.factories import booking_data
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """Under /tmp itself, not pytest's 0700 folders the embedded PostgreSQL's user cannot
-    search (see tests/conftest.py)."""
-    folder = Path(tempfile.mkdtemp(prefix="msr-test-up-"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-async def test_up_serves_the_api_and_stops_cleanly_on_sigterm(data_dir: Path) -> None:
+async def test_up_serves_the_api_and_stops_cleanly_on_sigterm(data_dir: Path) -> None:  # noqa: F811
     temporal, ui, codec, api, mllp, dev_http, dev_metrics = free_ports(7)
     env = {key: value for key, value in os.environ.items() if not key.startswith("MSR_")}
     env.update({

@@ -13,7 +13,6 @@ import io
 import json
 import logging
 import re
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -25,14 +24,15 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.outreach import Sender
 from demo import DEMO_DAY, run_demo_day, temporal_cli
-from missed_session import search_attributes
 from missed_session.domain.events import Closed
 from missed_session.domain.models import AuditEventType, Outcome
 from missed_session.log_setup import configure_logging
 from missed_session.store.audit import AuditStore
-from missed_session.temporal_client import service_runtime
-from tests.conftest import TEST_CONVERTER
-from tests.factories import read_as
+from missed_session.temporal import search_attributes
+from missed_session.temporal.client import service_runtime
+from tests.support.end_to_end import free_port, scrape
+from tests.support.factories import read_as
+from tests.support.servers import TEST_CONVERTER
 from worker import callback_dispatcher, new_worker
 
 pytestmark = pytest.mark.e2e
@@ -61,20 +61,6 @@ def captured_logs() -> Iterator[io.StringIO]:
     logging.getLogger().handlers.clear()
     logging.getLogger().setLevel(logging.WARNING)
     structlog.reset_defaults()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def scrape(port: int) -> str:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-    body = await reader.read()
-    writer.close()
-    return body.decode()
 
 
 def metric(text: str, name: str, **labels: str) -> float:

@@ -31,7 +31,7 @@ from missed_session.domain.models import (
     ResponseChannel,
     RiskTier,
 )
-from tests.test_audit_replay import BRANCH_FILES, load, trail_from_history
+from tests.support.audit_replay import BRANCH_FILES, load, trail_from_history
 
 AT = datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
 

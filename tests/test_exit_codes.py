@@ -23,8 +23,8 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.outreach import Sender
-from tests.factories import booking_data
-from tests.test_starter import future_start, temporal_env  # noqa: F401
+from tests.support.factories import booking_data
+from tests.support.starter import future_start, temporal_env  # noqa: F401
 from worker import new_worker
 
 ROOT = Path(__file__).resolve().parent.parent

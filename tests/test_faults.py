@@ -34,7 +34,7 @@ from faults.scenarios import (
 )
 from missed_session.domain.models import AuditEvent, AuditEventType
 from missed_session.domain.models import Outcome as SessionOutcome
-from tests.conftest import server_folder
+from tests.support.servers import server_folder
 
 SIZE = Size("test", (Script.CALLS_BACK, Script.UNREACHABLE_CONSENT), postgres_outage=8.0,
             settle=100.0, parallel=5)

@@ -11,7 +11,7 @@ import pytest
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
 from demo import embedded_temporal
-from missed_session.codec_server import embedded_ui_secret
+from missed_session.codec.server import embedded_ui_secret
 from missed_session.config import Settings
 from missed_session.file_modes import owner_only_umask, restrict_files
 from missed_session.local_secrets import ExposedSecretError, read_or_create

@@ -21,7 +21,7 @@ from missed_session.domain.models import (
     Reschedule,
     TextReply,
 )
-from tests.factories import booking
+from tests.support.factories import booking
 
 START = datetime(2026, 3, 2, 9, tzinfo=UTC)
 BAD = ["\x00", "\x07", "\x1b[2J", "\x7f", "\x85", "\ud800", "\u202e"]

@@ -18,16 +18,16 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.outreach import Sender
 from demo import daytime_zone, temporal_cli
-from missed_session import search_attributes
 from missed_session.audit import cli as audit_cli
 from missed_session.audit.archive import HistoryArchiver, session_id_of
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
 from missed_session.domain.models import ProtocolSettings, SessionBooking
-from missed_session.scheduling import schedule_session
 from missed_session.store import history_archive
 from missed_session.store.audit import AuditStore
-from tests.conftest import TEST_CONVERTER
-from tests.factories import booking_data
+from missed_session.temporal import search_attributes
+from missed_session.temporal.scheduling import schedule_session
+from tests.support.factories import booking_data
+from tests.support.servers import TEST_CONVERTER
 from worker import WORKFLOW_RUNNER, new_worker
 from workflows.session import SessionWorkflow
 

@@ -10,17 +10,9 @@ from temporalio.testing import WorkflowEnvironment
 from missed_session.api.tokens import Scope
 from missed_session.application import limits
 from missed_session.domain.models import AuditEventType
-from tests.factories import booking_data
-from tests.http_api import Served, served  # noqa: F401 (a fixture)
-from tests.test_starter import future_start, recorded
-
-
-async def booked(served: Served, env: WorkflowEnvironment) -> dict[str, Any]:  # noqa: F811
-    data = booking_data(start=(await future_start(env)).isoformat())
-    async with served.client() as http:
-        response = await http.post("/sessions", json=data)
-    assert response.status_code == 201, response.text
-    return data
+from tests.support.factories import booking_data
+from tests.support.http_api import Served, booked, served  # noqa: F401 (a fixture)
+from tests.support.starter import recorded
 
 
 async def test_booking_is_idempotent_and_a_different_one_is_409(

@@ -18,9 +18,9 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from missed_session.api.tokens import Scope
-from tests.conftest import start_test_server
-from tests.http_api import Served, served  # noqa: F401 (a fixture)
-from tests.test_console_accounts import ROSTER, load
+from tests.support.console_accounts import ROSTER, load
+from tests.support.http_api import Served, served  # noqa: F401 (a fixture)
+from tests.support.servers import start_test_server
 
 EXAMPLES = os.environ.get("MSR_SCHEMATHESIS_EXAMPLES", "15")
 """Cases per operation and token; raise it for a longer run."""

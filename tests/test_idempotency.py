@@ -52,13 +52,13 @@ from missed_session.store.attendance import Attendance
 from missed_session.store.audit import AuditStore
 from missed_session.store.follow_up_plans import FollowUpPlanStore
 from missed_session.store.inbox import InboxStore
-from tests.factories import booking, daytime, read_as
+from tests.support.factories import booking, daytime, read_as
 from worker import new_worker
 from workflows.session import SessionWorkflow
 
 SENDER = Sender("Alex", "+15555550100")
 CLIENT_PHONE = "+14155550123"
-"""The client's number in `tests.factories`."""
+"""The client's number in `tests.support.factories`."""
 
 
 class SimulatedCrashError(RuntimeError):

@@ -34,10 +34,10 @@ from missed_session.channels import webhook
 from missed_session.domain.models import AuditEventType
 from missed_session.store.audit import AuditStore
 from missed_session.store.kept_texts import Settlement
-from tests.factories import booking_data
-from tests.test_inbound_texts import WEBHOOK_SECRET, api, dev_server, signed_webhook, twilio
-from tests.test_kept_texts import SENDER, in_outreach, until_event
-from tests.test_kept_texts import settings as kept_settings
+from tests.support.factories import booking_data
+from tests.support.inbound_texts import WEBHOOK_SECRET, api, dev_server, signed_webhook, twilio
+from tests.support.kept_texts import SENDER, in_outreach, until_event
+from tests.support.kept_texts import settings as kept_settings
 from worker import new_worker
 
 __all__ = ["api", "dev_server"]  # the fixtures, shared with test_inbound_texts

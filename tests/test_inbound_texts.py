@@ -9,79 +9,19 @@ time-skipping server does not implement. Twilio's requests are signed with the S
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlencode
 
 import asyncpg
 import httpx
 import pytest
-from temporalio.testing import WorkflowEnvironment
-from twilio.request_validator import RequestValidator
 
-from activities.outreach import Sender
-from demo import daytime_zone, temporal_cli
-from missed_session import search_attributes
-from missed_session.api.app import create_app
-from missed_session.api.server import ApiServer
-from missed_session.api.settings import ApiSettings
+from demo import daytime_zone
 from missed_session.application import Application
 from missed_session.application.inbound import TextKind, classify
-from missed_session.channels import webhook
-from missed_session.config import Settings
 from missed_session.domain.models import AuditEventType
 from missed_session.store.audit import AuditStore
-from tests.conftest import TEST_CONVERTER, TEST_KEYS
-from tests.factories import booking_data
-from worker import new_worker
-
-TWILIO_TOKEN = "twilio-test-auth-token"
-WEBHOOK_SECRET = "webhook-test-secret"
-PHONE = "+14155550177"
-
-
-@pytest.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=TEST_CONVERTER, dev_server_existing_path=temporal_cli(),
-        dev_server_extra_args=search_attributes.dev_server_flags(),
-    )
-    yield env
-    await env.shutdown()
-
-
-@pytest.fixture
-async def api(dev_server: WorkflowEnvironment, pool: asyncpg.Pool,
-              task_queue: str) -> AsyncIterator[tuple[str, Application]]:
-    settings = Settings(task_queue=task_queue, encryption_keys=TEST_KEYS,
-                        twilio_auth_token=TWILIO_TOKEN, webhook_secret=WEBHOOK_SECRET)
-    async with new_worker(dev_server.client, pool, task_queue=task_queue,
-                          sender=Sender("Alex", "+15555550100")), \
-            Application(settings, client=dev_server.client, pool=pool) as application:
-        server = ApiServer(create_app(application, ApiSettings()))
-        async with server:
-            yield server.url, application
-
-
-async def twilio(http: httpx.AsyncClient, url: str, body: str, sid: str, *,
-                 phone: str = PHONE, signature: str | None = None) -> httpx.Response:
-    params = {"From": phone, "To": "+15555550100", "Body": body, "MessageSid": sid,
-              "AccountSid": "AC123"}
-    full = f"{url}/inbound/twilio"
-    signed = RequestValidator(TWILIO_TOKEN).compute_signature(full, params)
-    return await http.post(full, content=urlencode(params), headers={
-        "content-type": "application/x-www-form-urlencoded",
-        "X-Twilio-Signature": signature if signature is not None else signed})
-
-
-async def signed_webhook(http: httpx.AsyncClient, url: str, text: dict[str, str]) -> httpx.Response:
-    body = json.dumps(text).encode()
-    timestamp = str(int(time.time()))
-    return await http.post(f"{url}/inbound/webhook", content=body, headers={
-        "content-type": "application/json", webhook.TIMESTAMP_HEADER: timestamp,
-        webhook.SIGNATURE_HEADER: webhook.sign(WEBHOOK_SECRET.encode(), timestamp, body)})
+from tests.support.factories import booking_data
+from tests.support.inbound_texts import PHONE, api, dev_server, signed_webhook, twilio  # noqa: F401 - fixtures, used by name
 
 
 async def events(store: AuditStore, session_id: str, wanted: AuditEventType) -> int:
@@ -103,7 +43,7 @@ def test_classify(body: str, kind: TextKind) -> None:
 
 
 async def test_help_stop_and_a_reply_reach_the_clients_open_session(
-    api: tuple[str, Application], pool: asyncpg.Pool,
+    api: tuple[str, Application], pool: asyncpg.Pool,  # noqa: F811
 ) -> None:
     url, application = api
     now = datetime.now(UTC)

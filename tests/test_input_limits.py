@@ -21,8 +21,8 @@ from missed_session.domain.models import (
     SessionBooking,
     TextReply,
 )
-from tests.factories import booking_data
-from tests.test_starter import UNREACHABLE, cli, one_line, temporal_env  # noqa: F401
+from tests.support.factories import booking_data
+from tests.support.starter import UNREACHABLE, cli, one_line, temporal_env  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("temporal_env")
 

@@ -27,7 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from missed_session.application import Application
 from missed_session.intake.signatures import sign_calcom, sign_calendly
-from tests.intake_stack import CALCOM_SECRET, CALENDLY_KEY, Stack, running_stack
+from tests.support.intake_stack import CALCOM_SECRET, CALENDLY_KEY, Stack, running_stack
 
 DATA = Path(__file__).parent / "data"
 UNKNOWN_NO_SHOW = ((404, "not_found"),)

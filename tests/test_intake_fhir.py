@@ -12,8 +12,8 @@ from aiohttp import web
 from temporalio.testing import WorkflowEnvironment
 
 from missed_session.domain.models import AuditEventType
-from tests import intake_samples as samples
-from tests.intake_stack import Stack, new_id, running_stack
+from tests.support import intake_samples as samples
+from tests.support.intake_stack import Stack, new_id, running_stack
 
 TOKEN = "Bearer fhir-test-token"
 

@@ -35,10 +35,10 @@ from missed_session.intake.routes import standards_router
 from missed_session.intake.settings import IntakeSettings
 from missed_session.intake.web import sign_hub
 from missed_session.store.clients import ClientDirectory
-from tests import intake_samples as samples
-from tests.conftest import TEST_KEYS
-from tests.factories import daytime
-from tests.intake_stack import close_sessions, new_id
+from tests.support import intake_samples as samples
+from tests.support.factories import daytime
+from tests.support.intake_stack import close_sessions, new_id
+from tests.support.servers import TEST_KEYS
 from worker import new_worker
 
 CLIENT_ID = "msr-backend"

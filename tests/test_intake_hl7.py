@@ -11,8 +11,8 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from missed_session.domain.models import AuditEventType
-from tests import intake_samples as samples
-from tests.intake_stack import END_BLOCK, Stack, framed, new_id, running_stack
+from tests.support import intake_samples as samples
+from tests.support.intake_stack import END_BLOCK, Stack, framed, new_id, running_stack
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from missed_session.intake import ack, hl7v2, mllp
 from missed_session.intake.ack import AckCode
 from missed_session.intake.commands import Refuse
 from missed_session.intake.fields import IntakeDefaults
-from tests import intake_samples as samples
+from tests.support import intake_samples as samples
 
 DEFAULTS = IntakeDefaults(time_zone="America/Los_Angeles", country_code="1")
 START = datetime(2030, 3, 4, 10, 0, tzinfo=timezone(timedelta(hours=-8)))

@@ -32,7 +32,7 @@ import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.intake_stack import Stack, framed, running_stack
+from tests.support.intake_stack import Stack, framed, running_stack
 
 CORPUS = Path(__file__).parent / "data" / "hl7"
 

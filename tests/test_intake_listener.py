@@ -13,10 +13,10 @@ from missed_session.config import load_settings
 from missed_session.domain.models import workflow_id_for
 from missed_session.intake import listener
 from missed_session.intake.settings import IntakeSettings
-from tests import intake_samples as samples
-from tests.conftest import TEST_KEYS
-from tests.factories import daytime
-from tests.intake_stack import END_BLOCK, framed, new_id
+from tests.support import intake_samples as samples
+from tests.support.factories import daytime
+from tests.support.intake_stack import END_BLOCK, framed, new_id
+from tests.support.servers import TEST_KEYS
 
 
 async def test_listener_answers_from_the_configured_stack(

@@ -18,8 +18,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from missed_session.domain.models import AuditEventType
 from missed_session.intake.signatures import sign_calcom
-from tests import intake_samples as samples
-from tests.intake_stack import CALCOM_SECRET, Stack, framed, new_id, running_stack
+from tests.support import intake_samples as samples
+from tests.support.intake_stack import CALCOM_SECRET, Stack, framed, new_id, running_stack
 
 
 @pytest.fixture

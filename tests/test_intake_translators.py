@@ -24,7 +24,6 @@ from missed_session.intake.commands import (
 from missed_session.intake.fields import (
     DIRECTORY_MISSING,
     IncompleteError,
-    IntakeDefaults,
     phone_number,
 )
 from missed_session.intake.signatures import (
@@ -34,11 +33,8 @@ from missed_session.intake.signatures import (
     verify_calcom,
     verify_calendly,
 )
-from tests import intake_samples as samples
-
-DEFAULTS = IntakeDefaults(time_zone="America/Los_Angeles", country_code="1",
-                          pseudonym_key=b"k", therapists={"TANA": "t-ana"})
-START = datetime(2030, 3, 4, 10, 0, tzinfo=timezone(timedelta(hours=-8)))
+from tests.support import intake_samples as samples
+from tests.support.intake_translators import DEFAULTS, START
 
 # -- FHIR ------------------------------------------------------------------------------------
 

@@ -12,8 +12,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from missed_session.domain.models import AuditEventType
 from missed_session.intake.signatures import sign_calcom, sign_calendly
-from tests import intake_samples as samples
-from tests.intake_stack import CALCOM_SECRET, CALENDLY_KEY, Stack, new_id, running_stack
+from tests.support import intake_samples as samples
+from tests.support.intake_stack import CALCOM_SECRET, CALENDLY_KEY, Stack, new_id, running_stack
 
 
 @pytest.fixture

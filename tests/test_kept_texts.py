@@ -27,9 +27,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 import starter
-from activities.outreach import Sender
-from demo import daytime_zone, temporal_cli
-from missed_session import search_attributes
+from demo import temporal_cli
 from missed_session.api.app import create_app
 from missed_session.api.server import ApiServer
 from missed_session.api.settings import ApiSettings
@@ -42,7 +40,6 @@ from missed_session.application.kept_texts import (
 )
 from missed_session.application.results import Result, ResultKind
 from missed_session.application.text_deliverer import TextDeliverer, retry_after
-from missed_session.config import Settings
 from missed_session.domain.models import (
     AuditEvent,
     AuditEventType,
@@ -61,12 +58,12 @@ from missed_session.store.kept_texts import (
     KeptTextStore,
     Settlement,
 )
-from tests.conftest import TEST_CONVERTER, TEST_KEYS
-from tests.factories import booking_data
-from tests.test_inbound_texts import TWILIO_TOKEN, WEBHOOK_SECRET, signed_webhook, twilio
+from missed_session.temporal import search_attributes
+from tests.support.factories import booking_data
+from tests.support.inbound_texts import signed_webhook, twilio
+from tests.support.kept_texts import SENDER, in_outreach, settings, until_event
+from tests.support.servers import TEST_CONVERTER, TEST_KEYS
 from worker import new_worker
-
-SENDER = Sender("Alex", "+15555550100")
 
 
 @pytest.fixture(scope="module")
@@ -79,41 +76,8 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-def settings(task_queue: str, **overrides: object) -> Settings:
-    return Settings.model_validate({
-        "task_queue": task_queue, "encryption_keys": TEST_KEYS,
-        "twilio_auth_token": TWILIO_TOKEN, "webhook_secret": WEBHOOK_SECRET,
-        "inbound_text_wait_seconds": 1.0, **overrides})
-
-
-async def until_event(store: AuditStore, session_id: str, wanted: AuditEventType) -> None:
-    for _ in range(300):
-        if wanted in {event.event_type for event in await store.trail(session_id)}:
-            return
-        await asyncio.sleep(0.1)
-    pytest.fail(f"no {wanted.value} in session {session_id}")
-
-
 async def count(store: AuditStore, session_id: str, wanted: AuditEventType) -> int:
     return sum(event.event_type is wanted for event in await store.trail(session_id))
-
-
-async def in_outreach(application: Application, pool: asyncpg.Pool, phone: str) -> str:
-    """A session booked for `phone`, past its grace period, found by number (worker up)."""
-    now = datetime.now(UTC)
-    data = booking_data(start=(now + timedelta(seconds=1)).isoformat(),
-                        protocol={"time_scale": 300, "attempt_spacing_minutes": 120})
-    data["client"].update(phone=phone, time_zone=daytime_zone(now))
-    session_id: str = data["session_id"]
-    assert (await application.schedule(data)).ok
-    await until_event(AuditStore(pool), session_id, AuditEventType.GRACE_PERIOD_EXPIRED)
-    sessions = await application.sessions()
-    for _ in range(50):  # visibility follows the start closely, not instantly
-        if await sessions.open_sessions(phone) == [session_id]:
-            break
-        await asyncio.sleep(0.1)
-    assert await sessions.open_sessions(phone) == [session_id]
-    return session_id
 
 
 async def accepted_updates(client: Client, session_id: str) -> list[str]:

@@ -45,8 +45,8 @@ from missed_session.domain.models import (
 )
 from missed_session.file_modes import write_owner_only
 from missed_session.store.clients import ClientDirectory
-from tests.factories import read_as
-from tests.test_session_workflow import begin, book, inbox, run, sleep_until, trail, types
+from tests.support.factories import read_as
+from tests.support.session_workflow import begin, book, inbox, run, sleep_until, trail, types
 from worker import new_worker
 from workflows.session import SessionWorkflow
 

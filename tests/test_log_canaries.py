@@ -38,18 +38,18 @@ from missed_session.api.settings import ApiSettings
 from missed_session.api.tokens import Scope, digest, new_token
 from missed_session.application import Application
 from missed_session.channels import webhook
-from missed_session.codec import EncryptionCodec, parse_key
-from missed_session.codec_server import CodecServer, start_codec_server
+from missed_session.codec.encryption import EncryptionCodec, parse_key
+from missed_session.codec.server import CodecServer, start_codec_server
 from missed_session.config import Settings
 from missed_session.domain.models import Cancellation
 from missed_session.intake import mllp
 from missed_session.intake.service import StandardsIntake, build
 from missed_session.intake.settings import IntakeSettings
 from missed_session.log_setup import configure_logging
-from tests.conftest import TEST_KEYS
-from tests.factories import booking_data, daytime
-from tests.intake_stack import CALCOM_SECRET, END_BLOCK, START_BLOCK
-from tests.test_console_accounts import ROSTER, load
+from tests.support.console_accounts import ROSTER, load
+from tests.support.factories import booking_data, daytime
+from tests.support.intake_stack import CALCOM_SECRET, END_BLOCK, START_BLOCK
+from tests.support.servers import TEST_KEYS
 from up import other_routers
 from worker import new_worker
 

@@ -15,7 +15,7 @@ from missed_session.domain.messages import (
     says_wrong_person,
     voicemail,
 )
-from tests.factories import booking
+from tests.support.factories import booking
 
 SENDER = "Alex at the front desk"
 CALLBACK = "+15555550100"

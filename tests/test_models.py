@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from missed_session.domain.intake import BookingRejectedError, check_bookable
 from missed_session.domain.models import RiskTier, SessionBooking
-from tests.factories import booking, booking_data
+from tests.support.factories import booking, booking_data
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

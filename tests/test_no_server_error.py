@@ -24,12 +24,12 @@ from missed_session.application import Application
 from missed_session.channels import webhook
 from missed_session.config import Settings
 from missed_session.intake.signatures import sign_calcom
-from tests import intake_samples as samples
-from tests.conftest import TEST_KEYS
-from tests.factories import booking_data
-from tests.http_api import Served, served  # noqa: F401 (a fixture)
-from tests.intake_stack import CALCOM_SECRET, new_id
-from tests.test_intake_api import api  # noqa: F401 (a fixture)
+from tests.support import intake_samples as samples
+from tests.support.factories import booking_data
+from tests.support.http_api import Served, served  # noqa: F401 (a fixture)
+from tests.support.intake_api import api  # noqa: F401 (a fixture)
+from tests.support.intake_stack import CALCOM_SECRET, new_id
+from tests.support.servers import TEST_KEYS
 
 END_OF_TIME = "9999-12-31T23:59:59-05:00"
 SECRET = "webhook-test-secret"

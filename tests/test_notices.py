@@ -14,7 +14,7 @@ import json
 import re
 import urllib.parse
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import asyncpg
 import pytest
@@ -24,7 +24,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.notices import NoticeLinks, NoticePlan, NoticeRequest, notice_workflow_id
 from activities.outreach import Sender
-from missed_session import search_attributes as attrs
 from missed_session.application import Application, ResultKind
 from missed_session.application import notices as use
 from missed_session.application.inbound import TextKind, receive_text
@@ -48,35 +47,15 @@ from missed_session.domain.notices import Acknowledgment, AckVia, Resolution
 from missed_session.domain.roster_file import parse_roster
 from missed_session.store.audit import AuditStore
 from missed_session.store.notices import NoticeStore, RosterStore, notice_trails
-from missed_session.temporal_client import service_runtime
-from tests.conftest import TEST_CONVERTER, TEST_KEYS
-from tests.factories import booking, booking_data, daytime, without_consent
-from tests.test_end_to_end import free_port, scrape
+from missed_session.temporal import search_attributes as attrs
+from missed_session.temporal.client import service_runtime
+from tests.support.end_to_end import free_port, scrape
+from tests.support.factories import booking, booking_data, daytime, without_consent
+from tests.support.notices import ANA, LEE, MAYA, ROSTER, about, sleep_until, texts_to
+from tests.support.servers import TEST_CONVERTER, TEST_KEYS
 from worker import new_worker
 from workflows.session import SessionWorkflow
 
-ANA, LEE, MAYA = "+14155550101", "+14155550102", "+14155550104"
-ROSTER = f"""
-[roster]
-time_zone = "America/Los_Angeles"
-
-[roster.clinicians.t-ana]
-role = "therapist"
-sms = "{ANA}"
-email = "ana@clinic.example"
-supervisor = "s-maya"
-
-[roster.clinicians.oc-lee]
-role = "on_call_clinician"
-sms = "{LEE}"
-
-[roster.clinicians.s-maya]
-role = "clinical_supervisor"
-sms = "{MAYA}"
-
-[[roster.on_call]]
-clinician = "oc-lee"
-"""
 ACK = re.compile(r"ACK ([A-Z0-9]{6})")
 
 
@@ -99,23 +78,6 @@ async def metrics_port(time_skipping_env: WorkflowEnvironment, pool: asyncpg.Poo
     async with new_worker(client, pool, task_queue=task_queue,
                           sender=Sender("Alex", "+15555550100")):
         yield port
-
-
-async def texts_to(pool: asyncpg.Pool, number: str, kind: str = "text") -> list[str]:
-    """What the clinician received (texts to a number, or email to an address)."""
-    address = "ana@clinic.example" if kind == "email" and number == ANA else number
-    rows = await pool.fetch(
-        "SELECT body FROM sim_phone_log WHERE to_number = $1 AND kind = $2"
-        " ORDER BY placed_at", address, kind)
-    return [row["body"] for row in rows]
-
-
-def about(bodies: list[str], words: str) -> list[str]:
-    return [body for body in bodies if words in body]
-
-
-async def sleep_until(env: WorkflowEnvironment, when: datetime) -> None:
-    await env.sleep(when - await env.get_current_time())
 
 
 async def trail_types(pool: asyncpg.Pool, session_id: str, key: str) -> list[str]:
@@ -256,7 +218,6 @@ async def test_high_risk_blocked_escalation_climbs_until_an_sms_acknowledges_it(
     assert session.client.phone is not None
     for personal in (session.client.first_name, session.client.phone, ANA, LEE):
         assert personal not in text
-
 
 
 async def test_a_signed_link_acknowledges_and_a_tampered_one_is_refused(

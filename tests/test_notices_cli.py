@@ -13,14 +13,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.notices import notice_workflow_id
 from missed_session.store.notices import NoticeStore
-from tests.factories import booking, booking_data, daytime, without_consent
-from tests.test_notices import ANA, ROSTER
-from tests.test_starter import (  # noqa: F401 - fixtures, used by name
-    cli,
-    cli_env,
-    running_worker,
-    temporal_env,
-)
+from tests.support.factories import booking, booking_data, daytime, without_consent
+from tests.support.notices import ANA, ROSTER
+from tests.support.starter import cli, cli_env, running_worker, temporal_env  # noqa: F401 - fixtures, used by name
 from workflows.session import SessionWorkflow
 
 PRACTICE = 'version = "2026-11-01"\n[protocols.standard]\n' + ROSTER

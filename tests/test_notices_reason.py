@@ -26,7 +26,6 @@ from temporalio.worker import Replayer
 
 from activities.notices import NoticeActivities, ResolutionDelivery, notice_workflow_id
 from activities.outreach import Sender
-from missed_session import search_attributes as attrs
 from missed_session.application import Application, ResultKind
 from missed_session.application import notices as use
 from missed_session.application.results import Result
@@ -52,9 +51,10 @@ from missed_session.domain.roster import NoticeRoute
 from missed_session.domain.roster_file import parse_roster
 from missed_session.store.audit import AuditStore
 from missed_session.store.notices import NoticeStore, RosterStore, notice_trails
-from tests.conftest import TEST_CONVERTER, TEST_KEYS, start_test_server
-from tests.factories import booking, booking_data, daytime, without_consent
-from tests.test_notices import ANA, LEE, MAYA, ROSTER, about, sleep_until, texts_to
+from missed_session.temporal import search_attributes as attrs
+from tests.support.factories import booking, booking_data, daytime, without_consent
+from tests.support.notices import ANA, LEE, MAYA, ROSTER, about, sleep_until, texts_to
+from tests.support.servers import TEST_CONVERTER, TEST_KEYS, start_test_server
 from worker import WORKFLOW_RUNNER, new_worker
 from workflows.notice import NoticeView, NoticeWorkflow
 from workflows.session import SessionWorkflow

@@ -8,180 +8,44 @@ was asked to deliver; the delivery ledger sits in a real PostgreSQL.
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp import web
-from temporalio import workflow
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import ActivityEnvironment
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.outreach import (
     CHANNEL_FAILED,
     CHANNEL_REJECTED,
     DELIVERY_UNCERTAIN,
     UNCERTAIN_REASON,
-    OutreachActivities,
-    Sender,
     TextPolicyActivities,
 )
-from missed_session.channels.ledger import AtMostOnce, DeliveryLedger
-from missed_session.channels.webhook import WebhookProvider
 from missed_session.domain.contact_window import local_day
 from missed_session.domain.models import (
     AuditEvent,
     AuditEventType,
     CallResult,
     EscalationRequest,
-    OutreachRequest,
     TextCheck,
 )
 from missed_session.store.audit import AuditStore
-from tests.factories import booking
-
-SECRET = b"test-only-webhook-secret"
-SENDER = Sender("Alex", "+15555550100")
-PROVIDER_TRIES = 3
-
-STEP_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=100),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(milliseconds=400),
+from tests.support.factories import booking
+from tests.support.outreach_activity import (
+    PROVIDER_TRIES,
+    PracticeSystem,
+    Step,
+    failure_type,
+    ledger_row,
+    practice,  # noqa: F401 - fixtures, used by name
+    run_step,
+    text_step,
 )
-"""Contract A's policy for outreach, with test-sized intervals: no maximum of attempts."""
-
-
-@dataclass(frozen=True)
-class Step:
-    """Which activity to run, on which request."""
-
-    activity: str
-    outreach: OutreachRequest | None = None
-    escalation: EscalationRequest | None = None
-
-
-@workflow.defn(sandboxed=False)
-class StepWorkflow:
-    """Runs one outreach step with contract A's retry policy and a heartbeat timeout."""
-
-    @workflow.run
-    async def run(self, step: Step) -> str | None:
-        argument = step.outreach if step.outreach is not None else step.escalation
-        result = await workflow.execute_activity(
-            step.activity, argument,
-            start_to_close_timeout=timedelta(seconds=60),
-            heartbeat_timeout=timedelta(seconds=2),
-            retry_policy=STEP_RETRY,
-        )
-        if isinstance(result, dict):
-            result.pop("at", None)  # when the try went out: tests/test_step_time.py
-        return None if result is None else str(result)
-
-
-@dataclass
-class PracticeSystem:
-    """The practice's phone system: answers each request as scripted, in order."""
-
-    script: list[str] = field(default_factory=lambda: ["ok"])
-    """Per request (the last repeats): ok, slow-ok, 503, 400, hang, drop."""
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    while_sending: Callable[[], Awaitable[None]] | None = None
-    """Run after a request arrives, before it is answered (a fault to inject)."""
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        self.requests.append(await request.json())
-        if self.while_sending is not None:
-            await self.while_sending()
-        action = self.script[min(len(self.requests), len(self.script)) - 1]
-        kind = self.requests[-1]["kind"]
-        if action == "hang":  # took the request, never answers
-            await asyncio.sleep(30)
-        if action == "drop":  # took the request, then the connection is lost
-            assert request.transport is not None
-            request.transport.close()
-            return web.Response()
-        if action == "503":
-            return web.json_response({"error": "unavailable"}, status=503)
-        if action == "400":
-            return web.json_response({"error": "bad_request"}, status=400)
-        if action == "slow-ok":  # longer than the heartbeat timeout
-            await asyncio.sleep(4)
-        if kind in {"call", "voicemail", "message"}:
-            return web.json_response({"result": "answered"})
-        return web.json_response({}, status=202)
-
-
-@pytest.fixture
-async def practice() -> AsyncIterator[tuple[PracticeSystem, str]]:
-    system = PracticeSystem()
-    app = web.Application()
-    app.router.add_post("/outreach", system.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield system, f"http://127.0.0.1:{port}/outreach"
-    await runner.cleanup()
-
-
-def text_step(session_id: str) -> Step:
-    session = booking(session_id=session_id)
-    request = OutreachRequest(
-        idempotency_key=f"{session.workflow_id}/attempt-1/text",
-        session_id=session.session_id, client=session.client,
-    )
-    return Step("send_text", outreach=request)
-
-
-async def run_step(client: Client, pool: asyncpg.Pool, url: str, step: Step,
-                   *, timeout_seconds: float = 10.0) -> str | None:
-    webhook = WebhookProvider(url, SECRET, timeout_seconds=timeout_seconds)
-    channel = AtMostOnce(webhook, DeliveryLedger(pool))
-    outreach = OutreachActivities(channel, SENDER, channel, provider_tries=PROVIDER_TRIES,
-                                  heartbeat_seconds=0.3)
-    task_queue = f"tq-{uuid.uuid4().hex}"
-    try:
-        async with Worker(
-            client, task_queue=task_queue, workflows=[StepWorkflow],
-            workflow_runner=UnsandboxedWorkflowRunner(),
-            activities=[outreach.call_client, outreach.leave_voicemail, outreach.send_text,
-                        outreach.send_email, outreach.call_emergency_contact],
-        ):
-            return await client.execute_workflow(
-                StepWorkflow.run, step, id=f"step-{uuid.uuid4().hex}", task_queue=task_queue,
-            )
-    finally:
-        await webhook.close()
-
-
-def failure_type(error: WorkflowFailureError) -> str | None:
-    cause = error.cause
-    assert isinstance(cause, ActivityError)
-    assert isinstance(cause.cause, ApplicationError)
-    return cause.cause.type
-
-
-async def ledger_row(pool: asyncpg.Pool, step: Step) -> tuple[str, str | None] | None:
-    assert step.outreach is not None
-    row = await pool.fetchrow(
-        "SELECT state, result FROM channel_deliveries WHERE idempotency_key = $1",
-        step.outreach.idempotency_key,
-    )
-    return None if row is None else (row["state"], row["result"])
 
 
 async def test_a_provider_that_keeps_failing_fails_the_step_after_k_tries(
-    client: Client, pool: asyncpg.Pool, practice: tuple[PracticeSystem, str],
+    client: Client, pool: asyncpg.Pool, practice: tuple[PracticeSystem, str],  # noqa: F811
 ) -> None:
     system, url = practice
     system.script = ["503"]
@@ -195,7 +59,7 @@ async def test_a_provider_that_keeps_failing_fails_the_step_after_k_tries(
 
 
 async def test_a_provider_that_recovers_within_k_tries_delivers_once(
-    client: Client, pool: asyncpg.Pool, practice: tuple[PracticeSystem, str],
+    client: Client, pool: asyncpg.Pool, practice: tuple[PracticeSystem, str],  # noqa: F811
 ) -> None:
     system, url = practice
     system.script = ["503", "503", "ok"]
@@ -206,7 +70,7 @@ async def test_a_provider_that_recovers_within_k_tries_delivers_once(
 
 
 async def test_a_refusal_is_not_retried(
-    client: Client, pool: asyncpg.Pool, practice: tuple[PracticeSystem, str],
+    client: Client, pool: asyncpg.Pool, practice: tuple[PracticeSystem, str],  # noqa: F811
 ) -> None:
     system, url = practice
     system.script = ["400"]
@@ -220,7 +84,7 @@ async def test_a_refusal_is_not_retried(
 
 @pytest.mark.parametrize("action", ["hang", "drop"])
 async def test_a_step_the_provider_may_have_accepted_is_uncertain_and_not_resent(
-    client: Client, pool: asyncpg.Pool, practice: tuple[PracticeSystem, str], action: str,
+    client: Client, pool: asyncpg.Pool, practice: tuple[PracticeSystem, str], action: str,  # noqa: F811
 ) -> None:
     system, url = practice
     system.script = [action, "ok"]
@@ -233,7 +97,7 @@ async def test_a_step_the_provider_may_have_accepted_is_uncertain_and_not_resent
 
 
 async def test_a_step_left_pending_by_a_dead_worker_is_uncertain(
-    client: Client, pool: asyncpg.Pool, practice: tuple[PracticeSystem, str],
+    client: Client, pool: asyncpg.Pool, practice: tuple[PracticeSystem, str],  # noqa: F811
 ) -> None:
     system, url = practice
     step = text_step("dead-worker")
@@ -249,7 +113,7 @@ async def test_a_step_left_pending_by_a_dead_worker_is_uncertain(
 
 
 async def test_a_slow_provider_is_waited_for_with_heartbeats(
-    client: Client, pool: asyncpg.Pool, practice: tuple[PracticeSystem, str],
+    client: Client, pool: asyncpg.Pool, practice: tuple[PracticeSystem, str],  # noqa: F811
 ) -> None:
     # The answer takes 4 s, twice the heartbeat timeout: only heartbeats keep the try alive
     # (otherwise its retry would find the step pending and call it uncertain).

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -38,20 +37,19 @@ from missed_session.domain.models import (
     AuditEvent,
     AuditEventType,
     Channel,
-    ClinicianDecision,
     ConcernKind,
     DecisionKind,
     Outcome,
     Reschedule,
     ResponseChannel,
-    SessionBooking,
     SessionStatus,
     TextCheck,
     TextReply,
 )
 from missed_session.store.audit import AuditStore
-from tests.factories import booking, booking_data, daytime, read_as
-from tests.test_session_workflow import (
+from tests.support.factories import booking, read_as
+from tests.support.outreach_rules import NEW_YORK, book_with, decision
+from tests.support.session_workflow import (
     CLIENT_PHONE,
     CONTACT_PHONE,
     GRACE,
@@ -71,7 +69,6 @@ from tests.test_session_workflow import (
 from worker import new_worker
 from workflows.session import SessionWorkflow
 
-NEW_YORK = "America/New_York"
 CLIENT_EMAIL = "robin@example.org"
 
 
@@ -79,29 +76,6 @@ CLIENT_EMAIL = "robin@example.org"
 async def worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> AsyncIterator[Worker]:
     async with new_worker(client, pool, task_queue=task_queue, sender=SENDER) as running:
         yield running
-
-
-async def book_with(
-    env: WorkflowEnvironment, *, preferences: dict[str, Any] | None = None,
-    contact: dict[str, Any] | bool | None = True, hour: int = 10, minute: int = 0,
-    time_zone: str = "America/Los_Angeles", **overrides: Any,
-) -> SessionBooking:
-    """A booking at `hour:minute` client time, at least an hour ahead of the server clock."""
-    data = booking_data()
-    client = {**data["client"], "time_zone": time_zone}
-    if preferences is not None:
-        client["preferences"] = preferences
-    if contact is None:
-        client["emergency_contact"] = None
-    elif isinstance(contact, dict):
-        client["emergency_contact"] = contact
-    start = daytime(await env.get_current_time() + timedelta(hours=1), hour=hour,
-                    time_zone=time_zone) + timedelta(minutes=minute)
-    return booking(**{**overrides, "client": client, "start": start.isoformat()})
-
-
-def decision(**fields: str) -> ClinicianDecision:
-    return ClinicianDecision(**{"clinician_id": "t-ana", "reason": "spoke to GP", **fields})
 
 
 NO_CONSENT = {"name": "Sam", "phone": CONTACT_PHONE, "consent": False}

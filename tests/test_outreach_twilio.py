@@ -1,5 +1,5 @@
 """Provider faults on the Twilio path: the outreach activities under a real Temporal server,
-the official SDK against the local Twilio-wire server (tests/twilio_wire.py), the delivery
+the official SDK against the local Twilio-wire server (tests/support/twilio_wire.py), the delivery
 ledger in a real PostgreSQL.
 
 Each test runs one step from the activity tests' small workflow, which retries it the way
@@ -35,15 +35,9 @@ from activities.outreach import (
 from missed_session.channels.ledger import AtMostOnce, DeliveryLedger
 from missed_session.channels.twilio import TwilioProvider
 from missed_session.domain.models import CallResult, EscalationRequest, OutreachRequest
-from tests.factories import booking
-from tests.test_outreach_activity import (
-    PROVIDER_TRIES,
-    SENDER,
-    Step,
-    StepWorkflow,
-    failure_type,
-)
-from tests.twilio_wire import CALLBACK, FROM, FakeTwilio, twilio_server
+from tests.support.factories import booking
+from tests.support.outreach_activity import PROVIDER_TRIES, SENDER, Step, StepWorkflow, failure_type
+from tests.support.twilio_wire import CALLBACK, FROM, FakeTwilio, twilio_server
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:.*(BasicAuth|'auth' parameter).*:DeprecationWarning"

@@ -22,9 +22,9 @@ from temporalio.worker import Worker
 from missed_session.domain.events import read
 from missed_session.domain.models import AuditEvent, SessionResult, workflow_id_for
 from missed_session.domain.protocol import NO_MOBILE, NO_PHONE
-from tests.factories import booking, booking_data, daytime
-from tests.http_api import Served, served  # noqa: F401 (a fixture)
-from tests.test_session_workflow import (
+from tests.support.factories import booking, booking_data, daytime
+from tests.support.http_api import Served, served  # noqa: F401 (a fixture)
+from tests.support.session_workflow import (
     SENDER,
     begin,
     every,
@@ -35,13 +35,7 @@ from tests.test_session_workflow import (
     trail,
     types,
 )
-from tests.test_starter import (  # noqa: F401 (fixtures)
-    cli,
-    cli_env,
-    future_start,
-    running_worker,
-    temporal_env,
-)
+from tests.support.starter import cli, cli_env, future_start, running_worker, temporal_env  # noqa: F401 (fixtures)
 from worker import new_worker
 
 SHARED_PHONE = "+14155550142"

@@ -18,7 +18,7 @@ from missed_session.domain.person import (
     join_wait,
     joined_outcome,
 )
-from tests.factories import booking
+from tests.support.factories import booking
 
 BASE = datetime(2026, 12, 7, 15, tzinfo=UTC)
 minutes = st.integers(min_value=0, max_value=24 * 60).map(lambda m: timedelta(minutes=m))

@@ -11,7 +11,7 @@ from missed_session.domain import protocol
 from missed_session.domain.models import Channel, RiskTier
 from missed_session.domain.practice import PracticeFileError, parse
 from missed_session.practice_file import load_practice_file
-from tests.factories import booking
+from tests.support.factories import booking
 
 GOOD = """
 version = "2026-11-01"

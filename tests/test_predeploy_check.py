@@ -21,11 +21,11 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner
 
 from activities.outreach import Sender
-from missed_session import search_attributes
-from missed_session.scheduling import schedule_session
-from tests.conftest import TEST_CONVERTER, TEST_KEYS, installed_binary
-from tests.factories import booking
-from tests.test_audit_replay import ChangedSessionWorkflow
+from missed_session.temporal import search_attributes
+from missed_session.temporal.scheduling import schedule_session
+from tests.support.audit_replay import ChangedSessionWorkflow
+from tests.support.factories import booking
+from tests.support.servers import TEST_CONVERTER, TEST_KEYS, installed_binary
 from worker import new_worker
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "predeploy_check.py"

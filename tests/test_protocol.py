@@ -25,7 +25,7 @@ from missed_session.domain.models import (
     Reschedule,
     RiskTier,
 )
-from tests.factories import booking, booking_data, without_consent
+from tests.support.factories import booking, booking_data, without_consent
 
 SETTINGS = {"grace_period_minutes": 20, "high_risk_grace_period_minutes": 8, "max_attempts": 4}
 

@@ -50,9 +50,9 @@ from missed_session.domain.models import (
     TextCheck,
     TextReply,
 )
-from tests.factories import read_as
-from tests.test_outreach_rules import NEW_YORK, book_with, decision
-from tests.test_session_workflow import (
+from tests.support.factories import read_as
+from tests.support.outreach_rules import NEW_YORK, book_with, decision
+from tests.support.session_workflow import (
     CLIENT_PHONE,
     CONTACT_PHONE,
     GRACE,

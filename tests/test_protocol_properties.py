@@ -31,7 +31,7 @@ from missed_session.domain.models import (
     RiskTier,
     SessionBooking,
 )
-from tests.factories import booking, booking_data
+from tests.support.factories import booking, booking_data
 
 ZONES = ("America/New_York", "America/Los_Angeles", "Europe/London", "Europe/Berlin",
          "Asia/Kolkata", "Asia/Tokyo", "Australia/Sydney", "Pacific/Auckland", "UTC")

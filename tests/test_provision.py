@@ -9,11 +9,11 @@ import pytest
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
-from missed_session import search_attributes
 from missed_session.config import load_settings
 from missed_session.provision import main, migrate_database, register_search_attributes
 from missed_session.store.database import migrations
-from tests.conftest import TEST_KEYS, installed_binary
+from missed_session.temporal import search_attributes
+from tests.support.servers import TEST_KEYS, installed_binary
 
 
 async def test_migrate_brings_a_fresh_database_up_to_date_once(postgres_server_url: str) -> None:

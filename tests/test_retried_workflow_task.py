@@ -31,7 +31,6 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from activities.audit import AuditActivities
 from activities.outreach import Sender
 from demo import daytime_zone, temporal_cli
-from missed_session import search_attributes
 from missed_session.audit import cli as audit_cli
 from missed_session.audit.verify import verify_session
 from missed_session.domain import events
@@ -45,8 +44,9 @@ from missed_session.domain.models import (
 from missed_session.metrics import ServiceMetrics
 from missed_session.store.audit import AuditStore
 from missed_session.store.inbox import InboxStore
-from tests.conftest import TEST_CONVERTER
-from tests.factories import booking_data
+from missed_session.temporal import search_attributes
+from tests.support.factories import booking_data
+from tests.support.servers import TEST_CONVERTER
 from worker import WORKFLOW_RUNNER, new_worker
 from workflows.session import SessionWorkflow
 

@@ -27,21 +27,21 @@ from temporalio.testing import WorkflowEnvironment
 from activities.notices import notice_workflow_id
 from activities.outreach import Sender
 from demo import temporal_cli
-from missed_session import search_attributes
 from missed_session.application.notices import load_roster
 from missed_session.audit.cli import VerifyRequest, run_verify
 from missed_session.audit.integrity import IntegrityAlarm, StoppedSessions
-from missed_session.codec import EncryptionCodec, new_key, parse_key
+from missed_session.codec.encryption import EncryptionCodec, new_key, parse_key
 from missed_session.domain.models import Cancellation, ClinicianDecision, SessionBooking
-from missed_session.scheduling import schedule_session
 from missed_session.store import checkpoints
 from missed_session.store.audit import AuditStore
 from missed_session.store.chain import ChainRow
-from missed_session.temporal_client import data_converter
-from tests.conftest import TEST_CONVERTER
-from tests.factories import booking_data
-from tests.test_audit_chain import record_trail
-from tests.test_audit_checkpoints import SIGNER, mark_safe, owner_rewrite
+from missed_session.temporal import search_attributes
+from missed_session.temporal.client import data_converter
+from missed_session.temporal.scheduling import schedule_session
+from tests.support.audit_chain import record_trail
+from tests.support.audit_checkpoints import SIGNER, mark_safe, owner_rewrite
+from tests.support.factories import booking_data
+from tests.support.servers import TEST_CONVERTER
 from worker import new_worker
 from workflows.notice import NoticeWorkflow
 from workflows.session import SessionWorkflow

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import asyncpg
 import pytest
@@ -24,8 +23,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.outreach import PROVIDER_TRIES, Sender
-from missed_session import search_attributes
+from activities.outreach import PROVIDER_TRIES
 from missed_session.application import Application, ResultKind
 from missed_session.channels.base import ChannelUnavailableError
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
@@ -52,7 +50,6 @@ from missed_session.domain.events import (
 from missed_session.domain.intake import BookingRejectedError, check_bookable
 from missed_session.domain.messages import ensure_discreet
 from missed_session.domain.models import (
-    AuditEvent,
     CallResult,
     Cancellation,
     Channel,
@@ -69,39 +66,41 @@ from missed_session.domain.models import (
     SessionStatus,
     TaskKind,
 )
-from missed_session.store.audit import AuditStore
-from tests.conftest import TEST_KEYS
-from tests.factories import (
+from missed_session.temporal import search_attributes
+from tests.support.factories import (
     CONSENT_DATE,
     booking,
     booking_data,
-    daytime,
     read_as,
     without_consent,
+)
+from tests.support.servers import TEST_KEYS
+from tests.support.session_workflow import (
+    CLIENT_PHONE,
+    CONTACT_PHONE,
+    GRACE,
+    HIGH_RISK_GRACE,
+    LATENCY,
+    OUTREACH_TRAIL,
+    SENDER,
+    begin,
+    book,
+    every,
+    inbox,
+    key,
+    only,
+    placed,
+    run,
+    sleep_until,
+    stored_plan,
+    trail,
+    types,
 )
 from worker import new_worker
 from workflows.session import SessionWorkflow
 
-SENDER = Sender("Alex", "+15555550100")
-CLIENT_PHONE = "+14155550123"
-"""The client's number in `tests.factories`."""
-CONTACT_PHONE = "+14155550999"
-"""The emergency contact's number in `tests.factories`."""
-
-GRACE = timedelta(minutes=15)
-HIGH_RISK_GRACE = timedelta(minutes=10)
 SPACING = timedelta(minutes=15)
-LATENCY = timedelta(seconds=1)
-"""Real time that passes while the worker runs a workflow task or an activity.
 
-The test server skips time only while nothing is in flight. A timer's duration is
-computed from `workflow.now()` (when the workflow task started) but the timer starts when
-the task completes, and the event after it is stamped when the next task starts: each adds
-a few real milliseconds. Observed: 1-10 ms; one second is the ceiling, and far below the
-minutes that would mean a wrong grace period or a skipped spacing.
-"""
-
-OUTREACH_TRAIL = ["grace_period_expired", "therapist_alerted"]
 ATTEMPT_TRAIL = ["outreach_attempted", "voicemail_left"]
 TOLD = ["emergency_contact_called", "escalation_sent"]
 """The emergency contact's call (what the phone said), then what it meant: told."""
@@ -123,81 +122,10 @@ def phone(pool: asyncpg.Pool) -> SimulatedPhone:
     return SimulatedPhone(pool)
 
 
-async def book(
-    env: WorkflowEnvironment, *, ahead: timedelta = timedelta(hours=1), **overrides: Any
-) -> SessionBooking:
-    """A booking starting at 10:00 client time, at least `ahead` of the test server's clock.
-
-    10:00 keeps the whole protocol inside the client's contact window (08:00-21:00).
-    """
-    start = daytime(await env.get_current_time() + ahead).replace(microsecond=0)
-    return booking(**{**overrides, "start": start.isoformat()})
-
-
-async def begin(
-    client: Client, task_queue: str, session: SessionBooking
-) -> WorkflowHandle[SessionWorkflow, SessionResult]:
-    return await client.start_workflow(
-        SessionWorkflow.run, session, id=session.workflow_id, task_queue=task_queue
-    )
-
-
-async def run(client: Client, task_queue: str, session: SessionBooking) -> SessionResult:
-    return await client.execute_workflow(
-        SessionWorkflow.run, session, id=session.workflow_id, task_queue=task_queue
-    )
-
-
-async def sleep_until(env: WorkflowEnvironment, when: datetime) -> None:
-    """Skip the test server's clock to `when` (it waits for work in flight first)."""
-    await env.sleep(when - await env.get_current_time())
-
-
-async def trail(pool: asyncpg.Pool, session_id: str) -> list[AuditEvent]:
-    """The session's audit trail, checked to be numbered 1..n without gaps."""
-    events = await AuditStore(pool).trail(session_id)
-    assert [event.sequence for event in events] == list(range(1, len(events) + 1))
-    return events
-
-
 def refusal(error: WorkflowUpdateFailedError) -> str:
     """What the session answered when it refused an update."""
     assert isinstance(error.cause, ApplicationError)
     return error.cause.message
-
-
-def types(events: list[AuditEvent]) -> list[str]:
-    return [event.event_type.value for event in events]
-
-
-def only(events: list[AuditEvent], event_type: str) -> AuditEvent:
-    found = [event for event in events if event.event_type == event_type]
-    assert len(found) == 1, f"expected one {event_type}, got {types(events)}"
-    return found[0]
-
-
-def every(events: list[AuditEvent], event_type: str) -> list[AuditEvent]:
-    return [event for event in events if event.event_type == event_type]
-
-
-async def placed(pool: asyncpg.Pool, session_id: str) -> list[tuple[str, str, str, str]]:
-    """(idempotency key, kind, number, result) of everything the phone placed, in order."""
-    rows = await SimulatedPhone(pool).placed(session_id)
-    return [(row["idempotency_key"], row["kind"], row["to_number"], row["result"])
-            for row in rows]
-
-
-def key(session: SessionBooking, step: str) -> str:
-    return f"{session.workflow_id}/{step}"
-
-
-async def inbox(pool: asyncpg.Pool, session_id: str) -> dict[str, asyncpg.Record]:
-    rows = await pool.fetch(
-        "SELECT key, therapist_id, kind, priority, title FROM therapist_inbox"
-        " WHERE session_id = $1",
-        session_id,
-    )
-    return {row["key"]: row for row in rows}
 
 
 async def attendance(pool: asyncpg.Pool, session_id: str) -> asyncpg.Record:
@@ -208,13 +136,6 @@ async def attendance(pool: asyncpg.Pool, session_id: str) -> asyncpg.Record:
     )
     assert row is not None
     return row
-
-
-async def stored_plan(pool: asyncpg.Pool, session_id: str) -> str | None:
-    plan: str | None = await pool.fetchval(
-        "SELECT plan FROM follow_up_plans WHERE session_id = $1", session_id
-    )
-    return plan
 
 
 async def assert_closed_without_outreach(

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from missed_session.lifecycle import HeldError, listening_pid, refuse_held
-from tests.test_dev_signals import alive, naming
-from tests.test_dev_up import data_dir
+from tests.support.dev_signals import alive, naming
+from tests.support.dev_up import data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 __all__ = ["data_dir"]  # the fixture, imported

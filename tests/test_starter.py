@@ -7,9 +7,7 @@ same MSR_* environment variables an operator would set.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -17,12 +15,10 @@ from typing import Any
 import asyncpg
 import pytest
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 import starter
-from activities.outreach import Sender
 from missed_session.application import Application
 from missed_session.cli.booking_input import build_booking
 from missed_session.cli.parser import parse_args
@@ -36,66 +32,24 @@ from missed_session.domain.models import (
     workflow_id_for,
 )
 from missed_session.store.audit import AuditStore
-from tests.conftest import TEST_KEYS
-from tests.factories import booking_data, daytime, read_as
-from worker import new_worker
-
-UNREACHABLE = "127.0.0.1:1"
-
-
-async def cli(*argv: str) -> int:
-    """Run the CLI as an operator would, without blocking the test's event loop."""
-    return await asyncio.to_thread(starter.main, list(argv))
-
-
-def one_line(text: str) -> str:
-    lines = text.splitlines()
-    assert len(lines) == 1, text
-    return lines[0]
+from tests.support.factories import booking_data, read_as
+from tests.support.starter import (  # noqa: F401 - fixtures, used by name
+    UNREACHABLE,
+    assert_not_started,
+    cli,
+    cli_env,
+    future_start,
+    one_line,
+    recorded,
+    running_worker,
+    temporal_env,
+    write_json,
+)
 
 
 def details(audit_line: str) -> list[str]:
     """The `key=value` details of a line of `audit`."""
     return audit_line.split()[3:]
-
-
-@pytest.fixture
-def temporal_env(
-    monkeypatch: pytest.MonkeyPatch, time_skipping_env: WorkflowEnvironment, task_queue: str,
-    tmp_path: Path,
-) -> None:
-    """Point the CLI at the time-skipping server, this test's task queue and the test key."""
-    for name in ("MSR_CONFIG_FILE", "MSR_TIME_SCALE", "MSR_DATABASE_URL",
-                 "MSR_ENCRYPTION_KEY_ID"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MSR_ENCRYPTION_KEYS", json.dumps(TEST_KEYS))
-    monkeypatch.setenv("MSR_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv(
-        "MSR_TEMPORAL_ADDRESS", time_skipping_env.client.service_client.config.target_host
-    )
-    monkeypatch.setenv("MSR_TASK_QUEUE", task_queue)
-
-
-@pytest.fixture
-def cli_env(temporal_env: None, monkeypatch: pytest.MonkeyPatch, service_database_url: str) -> None:
-    """...and at this test's database."""
-    monkeypatch.setenv("MSR_DATABASE_URL", service_database_url)
-
-
-@pytest.fixture
-async def running_worker(client: Client, pool: asyncpg.Pool,
-                         task_queue: str) -> AsyncIterator[Worker]:
-    async with new_worker(client, pool, task_queue=task_queue,
-                          sender=Sender("Alex", "+15555550100")) as worker:
-        yield worker
-
-
-async def future_start(env: WorkflowEnvironment) -> datetime:
-    """A start a day ahead of both clocks: other tests may have skipped the server's ahead.
-
-    At 10:00 client time, so that outreach falls inside the client's contact window.
-    """
-    return daytime(max(datetime.now(UTC), await env.get_current_time()) + timedelta(days=1))
 
 
 def schedule_flags(session_id: str, start: datetime, **overrides: str | None) -> list[str]:
@@ -116,21 +70,6 @@ def schedule_flags(session_id: str, start: datetime, **overrides: str | None) ->
     flags.update(overrides)
     return ["schedule", *(part for flag, value in flags.items() if value is not None
                           for part in (flag, value))]
-
-
-async def assert_not_started(client: Client, session_id: str) -> None:
-    with pytest.raises(RPCError) as raised:
-        await client.get_workflow_handle(workflow_id_for(session_id)).describe()
-    assert raised.value.status is RPCStatusCode.NOT_FOUND
-
-
-async def recorded(store: AuditStore, session_id: str, event_type: AuditEventType) -> None:
-    """Wait (up to 20 s) until the session's trail holds an event of this type."""
-    for _ in range(400):
-        if event_type in {event.event_type for event in await store.trail(session_id)}:
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail(f"no {event_type.value} event for session {session_id}")
 
 
 def new_session_id() -> str:
@@ -161,7 +100,7 @@ BAD_FLAGS: list[tuple[str, dict[str, str | None], str]] = [
 @pytest.mark.parametrize(("flags", "expected"), [case[1:] for case in BAD_FLAGS],
                          ids=[case[0] for case in BAD_FLAGS])
 async def test_bad_flags_are_refused_before_anything_starts(
-    temporal_env: None, client: Client, time_skipping_env: WorkflowEnvironment,
+    temporal_env: None, client: Client, time_skipping_env: WorkflowEnvironment,  # noqa: F811
     capsys: pytest.CaptureFixture[str], flags: dict[str, str | None], expected: str,
 ) -> None:
     session_id = new_session_id()
@@ -175,13 +114,8 @@ async def test_bad_flags_are_refused_before_anything_starts(
     await assert_not_started(client, session_id)
 
 
-def write_json(path: Path, data: Any) -> str:
-    path.write_text(json.dumps(data), encoding="utf-8")
-    return str(path)
-
-
 async def test_malformed_json_file_names_the_file(
-    temporal_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    temporal_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
 ) -> None:
     path = tmp_path / "booking.json"
     path.write_text('{"session_id": "s-1", ', encoding="utf-8")
@@ -203,7 +137,7 @@ async def test_malformed_json_file_names_the_file(
     ids=["time zone", "missing field", "naive start", "protocol out of range", "unknown field"],
 )
 async def test_bad_booking_file_is_refused_before_anything_starts(
-    temporal_env: None, client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    temporal_env: None, client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str],  # noqa: F811
     change: Any, expected: str,
 ) -> None:
     data = booking_data()
@@ -214,7 +148,7 @@ async def test_bad_booking_file_is_refused_before_anything_starts(
 
 
 async def test_file_and_flags_together_are_refused(
-    temporal_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    temporal_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
 ) -> None:
     path = write_json(tmp_path / "b.json", booking_data())
     assert await cli("schedule", "--file", path, "--therapist-id", "t-bo") == 2
@@ -224,7 +158,7 @@ async def test_file_and_flags_together_are_refused(
 
 
 async def test_bad_input_is_refused_without_connecting(
-    temporal_env: None, monkeypatch: pytest.MonkeyPatch, time_skipping_env: WorkflowEnvironment,
+    temporal_env: None, monkeypatch: pytest.MonkeyPatch, time_skipping_env: WorkflowEnvironment,  # noqa: F811
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """With Temporal unreachable, bad input still gets exit 2: validation comes first."""
@@ -251,7 +185,7 @@ async def test_bad_input_is_refused_without_connecting(
     ],
 )
 async def test_bad_command_input_exits_2(
-    temporal_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    temporal_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],  # noqa: F811
     argv: list[str], expected: str,
 ) -> None:
     monkeypatch.setenv("MSR_TEMPORAL_ADDRESS", UNREACHABLE)  # refused before any connection
@@ -262,7 +196,7 @@ async def test_bad_command_input_exits_2(
 
 
 async def test_configuration_error_exits_2(
-    temporal_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    temporal_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]  # noqa: F811
 ) -> None:
     monkeypatch.setenv("MSR_TIME_SCALE", "0")
     assert await cli("check-in", "s-x") == 2
@@ -270,7 +204,7 @@ async def test_configuration_error_exits_2(
 
 
 async def test_missing_config_file_exits_2(
-    temporal_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    temporal_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,  # noqa: F811
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("MSR_CONFIG_FILE", str(tmp_path / "missing.toml"))
@@ -282,7 +216,7 @@ async def test_missing_config_file_exits_2(
 
 
 async def test_unreachable_temporal_exits_1(
-    temporal_env: None, monkeypatch: pytest.MonkeyPatch, time_skipping_env: WorkflowEnvironment,
+    temporal_env: None, monkeypatch: pytest.MonkeyPatch, time_skipping_env: WorkflowEnvironment,  # noqa: F811
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("MSR_TEMPORAL_ADDRESS", UNREACHABLE)
@@ -299,7 +233,7 @@ async def test_unreachable_temporal_exits_1(
      ["reschedule", "--start", "2030-01-01T10:00:00+00:00"], ["status"]],
 )
 async def test_unknown_session_exits_1(
-    temporal_env: None, client: Client, capsys: pytest.CaptureFixture[str], argv: list[str]
+    temporal_env: None, client: Client, capsys: pytest.CaptureFixture[str], argv: list[str]  # noqa: F811
 ) -> None:
     session_id = new_session_id()
     assert await cli(argv[0], session_id, *argv[1:]) == 1
@@ -313,7 +247,7 @@ async def test_unknown_session_exits_1(
 
 
 async def test_scheduling_twice_starts_one_workflow(
-    cli_env: None, client: Client, running_worker: Worker,
+    cli_env: None, client: Client, running_worker: Worker,  # noqa: F811
     time_skipping_env: WorkflowEnvironment, capsys: pytest.CaptureFixture[str],
 ) -> None:
     session_id = new_session_id()
@@ -356,7 +290,7 @@ async def test_scheduling_twice_starts_one_workflow(
 
 
 async def test_check_in_then_status_and_audit(
-    cli_env: None, client: Client, pool: asyncpg.Pool, running_worker: Worker,
+    cli_env: None, client: Client, pool: asyncpg.Pool, running_worker: Worker,  # noqa: F811
     time_skipping_env: WorkflowEnvironment, capsys: pytest.CaptureFixture[str],
 ) -> None:
     session_id = new_session_id()
@@ -406,7 +340,7 @@ async def test_check_in_then_status_and_audit(
 
 
 async def test_reschedule_then_cancel(
-    cli_env: None, client: Client, pool: asyncpg.Pool, running_worker: Worker,
+    cli_env: None, client: Client, pool: asyncpg.Pool, running_worker: Worker,  # noqa: F811
     time_skipping_env: WorkflowEnvironment, capsys: pytest.CaptureFixture[str],
 ) -> None:
     session_id = new_session_id()
@@ -434,7 +368,7 @@ async def test_reschedule_then_cancel(
 
 
 async def test_responded_during_outreach_ends_it(
-    cli_env: None, client: Client, pool: asyncpg.Pool, running_worker: Worker,
+    cli_env: None, client: Client, pool: asyncpg.Pool, running_worker: Worker,  # noqa: F811
     time_skipping_env: WorkflowEnvironment, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Scheduled from a file; the client answers the voicemail between outreach attempts."""
@@ -474,7 +408,7 @@ async def test_responded_during_outreach_ends_it(
 
 
 async def test_audit_needs_no_temporal(
-    cli_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    cli_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]  # noqa: F811
 ) -> None:
     monkeypatch.setenv("MSR_TEMPORAL_ADDRESS", UNREACHABLE)
     assert await cli("audit", "s-nothing-here") == 1
@@ -483,7 +417,7 @@ async def test_audit_needs_no_temporal(
 
 
 async def test_unreachable_database_exits_1(
-    temporal_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    temporal_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]  # noqa: F811
 ) -> None:
     monkeypatch.setenv("MSR_DATABASE_URL", "postgresql://nobody:secret@127.0.0.1:1/none")
     assert await cli("audit", "s-1") == 1

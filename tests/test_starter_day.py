@@ -16,15 +16,9 @@ from missed_session.cli.booking_input import DayBookings
 from missed_session.cli.commands import execute
 from missed_session.config import load_settings
 from missed_session.domain.models import SessionBooking, workflow_id_for
-from tests.conftest import start_test_server
-from tests.factories import booking_data
-from tests.test_starter import (  # noqa: F401 (temporal_env is a fixture)
-    assert_not_started,
-    cli,
-    future_start,
-    one_line,
-    temporal_env,
-)
+from tests.support.factories import booking_data
+from tests.support.servers import start_test_server
+from tests.support.starter import assert_not_started, cli, future_start, one_line, temporal_env  # noqa: F401 (temporal_env is a fixture)
 
 pytestmark = pytest.mark.usefixtures("temporal_env")
 

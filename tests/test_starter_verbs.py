@@ -15,7 +15,7 @@ import starter
 from missed_session.application.service import connection_problem
 from missed_session.channels.simulated import Behaviour
 from missed_session.cli.simulate import callback_seconds
-from tests.conftest import TEST_KEYS
+from tests.support.servers import TEST_KEYS
 
 GROUPS = ("audit verify", "projections", "clients", "roster", "notices", "console",
           "kept-texts", "simulate")

@@ -26,8 +26,8 @@ from activities.outreach import OutreachActivities
 from missed_session.channels.simulated import SimulatedPhone
 from missed_session.domain.clients import StepOutcome
 from missed_session.domain.models import CallResult, OutreachRequest
-from tests.factories import booking
-from tests.test_session_workflow import GRACE, SENDER, book, every, only, run, trail
+from tests.support.factories import booking
+from tests.support.session_workflow import GRACE, SENDER, book, every, only, run, trail
 from worker import new_worker
 
 SLOW = 1.5

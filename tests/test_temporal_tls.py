@@ -2,7 +2,7 @@
 
 The dev server speaks plain gRPC; `tls_support.tls_terminator` puts a TLS endpoint that
 demands a client certificate (mTLS, like Temporal Cloud) in front of it, with a CA made for
-the test. The service connects only through `temporal_client.connect(settings)`, so what
+the test. The service connects only through `temporal.client.connect(settings)`, so what
 is checked here is the configuration path a deployment uses.
 """
 
@@ -27,10 +27,10 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from missed_session.config import ConfigurationError, Settings, load_settings
-from missed_session.temporal_client import connect
-from missed_session.versioning import deployment_config
-from tests.conftest import TEST_KEYS, installed_binary
-from tests.tls_support import Pki, make_pki, tls_terminator
+from missed_session.temporal.client import connect
+from missed_session.temporal.versioning import deployment_config
+from tests.support.servers import TEST_KEYS, installed_binary
+from tests.support.tls import Pki, make_pki, tls_terminator
 
 
 @workflow.defn(name="TlsPing")

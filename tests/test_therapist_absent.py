@@ -26,9 +26,9 @@ from missed_session.domain.roster_file import parse_roster
 from missed_session.intake.signatures import sign_calcom
 from missed_session.store.audit import AuditStore
 from missed_session.store.notices import RosterStore
-from tests import intake_samples as samples
-from tests.intake_stack import CALCOM_SECRET, Stack, new_id, running_stack
-from tests.test_notices import ROSTER
+from tests.support import intake_samples as samples
+from tests.support.intake_stack import CALCOM_SECRET, Stack, new_id, running_stack
+from tests.support.notices import ROSTER
 
 CLIENT_CONTACT = {AuditEventType.OUTREACH_ATTEMPTED, AuditEventType.GRACE_PERIOD_EXPIRED,
                   AuditEventType.MESSAGE_SENT}

@@ -1,7 +1,7 @@
 """Twilio's status callbacks: the real HTTP API receives them, the step waiting on the call
 reads them from the ledger, and polling stays the fallback.
 
-Callbacks are signed here with Twilio's published algorithm (tests/twilio_wire.py), not
+Callbacks are signed here with Twilio's published algorithm (tests/support/twilio_wire.py), not
 the SDK's validator that the route uses, so a route that verified them wrongly would fail.
 """
 
@@ -20,8 +20,8 @@ from missed_session.channels.ledger import AtMostOnce, DeliveryLedger
 from missed_session.channels.twilio import TwilioProvider
 from missed_session.config import Settings
 from missed_session.domain.models import CallResult
-from tests.conftest import TEST_KEYS
-from tests.twilio_wire import (
+from tests.support.servers import TEST_KEYS
+from tests.support.twilio_wire import (
     CALLBACK,
     CLIENT_PHONE,
     FROM,

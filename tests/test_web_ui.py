@@ -11,10 +11,8 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import socket
 import uuid
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -23,20 +21,14 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.outreach import Sender
 from demo import run_demo_day, temporal_cli
-from missed_session import search_attributes
-from missed_session.codec import EncryptionCodec, parse_key
-from missed_session.codec_server import CodecServer, start_codec_server, ui_endpoint, ui_origins
+from missed_session.codec.encryption import EncryptionCodec, parse_key
+from missed_session.codec.server import CodecServer, start_codec_server, ui_endpoint, ui_origins
 from missed_session.domain.models import SessionBooking
 from missed_session.local_secrets import new_secret
-from tests.conftest import TEST_CONVERTER, TEST_KEYS
+from missed_session.temporal import search_attributes
+from tests.support.servers import TEST_CONVERTER, TEST_KEYS
+from tests.support.web_ui import ARTEFACTS, CHROMIUM, CHROMIUM_FLAGS
 from worker import callback_dispatcher, new_worker
-
-ARTEFACTS = Path(__file__).resolve().parents[1] / "artefacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 
 pytestmark = [
     pytest.mark.e2e,

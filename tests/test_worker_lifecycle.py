@@ -28,10 +28,10 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from demo import temporal_cli
-from missed_session import search_attributes
 from missed_session.store.embedded import server_running as _server_running
-from tests.conftest import TEST_CONVERTER, TEST_KEYS
-from tests.test_end_to_end import free_port
+from missed_session.temporal import search_attributes
+from tests.support.end_to_end import free_port
+from tests.support.servers import TEST_CONVERTER, TEST_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 

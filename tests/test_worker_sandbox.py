@@ -25,7 +25,7 @@ from temporalio.worker import (
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from tests.sandbox_probe import ProbeWorkflow
+from tests.support.sandbox_probe import ProbeWorkflow
 from worker import WORKFLOW_RUNNER
 from workflows.session import SessionWorkflow
 

@@ -18,8 +18,8 @@ from missed_session.domain.models import AuditEvent, AuditEventType
 from missed_session.store.append import AuditParentMissingError
 from missed_session.store.audit import AuditStore
 from missed_session.store.write_errors import is_deterministic, is_store_failure
-from tests.conftest import TEST_KEYS
-from tests.factories import booking_data
+from tests.support.factories import booking_data
+from tests.support.servers import TEST_KEYS
 
 AT = datetime(2026, 3, 2, 9, tzinfo=UTC)
 

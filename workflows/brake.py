@@ -33,7 +33,6 @@ with workflow.unsafe.imports_passed_through():
         notice_workflow_id,
     )
     from activities.therapist import TherapistActivities
-    from missed_session import search_attributes as attrs
     from missed_session.domain import brake, events
     from missed_session.domain.brake import BrakeDecision, BrakeState
     from missed_session.domain.facts import SessionFacts
@@ -44,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         SessionBooking,
         SessionStatus,
     )
+    from missed_session.temporal import search_attributes as attrs
 
 from workflows.clinicians import Clinicians
 from workflows.steps import wait_until

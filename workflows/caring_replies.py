@@ -19,7 +19,6 @@ with workflow.unsafe.imports_passed_through():
         notice_workflow_id,
     )
     from activities.therapist import TherapistActivities
-    from missed_session import search_attributes as attrs
     from missed_session.domain import caring
     from missed_session.domain.caring import CaringSeries
     from missed_session.domain.models import (
@@ -28,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         RiskTier,
         TherapistNotice,
     )
+    from missed_session.temporal import search_attributes as attrs
 
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT
 

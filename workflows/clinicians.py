@@ -27,7 +27,6 @@ with workflow.unsafe.imports_passed_through():
         notice_workflow_id,
     )
     from activities.therapist import TherapistActivities
-    from missed_session import search_attributes as attrs
     from missed_session.domain.facts import NoticeNews
     from missed_session.domain.models import (
         InboxItemKind,
@@ -35,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         SessionBooking,
         TherapistNotice,
     )
+    from missed_session.temporal import search_attributes as attrs
 
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT
 

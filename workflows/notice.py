@@ -43,7 +43,6 @@ with workflow.unsafe.imports_passed_through():
         ResolutionDelivery,
     )
     from activities.outreach import CHANNEL_REJECTED, DELIVERY_UNCERTAIN, INVALID_CONTACT
-    from missed_session import search_attributes as attrs
     from missed_session.domain import events, notices
     from missed_session.domain.facts import NoticeNews
     from missed_session.domain.models import InboxItemKind, Model
@@ -57,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from missed_session.domain.roster import NoticeRoute
     from missed_session.domain.step_reports import Uncertain
+    from missed_session.temporal import search_attributes as attrs
 
 from workflows.clinicians import tell_session
 from workflows.steps import OUTREACH_HEARTBEAT, failure, failure_reason

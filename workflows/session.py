@@ -31,7 +31,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.audit import AuditActivities, ClosingRecord, NoShowRecord
     from activities.follow_up import FollowUpActivities
     from activities.outreach import OutreachActivities
-    from missed_session import search_attributes as attrs
     from missed_session.domain import (
         contact_window,
         escalation,
@@ -62,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         SessionResult,
         SessionStatus,
     )
+    from missed_session.temporal import search_attributes as attrs
 
 from workflows.brake import HELD_ALERT, BrakeHold
 from workflows.caring_offer import offer_caring

@@ -23,7 +23,7 @@ from missed_session.api.tokens import TokenCheck
 from missed_session.application.service import Application
 from missed_session.application.sessions import InFlight
 from missed_session.application.text_deliverer import TextDeliverer
-from missed_session.codec_auth import OidcSettings
+from missed_session.codec.auth import OidcSettings
 
 TITLE = "Missed-session response"
 

@@ -2,7 +2,7 @@
 
 Where the practice signs its staff in with an identity provider, a clinician's client (a
 script, an integration acting for them) may send their access token instead of an API
-token. It is checked like the codec server's (`codec_auth.OidcTokenValidator`: the issuer's
+token. It is checked like the codec server's (`codec.auth.OidcTokenValidator`: the issuer's
 published keys, asymmetric algorithms only, the configured issuer and audience, not
 expired), and its subject must be mapped to a roster clinician (`MSR_API_OIDC_SUBJECTS`);
 any other token is not a credential here (401). The decision records
@@ -17,7 +17,7 @@ import structlog
 
 from missed_session.api.errors import ApiError
 from missed_session.api.tokens import AuthMethod, Identity, Scope, authenticated_by
-from missed_session.codec_auth import (
+from missed_session.codec.auth import (
     OidcSettings,
     OidcTokenValidator,
     ProviderUnavailableError,

@@ -25,7 +25,6 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import ValidationError
 from temporalio.service import RPCError
 
-from missed_session import search_attributes
 from missed_session.application import notices as notice_cases
 from missed_session.application.problems import describe
 from missed_session.application.results import Result, ResultKind
@@ -57,6 +56,7 @@ from missed_session.domain.roster import Roster, on_call, supervisors_for
 from missed_session.store.clients import ClientDirectory
 from missed_session.store.console import ClientLine, ConsoleStore, SessionLine
 from missed_session.store.notices import NoticeRow, NoticeStore, RosterStore
+from missed_session.temporal import search_attributes
 
 ACCOUNT_KINDS = ("clinician", "compliance_reviewer")
 """A clinician acts in their roster role; a reviewer (not on the roster) reads only."""

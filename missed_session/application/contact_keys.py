@@ -13,9 +13,9 @@ import hashlib
 import hmac
 import re
 
-from missed_session.codec import parse_key
+from missed_session.codec.encryption import parse_key
 from missed_session.config import Settings
-from missed_session.temporal_client import _embedded_keys
+from missed_session.temporal.client import _embedded_keys
 
 PURPOSE = b"missed-session contact lookup v1"
 """Separates this use of the encryption key from encryption itself."""

@@ -28,12 +28,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from activities.notices import NoticePlan, NoticeRequest, notice_workflow_id
-from missed_session import search_attributes
 from missed_session.application.clients import STORE_ERRORS
 from missed_session.application.results import Result, ResultKind
 from missed_session.application.service import Application, UnavailableError
 from missed_session.application.sessions import Sessions
-from missed_session.codec import CodecError, EncryptionCodec
+from missed_session.codec.encryption import CodecError, EncryptionCodec
 from missed_session.domain.models import (
     AuditEvent,
     AuditEventType,
@@ -53,7 +52,8 @@ from missed_session.store.kept_texts import (
     Settlement,
 )
 from missed_session.store.notices import RosterStore
-from missed_session.temporal_client import codec_for
+from missed_session.temporal import search_attributes
+from missed_session.temporal.client import codec_for
 
 log = structlog.get_logger(__name__)
 

@@ -36,7 +36,7 @@ from missed_session.store.notices import (
     RosterVersion,
     notice_trails,
 )
-from missed_session.temporal_client import connect
+from missed_session.temporal.client import connect
 
 
 @dataclass(frozen=True)

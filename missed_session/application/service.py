@@ -46,7 +46,7 @@ from missed_session.store.audit import AuditStore
 from missed_session.store.database import database_url, open_pool, owner_database_url
 from missed_session.store.intake import IntakeStore
 from missed_session.store.notices import RosterStore
-from missed_session.temporal_client import connect
+from missed_session.temporal.client import connect
 
 log = structlog.get_logger(__name__)
 

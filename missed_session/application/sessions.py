@@ -23,7 +23,6 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from missed_session import search_attributes
 from missed_session.application.bookings import differing_fields, out_of_range
 from missed_session.application.contact_keys import CONTACT_KEY, ContactKeys
 from missed_session.application.results import Problem, Result, ResultKind, bad_input
@@ -42,7 +41,8 @@ from missed_session.domain.models import (
     TextReply,
     workflow_id_for,
 )
-from missed_session.scheduling import Scheduled, schedule_session
+from missed_session.temporal import search_attributes
+from missed_session.temporal.scheduling import Scheduled, schedule_session
 
 log = structlog.get_logger(__name__)
 

@@ -33,7 +33,6 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from activities.notices import NoticePlan, NoticeRequest, notice_workflow_id
-from missed_session import search_attributes as attrs
 from missed_session.application.results import Result, ResultKind
 from missed_session.application.service import Application, UnavailableError
 from missed_session.domain.models import (
@@ -48,6 +47,7 @@ from missed_session.domain.models import (
 )
 from missed_session.domain.notices import Policy, Step, Target
 from missed_session.store.notices import RosterStore
+from missed_session.temporal import search_attributes as attrs
 
 NOTICE_NAME = "therapist-absent"
 """The notice's name within its session: `<session id>/therapist-absent`."""

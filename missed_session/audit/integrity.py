@@ -37,7 +37,6 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from activities.notices import NoticePlan, NoticeRequest, notice_workflow_id
-from missed_session import search_attributes as attrs
 from missed_session.audit.archive import WORKFLOW_TYPE, session_id_of
 from missed_session.domain.models import InboxItemKind, Priority, RiskTier, TherapistNotice
 from missed_session.domain.notices import Policy, Step, Target, Then
@@ -49,6 +48,7 @@ from missed_session.store.checkpoints import (
 )
 from missed_session.store.inbox import InboxStore
 from missed_session.store.notices import RosterStore
+from missed_session.temporal import search_attributes as attrs
 
 log = structlog.get_logger(__name__)
 

@@ -29,7 +29,7 @@ from missed_session.cli.audit_actions import run_audit_action
 from missed_session.cli.bulk_import import run_import
 from missed_session.cli.parser import UsageError, parse_args
 from missed_session.cli.render import BAD_INPUT, fail, show
-from missed_session.codec import new_key
+from missed_session.codec.encryption import new_key
 from missed_session.config import ConfigurationError, load_settings
 from missed_session.domain.practice import PracticeFileError
 from missed_session.log_setup import forward_core_logs

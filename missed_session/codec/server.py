@@ -32,7 +32,7 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec
 
-from missed_session.codec import CodecError
+from missed_session.codec.encryption import CodecError
 from missed_session.local_secrets import read_or_create
 
 log = structlog.get_logger(__name__)
@@ -41,7 +41,7 @@ CodecCall = Callable[[Sequence[Payload]], Awaitable[list[Payload]]]
 Refusal = Callable[[web.Request], str | None]
 """None when the request is authorised; otherwise why not."""
 Authorise = Callable[[web.Request], Awaitable[str | None]]
-"""A deployment's own rule, as a refusal (missed_session/codec_auth.py: OIDC access tokens)."""
+"""A deployment's own rule, as a refusal (missed_session/codec/auth.py: OIDC access tokens)."""
 ALLOWED_HEADERS = "Content-Type, X-Namespace, Authorization"
 UI_SECRET_FILE = "codec-ui-secret"  # noqa: S105 - a file name
 """Under the data directory: the embedded stack's UI secret when none is configured."""

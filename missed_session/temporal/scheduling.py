@@ -10,9 +10,9 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from missed_session import search_attributes
 from missed_session.domain.intake import check_bookable
 from missed_session.domain.models import SessionBooking, SessionResult
+from missed_session.temporal import search_attributes
 
 SESSION_WORKFLOW = "SessionWorkflow"
 """The workflow type by name: this layer must not import the workflow code."""

@@ -31,7 +31,7 @@ from missed_session.intake.routes import router
 from missed_session.intake.service import StandardsIntake
 from missed_session.intake.settings import IntakeSettings
 from missed_session.store.audit import AuditStore
-from tests.factories import daytime
+from tests.support.factories import daytime
 from worker import new_worker
 
 CALCOM_SECRET = "calcom-test-secret"

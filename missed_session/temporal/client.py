@@ -26,7 +26,7 @@ from temporalio.runtime import (
 )
 from temporalio.service import TLSConfig
 
-from missed_session.codec import EncryptionCodec, new_key, parse_key
+from missed_session.codec.encryption import EncryptionCodec, new_key, parse_key
 from missed_session.config import Settings
 
 PLAIN_CONVERTER = pydantic_data_converter

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
 from activities.outreach import Sender
 from missed_session.api.app import create_app
@@ -17,7 +19,9 @@ from missed_session.api.settings import ApiSettings
 from missed_session.api.tokens import Scope, digest, new_token
 from missed_session.application import Application
 from missed_session.config import Settings
-from tests.conftest import TEST_KEYS
+from tests.support.factories import booking_data
+from tests.support.servers import TEST_KEYS
+from tests.support.starter import future_start
 from worker import new_worker
 
 CLINICIANS = ("t-ana", "oc-lee", "t-gone")
@@ -58,3 +62,12 @@ async def served(client: Client, pool: asyncpg.Pool, task_queue: str,
         server = ApiServer(create_app(application, api_settings))
         async with server:
             yield Served(server.url, tokens, application, clinician_tokens)
+
+
+async def booked(served: Served, env: WorkflowEnvironment) -> dict[str, Any]:
+    data = booking_data(start=(await future_start(env)).isoformat())
+    async with served.client() as http:
+        response = await http.post("/sessions", json=data)
+    assert response.status_code == 201, response.text
+    return data
+

@@ -1,4 +1,4 @@
-"""The stand-alone codec server of a deployment: `python -m missed_session.codec_service`.
+"""The stand-alone codec server of a deployment: `python -m missed_session.codec.service`.
 
 Unlike the embedded stack's (demo.py), it authorises by OIDC access tokens alone (the Web
 UI signs users in and forwards their tokens); the loopback-plus-Origin rule is off, since
@@ -15,11 +15,11 @@ import contextlib
 import structlog
 from aiohttp import web
 
-from missed_session.codec_auth import OidcSettings, OidcTokenValidator
-from missed_session.codec_server import CodecServer
+from missed_session.codec.auth import OidcSettings, OidcTokenValidator
+from missed_session.codec.server import CodecServer
 from missed_session.config import ConfigurationError, Settings, load_settings
 from missed_session.log_setup import configure_logging
-from missed_session.temporal_client import codec_for
+from missed_session.temporal.client import codec_for
 
 log = structlog.get_logger(__name__)
 

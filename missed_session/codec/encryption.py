@@ -7,7 +7,7 @@ the payload's metadata: new payloads use the active key, and any configured key 
 open old ones, so keys rotate without breaking running sessions or audit replays.
 
 Only key holders can talk to a session: the codec every Temporal client and worker of the
-service uses (`EncryptionCodec.guarding()`, which `temporal_client.data_converter` installs)
+service uses (`EncryptionCodec.guarding()`, which `temporal.client.data_converter` installs)
 refuses, on decoding, every payload that is not sealed with a key it holds: plain payloads
 from a Temporal client without the key (except the short bare strings the Temporal server
 writes itself, `_server_string`), payloads naming an unknown key, and payloads that do
