@@ -21,11 +21,17 @@ from temporalio.testing import WorkflowEnvironment
 
 from missed_session.store import embedded, roles
 from missed_session.store.database import migrate, open_pool
+from tests.support.markers import mark
 from tests.support.servers import start_test_server
 
 HANG_SECONDS = 900
 """A test (setup, call and teardown) still running after this is taken for hung: every
 thread's stack is printed and the run ends, rather than stalling CI to its time limit."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that need servers or a browser: `-m "not server and not browser"`."""
+    mark(items)
 
 
 @pytest.hookimpl(hookwrapper=True)
