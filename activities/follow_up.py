@@ -8,7 +8,7 @@ from missed_session.domain.follow_up import plan_follow_up
 from missed_session.domain.models import (
     FollowUpPlan,
     FollowUpRequest,
-    InboxItemKind,
+    NoticeKind,
     TherapistNotice,
 )
 from missed_session.store.attendance import AttendanceStore
@@ -47,7 +47,7 @@ class FollowUpActivities:
                     key=f"{request.session_id}/task/{task.kind.value}",
                     session_id=request.session_id,
                     therapist_id=request.therapist_id,
-                    kind=InboxItemKind.TASK,
+                    kind=NoticeKind.TASK,
                     priority=task.priority,
                     title=f"{task.description} (client {request.client_ref})",
                 )

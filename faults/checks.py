@@ -49,7 +49,8 @@ EARLY_TOLERANCE_SECONDS = 0.5
 """A climb this much before the rung's wait is over is early (clock rounding only)."""
 _NOTICE_SENDS = {AuditEventType.NOTICE_SENT, AuditEventType.NOTICE_FAILED,
                  AuditEventType.NOTICE_UNCERTAIN}
-_CLIMBS = {AuditEventType.NOTICE_ESCALATED, AuditEventType.NOTICE_EXHAUSTED}
+_CLIMBS = {AuditEventType.NOTICE_CLIMBED, AuditEventType.NOTICE_ESCALATED,  # its old name
+           AuditEventType.NOTICE_EXHAUSTED}
 
 
 @dataclass
@@ -126,7 +127,7 @@ def notice_in_flight_honoured(held: Delivery | None, deliveries: Sequence[Delive
     """The notice send held by the provider at the kill, and every notice of the run.
 
     The held send: requested once, recorded `notice_uncertain` (not sent, not failed), and
-    its rung climbed (`notice_escalated`, or `notice_exhausted` at the top) no sooner than
+    its rung climbed (`notice_climbed`, or `notice_exhausted` at the top) no sooner than
     the rung's wait after that record (it may have reached the clinician, so the rung
     waits) and no later than `rung_seconds + slack` after the worker's restart. Every
     notice: no `notice_failed` (no provider refuses or fails in this scenario), its chain

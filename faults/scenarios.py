@@ -22,7 +22,7 @@ from faults.checks import Findings, hangs_ended, notice_in_flight_honoured, refu
 from faults.clients import THERAPIST_ID, Script
 from faults.count import SessionRecord
 from faults.harness import CallbackAnswer, ChannelName, Harness
-from missed_session.domain.models import AuditEventType, Outcome
+from missed_session.domain.models import AuditEventType, Outcome, upcast_name
 
 Fault = Callable[[Harness, "Size"], Awaitable[None]]
 Check = Callable[[Harness, Sequence[SessionRecord]], Findings]
@@ -507,8 +507,8 @@ async def kill_with_notice_in_hands(run: Harness, size: Size) -> None:
                 notice)
         except Exception:  # not readable: not seen
             return False
-        seen = [row["event_type"] for row in kinds]
-        return AuditEventType.NOTICE_ESCALATED.value in seen[1:] and any(
+        seen = [upcast_name(row["event_type"]) for row in kinds]
+        return AuditEventType.NOTICE_CLIMBED.value in seen[1:] and any(
             kind in seen for kind in (AuditEventType.NOTICE_UNCERTAIN.value,
                                       AuditEventType.NOTICE_FAILED.value))
 

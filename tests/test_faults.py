@@ -271,7 +271,7 @@ SEND: dict[str, str | int] = {"round": 1, "step": 1, "clinician_id": "t-faults",
                               "channel": "sms"}
 UNCERTAIN: NoticeRow = (AuditEventType.NOTICE_UNCERTAIN, 10.0,
                         {**SEND, "reason": "delivery uncertain"})
-CLIMB: NoticeRow = (AuditEventType.NOTICE_ESCALATED, 15.0,
+CLIMB: NoticeRow = (AuditEventType.NOTICE_CLIMBED, 15.0,
                     {"round": 1, "step": 2, "target": "on_call"})
 
 
@@ -291,13 +291,13 @@ def test_a_notice_held_at_the_kill_must_be_uncertain_and_its_rung_climb_in_time(
     found = notice_in_flight_honoured(held, [held], [honest], restarted_at=SEEN_AT,
                                       rung_seconds=5.0)
     assert found.problems == []
-    assert "notice_uncertain 10.0 s after the restart; notice_escalated 5.0 s later" in (
+    assert "notice_uncertain 10.0 s after the restart; notice_climbed 5.0 s later" in (
         found.notes[-1])
     send = "notice s1/no-show-alert round 1 step 1 sms"
     # the record: retried as a failure, then the ladder climbs at once
     failed = _notice((AuditEventType.NOTICE_FAILED, 150.0,
                       {**SEND, "reason": "channel failed after retries"}),
-                     (AuditEventType.NOTICE_ESCALATED, 150.0, CLIMB[2]))
+                     (AuditEventType.NOTICE_CLIMBED, 150.0, CLIMB[2]))
     assert _held(failed) == [
         "notice s1/no-show-alert: notice_failed round 1 step 1 sms (channel failed after "
         "retries)",

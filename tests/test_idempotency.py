@@ -38,7 +38,7 @@ from missed_session.domain.models import (
     ConcernKind,
     FollowUpPlan,
     FollowUpTask,
-    InboxItemKind,
+    NoticeKind,
     Outcome,
     Priority,
     SessionBooking,
@@ -424,7 +424,7 @@ def notice(title: str = "No-show: outreach to the client has started") -> Therap
         key="s-1/no-show-alert",
         session_id="s-1",
         therapist_id="t-ana",
-        kind=InboxItemKind.ALERT,
+        kind=NoticeKind.ALERT,
         priority=Priority.ROUTINE,
         title=title,
     )

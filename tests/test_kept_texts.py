@@ -44,7 +44,7 @@ from missed_session.domain.models import (
     AuditEvent,
     AuditEventType,
     Cancellation,
-    InboxItemKind,
+    NoticeKind,
     Priority,
     SessionBooking,
     workflow_id_for,
@@ -396,13 +396,13 @@ def test_a_late_text_is_urgent_when_the_session_escalated_while_it_was_kept() ->
                           event_type=AuditEventType.ESCALATION_SENT)
 
     urgent = late_response_notice(booking, [escalation(kept_at + timedelta(minutes=2))], text)
-    assert (urgent.kind, urgent.priority) == (InboxItemKind.TASK, Priority.URGENT)
+    assert (urgent.kind, urgent.priority) == (NoticeKind.TASK, Priority.URGENT)
     assert "emergency contact" in urgent.title
     assert booking.client.ref in urgent.title
     assert booking.client.phone is not None
     assert booking.client.phone not in urgent.title
     before = late_response_notice(booking, [escalation(kept_at - timedelta(minutes=2))], text)
-    assert (before.kind, before.priority) == (InboxItemKind.ALERT, Priority.ROUTINE)
+    assert (before.kind, before.priority) == (NoticeKind.ALERT, Priority.ROUTINE)
     assert late_response_notice(booking, [], text).key == urgent.key
 
 

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from missed_session.config import ConfigurationError, load_settings
-from missed_session.domain.models import InboxItemKind, Priority, RiskTier
+from missed_session.domain.models import NoticeKind, Priority, RiskTier
 from missed_session.domain.notices import (
     Acknowledgment,
     AckVia,
@@ -72,14 +72,14 @@ steps = [{ notify = "therapist", minutes = 5 }]
 def test_the_message_carries_ref_tier_what_and_code_and_the_name_only_if_allowed() -> None:
     text = message(priority=Priority.URGENT, risk_tier=RiskTier.HIGH,
                    title="No-show: outreach to the client has started (client c-42)",
-                   kind=InboxItemKind.ALERT, code="K7Q2MD", first_name=None, link=None)
+                   kind=NoticeKind.ALERT, code="K7Q2MD", first_name=None, link=None)
     assert text.startswith("URGENT (high risk): No-show")
     assert "c-42" in text
     assert "ACK K7Q2MD" in text
     assert "Reply 1" in text
     assert "first name" not in text
     named = message(priority=Priority.URGENT, risk_tier=RiskTier.HIGH, title="t (client c-42)",
-                    kind=InboxItemKind.TASK, code="K7Q2MD", first_name="Robin",
+                    kind=NoticeKind.TASK, code="K7Q2MD", first_name="Robin",
                     link="https://n.example/a?x=1")
     assert "Client first name: Robin." in named
     assert "resolve it" in named
@@ -173,7 +173,7 @@ def test_the_sms_form_fits_one_text_and_keeps_ref_and_code() -> None:
     title = ("Client unreachable; escalation blocked: consent covers safety concerns only. "
              "Decide next steps now (client client-20261201081651-4)")
     text = sms(priority=Priority.URGENT, risk_tier=RiskTier.ELEVATED, title=title,
-               kind=InboxItemKind.TASK, code="K7Q2MD", client_ref="client-20261201081651-4",
+               kind=NoticeKind.TASK, code="K7Q2MD", client_ref="client-20261201081651-4",
                first_name=None)
     assert len(text) <= 160
     assert text.startswith("URGENT elevated risk, client client-20261201081651-4: Client")
@@ -181,6 +181,6 @@ def test_the_sms_form_fits_one_text_and_keeps_ref_and_code() -> None:
     assert text.endswith("Act, then resolve. Reply 1 or ACK K7Q2MD")
     short = sms(priority=Priority.ROUTINE, risk_tier=RiskTier.STANDARD,
                 title="No-show: outreach to the client has started (client c-1)",
-                kind=InboxItemKind.ALERT, code="K7Q2MD", client_ref="c-1", first_name="Robin")
+                kind=NoticeKind.ALERT, code="K7Q2MD", client_ref="c-1", first_name="Robin")
     assert short == ("ROUTINE standard risk, client c-1 (Robin): No-show: outreach to the "
                      "client has started. Reply 1 or ACK K7Q2MD")

@@ -35,7 +35,7 @@ from missed_session.domain import events
 from missed_session.domain.models import (
     ClinicianDecision,
     DecisionKind,
-    InboxItemKind,
+    NoticeKind,
     Outcome,
     Priority,
     RiskTier,
@@ -169,7 +169,7 @@ async def test_high_risk_blocked_escalation_climbs_until_an_sms_acknowledges_it(
 
     # The task's trail: who was notified, the climb, who acknowledged, how, and when.
     assert await trail_types(pool, session.session_id, task) == [
-        "notice_opened", "notice_sent", "notice_sent", "notice_escalated", "notice_sent",
+        "notice_opened", "notice_sent", "notice_sent", "notice_climbed", "notice_sent",
         "notice_acknowledged",
     ]
     trail = (await notice_trails(pool, session.session_id))[task]
@@ -181,8 +181,8 @@ async def test_high_risk_blocked_escalation_climbs_until_an_sms_acknowledges_it(
     assert [(s.clinician_id, s.channel) for s in sent  # type: ignore[attr-defined]
             ] == [("t-ana", "sms"), ("t-ana", "email"), ("oc-lee", "sms")]
     assert await trail_types(pool, session.session_id, alert) == [
-        "notice_opened", "notice_sent", "notice_sent", "notice_escalated", "notice_sent",
-        "notice_escalated", "notice_sent", "notice_exhausted",
+        "notice_opened", "notice_sent", "notice_sent", "notice_climbed", "notice_sent",
+        "notice_climbed", "notice_sent", "notice_exhausted",
     ]
 
     # Resolving the task and acknowledging the run-out alert close both notices.
@@ -307,7 +307,7 @@ async def test_a_failed_channel_and_an_empty_rung_are_audited_and_the_ladder_rep
     version = await RosterStore(pool).load(loaded.roster, loaded.notices, "practice.toml")
     await SimulatedPhone(pool).script(ANA, Behaviour.INVALID_NUMBER)
     notice = TherapistNotice(key="s-direct/no-show-alert", session_id="s-direct",
-                             therapist_id="t-ana", kind=InboxItemKind.ALERT,
+                             therapist_id="t-ana", kind=NoticeKind.ALERT,
                              priority=Priority.ROUTINE, title="No-show (client c-1)")
     request = NoticeRequest(
         notice=notice, risk_tier=RiskTier.STANDARD, client_ref="c-1", client_first_name="Robin",
@@ -329,8 +329,8 @@ async def test_a_failed_channel_and_an_empty_rung_are_audited_and_the_ladder_rep
     trail = [events.read(e) for e in (await notice_trails(pool, "s-direct"))[notice.key]]
     assert [type(d).__name__ for d in trail] == [
         "NoticeOpened",
-        "NoticeFailed", "NoticeSent", "NoticeEscalated", "NoticeSkipped",
-        "NoticeEscalated", "NoticeFailed", "NoticeSent", "NoticeEscalated", "NoticeSkipped",
+        "NoticeFailed", "NoticeSent", "NoticeClimbed", "NoticeSkipped",
+        "NoticeClimbed", "NoticeFailed", "NoticeSent", "NoticeClimbed", "NoticeSkipped",
         "NoticeExhausted", "NoticeAcknowledged",
     ]
     failed, skipped = trail[1], trail[4]
@@ -343,7 +343,7 @@ async def test_a_failed_channel_and_an_empty_rung_are_audited_and_the_ladder_rep
     assert (exhausted.rounds, exhausted.notified) == (2, "t-ana")
 
 
-async def direct_notice(pool: asyncpg.Pool, key: str, kind: InboxItemKind, priority: Priority,
+async def direct_notice(pool: asyncpg.Pool, key: str, kind: NoticeKind, priority: Priority,
                         risk_tier: RiskTier) -> NoticeRequest:
     """A notice started by itself (not by a session), on ROSTER and its matching policy."""
     loaded = parse_roster(ROSTER, "practice.toml")
@@ -383,7 +383,7 @@ async def test_a_send_that_may_have_arrived_is_uncertain_and_the_rung_waits_its_
     time_skipping_env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool,
     task_queue: str,
 ) -> None:
-    request = await direct_notice(pool, "s-lost/escalation-blocked", InboxItemKind.TASK,
+    request = await direct_notice(pool, "s-lost/escalation-blocked", NoticeKind.TASK,
                                   Priority.URGENT, RiskTier.HIGH)
     notice, policy = request.notice, request.plan.policy
     channel = _LostAnswers(SimulatedPhone(pool), {LEE})
@@ -412,7 +412,7 @@ async def test_a_send_that_may_have_arrived_is_uncertain_and_the_rung_waits_its_
     assert len(channel.tries) == 1  # never sent again
     # The rung waits the policy's minutes, as after a send: it may have reached oc-lee.
     climbed = next(when for when, d in trail
-                   if isinstance(d, events.NoticeEscalated) and d.step == 3)
+                   if isinstance(d, events.NoticeClimbed) and d.step == 3)
     assert climbed - at >= timedelta(minutes=policy.steps[1].minutes)
 
 
@@ -422,7 +422,7 @@ async def test_a_notice_whose_trail_is_refused_fails_loudly_naming_the_event(
 ) -> None:
     # A closed trail already holds the notice's first place (a second writer under its
     # key): the shared trail refuses to write over it, and the notice fails with the reason.
-    request = await direct_notice(pool, "s-held/no-show-alert", InboxItemKind.ALERT,
+    request = await direct_notice(pool, "s-held/no-show-alert", NoticeKind.ALERT,
                                   Priority.ROUTINE, RiskTier.STANDARD)
     notice = request.notice
     now = await time_skipping_env.get_current_time()

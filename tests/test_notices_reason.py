@@ -39,7 +39,7 @@ from missed_session.domain.models import (
     ClientResponse,
     ClinicianDecision,
     DecisionKind,
-    InboxItemKind,
+    NoticeKind,
     Outcome,
     Priority,
     ResponseChannel,
@@ -330,7 +330,7 @@ async def test_a_retried_resolution_reaches_nobody_twice(pool: asyncpg.Pool) -> 
     delivery = ResolutionDelivery(
         idempotency_key="notice-s-r/no-show-alert/resolved/oc-lee",
         notice=TherapistNotice(key="s-r/no-show-alert", session_id="s-r", therapist_id="t-ana",
-                               kind=InboxItemKind.ALERT, priority=Priority.ROUTINE,
+                               kind=NoticeKind.ALERT, priority=Priority.ROUTINE,
                                title="No-show: outreach to the client has started (client c-1)"),
         clinician_id="oc-lee", channel=NoticeRoute.SMS, address=LEE, client_ref="c-1",
         reason=EndReason.REACHED)

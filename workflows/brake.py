@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from missed_session.domain.brake import BrakeDecision, BrakeState
     from missed_session.domain.facts import SessionFacts
     from missed_session.domain.models import (
-        InboxItemKind,
+        NoticeKind,
         Priority,
         RiskTier,
         SessionBooking,
@@ -162,7 +162,7 @@ class BrakeHold:
         assert verdict.episode is not None
         booking = self._booking
         notice = self._clinicians.notice(
-            f"brake-episode-{verdict.episode}", InboxItemKind.TASK, Priority.URGENT,
+            f"brake-episode-{verdict.episode}", NoticeKind.TASK, Priority.URGENT,
             brake.page_title(verdict.no_shows, verdict.window_minutes, verdict.episode,
                              verdict.modality),
             numbered=False,

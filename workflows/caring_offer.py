@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from missed_session.domain.caring import CaringSeries
     from missed_session.domain.models import (
         CaringOffer,
-        InboxItemKind,
+        NoticeKind,
         Outcome,
         Priority,
         SessionBooking,
@@ -43,7 +43,7 @@ async def offer_caring(booking: SessionBooking, outcome: Outcome, clinicians: Cl
         return
     series_id = caring.series_id(booking.client.ref, booking.session_id)
     if mode is CaringOffer.CONFIRM:
-        notice = clinicians.notice("caring-offer", InboxItemKind.TASK, Priority.ROUTINE,
+        notice = clinicians.notice("caring-offer", NoticeKind.TASK, Priority.ROUTINE,
                                    caring.offer_task(booking.session_id), numbered=False)
         await clinicians.tell(notice)
         await record(events.CaringOffered(mode=mode, series_id=series_id, task=notice.key))

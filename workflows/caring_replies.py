@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from missed_session.domain import caring
     from missed_session.domain.caring import CaringSeries
     from missed_session.domain.models import (
-        InboxItemKind,
+        NoticeKind,
         Priority,
         RiskTier,
         TherapistNotice,
@@ -41,7 +41,7 @@ async def tell_therapist(series: CaringSeries, reply: int) -> str:
     """Tell the series' therapist of reply number `reply`; the notice's key."""
     notice = TherapistNotice(
         key=f"{series.series_id}/reply-{reply}", session_id=series.series_id,
-        therapist_id=series.therapist_id, kind=InboxItemKind.TASK, priority=Priority.ROUTINE,
+        therapist_id=series.therapist_id, kind=NoticeKind.TASK, priority=Priority.ROUTINE,
         title=f"{caring.REPLY_NOTICE} (client {series.client_ref})",
     )
     await workflow.execute_activity_method(

@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from missed_session.domain.escalation import Basis
     from missed_session.domain.facts import SessionFacts
     from missed_session.domain.models import (
-        InboxItemKind,
+        NoticeKind,
         Outcome,
         Priority,
         SessionBooking,
@@ -162,7 +162,7 @@ class ClinicianWait:
 
     async def _climb_again(self) -> None:
         """Nobody acknowledged: a fresh urgent task climbs the on-call ladder again."""
-        notice = self._clinicians.notice("nobody-acknowledged", InboxItemKind.TASK,
+        notice = self._clinicians.notice("nobody-acknowledged", NoticeKind.TASK,
                                          Priority.URGENT, RENEWED_TITLE, numbered=True)
         await self._record(events.NoticeRenewed(notice=notice.key,
                                                 round=self._facts.renewals + 1))

@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.therapist import TherapistActivities
     from missed_session.domain.facts import NoticeNews
     from missed_session.domain.models import (
-        InboxItemKind,
+        NoticeKind,
         Priority,
         SessionBooking,
         TherapistNotice,
@@ -59,7 +59,7 @@ class Clinicians:
         self.delivering = 0
         """Notice workflows started: notices someone can acknowledge (a roster is loaded)."""
 
-    def notice(self, name: str, kind: InboxItemKind, priority: Priority, title: str, *,
+    def notice(self, name: str, kind: NoticeKind, priority: Priority, title: str, *,
                numbered: bool | None = None) -> TherapistNotice:
         """A new notice called `name`.
 

@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from missed_session.domain import contact_window, events, letters
     from missed_session.domain.letters import LetterRequest
     from missed_session.domain.models import (
-        InboxItemKind,
+        NoticeKind,
         Outcome,
         Priority,
         SessionBooking,
@@ -96,7 +96,7 @@ class Letters:
                                                           booking.client.time_zone)),
             start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
         )
-        notice = self._clinicians.notice(f"letter-{number}", InboxItemKind.TASK,
+        notice = self._clinicians.notice(f"letter-{number}", NoticeKind.TASK,
                                          Priority.ROUTINE, letters.posting_task(kind, report),
                                          numbered=False)
         await self._clinicians.tell(notice)

@@ -45,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.outreach import CHANNEL_REJECTED, DELIVERY_UNCERTAIN, INVALID_CONTACT
     from missed_session.domain import events, notices
     from missed_session.domain.facts import NoticeNews
-    from missed_session.domain.models import InboxItemKind, Model
+    from missed_session.domain.models import Model, NoticeKind
     from missed_session.domain.notices import (
         Acknowledgment,
         EndReason,
@@ -168,7 +168,7 @@ class NoticeWorkflow:
                 self._round, self._step, self._target = round_, number, step.notify.value
                 workflow.upsert_search_attributes([attrs.NOTICE_TARGET.value_set(step.notify)])
                 if (round_, number) != (1, 1):
-                    await self._record(events.NoticeEscalated(
+                    await self._record(events.NoticeClimbed(
                         round=round_, step=number, target=step.notify.value
                     ))
                 if await self._notify(step):
@@ -401,7 +401,7 @@ class NoticeWorkflow:
                 or self._ended is not None)
 
     def _done_when_acknowledged(self) -> bool:
-        return self._request.notice.kind is InboxItemKind.ALERT
+        return self._request.notice.kind is NoticeKind.ALERT
 
     async def _save_state(self, state: str, clinician: str | None = None,
                           via: str | None = None) -> None:

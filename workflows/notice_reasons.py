@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from missed_session.domain.facts import SessionFacts
     from missed_session.domain.models import (
         ClinicianDecision,
-        InboxItemKind,
+        NoticeKind,
         Outcome,
         Priority,
         SessionBooking,
@@ -88,7 +88,7 @@ class NoticeReasons:
             outcome = notices.emergency_call_outcome(details)
             assert outcome is not None  # only calls are noted
             notice = self._clinicians.notice(
-                "emergency-contact-called", InboxItemKind.ALERT, Priority.URGENT,
+                "emergency-contact-called", NoticeKind.ALERT, Priority.URGENT,
                 notices.emergency_call_title(outcome))
             # The inbox row, and with a roster the notice's own trail, document it; the
             # session's trail already has the call (`escalation_*`), so nothing is added there.

@@ -51,7 +51,7 @@ with workflow.unsafe.imports_passed_through():
         EscalationRequest,
         FollowUpPlan,
         FollowUpRequest,
-        InboxItemKind,
+        NoticeKind,
         Outcome,
         OutreachRequest,
         Priority,
@@ -196,7 +196,7 @@ class SessionWorkflow(SessionMessages, BrakeHold, PersonLadder, ClinicianWait):
         alert's words.
         """
         notice = self._clinicians.notice(
-            "no-show-alert", InboxItemKind.ALERT,
+            "no-show-alert", NoticeKind.ALERT,
             Priority.URGENT if self._booking.risk_tier is RiskTier.HIGH else Priority.ROUTINE,
             title)
         async with self._trail.lock:
@@ -430,7 +430,7 @@ class SessionWorkflow(SessionMessages, BrakeHold, PersonLadder, ClinicianWait):
         key = None
         if came.task:  # a person must confirm (not when a clinician's decision stopped it)
             notice = self._clinicians.notice(
-                f"escalation-uncertain-{self._escalation_calls}", InboxItemKind.TASK,
+                f"escalation-uncertain-{self._escalation_calls}", NoticeKind.TASK,
                 Priority.URGENT,
                 f"The emergency contact may not have been reached ({came.reason}): confirm "
                 "with them, or decide (escalate_now calls again)", numbered=False,
@@ -447,7 +447,7 @@ class SessionWorkflow(SessionMessages, BrakeHold, PersonLadder, ClinicianWait):
         ask = ("Awaiting your decision (escalate now with a legal basis, mark safe or stand "
                "down)" if workflow.patched(AWAIT_CLINICIAN) else "Decide next steps now")
         notice = self._clinicians.notice(
-            "escalation-blocked", InboxItemKind.TASK, Priority.URGENT,
+            "escalation-blocked", NoticeKind.TASK, Priority.URGENT,
             f"Client unreachable; escalation blocked: {reason}. {ask}",
         )
         await self._clinicians.tell(notice)
@@ -533,7 +533,7 @@ class SessionWorkflow(SessionMessages, BrakeHold, PersonLadder, ClinicianWait):
         """The trail refused `event`: a person takes over the protocol, now."""
         self._plan(SessionStatus.FAILED, "a person takes over the protocol", None)
         await self._clinicians.tell(self._clinicians.notice(
-            "trail-refused", InboxItemKind.TASK, Priority.URGENT,
+            "trail-refused", NoticeKind.TASK, Priority.URGENT,
             f"Session stopped: its audit trail refused event #{event.sequence}. "
             "Take over the protocol for this client now",
         ))

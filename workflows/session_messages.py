@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
         ClientResponse,
         ClinicianDecision,
         DecisionKind,
-        InboxItemKind,
+        NoticeKind,
         Priority,
         Reschedule,
         ResponseChannel,
@@ -68,7 +68,7 @@ class SessionMessages:
     ) -> None:
         """An answer not clearly the client's: outreach goes on, and a person decides."""
         notice = self._clinicians.notice(
-            "answer-unclear", InboxItemKind.TASK, Priority.URGENT,
+            "answer-unclear", NoticeKind.TASK, Priority.URGENT,
             "An answer to outreach was not clearly the client's: confirm who answered, "
             "then record the response or a decision", numbered=True,
         )

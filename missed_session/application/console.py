@@ -35,14 +35,16 @@ from missed_session.domain.access import Viewer, ViewerRole, may_decide, may_vie
 from missed_session.domain.clients import ClientRecord, ConsentRecord
 from missed_session.domain.models import (
     AuditEvent,
+    AuditEventType,
     ClinicianDecision,
     DecisionKind,
     FollowUpPlan,
-    InboxItemKind,
+    NoticeKind,
     Outcome,
     SessionBooking,
     SessionState,
     SessionStatus,
+    upcast,
 )
 from missed_session.domain.notices import (
     Acknowledgment,
@@ -538,7 +540,7 @@ async def notice_cards(app: Application, rows: Sequence[NoticeRow],
             row=row, slug=slug(row.key), title=titles.get(row.key, row.kind),
             client_ref=ref, client_name=names.get(ref) if ref else None,
             session_trail=tuple(trails.get(row.session_id, ())), ladder=ladder,
-            asked=asked(InboxItemKind(row.kind)) if row.kind in ("alert", "task")
+            asked=asked(NoticeKind(row.kind)) if row.kind in ("alert", "task")
             else "act on it",
             next_rung=next_rung(row, ladder, settings, roster, now,
                                 time_scale=app.settings.time_scale)))
@@ -555,7 +557,7 @@ def next_rung(row: NoticeRow, ladder: Sequence[AuditEvent], settings: NoticeSett
         return None
     step, since = 1, row.opened_at
     for event in ladder:
-        if event.event_type.value == "notice_escalated":
+        if upcast(event.event_type) is AuditEventType.NOTICE_CLIMBED:
             step, since = int(str(event.data.get("step", step))), event.occurred_at
     if not 1 <= step <= len(policy.steps):
         return None

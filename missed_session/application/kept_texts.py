@@ -36,7 +36,7 @@ from missed_session.codec.encryption import CodecError, EncryptionCodec
 from missed_session.domain.models import (
     AuditEvent,
     AuditEventType,
-    InboxItemKind,
+    NoticeKind,
     Priority,
     SessionBooking,
     TextReply,
@@ -312,7 +312,7 @@ def late_response_notice(booking: SessionBooking, trail: Sequence[AuditEvent],
     return TherapistNotice(
         key=f"{booking.session_id}/late-text-{text.message_id}"[:200],
         session_id=booking.session_id, therapist_id=booking.therapist_id,
-        kind=InboxItemKind.TASK if escalated else InboxItemKind.ALERT,
+        kind=NoticeKind.TASK if escalated else NoticeKind.ALERT,
         priority=Priority.URGENT if escalated else Priority.ROUTINE,
         title=f"The client texted back and the text could not reach the session in time: "
               f"{what}; contact the client (client {booking.client.ref})",

@@ -39,7 +39,7 @@ from missed_session.domain.models import (
     Cancellation,
     ClinicianDecision,
     DecisionKind,
-    InboxItemKind,
+    NoticeKind,
     Priority,
     SessionBooking,
     SessionStatus,
@@ -141,7 +141,7 @@ def notice_for(booking: SessionBooking) -> TherapistNotice:
     """The urgent alert about the absent therapist (client ref only, no name)."""
     return TherapistNotice(
         key=f"{booking.session_id}/{NOTICE_NAME}", session_id=booking.session_id,
-        therapist_id=booking.therapist_id, kind=InboxItemKind.ALERT, priority=Priority.URGENT,
+        therapist_id=booking.therapist_id, kind=NoticeKind.ALERT, priority=Priority.URGENT,
         title=(f"Therapist {booking.therapist_id} did not attend; client outreach stood "
                f"down: check on the client (client {booking.client.ref})"))
 

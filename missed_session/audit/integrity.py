@@ -38,7 +38,7 @@ from temporalio.service import RPCError
 
 from activities.notices import NoticePlan, NoticeRequest, notice_workflow_id
 from missed_session.audit.archive import WORKFLOW_TYPE, session_id_of
-from missed_session.domain.models import InboxItemKind, Priority, RiskTier, TherapistNotice
+from missed_session.domain.models import NoticeKind, Priority, RiskTier, TherapistNotice
 from missed_session.domain.notices import Policy, Step, Target, Then
 from missed_session.metrics import PREFIX
 from missed_session.store.checkpoints import (
@@ -98,7 +98,7 @@ class IntegrityAlarm:
         notice = TherapistNotice(
             key=f"{finding.session_id}/integrity-{finding.kind}",
             session_id=finding.session_id, therapist_id=therapist_id,
-            kind=InboxItemKind.TASK, priority=Priority.URGENT,
+            kind=NoticeKind.TASK, priority=Priority.URGENT,
             title=title.format(session=finding.session_id),
         )
         await InboxStore(self._pool).add_notice(notice)

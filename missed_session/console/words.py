@@ -232,7 +232,7 @@ def _notice_event(kind: str, d: Mapping[str, EventValue]) -> str:  # noqa: PLR09
         return f"Could not reach {_v(d, 'clinician_id')} by {channel(_v(d, 'channel'))}"
     if kind == "notice_skipped":
         return f"Nobody to tell at {TARGET.get(_v(d, 'target'), '')}: {_v(d, 'reason')}"
-    if kind == "notice_escalated":
+    if kind in ("notice_climbed", "notice_escalated"):  # the old name: trails before the rename
         return f"Nobody acknowledged in time: climbs to {TARGET.get(_v(d, 'target'), '')}"
     if kind == "notice_exhausted":
         return f"Ran out of steps: nobody acknowledged ({_v(d, 'notified')} were told)"

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from missed_session.domain.models import (
+    RENAMED,
     AuditEvent,
     AuditEventType,
     AwareDatetime,
@@ -36,10 +37,10 @@ from missed_session.domain.models import (
     Channel,
     DecisionKind,
     EventValue,
-    InboxItemKind,
     LetterKind,
     Modality,
     Model,
+    NoticeKind,
     Outcome,
     Priority,
     ResponseChannel,
@@ -585,7 +586,7 @@ class NoticeOpened(EventDetails):
     """A notice workflow started delivering an alert or task to clinicians."""
 
     event_type = AuditEventType.NOTICE_OPENED
-    kind: InboxItemKind
+    kind: NoticeKind
     """Alert or task."""
     priority: Priority
     """Routine or urgent."""
@@ -665,10 +666,13 @@ class NoticeSkipped(EventDetails):
     """Why nobody was notified."""
 
 
-class NoticeEscalated(EventDetails):
-    """Nobody acknowledged in time: the notice climbs to the next rung."""
+class NoticeClimbed(EventDetails):
+    """Nobody acknowledged in time: the notice climbs to the next rung.
 
-    event_type = AuditEventType.NOTICE_ESCALATED
+    Trails recorded before the rename call it `notice_escalated` (read through `upcast`).
+    """
+
+    event_type = AuditEventType.NOTICE_CLIMBED
     round: int = Field(ge=1)
     """The climb it moves to."""
     step: int = Field(ge=1)
@@ -889,7 +893,7 @@ class JoinedOutreachEnded(EventDetails):
     """Why, in one line."""
 
 
-VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
+_CURRENT: Mapping[AuditEventType, type[EventDetails]] = {
     model.event_type: model
     for model in (
         Scheduled, Rescheduled, Cancelled, CheckedIn, GracePeriodExpired, TherapistAlerted,
@@ -898,17 +902,20 @@ VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
         EscalationSent, EscalationBlocked, EscalationUncertain, ClinicianDecisionMade,
         PlanCreated, Closed, AwaitingClinician, ClinicianWaitTimedOut, TrailSuperseded,
         NoticeOpened, NoticeSent, NoticeFailed, NoticeSkipped,
-        NoticeEscalated, NoticeExhausted, NoticeAcknowledged, NoticeResolved, NoticeUncertain,
+        NoticeClimbed, NoticeExhausted, NoticeAcknowledged, NoticeResolved, NoticeUncertain,
         CaringStarted, CaringSent, CaringSkipped, CaringEnded,
         BrakeHeld, BrakeReleased, BrakeStoodDown,
         ClinicianAcknowledged, NoticeRanOut, NoticeRenewed, EmergencyContactCalled,
-        CaringStarted, CaringSent, CaringSkipped, CaringEnded, LetterPrepared,
-        CaringOffered, CaringReplied,
+        LetterPrepared, CaringOffered, CaringReplied,
         NoticeReasonEnded, NoticeResolutionSent,
         JoinedOutreach, OutreachJoined, JoinedOutreachEnded,
     )
 }
-"""Every event type's model: `tests/test_events.py` checks that none is missing."""
+VOCABULARY: Mapping[AuditEventType, type[EventDetails]] = {
+    **_CURRENT, **{old: _CURRENT[new] for old, new in RENAMED.items()},
+}
+"""Every event type's model, renamed ones under both names: `tests/test_events.py` checks
+that none is missing."""
 
 
 def new_event(*, session_id: str, sequence: int, occurred_at: datetime,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated
@@ -604,8 +605,8 @@ class TextCheck(Model):
     """Start of the next local day."""
 
 
-class InboxItemKind(StrEnum):
-    """What lands in the therapist's inbox."""
+class NoticeKind(StrEnum):
+    """A notice's kind: an alert (read it) or a task (do it). Stored values, never renamed."""
 
     ALERT = "alert"
     TASK = "task"
@@ -627,7 +628,7 @@ class TherapistNotice(Model):
     """The session it concerns."""
     therapist_id: str
     """Whose inbox."""
-    kind: InboxItemKind
+    kind: NoticeKind
     """Alert (read) or task (do)."""
     priority: Priority
     """Routine or urgent."""
@@ -667,7 +668,11 @@ class AuditEventType(StrEnum):
     NOTICE_SENT = "notice_sent"
     NOTICE_FAILED = "notice_failed"
     NOTICE_SKIPPED = "notice_skipped"
+    NOTICE_CLIMBED = "notice_climbed"
     NOTICE_ESCALATED = "notice_escalated"
+    """Read only: trails recorded before the glossary's "climbs" name a climb so. Rows are
+    never rewritten (the hash chain covers their bytes); `upcast` reads it as NOTICE_CLIMBED,
+    and this code writes it only when a retried activity replays an input recorded before."""
     NOTICE_EXHAUSTED = "notice_exhausted"
     NOTICE_ACKNOWLEDGED = "notice_acknowledged"
     NOTICE_RESOLVED = "notice_resolved"
@@ -691,6 +696,25 @@ class AuditEventType(StrEnum):
     JOINED_OUTREACH = "joined_outreach"
     OUTREACH_JOINED = "outreach_joined"
     JOINED_OUTREACH_ENDED = "joined_outreach_ended"
+
+
+RENAMED: Mapping[AuditEventType, AuditEventType] = {
+    AuditEventType.NOTICE_ESCALATED: AuditEventType.NOTICE_CLIMBED,
+}
+"""Event types renamed since rows were first stored: old name -> the name readers use."""
+
+
+def upcast(event_type: AuditEventType) -> AuditEventType:
+    """The event type as this code names it, whatever name the stored row carries."""
+    return RENAMED.get(event_type, event_type)
+
+
+def upcast_name(event_type: str) -> str:
+    """`upcast` for a stored row's raw `event_type` text (unknown names pass through)."""
+    try:
+        return upcast(AuditEventType(event_type)).value
+    except ValueError:
+        return event_type
 
 
 EventValue = StrictStr | StrictInt | StrictBool | None

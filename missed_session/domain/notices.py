@@ -29,8 +29,8 @@ from missed_session.domain.models import (
     AwareDatetime,
     CallResult,
     DecisionKind,
-    InboxItemKind,
     Model,
+    NoticeKind,
     Outcome,
     Priority,
     RiskTier,
@@ -143,14 +143,14 @@ class NoticeSettings(Model):
         return next(p for p in self.policies if p.matches(priority, risk_tier))
 
 
-def asked(kind: InboxItemKind) -> str:
+def asked(kind: NoticeKind) -> str:
     """What the clinician is asked to do, by kind of notice."""
-    if kind is InboxItemKind.TASK:
+    if kind is NoticeKind.TASK:
         return "act on it now, then resolve it with the outcome"
     return "acknowledge that you have seen it"
 
 
-def message(*, priority: Priority, risk_tier: RiskTier, title: str, kind: InboxItemKind,
+def message(*, priority: Priority, risk_tier: RiskTier, title: str, kind: NoticeKind,
             code: str, first_name: str | None, link: str | None) -> str:
     """The notice as a clinician reads it: enough to act, nothing more.
 
@@ -169,7 +169,7 @@ SMS_LIMIT = 160
 """A text channel takes one segment (`channels.base.TextProvider`): the SMS form fits it."""
 
 
-def sms(*, priority: Priority, risk_tier: RiskTier, title: str, kind: InboxItemKind,
+def sms(*, priority: Priority, risk_tier: RiskTier, title: str, kind: NoticeKind,
         code: str, client_ref: str, first_name: str | None) -> str:
     """The notice in one text of at most 160 characters: who, what, the code.
 
@@ -178,7 +178,7 @@ def sms(*, priority: Priority, risk_tier: RiskTier, title: str, kind: InboxItemK
     """
     what = title.removesuffix(f" (client {client_ref})").rstrip(".")
     who = f"client {client_ref}" + (f" ({first_name})" if first_name else "")
-    ask = " Act, then resolve." if kind is InboxItemKind.TASK else ""
+    ask = " Act, then resolve." if kind is NoticeKind.TASK else ""
     head = f"{priority.value.upper()} {risk_tier.value} risk, {who}: "
     tail = f".{ask} Reply 1 or ACK {code}"
     room = SMS_LIMIT - len(head) - len(tail)
