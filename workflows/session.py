@@ -33,22 +33,18 @@ with workflow.unsafe.imports_passed_through():
     from activities.outreach import OutreachActivities
     from missed_session.domain import (
         contact_window,
-        escalation,
         events,
         facts,
         person,
         protocol,
         step_reports,
     )
-    from missed_session.domain.escalation import Block, Escalate, MaybeTold, NotTold, Wait
     from missed_session.domain.facts import OUTSIDE_WINDOW, SessionFacts
     from missed_session.domain.models import (
         AuditEvent,
         CallResult,
         Channel,
-        ClinicianDecision,
         DecisionKind,
-        EscalationRequest,
         FollowUpPlan,
         FollowUpRequest,
         NoticeKind,
@@ -65,8 +61,9 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.brake import HELD_ALERT, BrakeHold
 from workflows.caring_offer import offer_caring
-from workflows.clinician_wait import AWAIT_CLINICIAN, ClinicianWait
+from workflows.clinician_wait import ClinicianWait
 from workflows.clinicians import Clinicians
+from workflows.escalating import Escalating
 from workflows.letters import Letters
 from workflows.notice_reasons import NoticeReasons
 from workflows.person import PersonLadder
@@ -84,12 +81,12 @@ STEPS: dict[Channel, Callable[..., Awaitable[Any]]] = {
 
 
 @workflow.defn
-class SessionWorkflow(SessionMessages, BrakeHold, PersonLadder, ClinicianWait):
+class SessionWorkflow(Escalating, SessionMessages, BrakeHold, PersonLadder, ClinicianWait):
     """A scheduled session, from booking to outcome.
 
-    Its messages: `SessionMessages`; a hold when many sessions are missed at once:
-    `BrakeHold`; one ladder for one person: `PersonLadder`; its wait for a person before
-    closing: `ClinicianWait`.
+    Escalation carried out: `Escalating`; its messages: `SessionMessages`; a hold when many
+    sessions are missed at once: `BrakeHold`; one ladder for one person: `PersonLadder`; its
+    wait for a person before closing: `ClinicianWait`.
     """
 
     @workflow.init
@@ -363,95 +360,6 @@ class SessionWorkflow(SessionMessages, BrakeHold, PersonLadder, ClinicianWait):
         return Outcome.STOOD_DOWN
 
     # -- escalation: decided by `escalation.next_escalation`, carried out here ------------
-
-    async def _consider_escalation(self, attempt: int | None, *, deferred: bool = False) -> None:
-        """The ladder's turn to escalate: after `attempt` failed (None: all did)."""
-        decision = escalation.next_escalation(
-            self._facts, self._booking, workflow.now(), attempt, None, deferred=deferred
-        )
-        if decision is None:
-            return
-        self._plan(SessionStatus.ESCALATION, "escalate", workflow.now())
-        if isinstance(decision, Wait) and not await self._defer("escalation", decision.until):
-            return
-        await self._escalate()
-
-    async def _escalate(self, override: ClinicianDecision | None = None) -> str:
-        """Carry out the escalation decision, one at a time; what happened, in words."""
-        async with self._escalating:
-            decision = escalation.next_escalation(
-                self._facts, self._booking, workflow.now(), None, override
-            )
-            if isinstance(decision, Escalate):  # the therapist is told of the call
-                return await self._reasons.told_of_call(
-                    await self._call_emergency_contact(decision, override), override)
-            if isinstance(decision, Block):
-                await self._block_escalation(decision.reason)
-                return f"not carried out: {decision.reason}; the therapist has an urgent task"
-            if self._facts.escalation is not None:
-                return ("not needed: the emergency contact has already been told"
-                        if override is not None else "already considered")
-            return "outreach stopped first"
-
-    async def _call_emergency_contact(self, decision: Escalate,
-                                      override: ClinicianDecision | None) -> str:
-        """Tell the emergency contact the minimum necessary, and record what came of it."""
-        booking = self._booking
-        contact = booking.client.emergency_contact
-        assert contact is not None  # next_escalation blocks without one
-        self._escalation_calls += 1
-        step = "escalation" if self._escalation_calls == 1 else (
-            f"escalation-{self._escalation_calls}"  # a later decision is a new call
-        )
-        request = EscalationRequest(
-            idempotency_key=f"{workflow.info().workflow_id}/{step}",
-            session_id=booking.session_id, client_ref=booking.client.ref,
-            client_first_name=booking.client.first_name, contact=contact,
-            risk_tier=booking.risk_tier, clinician_override=override is not None,
-        )
-        # A clinician's escalation stops only for a later decision; the protocol's also
-        # when the client is reached.
-        report = await self._steps.report(
-            OutreachActivities.call_emergency_contact, request,
-            stop=self._decided if override is not None else self._stops,
-        )
-        await self._record_call(report, decision.basis)
-        came = escalation.emergency_call(report, self._facts.stop_reason())
-        if isinstance(came, MaybeTold):
-            return await self._escalation_uncertain(decision, came)
-        if isinstance(came, NotTold):
-            await self._block_escalation(came.reason)
-            return f"not carried out: {came.reason}; the therapist has an urgent task"
-        await self._record(escalation.sent(decision, contact, override, came))
-        return "carried out: the emergency contact was told"
-
-    async def _escalation_uncertain(self, decision: Escalate, came: MaybeTold) -> str:
-        """The contact's message may have reached them: neither sent nor blocked."""
-        key = None
-        if came.task:  # a person must confirm (not when a clinician's decision stopped it)
-            notice = self._clinicians.notice(
-                f"escalation-uncertain-{self._escalation_calls}", NoticeKind.TASK,
-                Priority.URGENT,
-                f"The emergency contact may not have been reached ({came.reason}): confirm "
-                "with them, or decide (escalate_now calls again)", numbered=False,
-            )
-            await self._clinicians.tell(notice)
-            key = notice.key
-        await self._record(events.EscalationUncertain(basis=decision.basis, reason=came.reason,
-                                                      task=key))
-        answer = f"uncertain: {came.reason}; it may have reached the emergency contact"
-        return answer + ("; the therapist has an urgent task" if came.task else "")
-
-    async def _block_escalation(self, reason: str) -> None:
-        """Escalation cannot happen: an urgent task puts the decision with the therapist."""
-        ask = ("Awaiting your decision (escalate now with a legal basis, mark safe or stand "
-               "down)" if workflow.patched(AWAIT_CLINICIAN) else "Decide next steps now")
-        notice = self._clinicians.notice(
-            "escalation-blocked", NoticeKind.TASK, Priority.URGENT,
-            f"Client unreachable; escalation blocked: {reason}. {ask}",
-        )
-        await self._clinicians.tell(notice)
-        await self._record(events.EscalationBlocked(reason=reason, task=notice.key))
 
     # -- follow-up and closing -----------------------------------------------------------
 
