@@ -272,10 +272,14 @@ class SessionMessages:
         """A notice of this session was acknowledged, or ran out of steps with nobody.
 
         Recorded in the session's trail, and so folded into its facts: whether a person has
-        the session decides whether it may close. Not once it is closing: the notice's own
-        trail holds it, and the session's trail ends with its outcome.
+        the session decides whether it may close. Not once the follow-up has begun (nothing
+        waits on it then): the notice's own trail holds it, and the session's trail ends
+        with its outcome. A retried workflow task applies signals before the protocol
+        resumes, so news recorded then could take a place `closed` already holds.
         """
-        if self._facts.outcome is not None or not workflow.patched(AWAIT_ACKNOWLEDGMENT):
+        if (self._facts.outcome is not None
+                or self._facts.status in {SessionStatus.FOLLOW_UP, SessionStatus.CLOSED}
+                or not workflow.patched(AWAIT_ACKNOWLEDGMENT)):
             return
         await self._record(news.event())
 
