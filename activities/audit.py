@@ -8,14 +8,11 @@ from collections.abc import Iterator
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from missed_session.contracts.audit import ClosingRecord, NoShowRecord
 from missed_session.domain import events
 from missed_session.domain.models import (
     AuditEvent,
     AuditEventType,
-    AwareDatetime,
-    Model,
-    Outcome,
-    TherapistNotice,
 )
 from missed_session.metrics import ServiceMetrics, is_first_outreach
 from missed_session.store import write_errors
@@ -24,35 +21,12 @@ from missed_session.store.attendance import Attendance
 from missed_session.store.audit import AuditStore
 from missed_session.store.inbox import InboxStore
 
-
-class ClosingRecord(Model):
-    """The `closed` event and the attendance row it implies, written together."""
-
-    event: AuditEvent
-    """The `closed` audit event."""
-    client_ref: str
-    """Pseudonymous client id for the attendance record."""
-    therapist_id: str
-    """Whose session it was."""
-    start: AwareDatetime
-    """Start of the session, as finally scheduled."""
-    outcome: Outcome
-    """How the session closed."""
-
-
-class NoShowRecord(Model):
-    """The no-show's two events and the therapist's alert between them, written together.
-
-    One activity rather than three: when many sessions' grace periods expire together,
-    each round trip here queues beside the first calls (see docs/performance.md).
-    """
-
-    expired: AuditEvent
-    """`grace_period_expired`."""
-    notice: TherapistNotice
-    """The therapist's no-show alert."""
-    alerted: AuditEvent
-    """`therapist_alerted`, naming the notice."""
+__all__ = [
+    "AuditActivities",
+    "ClosingRecord",
+    "NoShowRecord",
+]
+"""The activities, and the payloads they take and return (defined in `contracts`)."""
 
 
 class AuditActivities:

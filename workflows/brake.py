@@ -25,14 +25,15 @@ from temporalio.exceptions import ActivityError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.brake import BrakeActivities, BrakeCheck, BrakeVerdict
-    from activities.notices import (
-        NoticeActivities,
+    from activities.brake import BrakeActivities
+    from activities.notices import NoticeActivities
+    from activities.therapist import TherapistActivities
+    from missed_session.contracts.brake import BrakeCheck, BrakeVerdict
+    from missed_session.contracts.notices import (
         NoticePlanRequest,
         NoticeRequest,
         notice_workflow_id,
     )
-    from activities.therapist import TherapistActivities
     from missed_session.domain import brake, events
     from missed_session.domain.brake import BrakeDecision, BrakeState
     from missed_session.domain.facts import SessionFacts

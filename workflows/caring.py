@@ -19,7 +19,8 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit import AuditActivities
-    from activities.caring import CaringActivities, CaringRequest, CaringResult
+    from activities.caring import CaringActivities
+    from missed_session.contracts.caring import CaringRequest, CaringResult
     from missed_session.domain import caring, events
     from missed_session.domain.caring import CaringSeries, EndReason
     from missed_session.domain.contact_window import next_allowed

@@ -12,13 +12,13 @@ from temporalio import workflow
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.notices import (
-        NoticeActivities,
+    from activities.notices import NoticeActivities
+    from activities.therapist import TherapistActivities
+    from missed_session.contracts.notices import (
         NoticePlanRequest,
         NoticeRequest,
         notice_workflow_id,
     )
-    from activities.therapist import TherapistActivities
     from missed_session.domain import caring
     from missed_session.domain.caring import CaringSeries
     from missed_session.domain.models import (

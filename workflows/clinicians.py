@@ -20,13 +20,13 @@ from temporalio.exceptions import FailureError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.notices import (
-        NoticeActivities,
+    from activities.notices import NoticeActivities
+    from activities.therapist import TherapistActivities
+    from missed_session.contracts.notices import (
         NoticePlanRequest,
         NoticeRequest,
         notice_workflow_id,
     )
-    from activities.therapist import TherapistActivities
     from missed_session.domain.facts import NoticeNews
     from missed_session.domain.models import (
         NoticeKind,

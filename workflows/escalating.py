@@ -17,12 +17,12 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.outreach import OutreachActivities
+    from missed_session.contracts.outreach import EscalationRequest
     from missed_session.domain import escalation, events
     from missed_session.domain.escalation import Basis, Block, Escalate, MaybeTold, NotTold, Wait
     from missed_session.domain.facts import SessionFacts
     from missed_session.domain.models import (
         ClinicianDecision,
-        EscalationRequest,
         NoticeKind,
         Priority,
         SessionBooking,

@@ -33,8 +33,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.notices import (
-        NoticeActivities,
+    from activities.notices import NoticeActivities
+    from activities.outreach import CHANNEL_REJECTED, DELIVERY_UNCERTAIN, INVALID_CONTACT
+    from missed_session.contracts.notices import (
         NoticeDelivery,
         NoticeRequest,
         NoticeStateRecord,
@@ -42,7 +43,6 @@ with workflow.unsafe.imports_passed_through():
         RecipientQuery,
         ResolutionDelivery,
     )
-    from activities.outreach import CHANNEL_REJECTED, DELIVERY_UNCERTAIN, INVALID_CONTACT
     from missed_session.domain import events, notices
     from missed_session.domain.facts import NoticeNews
     from missed_session.domain.models import Model, NoticeKind

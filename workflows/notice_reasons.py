@@ -21,7 +21,7 @@ from temporalio import workflow
 from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.notices import notice_workflow_id
+    from missed_session.contracts.notices import notice_workflow_id
     from missed_session.domain import escalation, events, facts, notices
     from missed_session.domain.escalation import Escalate
     from missed_session.domain.facts import SessionFacts

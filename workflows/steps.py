@@ -33,10 +33,10 @@ with workflow.unsafe.imports_passed_through():
         UNCERTAIN_REASON,
         TextPolicyActivities,
     )
+    from missed_session.contracts.outreach import StepOutcome, TextCheck
     from missed_session.domain import contact_window
-    from missed_session.domain.clients import StepOutcome
     from missed_session.domain.facts import INVALID_CONTACT_REASON
-    from missed_session.domain.models import CallResult, SessionBooking, TextCheck
+    from missed_session.domain.models import CallResult, SessionBooking
     from missed_session.domain.step_reports import (
         Done,
         Failed,

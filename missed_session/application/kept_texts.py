@@ -27,12 +27,12 @@ from temporalio.api.common.v1 import Payload
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from activities.notices import NoticePlan, NoticeRequest, notice_workflow_id
 from missed_session.application.clients import STORE_ERRORS
 from missed_session.application.results import Result, ResultKind
 from missed_session.application.service import Application, UnavailableError
 from missed_session.application.sessions import Sessions
 from missed_session.codec.encryption import CodecError, EncryptionCodec
+from missed_session.contracts.notices import NoticePlan, NoticeRequest, notice_workflow_id
 from missed_session.domain.models import (
     AuditEvent,
     AuditEventType,

@@ -19,9 +19,9 @@ import asyncpg
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.notices import notice_workflow_id
 from missed_session.application.results import ResultKind
 from missed_session.config import Settings
+from missed_session.contracts.notices import notice_workflow_id
 from missed_session.domain import notices
 from missed_session.domain.events import EventDetails, read
 from missed_session.domain.models import AuditEvent, DecisionKind

@@ -32,9 +32,9 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from activities.notices import NoticePlan, NoticeRequest, notice_workflow_id
 from missed_session.application.results import Result, ResultKind
 from missed_session.application.service import Application, UnavailableError
+from missed_session.contracts.notices import NoticePlan, NoticeRequest, notice_workflow_id
 from missed_session.domain.models import (
     Cancellation,
     ClinicianDecision,

@@ -36,8 +36,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
-from activities.notices import NoticePlan, NoticeRequest, notice_workflow_id
 from missed_session.audit.archive import WORKFLOW_TYPE, session_id_of
+from missed_session.contracts.notices import NoticePlan, NoticeRequest, notice_workflow_id
 from missed_session.domain.models import NoticeKind, Priority, RiskTier, TherapistNotice
 from missed_session.domain.notices import Policy, Step, Target, Then
 from missed_session.metrics import PREFIX

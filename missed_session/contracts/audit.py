@@ -1,0 +1,41 @@
+"""The trail's combined writes: several rows that must be written together, in one activity."""
+
+from __future__ import annotations
+
+from missed_session.domain.models import (
+    AuditEvent,
+    AwareDatetime,
+    Model,
+    Outcome,
+    TherapistNotice,
+)
+
+
+class ClosingRecord(Model):
+    """The `closed` event and the attendance row it implies, written together."""
+
+    event: AuditEvent
+    """The `closed` audit event."""
+    client_ref: str
+    """Pseudonymous client id for the attendance record."""
+    therapist_id: str
+    """Whose session it was."""
+    start: AwareDatetime
+    """Start of the session, as finally scheduled."""
+    outcome: Outcome
+    """How the session closed."""
+
+
+class NoShowRecord(Model):
+    """The no-show's two events and the therapist's alert between them, written together.
+
+    One activity rather than three: when many sessions' grace periods expire together,
+    each round trip here queues beside the first calls (see docs/performance.md).
+    """
+
+    expired: AuditEvent
+    """`grace_period_expired`."""
+    notice: TherapistNotice
+    """The therapist's no-show alert."""
+    alerted: AuditEvent
+    """`therapist_alerted`, naming the notice."""
