@@ -22,18 +22,11 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
-from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.brake import BrakeActivities
-    from activities.notices import NoticeActivities
     from activities.therapist import TherapistActivities
     from missed_session.contracts.brake import BrakeCheck, BrakeVerdict
-    from missed_session.contracts.notices import (
-        NoticePlanRequest,
-        NoticeRequest,
-        notice_workflow_id,
-    )
     from missed_session.domain import brake, events
     from missed_session.domain.brake import BrakeDecision, BrakeState
     from missed_session.domain.facts import SessionFacts
@@ -44,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
         SessionBooking,
         SessionStatus,
     )
-    from missed_session.temporal import search_attributes as attrs
 
 from workflows.clinicians import Clinicians
 from workflows.steps import wait_until
@@ -161,7 +153,6 @@ class BrakeHold:
         on file, climbing the on-call ladder without its therapist rungs.
         """
         assert verdict.episode is not None
-        booking = self._booking
         notice = self._clinicians.notice(
             f"brake-episode-{verdict.episode}", NoticeKind.TASK, Priority.URGENT,
             brake.page_title(verdict.no_shows, verdict.window_minutes, verdict.episode,
@@ -172,22 +163,6 @@ class BrakeHold:
             TherapistActivities.notify_therapist, notice,
             start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
         )
-        plan = await workflow.execute_activity_method(
-            NoticeActivities.plan_notice,
-            NoticePlanRequest(notice=notice, risk_tier=booking.risk_tier),
-            start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
-        )
-        if plan is None:  # no roster loaded: the inbox is all there is
-            return
-        plan = plan.model_copy(update={"policy": brake.supervisor_ladder(plan.policy)})
-        await workflow.start_child_workflow(
-            "NoticeWorkflow",
-            NoticeRequest(notice=notice, risk_tier=booking.risk_tier,
-                          client_ref=booking.client.ref,
-                          client_first_name=booking.client.first_name, plan=plan,
-                          time_scale=booking.protocol.time_scale),
-            id=notice_workflow_id(notice.key),
-            parent_close_policy=ParentClosePolicy.ABANDON,
-            search_attributes=attrs.notice_initial(priority=notice.priority.value,
-                                                   opened=workflow.now()),
-        )
+        # Not `tell`: the page is not the session's notice (it is not awaited before the
+        # session closes), and it was never behind the notice-workflows patch.
+        await self._clinicians.start_climb(notice, ladder=brake.supervisor_ladder)

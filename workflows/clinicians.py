@@ -14,6 +14,7 @@ A notice tells its session when a person acknowledges it or when it runs out of 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 from temporalio import workflow
 from temporalio.exceptions import FailureError
@@ -34,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         SessionBooking,
         TherapistNotice,
     )
+    from missed_session.domain.notices import Policy
     from missed_session.temporal import search_attributes as attrs
 
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT
@@ -96,14 +98,27 @@ class Clinicians:
             )
         if not workflow.patched(NOTICE_WORKFLOWS):
             return
+        if await self.start_climb(notice):
+            self.delivering += 1
+
+    async def start_climb(self, notice: TherapistNotice, *,
+                          ladder: Callable[[Policy], Policy] | None = None) -> bool:
+        """With a roster on file, start the notice workflow that climbs the on-call ladder.
+
+        Returns whether it started (False: no roster loaded, the inbox is all there is).
+        `ladder`: the practice's ladder for this notice, made from its policy (the brake's
+        page climbs without the therapist's rungs). Its parent-close policy: see `tell`.
+        """
         booking = self._booking
         plan = await workflow.execute_activity_method(
             NoticeActivities.plan_notice,
             NoticePlanRequest(notice=notice, risk_tier=booking.risk_tier),
             start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
         )
-        if plan is None:  # no roster loaded: the inbox is all there is
-            return
+        if plan is None:
+            return False
+        if ladder is not None:
+            plan = plan.model_copy(update={"policy": ladder(plan.policy)})
         await workflow.start_child_workflow(
             "NoticeWorkflow",
             NoticeRequest(notice=notice, risk_tier=booking.risk_tier,
@@ -115,7 +130,7 @@ class Clinicians:
             search_attributes=attrs.notice_initial(priority=notice.priority.value,
                                                    opened=workflow.now()),
         )
-        self.delivering += 1
+        return True
 
 
 async def tell_session(news: NoticeNews) -> None:
