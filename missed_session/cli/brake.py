@@ -18,10 +18,8 @@ from pydantic import ValidationError
 
 from missed_session.application import brake as use
 from missed_session.application.problems import describe
-from missed_session.application.results import Result
 from missed_session.application.service import Application
-from missed_session.cli.render import BAD_INPUT, EXIT_CODES, fail
-from missed_session.config import ConfigurationError, load_settings
+from missed_session.cli.render import BAD_INPUT, fail, parsed, show, with_application
 
 COMMAND = "brake"
 
@@ -47,36 +45,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     """0 done, 1 could not be carried out, 2 bad input or refused."""
-    try:
-        args = build_parser().parse_args(list(argv[1:]))
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else BAD_INPUT
-    return asyncio.run(_run(args))
+    args = parsed(build_parser(), argv)
+    if isinstance(args, int):
+        return args
+    return asyncio.run(with_application(lambda app: _run(app, args)))
 
 
-async def _run(args: argparse.Namespace) -> int:
+async def _run(app: Application, args: argparse.Namespace) -> int:
     try:
-        settings = load_settings()
-    except ConfigurationError as error:
-        return fail(str(error), BAD_INPUT)
-    async with Application(settings) as app:
-        try:
-            if args.action == "status":
-                found = await use.status(app)
-                if isinstance(found, use.BrakeStatus):
-                    print(render(found))
-                    return 0
-                result: Result = found
-            else:
-                decide = use.release if args.action == "release" else use.stand_down
-                result = await decide(app, args.clinician, session_id=args.session,
-                                      reason=args.reason)
-        except ValidationError as error:
-            return fail(describe(error), BAD_INPUT)
-    if not result.ok:
-        return fail(result.message, EXIT_CODES[result.kind])
-    print(result.message)
-    return 0
+        if args.action == "status":
+            found = await use.status(app)
+            if not isinstance(found, use.BrakeStatus):
+                return show(found)
+            print(render(found))
+            return 0
+        decide = use.release if args.action == "release" else use.stand_down
+        return show(await decide(app, args.clinician, session_id=args.session,
+                                 reason=args.reason))
+    except ValidationError as error:
+        return fail(describe(error), BAD_INPUT)
 
 
 def render(found: use.BrakeStatus) -> str:

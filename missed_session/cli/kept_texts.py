@@ -16,8 +16,7 @@ from collections.abc import Sequence
 from missed_session.application.kept_texts import KeptTexts
 from missed_session.application.results import Result
 from missed_session.application.service import Application
-from missed_session.cli.render import BAD_INPUT, EXIT_CODES, fail
-from missed_session.config import ConfigurationError, load_settings
+from missed_session.cli.render import DONE, parsed, show, with_application
 
 COMMAND = "kept-texts"
 
@@ -40,30 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     """Show (or nudge) the kept texts; 0 done, 1 PostgreSQL unreachable, 2 bad usage."""
-    try:
-        args = build_parser().parse_args(list(argv[1:]))
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else BAD_INPUT
-    return asyncio.run(_run(args))
+    args = parsed(build_parser(), argv)
+    if isinstance(args, int):
+        return args
+    return asyncio.run(with_application(lambda app: _run(app, args)))
 
 
-async def _run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings()
-    except ConfigurationError as error:
-        return fail(str(error), BAD_INPUT)
-    async with Application(settings) as app:
-        kept = KeptTexts(app)
-        if args.retry_now:
-            result = await kept.retry_now()
-            if not result.ok:
-                return fail(result.message, EXIT_CODES[result.kind])
-            print(result.message)
-        result = await kept.overview(pending_only=not args.all)
-    if not result.ok or result.data is None:
-        return fail(result.message, EXIT_CODES[result.kind])
+async def _run(app: Application, args: argparse.Namespace) -> int:
+    kept = KeptTexts(app)
+    if args.retry_now and (code := show(await kept.retry_now())) != DONE:
+        return code
+    result = await kept.overview(pending_only=not args.all)
+    if not result.ok:
+        return show(result)
     print(json.dumps(result.data) if args.json else render(result))
-    return 0
+    return DONE
 
 
 def render(result: Result) -> str:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from collections.abc import Awaitable, Callable, Sequence
 
 from missed_session.application.audit_trail import details
 from missed_session.application.results import Result, ResultKind
+from missed_session.application.service import Application
+from missed_session.config import ConfigurationError, load_settings
 from missed_session.domain.models import SessionState, workflow_id_for
 
 DONE = 0
@@ -34,6 +38,29 @@ def fail(message: str, code: int) -> int:
     """Print `error: message` on one line to stderr; return `code`."""
     print("error:", " ".join(message.split()), file=sys.stderr)
     return code
+
+
+def parsed(parser: argparse.ArgumentParser,
+           argv: Sequence[str]) -> argparse.Namespace | int:
+    """A verb's arguments (`argv` after the command word), or the exit code argparse chose.
+
+    argparse exits on `--help` (0) and on bad usage (2, with its message on stderr): here
+    that is a returned code, so the caller returns it and nothing connects.
+    """
+    try:
+        return parser.parse_args(list(argv[1:]))
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else BAD_INPUT
+
+
+async def with_application(run: Callable[[Application], Awaitable[int]]) -> int:
+    """`run` with the application the settings describe; settings that do not load: 2."""
+    try:
+        settings = load_settings()
+    except ConfigurationError as error:
+        return fail(str(error), BAD_INPUT)
+    async with Application(settings) as app:
+        return await run(app)
 
 
 def show(result: Result) -> int:
