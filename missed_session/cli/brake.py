@@ -11,7 +11,6 @@ refused or bad input.
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Sequence
 
 from pydantic import ValidationError
@@ -19,7 +18,7 @@ from pydantic import ValidationError
 from missed_session.application import brake as use
 from missed_session.application.problems import describe
 from missed_session.application.service import Application
-from missed_session.cli.render import BAD_INPUT, fail, parsed, show, with_application
+from missed_session.cli.render import BAD_INPUT, fail, run_verb, show
 
 COMMAND = "brake"
 
@@ -45,10 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     """0 done, 1 could not be carried out, 2 bad input or refused."""
-    args = parsed(build_parser(), argv)
-    if isinstance(args, int):
-        return args
-    return asyncio.run(with_application(lambda app: _run(app, args)))
+    return run_verb(build_parser(), argv, _run)
 
 
 async def _run(app: Application, args: argparse.Namespace) -> int:

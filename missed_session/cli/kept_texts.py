@@ -9,14 +9,13 @@ after an outage. No number and no text is shown: they are sealed in the table.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from collections.abc import Sequence
 
 from missed_session.application.kept_texts import KeptTexts
 from missed_session.application.results import Result
 from missed_session.application.service import Application
-from missed_session.cli.render import DONE, parsed, show, with_application
+from missed_session.cli.render import DONE, run_verb, show
 
 COMMAND = "kept-texts"
 
@@ -39,10 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     """Show (or nudge) the kept texts; 0 done, 1 PostgreSQL unreachable, 2 bad usage."""
-    args = parsed(build_parser(), argv)
-    if isinstance(args, int):
-        return args
-    return asyncio.run(with_application(lambda app: _run(app, args)))
+    return run_verb(build_parser(), argv, _run)
 
 
 async def _run(app: Application, args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -61,6 +62,15 @@ async def with_application(run: Callable[[Application], Awaitable[int]]) -> int:
         return fail(str(error), BAD_INPUT)
     async with Application(settings) as app:
         return await run(app)
+
+
+def run_verb(parser: argparse.ArgumentParser, argv: Sequence[str],
+             run: Callable[[Application, argparse.Namespace], Awaitable[int]]) -> int:
+    """Parse the verb's arguments, then `run` them with the application; its exit code."""
+    args = parsed(parser, argv)
+    if isinstance(args, int):
+        return args
+    return asyncio.run(with_application(lambda app: run(app, args)))
 
 
 def show(result: Result) -> int:
