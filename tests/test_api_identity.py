@@ -29,7 +29,7 @@ from missed_session.domain.models import (
     workflow_id_for,
 )
 from tests.support.codec_auth import Provider, provider  # noqa: F401 (a fixture)
-from tests.support.console_accounts import PASSWORD, ROSTER, load
+from tests.support.console import PASSWORD, ROSTER, load
 from tests.support.http_api import Served, booked, served  # noqa: F401 (a fixture)
 from tests.support.starter import recorded
 

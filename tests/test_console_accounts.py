@@ -19,7 +19,7 @@ from missed_session.application.service import Application
 from missed_session.config import Settings
 from missed_session.domain.access import Viewer, ViewerRole, may_decide, may_view
 from missed_session.store.console import ConsoleStore
-from tests.support.console_accounts import PASSWORD, ROSTER, load
+from tests.support.console import PASSWORD, ROSTER, load
 from tests.support.servers import TEST_KEYS
 from tests.support.starter import cli, cli_env, temporal_env  # noqa: F401 - fixtures, used by name
 

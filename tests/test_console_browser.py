@@ -23,8 +23,8 @@ from missed_session.application import console as cases
 from missed_session.application import notices as notice_cases
 from missed_session.domain.notices import Acknowledgment, AckVia
 from missed_session.store.console import ConsoleStore
+from tests.support.console import PASSWORD
 from tests.support.console_browser import (
-    PASSWORD,
     Stack,
     daytime_zone,
     shoot,

@@ -20,14 +20,10 @@ import pytest
 
 from missed_session.api.server import ApiServer
 from missed_session.application import console as cases
-from missed_session.application.service import Application
-from missed_session.config import Settings
 from missed_session.console.serve import console_app
-from missed_session.domain.roster_file import parse_roster
-from missed_session.store.notices import NoticeStore, RosterStore
+from missed_session.store.notices import NoticeStore
+from tests.support.console import ON_CALL_ROSTER, PASSWORD, console_application, notice
 from tests.support.console_browser import axe_serious
-from tests.support.console_live import PASSWORD, ROSTER, notice
-from tests.support.servers import TEST_KEYS
 from tests.support.web_ui import ARTEFACTS, CHROMIUM, CHROMIUM_FLAGS
 
 pytestmark = [
@@ -45,10 +41,7 @@ class Live:
 
 @pytest.fixture
 async def live(pool: asyncpg.Pool) -> AsyncIterator[Live]:
-    loaded = parse_roster(ROSTER, "practice.toml")
-    await RosterStore(pool).load(loaded.roster, loaded.notices, "practice.toml")
-    application = Application(Settings(encryption_keys=TEST_KEYS), pool=pool)
-    assert (await cases.set_password(application, "t-ana", PASSWORD)).ok
+    application = await console_application(pool, ON_CALL_ROSTER, "t-ana")
     async with ApiServer(console_app(application)) as server:
         port = server.url.rsplit(":", 1)[1]
         yield Live(f"http://localhost:{port}", pool)  # localhost: Secure cookies kept

@@ -22,15 +22,10 @@ import pytest
 
 from missed_session.api.server import ApiServer
 from missed_session.application import console as cases
-from missed_session.application.service import Application
-from missed_session.config import Settings
 from missed_session.console import routes
 from missed_session.console.serve import console_app
 from missed_session.console.web import SESSION_COOKIE
-from missed_session.domain.roster_file import parse_roster
-from missed_session.store.notices import RosterStore
-from tests.support.console_live import PASSWORD, ROSTER, notice
-from tests.support.servers import TEST_KEYS
+from tests.support.console import ON_CALL_ROSTER, PASSWORD, console_application, notice
 
 HELD = 3.0
 """The long poll's length here (25 s in service), so the test is short."""
@@ -46,10 +41,7 @@ class Console:
 async def console(pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Console]:
     monkeypatch.setattr(routes, "LONG_POLL_SECONDS", HELD)
     monkeypatch.setattr(routes, "CURSOR_CHECK_SECONDS", 0.2)
-    loaded = parse_roster(ROSTER, "practice.toml")
-    await RosterStore(pool).load(loaded.roster, loaded.notices, "practice.toml")
-    application = Application(Settings(encryption_keys=TEST_KEYS), pool=pool)
-    assert (await cases.set_password(application, "t-ana", PASSWORD)).ok
+    application = await console_application(pool, ON_CALL_ROSTER, "t-ana")
     signed = await cases.sign_in(application, "t-ana", PASSWORD, datetime.now(UTC))
     assert isinstance(signed, cases.SignIn)
     async with ApiServer(console_app(application)) as server, httpx.AsyncClient(

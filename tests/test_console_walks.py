@@ -26,7 +26,8 @@ import pytest
 
 from missed_session.application import console as cases
 from missed_session.store.notices import NoticeStore
-from tests.support.console_browser import DOCS, PASSWORD, Stack, daytime_zone, shoot, stack  # noqa: F401 - the stack fixture, used by name
+from tests.support.console import PASSWORD
+from tests.support.console_browser import DOCS, Stack, daytime_zone, shoot, stack  # noqa: F401 - the stack fixture, used by name
 from tests.support.factories import booking_data, without_consent
 from tests.support.web_ui import CHROMIUM, CHROMIUM_FLAGS
 

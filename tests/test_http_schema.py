@@ -18,7 +18,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from missed_session.api.tokens import Scope
-from tests.support.console_accounts import ROSTER, load
+from tests.support.console import ROSTER, load
 from tests.support.http_api import Served, served  # noqa: F401 (a fixture)
 from tests.support.servers import start_test_server
 

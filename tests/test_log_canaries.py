@@ -46,7 +46,7 @@ from missed_session.intake import mllp
 from missed_session.intake.service import StandardsIntake, build
 from missed_session.intake.settings import IntakeSettings
 from missed_session.log_setup import configure_logging
-from tests.support.console_accounts import ROSTER, load
+from tests.support.console import ROSTER, load
 from tests.support.factories import booking_data, daytime
 from tests.support.intake_stack import CALCOM_SECRET, END_BLOCK, START_BLOCK
 from tests.support.servers import TEST_KEYS

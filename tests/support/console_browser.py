@@ -29,9 +29,8 @@ from missed_session.application import Application
 from missed_session.application import console as cases
 from missed_session.config import Settings
 from missed_session.console.routes import console_router
-from missed_session.domain.roster_file import parse_roster
-from missed_session.store.notices import RosterStore
 from missed_session.temporal import search_attributes
+from tests.support.console import PASSWORD, accounts, load, roster
 from tests.support.servers import TEST_CONVERTER, TEST_KEYS
 from tests.support.web_ui import ARTEFACTS
 from worker import callback_dispatcher, new_worker
@@ -45,37 +44,12 @@ DOCS = (Path(__file__).resolve().parents[2] / "docs"
         if os.environ.get("MSR_REFRESH_SCREENSHOTS") == "1" else ARTEFACTS)
 
 
-PASSWORD = "correct horse battery"
-
-
 TIME_SCALE = 60
 
 
-ROSTER = """
-[roster]
-time_zone = "America/New_York"
-accept_coverage_gaps = true
-
-[roster.clinicians.t-ana]
-role = "therapist"
-sms = "+14155550101"
-supervisor = "s-maya"
-
-[roster.clinicians.t-bo]
-role = "therapist"
-sms = "+14155550103"
-
-[roster.clinicians.oc-lee]
-role = "on_call_clinician"
-sms = "+14155550102"
-
-[roster.clinicians.s-maya]
-role = "clinical_supervisor"
-sms = "+14155550104"
-
-[[roster.on_call]]
-clinician = "oc-lee"
-"""
+ROSTER = roster("t-ana", "t-bo", "oc-lee", "s-maya", on_call="oc-lee",
+                supervisors={"t-ana": "s-maya"})
+"""Everyone: two therapists (t-ana supervised by s-maya), one on call, the supervisor."""
 
 
 ZONES = ("Pacific/Auckland", "Asia/Tokyo", "Asia/Kolkata", "Europe/Berlin", "Europe/London",
@@ -100,8 +74,7 @@ async def stack(pool: asyncpg.Pool) -> AsyncIterator[Stack]:
     env = await WorkflowEnvironment.start_local(
         data_converter=TEST_CONVERTER, dev_server_existing_path=temporal_cli(),
         dev_server_extra_args=search_attributes.dev_server_flags())
-    loaded = parse_roster(ROSTER, "practice.toml")
-    await RosterStore(pool).load(loaded.roster, loaded.notices, "practice.toml")
+    await load(pool, ROSTER)
     task_queue = f"console-{uuid.uuid4().hex}"
     settings = Settings(task_queue=task_queue, encryption_keys=TEST_KEYS, time_scale=TIME_SCALE)
     dispatcher = asyncio.create_task(callback_dispatcher(env.client, pool).run())
@@ -109,8 +82,7 @@ async def stack(pool: asyncpg.Pool) -> AsyncIterator[Stack]:
         async with new_worker(env.client, pool, task_queue=task_queue,
                               sender=Sender("Alex", "+15555550100")), \
                 Application(settings, client=env.client, pool=pool) as application:
-            for clinician in ("t-ana", "t-bo", "s-maya"):
-                assert (await cases.set_password(application, clinician, PASSWORD)).ok
+            await accounts(application, "t-ana", "t-bo", "s-maya")
             assert (await cases.set_password(application, "rev-kai", PASSWORD,
                                              reviewer=True)).ok
             api = create_app(application, ApiSettings(tokens={}),

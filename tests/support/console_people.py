@@ -1,7 +1,7 @@
-"""Helpers first written for tests/test_console_people.py that other modules share.
+"""The people pages' fixtures (tests/test_console_people.py, tests/test_conformance.py).
 
-Moved here (by homes-move.sh) so that no module imports a test module or
-conftest: a test module can then change without breaking another."""
+Three clinicians signed in over ASGI, a client with consent and three past sessions, and a
+session of another client today; the shared roster and accounts: `tests.support.console`."""
 
 from __future__ import annotations
 
@@ -16,36 +16,17 @@ from fastapi import FastAPI
 from missed_session.application import console as cases
 from missed_session.application.clients import ClientUseCases
 from missed_session.application.service import Application
-from missed_session.config import Settings
 from missed_session.console.routes import console_router
 from missed_session.domain import events
 from missed_session.domain.clients import ConsentEntry, ConsentSource, ConsentSubject
 from missed_session.domain.models import ConsentScope, Modality, Outcome, RiskTier
-from missed_session.domain.roster_file import parse_roster
 from missed_session.store.attendance import Attendance
 from missed_session.store.audit import AuditStore
 from missed_session.store.clients import ClientDirectory
-from missed_session.store.notices import RosterStore
-from tests.support.servers import TEST_KEYS
+from tests.support.console import PASSWORD, console_application, roster
 
-PASSWORD = "a long enough password"
-
-
-ROSTER = """
-[roster]
-time_zone = "America/New_York"
-accept_coverage_gaps = true
-[roster.clinicians.t-ana]
-role = "therapist"
-sms = "+14155550101"
-[roster.clinicians.t-bo]
-role = "therapist"
-sms = "+14155550103"
-[roster.clinicians.s-maya]
-role = "clinical_supervisor"
-sms = "+14155550104"
-"""
-
+ROSTER = roster("t-ana", "t-bo", "s-maya")
+"""Two therapists and their clinical supervisor."""
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -75,11 +56,7 @@ async def trail(pool: asyncpg.Pool, session_id: str, *, client_ref: str, therapi
 
 @pytest.fixture
 async def app(pool: asyncpg.Pool) -> Application:
-    loaded = parse_roster(ROSTER, "practice.toml")
-    await RosterStore(pool).load(loaded.roster, loaded.notices, "practice.toml")
-    application = Application(Settings(encryption_keys=TEST_KEYS), pool=pool)
-    for clinician in ("t-ana", "t-bo", "s-maya"):
-        assert (await cases.set_password(application, clinician, PASSWORD)).ok
+    application = await console_application(pool, ROSTER, "t-ana", "t-bo", "s-maya")
     added = await ClientUseCases(pool).add({
         "ref": "c-robin", "first_name": "Robin", "time_zone": "America/New_York",
         "phones": [{"number": "+14155550177", "use": "mobile"}],
