@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -20,12 +21,7 @@ from missed_session.domain.roster_file import PracticeRoster, parse_roster
 
 def load_practice_file(path: Path) -> PracticeProtocols:
     """Read and validate the practice file at `path`; errors name the file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        msg = f"{path}: cannot be read ({error.strerror or type(error).__name__})"
-        raise PracticeFileError(msg) from None
-    return parse(text, str(path))
+    return parse(_read(path), str(path))
 
 
 def load_consent_defaults(path: Path | None) -> ConsentDefaults:
@@ -36,14 +32,7 @@ def load_consent_defaults(path: Path | None) -> ConsentDefaults:
     """
     if path is None:
         return ConsentDefaults()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        msg = f"{path}: cannot be read ({error.strerror or type(error).__name__})"
-        raise PracticeFileError(msg) from None
-    except tomllib.TOMLDecodeError as error:
-        raise PracticeFileError(f"{path}: not valid TOML: {error}") from None
-    table = data.get("consent_defaults", {})
+    table = _toml(path).get("consent_defaults", {})
     if not isinstance(table, dict):
         raise PracticeFileError(f"{path}: consent_defaults: must be a table")
     try:
@@ -62,21 +51,26 @@ def load_brake_settings(path: Path | None) -> BrakeSettings | None:
     """The `[brake]` table of the practice file (the mass no-show brake), or None: off."""
     if path is None:
         return None
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        msg = f"{path}: cannot be read ({error.strerror or type(error).__name__})"
-        raise PracticeFileError(msg) from None
-    except tomllib.TOMLDecodeError as error:
-        raise PracticeFileError(f"{path}: not valid TOML: {error}") from None
-    return brake_settings(data, str(path))
+    return brake_settings(_toml(path), str(path))
 
 
 def load_roster_file(path: Path) -> PracticeRoster:
     """Read the practice file's roster and notice rules; errors name the file."""
+    return parse_roster(_read(path), str(path))
+
+
+def _read(path: Path) -> str:
+    """The practice file's text; a file that cannot be read is named with why."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as error:
         msg = f"{path}: cannot be read ({error.strerror or type(error).__name__})"
         raise PracticeFileError(msg) from None
-    return parse_roster(text, str(path))
+
+
+def _toml(path: Path) -> dict[str, Any]:
+    """The practice file's tables, for the loaders that read one table of it."""
+    try:
+        return tomllib.loads(_read(path))
+    except tomllib.TOMLDecodeError as error:
+        raise PracticeFileError(f"{path}: not valid TOML: {error}") from None
