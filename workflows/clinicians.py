@@ -121,10 +121,7 @@ class Clinicians:
             plan = plan.model_copy(update={"policy": ladder(plan.policy)})
         await workflow.start_child_workflow(
             "NoticeWorkflow",
-            NoticeRequest(notice=notice, risk_tier=booking.risk_tier,
-                          client_ref=booking.client.ref,
-                          client_first_name=booking.client.first_name, plan=plan,
-                          time_scale=booking.protocol.time_scale),
+            NoticeRequest.about(booking, notice, plan),
             id=notice_workflow_id(notice.key),
             parent_close_policy=ParentClosePolicy.ABANDON,
             search_attributes=attrs.notice_initial(priority=notice.priority.value,

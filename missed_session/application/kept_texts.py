@@ -282,10 +282,7 @@ class KeptTexts:
             with contextlib.suppress(WorkflowAlreadyStartedError):  # a retry: raised once
                 await client.start_workflow(
                     "NoticeWorkflow",
-                    NoticeRequest(notice=notice, risk_tier=booking.risk_tier,
-                                  client_ref=booking.client.ref,
-                                  client_first_name=booking.client.first_name, plan=plan,
-                                  time_scale=booking.protocol.time_scale),
+                    NoticeRequest.about(booking, notice, plan),
                     id=notice_workflow_id(notice.key),
                     task_queue=self._app.settings.task_queue,
                     search_attributes=search_attributes.notice_initial(

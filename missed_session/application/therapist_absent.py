@@ -169,10 +169,7 @@ async def _plan(pool: asyncpg.Pool, booking: SessionBooking) -> NoticePlan | Non
 
 async def _start_notice(client: Client, task_queue: str, notice: TherapistNotice,
                         booking: SessionBooking, plan: NoticePlan) -> str:
-    request = NoticeRequest(notice=notice, risk_tier=booking.risk_tier,
-                            client_ref=booking.client.ref,
-                            client_first_name=booking.client.first_name, plan=plan,
-                            time_scale=booking.protocol.time_scale)
+    request = NoticeRequest.about(booking, notice, plan)
     climb = ", then ".join(step.notify.value.replace("_", "-") for step in plan.policy.steps)
     try:
         await client.start_workflow(

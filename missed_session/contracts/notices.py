@@ -6,6 +6,7 @@ from missed_session.domain.models import (
     AwareDatetime,
     Model,
     RiskTier,
+    SessionBooking,
     TherapistNotice,
 )
 from missed_session.domain.notices import EndReason, Policy, Target
@@ -54,6 +55,14 @@ class NoticeRequest(Model):
     """The policy and rules, as they were when the notice opened."""
     time_scale: float = 1.0
     """Divides every wait (demos and end-to-end tests only)."""
+
+    @classmethod
+    def about(cls, booking: SessionBooking, notice: TherapistNotice,
+              plan: NoticePlan) -> NoticeRequest:
+        """The request for a notice about `booking`'s session (its client, risk and scale)."""
+        return cls(notice=notice, risk_tier=booking.risk_tier, client_ref=booking.client.ref,
+                   client_first_name=booking.client.first_name, plan=plan,
+                   time_scale=booking.protocol.time_scale)
 
 
 class Recipient(Model):
