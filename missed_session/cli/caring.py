@@ -15,8 +15,7 @@ from pydantic import ValidationError
 
 from missed_session.application.problems import describe
 from missed_session.application.service import Application
-from missed_session.cli.render import BAD_INPUT, EXIT_CODES, fail
-from missed_session.config import ConfigurationError, load_settings
+from missed_session.cli.render import BAD_INPUT, DONE, FAILED, fail, parsed, show, with_application
 from missed_session.domain.models import ClinicianDecision
 
 COMMAND = "caring"
@@ -48,43 +47,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     """0 done, 1 could not be carried out, 2 bad input or refused."""
-    try:
-        args = build_parser().parse_args(list(argv[1:]))
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else BAD_INPUT
+    args = parsed(build_parser(), argv)
+    if isinstance(args, int):
+        return args
     try:
         decision = (None if args.action == "show" else ClinicianDecision(
             clinician_id=args.clinician,
             reason=args.reason or "series offered after an unresolved session"))
     except ValidationError as error:
         return fail(describe(error), BAD_INPUT)
-    return asyncio.run(_run(args, decision))
+    return asyncio.run(with_application(lambda app: _run(app, args, decision)))
 
 
-async def _run(args: argparse.Namespace, decision: ClinicianDecision | None) -> int:
-    try:
-        settings = load_settings()
-    except ConfigurationError as error:
-        return fail(str(error), BAD_INPUT)
-    async with Application(settings) as app:
-        caring = await app.caring()
-        if caring is None:
-            return fail("cannot reach Temporal or PostgreSQL (see the settings)", 1)
-        if args.action == "show":
-            result = await caring.show(args.series_id)
-            if result.ok:
-                for event in result.trail:
-                    print(f"{event.sequence:>3} {event.occurred_at.isoformat()} "
-                          f"{event.event_type.value} {event.data}")
-                return 0
-        elif args.action == "start":
-            assert decision is not None
-            result = await caring.start(args.session_id, decision,
-                                        chosen=args.reason is not None)
-        else:
-            assert decision is not None
-            result = await caring.end(args.series_id, decision)
-    if not result.ok:
-        return fail(result.message, EXIT_CODES[result.kind])
-    print(result.message)
-    return 0
+async def _run(app: Application, args: argparse.Namespace,
+               decision: ClinicianDecision | None) -> int:
+    caring = await app.caring()
+    if caring is None:
+        return fail("cannot reach Temporal or PostgreSQL (see the settings)", FAILED)
+    if args.action == "show":
+        result = await caring.show(args.series_id)
+        if not result.ok:
+            return show(result)
+        for event in result.trail:
+            print(f"{event.sequence:>3} {event.occurred_at.isoformat()} "
+                  f"{event.event_type.value} {event.data}")
+        return DONE
+    assert decision is not None
+    if args.action == "start":
+        return show(await caring.start(args.session_id, decision,
+                                       chosen=args.reason is not None))
+    return show(await caring.end(args.series_id, decision))

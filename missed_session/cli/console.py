@@ -17,8 +17,7 @@ from collections.abc import Sequence
 from missed_session.application import console as cases
 from missed_session.application.results import ResultKind
 from missed_session.application.service import Application, UnavailableError
-from missed_session.cli.render import BAD_INPUT, FAILED, fail
-from missed_session.config import ConfigurationError, load_settings
+from missed_session.cli.render import BAD_INPUT, FAILED, fail, parsed, with_application
 
 
 def is_action(argv: Sequence[str]) -> bool:
@@ -41,14 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     """Run one `console` command; 0 done, 1 not possible, 2 bad input."""
-    try:
-        args = build_parser().parse_args(list(argv[1:]))
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else BAD_INPUT
+    args = parsed(build_parser(), argv)
+    if isinstance(args, int):
+        return args
     password = _read_password(args.password_stdin)
     if password is None:
         return fail("password: the two entries differ", BAD_INPUT)
-    return asyncio.run(_set_password(args.clinician, password, reviewer=args.reviewer))
+    return asyncio.run(with_application(
+        lambda app: _set_password(app, args.clinician, password, reviewer=args.reviewer)))
 
 
 def _read_password(from_stdin: bool) -> str | None:
@@ -58,16 +57,12 @@ def _read_password(from_stdin: bool) -> str | None:
     return first if getpass.getpass("again: ") == first else None
 
 
-async def _set_password(clinician: str, password: str, *, reviewer: bool) -> int:
+async def _set_password(app: Application, clinician: str, password: str, *,
+                        reviewer: bool) -> int:
     try:
-        settings = load_settings()
-    except ConfigurationError as error:
-        return fail(str(error), BAD_INPUT)
-    async with Application(settings) as app:
-        try:
-            result = await cases.set_password(app, clinician, password, reviewer=reviewer)
-        except UnavailableError as error:
-            return fail(str(error), FAILED)
+        result = await cases.set_password(app, clinician, password, reviewer=reviewer)
+    except UnavailableError as error:
+        return fail(str(error), FAILED)
     if result.kind is ResultKind.APPLIED:
         print(result.message)
         return 0

@@ -24,8 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 from missed_session.application.service import Application, UnavailableError
 from missed_session.application.simulation import script_phone
 from missed_session.channels.simulated import Behaviour
-from missed_session.cli.render import BAD_INPUT, FAILED, fail
-from missed_session.config import ConfigurationError, load_settings
+from missed_session.cli.render import BAD_INPUT, FAILED, fail, parsed, with_application
 from missed_session.domain.models import PhoneNumber
 
 COMMAND = "simulate"
@@ -63,10 +62,9 @@ def callback_seconds(minutes: float, time_scale: float) -> int:
 
 def main(argv: Sequence[str]) -> int:
     """Script one number; 0 done, 1 PostgreSQL unreachable, 2 bad input."""
-    try:
-        args = build_parser().parse_args(list(argv[1:]))
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else BAD_INPUT
+    args = parsed(build_parser(), argv)
+    if isinstance(args, int):
+        return args
     try:
         number = _PHONE.validate_python(args.number)
     except ValidationError as error:
@@ -77,20 +75,16 @@ def main(argv: Sequence[str]) -> int:
         return fail("--after MINUTES goes with call-back, and only with it", BAD_INPUT)
     if args.after is not None and not 0 <= args.after <= 24 * 60:
         return fail("--after: between 0 and 1440 minutes", BAD_INPUT)
-    return asyncio.run(_script(number, behaviour, args.after))
+    return asyncio.run(with_application(lambda app: _script(app, number, behaviour, args.after)))
 
 
-async def _script(number: str, behaviour: Behaviour, after: float | None) -> int:
+async def _script(app: Application, number: str, behaviour: Behaviour,
+                  after: float | None) -> int:
+    seconds = None if after is None else callback_seconds(after, app.settings.time_scale)
     try:
-        settings = load_settings()
-    except ConfigurationError as error:
-        return fail(str(error), BAD_INPUT)
-    seconds = None if after is None else callback_seconds(after, settings.time_scale)
-    async with Application(settings) as app:
-        try:
-            await script_phone(app, number, behaviour, seconds)
-        except UnavailableError as error:
-            return fail(str(error), FAILED)
+        await script_phone(app, number, behaviour, seconds)
+    except UnavailableError as error:
+        return fail(str(error), FAILED)
     when = "" if seconds is None else f" {after:g} minutes ({seconds} s) after the voicemail"
     print(f"simulated phone: {number} {behaviour.value}{when}")
     return 0
