@@ -415,12 +415,10 @@ def _people_routes(router: APIRouter, web: Web) -> None:
 
     @router.get("/measures")
     async def measures_page(request: Request) -> Response:
-        who = await web.viewer(request)
-        if who is None:
-            return web.to_sign_in(request)
-        if not who.sees_board:
-            return _board_refused(web, who, "Measures")
-        figures = await cases.measures(web.app, who, web.clock())
+        found = await _measures(web, request)
+        if isinstance(found, Response):
+            return found
+        who, figures = found
         labels = [monday.strftime("%d %b") for monday in figures.weeks]
         charts = {
             "no_shows": bar_chart(
@@ -439,15 +437,23 @@ def _people_routes(router: APIRouter, web: Web) -> None:
 
     @router.get("/measures.csv")
     async def measures_csv(request: Request) -> Response:
-        who = await web.viewer(request)
-        if who is None:
-            return web.to_sign_in(request)
-        if not who.sees_board:
-            return _board_refused(web, who, "Measures")
-        figures = await cases.measures(web.app, who, web.clock())
+        found = await _measures(web, request)
+        if isinstance(found, Response):
+            return found
+        _, figures = found
         return Response(cases.measures_csv(figures), media_type="text/csv", headers={
             **SECURITY_HEADERS,
             "Content-Disposition": 'attachment; filename="measures.csv"'})
+
+
+async def _measures(web: Web, request: Request) -> tuple[Viewer, cases.Measures] | Response:
+    """The viewer and the practice's measures; the sign-in page or a refusal otherwise."""
+    who = await web.viewer(request)
+    if who is None:
+        return web.to_sign_in(request)
+    if not who.sees_board:
+        return _board_refused(web, who, "Measures")
+    return who, await cases.measures(web.app, who, web.clock())
 
 
 def _board_refused(web: Web, who: Viewer, title: str) -> Response:
