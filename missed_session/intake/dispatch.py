@@ -140,7 +140,7 @@ class Receipt:
 Render = Callable[[Incoming, Receipt], tuple[int, str]]
 """An entry point's answer for an outcome: (HTTP status, body) -- the body an ACK or JSON."""
 
-_BY_RESULT = {
+RECEIPT_KINDS = {
     ResultKind.STARTED: ReceiptKind.APPLIED,
     ResultKind.APPLIED: ReceiptKind.APPLIED,
     ResultKind.ALREADY_SCHEDULED: ReceiptKind.UNCHANGED,
@@ -149,6 +149,7 @@ _BY_RESULT = {
     ResultKind.BAD_INPUT: ReceiptKind.BAD_INPUT,
     ResultKind.UNAVAILABLE: ReceiptKind.UNAVAILABLE,
 }
+"""The receipt a use case's result gives a scheduler, whichever format it came in."""
 
 
 class Intake:
@@ -520,6 +521,6 @@ def _recorded(note: str, session_id: str | None) -> str:
 
 
 def _from(result: Result, *, note: str = "") -> Receipt:
-    kind = _BY_RESULT[result.kind]
+    kind = RECEIPT_KINDS[result.kind]
     message = f"{result.message} ({note})" if note and kind in SUCCESSES else result.message
     return Receipt(kind, message, result.session_id)

@@ -26,13 +26,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from missed_session.application import Application
-from missed_session.application.results import Result, ResultKind
+from missed_session.application.results import Result
 from missed_session.application.therapist_absent import Absence, therapist_absent
 from missed_session.intake import answers, calcom, calendly, fhir, subscription
 from missed_session.intake.absence import TherapistAbsent
 from missed_session.intake.commands import Incoming, Refuse, Source
 from missed_session.intake.dispatch import (
     ALIASED_SOURCES,
+    RECEIPT_KINDS,
     Intake,
     Receipt,
     ReceiptKind,
@@ -49,16 +50,6 @@ Answer = tuple[int, str]
 """An HTTP status and a body."""
 HUB_SIGNATURE = "x-hub-signature"
 """The rest-hook signature header (some servers send `X-Hub-Signature-256`)."""
-
-_OUTCOME = {
-    ResultKind.STARTED: ReceiptKind.APPLIED,
-    ResultKind.APPLIED: ReceiptKind.APPLIED,
-    ResultKind.ALREADY_SCHEDULED: ReceiptKind.UNCHANGED,
-    ResultKind.REFUSED: ReceiptKind.REFUSED,
-    ResultKind.NOT_FOUND: ReceiptKind.NOT_FOUND,
-    ResultKind.BAD_INPUT: ReceiptKind.BAD_INPUT,
-    ResultKind.UNAVAILABLE: ReceiptKind.UNAVAILABLE,
-}
 
 
 class WebDispatch(Intake):
@@ -80,7 +71,7 @@ class WebDispatch(Intake):
 
 
 def _outcome(result: Result, session: str) -> Receipt:
-    return Receipt(_OUTCOME[result.kind], result.message, result.session_id or session)
+    return Receipt(RECEIPT_KINDS[result.kind], result.message, result.session_id or session)
 
 
 def subscription_secret(secrets: Mapping[str, str], subscription_ref: str) -> str | None:
