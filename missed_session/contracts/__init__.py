@@ -27,5 +27,6 @@ The rule for every model here: **fields are only ever added, and only with a def
 new worker reads the payloads of histories recorded by older code (on replay, and when it
 picks up a workflow mid-run), so a field without a default, a renamed field or a narrowed
 type fails those workflows. Module paths are not part of the contract (payloads carry no
-type names), so a model may move between modules freely.
+type names), so a model may move between modules freely. `tests/test_contracts.py` holds
+every model's fields and fails on a lost field or a new required one.
 """
