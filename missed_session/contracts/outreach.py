@@ -1,8 +1,10 @@
 """The outreach steps' payloads: a step's request and what it reports.
 
-Defined in the domain for now (`domain.models`, `domain.clients`, `domain.person`), where
-modules being changed elsewhere still import them from; re-exported here so that this
-package lists everything that crosses the boundary. New code imports them from here.
+Still defined in the domain (`domain.models`, `domain.clients`, `domain.person`): the session
+workflow and the outreach activities import them from there, and were being changed
+elsewhere when this package was made. Re-exported here so that the package lists everything
+that crosses the boundary; new code imports them from here, and the definitions move here
+once those two modules import them from here too.
 """
 
 from __future__ import annotations
