@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from missed_session.domain import events
+from activities.outreach import LadderActivities
+from missed_session.domain import events, person
 from missed_session.domain.models import (
     AuditEvent,
     AuditEventType,
@@ -17,6 +18,7 @@ from missed_session.domain.models import (
     Outcome,
     TherapistNotice,
 )
+from missed_session.domain.person import LadderLookup
 from missed_session.metrics import ServiceMetrics, is_first_outreach
 from missed_session.store import write_errors
 from missed_session.store.append import AuditConflictError, Recorded
@@ -53,15 +55,29 @@ class NoShowRecord(Model):
     """The therapist's no-show alert."""
     alerted: AuditEvent
     """`therapist_alerted`, naming the notice."""
+    ladder: LadderLookup | None = None
+    """Ask whether the person's ladder already runs: the alert then names it
+    (`document_no_show`; the session's first step asks too, and its answer decides)."""
+
+
+class NoShowDocumented(Model):
+    """What `document_no_show` wrote: the two events, and the alert as the inbox has it."""
+
+    events: list[AuditEvent]
+    """`grace_period_expired` and `therapist_alerted`, as recorded."""
+    notice: TherapistNotice
+    """The alert, its title naming the running ladder of the same person if one was found."""
 
 
 class AuditActivities:
     """Append audit events; retried until PostgreSQL takes them, never written twice."""
 
-    def __init__(self, store: AuditStore, inbox: InboxStore, metrics: ServiceMetrics) -> None:
+    def __init__(self, store: AuditStore, inbox: InboxStore, metrics: ServiceMetrics,
+                 ladders: LadderActivities | None = None) -> None:
         self._store = store
         self._inbox = inbox
         self._metrics = metrics
+        self._ladders = ladders
 
     @activity.defn
     async def record_event(self, event: AuditEvent) -> AuditEvent:
@@ -113,6 +129,24 @@ class AuditActivities:
             recorded = await self._store.record(pair)
         await self._observe_new(recorded, details)
         return list(recorded.events)
+
+    @activity.defn
+    async def document_no_show(self, record: NoShowRecord) -> NoShowDocumented:
+        """`record_no_show`, with the alert naming the person's running ladder, if any.
+
+        The question is asked here, beside the first call, instead of in a round before
+        it; the first step asks it again and its answer decides the ladder, so the two can
+        differ only for a ladder that began or ended between the two reads (see
+        docs/performance.md).
+        """
+        notice = record.notice
+        if record.ladder is not None and self._ladders is not None:
+            leader = await self._ladders.find(record.ladder)
+            if leader is not None:
+                notice = notice.model_copy(update={"title": person.client_title(
+                    person.alert_title(leader.session_id), record.ladder.client_ref)})
+        recorded = await self.record_no_show(record.model_copy(update={"notice": notice}))
+        return NoShowDocumented(events=recorded, notice=notice)
 
     async def _observe_new(self, recorded: Recorded,
                            details: list[events.EventDetails]) -> None:
