@@ -207,11 +207,13 @@ def new_worker(
     """
     inbox = InboxStore(pool)
     runtime = client.service_client.config.runtime or Runtime.default()
-    audit = AuditActivities(AuditStore(pool), inbox, ServiceMetrics(runtime.metric_meter))
+    ladders = LadderActivities(pool)
+    audit = AuditActivities(AuditStore(pool), inbox, ServiceMetrics(runtime.metric_meter),
+                            ladders)
     simulated = SimulatedPhone(pool)
     outreach = OutreachActivities(phone or simulated, sender, messages or simulated,
                                   directory=ClientDirectory(pool),
-                                  consent_defaults=consent_defaults)
+                                  consent_defaults=consent_defaults, ladders=ladders)
     text_policy = text_policy or TextPolicyActivities(pool, ClientDirectory(pool))
     therapist = TherapistActivities(inbox)
     follow_up = FollowUpActivities(AttendanceStore(pool), FollowUpPlanStore(pool), inbox)
@@ -233,12 +235,13 @@ def new_worker(
             audit.record_event,
             audit.record_closing,
             audit.record_no_show,
+            audit.document_no_show,
             outreach.call_client,
             outreach.leave_voicemail,
             outreach.send_text,
             outreach.send_email,
             text_policy.text_refusal,
-            LadderActivities(pool).running_ladder,
+            ladders.running_ladder,
             outreach.call_emergency_contact,
             therapist.notify_therapist,
             follow_up.create_follow_up_plan,

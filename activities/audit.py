@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from missed_session.contracts.audit import ClosingRecord, NoShowRecord
-from missed_session.domain import events
+from activities.outreach import LadderActivities
+from missed_session.contracts.audit import ClosingRecord, NoShowDocumented, NoShowRecord
+from missed_session.domain import events, person
 from missed_session.domain.models import (
     AuditEvent,
     AuditEventType,
@@ -24,6 +25,7 @@ from missed_session.store.inbox import InboxStore
 __all__ = [
     "AuditActivities",
     "ClosingRecord",
+    "NoShowDocumented",
     "NoShowRecord",
 ]
 """The activities, and the payloads they take and return (defined in `contracts`)."""
@@ -32,10 +34,12 @@ __all__ = [
 class AuditActivities:
     """Append audit events; retried until PostgreSQL takes them, never written twice."""
 
-    def __init__(self, store: AuditStore, inbox: InboxStore, metrics: ServiceMetrics) -> None:
+    def __init__(self, store: AuditStore, inbox: InboxStore, metrics: ServiceMetrics,
+                 ladders: LadderActivities | None = None) -> None:
         self._store = store
         self._inbox = inbox
         self._metrics = metrics
+        self._ladders = ladders
 
     @activity.defn
     async def record_event(self, event: AuditEvent) -> AuditEvent:
@@ -87,6 +91,24 @@ class AuditActivities:
             recorded = await self._store.record(pair)
         await self._observe_new(recorded, details)
         return list(recorded.events)
+
+    @activity.defn
+    async def document_no_show(self, record: NoShowRecord) -> NoShowDocumented:
+        """`record_no_show`, with the alert naming the person's running ladder, if any.
+
+        The question is asked here, beside the first call, instead of in a round before
+        it; the first step asks it again and its answer decides the ladder, so the two can
+        differ only for a ladder that began or ended between the two reads (see
+        docs/performance.md).
+        """
+        notice = record.notice
+        if record.ladder is not None and self._ladders is not None:
+            leader = await self._ladders.find(record.ladder)
+            if leader is not None:
+                notice = notice.model_copy(update={"title": person.client_title(
+                    person.alert_title(leader.session_id), record.ladder.client_ref)})
+        recorded = await self.record_no_show(record.model_copy(update={"notice": notice}))
+        return NoShowDocumented(events=recorded, notice=notice)
 
     async def _observe_new(self, recorded: Recorded,
                            details: list[events.EventDetails]) -> None:

@@ -85,6 +85,10 @@ NO_CONSENT = "NoConsent"
 """Error type for a step the client's consent history does not allow as of the moment of
 the step (read immediately before the provider call): never retried, nothing was sent; the
 error's first detail is the consent record relied on (None: the practice's default)."""
+LADDER_RUNNING = "LadderRunning"
+"""Error type for a session's first step not taken because a session of the same person is
+already in outreach (`OutreachRequest.ladder_since`): nothing was sent, never retried; the
+error's first detail is the leader (`RunningLadder`, as JSON)."""
 UNCERTAIN_REASON = "delivery uncertain"
 """The audit reason for a DeliveryUncertain step; the one-text-a-day rule counts a text
 audited with it as sent (it may have been)."""
@@ -117,7 +121,8 @@ class OutreachActivities:
                  directory: ClientDirectory | None = None,
                  consent_defaults: ConsentDefaults | None = None,
                  provider_tries: int = PROVIDER_TRIES,
-                 heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS,
+                 ladders: LadderActivities | None = None) -> None:
         if provider_tries < 1:
             msg = f"provider_tries must be at least 1, not {provider_tries}"
             raise ValueError(msg)
@@ -128,10 +133,12 @@ class OutreachActivities:
         self._heartbeat_seconds = heartbeat_seconds
         self._directory = directory
         self._defaults = consent_defaults or ConsentDefaults()
+        self._ladders = ladders
 
     @activity.defn
     async def call_client(self, request: OutreachRequest) -> StepOutcome:
         """Ring the client once, on the number the directory says now."""
+        await self._ask_ladder(request)
         began = time.monotonic()
         to, record = await self._reach(request, Channel.CALL)
         at = _went_out(began)
@@ -149,6 +156,7 @@ class OutreachActivities:
         played to something the provider could not tell (ANSWERED_UNKNOWN) is
         :data:`DELIVERY_UNCERTAIN`: it may or may not have been recorded.
         """
+        await self._ask_ladder(request)
         began = time.monotonic()
         to, record = await self._reach(request, Channel.VOICEMAIL)
         text = messages.voicemail(
@@ -168,6 +176,7 @@ class OutreachActivities:
     @activity.defn
     async def send_text(self, request: OutreachRequest) -> StepOutcome:
         """Send the one-segment, neutral text (consent as of now; the workflow, limits)."""
+        await self._ask_ladder(request)
         began = time.monotonic()
         to, record = await self._reach(request, Channel.TEXT)
         body = messages.text(
@@ -183,6 +192,7 @@ class OutreachActivities:
     @activity.defn
     async def send_email(self, request: OutreachRequest) -> StepOutcome:
         """Send the discreet email; a bounced address is an invalid contact."""
+        await self._ask_ladder(request)
         began = time.monotonic()
         if request.client.email is None and self._directory is None:
             raise _translated(InvalidContactError("no email address on file"))
@@ -196,6 +206,25 @@ class OutreachActivities:
             request.idempotency_key, request.session_id, email, subject, body,
         ))
         return StepOutcome(consent_record=record, at=at)
+
+    async def _ask_ladder(self, request: OutreachRequest) -> None:
+        """A first step asks whether its person's ladder already runs; if so, it is not taken.
+
+        Only on the step's first try: a retry's first try asked already (and may have sent).
+        """
+        since = request.ladder_since
+        if since is None or activity.info().attempt > 1:
+            return
+        if self._ladders is None:
+            raise ApplicationError("the step asks for a running ladder and this worker has "
+                                   "no ladder lookup", non_retryable=True)
+        leader = await self._ladders.find(LadderLookup(
+            session_id=request.session_id, client_ref=request.client.ref,
+            phone=request.client.phone, no_show_at=since))
+        if leader is not None:
+            raise ApplicationError(f"session {leader.session_id} of the same person is in "
+                                   "outreach", leader.model_dump(mode="json"),
+                                   type=LADDER_RUNNING, non_retryable=True)
 
     async def _reach(self, request: OutreachRequest, channel: Channel) -> tuple[str, str | None]:
         """Where this step goes and the consent record it rests on, read just now.
@@ -353,6 +382,10 @@ class LadderActivities:
     @activity.defn
     async def running_ladder(self, lookup: LadderLookup) -> RunningLadder | None:
         """The session of the same person (client ref or phone) in outreach now, if any."""
+        return await self.find(lookup)
+
+    async def find(self, lookup: LadderLookup) -> RunningLadder | None:
+        """The same as `running_ladder`, for the activities that ask it on their way."""
         found = await running_ladder(self._pool, session_id=lookup.session_id,
                                      client_ref=lookup.client_ref, phone=lookup.phone,
                                      no_show_at=lookup.no_show_at)

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.cpu import postgres_cpu_seconds, thread_run_ns, used_seconds
 from bench.report import Figure
 from bench.scenarios import Shared, Size, service_env
 from bench.stack import Stack
@@ -28,55 +29,6 @@ SETTLE = 5.0
 """Seconds the processes get after start-up before the window opens."""
 TARGET = "value <= 1"
 """Under 1 % of a core (issue 22)."""
-
-
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def cpu_seconds(pid: int, *, reaped: bool = False) -> float:
-    """User + system CPU seconds of a process so far (its threads included); `reaped`: and
-    of its children that have exited."""
-    fields = _stat(pid)
-    ticks = int(fields[11]) + int(fields[12])
-    if reaped:
-        ticks += int(fields[13]) + int(fields[14])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def thread_run_ns(pid: int) -> dict[str, int]:
-    """Each live thread's CPU time so far, in nanoseconds (schedstat), by thread id.
-
-    The tick counts of `cpu_seconds` (1/100 s) cannot tell an idle bare worker from nothing.
-    """
-    found: dict[str, int] = {}
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                found[task.name] = int((task / "schedstat").read_text().split()[0])
-    return found
-
-
-def used_seconds(before: dict[str, int], after: dict[str, int]) -> float:
-    """CPU seconds the threads used between the two readings (threads that ended in
-    between are left out: an idle runtime's parked threads, a few microseconds)."""
-    return sum(ns - before.get(tid, 0) for tid, ns in after.items()) / 1e9
-
-
-def postgres_cpu_seconds(directory: Path) -> float:
-    """CPU seconds of the embedded PostgreSQL so far: the postmaster, its live children
-    (the backends our loops talk to) and those that have exited."""
-    postmaster = directory / "postgres" / "postmaster.pid"
-    if not postmaster.exists():
-        return 0.0
-    root = int(postmaster.read_text().split()[0])
-    total = cpu_seconds(root, reaped=True)
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                if int(_stat(int(entry.name))[1]) == root:
-                    total += cpu_seconds(int(entry.name))
-    return total
 
 
 async def _start(kind: str, env: dict[str, str]) -> asyncio.subprocess.Process:

@@ -24,6 +24,7 @@ from temporalio.worker import Replayer, Worker
 
 import starter
 from activities.outreach import Sender
+from bench import cpu
 from bench.bare import BARE_WORKFLOWS, BareActivities
 from bench.report import Figure
 from bench.sessions import (
@@ -130,10 +131,11 @@ async def attended(stack: Stack, size: Size, shared: Shared) -> list[Figure]:
             bare_handles.append(handle)
             results.append(asyncio.create_task(handle.result()))
 
-        began = time.perf_counter()
+        began, cpu_before = time.perf_counter(), cpu.reading(stack.directory)
         await bounded(range(n), size.concurrency, start_bare)
         await asyncio.wait_for(asyncio.gather(*results), timeout=WAIT)
         bare_seconds = time.perf_counter() - began
+        bare_cpu = cpu.reading(stack.directory) - cpu_before
 
     url = shared.sessions_database = await stack.new_database()
     pool = await open_pool(url)
@@ -153,10 +155,11 @@ async def attended(stack: Stack, size: Size, shared: Shared) -> list[Figure]:
                 handles.append(handle)
                 results.append(asyncio.create_task(handle.result()))
 
-            began = time.perf_counter()
+            began, cpu_before = time.perf_counter(), cpu.reading(stack.directory)
             await bounded(range(n), size.concurrency, start_session)
             outcomes = await asyncio.wait_for(asyncio.gather(*results), timeout=WAIT)
             service_seconds = time.perf_counter() - began
+            service_cpu = cpu.reading(stack.directory) - cpu_before
     finally:
         await pool.close()
     not_attended = [o for o in outcomes if o.outcome.value != "attended"]
@@ -178,6 +181,13 @@ async def attended(stack: Stack, size: Size, shared: Shared) -> list[Figure]:
                     "check-in update, close, vs start, one activity, close",
                extra={"sessions": n, "service_seconds": service_seconds,
                       "bare_seconds": bare_seconds}),
+        Figure("1 attended", "CPU per session, all processes (ms)", "ms",
+               service_cpu.per(n)["cpu_ms_total"], bare_cpu.per(n)["cpu_ms_total"],
+               "bare 1-activity wf", better="lower",
+               note="driver and in-process workers, dev server and PostgreSQL: what load "
+                    "does not move",
+               extra={**{f"service_{k}": v for k, v in service_cpu.per(n).items()},
+                      **{f"bare_{k}": v for k, v in bare_cpu.per(n).items()}}),
         Figure("2 history", "events per attended session", "events",
                _events(service_histories), _events(bare_histories), "bare 1-activity wf",
                better="lower", note=f"mean over {sample} fetched histories each side"),
@@ -258,11 +268,13 @@ async def burst(stack: Stack, size: Size, shared: Shared) -> list[Figure]:
                 await schedule_session(stack.service, session, task_queue=tq,
                                        now=datetime.now(UTC))
 
+            cpu_before = cpu.reading(stack.directory)
             await bounded(sessions, size.concurrency, start_session)
             await asyncio.sleep(max(0.0, start.timestamp() - time.time() - 0.5))
             ready = await pool.fetchval(
                 "SELECT count(*) FROM audit_events WHERE event_type = 'scheduled'")
             await _until(lambda: len(phone.first_calls) >= k, expiry + 120)
+            service_cpu = cpu.reading(stack.directory) - cpu_before
             trail = await _trail_delays(pool, [s.session_id for s in sessions], expiry + 150)
     finally:
         await pool.close()
@@ -279,8 +291,10 @@ async def burst(stack: Stack, size: Size, shared: Shared) -> list[Figure]:
             await stack.bare.start_workflow("BareSleepWorkflow", at, id=f"bare-burst-"
                                             f"{shared.run}-{i}", task_queue=tq_bare)
 
+        cpu_before = cpu.reading(stack.directory)
         await bounded(range(k), size.concurrency, start_bare)
         await _until(lambda: len(acts.started) >= k, at + 120)
+        bare_cpu = cpu.reading(stack.directory) - cpu_before
     bare = [started - at for started in acts.started.values()]
 
     figures = []
@@ -295,6 +309,14 @@ async def burst(stack: Stack, size: Size, shared: Shared) -> list[Figure]:
                 f"{time_scale:g}); {ready}/{k} scheduled before the start; "
                 f"{len(service)}/{k} reached outreach, bare {len(bare)}/{k}"),
         ))
+    figures.append(Figure(
+        "3 burst", "CPU per session up to its first call, all processes (ms)", "ms",
+        service_cpu.per(k)["cpu_ms_total"], bare_cpu.per(k)["cpu_ms_total"],
+        "bare sleep+activity", better="lower",
+        note="start, wait, no-show and first call (the service also writes the trail and "
+             "starts the voicemail meanwhile) against start, sleep and one activity",
+        extra={**{f"service_{name}": v for name, v in service_cpu.per(k).items()},
+               **{f"bare_{name}": v for name, v in bare_cpu.per(k).items()}}))
     figures.append(Figure(
         "3 burst", "first_outreach_delay p99: the trail vs the channel's record", "s",
         percentile(list(trail.values()), 0.99) if trail else None,

@@ -259,7 +259,8 @@ class _CrashAfter(temporalio.worker.ActivityInboundInterceptor):
 async def test_retried_audit_activity_writes_each_event_once(
     client: Client, pool: asyncpg.Pool, task_queue: str, time_skipping_env: WorkflowEnvironment
 ) -> None:
-    crash = CrashAfterActivity("record_event", "record_no_show", "record_closing")
+    crash = CrashAfterActivity("record_event", "record_no_show", "document_no_show",
+                               "record_closing")
     config = client.config()
     config["interceptors"] = [crash]
     crashing_client = Client(**config)

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         NoticeRequest,
         notice_workflow_id,
     )
+    from missed_session.domain import person
     from missed_session.domain.facts import NoticeNews
     from missed_session.domain.models import (
         NoticeKind,
@@ -79,7 +80,7 @@ class Clinicians:
             therapist_id=booking.therapist_id,
             kind=kind,
             priority=priority,
-            title=f"{title} (client {booking.client.ref})",
+            title=person.client_title(title, booking.client.ref),
         )
 
     async def tell(self, notice: TherapistNotice, *, in_inbox: bool = False) -> None:

@@ -56,6 +56,7 @@ class Escalating:
         def _stops(self) -> bool: ...
         def _decided(self) -> bool: ...
         async def _record_call(self, report: StepReport, basis: Basis) -> None: ...
+        async def _ask_unasked(self) -> None: ...
 
     async def _consider_escalation(self, attempt: int | None, *, deferred: bool = False) -> None:
         """The ladder's turn to escalate: after `attempt` failed (None: all did)."""
@@ -64,6 +65,7 @@ class Escalating:
         )
         if decision is None:
             return
+        await self._ask_unasked()  # a joiner's ladder escalates nowhere: its leader's does
         self._plan(SessionStatus.ESCALATION, "escalate", workflow.now())
         if isinstance(decision, Wait) and not await self._defer("escalation", decision.until):
             return

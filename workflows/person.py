@@ -1,11 +1,16 @@
 """One person, one ladder: a session's part when its person is already in outreach.
 
 Read with `missed_session.domain.person` (the rules) and `workflows.session` (the protocol,
-which calls three methods here: `_running_ladder` at the no-show, `_followed` before its own
-ladder, `_ladder_ended` once its outreach is over).
+which calls three methods here: `_running_ladder` at the no-show, `_outreach` for the
+ladder, its own or joined, and `_ladder_ended` once its outreach is over).
 
 The joiner (the later no-show) asks the trail whether a session of the same person is in
-outreach (an activity: a read of PostgreSQL, so its answer is in the history), records
+outreach (an activity: a read of PostgreSQL, so its answer is in the history). When the
+client may be reached now, the session's first step asks, before it sends anything
+(`OutreachRequest.ladder_since`), and the no-show's records ask for the alert's words, so
+a burst of no-shows pays no round before its first calls; otherwise (outside the contact
+window), or before anything other than a client step reaches out (an escalation), a local
+activity asks (`LADDER_IN_STEP`). The joiner records
 `joined_outreach` naming it and signals it. The leader records `outreach_joined` and, when
 its outreach ends, signals each joiner how it ended. The joiner waits for that (bounded by
 `person.join_wait`), then closes referring to the leader, or, when the practice spaces
@@ -21,6 +26,7 @@ this existed replays without it (`ONE_LADDER`).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from temporalio import workflow
 from temporalio.exceptions import FailureError
@@ -28,7 +34,7 @@ from temporalio.exceptions import FailureError
 with workflow.unsafe.imports_passed_through():
     from activities.outreach import LadderActivities
     from missed_session.domain import acceptance, events, person, protocol
-    from missed_session.domain.facts import SessionFacts
+    from missed_session.domain.facts import SessionFacts, window_opens
     from missed_session.domain.models import (
         ClientResponse,
         Outcome,
@@ -46,12 +52,15 @@ with workflow.unsafe.imports_passed_through():
         RunningLadder,
     )
 
-from workflows.steps import wait_until
+from workflows.steps import LadderRunning, wait_until
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT
 
 ONE_LADDER = "one-ladder"
 """Patch id: a no-show looks for its person's running ladder (sessions recorded before it
 never looked, and replay so)."""
+LADDER_IN_STEP = "ladder-in-step"
+"""Patch id: the no-show's question rides on its first step and its records, not on a local
+activity before the first call (sessions recorded before ask first, and replay so)."""
 JOIN_SIGNAL = "outreach_joined"
 """Joiner -> leader: a session joins the leader's ladder."""
 ENDED_SIGNAL = "joined_outreach_ended"
@@ -69,6 +78,11 @@ class PersonLadder:
     """The leader's word that its ladder ended (a joiner's; the first counts)."""
     _told: frozenset[str] = frozenset()
     """Joiners already told how this session's ladder ended (a leader's)."""
+    _asking: datetime | None = None
+    """The no-show's instant while the question is unasked: the first step carries it."""
+
+    if TYPE_CHECKING:  # what the session provides; no runtime stubs to shadow it in the MRO
+        async def _reach_out(self) -> Outcome: ...
 
     # What the protocol provides (`SessionWorkflow`):
 
@@ -84,18 +98,53 @@ class PersonLadder:
     # -- the joiner ------------------------------------------------------------------------
 
     async def _running_ladder(self) -> RunningLadder | None:
-        """At the no-show: the session of the same person in outreach now, if any."""
+        """At the no-show: the session of the same person in outreach now, if any.
+
+        None also while the question waits for the first step to ask it (`_asking`).
+        """
+        if workflow.patched(LADDER_IN_STEP):
+            booking, now = self._booking, workflow.now()
+            since = min(now, self._facts.start + protocol.grace_period(booking))
+            if window_opens(booking, now) <= now:  # a step goes out now: it asks
+                self._asking = since
+                return None
+            return await self._ask(since)  # outreach waits for the window anyway
         if not workflow.patched(ONE_LADDER):
             return None
+        return await self._ask(workflow.now())
+
+    def _lookup(self, since: datetime) -> LadderLookup:
+        """The question: a ladder of this session's person whose no-show came before `since`."""
         booking = self._booking
-        # A local activity: one indexed read, and the first call waits on it anyway.
+        return LadderLookup(session_id=booking.session_id, client_ref=booking.client.ref,
+                            phone=booking.client.phone, no_show_at=since)
+
+    async def _ask(self, since: datetime) -> RunningLadder | None:
         found: RunningLadder | None = await workflow.execute_local_activity_method(
-            LadderActivities.running_ladder,
-            LadderLookup(session_id=booking.session_id, client_ref=booking.client.ref,
-                         phone=booking.client.phone, no_show_at=workflow.now()),
+            LadderActivities.running_ladder, self._lookup(since),
             start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
         )
         return found
+
+    async def _ask_unasked(self) -> None:
+        """Before anything but a client step reaches out: the question, if still unasked.
+
+        Raises `LadderRunning` when the person's ladder runs (the protocol joins it).
+        """
+        since, self._asking = self._asking, None
+        if since is not None and (leader := await self._ask(since)) is not None:
+            raise LadderRunning(leader)
+
+    async def _outreach(self, leader: RunningLadder | None) -> Outcome:
+        """Join the person's running ladder, or run this session's own.
+
+        A ladder found by the first step (or before an escalation) is joined as one found
+        at the no-show; the step was not taken.
+        """
+        try:
+            return await self._followed(leader) or await self._reach_out()
+        except LadderRunning as running:
+            return await self._followed(running.leader) or await self._reach_out()
 
     async def _followed(self, leader: RunningLadder | None) -> Outcome | None:
         """Join `leader`'s ladder: the outcome to close with, or None to reach out here.

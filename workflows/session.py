@@ -56,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
         SessionBooking,
         SessionResult,
         SessionStatus,
+        TherapistNotice,
     )
     from missed_session.temporal import search_attributes as attrs
 
@@ -68,7 +69,7 @@ from workflows.letters import Letters
 from workflows.notice_reasons import NoticeReasons
 from workflows.person import PersonLadder
 from workflows.session_messages import SessionMessages
-from workflows.steps import Steps, wait_until
+from workflows.steps import LadderRunning, Steps, wait_until
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT, Trail
 
 STEPS: dict[Channel, Callable[..., Awaitable[Any]]] = {
@@ -107,6 +108,8 @@ class SessionWorkflow(Escalating, SessionMessages, BrakeHold, PersonLadder, Clin
         """Calls to the emergency contact so far; each has its own idempotency key."""
         self._escalate_now_pending = False
         """A clinician's escalate_now is being carried out."""
+        self._alert: TherapistNotice | None = None
+        """The no-show alert as the inbox has it, when its records chose its words."""
         # Shown from the first moment: the first task may wait on its first audit write.
         workflow.set_current_details(self._facts.details(booking))
 
@@ -137,9 +140,10 @@ class SessionWorkflow(Escalating, SessionMessages, BrakeHold, PersonLadder, Clin
             leader = await self._running_ladder()  # the person's ladder, if one runs
             self._trail.first = asyncio.create_task(self._document_no_show(
                 HELD_ALERT if held is not None else self._reasons.no_show_title(self._facts)
-                if leader is None else person.alert_title(leader.session_id)))
+                if leader is None else person.alert_title(leader.session_id),
+                None if held is not None else self._asking))
             await self._brake_hold(held)  # many sessions missed at once: outreach waits
-            outcome = await self._followed(leader) or await self._reach_out()
+            outcome = await self._outreach(leader)  # the person's one ladder
             outcome = await self._until_a_person_has_it(outcome)
             await self._ladder_ended(outcome)  # sessions that joined this ladder are told
             await self._reasons.ended(outcome)  # notices it ends resolve, telling those told
@@ -182,7 +186,7 @@ class SessionWorkflow(Escalating, SessionMessages, BrakeHold, PersonLadder, Clin
             elif not before_start:
                 return None
 
-    async def _document_no_show(self, title: str) -> None:
+    async def _document_no_show(self, title: str, asking: datetime | None) -> None:
         """The grace period is over: document the no-show and tell the therapist.
 
         Runs alongside the first outreach attempt, so that a burst of sessions whose grace
@@ -190,7 +194,8 @@ class SessionWorkflow(Escalating, SessionMessages, BrakeHold, PersonLadder, Clin
         holds the trail while it runs: its two events come first in the trail, as they
         happened first. One ordinary activity, not local ones: a workflow task waits for its
         local activities, which would hold back the first call's command. `title`: the
-        alert's words.
+        alert's words; `asking`: the person's ladder is still to be asked about (the no-show's
+        instant), and the alert names it if it runs.
         """
         notice = self._clinicians.notice(
             "no-show-alert", NoticeKind.ALERT,
@@ -203,12 +208,24 @@ class SessionWorkflow(Escalating, SessionMessages, BrakeHold, PersonLadder, Clin
             expired = self._trail.next_event(expired_details, min(  # expired, not seen, at
                 workflow.now(), self._facts.start + protocol.grace_period(self._booking)))
             alerted = self._trail.next_event(alerted_details)
-            await self._trail.written(expired, workflow.execute_activity_method(
-                AuditActivities.record_no_show,
-                NoShowRecord(expired=expired, notice=notice, alerted=alerted),
-                start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
-            ), expired_details, alerted_details)
-        await self._clinicians.tell(notice, in_inbox=True)
+            record = NoShowRecord(expired=expired, notice=notice, alerted=alerted)
+            if asking is None:
+                write = workflow.execute_activity_method(
+                    AuditActivities.record_no_show, record,
+                    start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY)
+            else:
+                write = self._documented(record.model_copy(
+                    update={"ladder": self._lookup(asking)}))
+            await self._trail.written(expired, write, expired_details, alerted_details)
+        await self._clinicians.tell(self._alert or notice, in_inbox=True)
+
+    async def _documented(self, record: NoShowRecord) -> list[AuditEvent]:
+        """The no-show's records, the alert naming the person's running ladder if any."""
+        done = await workflow.execute_activity_method(
+            AuditActivities.document_no_show, record,
+            start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY)
+        self._alert = done.notice
+        return done.events
 
     async def _reach_out(self) -> Outcome:
         """Run the outreach ladder until contact, a clinician's decision, or its end."""
@@ -310,10 +327,15 @@ class SessionWorkflow(Escalating, SessionMessages, BrakeHold, PersonLadder, Clin
         )
         request = OutreachRequest(
             idempotency_key=f"{workflow.info().workflow_id}/attempt-{attempt}/{channel.value}",
-            session_id=booking.session_id, client=booking.client,
+            session_id=booking.session_id, client=booking.client, ladder_since=self._asking,
         )
-        report = await self._steps.report(STEPS[channel], request, stop=self._stops,
-                                          closes=closes)
+        self._asking = None  # asked by this step, before it sends anything
+        try:
+            report = await self._steps.report(STEPS[channel], request, stop=self._stops,
+                                              closes=closes)
+        except LadderRunning:
+            self._facts = self._facts.step_not_taken(attempt)
+            raise
         event = step_reports.outreach_event(attempt, channel, report, self._facts.stop_reason())
         await self._trail.record(event, step_reports.went_out_at(report))
         return event

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         CHANNEL_REJECTED,
         DELIVERY_UNCERTAIN,
         INVALID_CONTACT,
+        LADDER_RUNNING,
         NO_CONSENT,
         UNCERTAIN_REASON,
         TextPolicyActivities,
@@ -37,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from missed_session.domain import contact_window
     from missed_session.domain.facts import INVALID_CONTACT_REASON
     from missed_session.domain.models import CallResult, SessionBooking
+    from missed_session.domain.person import RunningLadder
     from missed_session.domain.step_reports import (
         Done,
         Failed,
@@ -125,6 +127,9 @@ class Steps:
         except StepStopped:
             return Stopped()
         except ActivityError as error:
+            cause = error.cause
+            if isinstance(cause, ApplicationError) and cause.type == LADDER_RUNNING:
+                raise LadderRunning(RunningLadder.model_validate(cause.details[0])) from None
             return failure(error)
         if isinstance(value, StepOutcome):
             return Done(value.result, value.consent_record, value.at)
@@ -165,6 +170,14 @@ async def wait_until(condition: Callable[[], bool], until: datetime) -> bool:
 
 class StepStopped(Exception):  # noqa: N818 - a signal to the protocol, not an error
     """A step was cancelled in flight: outreach stopped (contact, or a decision)."""
+
+
+class LadderRunning(Exception):  # noqa: N818 - a signal to the protocol, not an error
+    """The session's first step was not taken: the same person's ladder runs (`leader`)."""
+
+    def __init__(self, leader: RunningLadder) -> None:
+        super().__init__(f"session {leader.session_id} of the same person is in outreach")
+        self.leader = leader
 
 
 def failure(error: ActivityError) -> Refused | Uncertain | Failed:

@@ -32,7 +32,9 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from missed_session.domain.events import live
 from missed_session.domain.models import AuditEvent, workflow_id_for
 
-RECORD_ACTIVITIES = {"record_event", "record_closing", "record_no_show"}
+RECORD_ACTIVITIES = {
+    "record_event", "record_closing", "record_no_show", "document_no_show",
+}
 """Activities whose input (and result) is the audit event they append."""
 LOCAL_ACTIVITY_MARKER = "core_local_activity"
 """The marker the SDK records in the history for each local activity."""
@@ -51,7 +53,7 @@ CAUSES: dict[str, tuple[str, ...]] = {
     "voicemail_left": ("leave_voicemail",),
     "escalation_sent": ("call_emergency_contact",),
     "plan_created": ("create_follow_up_plan",),
-    "therapist_alerted": ("notify_therapist", "record_no_show"),
+    "therapist_alerted": ("notify_therapist", "record_no_show", "document_no_show"),
 }
 """Audit event type -> the activity that must have completed in the history for it."""
 CHANNELS = {"call_client": "call", "leave_voicemail": "voicemail"}
@@ -254,8 +256,10 @@ def recorded_events(activity: HistoryActivity) -> list[AuditEvent]:
     """
     if activity.activity_type not in RECORD_ACTIVITIES:
         return []
-    found = _events(activity.result if isinstance(activity.result, list)
-                    else [activity.result])
+    result = activity.result
+    if isinstance(result, dict) and activity.activity_type == "document_no_show":
+        result = result.get("events")  # the events beside the alert as written
+    found = _events(result if isinstance(result, list) else [result])
     if found:
         return found
     if not activity.arguments:
@@ -265,7 +269,7 @@ def recorded_events(activity: HistoryActivity) -> list[AuditEvent]:
         return _events([payload])
     if activity.activity_type == "record_closing":
         return _events([payload.get("event")])
-    return _events([payload.get("expired"), payload.get("alerted")])  # record_no_show
+    return _events([payload.get("expired"), payload.get("alerted")])  # the no-show's pair
 
 
 def _events(payloads: Sequence[Any]) -> list[AuditEvent]:

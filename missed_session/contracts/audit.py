@@ -9,6 +9,7 @@ from missed_session.domain.models import (
     Outcome,
     TherapistNotice,
 )
+from missed_session.domain.person import LadderLookup
 
 
 class ClosingRecord(Model):
@@ -39,3 +40,15 @@ class NoShowRecord(Model):
     """The therapist's no-show alert."""
     alerted: AuditEvent
     """`therapist_alerted`, naming the notice."""
+    ladder: LadderLookup | None = None
+    """Ask whether the person's ladder already runs: the alert then names it
+    (`document_no_show`; the session's first step asks too, and its answer decides)."""
+
+
+class NoShowDocumented(Model):
+    """What `document_no_show` wrote: the two events, and the alert as the inbox has it."""
+
+    events: list[AuditEvent]
+    """`grace_period_expired` and `therapist_alerted`, as recorded."""
+    notice: TherapistNotice
+    """The alert, its title naming the running ladder of the same person if one was found."""

@@ -286,6 +286,10 @@ class SessionFacts:
         """A step of `attempt` starts: the attempt counts from now."""
         return replace(self, attempts=max(self.attempts, attempt))
 
+    def step_not_taken(self, attempt: int) -> SessionFacts:
+        """The first step of `attempt` was not taken (the person's ladder runs elsewhere)."""
+        return replace(self, attempts=min(self.attempts, attempt - 1))
+
     def moved(self, status: SessionStatus, action: str | None,
               at: datetime | None) -> SessionFacts:
         """The protocol moved to `status`; `action` is next, at `at`."""

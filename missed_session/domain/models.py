@@ -573,6 +573,11 @@ class OutreachRequest(Model):
     """The session this outreach is for."""
     client: Client
     """Who to reach."""
+    ladder_since: AwareDatetime | None = None
+    """Set on a session's first step: ask, before anything is sent, whether a session of
+    the same person whose no-show came before this instant (this session's own) is in
+    outreach; if one is, the step is not taken (`LADDER_RUNNING`). Asked here rather than
+    before the step, so a burst of no-shows pays no extra round before its first calls."""
 
 
 class EscalationRequest(Model):

@@ -152,3 +152,8 @@ def alert_title(leader: str) -> str:
     """The joiner's one no-show alert: it names the session whose outreach it joined."""
     return (f"No-show: outreach to the client is already running for session {leader}; "
             "this session joined it (one ladder for both)")
+
+
+def client_title(title: str, client_ref: str) -> str:
+    """A notice's title as clinicians read it: the words, then whose (pseudonymous ref)."""
+    return f"{title} (client {client_ref})"
