@@ -48,6 +48,11 @@ AWAIT_ACKNOWLEDGMENT = "await-acknowledgment"
 nobody has acknowledged (high risk, or a notice ran out) awaits a clinician, its ladder
 climbing again, before it closes; the emergency contact's call result is recorded.
 Workflows recorded before it replay without any of it."""
+NOTICES_TRACK_REASON = "notices-track-reason"
+"""Patch id: a notice resolved by the end of its session's reason (and, in the session, the
+alert's words and the therapist's notice of an emergency call); histories recorded before
+it replay without. Here, not beside the notice workflow: a session's sandbox then need not
+run `workflows/notice.py` (a pydantic model's class creation) for every session it starts."""
 NOTICE_NEWS = "notice_news"
 """The session's signal a notice sends (`SessionMessages.notice_news`)."""
 

@@ -58,7 +58,7 @@ with workflow.unsafe.imports_passed_through():
     from missed_session.domain.step_reports import Uncertain
     from missed_session.temporal import search_attributes as attrs
 
-from workflows.clinicians import tell_session
+from workflows.clinicians import NOTICES_TRACK_REASON, tell_session
 from workflows.steps import OUTREACH_HEARTBEAT, failure, failure_reason
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT, Trail
 
@@ -73,10 +73,6 @@ DELIVERY_RETRY = RetryPolicy(
 send the provider may have accepted (`DeliveryUncertain`) is never repeated."""
 DELIVERY_TIMEOUT = timedelta(minutes=2)
 
-NOTICES_TRACK_REASON = "notices-track-reason"
-"""Patch id: a notice resolved by the end of its session's reason (and, in the session, the
-alert's words and the therapist's notice of an emergency call); histories recorded before
-it replay without."""
 
 
 class NoticeView(Model):

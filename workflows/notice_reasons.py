@@ -34,8 +34,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from missed_session.domain.notices import ReasonEnded
 
-from workflows.clinicians import Clinicians
-from workflows.notice import NOTICES_TRACK_REASON
+from workflows.clinicians import NOTICES_TRACK_REASON, Clinicians
 
 STARTED = "No-show: outreach to the client has started"
 """The alert's words before the patch (and still, when outreach starts at once)."""
