@@ -120,7 +120,8 @@ async def _record(connection: Connection, batch: Sequence[AuditEvent], *,
     expired_at: datetime | None = None
     for index, event in enumerate(batch):
         row, found = await _insert(connection, event, expiry=expiry and index == 0)
-        expired_at = expired_at or found
+        if index == 0:
+            expired_at = found
         if row is None:
             recorded.append(event)
             new.append(event)
