@@ -13,7 +13,6 @@ from missed_session.contracts.audit import ClosingRecord, NoShowDocumented, NoSh
 from missed_session.domain import events, person
 from missed_session.domain.models import (
     AuditEvent,
-    AuditEventType,
 )
 from missed_session.metrics import ServiceMetrics, is_first_outreach
 from missed_session.store import write_errors
@@ -56,8 +55,8 @@ class AuditActivities:
         """
         details = _readable(event)
         with _refused_for_good():
-            recorded = await self._store.record([event])
-        await self._observe_new(recorded, [details])
+            recorded = await self._store.record([event], expiry=is_first_outreach(details))
+        self._observe_new(recorded, [details])
         return recorded.events[0]
 
     @activity.defn
@@ -74,7 +73,7 @@ class AuditActivities:
                 start=record.start,
                 outcome=record.outcome,
             ))
-        await self._observe_new(recorded, [details])
+        self._observe_new(recorded, [details])
         return recorded.events[0]
 
     @activity.defn
@@ -89,7 +88,7 @@ class AuditActivities:
         await self._inbox.add_notice(record.notice)
         with _refused_for_good():
             recorded = await self._store.record(pair)
-        await self._observe_new(recorded, details)
+        self._observe_new(recorded, details)
         return list(recorded.events)
 
     @activity.defn
@@ -110,22 +109,20 @@ class AuditActivities:
         recorded = await self.record_no_show(record.model_copy(update={"notice": notice}))
         return NoShowDocumented(events=recorded, notice=notice)
 
-    async def _observe_new(self, recorded: Recorded,
-                           details: list[events.EventDetails]) -> None:
-        """Count the events this write put in the trail (a retry's are counted already)."""
-        for event, event_details in zip(recorded.events, details, strict=True):
-            if event in recorded.new:
-                await self._observe(event, event_details)
+    def _observe_new(self, recorded: Recorded,
+                     details: list[events.EventDetails]) -> None:
+        """Count the events this write put in the trail (a retry's are counted already).
 
-    async def _observe(self, event: AuditEvent, details: events.EventDetails) -> None:
-        self._metrics.observe(details)
-        if is_first_outreach(details):
-            trail = await self._store.trail(event.session_id)
-            expired = next(
-                (e for e in trail if e.event_type is AuditEventType.GRACE_PERIOD_EXPIRED), None
-            )
-            if expired is not None:
-                self._metrics.first_outreach(event.occurred_at - expired.occurred_at)
+        A first outreach step also ends the wait the first-outreach metric measures: from
+        the grace period's expiry, which the append that wrote the step read in the same
+        statement (`expiry=True`), so the metric costs no read of the trail.
+        """
+        for event, event_details in zip(recorded.events, details, strict=True):
+            if event not in recorded.new:
+                continue
+            self._metrics.observe(event_details)
+            if is_first_outreach(event_details) and recorded.expired_at is not None:
+                self._metrics.first_outreach(event.occurred_at - recorded.expired_at)
 
 
 def _readable(event: AuditEvent) -> events.EventDetails:

@@ -241,12 +241,12 @@ class OutreachActivities:
             if snapshot is None:
                 raise _translated(InvalidContactError(missing))
             return snapshot, None
-        record = await self._directory.get(client.ref)
-        if record is None:
+        known = await self._directory.get_with_history(client.ref)  # one statement
+        if known is None:
             if snapshot is None:
                 raise _translated(InvalidContactError(missing))
             return snapshot, None
-        history = await self._directory.history(client.ref)
+        record, history = known
         found = reach(record, history, channel, at=datetime.now(UTC), defaults=self._defaults)
         if isinstance(found, ConsentDecision):
             raise _no_consent(found)
@@ -288,10 +288,10 @@ class OutreachActivities:
     ) -> tuple[EmergencyContact, str | None]:
         if self._directory is None:
             return request.contact, None
-        record = await self._directory.get(request.client_ref)
-        if record is None:
+        known = await self._directory.get_with_history(request.client_ref)  # one statement
+        if known is None:
             return request.contact, None
-        history = await self._directory.history(request.client_ref)
+        record, history = known
         found = contact_to_call(record, history, at=datetime.now(UTC),
                                 risk_tier=request.risk_tier, defaults=self._defaults,
                                 override=request.clinician_override)

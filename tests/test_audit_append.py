@@ -17,7 +17,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from missed_session.audit.verify import verify_session
 from missed_session.domain.models import AuditEvent, AuditEventType, Outcome
-from missed_session.store import projections
+from missed_session.store import append, projections
 from missed_session.store.append import AuditConflictError, AuditParentMissingError, Recorded
 from missed_session.store.attendance import Attendance
 from missed_session.store.audit import AuditStore
@@ -257,6 +257,33 @@ async def test_a_retried_workflow_task_finds_its_first_write_and_keeps_its_time(
     marker = await store.recorded("s-1", 3)
     assert marker is not None
     assert marker.event_type is AuditEventType.TRAIL_SUPERSEDED
+
+
+async def test_an_append_asked_for_the_expiry_reads_it_in_its_own_statement(
+    pool: asyncpg.Pool,
+) -> None:
+    # The first-outreach metric's start (issue 28 item 2), without a read of the trail: the
+    # trail's first `grace_period_expired`, as the whole-trail read found it.
+    store = AuditStore(pool)
+    expired = event("s-1", 2, AuditEventType.GRACE_PERIOD_EXPIRED, grace_period_minutes=15)
+    await store.record([event("s-1", 1, AuditEventType.SCHEDULED), expired])
+    step = event("s-1", 3, AuditEventType.OUTREACH_ATTEMPTED, attempt=1, channel="call")
+    statements: list[str] = []
+    async with pool.acquire() as connection:
+        connection.add_query_logger(lambda query: statements.append(query.query))
+        recorded = await append.record(connection, [step], expiry=True)
+    assert recorded.new == (step,)
+    assert recorded.expired_at == expired.occurred_at
+    assert len(statements) == 1  # the append itself, nothing after it
+    # A retry, and a batch placed after rows it supersedes, say it too; unasked, nothing.
+    assert (await store.record([step], expiry=True)).expired_at == expired.occurred_at
+    other = step.model_copy(update={"data": {"attempt": 1, "channel": "text"}})
+    placed = await store.record([other], expiry=True)
+    assert [item.sequence for item in placed.new] == [5]
+    assert placed.expired_at == expired.occurred_at
+    assert (await store.record([event("s-1", 6)])).expired_at is None
+    # A trail without an expiry has none to tell.
+    assert (await store.record([event("s-2", 1)], expiry=True)).expired_at is None
 
 
 @pytest.mark.parametrize("value", [0.5, 1e20, 2.0, float("nan"), [1], {"a": 1}])

@@ -24,8 +24,11 @@ from missed_session.domain.clients import (
     ConsentRecord,
     ConsentSource,
     ConsentSubject,
+    ContactUse,
     DirectoryContact,
+    EmailPoint,
     PhonePoint,
+    PostalAddress,
 )
 from missed_session.domain.events import (
     EscalationBlocked,
@@ -239,3 +242,57 @@ async def test_stop_stops_texts_to_every_client_using_the_number_and_start_resto
         assert outcome.consent_record == start.record_id
     sent = await pool.fetchval("SELECT count(*) FROM sim_phone_log WHERE kind = 'text'")
     assert sent == len(refs)
+
+
+async def test_the_entry_and_its_consent_history_are_read_in_one_statement(
+    pool: asyncpg.Pool, service_database_url: str,
+) -> None:
+    # What a step reads just before it reaches the client (issue 28 item 2): the same as
+    # `get` and then `history`, in one round trip.
+    ref = "c-one-read"
+    directory = ClientDirectory(pool)
+    await directory.add(
+        ClientRecord(ref=ref, first_name="Robin", time_zone="America/Los_Angeles",
+                     flags=("prefers-text",),
+                     phones=(PhonePoint(number=CLIENT_PHONE),
+                             PhonePoint(number=NEW_PHONE, use=ContactUse.WORK, verified=True)),
+                     emails=(EmailPoint(address="robin@example.org"),),
+                     emergency_contacts=(DirectoryContact(name="Sam", phone=CONTACT_PHONE),
+                                         DirectoryContact(name="Kim", phone="+14155550998",
+                                                          relationship="sister")),
+                     postal_address=PostalAddress(recipient="Robin Doe", lines=("1 Main St",),
+                                                  locality="Springfield", postal_code="12345")),
+        source="test", recorded_by="t-ana",
+        consents=[consent(ref, ConsentSubject.CALL, None),
+                  consent(ref, ConsentSubject.EMERGENCY_CONTACT, CONTACT_PHONE,
+                          scope=ConsentScope.UNREACHABLE)])
+    await directory.add(ClientRecord(ref="c-other", first_name="Alex", time_zone="UTC"),
+                        source="test", recorded_by="t-ana",
+                        consents=[consent("c-other", ConsentSubject.CALL, None)])
+    await directory.append_consent(consent(None, ConsentSubject.TEXT, NEW_PHONE, granted=False,
+                                           source=ConsentSource.STOP_REPLY))
+    await directory.append_consent(consent(None, ConsentSubject.TEXT, "+14155550000",
+                                           granted=False, source=ConsentSource.STOP_REPLY))
+    statements: list[str] = []
+    counted = await asyncpg.create_pool(  # released without a reset, as the service's pool
+        service_database_url, min_size=1, max_size=1, reset=_no_reset,
+        init=lambda connection: _log_into(connection, statements))
+    try:
+        found = await ClientDirectory(counted).get_with_history(ref)
+        assert len(statements) == 1, statements
+        assert await ClientDirectory(counted).get_with_history("c-unknown") is None
+    finally:
+        await counted.close()
+
+    expected = (await directory.get(ref), await directory.history(ref))
+    assert found == expected
+    assert [record.subject for record in found[1]] == [
+        ConsentSubject.CALL, ConsentSubject.EMERGENCY_CONTACT, ConsentSubject.TEXT]
+
+
+async def _log_into(connection: asyncpg.Connection, statements: list[str]) -> None:
+    connection.add_query_logger(lambda query: statements.append(query.query))
+
+
+async def _no_reset(connection: asyncpg.Connection) -> None:
+    del connection

@@ -220,7 +220,7 @@ async def test_a_worker_that_dies_while_its_call_rings_is_resumed_by_the_calls_s
         dying = Worker(
             client, task_queue=task_queue, workflows=[StepWorkflow],
             workflow_runner=UnsandboxedWorkflowRunner(), max_concurrent_activities=1,
-            # Heartbeats once, then never again: as silent as a killed process.
+            # Never heartbeats (the first would come after 600 s): as silent as a killed process.
             activities=outreach_activities(wire(twilio, pool, request_timeout_seconds=600),
                                            heartbeat_seconds=600),
         )

@@ -25,7 +25,10 @@ from temporalio.worker import Worker
 from activities.outreach import OutreachActivities
 from missed_session.channels.simulated import SimulatedPhone
 from missed_session.domain.clients import StepOutcome
-from missed_session.domain.models import CallResult, OutreachRequest
+from missed_session.domain.events import OutreachAttempted, read
+from missed_session.domain.models import AuditEvent, CallResult, OutreachRequest
+from missed_session.metrics import ServiceMetrics, is_first_outreach
+from missed_session.store.audit import AuditStore
 from tests.support.factories import booking
 from tests.support.session_workflow import GRACE, SENDER, book, every, only, run, trail
 from worker import new_worker
@@ -99,3 +102,39 @@ async def test_the_trail_dates_a_call_when_it_went_out_and_the_no_show_at_its_de
     answered = completed.event_time.ToDatetime(UTC)
     assert abs(first_call.occurred_at - went_out) < timedelta(milliseconds=100)
     assert answered - first_call.occurred_at >= timedelta(seconds=SLOW - 0.1)  # not its record
+
+
+async def test_the_first_outreach_metric_runs_from_the_expiry_without_reading_the_trail(
+    client: Client, pool: asyncpg.Pool, task_queue: str, time_skipping_env: WorkflowEnvironment,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 28 item 2: the append that writes a first step reads the expiry in the same
+    # statement; the value is what the whole-trail read gave (expiry -> each first step).
+    delays: list[timedelta] = []
+    trail_reads: list[str] = []
+    observe = ServiceMetrics.first_outreach
+    read_trail = AuditStore.trail
+
+    def first_outreach(self: ServiceMetrics, delay: timedelta) -> None:
+        delays.append(delay)
+        observe(self, delay)
+
+    async def trail_read(self: AuditStore, session_id: str) -> list[AuditEvent]:
+        trail_reads.append(session_id)
+        return await read_trail(self, session_id)
+
+    monkeypatch.setattr(ServiceMetrics, "first_outreach", first_outreach)
+    monkeypatch.setattr(AuditStore, "trail", trail_read)
+    session = await book(time_skipping_env, protocol={"max_attempts": 2})
+    async with new_worker(client, pool, task_queue=task_queue, sender=SENDER):
+        await run(client, task_queue, session)
+    assert trail_reads == []  # not one whole-trail read while the ladder ran
+
+    events = await trail(pool, session.session_id)
+    expired = only(events, "grace_period_expired")
+    firsts = [event for event in events if is_first_outreach(read(event))]
+    assert firsts  # attempt 1's call
+    later = [event for event in events
+             if isinstance(step := read(event), OutreachAttempted) and step.attempt == 2]
+    assert later  # not counted: the metric ends at the first attempt's steps
+    assert delays == [event.occurred_at - expired.occurred_at for event in firsts]

@@ -49,6 +49,7 @@ import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -86,31 +87,41 @@ class Recorded:
     """The events as recorded, in order, at the places they hold: the next one follows."""
     new: tuple[AuditEvent, ...]
     """Those this write put there (the others were there already)."""
+    expired_at: datetime | None = None
+    """Asked for (`record(expiry=True)`): when the trail's first `grace_period_expired`
+    happened, read by the statement that appended the batch's first event (no round trip
+    of its own); None when the trail has none, or when not asked."""
 
 
 async def record(connection: Connection, batch: Sequence[AuditEvent], *,
-                 attendance: Attendance | None = None) -> Recorded:
+                 attendance: Attendance | None = None, expiry: bool = False) -> Recorded:
     """Append the trail's next events (consecutive, one trail); see the module's docstring.
 
     With `attendance`, the batch is the session's `closed` event, and its attendance row is
-    written with it, in one transaction: together or neither.
+    written with it, in one transaction: together or neither. With `expiry`, the first
+    append also reads when the session's grace period expired (`Recorded.expired_at`: the
+    first-outreach metric's start, without a read of the trail after it).
     Raises `AuditConflictError` when another event holds a place of a closed trail, and
     `AuditParentMissingError` when the event before the batch is not recorded yet.
     """
     if attendance is None:
-        return await _record(connection, batch)
+        return await _record(connection, batch, expiry=expiry)
     async with connection.transaction():
-        recorded = await _record(connection, batch)
+        recorded = await _record(connection, batch, expiry=expiry)
         await attendance_rows.insert(connection, recorded.events[-1], attendance)
         return recorded
 
 
-async def _record(connection: Connection, batch: Sequence[AuditEvent]) -> Recorded:
+async def _record(connection: Connection, batch: Sequence[AuditEvent], *,
+                  expiry: bool) -> Recorded:
     """Each event in turn; from the first whose place another holds, the supersession."""
     recorded: list[AuditEvent] = []
     new: list[AuditEvent] = []
+    expired_at: datetime | None = None
     for index, event in enumerate(batch):
-        row = await _insert(connection, event)
+        row, found = await _insert(connection, event, expiry=expiry and index == 0)
+        if index == 0:
+            expired_at = found
         if row is None:
             recorded.append(event)
             new.append(event)
@@ -119,8 +130,9 @@ async def _record(connection: Connection, batch: Sequence[AuditEvent]) -> Record
         else:
             async with connection.transaction():
                 placed = await _supersede(connection, batch[index:])
-            return Recorded(events=(*recorded, *placed.events), new=(*new, *placed.new))
-    return Recorded(events=tuple(recorded), new=tuple(new))
+            return Recorded(events=(*recorded, *placed.events), new=(*new, *placed.new),
+                            expired_at=expired_at)
+    return Recorded(events=tuple(recorded), new=tuple(new), expired_at=expired_at)
 
 
 _APPEND = (
@@ -140,22 +152,34 @@ _APPEND = (
 _APPEND_RESULT = (
     " SELECT (SELECT count(*) FROM ins) AS written, (SELECT count(*) FROM link) AS linked"
 )
+_EXPIRED_AT = (
+    # The trail's first expiry, by the primary key's range over the session's rows. The
+    # statement's own insert is not visible here; the expiry was committed before it.
+    ", (SELECT occurred_at FROM audit_events WHERE session_id = $1::text"
+    " AND event_type = 'grace_period_expired' ORDER BY sequence LIMIT 1) AS expired_at"
+)
 _AT_PLACE = f"SELECT {rows.EVENT_COLUMNS} FROM audit_events WHERE session_id = $1 AND sequence = $2"  # noqa: S608
 
 
 @functools.cache
-def _append_sql(shape: tuple[bool, bool, bool] | None) -> str:
-    """Append an event and, when it was written, fold it into the projections ($9 on)."""
+def _append_sql(shape: tuple[bool, bool, bool] | None, expiry: bool) -> str:
+    """Append an event and, when it was written, fold it into the projections ($9 on).
+
+    `expiry`: the result also says when the session's grace period expired.
+    """
+    result = _APPEND_RESULT + (_EXPIRED_AT if expiry else "")
     if shape is None:
-        return _APPEND + _APPEND_RESULT
+        return _APPEND + result
     fold = projections.fold_sql(shape, 9, "EXISTS (SELECT 1 FROM ins)", one_session=True)
-    return _APPEND + ", " + fold + _APPEND_RESULT
+    return _APPEND + ", " + fold + result
 
 
-async def _insert(connection: Connection, event: AuditEvent) -> asyncpg.Record | None:
+async def _insert(connection: Connection, event: AuditEvent, *, expiry: bool = False,
+                  ) -> tuple[asyncpg.Record | None, datetime | None]:
     """Insert the event linked into its chain, with its projections, in one statement.
 
-    Returns None when written, else the row that holds its place.
+    Returns None when written, else the row that holds its place; and, with `expiry`, when
+    the session's grace period expired (the same statement read it).
     """
     _check_data(event)
     encoding = canonical_parts(
@@ -170,14 +194,15 @@ async def _insert(connection: Connection, event: AuditEvent) -> asyncpg.Record |
     if fold is not None:
         arguments += fold.parameters()
     result = await connection.fetchrow(
-        _append_sql(None if fold is None else fold.shape), *arguments
+        _append_sql(None if fold is None else fold.shape, expiry), *arguments
     )
     assert result is not None
+    expired_at: datetime | None = result["expired_at"] if expiry else None
     if result["written"]:
-        return None
+        return None, expired_at
     row = await connection.fetchrow(_AT_PLACE, event.session_id, event.sequence)
     if row is not None:
-        return row
+        return row, expired_at
     if not result["linked"]:
         raise _parent_missing(event)
     raise _vanished(event)
@@ -218,7 +243,7 @@ async def _supersede(connection: Connection, rest: Sequence[AuditEvent]) -> Reco
     placed = [event.model_copy(update={"sequence": last + 2 + offset})
               for offset, event in enumerate(rest)]
     for event in (marker, *placed):
-        if await _insert(connection, event) is not None:
+        if (await _insert(connection, event))[0] is not None:
             msg = f"audit trail {head.session_id} moved while it was superseded; retried"
             raise AuditParentMissingError(msg)
     if any(row["event_type"] in projections.PROJECTED for row in found):

@@ -48,13 +48,15 @@ class AuditStore:
         return self._pool
 
     async def record(self, batch: Sequence[AuditEvent], *,
-                     attendance: Attendance | None = None) -> Recorded:
+                     attendance: Attendance | None = None, expiry: bool = False) -> Recorded:
         """Append a trail's next events: the one append path (`store.append.record`).
 
-        With `attendance`, the batch is the `closed` event, written with its attendance row.
+        With `attendance`, the batch is the `closed` event, written with its attendance row;
+        with `expiry`, the append also reads when the grace period expired (`expired_at`).
         """
         async with self._pool.acquire() as connection:
-            return await append.record(connection, batch, attendance=attendance)
+            return await append.record(connection, batch, attendance=attendance,
+                                       expiry=expiry)
 
     async def recorded(self, session_id: str, sequence: int) -> AuditEvent | None:
         """The event recorded at this place of the session's trail, if any."""

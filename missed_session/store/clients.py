@@ -8,7 +8,10 @@ UPDATE, DELETE and TRUNCATE).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
@@ -26,6 +29,39 @@ from missed_session.domain.models import ConsentScope
 from missed_session.store.database import Connection
 
 RECORD_PREFIX = "consent-"
+_CONSENT_COLUMNS = ("record_seq", "client_ref", "subject", "contact_point", "scope", "granted",
+                    "effective_at", "source", "recorded_by", "recorded_at")
+_BEARS_ON = (
+    # The consent records that can bear on client $1: their own, and the number-wide
+    # STOP/START records for the numbers they use now.
+    "r.client_ref = $1 OR (r.client_ref IS NULL AND r.contact_point IN"
+    " (SELECT value FROM client_contact_points WHERE client_ref = $1))"
+)
+_ENTRY = (
+    # A directory entry in one statement: its row, and its contact points and emergency
+    # contacts as JSON arrays of arrays (asyncpg decodes json without a type lookup; an
+    # array of records would cost three introspection statements on each new connection).
+    "SELECT c.first_name, c.time_zone, c.flags, c.postal_address::text AS postal_address,"
+    " (SELECT json_agg(json_build_array(p.kind, p.value, p.use, p.verified)"
+    "  ORDER BY p.kind, p.position) FROM client_contact_points p"
+    "  WHERE p.client_ref = c.client_ref) AS points,"
+    " (SELECT json_agg(json_build_array(e.name, e.phone, e.relationship) ORDER BY e.position)"
+    "  FROM client_emergency_contacts e WHERE e.client_ref = c.client_ref) AS contacts"
+)
+_WHERE_CLIENT = " FROM clients c WHERE c.client_ref = $1"
+_GET = _ENTRY + _WHERE_CLIENT
+_GET_WITH_HISTORY = (
+    _ENTRY  # noqa: S608 (constants only)
+    + ", (SELECT json_agg(json_build_array(r.record_seq, r.client_ref, r.subject,"
+    " r.contact_point, r.scope, r.granted, r.effective_at, r.source, r.recorded_by,"
+    " r.recorded_at) ORDER BY r.record_seq) FROM consent_records r WHERE " + _BEARS_ON
+    + ") AS consents" + _WHERE_CLIENT
+)
+"""`_ENTRY` and the consent history, its records' columns in `_CONSENT_COLUMNS`' order."""
+_HISTORY = (
+    "SELECT * FROM consent_records r WHERE " + _BEARS_ON  # noqa: S608 (constants only)
+    + " ORDER BY r.record_seq"
+)
 RESTORED_AFTER_OPT_OUT = """
 SELECT EXISTS (
     SELECT 1 FROM consent_records c
@@ -135,14 +171,27 @@ class ClientDirectory:
 
         Their own, and the number-wide STOP/START records for the numbers they use now.
         """
-        rows = await self._pool.fetch(
-            "SELECT * FROM consent_records WHERE client_ref = $1"
-            " OR (client_ref IS NULL AND contact_point IN"
-            "     (SELECT value FROM client_contact_points WHERE client_ref = $1))"
-            " ORDER BY record_seq",
-            client_ref,
-        )
+        rows = await self._pool.fetch(_HISTORY, client_ref)
         return [_consent(row) for row in rows]
+
+    async def get_with_history(
+        self, client_ref: str,
+    ) -> tuple[ClientRecord, list[ConsentRecord]] | None:
+        """The client's entry and the consent history bearing on it, or None (no entry).
+
+        What `get` and then `history` return, read in one statement (one round trip, one
+        snapshot): what a step reads just before it reaches the client.
+        """
+        row = await self._pool.fetchrow(_GET_WITH_HISTORY, client_ref)
+        if row is None:
+            return None
+        history = []
+        for values in _rows(row["consents"]):
+            fields = dict(zip(_CONSENT_COLUMNS, values, strict=True))
+            for instant in ("effective_at", "recorded_at"):  # as asyncpg reads a timestamptz
+                fields[instant] = datetime.fromisoformat(fields[instant]).astimezone(UTC)
+            history.append(_consent(fields))
+        return _entry(client_ref, row), history
 
     async def clients_using(self, number: str) -> list[str]:
         """The refs of every client with this contact point."""
@@ -168,30 +217,31 @@ class ClientDirectory:
 
 
 async def _get(connection: Connection, client_ref: str) -> ClientRecord | None:
-    row = await connection.fetchrow(
-        "SELECT first_name, time_zone, flags, postal_address::text AS postal_address"
-        " FROM clients WHERE client_ref = $1", client_ref)
-    if row is None:
-        return None
-    points = await connection.fetch(
-        "SELECT kind, value, use, verified FROM client_contact_points WHERE client_ref = $1"
-        " ORDER BY kind, position", client_ref)
-    contacts = await connection.fetch(
-        "SELECT name, phone, relationship FROM client_emergency_contacts"
-        " WHERE client_ref = $1 ORDER BY position", client_ref)
+    row = await connection.fetchrow(_GET, client_ref)
+    return None if row is None else _entry(client_ref, row)
+
+
+def _entry(client_ref: str, row: asyncpg.Record) -> ClientRecord:
+    """The entry from a row of `_ENTRY` (points and contacts as arrays of records)."""
+    points = _rows(row["points"])
     return ClientRecord(
         ref=client_ref, first_name=row["first_name"], time_zone=row["time_zone"],
         flags=tuple(row["flags"]),
         postal_address=(None if row["postal_address"] is None
                         else PostalAddress.model_validate_json(row["postal_address"])),
-        phones=tuple(PhonePoint(number=p["value"], use=ContactUse(p["use"]),
-                                verified=p["verified"]) for p in points if p["kind"] == "phone"),
-        emails=tuple(EmailPoint(address=p["value"], use=ContactUse(p["use"]),
-                                verified=p["verified"]) for p in points if p["kind"] == "email"),
-        emergency_contacts=tuple(DirectoryContact(name=c["name"], phone=c["phone"],
-                                                  relationship=c["relationship"])
-                                 for c in contacts),
+        phones=tuple(PhonePoint(number=value, use=ContactUse(use), verified=verified)
+                     for kind, value, use, verified in points if kind == "phone"),
+        emails=tuple(EmailPoint(address=value, use=ContactUse(use), verified=verified)
+                     for kind, value, use, verified in points if kind == "email"),
+        emergency_contacts=tuple(DirectoryContact(name=name, phone=phone,
+                                                  relationship=relationship)
+                                 for name, phone, relationship in _rows(row["contacts"])),
     )
+
+
+def _rows(aggregated: str | None) -> list[list[Any]]:
+    """A `json_agg` of arrays, decoded (NULL: no rows)."""
+    return [] if aggregated is None else list(json.loads(aggregated))
 
 
 def _address(record: ClientRecord) -> str | None:
@@ -237,7 +287,7 @@ async def _append(connection: Connection, entry: ConsentEntry) -> ConsentRecord:
     return _consent(row)
 
 
-def _consent(row: asyncpg.Record) -> ConsentRecord:
+def _consent(row: asyncpg.Record | Mapping[str, Any]) -> ConsentRecord:
     return ConsentRecord(
         record_id=f"{RECORD_PREFIX}{row['record_seq']}", client_ref=row["client_ref"],
         subject=row["subject"], contact_point=row["contact_point"],
