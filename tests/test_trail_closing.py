@@ -30,26 +30,31 @@ from temporalio.testing import WorkflowEnvironment
 
 from demo import temporal_cli
 from missed_session.application.updates import Sent, Stage, send_update
+from missed_session.audit import cli as audit_cli
 from missed_session.audit.verify import verify_session
-from missed_session.domain.facts import CLOSING, NoticeNews
+from missed_session.domain.facts import CLOSING, NoticeNews, SessionFacts
 from missed_session.domain.models import (
     AuditEventType,
+    Cancellation,
     CheckIn,
+    ClientResponse,
     ClinicianDecision,
     Outcome,
+    ResponseChannel,
     SessionBooking,
     SessionResult,
     SessionStatus,
     TextReply,
 )
-from missed_session.domain.person import LadderJoin
+from missed_session.domain.person import LadderJoin, PersonReached
 from missed_session.store.audit import AuditStore
 from missed_session.temporal import search_attributes
+from tests.support.factories import booking
 from tests.support.servers import TEST_CONVERTER
 from tests.test_retried_workflow_task import SENDER, soon_booking
-from worker import new_worker
+from worker import WORKFLOW_RUNNER, new_worker
 from workflows.clinicians import NOTICE_NEWS
-from workflows.person import JOIN_SIGNAL
+from workflows.person import JOIN_SIGNAL, REACHED_SIGNAL
 from workflows.session import SessionWorkflow
 
 pytestmark = pytest.mark.server
@@ -202,6 +207,11 @@ async def assert_closed_once(dev_server: WorkflowEnvironment, pool: asyncpg.Pool
     assert trail[-1].event_type is AuditEventType.CLOSED
     assert AuditEventType.TRAIL_SUPERSEDED not in [e.event_type for e in trail]
     assert (await verify_session(store, session.session_id)).ok
+    replay = await audit_cli.run_replay(  # the history replays, and agrees with the trail
+        audit_cli.ReplayRequest(session.session_id), dev_server.client, store,
+        audit_cli.ReplaySetup([SessionWorkflow], WORKFLOW_RUNNER), progress=lambda *_: None,
+    )
+    assert replay.ok, replay.text
 
 
 def acknowledged(client: Client, workflow_id: str) -> Awaitable[None]:
@@ -227,6 +237,36 @@ async def stopped(client: Client, workflow_id: str) -> Sent:
     """The client's STOP (an update), sent as the application sends it."""
     return await send_update(client, workflow_id, "text_reply", TextReply(body="STOP"),
                              update_id=f"stop-{uuid.uuid4().hex}", wait=None)
+
+
+def reached(client: Client, workflow_id: str) -> Awaitable[None]:
+    """The person came back through a joining session (a signal): noted, never recorded."""
+    return client.get_workflow_handle(workflow_id).signal(REACHED_SIGNAL, PersonReached(
+        session_id=f"s-{uuid.uuid4().hex[:10]}",
+        response=ClientResponse(channel=ResponseChannel.TEXT, responder="client")))
+
+
+def decided(kind: str, **fields: str) -> News:
+    """A clinician's decision (an update), sent as the application sends it."""
+    async def send(client: Client, workflow_id: str) -> Sent:
+        return await send_update(client, workflow_id, kind, ClinicianDecision(
+            clinician_id="t-ana", reason="the practice reached the client", **fields),
+            update_id=f"{kind}-{uuid.uuid4().hex}", wait=None)
+    send.__name__ = kind
+    return send
+
+
+async def responded(client: Client, workflow_id: str) -> Sent:
+    """The client got back in touch (an update)."""
+    return await send_update(client, workflow_id, "client_responded", ClientResponse(
+        channel=ResponseChannel.CALL, responder="client"),
+        update_id=f"responded-{uuid.uuid4().hex}", wait=None)
+
+
+async def late(client: Client, workflow_id: str) -> Sent:
+    """A late check-in (an update)."""
+    return await send_update(client, workflow_id, "check_in", CheckIn(),
+                             update_id=f"late-{uuid.uuid4().hex}", wait=None)
 
 
 async def checked_in(client: Client, workflow_id: str) -> None:
@@ -282,7 +322,22 @@ async def test_a_joining_session_as_a_session_closes_after_its_follow_up(
     await assert_closed_once(dev_server, pool, session, UNHANDLED_COMMAND)
 
 
-@pytest.mark.parametrize("news", [noted, stopped])
+@pytest.mark.parametrize("news", [acknowledged, reached])
+async def test_other_signals_as_a_session_closes_after_its_follow_up(
+    dev_server: WorkflowEnvironment, pool: asyncpg.Pool, news: News
+) -> None:
+    # A notice's word in follow-up was the demo's case (4565274 skips it, and so does the
+    # trail's gate); a person reached through a joiner is noted, never recorded.
+    session, result, sent = await run_with(news, dev_server, pool)
+    assert sent.sent
+    assert result.outcome is Outcome.UNREACHABLE_ESCALATED
+    await assert_closed_once(dev_server, pool, session, UNHANDLED_COMMAND)
+
+
+@pytest.mark.parametrize("news", [
+    noted, stopped, late, responded, decided("mark_safe"), decided("stand_down"),
+    decided("escalate_now", legal_basis="vital interests"),
+])
 async def test_an_update_as_a_session_closes_after_its_follow_up(
     dev_server: WorkflowEnvironment, pool: asyncpg.Pool, news: News
 ) -> None:
@@ -293,4 +348,22 @@ async def test_an_update_as_a_session_closes_after_its_follow_up(
     [answer] = sent.answers
     assert isinstance(answer, Sent)
     assert answer.stage is Stage.REFUSED, answer
-    assert CLOSING in (answer.reason or ""), answer
+    if news in {noted, stopped}:  # the others were refused in follow-up before
+        assert CLOSING in (answer.reason or ""), answer
+
+
+def test_the_facts_say_when_closing_has_begun() -> None:
+    booked = SessionFacts.booked(booking())
+    assert not booked.closing_begun()
+    waiting = booked.moved(SessionStatus.WAITING, "wait for a check-in", None)
+    assert not waiting.closing_begun()
+    assert waiting.noted(CheckIn()).closing_begun()  # it closes as attended in this task
+    assert waiting.noted(Cancellation(reason="ill")).closing_begun()
+    outreach = waiting.moved(SessionStatus.OUTREACH, "outreach attempt 1", None)
+    assert not outreach.noted(CheckIn()).closing_begun()  # a late check-in: follow-up first
+    for status in (SessionStatus.AWAITING_CLINICIAN, SessionStatus.HELD,
+                   SessionStatus.ESCALATION, SessionStatus.NO_SHOW):
+        assert not outreach.moved(status, None, None).closing_begun()
+    assert outreach.moved(SessionStatus.FOLLOW_UP, "plan the follow-up", None).closing_begun()
+    assert outreach.closing(Outcome.REACHED).closing_begun()
+    assert outreach.moved(SessionStatus.CLOSED, None, None).closing_begun()

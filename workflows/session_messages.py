@@ -174,7 +174,10 @@ class SessionMessages:
 
     @text_reply.validator
     def _validate_text_reply(self, reply: TextReply) -> None:
-        _refuse("text_reply", self._text_reply_problem(reply))
+        problem = self._text_reply_problem(reply)
+        if problem is None and messages.is_opt_out(reply.body) and self._facts.closing_begun():
+            problem = CLOSING  # (the handler asks the trail: `_record_news`)
+        _refuse("text_reply", problem)
 
     async def _when_outreach_ends(self) -> str:
         """The answer to a message that ends outreach: how the session closes, once known."""
@@ -204,10 +207,9 @@ class SessionMessages:
         status = self._facts.status
         if kind is messages.Keyword.OPT_OUT:
             # An opt-out is honoured whenever it comes, until the session begins closing
-            # (a texted STOP is the number's consent record before any session hears it).
-            if status is SessionStatus.CLOSED:
-                return acceptance.where(status)
-            return CLOSING if self._facts.closing_begun() else None
+            # (the validator's word; a texted STOP is the number's consent record before
+            # any session hears it).
+            return acceptance.where(status) if status is SessionStatus.CLOSED else None
         if kind is messages.Keyword.OPT_IN:
             return "an opt-in (START) is the client's consent to texts, not a session's to record"
         return acceptance.response_problem(status)
@@ -289,15 +291,19 @@ class SessionMessages:
         """A notice of this session was acknowledged, or ran out of steps with nobody.
 
         Recorded in the session's trail, and so folded into its facts: whether a person has
-        the session decides whether it may close. Not once the follow-up has begun (nothing
-        waits on it then): the notice's own trail holds it, and the session's trail ends
-        with its outcome. A retried workflow task applies signals before the protocol
-        resumes, so news recorded then could take a place `closed` already holds.
+        the session decides whether it may close. Not once the session has begun closing
+        (`_record_news`; nothing waits on it then): the notice's own trail holds it, and the
+        session's trail ends with its outcome.
+
+        The first test below is the one 4565274 added for follow-up, before the trail's
+        gate (`trail-closing`) took every handler's news in: kept as it is, without asking
+        the patch, because histories recorded since then skip the news there with no
+        marker: asked there, the patch would say False to them on replay, and record it.
         """
         if (self._facts.outcome is not None
                 or self._facts.status in {SessionStatus.FOLLOW_UP, SessionStatus.CLOSED}
                 or not workflow.patched(AWAIT_ACKNOWLEDGMENT)):
-            return  # (as before `trail-closing`, which takes this case in: no patch asked)
+            return
         if not await self._record_news(news.event()):
             workflow.logger.info("notice_news_not_recorded", extra={"notice": news.notice})
 

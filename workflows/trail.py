@@ -21,11 +21,13 @@ server while that task runs makes the server refuse the completion (`UnhandledCo
 the task fails after its rows were written, and its retry applies the news first, from the
 facts of the task before it. Recorded then, the news would take a place the closed trail
 holds. So once the session has begun closing (`closing`: the facts say so, in the task and
-in its retry alike) the trail takes no news; and news that meets a trail a failed task
-closed anyway (the store's `AuditConflict`: a task whose news came with the update that
-closed it, which the server aborts and its sender sends again) is let go, its number given
-back. The handler answers for it (an update is refused with the reason; a signal's sender
-keeps its own record). Patch `trail-closing`.
+in its retry alike) the trail takes no news. News that meets a closed trail anyway (the
+store's `AuditConflict`) is let go, its number given back: so it goes when the closing task
+closed on an update (a check-in), which the server aborts with the task, so that its retry
+hears the news without the check-in until its sender sends it again. (A trail closed by
+another writer is met again by the protocol's next event, which still fails loudly.) The
+handler answers for news let go: an update is refused with the reason; a signal's sender
+keeps its own record. Patch `trail-closing`.
 """
 
 from __future__ import annotations
