@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -28,7 +28,8 @@ from temporalio.api.enums.v1 import WorkflowTaskFailedCause
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from demo import temporal_cli
+from activities.outreach import Sender
+from demo import daytime_zone, temporal_cli
 from missed_session.application.updates import Sent, Stage, send_update
 from missed_session.audit import cli as audit_cli
 from missed_session.audit.verify import verify_session
@@ -49,9 +50,8 @@ from missed_session.domain.models import (
 from missed_session.domain.person import LadderJoin, PersonReached
 from missed_session.store.audit import AuditStore
 from missed_session.temporal import search_attributes
-from tests.support.factories import booking
+from tests.support.factories import booking, booking_data
 from tests.support.servers import TEST_CONVERTER
-from tests.test_retried_workflow_task import SENDER, soon_booking
 from worker import WORKFLOW_RUNNER, new_worker
 from workflows.clinicians import NOTICE_NEWS
 from workflows.person import JOIN_SIGNAL, REACHED_SIGNAL
@@ -63,6 +63,17 @@ UNHANDLED_COMMAND = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED
 """A signal arrived while the task that completes the workflow ran."""
 TASK_FAILED = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE
 """The task failed in workflow code (as a worker that died there)."""
+
+SENDER = Sender("Alex", "+15555550100")
+
+
+def soon_booking(now: datetime) -> SessionBooking:
+    """A session starting now where it is daytime for the client, its protocol in seconds."""
+    data = booking_data(start=(now + timedelta(seconds=1)).isoformat(),
+                        protocol={"max_attempts": 1, "time_scale": 300.0})
+    data["client"] = {**data["client"], "time_zone": daytime_zone(now)}
+    return SessionBooking.model_validate(data)
+
 
 News = Callable[[Client, str], Awaitable[Any]]
 """What arrives while the session closes, sent through the Temporal client to a workflow."""
