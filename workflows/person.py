@@ -95,6 +95,9 @@ class PersonLadder:
     def _plan(self, status: SessionStatus, action: str | None, at: datetime | None) -> None:
         raise NotImplementedError
 
+    if TYPE_CHECKING:
+        async def _record_news(self, details: events.EventDetails) -> bool: ...
+
     # -- the joiner ------------------------------------------------------------------------
 
     async def _running_ladder(self) -> RunningLadder | None:
@@ -212,9 +215,11 @@ class PersonLadder:
         """A session of the same person joined this one's ladder.
 
         Recorded, and told how the ladder ended once it has (at once, if it already has).
+        Not recorded once this session has begun closing (the joiner's own trail holds the
+        join; it is told the outcome all the same).
         """
         if self._facts.outcome is None and join.session_id not in self._facts.joiners:
-            await self._record(events.OutreachJoined(joiner=join.session_id))
+            await self._record_news(events.OutreachJoined(joiner=join.session_id))
         if self._facts.outreach_outcome is not None:
             await self._tell_joiner(join.session_id, self._facts.outreach_outcome)
 

@@ -70,7 +70,7 @@ from workflows.notice_reasons import NoticeReasons
 from workflows.person import PersonLadder
 from workflows.session_messages import SessionMessages
 from workflows.steps import LadderRunning, Steps, wait_until
-from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT, Trail
+from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT, TRAIL_CLOSING, Trail
 
 STEPS: dict[Channel, Callable[..., Awaitable[Any]]] = {
     Channel.CALL: OutreachActivities.call_client,
@@ -97,7 +97,7 @@ class SessionWorkflow(Escalating, SessionMessages, BrakeHold, PersonLadder, Clin
         """What the session knows: changed only by the trail's fold and the notes below."""
         # The machinery in flight, nothing more:
         self._trail = Trail(booking.session_id, recorded=self._recorded,
-                            refused=self._trail_refused)
+                            refused=self._trail_refused, closing=self._closed_to_news)
         self._steps = Steps()
         self._clinicians = Clinicians(booking)
         self._letters = Letters(booking, self._clinicians)
@@ -448,6 +448,14 @@ class SessionWorkflow(Escalating, SessionMessages, BrakeHold, PersonLadder, Clin
     async def _record(self, details: events.EventDetails) -> None:
         """Append the next event of this session's trail (after the no-show's own)."""
         await self._trail.record(details)
+
+    async def _record_news(self, details: events.EventDetails) -> bool:
+        """Append what a handler heard, unless the session has begun closing (False)."""
+        return await self._trail.record_news(details)
+
+    def _closed_to_news(self) -> bool:
+        """Whether the trail takes no more news: the session has begun closing."""
+        return self._facts.closing_begun() and workflow.patched(TRAIL_CLOSING)
 
     def _recorded(self, details: events.EventDetails, at: datetime) -> None:
         """An event landed in the trail: fold it into the facts (and tell supervisors)."""

@@ -8,16 +8,23 @@ why at once; the handler checks again (the protocol may have moved on between th
 only notes the news in the session's facts: the protocol acts on it, and audits it, in
 order. Clinician decisions are recorded before the caller hears back. One signal: a notice
 of the session tells it of an acknowledgment or a run-out (`notice_news`).
+
+News nothing in the protocol waits on (a note, an opt-out, a notice's word) is recorded
+through `_record_news`: once the session has begun closing its trail takes none
+(`workflows.trail`), and the handler answers for it: an update is refused with the reason
+(its validator refuses it first, as a rule); a notice's word stays in the notice's trail.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from missed_session.domain import acceptance, decisions, events, messages, protocol
-    from missed_session.domain.facts import Escalation, NoticeNews, SessionFacts
+    from missed_session.domain.facts import CLOSING, Escalation, NoticeNews, SessionFacts
     from missed_session.domain.models import (
         Cancellation,
         Channel,
@@ -59,6 +66,9 @@ class SessionMessages:
 
     async def _escalate(self, override: ClinicianDecision | None = None) -> str:
         raise NotImplementedError
+
+    if TYPE_CHECKING:
+        async def _record_news(self, details: events.EventDetails) -> bool: ...
 
     # -- an answer not clearly the client's (a message's, or the call's) ------------------
 
@@ -147,8 +157,9 @@ class SessionMessages:
         _refuse_in_handler("text_reply", self._text_reply_problem(reply))
         if messages.is_opt_out(reply.body):
             if not self._facts.opted_out_of_text:
-                self._facts = self._facts.opting_out()
-                await self._record(events.OptedOut(channel=Channel.TEXT))
+                self._facts = self._facts.opting_out()  # no text goes out from now, either way
+                if not await self._record_news(events.OptedOut(channel=Channel.TEXT)):
+                    _refuse_in_handler("text_reply", CLOSING)
             return "recorded: the client opted out of texts"
         unclear = protocol.reply_not_the_client(self._booking, reply.body)
         if unclear is not None:
@@ -163,7 +174,10 @@ class SessionMessages:
 
     @text_reply.validator
     def _validate_text_reply(self, reply: TextReply) -> None:
-        _refuse("text_reply", self._text_reply_problem(reply))
+        problem = self._text_reply_problem(reply)
+        if problem is None and messages.is_opt_out(reply.body) and self._facts.closing_begun():
+            problem = CLOSING  # (the handler asks the trail: `_record_news`)
+        _refuse("text_reply", problem)
 
     async def _when_outreach_ends(self) -> str:
         """The answer to a message that ends outreach: how the session closes, once known."""
@@ -192,7 +206,9 @@ class SessionMessages:
         kind = messages.keyword(reply.body)
         status = self._facts.status
         if kind is messages.Keyword.OPT_OUT:
-            # An opt-out is honoured whenever it comes, until the trail is closed.
+            # An opt-out is honoured whenever it comes, until the session begins closing
+            # (the validator's word; a texted STOP is the number's consent record before
+            # any session hears it).
             return acceptance.where(status) if status is SessionStatus.CLOSED else None
         if kind is messages.Keyword.OPT_IN:
             return "an opt-in (START) is the client's consent to texts, not a session's to record"
@@ -242,8 +258,12 @@ class SessionMessages:
 
     @workflow.update
     async def add_note(self, decision: ClinicianDecision) -> str:
-        """Add a clinician's note to the session's trail (the note is the `reason`)."""
-        await self._record_decision(DecisionKind.ADD_NOTE, decision)
+        """Add a clinician's note to the session's trail (the note is the `reason`).
+
+        Not once the session has begun closing: the note is refused, and its sender told.
+        """
+        if not await self._record_news(_decision_made(DecisionKind.ADD_NOTE, decision)):
+            _refuse_in_handler("add_note", CLOSING)
         return "recorded"
 
     @add_note.validator
@@ -251,19 +271,18 @@ class SessionMessages:
         self._validate(DecisionKind.ADD_NOTE, decision)
 
     def _validate(self, kind: DecisionKind, decision: ClinicianDecision) -> None:
-        _refuse(kind.value, decisions.problem(
+        problem = decisions.problem(
             kind, decision, status=self._facts.status,
             escalated=(self._facts.escalation is Escalation.SENT
                        or self._escalate_now_pending),
             decided=self._facts.decided(),
-        ))
+        )
+        if problem is None and kind is DecisionKind.ADD_NOTE and self._facts.closing_begun():
+            problem = CLOSING
+        _refuse(kind.value, problem)
 
     async def _record_decision(self, kind: DecisionKind, decision: ClinicianDecision) -> None:
-        await self._record(events.ClinicianDecisionMade(
-            decision=kind, clinician_id=decision.clinician_id, reason=decision.reason,
-            legal_basis=decision.legal_basis if kind is DecisionKind.ESCALATE_NOW else None,
-            authenticated_by=decision.authenticated_by,
-        ))
+        await self._record(_decision_made(kind, decision))
 
     # -- what the session's notices say (a signal from each notice workflow) -------------
 
@@ -272,16 +291,21 @@ class SessionMessages:
         """A notice of this session was acknowledged, or ran out of steps with nobody.
 
         Recorded in the session's trail, and so folded into its facts: whether a person has
-        the session decides whether it may close. Not once the follow-up has begun (nothing
-        waits on it then): the notice's own trail holds it, and the session's trail ends
-        with its outcome. A retried workflow task applies signals before the protocol
-        resumes, so news recorded then could take a place `closed` already holds.
+        the session decides whether it may close. Not once the session has begun closing
+        (`_record_news`; nothing waits on it then): the notice's own trail holds it, and the
+        session's trail ends with its outcome.
+
+        The first test below is the one 4565274 added for follow-up, before the trail's
+        gate (`trail-closing`) took every handler's news in: kept as it is, without asking
+        the patch, because histories recorded since then skip the news there with no
+        marker: asked there, the patch would say False to them on replay, and record it.
         """
         if (self._facts.outcome is not None
                 or self._facts.status in {SessionStatus.FOLLOW_UP, SessionStatus.CLOSED}
                 or not workflow.patched(AWAIT_ACKNOWLEDGMENT)):
             return
-        await self._record(news.event())
+        if not await self._record_news(news.event()):
+            workflow.logger.info("notice_news_not_recorded", extra={"notice": news.notice})
 
     @workflow.query
     def state(self) -> SessionState:
@@ -290,6 +314,15 @@ class SessionMessages:
         return SessionState(status=known.status, attempts_made=known.attempts,
                             next_action=known.next_action,
                             next_action_at=known.next_action_at, outcome=known.outcome)
+
+
+def _decision_made(kind: DecisionKind, decision: ClinicianDecision,
+                   ) -> events.ClinicianDecisionMade:
+    return events.ClinicianDecisionMade(
+        decision=kind, clinician_id=decision.clinician_id, reason=decision.reason,
+        legal_basis=decision.legal_basis if kind is DecisionKind.ESCALATE_NOW else None,
+        authenticated_by=decision.authenticated_by,
+    )
 
 
 def _refuse(name: str, problem: str | None) -> None:

@@ -13,6 +13,21 @@ A refused write (a closed trail holds the place, an event the store cannot keep)
 trail and the workflow have parted: going on would act without a record. `refused` is told
 (the session gives the therapist an urgent task), and the workflow fails with the reason,
 never silently.
+
+News a message handler hears (a note, an opt-out, a notice's word, a joining session) is
+written by `record_news`, which may decline it: the trail ends with `closed`, and the
+workflow task that writes `closed` also completes the workflow. News that reaches the
+server while that task runs makes the server refuse the completion (`UnhandledCommand`):
+the task fails after its rows were written, and its retry applies the news first, from the
+facts of the task before it. Recorded then, the news would take a place the closed trail
+holds. So once the session has begun closing (`closing`: the facts say so, in the task and
+in its retry alike) the trail takes no news. News that meets a closed trail anyway (the
+store's `AuditConflict`) is let go, its number given back: so it goes when the closing task
+closed on an update (a check-in), which the server aborts with the task, so that its retry
+hears the news without the check-in until its sender sends it again. (A trail closed by
+another writer is met again by the protocol's next event, which still fails loudly.) The
+handler answers for news let go: an update is refused with the reason; a signal's sender
+keeps its own record. Patch `trail-closing`.
 """
 
 from __future__ import annotations
@@ -42,6 +57,9 @@ RECORD_RETRY = RetryPolicy(
 """Records (audit, inbox, notices, plans) are retried until PostgreSQL takes them, however
 long an outage lasts: none may be lost."""
 RECORD_TIMEOUT = timedelta(seconds=30)
+TRAIL_CLOSING = "trail-closing"
+"""Patch id: news is not recorded once the session has begun closing, and news that meets a
+trail a failed task closed is let go, where the session used to record it or fail."""
 
 
 class Trail:
@@ -49,10 +67,13 @@ class Trail:
 
     def __init__(self, stream_id: str, *,
                  recorded: Callable[[events.EventDetails, datetime], None] | None = None,
-                 refused: Callable[[AuditEvent], Awaitable[None]] | None = None) -> None:
+                 refused: Callable[[AuditEvent], Awaitable[None]] | None = None,
+                 closing: Callable[[], bool] | None = None) -> None:
         self._stream_id = stream_id
         self._recorded = recorded
         self._refused = refused
+        self._closing = closing
+        """Whether the workflow has begun closing, so that its trail takes no more news."""
         self._sequence = 0
         self.lock = asyncio.Lock()
         """Held while an event is numbered and written, so the trail is written in order."""
@@ -74,19 +95,36 @@ class Trail:
 
     async def record(self, details: events.EventDetails, at: datetime | None = None) -> None:
         """Append the next event (happened at `at`, default now), after those that come first."""
+        await self._append(details, at, news=False)
+
+    async def record_news(self, details: events.EventDetails) -> bool:
+        """Append what a message handler heard, unless the trail takes no more news.
+
+        Asked as the handler starts, before it awaits anything: judged by the facts the
+        message found, which a workflow task and its retry share. Returns whether the
+        event is in the trail; if not, nothing was numbered and the handler answers for it.
+        """
+        if self._closing is not None and self._closing():
+            return False
+        return await self._append(details, None, news=True)
+
+    async def _append(self, details: events.EventDetails, at: datetime | None, *,
+                      news: bool) -> bool:
         await self.written_first()
         async with self.lock:
             event = self.next_event(details, at)
-            await self.written(event, workflow.execute_local_activity_method(
+            return await self.written(event, workflow.execute_local_activity_method(
                 AuditActivities.record_event, event,
                 start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
-            ), details)
+            ), details, news=news)
 
     async def written(self, event: AuditEvent, write: Awaitable[AuditEvent | list[AuditEvent]],
-                      *details: events.EventDetails) -> None:
+                      *details: events.EventDetails, news: bool = False) -> bool:
         """Await a write of `event` (and any before it) and number on from where it landed.
 
         `details`: what the write records, in order, handed to `recorded` once it landed.
+        `news`: `event` is news a handler heard, let go (False) if a closed trail holds its
+        place (the caller holds the lock: its number is given back). True once it landed.
         """
         try:
             landed = await write
@@ -95,6 +133,10 @@ class Trail:
             cause = error.cause if isinstance(error, ActivityError) else error
             if not (isinstance(cause, ApplicationError) and cause.type in TRAIL_REFUSED):
                 raise
+            if news and cause.type == "AuditConflict" and workflow.patched(TRAIL_CLOSING):
+                # A task that failed after writing `closed` never heard this news.
+                self._sequence = event.sequence - 1
+                return False
             if self._refused is not None:
                 await self._refused(event)
             raise ApplicationError(
@@ -107,6 +149,7 @@ class Trail:
         if self._recorded is not None:
             for each in details:
                 self._recorded(each, event.occurred_at)
+        return True
 
     async def written_first(self) -> None:
         """Wait for the writes that come first (if any)."""

@@ -45,6 +45,9 @@ INVALID_CONTACT_REASON = "invalid contact"
 share the address are not tried again."""
 OUTSIDE_WINDOW = "outside the client's contact window"
 """Why a step is skipped, or an action deferred, outside the contact window."""
+CLOSING = "the session is closing: its trail ends with its outcome"
+"""Why news a handler hears once the session has begun closing is not recorded
+(`SessionFacts.closing_begun`)."""
 
 
 class Escalation(StrEnum):
@@ -312,6 +315,21 @@ class SessionFacts:
     def before_no_show(self) -> bool:
         """Whether the session has not (yet) been declared a no-show."""
         return self.status in {SessionStatus.SCHEDULED, SessionStatus.WAITING}
+
+    def closing_begun(self) -> bool:
+        """Whether the protocol has begun closing: its trail takes nothing but its end.
+
+        From follow-up on (the outcome is known; what is left is the plan, the caring offer
+        and `closed`), and before the no-show once a check-in or a cancellation is noted
+        (the protocol closes on it in the same workflow task). News a handler hears then is
+        not recorded in the trail (`workflows.trail.Trail.record_news`): a workflow task
+        that wrote `closed` and then failed is retried with the news applied first, from
+        the facts of the task before it, which already say this.
+        """
+        return (self.outcome is not None
+                or self.status in {SessionStatus.FOLLOW_UP, SessionStatus.CLOSED}
+                or (self.before_no_show()
+                    and (self.check_in is not None or self.cancellation is not None)))
 
     def scheduling_news(self) -> bool:
         """A check-in, cancellation or reschedule waits for the protocol."""
