@@ -181,7 +181,7 @@ async def attended(stack: Stack, size: Size, shared: Shared) -> list[Figure]:
                     "check-in update, close, vs start, one activity, close",
                extra={"sessions": n, "service_seconds": service_seconds,
                       "bare_seconds": bare_seconds}),
-        Figure("1 attended", "CPU per session, all processes (ms)", "ms",
+        Figure("1 attended", "CPU per session, all processes", "ms",
                service_cpu.per(n)["cpu_ms_total"], bare_cpu.per(n)["cpu_ms_total"],
                "bare 1-activity wf", better="lower",
                note="driver and in-process workers, dev server and PostgreSQL: what load "
@@ -310,7 +310,7 @@ async def burst(stack: Stack, size: Size, shared: Shared) -> list[Figure]:
                 f"{len(service)}/{k} reached outreach, bare {len(bare)}/{k}"),
         ))
     figures.append(Figure(
-        "3 burst", "CPU per session up to its first call, all processes (ms)", "ms",
+        "3 burst", "CPU per session up to its first call, all processes", "ms",
         service_cpu.per(k)["cpu_ms_total"], bare_cpu.per(k)["cpu_ms_total"],
         "bare sleep+activity", better="lower",
         note="start, wait, no-show and first call (the service also writes the trail and "
