@@ -180,7 +180,9 @@ def notice_in_flight_honoured(held: Delivery | None, deliveries: Sequence[Delive
     climb = next((e for e in course
                   if e.sequence > uncertain.sequence and e.event_type in _CLIMBS), None)
     if climb is None:
-        found.problems.append(f"{send}: notice_uncertain, and the ladder never climbed after it")
+        after_it = [e.event_type.value for e in course if e.sequence > uncertain.sequence]
+        found.problems.append(f"{send}: notice_uncertain, and the ladder never climbed after it "
+                              f"(after it, its trail has: {', '.join(after_it) or 'nothing'})")
         return found
     waited = climb.occurred_at.timestamp() - uncertain.occurred_at.timestamp()
     after = climb.occurred_at.timestamp() - restarted_at

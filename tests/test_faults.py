@@ -312,7 +312,8 @@ def test_a_notice_held_at_the_kill_must_be_uncertain_and_its_rung_climb_in_time(
     assert _held(early) == [f"{send}: climbed 0.0 s after notice_uncertain, before the "
                             "rung's 5 s (taken for a failed send)"]
     assert _held(_notice(UNCERTAIN)) == [
-        f"{send}: notice_uncertain, and the ladder never climbed after it"]
+        f"{send}: notice_uncertain, and the ladder never climbed after it (after it, its "
+        "trail has: nothing)"]
     assert _held(honest, deliveries=2) == [
         "notice send s1/no-show-alert/round-1/step-1/t-faults/sms was sent 2 times"]
     assert _held(_notice(UNCERTAIN, CLIMB, replay_ok=False)) == [
