@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows.clinicians import Clinicians
+from workflows.patches import Patches
 from workflows.steps import wait_until
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT
 
@@ -58,6 +59,7 @@ class BrakeHold:
     _booking: SessionBooking
     _facts: SessionFacts
     _clinicians: Clinicians
+    _patches: Patches
 
     # What the protocol provides (`SessionWorkflow`):
 
@@ -79,7 +81,7 @@ class BrakeHold:
         The patch is taken only then, so a session of a practice without a brake records
         neither the patch nor the question: its history is the one it had before the brake.
         """
-        return self._booking.protocol.no_show_brake and workflow.patched(NO_SHOW_BRAKE)
+        return self._booking.protocol.no_show_brake and self._patches.has(NO_SHOW_BRAKE)
 
     async def _brake_check(self) -> BrakeVerdict | None:
         """Ask the brake whether it holds this session: the verdict if it does, else None."""

@@ -30,16 +30,18 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows.clinicians import Clinicians
+from workflows.patches import Patches
 
 CARING_OFFER = "caring-offer"
 """Patch id: an unresolved end offers caring contacts (older sessions replay without)."""
 
 
 async def offer_caring(booking: SessionBooking, outcome: Outcome, clinicians: Clinicians,
-                       record: Callable[[events.EventDetails], Awaitable[None]]) -> None:
+                       record: Callable[[events.EventDetails], Awaitable[None]],
+                       patches: Patches) -> None:
     """Offer (or start) the series the practice asks for after `outcome`, and record it."""
     mode = caring.offered(booking.protocol.caring_offer, booking.risk_tier, outcome)
-    if mode is None or not workflow.patched(CARING_OFFER):
+    if mode is None or not patches.has(CARING_OFFER):
         return
     series_id = caring.series_id(booking.client.ref, booking.session_id)
     if mode is CaringOffer.CONFIRM:

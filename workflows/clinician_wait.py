@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.clinicians import AWAIT_ACKNOWLEDGMENT, Clinicians
 from workflows.letters import Letters
+from workflows.patches import Patches
 from workflows.steps import wait_until
 
 AWAIT_CLINICIAN = "await-clinician"
@@ -59,6 +60,7 @@ class ClinicianWait:
     _clinicians: Clinicians
     _escalating: asyncio.Lock
     _letters: Letters
+    _patches: Patches
 
     # What the protocol provides (`SessionWorkflow`):
 
@@ -88,7 +90,7 @@ class ClinicianWait:
         """
         until: datetime | None = None
         awaited = escalation.awaited(self._facts)
-        if awaited is not None and workflow.patched(AWAIT_CLINICIAN):
+        if awaited is not None and self._patches.has(AWAIT_CLINICIAN):
             until = workflow.now() + protocol.clinician_wait(self._booking)
             outcome = await self._await_clinician(awaited, until)
         outcome = await self._letters.after_outreach(  # the protocol's letters, if any
@@ -100,7 +102,7 @@ class ClinicianWait:
                                            delivering=self._clinicians.delivering > 0)
         if reason is None or (until is not None and workflow.now() >= until):
             return outcome
-        if not workflow.patched(AWAIT_ACKNOWLEDGMENT):
+        if not self._patches.has(AWAIT_ACKNOWLEDGMENT):
             return outcome
         return await self._await_acknowledgment(reason, outcome, until)
 
@@ -175,7 +177,7 @@ class ClinicianWait:
     async def _record_call(self, report: StepReport, basis: Basis) -> None:
         """What the emergency contact's phone said, in the trail: the session page shows it."""
         called = escalation.called(report, basis, self._facts.stop_reason())
-        if called is not None and workflow.patched(AWAIT_ACKNOWLEDGMENT):
+        if called is not None and self._patches.has(AWAIT_ACKNOWLEDGMENT):
             await self._record(called)
 
     def _clinician_acted(self) -> bool:

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from missed_session.domain.notices import Policy
     from missed_session.temporal import search_attributes as attrs
 
+from workflows.patches import Patches
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT
 
 NOTICE_WORKFLOWS = "notice-workflows"
@@ -60,8 +61,9 @@ NOTICE_NEWS = "notice_news"
 class Clinicians:
     """The session's therapist, and through the roster whoever is on call above them."""
 
-    def __init__(self, booking: SessionBooking) -> None:
+    def __init__(self, booking: SessionBooking, patches: Patches) -> None:
         self._booking = booking
+        self._patches = patches
         self._made: Counter[str] = Counter()
         """Notices made so far, by name: each one of a kind has its own key."""
         self.delivering = 0
@@ -102,7 +104,7 @@ class Clinicians:
                 TherapistActivities.notify_therapist, notice,
                 start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
             )
-        if not workflow.patched(NOTICE_WORKFLOWS):
+        if not self._patches.has(NOTICE_WORKFLOWS):
             return
         if await self.start_climb(notice):
             self.delivering += 1

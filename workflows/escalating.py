@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows.clinician_wait import AWAIT_CLINICIAN
 from workflows.clinicians import Clinicians
 from workflows.notice_reasons import NoticeReasons
+from workflows.patches import Patches
 from workflows.steps import Steps
 
 
@@ -45,6 +46,7 @@ class Escalating:
     _reasons: NoticeReasons
     _steps: Steps
     _escalating: asyncio.Lock
+    _patches: Patches
     _escalation_calls: int
     """Calls to the emergency contact so far; each has its own idempotency key."""
 
@@ -140,7 +142,7 @@ class Escalating:
     async def _block_escalation(self, reason: str) -> None:
         """Escalation cannot happen: an urgent task puts the decision with the therapist."""
         ask = ("Awaiting your decision (escalate now with a legal basis, mark safe or stand "
-               "down)" if workflow.patched(AWAIT_CLINICIAN) else "Decide next steps now")
+               "down)" if self._patches.has(AWAIT_CLINICIAN) else "Decide next steps now")
         notice = self._clinicians.notice(
             "escalation-blocked", NoticeKind.TASK, Priority.URGENT,
             f"Client unreachable; escalation blocked: {reason}. {ask}",

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows.clinicians import Clinicians
+from workflows.patches import Patches
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT
 
 LETTER_STEP = "letter-step"
@@ -43,9 +44,11 @@ MINUTES_PER_DAY = 24 * 60
 class Letters:
     """The session's letters, prepared one after another once the calls have failed."""
 
-    def __init__(self, booking: SessionBooking, clinicians: Clinicians) -> None:
+    def __init__(self, booking: SessionBooking, clinicians: Clinicians,
+                 patches: Patches) -> None:
         self._booking = booking
         self._clinicians = clinicians
+        self._patches = patches
 
     async def after_outreach(
         self, outcome: Outcome, *,
@@ -65,7 +68,7 @@ class Letters:
         been told (a clinician's escalate_now may land while letters wait).
         """
         due = letters.letters_due(self._booking.protocol.letters, outcome)
-        if not due or stops() or not workflow.patched(LETTER_STEP):
+        if not due or stops() or not self._patches.has(LETTER_STEP):
             return outcome
         for number, kind in enumerate(due, start=1):
             if number > 1:

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from missed_session.domain.notices import ReasonEnded
 
 from workflows.clinicians import NOTICES_TRACK_REASON, Clinicians
+from workflows.patches import Patches
 
 STARTED = "No-show: outreach to the client has started"
 """The alert's words before the patch (and still, when outreach starts at once)."""
@@ -43,9 +44,11 @@ STARTED = "No-show: outreach to the client has started"
 class NoticeReasons:
     """Which notices the session gave, and what to tell them as the session moves on."""
 
-    def __init__(self, booking: SessionBooking, clinicians: Clinicians) -> None:
+    def __init__(self, booking: SessionBooking, clinicians: Clinicians,
+                 patches: Patches) -> None:
         self._booking = booking
         self._clinicians = clinicians
+        self._patches = patches
         self._keys: list[str] = []
         """The session's notices, as its trail names them, in order."""
         self._calls: list[events.EventDetails] = []
@@ -64,7 +67,7 @@ class NoticeReasons:
 
     def no_show_title(self, known: SessionFacts) -> str:
         """The no-show alert's words, as outreach is about to begin (`known`: the facts)."""
-        if not workflow.patched(NOTICES_TRACK_REASON):
+        if not self._patches.has(NOTICES_TRACK_REASON):
             return STARTED
         booking, now = self._booking, workflow.now()
         opens = facts.window_opens(booking, now)
@@ -80,7 +83,7 @@ class NoticeReasons:
         """
         calls, self._calls = self._calls, []
         decided_by = override.clinician_id if override is not None else None
-        if not (workflow.patched(NOTICES_TRACK_REASON) and notices.tells_therapist_of_call(
+        if not (self._patches.has(NOTICES_TRACK_REASON) and notices.tells_therapist_of_call(
                 self._booking.therapist_id, decided_by)):
             return answer
         for details in calls:
@@ -97,7 +100,7 @@ class NoticeReasons:
     async def ended(self, outcome: Outcome) -> None:
         """Outreach ended with `outcome`: signal the notices its reason ends, if one ended."""
         reason = notices.end_reason(outcome)
-        if reason is None or not workflow.patched(NOTICES_TRACK_REASON):
+        if reason is None or not self._patches.has(NOTICES_TRACK_REASON):
             return
         for key in self._keys:
             if not notices.ends(key, reason):

@@ -52,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         RunningLadder,
     )
 
+from workflows.patches import Patches
 from workflows.steps import LadderRunning, wait_until
 from workflows.trail import RECORD_RETRY, RECORD_TIMEOUT
 
@@ -74,6 +75,7 @@ class PersonLadder:
 
     _booking: SessionBooking
     _facts: SessionFacts
+    _patches: Patches
     _ladder_news: LadderEnded | None = None
     """The leader's word that its ladder ended (a joiner's; the first counts)."""
     _told: frozenset[str] = frozenset()
@@ -105,14 +107,14 @@ class PersonLadder:
 
         None also while the question waits for the first step to ask it (`_asking`).
         """
-        if workflow.patched(LADDER_IN_STEP):
+        if self._patches.has(LADDER_IN_STEP):
             booking, now = self._booking, workflow.now()
             since = min(now, self._facts.start + protocol.grace_period(booking))
             if window_opens(booking, now) <= now:  # a step goes out now: it asks
                 self._asking = since
                 return None
             return await self._ask(since)  # outreach waits for the window anyway
-        if not workflow.patched(ONE_LADDER):
+        if not self._patches.has(ONE_LADDER):
             return None
         return await self._ask(workflow.now())
 

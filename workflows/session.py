@@ -67,6 +67,7 @@ from workflows.clinicians import Clinicians
 from workflows.escalating import Escalating
 from workflows.letters import Letters
 from workflows.notice_reasons import NoticeReasons
+from workflows.patches import STATUS_AT_OUTREACH, Patches
 from workflows.person import PersonLadder
 from workflows.session_messages import SessionMessages
 from workflows.steps import LadderRunning, Steps, wait_until
@@ -96,18 +97,23 @@ class SessionWorkflow(Escalating, SessionMessages, BrakeHold, PersonLadder, Clin
         self._facts = SessionFacts.booked(booking)
         """What the session knows: changed only by the trail's fold and the notes below."""
         # The machinery in flight, nothing more:
+        self._patches = Patches()
+        """Which patched branches this session takes (one marker for all, in new ones)."""
         self._trail = Trail(booking.session_id, recorded=self._recorded,
-                            refused=self._trail_refused, closing=self._closed_to_news)
+                            refused=self._trail_refused, closing=self._closed_to_news,
+                            patched=self._patches.has)
         self._steps = Steps()
-        self._clinicians = Clinicians(booking)
-        self._letters = Letters(booking, self._clinicians)
-        self._reasons = NoticeReasons(booking, self._clinicians)
+        self._clinicians = Clinicians(booking, self._patches)
+        self._letters = Letters(booking, self._clinicians, self._patches)
+        self._reasons = NoticeReasons(booking, self._clinicians, self._patches)
         self._escalating = asyncio.Lock()
         """Held while the emergency contact is being reached: one escalation at a time."""
         self._escalation_calls = 0
         """Calls to the emergency contact so far; each has its own idempotency key."""
         self._escalate_now_pending = False
         """A clinician's escalate_now is being carried out."""
+        self._shown = self._facts.status
+        """The status the session's search attribute shows (see `_plan`)."""
         self._alert: TherapistNotice | None = None
         """The no-show alert as the inbox has it, when its records chose its words."""
         # Shown from the first moment: the first task may wait on its first audit write.
@@ -135,7 +141,8 @@ class SessionWorkflow(Escalating, SessionMessages, BrakeHold, PersonLadder, Clin
         outcome = await self._wait_for_check_in()
         if outcome is None:
             # The first call goes out now; the no-show is documented alongside it.
-            self._plan(SessionStatus.NO_SHOW, "alert the therapist", workflow.now())
+            self._plan(SessionStatus.NO_SHOW, "alert the therapist", workflow.now(),
+                       quiet=self._patches.has(STATUS_AT_OUTREACH) and self._at_once())
             held = await self._brake_check() if self._brake_asked() else None
             leader = await self._running_ladder()  # the person's ladder, if one runs
             self._trail.first = asyncio.create_task(self._document_no_show(
@@ -150,7 +157,7 @@ class SessionWorkflow(Escalating, SessionMessages, BrakeHold, PersonLadder, Clin
             async with self._escalating:  # a clinician's escalation in flight ends first
                 pass
             plan = await self._plan_follow_up(outcome)
-            await offer_caring(booking, outcome, self._clinicians, self._record)
+            await offer_caring(booking, outcome, self._clinicians, self._record, self._patches)
         await self._close(outcome)
         return SessionResult(session_id=booking.session_id, outcome=outcome,
                              attempts_made=self._facts.attempts, plan=plan)
@@ -436,6 +443,16 @@ class SessionWorkflow(Escalating, SessionMessages, BrakeHold, PersonLadder, Clin
 
     # Predicates read the facts as they are when asked (the facts are replaced, not changed).
 
+    def _at_once(self) -> bool:
+        """At the no-show: whether outreach begins in this same workflow task.
+
+        Not when the brake is asked (an activity) or the contact window is closed (the
+        ladder's question is a local activity, and the wait is recorded): the session shows
+        `no_show` meanwhile.
+        """
+        now = workflow.now()
+        return not self._brake_asked() and facts.window_opens(self._booking, now) <= now
+
     def _scheduling_news(self) -> bool:
         return self._facts.scheduling_news()
 
@@ -455,7 +472,7 @@ class SessionWorkflow(Escalating, SessionMessages, BrakeHold, PersonLadder, Clin
 
     def _closed_to_news(self) -> bool:
         """Whether the trail takes no more news: the session has begun closing."""
-        return self._facts.closing_begun() and workflow.patched(TRAIL_CLOSING)
+        return self._facts.closing_begun() and self._patches.has(TRAIL_CLOSING)
 
     def _recorded(self, details: events.EventDetails, at: datetime) -> None:
         """An event landed in the trail: fold it into the facts (and tell supervisors)."""
@@ -477,14 +494,18 @@ class SessionWorkflow(Escalating, SessionMessages, BrakeHold, PersonLadder, Clin
         ))
 
     def _plan(self, status: SessionStatus, action: str | None, at: datetime | None, *,
-              also: Sequence[SearchAttributeUpdate[Any]] = ()) -> None:
+              also: Sequence[SearchAttributeUpdate[Any]] = (), quiet: bool = False) -> None:
         """Move to `status` and tell supervisors (search attribute, UI details) what is next.
 
         `also`: other search attributes that change at the same moment, in the same upsert.
+        `quiet`: the status moves on again in this same workflow task, so its search
+        attribute waits for that move (one visibility write, not two); the UI details,
+        which cost the server nothing, show it at once.
         """
         updates = list(also)
-        if status is not self._facts.status:
+        if status is not self._shown and not quiet:
             updates.append(attrs.SESSION_STATUS.value_set(status.value))
+            self._shown = status
         if updates:
             workflow.upsert_search_attributes(updates)
         self._facts = self._facts.moved(status, action, at)

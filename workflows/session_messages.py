@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows.clinicians import AWAIT_ACKNOWLEDGMENT, NOTICE_NEWS, Clinicians
+from workflows.patches import Patches
 
 UNCLEAR_ANSWER = (
     "recorded: not clearly the client; outreach goes on, and the therapist has a task to decide"
@@ -57,6 +58,7 @@ class SessionMessages:
     _escalate_now_pending: bool
     """A clinician's escalate_now is being carried out."""
     _clinicians: Clinicians
+    _patches: Patches
 
     # What the protocol provides (`SessionWorkflow`):
 
@@ -302,7 +304,7 @@ class SessionMessages:
         """
         if (self._facts.outcome is not None
                 or self._facts.status in {SessionStatus.FOLLOW_UP, SessionStatus.CLOSED}
-                or not workflow.patched(AWAIT_ACKNOWLEDGMENT)):
+                or not self._patches.has(AWAIT_ACKNOWLEDGMENT)):
             return
         if not await self._record_news(news.event()):
             workflow.logger.info("notice_news_not_recorded", extra={"notice": news.notice})

@@ -68,11 +68,13 @@ class Trail:
     def __init__(self, stream_id: str, *,
                  recorded: Callable[[events.EventDetails, datetime], None] | None = None,
                  refused: Callable[[AuditEvent], Awaitable[None]] | None = None,
-                 closing: Callable[[], bool] | None = None) -> None:
+                 closing: Callable[[], bool] | None = None,
+                 patched: Callable[[str], bool] = workflow.patched) -> None:
         self._stream_id = stream_id
         self._recorded = recorded
         self._refused = refused
         self._closing = closing
+        self._patched = patched
         """Whether the workflow has begun closing, so that its trail takes no more news."""
         self._sequence = 0
         self.lock = asyncio.Lock()
@@ -133,7 +135,7 @@ class Trail:
             cause = error.cause if isinstance(error, ActivityError) else error
             if not (isinstance(cause, ApplicationError) and cause.type in TRAIL_REFUSED):
                 raise
-            if news and cause.type == "AuditConflict" and workflow.patched(TRAIL_CLOSING):
+            if news and cause.type == "AuditConflict" and self._patched(TRAIL_CLOSING):
                 # A task that failed after writing `closed` never heard this news.
                 self._sequence = event.sequence - 1
                 return False
