@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,7 +29,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.audit import AuditActivities
 from activities.outreach import Sender
-from demo import daytime_zone, temporal_cli
+from demo import daytime_zone
 from missed_session.audit import cli as audit_cli
 from missed_session.audit.verify import verify_session
 from missed_session.domain import events
@@ -46,22 +45,13 @@ from missed_session.store.audit import AuditStore
 from missed_session.store.inbox import InboxStore
 from missed_session.temporal import search_attributes
 from tests.support.factories import booking_data
-from tests.support.servers import TEST_CONVERTER
+from tests.support.servers import dev_server
 from worker import WORKFLOW_RUNNER, new_worker
 from workflows.session import SessionWorkflow
 
+__all__ = ["dev_server"]  # the fixture (tests/support/servers.py), used by name
+
 SENDER = Sender("Alex", "+15555550100")
-
-
-@pytest.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=TEST_CONVERTER,
-        dev_server_existing_path=temporal_cli(),
-        dev_server_extra_args=search_attributes.dev_server_flags(),
-    )
-    yield env
-    await env.shutdown()
 
 
 def soon_booking(now: datetime) -> SessionBooking:

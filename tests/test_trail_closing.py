@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,7 +29,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.outreach import Sender
-from demo import daytime_zone, temporal_cli
+from demo import daytime_zone
 from missed_session.application.updates import Sent, Stage, send_update
 from missed_session.audit import cli as audit_cli
 from missed_session.audit.verify import verify_session
@@ -49,13 +49,14 @@ from missed_session.domain.models import (
 )
 from missed_session.domain.person import LadderJoin, PersonReached
 from missed_session.store.audit import AuditStore
-from missed_session.temporal import search_attributes
 from tests.support.factories import booking, booking_data
-from tests.support.servers import TEST_CONVERTER
+from tests.support.servers import dev_server
 from worker import WORKFLOW_RUNNER, new_worker
 from workflows.clinicians import NOTICE_NEWS
 from workflows.person import JOIN_SIGNAL, REACHED_SIGNAL
 from workflows.session import SessionWorkflow
+
+__all__ = ["dev_server"]  # the fixture (tests/support/servers.py), used by name
 
 pytestmark = pytest.mark.server
 
@@ -77,17 +78,6 @@ def soon_booking(now: datetime) -> SessionBooking:
 
 News = Callable[[Client, str], Awaitable[Any]]
 """What arrives while the session closes, sent through the Temporal client to a workflow."""
-
-
-@pytest.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=TEST_CONVERTER,
-        dev_server_existing_path=temporal_cli(),
-        dev_server_extra_args=search_attributes.dev_server_flags(),
-    )
-    yield env
-    await env.shutdown()
 
 
 class NewsWhileClosing(temporalio.client.Interceptor, temporalio.worker.Interceptor):
