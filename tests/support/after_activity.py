@@ -2,10 +2,11 @@
 
 The side effect is done (a row written, a call placed) and Temporal has not heard of it
 yet. What a test makes happen then: the activity's attempt fails, so the activity runs
-again (`after_activity` raises); news reaches the session (`after_activity` sends it); or
-the workflow task that ran the chosen local activity fails, once, so the task runs again
-and meets what its first try left (`fail_task`). An exception in workflow code fails the
-task, not the workflow, as a worker dying there would.
+again (`after_activity` raises); news reaches the session, or the database changes under
+another activity held back until then (`after_activity`, `before_activity`); or the
+workflow task that ran the chosen local activity fails, once, so the task runs again and
+meets what its first try left (`fail_task`). An exception in workflow code fails the task,
+not the workflow, as a worker dying there would.
 
 One interceptor for all of them, installed on the Temporal client (`client_with`), so the
 unmodified `new_worker` picks it up: a client interceptor is also taken as the worker's.
@@ -67,6 +68,10 @@ class AfterActivity(temporalio.client.Interceptor, temporalio.worker.Interceptor
                              input: StartLocalActivityInput) -> None:
         """What the failing task does after the activity completed, before it fails."""
 
+    async def before_activity(self, info: activity.Info) -> None:
+        """Before a run of a named activity (local or not): a test that orders two
+        activities holds the later one here."""
+
     async def after_activity(self, info: activity.Info) -> None:
         """After a run of a named activity (local or not), before its result is reported;
         raising fails that attempt, as a worker that died before reporting it."""
@@ -94,9 +99,12 @@ class _AfterRun(ActivityInboundInterceptor):
         self._owner = owner
 
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-        result = await self.next.execute_activity(input)
         info = activity.info()
-        if info.activity_type in self._owner.activity_types:
+        named = info.activity_type in self._owner.activity_types
+        if named:
+            await self._owner.before_activity(info)
+        result = await self.next.execute_activity(input)
+        if named:
             await self._owner.after_activity(info)
         return result
 
