@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -28,28 +28,18 @@ from missed_session.domain.events import Closed
 from missed_session.domain.models import AuditEventType, Outcome
 from missed_session.log_setup import configure_logging
 from missed_session.store.audit import AuditStore
-from missed_session.temporal import search_attributes
 from missed_session.temporal.client import service_runtime
 from tests.support.end_to_end import free_port, scrape
 from tests.support.factories import read_as
-from tests.support.servers import TEST_CONVERTER
+from tests.support.servers import TEST_CONVERTER, dev_server
 from worker import callback_dispatcher, new_worker
+
+__all__ = ["dev_server"]  # the fixture (tests/support/servers.py), used by name
 
 pytestmark = pytest.mark.e2e
 
 TIME_SCALE = 300.0
 """A protocol minute lasts 0.2 s: the 15-minute grace period is 3 s."""
-
-
-@pytest.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=TEST_CONVERTER,
-        dev_server_existing_path=temporal_cli(),
-        dev_server_extra_args=search_attributes.dev_server_flags(),
-    )
-    yield env
-    await env.shutdown()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,32 +16,22 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from activities.outreach import Sender
-from demo import daytime_zone, temporal_cli
+from demo import daytime_zone
 from missed_session.audit import cli as audit_cli
 from missed_session.audit.archive import HistoryArchiver, session_id_of
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
 from missed_session.domain.models import ProtocolSettings, SessionBooking
 from missed_session.store import history_archive
 from missed_session.store.audit import AuditStore
-from missed_session.temporal import search_attributes
 from missed_session.temporal.scheduling import schedule_session
 from tests.support.factories import booking_data
-from tests.support.servers import TEST_CONVERTER
+from tests.support.servers import dev_server
 from worker import WORKFLOW_RUNNER, new_worker
 from workflows.session import SessionWorkflow
 
+__all__ = ["dev_server"]  # the fixture (tests/support/servers.py), used by name
+
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=TEST_CONVERTER,
-        dev_server_existing_path=temporal_cli(),
-        dev_server_extra_args=search_attributes.dev_server_flags(),
-    )
-    yield env
-    await env.shutdown()
 
 
 async def _reached_session(env: WorkflowEnvironment, pool: asyncpg.Pool,

@@ -16,8 +16,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-import temporalio.client
-import temporalio.worker
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import MetricMeter
@@ -52,6 +50,7 @@ from missed_session.store.attendance import Attendance
 from missed_session.store.audit import AuditStore
 from missed_session.store.follow_up_plans import FollowUpPlanStore
 from missed_session.store.inbox import InboxStore
+from tests.support.after_activity import AfterActivity
 from tests.support.factories import booking, daytime, read_as
 from worker import new_worker
 from workflows.session import SessionWorkflow
@@ -224,36 +223,17 @@ async def test_retried_call_reports_the_first_calls_result(
 # -- the audit trail under retries ---------------------------------------------------------
 
 
-class CrashAfterActivity(temporalio.client.Interceptor, temporalio.worker.Interceptor):
-    """Lets the real activity run, then fails its first attempt (once per activity id).
-
-    Installed on the client, so the unmodified `new_worker` picks it up.
-    """
+class CrashAfterActivity(AfterActivity):
+    """Lets the real activity run, then fails its first attempt (once per activity id)."""
 
     def __init__(self, *activity_types: str) -> None:
-        self.activity_types = set(activity_types)
+        super().__init__(*activity_types)
         self.completed: Counter[str] = Counter()
 
-    def intercept_activity(
-        self, next: temporalio.worker.ActivityInboundInterceptor
-    ) -> temporalio.worker.ActivityInboundInterceptor:
-        return _CrashAfter(next, self)
-
-
-class _CrashAfter(temporalio.worker.ActivityInboundInterceptor):
-    def __init__(self, next: temporalio.worker.ActivityInboundInterceptor,
-                 crash: CrashAfterActivity) -> None:
-        super().__init__(next)
-        self._crash = crash
-
-    async def execute_activity(self, input: temporalio.worker.ExecuteActivityInput) -> Any:
-        result = await self.next.execute_activity(input)
-        info = activity.info()
-        if info.activity_type in self._crash.activity_types:
-            self._crash.completed[info.activity_id] += 1
-            if info.attempt == 1:
-                raise SimulatedCrashError(info.activity_id)
-        return result
+    async def after_activity(self, info: activity.Info) -> None:
+        self.completed[info.activity_id] += 1
+        if info.attempt == 1:
+            raise SimulatedCrashError(info.activity_id)
 
 
 async def test_retried_audit_activity_writes_each_event_once(
@@ -261,9 +241,7 @@ async def test_retried_audit_activity_writes_each_event_once(
 ) -> None:
     crash = CrashAfterActivity("record_event", "record_no_show", "document_no_show",
                                "record_closing")
-    config = client.config()
-    config["interceptors"] = [crash]
-    crashing_client = Client(**config)
+    crashing_client = crash.client_with(client)
     session = await book(time_skipping_env, protocol={"max_attempts": 1})
 
     async with new_worker(crashing_client, pool, task_queue=task_queue, sender=SENDER):

@@ -11,26 +11,22 @@ write, keep its time, and carry the session to its outcome.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import pytest
-import temporalio.client
-import temporalio.worker
 from temporalio import workflow
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.runtime import Runtime
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.worker import StartLocalActivityInput, WorkflowOutboundInterceptor
 
 from activities.audit import AuditActivities
 from activities.outreach import Sender
-from demo import daytime_zone, temporal_cli
+from demo import daytime_zone
 from missed_session.audit import cli as audit_cli
 from missed_session.audit.verify import verify_session
 from missed_session.domain import events
@@ -45,23 +41,15 @@ from missed_session.metrics import ServiceMetrics
 from missed_session.store.audit import AuditStore
 from missed_session.store.inbox import InboxStore
 from missed_session.temporal import search_attributes
+from tests.support.after_activity import AfterActivity
 from tests.support.factories import booking_data
-from tests.support.servers import TEST_CONVERTER
+from tests.support.servers import dev_server
 from worker import WORKFLOW_RUNNER, new_worker
 from workflows.session import SessionWorkflow
 
+__all__ = ["dev_server"]  # the fixture (tests/support/servers.py), used by name
+
 SENDER = Sender("Alex", "+15555550100")
-
-
-@pytest.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=TEST_CONVERTER,
-        dev_server_existing_path=temporal_cli(),
-        dev_server_extra_args=search_attributes.dev_server_flags(),
-    )
-    yield env
-    await env.shutdown()
 
 
 def soon_booking(now: datetime) -> SessionBooking:
@@ -75,14 +63,8 @@ def soon_booking(now: datetime) -> SessionBooking:
     return SessionBooking.model_validate(data)
 
 
-class SimulatedTaskFailureError(RuntimeError):
-    """The workflow task 'died' after its local activity committed the audit row."""
-
-
-class FailTaskAfterRecord(temporalio.client.Interceptor, temporalio.worker.Interceptor):
+class FailTaskAfterRecord(AfterActivity):
     """Fails the workflow task once, just after the row of `event_type` is written.
-
-    Installed on the client, so the unmodified `new_worker` picks it up.
 
     `first_times` keeps when the first write happened and `retry_times` when the retried
     task wrote the same event again (the workflow's clock at each): the test checks the
@@ -91,61 +73,35 @@ class FailTaskAfterRecord(temporalio.client.Interceptor, temporalio.worker.Inter
     """
 
     def __init__(self, event_type: AuditEventType, *, then_write: str | None = None) -> None:
+        super().__init__("record_event", fail_task=True)
         self.event_type = event_type
         self.then_write = then_write
         """A cancellation reason: the failing task writes a `cancelled` row after the event,
         a branch its retry will not take (as a task that saw less than its retry does)."""
-        self.failed = False
         self.first_times: list[datetime] = []
         self.first_written: list[datetime] = []
         self.retry_times: list[datetime] = []
 
-    def workflow_interceptor_class(
-        self, input: temporalio.worker.WorkflowInterceptorClassInput
-    ) -> type[temporalio.worker.WorkflowInboundInterceptor]:
-        owner = self
-
-        class Inbound(temporalio.worker.WorkflowInboundInterceptor):
-            def init(self, outbound: temporalio.worker.WorkflowOutboundInterceptor) -> None:
-                super().init(Outbound(outbound, owner))
-
-        return Inbound
-
-
-class Outbound(temporalio.worker.WorkflowOutboundInterceptor):
-    def __init__(self, next: temporalio.worker.WorkflowOutboundInterceptor,
-                 owner: FailTaskAfterRecord) -> None:
-        super().__init__(next)
-        self._owner = owner
-
-    def start_local_activity(
-        self, input: temporalio.worker.StartLocalActivityInput
-    ) -> workflow.ActivityHandle[Any]:
-        handle = self.next.start_local_activity(input)
+    def chosen(self, input: StartLocalActivityInput) -> bool:
         event = input.args[0] if input.args else None
-        owner = self._owner
-        if not (input.activity == "record_event" and isinstance(event, AuditEvent)
-                and event.event_type is owner.event_type):
-            return handle
-        (owner.retry_times if owner.failed else owner.first_times).append(workflow.now())
-        if not owner.failed:
-            owner.first_written.append(event.occurred_at)
-        if owner.failed:
-            return handle
+        return (super().chosen(input) and isinstance(event, AuditEvent)
+                and event.event_type is self.event_type)
 
-        async def written_then_task_fails() -> Any:
-            await handle
-            if owner.then_write is not None:
-                assert isinstance(event, AuditEvent)
-                other = events.new_event(
-                    session_id=event.session_id, sequence=event.sequence + 1,
-                    occurred_at=workflow.now(), details=events.Cancelled(reason=owner.then_write),
-                )
-                await self.next.start_local_activity(dataclasses.replace(input, args=[other]))
-            owner.failed = True
-            raise SimulatedTaskFailureError(f"task failed after {owner.event_type.value}")
+    def started(self, input: StartLocalActivityInput) -> None:
+        (self.retry_times if self.failed else self.first_times).append(workflow.now())
+        if not self.failed:
+            self.first_written.append(input.args[0].occurred_at)
 
-        return asyncio.create_task(written_then_task_fails())  # type: ignore[return-value]
+    async def before_failing(self, next: WorkflowOutboundInterceptor,
+                             input: StartLocalActivityInput) -> None:
+        if self.then_write is None:
+            return
+        event = input.args[0]
+        other = events.new_event(
+            session_id=event.session_id, sequence=event.sequence + 1,
+            occurred_at=workflow.now(), details=events.Cancelled(reason=self.then_write),
+        )
+        await next.start_local_activity(dataclasses.replace(input, args=[other]))
 
 
 async def run_with(fail: FailTaskAfterRecord, dev_server: WorkflowEnvironment,
@@ -154,9 +110,8 @@ async def run_with(fail: FailTaskAfterRecord, dev_server: WorkflowEnvironment,
     client = dev_server.client
     task_queue = f"tq-{uuid.uuid4().hex}"
     session = soon_booking(await dev_server.get_current_time())
-    config = client.config()
-    config["interceptors"] = [fail]
-    async with new_worker(Client(**config), pool, task_queue=task_queue, sender=SENDER):
+    async with new_worker(fail.client_with(client), pool, task_queue=task_queue,
+                          sender=SENDER):
         result = await client.execute_workflow(
             SessionWorkflow.run, session, id=session.workflow_id, task_queue=task_queue,
             execution_timeout=timedelta(minutes=3),

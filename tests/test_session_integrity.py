@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.notices import notice_workflow_id
 from activities.outreach import Sender
-from demo import temporal_cli
 from missed_session.application.notices import load_roster
 from missed_session.audit.cli import VerifyRequest, run_verify
 from missed_session.audit.integrity import IntegrityAlarm, StoppedSessions
@@ -41,25 +39,16 @@ from missed_session.temporal.scheduling import schedule_session
 from tests.support.audit_chain import record_trail
 from tests.support.audit_checkpoints import SIGNER, mark_safe, owner_rewrite
 from tests.support.factories import booking_data
-from tests.support.servers import TEST_CONVERTER
+from tests.support.servers import dev_server
 from worker import new_worker
 from workflows.notice import NoticeWorkflow
 from workflows.session import SessionWorkflow
 
+__all__ = ["dev_server"]  # the fixture (tests/support/servers.py), used by name
+
 pytestmark = pytest.mark.e2e
 
 PRACTICE = Path(__file__).resolve().parents[1] / "docs" / "practice.example.toml"
-
-
-@pytest.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=TEST_CONVERTER,
-        dev_server_existing_path=temporal_cli(),
-        dev_server_extra_args=search_attributes.dev_server_flags(),
-    )
-    yield env
-    await env.shutdown()
 
 
 def without_the_key(client: Client) -> Client:

@@ -15,21 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
-import temporalio.client
-import temporalio.worker
-from temporalio import activity, workflow
+from temporalio import activity
 from temporalio.api.enums.v1 import WorkflowTaskFailedCause
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.outreach import Sender
-from demo import daytime_zone, temporal_cli
+from demo import daytime_zone
 from missed_session.application.updates import Sent, Stage, send_update
 from missed_session.audit import cli as audit_cli
 from missed_session.audit.verify import verify_session
@@ -49,13 +47,15 @@ from missed_session.domain.models import (
 )
 from missed_session.domain.person import LadderJoin, PersonReached
 from missed_session.store.audit import AuditStore
-from missed_session.temporal import search_attributes
+from tests.support.after_activity import AfterActivity
 from tests.support.factories import booking, booking_data
-from tests.support.servers import TEST_CONVERTER
+from tests.support.servers import dev_server
 from worker import WORKFLOW_RUNNER, new_worker
 from workflows.clinicians import NOTICE_NEWS
 from workflows.person import JOIN_SIGNAL, REACHED_SIGNAL
 from workflows.session import SessionWorkflow
+
+__all__ = ["dev_server"]  # the fixture (tests/support/servers.py), used by name
 
 pytestmark = pytest.mark.server
 
@@ -79,105 +79,38 @@ News = Callable[[Client, str], Awaitable[Any]]
 """What arrives while the session closes, sent through the Temporal client to a workflow."""
 
 
-@pytest.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=TEST_CONVERTER,
-        dev_server_existing_path=temporal_cli(),
-        dev_server_extra_args=search_attributes.dev_server_flags(),
-    )
-    yield env
-    await env.shutdown()
-
-
-class NewsWhileClosing(temporalio.client.Interceptor, temporalio.worker.Interceptor):
+class NewsWhileClosing(AfterActivity):
     """Sends `news` once, after `record_closing` wrote its row, before its task completes.
 
-    Installed on the client, so the unmodified `new_worker` picks it up. A signal makes the
-    server refuse the task's completion by itself. An update does not (the server completes
-    the workflow and tells the update's sender it closed), so with `fail_task` the news is
-    sent without waiting for its answer and the task then fails (an exception in workflow
-    code, as a worker dying there would): its retry hears the update.
+    A signal makes the server refuse the task's completion by itself. An update does not
+    (the server completes the workflow and tells the update's sender it closed), so with
+    `fail_task` the news is sent without waiting for its answer and the task then fails:
+    its retry hears the update.
     """
 
     def __init__(self, client: Client, news: News, *, fail_task: bool = False) -> None:
+        super().__init__("record_closing", fail_task=fail_task)
         self.client = client
         self.news = news
-        self.fail_task = fail_task
         self.sent = False
-        self.failed = False
         self.answers: list[object] = []
         self.sending: asyncio.Task[None] | None = None
 
-    def intercept_activity(
-        self, next: temporalio.worker.ActivityInboundInterceptor
-    ) -> temporalio.worker.ActivityInboundInterceptor:
-        return _AfterClosing(next, self)
-
-    def workflow_interceptor_class(
-        self, input: temporalio.worker.WorkflowInterceptorClassInput
-    ) -> type[temporalio.worker.WorkflowInboundInterceptor] | None:
-        if not self.fail_task:
-            return None
-        owner = self
-
-        class Inbound(temporalio.worker.WorkflowInboundInterceptor):
-            def init(self, outbound: temporalio.worker.WorkflowOutboundInterceptor) -> None:
-                super().init(_FailClosingTask(outbound, owner))
-
-        return Inbound
+    async def after_activity(self, info: activity.Info) -> None:
+        if not info.workflow_id or self.sent:
+            return
+        self.sent = True
+        if self.fail_task:  # its answer comes after the retried task: not awaited here
+            self.sending = asyncio.create_task(self.send(info.workflow_id))
+            await asyncio.sleep(1)  # it reaches the server before the task fails
+        else:
+            await self.send(info.workflow_id)
 
     async def send(self, workflow_id: str) -> None:
         try:
             self.answers.append(await self.news(self.client, workflow_id))
         except Exception as error:
             self.answers.append(error)
-
-
-class ClosingTaskFailedError(RuntimeError):
-    """The workflow task 'died' after `record_closing` wrote its row."""
-
-
-class _FailClosingTask(temporalio.worker.WorkflowOutboundInterceptor):
-    def __init__(self, next: temporalio.worker.WorkflowOutboundInterceptor,
-                 owner: NewsWhileClosing) -> None:
-        super().__init__(next)
-        self._owner = owner
-
-    def start_local_activity(
-        self, input: temporalio.worker.StartLocalActivityInput
-    ) -> workflow.ActivityHandle[Any]:
-        handle = self.next.start_local_activity(input)
-        owner = self._owner
-        if input.activity != "record_closing" or owner.failed or workflow.unsafe.is_replaying():
-            return handle
-
-        async def written_then_task_fails() -> Any:
-            await handle
-            owner.failed = True
-            raise ClosingTaskFailedError("task failed after record_closing")
-
-        return asyncio.create_task(written_then_task_fails())  # type: ignore[return-value]
-
-
-class _AfterClosing(temporalio.worker.ActivityInboundInterceptor):
-    def __init__(self, next: temporalio.worker.ActivityInboundInterceptor,
-                 owner: NewsWhileClosing) -> None:
-        super().__init__(next)
-        self._owner = owner
-
-    async def execute_activity(self, input: temporalio.worker.ExecuteActivityInput) -> Any:
-        result = await self.next.execute_activity(input)
-        owner = self._owner
-        info = activity.info()
-        if info.activity_type == "record_closing" and info.workflow_id and not owner.sent:
-            owner.sent = True
-            if owner.fail_task:  # its answer comes after the retried task: not awaited here
-                owner.sending = asyncio.create_task(owner.send(info.workflow_id))
-                await asyncio.sleep(1)  # it reaches the server before the task fails
-            else:
-                await owner.send(info.workflow_id)
-        return result
 
 
 async def run_with(news: News, dev_server: WorkflowEnvironment, pool: asyncpg.Pool, *,
@@ -187,10 +120,9 @@ async def run_with(news: News, dev_server: WorkflowEnvironment, pool: asyncpg.Po
     client = dev_server.client
     task_queue = f"tq-{uuid.uuid4().hex}"
     session = soon_booking(await dev_server.get_current_time())
-    config = client.config()
     interceptor = NewsWhileClosing(client, news, fail_task=fail_task)
-    config["interceptors"] = [interceptor]
-    async with new_worker(Client(**config), pool, task_queue=task_queue, sender=SENDER):
+    async with new_worker(interceptor.client_with(client), pool, task_queue=task_queue,
+                          sender=SENDER):
         handle = await client.start_workflow(
             SessionWorkflow.run, session, id=session.workflow_id, task_queue=task_queue,
             execution_timeout=timedelta(minutes=3),

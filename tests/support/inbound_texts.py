@@ -17,16 +17,16 @@ from temporalio.testing import WorkflowEnvironment
 from twilio.request_validator import RequestValidator
 
 from activities.outreach import Sender
-from demo import temporal_cli
 from missed_session.api.app import create_app
 from missed_session.api.server import ApiServer
 from missed_session.api.settings import ApiSettings
 from missed_session.application import Application
 from missed_session.channels import webhook
 from missed_session.config import Settings
-from missed_session.temporal import search_attributes
-from tests.support.servers import TEST_CONVERTER, TEST_KEYS
+from tests.support.servers import TEST_KEYS, dev_server
 from worker import new_worker
+
+__all__ = ["dev_server"]  # the fixture, for the modules that import it from here
 
 TWILIO_TOKEN = "twilio-test-auth-token"
 
@@ -35,16 +35,6 @@ WEBHOOK_SECRET = "webhook-test-secret"
 
 
 PHONE = "+14155550177"
-
-
-@pytest.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=TEST_CONVERTER, dev_server_existing_path=temporal_cli(),
-        dev_server_extra_args=search_attributes.dev_server_flags(),
-    )
-    yield env
-    await env.shutdown()
 
 
 @pytest.fixture

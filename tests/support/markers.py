@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 SERVER_NAMES = frozenset({
-    "start_test_server", "start_local", "start_time_skipping",  # Temporal's servers
+    "start_test_server", "start_dev_server",  # tests/support/servers.py's
+    "start_local", "start_time_skipping",  # Temporal's servers
     "embedded", "get_server", "postgres_server_url", "StoppablePostgres",  # PostgreSQL
     "STACK_PROCESS",  # tests/test_worker_lifecycle.py's child process running the stack
     "running_stack", "temporal_cli",  # the dev stack (dev server, worker, PostgreSQL)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,28 @@ async def start_test_server() -> WorkflowEnvironment:
     await search_attributes.register(env.client)
     return env
 
+
+
+async def start_dev_server() -> WorkflowEnvironment:
+    """A Temporal dev server (real clock, real visibility) with the service's converter.
+
+    Its search attributes are registered by flags at start: the dev server takes them
+    there, and a session that upserts one never meets an unregistered attribute.
+    """
+    return await WorkflowEnvironment.start_local(
+        data_converter=TEST_CONVERTER,
+        dev_server_existing_path=installed_binary("temporal"),
+        dev_server_extra_args=search_attributes.dev_server_flags(),
+    )
+
+
+@pytest.fixture(scope="module")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A dev server per test module that imports this fixture (it starts in seconds).
+
+    Per module, as `time_skipping_env` (tests/conftest.py), so work a module leaves behind
+    on it cannot reach another module's tests.
+    """
+    env = await start_dev_server()
+    yield env
+    await env.shutdown()
