@@ -208,17 +208,17 @@ def new_worker(
     inbox = InboxStore(pool)
     runtime = client.service_client.config.runtime or Runtime.default()
     ladders = LadderActivities(pool)
-    audit = AuditActivities(AuditStore(pool), inbox, ServiceMetrics(runtime.metric_meter),
-                            ladders)
     simulated = SimulatedPhone(pool)
+    notices = NoticeActivities(RosterStore(pool), NoticeStore(pool), phone or simulated,
+                               messages or simulated, notice_links)
+    audit = AuditActivities(AuditStore(pool), inbox, ServiceMetrics(runtime.metric_meter),
+                            ladders, notices)
     outreach = OutreachActivities(phone or simulated, sender, messages or simulated,
                                   directory=ClientDirectory(pool),
                                   consent_defaults=consent_defaults, ladders=ladders)
     text_policy = text_policy or TextPolicyActivities(pool, ClientDirectory(pool))
     therapist = TherapistActivities(inbox)
     follow_up = FollowUpActivities(AttendanceStore(pool), FollowUpPlanStore(pool), inbox)
-    notices = NoticeActivities(RosterStore(pool), NoticeStore(pool), phone or simulated,
-                               messages or simulated, notice_links)
     caring = CaringActivities(messages or simulated, sender, pool,
                               consent_defaults=consent_defaults)
     brake_activities = BrakeActivities(pool, brake)

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.notices import NoticeActivities
 from activities.outreach import LadderActivities
 from missed_session.contracts.audit import ClosingRecord, NoShowDocumented, NoShowRecord
+from missed_session.contracts.notices import NoticePlanRequest
 from missed_session.domain import events, person
 from missed_session.domain.models import (
     AuditEvent,
@@ -34,11 +36,13 @@ class AuditActivities:
     """Append audit events; retried until PostgreSQL takes them, never written twice."""
 
     def __init__(self, store: AuditStore, inbox: InboxStore, metrics: ServiceMetrics,
-                 ladders: LadderActivities | None = None) -> None:
+                 ladders: LadderActivities | None = None,
+                 notices: NoticeActivities | None = None) -> None:
         self._store = store
         self._inbox = inbox
         self._metrics = metrics
         self._ladders = ladders
+        self._notices = notices
 
     @activity.defn
     async def record_event(self, event: AuditEvent) -> AuditEvent:
@@ -98,7 +102,8 @@ class AuditActivities:
         The question is asked here, beside the first call, instead of in a round before
         it; the first step asks it again and its answer decides the ladder, so the two can
         differ only for a ladder that began or ended between the two reads (see
-        docs/performance.md).
+        docs/protocol.md). The alert's climb is planned here too when asked
+        (`plan_for`): after its inbox row is written, as `plan_notice` would plan it.
         """
         notice = record.notice
         if record.ladder is not None and self._ladders is not None:
@@ -107,7 +112,11 @@ class AuditActivities:
                 notice = notice.model_copy(update={"title": person.client_title(
                     person.alert_title(leader.session_id), record.ladder.client_ref)})
         recorded = await self.record_no_show(record.model_copy(update={"notice": notice}))
-        return NoShowDocumented(events=recorded, notice=notice)
+        plan = None
+        if record.plan_for is not None and self._notices is not None:
+            plan = await self._notices.plan_notice(
+                NoticePlanRequest(notice=notice, risk_tier=record.plan_for))
+        return NoShowDocumented(events=recorded, notice=notice, plan=plan)
 
     def _observe_new(self, recorded: Recorded,
                      details: list[events.EventDetails]) -> None:

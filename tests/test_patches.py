@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.worker import Replayer
@@ -29,8 +30,8 @@ PATCH_MARKER = "core_patch"
 UPSERT = "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"
 
 
-def _events(path: Path) -> list[dict[str, object]]:
-    events: list[dict[str, object]] = json.loads(path.read_text(encoding="utf-8"))["events"]
+def _events(path: Path) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))["events"]
     return events
 
 
@@ -90,6 +91,22 @@ def test_a_new_session_writes_one_marker_for_the_generation(path: Path) -> None:
         return
     assert _patches(path) == [TODAY]
     assert _upserts(path, "TemporalChangeVersion") == [[TODAY]]
+
+
+@pytest.mark.parametrize("name", ["reached_on_the_call", "high_risk_awaiting_acknowledgment"])
+def test_the_no_show_records_plan_the_alerts_climb(name: str) -> None:
+    """`alert-planned`: one activity fewer at every no-show (the alert's `plan_notice`)."""
+    def scheduled(path: Path) -> list[str]:
+        return [event["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+                for event in _events(path)
+                if event.get("eventType") == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"]
+
+    before = scheduled(HISTORIES / "before-2026-12-08" / f"{name}.json")
+    today = scheduled(HISTORIES / "patches-2026-12-08" / f"{name}.json")
+    assert before[:3] == ["call_client", "document_no_show", "plan_notice"]
+    assert today[:2] == ["call_client", "document_no_show"]
+    assert today[2] != "plan_notice"
+    assert before.count("plan_notice") == today.count("plan_notice") + 1
 
 
 def test_the_histories_before_had_a_marker_per_patch() -> None:

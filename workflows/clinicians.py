@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notices import NoticeActivities
     from activities.therapist import TherapistActivities
     from missed_session.contracts.notices import (
+        NoticePlan,
         NoticePlanRequest,
         NoticeRequest,
         notice_workflow_id,
@@ -117,14 +118,28 @@ class Clinicians:
         `ladder`: the practice's ladder for this notice, made from its policy (the brake's
         page climbs without the therapist's rungs). Its parent-close policy: see `tell`.
         """
-        booking = self._booking
         plan = await workflow.execute_activity_method(
             NoticeActivities.plan_notice,
-            NoticePlanRequest(notice=notice, risk_tier=booking.risk_tier),
+            NoticePlanRequest(notice=notice, risk_tier=self._booking.risk_tier),
             start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
         )
+        return await self.climb(notice, plan, ladder=ladder)
+
+    async def told(self, notice: TherapistNotice, plan: NoticePlan | None) -> None:
+        """The no-show's alert: its delivery, as `tell` gives it, from what its records did.
+
+        The no-show's records (`AuditActivities.document_no_show`) wrote its inbox row and
+        planned its climb (`plan`), in the one activity.
+        """
+        if await self.climb(notice, plan):
+            self.delivering += 1
+
+    async def climb(self, notice: TherapistNotice, plan: NoticePlan | None, *,
+                    ladder: Callable[[Policy], Policy] | None = None) -> bool:
+        """Start the notice workflow that climbs `plan`'s ladder (None: no roster loaded)."""
         if plan is None:
             return False
+        booking = self._booking
         if ladder is not None:
             plan = plan.model_copy(update={"policy": ladder(plan.policy)})
         await workflow.start_child_workflow(

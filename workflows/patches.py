@@ -31,10 +31,14 @@ protocol goes next (outreach, a hold, a joined ladder), instead of to `no_show` 
 again in the same workflow task. Only in `GENERATION`: no marker of its own is ever written
 by a new session, and histories recorded before it replay without it."""
 
+ALERT_PLANNED = "alert-planned"
+"""Patch id: the no-show's records (`document_no_show`) also plan the alert's climb, where
+the session planned it in an activity of its own after them. Only in `GENERATION`."""
+
 GENERATION = frozenset({
     "no-show-brake", "caring-offer", "await-clinician", "notice-workflows",
     "await-acknowledgment", "notices-track-reason", "letter-step", "one-ladder",
-    "ladder-in-step", "trail-closing", STATUS_AT_OUTREACH,
+    "ladder-in-step", "trail-closing", STATUS_AT_OUTREACH, ALERT_PLANNED,
 })
 """The patches a session with `TODAY` has without asking: every patch the session workflow
 knew on 2026-12-08 (the ids are spelled out here, not imported, so that the generation

@@ -28,7 +28,12 @@ from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
-    from activities.audit import AuditActivities, ClosingRecord, NoShowRecord
+    from activities.audit import (
+        AuditActivities,
+        ClosingRecord,
+        NoShowDocumented,
+        NoShowRecord,
+    )
     from activities.follow_up import FollowUpActivities
     from activities.outreach import OutreachActivities
     from missed_session.domain import (
@@ -56,7 +61,6 @@ with workflow.unsafe.imports_passed_through():
         SessionBooking,
         SessionResult,
         SessionStatus,
-        TherapistNotice,
     )
     from missed_session.temporal import search_attributes as attrs
 
@@ -67,7 +71,7 @@ from workflows.clinicians import Clinicians
 from workflows.escalating import Escalating
 from workflows.letters import Letters
 from workflows.notice_reasons import NoticeReasons
-from workflows.patches import STATUS_AT_OUTREACH, Patches
+from workflows.patches import ALERT_PLANNED, STATUS_AT_OUTREACH, Patches
 from workflows.person import PersonLadder
 from workflows.session_messages import SessionMessages
 from workflows.steps import LadderRunning, Steps, wait_until
@@ -114,8 +118,6 @@ class SessionWorkflow(Escalating, SessionMessages, BrakeHold, PersonLadder, Clin
         """A clinician's escalate_now is being carried out."""
         self._shown = self._facts.status
         """The status the session's search attribute shows (see `_plan`)."""
-        self._alert: TherapistNotice | None = None
-        """The no-show alert as the inbox has it, when its records chose its words."""
         # Shown from the first moment: the first task may wait on its first audit write.
         workflow.set_current_details(self._facts.details(booking))
 
@@ -208,6 +210,16 @@ class SessionWorkflow(Escalating, SessionMessages, BrakeHold, PersonLadder, Clin
             "no-show-alert", NoticeKind.ALERT,
             Priority.URGENT if self._booking.risk_tier is RiskTier.HIGH else Priority.ROUTINE,
             title)
+        planned = self._patches.has(ALERT_PLANNED)  # the records plan the alert's climb
+        documented: list[NoShowDocumented] = []
+
+        async def document(record: NoShowRecord) -> list[AuditEvent]:
+            done = await workflow.execute_activity_method(
+                AuditActivities.document_no_show, record,
+                start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY)
+            documented.append(done)
+            return done.events
+
         async with self._trail.lock:
             expired_details = events.GracePeriodExpired(
                 grace_period_minutes=protocol.grace_period_minutes(self._booking))
@@ -215,24 +227,22 @@ class SessionWorkflow(Escalating, SessionMessages, BrakeHold, PersonLadder, Clin
             expired = self._trail.next_event(expired_details, min(  # expired, not seen, at
                 workflow.now(), self._facts.start + protocol.grace_period(self._booking)))
             alerted = self._trail.next_event(alerted_details)
-            record = NoShowRecord(expired=expired, notice=notice, alerted=alerted)
-            if asking is None:
+            record = NoShowRecord(
+                expired=expired, notice=notice, alerted=alerted,
+                ladder=None if asking is None else self._lookup(asking),
+                plan_for=self._booking.risk_tier if planned else None)
+            if planned or asking is not None:
+                write = document(record)
+            else:  # sessions recorded before `alert-planned`, when nothing was to be asked
                 write = workflow.execute_activity_method(
                     AuditActivities.record_no_show, record,
                     start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY)
-            else:
-                write = self._documented(record.model_copy(
-                    update={"ladder": self._lookup(asking)}))
             await self._trail.written(expired, write, expired_details, alerted_details)
-        await self._clinicians.tell(self._alert or notice, in_inbox=True)
-
-    async def _documented(self, record: NoShowRecord) -> list[AuditEvent]:
-        """The no-show's records, the alert naming the person's running ladder if any."""
-        done = await workflow.execute_activity_method(
-            AuditActivities.document_no_show, record,
-            start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY)
-        self._alert = done.notice
-        return done.events
+        alert = documented[0] if documented else None
+        if planned and alert is not None:
+            await self._clinicians.told(alert.notice, alert.plan)
+        else:
+            await self._clinicians.tell(notice if alert is None else alert.notice, in_inbox=True)
 
     async def _reach_out(self) -> Outcome:
         """Run the outreach ladder until contact, a clinician's decision, or its end."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from missed_session.contracts.notices import NoticePlan
 from missed_session.domain.models import (
     AuditEvent,
     AwareDatetime,
     Model,
     Outcome,
+    RiskTier,
     TherapistNotice,
 )
 from missed_session.domain.person import LadderLookup
@@ -43,6 +45,9 @@ class NoShowRecord(Model):
     ladder: LadderLookup | None = None
     """Ask whether the person's ladder already runs: the alert then names it
     (`document_no_show`; the session's first step asks too, and its answer decides)."""
+    plan_for: RiskTier | None = None
+    """Plan the alert's climb too (`document_no_show`), for a session of this risk tier: the
+    plan comes back with the records, saving the session a round trip (None: not asked)."""
 
 
 class NoShowDocumented(Model):
@@ -52,3 +57,5 @@ class NoShowDocumented(Model):
     """`grace_period_expired` and `therapist_alerted`, as recorded."""
     notice: TherapistNotice
     """The alert, its title naming the running ladder of the same person if one was found."""
+    plan: NoticePlan | None = None
+    """The alert's climb, when asked (`NoShowRecord.plan_for`); None without a roster."""
