@@ -131,12 +131,21 @@ class PersonLadder:
         )
         return found
 
+    def _question(self) -> datetime | None:
+        """The unasked question's instant, handed to whoever asks it first (None: asked).
+
+        The first client step carries it (`OutreachRequest.ladder_since`); anything else
+        that reaches out before a step asks it itself (`_ask_unasked`).
+        """
+        since, self._asking = self._asking, None
+        return since
+
     async def _ask_unasked(self) -> None:
         """Before anything but a client step reaches out: the question, if still unasked.
 
         Raises `LadderRunning` when the person's ladder runs (the protocol joins it).
         """
-        since, self._asking = self._asking, None
+        since = self._question()
         if since is not None and (leader := await self._ask(since)) is not None:
             raise LadderRunning(leader)
 

@@ -344,9 +344,9 @@ class SessionWorkflow(Escalating, SessionMessages, BrakeHold, PersonLadder, Clin
         )
         request = OutreachRequest(
             idempotency_key=f"{workflow.info().workflow_id}/attempt-{attempt}/{channel.value}",
-            session_id=booking.session_id, client=booking.client, ladder_since=self._asking,
+            session_id=booking.session_id, client=booking.client,
+            ladder_since=self._question(),  # asked by this step, before it sends anything
         )
-        self._asking = None  # asked by this step, before it sends anything
         try:
             report = await self._steps.report(STEPS[channel], request, stop=self._stops,
                                               closes=closes)
