@@ -57,7 +57,12 @@ from missed_session.channels.simulated import (
     CallbackDispatcher,
     SimulatedPhone,
 )
-from missed_session.config import DEFAULT_MAX_CACHED_WORKFLOWS, Settings, load_settings
+from missed_session.config import (
+    DEFAULT_MAX_CACHED_WORKFLOWS,
+    DEFAULT_STICKY_SECONDS,
+    Settings,
+    load_settings,
+)
 from missed_session.domain.brake import BrakeSettings
 from missed_session.domain.clients import ConsentDefaults
 from missed_session.domain.models import ClientResponse, ResponseChannel, workflow_id_for
@@ -188,6 +193,7 @@ def new_worker(
     phone: PhoneProvider | None = None,
     messages: MessageProvider | None = None,
     max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS,
+    sticky_seconds: float = DEFAULT_STICKY_SECONDS,
     graceful_shutdown_timeout: timedelta = timedelta(0),
     deployment: WorkerDeploymentConfig | None = None,
     notice_links: NoticeLinks | None = None,
@@ -200,10 +206,12 @@ def new_worker(
 
     Without channels given, the simulated phone places calls and sends texts and email
     (to clients and to clinicians alike). `max_cached_workflows` is the sticky cache
-    (`MSR_MAX_CACHED_WORKFLOWS`); `notice_links`: signed acknowledgment links in notices;
-    `deployment`: the Worker Versioning version (missed_session/temporal/versioning.py), None when
-    unversioned; `brake`: the practice file's mass no-show brake (None: off);
-    `letters_folder`: where prepared letters are kept (owner-only).
+    (`MSR_MAX_CACHED_WORKFLOWS`), `sticky_seconds` how long a cached session's next task
+    waits for this worker (`MSR_STICKY_SECONDS`); `notice_links`: signed acknowledgment
+    links in notices; `deployment`: the Worker Versioning version
+    (missed_session/temporal/versioning.py), None when unversioned; `brake`: the practice
+    file's mass no-show brake (None: off); `letters_folder`: where prepared letters are
+    kept (owner-only).
     """
     inbox = InboxStore(pool)
     runtime = client.service_client.config.runtime or Runtime.default()
@@ -229,6 +237,7 @@ def new_worker(
         workflows=[SessionWorkflow, NoticeWorkflow, CaringContactsWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
         max_cached_workflows=max_cached_workflows,
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=sticky_seconds),
         graceful_shutdown_timeout=graceful_shutdown_timeout,
         deployment_config=deployment,
         activities=[
@@ -312,6 +321,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         phone=phone,
         messages=messages,
         max_cached_workflows=settings.max_cached_workflows,
+        sticky_seconds=settings.sticky_seconds,
         graceful_shutdown_timeout=SHUTDOWN_GRACE,
         deployment=deployment_config(settings),
         notice_links=notice_links(settings),

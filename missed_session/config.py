@@ -38,6 +38,9 @@ TASK_QUEUE = "missed-session"
 """The one task queue name; every entry point imports it from here."""
 DEFAULT_MAX_CACHED_WORKFLOWS = 1_000
 """The SDK's default: holds a burst of 1,000 sessions starting together (see the setting)."""
+DEFAULT_STICKY_SECONDS = 30.0
+"""How long a session's next workflow task waits for the worker that has it cached (the
+SDK's default is 10 s; see the setting)."""
 
 
 def _env(temporal_name: str) -> AliasChoices:
@@ -192,6 +195,15 @@ class Settings(BaseSettings):
     each). It should hold every session active at the same moment (a burst starting
     together); one evicted from the cache replays its history at its next step. 0 disables
     the cache: every step replays."""
+    sticky_seconds: float = Field(default=DEFAULT_STICKY_SECONDS, gt=0, le=600)
+    """How long a session's next workflow task waits in the queue of the worker that holds
+    the session in its cache before the server gives it to any worker (Temporal's sticky
+    queue schedule-to-start timeout; the SDK's default is 10 s). A burst of no-shows keeps a
+    worker's queue busy for longer than 10 s: a task that times out there goes to the back of
+    the task queue and waits a second round (docs/performance.md measured 32 s against 14 s
+    at the p99 of a 1,000-session burst). The cost of a longer wait: a task queued for a
+    worker that was killed waits this long for another (new tasks go elsewhere as soon as
+    the server has seen no poll from it for 10 s)."""
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     """Prometheus endpoint of the worker (`/metrics`); 0 turns it off. Two workers on one
     host (outside containers) need different ports, or 0."""
