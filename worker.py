@@ -179,9 +179,12 @@ class CompiledOnceSandboxRunner(SandboxedWorkflowRunner):
 
 
 WORKFLOW_RUNNER = CompiledOnceSandboxRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator", "idna")
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "email_validator", "idna", "workflows.patches")
 )
-"""Pydantic imports the email validator lazily; passing it through keeps it out of replays."""
+"""Pydantic imports the email validator lazily; passing it through keeps it out of replays.
+`workflows.patches` holds constants and a class whose state lives in each instance: the
+sandbox need not import it again for every session it creates."""
 
 
 def new_worker(
