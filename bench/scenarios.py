@@ -273,7 +273,7 @@ async def burst(stack: Stack, size: Size, shared: Shared) -> list[Figure]:
             await asyncio.sleep(max(0.0, start.timestamp() - time.time() - 0.5))
             ready = await pool.fetchval(
                 "SELECT count(*) FROM audit_events WHERE event_type = 'scheduled'")
-            await _until(lambda: len(phone.first_calls) >= k, expiry + 120)
+            await until(lambda: len(phone.first_calls) >= k, expiry + 120)
             service_cpu = cpu.reading(stack.directory) - cpu_before
             trail = await _trail_delays(pool, [s.session_id for s in sessions], expiry + 150)
     finally:
@@ -293,7 +293,7 @@ async def burst(stack: Stack, size: Size, shared: Shared) -> list[Figure]:
 
         cpu_before = cpu.reading(stack.directory)
         await bounded(range(k), size.concurrency, start_bare)
-        await _until(lambda: len(acts.started) >= k, at + 120)
+        await until(lambda: len(acts.started) >= k, at + 120)
         bare_cpu = cpu.reading(stack.directory) - cpu_before
     bare = [started - at for started in acts.started.values()]
 
@@ -346,7 +346,7 @@ async def _trail_delays(pool: asyncpg.Pool, session_ids: list[str],
     return delays
 
 
-async def _until(done: Any, deadline: float) -> None:
+async def until(done: Any, deadline: float) -> None:
     while not done() and time.time() < deadline:  # noqa: ASYNC110 (polled, not signalled)
         await asyncio.sleep(0.05)
 
