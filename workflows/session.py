@@ -204,7 +204,8 @@ class SessionWorkflow(Escalating, SessionMessages, BrakeHold, PersonLadder, Clin
         happened first. One ordinary activity, not local ones: a workflow task waits for its
         local activities, which would hold back the first call's command. `title`: the
         alert's words; `asking`: the person's ladder is still to be asked about (the no-show's
-        instant), and the alert names it if it runs.
+        instant), and the alert names it if it runs. The same activity plans the alert's
+        climb (`alert-planned`), so the notice workflow starts from its answer.
         """
         notice = self._clinicians.notice(
             "no-show-alert", NoticeKind.ALERT,
