@@ -113,7 +113,10 @@ class AuditActivities:
                     person.alert_title(leader.session_id), record.ladder.client_ref)})
         recorded = await self.record_no_show(record.model_copy(update={"notice": notice}))
         plan = None
-        if record.plan_for is not None and self._notices is not None:
+        if record.plan_for is not None:
+            if self._notices is None:  # no plan would read as "no roster": the alert unclimbed
+                msg = "asked to plan the alert's climb without the notice activities"
+                raise ApplicationError(msg, type="NoNoticePlanner", non_retryable=True)
             plan = await self._notices.plan_notice(
                 NoticePlanRequest(notice=notice, risk_tier=record.plan_for))
         return NoShowDocumented(events=recorded, notice=notice, plan=plan)

@@ -22,11 +22,18 @@ from temporalio.common import MetricMeter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from activities.audit import AuditActivities
+from activities.audit import AuditActivities, NoShowRecord
 from activities.outreach import Sender
 from activities.therapist import TherapistActivities
 from missed_session.channels.simulated import Behaviour, SimulatedPhone
-from missed_session.domain.events import Cancelled, Closed, OutreachAttempted, new_event
+from missed_session.domain.events import (
+    Cancelled,
+    Closed,
+    GracePeriodExpired,
+    OutreachAttempted,
+    TherapistAlerted,
+    new_event,
+)
 from missed_session.domain.models import (
     AttendanceSummary,
     AuditEvent,
@@ -39,6 +46,7 @@ from missed_session.domain.models import (
     NoticeKind,
     Outcome,
     Priority,
+    RiskTier,
     SessionBooking,
     SessionResult,
     TaskKind,
@@ -461,3 +469,26 @@ async def test_the_first_follow_up_plan_stands(pool: asyncpg.Pool) -> None:
     rows = await pool.fetch("SELECT plan FROM follow_up_plans WHERE session_id = 's-1'")
     assert [FollowUpPlan.model_validate_json(row["plan"]) for row in rows] == [first]
 
+
+
+async def test_the_no_shows_records_refuse_to_plan_without_the_notice_activities(
+    pool: asyncpg.Pool,
+) -> None:
+    """No plan would read as "no roster": the alert would never climb. Refused, unwritten."""
+    activities = AuditActivities(AuditStore(pool), InboxStore(pool),
+                                 ServiceMetrics(MetricMeter.noop))
+    notice = TherapistNotice(key="s-plan/no-show-alert", session_id="s-plan",
+                             therapist_id="t-1", kind=NoticeKind.ALERT,
+                             priority=Priority.URGENT, title="No-show")
+    at = event().occurred_at
+    record = NoShowRecord(
+        expired=new_event(session_id="s-plan", sequence=1, occurred_at=at,
+                          details=GracePeriodExpired(grace_period_minutes=15)),
+        notice=notice,
+        alerted=new_event(session_id="s-plan", sequence=2, occurred_at=at,
+                          details=TherapistAlerted(notice=notice.key)),
+        plan_for=RiskTier.HIGH)
+    with pytest.raises(ApplicationError) as refused:
+        await ActivityEnvironment().run(activities.document_no_show, record)
+    assert refused.value.type == "NoNoticePlanner"
+    assert refused.value.non_retryable
